@@ -1,0 +1,56 @@
+/*
+ * JSON templates: a JSON document whose string values may hold placeholders,
+ * compiled once at config load into literal chunks and slots, rendered per
+ * request without calling jansson.
+ *
+ * Placeholders, only inside string values (not in keys):
+ *   {{param.NAME}}   route param, percent-decoded
+ *   {{query.NAME}}   first query argument NAME, percent-decoded ('+' is a space);
+ *                    empty when absent
+ *   {{header.NAME}}  first request header NAME (matched case-insensitively);
+ *                    empty when absent
+ *   {{method}}       request method
+ *   {{path}}         request path without the query, raw
+ * Whitespace inside the braces is not allowed. A literal "{{" that does not start
+ * a valid placeholder is an error, so typos never reach a client.
+ * Inserted values are JSON-string escaped: '"' and '\\' escaped, control bytes as
+ * \u00XX, bytes that are not valid UTF-8 replaced by \ufffd, so the output is
+ * always valid JSON whatever the client sent.
+ */
+#ifndef CEL_JSON_TEMPLATE_H
+#define CEL_JSON_TEMPLATE_H
+
+#include <jansson.h>
+
+#include "common.h"
+#include "request.h"
+
+typedef struct cel_tmpl cel_tmpl;
+
+/* Checks the placeholders in one string value. 0, or CEL_EINVAL with a message
+ * in ERR naming the bad placeholder. Config calls it on each YAML scalar so the
+ * error can carry that scalar's line and column. */
+int cel_tmpl_check_string(const char *s, size_t n, char *err, size_t errlen);
+
+/* Compiles ROOT (any JSON value; object key order is kept). NULL with a message in
+ * ERR on a bad placeholder or out of memory. The template does not keep ROOT. */
+cel_tmpl *cel_tmpl_compile(const json_t *root, char *err, size_t errlen);
+void cel_tmpl_free(cel_tmpl *t);
+
+/* When T has no placeholders: its whole output, and *LEN set. Otherwise NULL. */
+const char *cel_tmpl_constant(const cel_tmpl *t, size_t *len);
+
+/* Names of the params T refers to, so config can check them against the route
+ * pattern: calls FN(ARG, name, len) for each {{param.NAME}} slot. */
+void cel_tmpl_each_param(const cel_tmpl *t, void (*fn)(void *arg, const char *name, size_t len),
+                         void *arg);
+
+/*
+ * Renders T for REQ into BUF of CAP bytes. Returns 0 with *OUTLEN set, or
+ * CEL_ETOOBIG with *OUTLEN set to a size that is certain to be enough (then call
+ * again with a buffer that large). Allocates nothing.
+ */
+int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t cap,
+                    size_t *outlen);
+
+#endif
