@@ -17,6 +17,8 @@ int cel_request_param(const cel_request *req, const char *name, size_t nlen, cel
 
 int cel_request_query(const cel_request *req, const char *name, size_t nlen, cel_str *out)
 {
+    if (req->query.n == 0)
+        return CEL_ENOTFOUND;
     const char *p = req->query.p, *end = p + req->query.n;
     while (p < end) {
         const char *amp = memchr(p, '&', (size_t)(end - p));

@@ -1,0 +1,355 @@
+/* The config halves of the handler types: YAML block in, handler out. */
+#include <ctype.h>
+#include <errno.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+
+#include "conf.h"
+#include "json_template.h"
+
+#define MAX_HEADERS 64
+
+/* What static and json share: status, content_type, headers. */
+typedef struct head_build {
+    long long status;
+    const char *content_type;
+    cel_kv headers[MAX_HEADERS];
+    char lower[MAX_HEADERS][128];
+    size_t nheaders;
+} head_build;
+
+static int is_tchar(int ch)
+{
+    return isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/* Headers the server sets itself, or that HTTP/2 forbids (RFC 9113 8.2.2). */
+static const char *const reserved[] = {"content-length", "content-type",      "date",
+                                       "server",         "connection",        "keep-alive",
+                                       "proxy-connection", "transfer-encoding", "upgrade"};
+
+static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    head_build *h = arg;
+    size_t n = strlen(key);
+    if (h->nheaders == MAX_HEADERS)
+        return conf_error(c, k, "too many headers (at most %d)", MAX_HEADERS);
+    if (n == 0 || n >= sizeof(h->lower[0]))
+        return conf_error(c, k, "header name \"%s\" is empty or too long", key);
+    char *low = h->lower[h->nheaders];
+    for (size_t i = 0; i < n; i++) {
+        if (!is_tchar((unsigned char)key[i]))
+            return conf_error(c, k, "header name \"%s\" has a character not allowed in a name",
+                              key);
+        low[i] = (char)tolower((unsigned char)key[i]);
+    }
+    low[n] = 0;
+    for (size_t i = 0; i < CEL_ARRAY_LEN(reserved); i++)
+        if (strcmp(low, reserved[i]) == 0)
+            return conf_error(c, k, "header \"%s\" cannot be set here (%s)", key,
+                              i < 4 ? "the server sets it; use content_type for the type"
+                                    : "HTTP/2 forbids connection-specific headers");
+    const char *val;
+    int rc = conf_string(c, v, "a header value", &val);
+    if (rc)
+        return rc;
+    for (const char *p = val; *p; p++)
+        if ((unsigned char)*p < 0x20 && *p != '\t')
+            return conf_error(c, v, "header value for \"%s\" has a control character", key);
+    h->headers[h->nheaders++] = (cel_kv){{low, n}, {val, strlen(val)}};
+    return 0;
+}
+
+/* Handles a key common to both handler types; 1 when KEY is not one of them. */
+static int head_pair(conf_ctx *c, head_build *h, const char *key, yaml_node_t *v)
+{
+    if (strcmp(key, "status") == 0)
+        return conf_int(c, v, "status", 200, 599, &h->status);
+    if (strcmp(key, "content_type") == 0) {
+        int rc = conf_string(c, v, "content_type", &h->content_type);
+        if (!rc && (!*h->content_type || strpbrk(h->content_type, "\r\n")))
+            return conf_error(c, v, "content_type must be a media type like text/plain");
+        return rc;
+    }
+    if (strcmp(key, "headers") == 0)
+        return conf_mapping(c, v, "headers", header_pair, h);
+    return 1;
+}
+
+static int no_body_status(long long status)
+{
+    return status == 204 || status == 304;
+}
+
+/* ---- static ---- */
+
+typedef struct static_build {
+    head_build head;
+    yaml_node_t *body, *file;
+} static_build;
+
+static int static_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    static_build *b = arg;
+    int rc = head_pair(c, &b->head, key, v);
+    if (rc <= 0)
+        return rc;
+    if (strcmp(key, "body") == 0 || strcmp(key, "file") == 0) {
+        if (b->body || b->file)
+            return conf_error(c, k, "give either body or file, not both");
+        if (v->type != YAML_SCALAR_NODE)
+            return conf_error(c, v, "%s must be a string", key);
+        *(key[0] == 'b' ? &b->body : &b->file) = v;
+        return 0;
+    }
+    return conf_unknown_key(c, k, "static", "body, file, status, content_type, headers");
+}
+
+static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
+{
+    const char *name = (const char *)n->data.scalar.value;
+    char path[4096];
+    if (name[0] == '/')
+        snprintf(path, sizeof(path), "%s", name);
+    else
+        snprintf(path, sizeof(path), "%s/%s", c->dir, name);
+    FILE *f = fopen(path, "rb");
+    if (!f)
+        return conf_error(c, n, "cannot open file \"%s\": %s", path, strerror(errno));
+    struct stat st;
+    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
+        fclose(f);
+        return conf_error(c, n, "\"%s\" is not a regular file", path);
+    }
+    char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
+    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
+    int bad = ferror(f) || got != (size_t)st.st_size;
+    fclose(f);
+    if (!buf || bad) {
+        free(buf);
+        return conf_error(c, n, "cannot read file \"%s\"", path);
+    }
+    *out = buf;
+    *len = got;
+    return 0;
+}
+
+int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out)
+{
+    static_build b = {.head = {.status = 200}};
+    int rc = conf_mapping(c, n, "static", static_pair, &b);
+    if (rc)
+        return rc;
+    if (!b.body && !b.file)
+        return conf_error(c, n, "static needs a body or a file");
+    char *body = NULL;
+    size_t len = 0;
+    if (b.file) {
+        if ((rc = read_file(c, b.file, &body, &len)))
+            return rc;
+    } else {
+        len = b.body->data.scalar.length;
+        body = malloc(len ? len : 1);
+        if (!body)
+            return conf_error(c, n, "out of memory");
+        memcpy(body, b.body->data.scalar.value, len);
+    }
+    if (len && no_body_status(b.head.status)) {
+        free(body);
+        return conf_error(c, b.body ? b.body : b.file, "status %lld cannot carry a body",
+                          b.head.status);
+    }
+    const char *ctype = b.head.content_type    ? b.head.content_type
+                        : b.file ? "application/octet-stream"
+                                 : "text/plain";
+    *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders,
+                                  body, len);
+    if (!*out) {
+        free(body);
+        return conf_error(c, n, "out of memory");
+    }
+    return 0;
+}
+
+/* ---- json ---- */
+
+typedef struct json_build {
+    head_build head;
+    yaml_node_t *tmpl;
+    const char *pattern;
+} json_build;
+
+static int json_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    json_build *b = arg;
+    int rc = head_pair(c, &b->head, key, v);
+    if (rc <= 0)
+        return rc;
+    if (strcmp(key, "template") == 0) {
+        b->tmpl = v;
+        return 0;
+    }
+    return conf_unknown_key(c, k, "json", "template, status, content_type, headers");
+}
+
+/* Does PATTERN have a :NAME or *NAME segment? */
+static int pattern_has_param(const char *pattern, const char *name, size_t len)
+{
+    for (const char *p = pattern; (p = strchr(p, '/')); p++) {
+        if ((p[1] == ':' || p[1] == '*') && strncmp(p + 2, name, len) == 0 &&
+            (p[2 + len] == '/' || p[2 + len] == 0))
+            return 1;
+    }
+    return 0;
+}
+
+typedef struct param_check {
+    const char *pattern;
+    const char *missing;
+    size_t missing_len;
+} param_check;
+
+static void check_param(void *arg, const char *name, size_t len)
+{
+    param_check *pc = arg;
+    if (!pc->missing && !pattern_has_param(pc->pattern, name, len)) {
+        pc->missing = name;
+        pc->missing_len = len;
+    }
+}
+
+static int check_scalar(conf_ctx *c, yaml_node_t *n, const char *pattern)
+{
+    const char *s = (const char *)n->data.scalar.value;
+    char msg[256];
+    if (cel_tmpl_check_string(s, n->data.scalar.length, msg, sizeof(msg)))
+        return conf_error(c, n, "%s", msg);
+    for (const char *p = s; (p = strstr(p, "{{param.")); p++) {
+        const char *name = p + 8, *end = strstr(name, "}}");
+        if (end && !pattern_has_param(pattern, name, (size_t)(end - name)))
+            return conf_error(c, n, "placeholder {{param.%.*s}} names no param of path \"%s\"",
+                              (int)(end - name), name, pattern);
+    }
+    return 0;
+}
+
+/* YAML 1.2 core schema for plain scalars: null, booleans, numbers, else string. */
+static json_t *plain_scalar(const char *s)
+{
+    if (!*s || !strcmp(s, "~") || !strcmp(s, "null") || !strcmp(s, "Null") || !strcmp(s, "NULL"))
+        return json_null();
+    if (!strcmp(s, "true") || !strcmp(s, "True") || !strcmp(s, "TRUE"))
+        return json_true();
+    if (!strcmp(s, "false") || !strcmp(s, "False") || !strcmp(s, "FALSE"))
+        return json_false();
+    char *end;
+    errno = 0;
+    long long i = strtoll(s, &end, 10);
+    if (!*end && !errno && (isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '+'))
+        return json_integer(i);
+    double d = strtod(s, &end);
+    if (!*end && !errno && (isdigit((unsigned char)s[0]) || s[0] == '-' || s[0] == '.'))
+        return json_real(d);
+    return NULL;
+}
+
+static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, json_t **out)
+{
+    if (depth > 64)
+        return conf_error(c, n, "template nests deeper than 64 levels");
+    int rc = 0;
+    switch (n->type) {
+    case YAML_SCALAR_NODE: {
+        const char *s = (const char *)n->data.scalar.value;
+        *out = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? plain_scalar(s) : NULL;
+        if (*out)
+            return 0;
+        if ((rc = check_scalar(c, n, pattern)))
+            return rc;
+        *out = json_stringn(s, n->data.scalar.length);
+        if (!*out)
+            return conf_error(c, n, "template strings must be valid UTF-8");
+        return 0;
+    }
+    case YAML_SEQUENCE_NODE:
+        *out = json_array();
+        for (yaml_node_item_t *it = n->data.sequence.items.start;
+             !rc && it < n->data.sequence.items.top; it++) {
+            json_t *item;
+            if (!(rc = to_json(c, conf_node(c, *it), pattern, depth + 1, &item)))
+                json_array_append_new(*out, item);
+        }
+        break;
+    case YAML_MAPPING_NODE:
+        *out = json_object();
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             !rc && p < n->data.mapping.pairs.top; p++) {
+            yaml_node_t *k = conf_node(c, p->key);
+            json_t *item;
+            if (k->type != YAML_SCALAR_NODE) {
+                rc = conf_error(c, k, "template keys must be strings");
+                break;
+            }
+            const char *key = (const char *)k->data.scalar.value;
+            if (json_object_get(*out, key)) {
+                rc = conf_error(c, k, "duplicate key \"%s\" in template", key);
+                break;
+            }
+            if (!(rc = to_json(c, conf_node(c, p->value), pattern, depth + 1, &item)))
+                json_object_set_new(*out, key, item);
+        }
+        break;
+    default:
+        return conf_error(c, n, "template is empty");
+    }
+    if (rc) {
+        json_decref(*out);
+        *out = NULL;
+    }
+    return rc;
+}
+
+int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    json_build b = {.head = {.status = 200}, .pattern = pattern};
+    int rc = conf_mapping(c, n, "json", json_pair, &b);
+    if (rc)
+        return rc;
+    if (!b.tmpl)
+        return conf_error(c, n, "json needs a template");
+    if (no_body_status(b.head.status))
+        return conf_error(c, n, "status %lld cannot carry a body", b.head.status);
+    json_t *root = NULL;
+    if (b.tmpl->type == YAML_SCALAR_NODE && b.tmpl->data.scalar.style != YAML_PLAIN_SCALAR_STYLE) {
+        /* A quoted or block string is the template as JSON text. */
+        json_error_t je;
+        root = json_loadb((const char *)b.tmpl->data.scalar.value, b.tmpl->data.scalar.length,
+                          JSON_DECODE_ANY, &je);
+        if (!root)
+            return conf_error(c, b.tmpl, "template is not valid JSON: %s (at line %d, column %d "
+                              "of the template)", je.text, je.line, je.column);
+    } else if (b.tmpl->type == YAML_SCALAR_NODE) {
+        return conf_error(c, b.tmpl,
+                          "template must be a mapping, a list or a quoted JSON string");
+    } else if ((rc = to_json(c, b.tmpl, pattern, 0, &root))) {
+        return rc;
+    }
+    char msg[256];
+    cel_tmpl *t = cel_tmpl_compile(root, msg, sizeof(msg));
+    json_decref(root);
+    if (!t)
+        return conf_error(c, b.tmpl, "%s", msg);
+    param_check pc = {.pattern = pattern};
+    cel_tmpl_each_param(t, check_param, &pc);
+    if (pc.missing) {
+        cel_tmpl_free(t);
+        return conf_error(c, b.tmpl, "placeholder {{param.%.*s}} names no param of path \"%s\"",
+                          (int)pc.missing_len, pc.missing, pattern);
+    }
+    *out = cel_handler_json_new((int)b.head.status,
+                                b.head.content_type ? b.head.content_type : "application/json",
+                                b.head.headers, b.head.nheaders, t);
+    return *out ? 0 : conf_error(c, n, "out of memory");
+}

@@ -1,0 +1,725 @@
+#include "config.h"
+
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <pthread.h>
+#include <sched.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "log.h"
+
+static atomic_ulong generations;
+
+static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
+static cel_config *published;
+static atomic_ulong published_gen;
+
+/* ---- YAML helpers (declared in conf.h) ---- */
+
+yaml_node_t *conf_node(conf_ctx *c, int index)
+{
+    return yaml_document_get_node(c->doc, index);
+}
+
+cel_loc conf_loc(const yaml_node_t *n)
+{
+    return (cel_loc){(unsigned)n->start_mark.line + 1, (unsigned)n->start_mark.column + 1};
+}
+
+int conf_error(conf_ctx *c, const yaml_node_t *n, const char *fmt, ...)
+{
+    cel_loc l = conf_loc(n);
+    int k = snprintf(c->err, c->errlen, "%s:%u:%u: ", c->file, l.line, l.col);
+    if (k < 0 || (size_t)k >= c->errlen)
+        return CEL_EINVAL;
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
+    va_end(ap);
+    return CEL_EINVAL;
+}
+
+static const char *type_name(const yaml_node_t *n)
+{
+    switch (n->type) {
+    case YAML_SCALAR_NODE:
+        return "a scalar";
+    case YAML_SEQUENCE_NODE:
+        return "a list";
+    case YAML_MAPPING_NODE:
+        return "a mapping";
+    default:
+        return "empty";
+    }
+}
+
+int conf_want(conf_ctx *c, const yaml_node_t *n, yaml_node_type_t type, const char *what)
+{
+    if (n->type == type)
+        return 0;
+    const char *want = type == YAML_SCALAR_NODE     ? "a scalar"
+                       : type == YAML_SEQUENCE_NODE ? "a list"
+                                                    : "a mapping";
+    return conf_error(c, n, "%s must be %s, not %s", what, want, type_name(n));
+}
+
+int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char **out)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return conf_error(c, n, "%s must be a string, not %s", what, type_name(n));
+    *out = (const char *)n->data.scalar.value;
+    return 0;
+}
+
+int conf_int(conf_ctx *c, const yaml_node_t *n, const char *what, long long min, long long max,
+             long long *out)
+{
+    const char *s;
+    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
+        return conf_error(c, n, "%s must be a number", what);
+    s = (const char *)n->data.scalar.value;
+    char *end;
+    errno = 0;
+    long long v = strtoll(s, &end, 10);
+    if (end == s || *end || errno)
+        return conf_error(c, n, "%s must be a number, not \"%s\"", what, s);
+    if (v < min || v > max)
+        return conf_error(c, n, "%s must be between %lld and %lld", what, min, max);
+    *out = v;
+    return 0;
+}
+
+int conf_size(conf_ctx *c, const yaml_node_t *n, const char *what, size_t min, size_t max,
+              size_t *out)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return conf_error(c, n, "%s must be a size like 65536 or \"64k\"", what);
+    const char *s = (const char *)n->data.scalar.value;
+    char *end;
+    errno = 0;
+    unsigned long long v = strtoull(s, &end, 10);
+    if (end == s || errno || *s == '-')
+        return conf_error(c, n, "%s must be a size like 65536 or \"64k\", not \"%s\"", what, s);
+    unsigned shift = 0;
+    switch (tolower((unsigned char)*end)) {
+    case 0:
+        break;
+    case 'k':
+        shift = 10;
+        break;
+    case 'm':
+        shift = 20;
+        break;
+    case 'g':
+        shift = 30;
+        break;
+    default:
+        return conf_error(c, n, "%s: unknown size unit in \"%s\" (use k, m or g)", what, s);
+    }
+    if (*end && end[1])
+        return conf_error(c, n, "%s: unknown size unit in \"%s\" (use k, m or g)", what, s);
+    if (v > (SIZE_MAX >> shift) || (v << shift) < min || (v << shift) > max)
+        return conf_error(c, n, "%s must be between %zu and %zu bytes", what, min, max);
+    *out = (size_t)(v << shift);
+    return 0;
+}
+
+int conf_duration_ms(conf_ctx *c, const yaml_node_t *n, const char *what, uint32_t *out)
+{
+    if (n->type != YAML_SCALAR_NODE)
+        return conf_error(c, n, "%s must be a duration like 10 or \"500ms\"", what);
+    const char *s = (const char *)n->data.scalar.value;
+    char *end;
+    errno = 0;
+    double v = strtod(s, &end);
+    if (end == s || errno || v < 0 || *s == '-' || !isdigit((unsigned char)*s))
+        return conf_error(c, n, "%s must be a duration like 10 or \"500ms\", not \"%s\"", what,
+                          s);
+    double ms;
+    if (!*end || strcmp(end, "s") == 0)
+        ms = v * 1000;
+    else if (strcmp(end, "ms") == 0)
+        ms = v;
+    else if (strcmp(end, "m") == 0)
+        ms = v * 60000;
+    else if (strcmp(end, "h") == 0)
+        ms = v * 3600000;
+    else
+        return conf_error(c, n, "%s: unknown duration unit in \"%s\" (use ms, s, m or h)", what,
+                          s);
+    if (ms < 1 || ms > 86400000.0 * 7)
+        return conf_error(c, n, "%s must be between 1ms and 7 days", what);
+    *out = (uint32_t)ms;
+    return 0;
+}
+
+int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn, void *arg)
+{
+    int rc = conf_want(c, n, YAML_MAPPING_NODE, what);
+    if (rc)
+        return rc;
+    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = conf_node(c, p->key), *v = conf_node(c, p->value);
+        if (k->type != YAML_SCALAR_NODE)
+            return conf_error(c, k, "keys in %s must be strings", what);
+        const char *key = (const char *)k->data.scalar.value;
+        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
+            yaml_node_t *k2 = conf_node(c, q->key);
+            if (k2->type == YAML_SCALAR_NODE &&
+                strcmp((const char *)k2->data.scalar.value, key) == 0)
+                return conf_error(c, k, "duplicate key \"%s\" in %s (first at line %u)", key,
+                                  what, conf_loc(k2).line);
+        }
+        if ((rc = fn(c, arg, key, k, v)))
+            return rc;
+    }
+    return 0;
+}
+
+int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const char *allowed)
+{
+    return conf_error(c, k, "unknown key \"%s\" in %s (expected one of: %s)",
+                      (const char *)k->data.scalar.value, where, allowed);
+}
+
+/* ---- listen addresses ---- */
+
+int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->text, sizeof(out->text), "%s", s);
+    char host[64] = "";
+    const char *port;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+            goto bad;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = 0;
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon) {
+            if ((size_t)(colon - s) >= sizeof(host))
+                goto bad;
+            memcpy(host, s, (size_t)(colon - s));
+            host[colon - s] = 0;
+            port = colon + 1;
+        } else {
+            port = s;
+        }
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || errno || !isdigit((unsigned char)*port))
+        goto bad;
+    if (p < 1 || p > 65535) {
+        snprintf(err, errlen, "port %ld in listen address \"%s\" is out of range (1-65535)", p,
+                 s);
+        return CEL_EINVAL;
+    }
+    if (s[0] == '[') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)p);
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            goto bad;
+        out->addrlen = sizeof(*a6);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)p);
+        if (!host[0] || strcmp(host, "*") == 0)
+            a4->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+            goto bad;
+        out->addrlen = sizeof(*a4);
+    }
+    return 0;
+bad:
+    snprintf(err, errlen,
+             "bad listen address \"%s\" (expected \"IPv4:PORT\", \"[IPv6]:PORT\", \"*:PORT\" "
+             "or \"PORT\")",
+             s);
+    return CEL_EINVAL;
+}
+
+static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    const char *s;
+    int rc = conf_string(c, n, "listen", &s);
+    if (rc)
+        return rc;
+    cel_listen l;
+    char msg[256];
+    if (cel_listen_parse(s, &l, msg, sizeof(msg)))
+        return conf_error(c, n, "%s", msg);
+    l.loc = conf_loc(n);
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen[i].addrlen == l.addrlen && !memcmp(&cfg->listen[i].addr, &l.addr, l.addrlen))
+            return conf_error(c, n, "listen address \"%s\" is given twice", s);
+    cel_listen *nl = realloc(cfg->listen, (cfg->nlisten + 1) * sizeof(*nl));
+    if (!nl)
+        return conf_error(c, n, "out of memory");
+    cfg->listen = nl;
+    cfg->listen[cfg->nlisten++] = l;
+    return 0;
+}
+
+static int parse_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE)
+        return add_listen(c, cfg, n);
+    if (n->type != YAML_SEQUENCE_NODE)
+        return conf_error(c, n, "listen must be an address or a list of addresses");
+    if (n->data.sequence.items.start == n->data.sequence.items.top)
+        return conf_error(c, n, "listen must name at least one address");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        int rc = add_listen(c, cfg, conf_node(c, *it));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+/* ---- workers ---- */
+
+static int allowed_cpus(int *ids, int max)
+{
+    cpu_set_t set;
+    int n = 0;
+    if (sched_getaffinity(0, sizeof(set), &set) == 0) {
+        for (int i = 0; i < CPU_SETSIZE && n < max; i++)
+            if (CPU_ISSET(i, &set))
+                ids[n++] = i;
+    }
+    return n;
+}
+
+static int parse_workers(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    int avail[CPU_SETSIZE];
+    int navail = allowed_cpus(avail, CPU_SETSIZE);
+    if (n->type == YAML_SEQUENCE_NODE) {
+        size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
+        if (count == 0)
+            return conf_error(c, n, "workers: the CPU list is empty");
+        int *cpus = calloc(count, sizeof(int));
+        if (!cpus)
+            return conf_error(c, n, "out of memory");
+        free(cfg->cpus);
+        cfg->cpus = cpus;
+        cfg->nworkers = (unsigned)count;
+        for (size_t i = 0; i < count; i++) {
+            yaml_node_t *item = conf_node(c, n->data.sequence.items.start[i]);
+            long long id;
+            int rc = conf_int(c, item, "a worker CPU id", 0, CPU_SETSIZE - 1, &id);
+            if (rc)
+                return rc;
+            int ok = 0;
+            for (int j = 0; j < navail; j++)
+                ok |= avail[j] == id;
+            if (!ok)
+                return conf_error(c, item, "CPU %lld is not available to this process", id);
+            cpus[i] = (int)id;
+        }
+        return 0;
+    }
+    long long count;
+    if (n->type == YAML_SCALAR_NODE && strcmp((const char *)n->data.scalar.value, "auto") == 0) {
+        count = navail > 0 ? navail : 1;
+    } else {
+        if (n->type != YAML_SCALAR_NODE || conf_int(c, n, "workers", 1, 1024, &count))
+            return conf_error(c, n,
+                              "workers must be \"auto\", a number from 1 to 1024 or a list of "
+                              "CPU ids");
+    }
+    int *cpus = calloc((size_t)count, sizeof(int));
+    if (!cpus)
+        return conf_error(c, n, "out of memory");
+    for (long long i = 0; i < count; i++)
+        cpus[i] = navail > 0 ? avail[i % navail] : -1;
+    free(cfg->cpus);
+    cfg->cpus = cpus;
+    cfg->nworkers = (unsigned)count;
+    return 0;
+}
+
+/* ---- limits, log ---- */
+
+static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_limits *l = arg;
+    long long i;
+    int rc;
+    if (strcmp(key, "max_concurrent_streams") == 0) {
+        rc = conf_int(c, v, "limits.max_concurrent_streams", 1, INT32_MAX, &i);
+        l->max_concurrent_streams = (uint32_t)i;
+    } else if (strcmp(key, "max_header_list_size") == 0) {
+        size_t s = 0;
+        rc = conf_size(c, v, "limits.max_header_list_size", 1024, 16u << 20, &s);
+        l->max_header_list_size = (uint32_t)s;
+    } else if (strcmp(key, "max_request_body") == 0) {
+        rc = conf_size(c, v, "limits.max_request_body", 0, (size_t)1 << 40, &l->max_request_body);
+    } else if (strcmp(key, "max_connections") == 0) {
+        rc = conf_int(c, v, "limits.max_connections", 1, 10000000, &i);
+        l->max_connections = (uint32_t)i;
+    } else if (strcmp(key, "idle_timeout") == 0) {
+        rc = conf_duration_ms(c, v, "limits.idle_timeout", &l->idle_timeout_ms);
+    } else if (strcmp(key, "header_timeout") == 0) {
+        rc = conf_duration_ms(c, v, "limits.header_timeout", &l->header_timeout_ms);
+    } else if (strcmp(key, "write_timeout") == 0) {
+        rc = conf_duration_ms(c, v, "limits.write_timeout", &l->write_timeout_ms);
+    } else if (strcmp(key, "initial_window_size") == 0) {
+        rc = conf_int(c, v, "limits.initial_window_size", 1, INT32_MAX, &i);
+        l->initial_window_size = (uint32_t)i;
+    } else if (strcmp(key, "max_output_buffer") == 0) {
+        rc = conf_size(c, v, "limits.max_output_buffer", 16384, (size_t)1 << 30,
+                       &l->max_output_buffer);
+    } else {
+        return conf_unknown_key(c, k, "limits",
+                                "max_concurrent_streams, max_header_list_size, max_request_body, "
+                                "max_connections, idle_timeout, header_timeout, write_timeout, "
+                                "initial_window_size, max_output_buffer");
+    }
+    return rc;
+}
+
+static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    if (strcmp(key, "level") != 0)
+        return conf_unknown_key(c, k, "log", "level");
+    const char *s;
+    int rc = conf_string(c, v, "log.level", &s);
+    if (rc)
+        return rc;
+    cfg->log_level = cel_log_level_parse(s);
+    if (cfg->log_level < 0)
+        return conf_error(c, v, "log.level must be debug, info, warn or error, not \"%s\"", s);
+    return 0;
+}
+
+/* ---- routes ---- */
+
+typedef struct route_build {
+    cel_route r;
+    yaml_node_t *path_node, *handler_node, *handler_key;
+    yaml_node_t *methods_node;
+} route_build;
+
+static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
+{
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = (const char *)n->data.scalar.value;
+        unsigned bit = cel_method_bit(s, strlen(s));
+        if (!bit)
+            return conf_error(c, n, "unknown method \"%s\" (methods are upper case: GET, POST, ...)",
+                              s);
+        *out |= bit;
+        return 0;
+    }
+    if (n->type != YAML_SEQUENCE_NODE || n->data.sequence.items.start == n->data.sequence.items.top)
+        return conf_error(c, n, "methods must be a non-empty list like [GET, POST]");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        yaml_node_t *m = conf_node(c, *it);
+        if (m->type != YAML_SCALAR_NODE)
+            return conf_error(c, m, "each method must be a name like GET");
+        int rc = parse_methods(c, m, out);
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
+
+static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    if (strcmp(key, "path") == 0) {
+        const char *s;
+        int rc = conf_string(c, v, "path", &s);
+        if (rc)
+            return rc;
+        b->path_node = v;
+        b->r.pattern = strdup(s);
+        return b->r.pattern ? 0 : conf_error(c, v, "out of memory");
+    }
+    if (strcmp(key, "methods") == 0) {
+        b->methods_node = v;
+        return parse_methods(c, v, &b->r.methods);
+    }
+    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0) {
+        if (b->handler_key)
+            return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
+                              (const char *)b->handler_key->data.scalar.value,
+                              conf_loc(b->handler_key).line);
+        b->handler_key = k;
+        b->handler_node = v;
+        return 0;
+    }
+    return conf_unknown_key(c, k, "route", "path, methods, static, json");
+}
+
+static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    route_build b;
+    memset(&b, 0, sizeof(b));
+    b.r.loc = conf_loc(n);
+    int rc = conf_mapping(c, n, "a route", route_pair, &b);
+    if (!rc && !b.path_node)
+        rc = conf_error(c, n, "route has no path");
+    if (!rc && !b.handler_node)
+        rc = conf_error(c, n, "route at line %u has no handler (give one of: static, json)",
+                        b.r.loc.line);
+    if (!rc) {
+        const char *type = (const char *)b.handler_key->data.scalar.value;
+        if (strcmp(type, "static") == 0)
+            rc = conf_handler_static(c, b.handler_node, &b.r.handler);
+        else
+            rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
+    }
+    if (rc) {
+        free(b.r.pattern);
+        return rc;
+    }
+    if (!b.r.methods)
+        b.r.methods = CEL_M_GET | CEL_M_HEAD;
+    if (b.r.methods & CEL_M_GET)
+        b.r.methods |= CEL_M_HEAD;
+    b.r.loc = conf_loc(b.path_node);
+
+    cel_route *nr = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*nr));
+    if (!nr) {
+        b.r.handler->destroy(b.r.handler);
+        free(b.r.pattern);
+        return conf_error(c, n, "out of memory");
+    }
+    cfg->routes = nr;
+    cfg->routes[cfg->nroutes++] = b.r;
+    return 0;
+}
+
+static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
+{
+    cfg->router = cel_router_new();
+    if (!cfg->router)
+        return conf_error(c, routes, "out of memory");
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        cel_route *r = &cfg->routes[i];
+        void *conflict = NULL;
+        char msg[256];
+        int rc = cel_router_add(cfg->router, r->pattern, r->methods, r, &conflict, msg,
+                                sizeof(msg));
+        if (rc == 0)
+            continue;
+        /* Errors here point at the route's path value, remembered as loc. */
+        yaml_node_t at = {.start_mark = {.line = r->loc.line - 1, .column = r->loc.col - 1}};
+        if (rc == CEL_EEXIST) {
+            cel_route *o = conflict;
+            return conf_error(c, &at, "route \"%s\" collides with route \"%s\" at line %u:%u",
+                              r->pattern, o->pattern, o->loc.line, o->loc.col);
+        }
+        return conf_error(c, &at, "%s", msg);
+    }
+    return 0;
+}
+
+static int parse_routes(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0)
+        return 0; /* "routes:" with nothing under it */
+    int rc = conf_want(c, n, YAML_SEQUENCE_NODE, "routes");
+    if (rc)
+        return rc;
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++)
+        if ((rc = parse_route(c, cfg, conf_node(c, *it))))
+            return rc;
+    return build_router(c, cfg, n);
+}
+
+/* ---- top level ---- */
+
+static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    if (strcmp(key, "listen") == 0)
+        return parse_listen(c, cfg, v);
+    if (strcmp(key, "workers") == 0)
+        return parse_workers(c, cfg, v);
+    if (strcmp(key, "limits") == 0)
+        return conf_mapping(c, v, "limits", limit_pair, &cfg->limits);
+    if (strcmp(key, "log") == 0)
+        return conf_mapping(c, v, "log", log_pair, cfg);
+    if (strcmp(key, "shutdown_timeout") == 0)
+        return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
+    if (strcmp(key, "routes") == 0)
+        return parse_routes(c, cfg, v);
+    return conf_unknown_key(c, k, "the top level",
+                            "listen, workers, limits, log, shutdown_timeout, routes");
+}
+
+static void set_defaults(cel_config *cfg)
+{
+    cfg->log_level = CEL_LOG_INFO;
+    cfg->shutdown_timeout_ms = CEL_DEF_SHUTDOWN_TIMEOUT_MS;
+    cfg->limits = (cel_limits){
+        .max_concurrent_streams = CEL_DEF_MAX_CONCURRENT_STREAMS,
+        .max_header_list_size = CEL_DEF_MAX_HEADER_LIST_SIZE,
+        .max_request_body = CEL_DEF_MAX_REQUEST_BODY,
+        .max_connections = CEL_DEF_MAX_CONNECTIONS,
+        .idle_timeout_ms = CEL_DEF_IDLE_TIMEOUT_MS,
+        .header_timeout_ms = CEL_DEF_HEADER_TIMEOUT_MS,
+        .write_timeout_ms = CEL_DEF_WRITE_TIMEOUT_MS,
+        .initial_window_size = CEL_DEF_INITIAL_WINDOW_SIZE,
+        .max_output_buffer = CEL_DEF_MAX_OUTPUT_BUFFER,
+    };
+}
+
+static int fill_missing(conf_ctx *c, cel_config *cfg, yaml_node_t *root)
+{
+    char msg[256];
+    if (!cfg->nlisten) {
+        cfg->listen = calloc(1, sizeof(cel_listen));
+        if (!cfg->listen || cel_listen_parse("127.0.0.1:8080", cfg->listen, msg, sizeof(msg)))
+            return conf_error(c, root, "out of memory");
+        cfg->listen->loc = conf_loc(root);
+        cfg->nlisten = 1;
+    }
+    if (!cfg->nworkers) {
+        yaml_node_t autonode = {.type = YAML_SCALAR_NODE,
+                                .data.scalar = {.value = (yaml_char_t *)"auto", .length = 4}};
+        return parse_workers(c, cfg, &autonode);
+    }
+    if (!cfg->router) {
+        cfg->router = cel_router_new();
+        if (!cfg->router)
+            return conf_error(c, root, "out of memory");
+    }
+    return 0;
+}
+
+static char *dir_of(const char *file)
+{
+    const char *slash = strrchr(file, '/');
+    if (!slash)
+        return strdup(".");
+    if (slash == file)
+        return strdup("/");
+    return strndup(file, (size_t)(slash - file));
+}
+
+cel_config *cel_config_load(const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
+        return NULL;
+    }
+    yaml_parser_t parser;
+    yaml_document_t doc;
+    yaml_parser_initialize(&parser);
+    yaml_parser_set_input_file(&parser, f);
+    if (!yaml_parser_load(&parser, &doc)) {
+        yaml_mark_t m = parser.problem_mark;
+        snprintf(err, errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s", file, m.line + 1,
+                 m.column + 1, parser.problem ? parser.problem : "unknown",
+                 parser.context ? " " : "", parser.context ? parser.context : "");
+        yaml_parser_delete(&parser);
+        fclose(f);
+        return NULL;
+    }
+    yaml_parser_delete(&parser);
+    fclose(f);
+
+    cel_config *cfg = calloc(1, sizeof(*cfg));
+    char *dir = dir_of(file);
+    conf_ctx c = {.doc = &doc, .file = file, .dir = dir, .err = err, .errlen = errlen};
+    int rc = CEL_ENOMEM;
+    if (!cfg || !dir || !(cfg->file = strdup(file))) {
+        snprintf(err, errlen, "%s: out of memory", file);
+        goto out;
+    }
+    atomic_init(&cfg->refs, 1);
+    set_defaults(cfg);
+    yaml_node_t *root = yaml_document_get_root_node(&doc);
+    if (!root) {
+        snprintf(err, errlen, "%s:1:1: the configuration is empty (it needs at least routes)",
+                 file);
+        rc = CEL_EINVAL;
+        goto out;
+    }
+    rc = conf_mapping(&c, root, "the configuration", top_pair, cfg);
+    if (!rc)
+        rc = fill_missing(&c, cfg, root);
+out:
+    yaml_document_delete(&doc);
+    free(dir);
+    if (rc) {
+        if (cfg)
+            cel_config_unref(cfg);
+        return NULL;
+    }
+    cfg->generation = atomic_fetch_add(&generations, 1) + 1;
+    return cfg;
+}
+
+void cel_config_ref(cel_config *c)
+{
+    atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
+}
+
+void cel_config_unref(cel_config *c)
+{
+    if (atomic_fetch_sub_explicit(&c->refs, 1, memory_order_acq_rel) != 1)
+        return;
+    if (c->router)
+        cel_router_free(c->router);
+    for (size_t i = 0; i < c->nroutes; i++) {
+        c->routes[i].handler->destroy(c->routes[i].handler);
+        free(c->routes[i].pattern);
+    }
+    free(c->routes);
+    free(c->listen);
+    free(c->cpus);
+    free(c->file);
+    free(c);
+}
+
+void cel_config_publish(cel_config *c)
+{
+    if (c)
+        cel_config_ref(c);
+    pthread_mutex_lock(&pub_lock);
+    cel_config *old = published;
+    published = c;
+    atomic_store_explicit(&published_gen, c ? c->generation : 0, memory_order_release);
+    pthread_mutex_unlock(&pub_lock);
+    if (old)
+        cel_config_unref(old);
+}
+
+unsigned long cel_config_published_generation(void)
+{
+    return atomic_load_explicit(&published_gen, memory_order_acquire);
+}
+
+cel_config *cel_config_acquire(void)
+{
+    pthread_mutex_lock(&pub_lock);
+    cel_config *c = published;
+    if (c)
+        cel_config_ref(c);
+    pthread_mutex_unlock(&pub_lock);
+    return c;
+}

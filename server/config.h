@@ -1,0 +1,100 @@
+/*
+ * A configuration generation: everything one YAML file produced (listen
+ * addresses, workers, limits, the compiled route table with its handlers and
+ * their bodies and templates). Immutable once loaded and reference counted:
+ * workers and streams keep the generation they started with alive, so a reload
+ * can publish a new one while responses in flight finish on the old one.
+ */
+#ifndef CEL_CONFIG_H
+#define CEL_CONFIG_H
+
+#include <stdatomic.h>
+#include <sys/socket.h>
+
+#include "common.h"
+#include "handler.h"
+#include "router.h"
+
+/* Defaults for every limit; each has the YAML knob of the same name under `limits`. */
+#define CEL_DEF_MAX_CONCURRENT_STREAMS 128
+#define CEL_DEF_MAX_HEADER_LIST_SIZE 65536
+#define CEL_DEF_MAX_REQUEST_BODY (1024 * 1024)
+#define CEL_DEF_MAX_CONNECTIONS 10000 /* per worker */
+#define CEL_DEF_IDLE_TIMEOUT_MS 60000
+#define CEL_DEF_HEADER_TIMEOUT_MS 10000
+#define CEL_DEF_WRITE_TIMEOUT_MS 30000
+#define CEL_DEF_SHUTDOWN_TIMEOUT_MS 10000
+#define CEL_DEF_INITIAL_WINDOW_SIZE 65535
+#define CEL_DEF_MAX_OUTPUT_BUFFER (256 * 1024)
+
+typedef struct cel_limits {
+    uint32_t max_concurrent_streams;
+    uint32_t max_header_list_size;
+    size_t max_request_body;
+    uint32_t max_connections;
+    uint32_t idle_timeout_ms;
+    uint32_t header_timeout_ms;
+    uint32_t write_timeout_ms;
+    uint32_t initial_window_size;
+    size_t max_output_buffer;
+} cel_limits;
+
+/* Where in the YAML a thing came from, for errors that surface after parsing. */
+typedef struct cel_loc {
+    unsigned line, col; /* 1-based */
+} cel_loc;
+
+typedef struct cel_listen {
+    struct sockaddr_storage addr;
+    socklen_t addrlen;
+    char text[64]; /* as written, for logs */
+    cel_loc loc;
+} cel_listen;
+
+typedef struct cel_route {
+    char *pattern;
+    unsigned methods;
+    cel_handler *handler;
+    cel_loc loc;
+} cel_route;
+
+typedef struct cel_config {
+    atomic_uint refs;
+    unsigned long generation; /* 1, 2, … in load order */
+    char *file;
+
+    cel_listen *listen;
+    size_t nlisten;
+    unsigned nworkers;
+    int *cpus; /* nworkers CPU ids to pin to, -1 for "don't pin" */
+    uint32_t shutdown_timeout_ms;
+    int log_level;
+    cel_limits limits;
+
+    cel_router *router;
+    cel_route *routes;
+    size_t nroutes;
+} cel_config;
+
+/*
+ * Loads FILE. On error returns NULL with "FILE:LINE:COL: message" in ERR.
+ * The result holds one reference.
+ */
+cel_config *cel_config_load(const char *file, char *err, size_t errlen);
+
+void cel_config_ref(cel_config *c);
+void cel_config_unref(cel_config *c);
+
+/*
+ * The published generation: the one new streams start on. The main thread
+ * publishes; workers compare the published number with theirs on each event
+ * (one atomic load) and only take the lock to pick up a new generation.
+ */
+void cel_config_publish(cel_config *c); /* takes its own reference */
+unsigned long cel_config_published_generation(void);
+cel_config *cel_config_acquire(void); /* a new reference to the published one, or NULL */
+
+/* Parses "1.2.3.4:80", "[::1]:80", "*:80" or "80". 0 or CEL_EINVAL with a message. */
+int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen);
+
+#endif

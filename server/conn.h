@@ -1,0 +1,49 @@
+/*
+ * A client connection: its socket, read/write/timer events, the serialized
+ * output queue, and the protocol session. It lives its whole life on the worker
+ * that accepted it; nothing here is touched by another thread.
+ */
+#ifndef CEL_CONN_H
+#define CEL_CONN_H
+
+#include <event2/event.h>
+#include <event2/event_struct.h>
+
+#include "env.h"
+#include "h2.h"
+#include "outq.h"
+
+typedef struct cel_conn cel_conn;
+
+/* What the owner (a worker) provides to its connections. */
+typedef struct cel_conn_host {
+    struct event_base *base;
+    cel_env *env;
+    /* Called once a connection is closed, just before it is freed. */
+    void (*on_close)(struct cel_conn_host *host, cel_conn *c);
+} cel_conn_host;
+
+struct cel_conn {
+    cel_conn_host *host;
+    cel_conn *prev, *next; /* the owner's list */
+    int fd;
+    struct event rev, wev, tev;
+    cel_outq out;
+    cel_h2 *h2;
+    cel_limits limits;
+    struct timeval accepted, active; /* event loop time of accept and of the last I/O */
+    unsigned preface_seen; /* bytes of the client preface matched so far */
+    uint8_t reading, writing, closing, lingering, tkind;
+};
+
+/* Takes over FD (non-blocking, accepted). NULL (and FD closed) on failure. */
+cel_conn *cel_conn_new(cel_conn_host *host, int fd);
+/* Starts I/O. The owner links the connection into its list first: on_close may
+ * run from here already. */
+void cel_conn_start(cel_conn *c);
+/* Closes now, dropping whatever is queued. */
+void cel_conn_close(cel_conn *c);
+/* Graceful end: GOAWAY, let streams in flight finish, then close. */
+void cel_conn_shutdown(cel_conn *c);
+
+#endif

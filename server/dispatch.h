@@ -1,0 +1,27 @@
+/*
+ * Request dispatch, the same for every protocol front end: route lookup in a
+ * generation, the handler call, and the server's own error responses.
+ */
+#ifndef CEL_DISPATCH_H
+#define CEL_DISPATCH_H
+
+#include "arena.h"
+#include "config.h"
+#include "handler.h"
+#include "request.h"
+
+/*
+ * Routes REQ (method_bit, path, query, headers and body set) through CFG and
+ * fills RES. M is caller storage that REQ's params point into; it must live as
+ * long as REQ. Never fails: a handler error becomes a 500.
+ */
+void cel_dispatch(const cel_config *cfg, cel_request *req, cel_route_match *m, cel_response *res,
+                  cel_arena *arena);
+
+/* Fills RES with the server's plain-text answer for STATUS (404, 413, …). */
+void cel_response_error(cel_response *res, int status);
+
+/* The reason phrase for STATUS ("Not Found"), or "" when we have none. */
+const char *cel_status_reason(int status);
+
+#endif

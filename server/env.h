@@ -1,0 +1,64 @@
+/*
+ * What a worker lends to the connections it owns: its allocator, its read
+ * buffer, the cached date header, and its references to config generations.
+ * Everything here belongs to one worker thread; nothing is locked.
+ *
+ * Generation references are counted per worker without atomics: the worker
+ * holds one (atomic) reference on each generation it still uses, and counts
+ * its own users (streams, queued body bytes) of it in a plain integer.
+ */
+#ifndef CEL_ENV_H
+#define CEL_ENV_H
+
+#include <time.h>
+
+#include "config.h"
+#include "pool.h"
+
+struct cel_env;
+
+typedef struct cel_genref {
+    cel_config *cfg;
+    size_t users;
+    struct cel_env *env; /* the worker's env that holds this reference */
+    struct cel_genref *next;
+} cel_genref;
+
+#define CEL_READ_BUF (64 * 1024)
+
+typedef struct cel_env {
+    cel_pool *pool;
+    cel_genref *gen;     /* the newest generation this worker has seen */
+    cel_genref *retired; /* older ones that still have users */
+    time_t date_sec;
+    char date[32]; /* IMF-fixdate of date_sec */
+    size_t date_len;
+    unsigned char *rbuf; /* CEL_READ_BUF bytes */
+} cel_env;
+
+int cel_env_init(cel_env *e, cel_config *cfg);
+/* Releases the current generation; retired ones must have no users left. */
+void cel_env_deinit(cel_env *e);
+
+/* Switches to CFG if it is newer than the current generation. */
+int cel_env_use(cel_env *e, cel_config *cfg);
+
+static inline cel_genref *cel_env_hold(cel_env *e)
+{
+    e->gen->users++;
+    return e->gen;
+}
+
+void cel_env_retire(cel_env *e, cel_genref *r);
+
+/* Drops one user of R (which may be retired); frees it when it was the last. */
+static inline void cel_genref_drop(cel_genref *r)
+{
+    if (--r->users == 0 && r != r->env->gen)
+        cel_env_retire(r->env, r);
+}
+
+/* Refreshes the date header if the second has changed. */
+void cel_env_tick(cel_env *e, time_t now);
+
+#endif

@@ -1,0 +1,544 @@
+#include "h2.h"
+
+#include <nghttp2/nghttp2.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "arena.h"
+#include "dispatch.h"
+#include "log.h"
+#include "version.h"
+
+/* Bodies at least this long that live in the generation are queued by
+ * reference; shorter ones are copied next to their frame header, which keeps
+ * small responses in one iovec. */
+#define REF_MIN 1024
+#define INLINE_HEADERS 16
+#define INLINE_ARENA 1024
+#define MAX_RESPONSE_HEADERS 80
+
+enum {
+    ST_RESPONDED = 1u << 0,   /* a response has been submitted */
+    ST_DISCARD = 1u << 1,     /* answered early (413, 431): ignore what the client still sends */
+    ST_HDR_TOO_BIG = 1u << 2, /* header list over the limit: answer 431 */
+};
+
+typedef struct stream {
+    struct stream *prev, *next;
+    int32_t id;
+    unsigned flags;
+    cel_genref *gen;
+    cel_arena arena;
+    cel_request req;
+    cel_header *hdrs;
+    uint32_t nhdrs, cap_hdrs;
+    size_t hdr_bytes;
+    char *body; /* pool memory; grows to limits.max_request_body */
+    size_t body_len, body_cap;
+    cel_route_match match;
+    /* the response body being sent */
+    const char *out;
+    size_t out_len, out_read, out_sent;
+    int out_in_gen;
+    cel_header inline_hdrs[INLINE_HEADERS];
+    char inline_arena[INLINE_ARENA];
+} stream;
+
+struct cel_h2 {
+    nghttp2_session *s;
+    cel_env *env;
+    cel_outq *out;
+    cel_limits limits; /* the generation's limits when the connection began */
+    stream *streams;
+    size_t nstreams;
+    int served;
+    int goaway;
+};
+
+static nghttp2_session_callbacks *callbacks;
+
+/* ---- nghttp2's memory comes from the worker's pool ---- */
+
+static void *mem_malloc(size_t n, void *ud)
+{
+    return cel_pool_alloc(ud, n);
+}
+
+static void mem_free(void *p, void *ud)
+{
+    cel_pool_release(ud, p);
+}
+
+static void *mem_calloc(size_t nmemb, size_t size, void *ud)
+{
+    return cel_pool_calloc(ud, nmemb, size);
+}
+
+static void *mem_realloc(void *p, size_t n, void *ud)
+{
+    return cel_pool_realloc(ud, p, n);
+}
+
+/* ---- streams ---- */
+
+static stream *stream_new(cel_h2 *h, int32_t id)
+{
+    stream *st = cel_pool_alloc(h->env->pool, sizeof(*st));
+    if (!st)
+        return NULL;
+    memset(st, 0, offsetof(stream, inline_hdrs));
+    st->id = id;
+    st->gen = cel_env_hold(h->env);
+    cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
+    st->hdrs = st->inline_hdrs;
+    st->cap_hdrs = INLINE_HEADERS;
+    st->next = h->streams;
+    if (h->streams)
+        h->streams->prev = st;
+    h->streams = st;
+    h->nstreams++;
+    return st;
+}
+
+static void stream_free(cel_h2 *h, stream *st)
+{
+    if (st->prev)
+        st->prev->next = st->next;
+    else
+        h->streams = st->next;
+    if (st->next)
+        st->next->prev = st->prev;
+    h->nstreams--;
+    if (st->hdrs != st->inline_hdrs)
+        cel_pool_release(h->env->pool, st->hdrs);
+    cel_pool_release(h->env->pool, st->body);
+    cel_arena_deinit(&st->arena);
+    cel_genref_drop(st->gen);
+    cel_pool_release(h->env->pool, st);
+}
+
+/* ---- responses ---- */
+
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    stream *st = src->ptr;
+    (void)s, (void)id, (void)buf, (void)ud;
+    size_t n = st->out_len - st->out_read;
+    if (n > length)
+        n = length;
+    st->out_read += n;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->out_read == st->out_len)
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static void release_gen(void *arg)
+{
+    cel_genref_drop(arg);
+}
+
+static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *src, void *ud)
+{
+    cel_h2 *h = ud;
+    stream *st = src->ptr;
+    (void)s;
+    if (cel_outq_pending(h->out) >= h->limits.max_output_buffer)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    static const uint8_t zeros[256];
+    size_t pad = frame->data.padlen;
+    if (cel_outq_copy(h->out, framehd, 9))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (pad && cel_outq_copy(h->out, zeros, 1)) /* the pad length byte */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    const char *p = st->out + st->out_sent;
+    st->out_sent += length;
+    if (st->out_in_gen && length >= REF_MIN) {
+        st->gen->users++;
+        if (cel_outq_ref(h->out, p, length, release_gen, st->gen)) {
+            st->gen->users--;
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+    } else if (cel_outq_copy(h->out, p, length)) {
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    }
+    if (pad > 1 && cel_outq_copy(h->out, zeros, pad - 1))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return 0;
+}
+
+#define NV_LIT(n, v)                                                                               \
+    (nghttp2_nv)                                                                                   \
+    {                                                                                              \
+        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                              \
+            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
+    }
+
+static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NO_COPY_NAME};
+}
+
+static int respond(cel_h2 *h, stream *st, const cel_response *res)
+{
+    nghttp2_nv nva[MAX_RESPONSE_HEADERS];
+    size_t n = 0;
+    char status[4], clen[24];
+    int no_body = res->status == 204 || res->status == 304;
+    snprintf(status, sizeof(status), "%03d", res->status);
+    nva[n++] = nv_name_lit(":status", 7, status, 3);
+    nva[n++] = NV_LIT("server", CEL_SERVER_NAME);
+    nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
+    if (res->content_type.n)
+        nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
+    if (!no_body) {
+        int k = snprintf(clen, sizeof(clen), "%zu", res->body_len);
+        nva[n++] = nv_name_lit("content-length", 14, clen, (size_t)k);
+    }
+    for (size_t i = 0; i < res->nheaders && n < MAX_RESPONSE_HEADERS; i++)
+        nva[n++] = (nghttp2_nv){(uint8_t *)res->headers[i].name.p,
+                                (uint8_t *)res->headers[i].value.p, res->headers[i].name.n,
+                                res->headers[i].value.n, NGHTTP2_NV_FLAG_NONE};
+
+    st->flags |= ST_RESPONDED;
+    st->out = res->body;
+    st->out_len = res->body_len;
+    st->out_in_gen = res->body_in_gen;
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
+    int with_body = !no_body && res->body_len && st->req.method_bit != CEL_M_HEAD;
+    int rv = nghttp2_submit_response(h->s, st->id, nva, n, with_body ? &prd : NULL);
+    if (rv) {
+        cel_log_debug("stream %d: cannot submit response: %s", st->id, nghttp2_strerror(rv));
+        return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    }
+    return 0;
+}
+
+/* Answers before the request is complete (413, 431); the rest of the request is
+ * then read and dropped, and the stream reset once the answer is out. */
+static int respond_early(cel_h2 *h, stream *st, int status)
+{
+    cel_response res;
+    cel_response_error(&res, status);
+    st->flags |= ST_DISCARD;
+    cel_pool_release(h->env->pool, st->body);
+    st->body = NULL;
+    st->body_len = st->body_cap = 0;
+    return respond(h, st, &res);
+}
+
+static void split_path(cel_request *req, cel_str raw)
+{
+    const char *q = memchr(raw.p, '?', raw.n);
+    if (q) {
+        req->path = (cel_str){raw.p, (size_t)(q - raw.p)};
+        req->query = (cel_str){q + 1, raw.n - req->path.n - 1};
+    } else {
+        req->path = raw;
+        req->query = (cel_str){raw.p + raw.n, 0};
+    }
+}
+
+static int dispatch(cel_h2 *h, stream *st)
+{
+    if (st->flags & (ST_RESPONDED | ST_DISCARD))
+        return 0;
+    if (st->flags & ST_HDR_TOO_BIG)
+        return respond_early(h, st, 431);
+    cel_request *req = &st->req;
+    req->headers = st->hdrs;
+    req->nheaders = st->nhdrs;
+    req->body = st->body;
+    req->body_len = st->body_len;
+    h->served = 1;
+    cel_response res;
+    cel_dispatch(st->gen->cfg, req, &st->match, &res, &st->arena);
+    return respond(h, st, &res);
+}
+
+/* ---- nghttp2 callbacks ---- */
+
+static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int flags, void *ud)
+{
+    cel_h2 *h = ud;
+    (void)s, (void)flags;
+    if (cel_outq_pending(h->out) >= h->limits.max_output_buffer)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    if (cel_outq_copy(h->out, data, len))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    return (ssize_t)len;
+}
+
+static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    cel_h2 *h = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+        return 0;
+    stream *st = stream_new(h, frame->hd.stream_id);
+    if (!st)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, st);
+    return 0;
+}
+
+static int add_header(cel_h2 *h, stream *st, cel_str name, cel_str value)
+{
+    if (st->nhdrs == st->cap_hdrs) {
+        uint32_t cap = st->cap_hdrs * 2;
+        cel_header *n = cel_pool_alloc(h->env->pool, cap * sizeof(*n));
+        if (!n)
+            return -1;
+        memcpy(n, st->hdrs, st->nhdrs * sizeof(*n));
+        if (st->hdrs != st->inline_hdrs)
+            cel_pool_release(h->env->pool, st->hdrs);
+        st->hdrs = n;
+        st->cap_hdrs = cap;
+    }
+    st->hdrs[st->nhdrs++] = (cel_header){name, value};
+    return 0;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
+                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
+                     void *ud)
+{
+    cel_h2 *h = ud;
+    (void)flags;
+    stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st || (st->flags & (ST_HDR_TOO_BIG | ST_DISCARD)))
+        return 0;
+    /* RFC 9113 6.5.2: each field counts its name, value and 32 bytes. */
+    st->hdr_bytes += namelen + valuelen + 32;
+    if (st->hdr_bytes > h->limits.max_header_list_size) {
+        st->flags |= ST_HDR_TOO_BIG;
+        return 0;
+    }
+    char *v = cel_arena_dup(&st->arena, value, valuelen);
+    if (!v)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    cel_str val = {v, valuelen};
+    if (namelen && name[0] == ':') {
+        if (namelen == 7 && !memcmp(name, ":method", 7)) {
+            st->req.method = val;
+            st->req.method_bit = cel_method_bit(v, valuelen);
+        } else if (namelen == 5 && !memcmp(name, ":path", 5)) {
+            split_path(&st->req, val);
+        } else if (namelen == 10 && !memcmp(name, ":authority", 10)) {
+            st->req.authority = val;
+        } else if (namelen == 7 && !memcmp(name, ":scheme", 7)) {
+            st->req.scheme = val;
+        }
+        return 0;
+    }
+    char *nm = cel_arena_dup(&st->arena, name, namelen);
+    if (!nm || add_header(h, st, (cel_str){nm, namelen}, val))
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const uint8_t *data,
+                         size_t len, void *ud)
+{
+    cel_h2 *h = ud;
+    (void)flags;
+    stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (!st || (st->flags & (ST_DISCARD | ST_RESPONDED | ST_HDR_TOO_BIG)))
+        return 0;
+    if (st->body_len + len > h->limits.max_request_body)
+        return respond_early(h, st, 413) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+    if (st->body_len + len > st->body_cap) {
+        size_t cap = st->body_cap ? st->body_cap : 4096;
+        while (cap < st->body_len + len)
+            cap *= 2;
+        if (cap > h->limits.max_request_body)
+            cap = h->limits.max_request_body;
+        char *b = cel_pool_realloc(h->env->pool, st->body, cap);
+        if (!b)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->body = b;
+        st->body_cap = cap;
+    }
+    memcpy(st->body + st->body_len, data, len);
+    st->body_len += len;
+    return 0;
+}
+
+/* Checks a request whose headers are complete but whose body is still coming. */
+static int headers_done(cel_h2 *h, stream *st)
+{
+    if (st->flags & ST_HDR_TOO_BIG)
+        return respond_early(h, st, 431);
+    cel_request tmp = {.headers = st->hdrs, .nheaders = st->nhdrs};
+    cel_str cl;
+    if (cel_request_header(&tmp, "content-length", 14, &cl) == 0) {
+        unsigned long long v = 0;
+        for (size_t i = 0; i < cl.n && i < 20; i++)
+            v = v * 10 + (unsigned)(cl.p[i] - '0'); /* nghttp2 has checked the digits */
+        if (v > h->limits.max_request_body)
+            return respond_early(h, st, 413);
+    }
+    return 0;
+}
+
+static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    cel_h2 *h = ud;
+    if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
+        return 0;
+    stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (!st)
+        return 0;
+    int rv = 0;
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        rv = dispatch(h, st);
+    else if (frame->hd.type == NGHTTP2_HEADERS && frame->headers.cat == NGHTTP2_HCAT_REQUEST)
+        rv = headers_done(h, st);
+    return rv ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    (void)ud;
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    /* RFC 9113 8.1: a server that answered before the request ended may reset
+     * the stream with NO_ERROR so the client stops sending. */
+    if (st && (st->flags & ST_DISCARD) &&
+        !nghttp2_session_get_stream_remote_close(s, frame->hd.stream_id))
+        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    return 0;
+}
+
+static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
+{
+    (void)code;
+    stream *st = nghttp2_session_get_stream_user_data(s, id);
+    if (st) {
+        nghttp2_session_set_stream_user_data(s, id, NULL);
+        stream_free(ud, st);
+    }
+    return 0;
+}
+
+/* ---- the session ---- */
+
+static int init_callbacks(void)
+{
+    if (callbacks)
+        return 0;
+    nghttp2_session_callbacks *cb;
+    if (nghttp2_session_callbacks_new(&cb))
+        return CEL_ENOMEM;
+    nghttp2_session_callbacks_set_send_callback(cb, on_send);
+    nghttp2_session_callbacks_set_send_data_callback(cb, send_data);
+    nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
+    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
+    nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
+    callbacks = cb;
+    return 0;
+}
+
+int cel_h2_global_init(void)
+{
+    return init_callbacks();
+}
+
+cel_h2 *cel_h2_new(cel_env *env, cel_outq *out)
+{
+    cel_h2 *h = cel_pool_alloc(env->pool, sizeof(*h));
+    if (!h)
+        return NULL;
+    memset(h, 0, sizeof(*h));
+    h->env = env;
+    h->out = out;
+    h->limits = env->gen->cfg->limits;
+    nghttp2_mem mem = {env->pool, mem_malloc, mem_free, mem_calloc, mem_realloc};
+    nghttp2_option *opt;
+    if (nghttp2_option_new(&opt)) {
+        cel_pool_release(env->pool, h);
+        return NULL;
+    }
+    /* Our own value is what we advertise and enforce in on_header. */
+    nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+    int rv = nghttp2_session_server_new3(&h->s, callbacks, h, opt, &mem);
+    nghttp2_option_del(opt);
+    if (rv) {
+        cel_pool_release(env->pool, h);
+        return NULL;
+    }
+    nghttp2_settings_entry iv[] = {
+        {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h->limits.max_concurrent_streams},
+        {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h->limits.initial_window_size},
+        {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h->limits.max_header_list_size},
+    };
+    if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, CEL_ARRAY_LEN(iv))) {
+        cel_h2_free(h);
+        return NULL;
+    }
+    return h;
+}
+
+void cel_h2_free(cel_h2 *h)
+{
+    /* nghttp2_session_del does not report the streams it drops. */
+    while (h->streams)
+        stream_free(h, h->streams);
+    nghttp2_session_del(h->s);
+    cel_pool_release(h->env->pool, h);
+}
+
+int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
+{
+    ssize_t rv = nghttp2_session_mem_recv(h->s, p, n);
+    if (rv < 0) {
+        cel_log_debug("h2: closing connection: %s", nghttp2_strerror((int)rv));
+        return CEL_EIO;
+    }
+    return 0;
+}
+
+int cel_h2_send(cel_h2 *h)
+{
+    int rv = nghttp2_session_send(h->s);
+    if (rv) {
+        cel_log_debug("h2: send failed: %s", nghttp2_strerror(rv));
+        return CEL_EIO;
+    }
+    return 0;
+}
+
+int cel_h2_want_write(const cel_h2 *h)
+{
+    return nghttp2_session_want_write(h->s);
+}
+
+int cel_h2_want_read(const cel_h2 *h)
+{
+    return nghttp2_session_want_read(h->s);
+}
+
+size_t cel_h2_streams(const cel_h2 *h)
+{
+    return h->nstreams;
+}
+
+int cel_h2_served(const cel_h2 *h)
+{
+    return h->served;
+}
+
+void cel_h2_goaway(cel_h2 *h)
+{
+    if (h->goaway)
+        return;
+    h->goaway = 1;
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+}

@@ -1,0 +1,45 @@
+/*
+ * The HTTP/2 front end: one nghttp2 server session per connection, its streams,
+ * and the translation between frames and the protocol-neutral request/response.
+ * It reads bytes it is given and writes frames into the connection's output
+ * queue; it never touches a socket. Owned by the connection's worker thread.
+ */
+#ifndef CEL_H2_H
+#define CEL_H2_H
+
+#include "common.h"
+#include "env.h"
+#include "outq.h"
+
+typedef struct cel_h2 cel_h2;
+
+/* Once per process, before any session: builds the shared callback table. */
+int cel_h2_global_init(void);
+
+/* A new server session writing into OUT. Queues our SETTINGS. NULL on ENOMEM. */
+cel_h2 *cel_h2_new(cel_env *env, cel_outq *out);
+/* Frees the session and every stream still open (releasing their generations). */
+void cel_h2_free(cel_h2 *h);
+
+/* Feeds N received bytes. 0, or CEL_EIO when the connection must end (a GOAWAY
+ * may be queued: flush with cel_h2_send first). */
+int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n);
+
+/* Moves frames nghttp2 has ready into the output queue, until none are left or
+ * the queue holds limits.max_output_buffer bytes. 0 or CEL_EIO. */
+int cel_h2_send(cel_h2 *h);
+
+/* Whether nghttp2 has frames ready that cel_h2_send has not taken yet. */
+int cel_h2_want_write(const cel_h2 *h);
+/* 0 once the session is over: GOAWAY exchanged and no streams left. */
+int cel_h2_want_read(const cel_h2 *h);
+/* Streams currently open. */
+size_t cel_h2_streams(const cel_h2 *h);
+/* Whether any request has completed on this connection. */
+int cel_h2_served(const cel_h2 *h);
+
+/* Graceful end: GOAWAY with the last stream we processed; streams in flight
+ * finish. Idempotent. */
+void cel_h2_goaway(cel_h2 *h);
+
+#endif

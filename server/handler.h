@@ -1,0 +1,70 @@
+/*
+ * The handler interface. Every handler type embeds cel_handler as its first
+ * member and fills in the function table; dispatch calls through the table and
+ * never names a handler type. Config is the one place that builds handlers.
+ */
+#ifndef CEL_HANDLER_H
+#define CEL_HANDLER_H
+
+#include "arena.h"
+#include "common.h"
+#include "request.h"
+
+typedef struct cel_kv {
+    cel_str name; /* lowercase */
+    cel_str value;
+} cel_kv;
+
+/* What a handler answers. Memory it points to must stay valid until the stream
+ * ends: generation memory (set body_in_gen) or the stream's arena. */
+typedef struct cel_response {
+    int status;
+    cel_str content_type;
+    const cel_kv *headers; /* extra headers */
+    size_t nheaders;
+    const char *body;
+    size_t body_len;
+    int body_in_gen; /* body lives in the config generation: may be sent by reference */
+} cel_response;
+
+typedef struct cel_handler cel_handler;
+
+struct cel_handler {
+    const char *type; /* "static", "json": for logs */
+    /* Fills RES for REQ. ARENA is the stream's: for memory the response points to.
+     * Returns 0, or a negative CEL_E* code: the stream then answers 500. */
+    int (*handle)(cel_handler *h, const cel_request *req, cel_response *res, cel_arena *arena);
+    void (*destroy)(cel_handler *h);
+};
+
+/* The fixed part of a response (status, content type, extra headers), copied
+ * into memory the handler owns. Shared by the handler types. */
+typedef struct cel_resp_head {
+    int status;
+    cel_str content_type;
+    cel_kv *headers;
+    size_t nheaders;
+    char *strings;
+} cel_resp_head;
+
+int cel_resp_head_init(cel_resp_head *h, int status, const char *content_type, const cel_kv *hdrs,
+                       size_t n);
+void cel_resp_head_deinit(cel_resp_head *h);
+
+static inline void cel_resp_head_apply(const cel_resp_head *h, cel_response *res)
+{
+    res->status = h->status;
+    res->content_type = h->content_type;
+    res->headers = h->headers;
+    res->nheaders = h->nheaders;
+}
+
+/* Built by config (see conf_handlers.c). */
+cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
+                                    size_t nheaders, char *body, size_t body_len);
+struct cel_tmpl;
+/* Takes ownership of TMPL (also on failure). */
+cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,
+                                  size_t nheaders, struct cel_tmpl *tmpl);
+
+#endif

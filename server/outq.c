@@ -1,0 +1,270 @@
+/*
+ * Output queue. Segments live in a power-of-two ring; copied bytes live in
+ * CEL_OUTQ_CHUNK-sized arena chunks taken from the pool. Because both segments
+ * and chunk bytes are consumed strictly in order, a chunk is finished exactly
+ * when the bytes written out of it (done) catch up with the bytes copied into it
+ * (used), and it is then always the oldest chunk.
+ *
+ * A drained chunk goes back to the pool straight away, even the newest one: an
+ * idle HTTP/2 connection then holds no arena memory, and the pool's free list
+ * makes taking it again cheap.
+ */
+#include "outq.h"
+
+#include <assert.h>
+#include <errno.h>
+#include <limits.h>
+#include <string.h>
+
+/* Bounds the stack iovec array; longer queues just take another writev. */
+#if defined(IOV_MAX) && IOV_MAX < 256
+#define IOV_BATCH IOV_MAX
+#else
+#define IOV_BATCH 256
+#endif
+
+#define RING_MIN 16u
+
+struct cel_outq_chunk {
+    struct cel_outq_chunk *next;
+    size_t used; /* bytes copied in */
+    size_t done; /* bytes written out */
+    char data[];
+};
+
+/* The chunk header shares the CEL_OUTQ_CHUNK block so chunks fill a pool class
+ * exactly instead of spilling into the next one. */
+#define CHUNK_ROOM (CEL_OUTQ_CHUNK - offsetof(struct cel_outq_chunk, data))
+
+struct cel_outq_seg {
+    const char *p;
+    size_t n;
+    struct cel_outq_chunk *chunk; /* set for copied bytes, NULL for refs */
+    cel_outq_release_fn release;
+    void *arg;
+};
+
+static inline struct cel_outq_seg *seg_at(const cel_outq *q, unsigned i)
+{
+    return &q->segs[(q->seg_head + i) & (q->seg_cap - 1)];
+}
+
+static inline struct cel_outq_seg pop(cel_outq *q)
+{
+    struct cel_outq_seg s = q->segs[q->seg_head];
+    q->seg_head = (q->seg_head + 1) & (q->seg_cap - 1);
+    q->seg_count--;
+    return s;
+}
+
+void cel_outq_init(cel_outq *q, cel_pool *pool)
+{
+    q->pool = pool;
+    q->segs = NULL;
+    q->seg_cap = q->seg_head = q->seg_count = 0;
+    q->chunk_head = q->chunk_tail = NULL;
+    q->pending = 0;
+}
+
+void cel_outq_deinit(cel_outq *q)
+{
+    while (q->seg_count) {
+        struct cel_outq_seg s = pop(q);
+        if (!s.chunk && s.release)
+            s.release(s.arg);
+    }
+    struct cel_outq_chunk *c = q->chunk_head;
+    while (c) {
+        struct cel_outq_chunk *next = c->next;
+        cel_pool_release(q->pool, c);
+        c = next;
+    }
+    cel_pool_release(q->pool, q->segs);
+    cel_outq_init(q, q->pool);
+}
+
+/* Makes room for EXTRA more segments, so that appending cannot fail halfway. */
+static int reserve(cel_outq *q, size_t extra)
+{
+    size_t need = (size_t)q->seg_count + extra;
+    if (CEL_LIKELY(need <= q->seg_cap))
+        return 0;
+    size_t cap = q->seg_cap ? q->seg_cap : RING_MIN;
+    while (cap < need) {
+        if (cap > UINT_MAX / 2 || cap > SIZE_MAX / 2 / sizeof(struct cel_outq_seg))
+            return CEL_ENOMEM;
+        cap *= 2;
+    }
+    struct cel_outq_seg *s = cel_pool_alloc(q->pool, cap * sizeof(*s));
+    if (!s)
+        return CEL_ENOMEM;
+    for (unsigned i = 0; i < q->seg_count; i++)
+        s[i] = *seg_at(q, i);
+    cel_pool_release(q->pool, q->segs);
+    q->segs = s;
+    q->seg_cap = (unsigned)cap;
+    q->seg_head = 0;
+    return 0;
+}
+
+static void append(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_t n)
+{
+    char *dst = c->data + c->used;
+    memcpy(dst, src, n);
+    c->used += n;
+    q->pending += n;
+    if (q->seg_count) {
+        struct cel_outq_seg *last = seg_at(q, q->seg_count - 1);
+        if (last->chunk == c && last->p + last->n == dst) {
+            last->n += n;
+            return;
+        }
+    }
+    *seg_at(q, q->seg_count++) = (struct cel_outq_seg){dst, n, c, NULL, NULL};
+}
+
+int cel_outq_copy(cel_outq *q, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    struct cel_outq_chunk *c = q->chunk_tail;
+    size_t room = c ? CHUNK_ROOM - c->used : 0;
+    size_t fresh = 0;
+    if (n > room) {
+        size_t rest = n - room;
+        fresh = rest / CHUNK_ROOM + (rest % CHUNK_ROOM != 0);
+    }
+    if (reserve(q, fresh + 1) != 0)
+        return CEL_ENOMEM;
+
+    /* Take every chunk before copying anything: a failure must leave the queue
+     * as it was, or the peer would see a torn frame. */
+    struct cel_outq_chunk *first = NULL, *last = NULL;
+    for (size_t i = 0; i < fresh; i++) {
+        struct cel_outq_chunk *nc = cel_pool_alloc(q->pool, CEL_OUTQ_CHUNK);
+        if (!nc) {
+            while (first) {
+                struct cel_outq_chunk *next = first->next;
+                cel_pool_release(q->pool, first);
+                first = next;
+            }
+            return CEL_ENOMEM;
+        }
+        nc->next = NULL;
+        nc->used = nc->done = 0;
+        if (last)
+            last->next = nc;
+        else
+            first = nc;
+        last = nc;
+    }
+    if (first) {
+        if (c)
+            c->next = first;
+        else
+            q->chunk_head = first;
+        q->chunk_tail = last;
+    }
+    if (!room)
+        c = first;
+
+    const char *src = p;
+    while (n) {
+        size_t take = CHUNK_ROOM - c->used;
+        if (take > n)
+            take = n;
+        append(q, c, src, take);
+        src += take;
+        n -= take;
+        c = c->next;
+    }
+    return 0;
+}
+
+int cel_outq_ref(cel_outq *q, const void *p, size_t n, cel_outq_release_fn release, void *arg)
+{
+    /* An empty range with a callback still queues, so the callback keeps its
+     * place in the byte order. */
+    if (n == 0 && !release)
+        return 0;
+    if (reserve(q, 1) != 0)
+        return CEL_ENOMEM;
+    *seg_at(q, q->seg_count++) = (struct cel_outq_seg){p, n, NULL, release, arg};
+    q->pending += n;
+    return 0;
+}
+
+static void drop_chunk(cel_outq *q, struct cel_outq_chunk *c)
+{
+    assert(c == q->chunk_head);
+    q->chunk_head = c->next;
+    if (!q->chunk_head)
+        q->chunk_tail = NULL;
+    cel_pool_release(q->pool, c);
+}
+
+/* Consumes W written bytes from the front. Empty segments at the new front are
+ * consumed too, so a zero-length ref is released as soon as what precedes it
+ * has gone out. */
+static void advance(cel_outq *q, size_t w)
+{
+    assert(w <= q->pending);
+    q->pending -= w;
+    while (q->seg_count) {
+        struct cel_outq_seg *s = seg_at(q, 0);
+        if (s->n > w) {
+            s->p += w;
+            s->n -= w;
+            if (s->chunk)
+                s->chunk->done += w;
+            return;
+        }
+        w -= s->n;
+        /* Popped before the callback runs, so a callback that queues more
+         * finds the ring consistent. */
+        struct cel_outq_seg done = pop(q);
+        if (done.chunk) {
+            done.chunk->done += done.n;
+            if (done.chunk->done == done.chunk->used)
+                drop_chunk(q, done.chunk);
+        } else if (done.release) {
+            done.release(done.arg);
+        }
+    }
+}
+
+int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
+{
+    struct iovec iov[IOV_BATCH];
+    for (;;) {
+        advance(q, 0);
+        if (!q->seg_count)
+            return 0;
+        int cnt = 0;
+        size_t total = 0;
+        for (unsigned i = 0; i < q->seg_count && cnt < IOV_BATCH; i++) {
+            const struct cel_outq_seg *s = seg_at(q, i);
+            if (!s->n)
+                continue;
+            /* writev never writes through iov_base; the cast only drops const. */
+            iov[cnt].iov_base = (void *)s->p;
+            iov[cnt].iov_len = s->n;
+            total += s->n;
+            cnt++;
+        }
+        ssize_t w = wv(ctx, iov, cnt);
+        if (w < 0) {
+            if (errno == EINTR)
+                continue;
+            if (errno == EAGAIN || errno == EWOULDBLOCK)
+                return CEL_EAGAIN;
+            return CEL_EIO;
+        }
+        assert((size_t)w <= total);
+        advance(q, (size_t)w);
+        /* A short write means the socket buffer is full; trying again now
+         * would only burn a syscall on EAGAIN. */
+        if ((size_t)w < total)
+            return CEL_EAGAIN;
+    }
+}

@@ -1,0 +1,513 @@
+/*
+ * Route tree. A node stands for one segment position; its children are the
+ * candidates for the next request segment, tried literal, then param, then
+ * wildcard. Every node sits at a fixed segment depth, so a DFS visits each node at
+ * most once per lookup: backtracking is bounded by the tree size, never
+ * exponential in the path.
+ *
+ * A pattern "/" is one empty segment, "/a/" is "a" then an empty segment, and
+ * "/a//b" has an empty middle segment; request paths split the same way, so empty
+ * segments and trailing slashes are significant with no special cases.
+ *
+ * Only a segment that *starts* with ':' or '*' is special. "/a:b" and "/v1*" are
+ * plain literals, so URLs with colons in them need no escaping; the price is that
+ * no literal segment can begin with ':' or '*'. Pattern text is taken literally
+ * (a '%' in a pattern is just a '%'); request segments are percent-decoded before
+ * being compared with literals, after the path was split on its raw '/'s, so
+ * "%2F" never acts as a separator.
+ */
+#include "router.h"
+
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_DEPTH 64
+
+static const char *const method_names[] = {
+    "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
+};
+
+struct route {
+    unsigned mask;
+    void *data;
+    unsigned nnames;
+    char **names; /* one block: the pointer array, then the strings */
+};
+
+/* All the routes of one shape; their masks are disjoint. */
+struct leaf {
+    unsigned mask;
+    size_t n;
+    struct route *routes;
+    char allow[CEL_ALLOW_MAX];
+};
+
+struct node {
+    char *lit; /* this node's text when it is a literal child */
+    size_t litlen;
+    struct node **lits;
+    size_t nlits;
+    size_t maxlit; /* longest literal child, to reject long segments early */
+    struct node *param;
+    struct node *wild; /* always childless: a wildcard ends the pattern */
+    struct leaf *leaf;
+};
+
+struct cel_router {
+    struct node root;
+};
+
+enum { SEG_LIT, SEG_PARAM, SEG_WILD };
+
+struct seg {
+    int kind;
+    const char *p; /* literal text, or the name without its ':' / '*' */
+    size_t n;
+};
+
+unsigned cel_method_bit(const char *s, size_t n)
+{
+    for (size_t i = 0; i < CEL_ARRAY_LEN(method_names); i++) {
+        if (strlen(method_names[i]) == n && memcmp(method_names[i], s, n) == 0)
+            return 1u << i;
+    }
+    return 0;
+}
+
+static int hex(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
+/* The decoded byte at *I, advancing *I past it; a malformed escape is a plain '%'. */
+static unsigned char next_byte(const char *s, size_t n, size_t *i)
+{
+    unsigned char c = (unsigned char)s[*i];
+    if (c == '%' && n - *i >= 3) {
+        int hi = hex((unsigned char)s[*i + 1]);
+        int lo = hex((unsigned char)s[*i + 2]);
+        if (hi >= 0 && lo >= 0) {
+            *i += 3;
+            return (unsigned char)(hi << 4 | lo);
+        }
+    }
+    *i += 1;
+    return c;
+}
+
+size_t cel_pct_decode(char *dst, const char *src, size_t n, int plus_is_space)
+{
+    size_t i = 0, o = 0;
+    /* o never passes i, so decoding in place only overwrites bytes already read */
+    while (i < n) {
+        if (plus_is_space && src[i] == '+') {
+            dst[o++] = ' ';
+            i++;
+        } else {
+            dst[o++] = (char)next_byte(src, n, &i);
+        }
+    }
+    return o;
+}
+
+static size_t decoded_len(const char *s, size_t n)
+{
+    size_t i = 0, k = 0;
+    while (i < n) {
+        next_byte(s, n, &i);
+        k++;
+    }
+    return k;
+}
+
+static int eq_decoded(const char *lit, const char *s, size_t n)
+{
+    size_t i = 0;
+    while (i < n) {
+        if (next_byte(s, n, &i) != (unsigned char)*lit++)
+            return 0;
+    }
+    return 1;
+}
+
+#if defined(__GNUC__)
+__attribute__((format(printf, 3, 4)))
+#endif
+static int
+fail(char *err, size_t errlen, const char *fmt, ...)
+{
+    if (err && errlen) {
+        va_list ap;
+        va_start(ap, fmt);
+        vsnprintf(err, errlen, fmt, ap);
+        va_end(ap);
+    }
+    return CEL_EINVAL;
+}
+
+/* Splits and checks PATTERN; all validation happens here so a bad pattern never
+ * touches the tree. */
+static int parse(const char *pattern, struct seg *segs, unsigned *nsegs, unsigned *nparams,
+                 char *err, size_t errlen)
+{
+    const char *p;
+    unsigned ns = 0, np = 0;
+
+    if (!pattern)
+        return fail(err, errlen, "pattern is NULL");
+    if (pattern[0] != '/')
+        return fail(err, errlen, "pattern \"%s\" does not start with '/'", pattern);
+    p = pattern + 1;
+    for (;;) {
+        const char *end = strchr(p, '/');
+        size_t n = end ? (size_t)(end - p) : strlen(p);
+        struct seg *s;
+
+        if (ns == MAX_DEPTH)
+            return fail(err, errlen, "pattern \"%s\" has more than %d segments", pattern,
+                        MAX_DEPTH);
+        s = &segs[ns++];
+        s->kind = SEG_LIT;
+        s->p = p;
+        s->n = n;
+        if (n > 0 && (p[0] == ':' || p[0] == '*')) {
+            const char *what = p[0] == ':' ? "param" : "wildcard";
+            s->kind = p[0] == ':' ? SEG_PARAM : SEG_WILD;
+            s->p = p + 1;
+            s->n = n - 1;
+            if (s->n == 0)
+                return fail(err, errlen, "pattern \"%s\" has a %s with no name", pattern, what);
+            if (s->kind == SEG_WILD && end)
+                return fail(err, errlen, "pattern \"%s\" has a wildcard that is not last", pattern);
+            if (np == CEL_MAX_PARAMS)
+                return fail(err, errlen, "pattern \"%s\" has more than %d params", pattern,
+                            CEL_MAX_PARAMS);
+            for (unsigned i = 0; i + 1 < ns; i++) {
+                if (segs[i].kind != SEG_LIT && segs[i].n == s->n &&
+                    memcmp(segs[i].p, s->p, s->n) == 0)
+                    return fail(err, errlen, "pattern \"%s\" uses the param name \"%.*s\" twice",
+                                pattern, (int)s->n, s->p);
+            }
+            np++;
+        }
+        if (!end)
+            break;
+        p = end + 1;
+    }
+    *nsegs = ns;
+    *nparams = np;
+    return 0;
+}
+
+static struct node *lit_child(struct node *n, const char *s, size_t len)
+{
+    struct node *c, **grown;
+
+    for (size_t i = 0; i < n->nlits; i++) {
+        c = n->lits[i];
+        if (c->litlen == len && memcmp(c->lit, s, len) == 0)
+            return c;
+    }
+    c = calloc(1, sizeof(*c));
+    grown = realloc(n->lits, (n->nlits + 1) * sizeof(*grown));
+    if (grown)
+        n->lits = grown;
+    if (!c || !grown || !(c->lit = malloc(len + 1))) {
+        free(c);
+        return NULL;
+    }
+    memcpy(c->lit, s, len);
+    c->lit[len] = '\0';
+    c->litlen = len;
+    n->lits[n->nlits++] = c;
+    if (len > n->maxlit)
+        n->maxlit = len;
+    return c;
+}
+
+static struct node *special_child(struct node **slot)
+{
+    if (!*slot)
+        *slot = calloc(1, sizeof(**slot));
+    return *slot;
+}
+
+static void set_allow(struct leaf *l)
+{
+    size_t o = 0;
+    for (size_t i = 0; i < CEL_ARRAY_LEN(method_names); i++) {
+        size_t n = strlen(method_names[i]);
+        if (!(l->mask & (1u << i)))
+            continue;
+        if (o) {
+            memcpy(l->allow + o, ", ", 2);
+            o += 2;
+        }
+        memcpy(l->allow + o, method_names[i], n);
+        o += n;
+    }
+    l->allow[o] = '\0';
+}
+
+static char **copy_names(const struct seg *segs, unsigned nsegs, unsigned nparams)
+{
+    size_t size = nparams * sizeof(char *);
+    char **names, *q;
+    unsigned k = 0;
+
+    for (unsigned i = 0; i < nsegs; i++) {
+        if (segs[i].kind != SEG_LIT)
+            size += segs[i].n + 1;
+    }
+    names = malloc(size);
+    if (!names)
+        return NULL;
+    q = (char *)(names + nparams);
+    for (unsigned i = 0; i < nsegs; i++) {
+        if (segs[i].kind == SEG_LIT)
+            continue;
+        names[k++] = q;
+        memcpy(q, segs[i].p, segs[i].n);
+        q[segs[i].n] = '\0';
+        q += segs[i].n + 1;
+    }
+    return names;
+}
+
+int cel_router_add(cel_router *r, const char *pattern, unsigned methods, void *data,
+                   void **conflict, char *err, size_t errlen)
+{
+    struct seg segs[MAX_DEPTH];
+    unsigned nsegs = 0, nparams = 0;
+    struct node *n = &r->root;
+    struct leaf *l, *fresh = NULL;
+    struct route *grown;
+    char **names = NULL;
+    int rc;
+
+    if (methods == 0 || (methods & ~(unsigned)CEL_M_ALL))
+        return fail(err, errlen, "route \"%s\" has an invalid method mask 0x%x",
+                    pattern ? pattern : "(null)", methods);
+    rc = parse(pattern, segs, &nsegs, &nparams, err, errlen);
+    if (rc)
+        return rc;
+
+    /* A failed allocation here can leave childless, leafless nodes behind; they
+     * match nothing and are freed with the router. */
+    for (unsigned i = 0; i < nsegs; i++) {
+        if (segs[i].kind == SEG_LIT)
+            n = lit_child(n, segs[i].p, segs[i].n);
+        else
+            n = special_child(segs[i].kind == SEG_PARAM ? &n->param : &n->wild);
+        if (!n)
+            return CEL_ENOMEM;
+    }
+
+    l = n->leaf;
+    if (l && (l->mask & methods)) {
+        for (size_t i = 0; i < l->n; i++) {
+            if (l->routes[i].mask & methods) {
+                if (conflict)
+                    *conflict = l->routes[i].data;
+                break;
+            }
+        }
+        return CEL_EEXIST;
+    }
+    /* a leaf is attached only once it holds a route: an empty one would turn a
+     * 404 into a 405 with an empty allow */
+    if (!l && !(l = fresh = calloc(1, sizeof(*l))))
+        return CEL_ENOMEM;
+    if (nparams && !(names = copy_names(segs, nsegs, nparams))) {
+        free(fresh);
+        return CEL_ENOMEM;
+    }
+    grown = realloc(l->routes, (l->n + 1) * sizeof(*grown));
+    if (!grown) {
+        free(names);
+        free(fresh);
+        return CEL_ENOMEM;
+    }
+    n->leaf = l;
+    l->routes = grown;
+    l->routes[l->n++] = (struct route){methods, data, nparams, names};
+    l->mask |= methods;
+    set_allow(l);
+    return 0;
+}
+
+struct walk {
+    const char *path;
+    size_t len;
+    unsigned method;
+    unsigned np;
+    uint32_t off[CEL_MAX_PARAMS];
+    uint32_t plen[CEL_MAX_PARAMS];
+    const struct leaf *first; /* highest-precedence leaf the path reached */
+    cel_route_match *m;
+};
+
+/* Returns 1 when the walk is over: N's leaf takes the method. */
+static int at_leaf(struct walk *w, const struct node *n)
+{
+    const struct leaf *l = n->leaf;
+
+    if (!l)
+        return 0;
+    if (!(l->mask & w->method)) {
+        if (!w->first)
+            w->first = l;
+        return 0;
+    }
+    for (size_t i = 0; i < l->n; i++) {
+        const struct route *rt = &l->routes[i];
+        if (!(rt->mask & w->method))
+            continue;
+        w->m->data = rt->data;
+        w->m->nparams = w->np;
+        for (unsigned k = 0; k < w->np; k++) {
+            w->m->params[k].name = rt->names[k];
+            w->m->params[k].off = w->off[k];
+            w->m->params[k].len = w->plen[k];
+        }
+        return 1;
+    }
+    return 0;
+}
+
+static const struct node *find_lit(const struct node *n, const char *s, size_t raw)
+{
+    const char *pct;
+    size_t dlen = raw;
+
+    /* each decoded byte takes at most three raw ones */
+    if (raw / 3 > n->maxlit)
+        return NULL;
+    pct = memchr(s, '%', raw);
+    if (pct)
+        dlen = (size_t)(pct - s) + decoded_len(pct, raw - (size_t)(pct - s));
+    if (dlen > n->maxlit)
+        return NULL;
+    for (size_t i = 0; i < n->nlits; i++) {
+        const struct node *c = n->lits[i];
+        if (c->litlen != dlen)
+            continue;
+        if (pct ? eq_decoded(c->lit, s, raw) : memcmp(c->lit, s, raw) == 0)
+            return c;
+    }
+    return NULL;
+}
+
+static int walk(struct walk *w, const struct node *n, size_t pos);
+
+/* C matched the segment ending at END; go on with the next one, if any. */
+static int step(struct walk *w, const struct node *c, size_t end)
+{
+    if (end == w->len)
+        return at_leaf(w, c);
+    if (!c->nlits && !c->param && !c->wild)
+        return 0;
+    return walk(w, c, end + 1);
+}
+
+/* Recursion depth is bounded by the tree depth (MAX_DEPTH), whatever the path. */
+static int walk(struct walk *w, const struct node *n, size_t pos)
+{
+    const char *s = w->path + pos;
+    size_t rest = w->len - pos;
+    const char *slash = memchr(s, '/', rest);
+    size_t seg = slash ? (size_t)(slash - s) : rest;
+
+    if (n->nlits) {
+        const struct node *c = find_lit(n, s, seg);
+        if (c && step(w, c, pos + seg))
+            return 1;
+    }
+    /* params are at most CEL_MAX_PARAMS deep by construction; the check is cheap */
+    if (n->param && seg > 0 && w->np < CEL_MAX_PARAMS) {
+        w->off[w->np] = (uint32_t)pos;
+        w->plen[w->np++] = (uint32_t)seg;
+        if (step(w, n->param, pos + seg))
+            return 1;
+        w->np--;
+    }
+    if (n->wild && w->np < CEL_MAX_PARAMS) {
+        w->off[w->np] = (uint32_t)pos;
+        w->plen[w->np++] = (uint32_t)rest;
+        if (at_leaf(w, n->wild))
+            return 1;
+        w->np--;
+    }
+    return 0;
+}
+
+int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigned method,
+                      cel_route_match *m)
+{
+    struct walk w;
+
+    m->data = NULL;
+    m->allow = NULL;
+    m->nparams = 0;
+    /* offsets are 32-bit; no sane :path comes near that */
+    if (len == 0 || path[0] != '/' || len > UINT32_MAX)
+        return CEL_ROUTE_NOT_FOUND;
+    w.path = path;
+    w.len = len;
+    w.method = method;
+    w.np = 0;
+    w.first = NULL;
+    w.m = m;
+    if (walk(&w, &r->root, 1))
+        return CEL_ROUTE_FOUND;
+    if (w.first) {
+        m->allow = w.first->allow;
+        return CEL_ROUTE_BAD_METHOD;
+    }
+    return CEL_ROUTE_NOT_FOUND;
+}
+
+cel_router *cel_router_new(void)
+{
+    return calloc(1, sizeof(cel_router));
+}
+
+static void free_node(struct node *n)
+{
+    for (size_t i = 0; i < n->nlits; i++) {
+        free_node(n->lits[i]);
+        free(n->lits[i]);
+    }
+    free(n->lits);
+    free(n->lit);
+    if (n->param) {
+        free_node(n->param);
+        free(n->param);
+    }
+    if (n->wild) {
+        free_node(n->wild);
+        free(n->wild);
+    }
+    if (n->leaf) {
+        for (size_t i = 0; i < n->leaf->n; i++)
+            free(n->leaf->routes[i].names);
+        free(n->leaf->routes);
+        free(n->leaf);
+    }
+}
+
+void cel_router_free(cel_router *r)
+{
+    if (!r)
+        return;
+    free_node(&r->root);
+    free(r);
+}

@@ -1,0 +1,87 @@
+"""Load as a test: h2load against the three benchmark routes. Every request
+must succeed with a 2xx; $CELERIS_LOAD_N sets the request count."""
+
+import re
+import subprocess
+
+import pytest
+
+from support import load_n
+
+pytestmark = pytest.mark.load
+
+CONFIG = """
+workers: auto
+log: { level: warn }
+routes:
+  - path: /bench
+    static: { body: "OK", content_type: text/plain }
+  - path: /json
+    json: { template: { message: "Hello, World!" } }
+  - path: /users/:id/posts/:postId
+    methods: [GET]
+    json: { template: { user: "{{param.id}}", post: "{{param.postId}}" } }
+"""
+
+EXPECT = {
+    "/bench": b"OK",
+    "/json": b'{"message":"Hello, World!"}',
+    "/users/1/posts/2": b'{"user":"1","post":"2"}',
+}
+
+
+@pytest.fixture(scope="module")
+def srv(module_celerisd):
+    return module_celerisd(CONFIG)
+
+
+def parse_h2load(out):
+    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M)
+    assert m, f"no requests line in h2load output:\n{out}"
+    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
+    res = dict(zip(keys, map(int, m.groups())))
+    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
+    assert m, f"no status codes line in h2load output:\n{out}"
+    res.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, m.groups())))
+    return res
+
+
+@pytest.mark.parametrize("path", list(EXPECT))
+def test_h2load(srv, path):
+    n = load_n()
+    clients = min(100, n)
+    timeout = max(120, n // 1000)
+    cmd = ["h2load", "-n", str(n), "-c", str(clients), "-m", "10", srv.url(path)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout,
+                       stdin=subprocess.DEVNULL)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    assert re.search(r"Application protocol: h2c", out), out
+    res = parse_h2load(out)
+    assert res["total"] == n, res
+    assert res["failed"] == 0 and res["errored"] == 0 and res["timeout"] == 0, res
+    assert res["done"] == n and res["succeeded"] == n, res
+    assert res["2xx"] == n, res
+    assert res["3xx"] == res["4xx"] == res["5xx"] == 0, res
+    assert srv.proc.poll() is None, "daemon died under load:\n" + srv.stderr_text()[-4000:]
+    # still answering correctly afterwards
+    with srv.client() as c:
+        r = c.get(path)
+        assert r.status == 200 and r.body == EXPECT[path]
+
+
+def test_h2load_mixed_paths_many_streams(srv):
+    """One h2load run over all three routes with deeper multiplexing."""
+    n = max(load_n() // 4, 300)
+    n -= n % 3
+    clients = min(50, n)
+    uris = [srv.url(p) for p in EXPECT]
+    p = subprocess.run(["h2load", "-n", str(n), "-c", str(clients), "-m", "100", *uris],
+                       capture_output=True, text=True, timeout=max(120, n // 1000),
+                       stdin=subprocess.DEVNULL)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    res = parse_h2load(out)
+    assert res["succeeded"] == n and res["2xx"] == n, res
+    assert res["failed"] == res["errored"] == res["timeout"] == 0, res

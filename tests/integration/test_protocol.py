@@ -1,0 +1,496 @@
+"""HTTP/2 protocol behaviour: flow control, concurrency, request bodies,
+HTTP/1.1 refusal, settings and connection timeouts."""
+
+import hashlib
+import os
+import re
+import socket
+import subprocess
+import time
+
+import h2.errors
+import h2.events
+import h2.settings
+import hpack
+import hyperframe.frame as hf
+import pytest
+
+from h2client import ConnectionClosed
+from support import curl
+
+BIG_SIZE = 5 * 1024 * 1024
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+
+
+def sha(b):
+    return hashlib.sha256(b).hexdigest()
+
+
+@pytest.fixture(scope="module")
+def big(tmp_path_factory):
+    path = tmp_path_factory.mktemp("big") / "big.bin"
+    data = os.urandom(BIG_SIZE)
+    path.write_bytes(data)
+    return path, data
+
+
+PROTO_CONFIG = """
+log: { level: warn }
+limits: { max_request_body: 50000 }
+routes:
+  - path: /big
+    static: { file: @BIG@ }
+  - path: /json
+    json: { template: { message: "Hello, World!" } }
+  - path: /bench
+    static: { body: "OK" }
+  - path: /users/:id/posts/:postId
+    json: { template: { user: "{{param.id}}", post: "{{param.postId}}" } }
+  - path: /upload
+    methods: [POST]
+    json: { template: { got: "{{method}}", ct: "{{header.content-type}}" } }
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(module_celerisd, big):
+    return module_celerisd(PROTO_CONFIG.replace("@BIG@", str(big[0])))
+
+
+# -- flow control ----------------------------------------------------------------------
+
+
+def test_big_file_default_window_python_h2(srv, big):
+    _, data = big
+    with srv.client(timeout=60) as c:
+        assert c.conn.local_settings.initial_window_size == 65535
+        assert c.conn.inbound_flow_control_window == 65535
+        r = c.get("/big", timeout=60)
+    assert r.status == 200 and r.reset is None
+    assert int(r.header("content-length")) == BIG_SIZE
+    assert r.header("content-type") == "application/octet-stream"
+    assert len(r.body) == BIG_SIZE
+    assert sha(r.body) == sha(data)
+
+
+@pytest.mark.parametrize("window", [4096, 16384])
+def test_big_file_small_stream_window(srv, big, window):
+    _, data = big
+    with srv.client(timeout=60, initial_window_size=window) as c:
+        r = c.get("/big", timeout=90)
+    assert r.status == 200 and len(r.body) == BIG_SIZE
+    assert sha(r.body) == sha(data)
+
+
+def test_big_file_large_windows(srv, big):
+    _, data = big
+    with srv.client(timeout=60, initial_window_size=(1 << 31) - 1,
+                    connection_window=(1 << 31) - 1, max_frame_size=(1 << 24) - 1) as c:
+        r = c.get("/big", timeout=60)
+    assert r.status == 200 and sha(r.body) == sha(data)
+
+
+@pytest.mark.parametrize("args", [["-w", "16"], ["-w", "16", "-W", "16"]],
+                         ids=["w16", "w16-W16"])
+def test_big_file_nghttp_small_window(srv, big, args):
+    _, data = big
+    p = subprocess.run(["nghttp", *args, srv.url("/big")], capture_output=True, timeout=90,
+                       stdin=subprocess.DEVNULL)
+    assert p.returncode == 0, p.stderr.decode(errors="replace")
+    assert len(p.stdout) == BIG_SIZE
+    assert sha(p.stdout) == sha(data)
+
+
+def test_big_file_curl(srv, big, tmp_path):
+    _, data = big
+    out = tmp_path / "out.bin"
+    p = curl(["-o", str(out), srv.url("/big")], timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert sha(out.read_bytes()) == sha(data)
+
+
+def test_server_respects_stream_window(srv):
+    """With a stream window of 1000 bytes and nothing acknowledged, the server
+    sends exactly 1000 bytes and then waits (h2 raises on any excess)."""
+    with srv.client(initial_window_size=1000, auto_ack=False) as c:
+        sid = c.send_request("GET", "/big")
+        c.wait_for(lambda: c.unacked_bytes() >= 1000, timeout=10, what="1000 bytes")
+        # give the server the chance to (wrongly) send more: a PING round trip
+        c.conn.ping(b"flowctl1")
+        c._flush()
+        c.wait_for(lambda: any(isinstance(e, h2.events.PingAckReceived) for e in c.events),
+                   timeout=10, what="PING ack")
+        assert len(c.responses[sid].body) == 1000
+        assert not c.responses[sid].done
+        c.open_window()
+        r = c.response(sid, timeout=60)
+        assert len(r.body) == BIG_SIZE
+
+
+def test_concurrent_big_streams_interleave(srv, big):
+    _, data = big
+    with srv.client(timeout=60) as c:
+        rs = c.many(["/big"] * 6, timeout=120)
+    for r in rs:
+        assert r.status == 200 and r.reset is None
+        assert sha(r.body) == sha(data)
+
+
+# -- concurrency -----------------------------------------------------------------------
+
+
+def test_100_concurrent_streams(srv):
+    reqs = []
+    expect = []
+    for i in range(100):
+        if i % 3 == 0:
+            reqs.append(f"/users/u{i}/posts/{i * 7}")
+            expect.append(f'{{"user":"u{i}","post":"{i * 7}"}}'.encode())
+        elif i % 3 == 1:
+            reqs.append("/json")
+            expect.append(b'{"message":"Hello, World!"}')
+        else:
+            reqs.append("/bench")
+            expect.append(b"OK")
+    with srv.client() as c:
+        assert c.remote_setting(h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS) >= 100
+        rs = c.many(reqs, timeout=30)
+        assert len({r.stream_id for r in rs}) == 100
+        for req, r, body in zip(reqs, rs, expect):
+            assert r.status == 200, (req, r)
+            assert r.body == body, (req, r)
+            assert r.header("content-length") == str(len(body))
+        # the connection is still good afterwards
+        assert c.get("/bench").body == b"OK"
+
+
+def test_many_connections_at_once(srv):
+    clients = [srv.client() for _ in range(30)]
+    try:
+        sids = [(c, c.send_request("GET", f"/users/{i}/posts/x")) for i, c in enumerate(clients)]
+        for i, (c, sid) in enumerate(sids):
+            r = c.response(sid)
+            assert r.status == 200 and r.json() == {"user": str(i), "post": "x"}
+    finally:
+        for c in clients:
+            c.close()
+
+
+def test_client_reset_mid_transfer_keeps_connection(srv):
+    with srv.client(auto_ack=False) as c:
+        sid = c.send_request("GET", "/big")
+        # read the whole first window, so no DATA for the stream is in flight
+        # (h2 drops DATA after a reset without giving it back to the window)
+        c.wait_for(lambda: c.unacked_bytes() >= 65535, what="first window of DATA")
+        c.conn.reset_stream(sid, h2.errors.ErrorCodes.CANCEL)
+        c.open_window()
+        r = c.get("/json")
+        assert r.status == 200 and r.body == b'{"message":"Hello, World!"}'
+
+
+def test_ping(srv):
+    with srv.client() as c:
+        c.conn.ping(b"celeris!")
+        c._flush()
+        c.wait_for(lambda: any(isinstance(e, h2.events.PingAckReceived) for e in c.events),
+                   what="PING ack")
+        ack = [e for e in c.events if isinstance(e, h2.events.PingAckReceived)][0]
+        assert ack.ping_data == b"celeris!"
+
+
+# -- request bodies ----------------------------------------------------------------------
+
+
+UPLOAD_OK = b'{"got":"POST","ct":"application/octet-stream"}'
+CT = [("content-type", "application/octet-stream")]
+
+
+def test_post_body_at_limit_with_content_length(srv):
+    body = os.urandom(50000)
+    with srv.client() as c:
+        r = c.request("POST", "/upload", CT + [("content-length", str(len(body)))], body)
+        assert r.status == 200, r
+        assert r.body == UPLOAD_OK
+
+
+def test_post_body_at_limit_without_content_length(srv):
+    body = os.urandom(50000)
+    with srv.client() as c:
+        r = c.request("POST", "/upload", CT, body)
+        assert r.status == 200, r
+        assert r.body == UPLOAD_OK
+
+
+def test_post_small_body_curl(srv):
+    p = curl(["-H", "content-type: application/octet-stream", "--data-binary", "hello",
+              srv.url("/upload")])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == UPLOAD_OK
+
+
+def test_post_empty_body(srv):
+    with srv.client() as c:
+        r = c.request("POST", "/upload", CT)
+        assert r.status == 200 and r.body == UPLOAD_OK
+
+
+def test_post_too_large_with_content_length_413(srv):
+    body = os.urandom(50001)
+    with srv.client() as c:
+        r = c.request("POST", "/upload", CT + [("content-length", str(len(body)))], body)
+        assert r.status == 413, r
+        # the connection keeps serving other streams
+        r2 = c.get("/json")
+        assert r2.status == 200 and r2.body == b'{"message":"Hello, World!"}'
+        r3 = c.request("POST", "/upload", CT, b"small")
+        assert r3.status == 200 and r3.body == UPLOAD_OK
+
+
+def test_post_too_large_without_content_length_413(srv):
+    body = os.urandom(300000)
+    with srv.client() as c:
+        r = c.request("POST", "/upload", CT, body)
+        assert r.status == 413, r
+        r2 = c.get("/bench")
+        assert r2.status == 200 and r2.body == b"OK"
+        r3 = c.request("POST", "/upload", CT, os.urandom(1000))
+        assert r3.status == 200 and r3.body == UPLOAD_OK
+
+
+def test_post_too_large_curl(srv):
+    p = curl(["-o", os.devnull, "-w", "%{http_code}", "--data-binary", "@-", srv.url("/upload")],
+             timeout=20)
+    # curl with @- and no stdin sends an empty body: 200
+    assert p.stdout == b"200", p
+    big_body = b"x" * 100000
+    p = subprocess.run(["curl", "--http2-prior-knowledge", "-sS", "--max-time", "20", "-o",
+                        os.devnull, "-w", "%{http_code}", "--data-binary", "@-",
+                        srv.url("/upload")], input=big_body, capture_output=True, timeout=30)
+    assert p.stdout == b"413", p
+
+
+def test_body_limit_parses_size_suffix(celerisd):
+    s = celerisd("""
+limits: { max_request_body: 64k }
+routes:
+  - path: /up
+    methods: [POST]
+    static: { body: "ok" }
+""")
+    with s.client() as c:
+        assert c.request("POST", "/up", body=b"a" * 60000).status == 200
+        assert c.request("POST", "/up", body=b"a" * 70000).status == 413
+        assert c.request("POST", "/up", body=b"a" * 10).body == b"ok"
+
+
+def test_concurrent_uploads_one_too_large(srv):
+    with srv.client() as c:
+        ok1 = c.send_request("POST", "/upload", CT, end_stream=False)
+        bad = c.send_request("POST", "/upload", CT, end_stream=False)
+        ok2 = c.send_request("POST", "/upload", CT, end_stream=False)
+        for _ in range(4):
+            c.send_body(ok1, b"1" * 10000, end_stream=False)
+            c.send_body(bad, b"2" * 20000, end_stream=False)
+            c.send_body(ok2, b"3" * 10000, end_stream=False)
+        c.send_body(ok1, b"", end_stream=True)
+        c.send_body(ok2, b"", end_stream=True)
+        c.send_body(bad, b"", end_stream=True)
+        r1, rb, r2 = c.response(ok1), c.response(bad), c.response(ok2)
+        assert r1.status == 200 and r1.body == UPLOAD_OK
+        assert r2.status == 200 and r2.body == UPLOAD_OK
+        assert rb.status == 413, rb
+
+
+# -- HTTP/1.1 clients ----------------------------------------------------------------
+
+
+def read_until_eof(sock, timeout):
+    deadline = time.monotonic() + timeout
+    data = b""
+    while True:
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            return data, False
+        sock.settimeout(remaining)
+        try:
+            chunk = sock.recv(65536)
+        except socket.timeout:
+            return data, False
+        except ConnectionResetError:
+            return data, True
+        if not chunk:
+            return data, True
+        data += chunk
+
+
+@pytest.mark.parametrize("request_bytes", [
+    b"GET /bench HTTP/1.1\r\nHost: localhost\r\n\r\n",
+    b"GET /bench HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
+    b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
+    b"GET / HTTP/1.0\r\n\r\n",
+], ids=["get", "h2c-upgrade", "post", "http10"])
+def test_http1_request_refused_cleanly(srv, request_bytes):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        start = time.monotonic()
+        s.sendall(request_bytes)
+        data, closed = read_until_eof(s, 5)
+        elapsed = time.monotonic() - start
+    assert closed, f"connection not closed within 5 s; got {data!r}"
+    assert elapsed < 3, elapsed
+    m = re.match(rb"HTTP/1\.[01] ([45]\d\d)[ \r]", data)
+    assert m, f"not an HTTP/1.x error response: {data!r}"
+    # the daemon still serves HTTP/2
+    with srv.client() as c:
+        assert c.get("/bench").body == b"OK"
+
+
+def test_http1_curl_gets_error_not_hang(srv):
+    p = subprocess.run(["curl", "--http1.1", "-sS", "--max-time", "5", "-o", os.devnull,
+                        "-w", "%{http_code}", srv.url("/bench")],
+                       capture_output=True, timeout=15)
+    code = p.stdout.decode().strip()
+    assert code.isdigit() and 400 <= int(code) < 600, (p.returncode, p.stdout, p.stderr)
+
+
+def test_garbage_instead_of_preface_closed(srv):
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
+        s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40)   # a TLS hello
+        _, closed = read_until_eof(s, 5)
+    assert closed
+    with srv.client() as c:
+        assert c.get("/bench").body == b"OK"
+
+
+# -- settings and limits ---------------------------------------------------------------
+
+
+def test_settings_advertise_limits(celerisd):
+    s = celerisd("""
+limits: { max_concurrent_streams: 10, max_header_list_size: 8192 }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with s.client() as c:
+        codes = h2.settings.SettingCodes
+        assert c.remote_setting(codes.MAX_CONCURRENT_STREAMS) == 10
+        assert c.remote_setting(codes.MAX_HEADER_LIST_SIZE) == 8192
+        rs = c.many(["/bench"] * 10)
+        assert all(r.status == 200 and r.body == b"OK" for r in rs)
+
+
+def test_oversized_header_list_not_served(celerisd):
+    s = celerisd("""
+limits: { max_header_list_size: 8192 }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with s.client() as c:
+        try:
+            r = c.request("GET", "/bench", [("x-big", "v" * 20000)], timeout=5)
+            assert r.status != 200, r
+        except ConnectionClosed:
+            pass
+    with s.client() as c:      # the daemon is fine
+        assert c.get("/bench").body == b"OK"
+
+
+def test_too_many_streams_refused(celerisd):
+    """Opening more streams than max_concurrent_streams at once: the excess are
+    refused (RST_STREAM REFUSED_STREAM or PROTOCOL_ERROR) and the rest served."""
+    s = celerisd("""
+limits: { max_concurrent_streams: 4 }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with s.client() as c:
+        # bypass h2's own limit check to behave like a misbehaving client
+        c.conn.remote_settings[h2.settings.SettingCodes.MAX_CONCURRENT_STREAMS] = 100
+        c.conn.remote_settings.acknowledge()
+        try:
+            rs = c.many(["/bench"] * 12, timeout=10)
+        except ConnectionClosed:
+            return          # treating it as a connection error is also allowed
+        served = [r for r in rs if r.status == 200]
+        refused = [r for r in rs if r.reset is not None and r.status is None]
+        assert len(served) >= 4
+        assert refused, rs
+        assert len(served) + len(refused) == 12, rs
+
+
+def connect_h2_raw(port):
+    s = socket.create_connection(("127.0.0.1", port), timeout=10)
+    s.sendall(PREFACE + hf.SettingsFrame(0).serialize())
+    return s
+
+
+def test_silent_connection_closed_by_timeouts(celerisd):
+    s = celerisd("""
+limits: { header_timeout: 1s, idle_timeout: 1s }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with socket.create_connection(("127.0.0.1", s.port), timeout=10) as sock:
+        start = time.monotonic()
+        _, closed = read_until_eof(sock, 8)
+        elapsed = time.monotonic() - start
+    assert closed, "a connection that sends nothing was kept open for 8 s"
+    assert elapsed >= 0.5, elapsed
+
+
+def test_incomplete_headers_closed_by_header_timeout(celerisd):
+    s = celerisd("""
+limits: { header_timeout: 1s, idle_timeout: 60s }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    block = hpack.Encoder().encode([(":method", "GET"), (":scheme", "http"),
+                                    (":authority", "x"), (":path", "/bench")])
+    headers = hf.HeadersFrame(1)
+    headers.data = block[:3]          # the block goes on in a CONTINUATION never sent
+    headers.flags.add("END_STREAM")
+    with connect_h2_raw(s.port) as sock:
+        sock.sendall(headers.serialize())
+        start = time.monotonic()
+        _, closed = read_until_eof(sock, 8)
+        elapsed = time.monotonic() - start
+    assert closed, "a connection stuck in the middle of a header block stayed open 8 s"
+    assert elapsed >= 0.5, elapsed
+
+
+def test_idle_connection_closed_after_idle_timeout(celerisd):
+    s = celerisd("""
+limits: { idle_timeout: 1s, header_timeout: 60s }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with s.client() as c:
+        assert c.get("/bench").body == b"OK"
+        took = c.wait_closed(timeout=8)
+        assert took >= 0.5, took
+        if c.goaway is not None:
+            assert c.goaway.error_code == h2.errors.ErrorCodes.NO_ERROR
+
+
+def test_active_connection_not_closed_by_idle_timeout(celerisd):
+    s = celerisd("""
+limits: { idle_timeout: 1s }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with s.client() as c:
+        end = time.monotonic() + 2.5
+        n = 0
+        while time.monotonic() < end:
+            assert c.get("/bench").body == b"OK"
+            n += 1
+            time.sleep(0.2)       # pacing the requests, not synchronisation
+        assert n >= 10
+        assert not c.eof

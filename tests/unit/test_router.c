@@ -1,0 +1,754 @@
+/*
+ * Unit tests for the route tree. Linked with
+ * -Wl,--wrap=malloc,--wrap=calloc,--wrap=realloc so the wrappers below can count
+ * (and, on demand, fail) the router's allocations.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "router.h"
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+static unsigned long nalloc;
+static unsigned long fail_at; /* 0: never; else the allocation number that fails */
+
+static int alloc_fails(void)
+{
+    return ++nalloc == fail_at;
+}
+
+void *__wrap_malloc(size_t n)
+{
+    return alloc_fails() ? NULL : __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+    return alloc_fails() ? NULL : __real_calloc(k, n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    return alloc_fails() ? NULL : __real_realloc(p, n);
+}
+
+static int tag[32]; /* distinct data pointers for routes */
+#define D(i) ((void *)&tag[i])
+
+static void add_ok(cel_router *r, const char *pattern, unsigned methods, void *data)
+{
+    char err[256] = "";
+    void *conflict = NULL;
+    int rc = cel_router_add(r, pattern, methods, data, &conflict, err, sizeof(err));
+    if (rc != 0)
+        print_error("adding %s: rc %d, %s\n", pattern, rc, err);
+    assert_int_equal(rc, 0);
+}
+
+static int lookup(const cel_router *r, const char *path, unsigned method, cel_route_match *m)
+{
+    return cel_router_lookup(r, path, strlen(path), method, m);
+}
+
+static void expect_found(const cel_router *r, const char *path, unsigned method, void *data,
+                         cel_route_match *m)
+{
+    int rc = lookup(r, path, method, m);
+    if (rc != CEL_ROUTE_FOUND)
+        print_error("looking up %s: rc %d\n", path, rc);
+    assert_int_equal(rc, CEL_ROUTE_FOUND);
+    assert_ptr_equal(m->data, data);
+    assert_null(m->allow);
+}
+
+static void expect_not_found(const cel_router *r, const char *path, unsigned method)
+{
+    cel_route_match m;
+    int rc = lookup(r, path, method, &m);
+    if (rc != CEL_ROUTE_NOT_FOUND)
+        print_error("looking up %s: rc %d\n", path, rc);
+    assert_int_equal(rc, CEL_ROUTE_NOT_FOUND);
+    assert_null(m.data);
+    assert_null(m.allow);
+    assert_int_equal(m.nparams, 0);
+}
+
+static void expect_405(const cel_router *r, const char *path, unsigned method, const char *allow)
+{
+    cel_route_match m;
+    assert_int_equal(lookup(r, path, method, &m), CEL_ROUTE_BAD_METHOD);
+    assert_null(m.data);
+    assert_non_null(m.allow);
+    assert_string_equal(m.allow, allow);
+}
+
+/* Param I of M is NAME with raw value VALUE taken from PATH. */
+static void expect_param(const cel_route_match *m, const char *path, unsigned i, const char *name,
+                         const char *value)
+{
+    assert_true(i < m->nparams);
+    assert_string_equal(m->params[i].name, name);
+    assert_int_equal(m->params[i].len, strlen(value));
+    assert_true(m->params[i].off + m->params[i].len <= strlen(path));
+    assert_memory_equal(path + m->params[i].off, value, strlen(value));
+}
+
+static void test_method_bit(void **state)
+{
+    static const char *const names[] = {"GET",   "HEAD",    "POST",    "PUT",  "DELETE",
+                                        "PATCH", "OPTIONS", "CONNECT", "TRACE"};
+    (void)state;
+    for (unsigned i = 0; i < CEL_ARRAY_LEN(names); i++)
+        assert_int_equal(cel_method_bit(names[i], strlen(names[i])), 1u << i);
+    assert_int_equal(cel_method_bit("GET", 3), CEL_M_GET);
+    assert_int_equal(cel_method_bit("TRACE", 5), CEL_M_TRACE);
+    assert_int_equal(cel_method_bit("get", 3), 0);
+    assert_int_equal(cel_method_bit("GETS", 4), 0);
+    assert_int_equal(cel_method_bit("GETS", 3), CEL_M_GET);
+    assert_int_equal(cel_method_bit("GE", 2), 0);
+    assert_int_equal(cel_method_bit("", 0), 0);
+    assert_int_equal(cel_method_bit("PROPFIND", 8), 0);
+}
+
+static void test_root(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/", CEL_M_GET, D(0));
+    expect_found(r, "/", CEL_M_GET, D(0), &m);
+    assert_int_equal(m.nparams, 0);
+    expect_not_found(r, "", CEL_M_GET);
+    expect_not_found(r, "//", CEL_M_GET);
+    expect_not_found(r, "/a", CEL_M_GET);
+    expect_not_found(r, "*", CEL_M_OPTIONS);
+    expect_not_found(r, "a", CEL_M_GET);
+    cel_router_free(r);
+}
+
+static void test_trailing_slash_and_empty_segments(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/users/:id", CEL_M_GET, D(0));
+    add_ok(r, "/a/b", CEL_M_GET, D(1));
+    add_ok(r, "/c/", CEL_M_GET, D(2));
+    add_ok(r, "/d//e", CEL_M_GET, D(3));
+
+    expect_found(r, "/users/1", CEL_M_GET, D(0), &m);
+    expect_not_found(r, "/users/1/", CEL_M_GET);
+    expect_not_found(r, "/users/", CEL_M_GET); /* a param is never empty */
+    expect_not_found(r, "/users", CEL_M_GET);
+    expect_found(r, "/a/b", CEL_M_GET, D(1), &m);
+    expect_not_found(r, "/a//b", CEL_M_GET);
+    expect_not_found(r, "/a/b/", CEL_M_GET);
+    expect_not_found(r, "//a/b", CEL_M_GET);
+    expect_found(r, "/c/", CEL_M_GET, D(2), &m);
+    expect_not_found(r, "/c", CEL_M_GET);
+    expect_found(r, "/d//e", CEL_M_GET, D(3), &m);
+    expect_not_found(r, "/d/e", CEL_M_GET);
+    expect_not_found(r, "/d///e", CEL_M_GET);
+    cel_router_free(r);
+}
+
+static void test_precedence(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    /* added lowest precedence first so insertion order cannot explain the result */
+    add_ok(r, "/a/*rest", CEL_M_GET, D(2));
+    add_ok(r, "/a/:x", CEL_M_GET, D(1));
+    add_ok(r, "/a/b", CEL_M_GET, D(0));
+
+    expect_found(r, "/a/b", CEL_M_GET, D(0), &m);
+    assert_int_equal(m.nparams, 0);
+    expect_found(r, "/a/c", CEL_M_GET, D(1), &m);
+    assert_int_equal(m.nparams, 1);
+    expect_param(&m, "/a/c", 0, "x", "c");
+    expect_found(r, "/a/c/d", CEL_M_GET, D(2), &m);
+    expect_param(&m, "/a/c/d", 0, "rest", "c/d");
+    expect_found(r, "/a/b/", CEL_M_GET, D(2), &m);
+    expect_param(&m, "/a/b/", 0, "rest", "b/");
+    expect_found(r, "/a/", CEL_M_GET, D(2), &m);
+    expect_param(&m, "/a/", 0, "rest", "");
+    expect_not_found(r, "/a", CEL_M_GET);
+    cel_router_free(r);
+}
+
+static void test_backtracking(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/a/b/d", CEL_M_GET, D(0));
+    add_ok(r, "/a/:x/c", CEL_M_GET, D(1));
+    add_ok(r, "/:p/:q/e", CEL_M_GET, D(2));
+    add_ok(r, "/*all", CEL_M_GET, D(3));
+
+    expect_found(r, "/a/b/d", CEL_M_GET, D(0), &m);
+    expect_found(r, "/a/b/c", CEL_M_GET, D(1), &m);
+    assert_int_equal(m.nparams, 1);
+    expect_param(&m, "/a/b/c", 0, "x", "b");
+    /* literal a, then param b, then "e" fails; falls back to the root param */
+    expect_found(r, "/a/b/e", CEL_M_GET, D(2), &m);
+    assert_int_equal(m.nparams, 2);
+    expect_param(&m, "/a/b/e", 0, "p", "a");
+    expect_param(&m, "/a/b/e", 1, "q", "b");
+    /* every specific branch fails; the params pushed on the way must be gone */
+    expect_found(r, "/a/b/f", CEL_M_GET, D(3), &m);
+    assert_int_equal(m.nparams, 1);
+    expect_param(&m, "/a/b/f", 0, "all", "a/b/f");
+    expect_found(r, "/", CEL_M_GET, D(3), &m);
+    expect_param(&m, "/", 0, "all", "");
+    cel_router_free(r);
+}
+
+static void test_param_offsets(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    const char *p;
+    (void)state;
+    add_ok(r, "/users/:id/posts/:pid", CEL_M_GET, D(0));
+    add_ok(r, "/u/:id/*path", CEL_M_GET, D(1));
+
+    p = "/users/42/posts/7";
+    expect_found(r, p, CEL_M_GET, D(0), &m);
+    assert_int_equal(m.nparams, 2);
+    assert_int_equal(m.params[0].off, 7);
+    assert_int_equal(m.params[0].len, 2);
+    assert_int_equal(m.params[1].off, 16);
+    assert_int_equal(m.params[1].len, 1);
+    expect_param(&m, p, 0, "id", "42");
+    expect_param(&m, p, 1, "pid", "7");
+
+    /* values stay raw: percent escapes are the handler's business */
+    p = "/users/a%20b/posts/%2F";
+    expect_found(r, p, CEL_M_GET, D(0), &m);
+    expect_param(&m, p, 0, "id", "a%20b");
+    expect_param(&m, p, 1, "pid", "%2F");
+
+    p = "/u/7/x/y.txt";
+    expect_found(r, p, CEL_M_GET, D(1), &m);
+    assert_int_equal(m.nparams, 2);
+    expect_param(&m, p, 0, "id", "7");
+    expect_param(&m, p, 1, "path", "x/y.txt");
+    cel_router_free(r);
+}
+
+static void test_wildcard(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/assets/*rest", CEL_M_GET, D(0));
+    expect_found(r, "/assets/a/b.png", CEL_M_GET, D(0), &m);
+    assert_int_equal(m.nparams, 1);
+    assert_int_equal(m.params[0].off, 8);
+    expect_param(&m, "/assets/a/b.png", 0, "rest", "a/b.png");
+    expect_found(r, "/assets/", CEL_M_GET, D(0), &m);
+    assert_int_equal(m.params[0].off, 8);
+    assert_int_equal(m.params[0].len, 0);
+    expect_found(r, "/assets//", CEL_M_GET, D(0), &m);
+    expect_param(&m, "/assets//", 0, "rest", "/");
+    expect_not_found(r, "/assets", CEL_M_GET);
+    expect_not_found(r, "/assetsx/a", CEL_M_GET);
+    expect_not_found(r, "/", CEL_M_GET);
+    cel_router_free(r);
+}
+
+static void test_percent_decoded_literals(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    const char *p;
+    (void)state;
+    add_ok(r, "/caf\xc3\xa9", CEL_M_GET, D(0));
+    add_ok(r, "/a/b", CEL_M_GET, D(1));
+    add_ok(r, "/lit%20", CEL_M_GET, D(2));
+    add_ok(r, "/x/A", CEL_M_GET, D(3));
+    add_ok(r, "/y/%zz", CEL_M_GET, D(4));
+    add_ok(r, "/q/:v", CEL_M_GET, D(5));
+
+    expect_found(r, "/caf%C3%A9", CEL_M_GET, D(0), &m);
+    expect_found(r, "/caf%c3%a9", CEL_M_GET, D(0), &m);
+    expect_found(r, "/caf\xc3\xa9", CEL_M_GET, D(0), &m);
+    expect_found(r, "/%63%61%66%C3%A9", CEL_M_GET, D(0), &m);
+    expect_not_found(r, "/caf%C3", CEL_M_GET);
+    expect_not_found(r, "/caf%C3%A9x", CEL_M_GET);
+    /* the path is split on raw '/' first, so %2F never separates segments */
+    expect_not_found(r, "/a%2Fb", CEL_M_GET);
+    expect_not_found(r, "/a%2fb", CEL_M_GET);
+    expect_found(r, "/%61/%62", CEL_M_GET, D(1), &m);
+    /* pattern text is literal: "%20" in a pattern is three characters */
+    expect_not_found(r, "/lit%20", CEL_M_GET);
+    expect_found(r, "/lit%2520", CEL_M_GET, D(2), &m);
+    expect_not_found(r, "/lit%2020", CEL_M_GET);
+    expect_found(r, "/x/%41", CEL_M_GET, D(3), &m);
+    expect_not_found(r, "/x/%4", CEL_M_GET);
+    /* a malformed escape stays as it is */
+    expect_found(r, "/y/%zz", CEL_M_GET, D(4), &m);
+    expect_found(r, "/y/%25zz", CEL_M_GET, D(4), &m);
+    p = "/q/a%2Fb";
+    expect_found(r, p, CEL_M_GET, D(5), &m);
+    expect_param(&m, p, 0, "v", "a%2Fb");
+    cel_router_free(r);
+}
+
+static void test_405_allow(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/x", CEL_M_POST | CEL_M_GET, D(0));
+    add_ok(r, "/y", CEL_M_TRACE | CEL_M_DELETE | CEL_M_HEAD, D(1));
+    add_ok(r, "/all", CEL_M_ALL, D(2));
+    add_ok(r, "/one", CEL_M_OPTIONS, D(3));
+
+    expect_found(r, "/x", CEL_M_GET, D(0), &m);
+    expect_found(r, "/x", CEL_M_POST, D(0), &m);
+    expect_405(r, "/x", CEL_M_PUT, "GET, POST");
+    expect_405(r, "/x", 0, "GET, POST");
+    expect_405(r, "/y", CEL_M_GET, "HEAD, DELETE, TRACE");
+    expect_405(r, "/all", 0, "GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE");
+    assert_true(sizeof("GET, HEAD, POST, PUT, DELETE, PATCH, OPTIONS, CONNECT, TRACE") <=
+                CEL_ALLOW_MAX);
+    expect_found(r, "/all", CEL_M_CONNECT, D(2), &m);
+    expect_405(r, "/one", CEL_M_GET, "OPTIONS");
+    expect_not_found(r, "/z", CEL_M_GET);
+    expect_not_found(r, "/z", 0);
+    cel_router_free(r);
+}
+
+static void test_same_shape_disjoint_methods(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/r", CEL_M_DELETE, D(0));
+    add_ok(r, "/r", CEL_M_GET | CEL_M_HEAD, D(1));
+    add_ok(r, "/r/:id", CEL_M_GET, D(2));
+    add_ok(r, "/r/:key", CEL_M_PUT, D(3));
+    add_ok(r, "/f/*a", CEL_M_GET, D(4));
+    add_ok(r, "/f/*b", CEL_M_POST, D(5));
+
+    expect_found(r, "/r", CEL_M_DELETE, D(0), &m);
+    expect_found(r, "/r", CEL_M_HEAD, D(1), &m);
+    expect_found(r, "/r", CEL_M_GET, D(1), &m);
+    expect_405(r, "/r", CEL_M_POST, "GET, HEAD, DELETE");
+
+    /* one shape, but each route reports its own param names */
+    expect_found(r, "/r/9", CEL_M_GET, D(2), &m);
+    expect_param(&m, "/r/9", 0, "id", "9");
+    expect_found(r, "/r/9", CEL_M_PUT, D(3), &m);
+    expect_param(&m, "/r/9", 0, "key", "9");
+    expect_405(r, "/r/9", CEL_M_PATCH, "GET, PUT");
+
+    expect_found(r, "/f/x/y", CEL_M_GET, D(4), &m);
+    expect_param(&m, "/f/x/y", 0, "a", "x/y");
+    expect_found(r, "/f/x/y", CEL_M_POST, D(5), &m);
+    expect_param(&m, "/f/x/y", 0, "b", "x/y");
+    cel_router_free(r);
+}
+
+static void test_405_across_backtracking(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/a/b", CEL_M_POST, D(0));
+    add_ok(r, "/a/:x", CEL_M_GET, D(1));
+    add_ok(r, "/a/*w", CEL_M_PATCH, D(2));
+    add_ok(r, "/k/:x", CEL_M_PUT, D(3));
+    add_ok(r, "/k/*w", CEL_M_GET, D(4));
+
+    expect_found(r, "/a/b", CEL_M_POST, D(0), &m);
+    /* the literal leaf does not take GET, the param leaf does */
+    expect_found(r, "/a/b", CEL_M_GET, D(1), &m);
+    expect_param(&m, "/a/b", 0, "x", "b");
+    expect_found(r, "/a/b", CEL_M_PATCH, D(2), &m);
+    expect_param(&m, "/a/b", 0, "w", "b");
+    /* nobody takes PUT: the allow of the highest-precedence leaf that matched */
+    expect_405(r, "/a/b", CEL_M_PUT, "POST");
+    expect_405(r, "/a/c", CEL_M_PUT, "GET");
+    expect_405(r, "/a/", CEL_M_PUT, "PATCH");
+    expect_found(r, "/k/z", CEL_M_GET, D(4), &m);
+    expect_405(r, "/k/z", CEL_M_POST, "PUT");
+    expect_405(r, "/k/z/z", CEL_M_POST, "GET");
+    cel_router_free(r);
+}
+
+static void test_collisions(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    void *conflict = NULL;
+    char err[128];
+    (void)state;
+    add_ok(r, "/a/:id", CEL_M_GET, D(0));
+    assert_int_equal(
+        cel_router_add(r, "/a/:other", CEL_M_GET | CEL_M_POST, D(1), &conflict, err, sizeof(err)),
+        CEL_EEXIST);
+    assert_ptr_equal(conflict, D(0));
+    add_ok(r, "/a/:z", CEL_M_POST, D(2));
+    conflict = NULL;
+    assert_int_equal(
+        cel_router_add(r, "/a/:q", CEL_M_POST | CEL_M_PUT, D(3), &conflict, err, sizeof(err)),
+        CEL_EEXIST);
+    assert_ptr_equal(conflict, D(2));
+    /* a NULL conflict pointer is allowed */
+    assert_int_equal(cel_router_add(r, "/a/:q", CEL_M_GET, D(3), NULL, NULL, 0), CEL_EEXIST);
+
+    add_ok(r, "/w/*x", CEL_M_GET, D(4));
+    conflict = NULL;
+    assert_int_equal(cel_router_add(r, "/w/*y", CEL_M_ALL, D(5), &conflict, err, sizeof(err)),
+                     CEL_EEXIST);
+    assert_ptr_equal(conflict, D(4));
+    /* different shapes never collide */
+    add_ok(r, "/w/:x", CEL_M_GET, D(6));
+    add_ok(r, "/w/x", CEL_M_GET, D(7));
+    add_ok(r, "/a/:id/", CEL_M_GET, D(8));
+    add_ok(r, "/", CEL_M_GET, D(9));
+    assert_int_equal(cel_router_add(r, "/", CEL_M_GET, D(10), &conflict, err, sizeof(err)),
+                     CEL_EEXIST);
+    assert_ptr_equal(conflict, D(9));
+
+    /* the refused routes changed nothing */
+    expect_found(r, "/a/1", CEL_M_GET, D(0), &m);
+    expect_param(&m, "/a/1", 0, "id", "1");
+    expect_found(r, "/a/1", CEL_M_POST, D(2), &m);
+    expect_405(r, "/a/1", CEL_M_PUT, "GET, POST");
+    expect_405(r, "/w/x/y", CEL_M_POST, "GET");
+    cel_router_free(r);
+}
+
+static void expect_einval(cel_router *r, const char *pattern, unsigned methods, const char *msg)
+{
+    char err[256] = "";
+    void *conflict = D(31);
+    assert_int_equal(cel_router_add(r, pattern, methods, D(0), &conflict, err, sizeof(err)),
+                     CEL_EINVAL);
+    assert_ptr_equal(conflict, D(31));
+    if (msg)
+        assert_string_equal(err, msg);
+    else
+        assert_true(err[0] != '\0');
+}
+
+static void test_bad_patterns(void **state)
+{
+    cel_router *r = cel_router_new();
+    char deep[64 * 2 + 8], many[CEL_MAX_PARAMS * 8 + 8], err[8];
+    (void)state;
+    expect_einval(r, "", CEL_M_GET, "pattern \"\" does not start with '/'");
+    expect_einval(r, "a/b", CEL_M_GET, "pattern \"a/b\" does not start with '/'");
+    expect_einval(r, NULL, CEL_M_GET, NULL);
+    expect_einval(r, "/a/:", CEL_M_GET, "pattern \"/a/:\" has a param with no name");
+    expect_einval(r, "/:/a", CEL_M_GET, "pattern \"/:/a\" has a param with no name");
+    expect_einval(r, "/a/*", CEL_M_GET, "pattern \"/a/*\" has a wildcard with no name");
+    expect_einval(r, "/a/*r/b", CEL_M_GET, "pattern \"/a/*r/b\" has a wildcard that is not last");
+    expect_einval(r, "/a/*r/", CEL_M_GET, "pattern \"/a/*r/\" has a wildcard that is not last");
+    expect_einval(r, "/:a/:a", CEL_M_GET, "pattern \"/:a/:a\" uses the param name \"a\" twice");
+    expect_einval(r, "/:a/x/*a", CEL_M_GET, NULL);
+    expect_einval(r, "/a", 0, NULL);
+    expect_einval(r, "/a", CEL_M_ALL + 1, NULL);
+
+    /* 65 segments is one too many, 64 is fine */
+    strcpy(deep, "");
+    for (int i = 0; i < 65; i++)
+        strcat(deep, "/x");
+    expect_einval(r, deep, CEL_M_GET, NULL);
+    deep[strlen(deep) - 2] = '\0';
+    add_ok(r, deep, CEL_M_GET, D(1));
+
+    strcpy(many, "");
+    for (int i = 0; i <= CEL_MAX_PARAMS; i++)
+        sprintf(many + strlen(many), "/:p%d", i);
+    expect_einval(r, many, CEL_M_GET, NULL);
+
+    /* a short or missing error buffer is fine */
+    assert_int_equal(cel_router_add(r, "/:", CEL_M_GET, D(0), NULL, NULL, 0), CEL_EINVAL);
+    assert_int_equal(cel_router_add(r, "/:", CEL_M_GET, D(0), NULL, err, sizeof(err)), CEL_EINVAL);
+    assert_int_equal(strlen(err), sizeof(err) - 1);
+
+    /* nothing was added by the refused patterns */
+    expect_not_found(r, "/a/b", CEL_M_GET);
+    expect_not_found(r, "/a", CEL_M_GET);
+    expect_not_found(r, "/a/r/b", CEL_M_GET);
+    cel_router_free(r);
+}
+
+static void test_special_only_at_segment_start(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/a:b", CEL_M_GET, D(0));
+    add_ok(r, "/v1*", CEL_M_GET, D(1));
+    add_ok(r, "/x/y:z/*w", CEL_M_GET, D(2));
+    expect_found(r, "/a:b", CEL_M_GET, D(0), &m);
+    assert_int_equal(m.nparams, 0);
+    expect_not_found(r, "/ab", CEL_M_GET);
+    expect_found(r, "/v1*", CEL_M_GET, D(1), &m);
+    expect_not_found(r, "/v1/x", CEL_M_GET);
+    expect_found(r, "/x/y:z/q", CEL_M_GET, D(2), &m);
+    expect_param(&m, "/x/y:z/q", 0, "w", "q");
+    cel_router_free(r);
+}
+
+static void test_max_params(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    char pat[CEL_MAX_PARAMS * 8 + 16], path[CEL_MAX_PARAMS * 8 + 16], name[8], val[8];
+    (void)state;
+    pat[0] = path[0] = '\0';
+    for (int i = 0; i < CEL_MAX_PARAMS; i++) {
+        sprintf(pat + strlen(pat), "/:p%d", i);
+        sprintf(path + strlen(path), "/v%d", i);
+    }
+    add_ok(r, pat, CEL_M_GET, D(0));
+    expect_found(r, path, CEL_M_GET, D(0), &m);
+    assert_int_equal(m.nparams, CEL_MAX_PARAMS);
+    for (unsigned i = 0; i < CEL_MAX_PARAMS; i++) {
+        sprintf(name, "p%u", i);
+        sprintf(val, "v%u", i);
+        expect_param(&m, path, i, name, val);
+    }
+
+    /* a wildcard counts as one of the CEL_MAX_PARAMS */
+    strcat(pat, "/*rest");
+    expect_einval(r, pat, CEL_M_GET, NULL);
+    strcpy(strrchr(pat, '/'), "");
+    strcpy(strrchr(pat, '/'), "/*rest");
+    add_ok(r, pat, CEL_M_POST, D(1));
+    strcat(path, "/x/y");
+    expect_found(r, path, CEL_M_POST, D(1), &m);
+    assert_int_equal(m.nparams, CEL_MAX_PARAMS);
+    expect_param(&m, path, CEL_MAX_PARAMS - 1, "rest", "v15/x/y");
+    cel_router_free(r);
+}
+
+static void test_depth_and_long_paths(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    size_t n = 64 * 1024;
+    char *path = malloc(n + 1), deep[64 * 2 + 2];
+    (void)state;
+    deep[0] = '\0';
+    for (int i = 0; i < 64; i++)
+        strcat(deep, "/x");
+    add_ok(r, deep, CEL_M_GET, D(0));
+    add_ok(r, "/x/:p", CEL_M_GET, D(1));
+    add_ok(r, "/big/*rest", CEL_M_GET, D(2));
+
+    expect_found(r, deep, CEL_M_GET, D(0), &m);
+    strcat(deep, "/");
+    expect_not_found(r, deep, CEL_M_GET);
+
+    /* "/x/x/x/..." far past the tree depth */
+    for (size_t i = 0; i < n; i += 2)
+        memcpy(path + i, "/x", 2);
+    path[n] = '\0';
+    assert_int_equal(cel_router_lookup(r, path, n, CEL_M_GET, &m), CEL_ROUTE_NOT_FOUND);
+
+    /* one huge segment, against literal children and a param */
+    memcpy(path, "/x/", 3);
+    memset(path + 3, '%', n - 3);
+    assert_int_equal(cel_router_lookup(r, path, n, CEL_M_GET, &m), CEL_ROUTE_FOUND);
+    assert_ptr_equal(m.data, D(1));
+    assert_int_equal(m.params[0].len, n - 3);
+    memset(path + 3, 'x', n - 3);
+    assert_int_equal(cel_router_lookup(r, path, n, CEL_M_GET, &m), CEL_ROUTE_FOUND);
+    assert_ptr_equal(m.data, D(1));
+
+    memcpy(path, "/big/", 5);
+    assert_int_equal(cel_router_lookup(r, path, n, CEL_M_GET, &m), CEL_ROUTE_FOUND);
+    assert_ptr_equal(m.data, D(2));
+    assert_int_equal(m.params[0].off, 5);
+    assert_int_equal(m.params[0].len, n - 5);
+    free(path);
+    cel_router_free(r);
+}
+
+static void test_many_literal_children(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    char buf[32];
+    (void)state;
+    for (int i = 0; i < 32; i++) {
+        sprintf(buf, "/item%d/%.*s", i, i % 5 + 1, "zzzzzzz");
+        add_ok(r, buf, CEL_M_GET, D(i));
+    }
+    for (int i = 0; i < 32; i++) {
+        sprintf(buf, "/item%d/%.*s", i, i % 5 + 1, "zzzzzzz");
+        expect_found(r, buf, CEL_M_GET, D(i), &m);
+        sprintf(buf, "/item%d/%.*s", i, i % 5 + 2, "zzzzzzz");
+        expect_not_found(r, buf, CEL_M_GET);
+    }
+    expect_not_found(r, "/item32/z", CEL_M_GET);
+    expect_not_found(r, "/item", CEL_M_GET);
+    cel_router_free(r);
+}
+
+static void test_lookup_allocates_nothing(void **state)
+{
+    static const char *const paths[] = {
+        "/",      "/users/42",       "/users/42/posts/7", "/caf%C3%A9",
+        "/nope",  "/assets/a/b.png", "/users/1/",         "/a/b",
+        "/a/c/d", "/x%2Fy",
+    };
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    unsigned long before;
+    unsigned found = 0;
+    (void)state;
+    add_ok(r, "/", CEL_M_GET, D(0));
+    add_ok(r, "/users/:id", CEL_M_GET | CEL_M_HEAD, D(1));
+    add_ok(r, "/users/:id/posts/:pid", CEL_M_GET, D(2));
+    add_ok(r, "/caf\xc3\xa9", CEL_M_GET, D(3));
+    add_ok(r, "/assets/*rest", CEL_M_GET, D(4));
+    add_ok(r, "/a/b", CEL_M_POST, D(5));
+    add_ok(r, "/a/:x", CEL_M_PUT, D(6));
+    add_ok(r, "/a/*w", CEL_M_GET, D(7));
+
+    before = nalloc;
+    for (unsigned i = 0; i < 10000; i++) {
+        const char *p = paths[i % CEL_ARRAY_LEN(paths)];
+        unsigned method = i % 3 == 0 ? CEL_M_POST : CEL_M_GET;
+        found += lookup(r, p, method, &m) == CEL_ROUTE_FOUND;
+    }
+    assert_int_equal(nalloc, before);
+    assert_true(found > 0);
+    cel_router_free(r);
+}
+
+/* Fails each allocation in turn: add must report CEL_ENOMEM, leave the router
+ * usable, and leak nothing (the sanitizer checks the last part). */
+static void test_out_of_memory(void **state)
+{
+    static const char *const pats[] = {"/", "/a/b", "/a/:x", "/a/*w", "/c/:p/:q", "/a/b"};
+    static const unsigned methods[] = {CEL_M_GET, CEL_M_GET, CEL_M_GET,
+                                       CEL_M_GET, CEL_M_GET, CEL_M_POST};
+    static const char *const paths[] = {"/", "/a/b", "/a/z", "/a/z/y", "/c/1/2", "/a/b"};
+    cel_route_match m;
+    int saw_enomem = 0;
+    (void)state;
+    for (unsigned long k = 1; k < 100; k++) {
+        cel_router *r;
+        nalloc = 0;
+        fail_at = k;
+        r = cel_router_new();
+        if (r) {
+            for (size_t i = 0; i < CEL_ARRAY_LEN(pats); i++) {
+                int rc = cel_router_add(r, pats[i], methods[i], D(i), NULL, NULL, 0);
+                if (rc == CEL_ENOMEM) {
+                    saw_enomem = 1;
+                    fail_at = 0;
+                    /* the half-added route must be invisible */
+                    rc = lookup(r, paths[i], methods[i], &m);
+                    assert_true(rc != CEL_ROUTE_FOUND || m.data != D(i));
+                    assert_true(rc != CEL_ROUTE_BAD_METHOD || m.allow[0] != '\0');
+                    rc = cel_router_add(r, pats[i], methods[i], D(i), NULL, NULL, 0);
+                }
+                assert_int_equal(rc, 0);
+            }
+            fail_at = 0;
+            expect_found(r, "/c/1/2", CEL_M_GET, D(4), &m);
+            expect_param(&m, "/c/1/2", 1, "q", "2");
+            expect_found(r, "/a/b", CEL_M_POST, D(5), &m);
+            expect_found(r, "/a/z/y", CEL_M_GET, D(3), &m);
+            cel_router_free(r);
+        }
+        fail_at = 0;
+    }
+    assert_true(saw_enomem);
+}
+
+static void test_pct_decode(void **state)
+{
+    char buf[64];
+    size_t n;
+    (void)state;
+#define DEC(src, plus, want)                                                                       \
+    do {                                                                                           \
+        n = cel_pct_decode(buf, src, strlen(src), plus);                                           \
+        assert_int_equal(n, strlen(want));                                                         \
+        assert_memory_equal(buf, want, n);                                                         \
+    } while (0)
+    DEC("", 0, "");
+    DEC("abc", 0, "abc");
+    DEC("%41%62%7a%7A", 0, "Abzz");
+    DEC("%e2%82%AC", 0, "\xe2\x82\xac");
+    DEC("%", 0, "%");
+    DEC("%4", 0, "%4");
+    DEC("a%", 0, "a%");
+    DEC("%zz", 0, "%zz");
+    DEC("%4g", 0, "%4g");
+    DEC("%g4", 0, "%g4");
+    DEC("%%41", 0, "%A");
+    DEC("%2541", 0, "%41");
+    DEC("a+b", 0, "a+b");
+    DEC("a+b", 1, "a b");
+    DEC("%2B+%2b", 1, "+ +");
+    DEC("+%", 1, " %");
+#undef DEC
+    /* NUL decodes like any other byte */
+    n = cel_pct_decode(buf, "a%00b", 5, 0);
+    assert_int_equal(n, 3);
+    assert_memory_equal(buf, "a\0b", 3);
+    /* n stops the input even mid-escape */
+    n = cel_pct_decode(buf, "%41", 2, 0);
+    assert_int_equal(n, 2);
+    assert_memory_equal(buf, "%4", 2);
+    /* in place */
+    strcpy(buf, "x%20y+%2Fz%4");
+    n = cel_pct_decode(buf, buf, strlen(buf), 1);
+    assert_int_equal(n, 8);
+    assert_memory_equal(buf, "x y /z%4", 8);
+}
+
+int main(void)
+{
+    const struct CMUnitTest tests[] = {
+        cmocka_unit_test(test_method_bit),
+        cmocka_unit_test(test_root),
+        cmocka_unit_test(test_trailing_slash_and_empty_segments),
+        cmocka_unit_test(test_precedence),
+        cmocka_unit_test(test_backtracking),
+        cmocka_unit_test(test_param_offsets),
+        cmocka_unit_test(test_wildcard),
+        cmocka_unit_test(test_percent_decoded_literals),
+        cmocka_unit_test(test_405_allow),
+        cmocka_unit_test(test_same_shape_disjoint_methods),
+        cmocka_unit_test(test_405_across_backtracking),
+        cmocka_unit_test(test_collisions),
+        cmocka_unit_test(test_bad_patterns),
+        cmocka_unit_test(test_special_only_at_segment_start),
+        cmocka_unit_test(test_max_params),
+        cmocka_unit_test(test_depth_and_long_paths),
+        cmocka_unit_test(test_many_literal_children),
+        cmocka_unit_test(test_lookup_allocates_nothing),
+        cmocka_unit_test(test_out_of_memory),
+        cmocka_unit_test(test_pct_decode),
+    };
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return cmocka_run_group_tests(tests, NULL, NULL);
+}
