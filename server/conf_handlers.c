@@ -344,9 +344,10 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
     param_check pc = {.pattern = pattern};
     cel_tmpl_each_param(t, check_param, &pc);
     if (pc.missing) {
+        rc = conf_error(c, b.tmpl, "placeholder {{param.%.*s}} names no param of path \"%s\"",
+                        (int)pc.missing_len, pc.missing, pattern);
         cel_tmpl_free(t);
-        return conf_error(c, b.tmpl, "placeholder {{param.%.*s}} names no param of path \"%s\"",
-                          (int)pc.missing_len, pc.missing, pattern);
+        return rc;
     }
     *out = cel_handler_json_new((int)b.head.status,
                                 b.head.content_type ? b.head.content_type : "application/json",

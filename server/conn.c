@@ -61,9 +61,11 @@ static int current_kind(const cel_conn *c)
         return T_LINGER;
     if (cel_outq_pending(&c->out))
         return T_WRITE;
-    if (!c->h2 || cel_h2_streams(c->h2))
-        return T_BUSY;
-    return cel_h2_served(c->h2) ? T_IDLE : T_HEADER;
+    if (!cel_h2_served(c->h2) && !cel_h2_streams(c->h2))
+        return T_HEADER;
+    if (cel_h2_in_headers(c->h2))
+        return T_HEADER;
+    return cel_h2_streams(c->h2) ? T_BUSY : T_IDLE;
 }
 
 /* The timer is only moved when the kind of wait changes; activity within one
@@ -75,8 +77,9 @@ static void rearm_timer(cel_conn *c)
         return;
     c->tkind = (uint8_t)kind;
     struct timeval tv = ms_tv(timeout_ms(c, kind));
-    if (kind == T_HEADER) {
-        /* Absolute from accept: dribbling bytes does not extend it. */
+    if (kind == T_HEADER && !cel_h2_served(c->h2)) {
+        /* Absolute from accept: dribbling bytes does not extend it. Later
+         * header blocks count from when they began (the kind changed then). */
         struct timeval now, spent;
         event_base_gettimeofday_cached(c->host->base, &now);
         evutil_timersub(&now, &c->accepted, &spent);

@@ -20,9 +20,17 @@
 
 enum {
     ST_RESPONDED = 1u << 0,   /* a response has been submitted */
-    ST_DISCARD = 1u << 1,     /* answered early (413, 431): ignore what the client still sends */
+    ST_DISCARD = 1u << 1,     /* answered early (413, 431): drop what the client still sends */
     ST_HDR_TOO_BIG = 1u << 2, /* header list over the limit: answer 431 */
+    ST_SENT = 1u << 3,        /* the whole response has been handed to the output queue */
+    ST_RESET = 1u << 4,       /* we reset the stream */
 };
+
+/* After an early answer the rest of the request body is read and dropped, so
+ * that clients which treat any RST_STREAM as failure still see the answer; past
+ * this many bytes (and at least 1 MiB) the stream is reset with NO_ERROR. */
+#define DISCARD_FACTOR 4
+#define DISCARD_MIN (1u << 20)
 
 typedef struct stream {
     struct stream *prev, *next;
@@ -36,6 +44,7 @@ typedef struct stream {
     size_t hdr_bytes;
     char *body; /* pool memory; grows to limits.max_request_body */
     size_t body_len, body_cap;
+    size_t discarded;
     cel_route_match match;
     /* the response body being sent */
     const char *out;
@@ -54,9 +63,12 @@ struct cel_h2 {
     size_t nstreams;
     int served;
     int goaway;
+    int32_t in_headers; /* stream whose header block is still arriving, or 0 */
 };
 
 static nghttp2_session_callbacks *callbacks;
+
+static void maybe_reset(cel_h2 *h, stream *st);
 
 /* ---- nghttp2's memory comes from the worker's pool ---- */
 
@@ -275,7 +287,10 @@ static ssize_t on_send(nghttp2_session *s, const uint8_t *data, size_t len, int 
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     cel_h2 *h = ud;
-    if (frame->hd.type != NGHTTP2_HEADERS || frame->headers.cat != NGHTTP2_HCAT_REQUEST)
+    if (frame->hd.type != NGHTTP2_HEADERS)
+        return 0;
+    h->in_headers = frame->hd.stream_id;
+    if (frame->headers.cat != NGHTTP2_HCAT_REQUEST)
         return 0;
     stream *st = stream_new(h, frame->hd.stream_id);
     if (!st)
@@ -345,7 +360,14 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     cel_h2 *h = ud;
     (void)flags;
     stream *st = nghttp2_session_get_stream_user_data(s, id);
-    if (!st || (st->flags & (ST_DISCARD | ST_RESPONDED | ST_HDR_TOO_BIG)))
+    if (!st)
+        return 0;
+    if (st->flags & ST_DISCARD) {
+        st->discarded += len;
+        maybe_reset(h, st);
+        return 0;
+    }
+    if (st->flags & (ST_RESPONDED | ST_HDR_TOO_BIG))
         return 0;
     if (st->body_len + len > h->limits.max_request_body)
         return respond_early(h, st, 413) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
@@ -364,6 +386,19 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
     memcpy(st->body + st->body_len, data, len);
     st->body_len += len;
     return 0;
+}
+
+static void maybe_reset(cel_h2 *h, stream *st)
+{
+    size_t budget = h->limits.max_request_body * DISCARD_FACTOR;
+    if (budget < DISCARD_MIN)
+        budget = DISCARD_MIN;
+    if ((st->flags & (ST_SENT | ST_RESET)) != ST_SENT || st->discarded <= budget)
+        return;
+    /* RFC 9113 8.1: a server that answered before the request ended may reset
+     * the stream with NO_ERROR so the client stops sending. */
+    st->flags |= ST_RESET;
+    nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
 }
 
 /* Checks a request whose headers are complete but whose body is still coming. */
@@ -386,6 +421,8 @@ static int headers_done(cel_h2 *h, stream *st)
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     cel_h2 *h = ud;
+    if (frame->hd.type == NGHTTP2_HEADERS)
+        h->in_headers = 0;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
         return 0;
     stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
@@ -401,21 +438,22 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
-    (void)ud;
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    /* RFC 9113 8.1: a server that answered before the request ended may reset
-     * the stream with NO_ERROR so the client stops sending. */
-    if (st && (st->flags & ST_DISCARD) &&
-        !nghttp2_session_get_stream_remote_close(s, frame->hd.stream_id))
-        nghttp2_submit_rst_stream(s, NGHTTP2_FLAG_NONE, frame->hd.stream_id, NGHTTP2_NO_ERROR);
+    if (st && (st->flags & ST_DISCARD)) {
+        st->flags |= ST_SENT;
+        maybe_reset(ud, st);
+    }
     return 0;
 }
 
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
+    cel_h2 *h = ud;
     (void)code;
+    if (h->in_headers == id)
+        h->in_headers = 0;
     stream *st = nghttp2_session_get_stream_user_data(s, id);
     if (st) {
         nghttp2_session_set_stream_user_data(s, id, NULL);
@@ -532,6 +570,11 @@ size_t cel_h2_streams(const cel_h2 *h)
 int cel_h2_served(const cel_h2 *h)
 {
     return h->served;
+}
+
+int cel_h2_in_headers(const cel_h2 *h)
+{
+    return h->in_headers != 0;
 }
 
 void cel_h2_goaway(cel_h2 *h)

@@ -37,6 +37,8 @@ int cel_h2_want_read(const cel_h2 *h);
 size_t cel_h2_streams(const cel_h2 *h);
 /* Whether any request has completed on this connection. */
 int cel_h2_served(const cel_h2 *h);
+/* Whether a header block has begun and not ended (HEADERS without END_HEADERS). */
+int cel_h2_in_headers(const cel_h2 *h);
 
 /* Graceful end: GOAWAY with the last stream we processed; streams in flight
  * finish. Idempotent. */
