@@ -599,7 +599,9 @@ static int fill_missing(conf_ctx *c, cel_config *cfg, yaml_node_t *root)
     if (!cfg->nworkers) {
         yaml_node_t autonode = {.type = YAML_SCALAR_NODE,
                                 .data.scalar = {.value = (yaml_char_t *)"auto", .length = 4}};
-        return parse_workers(c, cfg, &autonode);
+        int rc = parse_workers(c, cfg, &autonode);
+        if (rc)
+            return rc;
     }
     if (!cfg->router) {
         cfg->router = cel_router_new();

@@ -14,19 +14,20 @@
 
 #include "config.h"
 #include "h2.h"
-#include "listener.h"
 #include "log.h"
+#include "notify.h"
+#include "reload.h"
 #include "version.h"
-#include "worker.h"
 
 #define DEFAULT_CONFIG "/etc/celerisd/celerisd.yaml"
 
-typedef struct server {
-    cel_config *cfg;
-    cel_worker *workers;
-    unsigned nworkers;
+typedef struct daemon_state {
+    cel_server srv;
     struct event_base *base;
-} server;
+    struct event *tick;
+    uint64_t watchdog_usec;
+    struct timespec last_watchdog;
+} daemon_state;
 
 static void usage(FILE *f)
 {
@@ -46,127 +47,65 @@ static void print_versions(void)
     printf("jansson %s\n", jansson_version_str());
 }
 
-/* Opens every listener once per worker. LFDS[w] gets nlisten descriptors. */
-static int open_listeners(const cel_config *cfg, int **lfds)
+static void notify_status(daemon_state *d)
 {
-    for (unsigned w = 0; w < cfg->nworkers; w++) {
-        lfds[w] = malloc(cfg->nlisten * sizeof(int));
-        if (!lfds[w])
-            return -1;
-        for (size_t i = 0; i < cfg->nlisten; i++) {
-            char err[256];
-            lfds[w][i] = cel_listener_open(&cfg->listen[i], err, sizeof(err));
-            if (lfds[w][i] < 0) {
-                cel_log(CEL_LOG_ERROR, "%s:%u:%u: %s", cfg->file, cfg->listen[i].loc.line,
-                        cfg->listen[i].loc.col, err);
-                for (size_t j = 0; j < i; j++)
-                    close(lfds[w][j]);
-                free(lfds[w]);
-                lfds[w] = NULL;
-                return -1;
-            }
-        }
-    }
-    return 0;
+    const cel_server *s = &d->srv;
+    cel_notify("STATUS=generation %lu, %u workers, %zu connections; reloads %lu ok, %lu "
+               "failed%s%s",
+               s->cfg->generation, s->nworkers, cel_server_connections(s), s->reloads_ok,
+               s->reloads_failed, s->last_error[0] ? "; last reload failed: " : "",
+               s->last_error);
 }
 
-static int same_listeners(const cel_config *a, const cel_config *b)
+static void reload(daemon_state *d)
 {
-    if (a->nlisten != b->nlisten || a->nworkers != b->nworkers)
-        return 0;
-    for (size_t i = 0; i < a->nlisten; i++)
-        if (a->listen[i].addrlen != b->listen[i].addrlen ||
-            memcmp(&a->listen[i].addr, &b->listen[i].addr, a->listen[i].addrlen))
-            return 0;
-    return 1;
-}
-
-static void reload(server *s)
-{
-    char err[1024];
-    cel_log(CEL_LOG_INFO, "reloading %s", s->cfg->file);
-    cel_config *cfg = cel_config_load(s->cfg->file, err, sizeof(err));
-    if (!cfg) {
-        cel_log(CEL_LOG_ERROR, "reload failed, keeping generation %lu: %s", s->cfg->generation,
-                err);
-        return;
+    cel_notify_reloading();
+    cel_log(CEL_LOG_INFO, "reloading %s", d->srv.cfg->file);
+    if (cel_server_reload(&d->srv) == 0) {
+        cel_log(CEL_LOG_INFO, "generation %lu is serving", d->srv.cfg->generation);
+        cel_notify("READY=1");
+    } else {
+        cel_log(CEL_LOG_ERROR, "reload failed, generation %lu keeps serving: %s",
+                d->srv.cfg->generation, d->srv.last_error);
+        cel_notify("READY=1\nERRNO=%d", EINVAL);
     }
-    if (!same_listeners(s->cfg, cfg))
-        cel_log(CEL_LOG_WARN, "listen and workers changes take effect on restart; routes, "
-                              "handlers and limits apply now");
-    cel_log_level = cfg->log_level;
-    cel_config_publish(cfg);
-    cel_config_unref(s->cfg);
-    s->cfg = cfg;
-    for (unsigned i = 0; i < s->nworkers; i++)
-        cel_worker_wake(&s->workers[i]);
-    cel_log(CEL_LOG_INFO, "generation %lu is serving", cfg->generation);
+    notify_status(d);
 }
 
 static void on_signal(evutil_socket_t sig, short what, void *arg)
 {
-    server *s = arg;
+    daemon_state *d = arg;
     (void)what;
     switch (sig) {
     case SIGHUP:
-        reload(s);
+        reload(d);
         break;
     case SIGUSR1:
         /* No log files of our own yet: stderr belongs to the supervisor. */
         break;
     default:
         cel_log(CEL_LOG_INFO, "%s: stopping gracefully", strsignal((int)sig));
-        event_base_loopexit(s->base, NULL);
+        cel_notify("STOPPING=1\nSTATUS=stopping: draining %zu connections",
+                   cel_server_connections(&d->srv));
+        event_base_loopexit(d->base, NULL);
     }
 }
 
-static int start_workers(server *s)
+/* Once a second: join drained workers, refresh the status, feed the watchdog
+ * (only while every worker's loop is ticking). */
+static void on_tick(evutil_socket_t fd, short what, void *arg)
 {
-    const cel_config *cfg = s->cfg;
-    int **lfds = calloc(cfg->nworkers, sizeof(*lfds));
-    s->workers = calloc(cfg->nworkers, sizeof(*s->workers));
-    if (!lfds || !s->workers || open_listeners(cfg, lfds)) {
-        for (unsigned w = 0; lfds && w < cfg->nworkers; w++) {
-            for (size_t i = 0; lfds[w] && i < cfg->nlisten; i++)
-                close(lfds[w][i]);
-            free(lfds[w]);
-        }
-        free(lfds);
-        return -1;
+    daemon_state *d = arg;
+    (void)fd, (void)what;
+    cel_server_reap(&d->srv);
+    notify_status(d);
+    if (d->watchdog_usec) {
+        if (cel_server_alive(&d->srv))
+            cel_notify("WATCHDOG=1");
+        else
+            cel_log(CEL_LOG_ERROR, "a worker's event loop has not run for a second; "
+                                   "not feeding the watchdog");
     }
-    /* Workers never see signals: the main thread handles them all. */
-    sigset_t all, old;
-    sigfillset(&all);
-    pthread_sigmask(SIG_BLOCK, &all, &old);
-    int rc = 0;
-    for (unsigned w = 0; w < cfg->nworkers; w++) {
-        char err[256];
-        if (rc == 0 && cel_worker_start(&s->workers[w], w, cfg->cpus[w], lfds[w], cfg->nlisten,
-                                         s->cfg, err, sizeof(err)) == 0) {
-            s->nworkers++;
-            continue;
-        }
-        if (rc == 0)
-            cel_log(CEL_LOG_ERROR, "%s", err);
-        rc = -1;
-        for (size_t i = 0; i < cfg->nlisten; i++)
-            close(lfds[w][i]);
-        free(lfds[w]);
-    }
-    pthread_sigmask(SIG_SETMASK, &old, NULL);
-    free(lfds);
-    return rc;
-}
-
-static void stop_workers(server *s)
-{
-    for (unsigned i = 0; i < s->nworkers; i++)
-        cel_worker_stop(&s->workers[i]);
-    for (unsigned i = 0; i < s->nworkers; i++)
-        cel_worker_join(&s->workers[i]);
-    free(s->workers);
-    s->workers = NULL;
-    s->nworkers = 0;
 }
 
 int main(int argc, char **argv)
@@ -204,52 +143,56 @@ int main(int argc, char **argv)
     }
 
     char err[1024];
-    server s = {0};
-    s.cfg = cel_config_load(file, err, sizeof(err));
-    if (!s.cfg) {
+    cel_config *cfg = cel_config_load(file, err, sizeof(err));
+    if (!cfg) {
         fprintf(stderr, "celerisd: %s\n", err);
         return 1;
     }
     if (test) {
-        printf("celerisd: %s: configuration ok (%zu routes, %u workers)\n", file, s.cfg->nroutes,
-               s.cfg->nworkers);
-        cel_config_unref(s.cfg);
+        printf("celerisd: %s: configuration ok (%zu routes, %u workers)\n", file, cfg->nroutes,
+               cfg->nworkers);
+        cel_config_unref(cfg);
         return 0;
     }
-    cel_log_level = s.cfg->log_level;
+    cel_log_level = cfg->log_level;
     signal(SIGPIPE, SIG_IGN);
     if (cel_h2_global_init()) {
         fprintf(stderr, "celerisd: out of memory\n");
         return 1;
     }
-    cel_config_publish(s.cfg);
-    s.base = event_base_new();
-    if (!s.base || start_workers(&s)) {
-        if (s.nworkers)
-            stop_workers(&s);
-        cel_config_publish(NULL);
-        cel_config_unref(s.cfg);
+    daemon_state d;
+    memset(&d, 0, sizeof(d));
+    d.base = event_base_new();
+    if (!d.base || cel_server_start(&d.srv, cfg)) {
+        if (d.base)
+            event_base_free(d.base);
         return 1;
     }
     struct event *sigs[4];
     const int signums[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (int i = 0; i < 4; i++) {
-        sigs[i] = evsignal_new(s.base, signums[i], on_signal, &s);
+        sigs[i] = evsignal_new(d.base, signums[i], on_signal, &d);
         event_add(sigs[i], NULL);
     }
-    for (size_t i = 0; i < s.cfg->nlisten; i++)
-        cel_log(CEL_LOG_INFO, "listening on %s", s.cfg->listen[i].text);
+    d.watchdog_usec = cel_notify_watchdog_usec();
+    /* The tick feeds the watchdog, so it runs at least twice per interval. */
+    struct timeval tick = {1, 0};
+    if (d.watchdog_usec && d.watchdog_usec < 2000000)
+        tick = (struct timeval){0, (suseconds_t)(d.watchdog_usec / 2)};
+    d.tick = event_new(d.base, -1, EV_PERSIST, on_tick, &d);
+    event_add(d.tick, &tick);
     cel_log(CEL_LOG_INFO, "celerisd %s serving generation %lu with %u workers", CEL_VERSION,
-            s.cfg->generation, s.nworkers);
+            d.srv.cfg->generation, d.srv.nworkers);
+    cel_notify("READY=1\nMAINPID=%ld", (long)getpid());
+    notify_status(&d);
 
-    event_base_dispatch(s.base);
+    event_base_dispatch(d.base);
 
-    stop_workers(&s);
+    cel_server_stop(&d.srv);
     for (int i = 0; i < 4; i++)
         event_free(sigs[i]);
-    event_base_free(s.base);
-    cel_config_publish(NULL);
-    cel_config_unref(s.cfg);
+    event_free(d.tick);
+    event_base_free(d.base);
     libevent_global_shutdown();
     cel_log(CEL_LOG_INFO, "stopped");
     return 0;

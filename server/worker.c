@@ -13,6 +13,25 @@
 
 #include "log.h"
 
+typedef struct cel_wlistener {
+    struct cel_wlistener *next;
+    int fd;
+    int owned;
+    struct event ev;
+    cel_worker *w;
+} wlistener;
+
+enum { CMD_ADD, CMD_REMOVE };
+
+typedef struct cel_wcmd {
+    struct cel_wcmd *next;
+    int type;
+    int fd;
+    int owned;
+} wcmd;
+
+#define BEAT_MS 1000
+
 /* Accepts per listener event, so one busy listener cannot starve the loop. */
 #define ACCEPTS_PER_EVENT 64
 /* Back-off when the process is out of descriptors or memory. */
@@ -21,8 +40,8 @@
 static void pause_accepting(cel_worker *w, int with_timer)
 {
     if (!w->paused)
-        for (size_t i = 0; i < w->nlfds; i++)
-            event_del(&w->levs[i]);
+        for (wlistener *l = w->listeners; l; l = l->next)
+            event_del(&l->ev);
     w->paused = 1;
     if (with_timer) {
         struct timeval tv = {0, ACCEPT_PAUSE_MS * 1000};
@@ -35,8 +54,8 @@ static void resume_accepting(cel_worker *w)
     if (!w->paused || w->stopping)
         return;
     w->paused = 0;
-    for (size_t i = 0; i < w->nlfds; i++)
-        event_add(&w->levs[i], NULL);
+    for (wlistener *l = w->listeners; l; l = l->next)
+        event_add(&l->ev, NULL);
 }
 
 static int at_limit(const cel_worker *w)
@@ -62,6 +81,7 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     if (c->next)
         c->next->prev = c->prev;
     w->nconns--;
+    atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
     if (w->stopping) {
         if (w->nconns == 0)
             event_base_loopexit(w->host.base, NULL);
@@ -72,7 +92,8 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
 
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
-    cel_worker *w = arg;
+    wlistener *l = arg;
+    cel_worker *w = l->w;
     (void)what;
     for (int i = 0; i < ACCEPTS_PER_EVENT; i++) {
         if (at_limit(w)) {
@@ -103,6 +124,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             w->conns->prev = c;
         w->conns = c;
         w->nconns++;
+        atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
         cel_conn_start(c);
     }
 }
@@ -119,17 +141,65 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg)
     event_base_loopexit(w->host.base, NULL);
 }
 
+static void listener_free(wlistener *l)
+{
+    event_del(&l->ev);
+    if (l->owned)
+        close(l->fd);
+    free(l);
+}
+
+static void drop_listeners(cel_worker *w)
+{
+    while (w->listeners) {
+        wlistener *l = w->listeners;
+        w->listeners = l->next;
+        listener_free(l);
+    }
+}
+
+static void add_listener(cel_worker *w, int fd, int owned)
+{
+    wlistener *l = calloc(1, sizeof(*l));
+    if (!l) {
+        cel_log(CEL_LOG_ERROR, "worker %u: out of memory adding a listener", w->id);
+        if (owned)
+            close(fd);
+        return;
+    }
+    l->fd = fd;
+    l->owned = owned;
+    l->w = w;
+    event_assign(&l->ev, w->host.base, fd, EV_READ | EV_PERSIST, on_accept, l);
+    l->next = w->listeners;
+    w->listeners = l;
+    if (!w->paused)
+        event_add(&l->ev, NULL);
+}
+
+static void remove_listener(cel_worker *w, int fd)
+{
+    for (wlistener **p = &w->listeners; *p; p = &(*p)->next) {
+        wlistener *l = *p;
+        if (l->fd != fd)
+            continue;
+        /* Take what is queued before letting go of the socket. */
+        if (!w->paused)
+            on_accept(fd, EV_READ, l);
+        *p = l->next;
+        listener_free(l);
+        return;
+    }
+}
+
 static void begin_stop(cel_worker *w)
 {
     if (w->stopping)
         return;
     w->stopping = 1;
-    for (size_t i = 0; i < w->nlfds; i++) {
-        event_del(&w->levs[i]);
-        close(w->lfds[i]);
-        w->lfds[i] = -1;
-    }
+    drop_listeners(w);
     event_del(&w->resume_ev);
+    event_del(&w->beat_ev);
     for (cel_conn *c = w->conns, *next; c; c = next) {
         next = c->next;
         cel_conn_shutdown(c);
@@ -154,6 +224,33 @@ static void refresh_generation(cel_worker *w)
     }
 }
 
+static void run_commands(cel_worker *w)
+{
+    pthread_mutex_lock(&w->cmd_lock);
+    wcmd *list = w->cmds;
+    w->cmds = NULL;
+    pthread_mutex_unlock(&w->cmd_lock);
+    /* Posted newest first: reverse into posting order. */
+    wcmd *ordered = NULL;
+    while (list) {
+        wcmd *next = list->next;
+        list->next = ordered;
+        ordered = list;
+        list = next;
+    }
+    while (ordered) {
+        wcmd *c = ordered;
+        ordered = c->next;
+        if (c->type == CMD_ADD && !w->stopping)
+            add_listener(w, c->fd, c->owned);
+        else if (c->type == CMD_ADD && c->owned)
+            close(c->fd);
+        else if (c->type == CMD_REMOVE)
+            remove_listener(w, c->fd);
+        free(c);
+    }
+}
+
 static void on_wake(evutil_socket_t fd, short what, void *arg)
 {
     cel_worker *w = arg;
@@ -162,8 +259,16 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         cel_log(CEL_LOG_WARN, "worker %u: eventfd read: %s", w->id, strerror(errno));
     refresh_generation(w);
+    run_commands(w);
     if (atomic_load(&w->stop))
         begin_stop(w);
+}
+
+static void on_beat(evutil_socket_t fd, short what, void *arg)
+{
+    cel_worker *w = arg;
+    (void)fd, (void)what;
+    atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
 }
 
 static void *run(void *arg)
@@ -186,35 +291,30 @@ static void *run(void *arg)
 
 static void worker_free(cel_worker *w)
 {
-    for (size_t i = 0; i < w->nlfds; i++)
-        if (w->lfds[i] >= 0) {
-            if (w->levs)
-                event_del(&w->levs[i]);
-            close(w->lfds[i]);
-        }
+    drop_listeners(w);
+    run_commands(w); /* closes owned descriptors posted too late */
     if (w->host.base) {
         event_del(&w->wake_ev);
         event_del(&w->resume_ev);
         event_del(&w->stop_ev);
+        event_del(&w->beat_ev);
         event_base_free(w->host.base);
     }
     if (w->efd >= 0)
         close(w->efd);
-    free(w->levs);
-    free(w->lfds);
+    pthread_mutex_destroy(&w->cmd_lock);
     cel_env_deinit(&w->env);
     w->host.base = NULL;
 }
 
-int cel_worker_start(cel_worker *w, unsigned id, int cpu, int *lfds, size_t nlfds,
-                     cel_config *cfg, char *err, size_t errlen)
+int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char *err,
+                     size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cpu = cpu;
-    w->lfds = lfds;
-    w->nlfds = nlfds;
     w->efd = -1;
+    pthread_mutex_init(&w->cmd_lock, NULL);
     w->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
     atomic_init(&w->stop, 0);
     w->host.env = &w->env;
@@ -226,21 +326,19 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, int *lfds, size_t nlfd
         w->host.base = event_base_new_with_config(ec);
         event_config_free(ec);
     }
-    w->levs = calloc(nlfds, sizeof(*w->levs));
     w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!w->host.base || !w->levs || w->efd < 0 || cel_env_init(&w->env, cfg)) {
+    if (!w->host.base || w->efd < 0 || cel_env_init(&w->env, cfg)) {
         snprintf(err, errlen, "worker %u: cannot set up: %s", id, strerror(errno));
         worker_free(w);
         return CEL_ENOMEM;
-    }
-    for (size_t i = 0; i < nlfds; i++) {
-        event_assign(&w->levs[i], w->host.base, lfds[i], EV_READ | EV_PERSIST, on_accept, w);
-        event_add(&w->levs[i], NULL);
     }
     event_assign(&w->resume_ev, w->host.base, -1, 0, on_resume, w);
     event_assign(&w->stop_ev, w->host.base, -1, 0, on_stop_timeout, w);
     event_assign(&w->wake_ev, w->host.base, w->efd, EV_READ | EV_PERSIST, on_wake, w);
     event_add(&w->wake_ev, NULL);
+    struct timeval beat = {BEAT_MS / 1000, (BEAT_MS % 1000) * 1000};
+    event_assign(&w->beat_ev, w->host.base, -1, EV_PERSIST, on_beat, w);
+    event_add(&w->beat_ev, &beat);
     int rc = pthread_create(&w->tid, NULL, run, w);
     if (rc) {
         snprintf(err, errlen, "worker %u: cannot start a thread: %s", id, strerror(rc));
@@ -267,4 +365,52 @@ void cel_worker_join(cel_worker *w)
 {
     pthread_join(w->tid, NULL);
     worker_free(w);
+}
+
+int cel_worker_try_join(cel_worker *w)
+{
+    if (pthread_tryjoin_np(w->tid, NULL) != 0)
+        return 0;
+    worker_free(w);
+    return 1;
+}
+
+static void post(cel_worker *w, int type, int fd, int owned)
+{
+    wcmd *c = calloc(1, sizeof(*c));
+    if (!c) {
+        cel_log(CEL_LOG_ERROR, "worker %u: out of memory posting a command", w->id);
+        return;
+    }
+    c->type = type;
+    c->fd = fd;
+    c->owned = owned;
+    pthread_mutex_lock(&w->cmd_lock);
+    c->next = w->cmds;
+    w->cmds = c;
+    pthread_mutex_unlock(&w->cmd_lock);
+    cel_worker_wake(w);
+}
+
+void cel_worker_add_listener(cel_worker *w, int fd, int owned)
+{
+    post(w, CMD_ADD, fd, owned);
+}
+
+void cel_worker_remove_listener(cel_worker *w, int fd)
+{
+    post(w, CMD_REMOVE, fd, 0);
+}
+
+void cel_worker_pin(cel_worker *w, int cpu)
+{
+    w->cpu = cpu;
+    if (cpu < 0)
+        return;
+    cpu_set_t set;
+    CPU_ZERO(&set);
+    CPU_SET(cpu, &set);
+    int rc = pthread_setaffinity_np(w->tid, sizeof(set), &set);
+    if (rc)
+        cel_log(CEL_LOG_WARN, "worker %u: cannot pin to CPU %d: %s", w->id, cpu, strerror(rc));
 }

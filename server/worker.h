@@ -12,15 +12,22 @@
 
 #include "conn.h"
 
+struct cel_wlistener;
+struct cel_wcmd;
+
 typedef struct cel_worker {
     cel_conn_host host; /* first: conn callbacks get back to the worker from it */
     cel_env env;
     unsigned id;
     int cpu; /* -1: not pinned */
     pthread_t tid;
-    int *lfds; /* one listening socket per listen address, owned */
-    size_t nlfds;
-    struct event *levs;
+    struct cel_wlistener *listeners;
+    pthread_mutex_t cmd_lock; /* guards cmds: the main thread posts, the worker takes */
+    struct cel_wcmd *cmds;
+    atomic_size_t conns_now;    /* for status lines; written by the worker only */
+    atomic_uint_fast64_t beats; /* heartbeat: the loop is alive */
+    uint64_t beats_seen;        /* main thread's last reading of beats */
+    struct event beat_ev;
     int paused; /* accepting paused: connection limit or out of descriptors */
     struct event resume_ev;
     int efd; /* eventfd the main thread writes to */
@@ -33,14 +40,24 @@ typedef struct cel_worker {
     size_t nconns;
 } cel_worker;
 
-/* Prepares W to serve CFG's listeners (LFDS, owned from now on) and starts its thread. */
-int cel_worker_start(cel_worker *w, unsigned id, int cpu, int *lfds, size_t nlfds,
-                     cel_config *cfg, char *err, size_t errlen);
+/* Sets W up on generation CFG and starts its thread, accepting on nothing yet. */
+int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char *err,
+                     size_t errlen);
+/* Makes W accept on listening socket FD (non-blocking). When OWNED, W closes it
+ * when it is removed or W stops; otherwise FD is shared and the caller closes it
+ * after every worker has let go of it (see cel_worker_remove_listener). */
+void cel_worker_add_listener(cel_worker *w, int fd, int owned);
+/* Makes W stop accepting on FD: it first accepts what is queued on it. */
+void cel_worker_remove_listener(cel_worker *w, int fd);
+/* Re-pins W to CPU (-1: no pinning). */
+void cel_worker_pin(cel_worker *w, int cpu);
 /* Asks W to stop gracefully: no more accepts, GOAWAY, drain, exit. */
 void cel_worker_stop(cel_worker *w);
 /* Nudges W to look at the published generation now. */
 void cel_worker_wake(cel_worker *w);
 /* Waits for W's thread to end and frees what it owns. */
 void cel_worker_join(cel_worker *w);
+/* Like cel_worker_join when W has ended already; 0 when it has not. */
+int cel_worker_try_join(cel_worker *w);
 
 #endif

@@ -1,0 +1,1251 @@
+/*
+ * Unit tests for configuration loading (config.c, conf_handlers.c): YAML files
+ * written into a temporary directory, loaded with cel_config_load, and checked
+ * field by field; every refused file must be refused with the exact
+ * "FILE:LINE:COL: " of the offending node. Also cel_listen_parse.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <arpa/inet.h>
+#include <ftw.h>
+#include <limits.h>
+#include <netinet/in.h>
+#include <sched.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "arena.h"
+#include "config.h"
+#include "handler.h"
+#include "log.h"
+#include "pool.h"
+#include "request.h"
+#include "router.h"
+
+/* ---- temp dir and files ---- */
+
+static char tmpdir[64];
+static char errbuf[1024];
+
+/* TMPDIR/REL in a rotating static buffer (a few may be live at once). */
+static const char *in_tmp(const char *rel)
+{
+    static char bufs[4][PATH_MAX];
+    static unsigned next;
+    char *b = bufs[next++ % 4];
+    snprintf(b, PATH_MAX, "%s/%s", tmpdir, rel);
+    return b;
+}
+
+static void write_bytes(const char *rel, const char *data, size_t len)
+{
+    FILE *f = fopen(in_tmp(rel), "wb");
+    assert_non_null(f);
+    assert_int_equal(fwrite(data, 1, len, f), len);
+    assert_int_equal(fclose(f), 0);
+}
+
+static void write_text(const char *rel, const char *text)
+{
+    write_bytes(rel, text, strlen(text));
+}
+
+/* Writes YAML to TMPDIR/REL and loads it. */
+static cel_config *load_as(const char *rel, const char *yaml)
+{
+    write_text(rel, yaml);
+    errbuf[0] = 0;
+    cel_config *c = cel_config_load(in_tmp(rel), errbuf, sizeof(errbuf));
+    if (!c)
+        print_error("unexpected load error: %s\n", errbuf);
+    return c;
+}
+
+static cel_config *load_ok(const char *yaml)
+{
+    cel_config *c = load_as("good.yaml", yaml);
+    assert_non_null(c);
+    return c;
+}
+
+static cel_config *load_okf(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+static cel_config *load_okf(const char *fmt, ...)
+{
+    char yaml[4096];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(yaml, sizeof(yaml), fmt, ap);
+    va_end(ap);
+    assert_true(n > 0 && (size_t)n < sizeof(yaml));
+    return load_ok(yaml);
+}
+
+/* Asserts that YAML is refused with "PATH:LINE:COL: " and a message holding WORD
+ * (and WORD2 when given). */
+static void expect_error_at(const char *yaml, unsigned line, unsigned col, const char *word,
+                            const char *word2)
+{
+    const char *path = in_tmp("bad.yaml");
+    write_text("bad.yaml", yaml);
+    memset(errbuf, 0, sizeof(errbuf));
+    cel_config *c = cel_config_load(path, errbuf, sizeof(errbuf));
+    if (c) {
+        print_error("expected an error at %u:%u (%s), but the file loaded\n", line, col, word);
+        cel_config_unref(c);
+    }
+    assert_null(c);
+    char want[PATH_MAX + 64];
+    snprintf(want, sizeof(want), "%s:%u:%u: ", path, line, col);
+    if (strncmp(errbuf, want, strlen(want)) != 0)
+        print_error("expected prefix \"%s\"\n     got message \"%s\"\n", want, errbuf);
+    assert_int_equal(strncmp(errbuf, want, strlen(want)), 0);
+    if (!strstr(errbuf, word))
+        print_error("message \"%s\" lacks \"%s\"\n", errbuf, word);
+    assert_non_null(strstr(errbuf, word));
+    if (word2) {
+        if (!strstr(errbuf, word2))
+            print_error("message \"%s\" lacks \"%s\"\n", errbuf, word2);
+        assert_non_null(strstr(errbuf, word2));
+    }
+}
+
+static int rm_entry(const char *p, const struct stat *st, int flag, struct FTW *ftw)
+{
+    (void)st;
+    (void)flag;
+    (void)ftw;
+    return remove(p);
+}
+
+static int group_setup(void **state)
+{
+    (void)state;
+    snprintf(tmpdir, sizeof(tmpdir), "/tmp/celerisd-test-config-XXXXXX");
+    if (!mkdtemp(tmpdir))
+        return -1;
+    /* A directory, for "file: sub" (not a regular file). */
+    if (mkdir(in_tmp("sub"), 0700) || mkdir(in_tmp("www"), 0700))
+        return -1;
+    return 0;
+}
+
+static int group_teardown(void **state)
+{
+    (void)state;
+    return nftw(tmpdir, rm_entry, 16, FTW_DEPTH | FTW_PHYS);
+}
+
+/* ---- CPUs ---- */
+
+static int avail_cpus(int *ids, int max)
+{
+    cpu_set_t set;
+    int n = 0;
+    assert_int_equal(sched_getaffinity(0, sizeof(set), &set), 0);
+    for (int i = 0; i < CPU_SETSIZE && n < max; i++)
+        if (CPU_ISSET(i, &set))
+            ids[n++] = i;
+    assert_true(n > 0);
+    return n;
+}
+
+/* ---- listen helpers ---- */
+
+static void check_v4(const cel_listen *l, const char *ip, unsigned port)
+{
+    const struct sockaddr_in *a = (const struct sockaddr_in *)&l->addr;
+    assert_int_equal(a->sin_family, AF_INET);
+    assert_int_equal(l->addrlen, sizeof(struct sockaddr_in));
+    assert_int_equal(ntohs(a->sin_port), port);
+    char buf[INET_ADDRSTRLEN];
+    assert_non_null(inet_ntop(AF_INET, &a->sin_addr, buf, sizeof(buf)));
+    assert_string_equal(buf, ip);
+}
+
+static void check_v6(const cel_listen *l, const char *ip, unsigned port)
+{
+    const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&l->addr;
+    assert_int_equal(a->sin6_family, AF_INET6);
+    assert_int_equal(l->addrlen, sizeof(struct sockaddr_in6));
+    assert_int_equal(ntohs(a->sin6_port), port);
+    char buf[INET6_ADDRSTRLEN];
+    assert_non_null(inet_ntop(AF_INET6, &a->sin6_addr, buf, sizeof(buf)));
+    assert_string_equal(buf, ip);
+}
+
+/* ---- calling handlers ---- */
+
+typedef struct call {
+    cel_pool *pool;
+    cel_arena arena;
+    char first[256];
+    char path[256];
+    cel_route_match m;
+    cel_request req;
+    cel_response res;
+    const cel_route *route;
+} call;
+
+/* Looks PATH up for METHOD in CFG's router; asserts it is found. */
+static const cel_route *find(const cel_config *cfg, const char *path, unsigned method,
+                             cel_route_match *m)
+{
+    assert_non_null(cfg->router);
+    int rc = cel_router_lookup(cfg->router, path, strlen(path), method, m);
+    if (rc != CEL_ROUTE_FOUND)
+        print_error("lookup %s (method %#x): %d\n", path, method, rc);
+    assert_int_equal(rc, CEL_ROUTE_FOUND);
+    assert_non_null(m->data);
+    const cel_route *r = m->data;
+    /* The data is one of this generation's routes. */
+    assert_true(r >= cfg->routes && r < cfg->routes + cfg->nroutes);
+    return r;
+}
+
+/* Routes PATH with GET and calls the handler with a request carrying the match's params. */
+static void do_call(call *k, const cel_config *cfg, const char *path)
+{
+    memset(k, 0, sizeof(*k));
+    snprintf(k->path, sizeof(k->path), "%s", path);
+    k->route = find(cfg, k->path, CEL_M_GET, &k->m);
+    k->pool = cel_pool_new(1 << 20);
+    assert_non_null(k->pool);
+    cel_arena_init(&k->arena, k->pool, k->first, sizeof(k->first));
+    k->req.method_bit = CEL_M_GET;
+    k->req.method = CEL_STR_LIT("GET");
+    k->req.path = (cel_str){k->path, strlen(k->path)};
+    k->req.params = k->m.params;
+    k->req.nparams = k->m.nparams;
+    k->res.status = -1;
+    cel_handler *h = k->route->handler;
+    assert_non_null(h);
+    assert_int_equal(h->handle(h, &k->req, &k->res, &k->arena), 0);
+}
+
+static void end_call(call *k)
+{
+    cel_arena_deinit(&k->arena);
+    cel_pool_free(k->pool);
+}
+
+static void assert_str_is(cel_str s, const char *want)
+{
+    if (s.n != strlen(want) || memcmp(s.p, want, s.n) != 0)
+        print_error("got \"%.*s\", want \"%s\"\n", (int)s.n, s.p ? s.p : "", want);
+    assert_int_equal(s.n, strlen(want));
+    assert_memory_equal(s.p, want, s.n);
+}
+
+static void assert_body_is(const cel_response *res, const char *want, size_t len)
+{
+    if (res->body_len != len || (len && memcmp(res->body, want, len) != 0))
+        print_error("body \"%.*s\", want \"%.*s\"\n", (int)res->body_len,
+                    res->body ? res->body : "", (int)len, want);
+    assert_int_equal(res->body_len, len);
+    if (len) {
+        assert_non_null(res->body);
+        assert_memory_equal(res->body, want, len);
+    }
+}
+
+/* ================= good configurations ================= */
+
+static const char one_route[] = "routes:\n"
+                                "  - path: /\n"
+                                "    static: {body: hi}\n";
+
+static void test_defaults(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok(one_route);
+
+    assert_string_equal(c->file, in_tmp("good.yaml"));
+    assert_true(c->generation >= 1);
+    assert_int_equal(atomic_load(&c->refs), 1);
+
+    assert_int_equal(c->nlisten, 1);
+    check_v4(&c->listen[0], "127.0.0.1", 8080);
+
+    int ids[CPU_SETSIZE];
+    int n = avail_cpus(ids, CPU_SETSIZE);
+    assert_int_equal(c->nworkers, (unsigned)n);
+    assert_non_null(c->cpus);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(c->cpus[i], ids[i]);
+
+    assert_int_equal(c->log_level, CEL_LOG_INFO);
+    assert_int_equal(c->shutdown_timeout_ms, CEL_DEF_SHUTDOWN_TIMEOUT_MS);
+    assert_int_equal(c->limits.max_concurrent_streams, CEL_DEF_MAX_CONCURRENT_STREAMS);
+    assert_int_equal(c->limits.max_header_list_size, CEL_DEF_MAX_HEADER_LIST_SIZE);
+    assert_int_equal(c->limits.max_request_body, CEL_DEF_MAX_REQUEST_BODY);
+    assert_int_equal(c->limits.max_connections, CEL_DEF_MAX_CONNECTIONS);
+    assert_int_equal(c->limits.idle_timeout_ms, CEL_DEF_IDLE_TIMEOUT_MS);
+    assert_int_equal(c->limits.header_timeout_ms, CEL_DEF_HEADER_TIMEOUT_MS);
+    assert_int_equal(c->limits.write_timeout_ms, CEL_DEF_WRITE_TIMEOUT_MS);
+    assert_int_equal(c->limits.initial_window_size, CEL_DEF_INITIAL_WINDOW_SIZE);
+    assert_int_equal(c->limits.max_output_buffer, CEL_DEF_MAX_OUTPUT_BUFFER);
+
+    assert_int_equal(c->nroutes, 1);
+    assert_string_equal(c->routes[0].pattern, "/");
+    assert_int_equal(c->routes[0].methods, CEL_M_GET | CEL_M_HEAD);
+    cel_config_unref(c);
+}
+
+/* A configuration without routes still has a (empty) router: dispatch looks
+ * every request up in it. */
+static void test_no_routes_empty_router(void **state)
+{
+    (void)state;
+    static const char *const yamls[] = {
+        "log: {level: warn}\n",
+        "listen: \"8080\"\nroutes:\n",
+        "workers: 1\n",
+    };
+    size_t missing = 0;
+    for (size_t i = 0; i < CEL_ARRAY_LEN(yamls); i++) {
+        cel_config *c = load_ok(yamls[i]);
+        assert_int_equal(c->nroutes, 0);
+        assert_true(c->nworkers >= 1);
+        if (c->router) {
+            cel_route_match m;
+            assert_int_equal(cel_router_lookup(c->router, "/", 1, CEL_M_GET, &m),
+                             CEL_ROUTE_NOT_FOUND);
+        } else {
+            print_error("cfg->router is NULL for \"%s\"\n", yamls[i]);
+            missing++;
+        }
+        cel_config_unref(c);
+    }
+    assert_int_equal(missing, 0);
+}
+
+static void test_limits_parsed(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok("limits:\n"
+                            "  max_concurrent_streams: 7\n"
+                            "  max_header_list_size: 64k\n"
+                            "  max_request_body: 1m\n"
+                            "  max_connections: 42\n"
+                            "  idle_timeout: 250ms\n"
+                            "  header_timeout: 10s\n"
+                            "  write_timeout: 2m\n"
+                            "  initial_window_size: 1000\n"
+                            "  max_output_buffer: 20000\n"
+                            "shutdown_timeout: 3\n"
+                            "log:\n"
+                            "  level: debug\n");
+    assert_int_equal(c->limits.max_concurrent_streams, 7);
+    assert_int_equal(c->limits.max_header_list_size, 65536);
+    assert_int_equal(c->limits.max_request_body, 1048576);
+    assert_int_equal(c->limits.max_connections, 42);
+    assert_int_equal(c->limits.idle_timeout_ms, 250);
+    assert_int_equal(c->limits.header_timeout_ms, 10000);
+    assert_int_equal(c->limits.write_timeout_ms, 120000);
+    assert_int_equal(c->limits.initial_window_size, 1000);
+    assert_int_equal(c->limits.max_output_buffer, 20000);
+    assert_int_equal(c->shutdown_timeout_ms, 3000);
+    assert_int_equal(c->log_level, CEL_LOG_DEBUG);
+    cel_config_unref(c);
+}
+
+static void test_sizes(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        size_t bytes;
+    } cases[] = {
+        {"0", 0},
+        {"1234", 1234},
+        {"64k", 64 * 1024},
+        {"2K", 2048},
+        {"1m", 1024 * 1024},
+        {"3M", 3 * 1024 * 1024},
+        {"1g", (size_t)1 << 30},
+        {"\"5k\"", 5 * 1024},
+    };
+    for (size_t i = 0; i < CEL_ARRAY_LEN(cases); i++) {
+        cel_config *c = load_okf("limits: {max_request_body: %s}\n", cases[i].text);
+        if (c->limits.max_request_body != cases[i].bytes)
+            print_error("size %s\n", cases[i].text);
+        assert_int_equal(c->limits.max_request_body, cases[i].bytes);
+        /* The other limits keep their defaults. */
+        assert_int_equal(c->limits.max_output_buffer, CEL_DEF_MAX_OUTPUT_BUFFER);
+        cel_config_unref(c);
+    }
+}
+
+static void test_durations(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *text;
+        uint32_t ms;
+    } cases[] = {
+        {"250ms", 250}, {"10s", 10000}, {"2m", 120000}, {"1h", 3600000},
+        {"7", 7000},    {"1.5", 1500},  {"1ms", 1},     {"\"30s\"", 30000},
+    };
+    for (size_t i = 0; i < CEL_ARRAY_LEN(cases); i++) {
+        cel_config *c = load_okf("limits: {idle_timeout: %s}\nshutdown_timeout: %s\n",
+                                 cases[i].text, cases[i].text);
+        if (c->limits.idle_timeout_ms != cases[i].ms)
+            print_error("duration %s\n", cases[i].text);
+        assert_int_equal(c->limits.idle_timeout_ms, cases[i].ms);
+        assert_int_equal(c->shutdown_timeout_ms, cases[i].ms);
+        assert_int_equal(c->limits.write_timeout_ms, CEL_DEF_WRITE_TIMEOUT_MS);
+        cel_config_unref(c);
+    }
+}
+
+static void test_log_levels(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *name;
+        int level;
+    } cases[] = {
+        {"debug", CEL_LOG_DEBUG},
+        {"info", CEL_LOG_INFO},
+        {"warn", CEL_LOG_WARN},
+        {"error", CEL_LOG_ERROR},
+    };
+    for (size_t i = 0; i < CEL_ARRAY_LEN(cases); i++) {
+        cel_config *c = load_okf("log: {level: %s}\n", cases[i].name);
+        assert_int_equal(c->log_level, cases[i].level);
+        cel_config_unref(c);
+    }
+}
+
+static void test_workers_number_and_auto(void **state)
+{
+    (void)state;
+    int ids[CPU_SETSIZE];
+    int n = avail_cpus(ids, CPU_SETSIZE);
+
+    cel_config *c = load_ok("workers: 3\n");
+    assert_int_equal(c->nworkers, 3);
+    for (int i = 0; i < 3; i++)
+        assert_int_equal(c->cpus[i], ids[i % n]);
+    cel_config_unref(c);
+
+    c = load_ok("workers: 1\n");
+    assert_int_equal(c->nworkers, 1);
+    assert_int_equal(c->cpus[0], ids[0]);
+    cel_config_unref(c);
+
+    c = load_ok("workers: auto\n");
+    assert_int_equal(c->nworkers, (unsigned)n);
+    for (int i = 0; i < n; i++)
+        assert_int_equal(c->cpus[i], ids[i]);
+    cel_config_unref(c);
+}
+
+static void test_workers_cpu_list(void **state)
+{
+    (void)state;
+    int ids[CPU_SETSIZE];
+    int n = avail_cpus(ids, CPU_SETSIZE);
+
+    /* The last available CPU, then the first (order is kept), then the last again. */
+    cel_config *c = load_okf("workers: [%d, %d, %d]\n", ids[n - 1], ids[0], ids[n - 1]);
+    assert_int_equal(c->nworkers, 3);
+    assert_int_equal(c->cpus[0], ids[n - 1]);
+    assert_int_equal(c->cpus[1], ids[0]);
+    assert_int_equal(c->cpus[2], ids[n - 1]);
+    cel_config_unref(c);
+
+    /* A CPU this process may not use is refused at that item. */
+    int missing = -1;
+    for (int id = 0; id < CPU_SETSIZE && missing < 0; id++) {
+        int used = 0;
+        for (int j = 0; j < n; j++)
+            used |= ids[j] == id;
+        if (!used)
+            missing = id;
+    }
+    if (missing < 0)
+        skip();
+    char yaml[128], word[64];
+    snprintf(yaml, sizeof(yaml), "workers: [%d, %d]\n", ids[0], missing);
+    snprintf(word, sizeof(word), "CPU %d is not available", missing);
+    int len0 = snprintf(NULL, 0, "%d", ids[0]);
+    /* "workers: [" is 10 columns, then "ID, " */
+    expect_error_at(yaml, 1, (unsigned)(11 + len0 + 2), word, NULL);
+}
+
+static void test_listen_forms(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok("listen: \"[::1]:8080\"\n");
+    assert_int_equal(c->nlisten, 1);
+    check_v6(&c->listen[0], "::1", 8080);
+    assert_string_equal(c->listen[0].text, "[::1]:8080");
+    assert_int_equal(c->listen[0].loc.line, 1);
+    assert_int_equal(c->listen[0].loc.col, 9);
+    cel_config_unref(c);
+
+    c = load_ok("listen: \"*:80\"\n");
+    assert_int_equal(c->nlisten, 1);
+    check_v4(&c->listen[0], "0.0.0.0", 80);
+    cel_config_unref(c);
+
+    c = load_ok("listen: 8080\n");
+    assert_int_equal(c->nlisten, 1);
+    check_v4(&c->listen[0], "0.0.0.0", 8080);
+    assert_string_equal(c->listen[0].text, "8080");
+    cel_config_unref(c);
+
+    c = load_ok("listen:\n"
+                "  - 10.1.2.3:443\n"
+                "  - \"[::1]:8080\"\n"
+                "  - \"*:80\"\n"
+                "  - \"8081\"\n");
+    assert_int_equal(c->nlisten, 4);
+    check_v4(&c->listen[0], "10.1.2.3", 443);
+    check_v6(&c->listen[1], "::1", 8080);
+    check_v4(&c->listen[2], "0.0.0.0", 80);
+    check_v4(&c->listen[3], "0.0.0.0", 8081);
+    assert_string_equal(c->listen[1].text, "[::1]:8080");
+    for (unsigned i = 0; i < 4; i++) {
+        assert_int_equal(c->listen[i].loc.line, i + 2);
+        assert_int_equal(c->listen[i].loc.col, 5);
+    }
+    cel_config_unref(c);
+}
+
+static void test_listen_parse(void **state)
+{
+    (void)state;
+    static const struct {
+        const char *s;
+        int family;
+        const char *ip;
+        unsigned port;
+    } good[] = {
+        {"1.2.3.4:80", AF_INET, "1.2.3.4", 80},
+        {"127.0.0.1:8080", AF_INET, "127.0.0.1", 8080},
+        {"*:65535", AF_INET, "0.0.0.0", 65535},
+        {"1", AF_INET, "0.0.0.0", 1},
+        {"8080", AF_INET, "0.0.0.0", 8080},
+        {"[::1]:443", AF_INET6, "::1", 443},
+        {"[::]:80", AF_INET6, "::", 80},
+        {"[fe80::1:2]:9000", AF_INET6, "fe80::1:2", 9000},
+    };
+    for (size_t i = 0; i < CEL_ARRAY_LEN(good); i++) {
+        cel_listen l;
+        char err[256] = "";
+        int rc = cel_listen_parse(good[i].s, &l, err, sizeof(err));
+        if (rc)
+            print_error("\"%s\": %s\n", good[i].s, err);
+        assert_int_equal(rc, 0);
+        assert_string_equal(l.text, good[i].s);
+        if (good[i].family == AF_INET)
+            check_v4(&l, good[i].ip, good[i].port);
+        else
+            check_v6(&l, good[i].ip, good[i].port);
+    }
+
+    static const struct {
+        const char *s;
+        const char *word;
+    } bad[] = {
+        {"", "bad listen address"},
+        {"http", "bad listen address"},
+        {"1.2.3.4", "bad listen address"},
+        {"1.2.3.4:", "bad listen address"},
+        {"1.2.3.4:80x", "bad listen address"},
+        {"1.2.3.4:-1", "bad listen address"},
+        {"1.2.3.4:+80", "bad listen address"},
+        {"300.1.1.1:80", "bad listen address"},
+        {"localhost:80", "bad listen address"},
+        {"::1:80", "bad listen address"},
+        {"[::1]80", "bad listen address"},
+        {"[::1]:", "bad listen address"},
+        {"[::1:80", "bad listen address"},
+        {"[1.2.3.4]:80", "bad listen address"},
+        {"1.2.3.4:0", "out of range"},
+        {"1.2.3.4:65536", "out of range"},
+        {"[::1]:99999", "out of range"},
+        {"0", "out of range"},
+    };
+    for (size_t i = 0; i < CEL_ARRAY_LEN(bad); i++) {
+        cel_listen l;
+        char err[256] = "";
+        int rc = cel_listen_parse(bad[i].s, &l, err, sizeof(err));
+        if (rc != CEL_EINVAL || !strstr(err, bad[i].word))
+            print_error("\"%s\": rc %d, \"%s\" (want \"%s\")\n", bad[i].s, rc, err, bad[i].word);
+        assert_int_equal(rc, CEL_EINVAL);
+        assert_non_null(strstr(err, bad[i].word));
+        char quoted[80];
+        snprintf(quoted, sizeof(quoted), "\"%s\"", bad[i].s);
+        assert_non_null(strstr(err, quoted));
+    }
+}
+
+static void test_routes_methods_lookup(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok("routes:\n"
+                            "  - path: /a\n"
+                            "    static: {body: a}\n"
+                            "  - path: /b\n"
+                            "    methods: [GET, POST]\n"
+                            "    static: {body: b}\n"
+                            "  - path: /c\n"
+                            "    methods: POST\n"
+                            "    static: {body: c}\n"
+                            "  - path: /c\n"
+                            "    methods: [PUT, DELETE]\n"
+                            "    json: {template: {c: 2}}\n"
+                            "  - path: /users/:id\n"
+                            "    static: {body: u}\n");
+    assert_int_equal(c->nroutes, 5);
+    static const struct {
+        const char *pattern;
+        unsigned methods;
+        unsigned line;
+        const char *type;
+    } want[] = {
+        {"/a", CEL_M_GET | CEL_M_HEAD, 2, "static"},
+        {"/b", CEL_M_GET | CEL_M_HEAD | CEL_M_POST, 4, "static"},
+        {"/c", CEL_M_POST, 7, "static"},
+        {"/c", CEL_M_PUT | CEL_M_DELETE, 10, "json"},
+        {"/users/:id", CEL_M_GET | CEL_M_HEAD, 13, "static"},
+    };
+    for (size_t i = 0; i < CEL_ARRAY_LEN(want); i++) {
+        assert_string_equal(c->routes[i].pattern, want[i].pattern);
+        assert_int_equal(c->routes[i].methods, want[i].methods);
+        /* A route's location is its path value. */
+        assert_int_equal(c->routes[i].loc.line, want[i].line);
+        assert_int_equal(c->routes[i].loc.col, 11);
+        assert_string_equal(c->routes[i].handler->type, want[i].type);
+    }
+
+    cel_route_match m;
+    assert_ptr_equal(find(c, "/a", CEL_M_GET, &m), &c->routes[0]);
+    assert_ptr_equal(find(c, "/a", CEL_M_HEAD, &m), &c->routes[0]);
+    assert_ptr_equal(find(c, "/b", CEL_M_HEAD, &m), &c->routes[1]);
+    assert_ptr_equal(find(c, "/b", CEL_M_POST, &m), &c->routes[1]);
+    assert_ptr_equal(find(c, "/c", CEL_M_POST, &m), &c->routes[2]);
+    assert_ptr_equal(find(c, "/c", CEL_M_PUT, &m), &c->routes[3]);
+    assert_ptr_equal(find(c, "/c", CEL_M_DELETE, &m), &c->routes[3]);
+    assert_ptr_equal(find(c, "/users/42", CEL_M_GET, &m), &c->routes[4]);
+    assert_int_equal(m.nparams, 1);
+    assert_string_equal(m.params[0].name, "id");
+
+    assert_int_equal(cel_router_lookup(c->router, "/a", 2, CEL_M_POST, &m), CEL_ROUTE_BAD_METHOD);
+    assert_non_null(strstr(m.allow, "GET"));
+    assert_non_null(strstr(m.allow, "HEAD"));
+    assert_null(strstr(m.allow, "POST"));
+    /* POST only does not imply HEAD. */
+    assert_int_equal(cel_router_lookup(c->router, "/c", 2, CEL_M_GET, &m), CEL_ROUTE_BAD_METHOD);
+    assert_null(strstr(m.allow, "GET"));
+    assert_non_null(strstr(m.allow, "POST"));
+    assert_non_null(strstr(m.allow, "PUT"));
+    assert_non_null(strstr(m.allow, "DELETE"));
+    assert_int_equal(cel_router_lookup(c->router, "/d", 2, CEL_M_GET, &m), CEL_ROUTE_NOT_FOUND);
+    assert_int_equal(cel_router_lookup(c->router, "/users/42/x", 11, CEL_M_GET, &m),
+                     CEL_ROUTE_NOT_FOUND);
+    cel_config_unref(c);
+}
+
+static void test_static_body_response(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok("routes:\n"
+                            "  - path: /bench\n"
+                            "    static: { body: \"OK\" }\n"
+                            "  - path: /made\n"
+                            "    methods: [POST]\n"
+                            "    static:\n"
+                            "      status: 201\n"
+                            "      content_type: application/x-thing\n"
+                            "      headers: { Cache-Control: \"max-age=60\", x-a: b }\n"
+                            "      body: \"line1\\nline2\"\n");
+    call k;
+    do_call(&k, c, "/bench");
+    assert_int_equal(k.res.status, 200);
+    assert_str_is(k.res.content_type, "text/plain");
+    assert_int_equal(k.res.nheaders, 0);
+    assert_body_is(&k.res, "OK", 2);
+    assert_int_equal(k.res.body_in_gen, 1);
+    end_call(&k);
+
+    /* /made is POST only: call its handler directly. */
+    cel_route_match m;
+    const cel_route *r = find(c, "/made", CEL_M_POST, &m);
+    assert_ptr_equal(r, &c->routes[1]);
+    cel_request req;
+    cel_response res;
+    memset(&req, 0, sizeof(req));
+    memset(&res, 0, sizeof(res));
+    cel_pool *pool = cel_pool_new(1 << 20);
+    assert_non_null(pool);
+    char first[128];
+    cel_arena a;
+    cel_arena_init(&a, pool, first, sizeof(first));
+    assert_int_equal(r->handler->handle(r->handler, &req, &res, &a), 0);
+    assert_int_equal(res.status, 201);
+    assert_str_is(res.content_type, "application/x-thing");
+    assert_int_equal(res.nheaders, 2);
+    assert_str_is(res.headers[0].name, "cache-control");
+    assert_str_is(res.headers[0].value, "max-age=60");
+    assert_str_is(res.headers[1].name, "x-a");
+    assert_str_is(res.headers[1].value, "b");
+    assert_body_is(&res, "line1\nline2", 11);
+    assert_int_equal(res.body_in_gen, 1);
+    cel_arena_deinit(&a);
+    cel_pool_free(pool);
+    cel_config_unref(c);
+}
+
+static void test_static_file_relative(void **state)
+{
+    (void)state;
+    static const char data[] = "<svg>\0binary\xff</svg>\n";
+    write_bytes("www/logo.svg", data, sizeof(data) - 1);
+    write_bytes("www/empty", "", 0);
+    char cwd[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+    /* Make sure a path relative to the working directory would not find it. */
+    assert_int_equal(chdir("/"), 0);
+    cel_config *c = load_as("conf.yaml", "routes:\n"
+                                         "  - path: /assets/*rest\n"
+                                         "    static:\n"
+                                         "      file: www/logo.svg\n"
+                                         "      headers: {cache-control: \"max-age=60\"}\n"
+                                         "  - path: /typed\n"
+                                         "    static: {file: www/logo.svg, content_type: "
+                                         "image/svg+xml}\n"
+                                         "  - path: /empty\n"
+                                         "    static: {file: www/empty}\n");
+    assert_int_equal(chdir(cwd), 0);
+    assert_non_null(c);
+
+    call k;
+    do_call(&k, c, "/assets/x/y.svg");
+    assert_ptr_equal(k.route, &c->routes[0]);
+    assert_int_equal(k.res.status, 200);
+    assert_str_is(k.res.content_type, "application/octet-stream");
+    assert_int_equal(k.res.nheaders, 1);
+    assert_str_is(k.res.headers[0].name, "cache-control");
+    assert_str_is(k.res.headers[0].value, "max-age=60");
+    assert_body_is(&k.res, data, sizeof(data) - 1);
+    assert_int_equal(k.res.body_in_gen, 1);
+    end_call(&k);
+
+    do_call(&k, c, "/typed");
+    assert_str_is(k.res.content_type, "image/svg+xml");
+    assert_body_is(&k.res, data, sizeof(data) - 1);
+    end_call(&k);
+
+    do_call(&k, c, "/empty");
+    assert_int_equal(k.res.status, 200);
+    assert_int_equal(k.res.body_len, 0);
+    end_call(&k);
+    cel_config_unref(c);
+}
+
+static void test_static_file_absolute_and_relative_config(void **state)
+{
+    (void)state;
+    write_text("www/abs.txt", "absolute\n");
+    write_text("www/rel.txt", "relative\n");
+    char cwd[PATH_MAX];
+    assert_non_null(getcwd(cwd, sizeof(cwd)));
+
+    /* An absolute file name is used as is. */
+    cel_config *c = load_okf("routes:\n"
+                             "  - path: /abs\n"
+                             "    static: {file: \"%s\"}\n",
+                             in_tmp("www/abs.txt"));
+    call k;
+    do_call(&k, c, "/abs");
+    assert_body_is(&k.res, "absolute\n", 9);
+    end_call(&k);
+    cel_config_unref(c);
+
+    /* A config file named without a directory: files are relative to ".". */
+    write_text("www/rel.yaml", "routes:\n"
+                               "  - path: /rel\n"
+                               "    static: {file: rel.txt}\n");
+    assert_int_equal(chdir(in_tmp("www")), 0);
+    c = cel_config_load("rel.yaml", errbuf, sizeof(errbuf));
+    assert_int_equal(chdir(cwd), 0);
+    if (!c)
+        print_error("%s\n", errbuf);
+    assert_non_null(c);
+    assert_string_equal(c->file, "rel.yaml");
+    do_call(&k, c, "/rel");
+    assert_body_is(&k.res, "relative\n", 9);
+    end_call(&k);
+    cel_config_unref(c);
+}
+
+static void test_json_constant(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok("routes:\n"
+                            "  - path: /json\n"
+                            "    json: { template: { message: \"Hello, World!\" } }\n"
+                            "  - path: /types\n"
+                            "    json:\n"
+                            "      status: 202\n"
+                            "      headers: {x-kind: typed}\n"
+                            "      template:\n"
+                            "        count: 3\n"
+                            "        neg: -2\n"
+                            "        ok: true\n"
+                            "        no: false\n"
+                            "        n: null\n"
+                            "        s: \"3\"\n"
+                            "        word: plain words\n"
+                            "        list: [1, 2.5, x]\n"
+                            "  - path: /text\n"
+                            "    json: {template: '{\"a\": [1, 2], \"b\": {\"c\": \"d\"}}', "
+                            "content_type: application/vnd.x+json}\n");
+    call k;
+    do_call(&k, c, "/json");
+    assert_int_equal(k.res.status, 200);
+    assert_str_is(k.res.content_type, "application/json");
+    static const char hello[] = "{\"message\":\"Hello, World!\"}";
+    assert_body_is(&k.res, hello, sizeof(hello) - 1);
+    assert_int_equal(k.res.body_in_gen, 1);
+    end_call(&k);
+
+    do_call(&k, c, "/types");
+    assert_int_equal(k.res.status, 202);
+    assert_int_equal(k.res.nheaders, 1);
+    assert_str_is(k.res.headers[0].name, "x-kind");
+    assert_str_is(k.res.headers[0].value, "typed");
+    static const char typed[] = "{\"count\":3,\"neg\":-2,\"ok\":true,\"no\":false,\"n\":null,"
+                                "\"s\":\"3\",\"word\":\"plain words\",\"list\":[1,2.5,\"x\"]}";
+    assert_body_is(&k.res, typed, sizeof(typed) - 1);
+    end_call(&k);
+
+    do_call(&k, c, "/text");
+    assert_str_is(k.res.content_type, "application/vnd.x+json");
+    static const char text[] = "{\"a\":[1,2],\"b\":{\"c\":\"d\"}}";
+    assert_body_is(&k.res, text, sizeof(text) - 1);
+    end_call(&k);
+    cel_config_unref(c);
+}
+
+static void test_json_params(void **state)
+{
+    (void)state;
+    cel_config *c = load_ok("routes:\n"
+                            "  - path: /users/:id/posts/:postId\n"
+                            "    methods: [GET]\n"
+                            "    json: { template: { user: \"{{param.id}}\", "
+                            "post: \"{{param.postId}}\", m: \"{{method}}\" } }\n"
+                            "  - path: /files/*rest\n"
+                            "    json: {template: '[\"{{param.rest}}\", \"{{path}}\"]'}\n");
+    assert_int_equal(c->routes[0].methods, CEL_M_GET | CEL_M_HEAD);
+    call k;
+    do_call(&k, c, "/users/42/posts/a%20%22b");
+    assert_ptr_equal(k.route, &c->routes[0]);
+    assert_int_equal(k.res.status, 200);
+    assert_str_is(k.res.content_type, "application/json");
+    static const char want[] = "{\"user\":\"42\",\"post\":\"a \\\"b\",\"m\":\"GET\"}";
+    assert_body_is(&k.res, want, sizeof(want) - 1);
+    assert_int_equal(k.res.body_in_gen, 0);
+    end_call(&k);
+
+    do_call(&k, c, "/files/a/b.txt");
+    assert_ptr_equal(k.route, &c->routes[1]);
+    static const char want2[] = "[\"a/b.txt\",\"/files/a/b.txt\"]";
+    assert_body_is(&k.res, want2, sizeof(want2) - 1);
+    end_call(&k);
+    cel_config_unref(c);
+}
+
+static void test_refcount_and_publish(void **state)
+{
+    (void)state;
+    cel_config *a = load_ok(one_route);
+    cel_config *b = load_ok(one_route);
+    assert_true(b->generation > a->generation);
+    assert_int_equal(atomic_load(&a->refs), 1);
+
+    cel_config_ref(a);
+    assert_int_equal(atomic_load(&a->refs), 2);
+    cel_config_unref(a);
+    assert_int_equal(atomic_load(&a->refs), 1);
+    /* Still whole after the unref. */
+    call k;
+    do_call(&k, a, "/");
+    assert_body_is(&k.res, "hi", 2);
+    end_call(&k);
+
+    cel_config_publish(a);
+    assert_int_equal(atomic_load(&a->refs), 2);
+    assert_int_equal(cel_config_published_generation(), a->generation);
+    cel_config *got = cel_config_acquire();
+    assert_ptr_equal(got, a);
+    assert_int_equal(atomic_load(&a->refs), 3);
+    cel_config_unref(got);
+
+    /* Publishing B drops the published reference to A. */
+    cel_config_publish(b);
+    assert_int_equal(atomic_load(&a->refs), 1);
+    assert_int_equal(atomic_load(&b->refs), 2);
+    assert_int_equal(cel_config_published_generation(), b->generation);
+    got = cel_config_acquire();
+    assert_ptr_equal(got, b);
+    cel_config_unref(got);
+
+    cel_config_publish(NULL);
+    assert_int_equal(cel_config_published_generation(), 0);
+    assert_null(cel_config_acquire());
+    assert_int_equal(atomic_load(&b->refs), 1);
+    cel_config_unref(b);
+    cel_config_unref(a); /* the last references: ASan/valgrind see any leak */
+}
+
+/* ================= errors without a node ================= */
+
+static void test_missing_file(void **state)
+{
+    (void)state;
+    const char *path = in_tmp("does-not-exist.yaml");
+    errbuf[0] = 0;
+    assert_null(cel_config_load(path, errbuf, sizeof(errbuf)));
+    char want[PATH_MAX + 32];
+    snprintf(want, sizeof(want), "%s: ", path);
+    assert_int_equal(strncmp(errbuf, want, strlen(want)), 0);
+    assert_non_null(strstr(errbuf, "cannot open"));
+    assert_non_null(strstr(errbuf, "No such file"));
+}
+
+static void test_empty_file(void **state)
+{
+    (void)state;
+    expect_error_at("", 1, 1, "empty", NULL);
+    expect_error_at("# only a comment\n\n", 1, 1, "empty", NULL);
+}
+
+static void test_error_truncated(void **state)
+{
+    (void)state;
+    write_text("bad.yaml", "bogus: 1\n");
+    char small[24];
+    memset(small, 'X', sizeof(small));
+    assert_null(cel_config_load(in_tmp("bad.yaml"), small, sizeof(small)));
+    assert_true(memchr(small, 0, sizeof(small)) != NULL);
+    assert_int_equal(strncmp(small, tmpdir, strlen(small)), 0);
+}
+
+/* ================= errors at a node (table) ================= */
+
+typedef struct err_case {
+    const char *name;
+    const char *yaml;
+    unsigned line, col;
+    const char *word, *word2;
+} err_case;
+
+static const err_case err_cases[] = {
+    /* unknown keys: at the key */
+    {"unknown_key_top", "listen: \"8080\"\nbogus: 1\n", 2, 1, "unknown key \"bogus\"",
+     "the top level"},
+    {"unknown_key_route",
+     "routes:\n"
+     "  - path: /a\n"
+     "    stat: {body: x}\n",
+     3, 5, "unknown key \"stat\"", "route"},
+    {"unknown_key_static",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, bdy: y}\n",
+     3, 23, "unknown key \"bdy\"", "static"},
+    {"unknown_key_json",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template: {a: 1}\n"
+     "      tmpl: 2\n",
+     5, 7, "unknown key \"tmpl\"", "json"},
+    {"unknown_key_limits", "limits:\n  max_streams: 5\n", 2, 3, "unknown key \"max_streams\"",
+     "limits"},
+    {"unknown_key_log", "log:\n  lvl: debug\n", 2, 3, "unknown key \"lvl\"", "log"},
+
+    /* wrong types: at the value */
+    {"workers_banana", "workers: banana\n", 1, 10, "workers must be", NULL},
+    {"workers_mapping", "workers: {a: 1}\n", 1, 10, "workers must be", NULL},
+    {"routes_scalar", "routes: 5\n", 1, 9, "routes must be a list", NULL},
+    {"route_not_mapping", "routes:\n  - /a\n", 2, 5, "must be a mapping", NULL},
+    {"limits_scalar", "limits: 3\n", 1, 9, "limits must be a mapping", NULL},
+    {"listen_mapping", "listen: {a: 1}\n", 1, 9, "listen must be", NULL},
+    {"listen_empty_list", "listen: []\n", 1, 9, "at least one", NULL},
+    {"status_quoted_string",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, status: \"abc\"}\n",
+     3, 31, "status must be a number", NULL},
+    {"methods_unknown",
+     "routes:\n"
+     "  - path: /a\n"
+     "    methods: [GET, FOO]\n"
+     "    static: {body: x}\n",
+     3, 20, "unknown method \"FOO\"", NULL},
+    {"methods_lower_case",
+     "routes:\n"
+     "  - path: /a\n"
+     "    methods: get\n"
+     "    static: {body: x}\n",
+     3, 14, "unknown method \"get\"", NULL},
+    {"log_level_bad", "log: {level: loud}\n", 1, 14, "log.level must be", "loud"},
+
+    /* out of range */
+    {"status_99",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, status: 99}\n",
+     3, 31, "between 200 and 599", NULL},
+    {"status_204_with_body",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, status: 204}\n",
+     3, 20, "cannot carry a body", NULL},
+    {"max_concurrent_streams_0", "limits:\n  max_concurrent_streams: 0\n", 2, 27,
+     "max_concurrent_streams must be between 1", NULL},
+    {"port_99999", "listen: \"127.0.0.1:99999\"\n", 1, 9, "out of range", "99999"},
+    {"port_in_list",
+     "listen:\n"
+     "  - \"127.0.0.1:8080\"\n"
+     "  - \"[::1]:99999\"\n",
+     3, 5, "out of range", NULL},
+    {"listen_bad_host", "listen: localhost:80\n", 1, 9, "bad listen address", "localhost:80"},
+    {"listen_twice", "listen: [\"8080\", \"*:8080\"]\n", 1, 18, "given twice", NULL},
+    {"workers_0", "workers: 0\n", 1, 10, "workers must be", NULL},
+    {"workers_2000", "workers: 2000\n", 1, 10, "workers must be", NULL},
+    {"workers_empty_list", "workers: []\n", 1, 10, "empty", NULL},
+
+    /* sizes and durations */
+    {"size_unit_10x", "limits:\n  max_request_body: 10x\n", 2, 21, "unknown size unit", "10x"},
+    {"size_negative", "limits:\n  max_request_body: -5\n", 2, 21, "must be a size", "-5"},
+    {"size_too_small", "limits:\n  max_output_buffer: 1k\n", 2, 22, "must be between", NULL},
+    {"duration_unit_10x", "limits:\n  idle_timeout: 10x\n", 2, 17, "unknown duration unit",
+     "10x"},
+    {"duration_negative", "shutdown_timeout: -5\n", 1, 19, "must be a duration", "-5"},
+    {"duration_zero", "limits: {write_timeout: 0}\n", 1, 25, "between 1ms and 7 days", NULL},
+
+    /* duplicate keys: at the second key */
+    {"duplicate_key_top",
+     "listen: \"8080\"\n"
+     "log: {level: info}\n"
+     "listen: \"9090\"\n",
+     3, 1, "duplicate key \"listen\"", "first at line 1"},
+    {"duplicate_key_route",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x}\n"
+     "    path: /b\n",
+     4, 5, "duplicate key \"path\"", "first at line 2"},
+
+    /* route shape */
+    {"route_without_path",
+     "routes:\n"
+     "  - methods: [GET]\n"
+     "    static: {body: x}\n",
+     2, 5, "no path", NULL},
+    {"route_without_handler",
+     "routes:\n"
+     "  - path: /a\n"
+     "    methods: [GET]\n",
+     2, 5, "no handler", NULL},
+    {"route_two_handlers",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x}\n"
+     "    json: {template: {a: 1}}\n",
+     4, 5, "one handler", "line 3"},
+    {"static_body_and_file",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static:\n"
+     "      body: x\n"
+     "      file: f.txt\n",
+     5, 7, "either body or file", NULL},
+    {"static_without_body",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {status: 200}\n",
+     3, 13, "needs a body or a file", NULL},
+    {"static_missing_file",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {file: nope.txt}\n",
+     3, 20, "cannot open", "nope.txt"},
+    {"static_file_is_directory",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {file: sub}\n",
+     3, 20, "not a regular file", NULL},
+
+    /* templates */
+    {"placeholder_bad_syntax",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template: {a: \"x {{nope}}\"}\n",
+     4, 21, "placeholder", "{{nope}}"},
+    {"placeholder_unterminated",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template:\n"
+     "        - ok\n"
+     "        - \"{{param.a\"\n",
+     6, 11, "unterminated", NULL},
+    {"placeholder_bad_syntax_json_string",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template: '{\"a\": \"{{nope}}\"}'\n",
+     4, 17, "placeholder", "{{nope}}"},
+    {"param_not_in_path_mapping",
+     "routes:\n"
+     "  - path: /users/:id\n"
+     "    json:\n"
+     "      template:\n"
+     "        user: \"{{param.id}}\"\n"
+     "        other: \"{{param.nope}}\"\n",
+     6, 16, "placeholder {{param.nope}} names no param", "/users/:id"},
+    {"param_prefix_not_in_path",
+     "routes:\n"
+     "  - path: /users/:id\n"
+     "    json: {template: {u: \"{{param.i}}\"}}\n",
+     3, 26, "{{param.i}} names no param", NULL},
+    {"param_not_in_path_json_string",
+     "routes:\n"
+     "  - path: /users/:id\n"
+     "    json:\n"
+     "      template: '{\"u\": \"{{param.nope}}\"}'\n",
+     4, 17, "placeholder {{param.nope}} names no param", "/users/:id"},
+    {"template_invalid_json",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template: '{\"a\": }'\n",
+     4, 17, "not valid JSON", NULL},
+    {"template_plain_scalar",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template: hello\n",
+     4, 17, "template must be", NULL},
+    {"json_without_template",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json: {status: 200}\n",
+     3, 11, "needs a template", NULL},
+
+    /* router */
+    {"routes_collide",
+     "routes:\n"
+     "  - path: /users/:id\n"
+     "    static: {body: a}\n"
+     "  - path: /users/:name\n"
+     "    static: {body: b}\n",
+     4, 11, "collides", "line 2:11"},
+    {"routes_collide_on_shared_method",
+     "routes:\n"
+     "  - path: /x\n"
+     "    methods: [POST, PUT]\n"
+     "    static: {body: a}\n"
+     "  - path: /other\n"
+     "    static: {body: b}\n"
+     "  - path: /x\n"
+     "    methods: [DELETE, PUT]\n"
+     "    static: {body: c}\n",
+     7, 11, "collides", "line 2:11"},
+    {"pattern_wildcard_not_last",
+     "routes:\n"
+     "  - path: /a/*rest/b\n"
+     "    static: {body: x}\n",
+     2, 11, "wildcard", "/a/*rest/b"},
+    {"pattern_no_leading_slash",
+     "routes:\n"
+     "  - path: /ok\n"
+     "    static: {body: x}\n"
+     "  - path: nope\n"
+     "    static: {body: x}\n",
+     4, 11, "does not start with '/'", NULL},
+
+    /* headers */
+    {"header_content_length",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static:\n"
+     "      body: x\n"
+     "      headers: {content-length: \"5\"}\n",
+     5, 17, "cannot be set", "content-length"},
+    {"header_connection",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json:\n"
+     "      template: [1]\n"
+     "      headers:\n"
+     "        x-ok: fine\n"
+     "        Connection: close\n",
+     7, 9, "cannot be set", "Connection"},
+
+    /* YAML syntax: at the problem */
+    {"yaml_syntax_error",
+     "listen: \"8080\"\n"
+     "log: level: info\n",
+     2, 11, "YAML syntax error", "mapping values"},
+};
+
+static void test_error_case(void **state)
+{
+    const err_case *e = *state;
+    expect_error_at(e->yaml, e->line, e->col, e->word, e->word2);
+}
+
+int main(void)
+{
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    static const struct CMUnitTest fixed[] = {
+        cmocka_unit_test(test_defaults),
+        cmocka_unit_test(test_no_routes_empty_router),
+        cmocka_unit_test(test_limits_parsed),
+        cmocka_unit_test(test_sizes),
+        cmocka_unit_test(test_durations),
+        cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_workers_number_and_auto),
+        cmocka_unit_test(test_workers_cpu_list),
+        cmocka_unit_test(test_listen_forms),
+        cmocka_unit_test(test_listen_parse),
+        cmocka_unit_test(test_routes_methods_lookup),
+        cmocka_unit_test(test_static_body_response),
+        cmocka_unit_test(test_static_file_relative),
+        cmocka_unit_test(test_static_file_absolute_and_relative_config),
+        cmocka_unit_test(test_json_constant),
+        cmocka_unit_test(test_json_params),
+        cmocka_unit_test(test_refcount_and_publish),
+        cmocka_unit_test(test_missing_file),
+        cmocka_unit_test(test_empty_file),
+        cmocka_unit_test(test_error_truncated),
+    };
+    /* One test per error case, named after it. */
+    struct CMUnitTest tests[CEL_ARRAY_LEN(fixed) + CEL_ARRAY_LEN(err_cases)];
+    memcpy(tests, fixed, sizeof(fixed));
+    for (size_t i = 0; i < CEL_ARRAY_LEN(err_cases); i++)
+        tests[CEL_ARRAY_LEN(fixed) + i] = (struct CMUnitTest){
+            .name = err_cases[i].name,
+            .test_func = test_error_case,
+            .initial_state = (void *)&err_cases[i],
+        };
+    return cmocka_run_group_tests(tests, group_setup, group_teardown);
+}
