@@ -28,6 +28,14 @@ enum { T_NONE, T_HEADER, T_IDLE, T_BUSY, T_WRITE, T_LINGER };
 static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
+static void on_flush(evutil_socket_t fd, short what, void *arg);
+
+static void want_flush(void *ctx)
+{
+    cel_conn *c = ctx;
+    /* Activating an event that is already active does nothing: one pump. */
+    event_active(&c->fev, EV_TIMEOUT, 0);
+}
 
 static ssize_t sock_writev(void *ctx, const struct iovec *iov, int iovcnt)
 {
@@ -117,6 +125,7 @@ void cel_conn_close(cel_conn *c)
     event_del(&c->rev);
     event_del(&c->wev);
     event_del(&c->tev);
+    event_del(&c->fev);
     if (c->h2)
         cel_h2_free(c->h2);
     cel_outq_deinit(&c->out);
@@ -248,6 +257,14 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     pump(c);
 }
 
+static void on_flush(evutil_socket_t fd, short what, void *arg)
+{
+    cel_conn *c = arg;
+    (void)fd, (void)what;
+    if (!c->lingering && !c->closing)
+        pump(c);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
@@ -313,7 +330,8 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd)
     event_assign(&c->rev, host->base, fd, EV_READ | EV_PERSIST, on_read, c);
     event_assign(&c->wev, host->base, fd, EV_WRITE, on_write, c);
     event_assign(&c->tev, host->base, -1, 0, on_timer, c);
-    c->h2 = cel_h2_new(env, &c->out);
+    event_assign(&c->fev, host->base, -1, 0, on_flush, c);
+    c->h2 = cel_h2_new(env, &c->out, want_flush, c);
     if (!c->h2) {
         cel_outq_deinit(&c->out);
         close(fd);

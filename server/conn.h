@@ -27,7 +27,7 @@ struct cel_conn {
     cel_conn_host *host;
     cel_conn *prev, *next; /* the owner's list */
     int fd;
-    struct event rev, wev, tev;
+    struct event rev, wev, tev, fev; /* read, write, timer, flush-soon */
     cel_outq out;
     cel_h2 *h2;
     cel_limits limits;

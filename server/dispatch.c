@@ -37,33 +37,35 @@ void cel_response_error(cel_response *res, int status)
     res->body_in_gen = 1; /* static storage outlives every generation */
 }
 
-void cel_dispatch(const cel_config *cfg, cel_request *req, cel_route_match *m, cel_response *res,
-                  cel_arena *arena)
+int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
+    cel_request *req = x->req;
     int rc = cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
     if (rc == CEL_ROUTE_NOT_FOUND) {
         cel_response_error(res, 404);
-        return;
+        return 0;
     }
     if (rc == CEL_ROUTE_BAD_METHOD) {
         cel_response_error(res, 405);
-        cel_kv *allow = cel_arena_alloc(arena, sizeof(*allow));
+        cel_kv *allow = cel_arena_alloc(x->arena, sizeof(*allow));
         if (allow) {
             allow->name = CEL_STR_LIT("allow");
             allow->value = (cel_str){m->allow, strlen(m->allow)};
             res->headers = allow;
             res->nheaders = 1;
         }
-        return;
+        return 0;
     }
     req->params = m->params;
     req->nparams = m->nparams;
     const cel_route *route = m->data;
     memset(res, 0, sizeof(*res));
-    rc = route->handler->handle(route->handler, req, res, arena);
+    rc = route->handler->handle(route->handler, x, res);
     if (rc < 0) {
         cel_log(CEL_LOG_ERROR, "%s handler for route \"%s\" failed (%d)", route->handler->type,
                 route->pattern, rc);
         cel_response_error(res, 500);
+        return 0;
     }
+    return rc;
 }

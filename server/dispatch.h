@@ -11,12 +11,12 @@
 #include "request.h"
 
 /*
- * Routes REQ (method_bit, path, query, headers and body set) through CFG and
- * fills RES. M is caller storage that REQ's params point into; it must live as
- * long as REQ. Never fails: a handler error becomes a 500.
+ * Routes X->req (method_bit, path, query, headers and body set) through CFG
+ * and fills RES, returning 0; or returns CEL_HANDLER_ASYNC when the handler took
+ * the exchange over. M is caller storage that the request's params point into;
+ * it must live as long as the request. A handler error becomes a 500.
  */
-void cel_dispatch(const cel_config *cfg, cel_request *req, cel_route_match *m, cel_response *res,
-                  cel_arena *arena);
+int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res);
 
 /* Fills RES with the server's plain-text answer for STATUS (404, 413, …). */
 void cel_response_error(cel_response *res, int status);

@@ -1,7 +1,13 @@
 #include "env.h"
 
+#include <errno.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <unistd.h>
+
+#include "log.h"
 
 static cel_genref *genref_new(cel_env *e, cel_config *cfg)
 {
@@ -14,14 +20,20 @@ static cel_genref *genref_new(cel_env *e, cel_config *cfg)
     return r;
 }
 
-int cel_env_init(cel_env *e, cel_config *cfg)
+int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *cfg)
 {
+    e->worker_id = id;
+    e->base = base;
+    e->inbox = NULL;
+    e->tasks_pending = 0;
+    pthread_mutex_init(&e->inbox_lock, NULL);
+    e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->pool = cel_pool_new(8u << 20);
     e->rbuf = malloc(CEL_READ_BUF);
     e->gen = genref_new(e, cfg);
     e->retired = NULL;
     e->date_sec = 0;
-    if (!e->pool || !e->rbuf || !e->gen) {
+    if (e->efd < 0 || !e->pool || !e->rbuf || !e->gen) {
         cel_env_deinit(e);
         return CEL_ENOMEM;
     }
@@ -29,19 +41,29 @@ int cel_env_init(cel_env *e, cel_config *cfg)
     return 0;
 }
 
+static void genref_free(cel_env *e, cel_genref *r)
+{
+    cel_env_detach(e, r->cfg);
+    cel_config_unref(r->cfg);
+    free(r);
+}
+
 void cel_env_deinit(cel_env *e)
 {
+    cel_env_run_tasks(e);
     if (e->gen) {
-        cel_config_unref(e->gen->cfg);
-        free(e->gen);
+        genref_free(e, e->gen);
         e->gen = NULL;
     }
     while (e->retired) {
         cel_genref *r = e->retired;
         e->retired = r->next;
-        cel_config_unref(r->cfg);
-        free(r);
+        genref_free(e, r);
     }
+    if (e->efd >= 0)
+        close(e->efd);
+    e->efd = -1;
+    pthread_mutex_destroy(&e->inbox_lock);
     free(e->rbuf);
     e->rbuf = NULL;
     if (e->pool)
@@ -56,11 +78,11 @@ int cel_env_use(cel_env *e, cel_config *cfg)
     cel_genref *r = genref_new(e, cfg);
     if (!r)
         return CEL_ENOMEM;
+    cel_env_attach(e, cfg);
     cel_genref *old = e->gen;
     e->gen = r;
     if (old->users == 0) {
-        cel_config_unref(old->cfg);
-        free(old);
+        genref_free(e, old);
     } else {
         old->next = e->retired;
         e->retired = old;
@@ -73,8 +95,7 @@ void cel_env_retire(cel_env *e, cel_genref *r)
     for (cel_genref **p = &e->retired; *p; p = &(*p)->next) {
         if (*p == r) {
             *p = r->next;
-            cel_config_unref(r->cfg);
-            free(r);
+            genref_free(e, r);
             return;
         }
     }
@@ -94,4 +115,55 @@ void cel_env_tick(cel_env *e, time_t now)
                      tm.tm_hour, tm.tm_min, tm.tm_sec);
     e->date_len = n > 0 ? (size_t)n : 0;
     e->date_sec = now;
+}
+
+void cel_env_post(cel_env *e, cel_task *t)
+{
+    pthread_mutex_lock(&e->inbox_lock);
+    t->next = e->inbox;
+    e->inbox = t;
+    pthread_mutex_unlock(&e->inbox_lock);
+    uint64_t one = 1;
+    if (write(e->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+        cel_log(CEL_LOG_WARN, "worker %u: eventfd write: %s", e->worker_id, strerror(errno));
+}
+
+void cel_env_run_tasks(cel_env *e)
+{
+    pthread_mutex_lock(&e->inbox_lock);
+    cel_task *list = e->inbox;
+    e->inbox = NULL;
+    pthread_mutex_unlock(&e->inbox_lock);
+    /* Posted newest first: run them in posting order. */
+    cel_task *ordered = NULL;
+    while (list) {
+        cel_task *next = list->next;
+        list->next = ordered;
+        ordered = list;
+        list = next;
+    }
+    while (ordered) {
+        cel_task *t = ordered;
+        ordered = t->next;
+        t->run(t);
+    }
+}
+
+void cel_env_attach(cel_env *e, cel_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        cel_handler *h = cfg->routes[i].handler;
+        if (h->worker_init && h->worker_init(h, e))
+            cel_log(CEL_LOG_ERROR, "worker %u: %s handler of route \"%s\": worker init failed",
+                    e->worker_id, h->type, cfg->routes[i].pattern);
+    }
+}
+
+void cel_env_detach(cel_env *e, cel_config *cfg)
+{
+    for (size_t i = 0; i < cfg->nroutes; i++) {
+        cel_handler *h = cfg->routes[i].handler;
+        if (h->worker_fini)
+            h->worker_fini(h, e);
+    }
 }

@@ -10,10 +10,19 @@
 #ifndef CEL_ENV_H
 #define CEL_ENV_H
 
+#include <pthread.h>
 #include <time.h>
 
 #include "config.h"
 #include "pool.h"
+
+struct event_base;
+
+/* Work another thread hands to a worker: runs on the worker, then is done with. */
+typedef struct cel_task {
+    struct cel_task *next;
+    void (*run)(struct cel_task *t);
+} cel_task;
 
 struct cel_env;
 
@@ -27,6 +36,13 @@ typedef struct cel_genref {
 #define CEL_READ_BUF (64 * 1024)
 
 typedef struct cel_env {
+    unsigned worker_id;
+    pthread_t thread; /* the worker's thread, once it runs */
+    struct event_base *base;
+    int efd; /* eventfd that wakes the worker (tasks, commands, new generations) */
+    pthread_mutex_t inbox_lock;
+    cel_task *inbox;
+    size_t tasks_pending; /* tokens out that will post a task: the worker waits for them */
     cel_pool *pool;
     cel_genref *gen;     /* the newest generation this worker has seen */
     cel_genref *retired; /* older ones that still have users */
@@ -36,7 +52,8 @@ typedef struct cel_env {
     unsigned char *rbuf; /* CEL_READ_BUF bytes */
 } cel_env;
 
-int cel_env_init(cel_env *e, cel_config *cfg);
+/* Sets up E for worker ID on BASE; creates the eventfd. */
+int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *cfg);
 /* Releases the current generation; retired ones must have no users left. */
 void cel_env_deinit(cel_env *e);
 
@@ -60,5 +77,13 @@ static inline void cel_genref_drop(cel_genref *r)
 
 /* Refreshes the date header if the second has changed. */
 void cel_env_tick(cel_env *e, time_t now);
+
+/* Hands T to the worker of E: safe from any thread. */
+void cel_env_post(cel_env *e, cel_task *t);
+/* On the worker: runs the tasks posted so far. */
+void cel_env_run_tasks(cel_env *e);
+/* Runs the handlers' worker_init for CFG on this worker (worker thread). */
+void cel_env_attach(cel_env *e, cel_config *cfg);
+void cel_env_detach(cel_env *e, cel_config *cfg);
 
 #endif

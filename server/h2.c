@@ -24,7 +24,28 @@ enum {
     ST_HDR_TOO_BIG = 1u << 2, /* header list over the limit: answer 431 */
     ST_SENT = 1u << 3,        /* the whole response has been handed to the output queue */
     ST_RESET = 1u << 4,       /* we reset the stream */
+    ST_TAKEN = 1u << 5,       /* a handler took the exchange over (answers later) */
+    ST_STREAMING = 1u << 6,   /* the body comes through write/end */
+    ST_ENDED = 1u << 7,       /* streaming: end was called */
+    ST_DEFERRED = 1u << 8,    /* streaming: nghttp2 waits for data (resume on write) */
+    ST_WQ = 1u << 9,          /* on the connection's list of on_writable calls */
 };
+
+/* A streamed body: above HIGH bytes waiting, write asks the producer to pause;
+ * below LOW its on_writable runs. */
+#define STREAM_HIGH (64 * 1024)
+#define STREAM_LOW (16 * 1024)
+
+/* Where a fixed response body lives, which decides how it is queued. */
+enum { BODY_ARENA, BODY_GEN, BODY_EXT };
+
+/* A body referenced from outside (a module's): released once neither the
+ * stream nor the output queue needs it. */
+typedef struct ext_body {
+    unsigned refs;
+    cel_pool *pool;
+    cel_body_owner owner;
+} ext_body;
 
 /* After an early answer the rest of the request body is read and dropped, so
  * that clients which treat any RST_STREAM as failure still see the answer; past
@@ -34,6 +55,8 @@ enum {
 
 typedef struct stream {
     struct stream *prev, *next;
+    struct cel_h2 *h;
+    cel_exchange x;
     int32_t id;
     unsigned flags;
     cel_genref *gen;
@@ -46,10 +69,14 @@ typedef struct stream {
     size_t body_len, body_cap;
     size_t discarded;
     cel_route_match match;
-    /* the response body being sent */
+    /* the response body being sent: fixed (out) or streamed (sbuf) */
     const char *out;
     size_t out_len, out_read, out_sent;
-    int out_in_gen;
+    int out_kind;
+    ext_body *ext;
+    char *sbuf; /* pool memory: [out_sent, out_len) is waiting */
+    size_t sbuf_cap;
+    struct stream *wnext; /* on the connection's list of on_writable calls to make */
     cel_header inline_hdrs[INLINE_HEADERS];
     char inline_arena[INLINE_ARENA];
 } stream;
@@ -64,7 +91,12 @@ struct cel_h2 {
     int served;
     int goaway;
     int32_t in_headers; /* stream whose header block is still arriving, or 0 */
+    stream *writable;   /* streams whose on_writable is due, run after each send */
+    void (*want_flush)(void *ctx);
+    void *flush_ctx;
 };
+
+static const cel_exchange_ops exchange_ops;
 
 static nghttp2_session_callbacks *callbacks;
 
@@ -101,6 +133,11 @@ static stream *stream_new(cel_h2 *h, int32_t id)
         return NULL;
     memset(st, 0, offsetof(stream, inline_hdrs));
     st->id = id;
+    st->h = h;
+    st->x.ops = &exchange_ops;
+    st->x.req = &st->req;
+    st->x.arena = &st->arena;
+    st->x.env = h->env;
     st->gen = cel_env_hold(h->env);
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
     st->hdrs = st->inline_hdrs;
@@ -113,8 +150,28 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     return st;
 }
 
+static void ext_unref(void *arg)
+{
+    ext_body *e = arg;
+    if (--e->refs)
+        return;
+    e->owner.release(e->owner.arg);
+    cel_pool_release(e->pool, e);
+}
+
 static void stream_free(cel_h2 *h, stream *st)
 {
+    if (st->x.on_close)
+        st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
+    if (st->flags & ST_WQ)
+        for (stream **p = &h->writable; *p; p = &(*p)->wnext)
+            if (*p == st) {
+                *p = st->wnext;
+                break;
+            }
+    if (st->ext)
+        ext_unref(st->ext);
+    cel_pool_release(h->env->pool, st->sbuf);
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -138,11 +195,15 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     stream *st = src->ptr;
     (void)s, (void)id, (void)buf, (void)ud;
     size_t n = st->out_len - st->out_read;
+    if (n == 0 && (st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
+        st->flags |= ST_DEFERRED;
+        return NGHTTP2_ERR_DEFERRED;
+    }
     if (n > length)
         n = length;
     st->out_read += n;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->out_read == st->out_len)
+    if (st->out_read == st->out_len && (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED)))
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
@@ -150,6 +211,25 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 static void release_gen(void *arg)
 {
     cel_genref_drop(arg);
+}
+
+/* Streaming: bytes went to the queue; compact the buffer and see whether the
+ * producer may go on. */
+static void stream_consumed(cel_h2 *h, stream *st)
+{
+    if (st->out_sent == st->out_len) {
+        st->out_sent = st->out_read = st->out_len = 0;
+    } else if (st->out_sent > st->sbuf_cap / 2) {
+        memmove(st->sbuf, st->sbuf + st->out_sent, st->out_len - st->out_sent);
+        st->out_len -= st->out_sent;
+        st->out_read -= st->out_sent;
+        st->out_sent = 0;
+    }
+    if (st->x.on_writable && st->out_len - st->out_sent < STREAM_LOW && !(st->flags & ST_WQ)) {
+        st->flags |= ST_WQ;
+        st->wnext = h->writable;
+        h->writable = st;
+    }
 }
 
 static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
@@ -166,17 +246,24 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     if (pad && cel_outq_copy(h->out, zeros, 1)) /* the pad length byte */
         return NGHTTP2_ERR_CALLBACK_FAILURE;
-    const char *p = st->out + st->out_sent;
+    const char *p = (st->flags & ST_STREAMING ? st->sbuf : st->out) + st->out_sent;
     st->out_sent += length;
-    if (st->out_in_gen && length >= REF_MIN) {
+    int rc;
+    if (st->out_kind == BODY_GEN && length >= REF_MIN) {
         st->gen->users++;
-        if (cel_outq_ref(h->out, p, length, release_gen, st->gen)) {
+        if ((rc = cel_outq_ref(h->out, p, length, release_gen, st->gen)))
             st->gen->users--;
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        }
-    } else if (cel_outq_copy(h->out, p, length)) {
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (st->out_kind == BODY_EXT && length >= REF_MIN) {
+        st->ext->refs++;
+        if ((rc = cel_outq_ref(h->out, p, length, ext_unref, st->ext)))
+            st->ext->refs--;
+    } else {
+        rc = cel_outq_copy(h->out, p, length);
     }
+    if (rc)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (st->flags & ST_STREAMING)
+        stream_consumed(h, st);
     if (pad > 1 && cel_outq_copy(h->out, zeros, pad - 1))
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     return 0;
@@ -194,7 +281,9 @@ static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size
     return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NO_COPY_NAME};
 }
 
-static int respond(cel_h2 *h, stream *st, const cel_response *res)
+/* Submits RES's status and headers; with STREAMING the body follows through
+ * write/end (no content-length), else RES's body is the whole body. */
+static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
 {
     nghttp2_nv nva[MAX_RESPONSE_HEADERS];
     size_t n = 0;
@@ -206,7 +295,7 @@ static int respond(cel_h2 *h, stream *st, const cel_response *res)
     nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
     if (res->content_type.n)
         nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
-    if (!no_body) {
+    if (!no_body && !streaming) {
         int k = snprintf(clen, sizeof(clen), "%zu", res->body_len);
         nva[n++] = nv_name_lit("content-length", 14, clen, (size_t)k);
     }
@@ -216,18 +305,147 @@ static int respond(cel_h2 *h, stream *st, const cel_response *res)
                                 res->headers[i].value.n, NGHTTP2_NV_FLAG_NONE};
 
     st->flags |= ST_RESPONDED;
-    st->out = res->body;
-    st->out_len = res->body_len;
-    st->out_in_gen = res->body_in_gen;
+    if (streaming) {
+        st->flags |= ST_STREAMING;
+    } else {
+        st->out = res->body;
+        st->out_len = res->body_len;
+        st->out_kind = res->body_in_gen ? BODY_GEN : BODY_ARENA;
+    }
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
-    int with_body = !no_body && res->body_len && st->req.method_bit != CEL_M_HEAD;
+    int head = st->req.method_bit == CEL_M_HEAD;
+    int with_body = !no_body && !head && (streaming || res->body_len);
+    if (!with_body)
+        st->flags |= ST_ENDED; /* a HEAD or 204 stream has nothing to write */
     int rv = nghttp2_submit_response(h->s, st->id, nva, n, with_body ? &prd : NULL);
     if (rv) {
         cel_log_debug("stream %d: cannot submit response: %s", st->id, nghttp2_strerror(rv));
+        st->flags |= ST_RESET;
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     }
     return 0;
 }
+
+static int respond(cel_h2 *h, stream *st, const cel_response *res)
+{
+    return submit(h, st, res, 0);
+}
+
+/* ---- the exchange, for handlers that answer later or in pieces ---- */
+
+static void flush_soon(cel_h2 *h)
+{
+    if (h->want_flush)
+        h->want_flush(h->flush_ctx);
+}
+
+static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_owner *owner)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    cel_h2 *h = st->h;
+    if (st->flags & ST_RESPONDED) {
+        if (owner)
+            owner->release(owner->arg);
+        return CEL_EINVAL;
+    }
+    if (owner) {
+        ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
+        if (!e) {
+            owner->release(owner->arg);
+            return CEL_ENOMEM;
+        }
+        *e = (ext_body){1, h->env->pool, *owner};
+        st->ext = e;
+    }
+    int rc = respond(h, st, res);
+    if (owner)
+        st->out_kind = BODY_EXT;
+    flush_soon(h);
+    return rc ? CEL_EIO : 0;
+}
+
+static int x_start(cel_exchange *x, const cel_response *head)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if (st->flags & ST_RESPONDED)
+        return CEL_EINVAL;
+    int rc = submit(st->h, st, head, 1);
+    flush_soon(st->h);
+    return rc ? CEL_EIO : 0;
+}
+
+static void resume_if_deferred(stream *st)
+{
+    if (st->flags & ST_DEFERRED) {
+        st->flags &= ~ST_DEFERRED;
+        nghttp2_session_resume_data(st->h->s, st->id);
+    }
+    flush_soon(st->h);
+}
+
+static int x_write(cel_exchange *x, const void *p, size_t n)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
+        return CEL_EINVAL;
+    if (st->req.method_bit == CEL_M_HEAD || n == 0)
+        return 0;
+    if (st->out_len + n > st->sbuf_cap) {
+        size_t cap = st->sbuf_cap ? st->sbuf_cap : 16384;
+        while (cap < st->out_len + n)
+            cap *= 2;
+        char *b = cel_pool_realloc(st->h->env->pool, st->sbuf, cap);
+        if (!b)
+            return CEL_ENOMEM;
+        st->sbuf = b;
+        st->sbuf_cap = cap;
+    }
+    memcpy(st->sbuf + st->out_len, p, n);
+    st->out_len += n;
+    resume_if_deferred(st);
+    return st->out_len - st->out_sent > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
+static int x_end(cel_exchange *x)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED))
+        return (st->flags & ST_ENDED) && st->req.method_bit == CEL_M_HEAD ? 0 : CEL_EINVAL;
+    st->flags |= ST_ENDED;
+    resume_if_deferred(st);
+    return 0;
+}
+
+static size_t x_buffered(const cel_exchange *x)
+{
+    const stream *st = (const stream *)((const char *)x - offsetof(stream, x));
+    return st->out_len - st->out_sent;
+}
+
+static void x_fail(cel_exchange *x)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if (st->flags & ST_RESET)
+        return;
+    if (!(st->flags & ST_RESPONDED)) {
+        cel_response res;
+        cel_response_error(&res, 500);
+        respond(st->h, st, &res);
+    } else {
+        st->flags |= ST_RESET;
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    }
+    flush_soon(st->h);
+}
+
+static const cel_exchange_ops exchange_ops = {
+    .respond = x_respond,
+    .start = x_start,
+    .write = x_write,
+    .end = x_end,
+    .buffered = x_buffered,
+    .fail = x_fail,
+};
 
 /* Answers before the request is complete (413, 431); the rest of the request is
  * then read and dropped, and the stream reset once the answer is out. */
@@ -267,7 +485,10 @@ static int dispatch(cel_h2 *h, stream *st)
     req->body_len = st->body_len;
     h->served = 1;
     cel_response res;
-    cel_dispatch(st->gen->cfg, req, &st->match, &res, &st->arena);
+    if (cel_dispatch(st->gen->cfg, &st->x, &st->match, &res) == CEL_HANDLER_ASYNC) {
+        st->flags |= ST_TAKEN;
+        return 0;
+    }
     return respond(h, st, &res);
 }
 
@@ -441,10 +662,11 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    if (st && (st->flags & ST_DISCARD)) {
-        st->flags |= ST_SENT;
+    if (!st)
+        return 0;
+    st->flags |= ST_SENT;
+    if (st->flags & ST_DISCARD)
         maybe_reset(ud, st);
-    }
     return 0;
 }
 
@@ -488,7 +710,7 @@ int cel_h2_global_init(void)
     return init_callbacks();
 }
 
-cel_h2 *cel_h2_new(cel_env *env, cel_outq *out)
+cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx)
 {
     cel_h2 *h = cel_pool_alloc(env->pool, sizeof(*h));
     if (!h)
@@ -496,6 +718,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out)
     memset(h, 0, sizeof(*h));
     h->env = env;
     h->out = out;
+    h->want_flush = want_flush;
+    h->flush_ctx = ctx;
     h->limits = env->gen->cfg->limits;
     nghttp2_mem mem = {env->pool, mem_malloc, mem_free, mem_calloc, mem_realloc};
     nghttp2_option *opt;
@@ -548,6 +772,18 @@ int cel_h2_send(cel_h2 *h)
     if (rv) {
         cel_log_debug("h2: send failed: %s", nghttp2_strerror(rv));
         return CEL_EIO;
+    }
+    /* Producers that were waiting for room: outside nghttp2's callbacks, so
+     * they may write (which resumes the stream for the next send). */
+    while (h->writable) {
+        stream *st = h->writable;
+        h->writable = st->wnext;
+        st->wnext = NULL;
+        st->flags &= ~ST_WQ;
+        void (*fn)(cel_exchange *) = st->x.on_writable;
+        st->x.on_writable = NULL;
+        if (fn)
+            fn(&st->x);
     }
     return 0;
 }

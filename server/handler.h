@@ -8,7 +8,13 @@
 
 #include "arena.h"
 #include "common.h"
+#include "exchange.h"
 #include "request.h"
+
+struct cel_env;
+
+/* handle() returns this when it took the exchange over (answers later). */
+#define CEL_HANDLER_ASYNC 1
 
 typedef struct cel_kv {
     cel_str name; /* lowercase */
@@ -30,11 +36,15 @@ typedef struct cel_response {
 typedef struct cel_handler cel_handler;
 
 struct cel_handler {
-    const char *type; /* "static", "json": for logs */
-    /* Fills RES for REQ. ARENA is the stream's: for memory the response points to.
-     * Returns 0, or a negative CEL_E* code: the stream then answers 500. */
-    int (*handle)(cel_handler *h, const cel_request *req, cel_response *res, cel_arena *arena);
+    const char *type; /* "static", "json", "module": for logs */
+    /* Answers X->req: fills RES (memory it points to from the generation or
+     * X->arena) and returns 0; or returns CEL_HANDLER_ASYNC having taken the
+     * exchange over; or a negative CEL_E* code: the stream then answers 500. */
+    int (*handle)(cel_handler *h, cel_exchange *x, cel_response *res);
     void (*destroy)(cel_handler *h);
+    /* Optional, on each worker thread that adopts / lets go of the generation. */
+    int (*worker_init)(cel_handler *h, struct cel_env *env);
+    void (*worker_fini)(cel_handler *h, struct cel_env *env);
 };
 
 /* The fixed part of a response (status, content type, extra headers), copied

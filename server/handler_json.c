@@ -15,7 +15,7 @@ typedef struct json_handler {
     cel_tmpl *tmpl;
 } json_handler;
 
-static int handle(cel_handler *h, const cel_request *req, cel_response *res, cel_arena *arena)
+static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
 {
     json_handler *j = (json_handler *)h;
     cel_resp_head_apply(&j->head, res);
@@ -29,10 +29,10 @@ static int handle(cel_handler *h, const cel_request *req, cel_response *res, cel
     }
     size_t cap = FIRST_GUESS;
     for (int attempt = 0; attempt < 2; attempt++) {
-        char *buf = cel_arena_alloc(arena, cap);
+        char *buf = cel_arena_alloc(x->arena, cap);
         if (!buf)
             return CEL_ENOMEM;
-        int rc = cel_tmpl_render(j->tmpl, req, buf, cap, &len);
+        int rc = cel_tmpl_render(j->tmpl, x->req, buf, cap, &len);
         if (rc == 0) {
             res->body = buf;
             res->body_len = len;

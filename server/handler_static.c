@@ -13,11 +13,10 @@ typedef struct static_handler {
     size_t body_len;
 } static_handler;
 
-static int handle(cel_handler *h, const cel_request *req, cel_response *res, cel_arena *arena)
+static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
 {
     static_handler *s = (static_handler *)h;
-    (void)req;
-    (void)arena;
+    (void)x;
     cel_resp_head_apply(&s->head, res);
     res->body = s->body;
     res->body_len = s->body_len;

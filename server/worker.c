@@ -7,7 +7,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/eventfd.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -83,7 +82,7 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     w->nconns--;
     atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
     if (w->stopping) {
-        if (w->nconns == 0)
+        if (w->nconns == 0 && w->env.tasks_pending == 0)
             event_base_loopexit(w->host.base, NULL);
     } else if (w->paused && !at_limit(w) && !event_pending(&w->resume_ev, EV_TIMEOUT, NULL)) {
         resume_accepting(w);
@@ -204,7 +203,7 @@ static void begin_stop(cel_worker *w)
         next = c->next;
         cel_conn_shutdown(c);
     }
-    if (w->nconns == 0) {
+    if (w->nconns == 0 && w->env.tasks_pending == 0) {
         event_base_loopexit(w->host.base, NULL);
         return;
     }
@@ -260,8 +259,11 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         cel_log(CEL_LOG_WARN, "worker %u: eventfd read: %s", w->id, strerror(errno));
     refresh_generation(w);
     run_commands(w);
+    cel_env_run_tasks(&w->env);
     if (atomic_load(&w->stop))
         begin_stop(w);
+    else if (w->stopping && w->nconns == 0 && w->env.tasks_pending == 0)
+        event_base_loopexit(w->host.base, NULL);
 }
 
 static void on_beat(evutil_socket_t fd, short what, void *arg)
@@ -283,9 +285,24 @@ static void *run(void *arg)
             cel_log(CEL_LOG_WARN, "worker %u: cannot pin to CPU %d: %s", w->id, w->cpu,
                     strerror(rc));
     }
+    w->env.thread = pthread_self();
+    cel_env_attach(&w->env, w->env.gen->cfg);
     event_base_dispatch(w->host.base);
     while (w->conns)
         cel_conn_close(w->conns);
+    /* Suspended requests whose tokens are still out hold module code: wait
+     * for their completions (they find their requests gone), within bounds. */
+    for (int i = 0; w->env.tasks_pending && i < 100; i++) {
+        struct timeval tv = {0, 50000};
+        event_base_loopexit(w->host.base, &tv);
+        event_base_dispatch(w->host.base);
+    }
+    if (w->env.tasks_pending)
+        cel_log(CEL_LOG_ERROR, "worker %u: %zu async completions never came back", w->id,
+                w->env.tasks_pending);
+    /* Handlers' worker_fini runs here, on the worker's own thread. */
+    cel_env_deinit(&w->env);
+    w->env_live = 0;
     return NULL;
 }
 
@@ -300,10 +317,10 @@ static void worker_free(cel_worker *w)
         event_del(&w->beat_ev);
         event_base_free(w->host.base);
     }
-    if (w->efd >= 0)
-        close(w->efd);
     pthread_mutex_destroy(&w->cmd_lock);
-    cel_env_deinit(&w->env);
+    if (w->env_live)
+        cel_env_deinit(&w->env);
+    w->env_live = 0;
     w->host.base = NULL;
 }
 
@@ -313,7 +330,6 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cpu = cpu;
-    w->efd = -1;
     pthread_mutex_init(&w->cmd_lock, NULL);
     w->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
     atomic_init(&w->stop, 0);
@@ -326,15 +342,15 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
         w->host.base = event_base_new_with_config(ec);
         event_config_free(ec);
     }
-    w->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
-    if (!w->host.base || w->efd < 0 || cel_env_init(&w->env, cfg)) {
+    if (!w->host.base || cel_env_init(&w->env, id, w->host.base, cfg)) {
         snprintf(err, errlen, "worker %u: cannot set up: %s", id, strerror(errno));
         worker_free(w);
         return CEL_ENOMEM;
     }
+    w->env_live = 1;
     event_assign(&w->resume_ev, w->host.base, -1, 0, on_resume, w);
     event_assign(&w->stop_ev, w->host.base, -1, 0, on_stop_timeout, w);
-    event_assign(&w->wake_ev, w->host.base, w->efd, EV_READ | EV_PERSIST, on_wake, w);
+    event_assign(&w->wake_ev, w->host.base, w->env.efd, EV_READ | EV_PERSIST, on_wake, w);
     event_add(&w->wake_ev, NULL);
     struct timeval beat = {BEAT_MS / 1000, (BEAT_MS % 1000) * 1000};
     event_assign(&w->beat_ev, w->host.base, -1, EV_PERSIST, on_beat, w);
@@ -351,7 +367,7 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
 void cel_worker_wake(cel_worker *w)
 {
     uint64_t one = 1;
-    if (write(w->efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
+    if (write(w->env.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         cel_log(CEL_LOG_WARN, "worker %u: eventfd write: %s", w->id, strerror(errno));
 }
 

@@ -30,8 +30,8 @@ typedef struct cel_worker {
     struct event beat_ev;
     int paused; /* accepting paused: connection limit or out of descriptors */
     struct event resume_ev;
-    int efd; /* eventfd the main thread writes to */
-    struct event wake_ev;
+    int env_live; /* env set up and not yet torn down (the thread tears it down) */
+    struct event wake_ev; /* on env.efd: commands, tasks, new generations */
     atomic_int stop;
     int stopping;
     uint32_t shutdown_timeout_ms;

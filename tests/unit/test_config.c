@@ -226,7 +226,8 @@ static void do_call(call *k, const cel_config *cfg, const char *path)
     k->res.status = -1;
     cel_handler *h = k->route->handler;
     assert_non_null(h);
-    assert_int_equal(h->handle(h, &k->req, &k->res, &k->arena), 0);
+    cel_exchange x = {.req = &k->req, .arena = &k->arena};
+    assert_int_equal(h->handle(h, &x, &k->res), 0);
 }
 
 static void end_call(call *k)
@@ -692,7 +693,8 @@ static void test_static_body_response(void **state)
     char first[128];
     cel_arena a;
     cel_arena_init(&a, pool, first, sizeof(first));
-    assert_int_equal(r->handler->handle(r->handler, &req, &res, &a), 0);
+    cel_exchange x = {.req = &req, .arena = &a};
+    assert_int_equal(r->handler->handle(r->handler, &x, &res), 0);
     assert_int_equal(res.status, 201);
     assert_str_is(res.content_type, "application/x-thing");
     assert_int_equal(res.nheaders, 2);

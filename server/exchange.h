@@ -1,0 +1,60 @@
+/*
+ * An exchange: one request in flight and the way to answer it, as a protocol
+ * front end (HTTP/2 now, HTTP/1.1 later) offers it to handlers that answer
+ * later than handle() returns, or in pieces.
+ *
+ * The simple handlers never touch this: they fill a cel_response in handle().
+ * A handler that returns CEL_HANDLER_ASYNC has taken the exchange over and
+ * answers through ops, on the worker thread, until the response ends or the
+ * front end calls on_close.
+ */
+#ifndef CEL_EXCHANGE_H
+#define CEL_EXCHANGE_H
+
+#include "arena.h"
+#include "request.h"
+
+struct cel_env;
+struct cel_response;
+
+typedef struct cel_exchange cel_exchange;
+
+typedef struct cel_body_owner {
+    /* Runs on the worker once the front end no longer needs the body. */
+    void (*release)(void *arg);
+    void *arg;
+} cel_body_owner;
+
+typedef struct cel_exchange_ops {
+    /* The whole response. When OWNER is not NULL the body is referenced, not
+     * copied, and OWNER->release runs when it is no longer needed (also when
+     * the call fails). */
+    int (*respond)(cel_exchange *x, const struct cel_response *res, const cel_body_owner *owner);
+    /* Status and headers; the body follows through write and end. */
+    int (*start)(cel_exchange *x, const struct cel_response *head);
+    /* Copies a body chunk. 0, or CEL_EAGAIN when it was taken but more than the
+     * high-water mark is now waiting: then wait for on_writable. */
+    int (*write)(cel_exchange *x, const void *p, size_t n);
+    int (*end)(cel_exchange *x);
+    size_t (*buffered)(const cel_exchange *x);
+    /* Ends the stream with an error: a 500 when nothing was sent, else a reset. */
+    void (*fail)(cel_exchange *x);
+} cel_exchange_ops;
+
+struct cel_exchange {
+    const cel_exchange_ops *ops;
+    cel_request *req;
+    cel_arena *arena; /* lives until on_close */
+    struct cel_env *env;
+    /* Set by the handler that takes the exchange over: */
+    void *hdata;
+    /* The front end is done with the exchange: FINISHED says whether the whole
+     * response went out (0: the client reset the stream or went away). No ops
+     * may be called from then on. */
+    void (*on_close)(cel_exchange *x, int finished);
+    /* When set, runs (once, then cleared) when buffered data falls below the
+     * low-water mark. */
+    void (*on_writable)(cel_exchange *x);
+};
+
+#endif

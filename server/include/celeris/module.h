@@ -1,0 +1,212 @@
+/*
+ * celeris/module.h - the handler module ABI of celerisd.
+ *
+ * A module is a shared object that exports one descriptor named
+ * `celeris_module_entry` (use CELERIS_MODULE below). celerisd loads it for every route
+ * that names it, gives each route its own instance, and calls the module's
+ * handler for every request on those routes.
+ *
+ *     #include <celeris/module.h>
+ *
+ *     static int handle(void *instance, celeris_req *req)
+ *     {
+ *         celeris_str name;
+ *         celeris_req_param(req, "name", &name);
+ *         celeris_resp_header(req, "content-type", "text/plain");
+ *         return celeris_resp_printf(req, 200, "Hello, %.*s\n", (int)name.len, name.ptr);
+ *     }
+ *
+ *     CELERIS_MODULE(greet) = {
+ *         CELERIS_MODULE_HEADER,
+ *         .handle = handle,
+ *     };
+ *
+ * Build:  cc -shared -fPIC $(pkg-config --cflags celeris-module) -o greet.so greet.c
+ *
+ * Stability. The ABI version below changes only when something a built module
+ * relies on changes incompatibly; a module built for another version is refused
+ * at load. Within one version, new functions and new descriptor fields (at the
+ * end; `size` tells which ones a module knows) may be added, so a module built
+ * today keeps loading. Requests and responses are opaque: no struct layout a
+ * module could depend on is exposed.
+ *
+ * Threads. Every celeris_req and celeris_resp function must be called on the
+ * worker thread that runs the request: from the handler itself, or from a
+ * callback on that worker's event loop (celeris_req_event_base), or from the
+ * function given to celeris_async_resume. The only functions that may be called
+ * from any thread are celeris_async_resume and celeris_log.
+ *
+ * Memory. Strings celerisd hands out (celeris_str) stay valid until the response
+ * is finished or the request is aborted, whichever comes first; they are not
+ * NUL-terminated unless stated. Everything a module passes in is copied before
+ * the call returns, except what celeris_resp_send_ref says.
+ */
+#ifndef CELERIS_MODULE_H
+#define CELERIS_MODULE_H
+
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+#define CELERIS_MODULE_ABI_VERSION 1
+
+/* Return codes. */
+#define CELERIS_OK 0
+#define CELERIS_ERROR (-1)     /* the handler failed: the client gets a 500 */
+#define CELERIS_NOTFOUND (-2)  /* no such param, argument or header */
+#define CELERIS_AGAIN (-3)     /* accepted, but slow down: wait for on_writable */
+#define CELERIS_STATE (-4)     /* not allowed now (response already started, finished, …) */
+#define CELERIS_NOMEM (-5)     /* out of memory */
+#define CELERIS_SUSPENDED 1    /* handle() returns this after celeris_req_suspend() */
+
+typedef struct celeris_str {
+    const char *ptr;
+    size_t len;
+} celeris_str;
+
+typedef struct celeris_req celeris_req;     /* one request and its response */
+typedef struct celeris_async celeris_async; /* a suspended request's completion token */
+typedef struct celeris_worker celeris_worker; /* a worker thread, for per-worker state */
+struct event_base;                            /* libevent */
+
+/* What init() gets. */
+typedef struct celeris_init_args {
+    uint32_t size;            /* sizeof(celeris_init_args) of the daemon: fields may be added */
+    const char *route;        /* the route's path pattern, NUL-terminated */
+    const char *config_json;  /* the route's `config:` as JSON text, NUL-terminated ("{}") */
+    size_t config_len;
+    unsigned workers;         /* how many worker threads there are */
+} celeris_init_args;
+
+/*
+ * The descriptor. Fill it with CELERIS_MODULE_HEADER first, then the callbacks;
+ * only `handle` is required.
+ */
+typedef struct celeris_module {
+    uint32_t abi_version; /* CELERIS_MODULE_ABI_VERSION the module was built for */
+    uint32_t size;        /* sizeof(celeris_module) the module was built with */
+    const char *name;     /* for logs */
+
+    /* Once per route instance, on the main thread, at start or reload. Parse the
+     * config, set *instance. Return CELERIS_OK, or CELERIS_ERROR with a message
+     * in err (errlen bytes): the config is then refused, naming the route. */
+    int (*init)(const celeris_init_args *args, void **instance, char *err, size_t errlen);
+
+    /* Once per instance when its configuration generation is released: every
+     * request on it has ended and every worker_fini has run. Any thread. */
+    void (*fini)(void *instance);
+
+    /* Optional: per worker thread, on that thread, before its first request
+     * (worker_init) and when the worker lets go of the generation (worker_fini).
+     * *worker_data is what celeris_req_worker_data returns on that worker. */
+    int (*worker_init)(void *instance, celeris_worker *worker, void **worker_data);
+    void (*worker_fini)(void *instance, celeris_worker *worker, void *worker_data);
+
+    /*
+     * Per request, on its worker thread. Either respond (celeris_resp_send and
+     * friends, or start a stream) and return CELERIS_OK; or call
+     * celeris_req_suspend and return CELERIS_SUSPENDED; or return CELERIS_ERROR
+     * (a 500 if no response has started, else the stream is reset).
+     */
+    int (*handle)(void *instance, celeris_req *req);
+} celeris_module;
+
+#define CELERIS_MODULE_HEADER                                                                      \
+    .abi_version = CELERIS_MODULE_ABI_VERSION, .size = sizeof(celeris_module)
+
+#if defined(__GNUC__)
+#define CELERIS_EXPORT __attribute__((visibility("default")))
+#else
+#define CELERIS_EXPORT
+#endif
+
+/* Defines the exported descriptor: CELERIS_MODULE(name) = { ... }; */
+#define CELERIS_MODULE(modname) CELERIS_EXPORT const celeris_module celeris_module_entry
+#define CELERIS_MODULE_SYMBOL "celeris_module_entry"
+
+/* ---- the request ---- */
+
+celeris_str celeris_req_method(const celeris_req *req);
+/* The path without the query, as sent (percent-encoded). */
+celeris_str celeris_req_path(const celeris_req *req);
+/* The raw query after '?', without it; empty when there is none. */
+celeris_str celeris_req_query(const celeris_req *req);
+/* Route param NAME (":name" or "*name" in the route), percent-decoded. */
+int celeris_req_param(celeris_req *req, const char *name, celeris_str *out);
+/* First query argument NAME, percent-decoded ('+' is a space). */
+int celeris_req_query_arg(celeris_req *req, const char *name, celeris_str *out);
+/* First request header NAME (case-insensitive). */
+int celeris_req_header(const celeris_req *req, const char *name, celeris_str *out);
+/* Header I (0-based) of celeris_req_header_count, names lowercase. */
+size_t celeris_req_header_count(const celeris_req *req);
+int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, celeris_str *value);
+/* The whole request body (buffered up to limits.max_request_body). */
+celeris_str celeris_req_body(const celeris_req *req);
+
+/* This instance's per-worker data (from worker_init), or NULL. */
+void *celeris_req_worker_data(const celeris_req *req);
+/* The worker's libevent base, for timers and sockets of this request. */
+struct event_base *celeris_req_event_base(const celeris_req *req);
+/* Which worker runs the request (0-based; stable for the worker's life). */
+unsigned celeris_worker_id(const celeris_worker *worker);
+unsigned celeris_req_worker_id(const celeris_req *req);
+
+/* ---- the response ---- */
+
+/* Adds a response header (copied). Before the response starts. The server sets
+ * date, server and content-length itself; content-type defaults to
+ * application/octet-stream. */
+int celeris_resp_header(celeris_req *req, const char *name, const char *value);
+/* The whole response: status and body (copied). Finishes the request. */
+int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len);
+/* The same with a formatted body. */
+int celeris_resp_printf(celeris_req *req, int status, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+/* The whole response with BODY sent without copying: RELEASE(ARG) runs (on the
+ * worker) once celerisd no longer needs BODY, also when the request aborts. */
+int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t len,
+                          void (*release)(void *arg), void *arg);
+
+/* Streaming: start sends the status and headers, then write sends chunks
+ * (copied) as they become ready, and end finishes. write returns CELERIS_AGAIN
+ * when more than a window's worth is waiting for the client: the data was
+ * taken, but write no more until the on_writable callback runs. */
+int celeris_resp_start(celeris_req *req, int status);
+int celeris_resp_write(celeris_req *req, const void *data, size_t len);
+int celeris_resp_end(celeris_req *req);
+/* Bytes written and not yet handed to the connection. */
+size_t celeris_resp_buffered(const celeris_req *req);
+/* FN(REQ, ARG) runs once, when buffered data falls below the low-water mark. */
+int celeris_resp_on_writable(celeris_req *req, void (*fn)(celeris_req *req, void *arg), void *arg);
+
+/* ---- asynchronous completion ---- */
+
+/* Suspends REQ: handle() then returns CELERIS_SUSPENDED and the response comes
+ * later through the token, which must be resumed exactly once. */
+celeris_async *celeris_req_suspend(celeris_req *req);
+/* FN(REQ, ARG) runs on REQ's worker thread: soon when called from another
+ * thread, at once when called on that worker. FN responds (or suspends again).
+ * When the client went away first REQ is NULL: FN only cleans up. Any thread. */
+void celeris_async_resume(celeris_async *a, void (*fn)(celeris_req *req, void *arg), void *arg);
+/* FN(ARG) runs on the worker if the client resets the stream or the connection
+ * closes before the response is finished; REQ is dead from then on (a token
+ * still has to be resumed, and its function gets NULL). */
+int celeris_req_on_abort(celeris_req *req, void (*fn)(void *arg), void *arg);
+
+/* ---- logging (any thread) ---- */
+
+#define CELERIS_LOG_DEBUG 0
+#define CELERIS_LOG_INFO 1
+#define CELERIS_LOG_WARN 2
+#define CELERIS_LOG_ERROR 3
+void celeris_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif
