@@ -17,6 +17,8 @@ typedef struct conf_ctx {
     yaml_document_t *doc;
     const char *file;
     const char *dir; /* directory of FILE, for relative paths */
+    cel_config *cfg; /* what is built; routes are read after every other key */
+    yaml_node_t *routes; /* the top level's routes node, read last */
     char *err;
     size_t errlen;
 } conf_ctx;
@@ -50,5 +52,6 @@ int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const
  * json check its {{param.X}} against the route. Returns 0 and *OUT, or an error. */
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 
 #endif

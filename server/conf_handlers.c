@@ -8,6 +8,7 @@
 
 #include "conf.h"
 #include "json_template.h"
+#include "module.h"
 
 #define MAX_HEADERS 64
 
@@ -255,6 +256,8 @@ static json_t *plain_scalar(const char *s)
     return NULL;
 }
 
+/* YAML to JSON. With PATTERN, string values are template strings whose
+ * placeholders are checked against the route. */
 static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, json_t **out)
 {
     if (depth > 64)
@@ -266,7 +269,7 @@ static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, 
         *out = n->data.scalar.style == YAML_PLAIN_SCALAR_STYLE ? plain_scalar(s) : NULL;
         if (*out)
             return 0;
-        if ((rc = check_scalar(c, n, pattern)))
+        if (pattern && (rc = check_scalar(c, n, pattern)))
             return rc;
         *out = json_stringn(s, n->data.scalar.length);
         if (!*out)
@@ -353,4 +356,69 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
                                 b.head.content_type ? b.head.content_type : "application/json",
                                 b.head.headers, b.head.nheaders, t);
     return *out ? 0 : conf_error(c, n, "out of memory");
+}
+
+/* ---- module ---- */
+
+typedef struct module_build {
+    yaml_node_t *name, *path, *config;
+} module_build;
+
+static int module_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    module_build *b = arg;
+    if (strcmp(key, "name") == 0 || strcmp(key, "path") == 0) {
+        if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length)
+            return conf_error(c, v, "module %s must be a non-empty string", key);
+        *(key[0] == 'n' ? &b->name : &b->path) = v;
+        return 0;
+    }
+    if (strcmp(key, "config") == 0) {
+        b->config = v;
+        return 0;
+    }
+    return conf_unknown_key(c, k, "module", "name, path, config");
+}
+
+int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    module_build b = {0};
+    int rc = conf_mapping(c, n, "module", module_pair, &b);
+    if (rc)
+        return rc;
+    if (!b.name && !b.path)
+        return conf_error(c, n, "module needs a name (found in modules_dir) or a path");
+    char path[4096];
+    yaml_node_t *at = b.path ? b.path : b.name;
+    const char *v = (const char *)at->data.scalar.value;
+    if (b.path)
+        snprintf(path, sizeof(path), "%s%s%s", v[0] == '/' ? "" : c->dir, v[0] == '/' ? "" : "/",
+                 v);
+    else if (strchr(v, '/'))
+        return conf_error(c, at, "module name \"%s\" must not contain '/': use path", v);
+    else
+        snprintf(path, sizeof(path), "%s/%s.so", c->cfg->modules_dir, v);
+
+    char *json = NULL;
+    if (b.config) {
+        json_t *root;
+        if ((rc = to_json(c, b.config, NULL, 0, &root)))
+            return rc;
+        json = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);
+        json_decref(root);
+    } else {
+        json = strdup("{}");
+    }
+    if (!json)
+        return conf_error(c, n, "out of memory");
+
+    char err[768];
+    cel_module_image *img;
+    if (cel_module_load(path, &img, err, sizeof(err))) {
+        free(json);
+        return conf_error(c, at, "%s", err);
+    }
+    *out = cel_handler_module_new(img, pattern, json, c->cfg->nworkers, err, sizeof(err));
+    free(json);
+    return *out ? 0 : conf_error(c, at, "%s", err);
 }

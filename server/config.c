@@ -458,7 +458,7 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         b->methods_node = v;
         return parse_methods(c, v, &b->r.methods);
     }
-    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0) {
+    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0) {
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
                               (const char *)b->handler_key->data.scalar.value,
@@ -467,7 +467,7 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         b->handler_node = v;
         return 0;
     }
-    return conf_unknown_key(c, k, "route", "path, methods, static, json");
+    return conf_unknown_key(c, k, "route", "path, methods, static, json, module");
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -479,14 +479,16 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");
     if (!rc && !b.handler_node)
-        rc = conf_error(c, n, "route at line %u has no handler (give one of: static, json)",
+        rc = conf_error(c, n, "route at line %u has no handler (give one of: static, json, module)",
                         b.r.loc.line);
     if (!rc) {
         const char *type = (const char *)b.handler_key->data.scalar.value;
         if (strcmp(type, "static") == 0)
             rc = conf_handler_static(c, b.handler_node, &b.r.handler);
-        else
+        else if (strcmp(type, "json") == 0)
             rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
+        else
+            rc = conf_handler_module(c, b.handler_node, b.r.pattern, &b.r.handler);
     }
     if (rc) {
         free(b.r.pattern);
@@ -563,10 +565,25 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return conf_mapping(c, v, "log", log_pair, cfg);
     if (strcmp(key, "shutdown_timeout") == 0)
         return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
-    if (strcmp(key, "routes") == 0)
-        return parse_routes(c, cfg, v);
+    if (strcmp(key, "routes") == 0) {
+        /* Read last: routes depend on workers and modules_dir wherever they are. */
+        c->routes = v;
+        return 0;
+    }
+    if (strcmp(key, "modules_dir") == 0) {
+        const char *s;
+        int rc = conf_string(c, v, "modules_dir", &s);
+        if (rc)
+            return rc;
+        free(cfg->modules_dir);
+        if (s[0] == '/')
+            cfg->modules_dir = strdup(s);
+        else if (asprintf(&cfg->modules_dir, "%s/%s", c->dir, s) < 0)
+            cfg->modules_dir = NULL;
+        return cfg->modules_dir ? 0 : conf_error(c, v, "out of memory");
+    }
     return conf_unknown_key(c, k, "the top level",
-                            "listen, workers, limits, log, shutdown_timeout, routes");
+                            "listen, workers, limits, log, shutdown_timeout, modules_dir, routes");
 }
 
 static void set_defaults(cel_config *cfg)
@@ -603,11 +620,8 @@ static int fill_missing(conf_ctx *c, cel_config *cfg, yaml_node_t *root)
         if (rc)
             return rc;
     }
-    if (!cfg->router) {
-        cfg->router = cel_router_new();
-        if (!cfg->router)
-            return conf_error(c, root, "out of memory");
-    }
+    if (!cfg->modules_dir && !(cfg->modules_dir = strdup(CEL_MODULES_DIR)))
+        return conf_error(c, root, "out of memory");
     return 0;
 }
 
@@ -661,9 +675,14 @@ cel_config *cel_config_load(const char *file, char *err, size_t errlen)
         rc = CEL_EINVAL;
         goto out;
     }
+    c.cfg = cfg;
     rc = conf_mapping(&c, root, "the configuration", top_pair, cfg);
     if (!rc)
         rc = fill_missing(&c, cfg, root);
+    if (!rc && c.routes)
+        rc = parse_routes(&c, cfg, c.routes);
+    if (!rc && !cfg->router && !(cfg->router = cel_router_new()))
+        rc = conf_error(&c, root, "out of memory");
 out:
     yaml_document_delete(&doc);
     free(dir);
@@ -694,6 +713,7 @@ void cel_config_unref(cel_config *c)
     free(c->routes);
     free(c->listen);
     free(c->cpus);
+    free(c->modules_dir);
     free(c->file);
     free(c);
 }

@@ -26,6 +26,9 @@
 #define CEL_DEF_SHUTDOWN_TIMEOUT_MS 10000
 #define CEL_DEF_INITIAL_WINDOW_SIZE 65535
 #define CEL_DEF_MAX_OUTPUT_BUFFER (256 * 1024)
+#ifndef CEL_MODULES_DIR
+#define CEL_MODULES_DIR "/usr/lib/celerisd/modules"
+#endif
 
 typedef struct cel_limits {
     uint32_t max_concurrent_streams;
@@ -70,6 +73,7 @@ typedef struct cel_config {
     uint32_t shutdown_timeout_ms;
     int log_level;
     cel_limits limits;
+    char *modules_dir; /* where `module: {name: X}` finds X.so */
 
     cel_router *router;
     cel_route *routes;

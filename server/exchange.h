@@ -15,6 +15,7 @@
 #include "request.h"
 
 struct cel_env;
+struct cel_genref;
 struct cel_response;
 
 typedef struct cel_exchange cel_exchange;
@@ -46,6 +47,7 @@ struct cel_exchange {
     cel_request *req;
     cel_arena *arena; /* lives until on_close */
     struct cel_env *env;
+    struct cel_genref *gen; /* the generation the request runs on */
     /* Set by the handler that takes the exchange over: */
     void *hdata;
     /* The front end is done with the exchange: FINISHED says whether the whole

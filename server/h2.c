@@ -139,6 +139,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->x.arena = &st->arena;
     st->x.env = h->env;
     st->gen = cel_env_hold(h->env);
+    st->x.gen = st->gen;
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
     st->hdrs = st->inline_hdrs;
     st->cap_hdrs = INLINE_HEADERS;

@@ -73,6 +73,13 @@ static inline void cel_resp_head_apply(const cel_resp_head *h, cel_response *res
 cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
                                     size_t nheaders, char *body, size_t body_len);
 struct cel_tmpl;
+struct cel_module_image;
+/* Creates a route instance of a loaded module, running its init with
+ * CONFIG_JSON. Takes the image reference (also on failure). NULL with ERR. */
+cel_handler *cel_handler_module_new(struct cel_module_image *img, const char *route,
+                                    const char *config_json, unsigned nworkers, char *err,
+                                    size_t errlen);
+
 /* Takes ownership of TMPL (also on failure). */
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,
                                   size_t nheaders, struct cel_tmpl *tmpl);

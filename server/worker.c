@@ -257,12 +257,15 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     (void)what;
     if (read(fd, &v, sizeof(v)) < 0 && errno != EAGAIN)
         cel_log(CEL_LOG_WARN, "worker %u: eventfd read: %s", w->id, strerror(errno));
-    refresh_generation(w);
-    run_commands(w);
-    cel_env_run_tasks(&w->env);
+    /* A worker that is stopping keeps the generation it has: a newer one may
+     * not even have a place for it (fewer workers). */
     if (atomic_load(&w->stop))
         begin_stop(w);
-    else if (w->stopping && w->nconns == 0 && w->env.tasks_pending == 0)
+    else
+        refresh_generation(w);
+    run_commands(w);
+    cel_env_run_tasks(&w->env);
+    if (w->stopping && w->nconns == 0 && w->env.tasks_pending == 0)
         event_base_loopexit(w->host.base, NULL);
 }
 

@@ -15,7 +15,7 @@ import hpack
 import hyperframe.frame as hf
 import pytest
 
-from h2client import ConnectionClosed
+from h2client import ConnectionClosed, H2Client
 from support import curl
 
 BIG_SIZE = 5 * 1024 * 1024
@@ -494,3 +494,70 @@ routes:
             time.sleep(0.2)       # pacing the requests, not synchronisation
         assert n >= 10
         assert not c.eof
+
+
+def test_stalled_reader_closed_by_write_timeout(celerisd, big):
+    """A client that opens its windows wide and then stops reading the socket:
+    the daemon's writes stall, and after write_timeout it drops the connection."""
+    s = celerisd(f"""
+limits: {{ write_timeout: 1s, idle_timeout: 60s }}
+routes:
+  - path: /big
+    static: {{ file: {big[0]} }}
+  - path: /bench
+    static: {{ body: "OK" }}
+""")
+    with s.client(initial_window_size=(1 << 31) - 1, connection_window=(1 << 31) - 1,
+                  timeout=30) as c:
+        sids = [c.send_request("GET", "/big") for _ in range(8)]   # 40 MiB: more than
+        # the socket buffers hold, so the server cannot finish while we do not read.
+        time.sleep(4)      # the stalled client is what is under test, not a wait for it
+        try:
+            c.wait_closed(timeout=10)
+        except TimeoutError:
+            pytest.fail("connection still open: the stalled writer was not timed out")
+        assert not all(c.responses[sid].ended for sid in sids)
+    with s.client() as c:
+        assert c.get("/bench").body == b"OK"
+
+
+def test_max_connections(celerisd):
+    """With max_connections: 2 (one worker), a third connection is not served
+    while two are open, and is (or a fresh one is) once one of them closes."""
+    s = celerisd("""
+workers: 1
+limits: { max_connections: 2 }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    first = [s.client() for _ in range(2)]
+    try:
+        for c in first:
+            assert c.get("/bench").body == b"OK"
+        third_served = False
+        third = None
+        try:
+            third = H2Client("127.0.0.1", s.port, timeout=5, wait_settings=False)
+            sid = third.send_request("GET", "/bench")
+            try:
+                r = third.response(sid, timeout=1.5)
+                third_served = r.status == 200
+            except (TimeoutError, ConnectionClosed):
+                pass
+        except (ConnectionRefusedError, ConnectionResetError):
+            third = None
+        assert not third_served, "a third connection was served with max_connections: 2"
+
+        first.pop().close()
+        if third is not None and not third.eof:
+            r = third.response(sid, timeout=5)      # it was waiting to be accepted
+            assert r.status == 200 and r.body == b"OK"
+        else:
+            with s.client(timeout=5) as c:
+                assert c.get("/bench").body == b"OK"
+        if third is not None:
+            third.close()
+    finally:
+        for c in first:
+            c.close()

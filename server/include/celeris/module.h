@@ -192,10 +192,12 @@ celeris_async *celeris_req_suspend(celeris_req *req);
  * thread, at once when called on that worker. FN responds (or suspends again).
  * When the client went away first REQ is NULL: FN only cleans up. Any thread. */
 void celeris_async_resume(celeris_async *a, void (*fn)(celeris_req *req, void *arg), void *arg);
-/* FN(ARG) runs on the worker if the client resets the stream or the connection
- * closes before the response is finished; REQ is dead from then on (a token
- * still has to be resumed, and its function gets NULL). */
-int celeris_req_on_abort(celeris_req *req, void (*fn)(void *arg), void *arg);
+/* FN(ARG, FINISHED) runs once, on the worker, when celerisd is done with REQ:
+ * FINISHED is 1 when the whole response went out, 0 when the client reset the
+ * stream or the connection closed first. The place to free per-request state.
+ * REQ is dead from then on (a token still has to be resumed; its function
+ * then gets NULL). */
+int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), void *arg);
 
 /* ---- logging (any thread) ---- */
 

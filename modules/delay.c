@@ -1,0 +1,224 @@
+/*
+ * delay: answers after N milliseconds, from a timer on the worker's event loop
+ * or from a thread pool: the two asynchronous paths of the module ABI.
+ *
+ *   - path: /delay
+ *     module: { name: delay, config: { ms: 1, mode: loop } }
+ *   - path: /delay-thread
+ *     module: { name: delay, config: { ms: 1, mode: thread, threads: 4 } }
+ *
+ * A request's job is shared by two holders, the side that completes it (timer
+ * or pool thread) and the request itself (until on_close); both run on the
+ * worker, so a plain count decides who frees it. A client that resets the
+ * stream first cancels the timer; a pool thread's late completion finds the
+ * request gone (NULL) and only lets go of the job.
+ */
+#include <errno.h>
+#include <event2/event.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include <celeris/module.h>
+
+enum { MODE_LOOP, MODE_THREAD };
+
+typedef struct job {
+    struct job *next; /* the pool's queue */
+    int refs;
+    unsigned ms;
+    int mode;
+    celeris_async *token;
+    struct event *timer; /* loop mode, until it fires */
+} job;
+
+typedef struct delay {
+    unsigned ms;
+    int mode;
+    unsigned nthreads;
+    pthread_t *threads;
+    pthread_mutex_t lock;
+    pthread_cond_t cond;
+    job *head, *tail;
+    int stopping;
+} delay;
+
+static long config_num(const char *json, const char *key, long def)
+{
+    char pat[64];
+    snprintf(pat, sizeof(pat), "\"%s\":", key);
+    const char *p = strstr(json, pat);
+    return p ? strtol(p + strlen(pat), NULL, 10) : def;
+}
+
+static void unref(job *j)
+{
+    if (--j->refs == 0)
+        free(j);
+}
+
+/* On the worker, from the timer or from a pool thread's resume. */
+static void complete(celeris_req *req, void *arg)
+{
+    job *j = arg;
+    if (req) {
+        celeris_resp_header(req, "content-type", "text/plain");
+        celeris_resp_printf(req, 200, "delayed %u ms on %s\n", j->ms,
+                            j->mode == MODE_LOOP ? "loop" : "thread");
+    }
+    unref(j);
+}
+
+static void on_timer(evutil_socket_t fd, short what, void *arg)
+{
+    job *j = arg;
+    (void)fd, (void)what;
+    event_free(j->timer);
+    j->timer = NULL;
+    celeris_async_resume(j->token, complete, j); /* on this worker: runs at once */
+}
+
+static void on_close(void *arg, int finished)
+{
+    job *j = arg;
+    (void)finished;
+    if (j->timer) {
+        /* The client left before the timer: stop it and settle the token. */
+        event_free(j->timer);
+        j->timer = NULL;
+        celeris_async_resume(j->token, complete, j);
+    }
+    unref(j);
+}
+
+static void *pool_main(void *arg)
+{
+    delay *d = arg;
+    pthread_mutex_lock(&d->lock);
+    for (;;) {
+        while (!d->head && !d->stopping)
+            pthread_cond_wait(&d->cond, &d->lock);
+        if (!d->head)
+            break;
+        job *j = d->head;
+        d->head = j->next;
+        if (!d->head)
+            d->tail = NULL;
+        pthread_mutex_unlock(&d->lock);
+        struct timespec ts = {j->ms / 1000, (long)(j->ms % 1000) * 1000000L};
+        while (nanosleep(&ts, &ts) == -1 && errno == EINTR)
+            ;
+        celeris_async_resume(j->token, complete, j); /* posted to the request's worker */
+        pthread_mutex_lock(&d->lock);
+    }
+    pthread_mutex_unlock(&d->lock);
+    return NULL;
+}
+
+static void stop_pool(delay *d, unsigned started)
+{
+    pthread_mutex_lock(&d->lock);
+    d->stopping = 1;
+    pthread_cond_broadcast(&d->cond);
+    pthread_mutex_unlock(&d->lock);
+    for (unsigned i = 0; i < started; i++)
+        pthread_join(d->threads[i], NULL);
+}
+
+static void fini(void *instance)
+{
+    delay *d = instance;
+    if (d->mode == MODE_THREAD)
+        stop_pool(d, d->nthreads);
+    pthread_mutex_destroy(&d->lock);
+    pthread_cond_destroy(&d->cond);
+    free(d->threads);
+    free(d);
+}
+
+static int init(const celeris_init_args *args, void **instance, char *err, size_t errlen)
+{
+    delay *d = calloc(1, sizeof(*d));
+    if (!d)
+        return CELERIS_ERROR;
+    pthread_mutex_init(&d->lock, NULL);
+    pthread_cond_init(&d->cond, NULL);
+    long ms = config_num(args->config_json, "ms", 1);
+    long threads = config_num(args->config_json, "threads", 4);
+    d->mode = strstr(args->config_json, "\"mode\":\"thread\"") ? MODE_THREAD : MODE_LOOP;
+    if (ms < 0 || ms > 60000 || threads < 1 || threads > 256) {
+        snprintf(err, errlen, "ms must be 0-60000 and threads 1-256");
+        fini(d);
+        return CELERIS_ERROR;
+    }
+    d->ms = (unsigned)ms;
+    if (d->mode == MODE_THREAD) {
+        d->threads = calloc((size_t)threads, sizeof(pthread_t));
+        for (long i = 0; d->threads && i < threads; i++) {
+            if (pthread_create(&d->threads[i], NULL, pool_main, d) != 0) {
+                snprintf(err, errlen, "cannot start pool thread %ld", i);
+                stop_pool(d, (unsigned)i);
+                d->mode = MODE_LOOP;
+                fini(d);
+                return CELERIS_ERROR;
+            }
+            d->nthreads = (unsigned)i + 1;
+        }
+        if (!d->threads) {
+            fini(d);
+            return CELERIS_ERROR;
+        }
+    }
+    *instance = d;
+    return CELERIS_OK;
+}
+
+static int handle(void *instance, celeris_req *req)
+{
+    delay *d = instance;
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return CELERIS_ERROR;
+    j->refs = 2; /* the completing side and the request */
+    j->ms = d->ms;
+    j->mode = d->mode;
+    if (d->mode == MODE_LOOP) {
+        j->timer = event_new(celeris_req_event_base(req), -1, 0, on_timer, j);
+        if (!j->timer) {
+            free(j);
+            return CELERIS_ERROR;
+        }
+    }
+    j->token = celeris_req_suspend(req);
+    if (!j->token) {
+        if (j->timer)
+            event_free(j->timer);
+        free(j);
+        return CELERIS_ERROR;
+    }
+    celeris_req_on_close(req, on_close, j);
+    if (d->mode == MODE_LOOP) {
+        struct timeval tv = {d->ms / 1000, (long)(d->ms % 1000) * 1000};
+        event_add(j->timer, &tv);
+    } else {
+        pthread_mutex_lock(&d->lock);
+        if (d->tail)
+            d->tail->next = j;
+        else
+            d->head = j;
+        d->tail = j;
+        pthread_cond_signal(&d->cond);
+        pthread_mutex_unlock(&d->lock);
+    }
+    return CELERIS_SUSPENDED;
+}
+
+CELERIS_MODULE(delay) = {
+    CELERIS_MODULE_HEADER,
+    .name = "delay",
+    .init = init,
+    .fini = fini,
+    .handle = handle,
+};

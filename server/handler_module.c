@@ -1,0 +1,528 @@
+/* The module handler: a route instance of a loaded .so, and the celeris_*
+ * functions of the module ABI (include/celeris/module.h) that modules call. */
+#include <ctype.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "env.h"
+#include "handler.h"
+#include "log.h"
+#include "module.h"
+
+#define MAX_MODULE_HEADERS 64
+
+typedef struct module_handler {
+    cel_handler base;
+    cel_module_image *img;
+    const celeris_module *m;
+    void *instance;
+    unsigned nworkers;
+    void **wdata; /* per worker id */
+    char *route;
+} module_handler;
+
+enum { R_NEW, R_SYNC, R_STARTED, R_DONE, R_SUSPENDED };
+
+struct celeris_req {
+    cel_exchange *x; /* NULL once the front end is done with the request */
+    module_handler *mh;
+    cel_response *sync_res; /* inside handle(): where a plain response goes */
+    int in_handle;
+    int taken; /* the exchange was used directly: handle() must not answer */
+    int state;
+    cel_kv *hdrs;
+    size_t nhdrs;
+    const char *ctype;
+    celeris_async *token;
+    void (*close_fn)(void *arg, int finished);
+    void *close_arg;
+    void (*writable_fn)(celeris_req *req, void *arg);
+    void *writable_arg;
+};
+
+struct celeris_async {
+    cel_task task; /* first: the env runs it */
+    celeris_req *req; /* NULL when the request went away meanwhile */
+    cel_env *env;
+    cel_genref *gen; /* keeps the instance and its code loaded */
+    void (*fn)(celeris_req *req, void *arg);
+    void *arg;
+};
+
+/* ---- the handler ---- */
+
+static void on_close(cel_exchange *x, int finished)
+{
+    celeris_req *r = x->hdata;
+    r->x = NULL;
+    if (r->token)
+        r->token->req = NULL;
+    if (r->close_fn)
+        r->close_fn(r->close_arg, finished);
+}
+
+static void take(celeris_req *r)
+{
+    if (!r->taken) {
+        r->taken = 1;
+        r->x->hdata = r;
+        r->x->on_close = on_close;
+    }
+}
+
+static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    module_handler *mh = (module_handler *)h;
+    celeris_req *r = cel_arena_alloc(x->arena, sizeof(*r));
+    if (!r)
+        return CEL_ENOMEM;
+    memset(r, 0, sizeof(*r));
+    r->x = x;
+    r->mh = mh;
+    r->sync_res = res;
+    r->in_handle = 1;
+    int rc = mh->m->handle(mh->instance, r);
+    r->in_handle = 0;
+    r->sync_res = NULL;
+    if (r->state == R_SYNC)
+        return 0;
+    if (rc >= 0 && r->state != R_NEW)
+        return CEL_HANDLER_ASYNC; /* started, answered through the exchange, or suspended */
+    if (rc >= 0)
+        cel_log(CEL_LOG_ERROR, "module %s on route \"%s\" returned without answering",
+                mh->m->name ? mh->m->name : "?", mh->route);
+    if (!r->taken)
+        return CEL_EIO; /* dispatch answers 500 */
+    /* Failed after taking the exchange: a token still out finds it answered. */
+    r->state = R_DONE;
+    x->ops->fail(x);
+    return CEL_HANDLER_ASYNC;
+}
+
+static int worker_init(cel_handler *h, cel_env *env)
+{
+    module_handler *mh = (module_handler *)h;
+    if (!mh->m->worker_init || env->worker_id >= mh->nworkers)
+        return 0;
+    return mh->m->worker_init(mh->instance, (celeris_worker *)env, &mh->wdata[env->worker_id]) ==
+                   CELERIS_OK
+               ? 0
+               : CEL_EIO;
+}
+
+static void worker_fini(cel_handler *h, cel_env *env)
+{
+    module_handler *mh = (module_handler *)h;
+    if (mh->m->worker_fini && env->worker_id < mh->nworkers)
+        mh->m->worker_fini(mh->instance, (celeris_worker *)env, mh->wdata[env->worker_id]);
+}
+
+static void destroy(cel_handler *h)
+{
+    module_handler *mh = (module_handler *)h;
+    if (mh->m->fini)
+        mh->m->fini(mh->instance);
+    cel_module_unref(mh->img);
+    free(mh->wdata);
+    free(mh->route);
+    free(mh);
+}
+
+cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
+                                    const char *config_json, unsigned nworkers, char *err,
+                                    size_t errlen)
+{
+    module_handler *mh = calloc(1, sizeof(*mh));
+    if (!mh || !(mh->wdata = calloc(nworkers ? nworkers : 1, sizeof(void *))) ||
+        !(mh->route = strdup(route))) {
+        snprintf(err, errlen, "out of memory");
+        goto fail;
+    }
+    mh->base.type = "module";
+    mh->base.handle = handle;
+    mh->base.destroy = destroy;
+    mh->base.worker_init = worker_init;
+    mh->base.worker_fini = worker_fini;
+    mh->img = img;
+    mh->m = cel_module_desc(img);
+    mh->nworkers = nworkers;
+    if (mh->m->init) {
+        celeris_init_args args = {sizeof(args), route, config_json, strlen(config_json),
+                                  nworkers};
+        char msg[512] = "";
+        if (mh->m->init(&args, &mh->instance, msg, sizeof(msg)) != CELERIS_OK) {
+            snprintf(err, errlen, "module %s: init failed: %s", mh->m->name ? mh->m->name : "?",
+                     msg[0] ? msg : "(no message)");
+            goto fail;
+        }
+    }
+    return &mh->base;
+fail:
+    if (mh) {
+        free(mh->wdata);
+        free(mh->route);
+        free(mh);
+    }
+    cel_module_unref(img);
+    return NULL;
+}
+
+/* ---- the request ---- */
+
+static celeris_str to_str(cel_str s)
+{
+    return (celeris_str){s.n ? s.p : "", s.n};
+}
+
+celeris_str celeris_req_method(const celeris_req *req)
+{
+    return to_str(req->x->req->method);
+}
+
+celeris_str celeris_req_path(const celeris_req *req)
+{
+    return to_str(req->x->req->path);
+}
+
+celeris_str celeris_req_query(const celeris_req *req)
+{
+    return to_str(req->x->req->query);
+}
+
+static int decoded(celeris_req *req, cel_str raw, int plus, celeris_str *out)
+{
+    char *d = cel_arena_alloc(req->x->arena, raw.n + 1);
+    if (!d)
+        return CELERIS_NOMEM;
+    size_t n = cel_pct_decode(d, raw.p, raw.n, plus);
+    d[n] = 0;
+    *out = (celeris_str){d, n};
+    return CELERIS_OK;
+}
+
+int celeris_req_param(celeris_req *req, const char *name, celeris_str *out)
+{
+    cel_str raw;
+    if (cel_request_param(req->x->req, name, strlen(name), &raw))
+        return CELERIS_NOTFOUND;
+    return decoded(req, raw, 0, out);
+}
+
+int celeris_req_query_arg(celeris_req *req, const char *name, celeris_str *out)
+{
+    cel_str raw;
+    if (cel_request_query(req->x->req, name, strlen(name), &raw))
+        return CELERIS_NOTFOUND;
+    return decoded(req, raw, 1, out);
+}
+
+int celeris_req_header(const celeris_req *req, const char *name, celeris_str *out)
+{
+    char low[256];
+    size_t n = strlen(name);
+    if (n >= sizeof(low))
+        return CELERIS_NOTFOUND;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)tolower((unsigned char)name[i]);
+    cel_str v;
+    if (cel_request_header(req->x->req, low, n, &v))
+        return CELERIS_NOTFOUND;
+    *out = to_str(v);
+    return CELERIS_OK;
+}
+
+size_t celeris_req_header_count(const celeris_req *req)
+{
+    return req->x->req->nheaders;
+}
+
+int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, celeris_str *value)
+{
+    if (i >= req->x->req->nheaders)
+        return CELERIS_NOTFOUND;
+    *name = to_str(req->x->req->headers[i].name);
+    *value = to_str(req->x->req->headers[i].value);
+    return CELERIS_OK;
+}
+
+celeris_str celeris_req_body(const celeris_req *req)
+{
+    return (celeris_str){req->x->req->body_len ? req->x->req->body : "", req->x->req->body_len};
+}
+
+void *celeris_req_worker_data(const celeris_req *req)
+{
+    unsigned id = req->x->env->worker_id;
+    return id < req->mh->nworkers ? req->mh->wdata[id] : NULL;
+}
+
+struct event_base *celeris_req_event_base(const celeris_req *req)
+{
+    return req->x->env->base;
+}
+
+unsigned celeris_worker_id(const celeris_worker *worker)
+{
+    return ((const cel_env *)worker)->worker_id;
+}
+
+unsigned celeris_req_worker_id(const celeris_req *req)
+{
+    return req->x->env->worker_id;
+}
+
+/* ---- the response ---- */
+
+static int valid_token(const char *s)
+{
+    if (!*s)
+        return 0;
+    for (; *s; s++)
+        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+            return 0;
+    return 1;
+}
+
+int celeris_resp_header(celeris_req *req, const char *name, const char *value)
+{
+    if (!req->x || req->state != R_NEW)
+        return CELERIS_STATE;
+    if (!valid_token(name) || strpbrk(value, "\r\n") || req->nhdrs == MAX_MODULE_HEADERS)
+        return CELERIS_ERROR;
+    size_t n = strlen(name), vn = strlen(value);
+    char *nm = cel_arena_alloc(req->x->arena, n + 1);
+    char *v = cel_arena_dup(req->x->arena, value, vn);
+    if (!nm || !v)
+        return CELERIS_NOMEM;
+    for (size_t i = 0; i <= n; i++)
+        nm[i] = (char)tolower((unsigned char)name[i]);
+    if (strcmp(nm, "content-type") == 0) {
+        req->ctype = v;
+        return CELERIS_OK;
+    }
+    if (!strcmp(nm, "content-length") || !strcmp(nm, "date") || !strcmp(nm, "server") ||
+        !strcmp(nm, "connection") || !strcmp(nm, "transfer-encoding") ||
+        !strcmp(nm, "keep-alive") || !strcmp(nm, "upgrade"))
+        return CELERIS_ERROR;
+    if (!req->hdrs) {
+        req->hdrs = cel_arena_alloc(req->x->arena, MAX_MODULE_HEADERS * sizeof(cel_kv));
+        if (!req->hdrs)
+            return CELERIS_NOMEM;
+    }
+    req->hdrs[req->nhdrs++] = (cel_kv){{nm, n}, {v, vn}};
+    return CELERIS_OK;
+}
+
+static void fill_head(const celeris_req *req, int status, cel_response *res)
+{
+    memset(res, 0, sizeof(*res));
+    res->status = status;
+    const char *ct = req->ctype ? req->ctype : "application/octet-stream";
+    res->content_type = (cel_str){ct, strlen(ct)};
+    res->headers = req->hdrs;
+    res->nheaders = req->nhdrs;
+}
+
+static int can_answer(const celeris_req *req, int status)
+{
+    if (!req->x || (req->state != R_NEW && req->state != R_SUSPENDED))
+        return CELERIS_STATE;
+    return status >= 200 && status <= 599 ? CELERIS_OK : CELERIS_ERROR;
+}
+
+int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len)
+{
+    int rc = can_answer(req, status);
+    if (rc)
+        return rc;
+    char *copy = cel_arena_dup(req->x->arena, body, len);
+    if (!copy)
+        return CELERIS_NOMEM;
+    if (req->in_handle && !req->taken) {
+        fill_head(req, status, req->sync_res);
+        req->sync_res->body = copy;
+        req->sync_res->body_len = len;
+        req->state = R_SYNC;
+        return CELERIS_OK;
+    }
+    cel_response res;
+    fill_head(req, status, &res);
+    res.body = copy;
+    res.body_len = len;
+    take(req);
+    req->state = R_DONE;
+    return req->x->ops->respond(req->x, &res, NULL) ? CELERIS_ERROR : CELERIS_OK;
+}
+
+int celeris_resp_printf(celeris_req *req, int status, const char *fmt, ...)
+{
+    if (!req->x)
+        return CELERIS_STATE;
+    char small[512];
+    va_list ap;
+    va_start(ap, fmt);
+    int n = vsnprintf(small, sizeof(small), fmt, ap);
+    va_end(ap);
+    if (n < 0)
+        return CELERIS_ERROR;
+    if ((size_t)n < sizeof(small))
+        return celeris_resp_send(req, status, small, (size_t)n);
+    char *big = cel_arena_alloc(req->x->arena, (size_t)n + 1);
+    if (!big)
+        return CELERIS_NOMEM;
+    va_start(ap, fmt);
+    vsnprintf(big, (size_t)n + 1, fmt, ap);
+    va_end(ap);
+    return celeris_resp_send(req, status, big, (size_t)n);
+}
+
+int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t len,
+                          void (*release)(void *arg), void *arg)
+{
+    int rc = can_answer(req, status);
+    if (rc) {
+        if (release)
+            release(arg);
+        return rc;
+    }
+    cel_response res;
+    fill_head(req, status, &res);
+    res.body = body;
+    res.body_len = len;
+    cel_body_owner owner = {release, arg};
+    take(req);
+    req->state = R_DONE;
+    return req->x->ops->respond(req->x, &res, release ? &owner : NULL) ? CELERIS_ERROR
+                                                                        : CELERIS_OK;
+}
+
+int celeris_resp_start(celeris_req *req, int status)
+{
+    int rc = can_answer(req, status);
+    if (rc)
+        return rc;
+    cel_response res;
+    fill_head(req, status, &res);
+    take(req);
+    req->state = R_STARTED;
+    return req->x->ops->start(req->x, &res) ? CELERIS_ERROR : CELERIS_OK;
+}
+
+int celeris_resp_write(celeris_req *req, const void *data, size_t len)
+{
+    if (!req->x || req->state != R_STARTED)
+        return CELERIS_STATE;
+    int rc = req->x->ops->write(req->x, data, len);
+    return rc == CEL_EAGAIN ? CELERIS_AGAIN : rc ? CELERIS_ERROR : CELERIS_OK;
+}
+
+int celeris_resp_end(celeris_req *req)
+{
+    if (!req->x || req->state != R_STARTED)
+        return CELERIS_STATE;
+    req->state = R_DONE;
+    return req->x->ops->end(req->x) ? CELERIS_ERROR : CELERIS_OK;
+}
+
+size_t celeris_resp_buffered(const celeris_req *req)
+{
+    return req->x && req->state == R_STARTED ? req->x->ops->buffered(req->x) : 0;
+}
+
+static void writable(cel_exchange *x)
+{
+    celeris_req *r = x->hdata;
+    void (*fn)(celeris_req *, void *) = r->writable_fn;
+    r->writable_fn = NULL;
+    if (fn)
+        fn(r, r->writable_arg);
+}
+
+int celeris_resp_on_writable(celeris_req *req, void (*fn)(celeris_req *req, void *arg), void *arg)
+{
+    if (!req->x || req->state != R_STARTED)
+        return CELERIS_STATE;
+    req->writable_fn = fn;
+    req->writable_arg = arg;
+    req->x->on_writable = writable;
+    return CELERIS_OK;
+}
+
+/* ---- asynchronous completion ---- */
+
+static void run_token(cel_task *t)
+{
+    celeris_async *a = (celeris_async *)t;
+    celeris_req *r = a->req;
+    a->env->tasks_pending--;
+    if (r) {
+        r->token = NULL;
+        a->fn(r, a->arg);
+        if (r->x && r->state == R_SUSPENDED && !r->token) {
+            cel_log(CEL_LOG_ERROR, "module %s on route \"%s\": resumed without answering",
+                    r->mh->m->name ? r->mh->m->name : "?", r->mh->route);
+            r->state = R_DONE;
+            r->x->ops->fail(r->x);
+        }
+    } else {
+        a->fn(NULL, a->arg);
+    }
+    cel_genref_drop(a->gen);
+    cel_pool_release(a->env->pool, a);
+}
+
+celeris_async *celeris_req_suspend(celeris_req *req)
+{
+    if (!req->x || req->token || (req->state != R_NEW && req->state != R_SUSPENDED))
+        return NULL;
+    celeris_async *a = cel_pool_alloc(req->x->env->pool, sizeof(*a));
+    if (!a)
+        return NULL;
+    memset(a, 0, sizeof(*a));
+    a->task.run = run_token;
+    a->req = req;
+    a->env = req->x->env;
+    a->gen = req->x->gen;
+    a->gen->users++;
+    a->env->tasks_pending++;
+    req->token = a;
+    req->state = R_SUSPENDED;
+    take(req);
+    return a;
+}
+
+void celeris_async_resume(celeris_async *a, void (*fn)(celeris_req *req, void *arg), void *arg)
+{
+    a->fn = fn;
+    a->arg = arg;
+    if (pthread_equal(pthread_self(), a->env->thread))
+        run_token(&a->task);
+    else
+        cel_env_post(a->env, &a->task);
+}
+
+int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), void *arg)
+{
+    if (!req->x)
+        return CELERIS_STATE;
+    req->close_fn = fn;
+    req->close_arg = arg;
+    take(req);
+    return CELERIS_OK;
+}
+
+void celeris_log(int level, const char *fmt, ...)
+{
+    static const int map[] = {CEL_LOG_DEBUG, CEL_LOG_INFO, CEL_LOG_WARN, CEL_LOG_ERROR};
+    int l = level < 0 ? 0 : level > 3 ? 3 : level;
+    if (map[l] < cel_log_level)
+        return;
+    char msg[1024];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof(msg), fmt, ap);
+    va_end(ap);
+    cel_log(map[l], "module: %s", msg);
+}

@@ -1,0 +1,192 @@
+#include "module.h"
+
+#include <dlfcn.h>
+#include <errno.h>
+#include <fcntl.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/mman.h>
+#include <sys/sendfile.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include "common.h"
+#include "log.h"
+
+struct cel_module_image {
+    struct cel_module_image *next;
+    char *path;
+    struct stat st; /* identity of the file version loaded */
+    void *dl;
+    const celeris_module *desc;
+    unsigned refs;
+};
+
+/* Loads happen on the main thread, but the last unref may come from a worker
+ * that drops an old generation: the registry is shared. */
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static cel_module_image *images;
+
+static int same_version(const struct stat *a, const struct stat *b)
+{
+    return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+}
+
+/* dlopen of a private copy: a memfd has an inode of its own, so the dynamic
+ * loader cannot mistake it for an image it already has. */
+static void *open_copy(const char *path, char *err, size_t errlen)
+{
+    int in = open(path, O_RDONLY | O_CLOEXEC);
+    if (in < 0) {
+        snprintf(err, errlen, "cannot open module \"%s\": %s", path, strerror(errno));
+        return NULL;
+    }
+    int mfd = memfd_create("celeris-module", MFD_CLOEXEC);
+    struct stat st;
+    if (mfd < 0 || fstat(in, &st) < 0) {
+        snprintf(err, errlen, "cannot copy module \"%s\": %s", path, strerror(errno));
+        close(in);
+        if (mfd >= 0)
+            close(mfd);
+        return NULL;
+    }
+    off_t off = 0;
+    while (off < st.st_size) {
+        ssize_t n = sendfile(mfd, in, &off, (size_t)(st.st_size - off));
+        if (n <= 0) {
+            snprintf(err, errlen, "cannot copy module \"%s\": %s", path,
+                     n < 0 ? strerror(errno) : "short read");
+            close(in);
+            close(mfd);
+            return NULL;
+        }
+    }
+    close(in);
+    char fdpath[64];
+    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", mfd);
+    void *dl = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
+    if (!dl)
+        snprintf(err, errlen, "cannot load module \"%s\": %s", path, dlerror());
+    close(mfd);
+    return dl;
+}
+
+static int check_desc(const char *path, const celeris_module *d, char *err, size_t errlen)
+{
+    if (!d) {
+        snprintf(err, errlen,
+                 "module \"%s\" has no %s symbol (is it a celerisd module? declare it with "
+                 "CELERIS_MODULE)",
+                 path, CELERIS_MODULE_SYMBOL);
+        return CEL_EINVAL;
+    }
+    if (d->abi_version != CELERIS_MODULE_ABI_VERSION) {
+        snprintf(err, errlen,
+                 "module \"%s\" (%s) was built for module ABI version %u; this celerisd "
+                 "speaks version %u: rebuild it against this celerisd's celeris/module.h",
+                 path, d->name ? d->name : "unnamed", d->abi_version, CELERIS_MODULE_ABI_VERSION);
+        return CEL_EINVAL;
+    }
+    if (d->size < offsetof(celeris_module, handle) + sizeof(d->handle)) {
+        snprintf(err, errlen, "module \"%s\": descriptor too small (%u bytes)", path, d->size);
+        return CEL_EINVAL;
+    }
+    if (!d->handle) {
+        snprintf(err, errlen, "module \"%s\" has no handle function", path);
+        return CEL_EINVAL;
+    }
+    return 0;
+}
+
+int cel_module_load(const char *path, cel_module_image **out, char *err, size_t errlen)
+{
+    struct stat st;
+    if (stat(path, &st) < 0) {
+        snprintf(err, errlen, "cannot open module \"%s\": %s", path, strerror(errno));
+        return CEL_EINVAL;
+    }
+    if (!S_ISREG(st.st_mode)) {
+        snprintf(err, errlen, "module \"%s\" is not a regular file", path);
+        return CEL_EINVAL;
+    }
+    pthread_mutex_lock(&lock);
+    int stale = 0;
+    for (cel_module_image *m = images; m; m = m->next) {
+        if (same_version(&m->st, &st)) {
+            m->refs++;
+            pthread_mutex_unlock(&lock);
+            *out = m;
+            return 0;
+        }
+        stale |= strcmp(m->path, path) == 0 ||
+                 (m->st.st_dev == st.st_dev && m->st.st_ino == st.st_ino);
+    }
+    pthread_mutex_unlock(&lock);
+
+    void *dl;
+    if (stale) {
+        dl = open_copy(path, err, errlen);
+    } else {
+        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
+        if (!dl)
+            snprintf(err, errlen, "cannot load module \"%s\": %s", path, dlerror());
+    }
+    if (!dl)
+        return CEL_EINVAL;
+    const celeris_module *d = dlsym(dl, CELERIS_MODULE_SYMBOL);
+    int rc = check_desc(path, d, err, errlen);
+    cel_module_image *m = rc ? NULL : calloc(1, sizeof(*m));
+    if (!rc && (!m || !(m->path = strdup(path)))) {
+        snprintf(err, errlen, "out of memory loading module \"%s\"", path);
+        free(m);
+        m = NULL;
+        rc = CEL_ENOMEM;
+    }
+    if (rc) {
+        dlclose(dl);
+        return rc;
+    }
+    m->st = st;
+    m->dl = dl;
+    m->desc = d;
+    m->refs = 1;
+    pthread_mutex_lock(&lock);
+    m->next = images;
+    images = m;
+    pthread_mutex_unlock(&lock);
+    if (stale)
+        cel_log(CEL_LOG_INFO, "module \"%s\" changed on disk: loaded the new version", path);
+    *out = m;
+    return 0;
+}
+
+const celeris_module *cel_module_desc(const cel_module_image *m)
+{
+    return m->desc;
+}
+
+const char *cel_module_path(const cel_module_image *m)
+{
+    return m->path;
+}
+
+void cel_module_unref(cel_module_image *m)
+{
+    pthread_mutex_lock(&lock);
+    if (--m->refs) {
+        pthread_mutex_unlock(&lock);
+        return;
+    }
+    for (cel_module_image **p = &images; *p; p = &(*p)->next)
+        if (*p == m) {
+            *p = m->next;
+            break;
+        }
+    pthread_mutex_unlock(&lock);
+    dlclose(m->dl);
+    free(m->path);
+    free(m);
+}

@@ -1,0 +1,27 @@
+/*
+ * Loading handler modules (.so files): one image per file version, shared by
+ * every route and generation that uses it, unloaded with its last user.
+ *
+ * A file that changed on disk since an image of it was loaded is loaded fresh
+ * from a private copy (dlopen would hand back the cached old image for the same
+ * path or inode), so a reload runs the new code while requests on the old
+ * generation finish on the old one.
+ */
+#ifndef CEL_MODULE_H
+#define CEL_MODULE_H
+
+#include <stddef.h>
+
+#include "celeris/module.h"
+
+typedef struct cel_module_image cel_module_image;
+
+/* Loads PATH and checks its descriptor (symbol, ABI version, handle). Main
+ * thread. 0, or CEL_EINVAL with a message in ERR. */
+int cel_module_load(const char *path, cel_module_image **out, char *err, size_t errlen);
+const celeris_module *cel_module_desc(const cel_module_image *m);
+const char *cel_module_path(const cel_module_image *m);
+/* Drops a reference; the last one unloads the image. Any thread. */
+void cel_module_unref(cel_module_image *m);
+
+#endif
