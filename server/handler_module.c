@@ -34,7 +34,7 @@ struct celeris_req {
     int state;
     cel_kv *hdrs;
     size_t nhdrs;
-    const char *ctype;
+    cel_str ctype;
     celeris_async *token;
     void (*close_fn)(void *arg, int finished);
     void *close_arg;
@@ -299,7 +299,7 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
     for (size_t i = 0; i <= n; i++)
         nm[i] = (char)tolower((unsigned char)name[i]);
     if (strcmp(nm, "content-type") == 0) {
-        req->ctype = v;
+        req->ctype = (cel_str){v, vn};
         return CELERIS_OK;
     }
     if (!strcmp(nm, "content-length") || !strcmp(nm, "date") || !strcmp(nm, "server") ||
@@ -319,8 +319,7 @@ static void fill_head(const celeris_req *req, int status, cel_response *res)
 {
     memset(res, 0, sizeof(*res));
     res->status = status;
-    const char *ct = req->ctype ? req->ctype : "application/octet-stream";
-    res->content_type = (cel_str){ct, strlen(ct)};
+    res->content_type = req->ctype.n ? req->ctype : CEL_STR_LIT("application/octet-stream");
     res->headers = req->hdrs;
     res->nheaders = req->nhdrs;
 }

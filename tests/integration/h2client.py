@@ -19,6 +19,7 @@ import socket
 import time
 
 import h2.config
+import h2.errors
 import h2.connection
 import h2.events
 import h2.exceptions
@@ -279,6 +280,13 @@ class H2Client:
         if body:
             self.send_body(sid, body, end_stream=end_stream)
         return sid
+
+    def reset_stream(self, stream_id, error_code=None):
+        """Sends RST_STREAM (CANCEL by default) for one of our streams."""
+        if error_code is None:
+            error_code = h2.errors.ErrorCodes.CANCEL
+        self.conn.reset_stream(stream_id, error_code)
+        self._flush()
 
     def send_body(self, stream_id, data, end_stream=True, timeout=None):
         """Sends DATA on STREAM_ID as the server's windows allow. Returns True when

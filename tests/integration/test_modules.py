@@ -1,0 +1,429 @@
+"""Handler modules (.so) over real HTTP/2: the example modules, modules built
+out of tree against the installed header with pkg-config, refused modules,
+async completions racing client resets, and module swaps on reload."""
+
+import hashlib
+import json
+import os
+import pathlib
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import threading
+import time
+
+import h2.errors
+import pytest
+
+from support import BINARY, REPO, curl, load_n, run_celerisd
+
+BUILD = pathlib.Path(BINARY).resolve().parent
+MODULES = BUILD / "modules"
+HEADER_DIR = REPO / "server" / "include"
+
+
+def modules_yaml(routes, workers=2, extra=""):
+    return f"""workers: {workers}
+modules_dir: {MODULES}
+{extra}routes:
+{routes}"""
+
+
+ALL_ROUTES = """  - path: /greet/:name
+    module: { name: hello, config: { greeting: "Hello" } }
+  - path: /hi/:name
+    module: { name: hello, config: { greeting: "Hi" } }
+  - path: /echo
+    methods: [POST, PUT]
+    module: { name: echo, config: { chunk: 4096 } }
+  - path: /count
+    module: { name: counter }
+  - path: /delay
+    module: { name: delay, config: { ms: 1, mode: loop } }
+  - path: /slow
+    module: { name: delay, config: { ms: 300, mode: loop } }
+  - path: /delay-thread
+    module: { name: delay, config: { ms: 1, mode: thread, threads: 16 } }
+  - path: /slow-thread
+    module: { name: delay, config: { ms: 300, mode: thread, threads: 2 } }
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(module_celerisd):
+    return module_celerisd(modules_yaml(ALL_ROUTES, extra="limits: { max_request_body: 4m }\n"))
+
+
+def test_hello_params_and_instances(srv):
+    with srv.client() as c:
+        r = c.get("/greet/w%C3%B6rld")
+        assert r.status == 200
+        assert r.body == "Hello, wörld!\n".encode()
+        assert r.header("content-type") == "text/plain; charset=utf-8"
+        assert r.header("content-length") == str(len(r.body))
+        assert r.header("server").startswith("celerisd")
+        assert r.header("date")
+        # the same .so, another route: its own instance and config
+        assert c.get("/hi/you").body == b"Hi, you!\n"
+
+
+def test_hello_head(srv):
+    with srv.client() as c:
+        r = c.request("HEAD", "/greet/x")
+        assert r.status == 200 and r.body == b""
+        assert r.header("content-length") == str(len(b"Hello, x!\n"))
+
+
+@pytest.mark.parametrize("size", [0, 1, 1000, 65535, 65536, 300000, 3 * 1024 * 1024])
+def test_echo_bodies(srv, size):
+    body = os.urandom(size)
+    with srv.client(timeout=30) as c:
+        r = c.request("POST", "/echo", headers=[("content-type", "application/x-test")],
+                      body=body, timeout=30)
+    assert r.status == 200
+    assert r.header("content-type") == "application/x-test"
+    assert r.header("content-length") is None  # streamed
+    assert len(r.body) == size and hashlib.sha256(r.body).digest() == hashlib.sha256(body).digest()
+
+
+def test_echo_slow_reader_gets_everything(srv):
+    """A client that opens its window slowly: the module waits on on_writable."""
+    body = os.urandom(2 * 1024 * 1024)
+    with srv.client(auto_ack=False, timeout=30) as c:
+        sid = c.send_request("POST", "/echo", body=body)
+        for _ in range(200):
+            c.wait_for(lambda: c.unacked_bytes() >= 65535 or c.responses[sid].done,
+                       timeout=20, what="a window's worth")
+            if c.responses[sid].done:
+                break
+            c.open_window()
+        r = c.response(sid, timeout=30)
+    assert r.body == body
+
+
+def test_echo_with_curl(srv, tmp_path):
+    f = tmp_path / "body.bin"
+    data = os.urandom(500000)
+    f.write_bytes(data)
+    p = curl(["--data-binary", f"@{f}", "-H", "content-type: text/x-y", srv.url("/echo")])
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == data
+
+
+def test_counter_per_worker_and_total(srv):
+    with srv.client() as c:
+        first = c.get("/count").json()
+        seen = [c.get("/count").json() for _ in range(9)]
+    # one connection stays on one worker: its count and the total both move by one
+    for i, s in enumerate(seen, 1):
+        assert s["worker"] == first["worker"]
+        assert s["worker_count"] == first["worker_count"] + i
+        assert s["total"] == first["total"] + i
+    # other connections may land on other workers; the total is process-wide
+    totals = []
+    for _ in range(10):
+        with srv.client() as c:
+            totals.append(c.get("/count").json()["total"])
+    assert totals == sorted(totals) and totals[-1] >= seen[-1]["total"] + 10
+
+
+def test_delay_loop_and_thread(srv):
+    with srv.client() as c:
+        t = time.monotonic()
+        r = c.get("/slow")
+        assert time.monotonic() - t >= 0.25
+        assert r.body == b"delayed 300 ms on loop\n"
+        t = time.monotonic()
+        r = c.get("/slow-thread")
+        assert time.monotonic() - t >= 0.25
+        assert r.body == b"delayed 300 ms on thread\n"
+        # many at once on one connection: they overlap
+        t = time.monotonic()
+        rs = c.many([("GET", "/slow")] * 20)
+        assert time.monotonic() - t < 3
+        assert all(x.body == b"delayed 300 ms on loop\n" for x in rs)
+
+
+def test_reset_while_suspended(srv):
+    """Resets while completions are pending: the late completion finds the
+    request gone, the connection and the daemon keep serving."""
+    with srv.client() as c:
+        for path in ("/slow", "/slow-thread"):
+            sids = [c.send_request("GET", path) for _ in range(10)]
+            for sid in sids:
+                c.reset_stream(sid)
+        time.sleep(0.5)  # let the timers and pool threads complete into the void
+        assert c.get("/greet/again").body == b"Hello, again!\n"
+        assert c.get("/delay").body == b"delayed 1 ms on loop\n"
+
+
+def test_close_connection_while_suspended(srv):
+    for path in ("/slow", "/slow-thread"):
+        c = srv.client()
+        for _ in range(5):
+            c.send_request("GET", path)
+        c.close()
+    time.sleep(0.5)
+    with srv.client() as c:
+        assert c.get("/delay-thread").body == b"delayed 1 ms on thread\n"
+
+
+def h2load(url, n, c=100, m=10, extra=()):
+    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), *extra, url],
+                       capture_output=True, text=True, timeout=300)
+    m_ = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
+                   r"(\d+) failed, (\d+) errored", p.stdout)
+    assert m_, p.stdout + p.stderr
+    return [int(x) for x in m_.groups()], p.stdout
+
+
+@pytest.mark.load
+@pytest.mark.parametrize("path,share", [("/greet/load", 1), ("/delay", 1), ("/delay-thread", 10)])
+def test_load_on_modules(srv, path, share):
+    # The thread-pool variant tops out near threads x 1000 req/s: a tenth of the count.
+    n = load_n() // share
+    (total, _, done, ok, failed, errored), out = h2load(srv.url(path), n)
+    assert (failed, errored) == (0, 0), out
+    assert ok == n == done, out
+    assert re.search(rf"status codes: {n} 2xx", out), out
+
+
+@pytest.mark.load
+def test_resets_under_load(srv):
+    """h2load keeps the delay routes busy while another client opens and resets
+    streams as fast as it can; nothing crashes, h2load sees no failure."""
+    stop = threading.Event()
+    errors = []
+
+    def resetter():
+        try:
+            while not stop.is_set():
+                with srv.client() as c:
+                    for _ in range(20):
+                        for path in ("/delay", "/delay-thread", "/echo"):
+                            if path == "/echo":
+                                sid = c.send_request("POST", path, body=b"x" * 1000,
+                                                     end_stream=False)
+                            else:
+                                sid = c.send_request("GET", path)
+                            c.reset_stream(sid)
+        except Exception as e:  # noqa: BLE001 - reported below
+            errors.append(e)
+
+    threads = [threading.Thread(target=resetter) for _ in range(2)]
+    for t in threads:
+        t.start()
+    try:
+        (_, _, done, ok, failed, errored), out = h2load(srv.url("/delay"), load_n(200000) // 4,
+                                                         c=50)
+    finally:
+        stop.set()
+        for t in threads:
+            t.join(timeout=30)
+    assert not errors, errors
+    assert (failed, errored) == (0, 0) and ok == done, out
+
+
+# ---- modules built from source in the test ----
+
+def cc(src, out, *extra):
+    cmd = ["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", *extra, "-o", str(out), str(src)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return out
+
+
+GREET_SRC = r"""
+#include <stdio.h>
+#include <celeris/module.h>
+
+static int handle(void *instance, celeris_req *req)
+{
+    celeris_str who, q;
+    if (celeris_req_param(req, "who", &who) != CELERIS_OK)
+        return CELERIS_ERROR;
+    if (celeris_req_query_arg(req, "punct", &q) != CELERIS_OK)
+        q = (celeris_str){"!", 1};
+    celeris_resp_header(req, "content-type", "text/plain");
+    celeris_resp_header(req, "x-module", "VERSION");
+    return celeris_resp_printf(req, 200, "VERSION %.*s%.*s", (int)who.len, who.ptr,
+                               (int)q.len, q.ptr);
+}
+
+CELERIS_MODULE(greet) = {
+    CELERIS_MODULE_HEADER,
+    .name = "greet",
+    .handle = handle,
+};
+"""
+
+
+def test_out_of_tree_module_with_pkg_config(celerisd, tmp_path):
+    dest = tmp_path / "dest"
+    p = subprocess.run(["meson", "install", "-C", str(BUILD), "--no-rebuild", "--destdir",
+                        str(dest)], capture_output=True, text=True, timeout=300)
+    assert p.returncode == 0, p.stdout + p.stderr
+    pcs = list(dest.rglob("celeris-module.pc"))
+    assert len(pcs) == 1, pcs
+    headers = list(dest.rglob("celeris/module.h"))
+    assert len(headers) == 1, headers
+    env = dict(os.environ, PKG_CONFIG_PATH=str(pcs[0].parent), PKG_CONFIG_SYSROOT_DIR=str(dest))
+    cflags = subprocess.run(["pkg-config", "--cflags", "celeris-module"], env=env,
+                            capture_output=True, text=True, timeout=30)
+    assert cflags.returncode == 0, cflags.stderr
+    assert str(dest) in cflags.stdout, cflags.stdout
+    moddir = subprocess.run(["pkg-config", "--variable=modulesdir", "celeris-module"], env=env,
+                            capture_output=True, text=True, timeout=30).stdout.strip()
+    assert moddir.endswith("celerisd/modules"), moddir
+    # a folder with nothing but the module's source: no path into the repository
+    work = tmp_path / "greet"
+    work.mkdir()
+    src = work / "greet.c"
+    src.write_text(GREET_SRC.replace("VERSION", "v1"))
+    so = cc(src, work / "greet.so", *cflags.stdout.split())
+    srv = celerisd(f"""routes:
+  - path: /greet/:who
+    module: {{ path: {so} }}
+""")
+    with srv.client() as c:
+        r = c.get("/greet/pkg?punct=%3F")
+        assert r.status == 200 and r.body == b"v1 pkg?"
+        assert r.header("x-module") == "v1"
+
+
+BAD_ABI_SRC = r"""
+#include <celeris/module.h>
+static int handle(void *i, celeris_req *r) { (void)i; (void)r; return CELERIS_ERROR; }
+CELERIS_EXPORT const celeris_module celeris_module_entry = {
+    .abi_version = 999, .size = sizeof(celeris_module), .name = "future", .handle = handle,
+};
+"""
+
+NO_SYMBOL_SRC = r"""
+int not_a_module(void);
+int not_a_module(void) { return 42; }
+"""
+
+UNRESOLVED_SRC = r"""
+#include <celeris/module.h>
+void celeris_function_from_the_future(void);
+static int handle(void *i, celeris_req *r)
+{
+    (void)i; (void)r;
+    celeris_function_from_the_future();
+    return CELERIS_ERROR;
+}
+CELERIS_MODULE(x) = { CELERIS_MODULE_HEADER, .name = "x", .handle = handle };
+"""
+
+
+@pytest.mark.parametrize("src,words", [
+    (BAD_ABI_SRC, ["ABI version 999", "version 1"]),
+    (NO_SYMBOL_SRC, ["celeris_module_entry"]),
+    (UNRESOLVED_SRC, ["celeris_function_from_the_future"]),
+    (None, ["no such file"]),
+    ("fail-init", ["init failed", "refused"]),
+], ids=["abi-mismatch", "missing-symbol", "unresolved-symbol", "missing-file", "failing-init"])
+@pytest.mark.parametrize("how", ["-t", "start"])
+def test_bad_modules_are_refused(tmp_path, src, words, how):
+    if src == "fail-init":
+        module = f"{{ name: hello, config: {{ greeting: fail }} }}"
+    else:
+        so = tmp_path / "bad.so"
+        if src is not None:
+            c_file = tmp_path / "bad.c"
+            c_file.write_text(src)
+            cc(c_file, so, f"-I{HEADER_DIR}")
+        module = f"{{ path: {so} }}"
+    cfg = tmp_path / "bad.yaml"
+    cfg.write_text(f"""listen: "127.0.0.1:1"
+modules_dir: {MODULES}
+routes:
+  - path: /ok
+    static: {{ body: ok }}
+  - path: /m
+    module: {module}
+""")
+    args = ["-t", "-c", str(cfg)] if how == "-t" else ["-c", str(cfg)]
+    p = run_celerisd(args, timeout=20)
+    assert p.returncode == 1, (p.returncode, p.stderr)
+    line = [ln for ln in p.stderr.splitlines() if f"{cfg}:7:" in ln]
+    assert line, p.stderr
+    for w in words:
+        assert w.lower() in line[0].lower(), line[0]
+
+
+def test_module_swap_on_reload(celerisd, tmp_path):
+    """hello.so replaced by a rebuilt variant at the same path: after the reload
+    the new code answers, while a request suspended on the old code (delay,
+    loaded from the same directory) completes on the old generation."""
+    moddir = tmp_path / "mods"
+    moddir.mkdir()
+    src = tmp_path / "greet.c"
+    src.write_text(GREET_SRC.replace("VERSION", "old"))
+    cc(src, moddir / "greet.so", f"-I{HEADER_DIR}")
+    shutil.copy(MODULES / "delay.so", moddir / "delay.so")
+    text = f"""modules_dir: {moddir}
+routes:
+  - path: /g/:who
+    module: {{ name: greet }}
+  - path: /slow
+    module: {{ name: delay, config: {{ ms: BODY_MS, mode: thread, threads: 1 }} }}
+"""
+    srv = celerisd(text.replace("BODY_MS", "1500"))
+    with srv.client(timeout=20) as c:
+        assert c.get("/g/a").body == b"old a!"
+        slow = c.send_request("GET", "/slow")
+        time.sleep(0.1)
+        # rebuild in place: same path, new file (new inode, like a package upgrade)
+        new = tmp_path / "greet-new.so"
+        src.write_text(GREET_SRC.replace("VERSION", "new"))
+        cc(src, new, f"-I{HEADER_DIR}")
+        os.replace(new, moddir / "greet.so")
+        srv.config_path.write_text(text.replace("BODY_MS", "1").replace(
+            "modules_dir:", f'listen: "127.0.0.1:{srv.port}"\nmodules_dir:'))
+        srv.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "generation 2 is serving" not in srv.stderr_text():
+            assert time.monotonic() < deadline, srv.stderr_text()
+            time.sleep(0.02)
+        assert c.get("/g/b").body == b"new b!"
+        r = c.get("/slow")
+        assert r.body == b"delayed 1 ms on thread\n"
+        # the request that began on the old generation finishes there
+        old = c.response(slow, timeout=20)
+        assert old.body == b"delayed 1500 ms on thread\n"
+    assert "changed on disk" in srv.stderr_text()
+
+
+def test_slow_request_across_reload_keeps_old_answer(celerisd):
+    text = modules_yaml("""  - path: /slow
+    module: { name: delay, config: { ms: MS, mode: loop } }
+""", workers=1)
+    srv = celerisd(text.replace("MS", "800"))
+    with srv.client(timeout=20) as c:
+        sid = c.send_request("GET", "/slow")
+        time.sleep(0.1)
+        srv.config_path.write_text(f'listen: "127.0.0.1:{srv.port}"\n' +
+                                   text.replace("MS", "2"))
+        srv.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + 10
+        while "generation 2 is serving" not in srv.stderr_text():
+            assert time.monotonic() < deadline, srv.stderr_text()
+            time.sleep(0.02)
+        assert c.get("/slow").body == b"delayed 2 ms on loop\n"
+        assert c.response(sid, timeout=20).body == b"delayed 800 ms on loop\n"
+
+
+def test_graceful_stop_waits_for_suspended_request(celerisd):
+    srv = celerisd(modules_yaml("""  - path: /slow
+    module: { name: delay, config: { ms: 700, mode: thread, threads: 1 } }
+""", workers=1))
+    with srv.client(timeout=20) as c:
+        sid = c.send_request("GET", "/slow")
+        time.sleep(0.1)
+        srv.send_signal(signal.SIGTERM)
+        assert c.response(sid, timeout=20).body == b"delayed 700 ms on thread\n"
+    assert srv.wait(timeout=15) == 0
