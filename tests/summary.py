@@ -1,44 +1,64 @@
 #!/usr/bin/python3
 """Sums test cases over every suite of the given meson build directories.
 
-meson's JUnit log has one testsuite per TAP (unit) test with a case per
-subtest; the integration suite writes its own pytest JUnit file. Prints one
-line "N passed, N failed, N skipped" and exits 1 when anything failed or no
-test ran at all.
+In meson's JUnit log a TAP test (the cmocka unit tests) is a testsuite with a
+case per subtest, and a plain test (a pytest suite) is one testcase. A pytest
+suite writes its own JUnit file, tests/<name>.junit.xml in the build directory;
+its cases replace meson's single case. Prints one line
+"N passed, N failed, N skipped" and exits 1 when anything failed or nothing ran.
 """
 import os
 import sys
 import xml.etree.ElementTree as ET
 
 
-def counts(suite):
+def suite_counts(suite):
     total = int(suite.get("tests", 0))
     failed = int(suite.get("failures", 0)) + int(suite.get("errors", 0))
     skipped = int(suite.get("skipped", 0))
     return total - failed - skipped, failed, skipped
 
 
+def case_outcome(case):
+    if case.find("failure") is not None or case.find("error") is not None:
+        return 0, 1, 0
+    if case.find("skipped") is not None:
+        return 0, 0, 1
+    return 1, 0, 0
+
+
 def main(dirs):
-    passed = failed = skipped = 0
+    totals = [0, 0, 0]
+
+    def add(counts):
+        for i, n in enumerate(counts):
+            totals[i] += n
+
     for d in dirs:
         log = os.path.join(d, "meson-logs", "testlog.junit.xml")
         if not os.path.exists(log):
             print(f"summary: {log} is missing: no tests ran in {d}")
-            failed += 1
+            totals[1] += 1
             continue
         for suite in ET.parse(log).getroot().iter("testsuite"):
-            name = suite.get("name", "")
-            if name.endswith("/ integration"):
-                # The pytest cases replace meson's single case for the suite; a
-                # pytest that died before writing its log counts as one failure.
-                pytest_log = os.path.join(d, "tests", "integration.junit.xml")
-                if os.path.exists(pytest_log):
-                    for s in ET.parse(pytest_log).getroot().iter("testsuite"):
-                        p, f, k = counts(s)
-                        passed, failed, skipped = passed + p, failed + f, skipped + k
-                    continue
-            p, f, k = counts(suite)
-            passed, failed, skipped = passed + p, failed + f, skipped + k
+            if " / " in suite.get("name", ""):  # a TAP test: one case per subtest
+                add(suite_counts(suite))
+                continue
+            for case in suite.iter("testcase"):
+                name = case.get("name", "").split(" / ")[-1]
+                own = os.path.join(d, "tests", f"{name}.junit.xml")
+                outcome = case_outcome(case)
+                if os.path.exists(own):
+                    for s in ET.parse(own).getroot().iter("testsuite"):
+                        add(suite_counts(s))
+                    # pytest that passed its cases but still failed (a crash in
+                    # teardown, a collection error) must not vanish
+                    if outcome[1] and not any(int(s.get("failures", 0)) + int(s.get("errors", 0))
+                                              for s in ET.parse(own).getroot().iter("testsuite")):
+                        totals[1] += 1
+                else:
+                    add(outcome)
+    passed, failed, skipped = totals
     print(f"{passed} passed, {failed} failed, {skipped} skipped")
     return 1 if failed or passed == 0 else 0
 
