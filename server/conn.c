@@ -181,6 +181,22 @@ static int pump(cel_conn *c)
     return 0;
 }
 
+/* An HTTP/1 request line: an upper-case method, a space, and (when the line
+ * is all here) " HTTP/1." in it. Anything else is left to nghttp2. */
+static int looks_like_h1(const uint8_t *p, size_t n)
+{
+    size_t i = 0;
+    while (i < n && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    if (i == 0 || i >= n || p[i] != ' ')
+        return 0;
+    const uint8_t *eol = memchr(p, '\n', n);
+    if (!eol)
+        return 1; /* a long request line: the method is evidence enough */
+    size_t len = (size_t)(eol - p);
+    return memmem(p, len, " HTTP/1.", 8) != NULL;
+}
+
 /* Before the preface is complete: is this HTTP/2 at all? */
 static int check_preface(cel_conn *c, const uint8_t *p, size_t n)
 {
@@ -190,16 +206,15 @@ static int check_preface(cel_conn *c, const uint8_t *p, size_t n)
         c->preface_seen += (unsigned)k;
         return 0;
     }
-    /* An HTTP/1 request line starts with an upper-case method and a space. */
-    size_t i = 0;
-    while (i < n && p[i] >= 'A' && p[i] <= 'Z')
-        i++;
-    if (c->preface_seen == 0 && i > 0 && i < n && p[i] == ' ') {
+    if (c->preface_seen == 0 && looks_like_h1(p, n)) {
         cel_log_debug("conn %d: HTTP/1 request refused", c->fd);
         cel_outq_copy(&c->out, h1_refusal, sizeof(h1_refusal) - 1);
+        c->closing = 1;
+        return -1;
     }
-    c->closing = 1;
-    return -1;
+    /* Not HTTP/1 either: nghttp2 rejects the preface with a GOAWAY. */
+    c->preface_seen = PREFACE_LEN;
+    return 0;
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
@@ -223,6 +238,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             return;
         }
         event_base_gettimeofday_cached(c->host->base, &c->active);
+        cel_env_tick(env, c->active.tv_sec);
         if (c->lingering || c->closing)
             continue;
         if (c->preface_seen < PREFACE_LEN && check_preface(c, env->rbuf, (size_t)n))

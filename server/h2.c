@@ -29,7 +29,12 @@ enum {
     ST_ENDED = 1u << 7,       /* streaming: end was called */
     ST_DEFERRED = 1u << 8,    /* streaming: nghttp2 waits for data (resume on write) */
     ST_WQ = 1u << 9,          /* on the connection's list of on_writable calls */
+    ST_WU_OVERFLOW = 1u << 10, /* a WINDOW_UPDATE overflowed this stream's window */
+    ST_DATA_OVERFLOW = 1u << 11, /* the client sent more DATA than the stream's window */
 };
+
+/* We never raise SETTINGS_MAX_FRAME_SIZE above the protocol's initial value. */
+#define OUR_MAX_FRAME_SIZE 16384
 
 /* A streamed body: above HIGH bytes waiting, write asks the producer to pause;
  * below LOW its on_writable runs. */
@@ -91,6 +96,7 @@ struct cel_h2 {
     int served;
     int goaway;
     int32_t in_headers; /* stream whose header block is still arriving, or 0 */
+    int32_t last_stream; /* highest client stream id seen in a HEADERS frame */
     stream *writable;   /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
@@ -570,6 +576,22 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         }
         return 0;
     }
+    if (namelen == 6 && !memcmp(name, "cookie", 6)) {
+        /* RFC 9113 8.2.3: cookie crumbs reach the application as one field. */
+        for (uint32_t i = 0; i < st->nhdrs; i++) {
+            cel_header *c = &st->hdrs[i];
+            if (c->name.n == 6 && !memcmp(c->name.p, "cookie", 6)) {
+                char *j = cel_arena_alloc(&st->arena, c->value.n + 2 + valuelen);
+                if (!j)
+                    return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+                memcpy(j, c->value.p, c->value.n);
+                memcpy(j + c->value.n, "; ", 2);
+                memcpy(j + c->value.n + 2, value, valuelen);
+                c->value = (cel_str){j, c->value.n + 2 + valuelen};
+                return 0;
+            }
+        }
+    }
     char *nm = cel_arena_dup(&st->arena, name, namelen);
     if (!nm || add_header(h, st, (cel_str){nm, namelen}, val))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
@@ -658,6 +680,64 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return rv ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
 }
 
+/* Checks nghttp2 leaves to the application (or makes more lenient than RFC
+ * 9113 asks): they run on every frame header before its payload. */
+static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
+{
+    cel_h2 *h = ud;
+    /* 4.2: a frame larger than our SETTINGS_MAX_FRAME_SIZE; nghttp2 1.52 lets an
+     * oversized CONTINUATION through. */
+    if (hd->length > OUR_MAX_FRAME_SIZE) {
+        nghttp2_session_terminate_session(s, NGHTTP2_FRAME_SIZE_ERROR);
+        return 0;
+    }
+    if (hd->type == NGHTTP2_DATA && hd->stream_id) {
+        stream *st = nghttp2_session_get_stream_user_data(s, hd->stream_id);
+        int32_t window = nghttp2_session_get_stream_local_window_size(s, hd->stream_id);
+        if (st && window >= 0 && hd->length > (size_t)window)
+            st->flags |= ST_DATA_OVERFLOW;
+    }
+    if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1)) {
+        /* 5.1.1: a new stream's id must exceed every id the client used before;
+         * nghttp2 drops such a HEADERS silently when the stream is gone. */
+        if (hd->stream_id <= h->last_stream && !nghttp2_session_find_stream(s, hd->stream_id)) {
+            nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+            return 0;
+        }
+        if (hd->stream_id > h->last_stream)
+            h->last_stream = hd->stream_id;
+    }
+    return 0;
+}
+
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
+                            void *ud)
+{
+    (void)ud, (void)lib_error;
+    if (frame->hd.type == NGHTTP2_WINDOW_UPDATE && frame->hd.stream_id) {
+        stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+        if (st)
+            st->flags |= ST_WU_OVERFLOW;
+    }
+    return 0;
+}
+
+static int before_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    (void)ud;
+    if (frame->hd.type != NGHTTP2_RST_STREAM ||
+        frame->rst_stream.error_code != NGHTTP2_FLOW_CONTROL_ERROR)
+        return 0;
+    /* nghttp2 answers a SETTINGS_INITIAL_WINDOW_SIZE that overflows a stream's
+     * window with a stream error; 6.9.2 makes that a connection error. The
+     * stream's own WINDOW_UPDATE or DATA overflow stays a stream error. */
+    stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    if (st && (st->flags & (ST_WU_OVERFLOW | ST_DATA_OVERFLOW)))
+        return 0;
+    nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
+    return NGHTTP2_ERR_CANCEL;
+}
+
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -701,6 +781,9 @@ static int init_callbacks(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_before_frame_send_callback(cb, before_frame_send);
+    nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
     callbacks = cb;
     return 0;
@@ -762,6 +845,12 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
     ssize_t rv = nghttp2_session_mem_recv(h->s, p, n);
     if (rv < 0) {
         cel_log_debug("h2: closing connection: %s", nghttp2_strerror((int)rv));
+        /* nghttp2 stops without a GOAWAY on its flood limits; say why we close. */
+        uint32_t code = rv == NGHTTP2_ERR_FLOODED || rv == NGHTTP2_ERR_TOO_MANY_CONTINUATIONS
+                            ? NGHTTP2_ENHANCE_YOUR_CALM
+                        : rv == NGHTTP2_ERR_BAD_CLIENT_MAGIC ? NGHTTP2_PROTOCOL_ERROR
+                                                             : NGHTTP2_INTERNAL_ERROR;
+        nghttp2_session_terminate_session(h->s, code);
         return CEL_EIO;
     }
     return 0;

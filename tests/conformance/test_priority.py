@@ -1,0 +1,125 @@
+"""RFC 9113 sections 5.3 and 6.3 (PRIORITY, deprecated but still to be
+accepted) and the priority fields of HEADERS. The self-dependency rule is
+RFC 7540 5.3.1, which RFC 9113 5.3.2 keeps by reference."""
+
+import pytest
+
+from h2wire import (FRAME_SIZE_ERROR, PRIORITY, PROTOCOL_ERROR, closed_stream, data_frame,
+                    encode_block, expect_alive, expect_response, expect_stream_error,
+                    headers_frame, open_stream, priority_frame, priority_payload, raw_frame)
+
+
+def get_block(c):
+    return encode_block(c.req_headers())
+
+
+@pytest.mark.parametrize("dep,weight,excl", [(0, 16, False), (0, 1, False), (0, 256, False),
+                                             (0, 16, True), (7, 100, False)],
+                         ids=["default", "weight1", "weight256", "exclusive", "dep-idle"])
+def test_headers_with_priority(conn, dep, weight, excl):
+    """6.2: HEADERS with the PRIORITY flag is a normal request (the fields may
+    be ignored)."""
+    conn.send(headers_frame(1, get_block(conn), priority=(dep, weight, excl)))
+    r = expect_response(conn, 1)
+    assert r.status == 200 and r.body == b"OK"
+
+
+@pytest.mark.parametrize("weight", [1, 16, 256])
+def test_priority_weights(conn, weight):
+    """6.3 (h2spec generic 3.3/1-2): PRIORITY frames with any weight are
+    accepted."""
+    sid = open_stream(conn)
+    conn.send(priority_frame(sid, 0, weight))
+    expect_alive(conn)
+
+
+def test_priority_with_dependency(conn):
+    """6.3 (generic 3.3/3): a dependency on another open stream."""
+    a = open_stream(conn)
+    b = open_stream(conn)
+    conn.send(priority_frame(b, a, 32))
+    expect_alive(conn)
+    conn.send(data_frame(a, b"", True) + data_frame(b, b"", True))
+    assert expect_response(conn, a).status == 200
+    assert expect_response(conn, b).status == 200
+
+
+def test_priority_exclusive(conn):
+    """6.3 (generic 3.3/4): the exclusive flag."""
+    a = open_stream(conn)
+    b = open_stream(conn)
+    conn.send(priority_frame(b, a, 16, exclusive=True))
+    expect_alive(conn)
+
+
+def test_priority_on_closed_stream(conn):
+    """6.3: PRIORITY can be sent on a closed stream."""
+    sid = closed_stream(conn)
+    conn.send(priority_frame(sid, 0, 16))
+    expect_alive(conn)
+
+
+def test_priority_depends_on_closed_stream(conn):
+    sid = closed_stream(conn)
+    conn.send(priority_frame(sid + 2, sid, 16))
+    expect_alive(conn)
+    assert expect_response(conn, conn.request(sid=sid + 2)).status == 200
+
+
+def test_priority_does_not_open_stream(conn):
+    """6.3: sending PRIORITY does not change stream state: after PRIORITY on
+    stream 5, streams 1 and 3 can still be opened."""
+    conn.send(priority_frame(5, 0, 16))
+    for sid in (1, 3, 5):
+        conn.send(headers_frame(sid, get_block(conn)))
+        assert expect_response(conn, sid).status == 200
+
+
+def test_many_priority_frames_on_idle_streams(conn):
+    """A burst of PRIORITY frames for idle streams is legal."""
+    conn.send(b"".join(priority_frame(2 * i + 101, 0, 16) for i in range(50)))
+    expect_alive(conn)
+    assert expect_response(conn, conn.request()).status == 200
+
+
+@pytest.mark.parametrize("length", [4, 6])
+def test_priority_wrong_length(conn, length):
+    """6.3: a PRIORITY length other than 5 MUST be a stream error
+    FRAME_SIZE_ERROR (on an open stream here)."""
+    sid = open_stream(conn)
+    conn.send(raw_frame(PRIORITY, 0, sid, (priority_payload() + b"\0")[:length]))
+    expect_stream_error(conn, sid, FRAME_SIZE_ERROR)
+
+
+def served_or_stream_error(c, sid):
+    """RFC 7540 5.3.1 made self-dependency a stream error PROTOCOL_ERROR; RFC
+    9113 deprecates the priority scheme and no longer states the rule, so
+    ignoring the priority fields and serving the stream is conformant too.
+    A connection error is not (unless 5.4.1 escalation is allowed, see
+    h2wire.ESCALATION_ENV)."""
+    from h2wire import ALLOW_ESCALATION, GOAWAY, HEADERS, RST_STREAM
+    f = c.wait_for(lambda f: f.type == GOAWAY
+                   or (f.sid == sid and f.type in (HEADERS, RST_STREAM)),
+                   what=f"response, RST_STREAM on {sid}, or GOAWAY")
+    if f.type == GOAWAY:
+        assert ALLOW_ESCALATION and f.error_code == PROTOCOL_ERROR, \
+            f"connection error {f} where a stream error or normal processing is expected"
+    elif f.type == RST_STREAM:
+        assert f.error_code == PROTOCOL_ERROR, f
+        expect_alive(c)
+    else:
+        assert f.status() == 200, f
+
+
+def test_headers_depends_on_itself(conn):
+    """HEADERS whose priority makes stream 1 depend on itself."""
+    conn.send(headers_frame(1, get_block(conn), priority=(1, 16, False)))
+    served_or_stream_error(conn, 1)
+
+
+def test_priority_depends_on_itself(conn):
+    """A PRIORITY frame making an open stream depend on itself, then the end
+    of the request."""
+    sid = open_stream(conn)
+    conn.send(priority_frame(sid, sid, 16) + data_frame(sid, b"", True))
+    served_or_stream_error(conn, sid)
