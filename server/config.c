@@ -386,10 +386,34 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         rc = conf_size(c, v, "limits.max_output_buffer", 16384, (size_t)1 << 30,
                        &l->max_output_buffer);
     } else {
+        static const struct {
+            const char *key;
+            size_t off;
+            long long min, max;
+        } counts[] = {
+            {"max_settings_entries", offsetof(cel_limits, max_settings_entries), 6, 1000},
+            {"reset_burst", offsetof(cel_limits, reset_burst), 1, 1000000},
+            {"reset_rate", offsetof(cel_limits, reset_rate), 1, 1000000},
+            {"max_continuations", offsetof(cel_limits, max_continuations), 1, 100000},
+            {"max_outbound_ack", offsetof(cel_limits, max_outbound_ack), 1, 1000000},
+            {"glitch_burst", offsetof(cel_limits, glitch_burst), 1, 100000000},
+            {"glitch_rate", offsetof(cel_limits, glitch_rate), 1, 100000000},
+        };
+        for (size_t j = 0; j < CEL_ARRAY_LEN(counts); j++) {
+            if (strcmp(key, counts[j].key) != 0)
+                continue;
+            char what[64];
+            snprintf(what, sizeof(what), "limits.%s", key);
+            rc = conf_int(c, v, what, counts[j].min, counts[j].max, &i);
+            *(uint32_t *)((char *)l + counts[j].off) = (uint32_t)i;
+            return rc;
+        }
         return conf_unknown_key(c, k, "limits",
                                 "max_concurrent_streams, max_header_list_size, max_request_body, "
                                 "max_connections, idle_timeout, header_timeout, write_timeout, "
-                                "initial_window_size, max_output_buffer");
+                                "initial_window_size, max_output_buffer, max_settings_entries, "
+                                "reset_burst, reset_rate, max_continuations, max_outbound_ack, "
+                                "glitch_burst, glitch_rate");
     }
     return rc;
 }
@@ -600,6 +624,13 @@ static void set_defaults(cel_config *cfg)
         .write_timeout_ms = CEL_DEF_WRITE_TIMEOUT_MS,
         .initial_window_size = CEL_DEF_INITIAL_WINDOW_SIZE,
         .max_output_buffer = CEL_DEF_MAX_OUTPUT_BUFFER,
+        .max_settings_entries = CEL_DEF_MAX_SETTINGS_ENTRIES,
+        .reset_burst = CEL_DEF_RESET_BURST,
+        .reset_rate = CEL_DEF_RESET_RATE,
+        .max_continuations = CEL_DEF_MAX_CONTINUATIONS,
+        .max_outbound_ack = CEL_DEF_MAX_OUTBOUND_ACK,
+        .glitch_burst = CEL_DEF_GLITCH_BURST,
+        .glitch_rate = CEL_DEF_GLITCH_RATE,
     };
 }
 

@@ -26,6 +26,13 @@
 #define CEL_DEF_SHUTDOWN_TIMEOUT_MS 10000
 #define CEL_DEF_INITIAL_WINDOW_SIZE 65535
 #define CEL_DEF_MAX_OUTPUT_BUFFER (256 * 1024)
+#define CEL_DEF_MAX_SETTINGS_ENTRIES 32 /* per SETTINGS frame */
+#define CEL_DEF_RESET_BURST 1000        /* RST_STREAMs a client may send at once... */
+#define CEL_DEF_RESET_RATE 33           /* ...and per second after that */
+#define CEL_DEF_MAX_CONTINUATIONS 8     /* CONTINUATION frames per header block */
+#define CEL_DEF_MAX_OUTBOUND_ACK 1000   /* SETTINGS/PING ACKs queued for a client not reading */
+#define CEL_DEF_GLITCH_BURST 1000       /* frames that do no work (PRIORITY, empty DATA, ... */
+#define CEL_DEF_GLITCH_RATE 100         /* ...unknown types, PING, SETTINGS) at once, per second */
 #ifndef CEL_MODULES_DIR
 #define CEL_MODULES_DIR "/usr/lib/celerisd/modules"
 #endif
@@ -40,6 +47,11 @@ typedef struct cel_limits {
     uint32_t write_timeout_ms;
     uint32_t initial_window_size;
     size_t max_output_buffer;
+    uint32_t max_settings_entries;
+    uint32_t reset_burst, reset_rate;
+    uint32_t max_continuations;
+    uint32_t max_outbound_ack;
+    uint32_t glitch_burst, glitch_rate;
 } cel_limits;
 
 /* Where in the YAML a thing came from, for errors that surface after parsing. */

@@ -97,6 +97,8 @@ struct cel_h2 {
     int goaway;
     int32_t in_headers; /* stream whose header block is still arriving, or 0 */
     int32_t last_stream; /* highest client stream id seen in a HEADERS frame */
+    uint32_t glitches;   /* tokens left in the bucket of frames that do no work */
+    time_t glitch_at;    /* when the bucket was last refilled */
     stream *writable;   /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
@@ -682,9 +684,47 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
 
 /* Checks nghttp2 leaves to the application (or makes more lenient than RFC
  * 9113 asks): they run on every frame header before its payload. */
+/* Frames that cost us work and give none: PRIORITY, empty DATA that does not
+ * end the stream, unknown types, and PING and SETTINGS (their ACK queue is
+ * bounded by nghttp2, their rate only here). nghttp2 1.52 has no limiter for
+ * these of its own. */
+static int is_glitch(const nghttp2_frame_hd *hd)
+{
+    switch (hd->type) {
+    case NGHTTP2_DATA:
+        return hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
+    case NGHTTP2_PRIORITY:
+        return 1;
+    case NGHTTP2_SETTINGS:
+    case NGHTTP2_PING:
+        return !(hd->flags & NGHTTP2_FLAG_ACK);
+    default:
+        return hd->type > NGHTTP2_CONTINUATION;
+    }
+}
+
+static int glitch(cel_h2 *h)
+{
+    time_t now = h->env->date_sec;
+    if (now != h->glitch_at) {
+        uint64_t refill = (uint64_t)(now - h->glitch_at) * h->limits.glitch_rate + h->glitches;
+        h->glitches = refill > h->limits.glitch_burst ? h->limits.glitch_burst : (uint32_t)refill;
+        h->glitch_at = now;
+    }
+    if (h->glitches == 0)
+        return -1;
+    h->glitches--;
+    return 0;
+}
+
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
 {
     cel_h2 *h = ud;
+    if (is_glitch(hd) && glitch(h)) {
+        cel_log_debug("h2: frame flood, ending the connection");
+        nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+        return 0;
+    }
     /* 4.2: a frame larger than our SETTINGS_MAX_FRAME_SIZE; nghttp2 1.52 lets an
      * oversized CONTINUATION through. */
     if (hd->length > OUR_MAX_FRAME_SIZE) {
@@ -805,6 +845,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->want_flush = want_flush;
     h->flush_ctx = ctx;
     h->limits = env->gen->cfg->limits;
+    h->glitches = h->limits.glitch_burst;
+    h->glitch_at = env->date_sec;
     nghttp2_mem mem = {env->pool, mem_malloc, mem_free, mem_calloc, mem_realloc};
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt)) {
@@ -813,6 +855,18 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     }
     /* Our own value is what we advertise and enforce in on_header. */
     nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+#if defined(HAVE_NGHTTP2_OPTION_SET_MAX_SETTINGS)
+    nghttp2_option_set_max_settings(opt, h->limits.max_settings_entries);
+#endif
+#if defined(HAVE_NGHTTP2_OPTION_SET_STREAM_RESET_RATE_LIMIT)
+    nghttp2_option_set_stream_reset_rate_limit(opt, h->limits.reset_burst, h->limits.reset_rate);
+#endif
+#if defined(HAVE_NGHTTP2_OPTION_SET_MAX_CONTINUATIONS)
+    nghttp2_option_set_max_continuations(opt, h->limits.max_continuations);
+#endif
+#if defined(HAVE_NGHTTP2_OPTION_SET_MAX_OUTBOUND_ACK)
+    nghttp2_option_set_max_outbound_ack(opt, h->limits.max_outbound_ack);
+#endif
     int rv = nghttp2_session_server_new3(&h->s, callbacks, h, opt, &mem);
     nghttp2_option_del(opt);
     if (rv) {
