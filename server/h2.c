@@ -290,6 +290,21 @@ static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size
     return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NO_COPY_NAME};
 }
 
+/* Decimal digits of V into BUF (at least 20 bytes); returns the length. The
+ * hot path's replacement for snprintf, which costs ~700 instructions a call. */
+static size_t utoa(char *buf, uint64_t v)
+{
+    char tmp[20];
+    size_t n = 0;
+    do {
+        tmp[n++] = (char)('0' + v % 10);
+        v /= 10;
+    } while (v);
+    for (size_t i = 0; i < n; i++)
+        buf[i] = tmp[n - 1 - i];
+    return n;
+}
+
 /* Submits RES's status and headers; with STREAMING the body follows through
  * write/end (no content-length), else RES's body is the whole body. */
 static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
@@ -298,15 +313,16 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     size_t n = 0;
     char status[4], clen[24];
     int no_body = res->status == 204 || res->status == 304;
-    snprintf(status, sizeof(status), "%03d", res->status);
+    status[0] = (char)('0' + res->status / 100 % 10);
+    status[1] = (char)('0' + res->status / 10 % 10);
+    status[2] = (char)('0' + res->status % 10);
     nva[n++] = nv_name_lit(":status", 7, status, 3);
     nva[n++] = NV_LIT("server", CEL_SERVER_NAME);
     nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
     if (res->content_type.n)
         nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
     if (!no_body && !streaming) {
-        int k = snprintf(clen, sizeof(clen), "%zu", res->body_len);
-        nva[n++] = nv_name_lit("content-length", 14, clen, (size_t)k);
+        nva[n++] = nv_name_lit("content-length", 14, clen, utoa(clen, res->body_len));
     }
     for (size_t i = 0; i < res->nheaders && n < MAX_RESPONSE_HEADERS; i++)
         nva[n++] = (nghttp2_nv){(uint8_t *)res->headers[i].name.p,
