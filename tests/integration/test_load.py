@@ -85,3 +85,26 @@ def test_h2load_mixed_paths_many_streams(srv):
     res = parse_h2load(out)
     assert res["succeeded"] == n and res["2xx"] == n, res
     assert res["failed"] == res["errored"] == res["timeout"] == 0, res
+
+
+def test_soak_600_clients_ramping(srv):
+    """The load the reference design held: 600 concurrent clients, added 40 a
+    second over 15 s, each making requests until the run ends. Every request
+    must succeed; no client may see a protocol error."""
+    n = max(load_n() * 3, 60000)
+    cmd = ["h2load", "-c", "600", "-r", "40", "--rate-period", "1s", "-n", str(n), "-m", "4",
+           "-T", "30", "-N", "30", srv.url("/users/1/posts/2")]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=180,
+                       stdin=subprocess.DEVNULL)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    res = parse_h2load(out)
+    assert res["succeeded"] == res["done"] == n, out
+    assert res["failed"] == res["errored"] == res["timeout"] == 0, out
+    assert res["2xx"] == n, out
+    # 600 clients at 40 a second: the last one starts after 14 rate periods,
+    # so a shorter run means the ramp (and so the 600) did not happen
+    m = re.search(r"^finished in ([\d.]+)(m?s)", out, re.M)
+    assert m, out
+    seconds = float(m.group(1)) / (1000 if m.group(2) == "ms" else 1)
+    assert seconds >= 13.5, out
