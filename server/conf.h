@@ -19,6 +19,7 @@ typedef struct conf_ctx {
     const char *dir; /* directory of FILE, for relative paths */
     cel_config *cfg; /* what is built; routes are read after every other key */
     yaml_node_t *routes; /* the top level's routes node, read last */
+    yaml_node_t *access; /* log.access, read once workers are known */
     char *err;
     size_t errlen;
 } conf_ctx;

@@ -12,6 +12,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "conf.h"
 #include "log.h"
 
@@ -418,11 +419,58 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
     return rc;
 }
 
+typedef struct access_build {
+    yaml_node_t *path, *format;
+} access_build;
+
+static int access_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    access_build *b = arg;
+    const char *s;
+    if (strcmp(key, "path") != 0 && strcmp(key, "format") != 0)
+        return conf_unknown_key(c, k, "log.access", "path, format");
+    int rc = conf_string(c, v, key[0] == 'p' ? "log.access.path" : "log.access.format", &s);
+    if (rc)
+        return rc;
+    *(key[0] == 'p' ? &b->path : &b->format) = v;
+    return 0;
+}
+
+/* The access log is opened after workers are known: it keeps a buffer per worker. */
+static int parse_access(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    access_build b = {0};
+    if (n->type == YAML_SCALAR_NODE && strcmp((const char *)n->data.scalar.value, "off") == 0)
+        return 0;
+    int rc = conf_mapping(c, n, "log.access", access_pair, &b);
+    if (rc)
+        return rc;
+    const char *path = b.path ? (const char *)b.path->data.scalar.value : "stderr";
+    if (strcmp(path, "off") == 0)
+        return 0;
+    char full[4096];
+    if (path[0] != '/' && strcmp(path, "stderr") && strcmp(path, "stdout"))
+        snprintf(full, sizeof(full), "%s/%s", c->dir, path);
+    else
+        snprintf(full, sizeof(full), "%s", path);
+    const char *format = b.format ? (const char *)b.format->data.scalar.value : "combined";
+    char err[512];
+    cfg->accesslog = cel_accesslog_new(full, format, cfg->nworkers, err, sizeof(err));
+    if (!cfg->accesslog)
+        return conf_error(c, strstr(err, "format") && b.format ? b.format : b.path ? b.path : n,
+                          "%s", err);
+    return 0;
+}
+
 static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_config *cfg = arg;
+    if (strcmp(key, "access") == 0) {
+        c->access = v;
+        return 0;
+    }
     if (strcmp(key, "level") != 0)
-        return conf_unknown_key(c, k, "log", "level");
+        return conf_unknown_key(c, k, "log", "level, access");
     const char *s;
     int rc = conf_string(c, v, "log.level", &s);
     if (rc)
@@ -482,6 +530,16 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         b->methods_node = v;
         return parse_methods(c, v, &b->r.methods);
     }
+    if (strcmp(key, "access_log") == 0) {
+        const char *s;
+        int rc = conf_string(c, v, "access_log", &s);
+        if (rc)
+            return rc;
+        if (strcmp(s, "off") && strcmp(s, "on") && strcmp(s, "true") && strcmp(s, "false"))
+            return conf_error(c, v, "access_log must be on or off, not \"%s\"", s);
+        b->r.access_log = strcmp(s, "off") && strcmp(s, "false");
+        return 0;
+    }
     if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0) {
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
@@ -491,7 +549,7 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         b->handler_node = v;
         return 0;
     }
-    return conf_unknown_key(c, k, "route", "path, methods, static, json, module");
+    return conf_unknown_key(c, k, "route", "path, methods, access_log, static, json, module");
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -499,6 +557,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     route_build b;
     memset(&b, 0, sizeof(b));
     b.r.loc = conf_loc(n);
+    b.r.access_log = 1;
     int rc = conf_mapping(c, n, "a route", route_pair, &b);
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");
@@ -710,6 +769,8 @@ cel_config *cel_config_load(const char *file, char *err, size_t errlen)
     rc = conf_mapping(&c, root, "the configuration", top_pair, cfg);
     if (!rc)
         rc = fill_missing(&c, cfg, root);
+    if (!rc && c.access)
+        rc = parse_access(&c, cfg, c.access);
     if (!rc && c.routes)
         rc = parse_routes(&c, cfg, c.routes);
     if (!rc && !cfg->router && !(cfg->router = cel_router_new()))
@@ -745,6 +806,7 @@ void cel_config_unref(cel_config *c)
     free(c->listen);
     free(c->cpus);
     free(c->modules_dir);
+    cel_accesslog_free(c->accesslog);
     free(c->file);
     free(c);
 }

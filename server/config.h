@@ -71,7 +71,10 @@ typedef struct cel_route {
     unsigned methods;
     cel_handler *handler;
     cel_loc loc;
+    int access_log; /* 0: `access_log: off` on this route */
 } cel_route;
+
+struct cel_accesslog;
 
 typedef struct cel_config {
     atomic_uint refs;
@@ -86,6 +89,7 @@ typedef struct cel_config {
     int log_level;
     cel_limits limits;
     char *modules_dir; /* where `module: {name: X}` finds X.so */
+    struct cel_accesslog *accesslog; /* NULL: off */
 
     cel_router *router;
     cel_route *routes;

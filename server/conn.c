@@ -1,6 +1,8 @@
 #include "conn.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
+#include <stdio.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -328,6 +330,19 @@ void cel_conn_shutdown(cel_conn *c)
     pump(c);
 }
 
+static void peer_text(int fd, char *buf, size_t len)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    snprintf(buf, len, "-");
+    if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
+        return;
+    if (ss.ss_family == AF_INET)
+        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
+    else if (ss.ss_family == AF_INET6)
+        inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
+}
+
 cel_conn *cel_conn_new(cel_conn_host *host, int fd)
 {
     cel_env *env = host->env;
@@ -347,7 +362,8 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd)
     event_assign(&c->wev, host->base, fd, EV_WRITE, on_write, c);
     event_assign(&c->tev, host->base, -1, 0, on_timer, c);
     event_assign(&c->fev, host->base, -1, 0, on_flush, c);
-    c->h2 = cel_h2_new(env, &c->out, want_flush, c);
+    peer_text(fd, c->peer, sizeof(c->peer));
+    c->h2 = cel_h2_new(env, &c->out, want_flush, c, c->peer);
     if (!c->h2) {
         cel_outq_deinit(&c->out);
         close(fd);

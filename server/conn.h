@@ -33,6 +33,7 @@ struct cel_conn {
     cel_limits limits;
     struct timeval accepted, active; /* event loop time of accept and of the last I/O */
     unsigned preface_seen; /* bytes of the client preface matched so far */
+    char peer[48];         /* the client's address, as text */
     uint8_t reading, writing, closing, lingering, tkind;
 };
 

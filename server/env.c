@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "accesslog.h"
 #include "log.h"
 
 static cel_genref *genref_new(cel_env *e, cel_config *cfg)
@@ -166,4 +167,13 @@ void cel_env_detach(cel_env *e, cel_config *cfg)
         if (h->worker_fini)
             h->worker_fini(h, e);
     }
+}
+
+void cel_env_flush_logs(cel_env *e)
+{
+    if (e->gen && e->gen->cfg->accesslog)
+        cel_accesslog_flush(e->gen->cfg->accesslog, e->worker_id);
+    for (cel_genref *r = e->retired; r; r = r->next)
+        if (r->cfg->accesslog)
+            cel_accesslog_flush(r->cfg->accesslog, e->worker_id);
 }

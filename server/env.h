@@ -82,6 +82,8 @@ void cel_env_tick(cel_env *e, time_t now);
 void cel_env_post(cel_env *e, cel_task *t);
 /* On the worker: runs the tasks posted so far. */
 void cel_env_run_tasks(cel_env *e);
+/* Writes out this worker's access log buffers (once a second). */
+void cel_env_flush_logs(cel_env *e);
 /* Runs the handlers' worker_init for CFG on this worker (worker thread). */
 void cel_env_attach(cel_env *e, cel_config *cfg);
 void cel_env_detach(cel_env *e, cel_config *cfg);

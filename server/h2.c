@@ -1,10 +1,13 @@
 #include "h2.h"
 
+#include <event2/event.h>
+#include <event2/util.h>
 #include <nghttp2/nghttp2.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "accesslog.h"
 #include "arena.h"
 #include "dispatch.h"
 #include "log.h"
@@ -74,6 +77,9 @@ typedef struct stream {
     size_t body_len, body_cap;
     size_t discarded;
     cel_route_match match;
+    struct timeval start; /* loop time of the first header */
+    int status;
+    uint64_t bytes_sent;
     /* the response body being sent: fixed (out) or streamed (sbuf) */
     const char *out;
     size_t out_len, out_read, out_sent;
@@ -102,6 +108,7 @@ struct cel_h2 {
     stream *writable;   /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
+    const char *peer; /* client address, for the access log */
 };
 
 static const cel_exchange_ops exchange_ops;
@@ -148,6 +155,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->x.env = h->env;
     st->gen = cel_env_hold(h->env);
     st->x.gen = st->gen;
+    event_base_gettimeofday_cached(h->env->base, &st->start);
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
     st->hdrs = st->inline_hdrs;
     st->cap_hdrs = INLINE_HEADERS;
@@ -168,8 +176,32 @@ static void ext_unref(void *arg)
     cel_pool_release(e->pool, e);
 }
 
+static void log_access(cel_h2 *h, stream *st)
+{
+    const cel_config *cfg = st->gen->cfg;
+    const cel_route *route = st->match.data;
+    if (!cfg->accesslog || !(st->flags & ST_RESPONDED) || (route && !route->access_log))
+        return;
+    struct timeval now, d;
+    event_base_gettimeofday_cached(h->env->base, &now);
+    evutil_timersub(&now, &st->start, &d);
+    cel_access e = {
+        .req = &st->req,
+        .peer = h->peer,
+        .protocol = "HTTP/2.0",
+        .status = st->status,
+        .bytes = st->bytes_sent,
+        .duration_us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec,
+        .now = now.tv_sec,
+    };
+    st->req.headers = st->hdrs;
+    st->req.nheaders = st->nhdrs;
+    cel_accesslog_add(cfg->accesslog, h->env->worker_id, &e);
+}
+
 static void stream_free(cel_h2 *h, stream *st)
 {
+    log_access(h, st);
     if (st->x.on_close)
         st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
     if (st->flags & ST_WQ)
@@ -257,6 +289,7 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     const char *p = (st->flags & ST_STREAMING ? st->sbuf : st->out) + st->out_sent;
     st->out_sent += length;
+    st->bytes_sent += length;
     int rc;
     if (st->out_kind == BODY_GEN && length >= REF_MIN) {
         st->gen->users++;
@@ -330,6 +363,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
                                 res->headers[i].value.n, NGHTTP2_NV_FLAG_NONE};
 
     st->flags |= ST_RESPONDED;
+    st->status = res->status;
     if (streaming) {
         st->flags |= ST_STREAMING;
     } else {
@@ -850,7 +884,8 @@ int cel_h2_global_init(void)
     return init_callbacks();
 }
 
-cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx)
+cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
+                   const char *peer)
 {
     cel_h2 *h = cel_pool_alloc(env->pool, sizeof(*h));
     if (!h)
@@ -860,6 +895,7 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->out = out;
     h->want_flush = want_flush;
     h->flush_ctx = ctx;
+    h->peer = peer ? peer : "-";
     h->limits = env->gen->cfg->limits;
     h->glitches = h->limits.glitch_burst;
     h->glitch_at = env->date_sec;

@@ -19,8 +19,10 @@ int cel_h2_global_init(void);
 /* A new server session writing into OUT. Queues our SETTINGS. WANT_FLUSH(CTX)
  * is called when a handler produced output outside the connection's own I/O
  * (an async completion): the connection should run cel_h2_send and flush soon.
+ * PEER (the client's address, for the access log) must outlive the session.
  * NULL on ENOMEM. */
-cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx);
+cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
+                   const char *peer);
 /* Frees the session and every stream still open (releasing their generations). */
 void cel_h2_free(cel_h2 *h);
 

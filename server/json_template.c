@@ -545,3 +545,8 @@ too_big:
     *outlen = bound(t, req);
     return CEL_ETOOBIG;
 }
+
+char *cel_json_escape(char *w, char *end, const char *src, size_t n)
+{
+    return esc(w, end, src, n);
+}

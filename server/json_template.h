@@ -53,4 +53,9 @@ void cel_tmpl_each_param(const cel_tmpl *t, void (*fn)(void *arg, const char *na
 int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t cap,
                     size_t *outlen);
 
+/* JSON-string escapes N bytes of SRC into [W, END) with the rules above (no
+ * surrounding quotes). Returns the new write position, or NULL when it does not
+ * fit; 6 bytes per input byte always do. */
+char *cel_json_escape(char *w, char *end, const char *src, size_t n);
+
 #endif

@@ -14,6 +14,7 @@
 
 #include "config.h"
 #include "h2.h"
+#include "accesslog.h"
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
@@ -80,9 +81,14 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
     case SIGHUP:
         reload(d);
         break;
-    case SIGUSR1:
-        /* No log files of our own yet: stderr belongs to the supervisor. */
+    case SIGUSR1: {
+        char err[512];
+        if (d->srv.cfg->accesslog && cel_accesslog_reopen(d->srv.cfg->accesslog, err, sizeof(err)))
+            cel_log(CEL_LOG_ERROR, "%s", err);
+        else
+            cel_log(CEL_LOG_INFO, "log files reopened");
         break;
+    }
     default:
         cel_log(CEL_LOG_INFO, "%s: stopping gracefully", strsignal((int)sig));
         cel_notify("STOPPING=1\nSTATUS=stopping: draining %zu connections",

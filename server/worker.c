@@ -274,6 +274,7 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     cel_worker *w = arg;
     (void)fd, (void)what;
     atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
+    cel_env_flush_logs(&w->env);
 }
 
 static void *run(void *arg)
@@ -304,6 +305,7 @@ static void *run(void *arg)
         cel_log(CEL_LOG_ERROR, "worker %u: %zu async completions never came back", w->id,
                 w->env.tasks_pending);
     /* Handlers' worker_fini runs here, on the worker's own thread. */
+    cel_env_flush_logs(&w->env);
     cel_env_deinit(&w->env);
     w->env_live = 0;
     return NULL;
