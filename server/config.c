@@ -15,6 +15,7 @@
 #include "accesslog.h"
 #include "conf.h"
 #include "log.h"
+#include "stats.h"
 
 static atomic_ulong generations;
 
@@ -540,7 +541,8 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         b->r.access_log = strcmp(s, "off") && strcmp(s, "false");
         return 0;
     }
-    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0) {
+    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0 ||
+        strcmp(key, "metrics") == 0 || strcmp(key, "status") == 0) {
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
                               (const char *)b->handler_key->data.scalar.value,
@@ -549,7 +551,8 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         b->handler_node = v;
         return 0;
     }
-    return conf_unknown_key(c, k, "route", "path, methods, access_log, static, json, module");
+    return conf_unknown_key(c, k, "route",
+                            "path, methods, access_log, static, json, module, metrics, status");
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -562,7 +565,9 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");
     if (!rc && !b.handler_node)
-        rc = conf_error(c, n, "route at line %u has no handler (give one of: static, json, module)",
+        rc = conf_error(c, n,
+                        "route at line %u has no handler (give one of: static, json, module, "
+                        "metrics, status)",
                         b.r.loc.line);
     if (!rc) {
         const char *type = (const char *)b.handler_key->data.scalar.value;
@@ -570,8 +575,10 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
             rc = conf_handler_static(c, b.handler_node, &b.r.handler);
         else if (strcmp(type, "json") == 0)
             rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else
+        else if (strcmp(type, "module") == 0)
             rc = conf_handler_module(c, b.handler_node, b.r.pattern, &b.r.handler);
+        else
+            rc = conf_handler_stats(c, b.handler_node, type[0] == 's', &b.r.handler);
     }
     if (rc) {
         free(b.r.pattern);
@@ -581,6 +588,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         b.r.methods = CEL_M_GET | CEL_M_HEAD;
     if (b.r.methods & CEL_M_GET)
         b.r.methods |= CEL_M_HEAD;
+    b.r.stat_id = cel_stats_route_id(b.r.pattern);
     b.r.loc = conf_loc(b.path_node);
 
     cel_route *nr = realloc(cfg->routes, (cfg->nroutes + 1) * sizeof(*nr));

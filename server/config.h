@@ -72,6 +72,7 @@ typedef struct cel_route {
     cel_handler *handler;
     cel_loc loc;
     int access_log; /* 0: `access_log: off` on this route */
+    unsigned stat_id; /* the route's counters (stats.h), stable across reloads */
 } cel_route;
 
 struct cel_accesslog;

@@ -9,6 +9,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stats.h"
 
 /* Reads per read event before yielding to other connections. */
 #define READS_PER_EVENT 4
@@ -241,6 +242,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
         event_base_gettimeofday_cached(c->host->base, &c->active);
         cel_env_tick(env, c->active.tv_sec);
+        if (env->stats)
+            cel_count(&env->stats->bytes_in, (uint64_t)n);
         if (c->lingering || c->closing)
             continue;
         if (c->preface_seen < PREFACE_LEN && check_preface(c, env->rbuf, (size_t)n))

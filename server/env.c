@@ -33,6 +33,7 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *c
     e->rbuf = malloc(CEL_READ_BUF);
     e->gen = genref_new(e, cfg);
     e->retired = NULL;
+    e->stats = NULL;
     e->date_sec = 0;
     if (e->efd < 0 || !e->pool || !e->rbuf || !e->gen) {
         cel_env_deinit(e);

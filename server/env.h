@@ -44,6 +44,7 @@ typedef struct cel_env {
     cel_task *inbox;
     size_t tasks_pending; /* tokens out that will post a task: the worker waits for them */
     cel_pool *pool;
+    struct cel_wstats *stats; /* this worker's counters; NULL when not counting */
     cel_genref *gen;     /* the newest generation this worker has seen */
     cel_genref *retired; /* older ones that still have users */
     time_t date_sec;

@@ -11,6 +11,7 @@
 #include "arena.h"
 #include "dispatch.h"
 #include "log.h"
+#include "stats.h"
 #include "version.h"
 
 /* Bodies at least this long that live in the generation are queued by
@@ -156,6 +157,8 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->gen = cel_env_hold(h->env);
     st->x.gen = st->gen;
     event_base_gettimeofday_cached(h->env->base, &st->start);
+    if (h->env->stats)
+        cel_count(&h->env->stats->streams_open, 1);
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
     st->hdrs = st->inline_hdrs;
     st->cap_hdrs = INLINE_HEADERS;
@@ -176,22 +179,33 @@ static void ext_unref(void *arg)
     cel_pool_release(e->pool, e);
 }
 
-static void log_access(cel_h2 *h, stream *st)
+/* A stream ends: count it, and log it when the route wants that. */
+static void account(cel_h2 *h, stream *st)
 {
+    cel_wstats *ws = h->env->stats;
+    if (ws)
+        cel_uncount(&ws->streams_open, 1);
+    if (!(st->flags & ST_RESPONDED))
+        return;
     const cel_config *cfg = st->gen->cfg;
     const cel_route *route = st->match.data;
-    if (!cfg->accesslog || !(st->flags & ST_RESPONDED) || (route && !route->access_log))
-        return;
     struct timeval now, d;
     event_base_gettimeofday_cached(h->env->base, &now);
     evutil_timersub(&now, &st->start, &d);
+    uint64_t us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec;
+    if (ws) {
+        cel_stats_request(ws, route ? route->stat_id : 0, st->req.method_bit, st->status, us);
+        cel_count(&ws->bytes_out, st->bytes_sent);
+    }
+    if (!cfg->accesslog || (route && !route->access_log))
+        return;
     cel_access e = {
         .req = &st->req,
         .peer = h->peer,
         .protocol = "HTTP/2.0",
         .status = st->status,
         .bytes = st->bytes_sent,
-        .duration_us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec,
+        .duration_us = us,
         .now = now.tv_sec,
     };
     st->req.headers = st->hdrs;
@@ -201,7 +215,7 @@ static void log_access(cel_h2 *h, stream *st)
 
 static void stream_free(cel_h2 *h, stream *st)
 {
-    log_access(h, st);
+    account(h, st);
     if (st->x.on_close)
         st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
     if (st->flags & ST_WQ)

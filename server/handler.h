@@ -80,6 +80,10 @@ cel_handler *cel_handler_module_new(struct cel_module_image *img, const char *ro
                                     const char *config_json, unsigned nworkers, char *err,
                                     size_t errlen);
 
+/* Prometheus metrics and a JSON status, from stats.c. */
+cel_handler *cel_handler_metrics_new(void);
+cel_handler *cel_handler_status_new(void);
+
 /* Takes ownership of TMPL (also on failure). */
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,
                                   size_t nheaders, struct cel_tmpl *tmpl);

@@ -18,9 +18,14 @@
 #include "log.h"
 #include "notify.h"
 #include "reload.h"
+#include "stats.h"
 #include "version.h"
 
+#ifdef CEL_DEFAULT_CONFIG
+#define DEFAULT_CONFIG CEL_DEFAULT_CONFIG
+#else
 #define DEFAULT_CONFIG "/etc/celerisd/celerisd.yaml"
+#endif
 
 typedef struct daemon_state {
     cel_server srv;
@@ -62,7 +67,9 @@ static void reload(daemon_state *d)
 {
     cel_notify_reloading();
     cel_log(CEL_LOG_INFO, "reloading %s", d->srv.cfg->file);
-    if (cel_server_reload(&d->srv) == 0) {
+    int ok = cel_server_reload(&d->srv) == 0;
+    cel_stats_reload(ok, d->srv.cfg->generation, d->srv.nworkers);
+    if (ok) {
         cel_log(CEL_LOG_INFO, "generation %lu is serving", d->srv.cfg->generation);
         cel_notify("READY=1");
     } else {
@@ -180,6 +187,7 @@ int main(int argc, char **argv)
         sigs[i] = evsignal_new(d.base, signums[i], on_signal, &d);
         event_add(sigs[i], NULL);
     }
+    cel_stats_reload(-1, d.srv.cfg->generation, d.srv.nworkers);
     d.watchdog_usec = cel_notify_watchdog_usec();
     /* The tick feeds the watchdog, so it runs at least twice per interval. */
     struct timeval tick = {1, 0};

@@ -11,6 +11,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "stats.h"
 
 typedef struct cel_wlistener {
     struct cel_wlistener *next;
@@ -81,6 +82,8 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
         c->next->prev = c->prev;
     w->nconns--;
     atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
+    if (w->env.stats)
+        cel_uncount(&w->env.stats->connections_open, 1);
     if (w->stopping) {
         if (w->nconns == 0 && w->env.tasks_pending == 0)
             event_base_loopexit(w->host.base, NULL);
@@ -124,6 +127,10 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         w->conns = c;
         w->nconns++;
         atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
+        if (w->env.stats) {
+            cel_count(&w->env.stats->connections_open, 1);
+            cel_count(&w->env.stats->connections_total, 1);
+        }
         cel_conn_start(c);
     }
 }
@@ -207,7 +214,9 @@ static void begin_stop(cel_worker *w)
         event_base_loopexit(w->host.base, NULL);
         return;
     }
-    struct timeval tv = {w->shutdown_timeout_ms / 1000, (w->shutdown_timeout_ms % 1000) * 1000};
+    /* The generation in force now: a reload may have changed it. */
+    uint32_t ms = w->env.gen->cfg->shutdown_timeout_ms;
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
     event_add(&w->stop_ev, &tv);
 }
 
@@ -336,7 +345,6 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
     w->id = id;
     w->cpu = cpu;
     pthread_mutex_init(&w->cmd_lock, NULL);
-    w->shutdown_timeout_ms = cfg->shutdown_timeout_ms;
     atomic_init(&w->stop, 0);
     w->host.env = &w->env;
     w->host.on_close = on_conn_close;
@@ -353,6 +361,7 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
         return CEL_ENOMEM;
     }
     w->env_live = 1;
+    w->env.stats = cel_stats_worker(id);
     event_assign(&w->resume_ev, w->host.base, -1, 0, on_resume, w);
     event_assign(&w->stop_ev, w->host.base, -1, 0, on_stop_timeout, w);
     event_assign(&w->wake_ev, w->host.base, w->env.efd, EV_READ | EV_PERSIST, on_wake, w);

@@ -34,7 +34,6 @@ typedef struct cel_worker {
     struct event wake_ev; /* on env.efd: commands, tasks, new generations */
     atomic_int stop;
     int stopping;
-    uint32_t shutdown_timeout_ms;
     struct event stop_ev;
     cel_conn *conns;
     size_t nconns;

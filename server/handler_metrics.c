@@ -1,0 +1,79 @@
+/* The metrics handler (Prometheus text format) and the status handler (a small
+ * JSON for health checks): both read the counters of stats.c. */
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "handler.h"
+#include "stats.h"
+#include "version.h"
+
+typedef struct stats_handler {
+    cel_handler base;
+    int json; /* status: JSON; metrics: Prometheus text */
+} stats_handler;
+
+static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    stats_handler *s = (stats_handler *)h;
+    memset(res, 0, sizeof(*res));
+    res->status = 200;
+    res->headers = NULL;
+    if (s->json) {
+        char *buf = cel_arena_alloc(x->arena, 256);
+        if (!buf)
+            return CEL_ENOMEM;
+        int n = snprintf(buf, 256,
+                         "{\"status\":\"ok\",\"version\":\"%s\",\"generation\":%lu,"
+                         "\"workers\":%u,\"connections\":%llu,\"uptime_seconds\":%.0f}",
+                         CEL_VERSION, cel_stats_generation(), cel_stats_workers(),
+                         (unsigned long long)cel_stats_connections(), cel_stats_uptime());
+        res->content_type = CEL_STR_LIT("application/json");
+        res->body = buf;
+        res->body_len = n > 0 ? (size_t)n : 0;
+        return 0;
+    }
+    /* Counters move between two passes: a little slack for the second one. */
+    size_t cap = 16384;
+    for (int attempt = 0; attempt < 3; attempt++) {
+        char *buf = cel_arena_alloc(x->arena, cap);
+        if (!buf)
+            return CEL_ENOMEM;
+        size_t n = cel_stats_prometheus(buf, cap);
+        if (n < cap) {
+            res->content_type = CEL_STR_LIT("text/plain; version=0.0.4; charset=utf-8");
+            res->body = buf;
+            res->body_len = n;
+            return 0;
+        }
+        cap = n + 4096;
+    }
+    return CEL_EIO;
+}
+
+static void destroy(cel_handler *h)
+{
+    free(h);
+}
+
+static cel_handler *make(int json)
+{
+    stats_handler *s = calloc(1, sizeof(*s));
+    if (!s)
+        return NULL;
+    s->base.type = json ? "status" : "metrics";
+    s->base.handle = handle;
+    s->base.destroy = destroy;
+    s->json = json;
+    return &s->base;
+}
+
+cel_handler *cel_handler_metrics_new(void)
+{
+    return make(0);
+}
+
+cel_handler *cel_handler_status_new(void)
+{
+    return make(1);
+}

@@ -1,0 +1,249 @@
+#include "stats.h"
+
+#include <pthread.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+#include "router.h"
+#include "version.h"
+
+/* Upper bounds of the duration buckets, in microseconds and as printed. */
+static const uint64_t bucket_us[CEL_STATS_BUCKETS] = {100,   500,   1000,   2500,   5000,   10000,
+                                                      25000, 50000, 100000, 500000, 1000000, 5000000};
+static const char *const bucket_le[CEL_STATS_BUCKETS] = {
+    "0.0001", "0.0005", "0.001", "0.0025", "0.005", "0.01",
+    "0.025",  "0.05",   "0.1",   "0.5",    "1",     "5"};
+static const char *const method_names[CEL_STATS_METHODS] = {"GET",    "HEAD",  "POST",    "PUT",
+                                                            "DELETE", "PATCH", "OPTIONS", "other"};
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static cel_wstats *blocks;
+static char *routes[CEL_STATS_ROUTES];
+static unsigned nroutes;
+
+static atomic_ulong reloads_ok, reloads_failed, generation;
+static atomic_uint workers;
+static struct timespec started;
+
+cel_wstats *cel_stats_worker(unsigned worker_id)
+{
+    cel_wstats *w = calloc(1, sizeof(*w));
+    if (!w)
+        return NULL;
+    w->worker_id = worker_id;
+    pthread_mutex_lock(&lock);
+    if (!started.tv_sec)
+        clock_gettime(CLOCK_MONOTONIC, &started);
+    w->next = blocks;
+    blocks = w;
+    pthread_mutex_unlock(&lock);
+    return w;
+}
+
+unsigned cel_stats_route_id(const char *pattern)
+{
+    pthread_mutex_lock(&lock);
+    if (nroutes == 0) {
+        routes[0] = "(unmatched)";
+        routes[CEL_STATS_ROUTES - 1] = "(other)";
+        nroutes = 1;
+    }
+    unsigned id = CEL_STATS_ROUTES - 1;
+    for (unsigned i = 1; i < nroutes; i++)
+        if (strcmp(routes[i], pattern) == 0) {
+            id = i;
+            goto out;
+        }
+    if (nroutes < CEL_STATS_ROUTES - 1 && (routes[nroutes] = strdup(pattern)))
+        id = nroutes++;
+out:
+    pthread_mutex_unlock(&lock);
+    return id;
+}
+
+static unsigned method_index(unsigned bit)
+{
+    for (unsigned i = 0; i < CEL_STATS_METHODS - 1; i++)
+        if (bit == 1u << i)
+            return i;
+    return CEL_STATS_METHODS - 1;
+}
+
+void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned method_bit, int status,
+                       uint64_t duration_us)
+{
+    unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
+    cel_count(&w->requests[route_id][method_index(method_bit)][cls], 1);
+    unsigned b = 0;
+    while (b < CEL_STATS_BUCKETS && duration_us > bucket_us[b])
+        b++;
+    if (b < CEL_STATS_BUCKETS)
+        cel_count(&w->duration_buckets[b], 1);
+    cel_count(&w->duration_sum_us, duration_us);
+}
+
+void cel_stats_reload(int ok, unsigned long gen, unsigned nworkers)
+{
+    if (ok >= 0)
+        atomic_fetch_add(ok ? &reloads_ok : &reloads_failed, 1);
+    atomic_store(&generation, gen);
+    atomic_store(&workers, nworkers);
+}
+
+typedef struct out {
+    char *p;
+    size_t len, cap;
+} out;
+
+static void emit(out *o, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+static void emit(out *o, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    size_t room = o->len < o->cap ? o->cap - o->len : 0;
+    int n = vsnprintf(o->p ? o->p + o->len : NULL, room, fmt, ap);
+    va_end(ap);
+    if (n > 0)
+        o->len += (size_t)n;
+}
+
+static uint64_t get(const cel_counter *c)
+{
+    return atomic_load_explicit(c, memory_order_relaxed);
+}
+
+/* Label values are route patterns: escape backslash, quote and newline. */
+static void emit_label(out *o, const char *s)
+{
+    for (; *s; s++) {
+        if (*s == '\\' || *s == '"')
+            emit(o, "\\%c", *s);
+        else if (*s == '\n')
+            emit(o, "\\n");
+        else
+            emit(o, "%c", *s);
+    }
+}
+
+size_t cel_stats_prometheus(char *buf, size_t cap)
+{
+    out o = {buf, 0, cap};
+    pthread_mutex_lock(&lock);
+    emit(&o, "# HELP celerisd_build_info Version of this celerisd.\n"
+             "# TYPE celerisd_build_info gauge\n"
+             "celerisd_build_info{version=\"%s\"} 1\n",
+         CEL_VERSION);
+    emit(&o, "# HELP celerisd_requests_total Requests answered, by route, method and status "
+             "class.\n# TYPE celerisd_requests_total counter\n");
+    for (unsigned r = 0; r < CEL_STATS_ROUTES; r++) {
+        if (!routes[r])
+            continue;
+        for (unsigned m = 0; m < CEL_STATS_METHODS; m++)
+            for (unsigned c = 0; c < CEL_STATS_CLASSES; c++) {
+                uint64_t n = 0;
+                for (cel_wstats *w = blocks; w; w = w->next)
+                    n += get(&w->requests[r][m][c]);
+                if (!n)
+                    continue;
+                emit(&o, "celerisd_requests_total{route=\"");
+                emit_label(&o, routes[r]);
+                emit(&o, "\",method=\"%s\",code=\"%uxx\"} %llu\n", method_names[m], c + 1,
+                     (unsigned long long)n);
+            }
+    }
+    emit(&o, "# HELP celerisd_request_duration_seconds Time from a request's first header to "
+             "the end of its response.\n# TYPE celerisd_request_duration_seconds histogram\n");
+    uint64_t cum = 0, sum = 0, count = 0;
+    for (cel_wstats *w = blocks; w; w = w->next) {
+        sum += get(&w->duration_sum_us);
+        for (unsigned m = 0; m < CEL_STATS_METHODS; m++)
+            for (unsigned r = 0; r < CEL_STATS_ROUTES; r++)
+                for (unsigned c = 0; c < CEL_STATS_CLASSES; c++)
+                    count += get(&w->requests[r][m][c]);
+    }
+    for (unsigned b = 0; b < CEL_STATS_BUCKETS; b++) {
+        for (cel_wstats *w = blocks; w; w = w->next)
+            cum += get(&w->duration_buckets[b]);
+        emit(&o, "celerisd_request_duration_seconds_bucket{le=\"%s\"} %llu\n", bucket_le[b],
+             (unsigned long long)cum);
+    }
+    emit(&o,
+         "celerisd_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
+         "celerisd_request_duration_seconds_sum %.6f\n"
+         "celerisd_request_duration_seconds_count %llu\n",
+         (unsigned long long)count, (double)sum / 1e6, (unsigned long long)count);
+
+    static const struct {
+        const char *name, *type, *help;
+        size_t off;
+    } per_worker[] = {
+        {"celerisd_connections_open", "gauge", "Connections open now.",
+         offsetof(cel_wstats, connections_open)},
+        {"celerisd_connections_total", "counter", "Connections accepted.",
+         offsetof(cel_wstats, connections_total)},
+        {"celerisd_streams_open", "gauge", "Streams (requests in flight) open now.",
+         offsetof(cel_wstats, streams_open)},
+        {"celerisd_received_bytes_total", "counter", "Bytes read from clients.",
+         offsetof(cel_wstats, bytes_in)},
+        {"celerisd_sent_bytes_total", "counter", "Response body bytes sent.",
+         offsetof(cel_wstats, bytes_out)},
+    };
+    for (size_t i = 0; i < sizeof(per_worker) / sizeof(per_worker[0]); i++) {
+        emit(&o, "# HELP %s %s\n# TYPE %s %s\n", per_worker[i].name, per_worker[i].help,
+             per_worker[i].name, per_worker[i].type);
+        for (cel_wstats *w = blocks; w; w = w->next)
+            emit(&o, "%s{protocol=\"h2\",worker=\"%u\"} %llu\n", per_worker[i].name,
+                 w->worker_id,
+                 (unsigned long long)get((const cel_counter *)((const char *)w + per_worker[i].off)));
+    }
+    pthread_mutex_unlock(&lock);
+
+    emit(&o,
+         "# HELP celerisd_reloads_total Configuration reloads, by result.\n"
+         "# TYPE celerisd_reloads_total counter\n"
+         "celerisd_reloads_total{result=\"ok\"} %lu\n"
+         "celerisd_reloads_total{result=\"failed\"} %lu\n"
+         "# HELP celerisd_config_generation The configuration generation serving new requests.\n"
+         "# TYPE celerisd_config_generation gauge\n"
+         "celerisd_config_generation %lu\n"
+         "# HELP celerisd_workers Worker threads.\n"
+         "# TYPE celerisd_workers gauge\n"
+         "celerisd_workers %u\n"
+         "# HELP celerisd_uptime_seconds Seconds since the daemon started.\n"
+         "# TYPE celerisd_uptime_seconds gauge\n"
+         "celerisd_uptime_seconds %.3f\n",
+         atomic_load(&reloads_ok), atomic_load(&reloads_failed), atomic_load(&generation),
+         atomic_load(&workers), cel_stats_uptime());
+    return o.len;
+}
+
+uint64_t cel_stats_connections(void)
+{
+    uint64_t n = 0;
+    pthread_mutex_lock(&lock);
+    for (cel_wstats *w = blocks; w; w = w->next)
+        n += get(&w->connections_open);
+    pthread_mutex_unlock(&lock);
+    return n;
+}
+
+unsigned long cel_stats_generation(void)
+{
+    return atomic_load(&generation);
+}
+
+unsigned cel_stats_workers(void)
+{
+    return atomic_load(&workers);
+}
+
+double cel_stats_uptime(void)
+{
+    struct timespec now;
+    clock_gettime(CLOCK_MONOTONIC, &now);
+    return (double)(now.tv_sec - started.tv_sec) + (double)(now.tv_nsec - started.tv_nsec) / 1e9;
+}

@@ -1,0 +1,72 @@
+/*
+ * Counters for the metrics and status handlers. Each worker owns one block and
+ * is its only writer: a counter moves with a relaxed load and store (a plain
+ * add on x86, no lock prefix), and a scrape on any thread sums the blocks.
+ * Blocks outlive their workers (a worker drained by a reload keeps its counts
+ * in the totals), so counters never go backwards.
+ *
+ * Routes are counted by a small id that stays the same across generations for
+ * the same path pattern, so a reload does not reset a route's counters.
+ */
+#ifndef CEL_STATS_H
+#define CEL_STATS_H
+
+#include <stdatomic.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#define CEL_STATS_ROUTES 256 /* distinct patterns counted one by one; more share one id */
+#define CEL_STATS_METHODS 8  /* GET HEAD POST PUT DELETE PATCH OPTIONS other */
+#define CEL_STATS_CLASSES 5  /* 1xx .. 5xx */
+#define CEL_STATS_BUCKETS 12
+
+typedef _Atomic uint64_t cel_counter;
+
+typedef struct cel_wstats {
+    struct cel_wstats *next;
+    unsigned worker_id;
+    cel_counter requests[CEL_STATS_ROUTES][CEL_STATS_METHODS][CEL_STATS_CLASSES];
+    cel_counter duration_buckets[CEL_STATS_BUCKETS]; /* cumulative only when summed */
+    cel_counter duration_sum_us;
+    cel_counter connections_open, connections_total;
+    cel_counter streams_open;
+    cel_counter bytes_in, bytes_out;
+} cel_wstats;
+
+static inline void cel_count(cel_counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) + n,
+                          memory_order_relaxed);
+}
+
+static inline void cel_uncount(cel_counter *c, uint64_t n)
+{
+    atomic_store_explicit(c, atomic_load_explicit(c, memory_order_relaxed) - n,
+                          memory_order_relaxed);
+}
+
+/* A block for a new worker (registered for scrapes; never freed). */
+cel_wstats *cel_stats_worker(unsigned worker_id);
+
+/* The id of route PATTERN (main thread, at config load). Unmatched requests
+ * count under id 0. */
+unsigned cel_stats_route_id(const char *pattern);
+
+/* One answered request (the worker that served it). */
+void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned method_bit, int status,
+                       uint64_t duration_us);
+
+/* Process-wide, main thread. */
+void cel_stats_reload(int ok, unsigned long generation, unsigned workers);
+
+/* Renders everything in the Prometheus text format (0.0.4) into BUF. Returns
+ * the length, or the size needed when it is more than CAP. Any thread. */
+size_t cel_stats_prometheus(char *buf, size_t cap);
+
+/* Current connections over all workers, for the status handler. */
+uint64_t cel_stats_connections(void);
+unsigned long cel_stats_generation(void);
+unsigned cel_stats_workers(void);
+double cel_stats_uptime(void);
+
+#endif

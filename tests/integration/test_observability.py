@@ -1,0 +1,234 @@
+"""Access logs, Prometheus metrics and the status handler, against the real
+daemon: lines appear for exactly the requests made, JSON lines stay valid JSON
+whatever a client sends, logrotate's SIGUSR1 works, and counters move by exactly
+the requests made (parsed with prometheus_client's own parser)."""
+
+import json
+import os
+import re
+import signal
+import socket
+import time
+
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from support import curl
+
+from h2client import H2Client
+
+
+def wait_lines(path, n, timeout=5):
+    """Access logs are written once a second: wait for N lines."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text(errors="replace").splitlines() if path.exists() else []
+        if len(lines) >= n or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+def cfg(log_path, fmt, extra_routes=""):
+    return f"""workers: 2
+log: {{ level: info, access: {{ path: {log_path}, format: '{fmt}' }} }}
+routes:
+  - path: /bench
+    static: {{ body: "OK" }}
+  - path: /health
+    access_log: off
+    static: {{ body: "ok" }}
+  - path: /metrics
+    access_log: off
+    metrics: {{}}
+  - path: /status
+    status: {{}}
+{extra_routes}"""
+
+
+def test_combined_format(celerisd, tmp_path):
+    log = tmp_path / "access.log"
+    srv = celerisd(cfg(log, "combined"))
+    p = curl(["-A", 'agent "quoted" \\ back', "-e", "http://ref/", srv.url("/bench?x=1")])
+    assert p.stdout == b"OK"
+    curl([srv.url("/nope")])
+    curl([srv.url("/health")])
+    lines = wait_lines(log, 2)
+    time.sleep(1.2)
+    lines = log.read_text().splitlines()
+    assert len(lines) == 2, lines  # /health is not logged
+    # two workers write their own buffers: lines are in order per worker only
+    lines.sort(key=lambda ln: "/nope" in ln)
+    m = re.fullmatch(r'127\.0\.0\.1 - - \[(\d\d/\w{3}/\d{4}:\d\d:\d\d:\d\d) \+0000\] '
+                     r'"GET /bench\?x=1 HTTP/2\.0" 200 2 "http://ref/" '
+                     r'"agent \\x22quoted\\x22 \\x5C back"', lines[0])
+    assert m, lines[0]
+    assert abs(time.mktime(time.strptime(m.group(1), "%d/%b/%Y:%H:%M:%S")) -
+               time.mktime(time.gmtime())) < 120
+    assert re.fullmatch(r'127\.0\.0\.1 - - \[.*\] "GET /nope HTTP/2\.0" 404 10 "-" "curl/.*"',
+                        lines[1]), lines[1]
+
+
+def test_custom_format(celerisd, tmp_path):
+    log = tmp_path / "access.log"
+    srv = celerisd(cfg(log, "%m %U%q %s %B %{x-trace}i %v %H %D"))
+    curl(["-H", "x-trace: abc123", srv.url("/bench?a=b")])
+    lines = wait_lines(log, 1)
+    assert re.fullmatch(rf"GET /bench\?a=b 200 2 abc123 127\.0\.0\.1:{srv.port} HTTP/2\.0 \d+",
+                        lines[0]), lines
+
+
+# What HTTP/2 lets through to a log: quotes, backslashes, tabs, bytes that are
+# not UTF-8. (Other control bytes never get that far: nghttp2 refuses the
+# request; the escaper's handling of them is unit-tested.)
+HOSTILE = [
+    ("user-agent", 'quote " and backslash \\ here'),
+    ("referer", "tab\there {\"json\": [1]}"),
+]
+
+
+def test_json_lines_are_valid_json(celerisd, tmp_path):
+    log = tmp_path / "access.log"
+    srv = celerisd(cfg(log, "json"))
+    with H2Client("127.0.0.1", srv.port) as c:
+        assert c.get("/bench?q=%22x%22", headers=HOSTILE).status == 200
+        # invalid UTF-8 in a header value and in the path
+        sid = c.send_request("GET", "/bench", headers=[(b"user-agent", b"bad \xff utf8")])
+        c.response(sid)
+        c.get("/nope/\u00e9")
+    lines = wait_lines(log, 3)
+    assert len(lines) == 3, lines
+    recs = [json.loads(ln) for ln in lines]
+    # one connection, one worker: its lines keep their order
+    assert recs[0]["method"] == "GET" and recs[0]["path"] == "/bench"
+    assert recs[0]["query"] == "q=%22x%22"
+    assert recs[0]["status"] == 200 and recs[0]["bytes"] == 2
+    assert recs[0]["user_agent"] == HOSTILE[0][1]
+    assert recs[0]["referer"] == HOSTILE[1][1]
+    assert recs[0]["protocol"] == "HTTP/2.0" and recs[0]["remote"] == "127.0.0.1"
+    assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", recs[0]["time"])
+    assert isinstance(recs[0]["duration_us"], int)
+    assert "\ufffd" in recs[1]["user_agent"]
+    assert recs[2]["status"] == 404
+
+
+def test_sigusr1_reopens_the_log(celerisd, tmp_path):
+    log = tmp_path / "access.log"
+    srv = celerisd(cfg(log, "common"))
+    curl([srv.url("/bench")])
+    assert len(wait_lines(log, 1)) == 1
+    os.rename(log, tmp_path / "access.log.1")
+    srv.send_signal(signal.SIGUSR1)
+    deadline = time.monotonic() + 5
+    while not log.exists():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
+    for _ in range(3):
+        curl([srv.url("/bench")])
+    assert len(wait_lines(log, 3)) == 3
+    assert len((tmp_path / "access.log.1").read_text().splitlines()) == 1
+
+
+def test_bad_access_log_config(celerisd, tmp_path):
+    from support import run_celerisd
+    path = tmp_path / "bad.yaml"
+    path.write_text("""listen: "127.0.0.1:1"
+log: { access: { path: /nonexistent-dir/x.log } }
+""")
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode == 1 and f"{path}:2:" in p.stderr and "access log" in p.stderr, p.stderr
+    path.write_text("""listen: "127.0.0.1:1"
+log: { access: { path: stderr, format: "%h %Z" } }
+""")
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode == 1 and f"{path}:2:" in p.stderr and "%Z" in p.stderr, p.stderr
+
+
+def scrape(srv):
+    p = curl([srv.url("/metrics"), "-D", "-"])
+    assert p.returncode == 0, p.stderr
+    head, _, body = p.stdout.partition(b"\r\n\r\n")
+    assert b"content-type: text/plain; version=0.0.4" in head
+    fams = {f.name: f for f in text_string_to_metric_families(body.decode())}
+    return fams
+
+
+def sample(fams, family, name, **labels):
+    total = 0.0
+    for s in fams[family].samples:
+        if s.name == name and all(s.labels.get(k) == v for k, v in labels.items()):
+            total += s.value
+    return total
+
+
+def test_metrics_count_exactly(celerisd, tmp_path):
+    srv = celerisd(cfg(tmp_path / "a.log", "combined"))
+    before = scrape(srv)
+    base = sample(before, "celerisd_requests", "celerisd_requests_total", route="/bench",
+                  method="GET", code="2xx")
+    with H2Client("127.0.0.1", srv.port) as c:
+        for _ in range(25):
+            assert c.get("/bench").status == 200
+        for _ in range(7):
+            assert c.get("/missing").status == 404
+        assert c.request("POST", "/bench").status == 405
+        assert c.request("HEAD", "/bench").status == 200
+    after = scrape(srv)
+    assert sample(after, "celerisd_requests", "celerisd_requests_total", route="/bench",
+                  method="GET", code="2xx") - base == 25
+    assert sample(after, "celerisd_requests", "celerisd_requests_total", route="(unmatched)",
+                  method="GET", code="4xx") == 7
+    # a method the route does not take matches no route: counted as unmatched
+    assert sample(after, "celerisd_requests", "celerisd_requests_total", route="(unmatched)",
+                  method="POST", code="4xx") == 1
+    assert sample(after, "celerisd_requests", "celerisd_requests_total", route="/bench",
+                  method="HEAD", code="2xx") == 1
+    # the histogram counts every answered request, the scrapes included
+    count = sample(after, "celerisd_request_duration_seconds",
+                   "celerisd_request_duration_seconds_count")
+    total = sum(s.value for s in after["celerisd_requests"].samples
+                if s.name == "celerisd_requests_total")
+    assert count == total
+    inf = sample(after, "celerisd_request_duration_seconds",
+                 "celerisd_request_duration_seconds_bucket", le="+Inf")
+    assert inf == count
+    assert sample(after, "celerisd_workers", "celerisd_workers") == 2
+    assert sample(after, "celerisd_config_generation", "celerisd_config_generation") == 1
+    assert sample(after, "celerisd_uptime_seconds", "celerisd_uptime_seconds") > 0
+    sent = sample(after, "celerisd_sent_bytes", "celerisd_sent_bytes_total") - \
+        sample(before, "celerisd_sent_bytes", "celerisd_sent_bytes_total")
+    # 25 x "OK", 7 x "Not Found\n", 1 x "Method Not Allowed\n" (HEAD sends none)
+    # plus the first scrape's body
+    assert sent >= 25 * 2 + 7 * 10 + 19
+    assert sample(after, "celerisd_connections", "celerisd_connections_total") >= 3
+
+
+def test_metrics_gauges_and_reloads(celerisd, tmp_path):
+    srv = celerisd(cfg(tmp_path / "a.log", "combined"))
+    with H2Client("127.0.0.1", srv.port) as c1, H2Client("127.0.0.1", srv.port) as c2:
+        c1.get("/bench")
+        c2.get("/bench")
+        fams = scrape(srv)
+        # the two held connections plus curl's
+        assert sample(fams, "celerisd_connections_open", "celerisd_connections_open") == 3
+        assert sample(fams, "celerisd_streams_open", "celerisd_streams_open") == 1
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 5
+    while "generation 2 is serving" not in srv.stderr_text():
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    fams = scrape(srv)
+    assert sample(fams, "celerisd_reloads", "celerisd_reloads_total", result="ok") == 1
+    assert sample(fams, "celerisd_config_generation", "celerisd_config_generation") == 2
+    # a route's counters survive the reload
+    assert sample(fams, "celerisd_requests", "celerisd_requests_total", route="/bench",
+                  method="GET", code="2xx") == 2
+
+
+def test_status_handler(celerisd, tmp_path):
+    srv = celerisd(cfg(tmp_path / "a.log", "combined"))
+    with H2Client("127.0.0.1", srv.port) as c:
+        r = c.get("/status")
+    assert r.status == 200 and r.header("content-type") == "application/json"
+    st = r.json()
+    assert st["status"] == "ok" and st["version"] == "0.1.0"
+    assert st["generation"] == 1 and st["workers"] == 2 and st["connections"] >= 1
