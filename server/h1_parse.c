@@ -222,6 +222,8 @@ static int request_line(const char *s, size_t n, int complete, const cel_h1_limi
         unsigned char c = (unsigned char)s[i];
         if (i - t >= L->max_target)
             return CEL_EH1_TARGET_LONG;
+        /* visible ASCII: the odd "{}|\^` that clients leave unescaped does no
+         * harm to a router matching bytes, but a fragment is never sent */
         if (c <= ' ' || c >= 0x7f || c == '#')
             return CEL_EH1_REQLINE;
     }
@@ -387,9 +389,10 @@ static int scan(const char *b, size_t n, size_t rl, size_t pos, const cel_h1_lim
     size_t count = 0;
     memset(&r, 0, sizeof(r));
     for (;;) {
-        const char *lf = memchr(b + pos, '\n', n - pos);
+        const char *lf = pos < n ? memchr(b + pos, '\n', n - pos) : NULL;
         size_t e = lf ? (size_t)(lf - b) : n, ln = e - pos;
-        /* in a partial line a trailing CR may be the start of its CRLF */
+        /* a CR before the LF is the line ending's; at the end of a partial
+         * line it may be, so it is not held against the line either */
         if (ln && b[e - 1] == '\r')
             ln--;
         if (!lf) {

@@ -14,7 +14,9 @@
  * either repair or reject is rejected (obs-fold, whitespace before a colon,
  * several spaces in the request line, conflicting Content-Length, Transfer-
  * Encoding in HTTP/1.0), because a repaired message is one a proxy in front
- * of us may have read differently.
+ * of us may have read differently. The request target may hold any visible
+ * ASCII but '#' (clients do send a raw '|' or '{'); control bytes, spaces and
+ * non-ASCII bytes in it are refused.
  */
 #ifndef CEL_H1_PARSE_H
 #define CEL_H1_PARSE_H
@@ -84,7 +86,8 @@ typedef struct cel_h1_head {
     unsigned chunked : 1;   /* Transfer-Encoding: chunked; the body is cel_h1_chunked */
     unsigned keep_alive : 1;
     unsigned expect_continue : 1; /* HTTP/1.1 with Expect: 100-continue */
-    unsigned upgrade_h2c : 1;     /* a well-formed HTTP/1.1 h2c upgrade request */
+    unsigned upgrade_h2c : 1;     /* HTTP/1.1, Upgrade lists h2c, Connection lists upgrade,
+                                     and exactly one base64url HTTP2-Settings */
     cel_str http2_settings;       /* the HTTP2-Settings value (base64url) when upgrade_h2c */
     size_t nheaders;
     cel_header headers[CEL_H1_MAX_HEADERS]; /* names as sent, not lowercased */
@@ -96,18 +99,22 @@ typedef struct cel_h1_head {
  * or the next request) when complete, CEL_EAGAIN when more bytes are needed, or
  * a CEL_EH1_* error. LIM may be NULL for the defaults. Up to two empty lines
  * before the request line are skipped (RFC 9112 section 2.2) and counted in the
- * length. Errors are found in byte order, so feeding a head in pieces gives the
- * same error as giving it whole, often sooner. OUT is only meaningful after a
- * complete head.
+ * length. Errors within lines are found in byte order, and those between
+ * fields (count, Host, framing) once the head is complete, so feeding a head
+ * in pieces gives the same error as giving it whole, often sooner. OUT is only
+ * meaningful after a complete head.
  */
 int cel_h1_parse_head(const char *buf, size_t len, cel_h1_head *out, const cel_h1_limits *lim);
 
 /*
  * The same, for a caller that re-parses as bytes arrive: *SCANNED (0 before the
- * first call) remembers how far the lines already checked reach, so each call
- * only looks at new bytes until the head completes. The front of BUF must be
- * the same bytes each time, though BUF itself may move. *SCANNED is reset to 0
- * on any result but CEL_EAGAIN.
+ * first call) remembers where the first incomplete line starts, every line
+ * before it already checked, so a call looks only at the line still arriving
+ * and what came after it; the completing call walks the head once more to fill
+ * OUT. The front of BUF must be the same bytes each time, though BUF itself may
+ * move (the hint is an offset). *SCANNED is reset to 0 on any result but
+ * CEL_EAGAIN, ready for the next request; a hint that is not at a line start
+ * within BUF is ignored.
  */
 int cel_h1_parse_head_resume(const char *buf, size_t len, cel_h1_head *out,
                              const cel_h1_limits *lim, size_t *scanned);
@@ -135,8 +142,8 @@ typedef struct cel_h1_chunked {
     uint64_t remaining; /* data bytes still due in the current chunk: a caller may
                            refuse a too-large chunk as soon as its size line is read */
     uint64_t total;     /* decoded bytes so far: the caller enforces its body limit */
-    size_t ext_bytes, trailer_bytes, max_trailer;
-    int state; /* private */
+    size_t ext_bytes, trailer_bytes, max_trailer; /* budgets spent, and the trailer limit */
+    int state;                                    /* private */
 } cel_h1_chunked;
 
 /* MAX_TRAILER bounds the trailer section (0: CEL_H1_MAX_TRAILER). */
@@ -165,7 +172,8 @@ typedef struct cel_h1_resp {
     int status; /* 100..999 */
     const cel_header *headers;
     size_t nheaders;
-    int body;                /* CEL_H1_BODY_*; ignored for 1xx and 204, which have none */
+    int body;                /* CEL_H1_BODY_*; ignored for 1xx and 204, which have none. Never
+                                chunked to an HTTP/1.0 client: it gets a length, or NONE and close */
     uint64_t content_length; /* for CEL_H1_BODY_LENGTH */
     cel_str date;            /* cel_h1_http_date text; empty: no date field */
     cel_str server;          /* empty: no server field */

@@ -327,8 +327,10 @@ def test_systemd_unit_verifies(tmp_path):
     for key in ("Type=notify", "ExecReload=", "NoNewPrivileges=yes", "ProtectSystem=strict",
                 "ProtectHome=yes", "PrivateTmp=yes", "LimitNOFILE=", "Restart=on-failure"):
         assert key in unit, key
-    # verify checks that the binaries exist: point it at the ones built here
+    # verify checks that the binaries and man pages exist: point it at the
+    # binary built here, and leave the man pages to the package test
     local = unit.replace("/usr/sbin/celerisd", BINARY)
+    local = "\n".join(ln for ln in local.splitlines() if not ln.startswith("Documentation=man:"))
     path = tmp_path / "celerisd.service"
     path.write_text(local)
     p = subprocess.run(["systemd-analyze", "verify", str(path)], capture_output=True,
