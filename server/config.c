@@ -370,6 +370,12 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         size_t s = 0;
         rc = conf_size(c, v, "limits.max_header_list_size", 1024, 16u << 20, &s);
         l->max_header_list_size = (uint32_t)s;
+    } else if (strcmp(key, "max_request_line") == 0 || strcmp(key, "max_header_line") == 0) {
+        size_t sz = 0;
+        char what[64];
+        snprintf(what, sizeof(what), "limits.%s", key);
+        rc = conf_size(c, v, what, 64, 1 << 20, &sz);
+        *(key[4] == 'r' ? &l->max_request_line : &l->max_header_line) = (uint32_t)sz;
     } else if (strcmp(key, "max_request_body") == 0) {
         rc = conf_size(c, v, "limits.max_request_body", 0, (size_t)1 << 40, &l->max_request_body);
     } else if (strcmp(key, "max_connections") == 0) {
@@ -400,6 +406,7 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
             {"max_outbound_ack", offsetof(cel_limits, max_outbound_ack), 1, 1000000},
             {"glitch_burst", offsetof(cel_limits, glitch_burst), 1, 100000000},
             {"glitch_rate", offsetof(cel_limits, glitch_rate), 1, 100000000},
+            {"max_headers", offsetof(cel_limits, max_headers), 1, 100},
         };
         for (size_t j = 0; j < CEL_ARRAY_LEN(counts); j++) {
             if (strcmp(key, counts[j].key) != 0)
@@ -415,7 +422,8 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
                                 "max_connections, idle_timeout, header_timeout, write_timeout, "
                                 "initial_window_size, max_output_buffer, max_settings_entries, "
                                 "reset_burst, reset_rate, max_continuations, max_outbound_ack, "
-                                "glitch_burst, glitch_rate");
+                                "glitch_burst, glitch_rate, max_request_line, max_header_line, "
+                                "max_headers");
     }
     return rc;
 }
@@ -698,6 +706,9 @@ static void set_defaults(cel_config *cfg)
         .max_outbound_ack = CEL_DEF_MAX_OUTBOUND_ACK,
         .glitch_burst = CEL_DEF_GLITCH_BURST,
         .glitch_rate = CEL_DEF_GLITCH_RATE,
+        .max_request_line = CEL_DEF_MAX_REQUEST_LINE,
+        .max_header_line = CEL_DEF_MAX_HEADER_LINE,
+        .max_headers = CEL_DEF_MAX_HEADERS,
     };
 }
 

@@ -32,6 +32,9 @@
 #define CEL_DEF_MAX_CONTINUATIONS 8     /* CONTINUATION frames per header block */
 #define CEL_DEF_MAX_OUTBOUND_ACK 1000   /* SETTINGS/PING ACKs queued for a client not reading */
 #define CEL_DEF_GLITCH_BURST 1000       /* frames that do no work (PRIORITY, empty DATA, ... */
+#define CEL_DEF_MAX_REQUEST_LINE 8192  /* HTTP/1.1 request target (414 past it) */
+#define CEL_DEF_MAX_HEADER_LINE 8192   /* HTTP/1.1 one header line (431 past it) */
+#define CEL_DEF_MAX_HEADERS 100        /* HTTP/1.1 header count (431 past it) */
 #define CEL_DEF_GLITCH_RATE 100         /* ...unknown types, PING, SETTINGS) at once, per second */
 #ifndef CEL_MODULES_DIR
 #define CEL_MODULES_DIR "/usr/lib/celerisd/modules"
@@ -52,6 +55,7 @@ typedef struct cel_limits {
     uint32_t max_continuations;
     uint32_t max_outbound_ack;
     uint32_t glitch_burst, glitch_rate;
+    uint32_t max_request_line, max_header_line, max_headers;
 } cel_limits;
 
 /* Where in the YAML a thing came from, for errors that surface after parsing. */

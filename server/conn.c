@@ -8,6 +8,8 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "h1.h"
+#include "h2.h"
 #include "log.h"
 #include "stats.h"
 
@@ -15,15 +17,6 @@
 #define READS_PER_EVENT 4
 #define LINGER_MS 2000
 
-static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
-#define PREFACE_LEN (sizeof(preface) - 1)
-
-static const char h1_refusal[] = "HTTP/1.1 505 HTTP Version Not Supported\r\n"
-                                 "Content-Type: text/plain; charset=utf-8\r\n"
-                                 "Content-Length: 58\r\n"
-                                 "Connection: close\r\n"
-                                 "\r\n"
-                                 "This server speaks HTTP/2 with prior knowledge (h2c) only\n";
 
 /* Which timeout applies now; see rearm_timer. */
 enum { T_NONE, T_HEADER, T_IDLE, T_BUSY, T_WRITE, T_LINGER };
@@ -72,11 +65,13 @@ static int current_kind(const cel_conn *c)
         return T_LINGER;
     if (cel_outq_pending(&c->out))
         return T_WRITE;
-    if (!cel_h2_served(c->h2) && !cel_h2_streams(c->h2))
+    if (!c->proto)
         return T_HEADER;
-    if (cel_h2_in_headers(c->h2))
+    if (!c->proto->served(c->ps) && !c->proto->streams(c->ps))
         return T_HEADER;
-    return cel_h2_streams(c->h2) ? T_BUSY : T_IDLE;
+    if (c->proto->in_headers(c->ps))
+        return T_HEADER;
+    return c->proto->streams(c->ps) ? T_BUSY : T_IDLE;
 }
 
 /* The timer is only moved when the kind of wait changes; activity within one
@@ -88,7 +83,7 @@ static void rearm_timer(cel_conn *c)
         return;
     c->tkind = (uint8_t)kind;
     struct timeval tv = ms_tv(timeout_ms(c, kind));
-    if (kind == T_HEADER && !cel_h2_served(c->h2)) {
+    if (kind == T_HEADER && (!c->proto || !c->proto->served(c->ps))) {
         /* Absolute from accept: dribbling bytes does not extend it. Later
          * header blocks count from when they began (the kind changed then). */
         struct timeval now, spent;
@@ -129,8 +124,10 @@ void cel_conn_close(cel_conn *c)
     event_del(&c->wev);
     event_del(&c->tev);
     event_del(&c->fev);
-    if (c->h2)
-        cel_h2_free(c->h2);
+    if (c->proto)
+        c->proto->free(c->ps);
+    if (c->next_ps)
+        cel_h2_free(c->next_ps);
     cel_outq_deinit(&c->out);
     close(c->fd);
     cel_pool *pool = c->host->env->pool;
@@ -154,7 +151,7 @@ static void start_linger(cel_conn *c)
 static int pump(cel_conn *c)
 {
     for (;;) {
-        if (c->h2 && !c->closing && cel_h2_send(c->h2)) {
+        if (c->proto && !c->closing && c->proto->send(c->ps)) {
             cel_conn_close(c);
             return -1;
         }
@@ -167,57 +164,102 @@ static int pump(cel_conn *c)
         if (rc == CEL_EAGAIN) {
             set_writing(c, 1);
             /* Back-pressure: stop reading until the queue drains. */
-            set_reading(c, cel_outq_pending(&c->out) < c->limits.max_output_buffer);
+            set_reading(c, cel_outq_pending(&c->out) < c->limits.max_output_buffer &&
+                               (!c->proto || !c->proto->can_read || c->proto->can_read(c->ps)));
             rearm_timer(c);
             return 0;
         }
-        if (c->closing || !c->h2 || !cel_h2_want_write(c->h2))
+        if (c->closing || !c->proto || !c->proto->want_write(c->ps))
             break;
     }
     set_writing(c, 0);
-    if (c->closing || !c->h2 || (!cel_h2_want_read(c->h2) && !cel_h2_want_write(c->h2))) {
+    if (c->closing ||
+        (c->proto && !c->proto->want_read(c->ps) && !c->proto->want_write(c->ps))) {
         start_linger(c);
         return 0;
     }
-    set_reading(c, 1);
+    set_reading(c, !c->proto || !c->proto->can_read || c->proto->can_read(c->ps));
     rearm_timer(c);
     return 0;
 }
 
-/* An HTTP/1 request line: an upper-case method, a space, and (when the line
- * is all here) " HTTP/1." in it. Anything else is left to nghttp2. */
+/* An HTTP/1 request line starts with an upper-case method and a space. */
 static int looks_like_h1(const uint8_t *p, size_t n)
 {
     size_t i = 0;
     while (i < n && p[i] >= 'A' && p[i] <= 'Z')
         i++;
-    if (i == 0 || i >= n || p[i] != ' ')
-        return 0;
-    const uint8_t *eol = memchr(p, '\n', n);
-    if (!eol)
-        return 1; /* a long request line: the method is evidence enough */
-    size_t len = (size_t)(eol - p);
-    return memmem(p, len, " HTTP/1.", 8) != NULL;
+    return i > 0 && i < n && p[i] == ' ';
 }
 
-/* Before the preface is complete: is this HTTP/2 at all? */
-static int check_preface(cel_conn *c, const uint8_t *p, size_t n)
+static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
+
+/* Which protocol do the first bytes speak? The HTTP/2 preface, an HTTP/1 request
+ * line, or (undecided) too few bytes to tell. Anything else goes to HTTP/2,
+ * whose answer to a bad preface is a GOAWAY. */
+static const cel_proto *sniff(const uint8_t *p, size_t n, int *undecided)
 {
-    size_t want = PREFACE_LEN - c->preface_seen;
-    size_t k = n < want ? n : want;
-    if (memcmp(p, preface + c->preface_seen, k) == 0) {
-        c->preface_seen += (unsigned)k;
-        return 0;
+    size_t k = n < sizeof(preface) - 1 ? n : sizeof(preface) - 1;
+    *undecided = 0;
+    if (n >= 4 && memcmp(p, "PRI ", 4) == 0)
+        return &cel_h2_proto; /* a preface, good or bad: no HTTP/1 method is PRI */
+    if (memcmp(p, preface, k) == 0) {
+        *undecided = 1;
+        return NULL;
     }
-    if (c->preface_seen == 0 && looks_like_h1(p, n)) {
-        cel_log_debug("conn %d: HTTP/1 request refused", c->fd);
-        cel_outq_copy(&c->out, h1_refusal, sizeof(h1_refusal) - 1);
-        c->closing = 1;
+    if (looks_like_h1(p, n))
+        return &cel_h1_proto;
+    size_t i = 0;
+    while (i < n && p[i] >= 'A' && p[i] <= 'Z')
+        i++;
+    if (i == n && n < sizeof(((cel_conn *)0)->sniff)) {
+        *undecided = 1;
+        return NULL;
+    }
+    return &cel_h2_proto;
+}
+
+/* HTTP/1.1 asked to become HTTP/2 (RFC 7540 3.2): the new session is ready. */
+static void on_upgrade(void *ctx, void *h2)
+{
+    cel_conn *c = ctx;
+    c->next_ps = h2;
+}
+
+static int start_proto(cel_conn *c, const cel_proto *p)
+{
+    cel_env *env = c->host->env;
+    c->proto = p;
+    if (p == &cel_h2_proto)
+        c->ps = cel_h2_new(env, &c->out, want_flush, c, c->peer);
+    else
+        c->ps = cel_h1_new(env, &c->out, want_flush, c, c->peer, on_upgrade, c);
+    if (!c->ps) {
+        c->proto = NULL;
         return -1;
     }
-    /* Not HTTP/1 either: nghttp2 rejects the preface with a GOAWAY. */
-    c->preface_seen = PREFACE_LEN;
     return 0;
+}
+
+/* Feeds bytes to the protocol; an HTTP/1.1 upgrade switches to HTTP/2 in the
+ * middle, and what followed the upgrading request goes to the new session. */
+static int feed(cel_conn *c, const uint8_t *p, size_t n)
+{
+    int rc = c->proto->recv(c->ps, p, n);
+    if (c->next_ps) {
+        size_t rest = 0;
+        const uint8_t *left = cel_h1_leftover(c->ps, &rest);
+        uint8_t copy[4096];
+        if (rest > sizeof(copy))
+            rest = sizeof(copy); /* the client waits for 101 before sending much */
+        memcpy(copy, left, rest);
+        c->proto->free(c->ps);
+        c->proto = &cel_h2_proto;
+        c->ps = c->next_ps;
+        c->next_ps = NULL;
+        rc = rest ? c->proto->recv(c->ps, copy, rest) : 0;
+    }
+    return rc;
 }
 
 static void on_read(evutil_socket_t fd, short what, void *arg)
@@ -246,11 +288,30 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             cel_count(&env->stats->bytes_in, (uint64_t)n);
         if (c->lingering || c->closing)
             continue;
-        if (c->preface_seen < PREFACE_LEN && check_preface(c, env->rbuf, (size_t)n))
-            break;
-        if (cel_h2_recv(c->h2, env->rbuf, (size_t)n)) {
-            /* Let nghttp2's GOAWAY out, then close. */
-            cel_h2_send(c->h2);
+        const uint8_t *p = env->rbuf;
+        size_t len = (size_t)n;
+        if (!c->proto) {
+            size_t k = len < sizeof(c->sniff) - c->nsniff ? len : sizeof(c->sniff) - c->nsniff;
+            memcpy(c->sniff + c->nsniff, p, k);
+            int undecided;
+            const cel_proto *pr = sniff(c->sniff, c->nsniff + k, &undecided);
+            if (undecided) {
+                c->nsniff += (unsigned)k;
+                continue;
+            }
+            if (start_proto(c, pr)) {
+                cel_conn_close(c);
+                return;
+            }
+            /* What was kept from earlier reads first, then this read whole. */
+            unsigned kept = c->nsniff;
+            c->nsniff = 0;
+            if (kept && feed(c, c->sniff, kept))
+                len = 0, p = NULL;
+        }
+        if (!p || feed(c, p, len)) {
+            /* Let the protocol's last word (a GOAWAY, an error answer) out, then close. */
+            c->proto->send(c->ps);
             c->closing = 1;
             break;
         }
@@ -263,8 +324,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
 
 void cel_conn_start(cel_conn *c)
 {
-    /* Our SETTINGS wait for the first bytes from the client: an HTTP/1 client
-     * must get a plain HTTP/1 refusal, not a binary frame. */
+    /* The protocol (and our SETTINGS, for HTTP/2) waits for the client's first
+     * bytes: an HTTP/1.1 client must not get a binary frame. */
     set_reading(c, 1);
     rearm_timer(c);
 }
@@ -327,8 +388,11 @@ void cel_conn_shutdown(cel_conn *c)
 {
     if (c->closing || c->lingering)
         return;
-    if (c->h2)
-        cel_h2_goaway(c->h2);
+    if (!c->proto) {
+        start_linger(c);
+        return;
+    }
+    c->proto->goaway(c->ps);
     c->tkind = T_NONE; /* rearm for the new state */
     pump(c);
 }
@@ -366,12 +430,5 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd)
     event_assign(&c->tev, host->base, -1, 0, on_timer, c);
     event_assign(&c->fev, host->base, -1, 0, on_flush, c);
     peer_text(fd, c->peer, sizeof(c->peer));
-    c->h2 = cel_h2_new(env, &c->out, want_flush, c, c->peer);
-    if (!c->h2) {
-        cel_outq_deinit(&c->out);
-        close(fd);
-        cel_pool_release(env->pool, c);
-        return NULL;
-    }
     return c;
 }

@@ -10,8 +10,8 @@
 #include <event2/event_struct.h>
 
 #include "env.h"
-#include "h2.h"
 #include "outq.h"
+#include "proto.h"
 
 typedef struct cel_conn cel_conn;
 
@@ -29,10 +29,13 @@ struct cel_conn {
     int fd;
     struct event rev, wev, tev, fev; /* read, write, timer, flush-soon */
     cel_outq out;
-    cel_h2 *h2;
+    const cel_proto *proto; /* NULL until the first bytes say which protocol */
+    void *ps;               /* the protocol's session */
+    void *next_ps;          /* an HTTP/2 session an HTTP/1.1 upgrade switches to */
     cel_limits limits;
     struct timeval accepted, active; /* event loop time of accept and of the last I/O */
-    unsigned preface_seen; /* bytes of the client preface matched so far */
+    uint8_t sniff[24];     /* first bytes, kept while they do not yet tell the protocol */
+    unsigned nsniff;
     char peer[48];         /* the client's address, as text */
     uint8_t reading, writing, closing, lingering, tkind;
 };

@@ -1,8 +1,13 @@
 #include "dispatch.h"
 
+#include <event2/event.h>
+#include <event2/util.h>
 #include <string.h>
 
+#include "accesslog.h"
+#include "env.h"
 #include "log.h"
+#include "stats.h"
 
 typedef struct err_body {
     int status;
@@ -68,4 +73,31 @@ int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel
         return 0;
     }
     return rc;
+}
+
+void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_match *m,
+                       const cel_request *req, const char *protocol, const char *peer,
+                       int status, uint64_t bytes, const struct timeval *start)
+{
+    const cel_route *route = m->data;
+    struct timeval now, d;
+    event_base_gettimeofday_cached(env->base, &now);
+    evutil_timersub(&now, start, &d);
+    uint64_t us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec;
+    if (env->stats) {
+        cel_stats_request(env->stats, route ? route->stat_id : 0, req->method_bit, status, us);
+        cel_count(&env->stats->bytes_out, bytes);
+    }
+    if (!cfg->accesslog || (route && !route->access_log))
+        return;
+    cel_access e = {
+        .req = req,
+        .peer = peer,
+        .protocol = protocol,
+        .status = status,
+        .bytes = bytes,
+        .duration_us = us,
+        .now = now.tv_sec,
+    };
+    cel_accesslog_add(cfg->accesslog, env->worker_id, &e);
 }

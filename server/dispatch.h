@@ -18,6 +18,19 @@
  */
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res);
 
+struct cel_env;
+struct timeval;
+
+/*
+ * A request ended with an answer (STATUS, BYTES of body, begun at START in
+ * loop time): counts it in the worker's stats and writes the access log line
+ * when the generation has one and the route wants it. M is the route match
+ * (data NULL when no route matched).
+ */
+void cel_dispatch_done(struct cel_env *env, const cel_config *cfg, const cel_route_match *m,
+                       const cel_request *req, const char *protocol, const char *peer,
+                       int status, uint64_t bytes, const struct timeval *start);
+
 /* Fills RES with the server's plain-text answer for STATUS (404, 413, …). */
 void cel_response_error(cel_response *res, int status);
 

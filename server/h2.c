@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "accesslog.h"
 #include "arena.h"
 #include "dispatch.h"
 #include "log.h"
@@ -182,35 +181,14 @@ static void ext_unref(void *arg)
 /* A stream ends: count it, and log it when the route wants that. */
 static void account(cel_h2 *h, stream *st)
 {
-    cel_wstats *ws = h->env->stats;
-    if (ws)
-        cel_uncount(&ws->streams_open, 1);
+    if (h->env->stats)
+        cel_uncount(&h->env->stats->streams_open, 1);
     if (!(st->flags & ST_RESPONDED))
         return;
-    const cel_config *cfg = st->gen->cfg;
-    const cel_route *route = st->match.data;
-    struct timeval now, d;
-    event_base_gettimeofday_cached(h->env->base, &now);
-    evutil_timersub(&now, &st->start, &d);
-    uint64_t us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec;
-    if (ws) {
-        cel_stats_request(ws, route ? route->stat_id : 0, st->req.method_bit, st->status, us);
-        cel_count(&ws->bytes_out, st->bytes_sent);
-    }
-    if (!cfg->accesslog || (route && !route->access_log))
-        return;
-    cel_access e = {
-        .req = &st->req,
-        .peer = h->peer,
-        .protocol = "HTTP/2.0",
-        .status = st->status,
-        .bytes = st->bytes_sent,
-        .duration_us = us,
-        .now = now.tv_sec,
-    };
     st->req.headers = st->hdrs;
     st->req.nheaders = st->nhdrs;
-    cel_accesslog_add(cfg->accesslog, h->env->worker_id, &e);
+    cel_dispatch_done(h->env, st->gen->cfg, &st->match, &st->req, "HTTP/2.0", h->peer,
+                      st->status, st->bytes_sent, &st->start);
 }
 
 static void stream_free(cel_h2 *h, stream *st)
@@ -951,6 +929,72 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     return h;
 }
 
+/* Copies N bytes into the stream's arena as a slice. */
+static int arena_str(stream *st, cel_str in, cel_str *out)
+{
+    char *p = cel_arena_dup(&st->arena, in.p, in.n);
+    if (!p)
+        return -1;
+    *out = (cel_str){p, in.n};
+    return 0;
+}
+
+/* Headers that describe the HTTP/1.1 hop and have no place on HTTP/2. */
+static int hop_header(cel_str n)
+{
+    static const char *const names[] = {"connection", "upgrade",          "http2-settings",
+                                        "keep-alive", "transfer-encoding", "proxy-connection",
+                                        "te",         "host"};
+    for (size_t i = 0; i < CEL_ARRAY_LEN(names); i++)
+        if (n.n == strlen(names[i]) && memcmp(n.p, names[i], n.n) == 0)
+            return 1;
+    return 0;
+}
+
+cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
+                            const char *peer, const uint8_t *settings, size_t slen,
+                            const cel_request *rq)
+{
+    cel_h2 *h = cel_h2_new(env, out, want_flush, ctx, peer);
+    if (!h)
+        return NULL;
+    if (nghttp2_session_upgrade2(h->s, settings, slen, rq->method_bit == CEL_M_HEAD, NULL)) {
+        cel_h2_free(h);
+        return NULL;
+    }
+    stream *st = stream_new(h, 1);
+    if (!st) {
+        cel_h2_free(h);
+        return NULL;
+    }
+    nghttp2_session_set_stream_user_data(h->s, 1, st);
+    h->last_stream = 1;
+    cel_request *q = &st->req;
+    q->method_bit = rq->method_bit;
+    int bad = arena_str(st, rq->method, &q->method) || arena_str(st, rq->authority, &q->authority);
+    q->scheme = CEL_STR_LIT("http");
+    /* path and query stay one block, as :path would have been */
+    char *t = cel_arena_alloc(&st->arena, rq->path.n + rq->query.n + 1);
+    if (t) {
+        memcpy(t, rq->path.p, rq->path.n);
+        memcpy(t + rq->path.n, rq->query.p, rq->query.n);
+        q->path = (cel_str){t, rq->path.n};
+        q->query = (cel_str){t + rq->path.n, rq->query.n};
+    }
+    for (size_t i = 0; !bad && t && i < rq->nheaders; i++) {
+        cel_str n, v;
+        if (hop_header(rq->headers[i].name))
+            continue;
+        bad = arena_str(st, rq->headers[i].name, &n) || arena_str(st, rq->headers[i].value, &v) ||
+              add_header(h, st, n, v);
+    }
+    if (bad || !t || dispatch(h, st)) {
+        cel_h2_free(h);
+        return NULL;
+    }
+    return h;
+}
+
 void cel_h2_free(cel_h2 *h)
 {
     /* nghttp2_session_del does not report the streams it drops. */
@@ -1031,3 +1075,63 @@ void cel_h2_goaway(cel_h2 *h)
     nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
                           NGHTTP2_NO_ERROR, NULL, 0);
 }
+
+/* ---- as a connection's protocol ---- */
+
+static int p_recv(void *s, const uint8_t *p, size_t n)
+{
+    return cel_h2_recv(s, p, n);
+}
+
+static int p_send(void *s)
+{
+    return cel_h2_send(s);
+}
+
+static int p_want_read(const void *s)
+{
+    return cel_h2_want_read(s);
+}
+
+static int p_want_write(const void *s)
+{
+    return cel_h2_want_write(s);
+}
+
+static size_t p_streams(const void *s)
+{
+    return cel_h2_streams(s);
+}
+
+static int p_served(const void *s)
+{
+    return cel_h2_served(s);
+}
+
+static int p_in_headers(const void *s)
+{
+    return cel_h2_in_headers(s);
+}
+
+static void p_goaway(void *s)
+{
+    cel_h2_goaway(s);
+}
+
+static void p_free(void *s)
+{
+    cel_h2_free(s);
+}
+
+const cel_proto cel_h2_proto = {
+    .name = "h2",
+    .recv = p_recv,
+    .send = p_send,
+    .want_read = p_want_read,
+    .want_write = p_want_write,
+    .streams = p_streams,
+    .served = p_served,
+    .in_headers = p_in_headers,
+    .goaway = p_goaway,
+    .free = p_free,
+};

@@ -10,6 +10,10 @@
 #include "common.h"
 #include "env.h"
 #include "outq.h"
+#include "proto.h"
+
+/* The HTTP/2 front end as a connection's protocol (the functions below). */
+extern const cel_proto cel_h2_proto;
 
 typedef struct cel_h2 cel_h2;
 
@@ -23,6 +27,14 @@ int cel_h2_global_init(void);
  * NULL on ENOMEM. */
 cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
                    const char *peer);
+struct cel_request;
+/* A session that starts as the upgrade of an HTTP/1.1 request (RFC 7540 3.2):
+ * SETTINGS is the decoded HTTP2-Settings payload, and RQ (copied) is answered on
+ * stream 1. NULL when the upgrade cannot be made. */
+cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
+                            const char *peer, const uint8_t *settings, size_t slen,
+                            const struct cel_request *rq);
+
 /* Frees the session and every stream still open (releasing their generations). */
 void cel_h2_free(cel_h2 *h);
 

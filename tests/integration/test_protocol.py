@@ -323,36 +323,6 @@ def read_until_eof(sock, timeout):
         data += chunk
 
 
-@pytest.mark.parametrize("request_bytes", [
-    b"GET /bench HTTP/1.1\r\nHost: localhost\r\n\r\n",
-    b"GET /bench HTTP/1.1\r\nHost: localhost\r\nConnection: Upgrade, HTTP2-Settings\r\n"
-    b"Upgrade: h2c\r\nHTTP2-Settings: AAMAAABkAAQAAP__\r\n\r\n",
-    b"POST /upload HTTP/1.1\r\nHost: localhost\r\nContent-Length: 5\r\n\r\nhello",
-    b"GET / HTTP/1.0\r\n\r\n",
-], ids=["get", "h2c-upgrade", "post", "http10"])
-def test_http1_request_refused_cleanly(srv, request_bytes):
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
-        start = time.monotonic()
-        s.sendall(request_bytes)
-        data, closed = read_until_eof(s, 5)
-        elapsed = time.monotonic() - start
-    assert closed, f"connection not closed within 5 s; got {data!r}"
-    assert elapsed < 3, elapsed
-    m = re.match(rb"HTTP/1\.[01] ([45]\d\d)[ \r]", data)
-    assert m, f"not an HTTP/1.x error response: {data!r}"
-    # the daemon still serves HTTP/2
-    with srv.client() as c:
-        assert c.get("/bench").body == b"OK"
-
-
-def test_http1_curl_gets_error_not_hang(srv):
-    p = subprocess.run(["curl", "--http1.1", "-sS", "--max-time", "5", "-o", os.devnull,
-                        "-w", "%{http_code}", srv.url("/bench")],
-                       capture_output=True, timeout=15)
-    code = p.stdout.decode().strip()
-    assert code.isdigit() and 400 <= int(code) < 600, (p.returncode, p.stdout, p.stderr)
-
-
 def test_garbage_instead_of_preface_closed(srv):
     with socket.create_connection(("127.0.0.1", srv.port), timeout=5) as s:
         s.sendall(b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + b"\x00" * 40)   # a TLS hello

@@ -1,0 +1,712 @@
+#include "h1.h"
+
+#include <event2/event.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "dispatch.h"
+#include "h1_parse.h"
+#include "h2.h"
+#include "log.h"
+#include "stats.h"
+#include "version.h"
+
+#define INLINE_ARENA 1024
+#define IBUF_MIN 4096
+/* Input kept while an answer is in progress: past this, reading pauses. */
+#define IBUF_SOFT_CAP (64 * 1024)
+#define STREAM_HIGH (64 * 1024)
+#define STREAM_LOW (16 * 1024)
+#define HEAD_BUF 2048
+#define REF_MIN 1024
+
+enum { S_HEAD, S_BODY, S_BUSY, S_CLOSED, S_UPGRADED };
+
+typedef struct req {
+    cel_h1 *h;
+    cel_exchange x;
+    cel_genref *gen;
+    cel_arena arena;
+    cel_request req;
+    cel_route_match match;
+    char *body; /* pool memory */
+    size_t body_len, body_cap;
+    uint64_t body_left; /* Content-Length bytes still due */
+    int chunked;
+    cel_h1_chunked ch;
+    int minor, keep_alive, head;
+    struct timeval start;
+    int status;
+    uint64_t bytes_sent;
+    int responded, streaming, ended;
+    int pending; /* answered while its handler still runs: 1 whole, 2 cut */
+    char inline_arena[INLINE_ARENA];
+} req;
+
+struct cel_h1 {
+    cel_env *env;
+    cel_outq *out;
+    void (*want_flush)(void *ctx);
+    void *flush_ctx;
+    const char *peer;
+    cel_h1_upgrade_fn upgrade;
+    void *uctx;
+    cel_limits limits;
+    cel_h1_limits plim;
+    char *ibuf; /* pool memory */
+    size_t ilen, icap, scanned;
+    int state;
+    int served;
+    int goaway; /* finish the request in progress, then close */
+    req *cur;
+    req *dispatching; /* whose handler is running right now */
+    int in_process;
+};
+
+static void process(cel_h1 *h);
+static void process_input(cel_h1 *h);
+
+/* Base64url (RFC 4648 section 5, padding optional), as HTTP2-Settings uses. */
+static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen)
+{
+    uint32_t acc = 0;
+    int bits = 0;
+    size_t k = 0;
+    for (size_t i = 0; i < n; i++) {
+        char c = s[i];
+        int v = c >= 'A' && c <= 'Z'   ? c - 'A'
+                : c >= 'a' && c <= 'z' ? c - 'a' + 26
+                : c >= '0' && c <= '9' ? c - '0' + 52
+                : c == '-'             ? 62
+                : c == '_'             ? 63
+                : c == '='             ? -2
+                                       : -1;
+        if (v == -2)
+            break;
+        if (v < 0)
+            return -1;
+        acc = (acc << 6) | (uint32_t)v;
+        bits += 6;
+        if (bits >= 8) {
+            bits -= 8;
+            if (k == cap)
+                return -1;
+            out[k++] = (uint8_t)(acc >> bits);
+        }
+    }
+    *outlen = k;
+    return 0;
+}
+
+static void flush_soon(cel_h1 *h)
+{
+    if (h->want_flush)
+        h->want_flush(h->flush_ctx);
+}
+
+/* ---- input buffer ---- */
+
+static int ibuf_append(cel_h1 *h, const uint8_t *p, size_t n)
+{
+    if (h->ilen + n > h->icap) {
+        size_t cap = h->icap ? h->icap : IBUF_MIN;
+        while (cap < h->ilen + n)
+            cap *= 2;
+        char *b = cel_pool_realloc(h->env->pool, h->ibuf, cap);
+        if (!b)
+            return CEL_ENOMEM;
+        h->ibuf = b;
+        h->icap = cap;
+    }
+    memcpy(h->ibuf + h->ilen, p, n);
+    h->ilen += n;
+    return 0;
+}
+
+static void ibuf_consume(cel_h1 *h, size_t n)
+{
+    memmove(h->ibuf, h->ibuf + n, h->ilen - n);
+    h->ilen -= n;
+}
+
+/* ---- answering ---- */
+
+static int response_connection(const cel_h1 *h, const req *r)
+{
+    if (!r->keep_alive || h->goaway)
+        return CEL_H1_CONN_CLOSE;
+    return r->minor == 0 ? CEL_H1_CONN_KEEP_ALIVE : CEL_H1_CONN_DEFAULT;
+}
+
+/* The response head into the output queue. BODY is the framing. */
+static int write_head(cel_h1 *h, req *r, const cel_response *res, int body, uint64_t length)
+{
+    size_t n = res->nheaders + 1;
+    cel_header *hdrs = cel_arena_alloc(&r->arena, n * sizeof(*hdrs));
+    if (!hdrs)
+        return CEL_ENOMEM;
+    size_t k = 0;
+    if (res->content_type.n)
+        hdrs[k++] = (cel_header){CEL_STR_LIT("content-type"), res->content_type};
+    for (size_t i = 0; i < res->nheaders; i++)
+        hdrs[k++] = (cel_header){res->headers[i].name, res->headers[i].value};
+    cel_h1_resp hr = {
+        .status = res->status,
+        .headers = hdrs,
+        .nheaders = k,
+        .body = body,
+        .content_length = length,
+        .date = {h->env->date, h->env->date_len},
+        .server = CEL_STR_LIT(CEL_SERVER_NAME),
+        .connection = response_connection(h, r),
+    };
+    char small[HEAD_BUF];
+    int len = cel_h1_write_head(small, sizeof(small), &hr);
+    if (len == CEL_ETOOBIG) {
+        char *big = cel_arena_alloc(&r->arena, 65536);
+        if (!big)
+            return CEL_ENOMEM;
+        len = cel_h1_write_head(big, 65536, &hr);
+        return len < 0 ? len : cel_outq_copy(h->out, big, (size_t)len);
+    }
+    return len < 0 ? len : cel_outq_copy(h->out, small, (size_t)len);
+}
+
+static void release_gen(void *arg)
+{
+    cel_genref_drop(arg);
+}
+
+static void finish(cel_h1 *h, req *r, int finished);
+
+/* The answer to R is complete (OK) or cut. While R's handler still runs, the
+ * request must outlive it: dispatch finishes it once the handler returns. */
+static void done(cel_h1 *h, req *r, int ok)
+{
+    if (h->dispatching == r) {
+        r->pending = ok ? 1 : 2;
+        return;
+    }
+    finish(h, r, ok);
+    process(h); /* the next pipelined request, if any */
+    flush_soon(h);
+}
+
+static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_owner *owner)
+{
+    int no_body = res->status == 204 || res->status == 304;
+    r->responded = 1;
+    r->status = res->status;
+    int rc = write_head(h, r, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH,
+                        res->body_len);
+    if (rc == 0 && !no_body && !r->head && res->body_len) {
+        if (res->body_in_gen && res->body_len >= REF_MIN) {
+            r->gen->users++;
+            if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen, r->gen)))
+                r->gen->users--;
+        } else {
+            rc = cel_outq_copy(h->out, res->body, res->body_len);
+        }
+        r->bytes_sent = res->body_len;
+    }
+    if (owner)
+        owner->release(owner->arg); /* copied: the module's memory is free again */
+    if (rc) {
+        h->goaway = 1; /* a half-written answer cannot be repaired: end there */
+        h->state = S_CLOSED;
+    }
+    r->ended = 1;
+    done(h, r, rc == 0);
+    return rc ? CEL_EIO : 0;
+}
+
+/* The server's own answer to a request it cannot take; the connection ends. */
+static void refuse(cel_h1 *h, int status)
+{
+    cel_response res;
+    cel_response_error(&res, status);
+    cel_h1_resp hr = {
+        .status = status,
+        .headers = &(cel_header){CEL_STR_LIT("content-type"), res.content_type},
+        .nheaders = 1,
+        .body = CEL_H1_BODY_LENGTH,
+        .content_length = res.body_len,
+        .date = {h->env->date, h->env->date_len},
+        .server = CEL_STR_LIT(CEL_SERVER_NAME),
+        .connection = CEL_H1_CONN_CLOSE,
+    };
+    char buf[HEAD_BUF];
+    int len = cel_h1_write_head(buf, sizeof(buf), &hr);
+    if (len > 0) {
+        cel_outq_copy(h->out, buf, (size_t)len);
+        cel_outq_copy(h->out, res.body, res.body_len);
+    }
+    h->state = S_CLOSED;
+}
+
+/* ---- the exchange, for handlers that answer later or in pieces ---- */
+
+#define REQ_OF(x) ((req *)((char *)(x) - offsetof(req, x)))
+
+static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_owner *owner)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->responded) {
+        if (owner)
+            owner->release(owner->arg);
+        return CEL_EINVAL;
+    }
+    return respond(h, r, res, owner);
+}
+
+static int x_start(cel_exchange *x, const cel_response *head)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->responded)
+        return CEL_EINVAL;
+    r->responded = r->streaming = 1;
+    r->status = head->status;
+    int no_body = head->status == 204 || head->status == 304 || r->head;
+    /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
+    if (r->minor == 0)
+        r->keep_alive = 0;
+    int framing = no_body ? CEL_H1_BODY_LENGTH
+                  : r->minor ? CEL_H1_BODY_CHUNKED
+                             : CEL_H1_BODY_NONE;
+    int rc = write_head(h, r, head, framing, 0);
+    if (no_body)
+        r->streaming = 2; /* headers only: writes are dropped, end finishes */
+    flush_soon(h);
+    return rc ? CEL_EIO : 0;
+}
+
+static int x_write(cel_exchange *x, const void *p, size_t n)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (!r->streaming || r->ended)
+        return CEL_EINVAL;
+    if (r->streaming == 2 || n == 0)
+        return 0;
+    int rc = 0;
+    if (r->minor) {
+        char line[24];
+        int k = cel_h1_write_chunk_size(line, sizeof(line), n);
+        rc = k < 0 ? k : cel_outq_copy(h->out, line, (size_t)k);
+    }
+    if (!rc)
+        rc = cel_outq_copy(h->out, p, n);
+    if (!rc && r->minor)
+        rc = cel_outq_copy(h->out, "\r\n", 2);
+    if (rc)
+        return CEL_ENOMEM;
+    r->bytes_sent += n;
+    flush_soon(h);
+    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
+static int x_end(cel_exchange *x)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (!r->streaming || r->ended)
+        return CEL_EINVAL;
+    r->ended = 1;
+    int rc = r->streaming == 1 && r->minor ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
+    done(h, r, rc == 0);
+    return rc ? CEL_ENOMEM : 0;
+}
+
+static size_t x_buffered(const cel_exchange *x)
+{
+    return cel_outq_pending(REQ_OF(x)->h->out);
+}
+
+static void x_fail(cel_exchange *x)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->ended)
+        return;
+    if (!r->responded) {
+        cel_response res;
+        cel_response_error(&res, 500);
+        r->keep_alive = 0;
+        respond(h, r, &res, NULL);
+    } else {
+        /* Half an answer is out: only closing tells the client it is cut. */
+        h->goaway = 1;
+        h->state = S_CLOSED;
+        r->ended = 1;
+        done(h, r, 0);
+    }
+    flush_soon(h);
+}
+
+static const cel_exchange_ops exchange_ops = {
+    .respond = x_respond,
+    .start = x_start,
+    .write = x_write,
+    .end = x_end,
+    .buffered = x_buffered,
+    .fail = x_fail,
+};
+
+/* ---- requests ---- */
+
+static void req_free(cel_h1 *h, req *r, int finished)
+{
+    if (r->x.on_close)
+        r->x.on_close(&r->x, finished);
+    cel_pool_release(h->env->pool, r->body);
+    cel_arena_deinit(&r->arena);
+    cel_genref_drop(r->gen);
+    cel_pool_release(h->env->pool, r);
+    if (h->env->stats)
+        cel_uncount(&h->env->stats->streams_open, 1);
+}
+
+/* The answer to the current request is complete (or abandoned). */
+static void finish(cel_h1 *h, req *r, int finished)
+{
+    if (r->responded)
+        cel_dispatch_done(h->env, r->gen->cfg, &r->match, &r->req, r->minor ? "HTTP/1.1" : "HTTP/1.0",
+                          h->peer, r->status, r->bytes_sent, &r->start);
+    h->served = 1;
+    h->cur = NULL;
+    if (h->state != S_CLOSED)
+        h->state = r->keep_alive && !h->goaway ? S_HEAD : S_CLOSED;
+    req_free(h, r, finished);
+}
+
+static req *req_new(cel_h1 *h, const cel_h1_head *hd)
+{
+    req *r = cel_pool_alloc(h->env->pool, sizeof(*r));
+    if (!r)
+        return NULL;
+    memset(r, 0, offsetof(req, inline_arena));
+    r->h = h;
+    r->gen = cel_env_hold(h->env);
+    cel_arena_init(&r->arena, h->env->pool, r->inline_arena, sizeof(r->inline_arena));
+    r->x.ops = &exchange_ops;
+    r->x.req = &r->req;
+    r->x.arena = &r->arena;
+    r->x.env = h->env;
+    r->x.gen = r->gen;
+    event_base_gettimeofday_cached(h->env->base, &r->start);
+    if (h->env->stats)
+        cel_count(&h->env->stats->streams_open, 1);
+    r->minor = hd->minor;
+    r->keep_alive = hd->keep_alive;
+    r->head = hd->method_bit == CEL_M_HEAD;
+
+    /* The head's slices point into the input buffer, which moves: copy them. */
+    cel_request *q = &r->req;
+    cel_arena *a = &r->arena;
+    cel_header *hdrs = cel_arena_alloc(a, (hd->nheaders ? hd->nheaders : 1) * sizeof(*hdrs));
+    char *m = cel_arena_dup(a, hd->method.p, hd->method.n);
+    char *t = cel_arena_dup(a, hd->path.p, hd->path.n + (hd->query.n ? hd->query.n + 1 : 0));
+    char *host = cel_arena_dup(a, hd->host.p, hd->host.n);
+    if (!hdrs || !m || !t || !host) {
+        req_free(h, r, 0);
+        return NULL;
+    }
+    q->method = (cel_str){m, hd->method.n};
+    q->method_bit = hd->method_bit;
+    q->path = (cel_str){t, hd->path.n};
+    q->query = hd->query.n ? (cel_str){t + hd->path.n + 1, hd->query.n} : (cel_str){t, 0};
+    if (hd->query.n)
+        memcpy(t + hd->path.n + 1, hd->query.p, hd->query.n);
+    q->authority = (cel_str){host, hd->host.n};
+    q->scheme = CEL_STR_LIT("http");
+    size_t n = 0;
+    for (size_t i = 0; i < hd->nheaders; i++) {
+        const cel_header *src = &hd->headers[i];
+        char *nm = cel_arena_alloc(a, src->name.n + 1);
+        char *v = cel_arena_dup(a, src->value.p, src->value.n);
+        if (!nm || !v) {
+            req_free(h, r, 0);
+            return NULL;
+        }
+        for (size_t j = 0; j < src->name.n; j++) {
+            char ch = src->name.p[j];
+            nm[j] = (char)(ch >= 'A' && ch <= 'Z' ? ch + 32 : ch);
+        }
+        hdrs[n++] = (cel_header){{nm, src->name.n}, {v, src->value.n}};
+    }
+    q->headers = hdrs;
+    q->nheaders = n;
+    return r;
+}
+
+static int body_add(cel_h1 *h, req *r, const char *p, size_t n)
+{
+    if (r->body_len + n > h->limits.max_request_body)
+        return CEL_ETOOBIG;
+    if (r->body_len + n > r->body_cap) {
+        size_t cap = r->body_cap ? r->body_cap : 4096;
+        while (cap < r->body_len + n)
+            cap *= 2;
+        char *b = cel_pool_realloc(h->env->pool, r->body, cap);
+        if (!b)
+            return CEL_ENOMEM;
+        r->body = b;
+        r->body_cap = cap;
+    }
+    memcpy(r->body + r->body_len, p, n);
+    r->body_len += n;
+    return 0;
+}
+
+static void dispatch(cel_h1 *h, req *r)
+{
+    r->req.body = r->body;
+    r->req.body_len = r->body_len;
+    h->state = S_BUSY;
+    cel_response res;
+    h->dispatching = r;
+    int rc = cel_dispatch(r->gen->cfg, &r->x, &r->match, &res);
+    h->dispatching = NULL;
+    if (rc != CEL_HANDLER_ASYNC)
+        respond(h, r, &res, NULL);
+    else if (r->pending)
+        finish(h, r, r->pending == 1);
+}
+
+/* RFC 7540 3.2: answer 101, then the same request on stream 1 of HTTP/2. */
+static int upgrade(cel_h1 *h, const cel_h1_head *hd, size_t head_len)
+{
+    uint8_t settings[256];
+    size_t slen = 0;
+    if (b64url_decode(hd->http2_settings.p, hd->http2_settings.n, settings, sizeof(settings),
+                      &slen) ||
+        slen % 6)
+        return -1; /* not an upgrade we can make: answer over HTTP/1.1 */
+    req *r = req_new(h, hd);
+    if (!r)
+        return -1;
+    if (cel_outq_copy(h->out, CEL_H1_SWITCH_H2C, sizeof(CEL_H1_SWITCH_H2C) - 1)) {
+        req_free(h, r, 0);
+        return -1;
+    }
+    void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->peer,
+                                   settings, slen, &r->req);
+    req_free(h, r, 0); /* HTTP/2 took its own copy */
+    if (!h2) {
+        h->state = S_CLOSED;
+        return 0;
+    }
+    ibuf_consume(h, head_len);
+    h->state = S_UPGRADED;
+    h->upgrade(h->uctx, h2);
+    return 0;
+}
+
+/* Reads as many requests from the input as the answers in progress allow. */
+static void process(cel_h1 *h)
+{
+    if (h->in_process)
+        return; /* the loop below goes on by itself */
+    h->in_process = 1;
+    process_input(h);
+    h->in_process = 0;
+}
+
+static void process_input(cel_h1 *h)
+{
+    while (h->state == S_HEAD || h->state == S_BODY) {
+        if (h->state == S_HEAD) {
+            if (h->goaway) {
+                h->state = S_CLOSED;
+                return;
+            }
+            cel_h1_head hd;
+            int rc = cel_h1_parse_head_resume(h->ibuf, h->ilen, &hd, &h->plim, &h->scanned);
+            if (rc == CEL_EAGAIN)
+                return;
+            if (rc < 0) {
+                cel_log_debug("h1: %s", cel_h1_strerror(rc));
+                refuse(h, cel_h1_error_status(rc));
+                return;
+            }
+            size_t head_len = (size_t)rc;
+            int has_body = hd.chunked || hd.content_length > 0;
+            if (hd.content_length > 0 && (uint64_t)hd.content_length > h->limits.max_request_body) {
+                refuse(h, 413);
+                return;
+            }
+            if (hd.upgrade_h2c && !has_body && upgrade(h, &hd, head_len) == 0)
+                return;
+            req *r = req_new(h, &hd);
+            if (!r) {
+                refuse(h, 500);
+                return;
+            }
+            ibuf_consume(h, head_len);
+            h->cur = r;
+            if (!has_body) {
+                dispatch(h, r);
+                continue;
+            }
+            r->chunked = hd.chunked;
+            r->body_left = hd.chunked ? 0 : (uint64_t)hd.content_length;
+            if (r->chunked)
+                cel_h1_chunked_init(&r->ch, 0);
+            if (hd.expect_continue)
+                cel_outq_copy(h->out, CEL_H1_CONTINUE, sizeof(CEL_H1_CONTINUE) - 1);
+            h->state = S_BODY;
+        }
+        req *r = h->cur;
+        int rc, done;
+        if (r->chunked) {
+            size_t outlen = 0, used = 0;
+            rc = cel_h1_chunked_decode(&r->ch, h->ibuf, h->ilen, h->ibuf, &outlen, &used);
+            done = rc == 0;
+            if (rc == CEL_EAGAIN || rc == 0)
+                rc = body_add(h, r, h->ibuf, outlen);
+            ibuf_consume(h, used);
+        } else {
+            size_t n = h->ilen < r->body_left ? h->ilen : (size_t)r->body_left;
+            rc = body_add(h, r, h->ibuf, n);
+            ibuf_consume(h, n);
+            r->body_left -= n;
+            done = r->body_left == 0;
+        }
+        if (rc < 0) {
+            h->cur = NULL;
+            req_free(h, r, 0);
+            refuse(h, cel_h1_error_status(rc == CEL_ENOMEM ? CEL_EIO : rc));
+            return;
+        }
+        if (!done)
+            return;
+        dispatch(h, r);
+    }
+}
+
+/* ---- as a connection's protocol ---- */
+
+static int p_recv(void *s, const uint8_t *p, size_t n)
+{
+    cel_h1 *h = s;
+    if (h->state == S_CLOSED || h->state == S_UPGRADED)
+        return 0; /* after our last answer: read and dropped while lingering */
+    if (ibuf_append(h, p, n))
+        return CEL_EIO;
+    process(h);
+    return 0;
+}
+
+static int p_send(void *s)
+{
+    cel_h1 *h = s;
+    req *r = h->cur;
+    /* A streamed answer waiting for room: the queue drained enough. */
+    if (r && r->x.on_writable && cel_outq_pending(h->out) < STREAM_LOW) {
+        void (*fn)(cel_exchange *) = r->x.on_writable;
+        r->x.on_writable = NULL;
+        fn(&r->x);
+    }
+    return 0;
+}
+
+static int p_want_read(const void *s)
+{
+    const cel_h1 *h = s;
+    return h->state != S_CLOSED && h->state != S_UPGRADED;
+}
+
+static int p_can_read(const void *s)
+{
+    const cel_h1 *h = s;
+    /* Pipelined input piles up while an answer is in progress: pause at a cap. */
+    return h->state != S_BUSY || h->ilen < IBUF_SOFT_CAP;
+}
+
+static int p_want_write(const void *s)
+{
+    (void)s;
+    return 0; /* answers go straight into the output queue */
+}
+
+static size_t p_streams(const void *s)
+{
+    const cel_h1 *h = s;
+    return h->cur != NULL;
+}
+
+static int p_served(const void *s)
+{
+    return ((const cel_h1 *)s)->served;
+}
+
+static int p_in_headers(const void *s)
+{
+    const cel_h1 *h = s;
+    return h->state == S_HEAD && h->ilen > 0;
+}
+
+static void p_goaway(void *s)
+{
+    cel_h1 *h = s;
+    h->goaway = 1;
+    if (!h->cur)
+        h->state = S_CLOSED;
+}
+
+static void p_free(void *s)
+{
+    cel_h1 *h = s;
+    if (h->cur)
+        req_free(h, h->cur, 0);
+    cel_pool_release(h->env->pool, h->ibuf);
+    cel_pool_release(h->env->pool, h);
+}
+
+const cel_proto cel_h1_proto = {
+    .name = "http/1.1",
+    .recv = p_recv,
+    .send = p_send,
+    .want_read = p_want_read,
+    .can_read = p_can_read,
+    .want_write = p_want_write,
+    .streams = p_streams,
+    .served = p_served,
+    .in_headers = p_in_headers,
+    .goaway = p_goaway,
+    .free = p_free,
+};
+
+cel_h1 *cel_h1_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
+                   const char *peer, cel_h1_upgrade_fn upgrade_fn, void *uctx)
+{
+    cel_h1 *h = cel_pool_alloc(env->pool, sizeof(*h));
+    if (!h)
+        return NULL;
+    memset(h, 0, sizeof(*h));
+    h->env = env;
+    h->out = out;
+    h->want_flush = want_flush;
+    h->flush_ctx = ctx;
+    h->peer = peer ? peer : "-";
+    h->upgrade = upgrade_fn;
+    h->uctx = uctx;
+    h->limits = env->gen->cfg->limits;
+    h->plim = (cel_h1_limits){
+        .max_head = h->limits.max_header_list_size,
+        .max_line = h->limits.max_header_line,
+        .max_target = h->limits.max_request_line,
+        .max_headers = h->limits.max_headers,
+    };
+    h->state = S_HEAD;
+    return h;
+}
+
+const uint8_t *cel_h1_leftover(void *s, size_t *n)
+{
+    cel_h1 *h = s;
+    *n = h->ilen;
+    return (const uint8_t *)h->ibuf;
+}

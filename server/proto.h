@@ -1,0 +1,30 @@
+/*
+ * What a connection needs from the protocol spoken on it (HTTP/2 or HTTP/1.1):
+ * bytes in, frames out into the connection's output queue, and enough state to
+ * pick the right timeout and know when the conversation is over. Each protocol
+ * front end (h2.c, h1.c) provides one of these tables.
+ */
+#ifndef CEL_PROTO_H
+#define CEL_PROTO_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+typedef struct cel_proto {
+    const char *name; /* "h2", "http/1.1" */
+    /* Bytes from the client. 0, or CEL_EIO: the connection must end after what
+     * is queued (an error answer, a GOAWAY) is written. */
+    int (*recv)(void *s, const uint8_t *p, size_t n);
+    /* Moves output that is ready into the output queue. 0 or CEL_EIO. */
+    int (*send)(void *s);
+    int (*want_read)(const void *s);  /* 0 once the conversation is over */
+    int (*can_read)(const void *s);   /* optional: 0 to pause reading for now */
+    int (*want_write)(const void *s); /* output ready that send has not taken */
+    size_t (*streams)(const void *s); /* requests in flight */
+    int (*served)(const void *s);     /* whether any request has completed */
+    int (*in_headers)(const void *s); /* a request head has begun and not ended */
+    void (*goaway)(void *s);          /* graceful end: finish what is in flight */
+    void (*free)(void *s);
+} cel_proto;
+
+#endif

@@ -1,0 +1,321 @@
+"""HTTP/1.1 on the same port as h2c: every route kind, keep-alive, pipelining,
+chunked bodies both ways, Expect: 100-continue, the h2c upgrade, the error
+statuses of bad input, slow heads, and wrk under load."""
+
+import json
+import os
+import pathlib
+import re
+import socket
+import subprocess
+import time
+
+import pytest
+
+from support import BINARY, load_n
+
+MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
+
+CONFIG = f"""workers: 2
+modules_dir: {MODULES}
+limits: {{ max_request_body: 64k, max_request_line: 1k, max_header_line: 2k, max_headers: 20,
+          header_timeout: 1s, idle_timeout: 2s }}
+routes:
+  - path: /bench
+    static: {{ body: "OK", content_type: text/plain }}
+  - path: /big
+    static: {{ body: "{'x' * 5000}" }}
+  - path: /users/:id/posts/:postId
+    json: {{ template: {{ user: "{{{{param.id}}}}", post: "{{{{param.postId}}}}", ua: "{{{{header.user-agent}}}}" }} }}
+  - path: /greet/:name
+    module: {{ name: hello }}
+  - path: /echo
+    methods: [POST, PUT]
+    module: {{ name: echo, config: {{ chunk: 1000 }} }}
+  - path: /slow
+    module: {{ name: delay, config: {{ ms: 100, mode: loop }} }}
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(module_celerisd):
+    return module_celerisd(CONFIG)
+
+
+class Conn:
+    """A raw HTTP/1.1 client: send bytes, read whole responses."""
+
+    def __init__(self, port, timeout=5):
+        self.s = socket.create_connection(("127.0.0.1", port), timeout=timeout)
+        self.buf = b""
+
+    def send(self, data):
+        self.s.sendall(data)
+
+    def _fill(self):
+        chunk = self.s.recv(65536)
+        if not chunk:
+            raise EOFError
+        self.buf += chunk
+
+    def response(self, head_request=False):
+        """(status, {headers}, body) of the next response on the connection
+        (HEAD: the framing headers announce a body that does not follow)."""
+        while b"\r\n\r\n" not in self.buf:
+            self._fill()
+        head, self.buf = self.buf.split(b"\r\n\r\n", 1)
+        lines = head.decode("latin-1").split("\r\n")
+        status = int(lines[0].split()[1])
+        hdrs = {}
+        for ln in lines[1:]:
+            k, _, v = ln.partition(":")
+            hdrs[k.strip().lower()] = v.strip()
+        if head_request or status < 200 or status in (204, 304):
+            return status, hdrs, b""
+        if hdrs.get("transfer-encoding") == "chunked":
+            body = b""
+            while True:
+                while b"\r\n" not in self.buf:
+                    self._fill()
+                size_line, self.buf = self.buf.split(b"\r\n", 1)
+                size = int(size_line, 16)
+                while len(self.buf) < size + 2:
+                    self._fill()
+                body += self.buf[:size]
+                self.buf = self.buf[size + 2:]
+                if size == 0:
+                    return status, hdrs, body
+        n = int(hdrs.get("content-length", "0"))
+        while len(self.buf) < n:
+            self._fill()
+        body, self.buf = self.buf[:n], self.buf[n:]
+        return status, hdrs, body
+
+    def closed(self, timeout=5):
+        self.s.settimeout(timeout)
+        try:
+            while True:
+                if not self.s.recv(65536):
+                    return True
+        except (socket.timeout, TimeoutError):
+            return False
+        except ConnectionResetError:
+            return True
+
+    def close(self):
+        self.s.close()
+
+
+def get(path, extra=""):
+    return f"GET {path} HTTP/1.1\r\nHost: t\r\n{extra}\r\n".encode()
+
+
+def test_route_kinds(srv):
+    c = Conn(srv.port)
+    c.send(get("/bench"))
+    st, h, body = c.response()
+    assert (st, body) == (200, b"OK")
+    assert h["content-type"] == "text/plain" and h["content-length"] == "2"
+    assert h["server"].startswith("celerisd") and h["date"].endswith("GMT")
+    c.send(get("/users/caf%C3%A9/posts/2", "User-Agent: a\"b\r\n"))
+    st, h, body = c.response()
+    assert st == 200 and json.loads(body) == {"user": "café", "post": "2", "ua": 'a"b'}
+    c.send(get("/greet/h1"))
+    assert c.response()[2] == b"Hello, h1!\n"
+    c.send(get("/nope"))
+    assert c.response()[0] == 404
+    c.send(b"DELETE /bench HTTP/1.1\r\nHost: t\r\n\r\n")
+    st, h, _ = c.response()
+    assert st == 405 and h["allow"] == "GET, HEAD"
+    c.send(b"HEAD /big HTTP/1.1\r\nHost: t\r\n\r\n")
+    st, h, body = c.response(head_request=True)
+    assert st == 200 and h["content-length"] == "5000" and body == b""
+    c.send(get("/big"))
+    assert c.response()[2] == b"x" * 5000  # the HEAD sent no body: framing intact
+    c.close()
+
+
+def test_keep_alive_and_close(srv):
+    c = Conn(srv.port)
+    for _ in range(5):
+        c.send(get("/bench"))
+        st, h, _ = c.response()
+        assert st == 200 and "connection" not in h
+    c.send(get("/bench", "Connection: close\r\n"))
+    st, h, _ = c.response()
+    assert h["connection"] == "close"
+    assert c.closed()
+
+
+def test_http10(srv):
+    c = Conn(srv.port)
+    c.send(b"GET /bench HTTP/1.0\r\n\r\n")
+    st, h, body = c.response()
+    assert st == 200 and body == b"OK" and h.get("connection") == "close"
+    assert c.closed()
+    c = Conn(srv.port)
+    c.send(b"GET /bench HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    st, h, _ = c.response()
+    assert h.get("connection") == "keep-alive"
+    c.send(b"GET /greet/ten HTTP/1.0\r\nConnection: keep-alive\r\n\r\n")
+    assert c.response()[2] == b"Hello, ten!\n"
+    c.close()
+
+
+def test_pipelining_100_in_order(srv):
+    c = Conn(srv.port, timeout=10)
+    # mixed sync and async handlers: answers must come in request order
+    reqs = []
+    for i in range(100):
+        path = f"/greet/n{i}" if i % 7 else "/slow"
+        reqs.append(path)
+    c.send(b"".join(get(p) for p in reqs))
+    for p in reqs:
+        st, _, body = c.response()
+        assert st == 200
+        if p == "/slow":
+            assert body == b"delayed 100 ms on loop\n"
+        else:
+            assert body == f"Hello, {p.split('/')[-1]}!\n".encode()
+    c.close()
+
+
+@pytest.mark.parametrize("size", [0, 1, 5000, 60000])
+def test_bodies_content_length_and_chunked(srv, size):
+    body = os.urandom(size)
+    c = Conn(srv.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Type: app/x\r\n"
+           + f"Content-Length: {size}\r\n\r\n".encode() + body)
+    st, h, got = c.response()
+    assert st == 200 and got == body and h["content-type"] == "app/x"
+    assert h.get("transfer-encoding") == "chunked"  # a streamed answer
+    # the same body, sent chunked in uneven pieces, with an extension and a trailer
+    chunks = b""
+    i = 0
+    for n in (1, 10, 4096, 300):
+        piece = body[i:i + n]
+        i += n
+        if piece:
+            chunks += f"{len(piece):x};ext=1\r\n".encode() + piece + b"\r\n"
+    if body[i:]:
+        chunks += f"{len(body[i:]):x}\r\n".encode() + body[i:] + b"\r\n"
+    chunks += b"0\r\nX-Trailer: yes\r\n\r\n"
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n" + chunks)
+    st, h, got = c.response()
+    assert st == 200 and got == body
+    c.close()
+
+
+def test_expect_100_continue(srv):
+    c = Conn(srv.port)
+    c.send(b"PUT /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 5\r\nExpect: 100-continue\r\n\r\n")
+    st, _, _ = c.response()
+    assert st == 100
+    c.send(b"hello")
+    st, _, body = c.response()
+    assert st == 200 and body == b"hello"
+    c.close()
+
+
+def test_h2c_upgrade(srv):
+    p = subprocess.run(["curl", "-sS", "--http2", "-v", "--max-time", "5", srv.url("/greet/up")],
+                       capture_output=True, timeout=15)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout == b"Hello, up!\n"
+    err = p.stderr.decode()
+    assert "HTTP/1.1 101 Switching Protocols" in err and "< HTTP/2 200" in err
+
+
+def test_curl_plain(srv):
+    p = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", " %{http_version}",
+                        srv.url("/users/1/posts/2")], capture_output=True, timeout=15)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.endswith(b" 1.1")
+    assert json.loads(p.stdout[:-4])["user"] == "1"
+
+
+@pytest.mark.parametrize("raw,status", [
+    (b"GET /a b HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+    (b"GET /bench HTTP/1.1\r\n\r\n", 400),                       # no Host
+    (b"GET /bench HTTP/1.1\r\nHost: t\r\nBad Header: x\r\n\r\n", 400),
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 3\r\nTransfer-Encoding: chunked\r\n\r\n", 400),
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nContent-Length: 999999\r\n\r\n", 413),
+    (b"GET /" + b"a" * 2000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+    (b"GET /bench HTTP/1.1\r\nHost: t\r\nX-Long: " + b"v" * 3000 + b"\r\n\r\n", 431),
+    (b"GET /bench HTTP/1.1\r\nHost: t\r\n" + b"".join(b"X-%d: 1\r\n" % i for i in range(30))
+     + b"\r\n", 431),
+    (b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 501),
+    (b"GET /bench HTTP/3.0\r\nHost: t\r\n\r\n", 505),
+], ids=["bad-request-line", "no-host", "bad-header", "cl-and-te", "too-large", "long-target",
+        "long-header", "many-headers", "unknown-coding", "bad-version"])
+def test_bad_input_statuses(srv, raw, status):
+    c = Conn(srv.port)
+    c.send(raw)
+    st, h, _ = c.response()
+    assert st == status
+    assert h.get("connection") == "close"
+    assert c.closed()
+
+
+def test_chunked_body_too_large(srv):
+    c = Conn(srv.port)
+    c.send(b"POST /echo HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: chunked\r\n\r\n"
+           + (b"4000\r\n" + b"z" * 0x4000 + b"\r\n") * 5)
+    st, h, _ = c.response()
+    assert st == 413 and h.get("connection") == "close"
+
+
+def test_slow_head_is_cut(srv):
+    c = Conn(srv.port)
+    start = time.monotonic()
+    try:
+        for b in b"GET /bench HTTP/1.1\r\nHost: t\r\nX-Slow: 1234567890":
+            c.send(bytes([b]))
+            time.sleep(0.05)
+    except (BrokenPipeError, ConnectionResetError):
+        pass  # cut while dribbling: what the test wants
+    assert c.closed(timeout=5)
+    assert time.monotonic() - start < 4
+
+
+def test_idle_keep_alive_closed(srv):
+    c = Conn(srv.port)
+    c.send(get("/bench"))
+    assert c.response()[0] == 200
+    start = time.monotonic()
+    assert c.closed(timeout=6)
+    assert 1.5 < time.monotonic() - start < 5
+
+
+def test_both_protocols_on_one_port(srv):
+    from h2client import H2Client
+    with H2Client("127.0.0.1", srv.port) as h2:
+        assert h2.get("/bench").body == b"OK"
+        c = Conn(srv.port)
+        c.send(get("/bench"))
+        assert c.response()[2] == b"OK"
+        assert h2.get("/greet/two").body == b"Hello, two!\n"
+        c.close()
+
+
+@pytest.mark.load
+def test_wrk_load(srv):
+    """wrk keeps 50 HTTP/1.1 connections busy; every response must be a 2xx
+    (wrk counts non-2xx and socket errors) and the request count must reach
+    the target."""
+    n = load_n()
+    p = subprocess.run(["wrk", "-t", "1", "-c", "50", "-d", "30s", "--timeout", "5s",
+                        "-s", "/dev/stdin", srv.url("/bench")],
+                       input=f"""local n = 0
+request = function()
+  n = n + 1
+  if n > {n // 50 + 10} then wrk.thread:stop() end
+  return wrk.format()
+end
+""", capture_output=True, text=True, timeout=120)
+    out = p.stdout + p.stderr
+    assert p.returncode == 0, out
+    m = re.search(r"(\d+) requests in", out)
+    assert m, out
+    assert "Non-2xx" not in out and "Socket errors" not in out, out
+    assert int(m.group(1)) >= n * 0.95, out
