@@ -1,0 +1,1113 @@
+#!/usr/bin/python3
+"""Benchmark driver behind scripts/bench (which installs the tools and builds
+build-bench first). Runs celerisd and its peers (nginx, h2o, h2o with mruby,
+nghttpd) on loopback with their own generated configs in a temp directory,
+pinned with taskset, and drives them with h2load. Run `scripts/bench -h`."""
+
+import argparse
+import datetime
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+HERE = os.path.join(ROOT, 'scripts', 'bench.d')
+CELERISD = os.path.join(ROOT, 'build-bench', 'celerisd')
+CONF = os.path.join(ROOT, 'conf', 'bench.yaml')
+HZ = os.sysconf('SC_CLK_TCK')
+
+
+class Route:
+    def __init__(self, name, path, body, ctype, key):
+        self.name, self.path, self.body, self.ctype, self.key = name, path, body, ctype, key
+
+
+ROUTES = [
+    Route('/bench', '/bench', b'OK', 'text/plain', 'bench'),
+    Route('/json', '/json', b'{"message":"Hello, World!"}', 'application/json', 'json'),
+    Route('/users/:id/posts/:postId', '/users/123/posts/456',
+          b'{"user":"123","post":"456"}', 'application/json', 'users'),
+]
+SERVERS = ['celerisd', 'nginx', 'h2o', 'h2o-mruby', 'nghttpd']
+RAMP_STEPS = [10, 25, 50, 100, 200, 400, 600]
+
+
+class BenchError(Exception):
+    pass
+
+
+def say(msg=''):
+    print(msg, flush=True)
+
+
+# ---------------------------------------------------------------- helpers
+
+def parse_duration(text):
+    """'5', '5s', '500ms', '1m' -> seconds (float)."""
+    m = re.fullmatch(r'\s*([0-9]*\.?[0-9]+)\s*(ms|s|m)?\s*', str(text))
+    if not m:
+        raise argparse.ArgumentTypeError(f'bad duration {text!r} (use 5, 5s, 500ms, 1m)')
+    v = float(m.group(1))
+    return v / 1000 if m.group(2) == 'ms' else v * 60 if m.group(2) == 'm' else v
+
+
+def h2dur(seconds):
+    return f'{max(1, int(round(seconds * 1000)))}ms'
+
+
+def cpu_list(spec):
+    """'0-1,3' -> [0, 1, 3]"""
+    out = []
+    for part in spec.split(','):
+        part = part.strip()
+        if not part:
+            continue
+        if '-' in part:
+            a, b = part.split('-', 1)
+            out.extend(range(int(a), int(b) + 1))
+        else:
+            out.append(int(part))
+    if not out:
+        raise argparse.ArgumentTypeError(f'empty CPU list {spec!r}')
+    return sorted(set(out))
+
+
+_used_ports = set()
+
+
+def free_port():
+    while True:
+        with socket.socket() as s:
+            s.bind(('127.0.0.1', 0))
+            p = s.getsockname()[1]
+        if p not in _used_ports:
+            _used_ports.add(p)
+            return p
+
+
+def proc_children():
+    kids = {}
+    for d in os.listdir('/proc'):
+        if not d.isdigit():
+            continue
+        try:
+            with open(f'/proc/{d}/stat') as f:
+                st = f.read()
+        except OSError:
+            continue
+        ppid = int(st[st.rindex(')') + 2:].split()[1])
+        kids.setdefault(ppid, []).append(int(d))
+    return kids
+
+
+def proc_tree(pid):
+    kids = proc_children()
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def proc_cpu_seconds(pid):
+    try:
+        with open(f'/proc/{pid}/stat') as f:
+            st = f.read()
+    except OSError:
+        return 0.0
+    fields = st[st.rindex(')') + 2:].split()
+    return (int(fields[11]) + int(fields[12])) / HZ   # utime + stime
+
+
+def proc_rss_kib(pid):
+    try:
+        with open(f'/proc/{pid}/status') as f:
+            for line in f:
+                if line.startswith('VmRSS:'):
+                    return int(line.split()[1])
+    except OSError:
+        pass
+    return 0
+
+
+def system_busy_seconds():
+    """Busy CPU time of the whole machine (all CPUs) from /proc/stat."""
+    with open('/proc/stat') as f:
+        v = [int(x) for x in f.readline().split()[1:]]
+    user, nice, system, idle, iowait, irq, softirq, steal = (v + [0] * 8)[:8]
+    return (user + nice + system + irq + softirq + steal) / HZ
+
+
+def median(xs):
+    return statistics.median(xs) if xs else float('nan')
+
+
+def fmt_int(x):
+    return f'{x:,.0f}'
+
+
+def run_text(cmd):
+    try:
+        p = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        return p.stdout + p.stderr
+    except Exception:
+        return ''
+
+
+def tail(path, n=15):
+    try:
+        with open(path, errors='replace') as f:
+            lines = f.read().splitlines()
+        return '\n'.join('    | ' + x for x in lines[-n:])
+    except OSError:
+        return '    | (no log)'
+
+
+# ---------------------------------------------------------------- servers
+
+class Server:
+    """One server under test, with its own config and log in the temp dir."""
+
+    def __init__(self, name, ctx, cpus, workers=1, conns=4096, callgrind_out=None, idle=False):
+        self.name, self.ctx, self.cpus, self.workers = name, ctx, cpus, workers
+        self.conns, self.callgrind_out, self.idle = conns, callgrind_out, idle
+        self.port = free_port()
+        self.dir = os.path.join(ctx.tmp, f'{name}-{self.port}')
+        os.makedirs(self.dir)
+        self.log = os.path.join(self.dir, 'server.log')
+        self.proc = None
+
+    def url(self, path):
+        return f'http://127.0.0.1:{self.port}{path}'
+
+    def _template(self, fname, **kv):
+        with open(os.path.join(HERE, fname)) as f:
+            text = f.read()
+        kv.setdefault('TMP', self.dir)
+        kv.setdefault('DOCS', self.ctx.docs)
+        kv.setdefault('PORT', str(self.port))
+        kv.setdefault('WORKERS', str(self.workers))
+        kv.setdefault('CONNS', str(self.conns))
+        for k, v in kv.items():
+            text = text.replace(f'@{k}@', v)
+        left = re.findall(r'@[A-Z]+@', text)
+        if left:
+            raise BenchError(f'{fname}: unfilled placeholders {left}')
+        return text
+
+    def _write(self, fname, text):
+        path = os.path.join(self.dir, fname)
+        with open(path, 'w') as f:
+            f.write(text)
+        return path
+
+    def command(self):
+        n = self.name
+        if n == 'celerisd':
+            with open(CONF) as f:
+                text = f.read()
+            subs = [(r'(?m)^listen:.*$', f'listen: "127.0.0.1:{self.port}"'),
+                    (r'(?m)^workers:.*$', f'workers: {self.workers}')]
+            if self.conns > 10000:
+                subs.append((r'(?m)^(\s+max_connections:).*$', rf'\g<1> {self.conns}'))
+            if self.idle:   # idle connections must outlive the measurement
+                subs.append((r'(?m)^(\s+idle_timeout:).*$', r'\g<1> 300s'))
+                subs.append((r'(?m)^(\s+header_timeout:).*$', r'\g<1> 300s'))
+            for pat, rep in subs:
+                text, k = re.subn(pat, rep, text)
+                if k != 1:
+                    raise BenchError(f'conf/bench.yaml: expected one line matching {pat!r}')
+            return [CELERISD, '-c', self._write('celerisd.yaml', text)]
+        if n == 'nginx':
+            conf = self._write('nginx.conf', self._template(
+                'nginx.conf.in', MASTER='off' if self.callgrind_out else 'on',
+                NOFILE=str(max(8192, 2 * self.conns + 100))))
+            return ['nginx', '-p', self.dir + '/', '-e', os.path.join(self.dir, 'nginx-error.log'),
+                    '-c', conf]
+        if n in ('h2o', 'h2o-mruby'):
+            return ['h2o', '-c', self._write(n + '.yaml', self._template(n + '.yaml.in'))]
+        if n == 'nghttpd':
+            return ['nghttpd', '--no-tls', '-a', '127.0.0.1', '-n', str(self.workers),
+                    '-d', self.ctx.docs, str(self.port)]
+        raise BenchError(f'unknown server {n}')
+
+    def start(self, timeout=15):
+        cmd = ['taskset', '-c', self.cpus]
+        if self.callgrind_out:
+            cmd += ['valgrind', '--tool=callgrind', f'--callgrind-out-file={self.callgrind_out}']
+            timeout = max(timeout, 120)
+        cmd += self.command()
+        self.cmd = cmd
+        with open(self.log, 'ab') as logf:
+            self.proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=logf,
+                                         stderr=subprocess.STDOUT, start_new_session=True,
+                                         cwd=self.dir)
+        deadline = time.monotonic() + timeout
+        while True:
+            if self.proc.poll() is not None:
+                raise BenchError(f'{self.name} exited with code {self.proc.returncode} at start:\n'
+                                 f'    $ {" ".join(cmd)}\n{tail(self.log)}')
+            try:
+                with socket.create_connection(('127.0.0.1', self.port), timeout=1):
+                    pass
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    raise BenchError(f'{self.name} does not listen on port {self.port} after '
+                                     f'{timeout} s\n{tail(self.log)}')
+                time.sleep(0.05)
+        return self
+
+    def alive(self):
+        return self.proc is not None and self.proc.poll() is None
+
+    def check_alive(self, what):
+        if not self.alive():
+            raise BenchError(f'{self.name} died (exit code {self.proc.returncode}) {what}\n'
+                             f'{tail(self.log)}')
+
+    def pids(self):
+        return proc_tree(self.proc.pid) if self.alive() else []
+
+    def cpu_seconds(self):
+        return sum(proc_cpu_seconds(p) for p in self.pids())
+
+    def rss_kib(self):
+        return sum(proc_rss_kib(p) for p in self.pids())
+
+    def stop(self, timeout=15):
+        """SIGTERM by PID; returns the exit code (None if it had to be killed)."""
+        if self.proc is None:
+            return None
+        if self.proc.poll() is not None:
+            return self.proc.returncode
+        tree = self.pids()
+        if self.callgrind_out:
+            timeout = max(timeout, 180)
+        self.proc.send_signal(signal.SIGTERM)
+        try:
+            rc = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            say(f'  {self.name}: still running {timeout} s after SIGTERM, sending SIGKILL')
+            self.proc.kill()
+            self.proc.wait()
+            rc = None
+        for p in tree[1:]:          # leftovers of this server only (e.g. h2o's helper)
+            try:
+                os.kill(p, signal.SIGTERM)
+            except OSError:
+                pass
+        return rc
+
+
+# ---------------------------------------------------------------- checks
+
+def check_bodies(srv, routes, ctx):
+    """One curl --http2-prior-knowledge per route (two for the params route)."""
+    for r in routes:
+        cases = [(r.path, r.body)]
+        if r.key == 'users' and srv.name != 'nghttpd':   # nghttpd serves files: one id only
+            cases.append(('/users/u-7/posts/p-9', b'{"user":"u-7","post":"p-9"}'))
+        for path, want in cases:
+            bodyf = os.path.join(ctx.tmp, 'curl-body')
+            p = subprocess.run(['curl', '--http2-prior-knowledge', '-sS', '--max-time', '10',
+                                '-o', bodyf, '-w', '%{http_code} %{http_version} %{content_type}',
+                                srv.url(path)], capture_output=True, text=True)
+            got = open(bodyf, 'rb').read() if os.path.exists(bodyf) else b''
+            parts = (p.stdout.split(' ', 2) + ['', '', ''])[:3]
+            code, ver, ctype = parts
+            if p.returncode != 0 or code != '200' or ver != '2' or got != want:
+                raise BenchError(
+                    f'{srv.name} answers GET {path} wrongly: curl exit {p.returncode} '
+                    f'{p.stderr.strip()}, HTTP/{ver} {code}, body {got[:200]!r}; '
+                    f'expected HTTP/2 200 and body {want!r}')
+            if path == r.path:
+                ctx.content_types[(srv.name, r.name)] = ctype or '(none)'
+            os.unlink(bodyf)
+
+
+def validate_h2load(out, rc, what, expect_n=None):
+    m_fin = re.search(r'finished in ([\d.]+)(m?s), ([\d.]+) req/s', out)
+    m_req = re.search(r'requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, '
+                      r'(\d+) failed, (\d+) errored, (\d+) timeout', out)
+    m_st = re.search(r'status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx', out)
+    if rc != 0 or not (m_fin and m_req and m_st):
+        raise BenchError(f'h2load failed ({what}), exit {rc}:\n' + '\n'.join(
+            '    | ' + x for x in out.splitlines()[-15:]))
+    total, started, done, ok, failed, errored, tmo = map(int, m_req.groups())
+    s2, s3, s4, s5 = map(int, m_st.groups())
+    problems = []
+    if failed or errored or tmo:
+        problems.append(f'{failed} failed, {errored} errored, {tmo} timeout')
+    if s3 or s4 or s5:
+        problems.append(f'status codes {s2} 2xx, {s3} 3xx, {s4} 4xx, {s5} 5xx')
+    if ok == 0:
+        problems.append('no request succeeded')
+    if expect_n is not None and ok != expect_n:
+        problems.append(f'{ok} of {expect_n} requests succeeded')
+    if problems:
+        raise BenchError(f'{what}: ' + '; '.join(problems) + '\n' + '\n'.join(
+            '    | ' + x for x in out.splitlines() if x.startswith(('requests:', 'status codes:',
+                                                                     'finished'))))
+    return {'rps': float(m_fin.group(3)), 'requests': ok}
+
+
+def h2load(url, cpus, threads, conns, streams, what, duration=None, n=None, log_file=None,
+           expect_n=None):
+    threads = max(1, min(threads, conns))
+    cmd = ['taskset', '-c', cpus, 'h2load', '-t', str(threads), '-c', str(conns),
+           '-m', str(streams)]
+    if duration is not None:
+        cmd += ['-D', h2dur(duration)]
+    if n is not None:
+        cmd += ['-n', str(n)]
+    if log_file:
+        cmd += ['--log-file', log_file]
+    cmd.append(url)
+    with tempfile.TemporaryFile() as outf:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=outf, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        outf.seek(0)
+        out = outf.read().decode(errors='replace')
+    res = validate_h2load(out, p.returncode, what, expect_n)
+    res['client_cpu'] = ru.ru_utime + ru.ru_stime
+    res['wall'] = wall
+    return res
+
+
+# ---------------------------------------------------------------- context
+
+class Ctx:
+    def __init__(self, opts):
+        self.opts = opts
+        self.tmp = tempfile.mkdtemp(prefix='celerisd-bench-')
+        self.docs = os.path.join(self.tmp, 'docs')
+        self.content_types = {}
+        self.servers = []
+        files = {'bench': b'OK', 'bench.txt': b'OK',
+                 'json': b'{"message":"Hello, World!"}', 'json.json': b'{"message":"Hello, World!"}',
+                 'users/123/posts/456': b'{"user":"123","post":"456"}'}
+        for rel, body in files.items():
+            path = os.path.join(self.docs, rel)
+            os.makedirs(os.path.dirname(path), exist_ok=True)
+            with open(path, 'wb') as f:
+                f.write(body)
+
+    def server(self, name, **kw):
+        kw.setdefault('cpus', self.opts.server_cpus)
+        kw.setdefault('workers', self.opts.workers)
+        s = Server(name, self, **kw)
+        self.servers.append(s)
+        return s
+
+    def stop_all(self):
+        for s in self.servers:
+            if s.alive():
+                s.stop()
+
+
+def versions():
+    out = {}
+    out['celerisd'] = run_text([CELERISD, '-V']).splitlines()[:1]
+    out['nginx'] = run_text(['nginx', '-v']).splitlines()[:1]
+    out['h2o'] = run_text(['h2o', '-v']).splitlines()[:1]
+    out['nghttpd'] = run_text(['nghttpd', '--version']).splitlines()[:1]
+    out['h2load'] = run_text(['h2load', '--version']).splitlines()[:1]
+    return {k: (v[0].strip() if v else '?') for k, v in out.items()}
+
+
+def git_rev():
+    rev = run_text(['git', '-C', ROOT, 'rev-parse', '--short', 'HEAD']).strip().splitlines()
+    rev = rev[0] if rev else '?'
+    dirty = subprocess.run(['git', '-C', ROOT, 'status', '--porcelain', '--', 'server'],
+                           capture_output=True, text=True).stdout.strip()
+    return rev + ('+uncommitted changes in server/' if dirty else '')
+
+
+def header_lines(opts, title):
+    cpu = '?'
+    try:
+        cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo')
+                   if l.startswith('model name'))
+    except Exception:
+        pass
+    v = versions()
+    return [f'# {title}', '',
+            f'- date: {datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")}',
+            f'- machine: {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}',
+            f'- celerisd: {v["celerisd"]}, git {git_rev()}, build-bench (buildtype=release)',
+            f'- peers: {v["nginx"]}; {v["h2o"]}; {v["nghttpd"]}; client {v["h2load"]}',
+            f'- command: `{" ".join(["scripts/bench"] + sys.argv[1:])}`', '']
+
+
+def write_md(opts, stamp, suffix, lines):
+    os.makedirs(opts.out_dir, exist_ok=True)
+    path = os.path.join(opts.out_dir, f'bench-{stamp}{suffix}.md')
+    with open(path, 'w') as f:
+        f.write('\n'.join(lines) + '\n')
+    return path
+
+
+def md_table(head, rows, align=None):
+    """Markdown table with padded columns (readable on a terminal too)."""
+    cols = len(head)
+    align = align or ['l'] + ['r'] * (cols - 1)
+    w = [max(len(str(x[i])) for x in [head] + rows) for i in range(cols)]
+    w = [max(3, x) for x in w]
+
+    def line(cells):
+        out = []
+        for i, c in enumerate(cells):
+            c = str(c)
+            out.append(c.ljust(w[i]) if align[i] == 'l' else c.rjust(w[i]))
+        return '| ' + ' | '.join(out) + ' |'
+    sep = '|' + '|'.join((':' + '-' * (w[i] + 1)) if align[i] == 'l' else ('-' * (w[i] + 1) + ':')
+                         for i in range(cols)) + '|'
+    return [line(head), sep] + [line(r) for r in rows]
+
+
+# ---------------------------------------------------------------- throughput
+
+def mode_throughput(opts, ctx, routes, names):
+    shared = bool(set(cpu_list(opts.server_cpus)) & set(cpu_list(opts.client_cpus)))
+    threads = len(cpu_list(opts.client_cpus))
+    servers = {}
+    for name in names:
+        servers[name] = ctx.server(name).start()
+        check_bodies(servers[name], routes, ctx)
+    say(f'bodies checked: {", ".join(names)} answer every route correctly')
+    say(f'servers on CPU {opts.server_cpus} ({opts.workers} worker(s)/thread(s)/process(es)), '
+        f'h2load -t {threads} on CPU {opts.client_cpus}, -c {opts.connections} '
+        f'-m {opts.streams} -D {opts.duration:g}s, warm-up {opts.warmup:g}s, '
+        f'{opts.repeat} round(s)' + ('   [SHARED CORES: req/s only]' if shared else ''))
+    results = {}
+    retries_left = opts.noise_retries
+    for r in routes:
+        say(f'\n== {r.name}  ({r.path})')
+        if opts.warmup > 0:
+            for name in names:
+                h2load(servers[name].url(r.path), opts.client_cpus, threads, opts.connections,
+                       opts.streams, f'{name} {r.path} warm-up', duration=opts.warmup)
+                servers[name].check_alive(f'during the warm-up of {r.path}')
+        for rnd in range(1, opts.repeat + 1):
+            for name in names:
+                srv = servers[name]
+                for attempt in range(3):
+                    res = measured_run(srv, r, opts, threads, f'{name} {r.path} round {rnd}')
+                    noisy = (not shared) and res['other_pct'] > opts.noise_pct
+                    res['noisy'] = noisy
+                    line = (f'  {r.name:<26} {name:<10} #{rnd}  {res["rps"]:>10,.0f} req/s')
+                    if not shared:
+                        line += (f'  server {res["srv_pct"]:5.1f}%  h2load {res["cli_pct"]:5.1f}%'
+                                 f'  {res["us_per_req"]:5.2f} µs/req  other {res["other_pct"]:4.1f}%')
+                    say(line + ('  NOISY' if noisy else ''))
+                    if not noisy:
+                        break
+                    if attempt < 2 and retries_left > 0:
+                        retries_left -= 1
+                        say(f'    other processes used > {opts.noise_pct:g}% of a core: run '
+                            f'discarded, repeating ({retries_left} re-runs left)')
+                        time.sleep(2)
+                    else:
+                        say('    still noisy: kept, marked ! in the table')
+                        break
+                results.setdefault(r.name, {}).setdefault(name, []).append(res)
+    for name in names:
+        rc = servers[name].stop()
+        if name == 'celerisd' and rc != 0:
+            say(f'NOTE: celerisd exited with code {rc} after SIGTERM (expected 0)\n'
+                f'{tail(servers[name].log)}')
+    report_throughput(opts, ctx, routes, names, results, shared, threads)
+
+
+def measured_run(srv, route, opts, threads, what):
+    srv_cpu0 = srv.cpu_seconds()
+    busy0 = system_busy_seconds()
+    res = h2load(srv.url(route.path), opts.client_cpus, threads, opts.connections, opts.streams,
+                 what, duration=opts.duration)
+    busy1 = system_busy_seconds()
+    srv_cpu1 = srv.cpu_seconds()
+    srv.check_alive(f'during {what}')
+    wall = res['wall']
+    srv_cpu = srv_cpu1 - srv_cpu0
+    res['srv_pct'] = 100 * srv_cpu / wall
+    res['cli_pct'] = 100 * res['client_cpu'] / wall
+    res['us_per_req'] = 1e6 * srv_cpu / res['requests']
+    res['other_pct'] = max(0.0, 100 * ((busy1 - busy0) - srv_cpu - res['client_cpu']) / wall)
+    return res
+
+
+def report_throughput(opts, ctx, routes, names, results, shared, threads):
+    stamp = ctx.stamp
+    head = ['route', 'server', 'req/s (median)', 'min–max']
+    if not shared:
+        head += ['server CPU %', 'h2load CPU %', 'server µs/req']
+    head += ['celerisd ÷ peer req/s']
+    if not shared:
+        head += ['celerisd ÷ peer µs/req']
+    rows = []
+    client_bound = noisy_any = False
+    for r in routes:
+        base = results[r.name].get('celerisd')
+        for name in names:
+            runs = results[r.name][name]
+            rps = [x['rps'] for x in runs]
+            med = median(rps)
+            mark = ''
+            cli = median([x['cli_pct'] for x in runs])
+            if not shared and cli >= 95:
+                mark += ' †'
+                client_bound = True
+            if any(x.get('noisy') for x in runs):
+                mark += ' !'
+                noisy_any = True
+            row = [r.name, name, fmt_int(med) + mark, f'{fmt_int(min(rps))}–{fmt_int(max(rps))}']
+            us = median([x['us_per_req'] for x in runs])
+            if not shared:
+                row += [f'{median([x["srv_pct"] for x in runs]):.1f}', f'{cli:.1f}', f'{us:.2f}']
+            if base and name != 'celerisd':
+                bmed = median([x['rps'] for x in base])
+                row.append(f'{bmed / med:.2f}')
+                if not shared:
+                    bus = median([x['us_per_req'] for x in base])
+                    row.append(f'{bus / us:.2f}')
+            else:
+                row += ['—'] + ([] if shared else ['—'])
+            rows.append(row)
+    table = md_table(head, rows, ['l', 'l'] + ['r'] * (len(head) - 2))
+    notes = []
+    if shared:
+        notes.append(f'**SHARED CORES — req/s only.** Servers ({opts.workers} workers/threads/'
+                     f'processes) on CPUs {opts.server_cpus} and h2load -t {threads} on CPUs '
+                     f'{opts.client_cpus}: they compete for the same cores, so CPU figures are '
+                     f'meaningless and omitted.')
+    else:
+        notes.append(f'Server pinned to CPU {opts.server_cpus} ({opts.workers} worker), h2load '
+                     f'-t {threads} to CPU {opts.client_cpus}. CPU % is utime+stime from '
+                     f'/proc/PID/stat (server: whole process tree) over the h2load wall time; '
+                     f'100 % = one core. µs/req = server CPU time ÷ requests completed.')
+        if client_bound:
+            notes.append('† h2load used ≥ 95 % of its core: client-bound, req/s understates the '
+                         'server; compare server CPU % and µs/req.')
+    if noisy_any:
+        notes.append(f'! other processes used > {opts.noise_pct:g} % of a core during a run and '
+                     f'it could not be re-run cleanly (median includes that run).')
+    notes.append('Ratios: celerisd median ÷ peer median (req/s: > 1 is celerisd faster'
+                 + ('' if shared else '; µs/req: < 1 is celerisd cheaper') + ').')
+    params = (f'h2load -c {opts.connections} -m {opts.streams} -D {opts.duration:g}s, '
+              f'warm-up {opts.warmup:g}s per server and route, {opts.repeat} interleaved round(s); '
+              f'median with min–max.')
+    say('\n' + '\n'.join(table))
+    say('\n' + '\n'.join(notes))
+    # markdown + chart
+    lines = header_lines(opts, 'celerisd throughput benchmark') + [f'- {params}', ''] + table
+    lines += [''] + notes
+    png = os.path.join(opts.out_dir, f'bench-{stamp}.png')
+    if chart(opts, ctx, routes, names, results, png, shared):
+        lines += ['', f'![req/s per server and route]({os.path.basename(png)})']
+    ct = sorted(set(ctx.content_types.items()))
+    if ct:
+        lines += ['', 'Content types answered (checked bodies are identical): ' + '; '.join(
+            f'{s} {r}: {c}' for (s, r), c in ct)]
+    lines += ['', '## Runs', '']
+    rrows = []
+    for r in routes:
+        for name in names:
+            for i, x in enumerate(results[r.name][name], 1):
+                row = [r.name, name, str(i), fmt_int(x['rps']), fmt_int(x['requests'])]
+                if not shared:
+                    row += [f'{x["srv_pct"]:.1f}', f'{x["cli_pct"]:.1f}', f'{x["us_per_req"]:.2f}',
+                            f'{x["other_pct"]:.1f}' + (' !' if x.get('noisy') else '')]
+                rrows.append(row)
+    rhead = ['route', 'server', 'round', 'req/s', 'requests']
+    if not shared:
+        rhead += ['server CPU %', 'h2load CPU %', 'server µs/req', 'other CPU %']
+    lines += md_table(rhead, rrows, ['l', 'l'] + ['r'] * (len(rhead) - 2))
+    path = write_md(opts, stamp, '', lines)
+    say(f'\nwrote {path}' + (f' and {png}' if os.path.exists(png) else ''))
+
+
+def chart(opts, ctx, routes, names, results, png, shared):
+    if not shutil.which('gnuplot'):
+        say('gnuplot not found: no chart')
+        return False
+    data = os.path.join(ctx.tmp, 'chart.dat')
+    with open(data, 'w') as f:
+        for r in routes:
+            cells = [f'"{r.name}"']
+            for name in names:
+                rps = [x['rps'] for x in results[r.name][name]]
+                cells += [f'{median(rps):.0f}', f'{min(rps):.0f}', f'{max(rps):.0f}']
+            f.write('\t'.join(cells) + '\n')
+    title = (f'req/s, median and min–max: h2load -c {opts.connections} -m {opts.streams} '
+             f'-D {opts.duration:g}s; server CPU {opts.server_cpus}, h2load CPU {opts.client_cpus}'
+             + (' (SHARED CORES)' if shared else ''))
+    script = f'''
+set terminal pngcairo size 1100,600 font "sans,10"
+set output "{png}"
+set title "{title}"
+set datafile separator "\\t"
+set style data histograms
+set style histogram errorbars gap 1 lw 1
+set style fill solid 0.85 border -1
+set boxwidth 0.9
+set ylabel "requests / s"
+set yrange [0:*]
+set offsets 0, 0, graph 0.08, 0
+set format y "%.0f"
+set grid ytics
+set key outside right top
+names = "{' '.join(names)}"
+plot for [i=0:{len(names) - 1}] "{data}" using (column(2+3*i)):(column(3+3*i)):(column(4+3*i)):xtic(1) title word(names, i+1)
+'''
+    os.makedirs(os.path.dirname(png), exist_ok=True)
+    p = subprocess.run(['gnuplot'], input=script.encode(), capture_output=True)
+    if p.returncode != 0 or not os.path.exists(png):
+        say(f'gnuplot failed: {p.stderr.decode(errors="replace").strip()}')
+        return False
+    return True
+
+
+# ---------------------------------------------------------------- callgrind
+
+def callgrind_total(path):
+    p = subprocess.run(['callgrind_annotate', path], capture_output=True, text=True)
+    for line in p.stdout.splitlines():
+        if 'PROGRAM TOTALS' in line:
+            return int(line.split()[0].replace(',', ''))
+    raise BenchError(f'callgrind_annotate {path}: no PROGRAM TOTALS line\n{p.stderr[-500:]}')
+
+
+def mode_callgrind(opts, ctx, routes, names):
+    n = opts.requests
+    check_all_bodies(opts, ctx, routes, names)
+    say(f'callgrind: each server under valgrind (1 worker), h2load -n {n} -c 4 -m 10 per route, '
+        f'minus an idle start+stop of the same server')
+    rows, table = [], {}
+    for name in names:
+        def cg_run(route):
+            out = os.path.join(ctx.tmp, f'callgrind.{name}.{route.key if route else "idle"}')
+            srv = ctx.server(name, workers=1, callgrind_out=out)
+            t0 = time.monotonic()
+            srv.start()
+            # Listening is not the end of start-up under valgrind (celerisd sets up
+            # its signal handling after listen()): settle, in both runs alike.
+            time.sleep(2)
+            if route:
+                h2load(srv.url(route.path), opts.client_cpus, 1, 4, 10,
+                       f'{name} {route.path} under callgrind', n=n, expect_n=n)
+                srv.check_alive(f'under callgrind on {route.path}')
+            rc = srv.stop()
+            if rc is None:
+                raise BenchError(f'{name} under callgrind did not stop on SIGTERM')
+            if not os.path.exists(out):
+                raise BenchError(f'{name}: callgrind wrote no {out}\n{tail(srv.log)}')
+            total = callgrind_total(out)
+            say(f'  {name:<10} {route.name if route else "(idle start+stop)":<26} '
+                f'{total:>16,} Ir  ({time.monotonic() - t0:.1f} s, exit {rc})')
+            return total
+        idle = cg_run(None)
+        for r in routes:
+            total = cg_run(r)
+            ipr = (total - idle) / n
+            table[(r.name, name)] = ipr
+            rows.append([r.name, name, f'{total:,}', f'{idle:,}', f'{ipr:,.0f}'])
+    out_rows = []
+    for r in routes:
+        base = table.get((r.name, 'celerisd'))
+        for name in names:
+            ipr = table[(r.name, name)]
+            ratio = f'{base / ipr:.2f}' if base and name != 'celerisd' else '—'
+            out_rows.append([r.name, name, f'{ipr:,.0f}', ratio])
+    t = md_table(['route', 'server', 'instructions / request', 'celerisd ÷ peer'], out_rows,
+                 ['l', 'l', 'r', 'r'])
+    note = (f'User-space instructions (callgrind Ir, all threads) per request: (total with '
+            f'h2load -n {n} -c 4 -m 10 − total of an idle start+stop) ÷ {n}. Kernel work is not '
+            f'counted. nginx runs with master_process off. Ratio: celerisd ÷ peer '
+            f'instructions (< 1: celerisd executes fewer).')
+    say('\n' + '\n'.join(t) + '\n\n' + note)
+    lines = header_lines(opts, 'celerisd instructions per request (callgrind)') + t + ['', note, '']
+    lines += md_table(['route', 'server', 'total Ir', 'idle Ir', 'Ir / request'], rows,
+                      ['l', 'l', 'r', 'r', 'r'])
+    say(f'\nwrote {write_md(opts, ctx.stamp, "-callgrind", lines)}')
+
+
+def check_all_bodies(opts, ctx, routes, names):
+    for name in names:
+        srv = ctx.server(name).start()
+        check_bodies(srv, routes, ctx)
+        srv.stop()
+    say(f'bodies checked: {", ".join(names)} answer every route correctly')
+
+
+# ---------------------------------------------------------------- idle connections
+
+PREFACE = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
+SETTINGS_EMPTY = b'\x00\x00\x00\x04\x00\x00\x00\x00\x00'
+SETTINGS_ACK = b'\x00\x00\x00\x04\x01\x00\x00\x00\x00'
+
+
+class IdleConn:
+    def __init__(self, sock):
+        self.sock, self.buf = sock, b''
+        self.settings = self.acked = self.closed = self.goaway = False
+
+    def feed(self, data):
+        self.buf += data
+        while len(self.buf) >= 9:
+            length = int.from_bytes(self.buf[:3], 'big')
+            if len(self.buf) < 9 + length:
+                break
+            ftype, flags = self.buf[3], self.buf[4]
+            payload = self.buf[9:9 + length]
+            self.buf = self.buf[9 + length:]
+            if ftype == 4:                      # SETTINGS
+                if flags & 1:
+                    self.acked = True
+                else:
+                    self.settings = True
+                    self.sock.send(SETTINGS_ACK)
+            elif ftype == 6 and not flags & 1:  # PING
+                self.sock.send(b'\x00\x00\x08\x06\x01\x00\x00\x00\x00' + payload)
+            elif ftype == 7:                    # GOAWAY
+                self.goaway = True
+
+
+class IdleClient:
+    """N idle HTTP/2 connections: preface + empty SETTINGS, ACK the server's
+    SETTINGS, answer PINGs, send nothing else."""
+
+    def __init__(self, port, n):
+        self.sel = selectors.DefaultSelector()
+        self.conns = []
+        for i in range(n):
+            s = socket.create_connection(('127.0.0.1', port), timeout=10)
+            s.sendall(PREFACE + SETTINGS_EMPTY)
+            s.setblocking(False)
+            c = IdleConn(s)
+            self.conns.append(c)
+            self.sel.register(s, selectors.EVENT_READ, c)
+            if i % 64 == 63:
+                self.pump(0)
+
+    def pump(self, seconds):
+        end = time.monotonic() + seconds
+        while True:
+            left = end - time.monotonic()
+            for key, _ in self.sel.select(max(0, left)):
+                c = key.data
+                try:
+                    data = c.sock.recv(65536)
+                except BlockingIOError:
+                    continue
+                except OSError:
+                    data = b''
+                if not data:
+                    c.closed = True
+                    self.sel.unregister(c.sock)
+                    continue
+                c.feed(data)
+            if time.monotonic() >= end:
+                return
+
+    def ready(self):
+        return all((c.settings and c.acked) or c.closed for c in self.conns)
+
+    def counts(self):
+        up = sum(1 for c in self.conns if not c.closed and not c.goaway)
+        return up, sum(c.closed for c in self.conns), sum(c.goaway for c in self.conns)
+
+    def close(self):
+        for c in self.conns:
+            try:
+                c.sock.close()
+            except OSError:
+                pass
+
+
+def mode_idle(opts, ctx, routes, names):
+    n = opts.idle_conns
+    need = 2 * n + 1000
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    if soft < need:
+        try:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (max(need, soft), max(need, hard)))
+        except (ValueError, OSError) as e:
+            raise BenchError(f'cannot raise the open-files limit to {need}: {e}')
+    check_all_bodies(opts, ctx, routes, names)
+    rows = []
+    for name in names:
+        srv = ctx.server(name, conns=max(4096, 2 * n + 100), idle=True).start()
+        time.sleep(0.5)
+        before = srv.rss_kib()
+        t0 = time.monotonic()
+        client = IdleClient(srv.port, n)
+        deadline = time.monotonic() + 30 + n / 500
+        while not client.ready() and time.monotonic() < deadline:
+            client.pump(0.2)
+        client.pump(1.0)
+        after = srv.rss_kib()
+        up, closed, goaway = client.counts()
+        srv.check_alive(f'holding {n} idle connections')
+        kib = (after - before) / n
+        say(f'  {name:<10} RSS {before:,} KiB -> {after:,} KiB with {n} idle connections: '
+            f'{kib:.2f} KiB/conn  (open {up}, closed by server {closed}, GOAWAY {goaway}; '
+            f'{time.monotonic() - t0:.1f} s)')
+        if up != n:
+            say(f'  WARNING: {name} did not keep all {n} connections open')
+        rows.append([name, str(n), f'{before:,}', f'{after:,}', f'{kib:.2f}', str(up)])
+        client.close()
+        srv.stop()
+    t = md_table(['server', 'connections', 'RSS before KiB', 'RSS after KiB', 'KiB / idle conn',
+                  'still open'], rows, ['l'] + ['r'] * 5)
+    note = ('Idle HTTP/2 connections (preface, empty SETTINGS, SETTINGS ACK, nothing else); '
+            'VmRSS of the server process tree before and after; kernel socket buffers are not in '
+            'RSS.')
+    say('\n' + '\n'.join(t) + '\n\n' + note)
+    lines = header_lines(opts, 'celerisd memory per idle connection') + t + ['', note]
+    say(f'\nwrote {write_md(opts, ctx.stamp, "-idle", lines)}')
+
+
+# ---------------------------------------------------------------- ramp
+
+def latency_percentiles(log_file):
+    durs, failed = [], 0
+    with open(log_file) as f:
+        for line in f:
+            parts = line.split('\t')
+            if len(parts) < 3:
+                continue
+            if parts[1].strip() == '-1':
+                failed += 1
+                continue
+            durs.append(int(parts[2]))
+    if failed:
+        raise BenchError(f'{failed} failed streams in {log_file}')
+    durs.sort()
+
+    def pct(p):
+        return durs[max(0, -(-len(durs) * p // 100) - 1)] / 1000 if durs else float('nan')
+    return pct(50), pct(95), pct(99)
+
+
+def mode_ramp(opts, ctx, routes, names):
+    steps = opts.ramp_steps
+    threads = len(cpu_list(opts.client_cpus))
+    streams = opts.ramp_streams
+    servers = {}
+    for name in names:
+        servers[name] = ctx.server(name, conns=max(4096, max(steps) + 100)).start()
+        check_bodies(servers[name], routes, ctx)
+    say(f'bodies checked: {", ".join(names)} answer every route correctly')
+    say(f'ramp: clients {", ".join(map(str, steps))}, -m {streams} each, {opts.ramp_duration:g} s '
+        f'per step, p95 threshold {opts.p95_ms:g} ms; server CPU {opts.server_cpus}, '
+        f'h2load -t {threads} on CPU {opts.client_cpus}')
+    summary, detail = [], []
+    for r in routes:
+        for name in names:
+            srv = servers[name]
+            say(f'\n== {r.name}  {name}')
+            if opts.warmup > 0:
+                h2load(srv.url(r.path), opts.client_cpus, threads, steps[0], streams,
+                       f'{name} {r.path} warm-up', duration=opts.warmup)
+            best, best_c, knee = 0.0, None, None
+            for c in steps:
+                log = os.path.join(ctx.tmp, f'ramp-{name}-{r.key}-{c}.log')
+                cpu0 = srv.cpu_seconds()
+                res = h2load(srv.url(r.path), opts.client_cpus, threads, c, streams,
+                             f'{name} {r.path} ramp c={c}', duration=opts.ramp_duration,
+                             log_file=log)
+                srv_pct = 100 * (srv.cpu_seconds() - cpu0) / res['wall']
+                cli_pct = 100 * res['client_cpu'] / res['wall']
+                srv.check_alive(f'during the ramp at {c} clients')
+                p50, p95, p99 = latency_percentiles(log)
+                os.unlink(log)
+                flag = ''
+                if knee is None and p95 > opts.p95_ms:
+                    knee = c
+                    flag = f'  <- p95 > {opts.p95_ms:g} ms'
+                if res['rps'] > best:
+                    best, best_c = res['rps'], c
+                say(f'  clients {c:>4}  {res["rps"]:>10,.0f} req/s  p50 {p50:7.2f} ms  '
+                    f'p95 {p95:7.2f} ms  p99 {p99:7.2f} ms  server {srv_pct:5.1f}%  '
+                    f'h2load {cli_pct:5.1f}%{" †" if cli_pct >= 95 else ""}{flag}')
+                detail.append([r.name, name, str(c), fmt_int(res['rps']), f'{p50:.2f}',
+                               f'{p95:.2f}', f'{p99:.2f}', f'{srv_pct:.1f}',
+                               f'{cli_pct:.1f}' + (' †' if cli_pct >= 95 else '')])
+            summary.append([r.name, name, fmt_int(best), str(best_c),
+                            str(knee) if knee else f'not reached (≤ {steps[-1]})'])
+    for name in names:
+        servers[name].stop()
+    t = md_table(['route', 'server', 'max req/s', 'at clients', f'p95 > {opts.p95_ms:g} ms from'],
+                 summary, ['l', 'l', 'r', 'r', 'r'])
+    note = (f'Clients = h2load connections with -m {streams} stream(s) each, {opts.ramp_duration:g} s '
+            f'per step; p50/p95/p99 computed from h2load --log-file (per-request times). '
+            f'† h2load used ≥ 95 % of its CPU: that step is client-bound.')
+    say('\n' + '\n'.join(t) + '\n\n' + note)
+    lines = header_lines(opts, 'celerisd ramp (clients vs latency)') + t + ['', note, '']
+    lines += md_table(['route', 'server', 'clients', 'req/s', 'p50 ms', 'p95 ms', 'p99 ms',
+                       'server CPU %', 'h2load CPU %'], detail, ['l', 'l'] + ['r'] * 7)
+    say(f'\nwrote {write_md(opts, ctx.stamp, "-ramp", lines)}')
+
+
+# ---------------------------------------------------------------- main
+
+USAGE = '''scripts/bench [options]            throughput table, celerisd vs peers
+       scripts/bench --callgrind [...]  instructions per request (valgrind)
+       scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
+       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee'''
+
+EPILOG = '''Servers: celerisd (build-bench, conf/bench.yaml), nginx, h2o (file.file +
+mruby for params), h2o-mruby (all routes mruby), nghttpd (files). All get their
+own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
+/var/log. Routes (names or paths): /bench, /json, /users (= /users/:id/posts/:postId,
+requested as /users/123/posts/456).
+
+A default run (3 routes x 5 servers x 3 rounds x 5 s) takes about 5 minutes.
+Results go to bench-results/bench-YYYYmmdd-HHMMSS.md (+ .png chart).
+Any failed/errored request, non-2xx status or wrong body aborts the run.'''
+
+
+def parse_args(argv):
+    ap = argparse.ArgumentParser(prog='scripts/bench', usage=USAGE, epilog=EPILOG,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--servers', default=','.join(SERVERS),
+                    help=f'comma-separated subset of {",".join(SERVERS)} (default: all)')
+    ap.add_argument('--routes', default='/bench,/json,/users',
+                    help='comma-separated subset of /bench,/json,/users (default: all)')
+    ap.add_argument('-c', '--connections', type=int, default=64, help='h2load -c (default 64)')
+    ap.add_argument('-m', '--streams', type=int, default=16, help='h2load -m (default 16)')
+    ap.add_argument('-d', '--duration', type=parse_duration, default=None,
+                    help='measured time per run, h2load -D (default 5s; --quick 2s)')
+    ap.add_argument('--warmup', type=parse_duration, default=1.0,
+                    help='warm-up run per server and route (default 1s; 0 = none)')
+    ap.add_argument('--repeat', type=int, default=None,
+                    help='interleaved rounds A B C D A B C D ... (default 3; --quick 1)')
+    ap.add_argument('--workers', type=int, default=1,
+                    help='workers/threads/processes per server (default 1). With more than 1 '
+                         'and no CPU options, servers and h2load share all CPUs (req/s only)')
+    ap.add_argument('--server-cpus', default=None, help='taskset CPU list for servers (default 1)')
+    ap.add_argument('--client-cpus', default=None,
+                    help='taskset CPU list for h2load (default 0); h2load -t = its CPU count')
+    ap.add_argument('--noise-pct', type=float, default=10.0,
+                    help='a run during which other processes used more than this %% of a core '
+                         'is noisy: re-run it (default 10)')
+    ap.add_argument('--noise-retries', type=int, default=10,
+                    help='re-runs of noisy runs allowed in total (default 10; bounds the run time)')
+    ap.add_argument('--quick', action='store_true', help='smoke test: 1 round of 2 s runs')
+    ap.add_argument('--callgrind', action='store_true',
+                    help='instructions per request under valgrind --tool=callgrind')
+    ap.add_argument('-n', '--requests', type=int, default=20000,
+                    help='requests per server and route in --callgrind (default 20000)')
+    ap.add_argument('--idle-conns', type=int, metavar='N',
+                    help='open N idle h2 connections per server, report KiB RSS per connection')
+    ap.add_argument('--ramp', action='store_true',
+                    help='add clients stepwise; report max req/s and where p95 passes --p95-ms')
+    ap.add_argument('--ramp-steps', default=','.join(map(str, RAMP_STEPS)),
+                    help=f'client counts (default {",".join(map(str, RAMP_STEPS))})')
+    ap.add_argument('--ramp-duration', type=parse_duration, default=None,
+                    help='seconds per ramp step (default 3s; --quick 1s)')
+    ap.add_argument('--ramp-streams', type=int, default=1,
+                    help='streams per client in --ramp (default 1: a client = one request at a time)')
+    ap.add_argument('--p95-ms', type=float, default=10.0, help='p95 threshold for --ramp (default 10)')
+    ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
+                    help='where the Markdown and PNG go (default bench-results/)')
+    ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    opts = ap.parse_args(argv)
+
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp') if getattr(opts, m)]
+    if len(modes) > 1:
+        ap.error('choose one of --callgrind, --idle-conns, --ramp')
+    opts.mode = modes[0] if modes else 'throughput'
+    if opts.duration is None:
+        opts.duration = 2.0 if opts.quick else 5.0
+    if opts.repeat is None:
+        opts.repeat = 1 if opts.quick else 3
+    if opts.ramp_duration is None:
+        opts.ramp_duration = 1.0 if opts.quick else 3.0
+    if opts.quick:
+        opts.warmup = min(opts.warmup, 1.0)
+    ncpu = os.cpu_count() or 1
+    allcpus = f'0-{ncpu - 1}' if ncpu > 1 else '0'
+    if opts.workers > 1 and opts.server_cpus is None and opts.client_cpus is None:
+        opts.server_cpus = opts.client_cpus = allcpus
+    if opts.server_cpus is None:
+        opts.server_cpus = '1' if ncpu > 1 else '0'
+    if opts.client_cpus is None:
+        opts.client_cpus = '0'
+    for spec in (opts.server_cpus, opts.client_cpus):
+        try:
+            bad = [c for c in cpu_list(spec) if c >= ncpu]
+        except (ValueError, argparse.ArgumentTypeError):
+            ap.error(f'bad CPU list {spec!r}')
+        if bad:
+            ap.error(f'CPU list {spec!r}: this machine has CPUs 0-{ncpu - 1}')
+    if opts.idle_conns is not None and opts.idle_conns < 1:
+        ap.error('--idle-conns needs N >= 1')
+    if opts.repeat < 1 or opts.connections < 1 or opts.streams < 1 or opts.workers < 1:
+        ap.error('--repeat, -c, -m and --workers must be >= 1')
+    names = [s.strip() for s in opts.servers.split(',') if s.strip()]
+    for s in names:
+        if s not in SERVERS:
+            ap.error(f'unknown server {s!r} (known: {", ".join(SERVERS)})')
+    opts.names = list(dict.fromkeys(names))
+    routes = []
+    for tok in opts.routes.split(','):
+        key = tok.strip().strip('/').split('/')[0]
+        key = {'params': 'users'}.get(key, key)
+        match = [r for r in ROUTES if r.key == key]
+        if not tok.strip():
+            continue
+        if not match:
+            ap.error(f'unknown route {tok!r} (known: /bench, /json, /users)')
+        if match[0] not in routes:
+            routes.append(match[0])
+    opts.route_list = routes
+    try:
+        opts.ramp_steps = [int(x) for x in opts.ramp_steps.split(',') if x.strip()]
+    except ValueError:
+        ap.error('--ramp-steps: comma-separated integers')
+    return opts
+
+
+def main(argv):
+    opts = parse_args(argv)
+    if not os.access(CELERISD, os.X_OK):
+        raise SystemExit(f'bench: {CELERISD} missing (scripts/bench builds it)')
+    ctx = Ctx(opts)
+    ctx.stamp = datetime.datetime.now().strftime('%Y%m%d-%H%M%S')
+    ok = False
+    t0 = time.monotonic()
+    try:
+        {'throughput': mode_throughput, 'callgrind': mode_callgrind, 'idle_conns': mode_idle,
+         'ramp': mode_ramp}[opts.mode](opts, ctx, opts.route_list, opts.names)
+        ok = True
+    except BenchError as e:
+        say(f'\nbench: ABORTED: {e}')
+    except KeyboardInterrupt:
+        say('\nbench: interrupted')
+    finally:
+        ctx.stop_all()
+        if ok and not opts.keep_tmp:
+            shutil.rmtree(ctx.tmp, ignore_errors=True)
+        else:
+            say(f'bench: configs and server logs kept in {ctx.tmp}')
+    say(f'bench: {"done" if ok else "FAILED"} in {time.monotonic() - t0:.0f} s')
+    return 0 if ok else 1
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
