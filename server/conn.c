@@ -148,8 +148,21 @@ static void start_linger(cel_conn *c)
 
 /* Moves frames to the socket until it is full or nothing is left, then decides
  * what to wait for. Returns -1 when the connection was closed. */
+/* Requests or responses moved: the idle and busy timeouts count from now. */
+static void note_progress(cel_conn *c)
+{
+    if (!c->proto)
+        return;
+    uint64_t p = c->proto->progress(c->ps);
+    if (p != c->progress) {
+        c->progress = p;
+        event_base_gettimeofday_cached(c->host->base, &c->active);
+    }
+}
+
 static int pump(cel_conn *c)
 {
+    note_progress(c);
     for (;;) {
         if (c->proto && !c->closing && c->proto->send(c->ps)) {
             cel_conn_close(c);
@@ -282,8 +295,9 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             cel_conn_close(c);
             return;
         }
-        event_base_gettimeofday_cached(c->host->base, &c->active);
-        cel_env_tick(env, c->active.tv_sec);
+        struct timeval now;
+        event_base_gettimeofday_cached(c->host->base, &now);
+        cel_env_tick(env, now.tv_sec);
         if (env->stats)
             cel_count(&env->stats->bytes_in, (uint64_t)n);
         if (c->lingering || c->closing)

@@ -33,7 +33,8 @@ struct cel_conn {
     void *ps;               /* the protocol's session */
     void *next_ps;          /* an HTTP/2 session an HTTP/1.1 upgrade switches to */
     cel_limits limits;
-    struct timeval accepted, active; /* event loop time of accept and of the last I/O */
+    struct timeval accepted, active; /* loop time of accept and of the last progress */
+    uint64_t progress;               /* the protocol's progress count at that time */
     uint8_t sniff[24];     /* first bytes, kept while they do not yet tell the protocol */
     unsigned nsniff;
     char peer[48];         /* the client's address, as text */

@@ -61,6 +61,7 @@ struct cel_h1 {
     req *cur;
     req *dispatching; /* whose handler is running right now */
     int in_process;
+    uint64_t progress;
 };
 
 static void process(cel_h1 *h);
@@ -303,6 +304,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     if (rc)
         return CEL_ENOMEM;
     r->bytes_sent += n;
+    h->progress++;
     flush_soon(h);
     return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
@@ -595,6 +597,7 @@ static int p_recv(void *s, const uint8_t *p, size_t n)
         return 0; /* after our last answer: read and dropped while lingering */
     if (ibuf_append(h, p, n))
         return CEL_EIO;
+    h->progress++;
     process(h);
     return 0;
 }
@@ -656,6 +659,11 @@ static void p_goaway(void *s)
         h->state = S_CLOSED;
 }
 
+static uint64_t p_progress(const void *s)
+{
+    return ((const cel_h1 *)s)->progress;
+}
+
 static void p_free(void *s)
 {
     cel_h1 *h = s;
@@ -676,6 +684,7 @@ const cel_proto cel_h1_proto = {
     .served = p_served,
     .in_headers = p_in_headers,
     .goaway = p_goaway,
+    .progress = p_progress,
     .free = p_free,
 };
 

@@ -61,6 +61,31 @@ typedef struct ext_body {
 #define DISCARD_FACTOR 4
 #define DISCARD_MIN (1u << 20)
 
+/* A token bucket refilled once a second. */
+typedef struct bucket {
+    uint32_t tokens, burst, rate;
+    time_t at;
+} bucket;
+
+static void bucket_init(bucket *b, uint32_t burst, uint32_t rate, time_t now)
+{
+    *b = (bucket){burst, burst, rate, now};
+}
+
+/* Takes a token; -1 when none is left. */
+static int bucket_take(bucket *b, time_t now)
+{
+    if (now != b->at) {
+        uint64_t refill = (uint64_t)(now - b->at) * b->rate + b->tokens;
+        b->tokens = refill > b->burst ? b->burst : (uint32_t)refill;
+        b->at = now;
+    }
+    if (b->tokens == 0)
+        return -1;
+    b->tokens--;
+    return 0;
+}
+
 typedef struct stream {
     struct stream *prev, *next;
     struct cel_h2 *h;
@@ -103,8 +128,11 @@ struct cel_h2 {
     int goaway;
     int32_t in_headers; /* stream whose header block is still arriving, or 0 */
     int32_t last_stream; /* highest client stream id seen in a HEADERS frame */
-    uint32_t glitches;   /* tokens left in the bucket of frames that do no work */
-    time_t glitch_at;    /* when the bucket was last refilled */
+    bucket glitches;     /* frames that do no work */
+    bucket resets;       /* RST_STREAMs either side sent (rapid reset, MadeYouReset) */
+    uint64_t progress;   /* request or response bytes moved: what idleness is measured by */
+    uint64_t data_sent;  /* DATA frames we sent */
+    uint64_t wu_recv;    /* WINDOW_UPDATE frames received */
     stream *writable;   /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
@@ -115,7 +143,9 @@ static const cel_exchange_ops exchange_ops;
 
 static nghttp2_session_callbacks *callbacks;
 
+
 static void maybe_reset(cel_h2 *h, stream *st);
+static int spend(struct cel_h2 *h, bucket *b, const char *what);
 
 /* ---- nghttp2's memory comes from the worker's pool ---- */
 
@@ -282,6 +312,8 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
     const char *p = (st->flags & ST_STREAMING ? st->sbuf : st->out) + st->out_sent;
     st->out_sent += length;
     st->bytes_sent += length;
+    h->progress++;
+    h->data_sent++;
     int rc;
     if (st->out_kind == BODY_GEN && length >= REF_MIN) {
         st->gen->users++;
@@ -567,6 +599,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     stream *st = stream_new(h, frame->hd.stream_id);
     if (!st)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    h->progress++;
     nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, st);
     return 0;
 }
@@ -595,8 +628,20 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
     cel_h2 *h = ud;
     (void)flags;
     stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-    if (!st || (st->flags & (ST_HDR_TOO_BIG | ST_DISCARD)))
+    if (!st || (st->flags & ST_DISCARD))
         return 0;
+    if (st->flags & ST_HDR_TOO_BIG) {
+        /* Far past the limit (an HPACK bomb: one table entry referenced over
+         * and over) even nghttp2's check of each field costs more than the
+         * bytes sent: no client means well with that, end the connection. */
+        st->hdr_bytes += namelen + valuelen + 32;
+        if (st->hdr_bytes > (uint64_t)h->limits.max_header_list_size * 4) {
+            cel_log_debug("h2: header list bomb, ending the connection");
+            nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        return 0;
+    }
     /* RFC 9113 6.5.2: each field counts its name, value and 32 bytes. */
     st->hdr_bytes += namelen + valuelen + 32;
     if (st->hdr_bytes > h->limits.max_header_list_size) {
@@ -655,6 +700,7 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
         maybe_reset(h, st);
         return 0;
     }
+    h->progress++;
     if (st->flags & (ST_RESPONDED | ST_HDR_TOO_BIG))
         return 0;
     if (st->body_len + len > h->limits.max_request_body)
@@ -706,9 +752,17 @@ static int headers_done(cel_h2 *h, stream *st)
     return 0;
 }
 
+/* A client acknowledges DATA with WINDOW_UPDATEs, at most one per frame on the
+ * stream and one on the connection; past that (and a little slack) they only
+ * cost us work. */
+#define WU_SLACK 100
+
 static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     cel_h2 *h = ud;
+    if (frame->hd.type == NGHTTP2_WINDOW_UPDATE && ++h->wu_recv > 2 * h->data_sent + WU_SLACK &&
+        spend(h, &h->glitches, "WINDOW_UPDATE"))
+        return 0;
     if (frame->hd.type == NGHTTP2_HEADERS)
         h->in_headers = 0;
     if (frame->hd.type != NGHTTP2_HEADERS && frame->hd.type != NGHTTP2_DATA)
@@ -745,28 +799,25 @@ static int is_glitch(const nghttp2_frame_hd *hd)
     }
 }
 
-static int glitch(cel_h2 *h)
+/* Ends the connection with ENHANCE_YOUR_CALM when bucket B runs dry. */
+static int spend(cel_h2 *h, bucket *b, const char *what)
 {
-    time_t now = h->env->date_sec;
-    if (now != h->glitch_at) {
-        uint64_t refill = (uint64_t)(now - h->glitch_at) * h->limits.glitch_rate + h->glitches;
-        h->glitches = refill > h->limits.glitch_burst ? h->limits.glitch_burst : (uint32_t)refill;
-        h->glitch_at = now;
-    }
-    if (h->glitches == 0)
-        return -1;
-    h->glitches--;
-    return 0;
+    if (bucket_take(b, h->env->date_sec) == 0)
+        return 0;
+    cel_log_debug("h2: %s flood, ending the connection", what);
+    nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
+    return -1;
 }
 
 static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
 {
     cel_h2 *h = ud;
-    if (is_glitch(hd) && glitch(h)) {
-        cel_log_debug("h2: frame flood, ending the connection");
-        nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+    if (is_glitch(hd) && spend(h, &h->glitches, "frame"))
         return 0;
-    }
+    /* Our own reset limit, so the answer is ENHANCE_YOUR_CALM (nghttp2's own,
+     * kept as a backstop, answers INTERNAL_ERROR). */
+    if (hd->type == NGHTTP2_RST_STREAM && spend(h, &h->resets, "RST_STREAM"))
+        return 0;
     /* 4.2: a frame larger than our SETTINGS_MAX_FRAME_SIZE; nghttp2 1.52 lets an
      * oversized CONTINUATION through. */
     if (hd->length > OUR_MAX_FRAME_SIZE) {
@@ -790,6 +841,20 @@ static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *
             h->last_stream = hd->stream_id;
     }
     return 0;
+}
+
+static int on_extension_chunk(nghttp2_session *s, const nghttp2_frame_hd *hd, const uint8_t *data,
+                              size_t len, void *ud)
+{
+    (void)s, (void)hd, (void)data, (void)len, (void)ud;
+    return 0;
+}
+
+static int unpack_extension(nghttp2_session *s, void **payload, const nghttp2_frame_hd *hd,
+                            void *ud)
+{
+    (void)s, (void)payload, (void)hd, (void)ud;
+    return NGHTTP2_ERR_CANCEL; /* no extension of ours: ignored, as RFC 9113 5.5 asks */
 }
 
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
@@ -822,6 +887,12 @@ static int before_frame_send(nghttp2_session *s, const nghttp2_frame *frame, voi
 
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
+    cel_h2 *h = ud;
+    /* A client that makes us reset streams (malformed requests, CVE-2025-8671)
+     * spends the same budget as one that resets them itself. */
+    if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code != NGHTTP2_NO_ERROR &&
+        spend(h, &h->resets, "provoked RST_STREAM"))
+        return 0;
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
@@ -864,6 +935,8 @@ static int init_callbacks(void)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
     nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
+    nghttp2_session_callbacks_set_on_extension_chunk_recv_callback(cb, on_extension_chunk);
+    nghttp2_session_callbacks_set_unpack_extension_callback(cb, unpack_extension);
     nghttp2_session_callbacks_set_before_frame_send_callback(cb, before_frame_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
@@ -889,8 +962,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->flush_ctx = ctx;
     h->peer = peer ? peer : "-";
     h->limits = env->gen->cfg->limits;
-    h->glitches = h->limits.glitch_burst;
-    h->glitch_at = env->date_sec;
+    bucket_init(&h->glitches, h->limits.glitch_burst, h->limits.glitch_rate, env->date_sec);
+    bucket_init(&h->resets, h->limits.reset_burst, h->limits.reset_rate, env->date_sec);
     nghttp2_mem mem = {env->pool, mem_malloc, mem_free, mem_calloc, mem_realloc};
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt)) {
@@ -899,11 +972,17 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     }
     /* Our own value is what we advertise and enforce in on_header. */
     nghttp2_option_set_max_send_header_block_length(opt, 64 * 1024);
+    /* Frame types nghttp2 does not know never reach on_begin_frame unless they
+     * are declared extensions: declare them all, so the glitch bucket counts
+     * them, and drop their payloads unread. */
+    for (int t = NGHTTP2_CONTINUATION + 1; t < 256; t++)
+        nghttp2_option_set_user_recv_extension_type(opt, (uint8_t)t);
 #if defined(HAVE_NGHTTP2_OPTION_SET_MAX_SETTINGS)
     nghttp2_option_set_max_settings(opt, h->limits.max_settings_entries);
 #endif
 #if defined(HAVE_NGHTTP2_OPTION_SET_STREAM_RESET_RATE_LIMIT)
-    nghttp2_option_set_stream_reset_rate_limit(opt, h->limits.reset_burst, h->limits.reset_rate);
+    nghttp2_option_set_stream_reset_rate_limit(opt, h->limits.reset_burst * 2,
+                                               h->limits.reset_rate * 2);
 #endif
 #if defined(HAVE_NGHTTP2_OPTION_SET_MAX_CONTINUATIONS)
     nghttp2_option_set_max_continuations(opt, h->limits.max_continuations);
@@ -1067,6 +1146,11 @@ int cel_h2_in_headers(const cel_h2 *h)
     return h->in_headers != 0;
 }
 
+uint64_t cel_h2_progress(const cel_h2 *h)
+{
+    return h->progress;
+}
+
 void cel_h2_goaway(cel_h2 *h)
 {
     if (h->goaway)
@@ -1118,6 +1202,11 @@ static void p_goaway(void *s)
     cel_h2_goaway(s);
 }
 
+static uint64_t p_progress(const void *s)
+{
+    return cel_h2_progress(s);
+}
+
 static void p_free(void *s)
 {
     cel_h2_free(s);
@@ -1133,5 +1222,6 @@ const cel_proto cel_h2_proto = {
     .served = p_served,
     .in_headers = p_in_headers,
     .goaway = p_goaway,
+    .progress = p_progress,
     .free = p_free,
 };

@@ -56,6 +56,8 @@ size_t cel_h2_streams(const cel_h2 *h);
 int cel_h2_served(const cel_h2 *h);
 /* Whether a header block has begun and not ended (HEADERS without END_HEADERS). */
 int cel_h2_in_headers(const cel_h2 *h);
+/* Grows whenever request or response bytes move (not for PING, SETTINGS...). */
+uint64_t cel_h2_progress(const cel_h2 *h);
 
 /* Graceful end: GOAWAY with the last stream we processed; streams in flight
  * finish. Idempotent. */

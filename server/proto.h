@@ -24,6 +24,9 @@ typedef struct cel_proto {
     int (*served)(const void *s);     /* whether any request has completed */
     int (*in_headers)(const void *s); /* a request head has begun and not ended */
     void (*goaway)(void *s);          /* graceful end: finish what is in flight */
+    /* Grows whenever request or response bytes move: idleness is measured by
+     * it, so control frames (PING) do not keep a connection alive. */
+    uint64_t (*progress)(const void *s);
     void (*free)(void *s);
 } cel_proto;
 

@@ -1,0 +1,229 @@
+"""Fixtures for the hostile-peer tests of celerisd.
+
+Reuses the integration harness (tests/integration/support.py, h2client.py):
+the daemon is started from inline YAML on a free loopback port and stopped by
+PID. Every test gets a `target`:
+
+    def test_x(target):
+        srv = target.start(limits={"idle_timeout": "2s"})   # daemon + a good client
+        a = RawH2(srv.port)                                # the attacker
+        ... attack ...
+        target.check(a.goaway is not None, "no GOAWAY: " + a.describe())
+        target.finish()     # good client ok, memory bounded, alive, exits 0 on SIGTERM
+
+target.finish() collects every problem (the attack's own checks first) and
+fails once with all of them, so a failure report says everything that went
+wrong.
+"""
+
+import os
+import pathlib
+import sys
+import threading
+import time
+
+import pytest
+
+HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent / "integration"))
+sys.path.insert(0, str(HERE))
+
+from support import ServerFactory  # noqa: E402
+from hostile import BIG_SIZE, proc_status  # noqa: E402
+from rawh2 import err_name  # noqa: E402
+
+# Memory the daemon may gain (peak RSS during the test over the RSS before the
+# attack). An attack that makes it buffer per frame, per stream or per
+# connection without bound goes far past this.
+MEMORY_BOUND_KIB = int(os.environ.get("CELERIS_ATTACK_MEM_KIB", 64 * 1024))
+
+ROUTES = """
+routes:
+  - path: /small
+    static: { body: "small" }
+  - path: /big
+    static: { file: big.bin }
+  - path: /upload
+    methods: [POST]
+    static: { body: "uploaded" }
+"""
+
+
+def alive(srv):
+    return srv.proc.poll() is None
+
+
+class GoodClient:
+    """A well-behaved client on its own connection: GET PATH in a loop from a
+    thread, each request with a deadline; every failure is recorded."""
+
+    def __init__(self, srv, path="/small", expect=b"small", interval=0.01, timeout=5.0):
+        self.srv = srv
+        self.path = path
+        self.expect = expect
+        self.interval = interval
+        self.timeout = timeout
+        self.ok = 0
+        self.failures = []
+        self.worst = 0.0
+        self._stop = threading.Event()
+        self.client = srv.client(timeout=timeout)
+        self._check(lambda: self.client.get(path, timeout=timeout), "first request")
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.thread.start()
+
+    def _check(self, fn, what):
+        t0 = time.monotonic()
+        try:
+            r = fn()
+        except Exception as e:  # noqa: BLE001 - any failure is the finding
+            self.failures.append(f"{what}: {type(e).__name__}: {str(e)[:300]}")
+            return False
+        took = time.monotonic() - t0
+        self.worst = max(self.worst, took)
+        if r.status != 200 or r.body != self.expect:
+            self.failures.append(f"{what}: {r!r}")
+            return False
+        self.ok += 1
+        return True
+
+    def _run(self):
+        deadline = time.monotonic() + 120  # bounded even if stop() is never called
+        while not self._stop.is_set() and time.monotonic() < deadline:
+            if not self._check(lambda: self.client.get(self.path, timeout=self.timeout),
+                               f"request {self.ok + len(self.failures) + 1} during the attack"):
+                return  # the connection is broken: one failure says it
+            self._stop.wait(self.interval)
+
+    def stop(self):
+        """Stops the loop; then one more request on the same connection and one on
+        a new connection must succeed."""
+        self._stop.set()
+        self.thread.join(timeout=self.timeout + 5)
+        if self.thread.is_alive():
+            self.failures.append("the good client's request loop did not finish")
+            return
+        during = self.ok
+        if not self.failures:
+            self._check(lambda: self.client.get(self.path, timeout=self.timeout),
+                        "request on the same connection after the attack")
+        self.client.close()
+
+        def fresh():
+            with self.srv.client(timeout=self.timeout) as c:
+                return c.get(self.path, timeout=self.timeout)
+
+        self._check(fresh, "request on a new connection after the attack")
+        return during
+
+
+class Target:
+    def __init__(self, tmp_path):
+        self.factory = ServerFactory(tmp_path)
+        self.dir = pathlib.Path(tmp_path)
+        self.srv = None
+        self.good = None
+        self.problems = []
+        self.rss_before = None
+        self.t_attack = None
+        self.finished = False
+        (self.dir / "big.bin").write_bytes(bytes(range(256)) * (BIG_SIZE // 256))
+
+    def start(self, limits=None, workers=1, good=True, log_level="warn"):
+        lim = {"idle_timeout": "30s", "header_timeout": "30s", "write_timeout": "30s"}
+        lim.update(limits or {})
+        text = f"workers: {workers}\nlog: {{ level: {log_level} }}\nlimits:\n"
+        text += "".join(f"  {k}: {v}\n" for k, v in lim.items())
+        text += ROUTES
+        self.srv = self.factory(text)
+        if good:
+            self.good = GoodClient(self.srv)
+        # Settle, then take the baseline with the good client running.
+        time.sleep(0.05)
+        self.rss_before = proc_status(self.srv.pid, "VmRSS")
+        self.t_attack = time.monotonic()
+        return self.srv
+
+    def check(self, cond, message):
+        if not cond:
+            self.problems.append(message)
+        return bool(cond)
+
+    def expect_goaway(self, a, codes, t0, within, closed_within=3.0):
+        """(a) for a connection-level defence: a GOAWAY with one of CODES arrives
+        at most WITHIN s after T0, and the connection is then closed. Returns
+        True when all holds (problems are recorded otherwise)."""
+        a.read_until(lambda: a.goaway is not None, max(0.0, t0 + within - time.monotonic()))
+        names = "/".join(err_name(c) for c in codes)
+        if a.goaway is None:
+            return self.check(False, f"expected GOAWAY {names} within {within} s; got none "
+                                     f"after {time.monotonic() - t0:.1f} s: {a.describe()}")
+        took = a.goaway_at - t0
+        ok = self.check(a.goaway[1] in codes,
+                        f"expected GOAWAY {names}; got {err_name(a.goaway[1])} after {took:.2f} s: "
+                        f"{a.describe()}")
+        ok &= self.check(took <= within, f"GOAWAY after {took:.2f} s, bound {within} s")
+        if a.wait_closed(closed_within) is None:
+            ok &= self.check(False, f"connection still open {closed_within} s after GOAWAY: "
+                                    f"{a.describe()}")
+        print(f"attacker: GOAWAY after {took:.3f} s: {a.describe()}")
+        return ok
+
+    def expect_closed(self, a, t0, within, what):
+        """(a) for a timeout defence: the server ends the TCP connection at most
+        WITHIN s after T0 (reading, and answering SETTINGS, meanwhile)."""
+        a.read_until(lambda: False, max(0.0, t0 + within - time.monotonic()))
+        if not a.closed:
+            return self.check(False, f"{what}: connection still open {time.monotonic() - t0:.1f} s "
+                                     f"after the start, bound {within} s: {a.describe()}")
+        print(f"attacker: closed after {a.closed_at - t0:.3f} s: {a.describe()}")
+        return a.closed_at - t0
+
+    def finish(self):
+        """(b) the good client, (c) memory, (d) alive and exit 0 on SIGTERM; then
+        fails with every problem found, the attack's own first."""
+        self.finished = True
+        srv = self.srv
+        was_alive = alive(srv)
+        if not was_alive:
+            self.problems.append(f"the daemon died during the attack: exit code "
+                                 f"{srv.proc.returncode}; stderr tail:\n{srv.stderr_text()[-2000:]}")
+        hwm = proc_status(srv.pid, "VmHWM")
+        rss = proc_status(srv.pid, "VmRSS")
+        if self.good is not None:
+            during = self.good.stop()
+            print(f"good client: {during} requests during the attack, worst {self.good.worst:.3f} s")
+            if self.good.failures:
+                self.problems.append("the good client failed: " + "; ".join(self.good.failures[:3]))
+            elif during is not None and during < 1:
+                self.problems.append("the good client completed no request during the attack")
+        print(f"daemon memory: VmRSS {self.rss_before} kB before, VmHWM {hwm} kB, "
+              f"VmRSS {rss} kB after")
+        if hwm is not None and self.rss_before is not None:
+            grew = hwm - self.rss_before
+            self.check(grew < MEMORY_BOUND_KIB,
+                       f"memory: VmHWM {hwm} kB vs VmRSS {self.rss_before} kB before the attack "
+                       f"(+{grew} kB, bound +{MEMORY_BOUND_KIB} kB); VmRSS now {rss} kB")
+        if was_alive:
+            rc, took = srv.stop()
+            self.check(rc == 0, f"exit code {rc} on SIGTERM (after {took:.1f} s); stderr tail:\n"
+                                f"{srv.stderr_text()[-2000:]}")
+        if self.problems:
+            pytest.fail("\n".join(self.problems), pytrace=False)
+
+    def teardown(self):
+        if self.good is not None and not self.finished:
+            self.good._stop.set()
+            self.good.thread.join(timeout=10)
+            self.good.client.close()
+        if self.srv is not None:
+            # finish() checked the exit code itself; after a failure, any code.
+            self.srv.expect_exit = None
+        return self.factory.teardown()
+
+
+@pytest.fixture
+def target(tmp_path):
+    t = Target(tmp_path)
+    yield t
+    t.teardown()

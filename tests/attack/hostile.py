@@ -1,0 +1,30 @@
+"""Shared by the hostile-peer tests: sizes, the time scale, and what /proc
+says about the daemon (memory, CPU time)."""
+
+import os
+
+# A static body larger than every window and socket buffer involved.
+BIG_SIZE = 8 << 20
+# Multiplies the time and CPU bounds that depend on the daemon's speed (not the
+# configured timeouts): >1 for a sanitizer build.
+SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
+
+
+def proc_status(pid, key):
+    """A /proc/PID/status value in kB (VmRSS, VmHWM), or None when it is gone."""
+    try:
+        with open(f"/proc/{pid}/status") as f:
+            for line in f:
+                if line.startswith(key + ":"):
+                    return int(line.split()[1])
+    except OSError:
+        return None
+    return None
+
+
+def cpu_seconds(pid):
+    """User + system CPU time of PID so far, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
