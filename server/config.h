@@ -63,11 +63,14 @@ typedef struct cel_loc {
     unsigned line, col; /* 1-based */
 } cel_loc;
 
+struct cel_tls;
+
 typedef struct cel_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
     char text[64]; /* as written, for logs */
     cel_loc loc;
+    struct cel_tls *tls; /* NULL: cleartext (h2c and HTTP/1.1) */
 } cel_listen;
 
 typedef struct cel_route {

@@ -8,10 +8,14 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
 #include "stats.h"
+#include "tls.h"
 
 /* Reads per read event before yielding to other connections. */
 #define READS_PER_EVENT 4
@@ -39,6 +43,78 @@ static ssize_t sock_writev(void *ctx, const struct iovec *iov, int iovcnt)
     return writev(c->fd, iov, iovcnt);
 }
 
+/* ---- TLS (OpenSSL) when the kernel does not do it for us ---- */
+
+#define TLS_RECORD 16384
+
+/* Retries the record SSL_write did not take. 0 when it is out, -1 with errno
+ * EAGAIN when the socket is full, EIO on an error. */
+static int trec_flush(cel_conn *c)
+{
+    while (c->trec_len) {
+        ERR_clear_error();
+        int n = SSL_write(c->ssl, c->trec, (int)c->trec_len);
+        if (n <= 0) {
+            int e = SSL_get_error(c->ssl, n);
+            errno = e == SSL_ERROR_WANT_WRITE || e == SSL_ERROR_WANT_READ ? EAGAIN : EIO;
+            return -1;
+        }
+        memmove(c->trec, c->trec + n, c->trec_len - (size_t)n);
+        c->trec_len -= (size_t)n;
+    }
+    return 0;
+}
+
+/* The output queue's sink on a TLS connection: a record's worth of the
+ * iovecs is copied into trec and handed to SSL_write. Bytes in trec count as
+ * written for the queue; trec_flush finishes them. */
+static ssize_t tls_writev(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    cel_conn *c = ctx;
+    if (c->trec_len && trec_flush(c))
+        return -1;
+    if (!c->trec && !(c->trec = cel_pool_alloc(c->host->env->pool, TLS_RECORD))) {
+        errno = ENOMEM;
+        return -1;
+    }
+    size_t k = 0;
+    for (int i = 0; i < iovcnt && k < TLS_RECORD; i++) {
+        size_t n = iov[i].iov_len < TLS_RECORD - k ? iov[i].iov_len : TLS_RECORD - k;
+        memcpy(c->trec + k, iov[i].iov_base, n);
+        k += n;
+    }
+    c->trec_len = k;
+    if (trec_flush(c) && errno != EAGAIN)
+        return -1;
+    return (ssize_t)k;
+}
+
+static int conn_flush(cel_conn *c)
+{
+    if (!c->ssl || c->ktls)
+        return cel_outq_flush(&c->out, sock_writev, c);
+    if (c->trec_len && trec_flush(c))
+        return errno == EAGAIN ? CEL_EAGAIN : CEL_EIO;
+    int rc = cel_outq_flush(&c->out, tls_writev, c);
+    return rc == 0 && c->trec_len ? CEL_EAGAIN : rc;
+}
+
+/* read(2), or SSL_read: -1 with errno EAGAIN when nothing is there yet. */
+static ssize_t conn_read(cel_conn *c, void *buf, size_t len)
+{
+    if (!c->ssl)
+        return read(c->fd, buf, len);
+    ERR_clear_error();
+    int n = SSL_read(c->ssl, buf, (int)(len > INT32_MAX ? INT32_MAX : len));
+    if (n > 0)
+        return n;
+    int e = SSL_get_error(c->ssl, n);
+    if (e == SSL_ERROR_ZERO_RETURN)
+        return 0;
+    errno = e == SSL_ERROR_WANT_READ || e == SSL_ERROR_WANT_WRITE ? EAGAIN : EIO;
+    return -1;
+}
+
 static struct timeval ms_tv(uint32_t ms)
 {
     return (struct timeval){ms / 1000, (ms % 1000) * 1000};
@@ -63,7 +139,7 @@ static int current_kind(const cel_conn *c)
 {
     if (c->lingering)
         return T_LINGER;
-    if (cel_outq_pending(&c->out))
+    if (cel_outq_pending(&c->out) || c->trec_len)
         return T_WRITE;
     if (!c->proto)
         return T_HEADER;
@@ -124,6 +200,10 @@ void cel_conn_close(cel_conn *c)
     event_del(&c->wev);
     event_del(&c->tev);
     event_del(&c->fev);
+    if (c->ssl) {
+        SSL_free(c->ssl);
+        cel_pool_release(c->host->env->pool, c->trec);
+    }
     if (c->proto)
         c->proto->free(c->ps);
     if (c->next_ps)
@@ -140,6 +220,10 @@ void cel_conn_close(cel_conn *c)
 static void start_linger(cel_conn *c)
 {
     c->lingering = 1;
+    if (c->ssl && !c->handshaking) {
+        ERR_clear_error();
+        SSL_shutdown(c->ssl); /* close_notify, best effort */
+    }
     shutdown(c->fd, SHUT_WR);
     set_writing(c, 0);
     set_reading(c, 1);
@@ -168,7 +252,7 @@ static int pump(cel_conn *c)
             cel_conn_close(c);
             return -1;
         }
-        int rc = cel_outq_flush(&c->out, sock_writev, c);
+        int rc = conn_flush(c);
         if (rc == CEL_EIO) {
             cel_log_debug("conn %d: write failed: %s", c->fd, strerror(errno));
             cel_conn_close(c);
@@ -275,13 +359,49 @@ static int feed(cel_conn *c, const uint8_t *p, size_t n)
     return rc;
 }
 
+/* The TLS handshake, on the worker's loop. 1 when done, 0 to wait, -1 on failure. */
+static int handshake(cel_conn *c)
+{
+    ERR_clear_error();
+    int rc = SSL_do_handshake(c->ssl);
+    if (rc == 1) {
+        c->handshaking = 0;
+        c->ktls = (uint8_t)cel_tls_ktls_send(c->ssl);
+        /* ALPN h2 decides; otherwise the first bytes do (HTTP/1.1, or HTTP/2
+         * with prior knowledge). */
+        if (cel_tls_alpn(c->ssl) == 2 && start_proto(c, &cel_h2_proto))
+            return -1;
+        return 1;
+    }
+    int e = SSL_get_error(c->ssl, rc);
+    if (e == SSL_ERROR_WANT_READ)
+        return 0;
+    if (e == SSL_ERROR_WANT_WRITE) {
+        set_writing(c, 1);
+        return 0;
+    }
+    cel_log_debug("conn %d: TLS handshake failed", c->fd);
+    return -1;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
     cel_env *env = c->host->env;
-    (void)what;
+    (void)what, (void)fd;
+    if (c->handshaking) {
+        int rc = handshake(c);
+        if (rc < 0) {
+            cel_conn_close(c);
+            return;
+        }
+        if (rc == 0) {
+            rearm_timer(c);
+            return;
+        }
+    }
     for (int i = 0; i < READS_PER_EVENT; i++) {
-        ssize_t n = read(fd, env->rbuf, CEL_READ_BUF);
+        ssize_t n = conn_read(c, env->rbuf, CEL_READ_BUF);
         if (n < 0) {
             if (errno == EINTR)
                 continue;
@@ -329,9 +449,13 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
             c->closing = 1;
             break;
         }
-        if ((size_t)n < CEL_READ_BUF || !c->reading)
+        /* OpenSSL returns a record at a time and may hold more already read
+         * from the socket: drain it, as no read event will say so. */
+        if ((!c->ssl && (size_t)n < CEL_READ_BUF) || !c->reading)
             break;
     }
+    if (c->ssl && !c->lingering && !c->closing && c->reading && SSL_pending(c->ssl) > 0)
+        event_active(&c->rev, EV_READ, 0);
     if (!c->lingering)
         pump(c);
 }
@@ -350,6 +474,10 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     event_base_gettimeofday_cached(c->host->base, &c->active);
     c->writing = 0; /* one-shot event */
+    if (c->handshaking) {
+        on_read(fd, EV_READ, c); /* the handshake wanted to write */
+        return;
+    }
     pump(c);
 }
 
@@ -424,7 +552,7 @@ static void peer_text(int fd, char *buf, size_t len)
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
 }
 
-cel_conn *cel_conn_new(cel_conn_host *host, int fd)
+cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
 {
     cel_env *env = host->env;
     cel_conn *c = cel_pool_alloc(env->pool, sizeof(*c));
@@ -444,5 +572,15 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd)
     event_assign(&c->tev, host->base, -1, 0, on_timer, c);
     event_assign(&c->fev, host->base, -1, 0, on_flush, c);
     peer_text(fd, c->peer, sizeof(c->peer));
+    if (tls) {
+        c->ssl = cel_tls_accept(tls, fd);
+        if (!c->ssl) {
+            cel_outq_deinit(&c->out);
+            close(fd);
+            cel_pool_release(env->pool, c);
+            return NULL;
+        }
+        c->handshaking = 1;
+    }
     return c;
 }

@@ -35,14 +35,20 @@ struct cel_conn {
     cel_limits limits;
     struct timeval accepted, active; /* loop time of accept and of the last progress */
     uint64_t progress;               /* the protocol's progress count at that time */
+    void *ssl;             /* an SSL * on a TLS listener, else NULL */
+    char *trec;            /* TLS: one record's worth of output SSL_write has not taken */
+    size_t trec_len;
+    uint8_t handshaking, ktls;
     uint8_t sniff[24];     /* first bytes, kept while they do not yet tell the protocol */
     unsigned nsniff;
     char peer[48];         /* the client's address, as text */
     uint8_t reading, writing, closing, lingering, tkind;
 };
 
-/* Takes over FD (non-blocking, accepted). NULL (and FD closed) on failure. */
-cel_conn *cel_conn_new(cel_conn_host *host, int fd);
+struct cel_tls;
+/* Takes over FD (non-blocking, accepted); TLS when TLS is not NULL. NULL (and
+ * FD closed) on failure. */
+cel_conn *cel_conn_new(cel_conn_host *host, int fd, struct cel_tls *tls);
 /* Starts I/O. The owner links the connection into its list first: on_close may
  * run from here already. */
 void cel_conn_start(cel_conn *c);

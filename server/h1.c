@@ -180,17 +180,14 @@ static void release_gen(void *arg)
 
 static void finish(cel_h1 *h, req *r, int finished);
 
-/* The answer to R is complete (OK) or cut. While R's handler still runs, the
- * request must outlive it: dispatch finishes it once the handler returns. */
+/* The answer to R is complete (OK) or cut. Whoever answered may still hold R
+ * (a handler that has not returned, a module's completion callback), so it is
+ * finished later: by dispatch once the handler returns, or by the next send. */
 static void done(cel_h1 *h, req *r, int ok)
 {
-    if (h->dispatching == r) {
-        r->pending = ok ? 1 : 2;
-        return;
-    }
-    finish(h, r, ok);
-    process(h); /* the next pipelined request, if any */
-    flush_soon(h);
+    r->pending = ok ? 1 : 2;
+    if (h->dispatching != r)
+        flush_soon(h);
 }
 
 static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_owner *owner)
@@ -606,6 +603,11 @@ static int p_send(void *s)
 {
     cel_h1 *h = s;
     req *r = h->cur;
+    if (r && r->pending) {
+        finish(h, r, r->pending == 1);
+        process(h); /* the next pipelined request, if any */
+        r = h->cur;
+    }
     /* A streamed answer waiting for room: the queue drained enough. */
     if (r && r->x.on_writable && cel_outq_pending(h->out) < STREAM_LOW) {
         void (*fn)(cel_exchange *) = r->x.on_writable;

@@ -12,11 +12,14 @@
 
 #include "log.h"
 #include "stats.h"
+#include "tls.h"
 
 typedef struct cel_wlistener {
     struct cel_wlistener *next;
     int fd;
     int owned;
+    struct sockaddr_storage addr; /* to find the generation's settings for it (TLS) */
+    socklen_t addrlen;
     struct event ev;
     cel_worker *w;
 } wlistener;
@@ -92,6 +95,17 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     }
 }
 
+/* The current generation's TLS settings for listener L, or NULL. */
+static cel_tls *listener_tls(const cel_worker *w, const wlistener *l)
+{
+    const cel_config *cfg = w->env.gen->cfg;
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen[i].addrlen == l->addrlen &&
+            memcmp(&cfg->listen[i].addr, &l->addr, l->addrlen) == 0)
+            return cfg->listen[i].tls;
+    return NULL;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     wlistener *l = arg;
@@ -115,7 +129,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        cel_conn *c = cel_conn_new(&w->host, fd);
+        cel_conn *c = cel_conn_new(&w->host, fd, listener_tls(w, l));
         if (!c) {
             cel_log(CEL_LOG_WARN, "worker %u: out of memory for a new connection", w->id);
             continue;
@@ -176,6 +190,9 @@ static void add_listener(cel_worker *w, int fd, int owned)
     l->fd = fd;
     l->owned = owned;
     l->w = w;
+    l->addrlen = sizeof(l->addr);
+    if (getsockname(fd, (struct sockaddr *)&l->addr, &l->addrlen) < 0)
+        l->addrlen = 0;
     event_assign(&l->ev, w->host.base, fd, EV_READ | EV_PERSIST, on_accept, l);
     l->next = w->listeners;
     w->listeners = l;

@@ -1,0 +1,194 @@
+#include "tls.h"
+
+#include <openssl/err.h>
+#include <openssl/ssl.h>
+#include <openssl/x509v3.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct entry {
+    SSL_CTX *ctx;
+    X509 *leaf;
+    unsigned char *ocsp; /* DER, OPENSSL_malloc'd */
+    long ocsp_len;
+} entry;
+
+struct cel_tls {
+    entry *e;
+    size_t n;
+};
+
+/* ALPN wire format: h2 first, then http/1.1. */
+static const unsigned char alpn_ours[] = "\x02h2\x08http/1.1";
+
+static void ssl_error(char *err, size_t errlen, const char *what, const char *file)
+{
+    unsigned long e = ERR_get_error();
+    char buf[256] = "";
+    if (e)
+        ERR_error_string_n(e, buf, sizeof(buf));
+    snprintf(err, errlen, "%s \"%s\": %s", what, file, buf[0] ? buf : "unknown error");
+    ERR_clear_error();
+}
+
+static int on_alpn(SSL *ssl, const unsigned char **out, unsigned char *outlen,
+                   const unsigned char *in, unsigned int inlen, void *arg)
+{
+    (void)ssl, (void)arg;
+    unsigned char *sel;
+    if (SSL_select_next_proto(&sel, outlen, alpn_ours, sizeof(alpn_ours) - 1, in, inlen) !=
+        OPENSSL_NPN_NEGOTIATED)
+        return SSL_TLSEXT_ERR_NOACK; /* no common protocol: go on without ALPN */
+    *out = sel;
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int on_status(SSL *ssl, void *arg)
+{
+    entry *e = arg;
+    /* The context in force after SNI holds the staple for its certificate. */
+    SSL_CTX *ctx = SSL_get_SSL_CTX(ssl);
+    entry *cur = SSL_CTX_get_app_data(ctx);
+    if (cur)
+        e = cur;
+    if (!e->ocsp)
+        return SSL_TLSEXT_ERR_NOACK;
+    unsigned char *copy = OPENSSL_malloc((size_t)e->ocsp_len);
+    if (!copy)
+        return SSL_TLSEXT_ERR_NOACK;
+    memcpy(copy, e->ocsp, (size_t)e->ocsp_len);
+    SSL_set_tlsext_status_ocsp_resp(ssl, copy, e->ocsp_len);
+    return SSL_TLSEXT_ERR_OK;
+}
+
+static int on_servername(SSL *ssl, int *alert, void *arg)
+{
+    cel_tls *t = arg;
+    (void)alert;
+    const char *name = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+    if (!name)
+        return SSL_TLSEXT_ERR_OK;
+    for (size_t i = 1; i < t->n; i++)
+        if (X509_check_host(t->e[i].leaf, name, 0, 0, NULL) == 1) {
+            SSL_set_SSL_CTX(ssl, t->e[i].ctx);
+            return SSL_TLSEXT_ERR_OK;
+        }
+    return SSL_TLSEXT_ERR_OK; /* the default certificate answers the rest */
+}
+
+static int read_ocsp(entry *e, const char *file, char *err, size_t errlen)
+{
+    FILE *f = fopen(file, "rb");
+    if (!f) {
+        snprintf(err, errlen, "cannot open OCSP response \"%s\"", file);
+        return -1;
+    }
+    fseek(f, 0, SEEK_END);
+    long n = ftell(f);
+    fseek(f, 0, SEEK_SET);
+    e->ocsp = n > 0 ? OPENSSL_malloc((size_t)n) : NULL;
+    if (!e->ocsp || fread(e->ocsp, 1, (size_t)n, f) != (size_t)n) {
+        fclose(f);
+        snprintf(err, errlen, "cannot read OCSP response \"%s\"", file);
+        return -1;
+    }
+    fclose(f);
+    e->ocsp_len = n;
+    return 0;
+}
+
+static int make_ctx(cel_tls *t, entry *e, const cel_tls_cert *c, char *err, size_t errlen)
+{
+    e->ctx = SSL_CTX_new(TLS_server_method());
+    if (!e->ctx) {
+        ssl_error(err, errlen, "cannot create a TLS context for", c->cert);
+        return -1;
+    }
+    SSL_CTX_set_min_proto_version(e->ctx, TLS1_2_VERSION);
+    /* TLS 1.2: forward-secret AEAD suites only (TLS 1.3's defaults are). */
+    SSL_CTX_set_cipher_list(e->ctx, "ECDHE+AESGCM:ECDHE+CHACHA20:!aNULL:!MD5:!SHA1");
+    SSL_CTX_set_options(e->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                    SSL_OP_ENABLE_KTLS);
+    SSL_CTX_set_mode(e->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
+    SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_id_context(e->ctx, (const unsigned char *)"celerisd", 8);
+    if (SSL_CTX_use_certificate_chain_file(e->ctx, c->cert) != 1) {
+        ssl_error(err, errlen, "cannot load certificate", c->cert);
+        return -1;
+    }
+    if (SSL_CTX_use_PrivateKey_file(e->ctx, c->key, SSL_FILETYPE_PEM) != 1) {
+        ssl_error(err, errlen, "cannot load key", c->key);
+        return -1;
+    }
+    if (SSL_CTX_check_private_key(e->ctx) != 1) {
+        ssl_error(err, errlen, "key does not match certificate", c->cert);
+        return -1;
+    }
+    e->leaf = SSL_CTX_get0_certificate(e->ctx);
+    if (c->ocsp && read_ocsp(e, c->ocsp, err, errlen))
+        return -1;
+    SSL_CTX_set_app_data(e->ctx, e);
+    SSL_CTX_set_alpn_select_cb(e->ctx, on_alpn, NULL);
+    SSL_CTX_set_tlsext_status_cb(e->ctx, on_status);
+    SSL_CTX_set_tlsext_status_arg(e->ctx, e);
+    SSL_CTX_set_tlsext_servername_callback(e->ctx, on_servername);
+    SSL_CTX_set_tlsext_servername_arg(e->ctx, t);
+    return 0;
+}
+
+cel_tls *cel_tls_new(const cel_tls_cert *certs, size_t n, char *err, size_t errlen)
+{
+    cel_tls *t = calloc(1, sizeof(*t));
+    if (!t || !(t->e = calloc(n, sizeof(entry)))) {
+        free(t);
+        snprintf(err, errlen, "out of memory");
+        return NULL;
+    }
+    t->n = n;
+    for (size_t i = 0; i < n; i++)
+        if (make_ctx(t, &t->e[i], &certs[i], err, errlen)) {
+            cel_tls_free(t);
+            return NULL;
+        }
+    return t;
+}
+
+void cel_tls_free(cel_tls *t)
+{
+    if (!t)
+        return;
+    for (size_t i = 0; i < t->n; i++) {
+        if (t->e[i].ctx)
+            SSL_CTX_free(t->e[i].ctx); /* connections still open hold their own reference */
+        OPENSSL_free(t->e[i].ocsp);
+    }
+    free(t->e);
+    free(t);
+}
+
+void *cel_tls_accept(cel_tls *t, int fd)
+{
+    SSL *ssl = SSL_new(t->e[0].ctx);
+    if (!ssl)
+        return NULL;
+    if (SSL_set_fd(ssl, fd) != 1) {
+        SSL_free(ssl);
+        return NULL;
+    }
+    SSL_set_accept_state(ssl);
+    return ssl;
+}
+
+int cel_tls_ktls_send(void *ssl)
+{
+    return BIO_get_ktls_send(SSL_get_wbio(ssl)) ? 1 : 0;
+}
+
+int cel_tls_alpn(void *ssl)
+{
+    const unsigned char *p;
+    unsigned int n;
+    SSL_get0_alpn_selected(ssl, &p, &n);
+    return n == 2 && memcmp(p, "h2", 2) == 0 ? 2 : 1;
+}
