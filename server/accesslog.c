@@ -13,6 +13,7 @@
 #define BUF_SIZE (64 * 1024)
 #define MAX_LINE 8192 /* a longer line is cut (values are truncated, not the line end) */
 #define MAX_OPS 64
+#define JSON_TAIL 512 /* what a JSON line needs after any one value: keys, numbers, '}' */
 
 enum {
     OP_LIT, OP_PEER, OP_TIME, OP_REQLINE, OP_METHOD, OP_PATH, OP_QUERY, OP_PROTO,
@@ -246,8 +247,9 @@ static void put_json(line *ln, const char *key, const char *s, size_t n)
     put(ln, "\"", 1);
     put(ln, key, strlen(key));
     put(ln, "\":\"", 3);
-    /* Leave room for the rest of the line: cut the value, never the JSON. */
-    char *limit = ln->end - 64 > ln->w ? ln->end - 64 : ln->w;
+    /* Leave room for the rest of the line (every later key, and the numbers):
+     * cut the value, never the JSON. */
+    char *limit = ln->end - JSON_TAIL > ln->w ? ln->end - JSON_TAIL : ln->w;
     while (n && ln->w < limit) {
         size_t k = (size_t)(limit - ln->w) / 6;
         if (k == 0)

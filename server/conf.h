@@ -20,6 +20,7 @@ typedef struct conf_ctx {
     cel_config *cfg; /* what is built; routes are read after every other key */
     yaml_node_t *routes; /* the top level's routes node, read last */
     yaml_node_t *access; /* log.access, read once workers are known */
+    size_t json_nodes;   /* nodes of the template being converted (aliases included) */
     char *err;
     size_t errlen;
 } conf_ctx;

@@ -258,10 +258,17 @@ static json_t *plain_scalar(const char *s)
 
 /* YAML to JSON. With PATTERN, string values are template strings whose
  * placeholders are checked against the route. */
+/* YAML aliases can make a small file a huge document ("billion laughs"). */
+#define MAX_JSON_NODES 100000
+
 static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, json_t **out)
 {
+    *out = NULL;
     if (depth > 64)
         return conf_error(c, n, "template nests deeper than 64 levels");
+    if (++c->json_nodes > MAX_JSON_NODES)
+        return conf_error(c, n, "more than %d values (aliases expanded): refused",
+                          MAX_JSON_NODES);
     int rc = 0;
     switch (n->type) {
     case YAML_SCALAR_NODE: {
@@ -336,7 +343,7 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
     } else if (b.tmpl->type == YAML_SCALAR_NODE) {
         return conf_error(c, b.tmpl,
                           "template must be a mapping, a list or a quoted JSON string");
-    } else if ((rc = to_json(c, b.tmpl, pattern, 0, &root))) {
+    } else if ((c->json_nodes = 0, rc = to_json(c, b.tmpl, pattern, 0, &root))) {
         return rc;
     }
     char msg[256];
@@ -402,6 +409,7 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
     char *json = NULL;
     if (b.config) {
         json_t *root;
+        c->json_nodes = 0;
         if ((rc = to_json(c, b.config, NULL, 0, &root)))
             return rc;
         json = json_dumps(root, JSON_COMPACT | JSON_ENCODE_ANY);

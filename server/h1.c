@@ -126,6 +126,8 @@ static int ibuf_append(cel_h1 *h, const uint8_t *p, size_t n)
 
 static void ibuf_consume(cel_h1 *h, size_t n)
 {
+    if (n == 0)
+        return;
     memmove(h->ibuf, h->ibuf + n, h->ilen - n);
     h->ilen -= n;
 }
@@ -442,6 +444,8 @@ static req *req_new(cel_h1 *h, const cel_h1_head *hd)
 
 static int body_add(cel_h1 *h, req *r, const char *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     if (r->body_len + n > h->limits.max_request_body)
         return CEL_ETOOBIG;
     if (r->body_len + n > r->body_cap) {

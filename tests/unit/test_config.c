@@ -986,7 +986,9 @@ static const err_case err_cases[] = {
     {"routes_scalar", "routes: 5\n", 1, 9, "routes must be a list", NULL},
     {"route_not_mapping", "routes:\n  - /a\n", 2, 5, "must be a mapping", NULL},
     {"limits_scalar", "limits: 3\n", 1, 9, "limits must be a mapping", NULL},
-    {"listen_mapping", "listen: {a: 1}\n", 1, 9, "listen must be", NULL},
+    {"listen_mapping_unknown_key", "listen: {a: 1}\n", 1, 10, "unknown key", "address, tls"},
+    {"listen_mapping_no_address", "listen: {tls: {}}\n", 1, 9, "needs an address", NULL},
+    {"listen_sequence_item", "listen: [[1]]\n", 1, 10, "listen must be a string", NULL},
     {"listen_empty_list", "listen: []\n", 1, 9, "at least one", NULL},
     {"status_quoted_string",
      "routes:\n"
