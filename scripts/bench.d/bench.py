@@ -36,6 +36,9 @@ ROUTES = [
     Route('/json', '/json', b'{"message":"Hello, World!"}', 'application/json', 'json'),
     Route('/users/:id/posts/:postId', '/users/123/posts/456',
           b'{"user":"123","post":"456"}', 'application/json', 'users'),
+    # celerisd's own: the example hello module (a .so handler), to compare with /json
+    Route('/hello/:name (module)', '/hello/bench', b'Hello, bench!\n',
+          'text/plain; charset=utf-8', 'hello'),
 ]
 SERVERS = ['celerisd', 'nginx', 'h2o', 'h2o-mruby', 'nghttpd']
 RAMP_STEPS = [10, 25, 50, 100, 200, 400, 600]
@@ -217,7 +220,9 @@ class Server:
             with open(CONF) as f:
                 text = f.read()
             subs = [(r'(?m)^listen:.*$', f'listen: "127.0.0.1:{self.port}"'),
-                    (r'(?m)^workers:.*$', f'workers: {self.workers}')]
+                    (r'(?m)^workers:.*$', f'workers: {self.workers}'),
+                    (r'(?m)^modules_dir:.*$',
+                     f'modules_dir: {os.path.join(ROOT, "build-bench", "modules")}')]
             if self.conns > 10000:
                 subs.append((r'(?m)^(\s+max_connections:).*$', rf'\g<1> {self.conns}'))
             if self.idle:   # idle connections must outlive the measurement
@@ -1073,6 +1078,9 @@ def parse_args(argv):
             continue
         if not match:
             ap.error(f'unknown route {tok!r} (known: /bench, /json, /users)')
+        if match[0].key == 'hello' and set(opts.servers.split(',')) - {'celerisd'}:
+            raise SystemExit('scripts/bench: /hello is a celerisd module route: use it with '
+                             '--servers celerisd')
         if match[0] not in routes:
             routes.append(match[0])
     opts.route_list = routes

@@ -232,3 +232,46 @@ def test_status_handler(celerisd, tmp_path):
     st = r.json()
     assert st["status"] == "ok" and st["version"] == "0.1.0"
     assert st["generation"] == 1 and st["workers"] == 2 and st["connections"] >= 1
+
+
+def test_journal_priorities(tmp_path):
+    """Under systemd ($JOURNAL_STREAM names stderr), lines carry <N> priority
+    prefixes so journald keeps severities: info <6>, errors <3>."""
+    import subprocess
+    from support import BINARY, free_port
+    port = free_port()
+    cfg = tmp_path / "j.yaml"
+    cfg.write_text(f'listen: "127.0.0.1:{port}"\nworkers: 1\nroutes:\n'
+                   f'  - path: /a\n    static: {{ body: "A" }}\n')
+    r, w = os.pipe()
+    st = os.fstat(w)
+    env = dict(os.environ, JOURNAL_STREAM=f"{st.st_dev}:{st.st_ino}")
+    p = subprocess.Popen([BINARY, "-c", str(cfg)], stderr=w, stdout=subprocess.DEVNULL,
+                         stdin=subprocess.DEVNULL, env=env)
+    os.close(w)
+    try:
+        deadline = time.monotonic() + 10
+        while True:
+            try:
+                socket.create_connection(("127.0.0.1", port), timeout=1).close()
+                break
+            except OSError:
+                assert time.monotonic() < deadline
+                time.sleep(0.05)
+        cfg.write_text("routes: 5\n")
+        p.send_signal(signal.SIGHUP)
+        time.sleep(0.5)
+    finally:
+        p.send_signal(signal.SIGTERM)
+        assert p.wait(timeout=15) == 0
+    out = b""
+    while True:
+        chunk = os.read(r, 65536)
+        if not chunk:
+            break
+        out += chunk
+    os.close(r)
+    lines = out.decode().splitlines()
+    assert any(ln.startswith("<6>listening on 127.0.0.1:") for ln in lines), lines
+    assert any(ln.startswith("<3>reload failed") for ln in lines), lines
+    assert all(re.match(r"<[0-7]>", ln) for ln in lines if ln), lines
