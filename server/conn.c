@@ -323,10 +323,22 @@ static void on_upgrade(void *ctx, void *h2)
     c->next_ps = h2;
 }
 
+/* Moves the connection's count from one protocol to another. */
+static void count_as(cel_conn *c, uint8_t id)
+{
+    cel_wstats *ws = c->host->env->stats;
+    if (ws) {
+        cel_uncount(&ws->connections_open[c->proto_id], 1);
+        cel_count(&ws->connections_open[id], 1);
+    }
+    c->proto_id = id;
+}
+
 static int start_proto(cel_conn *c, const cel_proto *p)
 {
     cel_env *env = c->host->env;
     c->proto = p;
+    count_as(c, p == &cel_h2_proto ? CEL_PROTO_H2 : CEL_PROTO_H1);
     if (p == &cel_h2_proto)
         c->ps = cel_h2_new(env, &c->out, want_flush, c, c->peer);
     else
@@ -352,6 +364,7 @@ static int feed(cel_conn *c, const uint8_t *p, size_t n)
         memcpy(copy, left, rest);
         c->proto->free(c->ps);
         c->proto = &cel_h2_proto;
+        count_as(c, CEL_PROTO_H2);
         c->ps = c->next_ps;
         c->next_ps = NULL;
         rc = rest ? c->proto->recv(c->ps, copy, rest) : 0;

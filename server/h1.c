@@ -366,7 +366,7 @@ static void req_free(cel_h1 *h, req *r, int finished)
     cel_genref_drop(r->gen);
     cel_pool_release(h->env->pool, r);
     if (h->env->stats)
-        cel_uncount(&h->env->stats->streams_open, 1);
+        cel_uncount(&h->env->stats->streams_open[CEL_PROTO_H1], 1);
 }
 
 /* The answer to the current request is complete (or abandoned). */
@@ -398,7 +398,7 @@ static req *req_new(cel_h1 *h, const cel_h1_head *hd)
     r->x.gen = r->gen;
     event_base_gettimeofday_cached(h->env->base, &r->start);
     if (h->env->stats)
-        cel_count(&h->env->stats->streams_open, 1);
+        cel_count(&h->env->stats->streams_open[CEL_PROTO_H1], 1);
     r->minor = hd->minor;
     r->keep_alive = hd->keep_alive;
     r->head = hd->method_bit == CEL_M_HEAD;

@@ -187,7 +187,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->x.gen = st->gen;
     event_base_gettimeofday_cached(h->env->base, &st->start);
     if (h->env->stats)
-        cel_count(&h->env->stats->streams_open, 1);
+        cel_count(&h->env->stats->streams_open[CEL_PROTO_H2], 1);
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
     st->hdrs = st->inline_hdrs;
     st->cap_hdrs = INLINE_HEADERS;
@@ -212,7 +212,7 @@ static void ext_unref(void *arg)
 static void account(cel_h2 *h, stream *st)
 {
     if (h->env->stats)
-        cel_uncount(&h->env->stats->streams_open, 1);
+        cel_uncount(&h->env->stats->streams_open[CEL_PROTO_H2], 1);
     if (!(st->flags & ST_RESPONDED))
         return;
     st->req.headers = st->hdrs;

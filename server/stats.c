@@ -177,16 +177,27 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
          "celerisd_request_duration_seconds_count %llu\n",
          (unsigned long long)count, (double)sum / 1e6, (unsigned long long)count);
 
+    static const char *const proto_names[CEL_STATS_PROTOS] = {"unknown", "http/1.1", "h2"};
+    emit(&o, "# HELP celerisd_connections_open Connections open now, by protocol (unknown: "
+             "before the first bytes or during the TLS handshake).\n"
+             "# TYPE celerisd_connections_open gauge\n");
+    for (cel_wstats *w = blocks; w; w = w->next)
+        for (unsigned p = 0; p < CEL_STATS_PROTOS; p++)
+            emit(&o, "celerisd_connections_open{protocol=\"%s\",worker=\"%u\"} %llu\n",
+                 proto_names[p], w->worker_id,
+                 (unsigned long long)get(&w->connections_open[p]));
+    emit(&o, "# HELP celerisd_streams_open Requests in flight now, by protocol.\n"
+             "# TYPE celerisd_streams_open gauge\n");
+    for (cel_wstats *w = blocks; w; w = w->next)
+        for (unsigned p = CEL_PROTO_H1; p < CEL_STATS_PROTOS; p++)
+            emit(&o, "celerisd_streams_open{protocol=\"%s\",worker=\"%u\"} %llu\n",
+                 proto_names[p], w->worker_id, (unsigned long long)get(&w->streams_open[p]));
     static const struct {
         const char *name, *type, *help;
         size_t off;
     } per_worker[] = {
-        {"celerisd_connections_open", "gauge", "Connections open now.",
-         offsetof(cel_wstats, connections_open)},
         {"celerisd_connections_total", "counter", "Connections accepted.",
          offsetof(cel_wstats, connections_total)},
-        {"celerisd_streams_open", "gauge", "Streams (requests in flight) open now.",
-         offsetof(cel_wstats, streams_open)},
         {"celerisd_received_bytes_total", "counter", "Bytes read from clients.",
          offsetof(cel_wstats, bytes_in)},
         {"celerisd_sent_bytes_total", "counter", "Response body bytes sent.",
@@ -196,8 +207,7 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
         emit(&o, "# HELP %s %s\n# TYPE %s %s\n", per_worker[i].name, per_worker[i].help,
              per_worker[i].name, per_worker[i].type);
         for (cel_wstats *w = blocks; w; w = w->next)
-            emit(&o, "%s{protocol=\"h2\",worker=\"%u\"} %llu\n", per_worker[i].name,
-                 w->worker_id,
+            emit(&o, "%s{worker=\"%u\"} %llu\n", per_worker[i].name, w->worker_id,
                  (unsigned long long)get((const cel_counter *)((const char *)w + per_worker[i].off)));
     }
     pthread_mutex_unlock(&lock);
@@ -226,7 +236,8 @@ uint64_t cel_stats_connections(void)
     uint64_t n = 0;
     pthread_mutex_lock(&lock);
     for (cel_wstats *w = blocks; w; w = w->next)
-        n += get(&w->connections_open);
+        for (unsigned p = 0; p < CEL_STATS_PROTOS; p++)
+            n += get(&w->connections_open[p]);
     pthread_mutex_unlock(&lock);
     return n;
 }

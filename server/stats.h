@@ -19,6 +19,9 @@
 #define CEL_STATS_METHODS 8  /* GET HEAD POST PUT DELETE PATCH OPTIONS other */
 #define CEL_STATS_CLASSES 5  /* 1xx .. 5xx */
 #define CEL_STATS_BUCKETS 12
+/* Protocols counters are kept by: not known yet (before the first bytes, or
+ * during a TLS handshake), HTTP/1.x, HTTP/2. */
+enum { CEL_PROTO_UNKNOWN, CEL_PROTO_H1, CEL_PROTO_H2, CEL_STATS_PROTOS };
 
 typedef _Atomic uint64_t cel_counter;
 
@@ -28,8 +31,9 @@ typedef struct cel_wstats {
     cel_counter requests[CEL_STATS_ROUTES][CEL_STATS_METHODS][CEL_STATS_CLASSES];
     cel_counter duration_buckets[CEL_STATS_BUCKETS]; /* cumulative only when summed */
     cel_counter duration_sum_us;
-    cel_counter connections_open, connections_total;
-    cel_counter streams_open;
+    cel_counter connections_open[CEL_STATS_PROTOS]; /* by CEL_PROTO_* */
+    cel_counter connections_total;
+    cel_counter streams_open[CEL_STATS_PROTOS];
     cel_counter bytes_in, bytes_out;
 } cel_wstats;
 

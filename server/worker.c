@@ -86,7 +86,7 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     w->nconns--;
     atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
     if (w->env.stats)
-        cel_uncount(&w->env.stats->connections_open, 1);
+        cel_uncount(&w->env.stats->connections_open[c->proto_id], 1);
     if (w->stopping) {
         if (w->nconns == 0 && w->env.tasks_pending == 0)
             event_base_loopexit(w->host.base, NULL);
@@ -142,7 +142,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         w->nconns++;
         atomic_store_explicit(&w->conns_now, w->nconns, memory_order_relaxed);
         if (w->env.stats) {
-            cel_count(&w->env.stats->connections_open, 1);
+            cel_count(&w->env.stats->connections_open[CEL_PROTO_UNKNOWN], 1);
             cel_count(&w->env.stats->connections_total, 1);
         }
         cel_conn_start(c);
