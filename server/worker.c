@@ -26,8 +26,10 @@ typedef struct cel_wlistener {
 
 enum { CMD_ADD, CMD_REMOVE };
 
-typedef struct cel_wcmd {
-    struct cel_wcmd *next;
+/* A listener change posted by the main thread, run on the worker as a task. */
+typedef struct wcmd {
+    cel_task task; /* first: the env runs it */
+    cel_worker *w;
     int type;
     int fd;
     int owned;
@@ -249,31 +251,17 @@ static void refresh_generation(cel_worker *w)
     }
 }
 
-static void run_commands(cel_worker *w)
+static void run_command(cel_task *t)
 {
-    pthread_mutex_lock(&w->cmd_lock);
-    wcmd *list = w->cmds;
-    w->cmds = NULL;
-    pthread_mutex_unlock(&w->cmd_lock);
-    /* Posted newest first: reverse into posting order. */
-    wcmd *ordered = NULL;
-    while (list) {
-        wcmd *next = list->next;
-        list->next = ordered;
-        ordered = list;
-        list = next;
-    }
-    while (ordered) {
-        wcmd *c = ordered;
-        ordered = c->next;
-        if (c->type == CMD_ADD && !w->stopping)
-            add_listener(w, c->fd, c->owned);
-        else if (c->type == CMD_ADD && c->owned)
-            close(c->fd);
-        else if (c->type == CMD_REMOVE)
-            remove_listener(w, c->fd);
-        free(c);
-    }
+    wcmd *c = (wcmd *)t;
+    cel_worker *w = c->w;
+    if (c->type == CMD_ADD && !w->stopping)
+        add_listener(w, c->fd, c->owned);
+    else if (c->type == CMD_ADD && c->owned)
+        close(c->fd); /* a stopping worker accepts nothing more */
+    else if (c->type == CMD_REMOVE)
+        remove_listener(w, c->fd);
+    free(c);
 }
 
 static void on_wake(evutil_socket_t fd, short what, void *arg)
@@ -289,8 +277,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
         begin_stop(w);
     else
         refresh_generation(w);
-    run_commands(w);
-    cel_env_run_tasks(&w->env);
+    cel_env_run_tasks(&w->env); /* listener changes, async completions */
     if (w->stopping && w->nconns == 0 && w->env.tasks_pending == 0)
         event_base_loopexit(w->host.base, NULL);
 }
@@ -339,8 +326,8 @@ static void *run(void *arg)
 
 static void worker_free(cel_worker *w)
 {
+    w->stopping = 1; /* listener tasks still queued only close their sockets */
     drop_listeners(w);
-    run_commands(w); /* closes owned descriptors posted too late */
     if (w->host.base) {
         event_del(&w->wake_ev);
         event_del(&w->resume_ev);
@@ -348,7 +335,6 @@ static void worker_free(cel_worker *w)
         event_del(&w->beat_ev);
         event_base_free(w->host.base);
     }
-    pthread_mutex_destroy(&w->cmd_lock);
     if (w->env_live)
         cel_env_deinit(&w->env);
     w->env_live = 0;
@@ -361,7 +347,6 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
     memset(w, 0, sizeof(*w));
     w->id = id;
     w->cpu = cpu;
-    pthread_mutex_init(&w->cmd_lock, NULL);
     atomic_init(&w->stop, 0);
     w->host.env = &w->env;
     w->host.on_close = on_conn_close;
@@ -427,16 +412,16 @@ static void post(cel_worker *w, int type, int fd, int owned)
     wcmd *c = calloc(1, sizeof(*c));
     if (!c) {
         cel_log(CEL_LOG_ERROR, "worker %u: out of memory posting a command", w->id);
+        if (type == CMD_ADD && owned)
+            close(fd);
         return;
     }
+    c->task.run = run_command;
+    c->w = w;
     c->type = type;
     c->fd = fd;
     c->owned = owned;
-    pthread_mutex_lock(&w->cmd_lock);
-    c->next = w->cmds;
-    w->cmds = c;
-    pthread_mutex_unlock(&w->cmd_lock);
-    cel_worker_wake(w);
+    cel_env_post(&w->env, &c->task); /* wakes the worker */
 }
 
 void cel_worker_add_listener(cel_worker *w, int fd, int owned)

@@ -13,7 +13,6 @@
 #include "conn.h"
 
 struct cel_wlistener;
-struct cel_wcmd;
 
 typedef struct cel_worker {
     cel_conn_host host; /* first: conn callbacks get back to the worker from it */
@@ -22,8 +21,6 @@ typedef struct cel_worker {
     int cpu; /* -1: not pinned */
     pthread_t tid;
     struct cel_wlistener *listeners;
-    pthread_mutex_t cmd_lock; /* guards cmds: the main thread posts, the worker takes */
-    struct cel_wcmd *cmds;
     atomic_size_t conns_now;    /* for status lines; written by the worker only */
     atomic_uint_fast64_t beats; /* heartbeat: the loop is alive */
     uint64_t beats_seen;        /* main thread's last reading of beats */
