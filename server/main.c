@@ -169,6 +169,16 @@ int main(int argc, char **argv)
     }
     cel_log_level = cfg->log_level;
     signal(SIGPIPE, SIG_IGN);
+    /* Our signals wait (pending, not fatal) until the loop handles them, and
+     * again from the end of the loop on: a SIGTERM in either window must not
+     * kill the process with the default action. */
+    sigset_t ours;
+    sigemptyset(&ours);
+    sigaddset(&ours, SIGTERM);
+    sigaddset(&ours, SIGINT);
+    sigaddset(&ours, SIGHUP);
+    sigaddset(&ours, SIGUSR1);
+    sigprocmask(SIG_BLOCK, &ours, NULL);
     if (cel_h2_global_init()) {
         fprintf(stderr, "celerisd: out of memory\n");
         return 1;
@@ -187,6 +197,7 @@ int main(int argc, char **argv)
         sigs[i] = evsignal_new(d.base, signums[i], on_signal, &d);
         event_add(sigs[i], NULL);
     }
+    sigprocmask(SIG_UNBLOCK, &ours, NULL);
     cel_stats_reload(-1, d.srv.cfg->generation, d.srv.nworkers);
     d.watchdog_usec = cel_notify_watchdog_usec();
     /* The tick feeds the watchdog, so it runs at least twice per interval. */
@@ -202,6 +213,7 @@ int main(int argc, char **argv)
 
     event_base_dispatch(d.base);
 
+    sigprocmask(SIG_BLOCK, &ours, NULL);
     cel_server_stop(&d.srv);
     for (int i = 0; i < 4; i++)
         event_free(sigs[i]);

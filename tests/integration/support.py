@@ -14,7 +14,7 @@ import pytest
 from h2client import H2Client
 
 REPO = pathlib.Path(__file__).resolve().parents[2]
-BINARY = os.environ.get("CELERISD", str(REPO / "build" / "celerisd"))
+BINARY = os.path.abspath(os.environ.get("CELERISD", str(REPO / "build" / "celerisd")))
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
 
