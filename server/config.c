@@ -810,6 +810,8 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return conf_mapping(c, v, "log", log_pair, cfg);
     if (strcmp(key, "shutdown_timeout") == 0)
         return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
+    if (strcmp(key, "tls_ticket_rotation") == 0)
+        return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
     if (strcmp(key, "routes") == 0) {
         /* Read last: routes depend on workers and modules_dir wherever they are. */
         c->routes = v;
@@ -828,13 +830,15 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return cfg->modules_dir ? 0 : conf_error(c, v, "out of memory");
     }
     return conf_unknown_key(c, k, "the top level",
-                            "listen, workers, limits, log, shutdown_timeout, modules_dir, routes");
+                            "listen, workers, limits, log, shutdown_timeout, "
+                            "tls_ticket_rotation, modules_dir, routes");
 }
 
 static void set_defaults(cel_config *cfg)
 {
     cfg->log_level = CEL_LOG_INFO;
     cfg->shutdown_timeout_ms = CEL_DEF_SHUTDOWN_TIMEOUT_MS;
+    cfg->tls_ticket_rotation_ms = CEL_TLS_TICKET_ROTATION * 1000u;
     cfg->limits = (cel_limits){
         .max_concurrent_streams = CEL_DEF_MAX_CONCURRENT_STREAMS,
         .max_header_list_size = CEL_DEF_MAX_HEADER_LIST_SIZE,

@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "tls.h"
 
 static int same_addr(const cel_listen *a, const struct sockaddr_storage *ss, socklen_t len)
 {
@@ -188,6 +189,7 @@ int cel_server_start(cel_server *s, cel_config *cfg)
     }
     s->nslots = cfg->nlisten;
     s->cfg = cfg;
+    cel_tls_set_ticket_rotation((cfg->tls_ticket_rotation_ms + 999) / 1000);
     cel_config_publish(cfg);
     for (size_t i = 0; i < s->ninherited; i++) {
         int used = 0;
@@ -245,6 +247,7 @@ int cel_server_reload(cel_server *s)
 
     /* From here on nothing can fail the reload: publish, then rewire. */
     cel_log_level = cfg->log_level;
+    cel_tls_set_ticket_rotation((cfg->tls_ticket_rotation_ms + 999) / 1000);
     cel_config_publish(cfg);
     unsigned common = old_n < new_n ? old_n : new_n;
     for (unsigned w = 0; w < common; w++) {

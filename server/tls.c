@@ -1,11 +1,16 @@
 #include "tls.h"
 
+#include <openssl/core_names.h>
 #include <openssl/err.h>
+#include <openssl/evp.h>
+#include <openssl/rand.h>
 #include <openssl/ssl.h>
 #include <openssl/x509v3.h>
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 typedef struct entry {
     SSL_CTX *ctx;
@@ -18,6 +23,88 @@ struct cel_tls {
     entry *e;
     size_t n;
 };
+
+/*
+ * Session ticket keys: one ring for the whole process, so tickets survive
+ * reloads (every generation's contexts use it) and workers share it. The
+ * newest key seals new tickets; the ones before it still open theirs (and get
+ * a fresh ticket), until they fall off the ring. A handshake, not a request,
+ * takes the lock.
+ */
+#define TICKET_KEYS 3
+
+typedef struct ticket_key {
+    unsigned char name[16];
+    unsigned char aes[32];
+    unsigned char hmac[32];
+    time_t born;
+    int live;
+} ticket_key;
+
+static pthread_mutex_t ticket_lock = PTHREAD_MUTEX_INITIALIZER;
+static ticket_key ticket_ring[TICKET_KEYS]; /* [0] is the newest */
+static unsigned ticket_rotation_s = CEL_TLS_TICKET_ROTATION;
+
+void cel_tls_set_ticket_rotation(unsigned seconds)
+{
+    pthread_mutex_lock(&ticket_lock);
+    ticket_rotation_s = seconds ? seconds : 1;
+    pthread_mutex_unlock(&ticket_lock);
+}
+
+/* With the lock held: a fresh newest key when the newest is too old. */
+static int rotate_if_due(time_t now)
+{
+    if (ticket_ring[0].live && now - ticket_ring[0].born < (time_t)ticket_rotation_s)
+        return 0;
+    ticket_key k = {.born = now, .live = 1};
+    if (RAND_bytes(k.name, sizeof(k.name)) != 1 || RAND_bytes(k.aes, sizeof(k.aes)) != 1 ||
+        RAND_bytes(k.hmac, sizeof(k.hmac)) != 1)
+        return -1;
+    memmove(&ticket_ring[1], &ticket_ring[0], (TICKET_KEYS - 1) * sizeof(ticket_key));
+    ticket_ring[0] = k;
+    return 0;
+}
+
+static int mac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
+{
+    OSSL_PARAM params[] = {
+        OSSL_PARAM_construct_utf8_string(OSSL_MAC_PARAM_DIGEST, (char *)"SHA256", 0),
+        OSSL_PARAM_construct_end(),
+    };
+    return EVP_MAC_init(hctx, key, 32, params);
+}
+
+static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char *iv,
+                         EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+{
+    (void)ssl;
+    int rc = 0;
+    pthread_mutex_lock(&ticket_lock);
+    time_t now = time(NULL);
+    if (enc) {
+        if (rotate_if_due(now) == 0 && RAND_bytes(iv, EVP_MAX_IV_LENGTH) == 1) {
+            const ticket_key *k = &ticket_ring[0];
+            memcpy(name, k->name, sizeof(k->name));
+            if (EVP_EncryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
+                mac_init(hctx, k->hmac) == 1)
+                rc = 1;
+        }
+    } else {
+        rotate_if_due(now);
+        for (int i = 0; i < TICKET_KEYS; i++) {
+            const ticket_key *k = &ticket_ring[i];
+            if (!k->live || memcmp(name, k->name, sizeof(k->name)) != 0)
+                continue;
+            if (EVP_DecryptInit_ex(cctx, EVP_aes_256_cbc(), NULL, k->aes, iv) == 1 &&
+                mac_init(hctx, k->hmac) == 1)
+                rc = i == 0 ? 1 : 2; /* 2: accepted, but issue a ticket under the newest key */
+            break;
+        }
+    }
+    pthread_mutex_unlock(&ticket_lock);
+    return rc; /* 0: no resumption, a full handshake */
+}
 
 /* ALPN wire format: h2 first, then http/1.1. */
 static const unsigned char alpn_ours[] = "\x02h2\x08http/1.1";
@@ -113,6 +200,7 @@ static int make_ctx(cel_tls *t, entry *e, const cel_tls_cert *c, char *err, size
     SSL_CTX_set_mode(e->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
     SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_SERVER);
     SSL_CTX_set_session_id_context(e->ctx, (const unsigned char *)"celerisd", 8);
+    SSL_CTX_set_tlsext_ticket_key_evp_cb(e->ctx, on_ticket_key);
     if (SSL_CTX_use_certificate_chain_file(e->ctx, c->cert) != 1) {
         ssl_error(err, errlen, "cannot load certificate", c->cert);
         return -1;

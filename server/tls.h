@@ -14,6 +14,11 @@
 
 typedef struct cel_tls cel_tls;
 
+/* Session ticket keys rotate this often (seconds); tickets sealed with the two
+ * keys before the newest still resume. The YAML knob is tls_ticket_rotation. */
+#define CEL_TLS_TICKET_ROTATION (12 * 3600)
+void cel_tls_set_ticket_rotation(unsigned seconds);
+
 typedef struct cel_tls_cert {
     const char *cert; /* PEM chain file */
     const char *key;  /* PEM key file */

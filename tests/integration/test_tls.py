@@ -203,3 +203,46 @@ def test_kernel_tls_or_records_reported(tsrv, capsys):
         print(f"\n[tls] kernel tls module loaded: {ktls}")
     p = curl_tls(["--http2", "-H", "x-scheme: " + big[:10], https(tsrv, "/json")])
     assert p.returncode == 0 and '"scheme":"xxxxxxxxxx"' in p.stdout, p.stderr
+
+
+def resumed(port, sess, out_file=None, version="-tls1_3"):
+    req = b"GET /bench HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    args = [version, "-alpn", "http/1.1", "-sess_in", str(sess), "-ign_eof"]
+    if out_file:
+        args += ["-sess_out", str(out_file)]
+    p = s_client(port, *args, stdin=req)
+    return re.search(r"^Reused, TLSv1\.[23]", p.stdout.decode(errors="replace"), re.M) is not None
+
+
+def fresh_ticket(port, sess, version="-tls1_3"):
+    req = b"GET /bench HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    s_client(port, version, "-alpn", "http/1.1", "-sess_out", str(sess), "-ign_eof", stdin=req)
+    assert sess.exists() and sess.stat().st_size > 0
+
+
+@pytest.mark.parametrize("version", ["-tls1_2", "-tls1_3"])
+def test_tickets_survive_reload(celerisd, certs, tmp_path, version):
+    srv = celerisd(tls_config(certs), ports=2)
+    sess = tmp_path / "t.pem"
+    fresh_ticket(srv.ports[1], sess, version)
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "generation 2 is serving" not in srv.stderr_text():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.05)
+    # the new generation's contexts share the process's ticket keys
+    assert resumed(srv.ports[1], sess, version=version)
+
+
+def test_ticket_keys_rotate(celerisd, certs, tmp_path):
+    srv = celerisd("tls_ticket_rotation: 1s\n" + tls_config(certs), ports=2)
+    sess = tmp_path / "t.pem"
+    fresh_ticket(srv.ports[1], sess, "-tls1_2")
+    time.sleep(1.2)
+    # one rotation later the old key still opens its tickets
+    assert resumed(srv.ports[1], sess, version="-tls1_2")
+    # three keys on the ring: after four rotations the ticket is refused
+    for _ in range(4):
+        time.sleep(1.1)
+        fresh_ticket(srv.ports[1], tmp_path / "other.pem", "-tls1_2")  # drives rotation
+    assert not resumed(srv.ports[1], sess, version="-tls1_2")
