@@ -2,29 +2,46 @@
 
 Run from the repository root, after `ninja -C build`:
 
-    /usr/bin/python3 -m pytest tests/conformance            # everything (about 15 s)
+    /usr/bin/python3 -m pytest tests/conformance            # everything (about 10 s)
     /usr/bin/python3 -m pytest tests/conformance -k hpack   # one group
+    /usr/bin/python3 -m pytest tests/conformance -k tls     # one transport
     CELERISD=/path/to/celerisd /usr/bin/python3 -m pytest tests/conformance
 
 The binary is $CELERISD, else <repo>/build/celerisd. Debian's python3-pytest,
-python3-hyperframe and python3-hpack are all it needs (the h2 state machine is
+python3-hyperframe, python3-hpack and the openssl CLI are all it needs (the
+h2 state machine is
 deliberately not used: the client in h2wire.py sends whatever octets a case
 needs, malformed ones included, and parses what comes back with hyperframe).
 
 How it works:
-  * `server` starts one daemon (per configuration, shared by the session) on a
-    free loopback port from the inline YAML below; it is stopped with SIGTERM
-    by PID at the end. An autouse check fails the test during which the
-    daemon died (a crash on a malformed frame is a conformance failure too).
+  * Every case runs twice, once per transport (test ids carry it:
+    test_x[tcp], test_y[tls-4]): the session-scoped `transport` fixture is
+    parametrized with "tcp" (cleartext, prior knowledge) and "tls" (TLS with
+    ALPN h2, the same frames inside TLS records; every connection asserts
+    that ALPN selected h2). `server`, `tight_server` and the connection
+    fixtures depend on it, so pytest runs the whole suite over cleartext,
+    then over TLS.
+  * `server` starts one daemon (per configuration, shared by the session and
+    both transports) with two listeners on free loopback ports from the
+    inline YAML below: a cleartext one, and one with `tls:` carrying a
+    self-signed EC certificate made once per session with the openssl CLI.
+    It is stopped with SIGTERM by PID at the end. The fixture is an Endpoint:
+    `.port` is the listener of the transport under test and `.connect()`
+    opens an H2Conn to it (cases that need their own connection use that,
+    never H2Conn(port) directly, so they run over both transports). An
+    autouse check fails the test during which the daemon died (a crash on a
+    malformed frame is a conformance failure too).
   * `tight_server` is a second daemon with small limits (2 concurrent streams,
     a 4 KiB stream window) for the concurrency and receive-window cases.
-  * Each case opens its own connection (`conn` fixture: handshake done) and
-    asserts the exact outcome the RFC prescribes with the expect_* helpers of
-    h2wire.py: a stream error (RST_STREAM with the code, connection still
-    answering PING), a connection error (GOAWAY with the code, then the TCP
-    close), or a response. Where the RFC allows several outcomes the test
-    says so and accepts exactly those.
-  * Every socket read has a deadline (3 s), so no case can hang.
+  * Each case opens its own connection (`conn` fixture: handshake done;
+    `raw`: nothing sent yet) and asserts the exact outcome the RFC
+    prescribes with the expect_* helpers of h2wire.py: a stream error
+    (RST_STREAM with the code, connection still answering PING), a
+    connection error (GOAWAY with the code, then the close), or a response.
+    Where the RFC allows several outcomes the test says so and accepts
+    exactly those.
+  * Every socket read has a deadline (3 s), so no case can hang; over TLS
+    the handshake too. Requests carry :scheme "https" over TLS.
   * RFC 9113 5.4.1 lets an endpoint turn any stream error into a connection
     error. The suite asks for the stream error the section prescribes;
     H2_CONFORMANCE_ALLOW_ESCALATION=1 accepts a GOAWAY with the same code
@@ -51,13 +68,16 @@ import pytest
 HERE = pathlib.Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-from h2wire import H2Conn, big_body  # noqa: E402
+from h2wire import H2Conn, big_body, tls_client_context  # noqa: E402
 
 REPO = HERE.parents[1]
 BINARY = os.environ.get("CELERISD", str(REPO / "build" / "celerisd"))
 
 BASE_CONFIG = """\
-listen: "127.0.0.1:{port}"
+listen:
+  - "127.0.0.1:{port}"
+  - address: "127.0.0.1:{tls_port}"
+    tls: { cert: "{cert}", key: "{key}" }
 workers: 1
 shutdown_timeout: 2s
 log: { level: error }
@@ -89,14 +109,42 @@ TIGHT_LIMITS = {"idle_timeout": "30s", "header_timeout": "30s",
                 "max_concurrent_streams": 2, "initial_window_size": 4096}
 
 
-def _free_port():
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
+TRANSPORTS = ["tcp", "tls"]
+
+
+def _free_port(taken=()):
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in taken:
+            return port
+
+
+class TLSFiles:
+    """A self-signed EC (P-256) certificate for 127.0.0.1 and its key, made
+    with the openssl CLI in DIRECTORY."""
+
+    def __init__(self, directory):
+        d = pathlib.Path(directory)
+        self.cert, self.key = d / "cert.pem", d / "key.pem"
+        cmd = ["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+               "ec_paramgen_curve:P-256", "-nodes", "-keyout", str(self.key),
+               "-out", str(self.cert), "-days", "7", "-subj", "/CN=127.0.0.1",
+               "-addext", "subjectAltName=IP:127.0.0.1"]
+        try:
+            p = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True,
+                               timeout=30)
+        except (OSError, subprocess.TimeoutExpired) as e:
+            pytest.fail(f"cannot run the openssl CLI to make the test certificate: {e}")
+        if p.returncode != 0:
+            pytest.fail(f"openssl failed to make the test certificate:\n"
+                        f"{p.stderr.decode(errors='replace')}")
+        self.context = tls_client_context(str(self.cert))
 
 
 class Daemon:
-    def __init__(self, directory, limits):
+    def __init__(self, directory, limits, tls):
         deadline = time.monotonic() + 30  # the binary may be mid-relink
         while not (os.path.isfile(BINARY) and os.access(BINARY, os.X_OK)) \
                 and time.monotonic() < deadline:
@@ -107,9 +155,13 @@ class Daemon:
         self.dir = pathlib.Path(directory)
         self.limits = limits
         self.port = _free_port()
+        self.tls_port = _free_port({self.port})
+        self.tls = tls
         (self.dir / "big.bin").write_bytes(big_body())
         lim = "\n".join(f"  {k}: {v}" for k, v in limits.items())
-        text = BASE_CONFIG.replace("LIMITS", lim).replace("{port}", str(self.port))
+        text = (BASE_CONFIG.replace("LIMITS", lim).replace("{port}", str(self.port))
+                .replace("{tls_port}", str(self.tls_port))
+                .replace("{cert}", str(tls.cert)).replace("{key}", str(tls.key)))
         self.config = self.dir / "celerisd.yaml"
         self.config.write_text(text)
         self.stderr_path = self.dir / "stderr"
@@ -118,17 +170,18 @@ class Daemon:
                                          stdout=subprocess.DEVNULL, stderr=err,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         deadline = time.monotonic() + 10
-        while True:
-            if self.proc.poll() is not None:
-                pytest.fail(f"celerisd exited with {self.proc.returncode} at startup:\n"
-                            f"{self.stderr()}")
-            try:
-                with socket.create_connection(("127.0.0.1", self.port), timeout=0.5):
-                    break
-            except OSError:
-                if time.monotonic() > deadline:
-                    pytest.fail(f"celerisd did not listen on {self.port}:\n{self.stderr()}")
-                time.sleep(0.02)
+        for port in (self.port, self.tls_port):
+            while True:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"celerisd exited with {self.proc.returncode} at startup:\n"
+                                f"{self.stderr()}")
+                try:
+                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                        break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        pytest.fail(f"celerisd did not listen on {port}:\n{self.stderr()}")
+                    time.sleep(0.02)
 
     def stderr(self):
         try:
@@ -151,15 +204,45 @@ class Daemon:
             return None
 
 
+class Endpoint:
+    """One daemon seen through one transport: PORT is the listener of that
+    transport; connect() opens an H2Conn to it (over TLS when TRANSPORT is
+    "tls", with the handshake and the ALPN check done)."""
+
+    def __init__(self, daemon, transport):
+        self.daemon = daemon
+        self.transport = transport
+        self.tls = transport == "tls"
+        self.port = daemon.tls_port if self.tls else daemon.port
+
+    def connect(self, **kw):
+        return H2Conn(self.port, tls=self.daemon.tls.context if self.tls else None, **kw)
+
+    def __repr__(self):
+        return f"<celerisd {self.transport} 127.0.0.1:{self.port}>"
+
+
 _daemons = {}
 
 
 @pytest.fixture(scope="session")
-def _daemon_registry(tmp_path_factory):
+def _tls_files(tmp_path_factory):
+    return TLSFiles(tmp_path_factory.mktemp("celerisd-tls"))
+
+
+@pytest.fixture(scope="session", params=TRANSPORTS)
+def transport(request):
+    """"tcp" or "tls": every case that talks to a daemon runs over both."""
+    return request.param
+
+
+@pytest.fixture(scope="session")
+def _daemon_registry(tmp_path_factory, _tls_files):
     def get(name, limits):
         d = _daemons.get(name)
         if d is None:
-            d = _daemons[name] = Daemon(tmp_path_factory.mktemp(f"celerisd-{name}"), limits)
+            d = _daemons[name] = Daemon(tmp_path_factory.mktemp(f"celerisd-{name}"), limits,
+                                        _tls_files)
         return d
     yield get
     problems = []
@@ -173,15 +256,17 @@ def _daemon_registry(tmp_path_factory):
 
 
 @pytest.fixture(scope="session")
-def server(_daemon_registry):
-    """The daemon with default limits (128 streams, 64 KiB windows)."""
-    return _daemon_registry("default", DEFAULT_LIMITS)
+def server(_daemon_registry, transport):
+    """The daemon with default limits (128 streams, 64 KiB windows), as an
+    Endpoint of the transport under test."""
+    return Endpoint(_daemon_registry("default", DEFAULT_LIMITS), transport)
 
 
 @pytest.fixture(scope="session")
-def tight_server(_daemon_registry):
-    """The daemon with max_concurrent_streams 2 and initial_window_size 4096."""
-    return _daemon_registry("tight", TIGHT_LIMITS)
+def tight_server(_daemon_registry, transport):
+    """The daemon with max_concurrent_streams 2 and initial_window_size 4096,
+    as an Endpoint of the transport under test."""
+    return Endpoint(_daemon_registry("tight", TIGHT_LIMITS), transport)
 
 
 @pytest.fixture(autouse=True)
@@ -197,8 +282,8 @@ def _daemon_survives():
 
 @pytest.fixture
 def raw(server):
-    """A connected socket, nothing sent yet."""
-    c = H2Conn(server.port)
+    """A connected socket (over TLS: handshake done), nothing sent yet."""
+    c = server.connect()
     yield c
     c.close()
 
@@ -206,7 +291,7 @@ def raw(server):
 @pytest.fixture
 def conn(server):
     """A connection with the preface and SETTINGS exchanged."""
-    c = H2Conn(server.port)
+    c = server.connect()
     c.handshake()
     yield c
     c.close()
@@ -214,7 +299,7 @@ def conn(server):
 
 @pytest.fixture
 def tight_conn(tight_server):
-    c = H2Conn(tight_server.port)
+    c = tight_server.connect()
     c.handshake()
     yield c
     c.close()
@@ -224,6 +309,6 @@ def tight_conn(tight_server):
 def hc_remote(server):
     """(conn, sid): stream SID is half-closed (remote) on the server."""
     from h2wire import half_closed_remote
-    c, sid = half_closed_remote(server.port)
+    c, sid = half_closed_remote(server)
     yield c, sid
     c.close()

@@ -9,10 +9,17 @@ Every read has a deadline; nothing here can hang. The expect_* functions at
 the bottom encode the outcomes of RFC 9113 (stream error, connection error,
 a response, a live connection) and fail the test with a description of what
 the server did instead.
+
+A connection runs over cleartext TCP (prior knowledge) or, given an
+SSLContext (tls_client_context()), over TLS with ALPN "h2": the same octets
+then travel inside TLS records, and the helpers see no difference (a TLS
+close, clean or not, is a Closed like a TCP FIN or RST).
 """
 
 import os
+import select
 import socket
+import ssl
 import struct
 import time
 
@@ -342,16 +349,54 @@ class Response:
 # ---------------------------------------------------------------------------
 # The connection
 
+# What ends a TLS connection from the client's point of view: the peer's
+# close_notify (SSLZeroReturnError), a TCP FIN without one (SSLEOFError), a
+# reset, or a write into a connection the peer has already closed.
+_TLS_CLOSED = (ssl.SSLZeroReturnError, ssl.SSLEOFError, ConnectionResetError,
+               ConnectionAbortedError, BrokenPipeError)
+
+
+def tls_client_context(cafile=None):
+    """A client context for the TLS transport: ALPN offers "h2" only. CAFILE
+    (the suite's self-signed certificate) is trusted and verified; without it
+    nothing is verified. Host names are not checked."""
+    ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+    ctx.check_hostname = False
+    if cafile:
+        ctx.load_verify_locations(cafile)
+        ctx.verify_mode = ssl.CERT_REQUIRED
+    else:
+        ctx.verify_mode = ssl.CERT_NONE
+    ctx.set_alpn_protocols(["h2"])
+    return ctx
+
 
 class H2Conn:
-    """One TCP connection to the server speaking raw HTTP/2 frames."""
+    """One connection to the server speaking raw HTTP/2 frames: cleartext TCP
+    (prior knowledge), or TLS when TLS is an SSLContext (the handshake is
+    done here, bounded by TIMEOUT, and ALPN must have selected "h2")."""
 
-    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT):
+    def __init__(self, port, host="127.0.0.1", timeout=DEFAULT_TIMEOUT, tls=None):
         self.port = port
         self.host = host
         self.timeout = timeout
-        self.sock = socket.create_connection((host, port), timeout=timeout)
-        self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.tls = tls is not None
+        self.scheme = "https" if self.tls else "http"  # the default :scheme
+        self.tls_error = None  # a TLS failure that ended the connection
+        sock = socket.create_connection((host, port), timeout=timeout)
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        if tls is not None:
+            try:
+                sock = tls.wrap_socket(sock, server_hostname=host)
+            except (ssl.SSLError, OSError) as e:
+                sock.close()
+                pytest.fail(f"TLS handshake with {host}:{port} failed: {type(e).__name__}: {e}")
+            alpn, version = sock.selected_alpn_protocol(), sock.version()
+            if alpn != "h2":
+                sock.close()
+                pytest.fail(f"TLS connection to {host}:{port} ({version}): ALPN selected "
+                            f"{alpn!r}, not 'h2'")
+        self.sock = sock
         self.buf = bytearray()
         self.closed = False
         self.decoder = Decoder()
@@ -374,14 +419,24 @@ class H2Conn:
         except OSError:
             pass
 
+    def closed_note(self):
+        """For failure messages: how a TLS connection ended, when not cleanly."""
+        if self.tls_error is None:
+            return ""
+        return f" (TLS: {type(self.tls_error).__name__}: {self.tls_error})"
+
     def send(self, data):
         """Sends bytes; a peer that has already closed is not an error here
         (the test then sees the close when it reads)."""
         try:
             self.sock.settimeout(self.timeout)
             self.sock.sendall(data)
-        except (BrokenPipeError, ConnectionResetError):
+        except _TLS_CLOSED:
             pass
+        except ssl.SSLError as e:
+            # Over TLS: the session is unusable (e.g. the peer's close_notify
+            # came first); the next read reports the close.
+            self.tls_error = self.tls_error or e
 
     def _fill(self, deadline):
         remaining = deadline - time.monotonic()
@@ -392,7 +447,17 @@ class H2Conn:
             chunk = self.sock.recv(1 << 20)
         except socket.timeout:
             raise TimeoutError from None
-        except ConnectionResetError:
+        except ssl.SSLWantReadError:
+            # A TLS record is incomplete (only possible without a timeout,
+            # but harmless): wait for more octets, within the deadline.
+            select.select([self.sock], [], [], max(0.0, deadline - time.monotonic()))
+            return
+        except _TLS_CLOSED:
+            chunk = b""
+        except ssl.SSLError as e:
+            # Any other TLS failure (an alert, a bad record) ends the
+            # connection too; kept for the failure message.
+            self.tls_error = self.tls_error or e
             chunk = b""
         if not chunk:
             self.closed = True
@@ -492,7 +557,8 @@ class H2Conn:
             except TimeoutError:
                 pytest.fail(f"timed out waiting for {what}; received meanwhile: {seen}")
             except Closed:
-                pytest.fail(f"connection closed while waiting for {what}; received: {seen}")
+                pytest.fail(f"connection closed{self.closed_note()} while waiting for {what}; "
+                            f"received: {seen}")
             if pred(f):
                 return f
             seen.append(f)
@@ -505,6 +571,7 @@ class H2Conn:
         return sid
 
     def req_headers(self, method="GET", path="/bench", extra=(), **kw):
+        kw.setdefault("scheme", self.scheme)
         return request_headers(self.port, method, path, extra, **kw)
 
     def request(self, method="GET", path="/bench", extra=(), body=None, sid=None,
@@ -539,7 +606,8 @@ class H2Conn:
                                 f"{self.conn_send_window}, stream window "
                                 f"{self.stream_send_windows[sid]})")
                 except Closed:
-                    pytest.fail(f"connection closed during the upload ({off} octets sent)")
+                    pytest.fail(f"connection closed{self.closed_note()} during the upload "
+                                f"({off} octets sent)")
                 if f.type in (RST_STREAM, GOAWAY) and f.sid in (0, sid):
                     pytest.fail(f"upload interrupted by {f}")
                 continue
@@ -583,7 +651,7 @@ def expect_connection_error(c, *codes, allow_bare_close=False, stream=None):
                       f"{bytes(c.buf[:80])!r}", seen)
             if allow_bare_close:
                 return None
-            _fail(want, "the connection was closed without a GOAWAY frame", seen)
+            _fail(want, f"the connection was closed{c.closed_note()} without a GOAWAY frame", seen)
         seen.append(f)
         if f.type == RST_STREAM:
             _fail(want, f"a stream error instead: {f}", seen)
@@ -624,7 +692,7 @@ def expect_stream_error(c, sid, *codes, allow_response=False):
         except TimeoutError:
             _fail(want, "nothing before the timeout", seen)
         except Closed:
-            _fail(want, "the connection was closed", seen)
+            _fail(want, f"the connection was closed{c.closed_note()}", seen)
         seen.append(f)
         if f.type == GOAWAY:
             if ALLOW_ESCALATION and f.error_code in codes:
@@ -667,7 +735,7 @@ def expect_stream_or_connection_error(c, sid, *codes, allow_response=False):
         except TimeoutError:
             _fail(want, "nothing before the timeout", seen)
         except Closed:
-            _fail(want, "the connection was closed without a GOAWAY", seen)
+            _fail(want, f"the connection was closed{c.closed_note()} without a GOAWAY", seen)
         seen.append(f)
         if f.type == HEADERS and f.sid == sid and f.headers is not None:
             st = f.status()
@@ -701,7 +769,8 @@ def expect_alive(c, payload=None):
         except TimeoutError:
             _fail("a PING ACK (connection alive)", "no PING ACK before the timeout", seen)
         except Closed:
-            _fail("a PING ACK (connection alive)", "the connection was closed", seen)
+            _fail("a PING ACK (connection alive)", f"the connection was closed{c.closed_note()}",
+                  seen)
         if f.type == GOAWAY:
             _fail("a PING ACK (connection alive)", f"GOAWAY: {f}", seen)
         if f.type == PING and f.flags & ACK and f.payload == payload:
@@ -728,7 +797,8 @@ def expect_response(c, sid, window_updates=True, timeout=None):
             except TimeoutError:
                 _fail(f"a complete response on stream {sid}", "timeout", seen)
             except Closed:
-                _fail(f"a complete response on stream {sid}", "the connection was closed",
+                _fail(f"a complete response on stream {sid}",
+                      f"the connection was closed{c.closed_note()}",
                       seen)
         seen.append(f)
         if f.type == GOAWAY:
@@ -785,11 +855,12 @@ def open_stream(c, path="/post", method="POST", extra=()):
     return sid
 
 
-def half_closed_remote(port, path="/big"):
-    """A connection whose stream 1 is "half-closed (remote)" on the server:
-    the request is complete, the client's stream window is 0, so the server
-    has sent the response HEADERS and waits to send DATA. Returns (conn, 1)."""
-    c = H2Conn(port)
+def half_closed_remote(server, path="/big"):
+    """A connection (from SERVER.connect(), see conftest.py) whose stream 1 is
+    "half-closed (remote)" on the server: the request is complete, the
+    client's stream window is 0, so the server has sent the response HEADERS
+    and waits to send DATA. Returns (conn, 1)."""
+    c = server.connect()
     c.handshake([(INITIAL_WINDOW_SIZE, 0)])
     sid = c.request(path=path)
     c.wait_for(lambda f: f.type == HEADERS and f.sid == sid, what=f"response HEADERS on {sid}")

@@ -8,7 +8,7 @@ import pytest
 
 from h2wire import (BIG_SIZE, DATA, END_STREAM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY,
                     HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PROTOCOL_ERROR,
-                    RST_STREAM, WINDOW_UPDATE, Closed, H2Conn, big_body, data_frame,
+                    RST_STREAM, WINDOW_UPDATE, Closed, big_body, data_frame,
                     encode_block, expect_alive, expect_connection_error, expect_response,
                     expect_stream_error, expect_stream_or_connection_error, headers_frame,
                     open_stream, raw_frame, settings_frame, window_update_frame)
@@ -17,7 +17,7 @@ QUIET = 0.2  # how long "no more DATA" is watched before the PING check
 
 
 def connect(server, settings=(), connection_window=None):
-    c = H2Conn(server.port)
+    c = server.connect()
     c.handshake(settings, connection_window=connection_window)
     return c
 

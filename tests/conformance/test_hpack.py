@@ -11,7 +11,7 @@ import json
 import pytest
 
 from h2wire import (ACK, COMPRESSION_ERROR, HEADER_TABLE_SIZE, HEADERS, SETTINGS,
-                    STATIC, H2Conn, continuation_frame, encode_block, expect_connection_error,
+                    STATIC, continuation_frame, encode_block, expect_connection_error,
                     expect_response, headers_frame, hp_indexed, hp_int, hp_literal, hp_raw_str,
                     hp_size_update, hp_str, huffman, settings_frame)
 
@@ -306,7 +306,7 @@ def test_server_field_blocks_stay_decodable(conn):
 def test_header_table_size_zero_from_preface(server):
     """6.5.2/4.3.1: with SETTINGS_HEADER_TABLE_SIZE 0 the server's encoder may
     not use the dynamic table; responses decode with a zero-sized decoder."""
-    c = H2Conn(server.port)
+    c = server.connect()
     try:
         c.decoder.header_table_size = 0
         c.decoder.max_allowed_table_size = 0

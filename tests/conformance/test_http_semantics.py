@@ -20,8 +20,8 @@ def expect_malformed(c, sid):
     return expect_stream_error(c, sid, PROTOCOL_ERROR, allow_response=True)
 
 
-def pseudo(c, method="GET", path="/bench", scheme="http", authority=None):
-    return [(":method", method), (":scheme", scheme),
+def pseudo(c, method="GET", path="/bench", scheme=None, authority=None):
+    return [(":method", method), (":scheme", scheme or c.scheme),
             (":authority", authority or f"127.0.0.1:{c.port}"), (":path", path)]
 
 
@@ -91,7 +91,7 @@ def test_te_trailers_accepted(conn):
 
 def test_authority_omitted_with_host(conn):
     """8.3.1: :authority may be omitted; a Host header then carries it."""
-    hdrs = [(":method", "GET"), (":scheme", "http"), (":path", "/echo"),
+    hdrs = [(":method", "GET"), (":scheme", conn.scheme), (":path", "/echo"),
             ("host", f"127.0.0.1:{conn.port}")]
     r = expect_response(conn, send(conn, hdrs))
     assert r.status == 200 and json.loads(r.body)["host"] == f"127.0.0.1:{conn.port}"
@@ -99,7 +99,7 @@ def test_authority_omitted_with_host(conn):
 
 def test_pseudo_headers_in_any_order(conn):
     """8.3: pseudo-header fields must come first, in any order among themselves."""
-    hdrs = [(":path", "/bench"), (":authority", f"127.0.0.1:{conn.port}"), (":scheme", "http"),
+    hdrs = [(":path", "/bench"), (":authority", f"127.0.0.1:{conn.port}"), (":scheme", conn.scheme),
             (":method", "GET")]
     assert expect_response(conn, send(conn, hdrs)).status == 200
 
@@ -271,8 +271,8 @@ def test_data_after_trailers(server):
     arrives on a half-closed (remote) stream: stream error STREAM_CLOSED
     (5.1). The client's window is 0 so the response cannot complete and
     close the stream first."""
-    from h2wire import INITIAL_WINDOW_SIZE, STREAM_CLOSED, H2Conn
-    c = H2Conn(server.port)
+    from h2wire import INITIAL_WINDOW_SIZE, STREAM_CLOSED
+    c = server.connect()
     try:
         c.handshake([(INITIAL_WINDOW_SIZE, 0)])
         sid = send(c, pseudo(c, "POST", "/post"), end_stream=False)

@@ -4,7 +4,7 @@
 from h2wire import (ACK, ENABLE_PUSH, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
                     MAX_HEADER_LIST_SIZE, PREFACE, PROTOCOL_ERROR, SETTINGS, encode_block,
                     expect_alive, expect_connection_error, expect_response, headers_frame,
-                    ping_frame, request_headers, settings_frame)
+                    ping_frame, settings_frame)
 
 
 def test_server_first_frame_is_settings(raw):
@@ -61,7 +61,7 @@ def test_request_after_preface(conn):
 def test_request_sent_with_preface_without_waiting(raw):
     """3.4: clients may send frames right after their preface, without waiting
     for the server's."""
-    block = encode_block(request_headers(raw.port))
+    block = encode_block(raw.req_headers())
     raw.send(PREFACE + settings_frame() + headers_frame(1, block))
     r = expect_response(raw, 1)
     assert r.status == 200 and r.body == b"OK"
@@ -69,7 +69,7 @@ def test_request_sent_with_preface_without_waiting(raw):
 
 def test_preface_byte_by_byte(raw):
     """The preface, SETTINGS and a request arriving one octet per segment."""
-    block = encode_block(request_headers(raw.port))
+    block = encode_block(raw.req_headers())
     data = PREFACE + settings_frame() + headers_frame(1, block)
     for i in range(len(data)):
         raw.send(data[i:i + 1])
@@ -102,5 +102,5 @@ def test_preface_not_followed_by_settings(raw):
 def test_preface_followed_by_headers(raw):
     """3.4: a HEADERS frame right after the magic (no SETTINGS): invalid
     preface, connection error PROTOCOL_ERROR (GOAWAY optional)."""
-    raw.send(PREFACE + headers_frame(1, encode_block(request_headers(raw.port))))
+    raw.send(PREFACE + headers_frame(1, encode_block(raw.req_headers())))
     expect_connection_error(raw, PROTOCOL_ERROR, allow_bare_close=True)

@@ -4,7 +4,7 @@ import pytest
 
 from h2wire import (ACK, DATA, ENABLE_PUSH, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY,
                     HEADER_TABLE_SIZE, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
-                    MAX_HEADER_LIST_SIZE, PROTOCOL_ERROR, SETTINGS, H2Conn, expect_alive,
+                    MAX_HEADER_LIST_SIZE, PROTOCOL_ERROR, SETTINGS, expect_alive,
                     expect_connection_error, expect_response, raw_frame, settings_frame,
                     settings_payload)
 
@@ -149,7 +149,7 @@ def test_all_defined_settings_at_once(conn):
 def test_last_value_wins(server):
     """6.5.3: values are processed in order; the last one for a setting counts.
     INITIAL_WINDOW_SIZE 100 then 1: the first DATA frame carries one octet."""
-    c = H2Conn(server.port)
+    c = server.connect()
     try:
         c.handshake([(INITIAL_WINDOW_SIZE, 100), (INITIAL_WINDOW_SIZE, 1)])
         sid = c.request(path="/big")
@@ -162,7 +162,7 @@ def test_last_value_wins(server):
 def test_settings_applied_before_ack(server):
     """6.5.3: settings are applied as soon as received: SETTINGS then a
     request in the same write; the response respects the new window."""
-    c = H2Conn(server.port)
+    c = server.connect()
     try:
         c.handshake()
         from h2wire import encode_block, headers_frame

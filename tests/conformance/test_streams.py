@@ -5,7 +5,7 @@
 import pytest
 
 from h2wire import (DATA, GOAWAY, HEADERS, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS,
-                    PROTOCOL_ERROR, REFUSED_STREAM, RST_STREAM, STREAM_CLOSED, CANCEL, H2Conn,
+                    PROTOCOL_ERROR, REFUSED_STREAM, RST_STREAM, STREAM_CLOSED, CANCEL,
                     closed_stream, continuation_frame, data_frame, encode_block, expect_alive,
                     expect_connection_error, expect_no_frames_on, expect_response,
                     expect_stream_error, expect_stream_or_connection_error, headers_frame,
@@ -410,7 +410,7 @@ def test_concurrency_slot_freed_by_rst_stream(tight_conn):
 def test_half_closed_streams_count_toward_limit(tight_server):
     """5.1.2: streams in a half-closed state count toward the limit: two
     requests whose responses are stalled by a zero window, then a third."""
-    c = H2Conn(tight_server.port)
+    c = tight_server.connect()
     try:
         c.handshake([(INITIAL_WINDOW_SIZE, 0)])
         a, b = c.request(path="/big"), c.request(path="/big")
