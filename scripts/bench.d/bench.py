@@ -2,10 +2,12 @@
 """Benchmark driver behind scripts/bench (which installs the tools and builds
 build-bench first). Runs celerisd and its peers (nginx, h2o, h2o with mruby,
 nghttpd) on loopback with their own generated configs in a temp directory,
-pinned with taskset, and drives them with h2load. Run `scripts/bench -h`."""
+pinned with taskset, and drives them with h2load (h2c, or HTTP/2 over TLS) or
+wrk (HTTP/1.1). Run `scripts/bench -h`."""
 
 import argparse
 import datetime
+import json
 import os
 import re
 import resource
@@ -42,6 +44,21 @@ ROUTES = [
 ]
 SERVERS = ['celerisd', 'nginx', 'h2o', 'h2o-mruby', 'nghttpd']
 RAMP_STEPS = [10, 25, 50, 100, 200, 400, 600]
+
+
+class Proto:
+    def __init__(self, key, title, client, servers):
+        self.key, self.title, self.client, self.servers = key, title, client, servers
+
+
+# What each --proto measures, with which client, against which servers.
+PROTOS = {
+    'h2c': Proto('h2c', 'HTTP/2 cleartext (prior knowledge)', 'h2load', SERVERS),
+    'http1': Proto('http1', 'HTTP/1.1 cleartext', 'wrk',
+                   [s for s in SERVERS if s != 'nghttpd']),
+    'tls': Proto('tls', 'HTTP/2 over TLS', 'h2load', SERVERS),
+}
+NO_HTTP1 = {'nghttpd': 'nghttpd speaks only HTTP/2'}
 
 
 class BenchError(Exception):
@@ -181,17 +198,47 @@ def tail(path, n=15):
 class Server:
     """One server under test, with its own config and log in the temp dir."""
 
-    def __init__(self, name, ctx, cpus, workers=1, conns=4096, callgrind_out=None, idle=False):
+    def __init__(self, name, ctx, cpus, workers=1, conns=4096, callgrind_out=None, idle=False,
+                 proto='h2c'):
         self.name, self.ctx, self.cpus, self.workers = name, ctx, cpus, workers
         self.conns, self.callgrind_out, self.idle = conns, callgrind_out, idle
-        self.port = free_port()
+        self.proto = proto
+        self.port = free_port()            # h2c: every config has it (nghttpd's tls one not)
+        self.h1_port = self.port           # HTTP/1.1: the same port, but nginx needs its own
+        if proto == 'http1' and name == 'nginx':
+            self.h1_port = free_port()
+        self.tls_port = free_port() if proto == 'tls' else None
         self.dir = os.path.join(ctx.tmp, f'{name}-{self.port}')
         os.makedirs(self.dir)
         self.log = os.path.join(self.dir, 'server.log')
         self.proc = None
 
     def url(self, path):
+        if self.proto == 'tls':
+            return f'https://127.0.0.1:{self.tls_port}{path}'
+        if self.proto == 'http1':
+            return f'http://127.0.0.1:{self.h1_port}{path}'
         return f'http://127.0.0.1:{self.port}{path}'
+
+    def listen_ports(self):
+        """Every port this server's config opens (start() waits for all)."""
+        if self.proto == 'tls':
+            return [self.tls_port] if self.name == 'nghttpd' else [self.port, self.tls_port]
+        return sorted({self.port, self.h1_port})
+
+    def extra_listen(self):
+        """Lines for the EXTRALISTEN placeholder of nginx.conf.in / h2o*.yaml.in."""
+        if self.proto == 'http1' and self.name == 'nginx':
+            return f'listen 127.0.0.1:{self.h1_port};'
+        if self.proto != 'tls':
+            return ''
+        cert, key = self.ctx.tls_files()
+        if self.name == 'nginx':    # nginx before 1.23.4 leaves TLSv1.3 out by default
+            return (f'listen 127.0.0.1:{self.tls_port} ssl http2;\n'
+                    f'ssl_certificate {cert};\nssl_certificate_key {key};\n'
+                    f'ssl_protocols TLSv1.2 TLSv1.3;')
+        return (f'listen:\n  host: 127.0.0.1\n  port: {self.tls_port}\n  ssl:\n'
+                f'    certificate-file: {cert}\n    key-file: {key}')
 
     def _template(self, fname, **kv):
         with open(os.path.join(HERE, fname)) as f:
@@ -201,9 +248,14 @@ class Server:
         kv.setdefault('PORT', str(self.port))
         kv.setdefault('WORKERS', str(self.workers))
         kv.setdefault('CONNS', str(self.conns))
+        kv.setdefault('EXTRALISTEN', self.extra_listen())
         for k, v in kv.items():
+            # A placeholder alone on its line: the line goes when the value is
+            # empty; a value of several lines keeps the line's indentation.
+            text = re.sub(rf'(?m)^([ \t]*)@{k}@[ \t]*\n',
+                          lambda m: ''.join(m.group(1) + x + '\n' for x in v.splitlines()), text)
             text = text.replace(f'@{k}@', v)
-        left = re.findall(r'@[A-Z]+@', text)
+        left = re.findall(r'@[A-Z0-9_]+@', text)
         if left:
             raise BenchError(f'{fname}: unfilled placeholders {left}')
         return text
@@ -219,7 +271,13 @@ class Server:
         if n == 'celerisd':
             with open(CONF) as f:
                 text = f.read()
-            subs = [(r'(?m)^listen:.*$', f'listen: "127.0.0.1:{self.port}"'),
+            listen = f'listen: "127.0.0.1:{self.port}"'
+            if self.proto == 'tls':
+                cert, key = self.ctx.tls_files()
+                listen = (f'listen: ["127.0.0.1:{self.port}", '
+                          f'{{address: "127.0.0.1:{self.tls_port}", '
+                          f'tls: {{cert: {json.dumps(cert)}, key: {json.dumps(key)}}}}}]')
+            subs = [(r'(?m)^listen:.*$', listen.replace('\\', r'\\')),
                     (r'(?m)^workers:.*$', f'workers: {self.workers}'),
                     (r'(?m)^modules_dir:.*$',
                      f'modules_dir: {os.path.join(ROOT, "build-bench", "modules")}')]
@@ -242,6 +300,12 @@ class Server:
         if n in ('h2o', 'h2o-mruby'):
             return ['h2o', '-c', self._write(n + '.yaml', self._template(n + '.yaml.in'))]
         if n == 'nghttpd':
+            if self.proto == 'tls':
+                cert, key = self.ctx.tls_files()
+                return ['nghttpd', '-a', '127.0.0.1', '-n', str(self.workers),
+                        '-d', self.ctx.docs, str(self.tls_port), key, cert]
+            if self.proto == 'http1':
+                raise BenchError(f'nghttpd: {NO_HTTP1["nghttpd"]}')
             return ['nghttpd', '--no-tls', '-a', '127.0.0.1', '-n', str(self.workers),
                     '-d', self.ctx.docs, str(self.port)]
         raise BenchError(f'unknown server {n}')
@@ -258,19 +322,20 @@ class Server:
                                          stderr=subprocess.STDOUT, start_new_session=True,
                                          cwd=self.dir)
         deadline = time.monotonic() + timeout
-        while True:
-            if self.proc.poll() is not None:
-                raise BenchError(f'{self.name} exited with code {self.proc.returncode} at start:\n'
-                                 f'    $ {" ".join(cmd)}\n{tail(self.log)}')
-            try:
-                with socket.create_connection(('127.0.0.1', self.port), timeout=1):
-                    pass
-                break
-            except OSError:
-                if time.monotonic() > deadline:
-                    raise BenchError(f'{self.name} does not listen on port {self.port} after '
-                                     f'{timeout} s\n{tail(self.log)}')
-                time.sleep(0.05)
+        for port in self.listen_ports():
+            while True:
+                if self.proc.poll() is not None:
+                    raise BenchError(f'{self.name} exited with code {self.proc.returncode} at '
+                                     f'start:\n    $ {" ".join(cmd)}\n{tail(self.log)}')
+                try:
+                    with socket.create_connection(('127.0.0.1', port), timeout=1):
+                        pass
+                    break
+                except OSError:
+                    if time.monotonic() > deadline:
+                        raise BenchError(f'{self.name} does not listen on port {port} after '
+                                         f'{timeout} s\n{tail(self.log)}')
+                    time.sleep(0.05)
         return self
 
     def alive(self):
@@ -317,27 +382,36 @@ class Server:
 
 # ---------------------------------------------------------------- checks
 
+CURL_PROTO = {   # --proto -> curl options, and the HTTP version curl must report
+    'h2c': (['--http2-prior-knowledge'], '2'),
+    'http1': (['--http1.1'], '1.1'),
+    'tls': (['--http2', '-k'], '2'),      # ALPN h2; -k: the bench's self-signed certificate
+}
+
+
 def check_bodies(srv, routes, ctx):
-    """One curl --http2-prior-knowledge per route (two for the params route)."""
+    """One curl per route (two for the params route), in the server's protocol:
+    --http2-prior-knowledge (h2c), --http1.1 (http1) or https with ALPN h2 (tls)."""
+    copts, want_ver = CURL_PROTO[srv.proto]
     for r in routes:
         cases = [(r.path, r.body)]
         if r.key == 'users' and srv.name != 'nghttpd':   # nghttpd serves files: one id only
             cases.append(('/users/u-7/posts/p-9', b'{"user":"u-7","post":"p-9"}'))
         for path, want in cases:
             bodyf = os.path.join(ctx.tmp, 'curl-body')
-            p = subprocess.run(['curl', '--http2-prior-knowledge', '-sS', '--max-time', '10',
+            p = subprocess.run(['curl'] + copts + ['-sS', '--max-time', '10',
                                 '-o', bodyf, '-w', '%{http_code} %{http_version} %{content_type}',
                                 srv.url(path)], capture_output=True, text=True)
             got = open(bodyf, 'rb').read() if os.path.exists(bodyf) else b''
             parts = (p.stdout.split(' ', 2) + ['', '', ''])[:3]
             code, ver, ctype = parts
-            if p.returncode != 0 or code != '200' or ver != '2' or got != want:
+            if p.returncode != 0 or code != '200' or ver != want_ver or got != want:
                 raise BenchError(
-                    f'{srv.name} answers GET {path} wrongly: curl exit {p.returncode} '
+                    f'{srv.name} answers GET {srv.url(path)} wrongly: curl exit {p.returncode} '
                     f'{p.stderr.strip()}, HTTP/{ver} {code}, body {got[:200]!r}; '
-                    f'expected HTTP/2 200 and body {want!r}')
+                    f'expected HTTP/{want_ver} 200 and body {want!r}')
             if path == r.path:
-                ctx.content_types[(srv.name, r.name)] = ctype or '(none)'
+                ctx.content_types[(srv.proto, srv.name, r.name)] = ctype or '(none)'
             os.unlink(bodyf)
 
 
@@ -388,9 +462,109 @@ def h2load(url, cpus, threads, conns, streams, what, duration=None, n=None, log_
         outf.seek(0)
         out = outf.read().decode(errors='replace')
     res = validate_h2load(out, p.returncode, what, expect_n)
+    if url.startswith('https:'):
+        tls = {k: m.group(1).strip() for k in ('TLS Protocol', 'Cipher', 'Application protocol')
+               for m in [re.search(rf'(?m)^{k}: (.*)$', out)] if m}
+        if tls.get('Application protocol') != 'h2':
+            raise BenchError(f'{what}: h2load negotiated {tls.get("Application protocol")!r} over '
+                             f'TLS, not h2')
+        res['tls'] = f'{tls.get("TLS Protocol", "?")} {tls.get("Cipher", "?")}'
     res['client_cpu'] = ru.ru_utime + ru.ru_stime
     res['wall'] = wall
     return res
+
+
+def wrk_duration(seconds):
+    """wrk -d takes whole seconds."""
+    return f'{max(1, int(round(seconds)))}s'
+
+
+def validate_wrk(out, rc, what):
+    m_rps = re.search(r'(?m)^Requests/sec:\s+([\d.]+)', out)
+    m_req = re.search(r'(?m)^\s*(\d+) requests in ([\d.]+)(us|ms|s|m)', out)
+    if rc != 0 or not (m_rps and m_req):
+        raise BenchError(f'wrk failed ({what}), exit {rc}:\n' + '\n'.join(
+            '    | ' + x for x in out.splitlines()[-15:]))
+    problems = [x.strip() for x in out.splitlines()
+                if x.strip().startswith(('Non-2xx', 'Socket errors'))]
+    ok = int(m_req.group(1))
+    if ok == 0:
+        problems.append('no request completed')
+    if problems:
+        raise BenchError(f'{what}: ' + '; '.join(problems) + '\n' + '\n'.join(
+            '    | ' + x for x in out.splitlines()[-15:]))
+    res = {'rps': float(m_rps.group(1)), 'requests': ok}
+    unit = {'us': 1e-3, 'ms': 1.0, 's': 1e3, 'm': 6e4}
+    for pct in ('50', '99'):    # from --latency
+        m = re.search(rf'(?m)^\s+{pct}%\s+([\d.]+)(us|ms|s|m)\s*$', out)
+        if m:
+            res[f'p{pct}'] = float(m.group(1)) * unit[m.group(2)]
+    return res
+
+
+def wrk(url, cpus, threads, conns, what, duration):
+    """wrk -t THREADS -c CONNS -d DURATION --latency, pinned to CPUS (HTTP/1.1, keep-alive,
+    one request at a time per connection)."""
+    threads = max(1, min(threads, conns))
+    cmd = ['taskset', '-c', cpus, 'wrk', '-t', str(threads), '-c', str(conns),
+           '-d', wrk_duration(duration), '--latency', url]
+    with tempfile.TemporaryFile() as outf:
+        t0 = time.monotonic()
+        p = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=outf, stderr=subprocess.STDOUT)
+        _, status, ru = os.wait4(p.pid, 0)
+        wall = time.monotonic() - t0
+        p.returncode = os.waitstatus_to_exitcode(status)
+        outf.seek(0)
+        out = outf.read().decode(errors='replace')
+    res = validate_wrk(out, p.returncode, what)
+    res['client_cpu'] = ru.ru_utime + ru.ru_stime
+    res['wall'] = wall
+    return res
+
+
+def load(srv, path, opts, threads, what, duration):
+    """One timed load run against srv in its protocol: wrk for http1, else h2load."""
+    if srv.proto == 'http1':
+        return wrk(srv.url(path), opts.client_cpus, threads, opts.connections, what, duration)
+    return h2load(srv.url(path), opts.client_cpus, threads, opts.connections, opts.streams,
+                  what, duration=duration)
+
+
+def tcp_ulp_tls():
+    """Ask the kernel for the "tls" upper-layer protocol on a connected loopback
+    socket, as OpenSSL does when it sets up kTLS: None if accepted, else the error."""
+    with socket.socket() as lst:
+        lst.bind(('127.0.0.1', 0))
+        lst.listen(1)
+        with socket.create_connection(lst.getsockname()) as cli:
+            peer, _ = lst.accept()
+            try:
+                cli.setsockopt(socket.IPPROTO_TCP, 31, b'tls')    # TCP_ULP
+                return None
+            except OSError as e:
+                return os.strerror(e.errno) if e.errno else str(e)
+            finally:
+                peer.close()
+
+
+def ktls_facts():
+    """Which output path celerisd's TLS takes (README, TLS): with kernel TLS (the
+    kernel tls module) frames go to the socket with writev, else they are coalesced
+    into 16 KiB records for SSL_write. Returns (path, the facts it rests on)."""
+    try:
+        with open('/proc/modules') as f:
+            loaded = any(line.startswith('tls ') for line in f)
+        mod = f'kernel tls module {"loaded" if loaded else "not loaded"} (/proc/modules)'
+    except OSError:
+        mod = 'no /proc/modules (a kernel without loadable modules)'
+    err = tcp_ulp_tls()         # after reading /proc/modules: this may load the module
+    ulp = 'TCP_ULP "tls" accepted' if err is None else f'TCP_ULP "tls" refused: {err}'
+    if err is None:
+        path = ('kernel TLS (kTLS) — frames go to the socket with writev as on cleartext, '
+                'on each connection where OpenSSL sets kTLS up')
+    else:
+        path = 'SSL_write — frames coalesced into 16 KiB TLS records in user space, no kTLS'
+    return path, f'{mod}; {ulp}'
 
 
 # ---------------------------------------------------------------- context
@@ -402,6 +576,7 @@ class Ctx:
         self.docs = os.path.join(self.tmp, 'docs')
         self.content_types = {}
         self.servers = []
+        self._tls = None
         files = {'bench': b'OK', 'bench.txt': b'OK',
                  'json': b'{"message":"Hello, World!"}', 'json.json': b'{"message":"Hello, World!"}',
                  'users/123/posts/456': b'{"user":"123","post":"456"}'}
@@ -418,6 +593,20 @@ class Ctx:
         self.servers.append(s)
         return s
 
+    def tls_files(self):
+        """One self-signed EC P-256 certificate and key for every TLS server (made once)."""
+        if self._tls is None:
+            cert, key = os.path.join(self.tmp, 'cert.pem'), os.path.join(self.tmp, 'key.pem')
+            p = subprocess.run(['openssl', 'req', '-x509', '-newkey', 'ec',
+                                '-pkeyopt', 'ec_paramgen_curve:P-256', '-nodes', '-days', '7',
+                                '-subj', '/CN=localhost',
+                                '-addext', 'subjectAltName=DNS:localhost,IP:127.0.0.1',
+                                '-keyout', key, '-out', cert], capture_output=True, text=True)
+            if p.returncode != 0:
+                raise BenchError(f'openssl could not make a certificate:\n{p.stderr.strip()}')
+            self._tls = (cert, key)
+        return self._tls
+
     def stop_all(self):
         for s in self.servers:
             if s.alive():
@@ -431,6 +620,8 @@ def versions():
     out['h2o'] = run_text(['h2o', '-v']).splitlines()[:1]
     out['nghttpd'] = run_text(['nghttpd', '--version']).splitlines()[:1]
     out['h2load'] = run_text(['h2load', '--version']).splitlines()[:1]
+    out['wrk'] = [' '.join(x.split()[:2]) for x in run_text(['wrk', '-v']).splitlines()[:1]]
+    out['openssl'] = run_text(['openssl', 'version']).splitlines()[:1]
     return {k: (v[0].strip() if v else '?') for k, v in out.items()}
 
 
@@ -442,7 +633,7 @@ def git_rev():
     return rev + ('+uncommitted changes in server/' if dirty else '')
 
 
-def header_lines(opts, title):
+def header_lines(opts, title, client='h2load', extra=()):
     cpu = '?'
     try:
         cpu = next(l.split(':', 1)[1].strip() for l in open('/proc/cpuinfo')
@@ -454,7 +645,8 @@ def header_lines(opts, title):
             f'- date: {datetime.datetime.now().strftime("%Y-%m-%d %H:%M:%S")}',
             f'- machine: {os.cpu_count()} CPUs ({cpu}), kernel {os.uname().release}',
             f'- celerisd: {v["celerisd"]}, git {git_rev()}, build-bench (buildtype=release)',
-            f'- peers: {v["nginx"]}; {v["h2o"]}; {v["nghttpd"]}; client {v["h2load"]}',
+            f'- peers: {v["nginx"]}; {v["h2o"]}; {v["nghttpd"]}; client {v[client]}',
+            *[f'- {x}' for x in extra],
             f'- command: `{" ".join(["scripts/bench"] + sys.argv[1:])}`', '']
 
 
@@ -486,26 +678,52 @@ def md_table(head, rows, align=None):
 
 # ---------------------------------------------------------------- throughput
 
-def mode_throughput(opts, ctx, routes, names):
+def client_args(opts, proto, threads):
+    """The load client's command line, for the logs and the report."""
+    if proto == 'http1':
+        return (f'wrk -t {threads} -c {opts.connections} -d {wrk_duration(opts.duration)} '
+                f'--latency')
+    return f'h2load -t {threads} -c {opts.connections} -m {opts.streams} -D {opts.duration:g}s'
+
+
+def mode_throughput(opts, ctx, routes, names, proto='h2c'):
+    P = PROTOS[proto]
+    client = P.client
+    skipped = [n for n in names if n not in P.servers]
+    names = [n for n in names if n in P.servers]
+    for n in skipped:
+        say(f'{n}: skipped for --proto {proto} ({NO_HTTP1.get(n, "not supported")})')
     shared = bool(set(cpu_list(opts.server_cpus)) & set(cpu_list(opts.client_cpus)))
     threads = len(cpu_list(opts.client_cpus))
+    extra = []
+    if proto == 'tls':
+        path, detail = ktls_facts()
+        extra.append(f'celerisd TLS output: {path} [{detail}]')
+        say(extra[-1])
+        extra.append(f'openssl: {versions()["openssl"]}')
     servers = {}
     for name in names:
-        servers[name] = ctx.server(name).start()
+        servers[name] = ctx.server(name, proto=proto).start()
         check_bodies(servers[name], routes, ctx)
-    say(f'bodies checked: {", ".join(names)} answer every route correctly')
-    say(f'servers on CPU {opts.server_cpus} ({opts.workers} worker(s)/thread(s)/process(es)), '
-        f'h2load -t {threads} on CPU {opts.client_cpus}, -c {opts.connections} '
-        f'-m {opts.streams} -D {opts.duration:g}s, warm-up {opts.warmup:g}s, '
-        f'{opts.repeat} round(s)' + ('   [SHARED CORES: req/s only]' if shared else ''))
+    say(f'bodies checked: {", ".join(names)} answer every route correctly'
+        + ('' if proto == 'h2c' else f' ({P.title}, curl {" ".join(CURL_PROTO[proto][0])})'))
+    if proto == 'h2c':
+        say(f'servers on CPU {opts.server_cpus} ({opts.workers} worker(s)/thread(s)/process(es)), '
+            f'h2load -t {threads} on CPU {opts.client_cpus}, -c {opts.connections} '
+            f'-m {opts.streams} -D {opts.duration:g}s, warm-up {opts.warmup:g}s, '
+            f'{opts.repeat} round(s)' + ('   [SHARED CORES: req/s only]' if shared else ''))
+    else:
+        say(f'servers on CPU {opts.server_cpus} ({opts.workers} worker(s)/thread(s)/process(es)), '
+            f'{client_args(opts, proto, threads)} on CPU {opts.client_cpus}, '
+            f'{"https" if proto == "tls" else "http"}://, warm-up {opts.warmup:g}s, '
+            f'{opts.repeat} round(s)' + ('   [SHARED CORES: req/s only]' if shared else ''))
     results = {}
     retries_left = opts.noise_retries
     for r in routes:
         say(f'\n== {r.name}  ({r.path})')
         if opts.warmup > 0:
             for name in names:
-                h2load(servers[name].url(r.path), opts.client_cpus, threads, opts.connections,
-                       opts.streams, f'{name} {r.path} warm-up', duration=opts.warmup)
+                load(servers[name], r.path, opts, threads, f'{name} {r.path} warm-up', opts.warmup)
                 servers[name].check_alive(f'during the warm-up of {r.path}')
         for rnd in range(1, opts.repeat + 1):
             for name in names:
@@ -516,8 +734,13 @@ def mode_throughput(opts, ctx, routes, names):
                     res['noisy'] = noisy
                     line = (f'  {r.name:<26} {name:<10} #{rnd}  {res["rps"]:>10,.0f} req/s')
                     if not shared:
-                        line += (f'  server {res["srv_pct"]:5.1f}%  h2load {res["cli_pct"]:5.1f}%'
-                                 f'  {res["us_per_req"]:5.2f} µs/req  other {res["other_pct"]:4.1f}%')
+                        line += (f'  server {res["srv_pct"]:5.1f}%  {client} {res["cli_pct"]:5.1f}%'
+                                 f'  {res["us_per_req"]:5.2f} µs/req'
+                                 f'  other {res["other_pct"]:4.1f}%')
+                    if 'p50' in res:
+                        line += f'  p50 {res["p50"]:.2f} ms  p99 {res["p99"]:.2f} ms'
+                    if 'tls' in res:
+                        line += f'  {res["tls"]}'
                     say(line + ('  NOISY' if noisy else ''))
                     if not noisy:
                         break
@@ -535,14 +758,13 @@ def mode_throughput(opts, ctx, routes, names):
         if name == 'celerisd' and rc != 0:
             say(f'NOTE: celerisd exited with code {rc} after SIGTERM (expected 0)\n'
                 f'{tail(servers[name].log)}')
-    report_throughput(opts, ctx, routes, names, results, shared, threads)
+    report_throughput(opts, ctx, routes, names, results, shared, threads, proto, skipped, extra)
 
 
 def measured_run(srv, route, opts, threads, what):
     srv_cpu0 = srv.cpu_seconds()
     busy0 = system_busy_seconds()
-    res = h2load(srv.url(route.path), opts.client_cpus, threads, opts.connections, opts.streams,
-                 what, duration=opts.duration)
+    res = load(srv, route.path, opts, threads, what, opts.duration)
     busy1 = system_busy_seconds()
     srv_cpu1 = srv.cpu_seconds()
     srv.check_alive(f'during {what}')
@@ -555,11 +777,15 @@ def measured_run(srv, route, opts, threads, what):
     return res
 
 
-def report_throughput(opts, ctx, routes, names, results, shared, threads):
+def report_throughput(opts, ctx, routes, names, results, shared, threads, proto='h2c',
+                      skipped=(), extra=()):
     stamp = ctx.stamp
+    P = PROTOS[proto]
+    client = P.client
+    suffix = '' if proto == 'h2c' else f'-{proto}'
     head = ['route', 'server', 'req/s (median)', 'min–max']
     if not shared:
-        head += ['server CPU %', 'h2load CPU %', 'server µs/req']
+        head += ['server CPU %', f'{client} CPU %', 'server µs/req']
     head += ['celerisd ÷ peer req/s']
     if not shared:
         head += ['celerisd ÷ peer µs/req']
@@ -596,34 +822,40 @@ def report_throughput(opts, ctx, routes, names, results, shared, threads):
     notes = []
     if shared:
         notes.append(f'**SHARED CORES — req/s only.** Servers ({opts.workers} workers/threads/'
-                     f'processes) on CPUs {opts.server_cpus} and h2load -t {threads} on CPUs '
+                     f'processes) on CPUs {opts.server_cpus} and {client} -t {threads} on CPUs '
                      f'{opts.client_cpus}: they compete for the same cores, so CPU figures are '
                      f'meaningless and omitted.')
     else:
-        notes.append(f'Server pinned to CPU {opts.server_cpus} ({opts.workers} worker), h2load '
+        notes.append(f'Server pinned to CPU {opts.server_cpus} ({opts.workers} worker), {client} '
                      f'-t {threads} to CPU {opts.client_cpus}. CPU % is utime+stime from '
-                     f'/proc/PID/stat (server: whole process tree) over the h2load wall time; '
+                     f'/proc/PID/stat (server: whole process tree) over the {client} wall time; '
                      f'100 % = one core. µs/req = server CPU time ÷ requests completed.')
         if client_bound:
-            notes.append('† h2load used ≥ 95 % of its core: client-bound, req/s understates the '
-                         'server; compare server CPU % and µs/req.')
+            notes.append(f'† {client} used ≥ 95 % of its core: client-bound, req/s understates '
+                         'the server; compare server CPU % and µs/req.')
     if noisy_any:
         notes.append(f'! other processes used > {opts.noise_pct:g} % of a core during a run and '
                      f'it could not be re-run cleanly (median includes that run).')
     notes.append('Ratios: celerisd median ÷ peer median (req/s: > 1 is celerisd faster'
                  + ('' if shared else '; µs/req: < 1 is celerisd cheaper') + ').')
+    if proto != 'h2c':
+        notes.append(proto_note(opts, ctx, names, results, routes, proto, skipped, threads))
     params = (f'h2load -c {opts.connections} -m {opts.streams} -D {opts.duration:g}s, '
-              f'warm-up {opts.warmup:g}s per server and route, {opts.repeat} interleaved round(s); '
-              f'median with min–max.')
+              if proto == 'h2c' else f'{P.title}: {client_args(opts, proto, threads)}, ')
+    params += (f'warm-up {opts.warmup:g}s per server and route, {opts.repeat} interleaved '
+               f'round(s); median with min–max.')
+    if proto != 'h2c':
+        say(f'\n--proto {proto}: {P.title}')
     say('\n' + '\n'.join(table))
     say('\n' + '\n'.join(notes))
     # markdown + chart
-    lines = header_lines(opts, 'celerisd throughput benchmark') + [f'- {params}', ''] + table
+    title = 'celerisd throughput benchmark' + ('' if proto == 'h2c' else f' — {P.title}')
+    lines = header_lines(opts, title, client, extra) + [f'- {params}', ''] + table
     lines += [''] + notes
-    png = os.path.join(opts.out_dir, f'bench-{stamp}.png')
-    if chart(opts, ctx, routes, names, results, png, shared):
+    png = os.path.join(opts.out_dir, f'bench-{stamp}{suffix}.png')
+    if chart(opts, ctx, routes, names, results, png, shared, proto, threads):
         lines += ['', f'![req/s per server and route]({os.path.basename(png)})']
-    ct = sorted(set(ctx.content_types.items()))
+    ct = sorted((k[1:], c) for k, c in ctx.content_types.items() if k[0] == proto)
     if ct:
         lines += ['', 'Content types answered (checked bodies are identical): ' + '; '.join(
             f'{s} {r}: {c}' for (s, r), c in ct)]
@@ -636,16 +868,48 @@ def report_throughput(opts, ctx, routes, names, results, shared, threads):
                 if not shared:
                     row += [f'{x["srv_pct"]:.1f}', f'{x["cli_pct"]:.1f}', f'{x["us_per_req"]:.2f}',
                             f'{x["other_pct"]:.1f}' + (' !' if x.get('noisy') else '')]
+                if proto == 'http1':
+                    row += [f'{x.get(k, float("nan")):.2f}' for k in ('p50', 'p99')]
+                if proto == 'tls':
+                    row += [x.get('tls', '?')]
                 rrows.append(row)
     rhead = ['route', 'server', 'round', 'req/s', 'requests']
     if not shared:
-        rhead += ['server CPU %', 'h2load CPU %', 'server µs/req', 'other CPU %']
+        rhead += ['server CPU %', f'{client} CPU %', 'server µs/req', 'other CPU %']
+    if proto == 'http1':
+        rhead += ['p50 ms', 'p99 ms']
+    if proto == 'tls':
+        rhead += ['TLS']
     lines += md_table(rhead, rrows, ['l', 'l'] + ['r'] * (len(rhead) - 2))
-    path = write_md(opts, stamp, '', lines)
+    path = write_md(opts, stamp, suffix, lines)
     say(f'\nwrote {path}' + (f' and {png}' if os.path.exists(png) else ''))
 
 
-def chart(opts, ctx, routes, names, results, png, shared):
+def proto_note(opts, ctx, names, results, routes, proto, skipped, threads):
+    """What the http1 / tls table measured, for the notes under it."""
+    if proto == 'http1':
+        note = (f'HTTP/1.1 cleartext with keep-alive, one request at a time per connection '
+                f'(wrk: no pipelining; -m does not apply), {client_args(opts, proto, threads)}; '
+                f'celerisd, h2o and h2o-mruby on their h2c port (the first bytes decide), nginx '
+                f'on a second plain listen in the same server block. wrk rounds -d to whole '
+                f'seconds; p50/p99 from wrk --latency are in the run lines and the Markdown\'s '
+                f'runs table.')
+    else:
+        path, detail = ktls_facts()
+        seen = sorted({f'{n} {x["tls"]}' for r in routes for n in names
+                       for x in results[r.name][n] if 'tls' in x})
+        note = (f'HTTP/2 over TLS (ALPN h2, checked), {client_args(opts, proto, threads)} on '
+                f'https://; one self-signed EC P-256 certificate for every server; each server\'s '
+                f'default TLS settings but nginx\'s ssl_protocols (TLSv1.2 TLSv1.3: 1.22 leaves '
+                f'TLSv1.3 out); h2load reuses its connections, so handshakes are a negligible '
+                f'share. Negotiated: {"; ".join(seen) or "?"}. celerisd TLS output: {path} '
+                f'[{detail}].')
+    for n in skipped:
+        note += f' {n}: skipped ({NO_HTTP1.get(n, "not supported")}).'
+    return note
+
+
+def chart(opts, ctx, routes, names, results, png, shared, proto='h2c', threads=1):
     if not shutil.which('gnuplot'):
         say('gnuplot not found: no chart')
         return False
@@ -657,9 +921,15 @@ def chart(opts, ctx, routes, names, results, png, shared):
                 rps = [x['rps'] for x in results[r.name][name]]
                 cells += [f'{median(rps):.0f}', f'{min(rps):.0f}', f'{max(rps):.0f}']
             f.write('\t'.join(cells) + '\n')
-    title = (f'req/s, median and min–max: h2load -c {opts.connections} -m {opts.streams} '
-             f'-D {opts.duration:g}s; server CPU {opts.server_cpus}, h2load CPU {opts.client_cpus}'
-             + (' (SHARED CORES)' if shared else ''))
+    if proto == 'h2c':
+        title = (f'req/s, median and min–max: h2load -c {opts.connections} -m {opts.streams} '
+                 f'-D {opts.duration:g}s; server CPU {opts.server_cpus}, h2load CPU '
+                 f'{opts.client_cpus}' + (' (SHARED CORES)' if shared else ''))
+    else:
+        title = (f'{PROTOS[proto].title} req/s, median and min–max: '
+                 f'{client_args(opts, proto, threads)}; server CPU {opts.server_cpus}, '
+                 f'{PROTOS[proto].client} CPU {opts.client_cpus}'
+                 + (' (SHARED CORES)' if shared else ''))
     script = f'''
 set terminal pngcairo size 1100,600 font "sans,10"
 set output "{png}"
@@ -971,6 +1241,7 @@ def mode_ramp(opts, ctx, routes, names):
 # ---------------------------------------------------------------- main
 
 USAGE = '''scripts/bench [options]            throughput table, celerisd vs peers
+       scripts/bench --proto http1,tls  the same over HTTP/1.1 (wrk) and HTTP/2+TLS
        scripts/bench --callgrind [...]  instructions per request (valgrind)
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
        scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee'''
@@ -981,22 +1252,40 @@ own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
 /var/log. Routes (names or paths): /bench, /json, /users (= /users/:id/posts/:postId,
 requested as /users/123/posts/456).
 
-A default run (3 routes x 5 servers x 3 rounds x 5 s) takes about 5 minutes.
-Results go to bench-results/bench-YYYYmmdd-HHMMSS.md (+ .png chart).
-Any failed/errored request, non-2xx status or wrong body aborts the run.'''
+Protocols (--proto, throughput table only; one table each):
+  h2c    HTTP/2 with prior knowledge on cleartext, h2load (the default)
+  http1  HTTP/1.1 cleartext with keep-alive, wrk -t T -c C -d D --latency
+         (T = client CPU count; -m does not apply; -d in whole seconds). celerisd,
+         h2o and h2o-mruby on the same port as h2c, nginx on an added plain
+         listener; nghttpd (HTTP/2 only) is skipped.
+  tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
+         listener with one self-signed EC P-256 certificate made with openssl in
+         the temp dir; prints whether celerisd can use kernel TLS (tls module).
+--callgrind, --idle-conns and --ramp measure h2c only.
+
+A default run (3 routes x 5 servers x 3 rounds x 5 s) takes about 5 minutes
+per protocol. Results go to bench-results/bench-YYYYmmdd-HHMMSS.md (+ .png
+chart); --proto http1 and tls write bench-...-http1.md and bench-...-tls.md.
+Any failed/errored request, non-2xx status or wrong body aborts the run (wrk:
+any "Non-2xx" or "Socket errors" line).'''
 
 
 def parse_args(argv):
     ap = argparse.ArgumentParser(prog='scripts/bench', usage=USAGE, epilog=EPILOG,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument('--proto', default='h2c',
+                    help='h2c, http1, tls or a comma list of them, run one after the other, '
+                         'each with its own table (default h2c)')
     ap.add_argument('--servers', default=','.join(SERVERS),
                     help=f'comma-separated subset of {",".join(SERVERS)} (default: all)')
     ap.add_argument('--routes', default='/bench,/json,/users',
                     help='comma-separated subset of /bench,/json,/users (default: all)')
-    ap.add_argument('-c', '--connections', type=int, default=64, help='h2load -c (default 64)')
-    ap.add_argument('-m', '--streams', type=int, default=16, help='h2load -m (default 16)')
+    ap.add_argument('-c', '--connections', type=int, default=64,
+                    help='connections, h2load/wrk -c (default 64)')
+    ap.add_argument('-m', '--streams', type=int, default=16,
+                    help='h2load -m (default 16; not for --proto http1)')
     ap.add_argument('-d', '--duration', type=parse_duration, default=None,
-                    help='measured time per run, h2load -D (default 5s; --quick 2s)')
+                    help='measured time per run, h2load -D / wrk -d (default 5s; --quick 2s)')
     ap.add_argument('--warmup', type=parse_duration, default=1.0,
                     help='warm-up run per server and route (default 1s; 0 = none)')
     ap.add_argument('--repeat', type=int, default=None,
@@ -1006,7 +1295,7 @@ def parse_args(argv):
                          'and no CPU options, servers and h2load share all CPUs (req/s only)')
     ap.add_argument('--server-cpus', default=None, help='taskset CPU list for servers (default 1)')
     ap.add_argument('--client-cpus', default=None,
-                    help='taskset CPU list for h2load (default 0); h2load -t = its CPU count')
+                    help='taskset CPU list for h2load/wrk (default 0); their -t = its CPU count')
     ap.add_argument('--noise-pct', type=float, default=10.0,
                     help='a run during which other processes used more than this %% of a core '
                          'is noisy: re-run it (default 10)')
@@ -1014,7 +1303,7 @@ def parse_args(argv):
                     help='re-runs of noisy runs allowed in total (default 10; bounds the run time)')
     ap.add_argument('--quick', action='store_true', help='smoke test: 1 round of 2 s runs')
     ap.add_argument('--callgrind', action='store_true',
-                    help='instructions per request under valgrind --tool=callgrind')
+                    help='instructions per request under valgrind --tool=callgrind (h2c only)')
     ap.add_argument('-n', '--requests', type=int, default=20000,
                     help='requests per server and route in --callgrind (default 20000)')
     ap.add_argument('--idle-conns', type=int, metavar='N',
@@ -1037,6 +1326,15 @@ def parse_args(argv):
     if len(modes) > 1:
         ap.error('choose one of --callgrind, --idle-conns, --ramp')
     opts.mode = modes[0] if modes else 'throughput'
+    protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
+    for p in protos:
+        if p not in PROTOS:
+            ap.error(f'unknown --proto {p!r} (known: {", ".join(PROTOS)})')
+    if not protos:
+        ap.error('--proto: give h2c, http1, tls or a comma list of them')
+    opts.protos = list(dict.fromkeys(protos))
+    if opts.mode != 'throughput' and opts.protos != ['h2c']:
+        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c)')
     if opts.duration is None:
         opts.duration = 2.0 if opts.quick else 5.0
     if opts.repeat is None:
@@ -1069,6 +1367,9 @@ def parse_args(argv):
         if s not in SERVERS:
             ap.error(f'unknown server {s!r} (known: {", ".join(SERVERS)})')
     opts.names = list(dict.fromkeys(names))
+    for p in opts.protos:
+        if not [s for s in opts.names if s in PROTOS[p].servers]:
+            ap.error(f'--proto {p}: none of the servers {", ".join(opts.names)} speaks it')
     routes = []
     for tok in opts.routes.split(','):
         key = tok.strip().strip('/').split('/')[0]
@@ -1100,8 +1401,15 @@ def main(argv):
     ok = False
     t0 = time.monotonic()
     try:
-        {'throughput': mode_throughput, 'callgrind': mode_callgrind, 'idle_conns': mode_idle,
-         'ramp': mode_ramp}[opts.mode](opts, ctx, opts.route_list, opts.names)
+        if opts.mode == 'throughput':
+            for i, proto in enumerate(opts.protos):
+                if opts.protos != ['h2c']:
+                    say(f'{chr(10) if i else ""}=== --proto {proto}: {PROTOS[proto].title}, '
+                        f'{PROTOS[proto].client}')
+                mode_throughput(opts, ctx, opts.route_list, opts.names, proto)
+        else:
+            {'callgrind': mode_callgrind, 'idle_conns': mode_idle,
+             'ramp': mode_ramp}[opts.mode](opts, ctx, opts.route_list, opts.names)
         ok = True
     except BenchError as e:
         say(f'\nbench: ABORTED: {e}')
