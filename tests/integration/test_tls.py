@@ -12,7 +12,6 @@ import time
 
 import pytest
 
-from support import curl as _unused_curl  # noqa: F401  (keeps support importable first)
 
 
 def make_cert(d, name, cn, sans):
