@@ -271,3 +271,44 @@ def test_ticket_keys_rotate(celerisd, certs, tmp_path):
         time.sleep(1.1)
         fresh_ticket(srv.ports[1], tmp_path / "other.pem", "-tls1_2")  # drives rotation
     assert not resumed(srv.ports[1], sess, version="-tls1_2")
+
+
+def openssl(*args, cwd):
+    p = subprocess.run(["openssl", *args], capture_output=True, text=True, timeout=60, cwd=cwd)
+    assert p.returncode == 0, p.stderr
+    return p.stdout
+
+
+def test_ocsp_stapling(celerisd, tmp_path):
+    """A listener with `ocsp:` staples that response: a CA, a server
+    certificate it signed, and an OCSP response for it, made offline."""
+    d = tmp_path
+    ec = ["-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes"]
+    openssl("req", "-x509", *ec, "-days", "2", "-subj", "/CN=Test CA", "-keyout", "ca.key",
+            "-out", "ca.crt", cwd=d)
+    openssl("req", *ec, "-subj", "/CN=localhost", "-keyout", "srv.key", "-out", "srv.csr", cwd=d)
+    (d / "ext").write_text("subjectAltName=DNS:localhost,IP:127.0.0.1\n")
+    openssl("x509", "-req", "-in", "srv.csr", "-CA", "ca.crt", "-CAkey", "ca.key",
+            "-CAcreateserial", "-days", "2", "-extfile", "ext", "-out", "srv.crt", cwd=d)
+    serial = openssl("x509", "-in", "srv.crt", "-noout", "-serial", cwd=d).strip().split("=")[1]
+    expiry = time.strftime("%y%m%d%H%M%SZ", time.gmtime(time.time() + 2 * 86400))
+    (d / "index.txt").write_text(f"V\t{expiry}\t\t{serial}\tunknown\t/CN=localhost\n")
+    openssl("ocsp", "-issuer", "ca.crt", "-cert", "srv.crt", "-no_nonce", "-reqout", "req.der",
+            cwd=d)
+    openssl("ocsp", "-index", "index.txt", "-rsigner", "ca.crt", "-rkey", "ca.key", "-CA",
+            "ca.crt", "-reqin", "req.der", "-respout", "resp.der", "-ndays", "1", cwd=d)
+    srv = celerisd(f"""listen:
+  - "127.0.0.1:{{port}}"
+  - {{ address: "127.0.0.1:{{port2}}", tls: {{ cert: {d / 'srv.crt'}, key: {d / 'srv.key'}, ocsp: {d / 'resp.der'} }} }}
+routes:
+  - path: /bench
+    static: {{ body: "OK" }}
+""", ports=2)
+    p = s_client(srv.ports[1], "-status", "-servername", "localhost")
+    out = p.stdout.decode(errors="replace")
+    assert "OCSP Response Status: successful" in out, out
+    assert "Cert Status: good" in out, out
+    # without -status nothing is stapled
+    p = s_client(srv.ports[1], "-servername", "localhost")
+    assert "OCSP response: no response sent" in p.stdout.decode(errors="replace") or \
+        "OCSP Response Status" not in p.stdout.decode(errors="replace")
