@@ -32,10 +32,10 @@
 #define CEL_DEF_MAX_CONTINUATIONS 8     /* CONTINUATION frames per header block */
 #define CEL_DEF_MAX_OUTBOUND_ACK 1000   /* SETTINGS/PING ACKs queued for a client not reading */
 #define CEL_DEF_GLITCH_BURST 1000       /* frames that do no work (PRIORITY, empty DATA, ... */
-#define CEL_DEF_MAX_REQUEST_LINE 8192  /* HTTP/1.1 request target (414 past it) */
-#define CEL_DEF_MAX_HEADER_LINE 8192   /* HTTP/1.1 one header line (431 past it) */
-#define CEL_DEF_MAX_HEADERS 100        /* HTTP/1.1 header count (431 past it) */
 #define CEL_DEF_GLITCH_RATE 100         /* ...unknown types, PING, SETTINGS) at once, per second */
+#define CEL_DEF_MAX_REQUEST_LINE 8192   /* HTTP/1.1 request target (414 past it) */
+#define CEL_DEF_MAX_HEADER_LINE 8192    /* HTTP/1.1 one header line (431 past it) */
+#define CEL_DEF_MAX_HEADERS 100         /* HTTP/1.1 header count (431 past it) */
 #ifndef CEL_MODULES_DIR
 #define CEL_MODULES_DIR "/usr/lib/celerisd/modules"
 #endif

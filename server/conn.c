@@ -450,13 +450,11 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 cel_conn_close(c);
                 return;
             }
-            /* What was kept from earlier reads first, then this read whole. */
-            unsigned kept = c->nsniff;
-            c->nsniff = 0;
-            if (kept && feed(c, c->sniff, kept))
-                len = 0, p = NULL;
         }
-        if (!p || feed(c, p, len)) {
+        /* What was kept from earlier reads first, then this read whole. */
+        unsigned kept = c->nsniff;
+        c->nsniff = 0;
+        if ((kept && feed(c, c->sniff, kept)) || feed(c, p, len)) {
             /* Let the protocol's last word (a GOAWAY, an error answer) out, then close. */
             c->proto->send(c->ps);
             c->closing = 1;

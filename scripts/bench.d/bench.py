@@ -131,11 +131,11 @@ def proc_children():
 
 def proc_tree(pid):
     kids = proc_children()
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, unvisited = [], [pid]
+    while unvisited:
+        p = unvisited.pop()
         out.append(p)
-        todo.extend(kids.get(p, []))
+        unvisited.extend(kids.get(p, []))
     return out
 
 
