@@ -1,0 +1,231 @@
+/*
+ * RFC 9113 section 8 request checks; see h2_fields.h. The character classes
+ * come from RFC 9110 (token, field-value) and RFC 3986 (authority, scheme),
+ * in a 256-entry table so that each octet costs one lookup.
+ */
+#include "h2_fields.h"
+
+#include <string.h>
+
+enum {
+    C_NAME = 1u << 0,   /* lowercase tchar: a valid field name octet */
+    C_TOKEN = 1u << 1,  /* tchar: a :method octet */
+    C_VALUE = 1u << 2,  /* field-vchar, SP or HTAB */
+    C_PATH = 1u << 3,   /* VCHAR or obs-text */
+    C_AUTH = 1u << 4,   /* unreserved, sub-delims, pct-encoded, ':', '@', '[' and ']' */
+    C_SCHEME = 1u << 5, /* ALPHA, DIGIT, '+', '-' or '.' */
+};
+
+static uint8_t cls[256];
+
+static void add(const char *set, uint8_t bit)
+{
+    for (const char *p = set; *p; p++)
+        cls[(uint8_t)*p] |= bit;
+}
+
+static void add_range(unsigned lo, unsigned hi, uint8_t bit)
+{
+    for (unsigned c = lo; c <= hi; c++)
+        cls[c] |= bit;
+}
+
+/* Filled before main(), so the table is read-only once threads exist. */
+__attribute__((constructor)) static void build_classes(void)
+{
+    static const char lower[] = "abcdefghijklmnopqrstuvwxyz";
+    static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
+    static const char digit[] = "0123456789";
+    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
+    add(lower, C_NAME | C_TOKEN | C_AUTH | C_SCHEME);
+    add(upper, C_TOKEN | C_AUTH | C_SCHEME);
+    add(digit, C_NAME | C_TOKEN | C_AUTH | C_SCHEME);
+    add(tchar_punct, C_NAME | C_TOKEN);
+    add("-._~!$&'()*+,;=:@[]%", C_AUTH);
+    add("+-.", C_SCHEME);
+    add_range(0x21, 0x7e, C_PATH | C_VALUE);
+    add_range(0x80, 0xff, C_PATH | C_VALUE);
+    add(" \t", C_VALUE);
+}
+
+/* Nonzero when every octet of P[0..N) is in class C. */
+static inline int all_in(const uint8_t *p, size_t n, uint8_t c)
+{
+    uint8_t acc = c;
+    for (size_t i = 0; i < n; i++)
+        acc &= cls[p[i]];
+    return acc != 0;
+}
+
+static inline int eq(const uint8_t *p, size_t n, const char *lit, size_t len)
+{
+    return n == len && memcmp(p, lit, len) == 0;
+}
+
+static int ieq(const uint8_t *p, size_t n, const char *lower_lit, size_t len)
+{
+    if (n != len)
+        return 0;
+    for (size_t i = 0; i < n; i++) {
+        uint8_t c = p[i];
+        if (c >= 'A' && c <= 'Z')
+            c = (uint8_t)(c + ('a' - 'A'));
+        if (c != (uint8_t)lower_lit[i])
+            return 0;
+    }
+    return 1;
+}
+
+#define EQ(p, n, lit) eq((p), (n), (lit), sizeof(lit) - 1)
+
+/* 8.2.1: a value neither begins nor ends with SP or HTAB, and holds no NUL, CR,
+ * LF or other control octet. */
+static inline int value_ok(const uint8_t *v, size_t n)
+{
+    if (n == 0)
+        return 1;
+    if (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
+        return 0;
+    return all_in(v, n, C_VALUE);
+}
+
+static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *v,
+                  size_t vlen)
+{
+    /* 8.3: only in the request's own block, before every regular field, once
+     * each, never empty. */
+    if (f->seen & (CEL_HF_TRAILERS | CEL_HF_REGULAR) || vlen == 0)
+        return -1;
+    uint32_t which;
+    switch (nlen) {
+    case 5:
+        if (!EQ(name, nlen, ":path") || !all_in(v, vlen, C_PATH))
+            return -1;
+        which = CEL_HF_PATH;
+        if (v[0] == '/')
+            f->seen |= CEL_HF_SLASH;
+        else if (vlen == 1 && v[0] == '*')
+            f->seen |= CEL_HF_ASTERISK;
+        break;
+    case 7:
+        if (EQ(name, nlen, ":method")) {
+            if (!all_in(v, vlen, C_TOKEN))
+                return -1;
+            which = CEL_HF_METHOD;
+            if (EQ(v, vlen, "CONNECT"))
+                f->seen |= CEL_HF_CONNECT;
+            else if (EQ(v, vlen, "OPTIONS"))
+                f->seen |= CEL_HF_OPTIONS;
+        } else if (EQ(name, nlen, ":scheme")) {
+            /* RFC 3986 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
+            if (!(cls[v[0]] & C_SCHEME) || (v[0] >= '0' && v[0] <= '9') || v[0] == '+' ||
+                v[0] == '-' || v[0] == '.' || !all_in(v, vlen, C_SCHEME))
+                return -1;
+            which = CEL_HF_SCHEME;
+            if (ieq(v, vlen, "http", 4) || ieq(v, vlen, "https", 5))
+                f->seen |= CEL_HF_HTTP;
+        } else {
+            return -1;
+        }
+        break;
+    case 10:
+        if (!EQ(name, nlen, ":authority") || !all_in(v, vlen, C_AUTH))
+            return -1;
+        which = CEL_HF_AUTHORITY;
+        break;
+    default:
+        /* :protocol too: we do not offer extended CONNECT (RFC 8441). */
+        return -1;
+    }
+    if (f->seen & which)
+        return -1;
+    f->seen |= which;
+    return (int)which;
+}
+
+static int parse_length(const uint8_t *v, size_t n, int64_t *out)
+{
+    if (n == 0 || n > 18) /* 18 digits cannot overflow int64_t */
+        return -1;
+    int64_t x = 0;
+    for (size_t i = 0; i < n; i++) {
+        if (v[i] < '0' || v[i] > '9')
+            return -1;
+        x = x * 10 + (v[i] - '0');
+    }
+    *out = x;
+    return 0;
+}
+
+int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
+                 size_t vlen)
+{
+    if (nlen == 0)
+        return -1;
+    if (name[0] == ':')
+        return pseudo(f, name, nlen, value, vlen);
+    /* 8.2.1: lowercase token characters only */
+    if (!all_in(name, nlen, C_NAME))
+        return -1;
+    f->seen |= CEL_HF_REGULAR;
+    switch (nlen) {
+    case 2:
+        /* 8.2.2: TE may only say "trailers" */
+        if (name[0] == 't' && name[1] == 'e')
+            return ieq(value, vlen, "trailers", 8) ? 0 : -1;
+        break;
+    case 4:
+        if (EQ(name, nlen, "host")) {
+            if ((f->seen & CEL_HF_HOST) || vlen == 0 || !all_in(value, vlen, C_AUTH))
+                return -1;
+            f->seen |= CEL_HF_HOST;
+            return 0;
+        }
+        break;
+    case 7:
+        if (EQ(name, nlen, "upgrade"))
+            return -1; /* 8.2.2 */
+        break;
+    case 10:
+        if (EQ(name, nlen, "connection") || EQ(name, nlen, "keep-alive"))
+            return -1; /* 8.2.2 */
+        break;
+    case 14:
+        if (EQ(name, nlen, "content-length")) {
+            if (f->content_length >= 0)
+                return -1;
+            return parse_length(value, vlen, &f->content_length);
+        }
+        break;
+    case 16:
+        if (EQ(name, nlen, "proxy-connection"))
+            return -1; /* 8.2.2 */
+        break;
+    case 17:
+        if (EQ(name, nlen, "transfer-encoding"))
+            return -1; /* 8.2.2 */
+        break;
+    }
+    return value_ok(value, vlen) ? 0 : -1;
+}
+
+int cel_h2_fields_request_end(cel_h2_fields *f)
+{
+    uint32_t s = f->seen;
+    if (s & CEL_HF_CONNECT) {
+        /* 8.5: :authority, and neither :scheme nor :path */
+        if (!(s & CEL_HF_AUTHORITY) || (s & (CEL_HF_SCHEME | CEL_HF_PATH)))
+            return -1;
+        f->content_length = -1; /* a tunnel's length is not the request's */
+        return 0;
+    }
+    /* 8.3.1: :method, :scheme and :path, and a host to talk to */
+    uint32_t need = CEL_HF_METHOD | CEL_HF_SCHEME | CEL_HF_PATH;
+    if ((s & need) != need || !(s & (CEL_HF_AUTHORITY | CEL_HF_HOST)))
+        return -1;
+    /* 8.3.1: for http and https, :path is an absolute path, or "*" for OPTIONS */
+    if ((s & CEL_HF_HTTP) && !(s & CEL_HF_SLASH) &&
+        !((s & CEL_HF_OPTIONS) && (s & CEL_HF_ASTERISK)))
+        return -1;
+    return 0;
+}

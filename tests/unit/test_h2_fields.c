@@ -1,0 +1,212 @@
+/*
+ * RFC 9113 section 8 request checks (server/h2_fields.c), which stand in for
+ * nghttp2's HTTP messaging. Each row is a whole request: its fields in order,
+ * whether trailers follow and how many DATA octets; the row says whether the
+ * request is well-formed. The conformance suite checks the same rules on the
+ * wire; these rows pin every branch, including the character classes octet by
+ * octet.
+ */
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <setjmp.h>
+#include <cmocka.h>
+
+#include <stdio.h>
+#include <string.h>
+
+#include "common.h"
+#include "h2_fields.h"
+
+/* Rows leave out what they do not need (vlen, trailers). */
+#pragma GCC diagnostic ignored "-Wmissing-field-initializers"
+
+#define MAXF 8
+
+typedef struct field {
+    const char *name, *value;
+    size_t vlen; /* 0: strlen(value) */
+} field;
+
+typedef struct row {
+    const char *name;
+    int ok;
+    field f[MAXF];
+    field trailers[2];
+    long data; /* DATA octets received, -1 none */
+} row;
+
+#define BASE {":method", "GET"}, {":scheme", "https"}, {":authority", "example.com"}, {":path", "/"}
+
+static const row rows[] = {
+    {"minimal GET", 1, {BASE}, {{0}}, -1},
+    {"host instead of :authority", 1,
+     {{":method", "GET"}, {":scheme", "http"}, {":path", "/a?b"}, {"host", "h:80"}}, {{0}}, -1},
+    {"pseudo in any order", 1,
+     {{":path", "/"}, {":authority", "a"}, {":scheme", "http"}, {":method", "POST"}}, {{0}}, -1},
+    {"regular fields", 1, {BASE, {"user-agent", "x/1 (y)"}, {"accept", "*/*"}, {"x-e", ""}}, {{0}}, -1},
+    {"te trailers", 1, {BASE, {"te", "Trailers"}}, {{0}}, -1},
+    {"content-length matches", 1, {BASE, {"content-length", "5"}}, {{0}}, 5},
+    {"content-length 0 without data", 1, {BASE, {"content-length", "0"}}, {{0}}, -1},
+    {"trailers", 1, {BASE}, {{"x-t", "1"}}, 3},
+    {"OPTIONS *", 1,
+     {{":method", "OPTIONS"}, {":scheme", "http"}, {":authority", "a"}, {":path", "*"}}, {{0}}, -1},
+    {"non-http scheme, any path", 1,
+     {{":method", "GET"}, {":scheme", "foo+bar"}, {":authority", "a"}, {":path", "x"}}, {{0}}, -1},
+    {"CONNECT", 1, {{":method", "CONNECT"}, {":authority", "a:443"}}, {{0}}, -1},
+    {"CONNECT ignores content-length", 1,
+     {{":method", "CONNECT"}, {":authority", "a:443"}, {"content-length", "9"}}, {{0}}, 2},
+    {"obs-text and inner HTAB in a value", 1, {BASE, {"x-a", "a\t\xff b"}}, {{0}}, -1},
+
+    {"no :method", 0, {{":scheme", "http"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
+    {"no :path", 0, {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}}, {{0}}, -1},
+    {"no :scheme", 0, {{":method", "GET"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
+    {"no authority or host", 0, {{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}, {{0}}, -1},
+    {"duplicate :path", 0, {BASE, {":path", "/"}}, {{0}}, -1},
+    {"duplicate host", 0, {BASE, {"host", "a"}, {"host", "a"}}, {{0}}, -1},
+    {"empty :method", 0, {{":method", ""}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+     {{0}}, -1},
+    {"empty host", 0, {BASE, {"host", ""}}, {{0}}, -1},
+    {"unknown pseudo", 0, {BASE, {":foo", "1"}}, {{0}}, -1},
+    {":protocol without extended CONNECT", 0, {BASE, {":protocol", "websocket"}}, {{0}}, -1},
+    {":status in a request", 0, {BASE, {":status", "200"}}, {{0}}, -1},
+    {"lone colon", 0, {BASE, {":", "x"}}, {{0}}, -1},
+    {"pseudo after regular", 0,
+     {{":method", "GET"}, {":scheme", "http"}, {"x", "1"}, {":path", "/"}, {":authority", "a"}},
+     {{0}}, -1},
+    {"pseudo in trailers", 0, {BASE}, {{":path", "/"}}, 0},
+    {"uppercase name", 0, {BASE, {"X-A", "1"}}, {{0}}, -1},
+    {"uppercase in trailers", 0, {BASE}, {{"X-T", "1"}}, 1},
+    {"space in name", 0, {BASE, {"x a", "1"}}, {{0}}, -1},
+    {"colon inside a name", 0, {BASE, {"x:a", "1"}}, {{0}}, -1},
+    {"empty name", 0, {BASE, {"", "1"}}, {{0}}, -1},
+    {"NUL in value", 0, {BASE, {"x-a", "a\0b", 3}}, {{0}}, -1},
+    {"CR in value", 0, {BASE, {"x-a", "a\rb"}}, {{0}}, -1},
+    {"DEL in value", 0, {BASE, {"x-a", "a\x7f"}}, {{0}}, -1},
+    {"leading space", 0, {BASE, {"x-a", " a"}}, {{0}}, -1},
+    {"trailing tab", 0, {BASE, {"x-a", "a\t"}}, {{0}}, -1},
+    {"space in :path", 0, {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"},
+                           {":path", "/a b"}}, {{0}}, -1},
+    {"relative :path with http", 0,
+     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "a"}}, {{0}}, -1},
+    {"* for GET", 0, {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "*"}},
+     {{0}}, -1},
+    {"space in :method", 0,
+     {{":method", "G T"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
+    {"digit first in :scheme", 0,
+     {{":method", "GET"}, {":scheme", "1http"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
+    {"slash in :authority", 0,
+     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a/b"}, {":path", "/"}}, {{0}}, -1},
+    {"connection", 0, {BASE, {"connection", "close"}}, {{0}}, -1},
+    {"keep-alive", 0, {BASE, {"keep-alive", "1"}}, {{0}}, -1},
+    {"proxy-connection", 0, {BASE, {"proxy-connection", "1"}}, {{0}}, -1},
+    {"transfer-encoding", 0, {BASE, {"transfer-encoding", "chunked"}}, {{0}}, -1},
+    {"upgrade", 0, {BASE, {"upgrade", "h2c"}}, {{0}}, -1},
+    {"connection in trailers", 0, {BASE}, {{"connection", "close"}}, 1},
+    {"te gzip", 0, {BASE, {"te", "gzip"}}, {{0}}, -1},
+    {"content-length not a number", 0, {BASE, {"content-length", "1a"}}, {{0}}, 2},
+    {"content-length empty", 0, {BASE, {"content-length", ""}}, {{0}}, -1},
+    {"content-length twice", 0, {BASE, {"content-length", "1"}, {"content-length", "1"}}, {{0}}, 1},
+    {"content-length over 18 digits", 0, {BASE, {"content-length", "1234567890123456789"}}, {{0}},
+     -1},
+    {"more data than content-length", 0, {BASE, {"content-length", "3"}}, {{0}}, 4},
+    {"less data than content-length", 0, {BASE, {"content-length", "3"}}, {{0}}, 2},
+    {"content-length without data", 0, {BASE, {"content-length", "3"}}, {{0}}, -1},
+    {"CONNECT without :authority", 0, {{":method", "CONNECT"}}, {{0}}, -1},
+    {"CONNECT with :path", 0, {{":method", "CONNECT"}, {":authority", "a"}, {":path", "/"}}, {{0}},
+     -1},
+    {"CONNECT with :scheme", 0, {{":method", "CONNECT"}, {":authority", "a"}, {":scheme", "http"}},
+     {{0}}, -1},
+};
+
+static int put(cel_h2_fields *f, const field *x)
+{
+    size_t vlen = x->vlen ? x->vlen : strlen(x->value);
+    return cel_h2_field(f, (const uint8_t *)x->name, strlen(x->name), (const uint8_t *)x->value,
+                        vlen);
+}
+
+/* The whole request as h2.c runs it: 0 well-formed, -1 malformed. */
+static int run(const row *r)
+{
+    cel_h2_fields f;
+    cel_h2_fields_init(&f);
+    for (size_t i = 0; i < MAXF && r->f[i].name; i++)
+        if (put(&f, &r->f[i]) < 0)
+            return -1;
+    if (cel_h2_fields_request_end(&f))
+        return -1;
+    if (r->data >= 0 && cel_h2_fields_data(&f, (size_t)r->data))
+        return -1;
+    if (r->trailers[0].name) {
+        f.seen |= CEL_HF_TRAILERS;
+        for (size_t i = 0; i < 2 && r->trailers[i].name; i++)
+            if (put(&f, &r->trailers[i]) < 0)
+                return -1;
+    }
+    return cel_h2_fields_body_end(&f);
+}
+
+static void test_row(void **state)
+{
+    const row *r = *state;
+    int rc = run(r);
+    if (r->ok && rc != 0)
+        fail_msg("%s: refused, should be well-formed", r->name);
+    if (!r->ok && rc == 0)
+        fail_msg("%s: accepted, should be malformed", r->name);
+}
+
+/* The return value names the pseudo-header, which on_header relies on. */
+static void test_kinds(void **state)
+{
+    (void)state;
+    cel_h2_fields f;
+    cel_h2_fields_init(&f);
+    assert_int_equal(put(&f, &(field){":method", "GET"}), CEL_HF_METHOD);
+    assert_int_equal(put(&f, &(field){":path", "/x"}), CEL_HF_PATH);
+    assert_int_equal(put(&f, &(field){":scheme", "http"}), CEL_HF_SCHEME);
+    assert_int_equal(put(&f, &(field){":authority", "a"}), CEL_HF_AUTHORITY);
+    assert_int_equal(put(&f, &(field){"cookie", "a=b"}), 0);
+    assert_int_equal(put(&f, &(field){"content-length", "42"}), 0);
+    assert_true(f.content_length == 42);
+}
+
+/* Octet by octet, the classes RFC 9110 and RFC 9113 8.2.1 define. */
+static void test_octets(void **state)
+{
+    (void)state;
+    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
+    for (unsigned c = 0; c < 256; c++) {
+        uint8_t name[3] = {'x', (uint8_t)c, 'y'};
+        uint8_t value[3] = {'a', (uint8_t)c, 'b'};
+        int lower_tchar = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
+                          (c && strchr(tchar_punct, (int)c));
+        int vchar = c == '\t' || (c >= 0x20 && c != 0x7f);
+        cel_h2_fields f;
+        cel_h2_fields_init(&f);
+        int rn = cel_h2_field(&f, name, 3, (const uint8_t *)"v", 1);
+        if ((rn == 0) != lower_tchar)
+            fail_msg("name octet 0x%02x: %s", c, rn == 0 ? "accepted" : "refused");
+        cel_h2_fields_init(&f);
+        int rv = cel_h2_field(&f, (const uint8_t *)"x-a", 3, value, 3);
+        if ((rv == 0) != vchar)
+            fail_msg("value octet 0x%02x: %s", c, rv == 0 ? "accepted" : "refused");
+    }
+}
+
+int main(void)
+{
+    enum { NROWS = CEL_ARRAY_LEN(rows) };
+    static struct CMUnitTest tests[NROWS + 2];
+    static char names[NROWS][96];
+    for (size_t i = 0; i < NROWS; i++) {
+        snprintf(names[i], sizeof(names[i]), "%s: %s", rows[i].ok ? "good" : "malformed",
+                 rows[i].name);
+        tests[i] = (struct CMUnitTest){names[i], test_row, NULL, NULL, (void *)&rows[i]};
+    }
+    tests[NROWS] = (struct CMUnitTest)cmocka_unit_test(test_kinds);
+    tests[NROWS + 1] = (struct CMUnitTest)cmocka_unit_test(test_octets);
+    cmocka_set_message_output(CM_OUTPUT_TAP);
+    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 2, NULL, NULL);
+}
