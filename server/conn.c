@@ -280,13 +280,31 @@ static int pump(cel_conn *c)
     return 0;
 }
 
-/* An HTTP/1 request line starts with an upper-case method and a space. */
+/* Does P[0..N) begin an HTTP/1 request line: an upper-case method, a space and
+ * a request target in origin form ("/..."), asterisk form ("*"), absolute form
+ * ("http://..."), or for CONNECT authority form? 1 yes, 0 no, -1 too few bytes
+ * to tell. Upper-case words that are none of these ("INVALID CONNECTION
+ * PREFACE") are a broken HTTP/2 preface, answered with a GOAWAY. */
 static int looks_like_h1(const uint8_t *p, size_t n)
 {
     size_t i = 0;
     while (i < n && p[i] >= 'A' && p[i] <= 'Z')
         i++;
-    return i > 0 && i < n && p[i] == ' ';
+    if (i == 0 || (i < n && p[i] != ' '))
+        return 0;
+    if (i + 1 >= n)
+        return -1;
+    uint8_t t = p[i + 1];
+    if (t == '/' || t == '*' || (i == 7 && memcmp(p, "CONNECT", 7) == 0))
+        return 1;
+    static const char scheme[] = "http";
+    for (size_t k = 0; k < 4; k++) {
+        if (i + 1 + k >= n)
+            return -1;
+        if ((p[i + 1 + k] | 0x20) != scheme[k])
+            return 0;
+    }
+    return 1;
 }
 
 static const char preface[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n";
@@ -304,12 +322,10 @@ static const cel_proto *sniff(const uint8_t *p, size_t n, int *undecided)
         *undecided = 1;
         return NULL;
     }
-    if (looks_like_h1(p, n))
+    int h1 = looks_like_h1(p, n);
+    if (h1 > 0)
         return &cel_h1_proto;
-    size_t i = 0;
-    while (i < n && p[i] >= 'A' && p[i] <= 'Z')
-        i++;
-    if (i == n && n < sizeof(((cel_conn *)0)->sniff)) {
+    if (h1 < 0 && n < sizeof(((cel_conn *)0)->sniff)) {
         *undecided = 1;
         return NULL;
     }

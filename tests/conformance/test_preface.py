@@ -1,5 +1,6 @@
 """RFC 9113 section 3.4 (connection preface) and the server's SETTINGS."""
 
+import pytest
 
 from h2wire import (ACK, ENABLE_PUSH, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
                     MAX_HEADER_LIST_SIZE, PREFACE, PROTOCOL_ERROR, SETTINGS, encode_block,
@@ -89,6 +90,17 @@ def test_preface_garbage(raw):
     """3.4: arbitrary octets instead of the preface: connection error, GOAWAY
     optional."""
     raw.send(b"\x00\x01\x02\x03" * 10)
+    expect_connection_error(raw, PROTOCOL_ERROR, allow_bare_close=True)
+
+
+@pytest.mark.parametrize("data", [b"INVALID CONNECTION PREFACE\r\n\r\n",
+                                  b"HELLO WORLD\r\n\r\n"],
+                         ids=["h2spec-3.5-2", "words"])
+def test_preface_words_that_are_not_http1(raw, data):
+    """3.4 (h2spec http2/3.5/2): upper-case words that are not an HTTP/1.1
+    request line (no origin-form, asterisk-form or absolute-form target) are
+    an invalid HTTP/2 preface, not an HTTP/1.1 request: no HTTP/1.1 answer."""
+    raw.send(data)
     expect_connection_error(raw, PROTOCOL_ERROR, allow_bare_close=True)
 
 
