@@ -1028,6 +1028,87 @@ def check_all_bodies(opts, ctx, routes, names):
     say(f'bodies checked: {", ".join(names)} answer every route correctly')
 
 
+# ---------------------------------------------------------------- in-process
+
+INPROC = os.path.join(ROOT, 'build-bench', 'tests', 'perf', 'celeris-inproc-bench')
+INPROC_STREAMS = 10     # requests per round, as h2load -m 10 in --callgrind
+FLOORS = [('floor-malloc', 'nghttp2 alone, glibc malloc'),
+          ('floor-pool', 'nghttp2 alone, cel_pool (the allocator celerisd uses)'),
+          ('floor-nohttp', 'nghttp2 alone, malloc, no_http_messaging'),
+          ('floor-both', 'nghttp2 alone, cel_pool, no_http_messaging')]
+
+
+def inproc_cmd(mode, route, n):
+    return [INPROC, '--mode', mode, '--route', route.path, '-n', str(n),
+            '-m', str(INPROC_STREAMS)]
+
+
+def inproc_checked(p, what, n):
+    """The program exits 0 and prints 'MODE PATH: N requests, every response checked'."""
+    if p.returncode != 0 or f': {n} requests, every response checked' not in p.stdout:
+        raise BenchError(f'{what}: exit {p.returncode}\n{(p.stdout + p.stderr)[-1500:]}')
+
+
+def inproc_ns(p):
+    m = re.search(r'([0-9]+) ns/request server side', p.stdout)
+    return int(m.group(1)) if m else float('nan')
+
+
+def mode_inproc(opts, ctx, routes, names):
+    if not os.access(INPROC, os.X_OK):
+        raise BenchError(f'{INPROC} missing (scripts/bench builds it in build-bench)')
+    if any(r.key == 'hello' for r in routes):
+        raise BenchError('--inproc: the daemon mode serves /bench, /json and /users only')
+    n = opts.requests
+    by_key = {r.key: r for r in ROUTES}
+    runs = [(mode, by_key['bench'], desc) for mode, desc in FLOORS]
+    runs += [('daemon', r, 'celerisd: h2.c, router, handler, output queue') for r in routes]
+    say(f'inproc: celeris-inproc-bench -n {n} -m {INPROC_STREAMS} (after 100 warm-up rounds), '
+        f'server side only: callgrind --toggle-collect=server_round; wall clock pinned to CPU '
+        f'{opts.server_cpus}')
+    results = []
+    for mode, route, desc in runs:
+        what = f'{mode} {route.path}'
+        out = os.path.join(ctx.tmp, f'callgrind.inproc.{mode}.{route.key}')
+        t0 = time.monotonic()
+        p = subprocess.run(['valgrind', '--tool=callgrind', '--collect-atstart=no',
+                            '--toggle-collect=server_round', f'--callgrind-out-file={out}']
+                           + inproc_cmd(mode, route, n), capture_output=True, text=True)
+        inproc_checked(p, f'{what} under callgrind', n)
+        total = callgrind_total(out)
+        if total == 0:
+            raise BenchError(f'{what}: callgrind counted nothing in server_round (renamed?)')
+        ns = float('inf')
+        for _ in range(3):      # the best of three: wall clock is noisy
+            p = subprocess.run(['taskset', '-c', opts.server_cpus] + inproc_cmd(mode, route, n),
+                               capture_output=True, text=True)
+            inproc_checked(p, what, n)
+            ns = min(ns, inproc_ns(p))
+        say(f'{what}: {n} requests, {total / n:,.0f} instructions/request '
+            f'({total:,} Ir, {time.monotonic() - t0:.1f} s); {ns} ns/request wall clock (noisy)')
+        results.append((mode, route, desc, total / n, ns))
+    ipr = {(m, r.key): x for m, r, _, x, _ in results}
+    pool, both = ipr[('floor-pool', 'bench')], ipr[('floor-both', 'bench')]
+    rows = [[f'{m} {r.path}', desc, f'{x:,.0f}', f'{x / pool:.2f}', f'{x / both:.2f}', f'{ns:,}']
+            for m, r, desc, x, ns in results]
+    t = md_table(['mode route', 'server side', 'instructions / request', '÷ floor-pool',
+                  '÷ floor-both', 'ns / request (noisy)'], rows, ['l', 'l', 'r', 'r', 'r', 'r'])
+    note = (f'In one process, no sockets: an nghttp2 client session sends h2load\'s requests '
+            f'(-m {INPROC_STREAMS} per round) and checks every response (status, content-type, '
+            f'content-length, body). Instructions: callgrind Ir of the server side only '
+            f'(server_round, measured rounds only) ÷ {n}. floor-*: a bare nghttp2 server session '
+            f'answering with the same headers and body as celerisd (on /bench); daemon: '
+            f'celerisd\'s request path from cel_h2_recv to the flushed output queue, routes of '
+            f'conf/bench.yaml; the event loop, sockets and the kernel are not counted. '
+            f'ns / request: wall clock of the same server side without valgrind, the best of '
+            f'three runs: noisy.')
+    say('\n' + '\n'.join(t) + '\n\n' + note)
+    lines = header_lines(opts, 'celerisd in-process instructions per request (no sockets)',
+                         extra=[f'celeris-inproc-bench: build-bench/tests/perf, -n {n} '
+                                f'-m {INPROC_STREAMS}']) + t + ['', note]
+    say(f'\nwrote {write_md(opts, ctx.stamp, "-inproc", lines)}')
+
+
 # ---------------------------------------------------------------- idle connections
 
 PREFACE = b'PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n'
@@ -1243,6 +1324,8 @@ def mode_ramp(opts, ctx, routes, names):
 USAGE = '''scripts/bench [options]            throughput table, celerisd vs peers
        scripts/bench --proto http1,tls  the same over HTTP/1.1 (wrk) and HTTP/2+TLS
        scripts/bench --callgrind [...]  instructions per request (valgrind)
+       scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
+                                        alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
        scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee'''
 
@@ -1262,6 +1345,13 @@ Protocols (--proto, throughput table only; one table each):
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
 --callgrind, --idle-conns and --ramp measure h2c only.
+
+--inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
+under callgrind, counting only its server side: four floors (a bare nghttp2
+server session with malloc or cel_pool, with or without no_http_messaging) on
+/bench and celerisd's request path on each --routes route; -n requests (default
+20000) 10 at a time; no servers start, --servers does not apply. Table: Ir per
+request and its ratio to floor-pool and floor-both; bench-...-inproc.md.
 
 A default run (3 routes x 5 servers x 3 rounds x 5 s) takes about 5 minutes
 per protocol. Results go to bench-results/bench-YYYYmmdd-HHMMSS.md (+ .png
@@ -1305,9 +1395,13 @@ def parse_args(argv):
     ap.add_argument('--callgrind', action='store_true',
                     help='instructions per request under valgrind --tool=callgrind (h2c only)')
     ap.add_argument('-n', '--requests', type=int, default=20000,
-                    help='requests per server and route in --callgrind (default 20000)')
+                    help='requests per server and route in --callgrind, per mode and route in '
+                         '--inproc (default 20000)')
     ap.add_argument('--idle-conns', type=int, metavar='N',
                     help='open N idle h2 connections per server, report KiB RSS per connection')
+    ap.add_argument('--inproc', action='store_true',
+                    help='instructions per request in one process without sockets: nghttp2 '
+                         'alone (4 floors) and celerisd\'s request path, under callgrind')
     ap.add_argument('--ramp', action='store_true',
                     help='add clients stepwise; report max req/s and where p95 passes --p95-ms')
     ap.add_argument('--ramp-steps', default=','.join(map(str, RAMP_STEPS)),
@@ -1322,9 +1416,9 @@ def parse_args(argv):
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp') if getattr(opts, m)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc') if getattr(opts, m)]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp')
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc')
     opts.mode = modes[0] if modes else 'throughput'
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
@@ -1408,8 +1502,8 @@ def main(argv):
                         f'{PROTOS[proto].client}')
                 mode_throughput(opts, ctx, opts.route_list, opts.names, proto)
         else:
-            {'callgrind': mode_callgrind, 'idle_conns': mode_idle,
-             'ramp': mode_ramp}[opts.mode](opts, ctx, opts.route_list, opts.names)
+            {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
+             'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
         ok = True
     except BenchError as e:
         say(f'\nbench: ABORTED: {e}')
