@@ -24,32 +24,17 @@ void cel_arena_deinit(cel_arena *a)
     a->left = 0;
 }
 
-void *cel_arena_alloc(cel_arena *a, size_t n)
+void *cel_arena_grow(cel_arena *a, size_t n)
 {
-    size_t pad = (8 - ((uintptr_t)a->cur & 7)) & 7;
-    if (CEL_UNLIKELY(a->left < n + pad)) {
-        size_t want = n + sizeof(void *) + 8;
-        if (want < BLOCK_MIN)
-            want = BLOCK_MIN;
-        char *b = cel_pool_alloc(a->pool, want);
-        if (!b)
-            return NULL;
-        *(void **)b = a->blocks;
-        a->blocks = b;
-        a->cur = b + 16;
-        a->left = cel_pool_block_size(b) - 16;
-        pad = 0;
-    }
-    char *p = a->cur + pad;
-    a->cur = p + n;
-    a->left -= n + pad;
-    return p;
-}
-
-char *cel_arena_dup(cel_arena *a, const void *p, size_t n)
-{
-    char *d = cel_arena_alloc(a, n ? n : 1);
-    if (d && n)
-        memcpy(d, p, n);
-    return d;
+    size_t want = n + sizeof(void *) + 8;
+    if (want < BLOCK_MIN)
+        want = BLOCK_MIN;
+    char *b = cel_pool_alloc(a->pool, want);
+    if (!b)
+        return NULL;
+    *(void **)b = a->blocks;
+    a->blocks = b;
+    a->cur = b + 16 + n;
+    a->left = cel_pool_block_size(b) - 16 - n;
+    return b + 16;
 }

@@ -7,6 +7,8 @@
 #ifndef CEL_ARENA_H
 #define CEL_ARENA_H
 
+#include <string.h>
+
 #include "common.h"
 #include "pool.h"
 
@@ -19,9 +21,36 @@ typedef struct cel_arena {
 
 void cel_arena_init(cel_arena *a, cel_pool *pool, void *first, size_t first_len);
 void cel_arena_deinit(cel_arena *a);
+/* The slow path of the two below: a fresh block from the pool. */
+void *cel_arena_grow(cel_arena *a, size_t n);
+
 /* N bytes aligned to 8, or NULL when the pool is out of memory. */
-void *cel_arena_alloc(cel_arena *a, size_t n);
-/* A copy of the N bytes at P, or NULL. */
-char *cel_arena_dup(cel_arena *a, const void *p, size_t n);
+static inline void *cel_arena_alloc(cel_arena *a, size_t n)
+{
+    size_t pad = (size_t)(-(uintptr_t)a->cur & 7);
+    if (CEL_UNLIKELY(a->left < n + pad))
+        return cel_arena_grow(a, n);
+    char *p = a->cur + pad;
+    a->cur = p + n;
+    a->left -= n + pad;
+    return p;
+}
+
+/* A copy of the N bytes at P (byte-aligned: strings need no more), or NULL. */
+static inline char *cel_arena_dup(cel_arena *a, const void *p, size_t n)
+{
+    size_t need = n ? n : 1; /* an empty copy still gets its own address */
+    char *d;
+    if (CEL_LIKELY(a->left >= need)) {
+        d = a->cur;
+        a->cur += need;
+        a->left -= need;
+    } else if (!(d = cel_arena_grow(a, need))) {
+        return NULL;
+    }
+    if (n)
+        memcpy(d, p, n);
+    return d;
+}
 
 #endif

@@ -25,24 +25,7 @@
 
 #define RING_MIN 16u
 
-struct cel_outq_chunk {
-    struct cel_outq_chunk *next;
-    size_t used; /* bytes copied in */
-    size_t done; /* bytes written out */
-    char data[];
-};
-
-/* The chunk header shares the CEL_OUTQ_CHUNK block so chunks fill a pool class
- * exactly instead of spilling into the next one. */
-#define CHUNK_ROOM (CEL_OUTQ_CHUNK - offsetof(struct cel_outq_chunk, data))
-
-struct cel_outq_seg {
-    const char *p;
-    size_t n;
-    struct cel_outq_chunk *chunk; /* set for copied bytes, NULL for refs */
-    cel_outq_release_fn release;
-    void *arg;
-};
+#define CHUNK_ROOM CEL_OUTQ_CHUNK_ROOM
 
 static inline struct cel_outq_seg *seg_at(const cel_outq *q, unsigned i)
 {
@@ -123,7 +106,7 @@ static void append(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_
     *seg_at(q, q->seg_count++) = (struct cel_outq_seg){dst, n, c, NULL, NULL};
 }
 
-int cel_outq_copy(cel_outq *q, const void *p, size_t n)
+int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
 {
     if (n == 0)
         return 0;

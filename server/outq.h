@@ -10,6 +10,8 @@
 #ifndef CEL_OUTQ_H
 #define CEL_OUTQ_H
 
+#include <stddef.h>
+#include <string.h>
 #include <sys/types.h>
 #include <sys/uio.h>
 
@@ -24,8 +26,25 @@ typedef ssize_t (*cel_outq_writev_fn)(void *ctx, const struct iovec *iov, int io
 
 #define CEL_OUTQ_CHUNK 16384 /* arena chunk size */
 
-struct cel_outq_seg;   /* private */
-struct cel_outq_chunk; /* private */
+/* Private to outq.c but for the inline fast path of cel_outq_copy. */
+struct cel_outq_chunk {
+    struct cel_outq_chunk *next;
+    size_t used; /* bytes copied in */
+    size_t done; /* bytes written out */
+    char data[];
+};
+
+/* The chunk header shares the CEL_OUTQ_CHUNK block so chunks fill a pool class
+ * exactly instead of spilling into the next one. */
+#define CEL_OUTQ_CHUNK_ROOM (CEL_OUTQ_CHUNK - offsetof(struct cel_outq_chunk, data))
+
+struct cel_outq_seg {
+    const char *p;
+    size_t n;
+    struct cel_outq_chunk *chunk; /* set for copied bytes, NULL for refs */
+    cel_outq_release_fn release;
+    void *arg;
+};
 
 typedef struct cel_outq {
     cel_pool *pool;
@@ -42,7 +61,27 @@ void cel_outq_deinit(cel_outq *q);
 
 /* Copies N bytes into the queue. 0 or CEL_ENOMEM. Adjacent copies coalesce into
  * one iovec. */
-int cel_outq_copy(cel_outq *q, const void *p, size_t n);
+int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n);
+
+static inline int cel_outq_copy(cel_outq *q, const void *p, size_t n)
+{
+    /* The common case, a frame that fits behind the last copied bytes: extend
+     * that segment. */
+    struct cel_outq_chunk *c = q->chunk_tail;
+    if (CEL_LIKELY(c && q->seg_count && n && n <= CEL_OUTQ_CHUNK_ROOM &&
+                   n <= CEL_OUTQ_CHUNK_ROOM - c->used)) {
+        struct cel_outq_seg *last = &q->segs[(q->seg_head + q->seg_count - 1) & (q->seg_cap - 1)];
+        char *dst = c->data + c->used;
+        if (last->chunk == c && last->p + last->n == dst) {
+            memcpy(dst, p, n);
+            c->used += n;
+            last->n += n;
+            q->pending += n;
+            return 0;
+        }
+    }
+    return cel_outq_copy_slow(q, p, n);
+}
 
 /* Queues N bytes at P by reference. RELEASE(ARG) (if RELEASE is not NULL) runs once
  * the last byte of the range has been written, or at deinit. 0 or CEL_ENOMEM (then
