@@ -90,6 +90,48 @@ static inline int value_chars_ok(const uint8_t *v, size_t n)
     return !bad || all_in(v, n, C_VALUE);
 }
 
+/* :path octets: VCHAR or obs-text, i.e. nothing below 0x21 and no DEL. */
+static inline uint64_t below21_or_del(uint64_t w)
+{
+    uint64_t x = w ^ (ONES * 0x7f);
+    return (((w - ONES * 0x21) & ~w) | ((x - ONES) & ~x)) & HIGHS;
+}
+
+static inline int path_chars_ok(const uint8_t *v, size_t n)
+{
+    if (n < 8)
+        return all_in(v, n, C_PATH);
+    uint64_t bad = below21_or_del(load8(v + n - 8));
+    for (size_t i = 0; i + 8 <= n; i += 8)
+        bad |= below21_or_del(load8(v + i));
+    return !bad;
+}
+
+/* The high bit of each octet of W that is neither a-z nor '-', the octets of
+ * nearly every field name. Octets are cleared of their high bit first so that
+ * no sum carries into its neighbour. */
+static inline uint64_t not_lower_or_dash(uint64_t w)
+{
+    uint64_t low7 = w & ~HIGHS;
+    uint64_t ge_a = (low7 + ONES * (0x80 - 'a')) & HIGHS;
+    uint64_t gt_z = (low7 + ONES * (0x80 - 'z' - 1)) & HIGHS;
+    uint64_t x = low7 ^ (ONES * '-');
+    uint64_t dash = ~(x + ONES * 0x7f) & HIGHS;
+    return (~((ge_a & ~gt_z) | dash) & HIGHS) | (w & HIGHS);
+}
+
+static inline int name_chars_ok(const uint8_t *p, size_t n)
+{
+    if (n >= 8) {
+        uint64_t odd = not_lower_or_dash(load8(p + n - 8));
+        for (size_t i = 0; i + 8 <= n; i += 8)
+            odd |= not_lower_or_dash(load8(p + i));
+        if (!odd)
+            return 1;
+    }
+    return all_in(p, n, C_NAME); /* digits and the other token octets */
+}
+
 static inline int eq(const uint8_t *p, size_t n, const char *lit, size_t len)
 {
     return n == len && memcmp(p, lit, len) == 0;
@@ -132,7 +174,7 @@ static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint
     uint32_t which;
     switch (nlen) {
     case 5:
-        if (!EQ(name, nlen, ":path") || !all_in(v, vlen, C_PATH))
+        if (!EQ(name, nlen, ":path") || !path_chars_ok(v, vlen))
             return -1;
         which = CEL_HF_PATH;
         if (v[0] == '/')
@@ -142,7 +184,7 @@ static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint
         break;
     case 7:
         if (EQ(name, nlen, ":method")) {
-            if (!all_in(v, vlen, C_TOKEN))
+            if (!EQ(v, vlen, "GET") && !all_in(v, vlen, C_TOKEN))
                 return -1;
             which = CEL_HF_METHOD;
             if (EQ(v, vlen, "CONNECT"))
@@ -150,11 +192,15 @@ static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint
             else if (EQ(v, vlen, "OPTIONS"))
                 f->seen |= CEL_HF_OPTIONS;
         } else if (EQ(name, nlen, ":scheme")) {
+            which = CEL_HF_SCHEME;
+            if (EQ(v, vlen, "http") || EQ(v, vlen, "https")) {
+                f->seen |= CEL_HF_HTTP;
+                break;
+            }
             /* RFC 3986 3.1: ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ) */
             if (!(cls[v[0]] & C_SCHEME) || (v[0] >= '0' && v[0] <= '9') || v[0] == '+' ||
                 v[0] == '-' || v[0] == '.' || !all_in(v, vlen, C_SCHEME))
                 return -1;
-            which = CEL_HF_SCHEME;
             if (ieq(v, vlen, "http", 4) || ieq(v, vlen, "https", 5))
                 f->seen |= CEL_HF_HTTP;
         } else {
@@ -198,7 +244,7 @@ int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8
     if (name[0] == ':')
         return pseudo(f, name, nlen, value, vlen);
     /* 8.2.1: lowercase token characters only */
-    if (!all_in(name, nlen, C_NAME))
+    if (!name_chars_ok(name, nlen))
         return -1;
     f->seen |= CEL_HF_REGULAR;
     switch (nlen) {
