@@ -48,8 +48,7 @@ static inline char *cel_arena_dup(cel_arena *a, const void *p, size_t n)
     } else if (!(d = cel_arena_grow(a, need))) {
         return NULL;
     }
-    if (n)
-        memcpy(d, p, n);
+    cel_copy_small(d, p, n);
     return d;
 }
 

@@ -4,6 +4,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 /* Error codes: functions return 0 or one of these (negative). */
 #define CEL_OK 0
@@ -31,5 +32,33 @@ typedef struct cel_str {
 #define CEL_LIKELY(x) (x)
 #define CEL_UNLIKELY(x) (x)
 #endif
+
+/* memcpy for the few bytes of a header, a path segment or a frame header,
+ * without a library call: two overlapping loads and stores cover 4..16 bytes.
+ * D and S must not overlap. */
+static inline void cel_copy_small(void *d, const void *s, size_t n)
+{
+    unsigned char *dp = d;
+    const unsigned char *sp = s;
+    if (n > 16) {
+        memcpy(dp, sp, n);
+    } else if (n >= 8) {
+        uint64_t a, b;
+        memcpy(&a, sp, 8);
+        memcpy(&b, sp + n - 8, 8);
+        memcpy(dp, &a, 8);
+        memcpy(dp + n - 8, &b, 8);
+    } else if (n >= 4) {
+        uint32_t a, b;
+        memcpy(&a, sp, 4);
+        memcpy(&b, sp + n - 4, 4);
+        memcpy(dp, &a, 4);
+        memcpy(dp + n - 4, &b, 4);
+    } else if (n) {
+        dp[0] = sp[0];
+        dp[n / 2] = sp[n / 2];
+        dp[n - 1] = sp[n - 1];
+    }
+}
 
 #endif

@@ -359,6 +359,7 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
         cel_tmpl_free(t);
         return rc;
     }
+    cel_tmpl_bind_params(t, pattern);
     *out = cel_handler_json_new((int)b.head.status,
                                 b.head.content_type ? b.head.content_type : "application/json",
                                 b.head.headers, b.head.nheaders, t);

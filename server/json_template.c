@@ -13,6 +13,7 @@ enum { OP_LIT, OP_PARAM, OP_QUERY, OP_HEADER, OP_METHOD, OP_PATH };
 
 struct op {
     int kind;
+    int idx;    /* OP_PARAM: the param's place in the route pattern, or -1 */
     size_t off; /* into text: the literal bytes, or the slot's name */
     size_t len;
 };
@@ -23,6 +24,7 @@ struct cel_tmpl {
     struct op *ops;
     size_t nops, ocap;
     size_t lit_bytes; /* sum of all literal lengths: the fixed part of the bound */
+    unsigned nparams; /* params in the pattern bound to (cel_tmpl_bind_params) */
     int nomem;        /* sticky, so compile helpers need no error plumbing */
 };
 
@@ -268,7 +270,7 @@ static void push_op(cel_tmpl *t, int kind, size_t off, size_t len)
         t->ops = p;
         t->ocap = cap;
     }
-    t->ops[t->nops++] = (struct op){kind, off, len};
+    t->ops[t->nops++] = (struct op){kind, -1, off, len};
 }
 
 /* Registers N literal bytes just appended at OFF. Text that directly follows the
@@ -463,10 +465,30 @@ void cel_tmpl_each_param(const cel_tmpl *t, void (*fn)(void *arg, const char *na
             fn(arg, t->text + t->ops[i].off, t->ops[i].len);
 }
 
+void cel_tmpl_bind_params(cel_tmpl *t, const char *pattern)
+{
+    unsigned k = 0;
+    for (const char *p = pattern; (p = strchr(p, '/')); p++) {
+        if (p[1] != ':' && p[1] != '*')
+            continue;
+        const char *name = p + 2;
+        size_t len = strcspn(name, "/");
+        for (size_t i = 0; i < t->nops; i++) {
+            struct op *op = &t->ops[i];
+            if (op->kind == OP_PARAM && op->idx < 0 && op->len == len &&
+                memcmp(t->text + op->off, name, len) == 0)
+                op->idx = (int)k;
+        }
+        k++;
+    }
+    t->nparams = k;
+}
+
 /* ---- render ---- */
 
 /* The raw value a slot refers to; empty when the request lacks it. */
-static cel_str value(const cel_tmpl *t, const struct op *op, const cel_request *req)
+static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, const struct op *op,
+                                                          const cel_request *req)
 {
     const char *name = t->text + op->off;
     cel_str v = {"", 0};
@@ -474,6 +496,12 @@ static cel_str value(const cel_tmpl *t, const struct op *op, const cel_request *
 
     switch (op->kind) {
     case OP_PARAM:
+        if (op->idx >= 0 && req->nparams == t->nparams) {
+            /* matched by the route this template was bound to */
+            const cel_param *p = &req->params[op->idx];
+            v = (cel_str){req->path.p + p->off, p->len};
+            break;
+        }
         rc = cel_request_param(req, name, op->len, &v);
         break;
     case OP_QUERY:
@@ -492,6 +520,33 @@ static cel_str value(const cel_tmpl *t, const struct op *op, const cel_request *
     if (rc || !v.p)
         v = (cel_str){"", 0};
     return v;
+}
+
+/* Does V go into the output as it is: printable ASCII with nothing JSON
+ * escapes, and (for params and query args) nothing percent-decoding changes?
+ * One bit per ASCII octet, 0x00-0x3f in [0] and 0x40-0x7f in [1]. */
+#define PRINT_LO 0xffffffff00000000ull /* 0x20-0x3f */
+#define PRINT_HI 0x7fffffffffffffffull /* 0x40-0x7e */
+#define BIT(c) (1ull << ((c)&63))
+
+static const uint64_t plain_set[3][2] = {
+    /* header, method, path: escaping only */
+    {PRINT_LO & ~BIT('"'), PRINT_HI & ~BIT('\\')},
+    /* param: and no percent-decoding */
+    {PRINT_LO & ~BIT('"') & ~BIT('%'), PRINT_HI & ~BIT('\\')},
+    /* query: and no '+' for a space */
+    {PRINT_LO & ~BIT('"') & ~BIT('%') & ~BIT('+'), PRINT_HI & ~BIT('\\')},
+};
+
+static inline int plain(const char *p, size_t n, int kind)
+{
+    const uint64_t *set = plain_set[kind == OP_PARAM ? 1 : kind == OP_QUERY ? 2 : 0];
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)p[i];
+        if (c >= 0x80 || !((set[c >> 6] >> (c & 63)) & 1))
+            return 0;
+    }
+    return 1;
 }
 
 static size_t bound(const cel_tmpl *t, const cel_request *req)
@@ -517,11 +572,19 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
         if (op->kind == OP_LIT) {
             if ((size_t)(end - w) < op->len)
                 goto too_big;
-            memcpy(w, t->text + op->off, op->len);
+            cel_copy_small(w, t->text + op->off, op->len);
             w += op->len;
             continue;
         }
         cel_str v = value(t, op, req);
+        if (plain(v.p, v.n, op->kind)) {
+            /* nothing to decode or escape: the common case, a plain copy */
+            if ((size_t)(end - w) < v.n)
+                goto too_big;
+            cel_copy_small(w, v.p, v.n);
+            w += v.n;
+            continue;
+        }
         if (op->kind == OP_PARAM || op->kind == OP_QUERY) {
             /* Decode into the tail of the free space, then escape forward from
              * there; with ESC_MAX bytes per raw byte free, writing never

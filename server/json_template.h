@@ -45,6 +45,12 @@ const char *cel_tmpl_constant(const cel_tmpl *t, size_t *len);
 void cel_tmpl_each_param(const cel_tmpl *t, void (*fn)(void *arg, const char *name, size_t len),
                          void *arg);
 
+/* Records where each {{param.NAME}} sits among the params of PATTERN, the path
+ * of the one route T serves, so that render reads it by position instead of
+ * by name. Unbound templates (and requests with another number of params)
+ * look params up by name. */
+void cel_tmpl_bind_params(cel_tmpl *t, const char *pattern);
+
 /*
  * Renders T for REQ into BUF of CAP bytes. Returns 0 with *OUTLEN set, or
  * CEL_ETOOBIG with *OUTLEN set to a size that is certain to be enough (then call

@@ -73,7 +73,7 @@ static inline int cel_outq_copy(cel_outq *q, const void *p, size_t n)
         struct cel_outq_seg *last = &q->segs[(q->seg_head + q->seg_count - 1) & (q->seg_cap - 1)];
         char *dst = c->data + c->used;
         if (last->chunk == c && last->p + last->n == dst) {
-            memcpy(dst, p, n);
+            cel_copy_small(dst, p, n);
             c->used += n;
             last->n += n;
             q->pending += n;

@@ -2,11 +2,20 @@
 
 #include <string.h>
 
+/* Is the NUL-terminated Z exactly the N bytes at NAME? One pass, no strlen. */
+static inline int name_is(const char *z, const char *name, size_t n)
+{
+    for (size_t i = 0; i < n; i++)
+        if (!z[i] || z[i] != name[i])
+            return 0;
+    return z[n] == '\0';
+}
+
 int cel_request_param(const cel_request *req, const char *name, size_t nlen, cel_str *out)
 {
     for (unsigned i = 0; i < req->nparams; i++) {
         const cel_param *p = &req->params[i];
-        if (strlen(p->name) == nlen && memcmp(p->name, name, nlen) == 0) {
+        if (name_is(p->name, name, nlen)) {
             out->p = req->path.p + p->off;
             out->n = p->len;
             return 0;

@@ -383,15 +383,26 @@ static int at_leaf(struct walk *w, const struct node *n)
     return 0;
 }
 
-static const struct node *find_lit(const struct node *n, const char *s, size_t raw)
+/* memcmp(A, B, N) == 0 without a library call for the short literals of paths. */
+static inline int same(const char *a, const char *b, size_t n)
 {
-    const char *pct;
+    if (n > 16)
+        return memcmp(a, b, n) == 0;
+    for (size_t i = 0; i < n; i++)
+        if (a[i] != b[i])
+            return 0;
+    return 1;
+}
+
+/* PCT: where the segment's first '%' is, or NULL. */
+static const struct node *find_lit(const struct node *n, const char *s, size_t raw,
+                                   const char *pct)
+{
     size_t dlen = raw;
 
     /* each decoded byte takes at most three raw ones */
     if (raw / 3 > n->maxlit)
         return NULL;
-    pct = memchr(s, '%', raw);
     if (pct)
         dlen = (size_t)(pct - s) + decoded_len(pct, raw - (size_t)(pct - s));
     if (dlen > n->maxlit)
@@ -400,13 +411,49 @@ static const struct node *find_lit(const struct node *n, const char *s, size_t r
         const struct node *c = n->lits[i];
         if (c->litlen != dlen)
             continue;
-        if (pct ? eq_decoded(c->lit, s, raw) : memcmp(c->lit, s, raw) == 0)
+        if (pct ? eq_decoded(c->lit, s, raw) : same(c->lit, s, raw))
             return c;
     }
     return NULL;
 }
 
 static int walk(struct walk *w, const struct node *n, size_t pos);
+
+#define R_ONES 0x0101010101010101ull
+#define R_HIGHS 0x8080808080808080ull
+
+/* The high bit of each zero octet of X; the lowest one marked is always a true
+ * zero (a borrow can only mark octets above one). */
+static inline uint64_t zero_octets(uint64_t x)
+{
+    return (x - R_ONES) & ~x & R_HIGHS;
+}
+
+/* The length of the segment at S (up to the next '/' or REST), and in *PCT its
+ * first '%' if any: eight octets at a time, as segments are short and this runs
+ * once per segment of every request. */
+static inline size_t seg_scan(const char *s, size_t rest, const char **pct)
+{
+    size_t i = 0;
+    while (rest - i >= 8) {
+        uint64_t w;
+        memcpy(&w, s + i, 8);
+        uint64_t sl = zero_octets(w ^ (R_ONES * '/'));
+        uint64_t pc = zero_octets(w ^ (R_ONES * '%'));
+        if (pc && !*pct) {
+            unsigned k = (unsigned)__builtin_ctzll(pc) >> 3;
+            if (!sl || k < ((unsigned)__builtin_ctzll(sl) >> 3))
+                *pct = s + i + k;
+        }
+        if (sl)
+            return i + ((unsigned)__builtin_ctzll(sl) >> 3);
+        i += 8;
+    }
+    for (; i < rest && s[i] != '/'; i++)
+        if (s[i] == '%' && !*pct)
+            *pct = s + i;
+    return i;
+}
 
 /* C matched the segment ending at END; go on with the next one, if any. */
 static int step(struct walk *w, const struct node *c, size_t end)
@@ -423,11 +470,11 @@ static int walk(struct walk *w, const struct node *n, size_t pos)
 {
     const char *s = w->path + pos;
     size_t rest = w->len - pos;
-    const char *slash = memchr(s, '/', rest);
-    size_t seg = slash ? (size_t)(slash - s) : rest;
+    const char *pct = NULL;
+    size_t seg = seg_scan(s, rest, &pct);
 
     if (n->nlits) {
-        const struct node *c = find_lit(n, s, seg);
+        const struct node *c = find_lit(n, s, seg, pct);
         if (c && step(w, c, pos + seg))
             return 1;
     }

@@ -644,6 +644,32 @@ static void test_render_allocates_nothing(void **state)
     cel_tmpl_free(t);
 }
 
+/* Bound to its route pattern, a template reads params by position; the output
+ * is the same, and a request with another number of params (not from that
+ * route) still finds them by name. */
+static void test_bound_params(void **state)
+{
+    (void)state;
+    static cel_param two[2];
+    cel_request req = base_req();
+    two[0] = (cel_param){"user", 7, 2};  /* "42" in /users/42 */
+    two[1] = (cel_param){"id", 1, 5};    /* "users" */
+    req.params = two;
+    req.nparams = 2;
+    cel_tmpl *t = compile_text("{\"a\": \"{{param.id}}\", \"b\": \"{{param.user}}\"}");
+    assert_string_equal(render(t, &req), "{\"a\":\"users\",\"b\":\"42\"}");
+    cel_tmpl_bind_params(t, "/:user/x/*id");
+    assert_string_equal(render(t, &req), "{\"a\":\"users\",\"b\":\"42\"}");
+    /* by position: swap the names, and the pattern's order wins */
+    two[0].name = "id";
+    two[1].name = "user";
+    assert_string_equal(render(t, &req), "{\"a\":\"users\",\"b\":\"42\"}");
+    /* another route's request (one param): found by name */
+    req.nparams = 1;
+    assert_string_equal(render(t, &req), "{\"a\":\"42\",\"b\":\"\"}");
+    cel_tmpl_free(t);
+}
+
 int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
@@ -653,6 +679,7 @@ int main(void)
         cmocka_unit_test(test_constant_scalars),
         cmocka_unit_test(test_constant_unicode_and_escapes),
         cmocka_unit_test(test_slot_kinds),
+        cmocka_unit_test(test_bound_params),
         cmocka_unit_test(test_header_case_and_first),
         cmocka_unit_test(test_text_around),
         cmocka_unit_test(test_missing_values),
