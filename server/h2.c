@@ -104,7 +104,6 @@ typedef struct stream {
     char *body; /* pool memory; grows to limits.max_request_body */
     size_t body_len, body_cap;
     size_t discarded;
-    cel_route_match match;
     struct timeval start; /* loop time of the first header */
     int status;
     uint64_t bytes_sent;
@@ -116,6 +115,9 @@ typedef struct stream {
     char *sbuf; /* pool memory: [out_sent, out_len) is waiting */
     size_t sbuf_cap;
     struct stream *wnext; /* on the connection's list of on_writable calls to make */
+    /* Last of what stream_new clears: the router fills match.params up to
+     * match.nparams, and nothing reads past that. */
+    cel_route_match match;
     cel_header inline_hdrs[INLINE_HEADERS];
     char inline_arena[INLINE_ARENA];
 } stream;
@@ -180,7 +182,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     stream *st = cel_pool_alloc(h->env->pool, sizeof(*st));
     if (!st)
         return NULL;
-    memset(st, 0, offsetof(stream, inline_hdrs));
+    memset(st, 0, offsetof(stream, match.params));
     st->id = id;
     st->h = h;
     st->x.ops = &exchange_ops;
@@ -961,10 +963,10 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     stream *st = nghttp2_session_get_stream_user_data(s, id);
     if (h->cur == st)
         h->cur = NULL;
-    if (st) {
-        nghttp2_session_set_stream_user_data(s, id, NULL);
+    /* No need to clear the stream's user data: nghttp2 never hands out a
+     * closed stream's (nghttp2_session_get_stream skips closed ones). */
+    if (st)
         stream_free(ud, st);
-    }
     return 0;
 }
 
