@@ -1196,7 +1196,9 @@ class IdleClient:
 
 def mode_idle(opts, ctx, routes, names):
     n = opts.idle_conns
-    need = 2 * n + 1000
+    # This process holds the N client sockets and the server (which inherits
+    # the limit) the N accepted ones: each needs N and some slack.
+    need = n + 1000
     soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
     if soft < need:
         try:
