@@ -129,10 +129,8 @@ struct cel_h2 {
     cel_limits limits; /* the generation's limits when the connection began */
     stream *streams;
     size_t nstreams;
-    int served;
-    int goaway;
-    int32_t in_headers; /* stream whose header block is still arriving, or 0 */
-    stream *cur;        /* that stream's state, when it has one */
+    stream *cur;         /* the stream of in_headers, when it has one */
+    int32_t in_headers;  /* stream whose header block is still arriving, or 0 */
     int32_t last_stream; /* highest client stream id seen in a HEADERS frame */
     bucket glitches;     /* frames that do no work */
     bucket resets;       /* RST_STREAMs either side sent (rapid reset, MadeYouReset) */
@@ -143,6 +141,8 @@ struct cel_h2 {
     void (*want_flush)(void *ctx);
     void *flush_ctx;
     const char *peer; /* client address, for the access log */
+    uint8_t served;   /* a request was dispatched */
+    uint8_t goaway;   /* we sent (or queued) our GOAWAY */
 };
 
 static const cel_exchange_ops exchange_ops;

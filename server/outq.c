@@ -5,9 +5,10 @@
  * when the bytes written out of it (done) catch up with the bytes copied into it
  * (used), and it is then always the oldest chunk.
  *
- * A drained chunk goes back to the pool straight away, even the newest one: an
- * idle HTTP/2 connection then holds no arena memory, and the pool's free list
- * makes taking it again cheap.
+ * A drained chunk goes back to the pool straight away, even the newest one, and
+ * so does the ring once a flush empties the queue: an idle HTTP/2 connection
+ * then holds no output memory at all, and the pool's free lists make taking
+ * it again cheap.
  */
 #include "outq.h"
 
@@ -221,8 +222,13 @@ int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
     struct iovec iov[IOV_BATCH];
     for (;;) {
         advance(q, 0);
-        if (!q->seg_count)
+        if (!q->seg_count) {
+            /* Drained: an idle connection keeps neither chunks nor ring. */
+            cel_pool_release(q->pool, q->segs);
+            q->segs = NULL;
+            q->seg_cap = q->seg_head = 0;
             return 0;
+        }
         int cnt = 0;
         size_t total = 0;
         for (unsigned i = 0; i < q->seg_count && cnt < IOV_BATCH; i++) {
