@@ -35,6 +35,6 @@ void *cel_arena_grow(cel_arena *a, size_t n)
     *(void **)b = a->blocks;
     a->blocks = b;
     a->cur = b + 16 + n;
-    a->left = cel_pool_block_size(b) - 16 - n;
+    a->left = cel_pool_block_size(a->pool, b) - 16 - n;
     return b + 16;
 }

@@ -1,12 +1,21 @@
 /*
- * Size classes step by 1.5x between powers of two (32, 48, 64, 96, ... 65536),
+ * Size classes step by 1.5x between powers of two (32, 48, 64, 96, ... 3072),
  * which keeps the worst-case waste near a third instead of a half: nghttp2's
- * 16 KiB frame buffers plus their chain header land in 24 KiB rather than 32 KiB,
- * and its ~9 KiB session in 12 KiB rather than 16 KiB.
+ * ~2.9 KiB session lands in 3 KiB rather than 4 KiB.
  *
- * Every block starts with a 16-byte header so that the pointer handed out keeps
- * malloc's 16-byte alignment. The header survives while the block sits in a
- * free list; the list link lives in the (unused) payload.
+ * Every such block starts with a 16-byte header so that the pointer handed out
+ * keeps malloc's 16-byte alignment. The header survives while the block sits in
+ * a free list; the list link lives in the (unused) payload.
+ *
+ * Blocks above 3 KiB (up to 64 KiB) are whole pages from a span of address
+ * space the pool reserves for itself, without a header: their page counts live
+ * in a side table. That is what keeps an idle connection small. nghttp2 calls
+ * calloc for a 4 KiB stream map and takes a 16 KiB frame buffer of which small
+ * frames touch one page; a page from the span that was never used (or was
+ * given back to the kernel) is already zero, so such a calloc touches nothing
+ * and the untouched pages never become resident. Without the span (mmap
+ * refused it, it is full, or this is an ASan build, where libc's blocks keep
+ * their redzones) the big classes come from malloc like the small ones.
  */
 #include "pool.h"
 
@@ -15,6 +24,7 @@
 #include <stdalign.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #if defined(__has_feature)
 #if __has_feature(address_sanitizer)
@@ -59,10 +69,23 @@ struct fnode {
     struct fnode *next;
 };
 
+/* The page span: PH_SPAN bytes of address space, pages handed out from the
+ * bottom up and recycled through per-length free lists. */
+#define PAGE ((size_t)4096)
+#define PH_MIN ((size_t)3073)              /* smaller requests use the classes */
+#define PH_MAXPAGES 16u                     /* 64 KiB: the largest class */
+#define PH_SPAN ((size_t)1 << 30)           /* per pool; past it, malloc */
+#define PH_FRESH 0x80u                      /* pages after the first are zero */
+
 struct cel_pool {
     struct fnode *free[NCLASS];
     size_t max_cached;
     cel_pool_stats st;
+    char *ph_base;        /* the span, or NULL */
+    size_t ph_size;       /* its length, 0 without one: ph_owns needs no NULL test */
+    size_t ph_top;        /* bytes of it handed out at least once */
+    uint8_t *ph_len;      /* per page: a block's length in pages at its first page, | PH_FRESH */
+    struct fnode *ph_free[PH_MAXPAGES + 1];
 };
 
 static inline unsigned top_bit(size_t m)
@@ -95,13 +118,80 @@ cel_pool *cel_pool_new(size_t max_cached_bytes)
     if (!p)
         return NULL;
     p->max_cached = max_cached_bytes;
+#ifndef POOL_ASAN
+    /* Address space only: the kernel backs a page once it is touched. */
+    int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
+    void *span = mmap(NULL, PH_SPAN, PROT_READ | PROT_WRITE, flags, -1, 0);
+    void *len = mmap(NULL, PH_SPAN / PAGE, PROT_READ | PROT_WRITE, flags, -1, 0);
+    if (span != MAP_FAILED && len != MAP_FAILED) {
+        p->ph_base = span;
+        p->ph_size = PH_SPAN;
+        p->ph_len = len;
+    } else {
+        if (span != MAP_FAILED)
+            munmap(span, PH_SPAN);
+        if (len != MAP_FAILED)
+            munmap(len, PH_SPAN / PAGE);
+    }
+#endif
     return p;
+}
+
+static inline int ph_owns(const cel_pool *p, const void *ptr)
+{
+    return (uintptr_t)ptr - (uintptr_t)p->ph_base < p->ph_size;
+}
+
+/* A block of NP pages, or NULL (the caller falls back to malloc). With ZERO,
+ * its first N bytes read as zero, touching no page that already is. */
+/* Out of line: the small classes' path stays short enough to inline. */
+__attribute__((noinline)) static void *ph_get(cel_pool *p, unsigned np, size_t n, int zero)
+{
+    struct fnode *f = p->ph_free[np];
+    if (f) {
+        p->ph_free[np] = f->next;
+        size_t i = (size_t)((char *)f - p->ph_base) / PAGE;
+        p->st.bytes_cached -= np * PAGE;
+        if (zero)
+            memset(f, 0, (p->ph_len[i] & PH_FRESH) && n > PAGE ? PAGE : n);
+        p->ph_len[i] = (uint8_t)np;
+        return f;
+    }
+    if (np * PAGE > PH_SPAN - p->ph_top)
+        return NULL;
+    char *b = p->ph_base + p->ph_top;
+    p->ph_len[p->ph_top / PAGE] = (uint8_t)np;
+    p->ph_top += np * PAGE;
+    return b; /* never touched: zero */
+}
+
+__attribute__((noinline)) static void ph_put(cel_pool *p, void *ptr)
+{
+    size_t i = (size_t)((char *)ptr - p->ph_base) / PAGE;
+    unsigned np = p->ph_len[i] & ~PH_FRESH;
+    if (np * PAGE > p->max_cached - p->st.bytes_cached) {
+        /* Over the cache: give all but the first page (which holds the list
+         * link) back to the kernel; they come back zero. */
+        if (np > 1)
+            madvise((char *)ptr + PAGE, (np - 1) * PAGE, MADV_DONTNEED);
+        p->ph_len[i] = (uint8_t)(np | PH_FRESH);
+        p->st.sys_frees++;
+    } else {
+        p->st.bytes_cached += np * PAGE;
+    }
+    struct fnode *f = ptr;
+    f->next = p->ph_free[np];
+    p->ph_free[np] = f;
 }
 
 void cel_pool_free(cel_pool *p)
 {
     if (!p)
         return;
+    if (p->ph_base) {
+        munmap(p->ph_base, PH_SPAN);
+        munmap(p->ph_len, PH_SPAN / PAGE);
+    }
     for (unsigned c = 0; c < NCLASS; c++) {
         struct fnode *f = p->free[c];
         while (f) {
@@ -113,9 +203,14 @@ void cel_pool_free(cel_pool *p)
     free(p);
 }
 
-static void *get(cel_pool *p, size_t n)
+static void *get(cel_pool *p, size_t n, int zero)
 {
     hdr *h;
+    if (n >= PH_MIN && n <= MAX_SMALL && p->ph_size) {
+        void *b = ph_get(p, (unsigned)((n + PAGE - 1) / PAGE), n, zero);
+        if (b)
+            return b;
+    }
     if (CEL_LIKELY(n <= MAX_SMALL)) {
         unsigned c = class_of(n);
         struct fnode *f = p->free[c];
@@ -123,6 +218,8 @@ static void *get(cel_pool *p, size_t n)
             p->free[c] = f->next;
             p->st.bytes_cached -= class_size[c] + HDR;
             UNPOISON(f, class_size[c]);
+            if (zero)
+                memset(f, 0, n);
             return f;
         }
         h = malloc(HDR + class_size[c]);
@@ -140,13 +237,15 @@ static void *get(cel_pool *p, size_t n)
         h->cls = LARGE;
     }
     p->st.sys_allocs++;
+    if (zero)
+        memset(h + 1, 0, n);
     return h + 1;
 }
 
 void *cel_pool_alloc(cel_pool *p, size_t n)
 {
     p->st.allocs++;
-    return get(p, n);
+    return get(p, n, 0);
 }
 
 void *cel_pool_calloc(cel_pool *p, size_t nmemb, size_t size)
@@ -154,17 +253,17 @@ void *cel_pool_calloc(cel_pool *p, size_t nmemb, size_t size)
     p->st.allocs++;
     if (size && nmemb > SIZE_MAX / size)
         return NULL;
-    size_t n = nmemb * size;
-    void *ptr = get(p, n);
-    if (ptr)
-        memset(ptr, 0, n);
-    return ptr;
+    return get(p, nmemb * size, 1);
 }
 
 void cel_pool_release(cel_pool *p, void *ptr)
 {
     if (!ptr)
         return;
+    if (ph_owns(p, ptr)) {
+        ph_put(p, ptr);
+        return;
+    }
     hdr *h = (hdr *)ptr - 1;
     size_t bytes = h->size + HDR;
     if (h->cls == LARGE || bytes > p->max_cached - p->st.bytes_cached) {
@@ -183,7 +282,13 @@ void *cel_pool_realloc(cel_pool *p, void *ptr, size_t n)
 {
     p->st.allocs++;
     if (!ptr)
-        return get(p, n);
+        return get(p, n, 0);
+    size_t have = cel_pool_block_size(p, ptr);
+    if (ph_owns(p, ptr)) {
+        if (n <= have && n >= PH_MIN)
+            return ptr;
+        goto move;
+    }
     hdr *h = (hdr *)ptr - 1;
     if (h->cls != LARGE) {
         if (n <= MAX_SMALL && class_of(n) == h->cls)
@@ -199,17 +304,25 @@ void *cel_pool_realloc(cel_pool *p, void *ptr, size_t n)
         nh->size = n;
         return nh + 1;
     }
-    void *np = get(p, n);
+move:;
+    void *np = get(p, n, 0);
     if (!np)
         return NULL;
-    memcpy(np, ptr, h->size < n ? h->size : n);
+    memcpy(np, ptr, have < n ? have : n);
     cel_pool_release(p, ptr);
     return np;
 }
 
-size_t cel_pool_block_size(const void *ptr)
+size_t cel_pool_block_size(const cel_pool *p, const void *ptr)
 {
+    if (ph_owns(p, ptr))
+        return (p->ph_len[(size_t)((const char *)ptr - p->ph_base) / PAGE] & ~PH_FRESH) * PAGE;
     return ((const hdr *)ptr - 1)->size;
+}
+
+int cel_pool_uses_pages(const cel_pool *p)
+{
+    return p->ph_base != NULL;
 }
 
 void cel_pool_get_stats(const cel_pool *p, cel_pool_stats *st)

@@ -3,8 +3,9 @@
  * serving never calls the libc allocator. One pool belongs to one thread; it is
  * not thread-safe and never takes a lock.
  *
- * Blocks carry a small header recording their class, so release needs no size.
- * Requests above the largest class go to malloc directly (and are counted).
+ * Small blocks carry a header recording their class, blocks of 3-64 KiB are
+ * whole pages of the pool's own address space (see pool.c), so release needs
+ * no size. Requests above 64 KiB go to malloc directly (and are counted).
  * Each class keeps at most a bounded number of free bytes cached; the excess is
  * returned to libc so an idle worker shrinks back.
  */
@@ -31,7 +32,10 @@ void *cel_pool_calloc(cel_pool *p, size_t nmemb, size_t size);
 void *cel_pool_realloc(cel_pool *p, void *ptr, size_t n);
 void cel_pool_release(cel_pool *p, void *ptr); /* NULL is fine */
 /* Usable size of a block from this pool (at least what was asked for). */
-size_t cel_pool_block_size(const void *ptr);
+size_t cel_pool_block_size(const cel_pool *p, const void *ptr);
 void cel_pool_get_stats(const cel_pool *p, cel_pool_stats *st);
+/* Whether blocks of 3-64 KiB are whole pages (not in ASan builds, or when the
+ * address space could not be reserved). */
+int cel_pool_uses_pages(const cel_pool *p);
 
 #endif

@@ -6,6 +6,7 @@
 
 #include <stdlib.h>
 #include <string.h>
+#include <sys/mman.h>
 
 #include "pool.h"
 
@@ -42,7 +43,7 @@ static void test_reuse(void **state)
     assert_ptr_equal(cel_pool_alloc(p, 100), a);
     cel_pool_release(p, a);
     /* Any size in the same class takes the cached block. */
-    size_t bs = cel_pool_block_size(a);
+    size_t bs = cel_pool_block_size(p, a);
     assert_ptr_equal(cel_pool_alloc(p, bs), a);
     cel_pool_release(p, a);
     /* LIFO: the most recently released block comes back first. */
@@ -66,6 +67,7 @@ static void test_class_boundaries(void **state)
 {
     (void)state;
     cel_pool *p = cel_pool_new(BIG_CAP);
+    int paged = cel_pool_uses_pages(p);
     size_t classes[64];
     unsigned ncls = 0;
     size_t prev = 0;
@@ -73,9 +75,15 @@ static void test_class_boundaries(void **state)
         unsigned char *b = cel_pool_alloc(p, n);
         assert_non_null(b);
         assert_int_equal((uintptr_t)b % 16, 0);
-        size_t bs = cel_pool_block_size(b);
+        size_t bs = cel_pool_block_size(p, b);
         assert_true(bs >= n);
-        assert_true(bs <= (n < 32 ? 32 : n + n / 2));
+        if (paged && n > 3072) {
+            /* whole pages */
+            assert_int_equal((uintptr_t)b % 4096, 0);
+            assert_int_equal(bs, (n + 4095) / 4096 * 4096);
+        } else {
+            assert_true(bs <= (n < 32 ? 32 : n + n / 2));
+        }
         if (bs != prev) {
             assert_true(n == 0 || prev == n - 1);
             assert_true(ncls < 64);
@@ -85,23 +93,23 @@ static void test_class_boundaries(void **state)
         prev = bs;
         cel_pool_release(p, b);
     }
-    assert_int_equal(ncls, 23);
+    assert_int_equal(ncls, paged ? 14 + 16 : 23);
     assert_int_equal(classes[0], 32);
     assert_int_equal(classes[ncls - 1], LARGEST);
 
     for (unsigned i = 0; i < ncls; i++) {
         size_t c = classes[i];
         void *a = cel_pool_alloc(p, c);
-        assert_int_equal(cel_pool_block_size(a), c);
+        assert_int_equal(cel_pool_block_size(p, a), c);
         cel_pool_release(p, a);
         assert_ptr_equal(cel_pool_alloc(p, c), a);
         /* One byte more must leave the class. */
         void *b = cel_pool_alloc(p, c + 1);
         assert_ptr_not_equal(a, b);
-        assert_true(cel_pool_block_size(b) > c);
+        assert_true(cel_pool_block_size(p, b) > c);
         if (i > 0) {
             void *d = cel_pool_alloc(p, classes[i - 1] + 1);
-            assert_int_equal(cel_pool_block_size(d), c);
+            assert_int_equal(cel_pool_block_size(p, d), c);
             cel_pool_release(p, d);
         }
         cel_pool_release(p, a);
@@ -120,7 +128,7 @@ static void test_large(void **state)
         unsigned char *b = cel_pool_alloc(p, n);
         assert_non_null(b);
         assert_int_equal((uintptr_t)b % 16, 0);
-        assert_int_equal(cel_pool_block_size(b), n);
+        assert_int_equal(cel_pool_block_size(p, b), n);
         memset(b, 0x5a, n);
         cel_pool_release(p, b);
     }
@@ -139,7 +147,7 @@ static void test_calloc_zeroes(void **state)
     (void)state;
     cel_pool *p = cel_pool_new(BIG_CAP);
     unsigned char *a = cel_pool_alloc(p, 128);
-    memset(a, 0xff, cel_pool_block_size(a));
+    memset(a, 0xff, cel_pool_block_size(p, a));
     cel_pool_release(p, a);
     unsigned char *b = cel_pool_calloc(p, 10, 12);
     assert_ptr_equal(a, b);
@@ -194,7 +202,7 @@ static void test_realloc_keeps_data(void **state)
         size_t n = steps[i];
         unsigned char *nb = cel_pool_realloc(p, b, n);
         assert_non_null(nb);
-        assert_true(cel_pool_block_size(nb) >= n);
+        assert_true(cel_pool_block_size(p, nb) >= n);
         check(nb, have < n ? have : n, 7);
         fill(nb, n, 7);
         b = nb;
@@ -289,7 +297,7 @@ static void test_steady_state(void **state)
     for (size_t n = 1, bs; n <= LARGEST; n = bs + 1) {
         for (int i = 0; i < SLOTS; i++)
             slot[i] = cel_pool_alloc(p, n);
-        bs = cel_pool_block_size(slot[0]);
+        bs = cel_pool_block_size(p, slot[0]);
         for (int i = 0; i < SLOTS; i++)
             cel_pool_release(p, slot[i]);
     }
@@ -322,6 +330,69 @@ static void test_steady_state(void **state)
     cel_pool_free(p);
 }
 
+/* Pages of the pool's span: a calloc from pages never used costs no resident
+ * memory (nghttp2's stream map on an idle connection); a reused block is
+ * zeroed; over the cache, pages go back to the kernel and still read zero. */
+static void test_pages(void **state)
+{
+    (void)state;
+    cel_pool *p = cel_pool_new(64 << 10);
+    if (!cel_pool_uses_pages(p)) {
+        cel_pool_free(p);
+        skip();
+    }
+    unsigned char *a = cel_pool_calloc(p, 1, 4096);
+    unsigned char *b = cel_pool_calloc(p, 1, 16394); /* nghttp2's frame buffer */
+    assert_non_null(a);
+    assert_non_null(b);
+    assert_int_equal(cel_pool_block_size(p, b), 5 * 4096);
+    unsigned char vec[5];
+    assert_int_equal(mincore(b, 5 * 4096, vec), 0);
+    for (int i = 0; i < 5; i++)
+        assert_int_equal(vec[i] & 1, 0); /* not resident: never touched */
+    for (size_t i = 0; i < 16394; i++)
+        assert_int_equal(b[i], 0);
+    memset(a, 0xee, 4096);
+    memset(b, 0xee, 5 * 4096);
+    cel_pool_release(p, a);
+    cel_pool_release(p, b);
+    /* reused, zeroed on calloc */
+    unsigned char *c = cel_pool_calloc(p, 1, 4000);
+    assert_ptr_equal(c, a);
+    for (size_t i = 0; i < 4000; i++)
+        assert_int_equal(c[i], 0);
+    /* realloc within the block keeps it, past it moves the bytes */
+    memset(c, 7, 4000);
+    assert_ptr_equal(cel_pool_realloc(p, c, 4096), c);
+    unsigned char *d = cel_pool_realloc(p, c, 9000);
+    assert_non_null(d);
+    assert_ptr_not_equal(d, c);
+    for (size_t i = 0; i < 4000; i++)
+        assert_int_equal(d[i], 7);
+    cel_pool_release(p, d);
+    /* a 64 KiB cache holds few of these: the rest are given back, and come back zero */
+    cel_pool_stats s0 = stats(p);
+    unsigned char *big[8];
+    for (int i = 0; i < 8; i++) {
+        big[i] = cel_pool_alloc(p, 60000);
+        memset(big[i], 0xcc, 60000);
+    }
+    for (int i = 0; i < 8; i++)
+        cel_pool_release(p, big[i]);
+    cel_pool_stats s1 = stats(p);
+    assert_true(s1.bytes_cached <= 64 << 10);
+    assert_true(s1.sys_frees > s0.sys_frees);
+    for (int i = 0; i < 8; i++) {
+        unsigned char *z = cel_pool_calloc(p, 1, 60000);
+        for (size_t k = 0; k < 60000; k += 97)
+            assert_int_equal(z[k], 0);
+        big[i] = z;
+    }
+    for (int i = 0; i < 8; i++)
+        cel_pool_release(p, big[i]);
+    cel_pool_free(p);
+}
+
 int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
@@ -334,6 +405,7 @@ int main(void)
         cmocka_unit_test(test_cap),
         cmocka_unit_test(test_counts),
         cmocka_unit_test(test_steady_state),
+        cmocka_unit_test(test_pages),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
 }
