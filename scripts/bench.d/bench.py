@@ -1038,6 +1038,9 @@ FLOORS = [('floor-malloc', 'nghttp2 alone, glibc malloc'),
           ('floor-both', 'nghttp2 alone, cel_pool, no_http_messaging')]
 
 
+ALLOC_N = 100000
+
+
 def inproc_cmd(mode, route, n):
     return [INPROC, '--mode', mode, '--route', route.path, '-n', str(n),
             '-m', str(INPROC_STREAMS)]
@@ -1084,15 +1087,28 @@ def mode_inproc(opts, ctx, routes, names):
                                capture_output=True, text=True)
             inproc_checked(p, what, n)
             ns = min(ns, inproc_ns(p))
+        allocs = '—'
+        if mode == 'daemon':
+            # libc allocator calls over 100,000 warm requests (the program
+            # counts them inside server_round; --no-alloc stops the clock, see
+            # tests/perf/inproc.c)
+            p = subprocess.run(inproc_cmd(mode, route, ALLOC_N) + ['--no-alloc'],
+                               capture_output=True, text=True)
+            m = re.search(r'([0-9]+) libc allocations', p.stdout)
+            if not m:
+                raise BenchError(f'{what}: no allocation count\n{(p.stdout + p.stderr)[-800:]}')
+            allocs = m.group(1)
         say(f'{what}: {n} requests, {total / n:,.0f} instructions/request '
-            f'({total:,} Ir, {time.monotonic() - t0:.1f} s); {ns} ns/request wall clock (noisy)')
-        results.append((mode, route, desc, total / n, ns))
-    ipr = {(m, r.key): x for m, r, _, x, _ in results}
+            f'({total:,} Ir, {time.monotonic() - t0:.1f} s); {ns} ns/request wall clock (noisy)'
+            + (f'; {allocs} libc allocations in {ALLOC_N:,} requests' if allocs != '—' else ''))
+        results.append((mode, route, desc, total / n, ns, allocs))
+    ipr = {(m, r.key): x for m, r, _, x, _, _ in results}
     pool, both = ipr[('floor-pool', 'bench')], ipr[('floor-both', 'bench')]
-    rows = [[f'{m} {r.path}', desc, f'{x:,.0f}', f'{x / pool:.2f}', f'{x / both:.2f}', f'{ns:,}']
-            for m, r, desc, x, ns in results]
+    rows = [[f'{m} {r.path}', desc, f'{x:,.0f}', f'{x / pool:.2f}', f'{x / both:.2f}', f'{ns:,}', a]
+            for m, r, desc, x, ns, a in results]
     t = md_table(['mode route', 'server side', 'instructions / request', '÷ floor-pool',
-                  '÷ floor-both', 'ns / request (noisy)'], rows, ['l', 'l', 'r', 'r', 'r', 'r'])
+                  '÷ floor-both', 'ns / request (noisy)', f'libc allocs / {ALLOC_N:,} req'],
+                 rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r'])
     note = (f'In one process, no sockets: an nghttp2 client session sends h2load\'s requests '
             f'(-m {INPROC_STREAMS} per round) and checks every response (status, content-type, '
             f'content-length, body). Instructions: callgrind Ir of the server side only '
@@ -1101,7 +1117,9 @@ def mode_inproc(opts, ctx, routes, names):
             f'celerisd\'s request path from cel_h2_recv to the flushed output queue, routes of '
             f'conf/bench.yaml; the event loop, sockets and the kernel are not counted. '
             f'ns / request: wall clock of the same server side without valgrind, the best of '
-            f'three runs: noisy.')
+            f'three runs: noisy. libc allocs: malloc/calloc/realloc calls from the server side '
+            f'over {ALLOC_N:,} requests after the warm-up (clock stopped, see '
+            f'tests/perf/inproc.c); the target is 0.')
     say('\n' + '\n'.join(t) + '\n\n' + note)
     lines = header_lines(opts, 'celerisd in-process instructions per request (no sockets)',
                          extra=[f'celeris-inproc-bench: build-bench/tests/perf, -n {n} '

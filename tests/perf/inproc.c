@@ -318,11 +318,53 @@ struct server {
     uint64_t ns; /* wall clock inside server_round */
 };
 
+/* libc allocator calls our code makes inside measured rounds. The executable
+ * is linked with --wrap=malloc,calloc,realloc, which catches every call from
+ * the daemon's objects (the pool going to libc included); libnghttp2 allocates
+ * through the nghttp2_mem it is given, so in daemon mode that is the pool too. */
+static int counting;
+static uint64_t sys_allocs;
+
+/* --no-alloc: the daemon mode fails if its measured rounds call libc's
+ * allocator. It also stops the clock: each new second's date header is a new
+ * entry in nghttp2's HPACK table (one allocation a connection a second, from a
+ * cold pool, until the table is full and recycles evicted entries), which
+ * would make the count depend on when the run crosses a second. */
+static int no_alloc;
+
+void *__real_malloc(size_t n);
+void *__real_calloc(size_t k, size_t n);
+void *__real_realloc(void *p, size_t n);
+void *__wrap_malloc(size_t n);
+void *__wrap_calloc(size_t k, size_t n);
+void *__wrap_realloc(void *p, size_t n);
+
+void *__wrap_malloc(size_t n)
+{
+    sys_allocs += (uint64_t)counting;
+    return __real_malloc(n);
+}
+
+void *__wrap_calloc(size_t k, size_t n)
+{
+    sys_allocs += (uint64_t)counting;
+    return __real_calloc(k, n);
+}
+
+void *__wrap_realloc(void *p, size_t n)
+{
+    sys_allocs += (uint64_t)counting;
+    return __real_realloc(p, n);
+}
+
 /* One measured round of the server side: callgrind counts what runs in here,
  * and nothing else. */
 MEASURED static int server_round(server *sv, const uint8_t *in, size_t n, buf *out)
 {
-    return sv->serve(sv, in, n, out);
+    counting = 1;
+    int rc = sv->serve(sv, in, n, out);
+    counting = 0;
+    return rc;
 }
 
 static int serve_timed(server *sv, int measured, const uint8_t *in, size_t n, buf *out)
@@ -489,7 +531,7 @@ static int daemon_serve(server *sv, const uint8_t *in, size_t n, buf *out)
     daemon_srv *d = (daemon_srv *)sv;
     struct timeval now;
     event_base_gettimeofday_cached(d->env.base, &now);
-    cel_env_tick(&d->env, now.tv_sec);
+    cel_env_tick(&d->env, no_alloc ? d->env.date_sec : now.tv_sec);
     cel_count(&d->env.stats->bytes_in, n);
     if (cel_h2_recv(d->h, in, n))
         return -1;
@@ -603,6 +645,7 @@ static int round_trip(server *sv, client *c, unsigned k, int measured, buf *cin,
 }
 
 /* One mode on one route: WARMUP rounds, then N requests M at a time. */
+
 static int bench(const char *mode, const route *rt, uint64_t n, unsigned m, unsigned warmup)
 {
     server *sv = strcmp(mode, "daemon") ? floor_new(mode, rt) : daemon_new();
@@ -613,6 +656,7 @@ static int bench(const char *mode, const route *rt, uint64_t n, unsigned m, unsi
     for (unsigned i = 0; i < warmup && !rc; i++)
         rc = round_trip(sv, &c, m, 0, &cin, &sout);
     uint64_t before = c.right, t0 = now_ns();
+    sys_allocs = 0;
     for (uint64_t left = n; left && !rc;) {
         unsigned k = left < m ? (unsigned)left : m;
         rc = round_trip(sv, &c, k, 1, &cin, &sout);
@@ -635,19 +679,29 @@ static int bench(const char *mode, const route *rt, uint64_t n, unsigned m, unsi
            "server side, %.0f with the client\n",
            mode, rt->path, (unsigned long long)n, (double)server_ns / (double)n,
            (double)total / (double)n);
+    int daemon = !strcmp(mode, "daemon");
+    if (daemon || !strcmp(mode, "floor-pool"))
+        printf("%s %s: %llu libc allocations in the measured rounds\n", mode, rt->path,
+               (unsigned long long)sys_allocs);
+    if (daemon && no_alloc && sys_allocs) {
+        fprintf(stderr, "celeris-inproc-bench: %s %s: FAILED, the warm request path called "
+                "libc's allocator %llu times\n", mode, rt->path, (unsigned long long)sys_allocs);
+        return -1;
+    }
     return 0;
 }
 
 static void usage(FILE *f)
 {
     fputs("usage: celeris-inproc-bench --mode MODE [--route PATH] [-n N] [-m STREAMS] "
-          "[-w ROUNDS]\n"
+          "[-w ROUNDS] [--no-alloc]\n"
           "  MODE   floor-malloc, floor-pool, floor-nohttp, floor-both, daemon, or all (every\n"
           "         floor on /bench and the daemon on every route)\n"
           "  PATH   /bench (default), /json or /users/123/posts/456 (/users)\n"
           "  -n     measured requests (default 20000)\n"
           "  -m     concurrent requests per round, as h2load -m (default 10, at most 128)\n"
           "  -w     warm-up rounds before the measured ones (default 100)\n"
+          "  --no-alloc  fail if the daemon's measured rounds call malloc/calloc/realloc\n"
           "Under valgrind --tool=callgrind --collect-atstart=no --toggle-collect=server_round\n"
           "callgrind counts the server side of the measured rounds only.\n",
           f);
@@ -671,6 +725,10 @@ int main(int argc, char **argv)
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {
             usage(stdout);
             return 0;
+        }
+        if (!strcmp(a, "--no-alloc")) {
+            no_alloc = 1;
+            continue;
         }
         if (!v) {
             usage(stderr);
