@@ -118,6 +118,9 @@ typedef struct stream {
     /* Last of what stream_new clears: the router fills match.params up to
      * match.nparams, and nothing reads past that. */
     cel_route_match match;
+    /* :status and content-length as text: here rather than on submit's stack,
+     * so nghttp2 can take them without a copy (NO_COPY_VALUE) */
+    char status_txt[4], clen_txt[24];
     cel_header inline_hdrs[INLINE_HEADERS];
     char inline_arena[INLINE_ARENA];
 } stream;
@@ -349,9 +352,15 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
             NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
     }
 
+/* A field whose name and value both outlive the HEADERS frame: the stream
+ * (status_txt, clen_txt, its arena), the generation the stream holds
+ * (content-type, configured headers), or the worker (date, rewritten in place
+ * once a second, always 29 bytes). nghttp2 drops a stream's pending HEADERS
+ * unread when the stream closes first. */
 static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size_t vlen)
 {
-    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen, NGHTTP2_NV_FLAG_NO_COPY_NAME};
+    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen,
+                        NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
 }
 
 /* Decimal digits of V into BUF (at least 20 bytes); returns the length. The
@@ -375,7 +384,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
 {
     nghttp2_nv nva[MAX_RESPONSE_HEADERS];
     size_t n = 0;
-    char status[4], clen[24];
+    char *status = st->status_txt, *clen = st->clen_txt;
     int no_body = res->status == 204 || res->status == 304;
     status[0] = (char)('0' + res->status / 100 % 10);
     status[1] = (char)('0' + res->status / 10 % 10);
@@ -388,10 +397,11 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     if (!no_body && !streaming) {
         nva[n++] = nv_name_lit("content-length", 14, clen, utoa(clen, res->body_len));
     }
+    /* Handlers' fields have lowercase names (config and module headers are
+     * lowercased when set) and live in the generation or the stream's arena. */
     for (size_t i = 0; i < res->nheaders && n < MAX_RESPONSE_HEADERS; i++)
-        nva[n++] = (nghttp2_nv){(uint8_t *)res->headers[i].name.p,
-                                (uint8_t *)res->headers[i].value.p, res->headers[i].name.n,
-                                res->headers[i].value.n, NGHTTP2_NV_FLAG_NONE};
+        nva[n++] = nv_name_lit(res->headers[i].name.p, res->headers[i].name.n,
+                               res->headers[i].value.p, res->headers[i].value.n);
 
     st->flags |= ST_RESPONDED;
     st->status = res->status;
