@@ -446,6 +446,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         }
         struct timeval now;
         event_base_gettimeofday_cached(c->host->base, &now);
+        env->now = now;
         cel_env_tick(env, now.tv_sec);
         if (env->stats)
             cel_count(&env->stats->bytes_in, (uint64_t)n);
@@ -500,6 +501,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     cel_conn *c = arg;
     (void)fd, (void)what;
     event_base_gettimeofday_cached(c->host->base, &c->active);
+    c->host->env->now = c->active;
     c->writing = 0; /* one-shot event */
     if (c->handshaking) {
         on_read(fd, EV_READ, c); /* the handshake wanted to write */
@@ -512,6 +514,7 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
     (void)fd, (void)what;
+    event_base_gettimeofday_cached(c->host->base, &c->host->env->now);
     if (!c->lingering && !c->closing)
         pump(c);
 }
@@ -523,6 +526,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     int kind = c->tkind;
     struct timeval now, left = {0, 0};
     event_base_gettimeofday_cached(c->host->base, &now);
+    c->host->env->now = now;
     if (kind == T_IDLE || kind == T_BUSY || kind == T_WRITE) {
         /* Activity since the timer was set pushes the deadline. */
         struct timeval deadline, span = ms_tv(timeout_ms(c, kind));

@@ -80,8 +80,7 @@ void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_matc
                        int status, uint64_t bytes, const struct timeval *start)
 {
     const cel_route *route = m->data;
-    struct timeval now, d;
-    event_base_gettimeofday_cached(env->base, &now);
+    struct timeval now = env->now, d;
     evutil_timersub(&now, start, &d);
     uint64_t us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec;
     if (env->stats) {

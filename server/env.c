@@ -39,7 +39,8 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *c
         cel_env_deinit(e);
         return CEL_ENOMEM;
     }
-    cel_env_tick(e, time(NULL));
+    gettimeofday(&e->now, NULL);
+    cel_env_tick(e, e->now.tv_sec);
     return 0;
 }
 

@@ -11,6 +11,7 @@
 #define CEL_ENV_H
 
 #include <pthread.h>
+#include <sys/time.h>
 #include <time.h>
 
 #include "config.h"
@@ -47,6 +48,10 @@ typedef struct cel_env {
     struct cel_wstats *stats; /* this worker's counters; NULL when not counting */
     cel_genref *gen;     /* the newest generation this worker has seen */
     cel_genref *retired; /* older ones that still have users */
+    /* Loop time of the connection event being handled (conn.c sets it on each
+     * read, write, flush and timer event): request start and end times, read
+     * without a call into libevent per request. */
+    struct timeval now;
     time_t date_sec;
     char date[32]; /* IMF-fixdate of date_sec */
     size_t date_len;

@@ -396,7 +396,7 @@ static req *req_new(cel_h1 *h, const cel_h1_head *hd)
     r->x.arena = &r->arena;
     r->x.env = h->env;
     r->x.gen = r->gen;
-    event_base_gettimeofday_cached(h->env->base, &r->start);
+    r->start = h->env->now;
     if (h->env->stats)
         cel_count(&h->env->stats->streams_open[CEL_PROTO_H1], 1);
     r->minor = hd->minor;

@@ -195,7 +195,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->gen = cel_env_hold(h->env);
     st->x.gen = st->gen;
     cel_h2_fields_init(&st->hf);
-    event_base_gettimeofday_cached(h->env->base, &st->start);
+    st->start = h->env->now;
     if (h->env->stats)
         cel_count(&h->env->stats->streams_open[CEL_PROTO_H2], 1);
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));

@@ -531,6 +531,7 @@ static int daemon_serve(server *sv, const uint8_t *in, size_t n, buf *out)
     daemon_srv *d = (daemon_srv *)sv;
     struct timeval now;
     event_base_gettimeofday_cached(d->env.base, &now);
+    d->env.now = now;
     cel_env_tick(&d->env, no_alloc ? d->env.date_sec : now.tv_sec);
     cel_count(&d->env.stats->bytes_in, n);
     if (cel_h2_recv(d->h, in, n))
