@@ -694,15 +694,25 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st->flags |= ST_HDR_TOO_BIG;
         return 0;
     }
+    /* The method and scheme usually have a static spelling to point at;
+     * everything else is copied (nghttp2's buffers are gone after this call). */
+    if (kind == CEL_HF_METHOD) {
+        st->req.method_bit = cel_method_bit((const char *)value, valuelen);
+        const char *known = cel_method_name(st->req.method_bit);
+        st->req.method.p = known ? known : cel_arena_dup(&st->arena, value, valuelen);
+        st->req.method.n = valuelen;
+        return st->req.method.p ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    }
+    if (kind == CEL_HF_SCHEME && valuelen <= 5 && !memcmp(value, "https", valuelen) &&
+        valuelen >= 4) {
+        st->req.scheme = (cel_str){"https", valuelen}; /* "http" is its prefix */
+        return 0;
+    }
     char *v = cel_arena_dup(&st->arena, value, valuelen);
     if (!v)
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     cel_str val = {v, valuelen};
     switch (kind) {
-    case CEL_HF_METHOD:
-        st->req.method = val;
-        st->req.method_bit = cel_method_bit(v, valuelen);
-        return 0;
     case CEL_HF_PATH:
         split_path(&st->req, val);
         return 0;

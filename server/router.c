@@ -76,6 +76,14 @@ unsigned cel_method_bit(const char *s, size_t n)
     return 0;
 }
 
+const char *cel_method_name(unsigned bit)
+{
+    if (!bit || (bit & (bit - 1)))
+        return NULL;
+    unsigned i = (unsigned)__builtin_ctz(bit);
+    return i < CEL_ARRAY_LEN(method_names) ? method_names[i] : NULL;
+}
+
 static int hex(unsigned char c)
 {
     if (c >= '0' && c <= '9')

@@ -33,6 +33,9 @@ enum {
 
 /* The bit for method name S (case-sensitive, "GET"), or 0 when unknown. */
 unsigned cel_method_bit(const char *s, size_t n);
+/* The method one CEL_M_* bit stands for ("GET"), in static storage; NULL for
+ * anything else. */
+const char *cel_method_name(unsigned bit);
 
 #define CEL_MAX_PARAMS 16
 #define CEL_ALLOW_MAX 80 /* longest possible allow string, with NUL */
