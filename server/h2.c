@@ -178,6 +178,11 @@ static void *mem_realloc(void *p, size_t n, void *ud)
     return cel_pool_realloc(ud, p, n);
 }
 
+void cel_h2_pool_mem(nghttp2_mem *mem, cel_pool *pool)
+{
+    *mem = (nghttp2_mem){pool, mem_malloc, mem_free, mem_calloc, mem_realloc};
+}
+
 /* ---- streams ---- */
 
 static stream *stream_new(cel_h2 *h, int32_t id)
@@ -1036,7 +1041,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->limits = env->gen->cfg->limits;
     bucket_init(&h->glitches, h->limits.glitch_burst, h->limits.glitch_rate, env->date_sec);
     bucket_init(&h->resets, h->limits.reset_burst, h->limits.reset_rate, env->date_sec);
-    nghttp2_mem mem = {env->pool, mem_malloc, mem_free, mem_calloc, mem_realloc};
+    nghttp2_mem mem;
+    cel_h2_pool_mem(&mem, env->pool);
     nghttp2_option *opt;
     if (nghttp2_option_new(&opt)) {
         cel_pool_release(env->pool, h);

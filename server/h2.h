@@ -7,6 +7,8 @@
 #ifndef CEL_H2_H
 #define CEL_H2_H
 
+#include <nghttp2/nghttp2.h>
+
 #include "common.h"
 #include "env.h"
 #include "outq.h"
@@ -19,6 +21,10 @@ typedef struct cel_h2 cel_h2;
 
 /* Once per process, before any session: builds the shared callback table. */
 int cel_h2_global_init(void);
+
+/* Fills *MEM so that nghttp2 allocates from POOL (what every session of ours
+ * does; tests/perf uses it for its floor measurement too). */
+void cel_h2_pool_mem(nghttp2_mem *mem, cel_pool *pool);
 
 /* A new server session writing into OUT. Queues our SETTINGS. WANT_FLUSH(CTX)
  * is called when a handler produced output outside the connection's own I/O

@@ -60,10 +60,9 @@ static inline int all_in(const uint8_t *p, size_t n, uint8_t c)
     return acc != 0;
 }
 
-/* Eight octets at a time for values, the longest fields: a word has an octet
- * below 0x20 or equal to 0x7f exactly when this is nonzero (the borrow trick
- * can mark extra octets, never miss one). HTAB is below 0x20 but allowed: a
- * marked word goes back to the table. */
+/* Eight octets at a time for values and paths, the longest fields: a word has
+ * an octet below LIM or equal to 0x7f exactly when this is nonzero (the borrow
+ * trick can mark extra octets, never miss one). */
 #define ONES 0x0101010101010101ull
 #define HIGHS 0x8080808080808080ull
 
@@ -74,37 +73,23 @@ static inline uint64_t load8(const uint8_t *p)
     return w;
 }
 
-static inline uint64_t ctl_or_del(uint64_t w)
+static inline uint64_t below_or_del(uint64_t w, uint8_t lim)
 {
     uint64_t x = w ^ (ONES * 0x7f);
-    return (((w - ONES * 0x20) & ~w) | ((x - ONES) & ~x)) & HIGHS;
+    return (((w - ONES * lim) & ~w) | ((x - ONES) & ~x)) & HIGHS;
 }
 
-static inline int value_chars_ok(const uint8_t *v, size_t n)
+/* Every octet of V[0..N) in class C, where C admits no octet below LIM (other
+ * than HTAB) nor DEL: clean words pass at once, a marked one goes to the table
+ * (for values, HTAB is below 0x20 and allowed). */
+static inline int chars_ok(const uint8_t *v, size_t n, uint8_t lim, uint8_t c)
 {
     if (n < 8)
-        return all_in(v, n, C_VALUE);
-    uint64_t bad = ctl_or_del(load8(v + n - 8)); /* the tail, overlapping */
+        return all_in(v, n, c);
+    uint64_t bad = below_or_del(load8(v + n - 8), lim); /* the tail, overlapping */
     for (size_t i = 0; i + 8 <= n; i += 8)
-        bad |= ctl_or_del(load8(v + i));
-    return !bad || all_in(v, n, C_VALUE);
-}
-
-/* :path octets: VCHAR or obs-text, i.e. nothing below 0x21 and no DEL. */
-static inline uint64_t below21_or_del(uint64_t w)
-{
-    uint64_t x = w ^ (ONES * 0x7f);
-    return (((w - ONES * 0x21) & ~w) | ((x - ONES) & ~x)) & HIGHS;
-}
-
-static inline int path_chars_ok(const uint8_t *v, size_t n)
-{
-    if (n < 8)
-        return all_in(v, n, C_PATH);
-    uint64_t bad = below21_or_del(load8(v + n - 8));
-    for (size_t i = 0; i + 8 <= n; i += 8)
-        bad |= below21_or_del(load8(v + i));
-    return !bad;
+        bad |= below_or_del(load8(v + i), lim);
+    return !bad || all_in(v, n, c);
 }
 
 /* The high bit of each octet of W that is neither a-z nor '-', the octets of
@@ -161,7 +146,7 @@ static inline int value_ok(const uint8_t *v, size_t n)
         return 1;
     if (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
         return 0;
-    return value_chars_ok(v, n);
+    return chars_ok(v, n, 0x20, C_VALUE);
 }
 
 static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *v,
@@ -174,7 +159,7 @@ static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint
     uint32_t which;
     switch (nlen) {
     case 5:
-        if (!EQ(name, nlen, ":path") || !path_chars_ok(v, vlen))
+        if (!EQ(name, nlen, ":path") || !chars_ok(v, vlen, 0x21, C_PATH))
             return -1;
         which = CEL_HF_PATH;
         if (v[0] == '/')

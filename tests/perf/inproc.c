@@ -13,7 +13,7 @@
  *                  content-type and content-length (what celerisd sends, no
  *                  copies) and the body through a data provider; glibc malloc
  *   floor-pool     the same on the daemon's per-worker allocator, cel_pool,
- *                  through the nghttp2_mem glue h2.c uses
+ *                  through the nghttp2_mem glue h2.c uses (cel_h2_pool_mem)
  *   floor-nohttp   glibc malloc and nghttp2_option_set_no_http_messaging
  *   floor-both     cel_pool and no_http_messaging
  *   daemon         celerisd's whole request path, as conn.c runs it on a read
@@ -377,27 +377,6 @@ static int serve_timed(server *sv, int measured, const uint8_t *in, size_t n, bu
     return rc;
 }
 
-/* nghttp2's memory from a cel_pool: h2.c's glue. */
-static void *mem_malloc(size_t n, void *ud)
-{
-    return cel_pool_alloc(ud, n);
-}
-
-static void mem_free(void *p, void *ud)
-{
-    cel_pool_release(ud, p);
-}
-
-static void *mem_calloc(size_t nmemb, size_t size, void *ud)
-{
-    return cel_pool_calloc(ud, nmemb, size);
-}
-
-static void *mem_realloc(void *p, size_t n, void *ud)
-{
-    return cel_pool_realloc(ud, p, n);
-}
-
 /* ---- floor: nghttp2 alone ---- */
 
 typedef struct floor_srv {
@@ -486,9 +465,10 @@ static server *floor_new(const char *mode, const route *rt)
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, f_on_frame_recv);
     if (nohttp)
         nghttp2_option_set_no_http_messaging(opt, 1);
-    nghttp2_mem mem = {NULL, mem_malloc, mem_free, mem_calloc, mem_realloc};
-    if (pool && !(mem.mem_user_data = f->pool = cel_pool_new(8u << 20)))
+    nghttp2_mem mem;
+    if (pool && !(f->pool = cel_pool_new(8u << 20)))
         die("out of memory");
+    cel_h2_pool_mem(&mem, f->pool);
     int rv = nghttp2_session_server_new3(&f->s, cb, f, opt, pool ? &mem : NULL);
     nghttp2_option_del(opt);
     nghttp2_session_callbacks_del(cb);
