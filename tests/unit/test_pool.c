@@ -337,23 +337,29 @@ static void test_pages(void **state)
 {
     (void)state;
     cel_pool *p = cel_pool_new(64 << 10);
-    if (!cel_pool_uses_pages(p)) {
-        cel_pool_free(p);
-        skip();
-    }
+    /* ASan builds keep libc blocks (and their redzones); the rest of the test
+     * holds either way. */
+    int paged = cel_pool_uses_pages(p);
+#if defined(__SANITIZE_ADDRESS__)
+    assert_false(paged);
+#else
+    assert_true(paged);
+#endif
     unsigned char *a = cel_pool_calloc(p, 1, 4096);
     unsigned char *b = cel_pool_calloc(p, 1, 16394); /* nghttp2's frame buffer */
     assert_non_null(a);
     assert_non_null(b);
-    assert_int_equal(cel_pool_block_size(p, b), 5 * 4096);
-    unsigned char vec[5];
-    assert_int_equal(mincore(b, 5 * 4096, vec), 0);
-    for (int i = 0; i < 5; i++)
-        assert_int_equal(vec[i] & 1, 0); /* not resident: never touched */
+    if (paged) {
+        assert_int_equal(cel_pool_block_size(p, b), 5 * 4096);
+        unsigned char vec[5];
+        assert_int_equal(mincore(b, 5 * 4096, vec), 0);
+        for (int i = 0; i < 5; i++)
+            assert_int_equal(vec[i] & 1, 0); /* not resident: never touched */
+    }
     for (size_t i = 0; i < 16394; i++)
         assert_int_equal(b[i], 0);
     memset(a, 0xee, 4096);
-    memset(b, 0xee, 5 * 4096);
+    memset(b, 0xee, cel_pool_block_size(p, b));
     cel_pool_release(p, a);
     cel_pool_release(p, b);
     /* reused, zeroed on calloc */
@@ -381,7 +387,7 @@ static void test_pages(void **state)
         cel_pool_release(p, big[i]);
     cel_pool_stats s1 = stats(p);
     assert_true(s1.bytes_cached <= 64 << 10);
-    assert_true(s1.sys_frees > s0.sys_frees);
+    assert_true(s1.sys_frees > s0.sys_frees); /* given back: madvise, or free() */
     for (int i = 0; i < 8; i++) {
         unsigned char *z = cel_pool_calloc(p, 1, 60000);
         for (size_t k = 0; k < 60000; k += 97)
