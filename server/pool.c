@@ -112,6 +112,23 @@ static inline unsigned class_of(size_t n)
     return 2 * (b - MIN_SHIFT) + 1 + (unsigned)((m >> (b - 1)) & 1);
 }
 
+/* class_of for the small sizes that come up on every request, by 16-byte steps
+ * (every class up to PH_MIN is a multiple of 16): one load instead of the bit
+ * arithmetic. Filled before main(). */
+#define SMALL_STEPS ((PH_MIN - 1 + 15) / 16 + 1)
+static uint8_t small_class[SMALL_STEPS];
+
+__attribute__((constructor)) static void fill_small_class(void)
+{
+    for (size_t i = 0; i < SMALL_STEPS; i++)
+        small_class[i] = (uint8_t)class_of(i * 16);
+}
+
+static inline unsigned small_class_of(size_t n)
+{
+    return small_class[(n + 15) >> 4];
+}
+
 cel_pool *cel_pool_new(size_t max_cached_bytes)
 {
     cel_pool *p = calloc(1, sizeof(*p));
@@ -203,7 +220,9 @@ void cel_pool_free(cel_pool *p)
     free(p);
 }
 
-static void *get(cel_pool *p, size_t n, int zero)
+/* Everything but a small block from a free list: pages, a fresh block from
+ * malloc, or a large one. */
+__attribute__((noinline)) static void *get_slow(cel_pool *p, size_t n, int zero)
 {
     hdr *h;
     if (n >= PH_MIN && n <= MAX_SMALL && p->ph_size) {
@@ -211,10 +230,10 @@ static void *get(cel_pool *p, size_t n, int zero)
         if (b)
             return b;
     }
-    if (CEL_LIKELY(n <= MAX_SMALL)) {
+    if (n <= MAX_SMALL) {
         unsigned c = class_of(n);
         struct fnode *f = p->free[c];
-        if (CEL_LIKELY(f != NULL)) {
+        if (f) {
             p->free[c] = f->next;
             p->st.bytes_cached -= class_size[c] + HDR;
             UNPOISON(f, class_size[c]);
@@ -242,6 +261,24 @@ static void *get(cel_pool *p, size_t n, int zero)
     return h + 1;
 }
 
+/* The hot case inline: a small block off its class's free list. */
+static inline void *get(cel_pool *p, size_t n, int zero)
+{
+    if (CEL_LIKELY(n < PH_MIN)) {
+        unsigned c = small_class_of(n);
+        struct fnode *f = p->free[c];
+        if (CEL_LIKELY(f != NULL)) {
+            p->free[c] = f->next;
+            p->st.bytes_cached -= class_size[c] + HDR;
+            UNPOISON(f, class_size[c]);
+            if (zero)
+                memset(f, 0, n);
+            return f;
+        }
+    }
+    return get_slow(p, n, zero);
+}
+
 void *cel_pool_alloc(cel_pool *p, size_t n)
 {
     p->st.allocs++;
@@ -258,15 +295,15 @@ void *cel_pool_calloc(cel_pool *p, size_t nmemb, size_t size)
 
 void cel_pool_release(cel_pool *p, void *ptr)
 {
-    if (!ptr)
+    if (CEL_UNLIKELY(!ptr))
         return;
-    if (ph_owns(p, ptr)) {
+    if (CEL_UNLIKELY(ph_owns(p, ptr))) {
         ph_put(p, ptr);
         return;
     }
     hdr *h = (hdr *)ptr - 1;
     size_t bytes = h->size + HDR;
-    if (h->cls == LARGE || bytes > p->max_cached - p->st.bytes_cached) {
+    if (CEL_UNLIKELY(h->cls == LARGE || bytes > p->max_cached - p->st.bytes_cached)) {
         free(h);
         p->st.sys_frees++;
         return;
