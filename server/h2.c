@@ -708,8 +708,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st->req.method.n = valuelen;
         return st->req.method.p ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (kind == CEL_HF_SCHEME && valuelen <= 5 && !memcmp(value, "https", valuelen) &&
-        valuelen >= 4) {
+    if (kind == CEL_HF_SCHEME && (valuelen == 4 ? !memcmp(value, "http", 4)
+                                                : valuelen == 5 && !memcmp(value, "https", 5))) {
         st->req.scheme = (cel_str){"https", valuelen}; /* "http" is its prefix */
         return 0;
     }
