@@ -146,6 +146,7 @@ struct cel_h2 {
     const char *peer; /* client address, for the access log */
     uint8_t served;   /* a request was dispatched */
     uint8_t goaway;   /* we sent (or queued) our GOAWAY */
+    uint32_t discarding; /* streams with ST_DISCARD */
 };
 
 static const cel_exchange_ops exchange_ops;
@@ -239,6 +240,8 @@ static void account(cel_h2 *h, stream *st)
 static void stream_free(cel_h2 *h, stream *st)
 {
     account(h, st);
+    if (st->flags & ST_DISCARD)
+        h->discarding--;
     if (st->x.on_close)
         st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
     if (st->flags & ST_WQ)
@@ -347,6 +350,8 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         stream_consumed(h, st);
     if (pad > 1 && cel_outq_copy(h->out, zeros, pad - 1))
         return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        st->flags |= ST_SENT; /* what on_frame_send would say next */
     return 0;
 }
 
@@ -558,6 +563,8 @@ static int respond_early(cel_h2 *h, stream *st, int status)
 {
     cel_response res;
     cel_response_error(&res, status);
+    if (!(st->flags & ST_DISCARD))
+        h->discarding++;
     st->flags |= ST_DISCARD;
     cel_pool_release(h->env->pool, st->body);
     st->body = NULL;
@@ -969,6 +976,10 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
         spend(h, &h->resets, "provoked RST_STREAM"))
         return 0;
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    /* A last DATA frame: send_data has marked its stream sent already; only
+     * a stream answered early has more to do. */
+    if (frame->hd.type == NGHTTP2_DATA && !h->discarding)
         return 0;
     stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st)
