@@ -33,6 +33,32 @@ typedef struct cel_str {
 #define CEL_UNLIKELY(x) (x)
 #endif
 
+/* memcmp(A, B, N) == 0 for a few bytes (a path segment), without a library
+ * call: overlapping word compares as in cel_copy_small. */
+static inline int cel_eq_small(const void *a, const void *b, size_t n)
+{
+    const unsigned char *x = a, *y = b;
+    if (n > 16)
+        return memcmp(x, y, n) == 0;
+    if (n >= 8) {
+        uint64_t a0, a1, b0, b1;
+        memcpy(&a0, x, 8);
+        memcpy(&a1, x + n - 8, 8);
+        memcpy(&b0, y, 8);
+        memcpy(&b1, y + n - 8, 8);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    if (n >= 4) {
+        uint32_t a0, a1, b0, b1;
+        memcpy(&a0, x, 4);
+        memcpy(&a1, x + n - 4, 4);
+        memcpy(&b0, y, 4);
+        memcpy(&b1, y + n - 4, 4);
+        return ((a0 ^ b0) | (a1 ^ b1)) == 0;
+    }
+    return n == 0 || (x[0] == y[0] && x[n / 2] == y[n / 2] && x[n - 1] == y[n - 1]);
+}
+
 /* memcpy for the few bytes of a header, a path segment or a frame header,
  * without a library call: two overlapping loads and stores cover 4..16 bytes.
  * D and S must not overlap. */

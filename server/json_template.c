@@ -524,29 +524,26 @@ static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, co
 
 /* Does V go into the output as it is: printable ASCII with nothing JSON
  * escapes, and (for params and query args) nothing percent-decoding changes?
- * One bit per ASCII octet, 0x00-0x3f in [0] and 0x40-0x7f in [1]. */
-#define PRINT_LO 0xffffffff00000000ull /* 0x20-0x3f */
-#define PRINT_HI 0x7fffffffffffffffull /* 0x40-0x7e */
-#define BIT(c) (1ull << ((c)&63))
+ * Per octet, the bits of the slot kinds for which it is not plain. */
+enum { NP_ESC = 1, NP_PARAM = 2, NP_QUERY = 4 };
+static uint8_t not_plain[256];
 
-static const uint64_t plain_set[3][2] = {
-    /* header, method, path: escaping only */
-    {PRINT_LO & ~BIT('"'), PRINT_HI & ~BIT('\\')},
-    /* param: and no percent-decoding */
-    {PRINT_LO & ~BIT('"') & ~BIT('%'), PRINT_HI & ~BIT('\\')},
-    /* query: and no '+' for a space */
-    {PRINT_LO & ~BIT('"') & ~BIT('%') & ~BIT('+'), PRINT_HI & ~BIT('\\')},
-};
+__attribute__((constructor)) static void fill_not_plain(void)
+{
+    for (unsigned c = 0; c < 256; c++)
+        if (c < 0x20 || c >= 0x7f || c == '"' || c == '\\')
+            not_plain[c] = NP_ESC | NP_PARAM | NP_QUERY;
+    not_plain['%'] = NP_PARAM | NP_QUERY;
+    not_plain['+'] = NP_QUERY;
+}
 
 static inline int plain(const char *p, size_t n, int kind)
 {
-    const uint64_t *set = plain_set[kind == OP_PARAM ? 1 : kind == OP_QUERY ? 2 : 0];
-    for (size_t i = 0; i < n; i++) {
-        unsigned char c = (unsigned char)p[i];
-        if (c >= 0x80 || !((set[c >> 6] >> (c & 63)) & 1))
-            return 0;
-    }
-    return 1;
+    uint8_t mask = kind == OP_PARAM ? NP_PARAM : kind == OP_QUERY ? NP_QUERY : NP_ESC;
+    uint8_t acc = 0;
+    for (size_t i = 0; i < n; i++)
+        acc |= not_plain[(unsigned char)p[i]];
+    return !(acc & mask);
 }
 
 static size_t bound(const cel_tmpl *t, const cel_request *req)

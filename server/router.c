@@ -391,17 +391,6 @@ static int at_leaf(struct walk *w, const struct node *n)
     return 0;
 }
 
-/* memcmp(A, B, N) == 0 without a library call for the short literals of paths. */
-static inline int same(const char *a, const char *b, size_t n)
-{
-    if (n > 16)
-        return memcmp(a, b, n) == 0;
-    for (size_t i = 0; i < n; i++)
-        if (a[i] != b[i])
-            return 0;
-    return 1;
-}
-
 /* PCT: where the segment's first '%' is, or NULL. */
 static const struct node *find_lit(const struct node *n, const char *s, size_t raw,
                                    const char *pct)
@@ -419,7 +408,7 @@ static const struct node *find_lit(const struct node *n, const char *s, size_t r
         const struct node *c = n->lits[i];
         if (c->litlen != dlen)
             continue;
-        if (pct ? eq_decoded(c->lit, s, raw) : same(c->lit, s, raw))
+        if (pct ? eq_decoded(c->lit, s, raw) : cel_eq_small(c->lit, s, raw))
             return c;
     }
     return NULL;
