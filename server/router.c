@@ -47,6 +47,7 @@ struct leaf {
 struct node {
     char *lit; /* this node's text when it is a literal child */
     size_t litlen;
+    int lit_pct; /* the literal holds a '%' (so raw bytes equal to it may decode otherwise) */
     struct node **lits;
     size_t nlits;
     size_t maxlit; /* longest literal child, to reject long segments early */
@@ -235,6 +236,7 @@ static struct node *lit_child(struct node *n, const char *s, size_t len)
     memcpy(c->lit, s, len);
     c->lit[len] = '\0';
     c->litlen = len;
+    c->lit_pct = memchr(s, '%', len) != NULL;
     n->lits[n->nlits++] = c;
     if (len > n->maxlit)
         n->maxlit = len;
@@ -392,23 +394,31 @@ static int at_leaf(struct walk *w, const struct node *n)
 }
 
 /* PCT: where the segment's first '%' is, or NULL. */
-static const struct node *find_lit(const struct node *n, const char *s, size_t raw,
-                                   const char *pct)
+/* The literal child matching the RAW bytes of the segment at S, compared once
+ * percent-decoded. Segments rarely hold a '%': first look for a literal equal
+ * to the raw bytes (right as it stands unless the literal itself holds a '%',
+ * since raw bytes equal to a '%'-free literal have none to decode), and only
+ * then for a '%' and the decoded comparison. */
+static const struct node *find_lit(const struct node *n, const char *s, size_t raw)
 {
-    size_t dlen = raw;
-
     /* each decoded byte takes at most three raw ones */
     if (raw / 3 > n->maxlit)
         return NULL;
-    if (pct)
-        dlen = (size_t)(pct - s) + decoded_len(pct, raw - (size_t)(pct - s));
+    if (raw <= n->maxlit)
+        for (size_t i = 0; i < n->nlits; i++) {
+            const struct node *c = n->lits[i];
+            if (c->litlen == raw && !c->lit_pct && cel_eq_small(c->lit, s, raw))
+                return c;
+        }
+    const char *pct = memchr(s, '%', raw);
+    if (!pct)
+        return NULL;
+    size_t dlen = (size_t)(pct - s) + decoded_len(pct, raw - (size_t)(pct - s));
     if (dlen > n->maxlit)
         return NULL;
     for (size_t i = 0; i < n->nlits; i++) {
         const struct node *c = n->lits[i];
-        if (c->litlen != dlen)
-            continue;
-        if (pct ? eq_decoded(c->lit, s, raw) : cel_eq_small(c->lit, s, raw))
+        if (c->litlen == dlen && eq_decoded(c->lit, s, raw))
             return c;
     }
     return NULL;
@@ -426,29 +436,21 @@ static inline uint64_t zero_octets(uint64_t x)
     return (x - R_ONES) & ~x & R_HIGHS;
 }
 
-/* The length of the segment at S (up to the next '/' or REST), and in *PCT its
- * first '%' if any: eight octets at a time, as segments are short and this runs
- * once per segment of every request. */
-static inline size_t seg_scan(const char *s, size_t rest, const char **pct)
+/* The length of the segment at S, up to the next '/' or REST: eight octets at
+ * a time, as segments are short and this runs once per segment of every
+ * request. */
+static inline size_t seg_scan(const char *s, size_t rest)
 {
     size_t i = 0;
-    while (rest - i >= 8) {
+    for (; rest - i >= 8; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
         uint64_t sl = zero_octets(w ^ (R_ONES * '/'));
-        uint64_t pc = zero_octets(w ^ (R_ONES * '%'));
-        if (pc && !*pct) {
-            unsigned k = (unsigned)__builtin_ctzll(pc) >> 3;
-            if (!sl || k < ((unsigned)__builtin_ctzll(sl) >> 3))
-                *pct = s + i + k;
-        }
         if (sl)
             return i + ((unsigned)__builtin_ctzll(sl) >> 3);
-        i += 8;
     }
-    for (; i < rest && s[i] != '/'; i++)
-        if (s[i] == '%' && !*pct)
-            *pct = s + i;
+    while (i < rest && s[i] != '/')
+        i++;
     return i;
 }
 
@@ -467,11 +469,10 @@ static int walk(struct walk *w, const struct node *n, size_t pos)
 {
     const char *s = w->path + pos;
     size_t rest = w->len - pos;
-    const char *pct = NULL;
-    size_t seg = seg_scan(s, rest, &pct);
+    size_t seg = seg_scan(s, rest);
 
     if (n->nlits) {
-        const struct node *c = find_lit(n, s, seg, pct);
+        const struct node *c = find_lit(n, s, seg);
         if (c && step(w, c, pos + seg))
             return 1;
     }
