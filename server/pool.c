@@ -220,6 +220,18 @@ void cel_pool_free(cel_pool *p)
     free(p);
 }
 
+/* The first block of class C's free list (not empty), for N bytes. */
+static inline void *pop(cel_pool *p, unsigned c, size_t n, int zero)
+{
+    struct fnode *f = p->free[c];
+    p->free[c] = f->next;
+    p->st.bytes_cached -= class_size[c] + HDR;
+    UNPOISON(f, class_size[c]);
+    if (zero)
+        memset(f, 0, n);
+    return f;
+}
+
 /* Everything but a small block from a free list: pages, a fresh block from
  * malloc, or a large one. */
 __attribute__((noinline)) static void *get_slow(cel_pool *p, size_t n, int zero)
@@ -232,15 +244,8 @@ __attribute__((noinline)) static void *get_slow(cel_pool *p, size_t n, int zero)
     }
     if (n <= MAX_SMALL) {
         unsigned c = class_of(n);
-        struct fnode *f = p->free[c];
-        if (f) {
-            p->free[c] = f->next;
-            p->st.bytes_cached -= class_size[c] + HDR;
-            UNPOISON(f, class_size[c]);
-            if (zero)
-                memset(f, 0, n);
-            return f;
-        }
+        if (p->free[c])
+            return pop(p, c, n, zero);
         h = malloc(HDR + class_size[c]);
         if (!h)
             return NULL;
@@ -266,15 +271,8 @@ static inline void *get(cel_pool *p, size_t n, int zero)
 {
     if (CEL_LIKELY(n < PH_MIN)) {
         unsigned c = small_class_of(n);
-        struct fnode *f = p->free[c];
-        if (CEL_LIKELY(f != NULL)) {
-            p->free[c] = f->next;
-            p->st.bytes_cached -= class_size[c] + HDR;
-            UNPOISON(f, class_size[c]);
-            if (zero)
-                memset(f, 0, n);
-            return f;
-        }
+        if (CEL_LIKELY(p->free[c] != NULL))
+            return pop(p, c, n, zero);
     }
     return get_slow(p, n, zero);
 }
