@@ -275,3 +275,30 @@ def test_journal_priorities(tmp_path):
     assert any(ln.startswith("<6>listening on 127.0.0.1:") for ln in lines), lines
     assert any(ln.startswith("<3>reload failed") for ln in lines), lines
     assert all(re.match(r"<[0-7]>", ln) for ln in lines if ln), lines
+
+
+def test_durations_span_asynchronous_answers(celerisd, tmp_path):
+    """Request times come from the worker's clock, read once per connection
+    event: a response a module holds back for 80 ms (on the loop, and from a
+    pool thread) still logs at least that long, over HTTP/2 and HTTP/1.1."""
+    from test_modules import MODULES
+    log = tmp_path / "access.log"
+    srv = celerisd(f"""workers: 1
+modules_dir: {MODULES}
+log: {{ level: info, access: {{ path: {log}, format: json }} }}
+routes:
+  - path: /loop
+    module: {{ name: delay, config: {{ ms: 80, mode: loop }} }}
+  - path: /thread
+    module: {{ name: delay, config: {{ ms: 80, mode: thread, threads: 2 }} }}
+""")
+    for path in ("/loop", "/thread"):
+        assert curl([srv.url(path)]).returncode == 0
+        assert curl(["--http1.1", srv.url(path)]).returncode == 0
+    recs = [json.loads(ln) for ln in wait_lines(log, 4)]
+    assert [(r["path"], r["protocol"]) for r in recs] == [
+        ("/loop", "HTTP/2.0"), ("/loop", "HTTP/1.1"),
+        ("/thread", "HTTP/2.0"), ("/thread", "HTTP/1.1")], recs
+    for r in recs:
+        assert r["status"] == 200, r
+        assert r["duration_us"] >= 80000, r
