@@ -36,7 +36,10 @@ enum {
     ST_WU_OVERFLOW = 1u << 10, /* a WINDOW_UPDATE overflowed this stream's window */
     ST_DATA_OVERFLOW = 1u << 11, /* the client sent more DATA than the stream's window */
     ST_MALFORMED = 1u << 12,     /* RFC 9113 8.1.1: reset with PROTOCOL_ERROR, never served */
+    ST_PEER_DONE = 1u << 13,     /* the client ended or reset the stream: more from it is an error */
 };
+
+#define PRIO_SET 0x80
 
 /* We never raise SETTINGS_MAX_FRAME_SIZE above the protocol's initial value. */
 #define OUR_MAX_FRAME_SIZE 16384
@@ -106,6 +109,7 @@ typedef struct stream {
     size_t discarded;
     struct timeval start; /* loop time of the first header */
     int status;
+    uint8_t prio; /* RFC 9218 priority field: PRIO_SET | urgency << 1 | incremental */
     uint64_t bytes_sent;
     /* the response body being sent: fixed (out) or streamed (sbuf) */
     const char *out;
@@ -147,6 +151,13 @@ struct cel_h2 {
     uint8_t served;   /* a request was dispatched */
     uint8_t goaway;   /* we sent (or queued) our GOAWAY */
     uint32_t discarding; /* streams with ST_DISCARD */
+    /* The client's frames, followed beside nghttp2 (see cel_h2_recv). */
+    uint32_t scan_skip;    /* octets of the current frame (or preface) still to pass */
+    int32_t scan_pri;      /* stream of the PRIORITY payload being read, or -1 */
+    uint8_t scan_have;     /* octets of scan_buf filled */
+    uint8_t scan_buf[9];   /* a frame header (or PRIORITY payload) cut by a read */
+    int32_t ended_top;     /* highest stream id in ended_bits */
+    uint64_t ended_bits;   /* bit i: stream ended_top - 2i closed after its client ended it */
 };
 
 static const cel_exchange_ops exchange_ops;
@@ -735,6 +746,13 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st->req.scheme = val;
         return 0;
     }
+    if (namelen == 8 && !memcmp(name, "priority", 8)) {
+        /* RFC 9218: applied once the header block is in (on_frame_recv) */
+        uint8_t u = st->prio ? (st->prio >> 1 & 7) : NGHTTP2_EXTPRI_DEFAULT_URGENCY;
+        uint8_t inc = st->prio & 1;
+        if (cel_h2_priority(value, valuelen, &u, &inc) == 0)
+            st->prio = (uint8_t)(PRIO_SET | u << 1 | inc);
+    }
     if (namelen == 6 && !memcmp(name, "cookie", 6)) {
         /* RFC 9113 8.2.3: cookie crumbs reach the application as one field. */
         for (uint32_t i = 0; i < st->nhdrs; i++) {
@@ -837,17 +855,27 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         h->cur = NULL;
         if (!st || st->id != frame->hd.stream_id)
             st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
-        if (st && frame->headers.cat == NGHTTP2_HCAT_REQUEST &&
-            cel_h2_fields_request_end(&st->hf))
-            st->flags |= ST_MALFORMED;
+        if (st && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
+            if (cel_h2_fields_request_end(&st->hf))
+                st->flags |= ST_MALFORMED;
+            else if (st->prio) {
+                nghttp2_extpri pri = {st->prio >> 1 & 7, st->prio & 1};
+                nghttp2_session_change_extpri_stream_priority(s, st->id, &pri, 0);
+            }
+        }
     } else if (frame->hd.type == NGHTTP2_DATA) {
         st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     } else {
+        if (frame->hd.type == NGHTTP2_RST_STREAM &&
+            (st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id)))
+            st->flags |= ST_PEER_DONE;
         return 0;
     }
     if (!st)
         return 0;
     int end = (frame->hd.flags & NGHTTP2_FLAG_END_STREAM) != 0;
+    if (end)
+        st->flags |= ST_PEER_DONE;
     if ((st->flags & ST_MALFORMED) || (end && cel_h2_fields_body_end(&st->hf))) {
         malformed(h, st);
         return 0;
@@ -990,6 +1018,28 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return 0;
 }
 
+/* Whether the client had ended (or reset) stream ID, closed now: remembered
+ * for the last 64 client streams, which is the "limited period" 5.1 allows. */
+static int ended_stream(const cel_h2 *h, int32_t id)
+{
+    if (id > h->ended_top)
+        return 0;
+    uint32_t i = (uint32_t)(h->ended_top - id) / 2;
+    return i < 64 && (h->ended_bits >> i & 1);
+}
+
+static void note_ended(cel_h2 *h, int32_t id)
+{
+    if (id > h->ended_top) {
+        uint32_t shift = (uint32_t)(id - h->ended_top) / 2;
+        h->ended_bits = shift >= 64 ? 0 : h->ended_bits << shift;
+        h->ended_top = id;
+    }
+    uint32_t i = (uint32_t)(h->ended_top - id) / 2;
+    if (i < 64)
+        h->ended_bits |= 1ull << i;
+}
+
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
     cel_h2 *h = ud;
@@ -999,6 +1049,8 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     stream *st = nghttp2_session_get_stream_user_data(s, id);
     if (h->cur == st)
         h->cur = NULL;
+    if (st && (st->flags & ST_PEER_DONE))
+        note_ended(h, id);
     /* No need to clear the stream's user data: nghttp2 never hands out a
      * closed stream's (nghttp2_session_get_stream skips closed ones). */
     if (st)
@@ -1050,6 +1102,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->flush_ctx = ctx;
     h->peer = peer ? peer : "-";
     h->limits = env->gen->cfg->limits;
+    h->scan_skip = sizeof(NGHTTP2_CLIENT_MAGIC) - 1; /* the preface comes first */
+    h->scan_pri = -1;
     bucket_init(&h->glitches, h->limits.glitch_burst, h->limits.glitch_rate, env->date_sec);
     bucket_init(&h->resets, h->limits.reset_burst, h->limits.reset_rate, env->date_sec);
     nghttp2_mem mem;
@@ -1092,6 +1146,10 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
         {NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, h->limits.max_concurrent_streams},
         {NGHTTP2_SETTINGS_INITIAL_WINDOW_SIZE, h->limits.initial_window_size},
         {NGHTTP2_SETTINGS_MAX_HEADER_LIST_SIZE, h->limits.max_header_list_size},
+        /* RFC 9113 5.3.2: RFC 7540's priority tree is deprecated; without it
+         * nghttp2 keeps no closed streams and schedules by RFC 9218 urgency
+         * (PRIORITY_UPDATE frames, the priority field). */
+        {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
     if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, CEL_ARRAY_LEN(iv))) {
         cel_h2_free(h);
@@ -1140,6 +1198,7 @@ cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void
     }
     nghttp2_session_set_stream_user_data(h->s, 1, st);
     h->last_stream = 1;
+    st->flags |= ST_PEER_DONE; /* the HTTP/1.1 request was whole */
     cel_request *q = &st->req;
     q->method_bit = rq->method_bit;
     int bad = arena_str(st, rq->method, &q->method) || arena_str(st, rq->authority, &q->authority);
@@ -1175,8 +1234,10 @@ void cel_h2_free(cel_h2 *h)
     cel_pool_release(h->env->pool, h);
 }
 
-int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
+static int feed(cel_h2 *h, const uint8_t *p, size_t n)
 {
+    if (n == 0)
+        return 0;
     ssize_t rv = nghttp2_session_mem_recv(h->s, p, n);
     if (rv < 0) {
         cel_log_debug("h2: closing connection: %s", nghttp2_strerror((int)rv));
@@ -1189,6 +1250,112 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
         return CEL_EIO;
     }
     return 0;
+}
+
+static uint32_t be24(const uint8_t *p)
+{
+    return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
+}
+
+static int32_t stream_id31(const uint8_t *p)
+{
+    return (int32_t)(((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]) &
+                     0x7fffffffu);
+}
+
+/* With RFC 7540 priorities off (SETTINGS_NO_RFC7540_PRIORITIES), nghttp2
+ * keeps no closed streams and reads PRIORITY frames without a look, so two
+ * rules would go unenforced: DATA on a stream the client had closed (5.1,
+ * STREAM_CLOSED) and a PRIORITY frame on stream 0 or on itself (6.3, 5.3.1 of
+ * RFC 7540, kept by RFC 9113 5.3.2: PROTOCOL_ERROR). The frame headers are
+ * followed here, beside nghttp2, for those two: a few instructions a frame.
+ * Input is handed on in one piece, except that everything up to a DATA or
+ * PRIORITY frame's header is handed on first, so that the stream's state is
+ * the one that frame meets. */
+int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
+{
+    const uint8_t *q = p, *end = p + n, *fed = p;
+    for (;;) {
+        size_t left = (size_t)(end - q);
+        if (h->scan_skip >= left) {
+            h->scan_skip -= (uint32_t)left;
+            break;
+        }
+        q += h->scan_skip;
+        left -= h->scan_skip;
+        h->scan_skip = 0;
+        if (h->scan_have == 0 && h->scan_pri < 0) {
+            /* Whole frame headers, as nearly every read brings: passed over
+             * until one that needs a look. */
+            while (left >= 9) {
+                uint32_t w = be24(q) << 8 | q[3];
+                if (q[3] == NGHTTP2_DATA || q[3] == NGHTTP2_PRIORITY)
+                    break;
+                size_t len = w >> 8;
+                if (len >= left - 9) {
+                    h->scan_skip = (uint32_t)(len - (left - 9));
+                    q = end;
+                    left = 0;
+                    break;
+                }
+                q += 9 + len;
+                left -= 9 + len;
+            }
+            if (left == 0)
+                break;
+        }
+        /* One frame header (or PRIORITY payload), perhaps cut by the read. */
+        size_t want = h->scan_pri >= 0 ? 5 : 9;
+        const uint8_t *f;
+        if (h->scan_have == 0 && left >= want) {
+            f = q;
+            q += want;
+        } else {
+            size_t k = want - h->scan_have < left ? want - h->scan_have : left;
+            memcpy(h->scan_buf + h->scan_have, q, k);
+            h->scan_have = (uint8_t)(h->scan_have + k);
+            q += k;
+            if (h->scan_have < want)
+                break;
+            f = h->scan_buf;
+            h->scan_have = 0;
+        }
+        if (h->scan_pri >= 0) { /* a PRIORITY payload: E, dependency, weight */
+            int32_t id = h->scan_pri;
+            h->scan_pri = -1;
+            if (stream_id31(f) != id)
+                continue;
+            /* A stream error; a connection error where RST_STREAM may not go
+             * (an idle stream) or needs not (a closed one). */
+            cel_log_debug("h2: stream %d depends on itself", id);
+            if (nghttp2_session_find_stream(h->s, id))
+                nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, id, NGHTTP2_PROTOCOL_ERROR);
+            else
+                nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            continue;
+        }
+        uint32_t len = be24(f);
+        int32_t id = stream_id31(f + 5);
+        h->scan_skip = len;
+        if (f[3] == NGHTTP2_PRIORITY && len == 5) {
+            if (id == 0)
+                nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
+            h->scan_pri = id;
+            h->scan_skip = 0;
+        }
+        if (f[3] == NGHTTP2_PRIORITY || (f[3] == NGHTTP2_DATA && (id & 1))) {
+            /* nghttp2 is to reach this frame in the state we look at */
+            if (feed(h, fed, (size_t)(q - fed)))
+                return CEL_EIO;
+            fed = q;
+            if (f[3] == NGHTTP2_DATA && id <= h->last_stream && ended_stream(h, id) &&
+                !nghttp2_session_find_stream(h->s, id)) {
+                cel_log_debug("h2: DATA on closed stream %d", id);
+                nghttp2_session_terminate_session(h->s, NGHTTP2_STREAM_CLOSED);
+            }
+        }
+    }
+    return feed(h, fed, (size_t)(end - fed));
 }
 
 int cel_h2_send(cel_h2 *h)

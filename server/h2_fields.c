@@ -293,3 +293,182 @@ int cel_h2_fields_request_end(cel_h2_fields *f)
         return -1;
     return 0;
 }
+
+/* ---- RFC 9218 priority (RFC 8941 dictionary) ---- */
+
+static int lcalpha(uint8_t c)
+{
+    return c >= 'a' && c <= 'z';
+}
+
+static int digit(uint8_t c)
+{
+    return c >= '0' && c <= '9';
+}
+
+static size_t ows(const uint8_t *v, size_t n, size_t i)
+{
+    while (i < n && (v[i] == ' ' || v[i] == '\t'))
+        i++;
+    return i;
+}
+
+/* A key (RFC 8941 3.1.2) at I: its end, or 0. */
+static size_t sf_key(const uint8_t *v, size_t n, size_t i)
+{
+    if (i >= n || !(lcalpha(v[i]) || v[i] == '*'))
+        return 0;
+    for (i++; i < n && (lcalpha(v[i]) || digit(v[i]) || v[i] == '_' || v[i] == '-' ||
+                        v[i] == '.' || v[i] == '*');
+         i++)
+        ;
+    return i;
+}
+
+enum { BI_INT, BI_BOOL, BI_OTHER };
+
+/* A bare item (RFC 8941 3.3) at I: its end, or 0; integers and booleans
+ * are returned through *KIND and *VAL. */
+static size_t sf_bare_item(const uint8_t *v, size_t n, size_t i, int *kind, int64_t *val)
+{
+    if (i >= n)
+        return 0;
+    uint8_t c = v[i];
+    *kind = BI_OTHER;
+    if (c == '-' || digit(c)) { /* integer or decimal */
+        int neg = c == '-';
+        size_t s = i + neg, j = s;
+        int64_t x = 0;
+        while (j < n && digit(v[j]) && j - s < 15)
+            x = x * 10 + (v[j++] - '0');
+        if (j == s || (j < n && digit(v[j])))
+            return 0;
+        if (j < n && v[j] == '.') { /* decimal: at most 12 + 3 digits */
+            if (j - s > 12)
+                return 0;
+            size_t k = ++j;
+            while (j < n && digit(v[j]) && j - k < 3)
+                j++;
+            if (j == k || (j < n && digit(v[j])))
+                return 0;
+            return j;
+        }
+        *kind = BI_INT;
+        *val = neg ? -x : x;
+        return j;
+    }
+    if (c == '?') { /* boolean */
+        if (i + 1 >= n || (v[i + 1] != '0' && v[i + 1] != '1'))
+            return 0;
+        *kind = BI_BOOL;
+        *val = v[i + 1] == '1';
+        return i + 2;
+    }
+    if (c == '"') { /* string */
+        for (i++; i < n; i++) {
+            if (v[i] == '\\') {
+                if (++i >= n || (v[i] != '"' && v[i] != '\\'))
+                    return 0;
+            } else if (v[i] == '"') {
+                return i + 1;
+            } else if (v[i] < 0x20 || v[i] > 0x7e) {
+                return 0;
+            }
+        }
+        return 0;
+    }
+    if (c == ':') { /* byte sequence */
+        for (i++; i < n; i++) {
+            if (v[i] == ':')
+                return i + 1;
+            if (!(lcalpha(v[i]) || (v[i] >= 'A' && v[i] <= 'Z') || digit(v[i]) || v[i] == '+' ||
+                  v[i] == '/' || v[i] == '='))
+                return 0;
+        }
+        return 0;
+    }
+    if ((c >= 'A' && c <= 'Z') || lcalpha(c) || c == '*') { /* token */
+        for (i++; i < n && ((cls[v[i]] & C_TOKEN) || v[i] == ':' || v[i] == '/'); i++)
+            ;
+        return i;
+    }
+    return 0;
+}
+
+/* Parameters (RFC 8941 3.1.2) at I: their end, or 0. */
+static size_t sf_params(const uint8_t *v, size_t n, size_t i)
+{
+    while (i < n && v[i] == ';') {
+        i = sf_key(v, n, ows(v, n, i + 1));
+        if (!i)
+            return 0;
+        if (i < n && v[i] == '=') {
+            int kind;
+            int64_t val;
+            i = sf_bare_item(v, n, i + 1, &kind, &val);
+            if (!i)
+                return 0;
+        }
+    }
+    return i;
+}
+
+int cel_h2_priority(const uint8_t *v, size_t n, uint8_t *urgency, uint8_t *incremental)
+{
+    int u = -1, inc = -1;
+    size_t i = ows(v, n, 0);
+    while (i < n) {
+        size_t k = i;
+        i = sf_key(v, n, i);
+        if (!i)
+            return -1;
+        size_t klen = i - k;
+        int kind = BI_BOOL;
+        int64_t val = 1; /* a member without a value is true */
+        if (i < n && v[i] == '=') {
+            i++;
+            if (i < n && v[i] == '(') { /* an inner list: passed over */
+                kind = BI_OTHER;
+                i = ows(v, n, i + 1);
+                while (i < n && v[i] != ')') {
+                    int ik;
+                    int64_t iv;
+                    i = sf_bare_item(v, n, i, &ik, &iv);
+                    if (!i || !(i = sf_params(v, n, i)) || i >= n)
+                        return -1;
+                    if (v[i] != ' ' && v[i] != ')')
+                        return -1;
+                    i = ows(v, n, i);
+                }
+                if (i >= n)
+                    return -1;
+                i++;
+            } else {
+                i = sf_bare_item(v, n, i, &kind, &val);
+                if (!i)
+                    return -1;
+            }
+        }
+        i = sf_params(v, n, i);
+        if (!i)
+            return -1;
+        if (klen == 1 && v[k] == 'u')
+            u = kind == BI_INT && val >= 0 && val <= 7 ? (int)val : -2;
+        else if (klen == 1 && v[k] == 'i')
+            inc = kind == BI_BOOL ? (int)val : -2;
+        i = ows(v, n, i);
+        if (i == n)
+            break;
+        if (v[i] != ',')
+            return -1;
+        i = ows(v, n, i + 1);
+        if (i == n)
+            return -1; /* a trailing comma */
+    }
+    /* the last value of a key counts; one of the wrong type or range is ignored */
+    if (u >= 0)
+        *urgency = (uint8_t)u;
+    if (inc >= 0)
+        *incremental = (uint8_t)inc;
+    return 0;
+}

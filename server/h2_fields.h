@@ -67,4 +67,11 @@ static inline int cel_h2_fields_body_end(const cel_h2_fields *f)
     return f->content_length >= 0 && f->received != (uint64_t)f->content_length ? -1 : 0;
 }
 
+/* RFC 9218 4: a priority field line (a Structured Fields dictionary, RFC 8941)
+ * applied over *URGENCY (0-7) and *INCREMENTAL (0 or 1): its "u" and "i"
+ * members set them, other members and parameters are passed over, values of
+ * the wrong type or out of range are ignored. -1 (and nothing set) when the
+ * line does not parse, which makes the client's signal void (RFC 8941 4.2). */
+int cel_h2_priority(const uint8_t *v, size_t n, uint8_t *urgency, uint8_t *incremental);
+
 #endif

@@ -123,3 +123,55 @@ def test_priority_depends_on_itself(conn):
     sid = open_stream(conn)
     conn.send(priority_frame(sid, sid, 16) + data_frame(sid, b"", True))
     served_or_stream_error(conn, sid)
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["whole", "octet-by-octet"])
+def test_priority_self_dependency_is_stream_error(conn, split):
+    """celerisd answers RFC 7540 5.3.1's rule with its stream error,
+    RST_STREAM(PROTOCOL_ERROR), and keeps the connection; also when the frame
+    arrives cut into single octets."""
+    import time
+    sid = open_stream(conn)
+    frame = priority_frame(sid, sid, 16)
+    if split:
+        for i in range(len(frame)):
+            conn.send(frame[i:i + 1])
+            time.sleep(0.002)
+    else:
+        conn.send(frame)
+    expect_stream_error(conn, sid, PROTOCOL_ERROR)
+    expect_alive(conn)
+
+
+def test_priority_self_dependency_on_idle_stream(conn):
+    """On an idle stream a RST_STREAM may not be sent (5.1): a connection
+    error PROTOCOL_ERROR."""
+    from h2wire import expect_connection_error
+    conn.send(priority_frame(9, 9, 16))
+    expect_connection_error(conn, PROTOCOL_ERROR)
+
+
+def test_server_turns_rfc7540_priorities_off(conn):
+    """RFC 9218 2.1: the server's SETTINGS carry
+    SETTINGS_NO_RFC7540_PRIORITIES = 1 (RFC 9113 5.3.2 deprecates the tree)."""
+    assert conn.server_settings.get(0x9) == 1, conn.server_settings
+
+
+@pytest.mark.parametrize("first,second,leader", [(7, 0, 3), (0, 7, 1), (3, 1, 3)],
+                         ids=["later-urgent", "earlier-urgent", "u1-before-default"])
+def test_priority_field_orders_responses(conn, first, second, leader):
+    """RFC 9218 4: the priority field's urgency orders the responses. Two
+    100 KiB responses asked for in one packet share a 64 KiB connection
+    window: the more urgent one's DATA comes first and fills it."""
+    from h2wire import DATA as DATA_T, headers_frame as hf
+    conn.send(hf(1, encode_block(conn.req_headers("GET", "/big", extra=[("priority", f"u={first}")])))
+              + hf(3, encode_block(conn.req_headers("GET", "/big",
+                                                    extra=[("priority", f"u={second}")]))))
+    f = conn.wait_for(lambda f: f.type == DATA_T, what="DATA")
+    assert f.sid == leader, f"first DATA on stream {f.sid}, expected {leader}"
+    got = {1: 0, 3: 0}
+    got[f.sid] += len(f.payload)
+    while sum(got.values()) < 65535:
+        f = conn.wait_for(lambda f: f.type == DATA_T, what="DATA")
+        got[f.sid] += len(f.payload)
+    assert got[leader] == 65535, got

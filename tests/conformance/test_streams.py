@@ -203,12 +203,50 @@ def expect_alive_or_error(c, sid):
 
 
 def test_closed_data(conn):
-    """5.1 closed / 6.1: DATA on a stream closed by a complete exchange:
-    discarded, RST_STREAM(STREAM_CLOSED), or GOAWAY(STREAM_CLOSED) (or
-    PROTOCOL_ERROR, once the peer provably saw the close)."""
+    """5.1 closed: "An endpoint that receives any frames after receiving a
+    frame with the END_STREAM flag set MUST treat that as a connection error
+    of type STREAM_CLOSED" (6.1 asks a stream error STREAM_CLOSED: either)."""
     sid = closed_stream(conn)
     conn.send(data_frame(sid, b"late", end_stream=True))
-    _closed_frame_outcome(conn, sid)
+    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+
+
+def test_closed_data_long_after(conn):
+    """The same with 40 more streams served in between: the server still
+    remembers that the client had ended the stream."""
+    sid = closed_stream(conn)
+    for _ in range(40):
+        closed_stream(conn)
+    conn.send(data_frame(sid, b"late", end_stream=True))
+    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+
+
+def send_split(c, data, delay=0.002):
+    """Sends DATA an octet at a time, so frame headers arrive cut."""
+    import time
+    for i in range(len(data)):
+        c.send(data[i:i + 1])
+        time.sleep(delay)
+
+
+def test_closed_data_cut_in_pieces(conn):
+    """DATA on a closed stream whose frame header arrives an octet at a time."""
+    sid = closed_stream(conn)
+    send_split(conn, data_frame(sid, b"late", end_stream=True))
+    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+
+
+def test_data_on_stream_the_server_reset_is_ignored(conn):
+    """5.1 closed: "An endpoint MUST ignore frames that it receives on closed
+    streams after it has sent a RST_STREAM frame": the client's DATA was on
+    its way when the server reset the (malformed) request."""
+    sid = conn.new_sid()
+    conn.send_headers(sid, conn.req_headers("POST", "/post", extra=[("X-Upper", "1")]),
+                      end_stream=False)
+    expect_stream_error(conn, sid, PROTOCOL_ERROR)
+    conn.send(data_frame(sid, b"in flight") + data_frame(sid, b"last", end_stream=True))
+    expect_no_frames_on(conn, sid)
+    assert expect_response(conn, conn.request(sid=sid + 2)).status == 200
 
 
 def test_closed_headers(conn):
@@ -251,12 +289,23 @@ def test_closed_priority_accepted(conn):
 
 
 def test_reset_stream_data(conn):
-    """Closed by the client's RST_STREAM, then DATA: the server received the
-    RST_STREAM, so by 5.1 closed it may discard, or answer STREAM_CLOSED
-    (stream error per 6.1, or connection error)."""
+    """5.1 closed: "An endpoint that receives any frame other than PRIORITY
+    after receiving a RST_STREAM MUST treat that as a stream error of type
+    STREAM_CLOSED" (or a connection error, as the server may escalate)."""
     sid = open_stream(conn)
     conn.send(rst_stream_frame(sid, CANCEL) + data_frame(sid, b"late", end_stream=True))
-    _closed_frame_outcome(conn, sid)
+    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+
+
+def test_reset_stream_data_separate_reads(conn):
+    """The same with HEADERS, RST_STREAM and DATA each in its own read."""
+    import time
+    sid = open_stream(conn)
+    time.sleep(0.05)
+    conn.send(rst_stream_frame(sid, CANCEL))
+    time.sleep(0.05)
+    conn.send(data_frame(sid, b"late", end_stream=True))
+    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
 
 
 def test_reset_stream_headers(conn):

@@ -195,10 +195,57 @@ static void test_octets(void **state)
     }
 }
 
+/* RFC 9218 priority field values: what cel_h2_priority makes of them, from
+ * urgency 3, not incremental. ok = 0 means the line does not parse. */
+static const struct prio_row {
+    const char *value;
+    int ok;
+    uint8_t u, i;
+} prio_rows[] = {
+    {"u=0", 1, 0, 0},
+    {"u=7, i", 1, 7, 1},
+    {"i", 1, 3, 1},
+    {"i=?0", 1, 3, 0},
+    {"i=?1, u=5", 1, 5, 1},
+    {"  u=2 ,\ti  ", 1, 2, 1},
+    {"u=1, u=6", 1, 6, 0},                 /* the last value of a key counts */
+    {"u=8", 1, 3, 0},                      /* out of range: ignored */
+    {"u=-1", 1, 3, 0},
+    {"u=1.5", 1, 3, 0},                    /* a decimal: the wrong type */
+    {"u=\"1\"", 1, 3, 0},                  /* a string: the wrong type */
+    {"i=1", 1, 3, 0},                      /* an integer where a boolean belongs */
+    {"u=2;x=1, i;y", 1, 2, 1},             /* parameters are passed over */
+    {"x=(a \"b\" 1);p, u=4", 1, 4, 0},     /* so are inner lists */
+    {"foo=bar, u=1, baz=:cHJpbw==:", 1, 1, 0}, /* and unknown members */
+    {"", 1, 3, 0},
+    {"u=", 0, 3, 0},
+    {"U=1", 0, 3, 0},                      /* keys are lowercase */
+    {"u=1,", 0, 3, 0},                     /* a trailing comma */
+    {"u=1 i", 0, 3, 0},
+    {"i=?2", 0, 3, 0},
+    {"u=1234567890123456", 0, 3, 0},       /* more than 15 digits */
+    {"x=\"unterminated", 0, 3, 0},
+    {"u=1;", 0, 3, 0},
+};
+
+static void test_priority(void **state)
+{
+    (void)state;
+    for (size_t k = 0; k < CEL_ARRAY_LEN(prio_rows); k++) {
+        const struct prio_row *r = &prio_rows[k];
+        uint8_t u = 3, i = 0;
+        int rv = cel_h2_priority((const uint8_t *)r->value, strlen(r->value), &u, &i);
+        if ((rv == 0) != r->ok)
+            fail_msg("priority \"%s\": %s", r->value, rv == 0 ? "parsed" : "refused");
+        if (u != r->u || i != r->i)
+            fail_msg("priority \"%s\": u=%u i=%u, want u=%u i=%u", r->value, u, i, r->u, r->i);
+    }
+}
+
 int main(void)
 {
     enum { NROWS = CEL_ARRAY_LEN(rows) };
-    static struct CMUnitTest tests[NROWS + 2];
+    static struct CMUnitTest tests[NROWS + 3];
     static char names[NROWS][96];
     for (size_t i = 0; i < NROWS; i++) {
         snprintf(names[i], sizeof(names[i]), "%s: %s", rows[i].ok ? "good" : "malformed",
@@ -207,6 +254,7 @@ int main(void)
     }
     tests[NROWS] = (struct CMUnitTest)cmocka_unit_test(test_kinds);
     tests[NROWS + 1] = (struct CMUnitTest)cmocka_unit_test(test_octets);
+    tests[NROWS + 2] = (struct CMUnitTest)cmocka_unit_test(test_priority);
     cmocka_set_message_output(CM_OUTPUT_TAP);
-    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 2, NULL, NULL);
+    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 3, NULL, NULL);
 }
