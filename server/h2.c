@@ -746,7 +746,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st->req.scheme = val;
         return 0;
     }
-    if (namelen == 8 && !memcmp(name, "priority", 8)) {
+    if (kind == CEL_HF_PRIORITY) {
         /* RFC 9218: applied once the header block is in (on_frame_recv) */
         uint8_t u = st->prio ? (st->prio >> 1 & 7) : NGHTTP2_EXTPRI_DEFAULT_URGENCY;
         uint8_t inc = st->prio & 1;
@@ -894,18 +894,18 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
  * end the stream, unknown types, and PING and SETTINGS (their ACK queue is
  * bounded by nghttp2, their rate only here). nghttp2 1.52 has no limiter for
  * these of its own. */
-static int is_glitch(const nghttp2_frame_hd *hd)
+static int is_glitch(uint8_t type, uint8_t flags, uint32_t len)
 {
-    switch (hd->type) {
+    switch (type) {
     case NGHTTP2_DATA:
-        return hd->length == 0 && !(hd->flags & NGHTTP2_FLAG_END_STREAM);
+        return len == 0 && !(flags & NGHTTP2_FLAG_END_STREAM);
     case NGHTTP2_PRIORITY:
         return 1;
     case NGHTTP2_SETTINGS:
     case NGHTTP2_PING:
-        return !(hd->flags & NGHTTP2_FLAG_ACK);
+        return !(flags & NGHTTP2_FLAG_ACK);
     default:
-        return hd->type > NGHTTP2_CONTINUATION;
+        return type > NGHTTP2_CONTINUATION;
     }
 }
 
@@ -919,52 +919,69 @@ static int spend(cel_h2 *h, bucket *b, const char *what)
     return -1;
 }
 
-static int on_begin_frame(nghttp2_session *s, const nghttp2_frame_hd *hd, void *ud)
+/* Whether the client had ended (or reset) stream ID, closed now: remembered
+ * for the last 64 client streams, which is the "limited period" 5.1 allows. */
+static int ended_stream(const cel_h2 *h, int32_t id)
 {
-    cel_h2 *h = ud;
-    if (is_glitch(hd) && spend(h, &h->glitches, "frame"))
+    if (id > h->ended_top)
         return 0;
+    uint32_t i = (uint32_t)(h->ended_top - id) / 2;
+    return i < 64 && (h->ended_bits >> i & 1);
+}
+
+static void note_ended(cel_h2 *h, int32_t id)
+{
+    if (id > h->ended_top) {
+        uint32_t shift = (uint32_t)(id - h->ended_top) / 2;
+        h->ended_bits = shift >= 64 ? 0 : h->ended_bits << shift;
+        h->ended_top = id;
+    }
+    uint32_t i = (uint32_t)(h->ended_top - id) / 2;
+    if (i < 64)
+        h->ended_bits |= 1ull << i;
+}
+
+/* The checks of a frame header that nghttp2 leaves to us, made by cel_h2_recv
+ * once nghttp2 has read everything before the frame (the fast path there
+ * passes over frames that need none). */
+static void frame_begins(cel_h2 *h, uint8_t type, uint8_t flags, uint32_t len, int32_t id)
+{
+    nghttp2_session *s = h->s;
+    if (is_glitch(type, flags, len) && spend(h, &h->glitches, "frame"))
+        return;
     /* Our own reset limit, so the answer is ENHANCE_YOUR_CALM (nghttp2's own,
      * kept as a backstop, answers INTERNAL_ERROR). */
-    if (hd->type == NGHTTP2_RST_STREAM && spend(h, &h->resets, "RST_STREAM"))
-        return 0;
+    if (type == NGHTTP2_RST_STREAM && spend(h, &h->resets, "RST_STREAM"))
+        return;
     /* 4.2: a frame larger than our SETTINGS_MAX_FRAME_SIZE; nghttp2 1.52 lets an
      * oversized CONTINUATION through. */
-    if (hd->length > OUR_MAX_FRAME_SIZE) {
+    if (len > OUR_MAX_FRAME_SIZE) {
         nghttp2_session_terminate_session(s, NGHTTP2_FRAME_SIZE_ERROR);
-        return 0;
+        return;
     }
-    if (hd->type == NGHTTP2_DATA && hd->stream_id) {
-        stream *st = nghttp2_session_get_stream_user_data(s, hd->stream_id);
-        int32_t window = nghttp2_session_get_stream_local_window_size(s, hd->stream_id);
-        if (st && window >= 0 && hd->length > (size_t)window)
+    if (type == NGHTTP2_DATA && id) {
+        stream *st = nghttp2_session_get_stream_user_data(s, id);
+        int32_t window = nghttp2_session_get_stream_local_window_size(s, id);
+        if (st && window >= 0 && len > (uint32_t)window)
             st->flags |= ST_DATA_OVERFLOW;
+        /* 5.1: the client had ended or reset the stream, and nghttp2 (which
+         * keeps no closed streams) would drop this in silence */
+        if ((id & 1) && id <= h->last_stream && ended_stream(h, id) &&
+            !nghttp2_session_find_stream(s, id)) {
+            cel_log_debug("h2: DATA on closed stream %d", id);
+            nghttp2_session_terminate_session(s, NGHTTP2_STREAM_CLOSED);
+        }
     }
-    if (hd->type == NGHTTP2_HEADERS && (hd->stream_id & 1)) {
+    if (type == NGHTTP2_HEADERS && (id & 1)) {
         /* 5.1.1: a new stream's id must exceed every id the client used before;
          * nghttp2 drops such a HEADERS silently when the stream is gone. */
-        if (hd->stream_id <= h->last_stream && !nghttp2_session_find_stream(s, hd->stream_id)) {
+        if (id <= h->last_stream && !nghttp2_session_find_stream(s, id)) {
             nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
-            return 0;
+            return;
         }
-        if (hd->stream_id > h->last_stream)
-            h->last_stream = hd->stream_id;
+        if (id > h->last_stream)
+            h->last_stream = id;
     }
-    return 0;
-}
-
-static int on_extension_chunk(nghttp2_session *s, const nghttp2_frame_hd *hd, const uint8_t *data,
-                              size_t len, void *ud)
-{
-    (void)s, (void)hd, (void)data, (void)len, (void)ud;
-    return 0;
-}
-
-static int unpack_extension(nghttp2_session *s, void **payload, const nghttp2_frame_hd *hd,
-                            void *ud)
-{
-    (void)s, (void)payload, (void)hd, (void)ud;
-    return NGHTTP2_ERR_CANCEL; /* no extension of ours: ignored, as RFC 9113 5.5 asks */
 }
 
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
@@ -1018,28 +1035,6 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     return 0;
 }
 
-/* Whether the client had ended (or reset) stream ID, closed now: remembered
- * for the last 64 client streams, which is the "limited period" 5.1 allows. */
-static int ended_stream(const cel_h2 *h, int32_t id)
-{
-    if (id > h->ended_top)
-        return 0;
-    uint32_t i = (uint32_t)(h->ended_top - id) / 2;
-    return i < 64 && (h->ended_bits >> i & 1);
-}
-
-static void note_ended(cel_h2 *h, int32_t id)
-{
-    if (id > h->ended_top) {
-        uint32_t shift = (uint32_t)(id - h->ended_top) / 2;
-        h->ended_bits = shift >= 64 ? 0 : h->ended_bits << shift;
-        h->ended_top = id;
-    }
-    uint32_t i = (uint32_t)(h->ended_top - id) / 2;
-    if (i < 64)
-        h->ended_bits |= 1ull << i;
-}
-
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
     cel_h2 *h = ud;
@@ -1074,9 +1069,6 @@ static int init_callbacks(void)
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
-    nghttp2_session_callbacks_set_on_begin_frame_callback(cb, on_begin_frame);
-    nghttp2_session_callbacks_set_on_extension_chunk_recv_callback(cb, on_extension_chunk);
-    nghttp2_session_callbacks_set_unpack_extension_callback(cb, unpack_extension);
     nghttp2_session_callbacks_set_before_frame_send_callback(cb, before_frame_send);
     nghttp2_session_callbacks_set_on_invalid_frame_recv_callback(cb, on_invalid_frame);
     nghttp2_session_callbacks_set_on_stream_close_callback(cb, on_stream_close);
@@ -1118,11 +1110,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     /* h2_fields.c checks requests (RFC 9113 section 8) while on_header reads
      * them, for a fraction of what nghttp2's own pass costs. */
     nghttp2_option_set_no_http_messaging(opt, 1);
-    /* Frame types nghttp2 does not know never reach on_begin_frame unless they
-     * are declared extensions: declare them all, so the glitch bucket counts
-     * them, and drop their payloads unread. */
-    for (int t = NGHTTP2_CONTINUATION + 1; t < 256; t++)
-        nghttp2_option_set_user_recv_extension_type(opt, (uint8_t)t);
+    /* RFC 9218 7.1: the client may change a stream's urgency */
+    nghttp2_option_set_builtin_recv_extension_type(opt, NGHTTP2_PRIORITY_UPDATE);
 #if defined(HAVE_NGHTTP2_OPTION_SET_MAX_SETTINGS)
     nghttp2_option_set_max_settings(opt, h->limits.max_settings_entries);
 #endif
@@ -1252,26 +1241,34 @@ static int feed(cel_h2 *h, const uint8_t *p, size_t n)
     return 0;
 }
 
-static uint32_t be24(const uint8_t *p)
+static inline uint32_t be32(const uint8_t *p)
+{
+    uint32_t w;
+    memcpy(&w, p, 4);
+    return __builtin_bswap32(w);
+}
+
+/* A frame header's length (its first 3 octets) */
+static inline uint32_t be24(const uint8_t *p)
 {
     return (uint32_t)p[0] << 16 | (uint32_t)p[1] << 8 | p[2];
 }
 
-static int32_t stream_id31(const uint8_t *p)
+static inline int32_t stream_id31(const uint8_t *p)
 {
-    return (int32_t)(((uint32_t)p[0] << 24 | (uint32_t)p[1] << 16 | (uint32_t)p[2] << 8 | p[3]) &
-                     0x7fffffffu);
+    return (int32_t)(be32(p) & 0x7fffffffu);
 }
 
-/* With RFC 7540 priorities off (SETTINGS_NO_RFC7540_PRIORITIES), nghttp2
- * keeps no closed streams and reads PRIORITY frames without a look, so two
- * rules would go unenforced: DATA on a stream the client had closed (5.1,
- * STREAM_CLOSED) and a PRIORITY frame on stream 0 or on itself (6.3, 5.3.1 of
- * RFC 7540, kept by RFC 9113 5.3.2: PROTOCOL_ERROR). The frame headers are
- * followed here, beside nghttp2, for those two: a few instructions a frame.
- * Input is handed on in one piece, except that everything up to a DATA or
- * PRIORITY frame's header is handed on first, so that the stream's state is
- * the one that frame meets. */
+/* Every frame header the client sends is looked at here, beside nghttp2, for
+ * the checks nghttp2 leaves to us (frame_begins), and for two rules it stops
+ * enforcing once RFC 7540 priorities are off (SETTINGS_NO_RFC7540_PRIORITIES):
+ * it keeps no closed streams, so DATA on a stream the client had closed would
+ * pass in silence (5.1, STREAM_CLOSED), and it reads PRIORITY frames without
+ * a look (6.3: not on stream 0; RFC 7540 5.3.1, kept by RFC 9113 5.3.2: not
+ * on itself). Input goes to nghttp2 in one piece, except that before a frame
+ * that needs a look, everything up to its header goes first: the check then
+ * sees the state that frame meets. The common frames (a new stream's HEADERS,
+ * WINDOW_UPDATE, CONTINUATION, acknowledgements) cost a few instructions. */
 int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
 {
     const uint8_t *q = p, *end = p + n, *fed = p;
@@ -1285,13 +1282,22 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
         left -= h->scan_skip;
         h->scan_skip = 0;
         if (h->scan_have == 0 && h->scan_pri < 0) {
-            /* Whole frame headers, as nearly every read brings: passed over
-             * until one that needs a look. */
             while (left >= 9) {
-                uint32_t w = be24(q) << 8 | q[3];
-                if (q[3] == NGHTTP2_DATA || q[3] == NGHTTP2_PRIORITY)
+                uint32_t w = be32(q); /* length, type */
+                uint32_t len = w >> 8;
+                uint8_t t = (uint8_t)w;
+                if (len > OUR_MAX_FRAME_SIZE)
                     break;
-                size_t len = w >> 8;
+                if (t == NGHTTP2_HEADERS) {
+                    int32_t id = stream_id31(q + 5);
+                    if (!(id & 1) || id <= h->last_stream)
+                        break;
+                    h->last_stream = id;
+                } else if (t != NGHTTP2_WINDOW_UPDATE && t != NGHTTP2_CONTINUATION &&
+                           !((t == NGHTTP2_SETTINGS || t == NGHTTP2_PING) &&
+                             (q[4] & NGHTTP2_FLAG_ACK))) {
+                    break;
+                }
                 if (len >= left - 9) {
                     h->scan_skip = (uint32_t)(len - (left - 9));
                     q = end;
@@ -1335,25 +1341,20 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
             continue;
         }
         uint32_t len = be24(f);
+        uint8_t type = f[3], flags = f[4];
         int32_t id = stream_id31(f + 5);
         h->scan_skip = len;
-        if (f[3] == NGHTTP2_PRIORITY && len == 5) {
+        if (type == NGHTTP2_PRIORITY && len == 5) {
             if (id == 0)
                 nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
             h->scan_pri = id;
             h->scan_skip = 0;
         }
-        if (f[3] == NGHTTP2_PRIORITY || (f[3] == NGHTTP2_DATA && (id & 1))) {
-            /* nghttp2 is to reach this frame in the state we look at */
-            if (feed(h, fed, (size_t)(q - fed)))
-                return CEL_EIO;
-            fed = q;
-            if (f[3] == NGHTTP2_DATA && id <= h->last_stream && ended_stream(h, id) &&
-                !nghttp2_session_find_stream(h->s, id)) {
-                cel_log_debug("h2: DATA on closed stream %d", id);
-                nghttp2_session_terminate_session(h->s, NGHTTP2_STREAM_CLOSED);
-            }
-        }
+        /* nghttp2 is to reach this frame in the state the checks look at */
+        if (feed(h, fed, (size_t)(q - fed)))
+            return CEL_EIO;
+        fed = q;
+        frame_begins(h, type, flags, len, id);
     }
     return feed(h, fed, (size_t)(end - fed));
 }

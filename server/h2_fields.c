@@ -250,6 +250,10 @@ int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8
         if (EQ(name, nlen, "upgrade"))
             return -1; /* 8.2.2 */
         break;
+    case 8:
+        if (EQ(name, nlen, "priority"))
+            return value_ok(value, vlen) ? CEL_HF_PRIORITY : -1;
+        break;
     case 10:
         if (EQ(name, nlen, "connection") || EQ(name, nlen, "keep-alive"))
             return -1; /* 8.2.2 */

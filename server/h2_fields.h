@@ -30,6 +30,8 @@ enum {
     CEL_HF_SLASH = 1u << 9,       /* :path begins with '/' */
     CEL_HF_ASTERISK = 1u << 10,   /* :path is "*" */
     CEL_HF_TRAILERS = 1u << 11,   /* the fields now arriving are trailers */
+    /* returned (never kept in seen) for a valid regular field named priority */
+    CEL_HF_PRIORITY = 1u << 12,
 };
 
 typedef struct cel_h2_fields {
@@ -46,8 +48,9 @@ static inline void cel_h2_fields_init(cel_h2_fields *f)
 }
 
 /* Checks one field (8.2, 8.2.1, 8.2.2, 8.3). Returns -1 when it makes the
- * request malformed, 0 for a valid regular field, or the CEL_HF_* bit of a valid
- * :method, :path, :scheme or :authority. */
+ * request malformed, 0 for a valid regular field, CEL_HF_PRIORITY for a valid
+ * priority field (RFC 9218), or the CEL_HF_* bit of a valid :method, :path,
+ * :scheme or :authority. */
 int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
                  size_t vlen);
 

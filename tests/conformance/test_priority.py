@@ -175,3 +175,37 @@ def test_priority_field_orders_responses(conn, first, second, leader):
         f = conn.wait_for(lambda f: f.type == DATA_T, what="DATA")
         got[f.sid] += len(f.payload)
     assert got[leader] == 65535, got
+
+
+def priority_update_frame(sid, value):
+    """RFC 9218 7.1: PRIORITY_UPDATE (type 0x10) on stream 0."""
+    import struct
+    return raw_frame(0x10, 0, 0, struct.pack(">I", sid) + value.encode())
+
+
+def test_priority_update_orders_responses(conn):
+    """RFC 9218 7.1: PRIORITY_UPDATE frames sent before the requests set
+    their urgency: stream 3 (u=0) is served before stream 1 (u=7)."""
+    from h2wire import DATA as DATA_T
+    conn.send(priority_update_frame(1, "u=7") + priority_update_frame(3, "u=0")
+              + headers_frame(1, encode_block(conn.req_headers("GET", "/big")))
+              + headers_frame(3, encode_block(conn.req_headers("GET", "/big"))))
+    f = conn.wait_for(lambda f: f.type == DATA_T, what="DATA")
+    assert f.sid == 3, f"first DATA on stream {f.sid}, expected 3"
+    expect_alive(conn)
+
+
+def test_unknown_frame_types_ignored(conn):
+    """RFC 9113 5.5: frames of unknown types are ignored, on any stream."""
+    conn.send(raw_frame(0xfa, 0xff, 0, b"x" * 40) + raw_frame(0x21, 0, 7, b""))
+    expect_alive(conn)
+    assert expect_response(conn, conn.request()).status == 200
+
+
+def test_priority_update_on_a_stream_is_connection_error(conn):
+    """RFC 9218 7.1: a PRIORITY_UPDATE with a stream identifier other than 0
+    is a connection error PROTOCOL_ERROR."""
+    import struct
+    from h2wire import expect_connection_error
+    conn.send(raw_frame(0x10, 0, 1, struct.pack(">I", 1) + b"u=1"))
+    expect_connection_error(conn, PROTOCOL_ERROR)
