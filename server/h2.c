@@ -156,6 +156,7 @@ struct cel_h2 {
     int32_t scan_pri;      /* stream of the PRIORITY payload being read, or -1 */
     uint8_t scan_have;     /* octets of scan_buf filled */
     uint8_t scan_buf[9];   /* a frame header (or PRIORITY payload) cut by a read */
+    struct kept_field *kept; /* SEEN_SLOTS verdicts on repeated fields, or NULL */
     int32_t ended_top;     /* highest stream id in ended_bits */
     uint64_t ended_bits;   /* bit i: stream ended_top - 2i closed after its client ended it */
 };
@@ -681,9 +682,96 @@ static int add_header(cel_h2 *h, stream *st, cel_str name, cel_str value)
     return 0;
 }
 
-static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8_t *name,
-                     size_t namelen, const uint8_t *value, size_t valuelen, uint8_t flags,
-                     void *ud)
+/*
+ * Most of a client's fields come again and again from its HPACK table (the
+ * authority, user-agent, accept...): nghttp2 hands them out as the same
+ * reference-counted buffers each time. The verdict of the octet checks on such
+ * a pair is kept, with a reference on both buffers so that their addresses
+ * stay theirs, and the next request's identical field costs a comparison
+ * (cel_h2_field_again makes the checks that depend on the other fields).
+ * Two-way sets indexed by the value's address; a connection gets the table at
+ * its first request. Values up to KEPT_MAX octets, which bounds what the
+ * references hold on to.
+ */
+#define KEPT_SLOTS 16
+#define KEPT_MAX 255
+
+typedef struct kept_field {
+    nghttp2_rcbuf *name, *value; /* references held */
+    const uint8_t *np, *vp;
+    uint8_t nlen, vlen;
+    uint8_t name_static; /* the name is nghttp2's static table's: no copy needed */
+    int16_t kind;
+    uint16_t bits;
+} kept_field;
+
+static inline size_t kept_set(const nghttp2_rcbuf *value)
+{
+    uintptr_t a = (uintptr_t)value;
+    return ((a >> 4) ^ (a >> 9)) & (KEPT_SLOTS - 2);
+}
+
+static void kept_free(cel_h2 *h)
+{
+    if (!h->kept)
+        return;
+    for (size_t i = 0; i < KEPT_SLOTS; i++)
+        if (h->kept[i].value) {
+            nghttp2_rcbuf_decref(h->kept[i].name);
+            nghttp2_rcbuf_decref(h->kept[i].value);
+        }
+    cel_pool_release(h->env->pool, h->kept);
+    h->kept = NULL;
+}
+
+/* Keeps the verdict on a field just checked: first in its set, the set's
+ * older entry (if any) second, and the one before that let go. */
+static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_vec n, nghttp2_vec v,
+                 int kind, uint32_t bits)
+{
+    if (n.len > KEPT_MAX || v.len > KEPT_MAX)
+        return;
+    if (!h->kept && !(h->kept = cel_pool_calloc(h->env->pool, KEPT_SLOTS, sizeof(kept_field))))
+        return;
+    kept_field *k = &h->kept[kept_set(value)];
+    if (k[0].value) {
+        if (k[1].value) {
+            nghttp2_rcbuf_decref(k[1].name);
+            nghttp2_rcbuf_decref(k[1].value);
+        }
+        k[1] = k[0];
+    }
+    nghttp2_rcbuf_incref(name);
+    nghttp2_rcbuf_incref(value);
+    *k = (kept_field){name, value, n.base, v.base, (uint8_t)n.len, (uint8_t)v.len,
+                      (uint8_t)nghttp2_rcbuf_is_static(name), (int16_t)kind, (uint16_t)bits};
+}
+
+/* A field as on_header takes it: from a kept verdict, or checked now. */
+typedef struct field_view {
+    const uint8_t *name, *value;
+    size_t namelen, valuelen;
+    int name_static;
+} field_view;
+
+/* The octet checks (not inlined: they would crowd on_header's registers for
+ * the few fields that need them). */
+static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_rcbuf *name_rc,
+                                                 nghttp2_rcbuf *value_rc, field_view *f)
+{
+    nghttp2_vec n = nghttp2_rcbuf_get_buf(name_rc), v = nghttp2_rcbuf_get_buf(value_rc);
+    *f = (field_view){n.base, v.base, n.len, v.len, 0};
+    uint32_t before = st->hf.seen;
+    int kind = cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
+    /* :path seldom comes from the table, content-length's value is state */
+    if (kind >= 0 && !(kind & (CEL_HF_PATH | CEL_HF_LENGTH)))
+        keep(h, name_rc, value_rc, n, v, kind,
+             (st->hf.seen & ~before) | (n.base[0] == ':' ? 0 : CEL_HF_REGULAR));
+    return kind;
+}
+
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcbuf *name_rc,
+                     nghttp2_rcbuf *value_rc, uint8_t flags, void *ud)
 {
     cel_h2 *h = ud;
     (void)flags;
@@ -692,7 +780,18 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
         st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st || (st->flags & ST_MALFORMED))
         return 0;
-    int kind = cel_h2_field(&st->hf, name, namelen, value, valuelen);
+    field_view f;
+    int kind;
+    kept_field *k;
+    if (h->kept && (((k = &h->kept[kept_set(value_rc)])->value == value_rc && k->name == name_rc) ||
+                    ((++k)->value == value_rc && k->name == name_rc))) {
+        kind = cel_h2_field_again(&st->hf, k->kind, k->bits);
+        f = (field_view){k->np, k->vp, k->nlen, k->vlen, k->name_static};
+    } else {
+        kind = check_field(h, st, name_rc, value_rc, &f);
+    }
+    const uint8_t *name = f.name, *value = f.value;
+    size_t namelen = f.namelen, valuelen = f.valuelen;
     if (kind < 0) {
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;
@@ -769,7 +868,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, const uint8
             }
         }
     }
-    char *nm = cel_arena_dup(&st->arena, name, namelen);
+    /* nghttp2's static table outlives every stream */
+    const char *nm = f.name_static ? (const char *)name : cel_arena_dup(&st->arena, name, namelen);
     if (!nm || add_header(h, st, (cel_str){nm, namelen}, val))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
@@ -1065,7 +1165,7 @@ static int init_callbacks(void)
     nghttp2_session_callbacks_set_send_callback(cb, on_send);
     nghttp2_session_callbacks_set_send_data_callback(cb, send_data);
     nghttp2_session_callbacks_set_on_begin_headers_callback(cb, on_begin_headers);
-    nghttp2_session_callbacks_set_on_header_callback(cb, on_header);
+    nghttp2_session_callbacks_set_on_header_callback2(cb, on_header);
     nghttp2_session_callbacks_set_on_data_chunk_recv_callback(cb, on_data_chunk);
     nghttp2_session_callbacks_set_on_frame_recv_callback(cb, on_frame_recv);
     nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
@@ -1219,6 +1319,7 @@ void cel_h2_free(cel_h2 *h)
     /* nghttp2_session_del does not report the streams it drops. */
     while (h->streams)
         stream_free(h, h->streams);
+    kept_free(h);
     nghttp2_session_del(h->s);
     cel_pool_release(h->env->pool, h);
 }

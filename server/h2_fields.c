@@ -260,9 +260,9 @@ int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8
         break;
     case 14:
         if (EQ(name, nlen, "content-length")) {
-            if (f->content_length >= 0)
+            if (f->content_length >= 0 || parse_length(value, vlen, &f->content_length))
                 return -1;
-            return parse_length(value, vlen, &f->content_length);
+            return CEL_HF_LENGTH;
         }
         break;
     case 16:

@@ -30,9 +30,13 @@ enum {
     CEL_HF_SLASH = 1u << 9,       /* :path begins with '/' */
     CEL_HF_ASTERISK = 1u << 10,   /* :path is "*" */
     CEL_HF_TRAILERS = 1u << 11,   /* the fields now arriving are trailers */
-    /* returned (never kept in seen) for a valid regular field named priority */
+    /* returned (never kept in seen) for valid regular fields named priority
+     * and content-length */
     CEL_HF_PRIORITY = 1u << 12,
+    CEL_HF_LENGTH = 1u << 13,
 };
+
+#define CEL_HF_PSEUDO (CEL_HF_METHOD | CEL_HF_PATH | CEL_HF_SCHEME | CEL_HF_AUTHORITY)
 
 typedef struct cel_h2_fields {
     uint32_t seen;          /* CEL_HF_* */
@@ -48,11 +52,28 @@ static inline void cel_h2_fields_init(cel_h2_fields *f)
 }
 
 /* Checks one field (8.2, 8.2.1, 8.2.2, 8.3). Returns -1 when it makes the
- * request malformed, 0 for a valid regular field, CEL_HF_PRIORITY for a valid
- * priority field (RFC 9218), or the CEL_HF_* bit of a valid :method, :path,
- * :scheme or :authority. */
+ * request malformed, 0 for a valid regular field, CEL_HF_PRIORITY or
+ * CEL_HF_LENGTH for a valid priority (RFC 9218) or content-length field, or the
+ * CEL_HF_* bit of a valid :method, :path, :scheme or :authority. */
 int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
                  size_t vlen);
+
+/* The same field again, for another request: KIND is what cel_h2_field
+ * returned for it (not -1, not CEL_HF_LENGTH, whose value it keeps) and BITS
+ * what that call added to f->seen, with CEL_HF_REGULAR for a regular field.
+ * Only the checks that depend on the request's other fields are made again:
+ * the octets passed before. */
+static inline int cel_h2_field_again(cel_h2_fields *f, int kind, uint32_t bits)
+{
+    if (kind & CEL_HF_PSEUDO) {
+        if (f->seen & (CEL_HF_TRAILERS | CEL_HF_REGULAR | (uint32_t)kind))
+            return -1;
+    } else if (bits & f->seen & CEL_HF_HOST) {
+        return -1;
+    }
+    f->seen |= bits;
+    return kind;
+}
 
 /* The request's header block ended (8.3.1, 8.5): 0 or -1. */
 int cel_h2_fields_request_end(cel_h2_fields *f);

@@ -353,3 +353,73 @@ def test_header_table_size_reduced_mid_connection(conn):
     assert last == 0, f"table size update to {last}, above the new maximum 0"
     r = expect_response(conn, sid)
     assert r.status == 200
+
+
+# ---- fields from the dynamic table, request after request --------------------
+# celerisd keeps its verdict on a field the client's table hands out again
+# (same name and value buffers); these check that each request is still judged
+# whole: the rules that depend on the other fields apply to every request.
+
+def _indexed_setup(c):
+    """Request 1 puts :authority and x-a: 1 in the table (62 = x-a, 63 =
+    :authority) and returns the block prefix for :method GET, :scheme http."""
+    auth = f"127.0.0.1:{c.port}"
+    head = hp_indexed(2) + hp_indexed(6)
+    block = (head + hp_literal(None, "/echo", "without", name_index=4)
+             + hp_literal(None, auth, "incremental", name_index=1)
+             + hp_literal("x-a", "1", "incremental"))
+    assert echo(c, block)["a"] == "1"
+    return head + hp_literal(None, "/echo", "without", name_index=4)
+
+
+def test_indexed_fields_served_again(conn):
+    head = _indexed_setup(conn)
+    for _ in range(3):
+        assert echo(conn, head + hp_indexed(63) + hp_indexed(62))["a"] == "1"
+
+
+def test_indexed_pseudo_after_regular_is_malformed(conn):
+    """8.3: a pseudo-header after a regular field, both from the table."""
+    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    head = _indexed_setup(conn)
+    assert echo(conn, head + hp_indexed(63) + hp_indexed(62))["a"] == "1"
+    sid = conn.new_sid()
+    conn.send(headers_frame(sid, head + hp_indexed(62) + hp_indexed(63)))
+    expect_stream_error(conn, sid, PROTOCOL_ERROR)
+    assert echo(conn, head + hp_indexed(63) + hp_indexed(62))["a"] == "1"
+
+
+def test_indexed_pseudo_twice_is_malformed(conn):
+    """8.3: :authority twice, the second time from the table."""
+    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    head = _indexed_setup(conn)
+    sid = conn.new_sid()
+    conn.send(headers_frame(sid, head + hp_indexed(63) + hp_indexed(63)))
+    expect_stream_error(conn, sid, PROTOCOL_ERROR)
+
+
+def test_indexed_host_twice_is_malformed(conn):
+    """host twice, from the table the second time (one host only, 8.3.1)."""
+    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    auth = f"127.0.0.1:{conn.port}"
+    head = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
+    assert echo(conn, head + hp_literal(None, auth, "incremental", name_index=38))["a"] == ""
+    sid = conn.new_sid()
+    conn.send(headers_frame(sid, head + hp_indexed(62) + hp_indexed(62)))
+    expect_stream_error(conn, sid, PROTOCOL_ERROR)
+
+
+@pytest.mark.parametrize("name,value", [("X-Upper", "1"), ("x-ctl", "a\x01b"),
+                                        ("connection", "close")],
+                         ids=["uppercase-name", "control-octet", "connection"])
+def test_indexed_malformed_field_stays_malformed(conn, name, value):
+    """A malformed field put in the table makes every request that uses it
+    malformed, not only the first."""
+    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    head = base(conn)
+    for i in range(3):
+        field = hp_literal(name, value, "incremental") if i == 0 else hp_indexed(62)
+        sid = conn.new_sid()
+        conn.send(headers_frame(sid, head + field))
+        expect_stream_error(conn, sid, PROTOCOL_ERROR)
+    assert echo(conn, head)["a"] == ""

@@ -168,8 +168,94 @@ static void test_kinds(void **state)
     assert_int_equal(put(&f, &(field){":scheme", "http"}), CEL_HF_SCHEME);
     assert_int_equal(put(&f, &(field){":authority", "a"}), CEL_HF_AUTHORITY);
     assert_int_equal(put(&f, &(field){"cookie", "a=b"}), 0);
-    assert_int_equal(put(&f, &(field){"content-length", "42"}), 0);
+    assert_int_equal(put(&f, &(field){"content-length", "42"}), CEL_HF_LENGTH);
     assert_true(f.content_length == 42);
+}
+
+/* h2.c keeps the verdict on a field the client's HPACK table hands out again
+ * (cel_h2_field_again): for every row, a request made of verdicts kept from
+ * an earlier identical one must come out the same as the checks themselves. */
+typedef struct verdict {
+    int kind;
+    uint32_t bits;
+    int kept;
+} verdict;
+
+static int put_keep(cel_h2_fields *f, const field *x, verdict *v)
+{
+    uint32_t before = f->seen;
+    int k = put(f, x);
+    v->kept = k >= 0 && k != CEL_HF_LENGTH;
+    v->kind = k;
+    v->bits = (f->seen & ~before) | (x->name[0] != ':' ? CEL_HF_REGULAR : 0);
+    return k;
+}
+
+static int run_again(const row *r)
+{
+    verdict v[MAXF] = {{0}};
+    cel_h2_fields f;
+    cel_h2_fields_init(&f);
+    for (size_t i = 0; i < MAXF && r->f[i].name; i++)
+        if (put_keep(&f, &r->f[i], &v[i]) < 0)
+            break;
+    cel_h2_fields_init(&f);
+    for (size_t i = 0; i < MAXF && r->f[i].name; i++) {
+        int k = v[i].kept ? cel_h2_field_again(&f, v[i].kind, v[i].bits) : put(&f, &r->f[i]);
+        if (k < 0)
+            return -1;
+    }
+    if (cel_h2_fields_request_end(&f))
+        return -1;
+    if (r->data >= 0 && cel_h2_fields_data(&f, (size_t)r->data))
+        return -1;
+    if (r->trailers[0].name) {
+        f.seen |= CEL_HF_TRAILERS;
+        for (size_t i = 0; i < 2 && r->trailers[i].name; i++)
+            if (put(&f, &r->trailers[i]) < 0)
+                return -1;
+    }
+    return cel_h2_fields_body_end(&f);
+}
+
+static void test_rows_again(void **state)
+{
+    (void)state;
+    for (size_t i = 0; i < CEL_ARRAY_LEN(rows); i++) {
+        int first = run(&rows[i]), again = run_again(&rows[i]);
+        if (first != again)
+            fail_msg("%s: %d checked, %d from kept verdicts", rows[i].name, first, again);
+    }
+}
+
+/* Kept verdicts still obey the rules that depend on the other fields. */
+static void test_again_in_another_order(void **state)
+{
+    (void)state;
+    verdict m, a, host, ua;
+    cel_h2_fields f;
+    cel_h2_fields_init(&f);
+    assert_int_equal(put_keep(&f, &(field){":method", "GET"}, &m), CEL_HF_METHOD);
+    assert_int_equal(put_keep(&f, &(field){":authority", "a"}, &a), CEL_HF_AUTHORITY);
+    assert_int_equal(put_keep(&f, &(field){"host", "a"}, &host), 0);
+    assert_int_equal(put_keep(&f, &(field){"user-agent", "x"}, &ua), 0);
+    /* a pseudo-header after a regular field (8.3) */
+    cel_h2_fields_init(&f);
+    assert_int_equal(cel_h2_field_again(&f, ua.kind, ua.bits), 0);
+    assert_int_equal(cel_h2_field_again(&f, m.kind, m.bits), -1);
+    /* a pseudo-header twice */
+    cel_h2_fields_init(&f);
+    assert_int_equal(cel_h2_field_again(&f, a.kind, a.bits), CEL_HF_AUTHORITY);
+    assert_int_equal(cel_h2_field_again(&f, a.kind, a.bits), -1);
+    /* host twice */
+    cel_h2_fields_init(&f);
+    assert_int_equal(cel_h2_field_again(&f, host.kind, host.bits), 0);
+    assert_int_equal(cel_h2_field_again(&f, host.kind, host.bits), -1);
+    /* a pseudo-header in trailers */
+    cel_h2_fields_init(&f);
+    f.seen |= CEL_HF_TRAILERS;
+    assert_int_equal(cel_h2_field_again(&f, m.kind, m.bits), -1);
+    assert_int_equal(cel_h2_field_again(&f, ua.kind, ua.bits), 0);
 }
 
 /* Octet by octet, the classes RFC 9110 and RFC 9113 8.2.1 define. */
@@ -245,7 +331,7 @@ static void test_priority(void **state)
 int main(void)
 {
     enum { NROWS = CEL_ARRAY_LEN(rows) };
-    static struct CMUnitTest tests[NROWS + 3];
+    static struct CMUnitTest tests[NROWS + 5];
     static char names[NROWS][96];
     for (size_t i = 0; i < NROWS; i++) {
         snprintf(names[i], sizeof(names[i]), "%s: %s", rows[i].ok ? "good" : "malformed",
@@ -255,6 +341,8 @@ int main(void)
     tests[NROWS] = (struct CMUnitTest)cmocka_unit_test(test_kinds);
     tests[NROWS + 1] = (struct CMUnitTest)cmocka_unit_test(test_octets);
     tests[NROWS + 2] = (struct CMUnitTest)cmocka_unit_test(test_priority);
+    tests[NROWS + 3] = (struct CMUnitTest)cmocka_unit_test(test_rows_again);
+    tests[NROWS + 4] = (struct CMUnitTest)cmocka_unit_test(test_again_in_another_order);
     cmocka_set_message_output(CM_OUTPUT_TAP);
-    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 3, NULL, NULL);
+    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 5, NULL, NULL);
 }
