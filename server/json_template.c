@@ -25,6 +25,7 @@ struct cel_tmpl {
     size_t nops, ocap;
     size_t lit_bytes; /* sum of all literal lengths: the fixed part of the bound */
     unsigned nparams; /* params in the pattern bound to (cel_tmpl_bind_params) */
+    int bound_only;   /* every slot is a param of that pattern: render_bound applies */
     int nomem;        /* sticky, so compile helpers need no error plumbing */
 };
 
@@ -482,6 +483,10 @@ void cel_tmpl_bind_params(cel_tmpl *t, const char *pattern)
         k++;
     }
     t->nparams = k;
+    t->bound_only = 1;
+    for (size_t i = 0; i < t->nops; i++)
+        if (t->ops[i].kind != OP_LIT && !(t->ops[i].kind == OP_PARAM && t->ops[i].idx >= 0))
+            t->bound_only = 0;
 }
 
 /* ---- render ---- */
@@ -555,10 +560,41 @@ static size_t bound(const cel_tmpl *t, const cel_request *req)
     return b;
 }
 
+/* The usual template of a params route: literals and the route's own params,
+ * which as plain text (nothing to decode or escape) are copied as they are.
+ * The params lie within the path, so literals plus the path bound the
+ * output. -1 when a param is not plain: the general render takes over. */
+static int render_bound(const cel_tmpl *t, const cel_request *req, char *buf, size_t *outlen)
+{
+    char *w = buf;
+    for (const struct op *op = t->ops, *e = op + t->nops; op < e; op++) {
+        const char *src;
+        size_t n;
+        if (op->kind == OP_LIT) {
+            src = t->text + op->off;
+            n = op->len;
+        } else {
+            const cel_param *p = &req->params[op->idx];
+            src = req->path.p + p->off;
+            n = p->len;
+            if (!plain(src, n, OP_PARAM))
+                return -1;
+        }
+        cel_copy_small(w, src, n);
+        w += n;
+    }
+    *outlen = (size_t)(w - buf);
+    return 0;
+}
+
 int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t cap,
                     size_t *outlen)
 {
     char *w = buf, *end;
+
+    if (t->bound_only && req->nparams == t->nparams && buf &&
+        cap >= t->lit_bytes + req->path.n && render_bound(t, req, buf, outlen) == 0)
+        return 0;
 
     /* Every template prints at least one byte, so an empty buffer never fits. */
     if (!buf || !cap)

@@ -54,6 +54,7 @@ struct node {
     struct node *param;
     struct node *wild; /* always childless: a wildcard ends the pattern */
     struct leaf *leaf;
+    int choice; /* more than one way on (literals and a param, or a wildcard): see walk_straight */
 };
 
 struct cel_router {
@@ -313,12 +314,14 @@ int cel_router_add(cel_router *r, const char *pattern, unsigned methods, void *d
     /* A failed allocation here can leave childless, leafless nodes behind; they
      * match nothing and are freed with the router. */
     for (unsigned i = 0; i < nsegs; i++) {
+        struct node *up = n;
         if (segs[i].kind == SEG_LIT)
             n = lit_child(n, segs[i].p, segs[i].n);
         else
             n = special_child(segs[i].kind == SEG_PARAM ? &n->param : &n->wild);
         if (!n)
             return CEL_ENOMEM;
+        up->choice = up->wild || (up->nlits && up->param);
     }
 
     l = n->leaf;
@@ -399,7 +402,11 @@ static int at_leaf(struct walk *w, const struct node *n)
  * to the raw bytes (right as it stands unless the literal itself holds a '%',
  * since raw bytes equal to a '%'-free literal have none to decode), and only
  * then for a '%' and the decoded comparison. */
-static const struct node *find_lit(const struct node *n, const char *s, size_t raw)
+static __attribute__((noinline)) const struct node *find_lit_pct(const struct node *n,
+                                                                 const char *s, size_t raw);
+
+static inline __attribute__((always_inline)) const struct node *
+find_lit(const struct node *n, const char *s, size_t raw)
 {
     /* each decoded byte takes at most three raw ones */
     if (raw / 3 > n->maxlit)
@@ -410,6 +417,12 @@ static const struct node *find_lit(const struct node *n, const char *s, size_t r
             if (c->litlen == raw && !c->lit_pct && cel_eq_small(c->lit, s, raw))
                 return c;
         }
+    return find_lit_pct(n, s, raw);
+}
+
+/* The rest of find_lit: the segment holds a '%', or a literal does. */
+static const struct node *find_lit_pct(const struct node *n, const char *s, size_t raw)
+{
     const char *pct = memchr(s, '%', raw);
     if (!pct)
         return NULL;
@@ -494,6 +507,35 @@ static int walk(struct walk *w, const struct node *n, size_t pos)
     return 0;
 }
 
+/* The walk down nodes that offer one way on (literals only, or a param
+ * only): no choice, so nothing to come back to, and a loop does it. At the
+ * first node with a choice, walk takes over. */
+static int walk_straight(struct walk *w, const struct node *n, size_t pos)
+{
+    for (;;) {
+        if (n->choice)
+            return walk(w, n, pos);
+        const char *s = w->path + pos;
+        size_t seg = seg_scan(s, w->len - pos);
+        const struct node *c;
+        if (n->nlits) {
+            if (!(c = find_lit(n, s, seg)))
+                return 0;
+        } else {
+            if (!n->param || seg == 0 || w->np >= CEL_MAX_PARAMS)
+                return 0;
+            w->off[w->np] = (uint32_t)pos;
+            w->plen[w->np++] = (uint32_t)seg;
+            c = n->param;
+        }
+        pos += seg;
+        if (pos == w->len)
+            return at_leaf(w, c);
+        n = c;
+        pos++;
+    }
+}
+
 int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigned method,
                       cel_route_match *m)
 {
@@ -511,7 +553,7 @@ int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigne
     w.np = 0;
     w.first = NULL;
     w.m = m;
-    if (walk(&w, &r->root, 1))
+    if (walk_straight(&w, &r->root, 1))
         return CEL_ROUTE_FOUND;
     if (w.first) {
         m->allow = w.first->allow;

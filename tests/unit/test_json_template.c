@@ -668,6 +668,29 @@ static void test_bound_params(void **state)
     req.nparams = 1;
     assert_string_equal(render(t, &req), "{\"a\":\"42\",\"b\":\"\"}");
     cel_tmpl_free(t);
+
+    /* Bound, with params that need decoding and escaping: the plain-copy path
+     * must step aside for them. "/p/%41%22/q%5C" has a = "A\"", b = "q\\". */
+    static cel_param enc[2];
+    req = base_req();
+    req.path = S("/p/%41%22/q%5C");
+    enc[0] = (cel_param){"a", 3, 6};
+    enc[1] = (cel_param){"b", 10, 4};
+    req.params = enc;
+    req.nparams = 2;
+    t = compile_text("[\"{{param.a}}\", \"{{param.b}}\", \"x\"]");
+    cel_tmpl_bind_params(t, "/p/:a/:b");
+    assert_string_equal(render(t, &req), "[\"A\\\"\",\"q\\\\\",\"x\"]");
+    /* plain params, and a buffer too small for the output: reported, not overrun */
+    req.path = S("/p/abc/def");
+    enc[0] = (cel_param){"a", 3, 3};
+    enc[1] = (cel_param){"b", 7, 3};
+    assert_string_equal(render(t, &req), "[\"abc\",\"def\",\"x\"]");
+    char small[8];
+    size_t need = 0;
+    assert_int_equal(cel_tmpl_render(t, &req, small, sizeof(small), &need), CEL_ETOOBIG);
+    assert_true(need >= strlen("[\"abc\",\"def\",\"x\"]"));
+    cel_tmpl_free(t);
 }
 
 int main(void)

@@ -218,6 +218,37 @@ static void test_backtracking(void **state)
     cel_router_free(r);
 }
 
+/* Nodes with one way on are walked in a loop, the first node with a choice
+ * hands over to the backtracking walk; a later route can turn a one-way node
+ * into a choice, deep in the tree. */
+static void test_straight_then_choice(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/s/t/:p/x", CEL_M_GET, D(0));
+    expect_found(r, "/s/t/1/x", CEL_M_GET, D(0), &m);
+    expect_param(&m, "/s/t/1/x", 0, "p", "1");
+    expect_not_found(r, "/s/t/1/y", CEL_M_GET);
+    expect_not_found(r, "/s/t/1", CEL_M_GET);
+    expect_not_found(r, "/s/t//x", CEL_M_GET); /* a param is never empty */
+    /* the node after :p gets a param beside its literal */
+    add_ok(r, "/s/t/:p/:q", CEL_M_GET, D(1));
+    expect_found(r, "/s/t/1/x", CEL_M_GET, D(0), &m);
+    expect_found(r, "/s/t/1/y", CEL_M_GET, D(1), &m);
+    assert_int_equal(m.nparams, 2);
+    expect_param(&m, "/s/t/1/y", 1, "q", "y");
+    /* and /s gets a wildcard: /s/t/1/x/z fails down the tree, then matches it */
+    add_ok(r, "/s/*rest", CEL_M_GET, D(2));
+    expect_found(r, "/s/t/1/x/z", CEL_M_GET, D(2), &m);
+    assert_int_equal(m.nparams, 1);
+    expect_param(&m, "/s/t/1/x/z", 0, "rest", "t/1/x/z");
+    expect_found(r, "/s/t/1/y", CEL_M_GET, D(1), &m);
+    /* 405 from a leaf reached on the straight walk */
+    expect_405(r, "/s/t/1/x", CEL_M_POST, "GET");
+    cel_router_free(r);
+}
+
 static void test_param_offsets(void **state)
 {
     cel_router *r = cel_router_new();
@@ -733,6 +764,7 @@ int main(void)
         cmocka_unit_test(test_trailing_slash_and_empty_segments),
         cmocka_unit_test(test_precedence),
         cmocka_unit_test(test_backtracking),
+        cmocka_unit_test(test_straight_then_choice),
         cmocka_unit_test(test_param_offsets),
         cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_percent_decoded_literals),
