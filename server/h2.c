@@ -687,14 +687,22 @@ static int add_header(cel_h2 *h, stream *st, cel_str name, cel_str value)
  * authority, user-agent, accept...): nghttp2 hands them out as the same
  * reference-counted buffers each time. The verdict of the octet checks on such
  * a pair is kept, with a reference on both buffers so that their addresses
- * stay theirs, and the next request's identical field costs a comparison
+ * stay theirs, and the next request's identical field costs a few comparisons
  * (cel_h2_field_again makes the checks that depend on the other fields).
- * Two-way sets indexed by the value's address; a connection gets the table at
- * its first request. Values up to KEPT_MAX octets, which bounds what the
- * references hold on to.
+ * KEPT_SETS sets of KEPT_WAYS entries, by the value's address, most recently
+ * kept first; a connection gets the table at its first request (1.3 KiB).
+ * Names and values up to KEPT_MAX octets, which bounds what the references
+ * hold on to.
  */
-#define KEPT_SLOTS 16
+#define KEPT_SETS 8
+#define KEPT_WAYS 4
 #define KEPT_MAX 255
+
+/* A field as on_header takes it: from a kept verdict, or checked now. */
+typedef struct field_view {
+    const uint8_t *name, *value;
+    uint32_t namelen, valuelen;
+} field_view;
 
 typedef struct kept_field {
     nghttp2_rcbuf *name, *value; /* references held */
@@ -705,17 +713,17 @@ typedef struct kept_field {
     uint16_t bits;
 } kept_field;
 
-static inline size_t kept_set(const nghttp2_rcbuf *value)
+static inline kept_field *kept_set(kept_field *kept, const nghttp2_rcbuf *value)
 {
-    uintptr_t a = (uintptr_t)value;
-    return ((a >> 4) ^ (a >> 9)) & (KEPT_SLOTS - 2);
+    uint64_t a = (uint64_t)(uintptr_t)value * 0x9e3779b97f4a7c15ull;
+    return kept + (a >> 61) * KEPT_WAYS; /* the top 3 bits: KEPT_SETS == 8 */
 }
 
 static void kept_free(cel_h2 *h)
 {
     if (!h->kept)
         return;
-    for (size_t i = 0; i < KEPT_SLOTS; i++)
+    for (size_t i = 0; i < KEPT_SETS * KEPT_WAYS; i++)
         if (h->kept[i].value) {
             nghttp2_rcbuf_decref(h->kept[i].name);
             nghttp2_rcbuf_decref(h->kept[i].value);
@@ -724,35 +732,38 @@ static void kept_free(cel_h2 *h)
     h->kept = NULL;
 }
 
-/* Keeps the verdict on a field just checked: first in its set, the set's
- * older entry (if any) second, and the one before that let go. */
+/* Keeps the verdict on a field just checked, first in its set; the set's
+ * last entry is let go. */
 static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_vec n, nghttp2_vec v,
                  int kind, uint32_t bits)
 {
     if (n.len > KEPT_MAX || v.len > KEPT_MAX)
         return;
-    if (!h->kept && !(h->kept = cel_pool_calloc(h->env->pool, KEPT_SLOTS, sizeof(kept_field))))
+    if (!h->kept &&
+        !(h->kept = cel_pool_calloc(h->env->pool, KEPT_SETS * KEPT_WAYS, sizeof(kept_field))))
         return;
-    kept_field *k = &h->kept[kept_set(value)];
-    if (k[0].value) {
-        if (k[1].value) {
-            nghttp2_rcbuf_decref(k[1].name);
-            nghttp2_rcbuf_decref(k[1].value);
-        }
-        k[1] = k[0];
+    kept_field *k = kept_set(h->kept, value);
+    if (k[KEPT_WAYS - 1].value) {
+        nghttp2_rcbuf_decref(k[KEPT_WAYS - 1].name);
+        nghttp2_rcbuf_decref(k[KEPT_WAYS - 1].value);
     }
+    memmove(k + 1, k, (KEPT_WAYS - 1) * sizeof(*k));
     nghttp2_rcbuf_incref(name);
     nghttp2_rcbuf_incref(value);
     *k = (kept_field){name, value, n.base, v.base, (uint8_t)n.len, (uint8_t)v.len,
                       (uint8_t)nghttp2_rcbuf_is_static(name), (int16_t)kind, (uint16_t)bits};
 }
 
-/* A field as on_header takes it: from a kept verdict, or checked now. */
-typedef struct field_view {
-    const uint8_t *name, *value;
-    size_t namelen, valuelen;
-    int name_static;
-} field_view;
+/* The kept entry for this name and value, or NULL. */
+static inline const kept_field *kept_find(kept_field *kept, const nghttp2_rcbuf *name,
+                                          const nghttp2_rcbuf *value)
+{
+    kept_field *k = kept_set(kept, value);
+    for (int i = 0; i < KEPT_WAYS; i++)
+        if (k[i].value == value && k[i].name == name)
+            return &k[i];
+    return NULL;
+}
 
 /* The octet checks (not inlined: they would crowd on_header's registers for
  * the few fields that need them). */
@@ -760,7 +771,9 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
                                                  nghttp2_rcbuf *value_rc, field_view *f)
 {
     nghttp2_vec n = nghttp2_rcbuf_get_buf(name_rc), v = nghttp2_rcbuf_get_buf(value_rc);
-    *f = (field_view){n.base, v.base, n.len, v.len, 0};
+    *f = (field_view){n.base, v.base, (uint32_t)n.len, (uint32_t)v.len};
+    if (n.len > UINT32_MAX || v.len > UINT32_MAX) /* far beyond any header list limit */
+        return -1;
     uint32_t before = st->hf.seen;
     int kind = cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
     /* :path seldom comes from the table, content-length's value is state */
@@ -781,12 +794,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     if (!st || (st->flags & ST_MALFORMED))
         return 0;
     field_view f;
-    int kind;
-    kept_field *k;
-    if (h->kept && (((k = &h->kept[kept_set(value_rc)])->value == value_rc && k->name == name_rc) ||
-                    ((++k)->value == value_rc && k->name == name_rc))) {
+    int kind, name_static = 0;
+    const kept_field *k;
+    if (h->kept && (k = kept_find(h->kept, name_rc, value_rc))) {
         kind = cel_h2_field_again(&st->hf, k->kind, k->bits);
-        f = (field_view){k->np, k->vp, k->nlen, k->vlen, k->name_static};
+        f = (field_view){k->np, k->vp, k->nlen, k->vlen};
+        name_static = k->name_static;
     } else {
         kind = check_field(h, st, name_rc, value_rc, &f);
     }
@@ -796,9 +809,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;
     }
-    if (st->flags & ST_DISCARD)
-        return 0;
-    if (st->flags & ST_HDR_TOO_BIG) {
+    if (CEL_UNLIKELY(st->flags & (ST_DISCARD | ST_HDR_TOO_BIG))) {
+        if (st->flags & ST_DISCARD)
+            return 0;
         /* Far past the limit (an HPACK bomb: one table entry referenced over
          * and over) even checking each field costs more than the bytes sent:
          * no client means well with that, end the connection. */
@@ -869,7 +882,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         }
     }
     /* nghttp2's static table outlives every stream */
-    const char *nm = f.name_static ? (const char *)name : cel_arena_dup(&st->arena, name, namelen);
+    const char *nm = name_static ? (const char *)name : cel_arena_dup(&st->arena, name, namelen);
     if (!nm || add_header(h, st, (cel_str){nm, namelen}, val))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     return 0;
