@@ -402,15 +402,33 @@ static size_t utoa(char *buf, uint64_t v)
 
 /* Submits RES's status and headers; with STREAMING the body follows through
  * write/end (no content-length), else RES's body is the whole body. */
+/* ":status" values 100 to 599 as text, filled before main() */
+static char status_texts[500][3];
+
+__attribute__((constructor)) static void fill_status_texts(void)
+{
+    for (int i = 0; i < 500; i++) {
+        status_texts[i][0] = (char)('0' + (i + 100) / 100);
+        status_texts[i][1] = (char)('0' + (i + 100) / 10 % 10);
+        status_texts[i][2] = (char)('0' + (i + 100) % 10);
+    }
+}
+
 static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
 {
     nghttp2_nv nva[MAX_RESPONSE_HEADERS];
     size_t n = 0;
-    char *status = st->status_txt, *clen = st->clen_txt;
+    char *clen = st->clen_txt;
     int no_body = res->status == 204 || res->status == 304;
-    status[0] = (char)('0' + res->status / 100 % 10);
-    status[1] = (char)('0' + res->status / 10 % 10);
-    status[2] = (char)('0' + res->status % 10);
+    const char *status;
+    if (CEL_LIKELY(res->status >= 100 && res->status < 600)) {
+        status = status_texts[res->status - 100];
+    } else {
+        status = st->status_txt;
+        st->status_txt[0] = (char)('0' + res->status / 100 % 10);
+        st->status_txt[1] = (char)('0' + res->status / 10 % 10);
+        st->status_txt[2] = (char)('0' + res->status % 10);
+    }
     nva[n++] = nv_name_lit(":status", 7, status, 3);
     nva[n++] = NV_LIT("server", CEL_SERVER_NAME);
     nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
