@@ -60,14 +60,24 @@ static inline int cel_eq_small(const void *a, const void *b, size_t n)
 }
 
 /* memcpy for the few bytes of a header, a path segment or a frame header,
- * without a library call: two overlapping loads and stores cover 4..16 bytes.
- * D and S must not overlap. */
+ * without a library call: two overlapping loads and stores cover 4..16 bytes,
+ * four cover 17..32. D and S must not overlap. */
 static inline void cel_copy_small(void *d, const void *s, size_t n)
 {
     unsigned char *dp = d;
     const unsigned char *sp = s;
-    if (n > 16) {
+    if (n > 32) {
         memcpy(dp, sp, n);
+    } else if (n > 16) {
+        uint64_t a, b, c, e;
+        memcpy(&a, sp, 8);
+        memcpy(&b, sp + 8, 8);
+        memcpy(&c, sp + n - 16, 8);
+        memcpy(&e, sp + n - 8, 8);
+        memcpy(dp, &a, 8);
+        memcpy(dp + 8, &b, 8);
+        memcpy(dp + n - 16, &c, 8);
+        memcpy(dp + n - 8, &e, 8);
     } else if (n >= 8) {
         uint64_t a, b;
         memcpy(&a, sp, 8);

@@ -509,6 +509,33 @@ static void test_steady_pool(void **state)
     assert_int_equal(pool_stats(f->pool).sys_frees, s0.sys_frees);
 }
 
+/* cel_copy_small and cel_eq_small (common.h), which the output queue, the
+ * arena and the router use for short copies and compares: every length up to
+ * 70 at every alignment, against memcpy and memcmp, including a difference in
+ * each single position. */
+static void test_copy_and_compare_small(void **state)
+{
+    (void)state;
+    unsigned char src[96], dst[112], ref[112];
+    for (size_t i = 0; i < sizeof(src); i++)
+        src[i] = (unsigned char)(i * 37 + 11);
+    for (size_t n = 0; n <= 70; n++)
+        for (size_t off = 0; off < 8; off++) {
+            memset(dst, 0xaa, sizeof(dst));
+            memset(ref, 0xaa, sizeof(ref));
+            cel_copy_small(dst + off + 8, src + off, n);
+            memcpy(ref + off + 8, src + off, n);
+            assert_memory_equal(dst, ref, sizeof(dst)); /* nothing around it touched */
+            assert_true(cel_eq_small(dst + off + 8, src + off, n));
+            for (size_t k = 0; k < n; k++) {
+                dst[off + 8 + k] ^= 0x20;
+                if (cel_eq_small(dst + off + 8, src + off, n))
+                    fail_msg("n=%zu off=%zu: a difference at %zu not seen", n, off, k);
+                dst[off + 8 + k] ^= 0x20;
+            }
+        }
+}
+
 int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
@@ -522,6 +549,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_big_copy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test(test_property),
+        cmocka_unit_test(test_copy_and_compare_small),
         cmocka_unit_test_setup_teardown(test_steady_pool, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
