@@ -335,17 +335,19 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         return NGHTTP2_ERR_WOULDBLOCK;
     static const uint8_t zeros[256];
     size_t pad = frame->data.padlen;
-    if (cel_outq_copy(h->out, framehd, 9))
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
-    if (pad && cel_outq_copy(h->out, zeros, 1)) /* the pad length byte */
-        return NGHTTP2_ERR_CALLBACK_FAILURE;
     const char *p = (st->flags & ST_STREAMING ? st->sbuf : st->out) + st->out_sent;
     st->out_sent += length;
     st->bytes_sent += length;
     h->progress++;
     h->data_sent++;
     int rc;
-    if (st->out_kind == BODY_GEN && length >= REF_MIN) {
+    if (CEL_LIKELY(!pad && (length < REF_MIN || st->out_kind == BODY_ARENA))) {
+        /* the usual short body: one copy with its frame header */
+        rc = cel_outq_copy2(h->out, framehd, 9, p, length);
+    } else if (cel_outq_copy(h->out, framehd, 9) ||
+               (pad && cel_outq_copy(h->out, zeros, 1))) { /* the pad length byte */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (st->out_kind == BODY_GEN && length >= REF_MIN) {
         st->gen->users++;
         if ((rc = cel_outq_ref(h->out, p, length, release_gen, st->gen)))
             st->gen->users--;
@@ -811,18 +813,25 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
     if (!st || (st->flags & ST_MALFORMED))
         return 0;
-    field_view f;
+    const uint8_t *name, *value;
+    size_t namelen, valuelen;
     int kind, name_static = 0;
     const kept_field *k;
     if (h->kept && (k = kept_find(h->kept, name_rc, value_rc))) {
         kind = cel_h2_field_again(&st->hf, k->kind, k->bits);
-        f = (field_view){k->np, k->vp, k->nlen, k->vlen};
+        name = k->np;
+        value = k->vp;
+        namelen = k->nlen;
+        valuelen = k->vlen;
         name_static = k->name_static;
     } else {
+        field_view f;
         kind = check_field(h, st, name_rc, value_rc, &f);
+        name = f.name;
+        value = f.value;
+        namelen = f.namelen;
+        valuelen = f.valuelen;
     }
-    const uint8_t *name = f.name, *value = f.value;
-    size_t namelen = f.namelen, valuelen = f.valuelen;
     if (kind < 0) {
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;

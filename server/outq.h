@@ -83,6 +83,29 @@ static inline int cel_outq_copy(cel_outq *q, const void *p, size_t n)
     return cel_outq_copy_slow(q, p, n);
 }
 
+/* cel_outq_copy of A[0..NA) then B[0..NB): a frame header and a short payload
+ * in one go. */
+static inline int cel_outq_copy2(cel_outq *q, const void *a, size_t na, const void *b, size_t nb)
+{
+    struct cel_outq_chunk *c = q->chunk_tail;
+    size_t n = na + nb;
+    if (CEL_LIKELY(c && q->seg_count && na && n <= CEL_OUTQ_CHUNK_ROOM &&
+                   n <= CEL_OUTQ_CHUNK_ROOM - c->used)) {
+        struct cel_outq_seg *last = &q->segs[(q->seg_head + q->seg_count - 1) & (q->seg_cap - 1)];
+        char *dst = c->data + c->used;
+        if (last->chunk == c && last->p + last->n == dst) {
+            cel_copy_small(dst, a, na);
+            cel_copy_small(dst + na, b, nb);
+            c->used += n;
+            last->n += n;
+            q->pending += n;
+            return 0;
+        }
+    }
+    int rc = cel_outq_copy(q, a, na);
+    return rc || !nb ? rc : cel_outq_copy(q, b, nb);
+}
+
 /* Queues N bytes at P by reference. RELEASE(ARG) (if RELEASE is not NULL) runs once
  * the last byte of the range has been written, or at deinit. 0 or CEL_ENOMEM (then
  * RELEASE is not called). */

@@ -228,6 +228,38 @@ static void test_coalesce(void **state)
     assert_int_equal(rel, 1);
 }
 
+/* cel_outq_copy2 (a frame header and its payload in one go): the bytes come
+ * out in order whether they fit behind the last copy, cross into a new chunk,
+ * or follow a ref; an empty second part adds nothing. */
+static void test_copy2(void **state)
+{
+    struct fx *f = *state;
+    static char expect[3 * CEL_OUTQ_CHUNK_ROOM];
+    size_t total = 0;
+    int rel = 0;
+    char hdr[9], body[200];
+    for (int i = 0; total + sizeof(hdr) + sizeof(body) < sizeof(expect); i++) {
+        memset(hdr, 'A' + i % 26, sizeof(hdr));
+        size_t nb = (size_t)(i * 37) % sizeof(body);
+        memset(body, 'a' + i % 26, nb);
+        assert_int_equal(cel_outq_copy2(&f->q, hdr, sizeof(hdr), body, nb), 0);
+        memcpy(expect + total, hdr, sizeof(hdr));
+        memcpy(expect + total + sizeof(hdr), body, nb);
+        total += sizeof(hdr) + nb;
+        if (i == 5) { /* a ref in between: the next copy2 starts a new segment */
+            assert_int_equal(cel_outq_ref(&f->q, "REF", 3, release_count, &rel), 0);
+            memcpy(expect + total, "REF", 3);
+            total += 3;
+        }
+    }
+    assert_int_equal(cel_outq_pending(&f->q), total);
+    while (cel_outq_pending(&f->q))
+        assert_int_equal(FLUSH(f), 0);
+    assert_int_equal(f->s.len, total);
+    assert_memory_equal(f->s.out, expect, total);
+    assert_int_equal(rel, 1);
+}
+
 static void test_partial_and_eagain(void **state)
 {
     struct fx *f = *state;
@@ -542,6 +574,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test_setup_teardown(test_empty, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_coalesce, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_copy2, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_partial_and_eagain, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_release_after_last_byte, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_eintr_and_eio, fx_setup, fx_teardown),
