@@ -156,7 +156,8 @@ struct cel_h2 {
     int32_t scan_pri;      /* stream of the PRIORITY payload being read, or -1 */
     uint8_t scan_have;     /* octets of scan_buf filled */
     uint8_t scan_buf[9];   /* a frame header (or PRIORITY payload) cut by a read */
-    struct kept_field *kept; /* SEEN_SLOTS verdicts on repeated fields, or NULL */
+    struct kept_field *kept; /* verdicts on repeated fields (on_header), or NULL */
+    stream **slots;          /* STREAM_SLOTS streams by id (find_stream), or NULL */
     int32_t ended_top;     /* highest stream id in ended_bits */
     uint64_t ended_bits;   /* bit i: stream ended_top - 2i closed after its client ended it */
 };
@@ -198,6 +199,32 @@ void cel_h2_pool_mem(nghttp2_mem *mem, cel_pool *pool)
 
 /* ---- streams ---- */
 
+/*
+ * Our streams by id, without nghttp2's stream map (no stream user data is
+ * set): a slot per id modulo STREAM_SLOTS, which concurrent streams of one
+ * client (consecutive odd ids) rarely share, and the list of the connection's
+ * streams behind it. The slots come with the first stream.
+ */
+#define STREAM_SLOTS 32
+
+static inline stream **stream_slot(cel_h2 *h, int32_t id)
+{
+    return &h->slots[((uint32_t)id >> 1) & (STREAM_SLOTS - 1)];
+}
+
+static stream *find_stream(cel_h2 *h, int32_t id)
+{
+    if (CEL_LIKELY(h->slots != NULL)) {
+        stream *st = *stream_slot(h, id);
+        if (CEL_LIKELY(st && st->id == id))
+            return st;
+    }
+    for (stream *st = h->streams; st; st = st->next)
+        if (st->id == id)
+            return st;
+    return NULL;
+}
+
 static stream *stream_new(cel_h2 *h, int32_t id)
 {
     stream *st = cel_pool_alloc(h->env->pool, sizeof(*st));
@@ -224,6 +251,8 @@ static stream *stream_new(cel_h2 *h, int32_t id)
         h->streams->prev = st;
     h->streams = st;
     h->nstreams++;
+    if (h->slots || (h->slots = cel_pool_calloc(h->env->pool, STREAM_SLOTS, sizeof(stream *))))
+        *stream_slot(h, id) = st;
     return st;
 }
 
@@ -265,6 +294,8 @@ static void stream_free(cel_h2 *h, stream *st)
     if (st->ext)
         ext_unref(st->ext);
     cel_pool_release(h->env->pool, st->sbuf);
+    if (h->slots && *stream_slot(h, st->id) == st)
+        *stream_slot(h, st->id) = NULL;
     if (st->prev)
         st->prev->next = st->next;
     else
@@ -663,12 +694,13 @@ static void malformed(cel_h2 *h, stream *st)
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     cel_h2 *h = ud;
+    (void)s;
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
     h->in_headers = frame->hd.stream_id;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* 8.1: a second header block is the trailers, and ends the stream */
-        stream *st = h->cur = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+        stream *st = h->cur = find_stream(h, frame->hd.stream_id);
         if (st) {
             st->hf.seen |= CEL_HF_TRAILERS;
             if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
@@ -681,7 +713,6 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     h->progress++;
     h->cur = st;
-    nghttp2_session_set_stream_user_data(s, frame->hd.stream_id, st);
     return 0;
 }
 
@@ -810,7 +841,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     (void)flags;
     stream *st = h->cur;
     if (!st || st->id != frame->hd.stream_id)
-        st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+        st = find_stream(h, frame->hd.stream_id);
     if (!st || (st->flags & ST_MALFORMED))
         return 0;
     const uint8_t *name, *value;
@@ -919,8 +950,8 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
                          size_t len, void *ud)
 {
     cel_h2 *h = ud;
-    (void)flags;
-    stream *st = nghttp2_session_get_stream_user_data(s, id);
+    (void)flags, (void)s;
+    stream *st = find_stream(h, id);
     if (!st || (st->flags & ST_MALFORMED))
         return 0;
     if (cel_h2_fields_data(&st->hf, len)) {
@@ -994,7 +1025,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
         st = h->cur;
         h->cur = NULL;
         if (!st || st->id != frame->hd.stream_id)
-            st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+            st = find_stream(h, frame->hd.stream_id);
         if (st && frame->headers.cat == NGHTTP2_HCAT_REQUEST) {
             if (cel_h2_fields_request_end(&st->hf))
                 st->flags |= ST_MALFORMED;
@@ -1004,10 +1035,10 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
             }
         }
     } else if (frame->hd.type == NGHTTP2_DATA) {
-        st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+        st = find_stream(h, frame->hd.stream_id);
     } else {
         if (frame->hd.type == NGHTTP2_RST_STREAM &&
-            (st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id)))
+            (st = find_stream(h, frame->hd.stream_id)))
             st->flags |= ST_PEER_DONE;
         return 0;
     }
@@ -1100,7 +1131,7 @@ static void frame_begins(cel_h2 *h, uint8_t type, uint8_t flags, uint32_t len, i
         return;
     }
     if (type == NGHTTP2_DATA && id) {
-        stream *st = nghttp2_session_get_stream_user_data(s, id);
+        stream *st = find_stream(h, id);
         int32_t window = nghttp2_session_get_stream_local_window_size(s, id);
         if (st && window >= 0 && len > (uint32_t)window)
             st->flags |= ST_DATA_OVERFLOW;
@@ -1127,9 +1158,10 @@ static void frame_begins(cel_h2 *h, uint8_t type, uint8_t flags, uint32_t len, i
 static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
                             void *ud)
 {
-    (void)ud, (void)lib_error;
+    cel_h2 *h = ud;
+    (void)s, (void)lib_error;
     if (frame->hd.type == NGHTTP2_WINDOW_UPDATE && frame->hd.stream_id) {
-        stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+        stream *st = find_stream(h, frame->hd.stream_id);
         if (st)
             st->flags |= ST_WU_OVERFLOW;
     }
@@ -1138,14 +1170,14 @@ static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int 
 
 static int before_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
-    (void)ud;
+    cel_h2 *h = ud;
     if (frame->hd.type != NGHTTP2_RST_STREAM ||
         frame->rst_stream.error_code != NGHTTP2_FLOW_CONTROL_ERROR)
         return 0;
     /* nghttp2 answers a SETTINGS_INITIAL_WINDOW_SIZE that overflows a stream's
      * window with a stream error; 6.9.2 makes that a connection error. The
      * stream's own WINDOW_UPDATE or DATA overflow stays a stream error. */
-    stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    stream *st = find_stream(h, frame->hd.stream_id);
     if (st && (st->flags & (ST_WU_OVERFLOW | ST_DATA_OVERFLOW)))
         return 0;
     nghttp2_session_terminate_session(s, NGHTTP2_FLOW_CONTROL_ERROR);
@@ -1155,6 +1187,7 @@ static int before_frame_send(nghttp2_session *s, const nghttp2_frame *frame, voi
 static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     cel_h2 *h = ud;
+    (void)s;
     /* A client that makes us reset streams (malformed requests, CVE-2025-8671)
      * spends the same budget as one that resets them itself. */
     if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code != NGHTTP2_NO_ERROR &&
@@ -1166,7 +1199,7 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
      * a stream answered early has more to do. */
     if (frame->hd.type == NGHTTP2_DATA && !h->discarding)
         return 0;
-    stream *st = nghttp2_session_get_stream_user_data(s, frame->hd.stream_id);
+    stream *st = find_stream(h, frame->hd.stream_id);
     if (!st)
         return 0;
     st->flags |= ST_SENT;
@@ -1178,16 +1211,14 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
 static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *ud)
 {
     cel_h2 *h = ud;
-    (void)code;
+    (void)code, (void)s;
     if (h->in_headers == id)
         h->in_headers = 0;
-    stream *st = nghttp2_session_get_stream_user_data(s, id);
+    stream *st = find_stream(h, id);
     if (h->cur == st)
         h->cur = NULL;
     if (st && (st->flags & ST_PEER_DONE))
         note_ended(h, id);
-    /* No need to clear the stream's user data: nghttp2 never hands out a
-     * closed stream's (nghttp2_session_get_stream skips closed ones). */
     if (st)
         stream_free(ud, st);
     return 0;
@@ -1325,7 +1356,6 @@ cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void
         cel_h2_free(h);
         return NULL;
     }
-    nghttp2_session_set_stream_user_data(h->s, 1, st);
     h->last_stream = 1;
     st->flags |= ST_PEER_DONE; /* the HTTP/1.1 request was whole */
     cel_request *q = &st->req;
@@ -1360,6 +1390,7 @@ void cel_h2_free(cel_h2 *h)
     while (h->streams)
         stream_free(h, h->streams);
     kept_free(h);
+    cel_pool_release(h->env->pool, h->slots);
     nghttp2_session_del(h->s);
     cel_pool_release(h->env->pool, h);
 }

@@ -483,3 +483,23 @@ def test_exceeding_default_max_concurrent_streams(conn):
     conn.send(b"".join(data_frame(s, b"", end_stream=True) for s in sids))
     for s in sids:
         assert expect_response(conn, s).status == 200
+
+
+def test_streams_sharing_a_slot(conn):
+    """Concurrent streams whose ids are 64 apart (the server keeps streams by
+    id modulo a small table, with a list behind it): each request is answered
+    with its own fields, whichever order they end in, and a client reset of
+    one leaves the others alone."""
+    import json
+    from h2wire import headers_frame as hf
+    sids = [1, 65, 129, 193, 257]
+    for sid in sids:
+        conn.send(hf(sid, encode_block(conn.req_headers("POST", "/echo", [("x-a", str(sid))])),
+                     end_stream=False))
+    conn.send(rst_stream_frame(129, CANCEL))
+    for sid in (65, 1, 257, 193):
+        conn.send(data_frame(sid, b"", end_stream=True))
+        r = expect_response(conn, sid)
+        assert r.status == 200 and json.loads(r.body)["a"] == str(sid), (sid, r)
+    expect_no_frames_on(conn, 129)
+    assert expect_response(conn, conn.request(sid=259)).status == 200
