@@ -80,6 +80,7 @@ struct fnode {
 struct cel_pool {
     struct fnode *free[NCLASS];
     size_t max_cached;
+    size_t room; /* max_cached - st.bytes_cached: what the free lists may still take */
     cel_pool_stats st;
     char *ph_base;        /* the span, or NULL */
     size_t ph_size;       /* its length, 0 without one: ph_owns needs no NULL test */
@@ -135,6 +136,7 @@ cel_pool *cel_pool_new(size_t max_cached_bytes)
     if (!p)
         return NULL;
     p->max_cached = max_cached_bytes;
+    p->room = max_cached_bytes;
 #ifndef POOL_ASAN
     /* Address space only: the kernel backs a page once it is touched. */
     int flags = MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE;
@@ -168,7 +170,7 @@ __attribute__((noinline)) static void *ph_get(cel_pool *p, unsigned np, size_t n
     if (f) {
         p->ph_free[np] = f->next;
         size_t i = (size_t)((char *)f - p->ph_base) / PAGE;
-        p->st.bytes_cached -= np * PAGE;
+        p->room += np * PAGE;
         if (zero)
             memset(f, 0, (p->ph_len[i] & PH_FRESH) && n > PAGE ? PAGE : n);
         p->ph_len[i] = (uint8_t)np;
@@ -186,7 +188,7 @@ __attribute__((noinline)) static void ph_put(cel_pool *p, void *ptr)
 {
     size_t i = (size_t)((char *)ptr - p->ph_base) / PAGE;
     unsigned np = p->ph_len[i] & ~PH_FRESH;
-    if (np * PAGE > p->max_cached - p->st.bytes_cached) {
+    if (np * PAGE > p->room) {
         /* Over the cache: give all but the first page (which holds the list
          * link) back to the kernel; they come back zero. */
         if (np > 1)
@@ -194,7 +196,7 @@ __attribute__((noinline)) static void ph_put(cel_pool *p, void *ptr)
         p->ph_len[i] = (uint8_t)(np | PH_FRESH);
         p->st.sys_frees++;
     } else {
-        p->st.bytes_cached += np * PAGE;
+        p->room -= np * PAGE;
     }
     struct fnode *f = ptr;
     f->next = p->ph_free[np];
@@ -225,7 +227,7 @@ static inline void *pop(cel_pool *p, unsigned c, size_t n, int zero)
 {
     struct fnode *f = p->free[c];
     p->free[c] = f->next;
-    p->st.bytes_cached -= class_size[c] + HDR;
+    p->room += class_size[c] + HDR;
     UNPOISON(f, class_size[c]);
     if (zero)
         memset(f, 0, n);
@@ -301,7 +303,7 @@ void cel_pool_release(cel_pool *p, void *ptr)
     }
     hdr *h = (hdr *)ptr - 1;
     size_t bytes = h->size + HDR;
-    if (CEL_UNLIKELY(h->cls == LARGE || bytes > p->max_cached - p->st.bytes_cached)) {
+    if (CEL_UNLIKELY(h->cls == LARGE || bytes > p->room)) {
         free(h);
         p->st.sys_frees++;
         return;
@@ -309,7 +311,7 @@ void cel_pool_release(cel_pool *p, void *ptr)
     struct fnode *f = ptr;
     f->next = p->free[h->cls];
     p->free[h->cls] = f;
-    p->st.bytes_cached += bytes;
+    p->room -= bytes;
     POISON((char *)ptr + sizeof(*f), h->size - sizeof(*f));
 }
 
@@ -363,4 +365,5 @@ int cel_pool_uses_pages(const cel_pool *p)
 void cel_pool_get_stats(const cel_pool *p, cel_pool_stats *st)
 {
     *st = p->st;
+    st->bytes_cached = p->max_cached - p->room;
 }

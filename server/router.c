@@ -69,13 +69,24 @@ struct seg {
     size_t n;
 };
 
+/* Once per request: by length, then the spelling (methods are case-sensitive). */
 unsigned cel_method_bit(const char *s, size_t n)
 {
-    for (size_t i = 0; i < CEL_ARRAY_LEN(method_names); i++) {
-        if (strlen(method_names[i]) == n && memcmp(method_names[i], s, n) == 0)
-            return 1u << i;
+#define IS(lit) (memcmp(s, lit, sizeof(lit) - 1) == 0)
+    switch (n) {
+    case 3:
+        return IS("GET") ? CEL_M_GET : IS("PUT") ? CEL_M_PUT : 0;
+    case 4:
+        return IS("HEAD") ? CEL_M_HEAD : IS("POST") ? CEL_M_POST : 0;
+    case 5:
+        return IS("PATCH") ? CEL_M_PATCH : IS("TRACE") ? CEL_M_TRACE : 0;
+    case 6:
+        return IS("DELETE") ? CEL_M_DELETE : 0;
+    case 7:
+        return IS("OPTIONS") ? CEL_M_OPTIONS : IS("CONNECT") ? CEL_M_CONNECT : 0;
     }
     return 0;
+#undef IS
 }
 
 const char *cel_method_name(unsigned bit)
