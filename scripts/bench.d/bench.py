@@ -1035,7 +1035,8 @@ INPROC_STREAMS = 10     # requests per round, as h2load -m 10 in --callgrind
 FLOORS = [('floor-malloc', 'nghttp2 alone, glibc malloc'),
           ('floor-pool', 'nghttp2 alone, cel_pool (the allocator celerisd uses)'),
           ('floor-nohttp', 'nghttp2 alone, malloc, no_http_messaging'),
-          ('floor-both', 'nghttp2 alone, cel_pool, no_http_messaging')]
+          ('floor-both', 'nghttp2 alone, cel_pool, no_http_messaging'),
+          ('floor-nopri', 'floor-both, RFC 7540 priorities off (as celerisd runs nghttp2)')]
 
 
 ALLOC_N = 100000
@@ -1104,16 +1105,21 @@ def mode_inproc(opts, ctx, routes, names):
         results.append((mode, route, desc, total / n, ns, allocs))
     ipr = {(m, r.key): x for m, r, _, x, _, _ in results}
     pool, both = ipr[('floor-pool', 'bench')], ipr[('floor-both', 'bench')]
-    rows = [[f'{m} {r.path}', desc, f'{x:,.0f}', f'{x / pool:.2f}', f'{x / both:.2f}', f'{ns:,}', a]
+    nopri = ipr[('floor-nopri', 'bench')]
+    rows = [[f'{m} {r.path}', desc, f'{x:,.0f}', f'{x / pool:.2f}', f'{x / both:.2f}',
+             f'{x / nopri:.2f}', f'{ns:,}', a]
             for m, r, desc, x, ns, a in results]
     t = md_table(['mode route', 'server side', 'instructions / request', '÷ floor-pool',
-                  '÷ floor-both', 'ns / request (noisy)', f'libc allocs / {ALLOC_N:,} req'],
-                 rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r'])
+                  '÷ floor-both', '÷ floor-nopri', 'ns / request (noisy)',
+                  f'libc allocs / {ALLOC_N:,} req'],
+                 rows, ['l', 'l', 'r', 'r', 'r', 'r', 'r', 'r'])
     note = (f'In one process, no sockets: an nghttp2 client session sends h2load\'s requests '
             f'(-m {INPROC_STREAMS} per round) and checks every response (status, content-type, '
             f'content-length, body). Instructions: callgrind Ir of the server side only '
             f'(server_round, measured rounds only) ÷ {n}. floor-*: a bare nghttp2 server session '
-            f'answering with the same headers and body as celerisd (on /bench); daemon: '
+            f'answering with the same headers and body as celerisd (on /bench); floor-nopri '
+            f'is nghttp2 as celerisd configures it (cel_pool, no HTTP messaging, '
+            f'SETTINGS_NO_RFC7540_PRIORITIES); daemon: '
             f'celerisd\'s request path from cel_h2_recv to the flushed output queue, routes of '
             f'conf/bench.yaml; the event loop, sockets and the kernel are not counted. '
             f'ns / request: wall clock of the same server side without valgrind, the best of '

@@ -16,6 +16,8 @@
  *                  through the nghttp2_mem glue h2.c uses (cel_h2_pool_mem)
  *   floor-nohttp   glibc malloc and nghttp2_option_set_no_http_messaging
  *   floor-both     cel_pool and no_http_messaging
+ *   floor-nopri    floor-both with SETTINGS_NO_RFC7540_PRIORITIES = 1, as the
+ *                  daemon runs nghttp2: no priority tree, no closed streams
  *   daemon         celerisd's whole request path, as conn.c runs it on a read
  *                  event: the date tick, cel_h2_recv (h2.c's callbacks, the
  *                  router, the handler, the counters), cel_h2_send into the
@@ -89,7 +91,7 @@ static const route routes[] = {
 };
 
 static const char *const floor_modes[] = {"floor-malloc", "floor-pool", "floor-nohttp",
-                                          "floor-both"};
+                                          "floor-both", "floor-nopri"};
 
 #define MAX_STREAMS 128               /* conf/bench.yaml's max_concurrent_streams */
 #define H2LOAD_WINDOW ((1 << 30) - 1) /* h2load's default -w 30 and -W 30 */
@@ -437,8 +439,9 @@ static int floor_done(server *sv)
 
 static server *floor_new(const char *mode, const route *rt)
 {
-    int pool = !strcmp(mode, "floor-pool") || !strcmp(mode, "floor-both");
-    int nohttp = !strcmp(mode, "floor-nohttp") || !strcmp(mode, "floor-both");
+    int nopri = !strcmp(mode, "floor-nopri");
+    int pool = !strcmp(mode, "floor-pool") || !strcmp(mode, "floor-both") || nopri;
+    int nohttp = !strcmp(mode, "floor-nohttp") || !strcmp(mode, "floor-both") || nopri;
     floor_srv *f = calloc(1, sizeof(*f));
     if (!f)
         die("out of memory");
@@ -474,8 +477,9 @@ static server *floor_new(const char *mode, const route *rt)
     nghttp2_session_callbacks_del(cb);
     if (rv)
         die("nghttp2_session_server_new3: %s", nghttp2_strerror(rv));
-    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS}};
-    if (nghttp2_submit_settings(f->s, NGHTTP2_FLAG_NONE, iv, 1))
+    nghttp2_settings_entry iv[] = {{NGHTTP2_SETTINGS_MAX_CONCURRENT_STREAMS, MAX_STREAMS},
+                                   {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1}};
+    if (nghttp2_submit_settings(f->s, NGHTTP2_FLAG_NONE, iv, nopri ? 2 : 1))
         die("server SETTINGS failed");
     return &f->base;
 }
@@ -676,8 +680,8 @@ static void usage(FILE *f)
 {
     fputs("usage: celeris-inproc-bench --mode MODE [--route PATH] [-n N] [-m STREAMS] "
           "[-w ROUNDS] [--no-alloc]\n"
-          "  MODE   floor-malloc, floor-pool, floor-nohttp, floor-both, daemon, or all (every\n"
-          "         floor on /bench and the daemon on every route)\n"
+          "  MODE   floor-malloc, floor-pool, floor-nohttp, floor-both, floor-nopri, daemon,\n"
+          "         or all (every floor on /bench and the daemon on every route)\n"
           "  PATH   /bench (default), /json or /users/123/posts/456 (/users)\n"
           "  -n     measured requests (default 20000)\n"
           "  -m     concurrent requests per round, as h2load -m (default 10, at most 128)\n"
