@@ -63,22 +63,31 @@ void cel_outq_deinit(cel_outq *q);
  * one iovec. */
 int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n);
 
-static inline int cel_outq_copy(cel_outq *q, const void *p, size_t n)
+/* The common case of a copy: N (non-zero) bytes fit behind the last copied
+ * bytes, in the same chunk, and extend that segment. Where they go, or NULL. */
+static inline char *cel_outq_tail_room(cel_outq *q, size_t n)
 {
-    /* The common case, a frame that fits behind the last copied bytes: extend
-     * that segment. */
     struct cel_outq_chunk *c = q->chunk_tail;
     if (CEL_LIKELY(c && q->seg_count && n && n <= CEL_OUTQ_CHUNK_ROOM &&
                    n <= CEL_OUTQ_CHUNK_ROOM - c->used)) {
         struct cel_outq_seg *last = &q->segs[(q->seg_head + q->seg_count - 1) & (q->seg_cap - 1)];
         char *dst = c->data + c->used;
         if (last->chunk == c && last->p + last->n == dst) {
-            cel_copy_small(dst, p, n);
             c->used += n;
             last->n += n;
             q->pending += n;
-            return 0;
+            return dst;
         }
+    }
+    return NULL;
+}
+
+static inline int cel_outq_copy(cel_outq *q, const void *p, size_t n)
+{
+    char *dst = cel_outq_tail_room(q, n);
+    if (CEL_LIKELY(dst != NULL)) {
+        cel_copy_small(dst, p, n);
+        return 0;
     }
     return cel_outq_copy_slow(q, p, n);
 }
@@ -87,20 +96,11 @@ static inline int cel_outq_copy(cel_outq *q, const void *p, size_t n)
  * in one go. */
 static inline int cel_outq_copy2(cel_outq *q, const void *a, size_t na, const void *b, size_t nb)
 {
-    struct cel_outq_chunk *c = q->chunk_tail;
-    size_t n = na + nb;
-    if (CEL_LIKELY(c && q->seg_count && na && n <= CEL_OUTQ_CHUNK_ROOM &&
-                   n <= CEL_OUTQ_CHUNK_ROOM - c->used)) {
-        struct cel_outq_seg *last = &q->segs[(q->seg_head + q->seg_count - 1) & (q->seg_cap - 1)];
-        char *dst = c->data + c->used;
-        if (last->chunk == c && last->p + last->n == dst) {
-            cel_copy_small(dst, a, na);
-            cel_copy_small(dst + na, b, nb);
-            c->used += n;
-            last->n += n;
-            q->pending += n;
-            return 0;
-        }
+    char *dst = na ? cel_outq_tail_room(q, na + nb) : NULL;
+    if (CEL_LIKELY(dst != NULL)) {
+        cel_copy_small(dst, a, na);
+        cel_copy_small(dst + na, b, nb);
+        return 0;
     }
     int rc = cel_outq_copy(q, a, na);
     return rc || !nb ? rc : cel_outq_copy(q, b, nb);

@@ -126,6 +126,8 @@ static int put(cel_h2_fields *f, const field *x)
                         vlen);
 }
 
+static int finish(cel_h2_fields *f, const row *r);
+
 /* The whole request as h2.c runs it: 0 well-formed, -1 malformed. */
 static int run(const row *r)
 {
@@ -134,17 +136,23 @@ static int run(const row *r)
     for (size_t i = 0; i < MAXF && r->f[i].name; i++)
         if (put(&f, &r->f[i]) < 0)
             return -1;
-    if (cel_h2_fields_request_end(&f))
+    return finish(&f, r);
+}
+
+/* After the request's fields: the end of its block, its DATA, its trailers. */
+static int finish(cel_h2_fields *f, const row *r)
+{
+    if (cel_h2_fields_request_end(f))
         return -1;
-    if (r->data >= 0 && cel_h2_fields_data(&f, (size_t)r->data))
+    if (r->data >= 0 && cel_h2_fields_data(f, (size_t)r->data))
         return -1;
     if (r->trailers[0].name) {
-        f.seen |= CEL_HF_TRAILERS;
+        f->seen |= CEL_HF_TRAILERS;
         for (size_t i = 0; i < 2 && r->trailers[i].name; i++)
-            if (put(&f, &r->trailers[i]) < 0)
+            if (put(f, &r->trailers[i]) < 0)
                 return -1;
     }
-    return cel_h2_fields_body_end(&f);
+    return cel_h2_fields_body_end(f);
 }
 
 static void test_row(void **state)
@@ -205,17 +213,7 @@ static int run_again(const row *r)
         if (k < 0)
             return -1;
     }
-    if (cel_h2_fields_request_end(&f))
-        return -1;
-    if (r->data >= 0 && cel_h2_fields_data(&f, (size_t)r->data))
-        return -1;
-    if (r->trailers[0].name) {
-        f.seen |= CEL_HF_TRAILERS;
-        for (size_t i = 0; i < 2 && r->trailers[i].name; i++)
-            if (put(&f, &r->trailers[i]) < 0)
-                return -1;
-    }
-    return cel_h2_fields_body_end(&f);
+    return finish(&f, r);
 }
 
 static void test_rows_again(void **state)
