@@ -320,13 +320,6 @@ struct server {
     uint64_t ns; /* wall clock inside server_round */
 };
 
-/* libc allocator calls our code makes inside measured rounds. The executable
- * is linked with --wrap=malloc,calloc,realloc, which catches every call from
- * the daemon's objects (the pool going to libc included); libnghttp2 allocates
- * through the nghttp2_mem it is given, so in daemon mode that is the pool too. */
-static int counting;
-static uint64_t sys_allocs;
-
 /* --no-alloc: the daemon mode fails if its measured rounds call libc's
  * allocator. It also stops the clock: each new second's date header is a new
  * entry in nghttp2's HPACK table (one allocation a connection a second, from a
@@ -334,38 +327,20 @@ static uint64_t sys_allocs;
  * would make the count depend on when the run crosses a second. */
 static int no_alloc;
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t k, size_t n);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t k, size_t n);
-void *__wrap_realloc(void *p, size_t n);
-
-void *__wrap_malloc(size_t n)
-{
-    sys_allocs += (uint64_t)counting;
-    return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t k, size_t n)
-{
-    sys_allocs += (uint64_t)counting;
-    return __real_calloc(k, n);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    sys_allocs += (uint64_t)counting;
-    return __real_realloc(p, n);
-}
+/* libc allocator calls our code makes inside measured rounds (alloc_counting
+ * is set only there). The executable is linked with --wrap=malloc,calloc,
+ * realloc, which catches every call from the daemon's objects (the pool going
+ * to libc included); libnghttp2 allocates through the nghttp2_mem it is given,
+ * so in daemon mode that is the pool too. */
+#include "../alloc_count.h"
 
 /* One measured round of the server side: callgrind counts what runs in here,
  * and nothing else. */
 MEASURED static int server_round(server *sv, const uint8_t *in, size_t n, buf *out)
 {
-    counting = 1;
+    alloc_counting = 1;
     int rc = sv->serve(sv, in, n, out);
-    counting = 0;
+    alloc_counting = 0;
     return rc;
 }
 
@@ -641,7 +616,7 @@ static int bench(const char *mode, const route *rt, uint64_t n, unsigned m, unsi
     for (unsigned i = 0; i < warmup && !rc; i++)
         rc = round_trip(sv, &c, m, 0, &cin, &sout);
     uint64_t before = c.right, t0 = now_ns();
-    sys_allocs = 0;
+    alloc_calls = 0;
     for (uint64_t left = n; left && !rc;) {
         unsigned k = left < m ? (unsigned)left : m;
         rc = round_trip(sv, &c, k, 1, &cin, &sout);
@@ -667,10 +642,10 @@ static int bench(const char *mode, const route *rt, uint64_t n, unsigned m, unsi
     int daemon = !strcmp(mode, "daemon");
     if (daemon || !strcmp(mode, "floor-pool"))
         printf("%s %s: %llu libc allocations in the measured rounds\n", mode, rt->path,
-               (unsigned long long)sys_allocs);
-    if (daemon && no_alloc && sys_allocs) {
+               (unsigned long long)alloc_calls);
+    if (daemon && no_alloc && alloc_calls) {
         fprintf(stderr, "celeris-inproc-bench: %s %s: FAILED, the warm request path called "
-                "libc's allocator %llu times\n", mode, rt->path, (unsigned long long)sys_allocs);
+                "libc's allocator %llu times\n", mode, rt->path, (unsigned long long)alloc_calls);
         return -1;
     }
     return 0;
@@ -705,6 +680,7 @@ int main(int argc, char **argv)
 {
     const char *mode = NULL, *path = "/bench";
     unsigned long long n = 20000, m = 10, warmup = 100;
+    alloc_counting = 0; /* until the first measured round */
     for (int i = 1; i < argc; i++) {
         const char *a = argv[i], *v = i + 1 < argc ? argv[i + 1] : NULL;
         if (!strcmp(a, "-h") || !strcmp(a, "--help")) {

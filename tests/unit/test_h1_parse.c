@@ -19,32 +19,7 @@
 
 #include "h1_parse.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t k, size_t n);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t k, size_t n);
-void *__wrap_realloc(void *p, size_t n);
-
-static size_t nallocs;
-
-void *__wrap_malloc(size_t n)
-{
-    nallocs++;
-    return __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t k, size_t n)
-{
-    nallocs++;
-    return __real_calloc(k, n);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    nallocs++;
-    return __real_realloc(p, n);
-}
+#include "../alloc_count.h"
 
 static char *dup_exact(const char *s, size_t n)
 {
@@ -60,9 +35,9 @@ static int parse_n(const char *s, size_t n, cel_h1_head *h, const cel_h1_limits 
                    size_t *scanned, char **keep)
 {
     char *buf = dup_exact(s, n);
-    size_t before = nallocs;
+    size_t before = alloc_calls;
     int rc = cel_h1_parse_head_resume(buf, n, h, lim, scanned);
-    assert_int_equal(nallocs, before);
+    assert_int_equal(alloc_calls, before);
     *keep = buf;
     return rc;
 }
@@ -228,9 +203,9 @@ static void check_good(const struct good *g, const cel_h1_head *h, int rc)
     if (!h->upgrade_h2c)
         assert_int_equal(h->http2_settings.n, 0);
     if (g->fname) {
-        size_t before = nallocs;
+        size_t before = alloc_calls;
         const cel_header *f = cel_h1_find(h, g->fname);
-        assert_int_equal(nallocs, before);
+        assert_int_equal(alloc_calls, before);
         assert_non_null(f);
         assert_slice(f->value, g->fvalue);
     }
@@ -551,9 +526,9 @@ static void test_pipelined(void **state)
     assert_int_equal(rc, 28);
     assert_slice(h.path, "/1");
     assert_slice(h.host, "a");
-    size_t scanned = 0, before = nallocs;
+    size_t scanned = 0, before = alloc_calls;
     int rc2 = cel_h1_parse_head_resume(buf + rc, sizeof(two) - 1 - (size_t)rc, &h, NULL, &scanned);
-    assert_int_equal(nallocs, before);
+    assert_int_equal(alloc_calls, before);
     assert_int_equal(rc2, (int)sizeof(two) - 1 - rc);
     assert_slice(h.method, "POST");
     assert_slice(h.path, "/2");
@@ -617,9 +592,9 @@ static void test_find_and_lowercase(void **state)
     assert_slice(cel_h1_find(&h, "host")->name, "HOST");
     assert_null(cel_h1_find(&h, "x-on"));
     assert_null(cel_h1_find(&h, "x-one-"));
-    size_t before = nallocs;
+    size_t before = alloc_calls;
     cel_h1_lowercase_names(&h, buf);
-    assert_int_equal(nallocs, before);
+    assert_int_equal(alloc_calls, before);
     assert_slice(h.headers[0].name, "host");
     assert_slice(h.headers[1].name, "x-one");
     assert_slice(h.headers[1].value, "1");
@@ -693,9 +668,9 @@ static int feed(const char *in, size_t len, const size_t *cuts, size_t ncuts, si
     for (size_t c = 0; c < ncuts; c++) {
         size_t n = cuts[c] - from, ol = 99, cons = 99;
         char *piece = dup_exact(in + from, n);
-        size_t before = nallocs;
+        size_t before = alloc_calls;
         rc = cel_h1_chunked_decode(&st, piece, n, piece, &ol, &cons);
-        assert_int_equal(nallocs, before);
+        assert_int_equal(alloc_calls, before);
         assert_true(ol <= cons && cons <= n);
         memcpy(out + *outn, piece, ol);
         free(piece);
@@ -898,9 +873,9 @@ static void test_status_line(void **state)
 
 static int write_head(char *buf, size_t cap, const cel_h1_resp *r)
 {
-    size_t before = nallocs;
+    size_t before = alloc_calls;
     int n = cel_h1_write_head(buf, cap, r);
-    assert_int_equal(nallocs, before);
+    assert_int_equal(alloc_calls, before);
     return n;
 }
 
@@ -1057,7 +1032,7 @@ static void test_no_allocation(void **state)
     cel_h1_head h;
     cel_h1_chunked st;
     char out[256];
-    size_t ol, used, scanned = 0, before = nallocs;
+    size_t ol, used, scanned = 0, before = alloc_calls;
     int n = cel_h1_parse_head_resume(buf, sizeof(buf) - 1, &h, NULL, &scanned);
     assert_true(n > 0 && h.chunked && h.upgrade_h2c);
     cel_h1_find(&h, "upgrade");
@@ -1070,7 +1045,7 @@ static void test_no_allocation(void **state)
     cel_h1_write_chunk_size(out, sizeof(out), 77);
     cel_h1_http_date(out, 1700000000);
     cel_h1_error_status(n);
-    assert_int_equal(nallocs, before);
+    assert_int_equal(alloc_calls, before);
 }
 
 #define NGOOD CEL_ARRAY_LEN(goods)

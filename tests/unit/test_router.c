@@ -15,35 +15,7 @@
 
 #include "router.h"
 
-void *__real_malloc(size_t n);
-void *__real_calloc(size_t k, size_t n);
-void *__real_realloc(void *p, size_t n);
-void *__wrap_malloc(size_t n);
-void *__wrap_calloc(size_t k, size_t n);
-void *__wrap_realloc(void *p, size_t n);
-
-static unsigned long nalloc;
-static unsigned long fail_at; /* 0: never; else the allocation number that fails */
-
-static int alloc_fails(void)
-{
-    return ++nalloc == fail_at;
-}
-
-void *__wrap_malloc(size_t n)
-{
-    return alloc_fails() ? NULL : __real_malloc(n);
-}
-
-void *__wrap_calloc(size_t k, size_t n)
-{
-    return alloc_fails() ? NULL : __real_calloc(k, n);
-}
-
-void *__wrap_realloc(void *p, size_t n)
-{
-    return alloc_fails() ? NULL : __real_realloc(p, n);
-}
+#include "../alloc_count.h" /* alloc_fail_at: the allocation number that fails */
 
 static int tag[32]; /* distinct data pointers for routes */
 #define D(i) ((void *)&tag[i])
@@ -660,13 +632,13 @@ static void test_lookup_allocates_nothing(void **state)
     add_ok(r, "/a/:x", CEL_M_PUT, D(6));
     add_ok(r, "/a/*w", CEL_M_GET, D(7));
 
-    before = nalloc;
+    before = alloc_calls;
     for (unsigned i = 0; i < 10000; i++) {
         const char *p = paths[i % CEL_ARRAY_LEN(paths)];
         unsigned method = i % 3 == 0 ? CEL_M_POST : CEL_M_GET;
         found += lookup(r, p, method, &m) == CEL_ROUTE_FOUND;
     }
-    assert_int_equal(nalloc, before);
+    assert_int_equal(alloc_calls, before);
     assert_true(found > 0);
     cel_router_free(r);
 }
@@ -684,15 +656,15 @@ static void test_out_of_memory(void **state)
     (void)state;
     for (unsigned long k = 1; k < 100; k++) {
         cel_router *r;
-        nalloc = 0;
-        fail_at = k;
+        alloc_calls = 0;
+        alloc_fail_at = k;
         r = cel_router_new();
         if (r) {
             for (size_t i = 0; i < CEL_ARRAY_LEN(pats); i++) {
                 int rc = cel_router_add(r, pats[i], methods[i], D(i), NULL, NULL, 0);
                 if (rc == CEL_ENOMEM) {
                     saw_enomem = 1;
-                    fail_at = 0;
+                    alloc_fail_at = 0;
                     /* the half-added route must be invisible */
                     rc = lookup(r, paths[i], methods[i], &m);
                     assert_true(rc != CEL_ROUTE_FOUND || m.data != D(i));
@@ -701,14 +673,14 @@ static void test_out_of_memory(void **state)
                 }
                 assert_int_equal(rc, 0);
             }
-            fail_at = 0;
+            alloc_fail_at = 0;
             expect_found(r, "/c/1/2", CEL_M_GET, D(4), &m);
             expect_param(&m, "/c/1/2", 1, "q", "2");
             expect_found(r, "/a/b", CEL_M_POST, D(5), &m);
             expect_found(r, "/a/z/y", CEL_M_GET, D(3), &m);
             cel_router_free(r);
         }
-        fail_at = 0;
+        alloc_fail_at = 0;
     }
     assert_true(saw_enomem);
 }
