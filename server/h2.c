@@ -159,6 +159,7 @@ struct cel_h2 {
     struct kept_field *kept; /* verdicts on repeated fields (on_header), or NULL */
     stream **slots;          /* STREAM_SLOTS streams by id (find_stream), or NULL */
     int32_t ended_top;     /* highest stream id in ended_bits */
+    uint32_t kept_bytes;   /* what the kept entries' references hold (KEPT_BYTES at most) */
     uint64_t ended_bits;   /* bit i: stream ended_top - 2i closed after its client ended it */
 };
 
@@ -742,12 +743,14 @@ static int add_header(cel_h2 *h, stream *st, cel_str name, cel_str value)
  * (cel_h2_field_again makes the checks that depend on the other fields).
  * KEPT_SETS sets of KEPT_WAYS entries, by the value's address, most recently
  * kept first; a connection gets the table at its first request (1.3 KiB).
- * Names and values up to KEPT_MAX octets, which bounds what the references
- * hold on to.
+ * Names and values up to KEPT_MAX octets, and KEPT_BYTES of them in all (as
+ * much as a default HPACK table holds), bound what the references keep alive
+ * after the client's table has let them go.
  */
 #define KEPT_SETS 8
 #define KEPT_WAYS 4
 #define KEPT_MAX 255
+#define KEPT_BYTES 4096
 
 /* A field as on_header takes it: from a kept verdict, or checked now. */
 typedef struct field_view {
@@ -768,6 +771,12 @@ static inline kept_field *kept_set(kept_field *kept, const nghttp2_rcbuf *value)
 {
     uint64_t a = (uint64_t)(uintptr_t)value * 0x9e3779b97f4a7c15ull;
     return kept + (a >> 61) * KEPT_WAYS; /* the top 3 bits: KEPT_SETS == 8 */
+}
+
+/* The octets an entry's references hold (a static-table name holds none). */
+static inline size_t kept_cost(const kept_field *k)
+{
+    return (k->name_static ? 0 : k->nlen) + (size_t)k->vlen;
 }
 
 static void kept_free(cel_h2 *h)
@@ -794,15 +803,22 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
         !(h->kept = cel_pool_calloc(h->env->pool, KEPT_SETS * KEPT_WAYS, sizeof(kept_field))))
         return;
     kept_field *k = kept_set(h->kept, value);
-    if (k[KEPT_WAYS - 1].value) {
-        nghttp2_rcbuf_decref(k[KEPT_WAYS - 1].name);
-        nghttp2_rcbuf_decref(k[KEPT_WAYS - 1].value);
+    int name_static = nghttp2_rcbuf_is_static(name);
+    size_t cost = (name_static ? 0 : n.len) + v.len;
+    kept_field *last = &k[KEPT_WAYS - 1];
+    size_t freed = last->value ? kept_cost(last) : 0;
+    if (h->kept_bytes - freed + cost > KEPT_BYTES)
+        return;
+    if (last->value) {
+        nghttp2_rcbuf_decref(last->name);
+        nghttp2_rcbuf_decref(last->value);
     }
     memmove(k + 1, k, (KEPT_WAYS - 1) * sizeof(*k));
     nghttp2_rcbuf_incref(name);
     nghttp2_rcbuf_incref(value);
     *k = (kept_field){name, value, n.base, v.base, (uint8_t)n.len, (uint8_t)v.len,
-                      (uint8_t)nghttp2_rcbuf_is_static(name), (int16_t)kind, (uint16_t)bits};
+                      (uint8_t)name_static, (int16_t)kind, (uint16_t)bits};
+    h->kept_bytes = (uint32_t)(h->kept_bytes - freed + cost);
 }
 
 /* The kept entry for this name and value, or NULL. */
