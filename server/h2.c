@@ -1498,9 +1498,10 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
             if (left == 0)
                 break;
         }
-        /* One frame header (or PRIORITY payload), perhaps cut by the read. */
+        /* One frame header (or PRIORITY payload), perhaps cut by the read:
+         * what of it this read holds begins at START. */
         size_t want = h->scan_pri >= 0 ? 5 : 9;
-        const uint8_t *f;
+        const uint8_t *f, *start = q;
         if (h->scan_have == 0 && left >= want) {
             f = q;
             q += want;
@@ -1538,10 +1539,12 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
             h->scan_pri = id;
             h->scan_skip = 0;
         }
-        /* nghttp2 is to reach this frame in the state the checks look at */
-        if (feed(h, fed, (size_t)(q - fed)))
+        /* nghttp2 is to reach this frame in the state the checks look at: all
+         * before its header, none of the header (a frame without payload is
+         * whole with it, an empty DATA ending the stream among them) */
+        if (feed(h, fed, (size_t)(start - fed)))
             return CEL_EIO;
-        fed = q;
+        fed = start;
         frame_begins(h, type, flags, len, id);
     }
     return feed(h, fed, (size_t)(end - fed));

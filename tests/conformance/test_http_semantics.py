@@ -448,3 +448,32 @@ def test_header_list_over_advertised_limit(conn):
     r = expect_response(conn, sid)
     assert r.status == 431, r
     assert expect_response(conn, conn.request()).status == 200
+
+
+@pytest.mark.parametrize("split", [False, True], ids=["one-read", "separate-reads"])
+def test_request_ended_after_early_answer(conn, split):
+    """A request answered before it ended (431 here, its field section over the
+    limit), then ended by the client with an empty DATA frame: that frame is
+    whole with its header and closes the stream; it is no error, and the
+    connection goes on."""
+    import time
+    from h2wire import (GOAWAY, MAX_HEADER_LIST_SIZE, continuation_frame, data_frame,
+                        expect_alive, hp_literal)
+    limit = conn.server_settings[MAX_HEADER_LIST_SIZE]
+    n = limit // 4000 + 2
+    block = encode_block(pseudo(conn, "POST", "/post")) + b"".join(
+        hp_literal(f"x-pad-{i}", "v" * 4000) for i in range(n))
+    sid = conn.new_sid()
+    frags = [block[i:i + 16384] for i in range(0, len(block), 16384)]
+    out = headers_frame(sid, frags[0], end_stream=False, end_headers=False)
+    for i, frag in enumerate(frags[1:], 1):
+        out += continuation_frame(sid, frag, end_headers=(i == len(frags) - 1))
+    conn.send(out)
+    r = expect_response(conn, sid)
+    assert r.status == 431, r
+    if split:
+        time.sleep(0.05)
+    conn.send(data_frame(sid, b"", end_stream=True))
+    seen = expect_alive(conn)
+    assert not [f for f in seen if f.type == GOAWAY], seen
+    assert expect_response(conn, conn.request()).status == 200
