@@ -1,14 +1,19 @@
 """Load as a test: h2load against the three benchmark routes. Every request
 must succeed with a 2xx; $CELERIS_LOAD_N sets the request count."""
 
+import pathlib
 import re
 import socket
+import sys
 import subprocess
 import time
 
 import pytest
 
 from support import BINARY, curl, load_n
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "conformance"))
+from h2wire import hp_literal  # noqa: E402  (RFC 7541 encoding, shared with that suite)
 
 pytestmark = pytest.mark.load
 
@@ -125,6 +130,20 @@ def _vmrss_kib(pid):
     raise AssertionError("no VmRSS")
 
 
+PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+SETTINGS_ACK = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
+
+
+def _connections(srv, n, first):
+    """N sockets to SRV, each having sent FIRST."""
+    socks = []
+    for _ in range(n):
+        s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
+        s.sendall(first)
+        socks.append(s)
+    return socks
+
+
 def test_idle_connection_memory(celerisd):
     """Issue #6's memory goal: an idle HTTP/2 connection (preface and SETTINGS
     exchanged, nothing else) costs at most 13 KiB of the daemon's resident
@@ -133,17 +152,12 @@ def test_idle_connection_memory(celerisd):
     n = 2000
     srv = celerisd("workers: 1\nlog: { level: warn }\nlimits: { max_connections: 4000 }\n"
                    "routes:\n  - path: /bench\n    static: { body: \"OK\" }\n")
-    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-    ack = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
     # warm the worker (pools, first connection's one-off costs) before measuring
     assert curl([srv.url("/bench")]).returncode == 0
     before = _vmrss_kib(srv.pid)
     socks = []
     try:
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-            s.sendall(preface)
-            socks.append(s)
+        socks = _connections(srv, n, PREFACE)
         for s in socks:
             buf = b""
             while len(buf) < 9 or len(buf) < 9 + int.from_bytes(buf[:3], "big"):
@@ -151,7 +165,7 @@ def test_idle_connection_memory(celerisd):
                 assert chunk, "the server closed an idle connection"
                 buf += chunk
             assert buf[3] == 4 and not buf[4] & 1, buf[:9]  # its SETTINGS first
-            s.sendall(ack)
+            s.sendall(SETTINGS_ACK)
         time.sleep(0.5)
         after = _vmrss_kib(srv.pid)
         per_conn = (after - before) / n
@@ -164,27 +178,6 @@ def test_idle_connection_memory(celerisd):
     finally:
         for s in socks:
             s.close()
-
-
-def _hp_int(value, prefix_bits, first):
-    """RFC 7541 5.1 integer."""
-    limit = (1 << prefix_bits) - 1
-    if value < limit:
-        return bytes([first | value])
-    out = [first | limit]
-    value -= limit
-    while value >= 128:
-        out.append((value & 0x7f) | 0x80)
-        value >>= 7
-    out.append(value)
-    return bytes(out)
-
-
-def _hp_literal(name, value, indexing):
-    """RFC 7541 6.2.1 (with incremental indexing) or 6.2.2 (without), new name."""
-    first = (0x40, 6) if indexing else (0x00, 4)
-    return (_hp_int(0, first[1], first[0]) + _hp_int(len(name), 7, 0) + name
-            + _hp_int(len(value), 7, 0) + value)
 
 
 def test_repeated_field_verdicts_memory_bounded(celerisd):
@@ -202,22 +195,17 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
                    "routes:\n  - path: /bench\n    static: { body: \"OK\" }\n")
     port = str(srv.port).encode()
     block = (b"\x82\x86\x84"  # GET, http, /
-             + _hp_literal(b":authority", b"127.0.0.1:" + port, False)
-             + b"".join(_hp_literal(b"x-f%02d-" % i + b"n" * 194, bytes([97 + i % 26]) * 250,
-                                    True)
+             + hp_literal(None, b"127.0.0.1:" + port, "without", name_index=1)
+             + b"".join(hp_literal(b"x-f%02d-" % i + b"n" * 194, bytes([97 + i % 26]) * 250,
+                                   "incremental")
                         for i in range(32)))
     assert len(block) < 16384
     headers = len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
-    preface = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
-    ack = b"\x00\x00\x00\x04\x01\x00\x00\x00\x00"
     assert curl([srv.url("/bench")]).returncode == 0
     before = _vmrss_kib(srv.pid)
     socks = []
     try:
-        for _ in range(n):
-            s = socket.create_connection(("127.0.0.1", srv.port), timeout=10)
-            s.sendall(preface + ack + headers)
-            socks.append(s)
+        socks = _connections(srv, n, PREFACE + SETTINGS_ACK + headers)
         for s in socks:  # read to the end of the response (a DATA frame ending stream 1)
             buf = b""
             while True:
