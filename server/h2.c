@@ -122,9 +122,9 @@ typedef struct stream {
     /* Last of what stream_new clears: the router fills match.params up to
      * match.nparams, and nothing reads past that. */
     cel_route_match match;
-    /* :status and content-length as text: here rather than on submit's stack,
-     * so nghttp2 can take them without a copy (NO_COPY_VALUE) */
-    char status_txt[4], clen_txt[24];
+    /* content-length as text: here rather than on submit's stack, so nghttp2
+     * can take it without a copy (NO_COPY_VALUE) */
+    char clen_txt[24];
     cel_header inline_hdrs[INLINE_HEADERS];
     char inline_arena[INLINE_ARENA];
 } stream;
@@ -409,7 +409,7 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
     }
 
 /* A field whose name and value both outlive the HEADERS frame: the stream
- * (status_txt, clen_txt, its arena), the generation the stream holds
+ * (clen_txt, its arena), the generation the stream holds
  * (content-type, configured headers), or the worker (date, rewritten in place
  * once a second, always 29 bytes). nghttp2 drops a stream's pending HEADERS
  * unread when the stream closes first. */
@@ -434,9 +434,9 @@ static size_t utoa(char *buf, uint64_t v)
     return n;
 }
 
-/* Submits RES's status and headers; with STREAMING the body follows through
- * write/end (no content-length), else RES's body is the whole body. */
-/* ":status" values 100 to 599 as text, filled before main() */
+/* ":status" values 100 to 599 as text, filled before main(). Responses come
+ * with 200-599 (configured and module statuses are checked to be in it, the
+ * daemon's own are 4xx and 5xx). */
 static char status_texts[500][3];
 
 __attribute__((constructor)) static void fill_status_texts(void)
@@ -448,21 +448,16 @@ __attribute__((constructor)) static void fill_status_texts(void)
     }
 }
 
+/* Submits RES's status and headers; with STREAMING the body follows through
+ * write/end (no content-length), else RES's body is the whole body. */
 static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
 {
     nghttp2_nv nva[MAX_RESPONSE_HEADERS];
     size_t n = 0;
     char *clen = st->clen_txt;
     int no_body = res->status == 204 || res->status == 304;
-    const char *status;
-    if (CEL_LIKELY(res->status >= 100 && res->status < 600)) {
-        status = status_texts[res->status - 100];
-    } else {
-        status = st->status_txt;
-        st->status_txt[0] = (char)('0' + res->status / 100 % 10);
-        st->status_txt[1] = (char)('0' + res->status / 10 % 10);
-        st->status_txt[2] = (char)('0' + res->status % 10);
-    }
+    unsigned si = (unsigned)res->status - 100;
+    const char *status = status_texts[si < 500 ? si : 400]; /* never outside: 500 then */
     nva[n++] = nv_name_lit(":status", 7, status, 3);
     nva[n++] = NV_LIT("server", CEL_SERVER_NAME);
     nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
@@ -1146,15 +1141,20 @@ static void frame_begins(cel_h2 *h, uint8_t type, uint8_t flags, uint32_t len, i
         nghttp2_session_terminate_session(s, NGHTTP2_FRAME_SIZE_ERROR);
         return;
     }
+    /* 6.3: PRIORITY belongs to a stream (nghttp2 skips it unread) */
+    if (type == NGHTTP2_PRIORITY && id == 0) {
+        nghttp2_session_terminate_session(s, NGHTTP2_PROTOCOL_ERROR);
+        return;
+    }
     if (type == NGHTTP2_DATA && id) {
         stream *st = find_stream(h, id);
         int32_t window = nghttp2_session_get_stream_local_window_size(s, id);
         if (st && window >= 0 && len > (uint32_t)window)
             st->flags |= ST_DATA_OVERFLOW;
-        /* 5.1: the client had ended or reset the stream, and nghttp2 (which
-         * keeps no closed streams) would drop this in silence */
-        if ((id & 1) && id <= h->last_stream && ended_stream(h, id) &&
-            !nghttp2_session_find_stream(s, id)) {
+        /* 5.1: the client had ended or reset the stream, now closed (ours
+         * are freed as nghttp2 closes them), and nghttp2, which keeps no
+         * closed streams, would drop this in silence */
+        if (!st && (id & 1) && id <= h->last_stream && ended_stream(h, id)) {
             cel_log_debug("h2: DATA on closed stream %d", id);
             nghttp2_session_terminate_session(s, NGHTTP2_STREAM_CLOSED);
         }
@@ -1233,10 +1233,11 @@ static int on_stream_close(nghttp2_session *s, int32_t id, uint32_t code, void *
     stream *st = find_stream(h, id);
     if (h->cur == st)
         h->cur = NULL;
-    if (st && (st->flags & ST_PEER_DONE))
-        note_ended(h, id);
-    if (st)
-        stream_free(ud, st);
+    if (st) {
+        if (st->flags & ST_PEER_DONE)
+            note_ended(h, id);
+        stream_free(h, st);
+    }
     return 0;
 }
 
@@ -1533,10 +1534,8 @@ int cel_h2_recv(cel_h2 *h, const uint8_t *p, size_t n)
         uint8_t type = f[3], flags = f[4];
         int32_t id = stream_id31(f + 5);
         h->scan_skip = len;
-        if (type == NGHTTP2_PRIORITY && len == 5) {
-            if (id == 0)
-                nghttp2_session_terminate_session(h->s, NGHTTP2_PROTOCOL_ERROR);
-            h->scan_pri = id;
+        if (type == NGHTTP2_PRIORITY && len == 5 && id != 0) {
+            h->scan_pri = id; /* its payload next, for the dependency */
             h->scan_skip = 0;
         }
         /* nghttp2 is to reach this frame in the state the checks look at: all
