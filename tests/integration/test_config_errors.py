@@ -137,7 +137,7 @@ routes:
 routes:
   - path: /a
     static: { body: "A", status: 42 }
-""", ("42", 0, 1), ["status", "42"]),
+""", ("status: 42", 8, 1), ["status", "42"]),
     ("path-without-slash", LISTEN + """\
 routes:
   - path: nope
