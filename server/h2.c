@@ -157,6 +157,7 @@ struct cel_h2 {
     uint8_t scan_have;     /* octets of scan_buf filled */
     uint8_t scan_buf[9];   /* a frame header (or PRIORITY payload) cut by a read */
     struct kept_field *kept; /* verdicts on repeated fields (on_header), or NULL */
+    const nghttp2_rcbuf *path_name; /* nghttp2's static-table ":path" name, once seen */
     stream **slots;          /* STREAM_SLOTS streams by id (find_stream), or NULL */
     int32_t ended_top;     /* highest stream id in ended_bits */
     uint32_t kept_bytes;   /* what the kept entries' references hold (KEPT_BYTES at most) */
@@ -631,9 +632,29 @@ static int respond_early(cel_h2 *h, stream *st, int status)
     return respond(h, st, &res);
 }
 
-static void split_path(cel_request *req, cel_str raw)
+/* The first '?' in P[0..N), or NULL: eight octets at a time, no library call
+ * (on_header's short path makes none). */
+static inline const char *find_query(const char *p, size_t n)
 {
-    const char *q = memchr(raw.p, '?', raw.n);
+    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        uint64_t w;
+        memcpy(&w, p + i, 8);
+        w ^= ones * '?';
+        uint64_t z = (w - ones) & ~w & highs; /* the lowest set byte is the first '?' */
+        if (z)
+            return p + i + (size_t)(__builtin_ctzll(z) >> 3);
+    }
+    for (; i < n; i++)
+        if (p[i] == '?')
+            return p + i;
+    return NULL;
+}
+
+static inline void split_path(cel_request *req, cel_str raw)
+{
+    const char *q = find_query(raw.p, raw.n);
     if (q) {
         req->path = (cel_str){raw.p, (size_t)(q - raw.p)};
         req->query = (cel_str){q + 1, raw.n - req->path.n - 1};
@@ -691,6 +712,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
 {
     cel_h2 *h = ud;
     (void)s;
+    h->cur = NULL; /* on_header's short path takes h->cur as the block's stream */
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
     h->in_headers = frame->hd.stream_id;
@@ -753,13 +775,27 @@ typedef struct field_view {
     uint32_t namelen, valuelen;
 } field_view;
 
+/* What a kept field does to the request, when on_header's short path can do it
+ * (see on_header): */
+enum {
+    KEPT_ACT_NONE,      /* the full path: priority, cookie, a name to copy... */
+    KEPT_ACT_METHOD,    /* a method with a static spelling (mbit) */
+    KEPT_ACT_SCHEME,    /* "http" or "https" */
+    KEPT_ACT_AUTHORITY, /* copy the value */
+    KEPT_ACT_FIELD,     /* a regular field with a static-table name: copy the value */
+};
+
 typedef struct kept_field {
     nghttp2_rcbuf *name, *value; /* references held */
     const uint8_t *np, *vp;
     uint8_t nlen, vlen;
     uint8_t name_static; /* the name is nghttp2's static table's: no copy needed */
-    int16_t kind;
-    uint16_t bits;
+    uint8_t act;         /* KEPT_ACT_* */
+    int16_t kind;        /* what cel_h2_field said */
+    uint16_t bits;       /* and what it added to the fields seen */
+    uint16_t deny;       /* fields seen before that make this one malformed */
+    uint16_t cost;       /* toward the header list size: nlen + vlen + 32 */
+    uint16_t method_bit; /* KEPT_ACT_METHOD: its CEL_M_* */
 } kept_field;
 
 static inline kept_field *kept_set(kept_field *kept, const nghttp2_rcbuf *value)
@@ -811,8 +847,35 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
     memmove(k + 1, k, (KEPT_WAYS - 1) * sizeof(*k));
     nghttp2_rcbuf_incref(name);
     nghttp2_rcbuf_incref(value);
-    *k = (kept_field){name, value, n.base, v.base, (uint8_t)n.len, (uint8_t)v.len,
-                      (uint8_t)name_static, (int16_t)kind, (uint16_t)bits};
+    unsigned act = KEPT_ACT_NONE, mbit = 0;
+    if (kind == CEL_HF_METHOD) {
+        mbit = cel_method_bit((const char *)v.base, v.len);
+        if (cel_method_name(mbit))
+            act = KEPT_ACT_METHOD;
+    } else if (kind == CEL_HF_SCHEME) {
+        if (v.len == 4 ? !memcmp(v.base, "http", 4) : v.len == 5 && !memcmp(v.base, "https", 5))
+            act = KEPT_ACT_SCHEME;
+    } else if (kind == CEL_HF_AUTHORITY) {
+        act = KEPT_ACT_AUTHORITY;
+    } else if (kind == 0 && name_static && !(n.len == 6 && !memcmp(n.base, "cookie", 6))) {
+        act = KEPT_ACT_FIELD;
+    }
+    /* cel_h2_field_again's checks as one mask */
+    uint32_t deny = (kind & CEL_HF_PSEUDO) ? CEL_HF_TRAILERS | CEL_HF_REGULAR | (uint32_t)kind
+                                           : bits & CEL_HF_HOST;
+    *k = (kept_field){.name = name,
+                      .value = value,
+                      .np = n.base,
+                      .vp = v.base,
+                      .nlen = (uint8_t)n.len,
+                      .vlen = (uint8_t)v.len,
+                      .name_static = (uint8_t)name_static,
+                      .act = (uint8_t)act,
+                      .kind = (int16_t)kind,
+                      .bits = (uint16_t)bits,
+                      .deny = (uint16_t)deny,
+                      .cost = (uint16_t)(n.len + v.len + 32),
+                      .method_bit = (uint16_t)mbit};
     h->kept_bytes = (uint32_t)(h->kept_bytes - freed + cost);
 }
 
@@ -845,8 +908,10 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
     return kind;
 }
 
-static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcbuf *name_rc,
-                     nghttp2_rcbuf *value_rc, uint8_t flags, void *ud)
+/* Every field the short path in on_header does not take. */
+static __attribute__((noinline)) int on_header_full(nghttp2_session *s, const nghttp2_frame *frame,
+                                                    nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc,
+                                                    uint8_t flags, void *ud)
 {
     cel_h2 *h = ud;
     (void)flags;
@@ -869,6 +934,8 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     } else {
         field_view f;
         kind = check_field(h, st, name_rc, value_rc, &f);
+        if (kind == CEL_HF_PATH && nghttp2_rcbuf_is_static(name_rc))
+            h->path_name = name_rc; /* on_header takes it from now on */
         name = f.name;
         value = f.value;
         namelen = f.namelen;
@@ -954,6 +1021,107 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     const char *nm = name_static ? (const char *)name : cel_arena_dup(&st->arena, name, namelen);
     if (!nm || add_header(h, st, (cel_str){nm, namelen}, val))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    return 0;
+}
+
+/* A kept value's octets (at most KEPT_MAX) into D, without a library call. */
+static inline void copy_kept(char *d, const uint8_t *v, size_t n)
+{
+    if (n <= 32) {
+        cel_copy_small(d, v, n);
+        return;
+    }
+    size_t i = 0;
+    for (; i + 16 <= n; i += 16)
+        cel_copy_small(d + i, v + i, 16);
+    cel_copy_small(d + n - 16, v + n - 16, 16);
+}
+
+/* on_header's :path (a tail call there: its calls would make on_header save
+ * registers for every field). */
+static __attribute__((noinline)) int on_path(nghttp2_session *s, const nghttp2_frame *frame,
+                                             nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc,
+                                             uint8_t flags, void *ud)
+{
+    cel_h2 *h = ud;
+    stream *st = h->cur;
+    nghttp2_vec v = nghttp2_rcbuf_get_buf(value_rc);
+    uint64_t bytes = st->hdr_bytes + v.len + 5 + 32; /* RFC 9113 6.5.2 */
+    if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->arena.left <= v.len))
+        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+    if (cel_h2_path(&st->hf, v.base, v.len) < 0) {
+        st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
+        return 0;
+    }
+    st->hdr_bytes = bytes;
+    char *p = st->arena.cur;
+    st->arena.cur += v.len;
+    st->arena.left -= v.len;
+    copy_kept(p, v.base, v.len);
+    split_path(&st->req, (cel_str){p, v.len});
+    return 0;
+}
+
+/*
+ * The short path for the fields of almost every request. Everything a case
+ * needs is checked before anything is changed, so what it cannot do goes to
+ * on_header_full untouched; no call but those tail calls, so nothing to save
+ * on the way in.
+ *  - A field from the client's HPACK table whose verdict is kept and whose
+ *    effect is a common one (KEPT_ACT_*): the method, scheme, authority, and
+ *    fields such as user-agent and accept with a static-table name.
+ *  - :path, which clients send as a literal every time (nghttp2 never indexes
+ *    it), by the name's static-table buffer (h->path_name).
+ */
+static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcbuf *name_rc,
+                     nghttp2_rcbuf *value_rc, uint8_t flags, void *ud)
+{
+    cel_h2 *h = ud;
+    stream *st = h->cur;
+    if (CEL_UNLIKELY(!st || (st->flags & (ST_MALFORMED | ST_DISCARD | ST_HDR_TOO_BIG))))
+        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+    if (name_rc == h->path_name)
+        return on_path(s, frame, name_rc, value_rc, flags, ud);
+    const kept_field *k;
+    if (CEL_UNLIKELY(!h->kept || !(k = kept_find(h->kept, name_rc, value_rc)) ||
+                     k->act == KEPT_ACT_NONE))
+        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+    size_t vlen = k->vlen;
+    uint64_t bytes = st->hdr_bytes + k->cost; /* RFC 9113 6.5.2 */
+    if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size))
+        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+    if (CEL_UNLIKELY(st->hf.seen & k->deny)) {
+        st->flags |= ST_MALFORMED;
+        return 0;
+    }
+    switch (k->act) {
+    case KEPT_ACT_METHOD:
+        st->req.method_bit = k->method_bit;
+        st->req.method = (cel_str){cel_method_name(k->method_bit), vlen};
+        break;
+    case KEPT_ACT_SCHEME:
+        st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
+        break;
+    case KEPT_ACT_AUTHORITY:
+        if (CEL_UNLIKELY(st->arena.left < vlen))
+            return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+        st->req.authority = (cel_str){st->arena.cur, vlen};
+        copy_kept(st->arena.cur, k->vp, vlen);
+        st->arena.cur += vlen;
+        st->arena.left -= vlen;
+        break;
+    default: /* KEPT_ACT_FIELD */
+        if (CEL_UNLIKELY(st->arena.left < vlen || st->nhdrs == st->cap_hdrs))
+            return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+        st->hdrs[st->nhdrs++] =
+            (cel_header){{(const char *)k->np, k->nlen}, {st->arena.cur, vlen}};
+        copy_kept(st->arena.cur, k->vp, vlen);
+        st->arena.cur += vlen;
+        st->arena.left -= vlen;
+        break;
+    }
+    st->hf.seen |= k->bits;
+    st->hdr_bytes = bytes;
     return 0;
 }
 

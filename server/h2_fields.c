@@ -149,6 +149,21 @@ static inline int value_ok(const uint8_t *v, size_t n)
     return chars_ok(v, n, 0x20, C_VALUE);
 }
 
+int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n)
+{
+    /* 8.3: in the request's own block, before every regular field, once, and
+     * never empty; 8.3.1: VCHAR and obs-text */
+    if (f->seen & (CEL_HF_TRAILERS | CEL_HF_REGULAR | CEL_HF_PATH) || n == 0 ||
+        !chars_ok(v, n, 0x21, C_PATH))
+        return -1;
+    if (v[0] == '/')
+        f->seen |= CEL_HF_SLASH;
+    else if (n == 1 && v[0] == '*')
+        f->seen |= CEL_HF_ASTERISK;
+    f->seen |= CEL_HF_PATH;
+    return CEL_HF_PATH;
+}
+
 static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *v,
                   size_t vlen)
 {
@@ -159,14 +174,7 @@ static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint
     uint32_t which;
     switch (nlen) {
     case 5:
-        if (!EQ(name, nlen, ":path") || !chars_ok(v, vlen, 0x21, C_PATH))
-            return -1;
-        which = CEL_HF_PATH;
-        if (v[0] == '/')
-            f->seen |= CEL_HF_SLASH;
-        else if (vlen == 1 && v[0] == '*')
-            f->seen |= CEL_HF_ASTERISK;
-        break;
+        return EQ(name, nlen, ":path") ? cel_h2_path(f, v, vlen) : -1;
     case 7:
         if (EQ(name, nlen, ":method")) {
             if (!EQ(v, vlen, "GET") && !all_in(v, vlen, C_TOKEN))

@@ -58,6 +58,9 @@ static inline void cel_h2_fields_init(cel_h2_fields *f)
 int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
                  size_t vlen);
 
+/* A :path field with value V[0..N): what cel_h2_field does for it. */
+int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n);
+
 /* The same field again, for another request: KIND is what cel_h2_field
  * returned for it (not -1, not CEL_HF_LENGTH, whose value it keeps) and BITS
  * what that call added to f->seen, with CEL_HF_REGULAR for a regular field.

@@ -102,11 +102,16 @@ routes:
         c: "{{header.x-c}}"
         cookie: "{{header.cookie}}"
         host: "{{header.host}}"
+        ua: "{{header.user-agent}}"
+        accept: "{{header.accept}}"
+  - path: /query/*rest
+    json: { template: { rest: "{{param.rest}}", q: "{{query.q}}" } }
 """
 
 DEFAULT_LIMITS = {"idle_timeout": "30s", "header_timeout": "30s"}
 TIGHT_LIMITS = {"idle_timeout": "30s", "header_timeout": "30s",
-                "max_concurrent_streams": 2, "initial_window_size": 4096}
+                "max_concurrent_streams": 2, "initial_window_size": 4096,
+                "max_header_list_size": 2048}
 
 
 TRANSPORTS = ["tcp", "tls"]

@@ -378,6 +378,54 @@ def test_indexed_fields_served_again(conn):
         assert echo(conn, head + hp_indexed(63) + hp_indexed(62))["a"] == "1"
 
 
+def test_indexed_static_name_fields_served_again(conn):
+    """Fields whose names are in HPACK's static table (user-agent 58, accept
+    19), from the client's table request after request: long, short and
+    empty values reach the handler intact each time."""
+    auth = f"127.0.0.1:{conn.port}"
+    head = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
+    ua = "Mozilla/5.0 (X11; Linux x86_64) " + "k" * 150
+    for accept in ["", "*/*", "text/html,application/xhtml+xml;q=0.9"]:
+        # 62 = accept, 63 = user-agent, 64 = :authority once these are in
+        first = (head + hp_literal(None, auth, "incremental", name_index=1)
+                 + hp_literal(None, ua, "incremental", name_index=58)
+                 + hp_literal(None, accept, "incremental", name_index=19))
+        body = echo(conn, first)
+        assert body["ua"] == ua and body["accept"] == accept
+        for _ in range(3):
+            body = echo(conn, head + hp_indexed(64) + hp_indexed(63) + hp_indexed(62))
+            assert body["ua"] == ua and body["accept"] == accept, body
+
+
+def test_indexed_fields_over_header_list_limit(conn):
+    """6.5.2: the same table entry referenced again and again counts each
+    time toward the field section size; over the announced limit the request
+    gets 431 and the connection goes on."""
+    _over_header_list_limit(conn)
+
+
+def test_indexed_fields_over_tight_header_list_limit(tight_conn):
+    """The same with the tight server's 2,048 octets, crossed within the
+    fields a stream holds before its array grows."""
+    _over_header_list_limit(tight_conn)
+
+
+def _over_header_list_limit(conn):
+    from h2wire import MAX_HEADER_LIST_SIZE
+    head = _indexed_setup(conn)
+    value = "v" * 250
+    first = head + hp_indexed(63) + hp_literal(None, value, "incremental", name_index=19)
+    assert echo(conn, first)["accept"] == value
+    head += hp_indexed(64)  # :authority, behind accept (62) and x-a (63)
+    assert echo(conn, head + hp_indexed(62))["accept"] == value
+    limit = conn.server_settings[MAX_HEADER_LIST_SIZE]
+    n = limit // (len("accept") + len(value) + 32) + 2
+    sid = conn.new_sid()
+    conn.send(headers_frame(sid, head + hp_indexed(62) * n))
+    assert expect_response(conn, sid).status == 431
+    assert echo(conn, head + hp_indexed(62))["accept"] == value
+
+
 def test_indexed_pseudo_after_regular_is_malformed(conn):
     """8.3: a pseudo-header after a regular field, both from the table."""
     from h2wire import PROTOCOL_ERROR, expect_stream_error

@@ -117,6 +117,24 @@ def test_echo_of_method_path_and_fields(conn):
     assert body["a"] == "A value" and body["b"] == "b"
 
 
+@pytest.mark.parametrize("path,rest,q", [
+    ("/query/a?q=1", "a", "1"),                          # '?' in the last octets
+    ("/query/abcdefgh?q=2", "abcdefgh", "2"),            # in the second word
+    ("/query/>@>@>@>@?q=3", ">@>@>@>@", "3"),            # beside '?' (0x3f)
+    ("/query/a?b?q=4", "a", ""),                         # the first '?' splits
+    ("/query/" + "x" * 100 + "?q=" + "y" * 60, "x" * 100, "y" * 60),
+    ("/query/" + "z" * 300, "z" * 300, ""),
+], ids=["short", "second-word", "neighbours", "two-marks", "long", "no-query"])
+def test_path_and_query_split(conn, path, rest, q):
+    """The path ends at the first '?' and the query follows it (RFC 3986 3.4),
+    on a connection's first request and on those after it."""
+    for _ in range(2):
+        r = expect_response(conn, send(conn, pseudo(conn, "GET", path)))
+        assert r.status == 200, r
+        body = json.loads(r.body)
+        assert body["rest"] == rest and body["q"] == q, body
+
+
 def test_cookie_crumbs_concatenated(conn):
     """8.2.3: several cookie fields MUST be joined with "; " before being passed
     to a generic HTTP server application (here the {{header.cookie}}
@@ -178,6 +196,18 @@ def test_response_date_advances(conn):
 
 
 # ---- 8.3: pseudo-header fields ------------------------------------------------
+# celerisd takes a :path whose name comes from HPACK's static table on a short
+# path once a connection has sent one; the "warm" cases send a good request
+# first, so the checks are made on that path too.
+
+def warm(c, really):
+    if really:
+        assert expect_response(c, send(c, pseudo(c))).status == 200
+    return c
+
+
+WARM = pytest.mark.parametrize("warmed", [False, True], ids=["first", "warm"])
+
 
 @pytest.mark.parametrize("missing", [":method", ":scheme", ":path"])
 def test_missing_pseudo_header(conn, missing):
@@ -194,10 +224,11 @@ def test_no_pseudo_headers_at_all(conn):
 @pytest.mark.parametrize("dup,value", [(":method", "GET"), (":method", "POST"),
                                        (":scheme", "http"), (":path", "/bench"),
                                        (":path", "/other"), (":authority", "example.com")])
-def test_duplicate_pseudo_header(conn, dup, value):
+@WARM
+def test_duplicate_pseudo_header(conn, dup, value, warmed):
     """8.3: the same pseudo-header field MUST NOT appear twice (same value or
     not)."""
-    expect_malformed(conn, send(conn, _insert_dup(pseudo(conn), dup, value)))
+    expect_malformed(warm(conn, warmed), send(conn, _insert_dup(pseudo(conn), dup, value)))
 
 
 def _insert_dup(hdrs, name, value):
@@ -205,11 +236,15 @@ def _insert_dup(hdrs, name, value):
     return hdrs[:i + 1] + [(name, value)] + hdrs[i + 1:]
 
 
-@pytest.mark.parametrize("path", ["", "bench", "*"], ids=["empty", "relative", "asterisk-GET"])
-def test_invalid_path(conn, path):
+@pytest.mark.parametrize("path", ["", "bench", "*", "/a b", "/a\x7f", "/0123456789abcdef\x01"],
+                         ids=["empty", "relative", "asterisk-GET", "space", "del", "ctl-late"])
+@WARM
+def test_invalid_path(conn, path, warmed):
     """8.3.1: :path MUST NOT be empty for http URIs, holds an absolute path
-    (or "*" for OPTIONS only): one valid value is required."""
-    expect_malformed(conn, send(conn, pseudo(conn, path=path)))
+    (or "*" for OPTIONS only) of VCHAR and obs-text: one valid value is
+    required."""
+    expect_malformed(warm(conn, warmed), send(conn, pseudo(conn, path=path)))
+    assert expect_response(conn, send(conn, pseudo(conn))).status == 200
 
 
 def test_empty_method(conn):
@@ -229,15 +264,18 @@ def test_response_pseudo_header_in_request(conn):
 
 
 @pytest.mark.parametrize("name", [":authority", ":path"])
-def test_pseudo_header_after_regular(conn, name):
+@WARM
+def test_pseudo_header_after_regular(conn, name, warmed):
     """8.3: all pseudo-header fields MUST precede regular fields."""
     hdrs = [h for h in pseudo(conn) if h[0] != name] + [("x-a", "1")] \
         + [h for h in pseudo(conn) if h[0] == name]
-    expect_malformed(conn, send(conn, hdrs))
+    expect_malformed(warm(conn, warmed), send(conn, hdrs))
 
 
-def test_pseudo_header_in_trailers(conn):
+@WARM
+def test_pseudo_header_in_trailers(conn, warmed):
     """8.1: trailers MUST NOT include pseudo-header fields."""
+    warm(conn, warmed)
     sid = send(conn, pseudo(conn, "POST", "/post"), end_stream=False)
     conn.send(data_frame(sid, b"body") + headers_frame(sid, encode_block([(":path", "/x")])))
     expect_malformed(conn, sid)
