@@ -1049,16 +1049,17 @@ static __attribute__((noinline)) int on_path(nghttp2_session *s, const nghttp2_f
     uint64_t bytes = st->hdr_bytes + v.len + 5 + 32; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->arena.left <= v.len))
         return on_header_full(s, frame, name_rc, value_rc, flags, ud);
-    if (cel_h2_path(&st->hf, v.base, v.len) < 0) {
+    char *p = st->arena.cur;
+    size_t q;
+    if (cel_h2_path_copy(&st->hf, p, v.base, v.len, &q) < 0) {
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;
     }
     st->hdr_bytes = bytes;
-    char *p = st->arena.cur;
     st->arena.cur += v.len;
     st->arena.left -= v.len;
-    copy_kept(p, v.base, v.len);
-    split_path(&st->req, (cel_str){p, v.len});
+    st->req.path = (cel_str){p, q};
+    st->req.query = q < v.len ? (cel_str){p + q + 1, v.len - q - 1} : (cel_str){p + v.len, 0};
     return 0;
 }
 

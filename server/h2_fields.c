@@ -149,19 +149,79 @@ static inline int value_ok(const uint8_t *v, size_t n)
     return chars_ok(v, n, 0x20, C_VALUE);
 }
 
-int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n)
+/* 8.3: a :path in the request's own block, before every regular field, once,
+ * and never empty. */
+static inline int path_placed(const cel_h2_fields *f, size_t n)
 {
-    /* 8.3: in the request's own block, before every regular field, once, and
-     * never empty; 8.3.1: VCHAR and obs-text */
-    if (f->seen & (CEL_HF_TRAILERS | CEL_HF_REGULAR | CEL_HF_PATH) || n == 0 ||
-        !chars_ok(v, n, 0x21, C_PATH))
-        return -1;
+    return !(f->seen & (CEL_HF_TRAILERS | CEL_HF_REGULAR | CEL_HF_PATH)) && n != 0;
+}
+
+/* A :path whose octets passed: what it says about the request. */
+static inline int path_seen(cel_h2_fields *f, const uint8_t *v, size_t n)
+{
     if (v[0] == '/')
         f->seen |= CEL_HF_SLASH;
     else if (n == 1 && v[0] == '*')
         f->seen |= CEL_HF_ASTERISK;
     f->seen |= CEL_HF_PATH;
     return CEL_HF_PATH;
+}
+
+int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n)
+{
+    /* 8.3.1: VCHAR and obs-text */
+    if (!path_placed(f, n) || !chars_ok(v, n, 0x21, C_PATH))
+        return -1;
+    return path_seen(f, v, n);
+}
+
+/* The high bit of each zero octet of W, exact up to the lowest one (a borrow
+ * can mark octets above it). */
+static inline uint64_t zero_octets(uint64_t w)
+{
+    return (w - ONES) & ~w & HIGHS;
+}
+
+int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size_t *query)
+{
+    if (!path_placed(f, n))
+        return -1;
+    size_t q = n;
+    if (n >= 8) {
+        /* Each word is checked, copied and searched for '?' in one pass; the
+         * last one overlaps the one before it, whose '?' came first. */
+        uint64_t bad = 0, w, z;
+        size_t i = 0;
+        for (; i + 8 <= n; i += 8) {
+            w = load8(v + i);
+            memcpy(d + i, &w, 8);
+            bad |= below_or_del(w, 0x21);
+            if (q == n && (z = zero_octets(w ^ (ONES * '?'))))
+                q = i + (size_t)(__builtin_ctzll(z) >> 3);
+        }
+        if (i < n) {
+            w = load8(v + n - 8);
+            memcpy(d + n - 8, &w, 8);
+            bad |= below_or_del(w, 0x21);
+            if (q == n && (z = zero_octets(w ^ (ONES * '?'))))
+                q = n - 8 + (size_t)(__builtin_ctzll(z) >> 3);
+        }
+        if (bad && !all_in(v, n, C_PATH))
+            return -1;
+    } else {
+        uint8_t acc = C_PATH;
+        for (size_t i = 0; i < n; i++) {
+            uint8_t c = v[i];
+            d[i] = (char)c;
+            acc &= cls[c];
+            if (c == '?' && q == n)
+                q = i;
+        }
+        if (!acc)
+            return -1;
+    }
+    *query = q;
+    return path_seen(f, v, n);
 }
 
 static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *v,

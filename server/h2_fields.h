@@ -60,6 +60,10 @@ int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8
 
 /* A :path field with value V[0..N): what cel_h2_field does for it. */
 int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n);
+/* The same, copying V to D (N octets) on the way; *QUERY is the offset of the
+ * first '?', or N when there is none. D's octets are written even when the
+ * field is refused. */
+int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size_t *query);
 
 /* The same field again, for another request: KIND is what cel_h2_field
  * returned for it (not -1, not CEL_HF_LENGTH, whose value it keeps) and BITS

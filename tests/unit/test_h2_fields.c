@@ -279,6 +279,73 @@ static void test_octets(void **state)
     }
 }
 
+/* cel_h2_path_copy against cel_h2_path and a plain search for '?': paths of
+ * every length up to 40 with one chosen octet at every position (every octet
+ * value), and with '?' at one or two places, as the words' edges fall. */
+static void path_copy_case(const uint8_t *v, size_t n)
+{
+    cel_h2_fields a, b;
+    cel_h2_fields_init(&a);
+    cel_h2_fields_init(&b);
+    char d[64];
+    memset(d, 0x55, sizeof(d));
+    size_t q = 999;
+    int want = cel_h2_path(&a, v, n);
+    int got = cel_h2_path_copy(&b, d, v, n, &q);
+    if (got != want || a.seen != b.seen)
+        fail_msg("path of %zu octets: copy says %d (seen %x), check says %d (seen %x)", n, got,
+                 b.seen, want, a.seen);
+    if (got < 0)
+        return;
+    const void *mark = memchr(v, '?', n);
+    size_t want_q = mark ? (size_t)((const uint8_t *)mark - v) : n;
+    if (q != want_q)
+        fail_msg("path of %zu octets: query at %zu, want %zu", n, q, want_q);
+    if (memcmp(d, v, n) != 0 || d[n] != 0x55)
+        fail_msg("path of %zu octets: copy differs or overruns", n);
+}
+
+static void test_path_copy(void **state)
+{
+    (void)state;
+    uint8_t v[40] = {0};
+    for (size_t n = 0; n <= sizeof(v); n++) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = (uint8_t)('a' + i % 26);
+        if (n)
+            v[0] = '/';
+        path_copy_case(v, n);
+        for (size_t at = 0; at < n; at++) {
+            for (unsigned c = 0; c < 256; c++) {
+                uint8_t keep = v[at];
+                v[at] = (uint8_t)c;
+                path_copy_case(v, n);
+                v[at] = keep;
+            }
+            for (size_t second = at + 1; second <= n; second++) {
+                uint8_t k1 = v[at], k2 = second < n ? v[second] : 0;
+                v[at] = '?';
+                if (second < n)
+                    v[second] = '?';
+                path_copy_case(v, n);
+                v[at] = k1;
+                if (second < n)
+                    v[second] = k2;
+            }
+        }
+    }
+    /* placed as cel_h2_path wants: not twice, not after a regular field */
+    cel_h2_fields f;
+    cel_h2_fields_init(&f);
+    char d[8];
+    size_t q;
+    assert_int_equal(cel_h2_path_copy(&f, d, (const uint8_t *)"/a", 2, &q), CEL_HF_PATH);
+    assert_int_equal(cel_h2_path_copy(&f, d, (const uint8_t *)"/a", 2, &q), -1);
+    cel_h2_fields_init(&f);
+    assert_int_equal(cel_h2_field(&f, (const uint8_t *)"x-a", 3, (const uint8_t *)"1", 1), 0);
+    assert_int_equal(cel_h2_path_copy(&f, d, (const uint8_t *)"/a", 2, &q), -1);
+}
+
 /* RFC 9218 priority field values: what cel_h2_priority makes of them, from
  * urgency 3, not incremental. ok = 0 means the line does not parse. */
 static const struct prio_row {
@@ -329,7 +396,7 @@ static void test_priority(void **state)
 int main(void)
 {
     enum { NROWS = CEL_ARRAY_LEN(rows) };
-    static struct CMUnitTest tests[NROWS + 5];
+    static struct CMUnitTest tests[NROWS + 6];
     static char names[NROWS][96];
     for (size_t i = 0; i < NROWS; i++) {
         snprintf(names[i], sizeof(names[i]), "%s: %s", rows[i].ok ? "good" : "malformed",
@@ -341,6 +408,7 @@ int main(void)
     tests[NROWS + 2] = (struct CMUnitTest)cmocka_unit_test(test_priority);
     tests[NROWS + 3] = (struct CMUnitTest)cmocka_unit_test(test_rows_again);
     tests[NROWS + 4] = (struct CMUnitTest)cmocka_unit_test(test_again_in_another_order);
+    tests[NROWS + 5] = (struct CMUnitTest)cmocka_unit_test(test_path_copy);
     cmocka_set_message_output(CM_OUTPUT_TAP);
-    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 5, NULL, NULL);
+    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 6, NULL, NULL);
 }
