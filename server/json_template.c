@@ -237,20 +237,25 @@ static int parse_ph(const char *s, size_t n, size_t i, struct ph *ph, char *err,
 
 /* ---- compile ---- */
 
-/* Room for N more text bytes; NULL (and nomem set) when memory runs out. */
+/* Room for N more text bytes, and LIT_SLACK zeros after them (render_bound
+ * copies a short literal as one 16-byte block); NULL (and nomem set) when
+ * memory runs out. */
+#define LIT_SLACK 16
+
 static char *reserve(cel_tmpl *t, size_t n)
 {
     if (t->nomem)
         return NULL;
-    if (t->tcap - t->tlen < n) {
+    if (t->tcap - t->tlen < n + LIT_SLACK) {
         size_t cap = t->tcap ? t->tcap : 256;
-        while (cap - t->tlen < n)
+        while (cap - t->tlen < n + LIT_SLACK)
             cap *= 2;
         char *p = realloc(t->text, cap);
         if (!p) {
             t->nomem = 1;
             return NULL;
         }
+        memset(p + t->tlen, 0, cap - t->tlen);
         t->text = p;
         t->tcap = cap;
     }
@@ -568,20 +573,29 @@ static int render_bound(const cel_tmpl *t, const cel_request *req, char *buf, si
 {
     char *w = buf;
     for (const struct op *op = t->ops, *e = op + t->nops; op < e; op++) {
-        const char *src;
-        size_t n;
         if (op->kind == OP_LIT) {
-            src = t->text + op->off;
-            n = op->len;
-        } else {
-            const cel_param *p = &req->params[op->idx];
-            src = req->path.p + p->off;
-            n = p->len;
-            if (!plain(src, n, OP_PARAM))
-                return -1;
+            /* A short literal goes as one 16-byte block: the text has the
+             * slack after it (reserve), the buffer LIT_SLACK beyond the bound,
+             * and what lands past the literal is written over next. */
+            const char *src = t->text + op->off;
+            if (op->len <= LIT_SLACK)
+                memcpy(w, src, LIT_SLACK);
+            else
+                cel_copy_small(w, src, op->len);
+            w += op->len;
+            continue;
         }
-        cel_copy_small(w, src, n);
-        w += n;
+        /* A param: copied and judged (plain()) in the same pass. */
+        const cel_param *p = &req->params[op->idx];
+        const unsigned char *src = (const unsigned char *)req->path.p + p->off;
+        uint8_t acc = 0;
+        for (size_t i = 0; i < p->len; i++) {
+            w[i] = (char)src[i];
+            acc |= not_plain[src[i]];
+        }
+        if (acc & NP_PARAM)
+            return -1;
+        w += p->len;
     }
     *outlen = (size_t)(w - buf);
     return 0;
@@ -593,7 +607,7 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
     char *w = buf, *end;
 
     if (t->bound_only && req->nparams == t->nparams && buf &&
-        cap >= t->lit_bytes + req->path.n && render_bound(t, req, buf, outlen) == 0)
+        cap >= t->lit_bytes + req->path.n + LIT_SLACK && render_bound(t, req, buf, outlen) == 0)
         return 0;
 
     /* Every template prints at least one byte, so an empty buffer never fits. */

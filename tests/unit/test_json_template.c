@@ -667,6 +667,52 @@ static void test_bound_params(void **state)
     cel_tmpl_free(t);
 }
 
+/* Bound templates copy short literals as 16-byte blocks: at every capacity the
+ * output is right or ETOOBIG, and nothing is written past the capacity.
+ * Literals of 1, 15, 16, 17 and 40 octets between the params. */
+static void test_bound_literal_lengths(void **state)
+{
+    (void)state;
+    static cel_param ps[2];
+    cel_request req = base_req();
+    req.path = S("/p/abc/de");
+    ps[0] = (cel_param){"a", 3, 3};
+    ps[1] = (cel_param){"b", 7, 2};
+    req.params = ps;
+    req.nparams = 2;
+    static const char *const tmpls[] = {
+        "[\"{{param.a}}\", \"{{param.b}}\"]",
+        "{\"key-of-fifteen\": \"{{param.a}}\", \"k\": \"{{param.b}}\"}",
+        "{\"a_key_of_sixteen\": \"{{param.a}}\"}",
+        "{\"a_key_of_seventeen\": \"{{param.b}}\"}",
+        "{\"a_much_longer_key_that_runs_to_forty__\": \"{{param.a}}{{param.b}}\"}",
+    };
+    for (size_t k = 0; k < CEL_ARRAY_LEN(tmpls); k++) {
+        cel_tmpl *t = compile_text(tmpls[k]);
+        char want[256];
+        strcpy(want, render(t, &req)); /* unbound: the general render */
+        cel_tmpl_bind_params(t, "/p/:a/:b");
+        assert_string_equal(render(t, &req), want);
+        size_t n = strlen(want);
+        for (size_t cap = 0; cap <= n + 40; cap++) {
+            char buf[256];
+            memset(buf, '#', sizeof(buf));
+            size_t len = 0;
+            int rc = cel_tmpl_render(t, &req, buf, cap, &len);
+            if (rc == 0) {
+                assert_int_equal(len, n);
+                assert_memory_equal(buf, want, n);
+            } else {
+                assert_int_equal(rc, CEL_ETOOBIG);
+            }
+            for (size_t i = cap; i < sizeof(buf); i++)
+                if (buf[i] != '#')
+                    fail_msg("template %zu, capacity %zu: octet %zu written", k, cap, i);
+        }
+        cel_tmpl_free(t);
+    }
+}
+
 int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
@@ -677,6 +723,7 @@ int main(void)
         cmocka_unit_test(test_constant_unicode_and_escapes),
         cmocka_unit_test(test_slot_kinds),
         cmocka_unit_test(test_bound_params),
+        cmocka_unit_test(test_bound_literal_lengths),
         cmocka_unit_test(test_header_case_and_first),
         cmocka_unit_test(test_text_around),
         cmocka_unit_test(test_missing_values),
