@@ -92,22 +92,25 @@ static int bucket_take(bucket *b, time_t now)
 }
 
 typedef struct stream {
+    /* Set one by one in stream_new: */
     struct stream *prev, *next;
     struct cel_h2 *h;
-    cel_exchange x;
-    int32_t id;
-    unsigned flags;
     cel_genref *gen;
     cel_arena arena;
-    cel_request req;
     cel_h2_fields hf; /* section 8 checks (nghttp2's HTTP messaging is off) */
     cel_header *hdrs;
-    uint32_t nhdrs, cap_hdrs;
+    int32_t id;
+    uint32_t cap_hdrs;
+    struct timeval start; /* loop time of the first header */
+    /* Cleared in stream_new, from here up to match.params: */
+    cel_exchange x;
+    unsigned flags;
+    uint32_t nhdrs;
+    cel_request req;
     size_t hdr_bytes;
     char *body; /* pool memory; grows to limits.max_request_body */
     size_t body_len, body_cap;
     size_t discarded;
-    struct timeval start; /* loop time of the first header */
     int status;
     uint8_t prio; /* RFC 9218 priority field: PRIO_SET | urgency << 1 | incremental */
     uint64_t bytes_sent;
@@ -227,12 +230,16 @@ static stream *find_stream(cel_h2 *h, int32_t id)
     return NULL;
 }
 
+/* What stream_new clears: from x up to match.params. */
+#define STREAM_CLEARED (offsetof(stream, match.params) - offsetof(stream, x))
+_Static_assert(STREAM_CLEARED % 8 == 0, "cel_zero clears 8 bytes at a time");
+
 static stream *stream_new(cel_h2 *h, int32_t id)
 {
     stream *st = cel_pool_alloc(h->env->pool, sizeof(*st));
     if (!st)
         return NULL;
-    memset(st, 0, offsetof(stream, match.params));
+    cel_zero(&st->x, STREAM_CLEARED);
     st->id = id;
     st->h = h;
     st->x.ops = &exchange_ops;
@@ -248,6 +255,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
     st->hdrs = st->inline_hdrs;
     st->cap_hdrs = INLINE_HEADERS;
+    st->prev = NULL;
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
@@ -909,12 +917,9 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
 }
 
 /* Every field the short path in on_header does not take. */
-static __attribute__((noinline)) int on_header_full(nghttp2_session *s, const nghttp2_frame *frame,
-                                                    nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc,
-                                                    uint8_t flags, void *ud)
+static __attribute__((noinline)) int on_header_full(cel_h2 *h, const nghttp2_frame *frame,
+                                                    nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc)
 {
-    cel_h2 *h = ud;
-    (void)flags;
     stream *st = h->cur;
     if (!st || st->id != frame->hd.stream_id)
         st = find_stream(h, frame->hd.stream_id);
@@ -954,7 +959,7 @@ static __attribute__((noinline)) int on_header_full(nghttp2_session *s, const ng
         st->hdr_bytes += namelen + valuelen + 32;
         if (st->hdr_bytes > (uint64_t)h->limits.max_header_list_size * 4) {
             cel_log_debug("h2: header list bomb, ending the connection");
-            nghttp2_session_terminate_session(s, NGHTTP2_ENHANCE_YOUR_CALM);
+            nghttp2_session_terminate_session(h->s, NGHTTP2_ENHANCE_YOUR_CALM);
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         }
         return 0;
@@ -1039,16 +1044,14 @@ static inline void copy_kept(char *d, const uint8_t *v, size_t n)
 
 /* on_header's :path (a tail call there: its calls would make on_header save
  * registers for every field). */
-static __attribute__((noinline)) int on_path(nghttp2_session *s, const nghttp2_frame *frame,
-                                             nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc,
-                                             uint8_t flags, void *ud)
+static __attribute__((noinline)) int on_path(cel_h2 *h, const nghttp2_frame *frame,
+                                             nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc)
 {
-    cel_h2 *h = ud;
     stream *st = h->cur;
     nghttp2_vec v = nghttp2_rcbuf_get_buf(value_rc);
     uint64_t bytes = st->hdr_bytes + v.len + 5 + 32; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->arena.left <= v.len))
-        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+        return on_header_full(h, frame, name_rc, value_rc);
     char *p = st->arena.cur;
     size_t q;
     if (cel_h2_path_copy(&st->hf, p, v.base, v.len, &q) < 0) {
@@ -1078,19 +1081,20 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
                      nghttp2_rcbuf *value_rc, uint8_t flags, void *ud)
 {
     cel_h2 *h = ud;
+    (void)s, (void)flags;
     stream *st = h->cur;
     if (CEL_UNLIKELY(!st || (st->flags & (ST_MALFORMED | ST_DISCARD | ST_HDR_TOO_BIG))))
-        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+        return on_header_full(h, frame, name_rc, value_rc);
     if (name_rc == h->path_name)
-        return on_path(s, frame, name_rc, value_rc, flags, ud);
+        return on_path(h, frame, name_rc, value_rc);
     const kept_field *k;
     if (CEL_UNLIKELY(!h->kept || !(k = kept_find(h->kept, name_rc, value_rc)) ||
                      k->act == KEPT_ACT_NONE))
-        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+        return on_header_full(h, frame, name_rc, value_rc);
     size_t vlen = k->vlen;
     uint64_t bytes = st->hdr_bytes + k->cost; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size))
-        return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+        return on_header_full(h, frame, name_rc, value_rc);
     if (CEL_UNLIKELY(st->hf.seen & k->deny)) {
         st->flags |= ST_MALFORMED;
         return 0;
@@ -1105,7 +1109,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         break;
     case KEPT_ACT_AUTHORITY:
         if (CEL_UNLIKELY(st->arena.left < vlen))
-            return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+            return on_header_full(h, frame, name_rc, value_rc);
         st->req.authority = (cel_str){st->arena.cur, vlen};
         copy_kept(st->arena.cur, k->vp, vlen);
         st->arena.cur += vlen;
@@ -1113,7 +1117,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         break;
     default: /* KEPT_ACT_FIELD */
         if (CEL_UNLIKELY(st->arena.left < vlen || st->nhdrs == st->cap_hdrs))
-            return on_header_full(s, frame, name_rc, value_rc, flags, ud);
+            return on_header_full(h, frame, name_rc, value_rc);
         st->hdrs[st->nhdrs++] =
             (cel_header){{(const char *)k->np, k->nlen}, {st->arena.cur, vlen}};
         copy_kept(st->arena.cur, k->vp, vlen);
