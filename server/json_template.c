@@ -565,6 +565,59 @@ static size_t bound(const cel_tmpl *t, const cel_request *req)
     return b;
 }
 
+#define W_ONES 0x0101010101010101ull
+#define W_HIGHS 0x8080808080808080ull
+
+/* The high bit of each octet of W that a param cannot hold as plain text (see
+ * not_plain): below 0x20, 0x7f and up, '"', '\\' or '%'. Never none when
+ * there is one; may mark more (borrows), which only costs the general render. */
+static inline uint64_t not_plain_param(uint64_t w)
+{
+#define W_IS(c) ((((w ^ (W_ONES * (c))) - W_ONES) & ~(w ^ (W_ONES * (c)))) & W_HIGHS)
+    uint64_t ctl = (w - W_ONES * 0x20) & ~w & W_HIGHS;
+    return ctl | (w & W_HIGHS) | W_IS(0x7f) | W_IS('"') | W_IS('\\') | W_IS('%');
+#undef W_IS
+}
+
+/* Copies the N octets of a param at S to D when all are plain (nothing to
+ * decode or escape): 1 if so, 0 if not (D then holds some of them). Words at a
+ * time, overlapping at the ends, with no read outside S[0..N). */
+static inline int copy_plain_param(char *d, const char *s, size_t n)
+{
+    if (n < 4) {
+        if (n == 0)
+            return 1;
+        /* the first, middle and last octets are all of them */
+        unsigned char a = (unsigned char)s[0], b = (unsigned char)s[n / 2],
+                      c = (unsigned char)s[n - 1];
+        d[0] = (char)a;
+        d[n / 2] = (char)b;
+        d[n - 1] = (char)c;
+        return !((not_plain[a] | not_plain[b] | not_plain[c]) & NP_PARAM);
+    }
+    if (n <= 8) {
+        uint32_t lo, hi;
+        memcpy(&lo, s, 4);
+        memcpy(&hi, s + n - 4, 4);
+        memcpy(d, &lo, 4);
+        memcpy(d + n - 4, &hi, 4);
+        return !not_plain_param(lo | (uint64_t)hi << 32);
+    }
+    uint64_t bad = 0, w;
+    size_t i = 0;
+    for (; i + 8 <= n; i += 8) {
+        memcpy(&w, s + i, 8);
+        memcpy(d + i, &w, 8);
+        bad |= not_plain_param(w);
+    }
+    if (i < n) {
+        memcpy(&w, s + n - 8, 8);
+        memcpy(d + n - 8, &w, 8);
+        bad |= not_plain_param(w);
+    }
+    return !bad;
+}
+
 /* The usual template of a params route: literals and the route's own params,
  * which as plain text (nothing to decode or escape) are copied as they are.
  * The params lie within the path, so literals plus the path bound the
@@ -585,15 +638,8 @@ static int render_bound(const cel_tmpl *t, const cel_request *req, char *buf, si
             w += op->len;
             continue;
         }
-        /* A param: copied and judged (plain()) in the same pass. */
         const cel_param *p = &req->params[op->idx];
-        const unsigned char *src = (const unsigned char *)req->path.p + p->off;
-        uint8_t acc = 0;
-        for (size_t i = 0; i < p->len; i++) {
-            w[i] = (char)src[i];
-            acc |= not_plain[src[i]];
-        }
-        if (acc & NP_PARAM)
+        if (!copy_plain_param(w, req->path.p + p->off, p->len))
             return -1;
         w += p->len;
     }

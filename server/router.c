@@ -473,6 +473,18 @@ static inline size_t seg_scan(const char *s, size_t rest)
         if (sl)
             return i + ((unsigned)__builtin_ctzll(sl) >> 3);
     }
+    if (rest - i >= 4) {
+        /* 4 to 7 octets: two overlapping halves in one word; with no '/' in
+         * the first half, the first one marked in the second is past it */
+        uint32_t lo, hi;
+        memcpy(&lo, s + i, 4);
+        memcpy(&hi, s + rest - 4, 4);
+        uint64_t sl = zero_octets((lo | (uint64_t)hi << 32) ^ (R_ONES * '/'));
+        if (!sl)
+            return rest;
+        unsigned at = (unsigned)__builtin_ctzll(sl) >> 3;
+        return at < 4 ? i + at : rest - 8 + at;
+    }
     while (i < rest && s[i] != '/')
         i++;
     return i;

@@ -254,6 +254,39 @@ static void test_param_offsets(void **state)
     cel_router_free(r);
 }
 
+/* Segments of every length from 1 to 24, so that each '/' falls at each place
+ * of the word scan (the 8-octet words, the 4-to-7-octet tail as two halves,
+ * the last few octets one by one), under a param and under a literal. */
+static void test_segment_lengths(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/:a/:b", CEL_M_GET, D(0));
+    add_ok(r, "/:a/lit/:b", CEL_M_GET, D(1));
+    char p[80], x[32], y[32];
+    for (size_t i = 1; i <= 24; i++) {
+        for (size_t j = 1; j <= 24; j++) {
+            memset(x, 'x', i);
+            x[i] = '\0';
+            memset(y, 'y', j);
+            y[j] = '\0';
+            snprintf(p, sizeof(p), "/%s/%s", x, y);
+            expect_found(r, p, CEL_M_GET, D(0), &m);
+            expect_param(&m, p, 0, "a", x);
+            expect_param(&m, p, 1, "b", y);
+            snprintf(p, sizeof(p), "/%s/lit/%s", x, y);
+            expect_found(r, p, CEL_M_GET, D(1), &m);
+            expect_param(&m, p, 0, "a", x);
+            expect_param(&m, p, 1, "b", y);
+            snprintf(p, sizeof(p), "/%s/%s/", x, y); /* a trailing slash: not the pattern */
+            lookup(r, p, CEL_M_GET, &m);
+            assert_true(m.data != D(0));
+        }
+    }
+    cel_router_free(r);
+}
+
 static void test_wildcard(void **state)
 {
     cel_router *r = cel_router_new();
@@ -738,6 +771,7 @@ int main(void)
         cmocka_unit_test(test_backtracking),
         cmocka_unit_test(test_straight_then_choice),
         cmocka_unit_test(test_param_offsets),
+        cmocka_unit_test(test_segment_lengths),
         cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_percent_decoded_literals),
         cmocka_unit_test(test_405_allow),
