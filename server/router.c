@@ -431,6 +431,26 @@ find_lit(const struct node *n, const char *s, size_t raw)
     return find_lit_pct(n, s, raw);
 }
 
+/* The literal child spelled, as it stands, by the segment that begins at S
+ * (REST octets to the end of the path), and its length in *SEG; or NULL. The
+ * first octet sorts the candidates out before any compare. */
+static inline const struct node *find_lit_here(const struct node *n, const char *s, size_t rest,
+                                               size_t *seg)
+{
+    if (rest == 0)
+        return NULL;
+    for (size_t i = 0; i < n->nlits; i++) {
+        const struct node *c = n->lits[i];
+        size_t l = c->litlen;
+        if (c->lit[0] == s[0] && l <= rest && !c->lit_pct && cel_eq_small(c->lit, s, l) &&
+            (l == rest || s[l] == '/')) {
+            *seg = l;
+            return c;
+        }
+    }
+    return NULL;
+}
+
 /* The rest of find_lit: the segment holds a '%', or a literal does. */
 static const struct node *find_lit_pct(const struct node *n, const char *s, size_t raw)
 {
@@ -539,12 +559,19 @@ static int walk_straight(struct walk *w, const struct node *n, size_t pos)
         if (n->choice)
             return walk(w, n, pos);
         const char *s = w->path + pos;
-        size_t seg = seg_scan(s, w->len - pos);
+        size_t rest = w->len - pos, seg;
         const struct node *c;
         if (n->nlits) {
-            if (!(c = find_lit(n, s, seg)))
-                return 0;
+            /* Literals only: each is tried where the segment begins, with no
+             * scan for its end; a segment none of them spells as it stands
+             * (percent-encoded, or empty) is scanned and decoded. */
+            if (!(c = find_lit_here(n, s, rest, &seg))) {
+                seg = seg_scan(s, rest);
+                if (!(c = find_lit(n, s, seg)))
+                    return 0;
+            }
         } else {
+            seg = seg_scan(s, rest);
             if (!n->param || seg == 0 || w->np >= CEL_MAX_PARAMS)
                 return 0;
             w->off[w->np] = (uint32_t)pos;

@@ -287,6 +287,36 @@ static void test_segment_lengths(void **state)
     cel_router_free(r);
 }
 
+/* Literals that begin alike, or are prefixes of each other: a literal is a
+ * whole segment, never a prefix of one; spelled with escapes it still counts. */
+static void test_literal_prefixes(void **state)
+{
+    cel_router *r = cel_router_new();
+    cel_route_match m;
+    (void)state;
+    add_ok(r, "/u", CEL_M_GET, D(0));
+    add_ok(r, "/user", CEL_M_GET, D(1));
+    add_ok(r, "/users", CEL_M_GET, D(2));
+    add_ok(r, "/users/x", CEL_M_GET, D(3));
+    add_ok(r, "/uzers", CEL_M_GET, D(4));
+    expect_found(r, "/u", CEL_M_GET, D(0), &m);
+    expect_found(r, "/user", CEL_M_GET, D(1), &m);
+    expect_found(r, "/users", CEL_M_GET, D(2), &m);
+    expect_found(r, "/users/x", CEL_M_GET, D(3), &m);
+    expect_found(r, "/uzers", CEL_M_GET, D(4), &m);
+    expect_found(r, "/%75sers", CEL_M_GET, D(2), &m);
+    expect_found(r, "/user%73", CEL_M_GET, D(2), &m);
+    expect_found(r, "/users/%78", CEL_M_GET, D(3), &m);
+    expect_not_found(r, "/us", CEL_M_GET);
+    expect_not_found(r, "/userss", CEL_M_GET);
+    expect_not_found(r, "/users/xy", CEL_M_GET);
+    expect_not_found(r, "/users/", CEL_M_GET);
+    expect_not_found(r, "/user/x", CEL_M_GET);
+    expect_not_found(r, "/", CEL_M_GET);
+    expect_not_found(r, "//users", CEL_M_GET);
+    cel_router_free(r);
+}
+
 static void test_wildcard(void **state)
 {
     cel_router *r = cel_router_new();
@@ -772,6 +802,7 @@ int main(void)
         cmocka_unit_test(test_straight_then_choice),
         cmocka_unit_test(test_param_offsets),
         cmocka_unit_test(test_segment_lengths),
+        cmocka_unit_test(test_literal_prefixes),
         cmocka_unit_test(test_wildcard),
         cmocka_unit_test(test_percent_decoded_literals),
         cmocka_unit_test(test_405_allow),
