@@ -428,20 +428,6 @@ static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size
                         NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
 }
 
-/* Decimal digits of V into BUF (at least 20 bytes); returns the length. The
- * hot path's replacement for snprintf, which costs ~700 instructions a call. */
-static size_t utoa(char *buf, uint64_t v)
-{
-    char tmp[20];
-    size_t n = 0;
-    do {
-        tmp[n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    for (size_t i = 0; i < n; i++)
-        buf[i] = tmp[n - 1 - i];
-    return n;
-}
 
 /* ":status" values 100 to 599 as text, filled before main(). Responses come
  * with 200-599 (configured and module statuses are checked to be in it, the
@@ -473,7 +459,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     if (res->content_type.n)
         nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
     if (!no_body && !streaming) {
-        nva[n++] = nv_name_lit("content-length", 14, clen, utoa(clen, res->body_len));
+        nva[n++] = nv_name_lit("content-length", 14, clen, cel_utoa(clen, res->body_len));
     }
     /* Handlers' fields have lowercase names (config and module headers are
      * lowercased when set) and live in the generation or the stream's arena. */

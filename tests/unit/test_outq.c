@@ -6,6 +6,7 @@
 
 #include <errno.h>
 #include <limits.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -545,6 +546,27 @@ static void test_steady_pool(void **state)
  * arena and the router use for short copies and compares: every length up to
  * 70 at every alignment, against memcpy and memcmp, including a difference in
  * each single position. */
+/* cel_utoa against snprintf at every power of ten and its neighbours, and
+ * UINT64_MAX. */
+static void test_utoa(void **state)
+{
+    (void)state;
+    char got[24], want[24];
+    uint64_t p = 1;
+    for (int k = 0; k <= 19; k++, p *= 10) {
+        uint64_t vs[] = {p - 1, p, p + 1, p * 2 - 1, p * 9};
+        for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
+            size_t n = cel_utoa(got, vs[i]);
+            int m = snprintf(want, sizeof(want), "%llu", (unsigned long long)vs[i]);
+            assert_int_equal(n, (size_t)m);
+            assert_memory_equal(got, want, n);
+        }
+    }
+    size_t n = cel_utoa(got, UINT64_MAX);
+    assert_int_equal(n, 20);
+    assert_memory_equal(got, "18446744073709551615", 20);
+}
+
 static void test_copy_and_compare_small(void **state)
 {
     (void)state;
@@ -583,6 +605,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test(test_property),
         cmocka_unit_test(test_copy_and_compare_small),
+        cmocka_unit_test(test_utoa),
         cmocka_unit_test_setup_teardown(test_steady_pool, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
