@@ -294,7 +294,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     if (r->minor) {
         char line[24];
         int k = cel_h1_write_chunk_size(line, sizeof(line), n);
-        rc = k < 0 ? k : cel_outq_copy(h->out, line, (size_t)k);
+        rc = k < 0 || (size_t)k > sizeof(line) ? CEL_EINVAL : cel_outq_copy(h->out, line, (size_t)k);
     }
     if (!rc)
         rc = cel_outq_copy(h->out, p, n);

@@ -41,6 +41,14 @@ static inline struct cel_outq_seg pop(cel_outq *q)
     return s;
 }
 
+/* The last segment is no longer copied bytes that a copy may extend. */
+static inline void no_tail(cel_outq *q)
+{
+    q->tail = NULL;
+    q->tail_room = 0;
+    q->tail_seg = NULL;
+}
+
 void cel_outq_init(cel_outq *q, cel_pool *pool)
 {
     q->pool = pool;
@@ -48,6 +56,7 @@ void cel_outq_init(cel_outq *q, cel_pool *pool)
     q->seg_cap = q->seg_head = q->seg_count = 0;
     q->chunk_head = q->chunk_tail = NULL;
     q->pending = 0;
+    no_tail(q);
 }
 
 void cel_outq_deinit(cel_outq *q)
@@ -88,6 +97,8 @@ static int reserve(cel_outq *q, size_t extra)
     q->segs = s;
     q->seg_cap = (unsigned)cap;
     q->seg_head = 0;
+    if (q->tail_seg)
+        q->tail_seg = &s[q->seg_count - 1];
     return 0;
 }
 
@@ -97,14 +108,18 @@ static void append(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_
     memcpy(dst, src, n);
     c->used += n;
     q->pending += n;
-    if (q->seg_count) {
-        struct cel_outq_seg *last = seg_at(q, q->seg_count - 1);
-        if (last->chunk == c && last->p + last->n == dst) {
-            last->n += n;
-            return;
-        }
+    struct cel_outq_seg *last = q->seg_count ? seg_at(q, q->seg_count - 1) : NULL;
+    if (last && last->chunk == c && last->p + last->n == dst)
+        last->n += n;
+    else
+        *(last = seg_at(q, q->seg_count++)) = (struct cel_outq_seg){dst, n, c, NULL, NULL};
+    if (c == q->chunk_tail) {
+        q->tail = c->data + c->used;
+        q->tail_room = CHUNK_ROOM - c->used;
+        q->tail_seg = last;
+    } else {
+        no_tail(q);
     }
-    *seg_at(q, q->seg_count++) = (struct cel_outq_seg){dst, n, c, NULL, NULL};
 }
 
 int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
@@ -175,6 +190,7 @@ int cel_outq_ref(cel_outq *q, const void *p, size_t n, cel_outq_release_fn relea
         return CEL_ENOMEM;
     *seg_at(q, q->seg_count++) = (struct cel_outq_seg){p, n, NULL, release, arg};
     q->pending += n;
+    no_tail(q);
     return 0;
 }
 
@@ -207,6 +223,8 @@ static void advance(cel_outq *q, size_t w)
         /* Popped before the callback runs, so a callback that queues more
          * finds the ring consistent. */
         struct cel_outq_seg done = pop(q);
+        if (!q->seg_count)
+            no_tail(q); /* that was the last segment */
         if (done.chunk) {
             done.chunk->done += done.n;
             if (done.chunk->done == done.chunk->used)

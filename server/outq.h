@@ -52,6 +52,12 @@ typedef struct cel_outq {
     unsigned seg_cap, seg_head, seg_count;
     struct cel_outq_chunk *chunk_head, *chunk_tail; /* arena chunks, private */
     size_t pending; /* bytes queued and not yet written */
+    /* When the last segment is copied bytes in chunk_tail: where the next
+     * copy would extend it, the room there, and that segment (private;
+     * tail_room is 0 otherwise). */
+    char *tail;
+    size_t tail_room;
+    struct cel_outq_seg *tail_seg;
 } cel_outq;
 
 void cel_outq_init(cel_outq *q, cel_pool *pool);
@@ -67,17 +73,14 @@ int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n);
  * bytes, in the same chunk, and extend that segment. Where they go, or NULL. */
 static inline char *cel_outq_tail_room(cel_outq *q, size_t n)
 {
-    struct cel_outq_chunk *c = q->chunk_tail;
-    if (CEL_LIKELY(c && q->seg_count && n && n <= CEL_OUTQ_CHUNK_ROOM &&
-                   n <= CEL_OUTQ_CHUNK_ROOM - c->used)) {
-        struct cel_outq_seg *last = &q->segs[(q->seg_head + q->seg_count - 1) & (q->seg_cap - 1)];
-        char *dst = c->data + c->used;
-        if (last->chunk == c && last->p + last->n == dst) {
-            c->used += n;
-            last->n += n;
-            q->pending += n;
-            return dst;
-        }
+    if (CEL_LIKELY(n && n <= q->tail_room && n <= CEL_OUTQ_CHUNK_ROOM)) {
+        char *dst = q->tail;
+        q->tail = dst + n;
+        q->tail_room -= n;
+        q->tail_seg->n += n;
+        q->chunk_tail->used += n;
+        q->pending += n;
+        return dst;
     }
     return NULL;
 }
