@@ -75,20 +75,10 @@ int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel
     return rc;
 }
 
-void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_match *m,
-                       const cel_request *req, const char *protocol, const char *peer,
-                       int status, uint64_t bytes, const struct timeval *start)
+void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_request *req,
+                      const char *protocol, const char *peer, int status, uint64_t bytes,
+                      uint64_t us)
 {
-    const cel_route *route = m->data;
-    struct timeval now = env->now, d;
-    evutil_timersub(&now, start, &d);
-    uint64_t us = d.tv_sec < 0 ? 0 : (uint64_t)d.tv_sec * 1000000u + (uint64_t)d.tv_usec;
-    if (env->stats) {
-        cel_stats_request(env->stats, route ? route->stat_id : 0, req->method_bit, status, us);
-        cel_count(&env->stats->bytes_out, bytes);
-    }
-    if (!cfg->accesslog || (route && !route->access_log))
-        return;
     cel_access e = {
         .req = req,
         .peer = peer,
@@ -96,7 +86,7 @@ void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_matc
         .status = status,
         .bytes = bytes,
         .duration_us = us,
-        .now = now.tv_sec,
+        .now = env->now.tv_sec,
     };
     cel_accesslog_add(cfg->accesslog, env->worker_id, &e);
 }

@@ -10,9 +10,8 @@
 #include "router.h"
 #include "version.h"
 
-/* Upper bounds of the duration buckets, in microseconds and as printed. */
-static const uint64_t bucket_us[CEL_STATS_BUCKETS] = {100,   500,   1000,   2500,   5000,   10000,
-                                                      25000, 50000, 100000, 500000, 1000000, 5000000};
+/* The duration buckets' upper bounds (CEL_STATS_BUCKET_US) in seconds, as
+ * Prometheus labels them. */
 static const char *const bucket_le[CEL_STATS_BUCKETS] = {
     "0.0001", "0.0005", "0.001", "0.0025", "0.005", "0.01",
     "0.025",  "0.05",   "0.1",   "0.5",    "1",     "5"};
@@ -62,27 +61,6 @@ unsigned cel_stats_route_id(const char *pattern)
 out:
     pthread_mutex_unlock(&lock);
     return id;
-}
-
-static unsigned method_index(unsigned bit)
-{
-    for (unsigned i = 0; i < CEL_STATS_METHODS - 1; i++)
-        if (bit == 1u << i)
-            return i;
-    return CEL_STATS_METHODS - 1;
-}
-
-void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned method_bit, int status,
-                       uint64_t duration_us)
-{
-    unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
-    cel_count(&w->requests[route_id][method_index(method_bit)][cls], 1);
-    unsigned b = 0;
-    while (b < CEL_STATS_BUCKETS && duration_us > bucket_us[b])
-        b++;
-    if (b < CEL_STATS_BUCKETS)
-        cel_count(&w->duration_buckets[b], 1);
-    cel_count(&w->duration_sum_us, duration_us);
 }
 
 void cel_stats_reload(int ok, unsigned long gen, unsigned nworkers)
