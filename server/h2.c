@@ -137,7 +137,8 @@ struct cel_h2 {
     cel_env *env;
     cel_outq *out;
     cel_limits limits; /* the generation's limits when the connection began */
-    stream *streams;
+    stream *streams; /* newest first */
+    stream *oldest;  /* the last of them */
     size_t nstreams;
     stream *cur;         /* the stream of in_headers, when it has one */
     int32_t in_headers;  /* stream whose header block is still arriving, or 0 */
@@ -259,6 +260,8 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->next = h->streams;
     if (h->streams)
         h->streams->prev = st;
+    else
+        h->oldest = st;
     h->streams = st;
     h->nstreams++;
     if (h->slots || (h->slots = cel_pool_calloc(h->env->pool, STREAM_SLOTS, sizeof(stream *))))
@@ -288,9 +291,9 @@ static void account(cel_h2 *h, stream *st)
                       st->status, st->bytes_sent, &st->start);
 }
 
-static void stream_free(cel_h2 *h, stream *st)
+/* What a stream may hold beyond the usual, let go in this order. */
+static __attribute__((noinline)) void stream_free_extras(cel_h2 *h, stream *st)
 {
-    account(h, st);
     if (st->flags & ST_DISCARD)
         h->discarding--;
     if (st->x.on_close)
@@ -304,6 +307,19 @@ static void stream_free(cel_h2 *h, stream *st)
     if (st->ext)
         ext_unref(st->ext);
     cel_pool_release(h->env->pool, st->sbuf);
+    if (st->hdrs != st->inline_hdrs)
+        cel_pool_release(h->env->pool, st->hdrs);
+    cel_pool_release(h->env->pool, st->body);
+}
+
+static void stream_free(cel_h2 *h, stream *st)
+{
+    account(h, st);
+    /* one test for all of stream_free_extras' cases, none on most streams */
+    if ((st->flags & (ST_DISCARD | ST_WQ)) | (st->x.on_close != NULL) | (uintptr_t)st->ext |
+        (uintptr_t)st->sbuf | (uintptr_t)st->body |
+        ((uintptr_t)st->hdrs ^ (uintptr_t)st->inline_hdrs))
+        stream_free_extras(h, st);
     if (h->slots && *stream_slot(h, st->id) == st)
         *stream_slot(h, st->id) = NULL;
     if (st->prev)
@@ -312,11 +328,11 @@ static void stream_free(cel_h2 *h, stream *st)
         h->streams = st->next;
     if (st->next)
         st->next->prev = st->prev;
+    else
+        h->oldest = st->prev;
     h->nstreams--;
-    if (st->hdrs != st->inline_hdrs)
-        cel_pool_release(h->env->pool, st->hdrs);
-    cel_pool_release(h->env->pool, st->body);
-    cel_arena_deinit(&st->arena);
+    if (st->arena.blocks)
+        cel_arena_deinit(&st->arena);
     cel_genref_drop(st->gen);
     cel_pool_release(h->env->pool, st);
 }
@@ -658,7 +674,7 @@ static inline void split_path(cel_request *req, cel_str raw)
     }
 }
 
-static int dispatch(cel_h2 *h, stream *st)
+static inline __attribute__((always_inline)) int dispatch(cel_h2 *h, stream *st)
 {
     if (st->flags & (ST_RESPONDED | ST_DISCARD))
         return 0;
@@ -788,8 +804,11 @@ typedef struct kept_field {
     int16_t kind;        /* what cel_h2_field said */
     uint16_t bits;       /* and what it added to the fields seen */
     uint16_t deny;       /* fields seen before that make this one malformed */
-    uint16_t cost;       /* toward the header list size: nlen + vlen + 32 */
     uint16_t method_bit; /* KEPT_ACT_METHOD: its CEL_M_* */
+    /* The newest stream that may point at the value (on_header's short path
+     * does not copy it): the entry is not let go while that stream or an
+     * older one lives. */
+    int32_t pin;
 } kept_field;
 
 static inline kept_field *kept_set(kept_field *kept, const nghttp2_rcbuf *value)
@@ -831,6 +850,8 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
     int name_static = nghttp2_rcbuf_is_static(name);
     size_t cost = (name_static ? 0 : n.len) + v.len;
     kept_field *last = &k[KEPT_WAYS - 1];
+    if (last->value && h->oldest && h->oldest->id <= last->pin)
+        return; /* a live stream may still point at its value */
     size_t freed = last->value ? kept_cost(last) : 0;
     if (h->kept_bytes - freed + cost > KEPT_BYTES)
         return;
@@ -860,7 +881,7 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
     *k = (kept_field){.name = name,
                       .value = value,
                       .np = n.base,
-                      .vp = v.base,
+                      .vp = v.len ? v.base : (const uint8_t *)"", /* never NULL */
                       .nlen = (uint8_t)n.len,
                       .vlen = (uint8_t)v.len,
                       .name_static = (uint8_t)name_static,
@@ -868,14 +889,14 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
                       .kind = (int16_t)kind,
                       .bits = (uint16_t)bits,
                       .deny = (uint16_t)deny,
-                      .cost = (uint16_t)(n.len + v.len + 32),
-                      .method_bit = (uint16_t)mbit};
+                      .method_bit = (uint16_t)mbit,
+                      .pin = 0};
     h->kept_bytes = (uint32_t)(h->kept_bytes - freed + cost);
 }
 
 /* The kept entry for this name and value, or NULL. */
-static inline const kept_field *kept_find(kept_field *kept, const nghttp2_rcbuf *name,
-                                          const nghttp2_rcbuf *value)
+static inline kept_field *kept_find(kept_field *kept, const nghttp2_rcbuf *name,
+                                    const nghttp2_rcbuf *value)
 {
     kept_field *k = kept_set(kept, value);
     for (int i = 0; i < KEPT_WAYS; i++)
@@ -1015,19 +1036,6 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, const nghttp2_fra
     return 0;
 }
 
-/* A kept value's octets (at most KEPT_MAX) into D, without a library call. */
-static inline void copy_kept(char *d, const uint8_t *v, size_t n)
-{
-    if (n <= 32) {
-        cel_copy_small(d, v, n);
-        return;
-    }
-    size_t i = 0;
-    for (; i + 16 <= n; i += 16)
-        cel_copy_small(d + i, v + i, 16);
-    cel_copy_small(d + n - 16, v + n - 16, 16);
-}
-
 /* on_header's :path (a tail call there: its calls would make on_header save
  * registers for every field). */
 static __attribute__((noinline)) int on_path(cel_h2 *h, const nghttp2_frame *frame,
@@ -1073,12 +1081,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         return on_header_full(h, frame, name_rc, value_rc);
     if (name_rc == h->path_name)
         return on_path(h, frame, name_rc, value_rc);
-    const kept_field *k;
+    kept_field *k;
     if (CEL_UNLIKELY(!h->kept || !(k = kept_find(h->kept, name_rc, value_rc)) ||
                      k->act == KEPT_ACT_NONE))
         return on_header_full(h, frame, name_rc, value_rc);
     size_t vlen = k->vlen;
-    uint64_t bytes = st->hdr_bytes + k->cost; /* RFC 9113 6.5.2 */
+    uint64_t bytes = st->hdr_bytes + k->nlen + vlen + 32; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size))
         return on_header_full(h, frame, name_rc, value_rc);
     if (CEL_UNLIKELY(st->hf.seen & k->deny)) {
@@ -1094,21 +1102,16 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
         break;
     case KEPT_ACT_AUTHORITY:
-        if (CEL_UNLIKELY(st->arena.left < vlen))
-            return on_header_full(h, frame, name_rc, value_rc);
-        st->req.authority = (cel_str){st->arena.cur, vlen};
-        copy_kept(st->arena.cur, k->vp, vlen);
-        st->arena.cur += vlen;
-        st->arena.left -= vlen;
+        /* the kept buffer, pinned, rather than a copy (see kept_field.pin) */
+        st->req.authority = (cel_str){(const char *)k->vp, vlen};
+        k->pin = h->last_stream;
         break;
     default: /* KEPT_ACT_FIELD */
-        if (CEL_UNLIKELY(st->arena.left < vlen || st->nhdrs == st->cap_hdrs))
+        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs))
             return on_header_full(h, frame, name_rc, value_rc);
         st->hdrs[st->nhdrs++] =
-            (cel_header){{(const char *)k->np, k->nlen}, {st->arena.cur, vlen}};
-        copy_kept(st->arena.cur, k->vp, vlen);
-        st->arena.cur += vlen;
-        st->arena.left -= vlen;
+            (cel_header){{(const char *)k->np, k->nlen}, {(const char *)k->vp, vlen}};
+        k->pin = h->last_stream;
         break;
     }
     st->hf.seen |= k->bits;

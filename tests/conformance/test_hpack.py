@@ -397,6 +397,35 @@ def test_indexed_static_name_fields_served_again(conn):
             assert body["ua"] == ua and body["accept"] == accept, body
 
 
+def test_table_field_outlives_its_entries(conn):
+    """A request's field that came from the client's table stays as it was
+    while its stream lives, however many other fields come and go meanwhile:
+    here an upload left open while 120 requests carry fresh accept values (the
+    client's table, and celerisd's kept fields, let the first one go long
+    before the upload ends)."""
+    from h2wire import data_frame
+    auth = f"127.0.0.1:{conn.port}"
+    get = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
+    post = hp_indexed(3) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
+    auth_lit = hp_literal(None, auth, "without", name_index=1)
+    first = "first-" + "a" * 40
+    # in the table (62), and its verdict kept
+    assert echo(conn, get + auth_lit + hp_literal(None, first, "incremental", name_index=19))[
+        "accept"] == first
+    assert echo(conn, get + auth_lit + hp_indexed(62))["accept"] == first
+    upload = conn.new_sid()
+    conn.send(headers_frame(upload, post + auth_lit + hp_indexed(62), end_stream=False))
+    for i in range(120):
+        value = f"other-{i:03d}-" + "b" * 40
+        body = echo(conn, get + auth_lit + hp_literal(None, value, "incremental", name_index=19))
+        assert body["accept"] == value
+        assert echo(conn, get + auth_lit + hp_indexed(62))["accept"] == value
+    conn.send(data_frame(upload, b"x", end_stream=True))
+    r = expect_response(conn, upload)
+    assert r.status == 200, r
+    assert json.loads(r.body)["accept"] == first
+
+
 def test_indexed_fields_over_header_list_limit(conn):
     """6.5.2: the same table entry referenced again and again counts each
     time toward the field section size; over the announced limit the request
