@@ -61,17 +61,15 @@ unsigned cel_stats_route_id(const char *pattern);
     {100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 500000, 1000000, 5000000}
 
 /* One answered request (the worker that served it): inline, as it runs for
- * every request. METHOD_BIT is a CEL_M_* bit; GET .. OPTIONS are bits 0 to 6,
- * anything else counts as "other". */
+ * every request. METHOD_BIT is one CEL_M_* bit or 0; GET .. OPTIONS are bits 0
+ * to 6, anything else counts as "other". */
 static inline void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned method_bit,
                                      int status, uint64_t duration_us)
 {
     static const uint64_t bucket_us[CEL_STATS_BUCKETS] = CEL_STATS_BUCKET_US;
     unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
-    unsigned m = CEL_STATS_METHODS - 1;
-    if (method_bit && !(method_bit & (method_bit - 1)) &&
-        (unsigned)__builtin_ctz(method_bit) < CEL_STATS_METHODS - 1)
-        m = (unsigned)__builtin_ctz(method_bit);
+    /* a bit's index, with 0 and bits 7 and up (CONNECT, TRACE) at 7: other */
+    unsigned m = (unsigned)__builtin_ctz(method_bit | 1u << (CEL_STATS_METHODS - 1));
     cel_count(&w->requests[route_id][m][cls], 1);
     unsigned b = 0;
     while (b < CEL_STATS_BUCKETS && duration_us > bucket_us[b])

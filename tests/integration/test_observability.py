@@ -172,6 +172,9 @@ def test_metrics_count_exactly(celerisd, tmp_path):
             assert c.get("/missing").status == 404
         assert c.request("POST", "/bench").status == 405
         assert c.request("HEAD", "/bench").status == 200
+        assert c.request("OPTIONS", "/bench").status == 405
+        assert c.request("TRACE", "/bench").status == 405
+        assert c.request("BREW", "/bench").status == 405
     after = scrape(srv)
     assert sample(after, "celerisd_requests", "celerisd_requests_total", route="/bench",
                   method="GET", code="2xx") - base == 25
@@ -182,6 +185,11 @@ def test_metrics_count_exactly(celerisd, tmp_path):
                   method="POST", code="4xx") == 1
     assert sample(after, "celerisd_requests", "celerisd_requests_total", route="/bench",
                   method="HEAD", code="2xx") == 1
+    # OPTIONS by name; TRACE and a method celerisd does not know as "other"
+    assert sample(after, "celerisd_requests", "celerisd_requests_total", route="(unmatched)",
+                  method="OPTIONS", code="4xx") == 1
+    assert sample(after, "celerisd_requests", "celerisd_requests_total", route="(unmatched)",
+                  method="other", code="4xx") == 2
     # the histogram counts every answered request, the scrapes included
     count = sample(after, "celerisd_request_duration_seconds",
                    "celerisd_request_duration_seconds_count")
