@@ -13,20 +13,21 @@ typedef struct json_handler {
     cel_handler base;
     cel_resp_head head;
     cel_tmpl *tmpl;
+    const char *constant; /* the whole body when the template has no slots, or NULL */
+    size_t constant_len;
 } json_handler;
 
 static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
 {
     json_handler *j = (json_handler *)h;
     cel_resp_head_apply(&j->head, res);
-    size_t len;
-    const char *k = cel_tmpl_constant(j->tmpl, &len);
-    if (k) {
-        res->body = k;
-        res->body_len = len;
+    if (j->constant) {
+        res->body = j->constant;
+        res->body_len = j->constant_len;
         res->body_in_gen = 1;
         return 0;
     }
+    size_t len;
     size_t cap = FIRST_GUESS;
     for (int attempt = 0; attempt < 2; attempt++) {
         char *buf = cel_arena_alloc(x->arena, cap);
@@ -67,5 +68,6 @@ cel_handler *cel_handler_json_new(int status, const char *content_type, const ce
     j->base.handle = handle;
     j->base.destroy = destroy;
     j->tmpl = tmpl;
+    j->constant = cel_tmpl_constant(tmpl, &j->constant_len);
     return &j->base;
 }

@@ -546,8 +546,8 @@ static void test_steady_pool(void **state)
  * arena and the router use for short copies and compares: every length up to
  * 70 at every alignment, against memcpy and memcmp, including a difference in
  * each single position. */
-/* cel_utoa against snprintf at every power of ten and its neighbours, and
- * UINT64_MAX. */
+/* cel_utoa against snprintf at every power of ten and its neighbours, every
+ * value to 1000, and UINT64_MAX. */
 static void test_utoa(void **state)
 {
     (void)state;
@@ -561,6 +561,12 @@ static void test_utoa(void **state)
             assert_int_equal(n, (size_t)m);
             assert_memory_equal(got, want, n);
         }
+    }
+    for (uint64_t v = 0; v <= 1000; v++) {
+        size_t n = cel_utoa(got, v);
+        int m = snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
+        assert_int_equal(n, (size_t)m);
+        assert_memory_equal(got, want, n);
     }
     size_t n = cel_utoa(got, UINT64_MAX);
     assert_int_equal(n, 20);
