@@ -881,7 +881,10 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
     *k = (kept_field){.name = name,
                       .value = value,
                       .np = n.base,
-                      .vp = v.len ? v.base : (const uint8_t *)"", /* never NULL */
+                      /* never NULL; a method's is our static spelling of it */
+                      .vp = act == KEPT_ACT_METHOD ? (const uint8_t *)cel_method_name(mbit)
+                            : v.len                ? v.base
+                                                   : (const uint8_t *)"",
                       .nlen = (uint8_t)n.len,
                       .vlen = (uint8_t)v.len,
                       .name_static = (uint8_t)name_static,
@@ -924,12 +927,10 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
 }
 
 /* Every field the short path in on_header does not take. */
-static __attribute__((noinline)) int on_header_full(cel_h2 *h, const nghttp2_frame *frame,
-                                                    nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc)
+static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *name_rc,
+                                                    nghttp2_rcbuf *value_rc)
 {
-    stream *st = h->cur;
-    if (!st || st->id != frame->hd.stream_id)
-        st = find_stream(h, frame->hd.stream_id);
+    stream *st = h->cur; /* on_begin_headers: the block's stream, or NULL */
     if (!st || (st->flags & ST_MALFORMED))
         return 0;
     const uint8_t *name, *value;
@@ -1038,14 +1039,14 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, const nghttp2_fra
 
 /* on_header's :path (a tail call there: its calls would make on_header save
  * registers for every field). */
-static __attribute__((noinline)) int on_path(cel_h2 *h, const nghttp2_frame *frame,
-                                             nghttp2_rcbuf *name_rc, nghttp2_rcbuf *value_rc)
+static __attribute__((noinline)) int on_path(cel_h2 *h, nghttp2_rcbuf *name_rc,
+                                             nghttp2_rcbuf *value_rc)
 {
     stream *st = h->cur;
     nghttp2_vec v = nghttp2_rcbuf_get_buf(value_rc);
     uint64_t bytes = st->hdr_bytes + v.len + 5 + 32; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->arena.left <= v.len))
-        return on_header_full(h, frame, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc);
     char *p = st->arena.cur;
     size_t q;
     if (cel_h2_path_copy(&st->hf, p, v.base, v.len, &q) < 0) {
@@ -1075,20 +1076,20 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
                      nghttp2_rcbuf *value_rc, uint8_t flags, void *ud)
 {
     cel_h2 *h = ud;
-    (void)s, (void)flags;
+    (void)s, (void)frame, (void)flags;
     stream *st = h->cur;
     if (CEL_UNLIKELY(!st || (st->flags & (ST_MALFORMED | ST_DISCARD | ST_HDR_TOO_BIG))))
-        return on_header_full(h, frame, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc);
     if (name_rc == h->path_name)
-        return on_path(h, frame, name_rc, value_rc);
+        return on_path(h, name_rc, value_rc);
     kept_field *k;
     if (CEL_UNLIKELY(!h->kept || !(k = kept_find(h->kept, name_rc, value_rc)) ||
                      k->act == KEPT_ACT_NONE))
-        return on_header_full(h, frame, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc);
     size_t vlen = k->vlen;
     uint64_t bytes = st->hdr_bytes + k->nlen + vlen + 32; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size))
-        return on_header_full(h, frame, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc);
     if (CEL_UNLIKELY(st->hf.seen & k->deny)) {
         st->flags |= ST_MALFORMED;
         return 0;
@@ -1096,7 +1097,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     switch (k->act) {
     case KEPT_ACT_METHOD:
         st->req.method_bit = k->method_bit;
-        st->req.method = (cel_str){cel_method_name(k->method_bit), vlen};
+        st->req.method = (cel_str){(const char *)k->vp, vlen};
         break;
     case KEPT_ACT_SCHEME:
         st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
@@ -1108,7 +1109,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         break;
     default: /* KEPT_ACT_FIELD */
         if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs))
-            return on_header_full(h, frame, name_rc, value_rc);
+            return on_header_full(h, name_rc, value_rc);
         st->hdrs[st->nhdrs++] =
             (cel_header){{(const char *)k->np, k->nlen}, {(const char *)k->vp, vlen}};
         k->pin = h->last_stream;
