@@ -84,6 +84,20 @@ static inline size_t cel_utoa(char *buf, uint64_t v)
     return n;
 }
 
+/* Eight octets at a time: CEL_ONES * c repeats octet c, CEL_HIGHS marks each
+ * octet's high bit. */
+#define CEL_ONES 0x0101010101010101ull
+#define CEL_HIGHS 0x8080808080808080ull
+
+/* The high bit of each octet of W equal to C. The lowest one marked is always
+ * a true match (a borrow can only mark octets above one), so the first match
+ * is exact and "none" is exact. */
+static inline uint64_t cel_octets_eq(uint64_t w, unsigned char c)
+{
+    uint64_t x = w ^ (CEL_ONES * c);
+    return (x - CEL_ONES) & ~x & CEL_HIGHS;
+}
+
 /* memset(P, 0, N) for a struct's few hundred bytes, N a multiple of 8 known
  * at compile time: 16-byte stores, where GCC would pick `rep stos` (slow to
  * start, and one step per 8 bytes). The empty asm keeps the loop from being

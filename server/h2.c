@@ -642,29 +642,9 @@ static int respond_early(cel_h2 *h, stream *st, int status)
     return respond(h, st, &res);
 }
 
-/* The first '?' in P[0..N), or NULL: eight octets at a time, no library call
- * (on_header's short path makes none). */
-static inline const char *find_query(const char *p, size_t n)
+static void split_path(cel_request *req, cel_str raw)
 {
-    const uint64_t ones = 0x0101010101010101ull, highs = 0x8080808080808080ull;
-    size_t i = 0;
-    for (; i + 8 <= n; i += 8) {
-        uint64_t w;
-        memcpy(&w, p + i, 8);
-        w ^= ones * '?';
-        uint64_t z = (w - ones) & ~w & highs; /* the lowest set byte is the first '?' */
-        if (z)
-            return p + i + (size_t)(__builtin_ctzll(z) >> 3);
-    }
-    for (; i < n; i++)
-        if (p[i] == '?')
-            return p + i;
-    return NULL;
-}
-
-static inline void split_path(cel_request *req, cel_str raw)
-{
-    const char *q = find_query(raw.p, raw.n);
+    const char *q = memchr(raw.p, '?', raw.n);
     if (q) {
         req->path = (cel_str){raw.p, (size_t)(q - raw.p)};
         req->query = (cel_str){q + 1, raw.n - req->path.n - 1};

@@ -5,6 +5,8 @@
  */
 #include "h2_fields.h"
 
+#include "common.h"
+
 #include <string.h>
 
 enum {
@@ -63,8 +65,8 @@ static inline int all_in(const uint8_t *p, size_t n, uint8_t c)
 /* Eight octets at a time for values and paths, the longest fields: a word has
  * an octet below LIM or equal to 0x7f exactly when this is nonzero (the borrow
  * trick can mark extra octets, never miss one). */
-#define ONES 0x0101010101010101ull
-#define HIGHS 0x8080808080808080ull
+#define ONES CEL_ONES
+#define HIGHS CEL_HIGHS
 
 static inline uint64_t load8(const uint8_t *p)
 {
@@ -175,13 +177,6 @@ int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n)
     return path_seen(f, v, n);
 }
 
-/* The high bit of each zero octet of W, exact up to the lowest one (a borrow
- * can mark octets above it). */
-static inline uint64_t zero_octets(uint64_t w)
-{
-    return (w - ONES) & ~w & HIGHS;
-}
-
 int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size_t *query)
 {
     if (!path_placed(f, n))
@@ -196,14 +191,14 @@ int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size
             w = load8(v + i);
             memcpy(d + i, &w, 8);
             bad |= below_or_del(w, 0x21);
-            if (q == n && (z = zero_octets(w ^ (ONES * '?'))))
+            if (q == n && (z = cel_octets_eq(w, '?')))
                 q = i + (size_t)(__builtin_ctzll(z) >> 3);
         }
         if (i < n) {
             w = load8(v + n - 8);
             memcpy(d + n - 8, &w, 8);
             bad |= below_or_del(w, 0x21);
-            if (q == n && (z = zero_octets(w ^ (ONES * '?'))))
+            if (q == n && (z = cel_octets_eq(w, '?')))
                 q = n - 8 + (size_t)(__builtin_ctzll(z) >> 3);
         }
         if (bad && !all_in(v, n, C_PATH))
@@ -219,7 +214,7 @@ int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size
         uint64_t w = lo | (uint64_t)hi << 32, z;
         if (below_or_del(w, 0x21) && !all_in(v, n, C_PATH))
             return -1;
-        if ((z = zero_octets(w ^ (ONES * '?')))) {
+        if ((z = cel_octets_eq(w, '?'))) {
             size_t at = (size_t)(__builtin_ctzll(z) >> 3);
             q = at < 4 ? at : n - 8 + at;
         }

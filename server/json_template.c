@@ -565,18 +565,14 @@ static size_t bound(const cel_tmpl *t, const cel_request *req)
     return b;
 }
 
-#define W_ONES 0x0101010101010101ull
-#define W_HIGHS 0x8080808080808080ull
-
 /* The high bit of each octet of W that a param cannot hold as plain text (see
  * not_plain): below 0x20, 0x7f and up, '"', '\\' or '%'. Never none when
  * there is one; may mark more (borrows), which only costs the general render. */
 static inline uint64_t not_plain_param(uint64_t w)
 {
-#define W_IS(c) ((((w ^ (W_ONES * (c))) - W_ONES) & ~(w ^ (W_ONES * (c)))) & W_HIGHS)
-    uint64_t ctl = (w - W_ONES * 0x20) & ~w & W_HIGHS;
-    return ctl | (w & W_HIGHS) | W_IS(0x7f) | W_IS('"') | W_IS('\\') | W_IS('%');
-#undef W_IS
+    uint64_t ctl = (w - CEL_ONES * 0x20) & ~w & CEL_HIGHS;
+    return ctl | (w & CEL_HIGHS) | cel_octets_eq(w, 0x7f) | cel_octets_eq(w, '"') |
+           cel_octets_eq(w, '\\') | cel_octets_eq(w, '%');
 }
 
 /* Copies the N octets of a param at S to D when all are plain (nothing to

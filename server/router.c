@@ -470,16 +470,6 @@ static const struct node *find_lit_pct(const struct node *n, const char *s, size
 
 static int walk(struct walk *w, const struct node *n, size_t pos);
 
-#define R_ONES 0x0101010101010101ull
-#define R_HIGHS 0x8080808080808080ull
-
-/* The high bit of each zero octet of X; the lowest one marked is always a true
- * zero (a borrow can only mark octets above one). */
-static inline uint64_t zero_octets(uint64_t x)
-{
-    return (x - R_ONES) & ~x & R_HIGHS;
-}
-
 /* The length of the segment at S, up to the next '/' or REST: eight octets at
  * a time, as segments are short and this runs once per segment of every
  * request. */
@@ -489,7 +479,7 @@ static inline size_t seg_scan(const char *s, size_t rest)
     for (; rest - i >= 8; i += 8) {
         uint64_t w;
         memcpy(&w, s + i, 8);
-        uint64_t sl = zero_octets(w ^ (R_ONES * '/'));
+        uint64_t sl = cel_octets_eq(w, '/');
         if (sl)
             return i + ((unsigned)__builtin_ctzll(sl) >> 3);
     }
@@ -499,7 +489,7 @@ static inline size_t seg_scan(const char *s, size_t rest)
         uint32_t lo, hi;
         memcpy(&lo, s + i, 4);
         memcpy(&hi, s + rest - 4, 4);
-        uint64_t sl = zero_octets((lo | (uint64_t)hi << 32) ^ (R_ONES * '/'));
+        uint64_t sl = cel_octets_eq(lo | (uint64_t)hi << 32, '/');
         if (!sl)
             return rest;
         unsigned at = (unsigned)__builtin_ctzll(sl) >> 3;
