@@ -444,7 +444,6 @@ static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size
                         NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
 }
 
-
 /* ":status" values 100 to 599 as text, filled before main(). Responses come
  * with 200-599 (configured and module statuses are checked to be in it, the
  * daemon's own are 4xx and 5xx). */
@@ -769,10 +768,10 @@ typedef struct field_view {
  * (see on_header): */
 enum {
     KEPT_ACT_NONE,      /* the full path: priority, cookie, a name to copy... */
-    KEPT_ACT_METHOD,    /* a method with a static spelling (mbit) */
+    KEPT_ACT_METHOD,    /* a method we have a static spelling of (method_bit, vp) */
     KEPT_ACT_SCHEME,    /* "http" or "https" */
-    KEPT_ACT_AUTHORITY, /* copy the value */
-    KEPT_ACT_FIELD,     /* a regular field with a static-table name: copy the value */
+    KEPT_ACT_AUTHORITY, /* the request's authority is the kept value */
+    KEPT_ACT_FIELD,     /* a regular field with a static-table name and the kept value */
 };
 
 typedef struct kept_field {
