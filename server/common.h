@@ -98,6 +98,33 @@ static inline uint64_t cel_octets_eq(uint64_t w, unsigned char c)
     return (x - CEL_ONES) & ~x & CEL_HIGHS;
 }
 
+/* The 4 to 8 octets at P as one word: the first four in the low half, the
+ * last four in the high half (they overlap when N < 8, and an octet read twice
+ * is judged the same both times by the word tests above). */
+static inline uint64_t cel_load_halves(const void *p, size_t n)
+{
+    uint32_t lo, hi;
+    memcpy(&lo, p, 4);
+    memcpy(&hi, (const unsigned char *)p + n - 4, 4);
+    return lo | (uint64_t)hi << 32;
+}
+
+/* Writes a cel_load_halves word back as the N octets it was read from. */
+static inline void cel_store_halves(void *d, uint64_t w, size_t n)
+{
+    uint32_t lo = (uint32_t)w, hi = (uint32_t)(w >> 32);
+    memcpy(d, &lo, 4);
+    memcpy((unsigned char *)d + n - 4, &hi, 4);
+}
+
+/* Where octet AT (0-7) of a cel_load_halves word of N octets lies in them.
+ * With no match in the low half, the first one marked in the high half is
+ * past it. */
+static inline size_t cel_halves_at(unsigned at, size_t n)
+{
+    return at < 4 ? at : n - 8 + at;
+}
+
 /* memset(P, 0, N) for a struct's few hundred bytes, N a multiple of 8 known
  * at compile time: 16-byte stores, where GCC would pick `rep stos` (slow to
  * start, and one step per 8 bytes). The empty asm keeps the loop from being
@@ -142,11 +169,7 @@ static inline void cel_copy_small(void *d, const void *s, size_t n)
         memcpy(dp, &a, 8);
         memcpy(dp + n - 8, &b, 8);
     } else if (n >= 4) {
-        uint32_t a, b;
-        memcpy(&a, sp, 4);
-        memcpy(&b, sp + n - 4, 4);
-        memcpy(dp, &a, 4);
-        memcpy(dp + n - 4, &b, 4);
+        cel_store_halves(dp, cel_load_halves(sp, n), n);
     } else if (n) {
         dp[0] = sp[0];
         dp[n / 2] = sp[n / 2];

@@ -203,21 +203,13 @@ int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size
         }
         if (bad && !all_in(v, n, C_PATH))
             return -1;
-    } else if (n >= 4) {
-        /* Two overlapping halves as one word, which the checks above take as
-         * it is: an octet seen twice is judged the same both times. */
-        uint32_t lo, hi;
-        memcpy(&lo, v, 4);
-        memcpy(&hi, v + n - 4, 4);
-        memcpy(d, &lo, 4);
-        memcpy(d + n - 4, &hi, 4);
-        uint64_t w = lo | (uint64_t)hi << 32, z;
+    } else if (n >= 4) { /* one word of two halves */
+        uint64_t w = cel_load_halves(v, n), z;
+        cel_store_halves(d, w, n);
         if (below_or_del(w, 0x21) && !all_in(v, n, C_PATH))
             return -1;
-        if ((z = cel_octets_eq(w, '?'))) {
-            size_t at = (size_t)(__builtin_ctzll(z) >> 3);
-            q = at < 4 ? at : n - 8 + at;
-        }
+        if ((z = cel_octets_eq(w, '?')))
+            q = cel_halves_at((unsigned)__builtin_ctzll(z) >> 3, n);
     } else {
         uint8_t acc = C_PATH;
         for (size_t i = 0; i < n; i++) {

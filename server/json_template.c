@@ -592,12 +592,9 @@ static inline int copy_plain_param(char *d, const char *s, size_t n)
         return !((not_plain[a] | not_plain[b] | not_plain[c]) & NP_PARAM);
     }
     if (n <= 8) {
-        uint32_t lo, hi;
-        memcpy(&lo, s, 4);
-        memcpy(&hi, s + n - 4, 4);
-        memcpy(d, &lo, 4);
-        memcpy(d + n - 4, &hi, 4);
-        return !not_plain_param(lo | (uint64_t)hi << 32);
+        uint64_t w = cel_load_halves(s, n);
+        cel_store_halves(d, w, n);
+        return !not_plain_param(w);
     }
     uint64_t bad = 0, w;
     size_t i = 0;

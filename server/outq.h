@@ -73,6 +73,8 @@ int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n);
  * bytes, in the same chunk, and extend that segment. Where they go, or NULL. */
 static inline char *cel_outq_tail_room(cel_outq *q, size_t n)
 {
+    /* tail_room never exceeds the chunk's room; saying so again bounds N for
+     * GCC's array-bounds checks of the inlined copies */
     if (CEL_LIKELY(n && n <= q->tail_room && n <= CEL_OUTQ_CHUNK_ROOM)) {
         char *dst = q->tail;
         q->tail = dst + n;

@@ -483,17 +483,11 @@ static inline size_t seg_scan(const char *s, size_t rest)
         if (sl)
             return i + ((unsigned)__builtin_ctzll(sl) >> 3);
     }
-    if (rest - i >= 4) {
-        /* 4 to 7 octets: two overlapping halves in one word; with no '/' in
-         * the first half, the first one marked in the second is past it */
-        uint32_t lo, hi;
-        memcpy(&lo, s + i, 4);
-        memcpy(&hi, s + rest - 4, 4);
-        uint64_t sl = cel_octets_eq(lo | (uint64_t)hi << 32, '/');
+    if (rest - i >= 4) { /* 4 to 7 octets left: one word of two halves */
+        uint64_t sl = cel_octets_eq(cel_load_halves(s + i, rest - i), '/');
         if (!sl)
             return rest;
-        unsigned at = (unsigned)__builtin_ctzll(sl) >> 3;
-        return at < 4 ? i + at : rest - 8 + at;
+        return i + cel_halves_at((unsigned)__builtin_ctzll(sl) >> 3, rest - i);
     }
     while (i < rest && s[i] != '/')
         i++;
