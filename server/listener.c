@@ -31,3 +31,46 @@ int cel_listener_open(const cel_listen *l, char *err, size_t errlen)
     }
     return fd;
 }
+
+int cel_listener_probe(const cel_listen *l, char *err, size_t errlen)
+{
+    int fd = socket(l->addr.ss_family, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) {
+        snprintf(err, errlen, "cannot create a socket for %s: %s", l->text, strerror(errno));
+        return -1;
+    }
+    int one = 1;
+    setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+    if (l->addr.ss_family == AF_INET6)
+        setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+    int rc = bind(fd, (const struct sockaddr *)&l->addr, l->addrlen);
+    int e = errno;
+    close(fd);
+    if (rc == 0)
+        return 0;
+    if (e == EADDRINUSE)
+        snprintf(err, errlen, "cannot listen on %s: address already in use (another process, "
+                              "perhaps another celerisd, listens on it)", l->text);
+    else
+        snprintf(err, errlen, "cannot listen on %s: %s", l->text, strerror(e));
+    return -1;
+}
+
+int cel_listen_overlap(const cel_listen *a, const cel_listen *b)
+{
+    if (a->addr.ss_family != b->addr.ss_family)
+        return 0;
+    if (a->addr.ss_family == AF_INET) {
+        const struct sockaddr_in *x = (const void *)&a->addr, *y = (const void *)&b->addr;
+        return x->sin_port == y->sin_port &&
+               (x->sin_addr.s_addr == y->sin_addr.s_addr || x->sin_addr.s_addr == INADDR_ANY ||
+                y->sin_addr.s_addr == INADDR_ANY);
+    }
+    if (a->addr.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *x = (const void *)&a->addr, *y = (const void *)&b->addr;
+        return x->sin6_port == y->sin6_port &&
+               (IN6_ARE_ADDR_EQUAL(&x->sin6_addr, &y->sin6_addr) ||
+                IN6_IS_ADDR_UNSPECIFIED(&x->sin6_addr) || IN6_IS_ADDR_UNSPECIFIED(&y->sin6_addr));
+    }
+    return 0;
+}

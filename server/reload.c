@@ -83,6 +83,38 @@ static void free_slots(cel_slot *slots, size_t n)
     free(slots);
 }
 
+/* Whether this process already holds a socket on L's address or one that
+ * overlaps it (ours from the running generation, or passed by systemd): such
+ * an address is not probed, since the probe would find our own socket. */
+static int held(const cel_server *s, const cel_listen *l)
+{
+    for (size_t i = 0; i < s->nslots; i++)
+        if (cel_listen_overlap(&s->slots[i].addr, l))
+            return 1;
+    for (size_t i = 0; i < s->ninherited; i++) {
+        cel_listen got = {.addrlen = sizeof(got.addr)};
+        if (getsockname(s->inherited[i], (struct sockaddr *)&got.addr, &got.addrlen) == 0 &&
+            cel_listen_overlap(&got, l))
+            return 1;
+    }
+    return 0;
+}
+
+/* Refuses an address another process listens on, before any socket of CFG is
+ * opened (so two addresses of one file that overlap do not trip over each other). */
+static int probe_new(const cel_server *s, const cel_config *cfg, char *err, size_t errlen)
+{
+    for (size_t i = 0; i < cfg->nlisten; i++) {
+        const cel_listen *l = &cfg->listen[i];
+        char msg[256];
+        if (!held(s, l) && cel_listener_probe(l, msg, sizeof(msg))) {
+            snprintf(err, errlen, "%s:%u:%u: %s", cfg->file, l->loc.line, l->loc.col, msg);
+            return -1;
+        }
+    }
+    return 0;
+}
+
 /*
  * The sockets CFG needs with NWORKERS workers, reusing what S has open: an
  * address in both keeps its sockets (so nothing queued on them is lost), new
@@ -92,6 +124,8 @@ static void free_slots(cel_slot *slots, size_t n)
 static cel_slot *plan_slots(cel_server *s, const cel_config *cfg, char *err, size_t errlen)
 {
     unsigned old_n = s->nworkers, new_n = cfg->nworkers;
+    if (probe_new(s, cfg, err, errlen))
+        return NULL;
     cel_slot *slots = calloc(cfg->nlisten, sizeof(*slots));
     if (!slots) {
         snprintf(err, errlen, "out of memory");
