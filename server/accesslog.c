@@ -112,8 +112,29 @@ static int compile(cel_accesslog *l, const char *format, char *err, size_t errle
     return 0;
 }
 
+/* Whether PATH could be opened for appending, without creating it or writing
+ * to it: root running `celerisd -t` must not leave a root-owned file that the
+ * service user then cannot open. */
+static int check_file(const char *path)
+{
+    int fd = open(path, O_WRONLY | O_APPEND | O_NONBLOCK | O_NOCTTY | O_CLOEXEC);
+    if (fd >= 0) {
+        close(fd);
+        return 0;
+    }
+    if (errno != ENOENT)
+        return -1;
+    const char *slash = strrchr(path, '/');
+    char dir[4096];
+    if (!slash)
+        snprintf(dir, sizeof(dir), ".");
+    else
+        snprintf(dir, sizeof(dir), "%.*s", slash == path ? 1 : (int)(slash - path), path);
+    return faccessat(AT_FDCWD, dir, W_OK | X_OK, AT_EACCESS);
+}
+
 cel_accesslog *cel_accesslog_new(const char *path, const char *format, unsigned nworkers,
-                                 char *err, size_t errlen)
+                                 int check_only, char *err, size_t errlen)
 {
     cel_accesslog *l = calloc(1, sizeof(*l));
     if (!l || !(l->path = strdup(path)) ||
@@ -132,6 +153,11 @@ cel_accesslog *cel_accesslog_new(const char *path, const char *format, unsigned 
         }
     if (strcmp(path, "stderr") == 0 || strcmp(path, "stdout") == 0) {
         l->fd = path[3] == 'e' ? 2 : 1;
+    } else if (check_only) {
+        if (check_file(path)) {
+            snprintf(err, errlen, "cannot open access log \"%s\": %s", path, strerror(errno));
+            goto fail;
+        }
     } else {
         l->fd = open(path, O_WRONLY | O_APPEND | O_CREAT | O_CLOEXEC, 0640);
         if (l->fd < 0) {

@@ -29,6 +29,9 @@ typedef struct cel_access {
 
 /*
  * PATH is a file (opened O_APPEND, created 0640), "stderr" or "stdout".
+ * CHECK_ONLY (celerisd -t): the file is not opened for writing nor created;
+ * it must open for appending, or, when it does not exist, its directory must
+ * let us create it. The result then writes nowhere and is only to be freed.
  * FORMAT is "combined", "common", "json", or a custom format of:
  *   %h client  %t time [10/Oct/2026:13:55:36 +0000]  %r request line  %m method
  *   %U path  %q query (with '?')  %H protocol  %s status  %b body bytes ("-" for 0)
@@ -37,7 +40,7 @@ typedef struct cel_access {
  * NULL with a message in ERR for a bad format or a file that cannot be opened.
  */
 cel_accesslog *cel_accesslog_new(const char *path, const char *format, unsigned nworkers,
-                                 char *err, size_t errlen);
+                                 int check_only, char *err, size_t errlen);
 /* Writes out every buffer, closes the file. */
 void cel_accesslog_free(cel_accesslog *l);
 

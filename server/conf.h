@@ -21,6 +21,7 @@ typedef struct conf_ctx {
     yaml_node_t *routes; /* the top level's routes node, read last */
     yaml_node_t *access; /* log.access, read once workers are known */
     size_t json_nodes;   /* nodes of the template being converted (aliases included) */
+    int check_only;      /* celerisd -t: check files the config writes, create none */
     char *err;
     size_t errlen;
 } conf_ctx;

@@ -610,7 +610,8 @@ static int parse_access(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         snprintf(full, sizeof(full), "%s", path);
     const char *format = b.format ? (const char *)b.format->data.scalar.value : "combined";
     char err[512];
-    cfg->accesslog = cel_accesslog_new(full, format, cfg->nworkers, err, sizeof(err));
+    cfg->accesslog =
+        cel_accesslog_new(full, format, cfg->nworkers, c->check_only, err, sizeof(err));
     if (!cfg->accesslog)
         return conf_error(c, strstr(err, "format") && b.format ? b.format : b.path ? b.path : n,
                           "%s", err);
@@ -817,6 +818,18 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         c->routes = v;
         return 0;
     }
+    if (strcmp(key, "pid_file") == 0) {
+        const char *s;
+        int rc = conf_string(c, v, "pid_file", &s);
+        if (rc)
+            return rc;
+        free(cfg->pid_file);
+        if (s[0] == '/')
+            cfg->pid_file = strdup(s);
+        else if (asprintf(&cfg->pid_file, "%s/%s", c->dir, s) < 0)
+            cfg->pid_file = NULL;
+        return cfg->pid_file ? 0 : conf_error(c, v, "out of memory");
+    }
     if (strcmp(key, "modules_dir") == 0) {
         const char *s;
         int rc = conf_string(c, v, "modules_dir", &s);
@@ -831,7 +844,7 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
     }
     return conf_unknown_key(c, k, "the top level",
                             "listen, workers, limits, log, shutdown_timeout, "
-                            "tls_ticket_rotation, modules_dir, routes");
+                            "tls_ticket_rotation, modules_dir, pid_file, routes");
 }
 
 static void set_defaults(cel_config *cfg)
@@ -894,7 +907,7 @@ static char *dir_of(const char *file)
     return strndup(file, (size_t)(slash - file));
 }
 
-cel_config *cel_config_load(const char *file, char *err, size_t errlen)
+static cel_config *load(const char *file, int check_only, char *err, size_t errlen)
 {
     FILE *f = fopen(file, "rb");
     if (!f) {
@@ -919,7 +932,8 @@ cel_config *cel_config_load(const char *file, char *err, size_t errlen)
 
     cel_config *cfg = calloc(1, sizeof(*cfg));
     char *dir = dir_of(file);
-    conf_ctx c = {.doc = &doc, .file = file, .dir = dir, .err = err, .errlen = errlen};
+    conf_ctx c = {.doc = &doc, .file = file, .dir = dir, .err = err, .errlen = errlen,
+                  .check_only = check_only};
     int rc = CEL_ENOMEM;
     if (!cfg || !dir || !(cfg->file = strdup(file))) {
         snprintf(err, errlen, "%s: out of memory", file);
@@ -956,6 +970,16 @@ out:
     return cfg;
 }
 
+cel_config *cel_config_load(const char *file, char *err, size_t errlen)
+{
+    return load(file, 0, err, errlen);
+}
+
+cel_config *cel_config_check(const char *file, char *err, size_t errlen)
+{
+    return load(file, 1, err, errlen);
+}
+
 void cel_config_ref(cel_config *c)
 {
     atomic_fetch_add_explicit(&c->refs, 1, memory_order_relaxed);
@@ -977,6 +1001,7 @@ void cel_config_unref(cel_config *c)
     free(c->listen);
     free(c->cpus);
     free(c->modules_dir);
+    free(c->pid_file);
     cel_accesslog_free(c->accesslog);
     free(c->file);
     free(c);

@@ -98,6 +98,7 @@ typedef struct cel_config {
     int log_level;
     cel_limits limits;
     char *modules_dir; /* where `module: {name: X}` finds X.so */
+    char *pid_file;    /* NULL: none; main.c writes it (pidfile.h) */
     struct cel_accesslog *accesslog; /* NULL: off */
 
     cel_router *router;
@@ -110,6 +111,10 @@ typedef struct cel_config {
  * The result holds one reference.
  */
 cel_config *cel_config_load(const char *file, char *err, size_t errlen);
+/* The same for `celerisd -t`, which must leave nothing behind: files the
+ * configuration writes (the access log) are checked, not created, and the
+ * result only describes the configuration (it is not to be served). */
+cel_config *cel_config_check(const char *file, char *err, size_t errlen);
 
 void cel_config_ref(cel_config *c);
 void cel_config_unref(cel_config *c);

@@ -17,6 +17,7 @@
 #include "accesslog.h"
 #include "log.h"
 #include "notify.h"
+#include "pidfile.h"
 #include "reload.h"
 #include "stats.h"
 #include "version.h"
@@ -33,6 +34,7 @@ typedef struct daemon_state {
     struct event *tick;
     uint64_t watchdog_usec;
     struct timespec last_watchdog;
+    char *pid_file; /* the one we wrote, NULL for none */
 } daemon_state;
 
 static void usage(FILE *f)
@@ -63,6 +65,26 @@ static void notify_status(daemon_state *d)
                s->last_error);
 }
 
+/* The pid file the serving generation names: written when it is new, the one
+ * written before removed. A failure is logged and keeps the old file. */
+static void follow_pid_file(daemon_state *d)
+{
+    const char *want = d->srv.cfg->pid_file;
+    if ((!want && !d->pid_file) || (want && d->pid_file && strcmp(want, d->pid_file) == 0))
+        return;
+    char err[512];
+    char *copy = want ? strdup(want) : NULL;
+    if (want && (!copy || cel_pidfile_write(want, err, sizeof(err)))) {
+        cel_log(CEL_LOG_ERROR, "%s", copy ? err : "out of memory");
+        free(copy);
+        return;
+    }
+    if (d->pid_file)
+        cel_pidfile_remove(d->pid_file);
+    free(d->pid_file);
+    d->pid_file = copy;
+}
+
 static void reload(daemon_state *d)
 {
     cel_notify_reloading();
@@ -70,6 +92,7 @@ static void reload(daemon_state *d)
     int ok = cel_server_reload(&d->srv) == 0;
     cel_stats_reload(ok, d->srv.cfg->generation, d->srv.nworkers);
     if (ok) {
+        follow_pid_file(d);
         cel_log(CEL_LOG_INFO, "generation %lu is serving", d->srv.cfg->generation);
         cel_notify("READY=1");
     } else {
@@ -156,7 +179,8 @@ int main(int argc, char **argv)
     }
 
     char err[1024];
-    cel_config *cfg = cel_config_load(file, err, sizeof(err));
+    cel_config *cfg =
+        test ? cel_config_check(file, err, sizeof(err)) : cel_config_load(file, err, sizeof(err));
     if (!cfg) {
         fprintf(stderr, "celerisd: %s\n", err);
         return 1;
@@ -191,6 +215,18 @@ int main(int argc, char **argv)
             event_base_free(d.base);
         return 1;
     }
+    /* After the listeners: a second daemon that cannot bind must not take
+     * over the first one's pid file. */
+    if (d.srv.cfg->pid_file) {
+        d.pid_file = strdup(d.srv.cfg->pid_file);
+        if (!d.pid_file || cel_pidfile_write(d.pid_file, err, sizeof(err))) {
+            cel_log(CEL_LOG_ERROR, "%s", d.pid_file ? err : "out of memory");
+            free(d.pid_file);
+            cel_server_stop(&d.srv);
+            event_base_free(d.base);
+            return 1;
+        }
+    }
     struct event *sigs[4];
     const int signums[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
     for (int i = 0; i < 4; i++) {
@@ -220,6 +256,9 @@ int main(int argc, char **argv)
     event_free(d.tick);
     event_base_free(d.base);
     libevent_global_shutdown();
+    if (d.pid_file)
+        cel_pidfile_remove(d.pid_file);
+    free(d.pid_file);
     cel_log(CEL_LOG_INFO, "stopped");
     return 0;
 }

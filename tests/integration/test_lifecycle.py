@@ -89,6 +89,68 @@ def test_check_ok_message(celerisd):
     assert re.search(re.escape(str(path)) + r".*\bok\b", out, re.I), out
 
 
+def test_check_creates_no_file(celerisd, tmp_path):
+    """`celerisd -t` (run as root by ExecStartPre, or by hand) must not create
+    the access log: a root-owned file would keep the service user from opening
+    it on the next start. It checks that the file could be opened instead."""
+    logs = tmp_path / "logs"
+    logs.mkdir()
+    log = logs / "access.log"
+    path, _ = celerisd.write_config(f"log: {{ access: {{ path: {log} }} }}\n" + ROUTES)
+    r = run_celerisd(["-t", "-c", str(path)])
+    assert r.returncode == 0, r.stderr
+    assert list(logs.iterdir()) == []
+    log.write_text("kept\n")
+    r = run_celerisd(["-t", "-c", str(path)])
+    assert r.returncode == 0, r.stderr
+    assert log.read_text() == "kept\n"
+    log.unlink()
+    # what the check cannot create is still an error, with the key's place
+    gone = tmp_path / "no-such-dir" / "access.log"
+    path.write_text(path.read_text().replace(str(log), str(gone)))
+    r = run_celerisd(["-t", "-c", str(path)])
+    assert r.returncode == 1 and f"{path}:" in r.stderr and "access log" in r.stderr, r.stderr
+    if os.geteuid() != 0:  # root may write anywhere
+        logs.chmod(0o500)
+        path.write_text(path.read_text().replace(str(gone), str(log)))
+        r = run_celerisd(["-t", "-c", str(path)])
+        logs.chmod(0o700)
+        assert r.returncode == 1 and "Permission denied" in r.stderr, r.stderr
+    assert list(logs.iterdir()) == []
+
+
+def test_pid_file(celerisd, tmp_path):
+    run = tmp_path / "run"
+    run.mkdir()
+    pid = run / "celerisd.pid"
+    text = f"pid_file: {pid}\n" + ROUTES
+    path, _ = celerisd.write_config(text)
+    assert run_celerisd(["-t", "-c", str(path)]).returncode == 0
+    assert not pid.exists(), "celerisd -t wrote the pid file"
+    srv = celerisd(text)
+    assert pid.read_text() == f"{srv.pid}\n"
+    assert pid.stat().st_mode & 0o777 == 0o644
+    assert list(run.iterdir()) == [pid], "a temporary file was left beside it"
+    # a reload that names another file moves it
+    moved = run / "moved.pid"
+    srv.config_path.write_text(srv.config_path.read_text().replace(str(pid), str(moved)))
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while pid.exists() or not moved.exists():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
+    assert moved.read_text() == f"{srv.pid}\n"
+    rc, _ = srv.stop()
+    assert rc == 0, srv.stderr_text()
+    assert list(run.iterdir()) == [], "the pid file outlived the daemon"
+
+
+def test_pid_file_that_cannot_be_written_fails_the_start(celerisd, tmp_path):
+    path, _ = celerisd.write_config(f"pid_file: {tmp_path}/no-such-dir/x.pid\n" + ROUTES)
+    r = run_celerisd(["-c", str(path)], timeout=15)
+    assert r.returncode == 1 and "pid file" in r.stderr, r.stderr
+
+
 def test_runs_in_foreground_and_stops_on_sigterm(celerisd):
     srv = celerisd(ROUTES)
     assert srv.proc.poll() is None            # the process we started is the daemon
@@ -183,6 +245,60 @@ def test_listen_address_in_use_fails(celerisd):
             pytest.fail("celerisd kept running although its listen address was taken")
         assert r.returncode > 0
         assert str(port) in r.stderr, r.stderr
+
+
+def second_daemon(path):
+    try:
+        return run_celerisd(["-c", str(path)], timeout=15)
+    except subprocess.TimeoutExpired:
+        pytest.fail("a second celerisd started on an address the first one serves")
+
+
+@pytest.mark.parametrize("second", ["127.0.0.1", "*"])
+def test_second_daemon_on_the_same_address_is_refused(celerisd, tmp_path, second):
+    """SO_REUSEPORT lets sockets of one user share a port: without a check, a
+    second celerisd (a unit started twice, a test run beside the service)
+    would quietly take half the connections. It is refused, like nginx and
+    h2o refuse, while the first keeps serving, reloads and keeps its pid file."""
+    pid = tmp_path / "first.pid"
+    srv = celerisd(f"pid_file: {pid}\nworkers: 2\n" + ROUTES)
+    path, _ = celerisd.write_config(f'listen: "{second}:{srv.port}"\npid_file: {pid}\n'
+                                    + ROUTES.replace('"OK"', '"second"'))
+    r = second_daemon(path)
+    assert r.returncode == 1, r.stderr
+    assert f"{path}:1:" in r.stderr and "address already in use" in r.stderr, r.stderr
+    assert pid.read_text() == f"{srv.pid}\n"
+    # its own sockets are no obstacle to its reload (two more workers open
+    # new sockets on the address it holds)
+    srv.config_path.write_text(srv.config_path.read_text().replace("workers: 2",
+                                                                 "workers: 4"))
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "workers: 2 -> 4" not in srv.stderr_text():
+        assert time.monotonic() < deadline and "reload failed" not in srv.stderr_text(), \
+            srv.stderr_text()
+        time.sleep(0.02)
+    for _ in range(16):  # every new connection reaches the first daemon
+        with H2Client("127.0.0.1", srv.port) as c:
+            assert c.get("/bench").body == b"OK"
+
+
+def test_reload_onto_another_daemons_address_fails(celerisd):
+    first = celerisd(ROUTES)
+    srv = celerisd(ROUTES.replace('"OK"', '"second"'))
+    text = srv.config_path.read_text()
+    srv.config_path.write_text(text.replace(f'listen: "127.0.0.1:{srv.port}"',
+                                            f'listen: ["127.0.0.1:{srv.port}", '
+                                            f'"127.0.0.1:{first.port}"]'))
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "reload failed" not in srv.stderr_text():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
+    assert "address already in use" in srv.stderr_text()
+    for _ in range(16):
+        with H2Client("127.0.0.1", first.port) as c:
+            assert c.get("/bench").body == b"OK"
 
 
 @pytest.mark.parametrize("workers", ["1", "2", "auto", "[0]", "[0, 1]"])

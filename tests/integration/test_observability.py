@@ -6,14 +6,16 @@ the requests made (parsed with prometheus_client's own parser)."""
 import json
 import os
 import re
+import shutil
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from support import curl
+from support import REPO, curl
 
 from h2client import H2Client
 
@@ -126,6 +128,41 @@ def test_sigusr1_reopens_the_log(celerisd, tmp_path):
         curl([srv.url("/bench")])
     assert len(wait_lines(log, 3)) == 3
     assert len((tmp_path / "access.log.1").read_text().splitlines()) == 1
+
+
+def test_logrotate_without_systemd(celerisd, tmp_path):
+    """packaging/celerisd.logrotate itself, run by logrotate on a daemon that
+    systemd does not know: postrotate finds it by its pid file. Only the paths
+    and the celerisd user are swapped for the test's own."""
+    logrotate = shutil.which("logrotate") or "/usr/sbin/logrotate"
+    if not os.path.exists(logrotate):
+        pytest.skip("logrotate is not installed (scripts/deps test installs it)")
+    logs, run = tmp_path / "logs", tmp_path / "run"
+    logs.mkdir()
+    run.mkdir()
+    log, pid = logs / "access.log", run / "celerisd.pid"
+    srv = celerisd(f"pid_file: {pid}\n" + cfg(log, "common"))
+    conf = (REPO / "packaging" / "celerisd.logrotate").read_text()
+    assert "/run/celerisd/celerisd.pid" in conf and "/var/log/celerisd/" in conf
+    conf = conf.replace("/var/log/celerisd/", f"{logs}/")
+    conf = conf.replace("/run/celerisd/celerisd.pid", str(pid))
+    conf = re.sub(r"^\s*su .*$", "", conf, flags=re.M)
+    conf = re.sub(r"^(\s*create \d+) .*$", r"\1", conf, flags=re.M)
+    (tmp_path / "logrotate.conf").write_text(conf)
+    curl([srv.url("/bench")])
+    assert len(wait_lines(log, 1)) == 1
+    r = subprocess.run([logrotate, "-f", "-s", str(tmp_path / "state"),
+                        str(tmp_path / "logrotate.conf")], capture_output=True, text=True,
+                       timeout=60)
+    assert r.returncode == 0, r.stderr
+    rotated = logs / "access.log.1"
+    assert rotated.exists() and len(rotated.read_text().splitlines()) == 1
+    for _ in range(3):
+        curl([srv.url("/bench")])
+    # the daemon writes to the new file, not on into the rotated one
+    assert len(wait_lines(log, 3)) == 3, srv.stderr_text()
+    assert len(rotated.read_text().splitlines()) == 1
+    assert "log files reopened" in srv.stderr_text()
 
 
 def test_bad_access_log_config(celerisd, tmp_path):

@@ -242,6 +242,16 @@ def test_installed_daemon_serves(installed, workdir, greet_so):
     conf, n = re.subn(r"^listen:.*$", f'listen: "127.0.0.1:{port}"', conf, flags=re.M)
     assert n == 1, "the shipped config has no top-level listen line"
     assert re.findall(r"^(\w+):", conf, re.M)[-1] == "routes", "routes is not last"
+    # The pid file logrotate's postrotate reads; /run/celerisd is the unit's
+    # RuntimeDirectory, so here (no systemd) a directory of the service user's.
+    assert re.search(r"^pid_file: /run/celerisd/celerisd\.pid$", conf, re.M), conf
+    assert re.search(r"^RuntimeDirectory=celerisd$", UNIT_PATHS[0].read_text(), re.M)
+    rundir = workdir / "run"
+    rundir.mkdir()
+    pw = pwd.getpwnam("celerisd")
+    os.chown(rundir, pw.pw_uid, pw.pw_gid)
+    pid_file = rundir / "celerisd.pid"
+    conf = conf.replace("/run/celerisd/celerisd.pid", str(pid_file))
     conf += ("  - path: /greet/:name\n"
              '    module: { name: hello, config: { greeting: "Hi" } }\n'
              "  - path: /built/:name\n"
@@ -269,6 +279,7 @@ def test_installed_daemon_serves(installed, workdir, greet_so):
         uid = [line.split()[1] for line in Path(f"/proc/{proc.pid}/status").read_text()
                .splitlines() if line.startswith("Uid:")][0]
         assert int(uid) == pwd.getpwnam("celerisd").pw_uid
+        assert pid_file.read_text() == f"{proc.pid}\n"
 
         assert curl(port, "/json") == (200, '{"message":"Hello, World!"}')
         assert curl(port, "/users/7/posts/9") == (200, '{"user":"7","post":"9"}')
@@ -280,6 +291,7 @@ def test_installed_daemon_serves(installed, workdir, greet_so):
 
         proc.send_signal(signal.SIGTERM)
         assert proc.wait(timeout=20) == 0
+        assert not pid_file.exists()
     finally:
         if proc.poll() is None:
             proc.kill()
