@@ -106,6 +106,96 @@ static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char *iv,
     return rc; /* 0: no resumption, a full handshake */
 }
 
+/*
+ * TLS 1.2 session IDs: one cache for the whole process rather than each
+ * SSL_CTX's own, which a reload would throw away with its generation, so
+ * session-ID resumption survives reloads as tickets do. A fixed table indexed
+ * by the (random) ID; a new session takes the slot of whatever was there.
+ * Sessions are kept serialized. A handshake, not a request, takes the lock.
+ * TLS 1.3 resumes from its tickets alone, so its sessions are not kept.
+ */
+#define SESS_SLOTS 4096
+#define SESS_DER_MAX 4096 /* larger sessions (a long chain) are not kept */
+
+typedef struct sess_slot {
+    unsigned char id[SSL_MAX_SSL_SESSION_ID_LENGTH];
+    unsigned idlen;
+    int derlen;
+    unsigned char *der;
+    time_t expires;
+} sess_slot;
+
+static pthread_mutex_t sess_lock = PTHREAD_MUTEX_INITIALIZER;
+static sess_slot sess_cache[SESS_SLOTS];
+
+static sess_slot *sess_slot_of(const unsigned char *id, unsigned len)
+{
+    uint32_t h = 2166136261u;
+    for (unsigned i = 0; i < len; i++)
+        h = (h ^ id[i]) * 16777619u;
+    return &sess_cache[h % SESS_SLOTS];
+}
+
+static int on_sess_new(SSL *ssl, SSL_SESSION *sess)
+{
+    unsigned idlen;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    int n = i2d_SSL_SESSION(sess, NULL);
+    if (SSL_version(ssl) >= TLS1_3_VERSION || idlen == 0 || idlen > sizeof(sess_cache[0].id) ||
+        n <= 0 || n > SESS_DER_MAX)
+        return 0;
+    unsigned char *der = malloc((size_t)n), *p = der;
+    if (!der || i2d_SSL_SESSION(sess, &p) != n) {
+        free(der);
+        return 0;
+    }
+    time_t expires = (time_t)SSL_SESSION_get_time(sess) + (time_t)SSL_SESSION_get_timeout(sess);
+    pthread_mutex_lock(&sess_lock);
+    sess_slot *slot = sess_slot_of(id, idlen);
+    free(slot->der);
+    memcpy(slot->id, id, idlen);
+    slot->idlen = idlen;
+    slot->der = der;
+    slot->derlen = n;
+    slot->expires = expires;
+    pthread_mutex_unlock(&sess_lock);
+    return 0; /* we keep a copy, not OpenSSL's reference */
+}
+
+static SSL_SESSION *on_sess_get(SSL *ssl, const unsigned char *id, int len, int *copy)
+{
+    (void)ssl;
+    *copy = 0;
+    SSL_SESSION *sess = NULL;
+    if (len <= 0)
+        return NULL;
+    pthread_mutex_lock(&sess_lock);
+    sess_slot *slot = sess_slot_of(id, (unsigned)len);
+    if (slot->der && slot->idlen == (unsigned)len && memcmp(slot->id, id, slot->idlen) == 0 &&
+        slot->expires > time(NULL)) {
+        const unsigned char *p = slot->der;
+        sess = d2i_SSL_SESSION(NULL, &p, slot->derlen);
+    }
+    pthread_mutex_unlock(&sess_lock);
+    return sess;
+}
+
+static void on_sess_remove(SSL_CTX *ctx, SSL_SESSION *sess)
+{
+    (void)ctx;
+    unsigned idlen;
+    const unsigned char *id = SSL_SESSION_get_id(sess, &idlen);
+    if (idlen == 0 || idlen > sizeof(sess_cache[0].id))
+        return;
+    pthread_mutex_lock(&sess_lock);
+    sess_slot *slot = sess_slot_of(id, idlen);
+    if (slot->der && slot->idlen == idlen && memcmp(slot->id, id, idlen) == 0) {
+        free(slot->der);
+        slot->der = NULL;
+    }
+    pthread_mutex_unlock(&sess_lock);
+}
+
 /* ALPN wire format: h2 first, then http/1.1. */
 static const unsigned char alpn_ours[] = "\x02h2\x08http/1.1";
 
@@ -198,7 +288,10 @@ static int make_ctx(cel_tls *t, entry *e, const cel_tls_cert *c, char *err, size
     SSL_CTX_set_options(e->ctx, SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE |
                                     SSL_OP_ENABLE_KTLS);
     SSL_CTX_set_mode(e->ctx, SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_RELEASE_BUFFERS);
-    SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_SERVER);
+    SSL_CTX_set_session_cache_mode(e->ctx, SSL_SESS_CACHE_SERVER | SSL_SESS_CACHE_NO_INTERNAL);
+    SSL_CTX_sess_set_new_cb(e->ctx, on_sess_new);
+    SSL_CTX_sess_set_get_cb(e->ctx, on_sess_get);
+    SSL_CTX_sess_set_remove_cb(e->ctx, on_sess_remove);
     SSL_CTX_set_session_id_context(e->ctx, (const unsigned char *)"celerisd", 8);
     SSL_CTX_set_tlsext_ticket_key_evp_cb(e->ctx, on_ticket_key);
     if (SSL_CTX_use_certificate_chain_file(e->ctx, c->cert) != 1) {

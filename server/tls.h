@@ -1,6 +1,8 @@
 /*
  * TLS for a listener (OpenSSL 3): certificates chosen by SNI, ALPN offering
- * h2 then http/1.1, TLS 1.2 and 1.3 with modern ciphers, session tickets, an
+ * h2 then http/1.1, TLS 1.2 and 1.3 with modern ciphers, session tickets and
+ * TLS 1.2 session IDs (keys and cache are the process's: both resume across
+ * reloads), an
  * OCSP staple when a file is given, and kernel TLS for sending when OpenSSL
  * and the kernel offer it (then the writev queue goes to the socket as is).
  *
