@@ -16,6 +16,7 @@
 #include "log.h"
 #include "stats.h"
 #include "tls.h"
+#include "version.h"
 
 /* Reads per read event before yielding to other connections. */
 #define READS_PER_EVENT 4
@@ -413,12 +414,60 @@ static int handshake(cel_conn *c)
     return -1;
 }
 
+/* A TLS record starts with its content type (22 for the ClientHello), never
+ * with the capital letter of an HTTP method: such a first byte is plain HTTP
+ * sent to a TLS port. */
+static int plain_on_tls(cel_conn *c)
+{
+    uint8_t b;
+    return recv(c->fd, &b, 1, MSG_PEEK) == 1 && b >= 'A' && b <= 'Z';
+}
+
+#define PLAIN_BODY "This port speaks HTTPS (TLS): use https:// to reach it.\n"
+
+/* Answers plain HTTP on a TLS port with a 400 that says why, in plain text
+ * (as nginx does) rather than a TLS alert the client cannot read, then closes. */
+static void reply_plain(cel_conn *c)
+{
+    static const char head[] = "HTTP/1.1 400 Bad Request\r\n"
+                               "server: " CEL_SERVER_NAME "\r\n"
+                               "date: ";
+    static const char tail[] = "\r\ncontent-type: text/plain\r\n"
+                               "content-length: %zu\r\n"
+                               "connection: close\r\n\r\n" PLAIN_BODY;
+    char rest[sizeof(tail) + 16];
+    int n = snprintf(rest, sizeof(rest), tail, sizeof(PLAIN_BODY) - 1);
+    cel_env *env = c->host->env;
+    struct timeval now;
+    event_base_gettimeofday_cached(c->host->base, &now);
+    cel_env_tick(env, now.tv_sec);
+    struct iovec iov[3] = {{(void *)head, sizeof(head) - 1},
+                           {env->date, env->date_len},
+                           {rest, (size_t)n}};
+    /* An empty socket buffer takes these few hundred bytes whole; if not,
+     * the client gets what fits, then the close. */
+    if (writev(c->fd, iov, 3) < 0)
+        cel_log_debug("conn %d: plain HTTP answer: %s", c->fd, strerror(errno));
+    SSL_free(c->ssl);
+    c->ssl = NULL;
+    c->handshaking = 0;
+    c->closing = 1;
+    start_linger(c);
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
     cel_env *env = c->host->env;
     (void)what, (void)fd;
     if (c->handshaking) {
+        if (!c->tls_peeked) {
+            c->tls_peeked = 1;
+            if (plain_on_tls(c)) {
+                reply_plain(c);
+                return;
+            }
+        }
         int rc = handshake(c);
         if (rc < 0) {
             cel_conn_close(c);

@@ -39,6 +39,7 @@ struct cel_conn {
     char *trec;            /* TLS: one record's worth of output SSL_write has not taken */
     size_t trec_len;
     uint8_t handshaking, ktls;
+    uint8_t tls_peeked;    /* the first byte on a TLS port was looked at (plain HTTP?) */
     uint8_t proto_id; /* CEL_PROTO_* of stats.h: what the connection counts as */
     uint8_t sniff[24];     /* first bytes, kept while they do not yet tell the protocol */
     unsigned nsniff;

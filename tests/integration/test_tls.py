@@ -164,6 +164,35 @@ def test_garbage_and_stalled_handshakes_cost_one_connection(tsrv):
     assert time.monotonic() - start < 4  # the stall ends at header_timeout
 
 
+def read_to_eof(s):
+    data = b""
+    while True:
+        chunk = s.recv(4096)
+        if not chunk:
+            return data
+        data += chunk
+
+
+@pytest.mark.parametrize("request_line", [b"GET /bench HTTP/1.1", b"POST /x HTTP/1.0"])
+def test_plain_http_on_the_tls_port_gets_400(tsrv, request_line):
+    """As nginx does: a readable 400 saying the port speaks TLS, not a reset."""
+    with socket.create_connection(("127.0.0.1", tsrv.ports[1]), timeout=10) as s:
+        s.sendall(request_line + b"\r\nHost: x\r\n\r\n")
+        data = read_to_eof(s)  # a reset raises here
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    assert lines[0] == "HTTP/1.1 400 Bad Request", data
+    fields = {k.lower(): v.strip() for k, _, v in (ln.partition(":") for ln in lines[1:])}
+    assert fields["connection"] == "close" and fields["content-type"] == "text/plain"
+    assert int(fields["content-length"]) == len(body) and "date" in fields
+    assert b"TLS" in body and b"https://" in body
+    p = subprocess.run(["curl", "-sS", "--max-time", "10", "-w", "\n%{http_code}",
+                        f"http://127.0.0.1:{tsrv.ports[1]}/bench"], capture_output=True,
+                       text=True, timeout=20)
+    assert p.stdout.endswith("\n400") and "https://" in p.stdout, p.stdout + p.stderr
+    assert curl_tls([https(tsrv)]).stdout == "OK"  # TLS on the same port as before
+
+
 def test_certificate_reload(celerisd, certs):
     srv = celerisd(tls_config(certs), ports=2)
     text = srv.config_path.read_text()
@@ -257,6 +286,31 @@ def test_tickets_survive_reload(celerisd, certs, tmp_path, version):
         time.sleep(0.05)
     # the new generation's contexts share the process's ticket keys
     assert resumed(srv.ports[1], sess, version=version)
+
+
+def test_tls12_session_ids_survive_reload(celerisd, certs, tmp_path):
+    """A TLS 1.2 client without tickets resumes by session ID: the cache is
+    the process's, not the reloaded generation's."""
+    srv = celerisd(tls_config(certs), ports=2)
+    sess = tmp_path / "id.pem"
+    req = b"GET /bench HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+    s_client(srv.ports[1], "-tls1_2", "-no_ticket", "-alpn", "http/1.1", "-sess_out",
+             str(sess), "-ign_eof", stdin=req)
+    assert sess.exists() and sess.stat().st_size > 0
+    text = subprocess.run(["openssl", "sess_id", "-in", str(sess), "-text", "-noout"],
+                          capture_output=True, text=True, timeout=20).stdout
+    assert re.search(r"Session-ID: [0-9A-F]{16,}", text), text   # an ID, not a ticket
+    assert "TLS session ticket:" not in text, text
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "generation 2 is serving" not in srv.stderr_text():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.05)
+    p = s_client(srv.ports[1], "-tls1_2", "-no_ticket", "-alpn", "http/1.1", "-sess_in",
+                 str(sess), "-ign_eof", stdin=req)
+    out = p.stdout.decode(errors="replace")
+    assert re.search(r"^Reused, TLSv1\.2", out, re.M), out
+    assert "\r\n\r\nOK" in out
 
 
 def test_ticket_keys_rotate(celerisd, certs, tmp_path):
