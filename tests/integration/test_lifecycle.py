@@ -128,6 +128,11 @@ def test_pid_file(celerisd, tmp_path):
     assert run_celerisd(["-t", "-c", str(path)]).returncode == 0
     assert not pid.exists(), "celerisd -t wrote the pid file"
     srv = celerisd(text)
+    # written after the sockets are bound: it may trail the port opening a little
+    deadline = time.monotonic() + 10
+    while not pid.exists():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
     assert pid.read_text() == f"{srv.pid}\n"
     assert pid.stat().st_mode & 0o777 == 0o644
     assert list(run.iterdir()) == [pid], "a temporary file was left beside it"
@@ -262,6 +267,10 @@ def test_second_daemon_on_the_same_address_is_refused(celerisd, tmp_path, second
     h2o refuse, while the first keeps serving, reloads and keeps its pid file."""
     pid = tmp_path / "first.pid"
     srv = celerisd(f"pid_file: {pid}\nworkers: 2\n" + ROUTES)
+    deadline = time.monotonic() + 10
+    while not pid.exists():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
     path, _ = celerisd.write_config(f'listen: "{second}:{srv.port}"\npid_file: {pid}\n'
                                     + ROUTES.replace('"OK"', '"second"'))
     r = second_daemon(path)

@@ -142,6 +142,10 @@ def test_logrotate_without_systemd(celerisd, tmp_path):
     run.mkdir()
     log, pid = logs / "access.log", run / "celerisd.pid"
     srv = celerisd(f"pid_file: {pid}\n" + cfg(log, "common"))
+    deadline = time.monotonic() + 10
+    while not pid.exists():  # written just after the port opens
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
     conf = (REPO / "packaging" / "celerisd.logrotate").read_text()
     assert "/run/celerisd/celerisd.pid" in conf and "/var/log/celerisd/" in conf
     conf = conf.replace("/var/log/celerisd/", f"{logs}/")

@@ -279,6 +279,9 @@ def test_installed_daemon_serves(installed, workdir, greet_so):
         uid = [line.split()[1] for line in Path(f"/proc/{proc.pid}/status").read_text()
                .splitlines() if line.startswith("Uid:")][0]
         assert int(uid) == pwd.getpwnam("celerisd").pw_uid
+        while not pid_file.exists():  # written just after the port opens
+            assert time.monotonic() < deadline, (workdir / "stderr.log").read_text()
+            time.sleep(0.05)
         assert pid_file.read_text() == f"{proc.pid}\n"
 
         assert curl(port, "/json") == (200, '{"message":"Hello, World!"}')
