@@ -441,9 +441,8 @@ static void reply_plain(cel_conn *c)
     struct timeval now;
     event_base_gettimeofday_cached(c->host->base, &now);
     cel_env_tick(env, now.tv_sec);
-    struct iovec iov[3] = {{(void *)head, sizeof(head) - 1},
-                           {env->date, env->date_len},
-                           {rest, (size_t)n}};
+    struct iovec iov[3] = {
+        {(void *)head, sizeof(head) - 1}, {env->date, env->date_len}, {rest, (size_t)n}};
     /* An empty socket buffer takes these few hundred bytes whole; if not,
      * the client gets what fits, then the close. */
     if (writev(c->fd, iov, 3) < 0)

@@ -49,8 +49,10 @@ int cel_listener_probe(const cel_listen *l, char *err, size_t errlen)
     if (rc == 0)
         return 0;
     if (e == EADDRINUSE)
-        snprintf(err, errlen, "cannot listen on %s: address already in use (another process, "
-                              "perhaps another celerisd, listens on it)", l->text);
+        snprintf(err, errlen,
+                 "cannot listen on %s: address already in use (another process, "
+                 "perhaps another celerisd, listens on it)",
+                 l->text);
     else
         snprintf(err, errlen, "cannot listen on %s: %s", l->text, strerror(e));
     return -1;
