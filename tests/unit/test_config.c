@@ -522,6 +522,35 @@ static void test_listen_forms(void **state)
     cel_config_unref(c);
 }
 
+/* pid_file is relative to the config file's directory; cel_config_check
+ * (celerisd -t) loads the same file without creating the access log. */
+static void test_pid_file_and_check(void **state)
+{
+    (void)state;
+    char want[PATH_MAX];
+    cel_config *c = load_ok("pid_file: run/d.pid\n");
+    snprintf(want, sizeof(want), "%s/run/d.pid", tmpdir);
+    assert_string_equal(c->pid_file, want);
+    cel_config_unref(c);
+    c = load_ok("pid_file: /run/celerisd/celerisd.pid\n");
+    assert_string_equal(c->pid_file, "/run/celerisd/celerisd.pid");
+    cel_config_unref(c);
+
+    const char *log = in_tmp("check-access.log");
+    unlink(log);
+    write_text("check.yaml", "log: { access: { path: check-access.log } }\n");
+    c = cel_config_check(in_tmp("check.yaml"), errbuf, sizeof(errbuf));
+    assert_non_null(c);
+    assert_non_null(c->accesslog);
+    cel_config_unref(c);
+    assert_int_equal(access(log, F_OK), -1);
+    c = cel_config_load(in_tmp("check.yaml"), errbuf, sizeof(errbuf));
+    assert_non_null(c);
+    cel_config_unref(c);
+    assert_int_equal(access(log, F_OK), 0);
+    unlink(log);
+}
+
 static void test_listen_parse(void **state)
 {
     (void)state;
@@ -1231,6 +1260,7 @@ int main(void)
         cmocka_unit_test(test_workers_cpu_list),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_listen_parse),
+        cmocka_unit_test(test_pid_file_and_check),
         cmocka_unit_test(test_routes_methods_lookup),
         cmocka_unit_test(test_static_body_response),
         cmocka_unit_test(test_static_file_relative),
