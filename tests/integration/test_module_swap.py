@@ -5,8 +5,6 @@ copy, so a rewrite never touches mapped code, and every reload runs the code
 that is on disk at that moment."""
 
 import concurrent.futures
-import os
-import pathlib
 import re
 import shutil
 import signal
@@ -14,11 +12,7 @@ import subprocess
 import threading
 import time
 
-from support import BINARY, REPO
-
-BUILD = pathlib.Path(BINARY).resolve().parent
-PC_DIR = BUILD / "meson-private"
-HEADER_DIR = REPO / "server" / "include"
+from support import build_module, module_cflags
 
 # Each variant answers its own body and carries a different amount of code, so
 # two builds differ in their text pages, not only in a string.
@@ -57,17 +51,6 @@ CELERIS_MODULE(variant) = {
 """
 
 
-def module_cflags():
-    """`pkg-config --cflags celeris-module`, the .pc meson generated, pointed at
-    the header in this tree."""
-    p = subprocess.run(["pkg-config", f"--define-variable=includedir={HEADER_DIR}", "--cflags",
-                        "celeris-module"], env=dict(os.environ, PKG_CONFIG_PATH=str(PC_DIR)),
-                       capture_output=True, text=True, timeout=30)
-    assert p.returncode == 0, p.stderr
-    assert str(HEADER_DIR) in p.stdout, p.stdout
-    return p.stdout.split()
-
-
 def build_variants(tmp_path, n):
     """N modules answering v0 .. v<N-1>, built in parallel."""
     src = tmp_path / "variant.c"
@@ -77,12 +60,8 @@ def build_variants(tmp_path, n):
     out.mkdir()
 
     def one(i):
-        so = out / f"v{i}.so"
-        p = subprocess.run(["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", *cflags,
-                            f"-DBODY=v{i}", f"-DPADS={1 + i % 5}", "-o", str(so), str(src)],
-                           capture_output=True, text=True, timeout=120)
-        assert p.returncode == 0, p.stderr
-        return so
+        return build_module(src, out / f"v{i}.so", f"-DBODY=v{i}", f"-DPADS={1 + i % 5}",
+                            cflags=cflags)
 
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         return list(ex.map(one, range(n)))

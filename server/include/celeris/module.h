@@ -174,7 +174,13 @@ int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t
 /* Streaming: start sends the status and headers, then write sends chunks
  * (copied) as they become ready, and end finishes. write returns CELERIS_AGAIN
  * when more than a window's worth is waiting for the client: the data was
- * taken, but write no more until the on_writable callback runs. */
+ * taken, but write no more until the on_writable callback runs.
+ *
+ * HEAD (and a 204 or 304 status): start sends the headers a GET would get
+ * (HTTP/1.1: transfer-encoding: chunked; never a content-length), every write
+ * is accepted and discarded (CELERIS_OK, never CELERIS_AGAIN), and the request
+ * stays valid until end, exactly as on a GET: one code path serves both. A
+ * module that would rather not produce the body tests celeris_req_method. */
 int celeris_resp_start(celeris_req *req, int status);
 int celeris_resp_write(celeris_req *req, const void *data, size_t len);
 int celeris_resp_end(celeris_req *req);

@@ -1,0 +1,268 @@
+"""Module responses over both protocols: streamed answers that fill the socket
+on HTTP/1.1 (the on_writable callback must keep coming), HEAD on a streamed
+route, and the reasons for refused calls in the log."""
+
+import hashlib
+import os
+import pathlib
+import socket
+import subprocess
+import time
+
+import pytest
+
+from support import BINARY, build_module, curl, parse_curl_headers
+
+MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
+SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
+
+# Streams `size` bytes of a 256-byte pattern in `chunk`-byte writes, honouring
+# CELERIS_AGAIN and on_writable; says in the log when a call is refused.
+STREAMER_SRC = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <celeris/module.h>
+
+typedef struct conf { size_t size, chunk; } conf;
+typedef struct job { size_t off, size, chunk; } job;
+
+static unsigned char pat[(1 << 16) + 256];
+
+static int init(const celeris_init_args *args, void **instance, char *err, size_t errlen)
+{
+    (void)err; (void)errlen;
+    conf *c = calloc(1, sizeof(*c));
+    if (!c)
+        return CELERIS_ERROR;
+    const char *p = strstr(args->config_json, "\"size\":");
+    c->size = p ? strtoul(p + 7, NULL, 10) : 1024;
+    p = strstr(args->config_json, "\"chunk\":");
+    c->chunk = p ? strtoul(p + 8, NULL, 10) : 16384;
+    if (c->chunk > (1 << 16))
+        c->chunk = 1 << 16;
+    for (size_t i = 0; i < sizeof(pat); i++)
+        pat[i] = (unsigned char)i;
+    *instance = c;
+    return CELERIS_OK;
+}
+
+static void fini(void *instance) { free(instance); }
+
+static void pump(celeris_req *req, void *arg)
+{
+    job *j = arg;
+    while (j->off < j->size) {
+        size_t n = j->size - j->off < j->chunk ? j->size - j->off : j->chunk;
+        int rc = celeris_resp_write(req, pat + j->off % 256, n);
+        if (rc != CELERIS_OK && rc != CELERIS_AGAIN) {
+            celeris_log(CELERIS_LOG_WARN, "streamer: write returned %d", rc);
+            return;
+        }
+        j->off += n;
+        if (rc == CELERIS_AGAIN && j->off < j->size) {
+            rc = celeris_resp_on_writable(req, pump, j);
+            if (rc != CELERIS_OK)
+                celeris_log(CELERIS_LOG_WARN, "streamer: on_writable returned %d", rc);
+            return;
+        }
+    }
+    int rc = celeris_resp_end(req);
+    if (rc != CELERIS_OK)
+        celeris_log(CELERIS_LOG_WARN, "streamer: end returned %d", rc);
+}
+
+static void closed(void *arg, int finished) { (void)finished; free(arg); }
+
+static int handle(void *instance, celeris_req *req)
+{
+    conf *c = instance;
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return CELERIS_ERROR;
+    j->size = c->size;
+    j->chunk = c->chunk;
+    char total[32];
+    snprintf(total, sizeof(total), "%zu", c->size);
+    celeris_resp_header(req, "content-type", "application/x-pattern");
+    celeris_resp_header(req, "x-total", total);
+    if (celeris_req_on_close(req, closed, j) != CELERIS_OK) {
+        free(j);
+        return CELERIS_ERROR;
+    }
+    int rc = celeris_resp_start(req, 200);
+    if (rc != CELERIS_OK) {
+        celeris_log(CELERIS_LOG_WARN, "streamer: start returned %d", rc);
+        return CELERIS_ERROR;
+    }
+    pump(req, j);
+    return CELERIS_OK;
+}
+
+CELERIS_MODULE(streamer) = {
+    CELERIS_MODULE_HEADER,
+    .name = "streamer",
+    .init = init,
+    .fini = fini,
+    .handle = handle,
+};
+"""
+
+MIB = 1024 * 1024
+BIG = 20 * MIB
+
+
+def pattern(size):
+    block = bytes(range(256))
+    return (block * (size // 256 + 1))[:size]
+
+
+@pytest.fixture(scope="module")
+def streamer_so(tmp_path_factory):
+    d = tmp_path_factory.mktemp("streamer")
+    src = d / "streamer.c"
+    src.write_text(STREAMER_SRC)
+    return build_module(src, d / "streamer.so")
+
+
+@pytest.fixture
+def srv(celerisd, streamer_so):
+    return celerisd(f"""workers: 2
+modules_dir: {MODULES}
+limits: {{ max_request_body: 8m, idle_timeout: 60s }}
+routes:
+  - path: /echo
+    methods: [POST, PUT]
+    module: {{ name: echo, config: {{ chunk: 16384 }} }}
+  - path: /big
+    module: {{ path: {streamer_so}, config: {{ size: {BIG}, chunk: 65536 }} }}
+  - path: /small
+    module: {{ path: {streamer_so}, config: {{ size: 1000, chunk: 100 }} }}
+""")
+
+
+def curl_h1(args, timeout=30):
+    return subprocess.run(["curl", "--http1.1", "-sS", "--max-time", str(timeout), *args],
+                          capture_output=True, timeout=timeout + 5, stdin=subprocess.DEVNULL)
+
+
+def test_h1_echo_4mib_uploads_all_complete(srv, tmp_path):
+    """50 uploads of 4 MiB through echo over HTTP/1.1 from a fast client: each
+    comes back whole (before: many stalled at ~3.9 MB once the socket filled)."""
+    data = os.urandom(4 * MIB)
+    f = tmp_path / "4MiB.bin"
+    f.write_bytes(data)
+    want = hashlib.sha256(data).hexdigest()
+    for i in range(50):
+        p = curl_h1(["--data-binary", f"@{f}", srv.url("/echo")], timeout=int(30 * SCALE))
+        assert p.returncode == 0, (i, p.returncode, len(p.stdout), p.stderr)
+        assert len(p.stdout) == len(data) and hashlib.sha256(p.stdout).hexdigest() == want, i
+
+
+def test_h1_stream_to_rate_limited_curl(srv):
+    """20 MiB streamed to a client that reads at 8 MB/s: the socket fills again
+    and again, on_writable must come every time (before: 4 MiB, then a stall)."""
+    p = curl_h1(["--limit-rate", "8M", "-D", "-", srv.url("/big")], timeout=int(60 * SCALE))
+    assert p.returncode == 0, (p.returncode, len(p.stdout), p.stderr)
+    head, _, body = p.stdout.partition(b"\r\n\r\n")
+    assert b"transfer-encoding: chunked" in head.lower(), head
+    assert len(body) == BIG and body == pattern(BIG)
+
+
+def read_h1_response(s, deadline, pause_every=0, pause=0.0):
+    """Reads one chunked HTTP/1.1 response from S, pausing PAUSE seconds after
+    every PAUSE_EVERY bytes; returns (head, body)."""
+    buf = b""
+    paused_at = 0
+    while True:
+        assert time.monotonic() < deadline, f"stalled after {len(buf)} bytes"
+        if pause_every and len(buf) - paused_at >= pause_every:
+            paused_at = len(buf)
+            time.sleep(pause)
+        chunk = s.recv(256 * 1024)
+        assert chunk, f"connection closed after {len(buf)} bytes"
+        buf += chunk
+        if buf.endswith(b"\r\n0\r\n\r\n"):
+            break
+    head, _, rest = buf.partition(b"\r\n\r\n")
+    body = bytearray()
+    while True:
+        line, _, rest = rest.partition(b"\r\n")
+        n = int(line, 16)
+        if n == 0:
+            break
+        body += rest[:n]
+        assert rest[n:n + 2] == b"\r\n"
+        rest = rest[n + 2:]
+    return head, bytes(body)
+
+
+def test_h1_stream_to_pausing_reader(srv):
+    """A reader that stops reading now and then (before: stalled at ~6.7 MB),
+    twice on one keep-alive connection."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SCALE) as s:
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 64 * 1024)
+        for _ in range(2):
+            s.sendall(b"GET /big HTTP/1.1\r\nHost: x\r\n\r\n")
+            head, body = read_h1_response(s, time.monotonic() + 60 * SCALE,
+                                          pause_every=4 * MIB, pause=0.3)
+            assert head.startswith(b"HTTP/1.1 200"), head
+            assert len(body) == BIG and body == pattern(BIG)
+
+
+def h1_exchange(port, request):
+    with socket.create_connection(("127.0.0.1", port), timeout=10 * SCALE) as s:
+        s.sendall(request)
+        buf = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                return buf
+            buf += chunk
+
+
+def header_map(head):
+    out = {}
+    for line in head.split(b"\r\n")[1:]:
+        k, _, v = line.partition(b":")
+        out[k.strip().lower().decode()] = v.strip().decode()
+    return out
+
+
+@pytest.mark.parametrize("path", ["/small", "/big"])
+def test_head_on_streamed_route_h1(srv, path):
+    """HEAD gets the GET's status and headers (chunked framing, no
+    content-length) and no body; the module's writes are accepted."""
+    get = h1_exchange(srv.port, f"GET {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                      .encode())
+    head = h1_exchange(srv.port, f"HEAD {path} HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n"
+                       .encode())
+    gh, _, _ = get.partition(b"\r\n\r\n")
+    hh, _, hbody = head.partition(b"\r\n\r\n")
+    assert hh.split(b"\r\n")[0] == gh.split(b"\r\n")[0] == b"HTTP/1.1 200 OK"
+    g, h = header_map(gh), header_map(hh)
+    g.pop("date"), h.pop("date")
+    assert h == g, (h, g)
+    assert "content-length" not in h and h["transfer-encoding"] == "chunked"
+    assert hbody == b""
+    assert "streamer:" not in srv.stderr_text(), srv.stderr_text()
+
+
+@pytest.mark.parametrize("path", ["/small", "/big"])
+def test_head_on_streamed_route_h2(srv, path):
+    with srv.client(timeout=30) as c:
+        g = c.get(path)
+        h = c.request("HEAD", path)
+        assert g.status == h.status == 200
+        assert len(g.body) == int(g.header("x-total"))
+        assert h.body == b""
+        for name in ("content-type", "x-total", "server"):
+            assert h.header(name) == g.header(name), name
+        assert h.header("content-length") is None and g.header("content-length") is None
+        # the connection goes on
+        assert c.get("/small").body == pattern(1000)
+    p = curl(["-I", srv.url(path)])
+    assert p.returncode == 0, p.stderr
+    status, hdrs = parse_curl_headers(p.stdout)
+    assert status == 200 and hdrs["x-total"] == [g.header("x-total")]
+    assert "streamer:" not in srv.stderr_text(), srv.stderr_text()
