@@ -266,3 +266,87 @@ def test_head_on_streamed_route_h2(srv, path):
     status, hdrs = parse_curl_headers(p.stdout)
     assert status == 200 and hdrs["x-total"] == [g.header("x-total")]
     assert "streamer:" not in srv.stderr_text(), srv.stderr_text()
+
+
+# Tries what a module may get wrong and answers with the codes it got back.
+# Built once with a name in its descriptor and once without.
+REFUSALS_SRC = r"""
+#include <stdio.h>
+#include <string.h>
+#include <celeris/module.h>
+
+static int handle(void *instance, celeris_req *req)
+{
+    (void)instance;
+    celeris_str path = celeris_req_path(req);
+    if (path.len == 5 && memcmp(path.ptr, "/fail", 5) == 0)
+        return CELERIS_ERROR;
+    if (path.len == 7 && memcmp(path.ptr, "/silent", 7) == 0)
+        return CELERIS_OK;
+    int status = celeris_resp_send(req, 99, "x", 1);
+    int name = celeris_resp_header(req, "bad name", "v");
+    int value = celeris_resp_header(req, "x-ok", "a\r\nb");
+    int reserved = celeris_resp_header(req, "Connection", "close");
+    int write = celeris_resp_write(req, "x", 1);
+    int ok = celeris_resp_header(req, "x-fine", "yes");
+    char body[128];
+    snprintf(body, sizeof(body), "%d %d %d %d %d %d", status, name, value, reserved, write, ok);
+    int sent = celeris_resp_send(req, 200, body, strlen(body));
+    int again = celeris_resp_header(req, "x-late", "1");
+    return sent == CELERIS_OK && again == CELERIS_STATE ? CELERIS_OK : CELERIS_ERROR;
+}
+
+CELERIS_MODULE(refusals) = {
+    CELERIS_MODULE_HEADER,
+#ifdef NAME
+    .name = NAME,
+#endif
+    .handle = handle,
+};
+"""
+
+
+def test_refusals_logged_once_with_named_codes(celerisd, tmp_path):
+    src = tmp_path / "refusals.c"
+    src.write_text(REFUSALS_SRC)
+    named = build_module(src, tmp_path / "named.so", '-DNAME="refusals"')
+    anon = build_module(src, tmp_path / "anon.so")
+    srv = celerisd(f"""routes:
+  - path: /try
+    module: {{ path: {named} }}
+  - path: /fail
+    module: {{ path: {named} }}
+  - path: /silent
+    module: {{ path: {anon} }}
+""")
+    with srv.client() as c:
+        for _ in range(20):
+            r = c.get("/try")
+            assert r.status == 200
+            # CELERIS_ERROR for each refused argument, CELERIS_STATE for a write
+            # before start; a valid header still goes through
+            assert r.body == b"-1 -1 -1 -1 -4 0", r.body
+            assert r.header("x-fine") == "yes" and r.header("x-ok") is None
+        assert c.get("/fail").status == 500
+        assert c.get("/silent").status == 500
+    log = srv.stderr_text()
+    warns = [ln for ln in log.splitlines() if "[warn]" in ln]
+    expected = {
+        "status 99": "CELERIS_ERROR (-1)",
+        'name "bad name"': "CELERIS_ERROR (-1)",
+        'value of "x-ok"': "CELERIS_ERROR (-1)",
+        '"connection": the server sets it': "CELERIS_ERROR (-1)",
+        "celeris_resp_write before celeris_resp_start": "CELERIS_STATE (-4)",
+        '"x-late"': "CELERIS_STATE (-4)",
+    }
+    for what, code in expected.items():
+        lines = [ln for ln in warns if what in ln]
+        assert len(lines) == 1, (what, log)  # once, not once per request
+        assert 'module refusals on route "/try"' in lines[0] and code in lines[0], lines[0]
+    assert len(warns) == len(expected), log
+    # a failing handle() is named in the header's terms, not the daemon's
+    fail = [ln for ln in log.splitlines() if 'route "/fail"' in ln]
+    assert fail and "handle returned CELERIS_ERROR (-1)" in fail[0], log
+    assert "(-6)" not in log and "module ?" not in log, log
+    # no .name in the descriptor: the route path says which module
+    assert 'module on route "/silent": handle returned without answering' in log, log
