@@ -5,6 +5,7 @@ copy, so a rewrite never touches mapped code, and every reload runs the code
 that is on disk at that moment."""
 
 import concurrent.futures
+import os
 import re
 import shutil
 import signal
@@ -51,7 +52,7 @@ CELERIS_MODULE(variant) = {
 """
 
 
-def build_variants(tmp_path, n):
+def build_variants(tmp_path, n, *extra):
     """N modules answering v0 .. v<N-1>, built in parallel."""
     src = tmp_path / "variant.c"
     src.write_text(VARIANT_SRC)
@@ -61,7 +62,7 @@ def build_variants(tmp_path, n):
 
     def one(i):
         return build_module(src, out / f"v{i}.so", f"-DBODY=v{i}", f"-DPADS={1 + i % 5}",
-                            cflags=cflags)
+                            *extra, cflags=cflags)
 
     with concurrent.futures.ThreadPoolExecutor(4) as ex:
         return list(ex.map(one, range(n)))
@@ -97,6 +98,17 @@ class Load:
             assert (failed, errored) == (0, 0) and ok == d == total, out
             done += d
         return done
+
+
+def module_copies(pid):
+    """How many private module copies (memfds) PID holds open."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}").startswith("/memfd:celeris-module")
+        except FileNotFoundError:
+            pass
+    return n
 
 
 def wait_generation(srv, gen, timeout=20):
@@ -179,4 +191,25 @@ def test_twenty_atomic_swaps_under_load(celerisd, tmp_path):
         done = load.stop()
     assert seen == [f"v{i}" for i in range(1, n + 1)]
     assert done > 0
+    # the 20 old versions are unloaded with their generations: one copy is left
+    deadline = time.monotonic() + 10
+    while module_copies(srv.pid) != 1:
+        assert time.monotonic() < deadline, module_copies(srv.pid)
+        time.sleep(0.05)
     assert srv.stderr_text().count("changed on disk: loaded the new version") == n
+
+
+def test_swaps_of_modules_that_never_unload(celerisd, tmp_path):
+    """A module the dynamic loader keeps after dlclose (-z nodelete, as C++
+    unique symbols do) keeps its /proc/self/fd/N name after its copy's fd is
+    closed and reused: the next copy must get a name nothing holds."""
+    v = build_variants(tmp_path, 7, "-Wl,-z,nodelete")
+    so = tmp_path / "x.so"
+    shutil.copy(v[0], so)
+    srv = start(celerisd, so)
+    assert body(srv) == b"v0"
+    for i in range(1, 7):
+        shutil.copyfile(v[i], so)
+        srv.send_signal(signal.SIGHUP)
+        wait_generation(srv, i + 1)
+        assert body(srv) == f"v{i}".encode()
