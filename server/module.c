@@ -30,10 +30,13 @@ struct cel_module_image {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cel_module_image *images;
 
+/* ctime as well as mtime: `cp -p` over the file may keep size and mtime, but
+ * every write moves ctime, which no one can set back. */
 static int same_version(const struct stat *a, const struct stat *b)
 {
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
 /* The dynamic loader hands back an object it already has when the name (or

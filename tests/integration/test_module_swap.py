@@ -213,3 +213,28 @@ def test_swaps_of_modules_that_never_unload(celerisd, tmp_path):
         srv.send_signal(signal.SIGHUP)
         wait_generation(srv, i + 1)
         assert body(srv) == f"v{i}".encode()
+
+
+def test_cp_p_keeping_size_and_mtime_is_still_a_new_version(celerisd, tmp_path):
+    """`cp -p` of a build of the same size and mtime over the file: only the
+    ctime tells the versions apart, and SIGHUP must load the new one."""
+    src = tmp_path / "variant.c"
+    src.write_text(VARIANT_SRC)
+    a = build_module(src, tmp_path / "a.so", "-DBODY=va", "-DPADS=1")
+    b = build_module(src, tmp_path / "b.so", "-DBODY=vb", "-DPADS=1")
+    assert a.stat().st_size == b.stat().st_size
+    so = tmp_path / "x.so"
+    shutil.copy(a, so)
+    stamp = (1_700_000_000, 1_700_000_000)
+    os.utime(so, stamp)
+    os.utime(b, stamp)
+    srv = start(celerisd, so)
+    assert body(srv) == b"va"
+    time.sleep(0.05)  # a ctime the first one does not have
+    p = subprocess.run(["cp", "-p", str(b), str(so)], capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert so.stat().st_mtime_ns == stamp[1] * 10**9
+    assert body(srv) == b"va"
+    srv.send_signal(signal.SIGHUP)
+    wait_generation(srv, 2)
+    assert body(srv) == b"vb"
