@@ -363,9 +363,8 @@ static int valid_token(const char *s)
 /* Fields the server writes itself, whatever the module says. */
 static int reserved_header(const char *lower)
 {
-    static const char *const names[] = {"content-length", "date",       "server",
-                                        "connection",     "transfer-encoding",
-                                        "keep-alive",     "upgrade"};
+    static const char *const names[] = {"content-length",    "date",       "server", "connection",
+                                        "transfer-encoding", "keep-alive", "upgrade"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(lower, names[i]) == 0)
             return 1;
