@@ -350,3 +350,95 @@ def test_refusals_logged_once_with_named_codes(celerisd, tmp_path):
     assert "(-6)" not in log and "module ?" not in log, log
     # no .name in the descriptor: the route path says which module
     assert 'module on route "/silent": handle returned without answering' in log, log
+
+
+# Fills the socket, then on its first on_writable call has nothing yet: it asks
+# again without writing and arms a timer that writes the tail. The callback
+# must wait for that write, not run in a loop that starves the timer.
+WAITER_SRC = r"""
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <event2/event.h>
+#include <celeris/module.h>
+
+typedef struct job { celeris_req *req; struct event *timer; int calls, tail; } job;
+
+static char block[64 * 1024];
+
+static void later(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd; (void)what;
+    job *j = arg;
+    char tail[64];
+    snprintf(tail, sizeof(tail), "tail after %d calls", j->calls);
+    j->tail = 1;
+    celeris_resp_write(j->req, tail, strlen(tail));
+    celeris_resp_end(j->req);
+}
+
+static void writable(celeris_req *req, void *arg)
+{
+    job *j = arg;
+    if (j->tail)
+        return;
+    if (++j->calls == 1) {
+        struct timeval tv = {0, 50000};
+        evtimer_add(j->timer, &tv);
+    }
+    celeris_resp_on_writable(req, writable, j);
+}
+
+static void closed(void *arg, int finished)
+{
+    (void)finished;
+    job *j = arg;
+    event_free(j->timer);
+    free(j);
+}
+
+static int handle(void *instance, celeris_req *req)
+{
+    (void)instance;
+    job *j = calloc(1, sizeof(*j));
+    if (!j)
+        return CELERIS_ERROR;
+    j->req = req;
+    j->timer = evtimer_new(celeris_req_event_base(req), later, j);
+    if (!j->timer || celeris_req_on_close(req, closed, j) != CELERIS_OK)
+        return CELERIS_ERROR;
+    if (celeris_resp_start(req, 200) != CELERIS_OK)
+        return CELERIS_ERROR;
+    memset(block, 'x', sizeof(block));
+    for (int i = 0; i < 64; i++)
+        if (celeris_resp_write(req, block, sizeof(block)) == CELERIS_AGAIN) {
+            celeris_resp_on_writable(req, writable, j);
+            return CELERIS_OK;
+        }
+    return CELERIS_ERROR;
+}
+
+CELERIS_MODULE(waiter) = { CELERIS_MODULE_HEADER, .name = "waiter", .handle = handle };
+"""
+
+
+def test_h1_on_writable_without_a_write_waits_for_the_next_one(celerisd, tmp_path):
+    src = tmp_path / "waiter.c"
+    src.write_text(WAITER_SRC)
+    libevent = subprocess.run(["pkg-config", "--cflags", "--libs", "libevent"],
+                              capture_output=True, text=True, timeout=30)
+    assert libevent.returncode == 0, libevent.stderr
+    so = build_module(src, tmp_path / "waiter.so", *libevent.stdout.split())
+    srv = celerisd(f"""workers: 1
+routes:
+  - path: /w
+    module: {{ path: {so} }}
+""")
+    p = curl_h1([srv.url("/w")], timeout=int(20 * SCALE))
+    assert p.returncode == 0, (p.returncode, len(p.stdout), p.stderr)
+    head, _, tail = p.stdout.rpartition(b"x")
+    assert set(head) == {ord("x")} and tail.startswith(b"tail after "), tail
+    # once after the socket drained, then once per event at most: not a spin
+    assert int(tail.split()[2]) < 100, tail
+    with srv.client() as c:  # the worker still serves
+        assert c.get("/w").status == 200
