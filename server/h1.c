@@ -62,6 +62,7 @@ struct cel_h1 {
     req *dispatching; /* whose handler is running right now */
     int in_process;
     uint64_t progress;
+    uint64_t idle_writable; /* progress + 1 when on_writable last ran and wrote nothing */
 };
 
 static void process(cel_h1 *h);
@@ -268,15 +269,16 @@ static int x_start(cel_exchange *x, const cel_response *head)
         return CEL_EINVAL;
     r->responded = r->streaming = 1;
     r->status = head->status;
-    int no_body = head->status == 204 || head->status == 304 || r->head;
+    int no_body = head->status == 204 || head->status == 304;
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
     if (r->minor == 0)
         r->keep_alive = 0;
-    int framing = no_body ? CEL_H1_BODY_LENGTH
+    /* A HEAD gets the framing its GET would get, and no body. */
+    int framing = no_body    ? CEL_H1_BODY_NONE
                   : r->minor ? CEL_H1_BODY_CHUNKED
                              : CEL_H1_BODY_NONE;
     int rc = write_head(h, r, head, framing, 0);
-    if (no_body)
+    if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
     flush_soon(h);
     return rc ? CEL_EIO : 0;
@@ -616,7 +618,9 @@ static int p_send(void *s)
     if (r && r->x.on_writable && cel_outq_pending(h->out) < STREAM_LOW) {
         void (*fn)(cel_exchange *) = r->x.on_writable;
         r->x.on_writable = NULL;
+        uint64_t before = h->progress;
         fn(&r->x);
+        h->idle_writable = h->progress == before ? before + 1 : 0;
     }
     return 0;
 }
@@ -636,8 +640,12 @@ static int p_can_read(const void *s)
 
 static int p_want_write(const void *s)
 {
-    (void)s;
-    return 0; /* answers go straight into the output queue */
+    const cel_h1 *h = s;
+    /* Answers go straight into the output queue; only a streamed answer waiting
+     * for room has more to give once a flush drained the queue below the
+     * low-water mark, and the connection asks p_send for it then. */
+    return h->cur && h->cur->x.on_writable && cel_outq_pending(h->out) < STREAM_LOW &&
+           h->idle_writable != h->progress + 1; /* one that wrote nothing waits for an event */
 }
 
 static size_t p_streams(const void *s)

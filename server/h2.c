@@ -458,6 +458,12 @@ __attribute__((constructor)) static void fill_status_texts(void)
     }
 }
 
+/* HEAD, 204 and 304 answers carry no content, whatever the handler writes. */
+static int no_content(const stream *st)
+{
+    return st->req.method_bit == CEL_M_HEAD || st->status == 204 || st->status == 304;
+}
+
 /* Submits RES's status and headers; with STREAMING the body follows through
  * write/end (no content-length), else RES's body is the whole body. */
 static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
@@ -492,8 +498,10 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
         st->out_kind = res->body_in_gen ? BODY_GEN : BODY_ARENA;
     }
     nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
-    int head = st->req.method_bit == CEL_M_HEAD;
-    int with_body = !no_body && !head && (streaming || res->body_len);
+    /* A streamed answer without content (HEAD, 204, 304) still ends when the
+     * handler ends it: its writes are dropped until then, and the stream ends
+     * with an empty DATA frame, so the exchange stays valid as long as on GET. */
+    int with_body = streaming || (!no_body && !no_content(st) && res->body_len);
     if (!with_body)
         st->flags |= ST_ENDED; /* a HEAD or 204 stream has nothing to write */
     int rv = nghttp2_submit_response(h->s, st->id, nva, n, with_body ? &prd : NULL);
@@ -567,7 +575,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
         return CEL_EINVAL;
-    if (st->req.method_bit == CEL_M_HEAD || n == 0)
+    if (no_content(st) || n == 0)
         return 0;
     if (st->out_len + n > st->sbuf_cap) {
         size_t cap = st->sbuf_cap ? st->sbuf_cap : 16384;
@@ -589,7 +597,7 @@ static int x_end(cel_exchange *x)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     if (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED))
-        return (st->flags & ST_ENDED) && st->req.method_bit == CEL_M_HEAD ? 0 : CEL_EINVAL;
+        return CEL_EINVAL;
     st->flags |= ST_ENDED;
     resume_if_deferred(st);
     return 0;

@@ -2,10 +2,12 @@
  * functions of the module ABI (include/celeris/module.h) that modules call. */
 #include <ctype.h>
 #include <stdarg.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "dispatch.h"
 #include "env.h"
 #include "handler.h"
 #include "log.h"
@@ -21,7 +23,21 @@ typedef struct module_handler {
     unsigned nworkers;
     void **wdata; /* per worker id */
     char *route;
+    atomic_uint warned; /* refusals already logged (1 << enum refusal) */
 } module_handler;
+
+/* What a module can get refused, each logged once per route instance: a module
+ * that repeats the mistake on every request costs no log line per request. */
+enum refusal {
+    REF_STATUS,
+    REF_HEADER_NAME,
+    REF_HEADER_VALUE,
+    REF_HEADER_RESERVED,
+    REF_HEADER_COUNT,
+    REF_LATE_HEADER,
+    REF_SECOND_ANSWER,
+    REF_NOT_STREAMING,
+};
 
 enum { R_NEW, R_SYNC, R_STARTED, R_DONE, R_SUSPENDED };
 
@@ -52,6 +68,59 @@ struct celeris_async {
 };
 
 /* ---- the handler ---- */
+
+/* The names module authors find in celeris/module.h. */
+static const char *code_name(int rc)
+{
+    switch (rc) {
+    case CELERIS_OK:
+        return "CELERIS_OK";
+    case CELERIS_ERROR:
+        return "CELERIS_ERROR";
+    case CELERIS_NOTFOUND:
+        return "CELERIS_NOTFOUND";
+    case CELERIS_AGAIN:
+        return "CELERIS_AGAIN";
+    case CELERIS_STATE:
+        return "CELERIS_STATE";
+    case CELERIS_NOMEM:
+        return "CELERIS_NOMEM";
+    case CELERIS_SUSPENDED:
+        return "CELERIS_SUSPENDED";
+    default:
+        return "a code celeris/module.h does not define";
+    }
+}
+
+/* "module NAME on route "PATH"", the name left out when the descriptor has none. */
+static void describe(const module_handler *mh, char *buf, size_t len)
+{
+    if (mh->m->name && mh->m->name[0])
+        snprintf(buf, len, "module %s on route \"%s\"", mh->m->name, mh->route);
+    else
+        snprintf(buf, len, "module on route \"%s\"", mh->route);
+}
+
+/* Returns RC, the code a module gets for a refused call, and logs why the
+ * first time this route instance refuses it for KIND. */
+static int refuse(const celeris_req *req, enum refusal kind, int rc, const char *fmt, ...)
+    __attribute__((format(printf, 4, 5)));
+static int refuse(const celeris_req *req, enum refusal kind, int rc, const char *fmt, ...)
+{
+    module_handler *mh = req->mh;
+    unsigned bit = 1u << kind;
+    if (atomic_load_explicit(&mh->warned, memory_order_relaxed) & bit ||
+        atomic_fetch_or(&mh->warned, bit) & bit)
+        return rc;
+    char who[256], why[512];
+    describe(mh, who, sizeof(who));
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    cel_log(CEL_LOG_WARN, "%s: %s: %s (%d) (logged once per route)", who, why, code_name(rc), rc);
+    return rc;
+}
 
 static void on_close(cel_exchange *x, int finished)
 {
@@ -90,11 +159,16 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
         return 0;
     if (rc >= 0 && r->state != R_NEW)
         return CEL_HANDLER_ASYNC; /* started, answered through the exchange, or suspended */
+    char who[256];
+    describe(mh, who, sizeof(who));
     if (rc >= 0)
-        cel_log(CEL_LOG_ERROR, "module %s on route \"%s\" returned without answering",
-                mh->m->name ? mh->m->name : "?", mh->route);
-    if (!r->taken)
-        return CEL_EIO; /* dispatch answers 500 */
+        cel_log(CEL_LOG_ERROR, "%s: handle returned without answering", who);
+    else
+        cel_log(CEL_LOG_ERROR, "%s: handle returned %s (%d)", who, code_name(rc), rc);
+    if (!r->taken) {
+        cel_response_error(res, 500);
+        return 0;
+    }
     /* Failed after taking the exchange: a token still out finds it answered. */
     r->state = R_DONE;
     x->ops->fail(x);
@@ -153,8 +227,9 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
                                   nworkers};
         char msg[512] = "";
         if (mh->m->init(&args, &mh->instance, msg, sizeof(msg)) != CELERIS_OK) {
-            snprintf(err, errlen, "module %s: init failed: %s", mh->m->name ? mh->m->name : "?",
-                     msg[0] ? msg : "(no message)");
+            char who[256];
+            describe(mh, who, sizeof(who));
+            snprintf(err, errlen, "%s: init failed: %s", who, msg[0] ? msg : "(no message)");
             goto fail;
         }
     }
@@ -285,12 +360,34 @@ static int valid_token(const char *s)
     return 1;
 }
 
+/* Fields the server writes itself, whatever the module says. */
+static int reserved_header(const char *lower)
+{
+    static const char *const names[] = {"content-length",    "date",       "server", "connection",
+                                        "transfer-encoding", "keep-alive", "upgrade"};
+    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
+        if (strcmp(lower, names[i]) == 0)
+            return 1;
+    return 0;
+}
+
 int celeris_resp_header(celeris_req *req, const char *name, const char *value)
 {
-    if (!req->x || req->state != R_NEW)
+    if (!req->x)
         return CELERIS_STATE;
-    if (!valid_token(name) || strpbrk(value, "\r\n") || req->nhdrs == MAX_MODULE_HEADERS)
-        return CELERIS_ERROR;
+    if (req->state != R_NEW)
+        return refuse(req, REF_LATE_HEADER, CELERIS_STATE,
+                      "celeris_resp_header(\"%.64s\") after the response started", name);
+    if (!valid_token(name))
+        return refuse(req, REF_HEADER_NAME, CELERIS_ERROR,
+                      "celeris_resp_header refused the name \"%.64s\": not an HTTP token", name);
+    if (strpbrk(value, "\r\n"))
+        return refuse(req, REF_HEADER_VALUE, CELERIS_ERROR,
+                      "celeris_resp_header refused the value of \"%.64s\": CR or LF in it", name);
+    if (req->nhdrs == MAX_MODULE_HEADERS)
+        return refuse(req, REF_HEADER_COUNT, CELERIS_ERROR,
+                      "celeris_resp_header refused \"%.64s\": more than %d headers", name,
+                      MAX_MODULE_HEADERS);
     size_t n = strlen(name), vn = strlen(value);
     char *nm = cel_arena_alloc(req->x->arena, n + 1);
     char *v = cel_arena_dup(req->x->arena, value, vn);
@@ -302,10 +399,9 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
         req->ctype = (cel_str){v, vn};
         return CELERIS_OK;
     }
-    if (!strcmp(nm, "content-length") || !strcmp(nm, "date") || !strcmp(nm, "server") ||
-        !strcmp(nm, "connection") || !strcmp(nm, "transfer-encoding") ||
-        !strcmp(nm, "keep-alive") || !strcmp(nm, "upgrade"))
-        return CELERIS_ERROR;
+    if (reserved_header(nm))
+        return refuse(req, REF_HEADER_RESERVED, CELERIS_ERROR,
+                      "celeris_resp_header refused \"%s\": the server sets it", nm);
     if (!req->hdrs) {
         req->hdrs = cel_arena_alloc(req->x->arena, MAX_MODULE_HEADERS * sizeof(cel_kv));
         if (!req->hdrs)
@@ -326,9 +422,15 @@ static void fill_head(const celeris_req *req, int status, cel_response *res)
 
 static int can_answer(const celeris_req *req, int status)
 {
-    if (!req->x || (req->state != R_NEW && req->state != R_SUSPENDED))
+    if (!req->x)
         return CELERIS_STATE;
-    return status >= 200 && status <= 599 ? CELERIS_OK : CELERIS_ERROR;
+    if (req->state != R_NEW && req->state != R_SUSPENDED)
+        return refuse(req, REF_SECOND_ANSWER, CELERIS_STATE,
+                      "a second answer (status %d) after the response started", status);
+    if (status < 200 || status > 599)
+        return refuse(req, REF_STATUS, CELERIS_ERROR,
+                      "status %d refused: only 200 to 599 can be answered", status);
+    return CELERIS_OK;
 }
 
 int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len)
@@ -409,18 +511,31 @@ int celeris_resp_start(celeris_req *req, int status)
     return req->x->ops->start(req->x, &res) ? CELERIS_ERROR : CELERIS_OK;
 }
 
+/* Why a stream call is not allowed now, once per route. */
+static int not_streaming(const celeris_req *req, const char *call)
+{
+    if (!req->x)
+        return CELERIS_STATE;
+    return refuse(req, REF_NOT_STREAMING, CELERIS_STATE, "%s %s", call,
+                  req->state == R_DONE ? "after the response ended"
+                                       : "before celeris_resp_start");
+}
+
 int celeris_resp_write(celeris_req *req, const void *data, size_t len)
 {
     if (!req->x || req->state != R_STARTED)
-        return CELERIS_STATE;
+        return not_streaming(req, "celeris_resp_write");
     int rc = req->x->ops->write(req->x, data, len);
-    return rc == CEL_EAGAIN ? CELERIS_AGAIN : rc ? CELERIS_ERROR : CELERIS_OK;
+    return rc == CEL_EAGAIN   ? CELERIS_AGAIN
+           : rc == CEL_ENOMEM ? CELERIS_NOMEM
+           : rc               ? CELERIS_ERROR
+                              : CELERIS_OK;
 }
 
 int celeris_resp_end(celeris_req *req)
 {
     if (!req->x || req->state != R_STARTED)
-        return CELERIS_STATE;
+        return not_streaming(req, "celeris_resp_end");
     req->state = R_DONE;
     return req->x->ops->end(req->x) ? CELERIS_ERROR : CELERIS_OK;
 }
@@ -442,7 +557,7 @@ static void writable(cel_exchange *x)
 int celeris_resp_on_writable(celeris_req *req, void (*fn)(celeris_req *req, void *arg), void *arg)
 {
     if (!req->x || req->state != R_STARTED)
-        return CELERIS_STATE;
+        return not_streaming(req, "celeris_resp_on_writable");
     req->writable_fn = fn;
     req->writable_arg = arg;
     req->x->on_writable = writable;
@@ -460,8 +575,9 @@ static void run_token(cel_task *t)
         r->token = NULL;
         a->fn(r, a->arg);
         if (r->x && r->state == R_SUSPENDED && !r->token) {
-            cel_log(CEL_LOG_ERROR, "module %s on route \"%s\": resumed without answering",
-                    r->mh->m->name ? r->mh->m->name : "?", r->mh->route);
+            char who[256];
+            describe(r->mh, who, sizeof(who));
+            cel_log(CEL_LOG_ERROR, "%s: resumed without answering", who);
             r->state = R_DONE;
             r->x->ops->fail(r->x);
         }

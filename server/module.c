@@ -20,6 +20,7 @@ struct cel_module_image {
     char *path;
     struct stat st; /* identity of the file version loaded */
     void *dl;
+    int fd; /* the private copy dl runs from; its number is dl's name */
     const celeris_module *desc;
     unsigned refs;
 };
@@ -29,48 +30,81 @@ struct cel_module_image {
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cel_module_image *images;
 
+/* ctime as well as mtime: `cp -p` over the file may keep size and mtime, but
+ * every write moves ctime, which no one can set back. */
 static int same_version(const struct stat *a, const struct stat *b)
 {
     return a->st_dev == b->st_dev && a->st_ino == b->st_ino && a->st_size == b->st_size &&
-           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec;
+           a->st_mtim.tv_sec == b->st_mtim.tv_sec && a->st_mtim.tv_nsec == b->st_mtim.tv_nsec &&
+           a->st_ctim.tv_sec == b->st_ctim.tv_sec && a->st_ctim.tv_nsec == b->st_ctim.tv_nsec;
 }
 
-/* dlopen of a private copy: a memfd has an inode of its own, so the dynamic
- * loader cannot mistake it for an image it already has. */
-static void *open_copy(const char *path, char *err, size_t errlen)
+/* The dynamic loader hands back an object it already has when the name (or
+ * the file's identity) matches, and our names, /proc/self/fd/N, repeat as fd
+ * numbers are reused. A memfd is a file of its own; kept open for the image's
+ * life its name stays unique while the image is loaded, and RTLD_NOLOAD tells
+ * whether an object that never unloaded (NODELETE, unique symbols) still holds
+ * the name: then the copy moves to another fd number. */
+#define MAX_NAME_TRIES 64
+
+static int unused_name(int *fd, char *name, size_t len)
 {
-    int in = open(path, O_RDONLY | O_CLOEXEC);
-    if (in < 0) {
-        snprintf(err, errlen, "cannot open module \"%s\": %s", path, strerror(errno));
-        return NULL;
+    int tried[MAX_NAME_TRIES], n = 0, rc = -1;
+    for (;;) {
+        snprintf(name, len, "/proc/self/fd/%d", *fd);
+        void *old = dlopen(name, RTLD_LAZY | RTLD_NOLOAD);
+        if (!old) {
+            dlerror();
+            rc = 0;
+            break;
+        }
+        dlclose(old);
+        if (n == MAX_NAME_TRIES)
+            break;
+        int next = fcntl(*fd, F_DUPFD_CLOEXEC, *fd + 1);
+        if (next < 0)
+            break;
+        tried[n++] = *fd;
+        *fd = next;
     }
+    while (n)
+        close(tried[--n]);
+    return rc;
+}
+
+/* Copies the open module file IN into a memfd and loads that: the image never
+ * maps the file, so rewriting it in place (cp over it) cannot touch loaded
+ * code. *FD is the memfd, open for as long as the image is loaded. */
+static void *open_copy(const char *path, int in, off_t size, int *fd, char *err, size_t errlen)
+{
     int mfd = memfd_create("celeris-module", MFD_CLOEXEC);
-    struct stat st;
-    if (mfd < 0 || fstat(in, &st) < 0) {
+    if (mfd < 0) {
         snprintf(err, errlen, "cannot copy module \"%s\": %s", path, strerror(errno));
-        close(in);
-        if (mfd >= 0)
-            close(mfd);
         return NULL;
     }
     off_t off = 0;
-    while (off < st.st_size) {
-        ssize_t n = sendfile(mfd, in, &off, (size_t)(st.st_size - off));
+    while (off < size) {
+        ssize_t n = sendfile(mfd, in, &off, (size_t)(size - off));
         if (n <= 0) {
             snprintf(err, errlen, "cannot copy module \"%s\": %s", path,
                      n < 0 ? strerror(errno) : "short read");
-            close(in);
             close(mfd);
             return NULL;
         }
     }
-    close(in);
-    char fdpath[64];
-    snprintf(fdpath, sizeof(fdpath), "/proc/self/fd/%d", mfd);
-    void *dl = dlopen(fdpath, RTLD_NOW | RTLD_LOCAL);
-    if (!dl)
+    char name[64];
+    if (unused_name(&mfd, name, sizeof(name))) {
+        snprintf(err, errlen, "cannot load module \"%s\": no unused name for its copy", path);
+        close(mfd);
+        return NULL;
+    }
+    void *dl = dlopen(name, RTLD_NOW | RTLD_LOCAL);
+    if (!dl) {
         snprintf(err, errlen, "cannot load module \"%s\": %s", path, dlerror());
-    close(mfd);
+        close(mfd);
+        return NULL;
+    }
+    *fd = mfd;
     return dl;
 }
 
@@ -103,13 +137,18 @@ static int check_desc(const char *path, const celeris_module *d, char *err, size
 
 int cel_module_load(const char *path, cel_module_image **out, char *err, size_t errlen)
 {
+    /* The version is what this descriptor holds, so the copy is made from it. */
+    int in = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
-    if (stat(path, &st) < 0) {
+    if (in < 0 || fstat(in, &st) < 0) {
         snprintf(err, errlen, "cannot open module \"%s\": %s", path, strerror(errno));
+        if (in >= 0)
+            close(in);
         return CEL_EINVAL;
     }
     if (!S_ISREG(st.st_mode)) {
         snprintf(err, errlen, "module \"%s\" is not a regular file", path);
+        close(in);
         return CEL_EINVAL;
     }
     pthread_mutex_lock(&lock);
@@ -118,6 +157,7 @@ int cel_module_load(const char *path, cel_module_image **out, char *err, size_t 
         if (same_version(&m->st, &st)) {
             m->refs++;
             pthread_mutex_unlock(&lock);
+            close(in);
             *out = m;
             return 0;
         }
@@ -126,14 +166,9 @@ int cel_module_load(const char *path, cel_module_image **out, char *err, size_t 
     }
     pthread_mutex_unlock(&lock);
 
-    void *dl;
-    if (stale) {
-        dl = open_copy(path, err, errlen);
-    } else {
-        dl = dlopen(path, RTLD_NOW | RTLD_LOCAL);
-        if (!dl)
-            snprintf(err, errlen, "cannot load module \"%s\": %s", path, dlerror());
-    }
+    int fd = -1;
+    void *dl = open_copy(path, in, st.st_size, &fd, err, errlen);
+    close(in);
     if (!dl)
         return CEL_EINVAL;
     const celeris_module *d = dlsym(dl, CELERIS_MODULE_SYMBOL);
@@ -147,10 +182,12 @@ int cel_module_load(const char *path, cel_module_image **out, char *err, size_t 
     }
     if (rc) {
         dlclose(dl);
+        close(fd);
         return rc;
     }
     m->st = st;
     m->dl = dl;
+    m->fd = fd;
     m->desc = d;
     m->refs = 1;
     pthread_mutex_lock(&lock);
@@ -187,6 +224,7 @@ void cel_module_unref(cel_module_image *m)
         }
     pthread_mutex_unlock(&lock);
     dlclose(m->dl);
+    close(m->fd);
     free(m->path);
     free(m);
 }

@@ -2,10 +2,11 @@
  * Loading handler modules (.so files): one image per file version, shared by
  * every route and generation that uses it, unloaded with its last user.
  *
- * A file that changed on disk since an image of it was loaded is loaded fresh
- * from a private copy (dlopen would hand back the cached old image for the same
- * path or inode), so a reload runs the new code while requests on the old
- * generation finish on the old one.
+ * Every load, the first included, runs from a private copy of the file (a
+ * memfd), so a file rewritten in place (cp over it) never changes loaded code,
+ * and a file that changed on disk since an image of it was loaded is loaded
+ * anew under a name the dynamic loader has not seen: a reload runs the new
+ * code while requests on the old generation finish on the old one.
  */
 #ifndef CEL_MODULE_H
 #define CEL_MODULE_H

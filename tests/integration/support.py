@@ -203,3 +203,25 @@ def parse_curl_headers(raw):
         k, _, v = line.partition(":")
         headers.setdefault(k.strip().lower(), []).append(v.strip())
     return status, headers
+
+
+def module_cflags():
+    """`pkg-config --cflags celeris-module` with the .pc meson generated,
+    pointed at the header in this tree (no install needed)."""
+    pc_dir = pathlib.Path(BINARY).resolve().parent / "meson-private"
+    header_dir = REPO / "server" / "include"
+    p = subprocess.run(["pkg-config", f"--define-variable=includedir={header_dir}", "--cflags",
+                        "celeris-module"], env=dict(os.environ, PKG_CONFIG_PATH=str(pc_dir)),
+                       capture_output=True, text=True, timeout=30)
+    assert p.returncode == 0, p.stderr
+    assert str(header_dir) in p.stdout, p.stdout
+    return p.stdout.split()
+
+
+def build_module(src, out, *extra, cflags=None):
+    """Builds module source file SRC into OUT as a module author would."""
+    cmd = ["cc", "-shared", "-fPIC", "-O1", "-Wall", "-Werror", *(cflags or module_cflags()),
+           *extra, "-o", str(out), str(src)]
+    p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert p.returncode == 0, p.stderr
+    return out

@@ -54,13 +54,29 @@ extern "C" {
 
 #define CELERIS_MODULE_ABI_VERSION 1
 
-/* Return codes. */
+/*
+ * Return codes: every int a celeris_* function returns is one of these, and
+ * the daemon's log names a module's codes by these names (with the number).
+ *
+ * A refused call (CELERIS_ERROR or CELERIS_STATE for a mistake in the call)
+ * is logged at warn level with the route's path and the reason, the first
+ * time each kind of refusal happens on a route: not once per request.
+ */
 #define CELERIS_OK 0
-#define CELERIS_ERROR (-1)     /* the handler failed: the client gets a 500 */
-#define CELERIS_NOTFOUND (-2)  /* no such param, argument or header */
-#define CELERIS_AGAIN (-3)     /* accepted, but slow down: wait for on_writable */
-#define CELERIS_STATE (-4)     /* not allowed now (response already started, finished, …) */
-#define CELERIS_NOMEM (-5)     /* out of memory */
+/* From handle(): the handler failed; the client gets a 500 (a reset once the
+ * response started) and the log says "handle returned CELERIS_ERROR (-1)".
+ * From a call: refused for its arguments (a status outside 200..599, a header
+ * name that is not an HTTP token, a value with CR or LF, a header the server
+ * sets itself: content-length, date, server, connection, transfer-encoding,
+ * keep-alive, upgrade; more than 64 headers), or the connection could not
+ * take the response (it is going away). */
+#define CELERIS_ERROR (-1)
+#define CELERIS_NOTFOUND (-2)  /* no such param, argument or header (or header index) */
+#define CELERIS_AGAIN (-3)     /* write: taken, but slow down: wait for on_writable */
+/* Not allowed now: a header or a second answer after the response started,
+ * a write, end or on_writable before celeris_resp_start or after end. */
+#define CELERIS_STATE (-4)
+#define CELERIS_NOMEM (-5)     /* out of memory: the call did nothing */
 #define CELERIS_SUSPENDED 1    /* handle() returns this after celeris_req_suspend() */
 
 typedef struct celeris_str {
@@ -174,7 +190,13 @@ int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t
 /* Streaming: start sends the status and headers, then write sends chunks
  * (copied) as they become ready, and end finishes. write returns CELERIS_AGAIN
  * when more than a window's worth is waiting for the client: the data was
- * taken, but write no more until the on_writable callback runs. */
+ * taken, but write no more until the on_writable callback runs.
+ *
+ * HEAD (and a 204 or 304 status): start sends the headers a GET would get
+ * (HTTP/1.1: transfer-encoding: chunked; never a content-length), every write
+ * is accepted and discarded (CELERIS_OK, never CELERIS_AGAIN), and the request
+ * stays valid until end, exactly as on a GET: one code path serves both. A
+ * module that would rather not produce the body tests celeris_req_method. */
 int celeris_resp_start(celeris_req *req, int status);
 int celeris_resp_write(celeris_req *req, const void *data, size_t len);
 int celeris_resp_end(celeris_req *req);
