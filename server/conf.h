@@ -32,7 +32,15 @@ int conf_error(conf_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 
 /* Type checks: 0 or an error at N naming WHAT ("routes", "limits.idle_timeout"). */
 int conf_want(conf_ctx *c, const yaml_node_t *n, yaml_node_type_t type, const char *what);
+/* A string holding no NUL byte (C would cut it there). */
 int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char **out);
+/* A string that reaches the wire or the router (a path, a header value, a
+ * content type): no NUL and no other control byte (below 0x20, 0x7f), a tab
+ * only with TAB_OK. */
+int conf_wire_string(conf_ctx *c, const yaml_node_t *n, const char *what, int tab_ok,
+                     const char **out);
+/* Does scalar N hold a NUL byte? */
+int conf_has_nul(const yaml_node_t *n);
 int conf_int(conf_ctx *c, const yaml_node_t *n, const char *what, long long min, long long max,
              long long *out);
 /* Sizes: a byte count or "64k", "1m", "1g" (powers of 1024). */

@@ -53,12 +53,11 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
                               i < 4 ? "the server sets it; use content_type for the type"
                                     : "HTTP/2 forbids connection-specific headers");
     const char *val;
-    int rc = conf_string(c, v, "a header value", &val);
+    char what[160];
+    snprintf(what, sizeof(what), "header value for \"%s\"", key);
+    int rc = conf_wire_string(c, v, what, 1, &val);
     if (rc)
         return rc;
-    for (const char *p = val; *p; p++)
-        if ((unsigned char)*p < 0x20 && *p != '\t')
-            return conf_error(c, v, "header value for \"%s\" has a control character", key);
     h->headers[h->nheaders++] = (cel_kv){{low, n}, {val, strlen(val)}};
     return 0;
 }
@@ -69,8 +68,8 @@ static int head_pair(conf_ctx *c, head_build *h, const char *key, yaml_node_t *v
     if (strcmp(key, "status") == 0)
         return conf_int(c, v, "status", 200, 599, &h->status);
     if (strcmp(key, "content_type") == 0) {
-        int rc = conf_string(c, v, "content_type", &h->content_type);
-        if (!rc && (!*h->content_type || strpbrk(h->content_type, "\r\n")))
+        int rc = conf_wire_string(c, v, "content_type", 0, &h->content_type);
+        if (!rc && !*h->content_type)
             return conf_error(c, v, "content_type must be a media type like text/plain");
         return rc;
     }
@@ -102,6 +101,8 @@ static int static_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
             return conf_error(c, k, "give either body or file, not both");
         if (v->type != YAML_SCALAR_NODE)
             return conf_error(c, v, "%s must be a string", key);
+        if (key[0] == 'f' && conf_has_nul(v))
+            return conf_error(c, v, "file must not contain a NUL byte");
         *(key[0] == 'b' ? &b->body : &b->file) = v;
         return 0;
     }
@@ -376,8 +377,8 @@ static int module_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
 {
     module_build *b = arg;
     if (strcmp(key, "name") == 0 || strcmp(key, "path") == 0) {
-        if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length)
-            return conf_error(c, v, "module %s must be a non-empty string", key);
+        if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length || conf_has_nul(v))
+            return conf_error(c, v, "module %s must be a non-empty string without NUL", key);
         *(key[0] == 'n' ? &b->name : &b->path) = v;
         return 0;
     }
