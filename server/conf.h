@@ -59,8 +59,9 @@ int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
 int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const char *allowed);
 
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
- * json check its {{param.X}} against the route. Returns 0 and *OUT, or an error. */
-int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out);
+ * templates (json bodies, header values) check their {{param.X}} against the
+ * route. Returns 0 and *OUT, or an error. */
+int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 /* `metrics: {}` and `status: {}` (no keys yet). */

@@ -19,7 +19,10 @@ typedef struct head_build {
     cel_kv headers[MAX_HEADERS];
     char lower[MAX_HEADERS][128];
     size_t nheaders;
+    const char *pattern; /* the route's path, for {{param.NAME}} in values */
 } head_build;
+
+static int check_scalar(conf_ctx *c, yaml_node_t *n, const char *pattern);
 
 static int is_tchar(int ch)
 {
@@ -58,7 +61,29 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     int rc = conf_wire_string(c, v, what, 1, &val);
     if (rc)
         return rc;
+    if (strstr(val, "{{") && (rc = check_scalar(c, v, h->pattern)))
+        return rc;
     h->headers[h->nheaders++] = (cel_kv){{low, n}, {val, strlen(val)}};
+    return 0;
+}
+
+/* Compiles the values that have placeholders (checked by header_pair), into
+ * TMPLS[nheaders]; NULL for the constant ones. 0, or an error at N. */
+static int head_templates(conf_ctx *c, head_build *h, yaml_node_t *n, cel_tmpl **tmpls)
+{
+    char msg[256];
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const cel_str *v = &h->headers[i].value;
+        tmpls[i] = NULL;
+        if (!strstr(v->p, "{{"))
+            continue;
+        if (!(tmpls[i] = cel_tmpl_compile_text(v->p, v->n, msg, sizeof(msg)))) {
+            while (i--)
+                cel_tmpl_free(tmpls[i]);
+            return conf_error(c, n, "%s", msg);
+        }
+        cel_tmpl_bind_params(tmpls[i], h->pattern);
+    }
     return 0;
 }
 
@@ -138,9 +163,9 @@ static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
     return 0;
 }
 
-int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out)
+int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
 {
-    static_build b = {.head = {.status = 200}};
+    static_build b = {.head = {.status = 200, .pattern = pattern}};
     int rc = conf_mapping(c, n, "static", static_pair, &b);
     if (rc)
         return rc;
@@ -166,8 +191,13 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out)
     const char *ctype = b.head.content_type    ? b.head.content_type
                         : b.file ? "application/octet-stream"
                                  : "text/plain";
+    cel_tmpl *tmpls[MAX_HEADERS];
+    if ((rc = head_templates(c, &b.head, n, tmpls))) {
+        free(body);
+        return rc;
+    }
     *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders,
-                                  body, len);
+                                  tmpls, body, len);
     if (!*out) {
         free(body);
         return conf_error(c, n, "out of memory");
@@ -324,7 +354,7 @@ static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, 
 
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
 {
-    json_build b = {.head = {.status = 200}, .pattern = pattern};
+    json_build b = {.head = {.status = 200, .pattern = pattern}, .pattern = pattern};
     int rc = conf_mapping(c, n, "json", json_pair, &b);
     if (rc)
         return rc;
@@ -361,9 +391,14 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
         return rc;
     }
     cel_tmpl_bind_params(t, pattern);
+    cel_tmpl *tmpls[MAX_HEADERS];
+    if ((rc = head_templates(c, &b.head, n, tmpls))) {
+        cel_tmpl_free(t);
+        return rc;
+    }
     *out = cel_handler_json_new((int)b.head.status,
                                 b.head.content_type ? b.head.content_type : "application/json",
-                                b.head.headers, b.head.nheaders, t);
+                                b.head.headers, b.head.nheaders, tmpls, t);
     return *out ? 0 : conf_error(c, n, "out of memory");
 }
 

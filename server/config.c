@@ -750,7 +750,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (!rc) {
         const char *type = (const char *)b.handler_key->data.scalar.value;
         if (strcmp(type, "static") == 0)
-            rc = conf_handler_static(c, b.handler_node, &b.r.handler);
+            rc = conf_handler_static(c, b.handler_node, b.r.pattern, &b.r.handler);
         else if (strcmp(type, "json") == 0)
             rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
         else if (strcmp(type, "module") == 0)

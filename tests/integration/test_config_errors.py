@@ -190,6 +190,21 @@ routes:
     json:
       template: '{"a": "{{param.nope}}"}'
 """, ("'{\"a\"", 0, 1), ["nope"]),
+    ("header-placeholder-missing-param", LISTEN + """\
+routes:
+  - path: /go/:id
+    static: { body: "", status: 302, headers: { location: "/to/{{param.nope}}" } }
+""", ('"/to/{{param.nope}}"', 0, 1), ["nope"]),
+    ("header-placeholder-unknown", LISTEN + """\
+routes:
+  - path: /a
+    json: { template: [1], headers: { x-a: "{{nope}}" } }
+""", ('"{{nope}}"', 0, 1), ["placeholder", "nope"]),
+    ("header-placeholder-unterminated", LISTEN + """\
+routes:
+  - path: /a/:id
+    static: { body: "A", headers: { x-a: "v={{param.id" } }
+""", ('"v={{param.id"', 0, 1), ["unterminated", "placeholder"]),
     # -- invalid JSON in a template string: the template value is reported
     ("json-template-invalid", LISTEN + """\
 routes:

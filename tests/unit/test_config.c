@@ -870,6 +870,55 @@ static void test_json_params(void **state)
     cel_config_unref(c);
 }
 
+/* Header values with placeholders are rendered per request into the arena;
+ * the others stay the generation's constants. */
+static void test_header_placeholders(void **state)
+{
+    (void)state;
+    cel_config *cfg = load_ok("routes:\n"
+                              "  - path: /go/*rest\n"
+                              "    static:\n"
+                              "      status: 302\n"
+                              "      body: \"\"\n"
+                              "      headers: {location: \"https://e.com/{{param.rest}}\", "
+                              "x-m: \"{{method}}\", x-c: \"c\"}\n"
+                              "  - path: /j/:id\n"
+                              "    json: {template: [1], headers: {x-id: \"<{{param.id}}>\"}}\n"
+                              "  - path: /k\n"
+                              "    static: {body: k, headers: {x-c: \"{ not a placeholder }\"}}\n");
+    call k;
+    do_call(&k, cfg, "/go/a/b%0D%0Ax:%20y%00");
+    assert_int_equal(k.res.status, 302);
+    assert_int_equal(k.res.nheaders, 3);
+    assert_str_is(k.res.headers[0].name, "location");
+    assert_str_is(k.res.headers[0].value, "https://e.com/a/b%0D%0Ax: y%00");
+    assert_str_is(k.res.headers[1].value, "GET");
+    assert_str_is(k.res.headers[2].value, "c");
+    end_call(&k);
+
+    do_call(&k, cfg, "/j/42");
+    assert_int_equal(k.res.nheaders, 1);
+    assert_str_is(k.res.headers[0].value, "<42>");
+    assert_body_is(&k.res, "[1]", 3);
+    end_call(&k);
+
+    /* a value past the first guess takes the second, exactly sized render */
+    char path[256] = "/j/", want[256] = "<";
+    for (int i = 0; i < 80; i++) {
+        strcat(path, "%01");
+        strcat(want, "%01");
+    }
+    strcat(want, ">");
+    do_call(&k, cfg, path);
+    assert_str_is(k.res.headers[0].value, want);
+    end_call(&k);
+
+    do_call(&k, cfg, "/k");
+    assert_str_is(k.res.headers[0].value, "{ not a placeholder }");
+    end_call(&k);
+    cel_config_unref(cfg);
+}
+
 static void test_refcount_and_publish(void **state)
 {
     (void)state;
@@ -1238,6 +1287,23 @@ static const err_case err_cases[] = {
      "        Connection: close\n",
      7, 9, "cannot be set", "Connection"},
 
+    /* placeholders in header values */
+    {"header_placeholder_missing_param",
+     "routes:\n"
+     "  - path: /go/:id\n"
+     "    static: {body: x, headers: {location: \"/to/{{param.nope}}\"}}\n",
+     3, 43, "placeholder {{param.nope}} names no param", "/go/:id"},
+    {"header_placeholder_unknown",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json: {template: [1], headers: {x-a: \"{{nope}}\"}}\n",
+     3, 42, "placeholder", "{{nope}}"},
+    {"header_placeholder_unterminated",
+     "routes:\n"
+     "  - path: /a/:id\n"
+     "    static: {body: x, headers: {x-a: \"{{param.id\"}}\n",
+     3, 38, "unterminated", NULL},
+
     /* strings cut at a NUL, control bytes in what reaches the wire or the router */
     {"path_nul",
      "routes:\n"
@@ -1356,6 +1422,7 @@ int main(void)
         cmocka_unit_test(test_static_file_absolute_and_relative_config),
         cmocka_unit_test(test_json_constant),
         cmocka_unit_test(test_json_params),
+        cmocka_unit_test(test_header_placeholders),
         cmocka_unit_test(test_refcount_and_publish),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_empty_file),
