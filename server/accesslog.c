@@ -109,7 +109,15 @@ static int compile(cel_accesslog *l, const char *format, char *err, size_t errle
             return -1;
         }
     }
-    return 0;
+    /* A misspelt "json" or "common" would otherwise log itself on every line. */
+    for (size_t i = 0; i < l->nops; i++)
+        if (l->ops[i].kind != OP_LIT)
+            return 0;
+    snprintf(err, errlen,
+             "access log format \"%.40s\" is not combined, common or json, and as a custom "
+             "format it has no %%-directive (like %%h or %%s)",
+             format);
+    return -1;
 }
 
 /* Whether PATH could be opened for appending, without creating it or writing

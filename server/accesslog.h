@@ -37,6 +37,8 @@ typedef struct cel_access {
  *   %U path  %q query (with '?')  %H protocol  %s status  %b body bytes ("-" for 0)
  *   %B body bytes  %D microseconds  %T seconds  %v host  %{name}i request header
  *   %%
+ * A custom format needs at least one directive other than %%, so a misspelt
+ * name is refused rather than logged as the line's text.
  * NULL with a message in ERR for a bad format or a file that cannot be opened.
  */
 cel_accesslog *cel_accesslog_new(const char *path, const char *format, unsigned nworkers,

@@ -33,7 +33,15 @@ int conf_error(conf_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 
 /* Type checks: 0 or an error at N naming WHAT ("routes", "limits.idle_timeout"). */
 int conf_want(conf_ctx *c, const yaml_node_t *n, yaml_node_type_t type, const char *what);
+/* A string holding no NUL byte (C would cut it there). */
 int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char **out);
+/* A string that reaches the wire or the router (a path, a header value, a
+ * content type): no NUL and no other control byte (below 0x20, 0x7f), a tab
+ * only with TAB_OK. */
+int conf_wire_string(conf_ctx *c, const yaml_node_t *n, const char *what, int tab_ok,
+                     const char **out);
+/* Does scalar N hold a NUL byte? */
+int conf_has_nul(const yaml_node_t *n);
 int conf_int(conf_ctx *c, const yaml_node_t *n, const char *what, long long min, long long max,
              long long *out);
 /* Sizes: a byte count or "64k", "1m", "1g" (powers of 1024). */
@@ -52,8 +60,9 @@ int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
 int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const char *allowed);
 
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
- * json check its {{param.X}} against the route. Returns 0 and *OUT, or an error. */
-int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out);
+ * templates (json bodies, header values) check their {{param.X}} against the
+ * route. Returns 0 and *OUT, or an error. */
+int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 /* `metrics: {}` and `status: {}` (no keys yet). */

@@ -19,7 +19,10 @@ typedef struct head_build {
     cel_kv headers[MAX_HEADERS];
     char lower[MAX_HEADERS][128];
     size_t nheaders;
+    const char *pattern; /* the route's path, for {{param.NAME}} in values */
 } head_build;
+
+static int check_scalar(conf_ctx *c, yaml_node_t *n, const char *pattern);
 
 static int is_tchar(int ch)
 {
@@ -53,13 +56,34 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
                               i < 4 ? "the server sets it; use content_type for the type"
                                     : "HTTP/2 forbids connection-specific headers");
     const char *val;
-    int rc = conf_string(c, v, "a header value", &val);
+    char what[160];
+    snprintf(what, sizeof(what), "header value for \"%s\"", key);
+    int rc = conf_wire_string(c, v, what, 1, &val);
     if (rc)
         return rc;
-    for (const char *p = val; *p; p++)
-        if ((unsigned char)*p < 0x20 && *p != '\t')
-            return conf_error(c, v, "header value for \"%s\" has a control character", key);
+    if (strstr(val, "{{") && (rc = check_scalar(c, v, h->pattern)))
+        return rc;
     h->headers[h->nheaders++] = (cel_kv){{low, n}, {val, strlen(val)}};
+    return 0;
+}
+
+/* Compiles the values that have placeholders (checked by header_pair), into
+ * TMPLS[nheaders]; NULL for the constant ones. 0, or an error at N. */
+static int head_templates(conf_ctx *c, head_build *h, yaml_node_t *n, cel_tmpl **tmpls)
+{
+    char msg[256];
+    for (size_t i = 0; i < h->nheaders; i++) {
+        const cel_str *v = &h->headers[i].value;
+        tmpls[i] = NULL;
+        if (!strstr(v->p, "{{"))
+            continue;
+        if (!(tmpls[i] = cel_tmpl_compile_text(v->p, v->n, msg, sizeof(msg)))) {
+            while (i--)
+                cel_tmpl_free(tmpls[i]);
+            return conf_error(c, n, "%s", msg);
+        }
+        cel_tmpl_bind_params(tmpls[i], h->pattern);
+    }
     return 0;
 }
 
@@ -69,8 +93,8 @@ static int head_pair(conf_ctx *c, head_build *h, const char *key, yaml_node_t *v
     if (strcmp(key, "status") == 0)
         return conf_int(c, v, "status", 200, 599, &h->status);
     if (strcmp(key, "content_type") == 0) {
-        int rc = conf_string(c, v, "content_type", &h->content_type);
-        if (!rc && (!*h->content_type || strpbrk(h->content_type, "\r\n")))
+        int rc = conf_wire_string(c, v, "content_type", 0, &h->content_type);
+        if (!rc && !*h->content_type)
             return conf_error(c, v, "content_type must be a media type like text/plain");
         return rc;
     }
@@ -102,6 +126,8 @@ static int static_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
             return conf_error(c, k, "give either body or file, not both");
         if (v->type != YAML_SCALAR_NODE)
             return conf_error(c, v, "%s must be a string", key);
+        if (key[0] == 'f' && conf_has_nul(v))
+            return conf_error(c, v, "file must not contain a NUL byte");
         *(key[0] == 'b' ? &b->body : &b->file) = v;
         return 0;
     }
@@ -137,9 +163,9 @@ static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
     return 0;
 }
 
-int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out)
+int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
 {
-    static_build b = {.head = {.status = 200}};
+    static_build b = {.head = {.status = 200, .pattern = pattern}};
     int rc = conf_mapping(c, n, "static", static_pair, &b);
     if (rc)
         return rc;
@@ -165,8 +191,13 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, cel_handler **out)
     const char *ctype = b.head.content_type    ? b.head.content_type
                         : b.file ? "application/octet-stream"
                                  : "text/plain";
+    cel_tmpl *tmpls[MAX_HEADERS];
+    if ((rc = head_templates(c, &b.head, n, tmpls))) {
+        free(body);
+        return rc;
+    }
     *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders,
-                                  body, len);
+                                  tmpls, body, len);
     if (!*out) {
         free(body);
         return conf_error(c, n, "out of memory");
@@ -323,7 +354,7 @@ static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, 
 
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
 {
-    json_build b = {.head = {.status = 200}, .pattern = pattern};
+    json_build b = {.head = {.status = 200, .pattern = pattern}, .pattern = pattern};
     int rc = conf_mapping(c, n, "json", json_pair, &b);
     if (rc)
         return rc;
@@ -360,9 +391,14 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
         return rc;
     }
     cel_tmpl_bind_params(t, pattern);
+    cel_tmpl *tmpls[MAX_HEADERS];
+    if ((rc = head_templates(c, &b.head, n, tmpls))) {
+        cel_tmpl_free(t);
+        return rc;
+    }
     *out = cel_handler_json_new((int)b.head.status,
                                 b.head.content_type ? b.head.content_type : "application/json",
-                                b.head.headers, b.head.nheaders, t);
+                                b.head.headers, b.head.nheaders, tmpls, t);
     return *out ? 0 : conf_error(c, n, "out of memory");
 }
 
@@ -376,8 +412,8 @@ static int module_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
 {
     module_build *b = arg;
     if (strcmp(key, "name") == 0 || strcmp(key, "path") == 0) {
-        if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length)
-            return conf_error(c, v, "module %s must be a non-empty string", key);
+        if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length || conf_has_nul(v))
+            return conf_error(c, v, "module %s must be a non-empty string without NUL", key);
         *(key[0] == 'n' ? &b->name : &b->path) = v;
         return 0;
     }

@@ -11,6 +11,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "accesslog.h"
 #include "conf.h"
@@ -73,11 +74,32 @@ int conf_want(conf_ctx *c, const yaml_node_t *n, yaml_node_type_t type, const ch
     return conf_error(c, n, "%s must be %s, not %s", what, want, type_name(n));
 }
 
+int conf_has_nul(const yaml_node_t *n)
+{
+    return n->type == YAML_SCALAR_NODE &&
+           memchr(n->data.scalar.value, 0, n->data.scalar.length) != NULL;
+}
+
 int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char **out)
 {
     if (n->type != YAML_SCALAR_NODE)
         return conf_error(c, n, "%s must be a string, not %s", what, type_name(n));
+    /* C would silently cut the string at the NUL ("/a\0b" would serve "/a"). */
+    if (conf_has_nul(n))
+        return conf_error(c, n, "%s must not contain a NUL byte", what);
     *out = (const char *)n->data.scalar.value;
+    return 0;
+}
+
+int conf_wire_string(conf_ctx *c, const yaml_node_t *n, const char *what, int tab_ok,
+                     const char **out)
+{
+    int rc = conf_string(c, n, what, out);
+    if (rc)
+        return rc;
+    for (const unsigned char *p = (const unsigned char *)*out; *p; p++)
+        if ((*p < 0x20 && !(tab_ok && *p == '\t')) || *p == 0x7f)
+            return conf_error(c, n, "%s has a control character (byte 0x%02x)", what, *p);
     return 0;
 }
 
@@ -172,6 +194,8 @@ int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
         yaml_node_t *k = conf_node(c, p->key), *v = conf_node(c, p->value);
         if (k->type != YAML_SCALAR_NODE)
             return conf_error(c, k, "keys in %s must be strings", what);
+        if (conf_has_nul(k))
+            return conf_error(c, k, "keys in %s must not contain a NUL byte", what);
         const char *key = (const char *)k->data.scalar.value;
         for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
             yaml_node_t *k2 = conf_node(c, q->key);
@@ -649,7 +673,7 @@ static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
 {
     if (n->type == YAML_SCALAR_NODE) {
         const char *s = (const char *)n->data.scalar.value;
-        unsigned bit = cel_method_bit(s, strlen(s));
+        unsigned bit = cel_method_bit(s, n->data.scalar.length);
         if (!bit)
             return conf_error(c, n, "unknown method \"%s\" (methods are upper case: GET, POST, ...)",
                               s);
@@ -675,7 +699,7 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
     route_build *b = arg;
     if (strcmp(key, "path") == 0) {
         const char *s;
-        int rc = conf_string(c, v, "path", &s);
+        int rc = conf_wire_string(c, v, "path", 0, &s);
         if (rc)
             return rc;
         b->path_node = v;
@@ -727,7 +751,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (!rc) {
         const char *type = (const char *)b.handler_key->data.scalar.value;
         if (strcmp(type, "static") == 0)
-            rc = conf_handler_static(c, b.handler_node, &b.r.handler);
+            rc = conf_handler_static(c, b.handler_node, b.r.pattern, &b.r.handler);
         else if (strcmp(type, "json") == 0)
             rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
         else if (strcmp(type, "module") == 0)
@@ -907,6 +931,89 @@ static char *dir_of(const char *file)
     return strndup(file, (size_t)(slash - file));
 }
 
+/* Is the character at M (0-based line and column, in characters) a tab? */
+static int tab_at(FILE *f, yaml_mark_t m)
+{
+    size_t line = 0, col = 0;
+    int ch;
+    rewind(f);
+    while ((ch = getc(f)) != EOF) {
+        if (line == m.line) {
+            if (ch == '\n')
+                return 0;
+            if ((ch & 0xc0) == 0x80)
+                continue; /* a UTF-8 continuation byte: the same character */
+            if (col++ == m.column)
+                return ch == '\t';
+        } else if (ch == '\n') {
+            line++;
+        }
+    }
+    return 0;
+}
+
+static void syntax_error(yaml_parser_t *p, FILE *f, const char *file, char *err, size_t errlen)
+{
+    yaml_mark_t m = p->problem_mark;
+    const char *problem = p->problem ? p->problem : "unknown";
+    /* libyaml's "cannot start any token" at an indenting tab never says why. */
+    int tab = !strstr(problem, "tab") && tab_at(f, m);
+    snprintf(err, errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s%s", file, m.line + 1,
+             m.column + 1, problem, p->context ? " " : "", p->context ? p->context : "",
+             tab ? " (a tab: YAML does not allow tabs for indentation, use spaces)" : "");
+}
+
+/*
+ * Reads FILE's events once before the document is built. yaml_parser_load
+ * builds the whole tree before anything could look at it, and libyaml's
+ * scanner slows down quadratically with flow nesting, so a 200 kB file of
+ * "[[[[..." would take minutes; here parsing stops at the first collection past
+ * MAX_DEPTH. Also refuses a second document, which the loader would ignore.
+ */
+#define MAX_DEPTH 100
+
+static int prescan(FILE *f, const char *file, char *err, size_t errlen)
+{
+    yaml_parser_t p;
+    yaml_event_t e;
+    int depth = 0, docs = 0, rc = 0;
+    yaml_parser_initialize(&p);
+    yaml_parser_set_input_file(&p, f);
+    for (;;) {
+        if (!yaml_parser_parse(&p, &e)) {
+            syntax_error(&p, f, file, err, errlen);
+            rc = CEL_EINVAL;
+            break;
+        }
+        yaml_event_type_t type = e.type;
+        yaml_mark_t m = e.start_mark;
+        yaml_event_delete(&e);
+        if (type == YAML_STREAM_END_EVENT)
+            break;
+        if (type == YAML_SEQUENCE_END_EVENT || type == YAML_MAPPING_END_EVENT)
+            depth--;
+        else if ((type == YAML_SEQUENCE_START_EVENT || type == YAML_MAPPING_START_EVENT) &&
+                 ++depth > MAX_DEPTH)
+            snprintf(err, errlen,
+                     "%s:%zu:%zu: lists and mappings nest deeper than %d levels (the depth "
+                     "limit): refused",
+                     file, m.line + 1, m.column + 1, MAX_DEPTH);
+        else if (type == YAML_DOCUMENT_START_EVENT && ++docs > 1)
+            snprintf(err, errlen,
+                     "%s:%zu:%zu: a second YAML document: the configuration is one document "
+                     "(remove this \"---\" and what follows, or merge it into the first)",
+                     file, m.line + 1, m.column + 1);
+        else
+            continue;
+        if (depth > MAX_DEPTH || docs > 1) {
+            rc = CEL_EINVAL;
+            break;
+        }
+    }
+    yaml_parser_delete(&p);
+    return rc;
+}
+
 static cel_config *load(const char *file, int check_only, char *err, size_t errlen)
 {
     FILE *f = fopen(file, "rb");
@@ -914,15 +1021,23 @@ static cel_config *load(const char *file, int check_only, char *err, size_t errl
         snprintf(err, errlen, "%s: cannot open: %s", file, strerror(errno));
         return NULL;
     }
+    struct stat st;
+    if (fstat(fileno(f), &st) == 0 && S_ISDIR(st.st_mode)) {
+        snprintf(err, errlen, "%s: is a directory, not a configuration file", file);
+        fclose(f);
+        return NULL;
+    }
+    if (prescan(f, file, err, errlen)) {
+        fclose(f);
+        return NULL;
+    }
+    rewind(f);
     yaml_parser_t parser;
     yaml_document_t doc;
     yaml_parser_initialize(&parser);
     yaml_parser_set_input_file(&parser, f);
     if (!yaml_parser_load(&parser, &doc)) {
-        yaml_mark_t m = parser.problem_mark;
-        snprintf(err, errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s", file, m.line + 1,
-                 m.column + 1, parser.problem ? parser.problem : "unknown",
-                 parser.context ? " " : "", parser.context ? parser.context : "");
+        syntax_error(&parser, f, file, err, errlen);
         yaml_parser_delete(&parser);
         fclose(f);
         return NULL;

@@ -47,19 +47,31 @@ struct cel_handler {
     void (*worker_fini)(cel_handler *h, struct cel_env *env);
 };
 
+struct cel_tmpl;
+
 /* The fixed part of a response (status, content type, extra headers), copied
- * into memory the handler owns. Shared by the handler types. */
+ * into memory the handler owns. Shared by the handler types. A header value
+ * with placeholders has a template, rendered per request by
+ * cel_resp_head_render; the others are constants, sent by reference. */
 typedef struct cel_resp_head {
     int status;
     cel_str content_type;
     cel_kv *headers;
     size_t nheaders;
     char *strings;
+    struct cel_tmpl **tmpls; /* per header, its template or NULL; NULL when none has one */
 } cel_resp_head;
 
+/* TMPLS (NULL, or N templates or NULLs, from cel_tmpl_compile_text) become
+ * the head's, also on failure. */
 int cel_resp_head_init(cel_resp_head *h, int status, const char *content_type, const cel_kv *hdrs,
-                       size_t n);
+                       size_t n, struct cel_tmpl *const *tmpls);
 void cel_resp_head_deinit(cel_resp_head *h);
+
+/* cel_resp_head_apply, then the headers with templates rendered for X's
+ * request, into X's arena. 0, or CEL_ENOMEM. For heads with tmpls only: the
+ * others apply, which costs nothing per header. */
+int cel_resp_head_render(const cel_resp_head *h, cel_exchange *x, cel_response *res);
 
 static inline void cel_resp_head_apply(const cel_resp_head *h, cel_response *res)
 {
@@ -69,10 +81,10 @@ static inline void cel_resp_head_apply(const cel_resp_head *h, cel_response *res
     res->nheaders = h->nheaders;
 }
 
-/* Built by config (see conf_handlers.c). */
+/* Built by config (see conf_handlers.c). TMPLS as for cel_resp_head_init. */
 cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
-                                    size_t nheaders, char *body, size_t body_len);
-struct cel_tmpl;
+                                    size_t nheaders, struct cel_tmpl *const *tmpls, char *body,
+                                    size_t body_len);
 struct cel_module_image;
 /* Creates a route instance of a loaded module, running its init with
  * CONFIG_JSON. Takes the image reference (also on failure). NULL with ERR. */
@@ -84,8 +96,9 @@ cel_handler *cel_handler_module_new(struct cel_module_image *img, const char *ro
 cel_handler *cel_handler_metrics_new(void);
 cel_handler *cel_handler_status_new(void);
 
-/* Takes ownership of TMPL (also on failure). */
+/* Takes ownership of TMPL and TMPLS (also on failure). */
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,
-                                  size_t nheaders, struct cel_tmpl *tmpl);
+                                  size_t nheaders, struct cel_tmpl *const *tmpls,
+                                  struct cel_tmpl *tmpl);
 
 #endif

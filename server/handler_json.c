@@ -17,10 +17,9 @@ typedef struct json_handler {
     size_t constant_len;
 } json_handler;
 
-static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
+static inline __attribute__((always_inline)) int body(json_handler *j, cel_exchange *x,
+                                                     cel_response *res)
 {
-    json_handler *j = (json_handler *)h;
-    cel_resp_head_apply(&j->head, res);
     if (j->constant) {
         res->body = j->constant;
         res->body_len = j->constant_len;
@@ -47,6 +46,21 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     return CEL_EIO;
 }
 
+static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    json_handler *j = (json_handler *)h;
+    cel_resp_head_apply(&j->head, res);
+    return body(j, x, res);
+}
+
+/* Templated headers get their own function, so the one above has no test for them. */
+static int handle_templated(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    json_handler *j = (json_handler *)h;
+    int rc = cel_resp_head_render(&j->head, x, res);
+    return rc ? rc : body(j, x, res);
+}
+
 static void destroy(cel_handler *h)
 {
     json_handler *j = (json_handler *)h;
@@ -56,16 +70,19 @@ static void destroy(cel_handler *h)
 }
 
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,
-                                  size_t nheaders, cel_tmpl *tmpl)
+                                  size_t nheaders, cel_tmpl *const *tmpls, cel_tmpl *tmpl)
 {
     json_handler *j = calloc(1, sizeof(*j));
-    if (!j || cel_resp_head_init(&j->head, status, content_type, headers, nheaders)) {
+    if (!j || cel_resp_head_init(&j->head, status, content_type, headers, nheaders, tmpls)) {
+        if (!j)
+            for (size_t i = 0; tmpls && i < nheaders; i++)
+                cel_tmpl_free(tmpls[i]);
         free(j);
         cel_tmpl_free(tmpl);
         return NULL;
     }
     j->base.type = "json";
-    j->base.handle = handle;
+    j->base.handle = j->head.tmpls ? handle_templated : handle;
     j->base.destroy = destroy;
     j->tmpl = tmpl;
     j->constant = cel_tmpl_constant(tmpl, &j->constant_len);

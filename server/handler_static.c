@@ -5,6 +5,10 @@
 #include <string.h>
 
 #include "handler.h"
+#include "json_template.h"
+
+/* Most rendered header values fit; a longer one costs one more (exactly sized) render. */
+#define VALUE_GUESS 256
 
 typedef struct static_handler {
     cel_handler base;
@@ -24,6 +28,20 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     return 0;
 }
 
+/* A head with templated headers: its own function, so the constant one above
+ * does not even test for them. */
+static int handle_templated(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    static_handler *s = (static_handler *)h;
+    int rc = cel_resp_head_render(&s->head, x, res);
+    if (rc)
+        return rc;
+    res->body = s->body;
+    res->body_len = s->body_len;
+    res->body_in_gen = 1;
+    return 0;
+}
+
 static void destroy(cel_handler *h)
 {
     static_handler *s = (static_handler *)h;
@@ -32,9 +50,24 @@ static void destroy(cel_handler *h)
     free(s);
 }
 
-int cel_resp_head_init(cel_resp_head *h, int status, const char *ctype, const cel_kv *in,
-                       size_t n)
+static void free_tmpls(struct cel_tmpl *const *tmpls, size_t n)
 {
+    for (size_t i = 0; tmpls && i < n; i++)
+        cel_tmpl_free(tmpls[i]);
+}
+
+int cel_resp_head_init(cel_resp_head *h, int status, const char *ctype, const cel_kv *in,
+                       size_t n, struct cel_tmpl *const *tmpls)
+{
+    h->tmpls = NULL;
+    for (size_t i = 0; tmpls && i < n; i++)
+        if (tmpls[i] && !h->tmpls) {
+            if (!(h->tmpls = malloc(n * sizeof(*h->tmpls)))) {
+                free_tmpls(tmpls, n);
+                return CEL_ENOMEM;
+            }
+            memcpy(h->tmpls, tmpls, n * sizeof(*h->tmpls));
+        }
     cel_kv **out = &h->headers;
     char **strings = &h->strings;
     cel_str *ctype_out = &h->content_type;
@@ -48,6 +81,8 @@ int cel_resp_head_init(cel_resp_head *h, int status, const char *ctype, const ce
     if (!p || (n && !kv)) {
         free(p);
         free(kv);
+        free_tmpls(h->tmpls, n);
+        free(h->tmpls);
         return CEL_ENOMEM;
     }
     *strings = p;
@@ -71,22 +106,56 @@ int cel_resp_head_init(cel_resp_head *h, int status, const char *ctype, const ce
 
 void cel_resp_head_deinit(cel_resp_head *h)
 {
+    free_tmpls(h->tmpls, h->nheaders);
+    free(h->tmpls);
     free(h->headers);
     free(h->strings);
 }
 
+int cel_resp_head_render(const cel_resp_head *h, cel_exchange *x, cel_response *res)
+{
+    cel_resp_head_apply(h, res);
+    cel_kv *kv = cel_arena_alloc(x->arena, h->nheaders * sizeof(*kv));
+    if (!kv)
+        return CEL_ENOMEM;
+    memcpy(kv, h->headers, h->nheaders * sizeof(*kv));
+    for (size_t i = 0; i < h->nheaders; i++) {
+        if (!h->tmpls[i])
+            continue;
+        size_t cap = VALUE_GUESS, len;
+        for (int attempt = 0;; attempt++) {
+            char *buf = cel_arena_alloc(x->arena, cap);
+            if (!buf)
+                return CEL_ENOMEM;
+            int rc = cel_tmpl_render(h->tmpls[i], x->req, buf, cap, &len);
+            if (rc == 0) {
+                kv[i].value = (cel_str){buf, len};
+                break;
+            }
+            if (rc != CEL_ETOOBIG || attempt)
+                return rc == CEL_ETOOBIG ? CEL_EIO : rc;
+            cap = len;
+        }
+    }
+    res->headers = kv;
+    return 0;
+}
+
 cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
-                                    size_t nheaders, char *body, size_t body_len)
+                                    size_t nheaders, struct cel_tmpl *const *tmpls, char *body,
+                                    size_t body_len)
 {
     static_handler *s = calloc(1, sizeof(*s));
-    if (!s)
+    if (!s) {
+        free_tmpls(tmpls, nheaders);
         return NULL;
-    if (cel_resp_head_init(&s->head, status, content_type, headers, nheaders)) {
+    }
+    if (cel_resp_head_init(&s->head, status, content_type, headers, nheaders, tmpls)) {
         free(s);
         return NULL;
     }
     s->base.type = "static";
-    s->base.handle = handle;
+    s->base.handle = s->head.tmpls ? handle_templated : handle;
     s->base.destroy = destroy;
     s->body = body;
     s->body_len = body_len;

@@ -26,6 +26,7 @@ struct cel_tmpl {
     size_t lit_bytes; /* sum of all literal lengths: the fixed part of the bound */
     unsigned nparams; /* params in the pattern bound to (cel_tmpl_bind_params) */
     int bound_only;   /* every slot is a param of that pattern: render_bound applies */
+    int is_header;    /* a header value (cel_tmpl_compile_text), not JSON */
     int nomem;        /* sticky, so compile helpers need no error plumbing */
 };
 
@@ -148,6 +149,32 @@ static char *esc(char *w, char *end, const char *src, size_t n)
             return NULL;
         memcpy(w, tmp, k);
         w += k;
+    }
+    return w;
+}
+
+/*
+ * Writes SRC as part of a header value: control octets (below 0x20, and 0x7f)
+ * become %XX, so no value can end the field or the head (CR, LF) or be cut
+ * (NUL); everything else is copied. Same in-place rule as esc (3 <= ESC_MAX).
+ */
+static char *hdr_esc(char *w, char *end, const char *src, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c >= 0x20 && c != 0x7f) {
+            if (w == end)
+                return NULL;
+            *w++ = (char)c;
+            continue;
+        }
+        if (end - w < 3)
+            return NULL;
+        w[0] = '%';
+        w[1] = hex[c >> 4];
+        w[2] = hex[c & 15];
+        w += 3;
     }
     return w;
 }
@@ -331,8 +358,10 @@ static void add_slot(cel_tmpl *t, const struct ph *ph)
 static int scan(cel_tmpl *t, const char *s, size_t n, char *err, size_t errlen)
 {
     size_t i = 0, start = 0;
+    /* Header text is sent as it is written: no quotes, nothing escaped. */
+    void (*literal)(cel_tmpl *, const char *, size_t) = t && t->is_header ? lit : lit_esc;
 
-    if (t)
+    if (t && !t->is_header)
         lit(t, "\"", 1);
     while (i + 1 < n) {
         if (s[i] != '{' || s[i + 1] != '{') {
@@ -344,14 +373,17 @@ static int scan(cel_tmpl *t, const char *s, size_t n, char *err, size_t errlen)
         if (rc)
             return rc;
         if (t) {
-            lit_esc(t, s + start, i - start);
+            if (i > start)
+                literal(t, s + start, i - start);
             add_slot(t, &ph);
         }
         i = start = ph.end;
     }
     if (t) {
-        lit_esc(t, s + start, n - start);
-        lit(t, "\"", 1);
+        if (n > start)
+            literal(t, s + start, n - start);
+        if (!t->is_header)
+            lit(t, "\"", 1);
     }
     return 0;
 }
@@ -436,6 +468,26 @@ cel_tmpl *cel_tmpl_compile(const json_t *root, char *err, size_t errlen)
     int rc = t ? emit(t, (json_t *)root, err, errlen) : CEL_ENOMEM;
 
     if (!rc && t && t->nomem)
+        rc = CEL_ENOMEM;
+    if (rc) {
+        if (rc == CEL_ENOMEM && err && errlen)
+            snprintf(err, errlen, "out of memory");
+        cel_tmpl_free(t);
+        return NULL;
+    }
+    return t;
+}
+
+cel_tmpl *cel_tmpl_compile_text(const char *s, size_t n, char *err, size_t errlen)
+{
+    cel_tmpl *t = calloc(1, sizeof(*t));
+    int rc = CEL_ENOMEM;
+
+    if (t) {
+        t->is_header = 1;
+        rc = scan(t, s, n, err, errlen);
+    }
+    if (!rc && t->nomem)
         rc = CEL_ENOMEM;
     if (rc) {
         if (rc == CEL_ENOMEM && err && errlen)
@@ -680,9 +732,9 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
                 goto too_big;
             char *tmp = end - v.n;
             size_t n = cel_pct_decode(tmp, v.p, v.n, op->kind == OP_QUERY);
-            w = esc(w, end, tmp, n);
+            w = t->is_header ? hdr_esc(w, end, tmp, n) : esc(w, end, tmp, n);
         } else {
-            w = esc(w, end, v.p, v.n);
+            w = t->is_header ? hdr_esc(w, end, v.p, v.n) : esc(w, end, v.p, v.n);
         }
         if (!w)
             goto too_big;

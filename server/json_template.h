@@ -37,6 +37,14 @@ int cel_tmpl_check_string(const char *s, size_t n, char *err, size_t errlen);
 cel_tmpl *cel_tmpl_compile(const json_t *root, char *err, size_t errlen);
 void cel_tmpl_free(cel_tmpl *t);
 
+/* Compiles the N bytes at S, a response header value, with the same
+ * placeholders. Its literal text is kept as it is (config has refused control
+ * bytes in it); inserted values (params and query arguments percent-decoded
+ * first) have their control octets, below 0x20 and 0x7f, percent-encoded as
+ * %XX, so a rendered value never holds CR, LF or NUL. Render works as for JSON
+ * templates. NULL with a message in ERR on a bad placeholder. */
+cel_tmpl *cel_tmpl_compile_text(const char *s, size_t n, char *err, size_t errlen);
+
 /* When T has no placeholders: its whole output, and *LEN set. Otherwise NULL. */
 const char *cel_tmpl_constant(const cel_tmpl *t, size_t *len);
 

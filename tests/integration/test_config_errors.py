@@ -190,6 +190,21 @@ routes:
     json:
       template: '{"a": "{{param.nope}}"}'
 """, ("'{\"a\"", 0, 1), ["nope"]),
+    ("header-placeholder-missing-param", LISTEN + """\
+routes:
+  - path: /go/:id
+    static: { body: "", status: 302, headers: { location: "/to/{{param.nope}}" } }
+""", ('"/to/{{param.nope}}"', 0, 1), ["nope"]),
+    ("header-placeholder-unknown", LISTEN + """\
+routes:
+  - path: /a
+    json: { template: [1], headers: { x-a: "{{nope}}" } }
+""", ('"{{nope}}"', 0, 1), ["placeholder", "nope"]),
+    ("header-placeholder-unterminated", LISTEN + """\
+routes:
+  - path: /a/:id
+    static: { body: "A", headers: { x-a: "v={{param.id" } }
+""", ('"v={{param.id"', 0, 1), ["unterminated", "placeholder"]),
     # -- invalid JSON in a template string: the template value is reported
     ("json-template-invalid", LISTEN + """\
 routes:
@@ -272,7 +287,64 @@ routes:
   - path: /a
     static: { body: "A" }
 """, ('"127.0.0.1:"', 0, 1), ["127.0.0.1", "listen", "port"]),
+    # -- an access log format that names nothing: the format value is reported
+    ("access-format-misspelt", LISTEN + """\
+log:
+  access: { path: stderr, format: jsn }
+routes:
+  - path: /a
+    static: { body: "A" }
+""", ("jsn", 0, 1), ["jsn", "directive"]),
+    ("access-format-unknown-directive", LISTEN + """\
+log:
+  access: { path: stderr, format: "%h %y" }
+routes:
+  - path: /a
+    static: { body: "A" }
+""", ('"%h %y"', 0, 1), ["%y", "directive"]),
+    # -- a NUL or control byte in what reaches the router or the wire
+    ("path-nul", LISTEN + """\
+routes:
+  - path: "/a\\0b"
+    static: { body: "A" }
+""", ('"/a', 0, 1), ["nul"]),
+    ("path-control", LISTEN + """\
+routes:
+  - path: "/a\\x01b"
+    static: { body: "A" }
+""", ('"/a', 0, 1), ["control"]),
+    ("header-value-nul", LISTEN + """\
+routes:
+  - path: /a
+    static: { body: "A", headers: { x-a: "1\\0x" } }
+""", ('"1\\0x"', 0, 1), ["nul"]),
+    ("content-type-nul", LISTEN + """\
+routes:
+  - path: /a
+    static: { body: "A", content_type: "text/plain\\0x" }
+""", ('"text/plain', 0, 1), ["nul"]),
+    ("method-nul", LISTEN + """\
+routes:
+  - path: /a
+    methods: ["GET\\0X"]
+    static: { body: "A" }
+""", ('"GET', 0, 1), ["method"]),
+    # -- a second document would be ignored: its start is reported
+    ("second-document", LISTEN + """\
+routes:
+  - path: /a
+    static: { body: "A" }
+---
+routes:
+  - path: /b
+    static: { body: "B" }
+""", ("---", 0, 1), ["second", "document"]),
     # -- YAML syntax errors: libyaml's problem position
+    ("yaml-tab-indent", LISTEN + """\
+routes:
+\t- path: /a
+\t  static: { body: "A" }
+""", ("\t- path", 0, 1), ["tab"]),
     ("yaml-mapping-in-scalar", LISTEN + """\
 routes:
   - path: /a: b
@@ -325,6 +397,29 @@ def test_missing_config_file(tmp_path):
         r = run_celerisd(args, timeout=15)
         assert r.returncode > 0, r
         assert str(path) in r.stderr, r.stderr
+
+
+def test_config_directory(tmp_path):
+    for args in (["-t", "-c", str(tmp_path)], ["-c", str(tmp_path)]):
+        r = run_celerisd(args, timeout=15)
+        assert r.returncode > 0, r
+        assert f"{tmp_path}: is a directory" in r.stderr, r.stderr
+
+
+def test_deep_nesting_fails_fast(celerisd):
+    """A million nested flow lists (2 MB) once kept -t busy for minutes before
+    the depth limit applied; parsing now stops at the limit. The bound is
+    generous (a sanitizer build on a loaded machine); the old code needed well
+    over a minute on 100,000 levels."""
+    depth = 1_000_000
+    path, _ = celerisd.write_config(LISTEN + "routes: " + "[" * depth + "]" * depth + "\n")
+    line, col = pos(path.read_text(), "[", 99)
+    for args in (["-t", "-c", str(path)], ["-c", str(path)]):
+        try:
+            r = run_celerisd(args, timeout=30)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"celerisd {args[0]} still parsing a {depth}-deep file after 30 s")
+        _check(path, r, line, col, ["depth limit"], f"celerisd {args[0]}")
 
 
 def test_error_position_counts_lines_after_comments_and_blank_lines(celerisd):

@@ -899,6 +899,55 @@ static void test_json_params(void **state)
     cel_config_unref(c);
 }
 
+/* Header values with placeholders are rendered per request into the arena;
+ * the others stay the generation's constants. */
+static void test_header_placeholders(void **state)
+{
+    (void)state;
+    cel_config *cfg = load_ok("routes:\n"
+                              "  - path: /go/*rest\n"
+                              "    static:\n"
+                              "      status: 302\n"
+                              "      body: \"\"\n"
+                              "      headers: {location: \"https://e.com/{{param.rest}}\", "
+                              "x-m: \"{{method}}\", x-c: \"c\"}\n"
+                              "  - path: /j/:id\n"
+                              "    json: {template: [1], headers: {x-id: \"<{{param.id}}>\"}}\n"
+                              "  - path: /k\n"
+                              "    static: {body: k, headers: {x-c: \"{ not a placeholder }\"}}\n");
+    call k;
+    do_call(&k, cfg, "/go/a/b%0D%0Ax:%20y%00");
+    assert_int_equal(k.res.status, 302);
+    assert_int_equal(k.res.nheaders, 3);
+    assert_str_is(k.res.headers[0].name, "location");
+    assert_str_is(k.res.headers[0].value, "https://e.com/a/b%0D%0Ax: y%00");
+    assert_str_is(k.res.headers[1].value, "GET");
+    assert_str_is(k.res.headers[2].value, "c");
+    end_call(&k);
+
+    do_call(&k, cfg, "/j/42");
+    assert_int_equal(k.res.nheaders, 1);
+    assert_str_is(k.res.headers[0].value, "<42>");
+    assert_body_is(&k.res, "[1]", 3);
+    end_call(&k);
+
+    /* a value past the first guess takes the second, exactly sized render */
+    char path[256] = "/j/", want[256] = "<";
+    for (int i = 0; i < 80; i++) {
+        strcat(path, "%01");
+        strcat(want, "%01");
+    }
+    strcat(want, ">");
+    do_call(&k, cfg, path);
+    assert_str_is(k.res.headers[0].value, want);
+    end_call(&k);
+
+    do_call(&k, cfg, "/k");
+    assert_str_is(k.res.headers[0].value, "{ not a placeholder }");
+    end_call(&k);
+    cel_config_unref(cfg);
+}
+
 static void test_refcount_and_publish(void **state)
 {
     (void)state;
@@ -962,6 +1011,40 @@ static void test_empty_file(void **state)
     (void)state;
     expect_error_at("", 1, 1, "empty", NULL);
     expect_error_at("# only a comment\n\n", 1, 1, "empty", NULL);
+}
+
+/* A million "[" once took minutes in libyaml before any limit applied. */
+static void test_deep_nesting(void **state)
+{
+    (void)state;
+    size_t depth = 1000000;
+    char *yaml = malloc(2 * depth + 16);
+    assert_non_null(yaml);
+    memcpy(yaml, "routes: ", 8);
+    memset(yaml + 8, '[', depth);
+    memset(yaml + 8 + depth, ']', depth);
+    strcpy(yaml + 8 + 2 * depth, "\n");
+    /* the root mapping is level 1: the 100th "[" is level 101 */
+    expect_error_at(yaml, 1, 9 + 99, "nest deeper than 100 levels", "depth limit");
+    free(yaml);
+
+    /* at the limit, the usual errors apply */
+    char ok[256] = "routes: ";
+    memset(ok + 8, '[', 99);
+    memset(ok + 8 + 99, ']', 99);
+    strcpy(ok + 8 + 198, "\n");
+    expect_error_at(ok, 1, 10, "must be a mapping", NULL);
+}
+
+static void test_directory(void **state)
+{
+    (void)state;
+    errbuf[0] = 0;
+    assert_null(cel_config_load(tmpdir, errbuf, sizeof(errbuf)));
+    if (!strstr(errbuf, "is a directory"))
+        print_error("got \"%s\"\n", errbuf);
+    assert_non_null(strstr(errbuf, "is a directory"));
+    assert_int_equal(strncmp(errbuf, tmpdir, strlen(tmpdir)), 0);
 }
 
 static void test_error_truncated(void **state)
@@ -1233,7 +1316,109 @@ static const err_case err_cases[] = {
      "        Connection: close\n",
      7, 9, "cannot be set", "Connection"},
 
+    /* placeholders in header values */
+    {"header_placeholder_missing_param",
+     "routes:\n"
+     "  - path: /go/:id\n"
+     "    static: {body: x, headers: {location: \"/to/{{param.nope}}\"}}\n",
+     3, 43, "placeholder {{param.nope}} names no param", "/go/:id"},
+    {"header_placeholder_unknown",
+     "routes:\n"
+     "  - path: /a\n"
+     "    json: {template: [1], headers: {x-a: \"{{nope}}\"}}\n",
+     3, 42, "placeholder", "{{nope}}"},
+    {"header_placeholder_unterminated",
+     "routes:\n"
+     "  - path: /a/:id\n"
+     "    static: {body: x, headers: {x-a: \"{{param.id\"}}\n",
+     3, 38, "unterminated", NULL},
+
+    /* strings cut at a NUL, control bytes in what reaches the wire or the router */
+    {"path_nul",
+     "routes:\n"
+     "  - path: \"/a\\0b\"\n"
+     "    static: {body: x}\n",
+     2, 11, "path must not contain a NUL", NULL},
+    {"path_control",
+     "routes:\n"
+     "  - path: \"/a\\x01b\"\n"
+     "    static: {body: x}\n",
+     2, 11, "path has a control character", "0x01"},
+    {"path_tab",
+     "routes:\n"
+     "  - path: \"/a\\tb\"\n"
+     "    static: {body: x}\n",
+     2, 11, "path has a control character", "0x09"},
+    {"header_value_nul",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, headers: {x-a: \"1\\0\"}}\n",
+     3, 38, "must not contain a NUL", "x-a"},
+    {"header_value_del",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, headers: {x-a: \"1\\x7f\"}}\n",
+     3, 38, "control character", "0x7f"},
+    {"header_name_nul",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, headers: {\"x-a\\0b\": \"1\"}}\n",
+     3, 33, "must not contain a NUL", NULL},
+    {"content_type_nul",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, content_type: \"text/plain\\0x\"}\n",
+     3, 37, "content_type must not contain a NUL", NULL},
+    {"content_type_control",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {body: x, content_type: \"text/plain\\x0b\"}\n",
+     3, 37, "content_type has a control character", NULL},
+    {"method_nul",
+     "routes:\n"
+     "  - path: /a\n"
+     "    methods: [\"GET\\0X\"]\n"
+     "    static: {body: x}\n",
+     3, 15, "unknown method", NULL},
+    {"file_nul",
+     "routes:\n"
+     "  - path: /a\n"
+     "    static: {file: \"good.yaml\\0x\"}\n",
+     3, 20, "NUL", NULL},
+
+    /* access log */
+    {"access_format_misspelt",
+     "log:\n"
+     "  access: {path: stderr, format: jsn}\n",
+     2, 34, "no %-directive", "jsn"},
+    {"access_format_only_percent",
+     "log:\n"
+     "  access: {path: stderr, format: \"100%%\"}\n",
+     2, 34, "no %-directive", NULL},
+    {"access_format_unknown_directive",
+     "log:\n"
+     "  access: {path: stderr, format: \"%h %y\"}\n",
+     2, 34, "unknown directive", "%y"},
+
+    /* documents */
+    {"second_document",
+     "listen: \"8080\"\n"
+     "---\n"
+     "log: {level: info}\n",
+     2, 1, "second YAML document", NULL},
+    {"second_document_explicit_first",
+     "---\n"
+     "listen: \"8080\"\n"
+     "...\n"
+     "--- {log: {level: info}}\n",
+     4, 1, "second YAML document", NULL},
+
     /* YAML syntax: at the problem */
+    {"yaml_tab_indent",
+     "routes:\n"
+     "\t- path: /a\n"
+     "\t  static: {body: x}\n",
+     2, 1, "YAML syntax error", "does not allow tabs"},
     {"yaml_syntax_error",
      "listen: \"8080\"\n"
      "log: level: info\n",
@@ -1267,10 +1452,13 @@ int main(void)
         cmocka_unit_test(test_static_file_absolute_and_relative_config),
         cmocka_unit_test(test_json_constant),
         cmocka_unit_test(test_json_params),
+        cmocka_unit_test(test_header_placeholders),
         cmocka_unit_test(test_refcount_and_publish),
         cmocka_unit_test(test_missing_file),
         cmocka_unit_test(test_empty_file),
         cmocka_unit_test(test_error_truncated),
+        cmocka_unit_test(test_deep_nesting),
+        cmocka_unit_test(test_directory),
     };
     /* One test per error case, named after it. */
     struct CMUnitTest tests[CEL_ARRAY_LEN(fixed) + CEL_ARRAY_LEN(err_cases)];

@@ -667,6 +667,52 @@ static void test_bound_params(void **state)
     cel_tmpl_free(t);
 }
 
+/* Header-value templates: literal text as written (no quotes, no JSON
+ * escaping), inserted values with control octets percent-encoded, whatever
+ * path (bound plain copy, decode, escape) renders them. */
+static void test_header_text(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    const char *src = "https://e.com/\"{{param.p}}\"?h={{header.x}}&m={{method}}\\";
+    static const char raw[] = "a%0D%0Ab%00%7f%22\\\xc3\xa9";
+    cel_request req = value_req(raw, sizeof(raw) - 1);
+    cel_tmpl *t = cel_tmpl_compile_text(src, strlen(src), err, sizeof(err));
+    if (!t)
+        fail_msg("compile failed: %s", err);
+    assert_null(cel_tmpl_constant(t, &outlen));
+    const char *want = "https://e.com/\"a%0D%0Ab%00%7F\"\\\xc3\xa9\"?h=a%0D%0Ab%00%7f%22"
+                       "\\\xc3\xa9&m=GET\\";
+    assert_string_equal(render(t, &req), want);
+    cel_tmpl_bind_params(t, "/:p");
+    assert_string_equal(render(t, &req), want);
+    /* a header value with raw control bytes (HTTP/1.1 lets a tab through) */
+    static const char ctl[] = "x\ty\x01";
+    req = value_req(ctl, sizeof(ctl) - 1);
+    assert_string_equal(render(t, &req),
+                        "https://e.com/\"x%09y%01\"?h=x%09y%01&m=GET\\");
+    cel_tmpl_free(t);
+
+    /* a plain param takes the bound copy */
+    req = value_req("abc", 3);
+    t = cel_tmpl_compile_text("/to/{{param.p}}", 15, err, sizeof(err));
+    assert_non_null(t);
+    cel_tmpl_bind_params(t, "/:p");
+    assert_string_equal(render(t, &req), "/to/abc");
+    /* too small a buffer: reported with a size that then fits */
+    char small[4];
+    size_t need = 0;
+    assert_int_equal(cel_tmpl_render(t, &req, small, sizeof(small), &need), CEL_ETOOBIG);
+    assert_true(need >= 7);
+    cel_tmpl_free(t);
+
+    /* the same placeholder errors as in JSON strings */
+    assert_null(cel_tmpl_compile_text("a {{nope}}", 10, err, sizeof(err)));
+    assert_non_null(strstr(err, "{{nope}}"));
+    assert_null(cel_tmpl_compile_text("{{param.p", 9, err, sizeof(err)));
+    assert_non_null(strstr(err, "unterminated"));
+}
+
 /* Bound templates copy short literals as 16-byte blocks: at every capacity the
  * output is right or ETOOBIG, and nothing is written past the capacity.
  * Literals of 1, 15, 16, 17 and 40 octets between the params. */
@@ -760,6 +806,7 @@ int main(void)
         cmocka_unit_test(test_bound_params),
         cmocka_unit_test(test_bound_literal_lengths),
         cmocka_unit_test(test_bound_param_octets),
+        cmocka_unit_test(test_header_text),
         cmocka_unit_test(test_header_case_and_first),
         cmocka_unit_test(test_text_around),
         cmocka_unit_test(test_missing_values),
