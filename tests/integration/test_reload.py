@@ -2,6 +2,7 @@
 file: new generations serve new requests, requests in flight finish on the old
 one, a bad config changes nothing but a log line."""
 
+import json
 import os
 import pathlib
 import re
@@ -336,3 +337,43 @@ def test_systemd_unit_verifies(tmp_path):
                        text=True, timeout=60)
     problems = [ln for ln in p.stderr.splitlines() if "celerisd.service" in ln]
     assert p.returncode == 0 and not problems, p.stderr
+
+
+def test_reload_changes_workers(celerisd):
+    """A SIGHUP that changes `workers` (1 -> 3 -> 1): the status route reports
+    the new count, new connections are spread over all three workers (each
+    worker has its own listening socket; 40 connections miss one of three only
+    with odds of 3 x (2/3)^40), and after lowering it again only one worker
+    takes them."""
+    mods = pathlib.Path(BINARY).resolve().parent / "modules"
+    text = f"""listen: "127.0.0.1:{{port}}"
+workers: WORKERS
+modules_dir: {mods}
+routes:
+  - path: /count
+    module: {{ name: counter }}
+  - path: /status
+    status: {{}}
+"""
+    srv = celerisd(text.replace("WORKERS", "1"))
+
+    def workers_seen(n=40):
+        seen = set()
+        for _ in range(n):
+            p = curl([srv.url("/count")])
+            assert p.returncode == 0, p.stderr
+            seen.add(json.loads(p.stdout)["worker"])
+        return seen
+
+    def status_workers():
+        return json.loads(curl([srv.url("/status")]).stdout)["workers"]
+
+    assert status_workers() == 1 and workers_seen() == {0}
+    write_atomic(srv.config_path, text.replace("{port}", str(srv.port)).replace("WORKERS", "3"))
+    assert reload_and_wait(srv, 2)
+    assert status_workers() == 3
+    assert len(workers_seen()) == 3
+    write_atomic(srv.config_path, text.replace("{port}", str(srv.port)).replace("WORKERS", "1"))
+    assert reload_and_wait(srv, 3)
+    assert status_workers() == 1
+    assert len(workers_seen()) == 1
