@@ -58,7 +58,7 @@ def test_zero_window(target, how):
     for c in conns:
         c.send(b"".join(R.request(2 * i + 1, "/big") for i in range(STREAMS)))
     t1 = time.monotonic()
-    bound = 1.0 + 1.0 + 2.0
+    bound = 1.0 + 1.0 + 2.0 * SCALE  # idle_timeout, write_timeout, slack
     while time.monotonic() < t1 + bound and not all(c.closed for c in conns):
         if how.endswith("pinging"):
             for c in conns:
@@ -186,6 +186,6 @@ def test_refused_stream_flood(target):
     blob = b"".join(R.with_sid(hb, s) for s in range(21, 21 + 2 * n, 2))
     t0 = time.monotonic()
     a.flood_batches(blob, 50 * len(hb), 6.0)
-    target.expect_goaway(a, (R.PROTOCOL_ERROR, R.ENHANCE_YOUR_CALM), t0, 5.0)
+    target.expect_goaway(a, (R.PROTOCOL_ERROR, R.ENHANCE_YOUR_CALM), t0, 5.0 * SCALE)
     a.close()
     target.finish()
