@@ -29,7 +29,7 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 
 from support import ServerFactory  # noqa: E402
-from hostile import BIG_SIZE, proc_status  # noqa: E402
+from hostile import BIG_SIZE, SCALE, proc_status  # noqa: E402
 from rawh2 import err_name  # noqa: E402
 
 # Memory the daemon may gain (peak RSS during the test over the RSS before the
@@ -149,7 +149,7 @@ class Target:
             self.problems.append(message)
         return bool(cond)
 
-    def expect_goaway(self, a, codes, t0, within, closed_within=3.0):
+    def expect_goaway(self, a, codes, t0, within, closed_within=3.0 * SCALE):
         """(a) for a connection-level defence: a GOAWAY with one of CODES arrives
         at most WITHIN s after T0, and the connection is then closed. Returns
         True when all holds (problems are recorded otherwise)."""

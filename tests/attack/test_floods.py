@@ -107,7 +107,7 @@ def test_rapid_reset_configured_threshold(target):
                  f"100 cancelled streams (reset_burst 150) ended the connection: {a.describe()}")
     t0 = time.monotonic()
     a.flood(blob[100 * pair:], 3.0)
-    target.expect_goaway(a, CALM, t0, 3.0)
+    target.expect_goaway(a, CALM, t0, 3.0 * SCALE)
     a.close()
     target.finish()
 
@@ -211,7 +211,7 @@ def test_glitch_configured_threshold(target):
                  f"40 PINGs at glitch_burst 50: {a.describe()}")
     t0 = time.monotonic()
     a.flood(R.ping() * 100, 3.0)
-    target.expect_goaway(a, CALM, t0, 3.0)
+    target.expect_goaway(a, CALM, t0, 3.0 * SCALE)
     a.close()
     target.finish()
 
@@ -252,6 +252,6 @@ def test_oversized_settings(target, entries, code):
     a = attacker(srv)
     t0 = time.monotonic()
     a.send(R.settings_entries(entries))
-    target.expect_goaway(a, (code,), t0, 2.0)
+    target.expect_goaway(a, (code,), t0, 2.0 * SCALE)
     a.close()
     target.finish()

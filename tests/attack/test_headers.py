@@ -56,7 +56,7 @@ def test_continuation_flood(target, kind):
     blob = continuation_flood(kind, FRAMES)
     t0 = time.monotonic()
     a.flood(blob, 6.0)
-    target.expect_goaway(a, CALM, t0, 3.0)
+    target.expect_goaway(a, CALM, t0, 3.0 * SCALE)
     target.check(1 not in a.status, f"stream 1 of an unfinished block was answered: {a.status}")
     a.close()
     target.finish()
@@ -116,7 +116,7 @@ def test_hpack_bomb(target):
     a = attacker(srv)
     t0 = time.monotonic()
     send_bombs(a, 1, 5.0)
-    target.expect_goaway(a, (R.ENHANCE_YOUR_CALM,), t0, 3.0)
+    target.expect_goaway(a, (R.ENHANCE_YOUR_CALM,), t0, 3.0 * SCALE)
     a.close()
     target.finish()
 
@@ -164,7 +164,7 @@ def test_hpack_bomb_table_size_games(target):
     update = R.encode_table_size(1 << 20)
     t0 = time.monotonic()
     a.send(R.headers(1, update + R.hp_request()))
-    target.expect_goaway(a, (R.COMPRESSION_ERROR,), t0, 2.0)
+    target.expect_goaway(a, (R.COMPRESSION_ERROR,), t0, 2.0 * SCALE)
     a.close()
     target.finish()
 

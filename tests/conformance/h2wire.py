@@ -87,8 +87,6 @@ MAX_WINDOW = 2 ** 31 - 1
 # connection error". By default the suite asks for the stream error that the
 # section in question prescribes; with this variable set to 1 a GOAWAY with
 # the same error code is accepted wherever a stream error is expected.
-ESCALATION_ENV = "H2_CONFORMANCE_ALLOW_ESCALATION"
-ALLOW_ESCALATION = os.environ.get(ESCALATION_ENV) == "1"
 
 
 def ename(code):
@@ -695,12 +693,9 @@ def expect_stream_error(c, sid, *codes, allow_response=False):
             _fail(want, f"the connection was closed{c.closed_note()}", seen)
         seen.append(f)
         if f.type == GOAWAY:
-            if ALLOW_ESCALATION and f.error_code in codes:
-                _drain_to_close(c, f)
-                return f
             _fail(want, f"a connection error instead: {f} (RFC 9113 5.4.1 lets an endpoint "
-                  f"escalate a stream error to a connection error; this suite asks for the "
-                  f"stream error the section prescribes unless {ESCALATION_ENV}=1)", seen)
+                  f"escalate a stream error to a connection error; a case where the server "
+                  f"does so says it and expects the connection error)", seen)
         if f.type == HEADERS and f.sid == sid and f.headers is not None:
             st = f.status()
             if st is not None and (not allow_response or 200 <= st < 300):
@@ -710,50 +705,6 @@ def expect_stream_error(c, sid, *codes, allow_response=False):
             break
     expect_alive(c)
     return f
-
-
-def _drain_to_close(c, goaway):
-    try:
-        while True:
-            c.read_frame()
-    except Closed:
-        return
-    except TimeoutError:
-        pytest.fail(f"server sent {goaway} but did not close the connection")
-
-
-def expect_stream_or_connection_error(c, sid, *codes, allow_response=False):
-    """Where RFC 9113 allows either: RST_STREAM on SID with one of CODES (and
-    the connection alive), or a GOAWAY with one of CODES and the close.
-    Returns "stream" or "connection"."""
-    want = f"stream or connection error {enames(codes)}"
-    seen = []
-    deadline = time.monotonic() + c.timeout
-    while True:
-        try:
-            f = c.read_frame(max(0.001, deadline - time.monotonic()))
-        except TimeoutError:
-            _fail(want, "nothing before the timeout", seen)
-        except Closed:
-            _fail(want, f"the connection was closed{c.closed_note()} without a GOAWAY", seen)
-        seen.append(f)
-        if f.type == HEADERS and f.sid == sid and f.headers is not None:
-            st = f.status()
-            if st is not None and (not allow_response or 200 <= st < 300):
-                _fail(want, f"a response with :status {st}", seen)
-        if f.type == RST_STREAM and f.sid == sid:
-            assert f.error_code in codes, f"expected RST_STREAM {enames(codes)}, got {f}"
-            expect_alive(c)
-            return "stream"
-        if f.type == GOAWAY:
-            assert f.error_code in codes, f"expected GOAWAY {enames(codes)}, got {f}"
-            try:
-                while True:
-                    c.read_frame()
-            except Closed:
-                return "connection"
-            except TimeoutError:
-                pytest.fail(f"server sent {f} but did not close the connection")
 
 
 def expect_alive(c, payload=None):

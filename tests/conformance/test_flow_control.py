@@ -10,7 +10,7 @@ from h2wire import (BIG_SIZE, DATA, END_STREAM, FLOW_CONTROL_ERROR, FRAME_SIZE_E
                     HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PROTOCOL_ERROR,
                     RST_STREAM, WINDOW_UPDATE, Closed, big_body, data_frame,
                     encode_block, expect_alive, expect_connection_error, expect_response,
-                    expect_stream_error, expect_stream_or_connection_error, headers_frame,
+                    expect_stream_error, headers_frame,
                     open_stream, raw_frame, settings_frame, window_update_frame)
 
 QUIET = 0.2  # how long "no more DATA" is watched before the PING check
@@ -276,16 +276,19 @@ def test_window_update_zero_reserved_bit_on_connection(conn):
 
 
 def test_window_update_zero_on_stream(conn):
-    """6.9: an increment of 0 on a stream: stream error PROTOCOL_ERROR."""
+    """6.9: an increment of 0 on a stream is a stream error PROTOCOL_ERROR;
+    5.4.1 lets an endpoint treat any stream error as a connection error, and
+    nghttp2 does here: GOAWAY(PROTOCOL_ERROR), exactly."""
     sid = open_stream(conn)
     conn.send(window_update_frame(sid, 0))
-    expect_stream_error(conn, sid, PROTOCOL_ERROR)
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=sid)
 
 
 def test_window_update_zero_on_half_closed_stream(hc_remote):
+    """The same on a half-closed (remote) stream (5.4.1 escalation, as above)."""
     c, sid = hc_remote
     c.send(window_update_frame(sid, 0))
-    expect_stream_error(c, sid, PROTOCOL_ERROR)
+    expect_connection_error(c, PROTOCOL_ERROR)
 
 
 @pytest.mark.parametrize("length", [0, 3, 5, 8])
@@ -327,21 +330,23 @@ def test_upload_through_small_stream_window(tight_conn):
 
 def test_data_beyond_stream_window(tight_conn):
     """5.2/6.9.1: DATA beyond the advertised stream window (4,097 octets into
-    4,096) is a flow-control violation: FLOW_CONTROL_ERROR, as a stream or a
-    connection error."""
+    4,096) is a flow-control violation: FLOW_CONTROL_ERROR. 6.9.1 lets the
+    receiver make it a stream or a connection error; the server resets the
+    stream and keeps the connection: RST_STREAM(FLOW_CONTROL_ERROR), exactly."""
     c = tight_conn
     sid = open_stream(c)
     c.send(data_frame(sid, b"v" * 4097))
-    expect_stream_or_connection_error(c, sid, FLOW_CONTROL_ERROR)
+    expect_stream_error(c, sid, FLOW_CONTROL_ERROR)
 
 
 def test_padding_counts_against_window(tight_conn):
     """6.1: the whole DATA payload, Pad Length and padding included, is flow
-    controlled: 1 + 4,000 + 100 octets exceed a 4,096 window."""
+    controlled: 1 + 4,000 + 100 octets exceed a 4,096 window. A stream error,
+    as above (6.9.1 would allow a connection error too)."""
     c = tight_conn
     sid = open_stream(c)
     c.send(data_frame(sid, b"p" * 4000, pad=100))
-    expect_stream_or_connection_error(c, sid, FLOW_CONTROL_ERROR)
+    expect_stream_error(c, sid, FLOW_CONTROL_ERROR)
 
 
 def test_padded_data_filling_window_exactly(tight_conn):

@@ -8,7 +8,7 @@ import pytest
 from h2wire import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, FRAME_SIZE_ERROR, GOAWAY,
                     HEADERS, PADDED, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE,
                     RST_STREAM, SETTINGS, WINDOW_UPDATE, data_frame, encode_block, expect_alive,
-                    expect_connection_error, expect_response, expect_stream_or_connection_error,
+                    expect_connection_error, expect_response,
                     headers_frame, open_stream, priority_payload, raw_frame)
 
 MAX = 16384  # SETTINGS_MAX_FRAME_SIZE the server has not raised (checked below)
@@ -130,12 +130,13 @@ def test_headers_frame_of_max_size_accepted(conn):
 
 def test_data_frame_too_large(conn):
     """4.2: a frame over SETTINGS_MAX_FRAME_SIZE MUST draw FRAME_SIZE_ERROR. A
-    DATA frame does not carry a field block and is not on stream 0, so the RFC
-    allows a stream error or a connection error."""
+    DATA frame does not carry a field block and is not on stream 0, so 4.2
+    allows a stream error or a connection error; the server makes it a
+    connection error: GOAWAY(FRAME_SIZE_ERROR), exactly."""
     sid = conn.new_sid()
     conn.send(post_headers(conn, sid, MAX + 1) + data_frame(sid, b"x" * (MAX + 1),
                                                             end_stream=True))
-    expect_stream_or_connection_error(conn, sid, FRAME_SIZE_ERROR)
+    expect_connection_error(conn, FRAME_SIZE_ERROR, stream=sid)
 
 
 def test_headers_frame_too_large(conn):
@@ -235,10 +236,11 @@ def test_data_padded_flag_empty_payload(conn):
     """PADDED set on an empty DATA frame: no room for the Pad Length field.
     4.2 calls a frame too small for mandatory data a FRAME_SIZE_ERROR and
     6.1 calls bad padding a PROTOCOL_ERROR; 5.4 lets an endpoint report
-    either. Either way a connection error (6.1: padding errors are)."""
+    either. Either way a connection error (6.1: padding errors are); the
+    server reports PROTOCOL_ERROR, exactly."""
     sid = open_stream(conn)
     conn.send(raw_frame(DATA, PADDED | END_STREAM, sid, b""))
-    expect_connection_error(conn, PROTOCOL_ERROR, FRAME_SIZE_ERROR, stream=sid)
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=sid)
 
 
 def test_headers_with_padding(conn):
@@ -263,11 +265,13 @@ def test_headers_pad_length_exceeds_payload(conn):
 
 def test_headers_pad_length_exceeds_payload_with_priority(conn):
     """6.2: with the PRIORITY fields present, padding that leaves no room for
-    them is still padding >= payload: connection error PROTOCOL_ERROR."""
+    them is still padding >= payload: connection error PROTOCOL_ERROR (4.2
+    would allow FRAME_SIZE_ERROR for a frame too short for its fields; the
+    server reports PROTOCOL_ERROR, exactly)."""
     block = encode_block(conn.req_headers())
     payload = bytes([len(block) + 2]) + priority_payload() + block
     conn.send(raw_frame(HEADERS, PADDED | PRIORITY_FLAG | END_HEADERS | END_STREAM, 1, payload))
-    expect_connection_error(conn, PROTOCOL_ERROR, FRAME_SIZE_ERROR, stream=1)
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=1)
 
 
 def test_data_nonzero_padding(conn):

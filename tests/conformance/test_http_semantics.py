@@ -307,9 +307,10 @@ def test_second_headers_without_end_stream(conn):
 def test_data_after_trailers(server):
     """8.1: the trailer section ends the request (END_STREAM); DATA after it
     arrives on a half-closed (remote) stream: stream error STREAM_CLOSED
-    (5.1). The client's window is 0 so the response cannot complete and
-    close the stream first."""
-    from h2wire import INITIAL_WINDOW_SIZE, STREAM_CLOSED
+    (5.1), which 5.4.1 lets an endpoint treat as a connection error, as
+    nghttp2 does: GOAWAY(STREAM_CLOSED), exactly. The client's window is 0 so
+    the response cannot complete and close the stream first."""
+    from h2wire import INITIAL_WINDOW_SIZE, STREAM_CLOSED, expect_connection_error
     c = server.connect()
     try:
         c.handshake([(INITIAL_WINDOW_SIZE, 0)])
@@ -317,7 +318,7 @@ def test_data_after_trailers(server):
         c.send(data_frame(sid, b"body") + headers_frame(sid, encode_block([("x-t", "1")])))
         c.wait_for(lambda f: f.type == HEADERS and f.sid == sid, what="response HEADERS")
         c.send(data_frame(sid, b"more", end_stream=True))
-        expect_stream_error(c, sid, STREAM_CLOSED)
+        expect_connection_error(c, STREAM_CLOSED)
     finally:
         c.close()
 

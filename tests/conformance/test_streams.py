@@ -5,10 +5,10 @@
 import pytest
 
 from h2wire import (DATA, GOAWAY, HEADERS, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS,
-                    PROTOCOL_ERROR, REFUSED_STREAM, RST_STREAM, STREAM_CLOSED, CANCEL,
+                    PROTOCOL_ERROR, RST_STREAM, STREAM_CLOSED, CANCEL,
                     closed_stream, continuation_frame, data_frame, encode_block, expect_alive,
                     expect_connection_error, expect_no_frames_on, expect_response,
-                    expect_stream_error, expect_stream_or_connection_error, headers_frame,
+                    expect_stream_error, headers_frame,
                     open_stream, priority_frame, rst_stream_frame, window_update_frame)
 
 
@@ -21,23 +21,17 @@ def get_block(c, path="/bench"):
 def test_idle_data(conn):
     """5.1 idle: any frame other than HEADERS or PRIORITY is a connection
     error PROTOCOL_ERROR. 6.1 also says DATA on a stream that is not open is
-    a stream error STREAM_CLOSED, so that is accepted too: GOAWAY with
-    PROTOCOL_ERROR or STREAM_CLOSED, or RST_STREAM(STREAM_CLOSED)."""
+    a stream error STREAM_CLOSED, so the RFC allows either; the server
+    follows 5.1: GOAWAY(PROTOCOL_ERROR), exactly."""
     conn.send(data_frame(1, b"abc", end_stream=True))
-    kind = expect_stream_or_connection_error(conn, 1, PROTOCOL_ERROR, STREAM_CLOSED)
-    if kind == "stream":
-        rst = [f for f in conn.frames if f.type == RST_STREAM and f.sid == 1]
-        assert rst[0].error_code == STREAM_CLOSED, rst
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=1)
 
 
 def test_idle_data_above_open_stream(conn):
     """The same on an idle stream above an open one (5.1 idle)."""
     sid = open_stream(conn)
     conn.send(data_frame(sid + 4, b"abc", end_stream=True))
-    kind = expect_stream_or_connection_error(conn, sid + 4, PROTOCOL_ERROR, STREAM_CLOSED)
-    if kind == "stream":
-        rst = [f for f in conn.frames if f.type == RST_STREAM and f.sid == sid + 4]
-        assert rst[0].error_code == STREAM_CLOSED, rst
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=sid + 4)
 
 
 def test_idle_rst_stream(conn):
@@ -119,28 +113,30 @@ def test_open_rst_stream_unknown_code(conn):
 def test_half_closed_remote_data(hc_remote):
     """5.1 half-closed (remote): frames other than WINDOW_UPDATE, PRIORITY or
     RST_STREAM MUST draw a stream error STREAM_CLOSED (6.1 says the same for
-    DATA)."""
+    DATA). 5.4.1 lets an endpoint treat any stream error as a connection
+    error, and nghttp2 does: GOAWAY(STREAM_CLOSED), exactly."""
     c, sid = hc_remote
     c.send(data_frame(sid, b"late", end_stream=True))
-    expect_stream_error(c, sid, STREAM_CLOSED)
+    expect_connection_error(c, STREAM_CLOSED)
 
 
 def test_half_closed_remote_headers(hc_remote):
     """5.1 half-closed (remote): a HEADERS frame (trailers after END_STREAM)
-    MUST draw a stream error STREAM_CLOSED."""
+    MUST draw a stream error STREAM_CLOSED; escalated to a connection error
+    as 5.4.1 allows (nghttp2): GOAWAY(STREAM_CLOSED), exactly."""
     c, sid = hc_remote
     c.send(headers_frame(sid, encode_block([("x-trailer", "1")])))
-    expect_stream_error(c, sid, STREAM_CLOSED)
+    expect_connection_error(c, STREAM_CLOSED)
 
 
 def test_half_closed_remote_continuation(hc_remote):
     """A CONTINUATION on a half-closed (remote) stream is not preceded by a
     HEADERS without END_HEADERS: 6.10 makes that a connection error
-    PROTOCOL_ERROR; 5.1 (half-closed) a stream error STREAM_CLOSED. Either
-    is accepted."""
+    PROTOCOL_ERROR; 5.1 (half-closed) a stream error STREAM_CLOSED. The RFC
+    allows either; the server follows 6.10: GOAWAY(PROTOCOL_ERROR), exactly."""
     c, sid = hc_remote
     c.send(continuation_frame(sid, encode_block([("x-a", "1")])))
-    expect_stream_or_connection_error(c, sid, PROTOCOL_ERROR, STREAM_CLOSED)
+    expect_connection_error(c, PROTOCOL_ERROR)
 
 
 def test_half_closed_remote_window_update(hc_remote):
@@ -205,10 +201,11 @@ def expect_alive_or_error(c, sid):
 def test_closed_data(conn):
     """5.1 closed: "An endpoint that receives any frames after receiving a
     frame with the END_STREAM flag set MUST treat that as a connection error
-    of type STREAM_CLOSED" (6.1 asks a stream error STREAM_CLOSED: either)."""
+    of type STREAM_CLOSED" (6.1 asks a stream error STREAM_CLOSED: the RFC
+    allows either). The server follows 5.1: GOAWAY(STREAM_CLOSED), exactly."""
     sid = closed_stream(conn)
     conn.send(data_frame(sid, b"late", end_stream=True))
-    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+    expect_connection_error(conn, STREAM_CLOSED)
 
 
 def test_closed_data_long_after(conn):
@@ -218,7 +215,7 @@ def test_closed_data_long_after(conn):
     for _ in range(40):
         closed_stream(conn)
     conn.send(data_frame(sid, b"late", end_stream=True))
-    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+    expect_connection_error(conn, STREAM_CLOSED)
 
 
 def send_split(c, data, delay=0.002):
@@ -233,7 +230,7 @@ def test_closed_data_cut_in_pieces(conn):
     """DATA on a closed stream whose frame header arrives an octet at a time."""
     sid = closed_stream(conn)
     send_split(conn, data_frame(sid, b"late", end_stream=True))
-    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+    expect_connection_error(conn, STREAM_CLOSED)
 
 
 def test_data_on_stream_the_server_reset_is_ignored(conn):
@@ -252,18 +249,20 @@ def test_data_on_stream_the_server_reset_is_ignored(conn):
 def test_closed_headers(conn):
     """5.1.1: a HEADERS on a closed stream reuses an identifier that is not
     greater than all opened ones: connection error PROTOCOL_ERROR (5.1 also
-    allows STREAM_CLOSED as the code for frames on closed streams)."""
+    allows STREAM_CLOSED as the code for frames on closed streams; the
+    server follows 5.1.1, exactly)."""
     sid = closed_stream(conn)
     conn.send(headers_frame(sid, get_block(conn)))
-    expect_connection_error(conn, PROTOCOL_ERROR, STREAM_CLOSED, stream=sid)
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=sid)
 
 
 def test_closed_continuation(conn):
     """6.10: a CONTINUATION not preceded by HEADERS without END_HEADERS is a
-    connection error PROTOCOL_ERROR (5.1 closed would allow STREAM_CLOSED)."""
+    connection error PROTOCOL_ERROR (5.1 closed would allow STREAM_CLOSED;
+    the server follows 6.10, exactly)."""
     sid = closed_stream(conn)
     conn.send(continuation_frame(sid, get_block(conn)))
-    expect_connection_error(conn, PROTOCOL_ERROR, STREAM_CLOSED)
+    expect_connection_error(conn, PROTOCOL_ERROR)
 
 
 def test_closed_window_update_ignored(conn):
@@ -291,10 +290,11 @@ def test_closed_priority_accepted(conn):
 def test_reset_stream_data(conn):
     """5.1 closed: "An endpoint that receives any frame other than PRIORITY
     after receiving a RST_STREAM MUST treat that as a stream error of type
-    STREAM_CLOSED" (or a connection error, as the server may escalate)."""
+    STREAM_CLOSED"; 5.4.1 lets an endpoint treat any stream error as a
+    connection error, and nghttp2 does: GOAWAY(STREAM_CLOSED), exactly."""
     sid = open_stream(conn)
     conn.send(rst_stream_frame(sid, CANCEL) + data_frame(sid, b"late", end_stream=True))
-    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+    expect_connection_error(conn, STREAM_CLOSED)
 
 
 def test_reset_stream_data_separate_reads(conn):
@@ -305,24 +305,26 @@ def test_reset_stream_data_separate_reads(conn):
     conn.send(rst_stream_frame(sid, CANCEL))
     time.sleep(0.05)
     conn.send(data_frame(sid, b"late", end_stream=True))
-    expect_stream_or_connection_error(conn, sid, STREAM_CLOSED)
+    expect_connection_error(conn, STREAM_CLOSED)
 
 
 def test_reset_stream_headers(conn):
     """Closed by RST_STREAM, then HEADERS on the same id: never a response.
     5.1.1 (identifier reuse) makes it a connection error PROTOCOL_ERROR; 5.1
-    allows STREAM_CLOSED; RFC 7540's reading (stream error STREAM_CLOSED) is
-    accepted as well."""
+    (closed) a stream error STREAM_CLOSED. The RFC allows either; the server
+    follows 5.1.1: GOAWAY(PROTOCOL_ERROR), exactly."""
     sid = open_stream(conn)
     conn.send(rst_stream_frame(sid, CANCEL) + headers_frame(sid, get_block(conn)))
-    kind = expect_stream_or_connection_error(conn, sid, PROTOCOL_ERROR, STREAM_CLOSED)
-    assert kind in ("stream", "connection")
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=sid)
 
 
 def test_reset_stream_continuation(conn):
+    """6.10: a CONTINUATION not preceded by a HEADERS without END_HEADERS is a
+    connection error PROTOCOL_ERROR (5.1 closed would allow STREAM_CLOSED
+    as well; the server follows 6.10, exactly)."""
     sid = open_stream(conn)
     conn.send(rst_stream_frame(sid, CANCEL) + continuation_frame(sid, get_block(conn)))
-    expect_connection_error(conn, PROTOCOL_ERROR, STREAM_CLOSED)
+    expect_connection_error(conn, PROTOCOL_ERROR)
 
 
 def test_reset_stream_priority(conn):
@@ -365,11 +367,12 @@ def test_decreasing_stream_id_while_open(conn):
 
 def test_reused_stream_id(conn):
     """5.1.1: stream identifiers cannot be reused: a second request on
-    stream 1 is a connection error (PROTOCOL_ERROR; 5.1 allows STREAM_CLOSED)."""
+    stream 1 is a connection error (PROTOCOL_ERROR; 5.1 would allow
+    STREAM_CLOSED; the server follows 5.1.1, exactly)."""
     sid = closed_stream(conn)
     assert sid == 1
     conn.send(headers_frame(1, get_block(conn)))
-    expect_connection_error(conn, PROTOCOL_ERROR, STREAM_CLOSED, stream=1)
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=1)
 
 
 def test_skipped_stream_ids(conn):
@@ -382,11 +385,12 @@ def test_skipped_stream_ids(conn):
 def test_skipped_stream_id_is_closed(conn):
     """5.1.1: opening stream 9 implicitly closes idle 3..7; a request on 7
     afterwards is an unexpected identifier: connection error PROTOCOL_ERROR
-    (or STREAM_CLOSED, as a frame on a closed stream)."""
+    (5.1 would allow STREAM_CLOSED, as a frame on a closed stream; the server
+    follows 5.1.1, exactly)."""
     conn.send(headers_frame(9, get_block(conn)))
     expect_response(conn, 9)
     conn.send(headers_frame(7, get_block(conn)))
-    expect_connection_error(conn, PROTOCOL_ERROR, STREAM_CLOSED, stream=7)
+    expect_connection_error(conn, PROTOCOL_ERROR, stream=7)
 
 
 def test_max_stream_id(conn):
@@ -423,16 +427,16 @@ def test_tight_server_advertises_limit(tight_conn):
 
 def test_exceeding_max_concurrent_streams(tight_conn):
     """5.1.2: a HEADERS that exceeds the advertised limit MUST be a stream
-    error PROTOCOL_ERROR or REFUSED_STREAM; the streams within the limit go
-    on."""
+    error PROTOCOL_ERROR or REFUSED_STREAM. 5.4.1 lets an endpoint treat any
+    stream error as a connection error, and nghttp2 does once its SETTINGS
+    are acknowledged (REFUSED_STREAM only before): GOAWAY(PROTOCOL_ERROR)
+    whose last stream id keeps the streams within the limit, exactly."""
     c = tight_conn
-    a, b = open_stream(c), open_stream(c)
+    open_stream(c)
+    b = open_stream(c)
     sid = c.request()
-    if expect_stream_error(c, sid, PROTOCOL_ERROR, REFUSED_STREAM).type == GOAWAY:
-        return  # escalated to a connection error (only with ESCALATION_ENV)
-    for s in (a, b):
-        c.send(data_frame(s, b"x", end_stream=True))
-        assert expect_response(c, s).status == 200
+    goaway = expect_connection_error(c, PROTOCOL_ERROR, stream=sid)
+    assert goaway.frame.last_stream_id == b, goaway
 
 
 def test_concurrency_slot_freed_by_end_of_stream(tight_conn):
@@ -466,23 +470,21 @@ def test_half_closed_streams_count_toward_limit(tight_server):
         for s in (a, b):
             c.wait_for(lambda f, s=s: f.type == HEADERS and f.sid == s, what="HEADERS")
         sid = c.request()
-        expect_stream_error(c, sid, PROTOCOL_ERROR, REFUSED_STREAM)
+        expect_connection_error(c, PROTOCOL_ERROR, stream=sid)  # 5.4.1, as above
     finally:
         c.close()
 
 
 def test_exceeding_default_max_concurrent_streams(conn):
     """5.1.2 with the default limit (as announced in SETTINGS): one stream
-    over it is refused, the others are served."""
+    over it is a connection error (5.4.1, as above) that keeps every stream
+    within the limit (last stream id)."""
     limit = conn.server_settings.get(MAX_CONCURRENT_STREAMS)
     assert limit and limit <= 1000
     sids = [open_stream(conn) for _ in range(limit)]
     extra = conn.request()
-    if expect_stream_error(conn, extra, PROTOCOL_ERROR, REFUSED_STREAM).type == GOAWAY:
-        return  # escalated to a connection error (only with ESCALATION_ENV)
-    conn.send(b"".join(data_frame(s, b"", end_stream=True) for s in sids))
-    for s in sids:
-        assert expect_response(conn, s).status == 200
+    goaway = expect_connection_error(conn, PROTOCOL_ERROR, stream=extra)
+    assert goaway.frame.last_stream_id == sids[-1], goaway
 
 
 def test_streams_sharing_a_slot(conn):

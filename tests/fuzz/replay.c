@@ -3,14 +3,15 @@
  * corpus and saved crash inputs are regression tests in every build (gcc, with
  * or without sanitizers): tests/fuzz/meson.build links each target with this.
  *
- *   fuzz_NAME_replay [--prefix P] PATH...
+ *   fuzz_NAME_replay [--prefix P] [--allow-empty] PATH...
  *
  * Each PATH is a file or a directory (its regular files, in name order; with
  * --prefix only those whose name starts with P). A broken invariant aborts, as
  * under libFuzzer; an input that runs longer than FUZZ_REPLAY_TIMEOUT seconds
  * (default 10, libFuzzer's -timeout in scripts/fuzz) ends the process by
- * SIGALRM. Otherwise prints "N inputs" and exits 0. A directory that does not
- * exist counts as empty (tests/fuzz/crashes/ may hold nothing).
+ * SIGALRM. Otherwise prints "N inputs" and exits 0. A PATH that does not exist
+ * fails, and so does a run of no input unless --allow-empty says that none is
+ * fine (tests/fuzz/crashes/ may hold nothing for a target; a seed corpus may not).
  */
 #include <dirent.h>
 #include <errno.h>
@@ -76,8 +77,6 @@ static int by_name(const void *a, const void *b)
 static int run_dir(const char *dir, const char *prefix)
 {
     DIR *d = opendir(dir);
-    if (!d && errno == ENOENT)
-        return 0;
     if (!d) {
         fprintf(stderr, "replay: %s: %s\n", dir, strerror(errno));
         return -1;
@@ -114,7 +113,7 @@ static int run_dir(const char *dir, const char *prefix)
 int main(int argc, char **argv)
 {
     const char *prefix = NULL;
-    int rc = 0;
+    int rc = 0, allow_empty = 0;
     const char *t = getenv("FUZZ_REPLAY_TIMEOUT");
     if (t && atoi(t) > 0)
         timeout = (unsigned)atoi(t);
@@ -126,13 +125,19 @@ int main(int argc, char **argv)
             prefix = argv[++i];
             continue;
         }
+        if (!strcmp(argv[i], "--allow-empty")) {
+            allow_empty = 1;
+            continue;
+        }
         if (stat(argv[i], &st) == 0 && S_ISDIR(st.st_mode))
             rc |= run_dir(argv[i], prefix);
-        else if (stat(argv[i], &st) != 0 && errno == ENOENT)
-            continue;
         else
             rc |= run_file(argv[i]);
     }
     printf("%zu inputs\n", ran);
+    if (!ran && !allow_empty) {
+        fprintf(stderr, "replay: no input ran: a corpus must not be empty\n");
+        rc = -1;
+    }
     return rc ? 1 : 0;
 }

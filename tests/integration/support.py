@@ -17,11 +17,23 @@ REPO = pathlib.Path(__file__).resolve().parents[2]
 BINARY = os.path.abspath(os.environ.get("CELERISD", str(REPO / "build" / "celerisd")))
 STARTUP_TIMEOUT = 10.0
 STOP_TIMEOUT = 10.0
+# Wall-clock and CPU upper bounds are multiplied by this: scripts/test sets
+# $CELERIS_ATTACK_SCALE to 3 for the sanitizer build, whose daemon is slower.
+TIME_SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
 
 
 def load_n(default=200000):
     """Request count for h2load runs: $CELERIS_LOAD_N (a sanitizer build lowers it)."""
     return int(os.environ.get("CELERIS_LOAD_N", default))
+
+
+def write_atomic(path, text):
+    """Replaces PATH's content in one step (a new file renamed over it), so a
+    reload that reads it meanwhile sees the old or the new text, never half."""
+    path = pathlib.Path(path)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text)
+    os.replace(tmp, path)
 
 
 def free_port(host="127.0.0.1"):

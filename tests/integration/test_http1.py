@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BINARY, load_n
+from support import BINARY, TIME_SCALE, load_n
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -266,16 +266,22 @@ def test_chunked_body_too_large(srv):
 
 
 def test_slow_head_is_cut(srv):
+    """header_timeout (1 s) cuts a head that keeps dribbling, a byte every
+    0.1 s, so that idle_timeout (2 s) never fires: without the header timeout
+    the connection would stay open as long as the bytes come. The bound only
+    leaves a slow machine room."""
     c = Conn(srv.port)
     start = time.monotonic()
+    bound = 1 + 4 * TIME_SCALE
+    cut = False
     try:
-        for b in b"GET /bench HTTP/1.1\r\nHost: t\r\nX-Slow: 1234567890":
-            c.send(bytes([b]))
-            time.sleep(0.05)
+        c.send(b"GET /bench HTTP/1.1\r\nHost: t\r\nX-Slow: ")
+        while not cut and time.monotonic() - start < bound:
+            c.send(b"1")
+            cut = c.closed(timeout=0.1)
     except (BrokenPipeError, ConnectionResetError):
-        pass  # cut while dribbling: what the test wants
-    assert c.closed(timeout=5)
-    assert time.monotonic() - start < 4
+        cut = True  # cut while dribbling
+    assert cut, f"still open {time.monotonic() - start:.1f} s into a dribbled head"
 
 
 def test_idle_keep_alive_closed(srv):
@@ -283,8 +289,9 @@ def test_idle_keep_alive_closed(srv):
     c.send(get("/bench"))
     assert c.response()[0] == 200
     start = time.monotonic()
-    assert c.closed(timeout=6)
-    assert 1.5 < time.monotonic() - start < 5
+    bound = 2 + 3 * TIME_SCALE  # idle_timeout 2 s
+    assert c.closed(timeout=bound + 1)
+    assert 1.5 < time.monotonic() - start < bound
 
 
 def test_both_protocols_on_one_port(srv):

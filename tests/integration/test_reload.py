@@ -2,6 +2,7 @@
 file: new generations serve new requests, requests in flight finish on the old
 one, a bad config changes nothing but a log line."""
 
+import json
 import os
 import pathlib
 import re
@@ -14,7 +15,7 @@ import time
 
 import pytest
 
-from support import BINARY, REPO, curl, free_port
+from support import BINARY, REPO, curl, free_port, write_atomic
 
 
 def body_of(srv, path, port=None):
@@ -50,7 +51,7 @@ def test_reload_switches_routes(celerisd):
     srv = celerisd(config("one", "{port}"))
     assert body_of(srv, "/v") == b"one"
     assert curl(["-o", "/dev/null", "-w", "%{http_code}", srv.url("/new")]).stdout == b"404"
-    srv.config_path.write_text(config("two", srv.port, """  - path: /new
+    write_atomic(srv.config_path, config("two", srv.port, """  - path: /new
     json: { template: { ok: true } }
 """))
     assert reload_and_wait(srv, 2)
@@ -67,7 +68,7 @@ def test_reload_switches_routes(celerisd):
 def test_bad_reload_keeps_old_generation(celerisd, bad, line, col, word):
     srv = celerisd(config("old", "{port}"))
     good = srv.config_path.read_text()
-    srv.config_path.write_text(f'listen: "127.0.0.1:{srv.port}"\n' + bad)
+    write_atomic(srv.config_path, f'listen: "127.0.0.1:{srv.port}"\n' + bad)
     srv.send_signal(signal.SIGHUP)
     deadline = time.monotonic() + 10
     while "reload failed" not in srv.stderr_text():
@@ -79,7 +80,7 @@ def test_bad_reload_keeps_old_generation(celerisd, bad, line, col, word):
     assert loc in err and word in err.lower(), err
     assert body_of(srv, "/v") == b"old"
     # a later good reload works
-    srv.config_path.write_text(good.replace("old", "new"))
+    write_atomic(srv.config_path, good.replace("old", "new"))
     assert reload_and_wait(srv, 2)
     assert body_of(srv, "/v") == b"new"
 
@@ -99,7 +100,7 @@ routes:
     with srv.client(auto_ack=False, timeout=30) as c:
         sid = c.send_request("GET", "/big")
         c.wait_for(lambda: c.unacked_bytes() >= 65535, timeout=10, what="first window")
-        srv.config_path.write_text(text.format(port=srv.port, f=b))
+        write_atomic(srv.config_path, text.format(port=srv.port, f=b))
         assert reload_and_wait(srv, 2)
         # a new stream on the same connection sees the new generation...
         c.open_window()
@@ -115,7 +116,7 @@ def test_reload_adds_and_removes_listeners(celerisd):
     port2 = free_port()
     with srv.client() as held:
         assert held.get("/v").body == b"x"
-        srv.config_path.write_text(f"""listen: ["127.0.0.1:{srv.port}", "127.0.0.1:{port2}"]
+        write_atomic(srv.config_path, f"""listen: ["127.0.0.1:{srv.port}", "127.0.0.1:{port2}"]
 workers: 2
 routes:
   - path: /v
@@ -126,7 +127,7 @@ routes:
         assert body_of(srv, "/v") == b"y"
         # the connection made before the reload is still served
         assert held.get("/v").body == b"y"
-        srv.config_path.write_text(config("z", port2))
+        write_atomic(srv.config_path, config("z", port2))
         assert reload_and_wait(srv, 3)
         assert body_of(srv, "/v", port=port2) == b"z"
         with pytest.raises(OSError):
@@ -144,7 +145,7 @@ def test_reload_under_load(celerisd, tmp_path):
 
     def hup():
         while not stop.is_set():
-            srv.config_path.write_text(b if count[0] % 2 == 0 else a)
+            write_atomic(srv.config_path, b if count[0] % 2 == 0 else a)
             srv.send_signal(signal.SIGHUP)
             count[0] += 1
             stop.wait(0.2)
@@ -196,7 +197,7 @@ def test_many_reloads_do_not_leak(celerisd, monkeypatch):
 
     def cycle(n, first_generation):
         for i in range(n):
-            srv.config_path.write_text(b if i % 2 == 0 else a)
+            write_atomic(srv.config_path, b if i % 2 == 0 else a)
             assert reload_and_wait(srv, first_generation + i)
             if i % 20 == 0:
                 assert body_of(srv, "/j/7") == b'{"id":"7","list":[1,2,3]}'
@@ -242,7 +243,7 @@ def test_notify_protocol_sequence(celerisd, tmp_path, monkeypatch):
         assert re.match(r"STATUS=generation 1, 1 workers, \d+ connections", status), status
 
         good = srv.config_path.read_text()
-        srv.config_path.write_text(good.replace("one", "two"))
+        write_atomic(srv.config_path, good.replace("one", "two"))
         srv.send_signal(signal.SIGHUP)
         reloading = ns.next()
         assert re.fullmatch(r"RELOADING=1\nMONOTONIC_USEC=\d+", reloading), reloading
@@ -252,7 +253,7 @@ def test_notify_protocol_sequence(celerisd, tmp_path, monkeypatch):
         status = ns.next(skip_status=False)
         assert status.startswith("STATUS=generation 2,"), status
 
-        srv.config_path.write_text("routes: 5\n")
+        write_atomic(srv.config_path, "routes: 5\n")
         srv.send_signal(signal.SIGHUP)
         assert ns.next().startswith("RELOADING=1\n")
         assert ns.next() == "READY=1\nERRNO=22"
@@ -291,9 +292,8 @@ def test_without_notify_socket_nothing_changes(celerisd, monkeypatch):
     assert body_of(srv, "/v") == b"one"
 
 
-@pytest.mark.skipif(not shutil.which("systemd-socket-activate"),
-                    reason="systemd-socket-activate not installed")
 def test_socket_activation(tmp_path):
+    assert shutil.which("systemd-socket-activate"), "needs systemd (scripts/deps test)"
     port = free_port()
     cfg = tmp_path / "sa.yaml"
     cfg.write_text(config("activated", port).replace("workers: 1", "workers: 2"))
@@ -321,8 +321,8 @@ def test_socket_activation(tmp_path):
     assert rc == 0, err.read_text()
 
 
-@pytest.mark.skipif(not shutil.which("systemd-analyze"), reason="systemd-analyze not installed")
 def test_systemd_unit_verifies(tmp_path):
+    assert shutil.which("systemd-analyze"), "needs systemd (scripts/deps test)"
     unit = (REPO / "packaging" / "celerisd.service").read_text()
     for key in ("Type=notify", "ExecReload=", "NoNewPrivileges=yes", "ProtectSystem=strict",
                 "ProtectHome=yes", "PrivateTmp=yes", "LimitNOFILE=", "Restart=on-failure"):
@@ -337,3 +337,43 @@ def test_systemd_unit_verifies(tmp_path):
                        text=True, timeout=60)
     problems = [ln for ln in p.stderr.splitlines() if "celerisd.service" in ln]
     assert p.returncode == 0 and not problems, p.stderr
+
+
+def test_reload_changes_workers(celerisd):
+    """A SIGHUP that changes `workers` (1 -> 3 -> 1): the status route reports
+    the new count, new connections are spread over all three workers (each
+    worker has its own listening socket; 40 connections miss one of three only
+    with odds of 3 x (2/3)^40), and after lowering it again only one worker
+    takes them."""
+    mods = pathlib.Path(BINARY).resolve().parent / "modules"
+    text = f"""listen: "127.0.0.1:{{port}}"
+workers: WORKERS
+modules_dir: {mods}
+routes:
+  - path: /count
+    module: {{ name: counter }}
+  - path: /status
+    status: {{}}
+"""
+    srv = celerisd(text.replace("WORKERS", "1"))
+
+    def workers_seen(n=40):
+        seen = set()
+        for _ in range(n):
+            p = curl([srv.url("/count")])
+            assert p.returncode == 0, p.stderr
+            seen.add(json.loads(p.stdout)["worker"])
+        return seen
+
+    def status_workers():
+        return json.loads(curl([srv.url("/status")]).stdout)["workers"]
+
+    assert status_workers() == 1 and workers_seen() == {0}
+    write_atomic(srv.config_path, text.replace("{port}", str(srv.port)).replace("WORKERS", "3"))
+    assert reload_and_wait(srv, 2)
+    assert status_workers() == 3
+    assert len(workers_seen()) == 3
+    write_atomic(srv.config_path, text.replace("{port}", str(srv.port)).replace("WORKERS", "1"))
+    assert reload_and_wait(srv, 3)
+    assert status_workers() == 1
+    assert len(workers_seen()) == 1
