@@ -90,7 +90,7 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     if (w->env.stats)
         cel_uncount(&w->env.stats->connections_open[c->proto_id], 1);
     if (w->stopping) {
-        if (w->nconns == 0 && w->env.tasks_pending == 0)
+        if (w->nconns == 0)
             event_base_loopexit(w->host.base, NULL);
     } else if (w->paused && !at_limit(w) && !event_pending(&w->resume_ev, EV_TIMEOUT, NULL)) {
         resume_accepting(w);
@@ -229,7 +229,7 @@ static void begin_stop(cel_worker *w)
         next = c->next;
         cel_conn_shutdown(c);
     }
-    if (w->nconns == 0 && w->env.tasks_pending == 0) {
+    if (w->nconns == 0) {
         event_base_loopexit(w->host.base, NULL);
         return;
     }
@@ -278,7 +278,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     else
         refresh_generation(w);
     cel_env_run_tasks(&w->env); /* listener changes, async completions */
-    if (w->stopping && w->nconns == 0 && w->env.tasks_pending == 0)
+    if (w->stopping && w->nconns == 0)
         event_base_loopexit(w->host.base, NULL);
 }
 
@@ -302,23 +302,23 @@ static void *run(void *arg)
             cel_log(CEL_LOG_WARN, "worker %u: cannot pin to CPU %d: %s", w->id, w->cpu,
                     strerror(rc));
     }
-    w->env.thread = pthread_self();
+    cel_env_set_self(&w->env);
     cel_env_attach(&w->env, w->env.gen->cfg);
     event_base_dispatch(w->host.base);
     while (w->conns)
         cel_conn_close(w->conns);
-    /* Suspended requests whose tokens are still out hold module code: wait
-     * for their completions (they find their requests gone), within bounds. */
-    for (int i = 0; w->env.tasks_pending && i < 100; i++) {
-        struct timeval tv = {0, 50000};
-        event_base_loopexit(w->host.base, &tv);
-        event_base_dispatch(w->host.base);
-    }
-    if (w->env.tasks_pending)
-        cel_log(CEL_LOG_ERROR, "worker %u: %zu async completions never came back", w->id,
-                w->env.tasks_pending);
-    /* Handlers' worker_fini runs here, on the worker's own thread. */
+    cel_env_run_tasks(&w->env);
     cel_env_flush_logs(&w->env);
+    /* Handlers' worker_fini runs here, on the worker's own thread. Tokens
+     * still out (a module thread that has not answered yet) would keep the
+     * stop waiting on module code: the env outlives the thread for them, and
+     * whoever joins the worker runs their completions. */
+    if (w->env.tasks_pending) {
+        cel_log(CEL_LOG_INFO, "worker %u: ended with %zu module completions still out", w->id,
+                w->env.tasks_pending);
+        cel_env_orphan(&w->env);
+        return NULL;
+    }
     cel_env_deinit(&w->env);
     w->env_live = 0;
     return NULL;
@@ -393,18 +393,47 @@ void cel_worker_stop(cel_worker *w)
     cel_worker_wake(w);
 }
 
-void cel_worker_join(cel_worker *w)
+/* W's thread has ended: run what its tokens posted meanwhile, and free W
+ * unless some are still out. */
+static int collect(cel_worker *w)
 {
-    pthread_join(w->tid, NULL);
+    w->joined = 1;
+    if (w->env_live && w->env.orphaned) {
+        cel_env_run_tasks(&w->env);
+        if (w->env.tasks_pending)
+            return 0;
+        cel_log(CEL_LOG_INFO, "worker %u: every module completion came back", w->id);
+    }
     worker_free(w);
+    return 1;
+}
+
+int cel_worker_join(cel_worker *w)
+{
+    if (!w->joined)
+        pthread_join(w->tid, NULL);
+    return collect(w);
 }
 
 int cel_worker_try_join(cel_worker *w)
 {
-    if (pthread_tryjoin_np(w->tid, NULL) != 0)
+    if (!w->joined && pthread_tryjoin_np(w->tid, NULL) != 0)
         return 0;
-    worker_free(w);
-    return 1;
+    return collect(w);
+}
+
+/* Workers the process ends with while their tokens are out: kept (never
+ * freed) so that a module thread still holding a token posts to a live env,
+ * and reachable, so the leak checker does not count them. */
+static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+static cel_worker *abandoned;
+
+void cel_worker_abandon(cel_worker *w)
+{
+    pthread_mutex_lock(&abandoned_lock);
+    w->next_abandoned = abandoned;
+    abandoned = w;
+    pthread_mutex_unlock(&abandoned_lock);
 }
 
 static void post(cel_worker *w, int type, int fd, int owned)
