@@ -147,7 +147,10 @@ static int current_kind(const cel_conn *c)
         return T_HEADER;
     if (c->proto->in_headers(c->ps))
         return T_HEADER;
-    return c->proto->streams(c->ps) ? T_BUSY : T_IDLE;
+    size_t n = c->proto->streams(c->ps);
+    if (n && c->proto->held(c->ps) == n)
+        return T_NONE; /* the server holds every stream: not the client's idle time */
+    return n ? T_BUSY : T_IDLE;
 }
 
 /* The timer is only moved when the kind of wait changes; activity within one
@@ -157,7 +160,13 @@ static void rearm_timer(cel_conn *c)
     int kind = current_kind(c);
     if (kind == c->tkind)
         return;
+    if (c->tkind == T_NONE)
+        event_base_gettimeofday_cached(c->host->base, &c->active); /* the wait starts now */
     c->tkind = (uint8_t)kind;
+    if (kind == T_NONE) {
+        event_del(&c->tev);
+        return;
+    }
     struct timeval tv = ms_tv(timeout_ms(c, kind));
     if (kind == T_HEADER && (!c->proto || !c->proto->served(c->ps))) {
         /* Absolute from accept: dribbling bytes does not extend it. Later
@@ -519,6 +528,22 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         pump(c);
 }
 
+/* A timeout ends the connection: the protocol's last word (a GOAWAY and
+ * RST_STREAMs, a 408) goes out first, then the close (lingering). */
+static void last_word(cel_conn *c)
+{
+    if (c->proto && !c->closing && !c->lingering && !c->handshaking) {
+        c->proto->expire(c->ps);
+        if (c->proto->send(c->ps)) {
+            cel_conn_close(c);
+            return;
+        }
+    }
+    c->closing = 1;
+    c->tkind = T_NONE;
+    pump(c);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
@@ -538,22 +563,42 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         }
     }
     switch (kind) {
+    case T_NONE:
+        return;
     case T_IDLE:
         cel_log_debug("conn %d: idle timeout", c->fd);
         cel_conn_shutdown(c);
         return;
     case T_HEADER:
         cel_log_debug("conn %d: no request within the header timeout", c->fd);
-        break;
+        last_word(c);
+        return;
     case T_BUSY:
         cel_log_debug("conn %d: client silent with streams open", c->fd);
-        break;
+        last_word(c);
+        return;
     case T_WRITE:
         cel_log_debug("conn %d: write stalled", c->fd);
         break;
     default:
         break;
     }
+    cel_conn_close(c);
+}
+
+void cel_conn_abort(cel_conn *c)
+{
+    if (c->proto && !c->closing && !c->lingering) {
+        c->proto->expire(c->ps);
+        c->proto->send(c->ps);
+    }
+    /* What the socket takes now; the rest is dropped. Unread input would turn
+     * the close into a RST that can destroy what we just wrote. */
+    if (!c->lingering)
+        conn_flush(c);
+    shutdown(c->fd, SHUT_WR);
+    while (!c->ssl && read(c->fd, c->host->env->rbuf, CEL_READ_BUF) > 0)
+        ;
     cel_conn_close(c);
 }
 

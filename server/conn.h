@@ -57,5 +57,9 @@ void cel_conn_start(cel_conn *c);
 void cel_conn_close(cel_conn *c);
 /* Graceful end: GOAWAY, let streams in flight finish, then close. */
 void cel_conn_shutdown(cel_conn *c);
+/* The end of a graceful end (shutdown_timeout): streams in flight are reset
+ * and a final GOAWAY (HTTP/2) is written as far as the socket takes it now,
+ * then the connection is closed. Handlers hear on_close. */
+void cel_conn_abort(cel_conn *c);
 
 #endif

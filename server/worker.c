@@ -159,7 +159,7 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg)
         cel_log(CEL_LOG_WARN, "worker %u: shutdown timeout, closing %zu connections", w->id,
                 w->nconns);
     while (w->conns)
-        cel_conn_close(w->conns);
+        cel_conn_abort(w->conns);
     event_base_loopexit(w->host.base, NULL);
 }
 
