@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_bytes_acked (glibc's lacks it) */
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -153,6 +155,37 @@ static int current_kind(const cel_conn *c)
     return n ? T_BUSY : T_IDLE;
 }
 
+/* Bytes the peer has acknowledged, or 0 when the kernel does not say. */
+static uint64_t peer_acked(const cel_conn *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return 0;
+    return ti.tcpi_bytes_acked;
+}
+
+/* Output waited write_timeout without the socket turning writable. Linux says
+ * writable only once about half of a send buffer (up to megabytes) has
+ * drained, which a slow reader takes far longer than write_timeout to do, so
+ * what the peer acknowledged is the progress. A slow reader's kernel opens its
+ * window a few KiB at a time, seconds apart: the rate is averaged over the
+ * last CEL_ACK_WINDOWS write_timeouts (fewer while the wait is younger), and must
+ * come to min_send_rate (at least a byte). */
+static int peer_kept_up(cel_conn *c)
+{
+    uint64_t now = peer_acked(c);
+    if (c->nacked < CEL_ACK_WINDOWS)
+        c->nacked++;
+    uint64_t then = c->acked[CEL_ACK_WINDOWS - c->nacked];
+    uint64_t need = (uint64_t)c->limits.min_send_rate * c->nacked * c->limits.write_timeout_ms / 1000;
+    int ok = now > then && now - then >= (need ? need : 1);
+    memmove(c->acked, c->acked + 1, (CEL_ACK_WINDOWS - 1) * sizeof(c->acked[0]));
+    c->acked[CEL_ACK_WINDOWS - 1] = now;
+    return ok;
+}
+
 /* The timer is only moved when the kind of wait changes; activity within one
  * kind just updates c->active and the timer callback re-arms for the rest. */
 static void rearm_timer(cel_conn *c)
@@ -166,6 +199,12 @@ static void rearm_timer(cel_conn *c)
     if (kind == T_NONE) {
         event_del(&c->tev);
         return;
+    }
+    if (kind == T_WRITE) {
+        uint64_t a = peer_acked(c);
+        for (int i = 0; i < CEL_ACK_WINDOWS; i++)
+            c->acked[i] = a;
+        c->nacked = 0;
     }
     struct timeval tv = ms_tv(timeout_ms(c, kind));
     if (kind == T_HEADER && (!c->proto || !c->proto->served(c->ps))) {
@@ -559,6 +598,11 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
         if (evutil_timercmp(&deadline, &now, >)) {
             evutil_timersub(&deadline, &now, &left);
             event_add(&c->tev, &left);
+            return;
+        }
+        if (kind == T_WRITE && peer_kept_up(c)) {
+            c->active = now;
+            event_add(&c->tev, &span);
             return;
         }
     }
