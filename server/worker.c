@@ -41,6 +41,7 @@ typedef struct wcmd {
 #define ACCEPTS_PER_EVENT 64
 /* Back-off when the process is out of descriptors or memory. */
 #define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_EVERY_S 60
 
 static void pause_accepting(cel_worker *w, int with_timer)
 {
@@ -108,6 +109,26 @@ static cel_tls *listener_tls(const cel_worker *w, const wlistener *l)
     return NULL;
 }
 
+/* Out of descriptors lasts: the first failure is logged, then how many more
+ * there were, once a minute at most (the pause retries ten times a second). */
+static void accept_failed(cel_worker *w, int err)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->host.base, &tv);
+    time_t now = tv.tv_sec;
+    w->accept_failures++;
+    if (w->accept_logged && now - w->accept_logged < ACCEPT_LOG_EVERY_S)
+        return;
+    if (w->accept_failures > 1)
+        cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; %lu times since the last report, "
+                "pausing %d ms each", w->id, strerror(err), w->accept_failures, ACCEPT_PAUSE_MS);
+    else
+        cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; pausing %d ms (reported once a "
+                "minute while it lasts)", w->id, strerror(err), ACCEPT_PAUSE_MS);
+    w->accept_logged = now;
+    w->accept_failures = 0;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     wlistener *l = arg;
@@ -123,8 +144,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; pausing %d ms", w->id,
-                        strerror(errno), ACCEPT_PAUSE_MS);
+                accept_failed(w, errno);
                 pause_accepting(w, 1);
             }
             return;

@@ -27,6 +27,8 @@ typedef struct cel_worker {
     struct event beat_ev;
     int paused; /* accepting paused: connection limit or out of descriptors */
     struct event resume_ev;
+    time_t accept_logged;          /* when an accept failure was last logged */
+    unsigned long accept_failures; /* since then */
     int env_live; /* env set up and not yet torn down (the thread tears it down) */
     struct event wake_ev; /* on env.efd: commands, tasks, new generations */
     atomic_int stop;
