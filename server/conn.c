@@ -571,7 +571,11 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
  * RST_STREAMs, a 408) goes out first, then the close (lingering). */
 static void last_word(cel_conn *c)
 {
-    if (c->proto && !c->closing && !c->lingering && !c->handshaking) {
+    if (!c->proto || c->handshaking) {
+        cel_conn_close(c); /* nothing said yet, nothing to say */
+        return;
+    }
+    if (!c->closing && !c->lingering) {
         c->proto->expire(c->ps);
         if (c->proto->send(c->ps)) {
             cel_conn_close(c);

@@ -444,16 +444,13 @@ int cel_worker_try_join(cel_worker *w)
 
 /* Workers the process ends with while their tokens are out: kept (never
  * freed) so that a module thread still holding a token posts to a live env,
- * and reachable, so the leak checker does not count them. */
-static pthread_mutex_t abandoned_lock = PTHREAD_MUTEX_INITIALIZER;
+ * and reachable, so the leak checker does not count them. Main thread only. */
 static cel_worker *abandoned;
 
 void cel_worker_abandon(cel_worker *w)
 {
-    pthread_mutex_lock(&abandoned_lock);
     w->next_abandoned = abandoned;
     abandoned = w;
-    pthread_mutex_unlock(&abandoned_lock);
 }
 
 static void post(cel_worker *w, int type, int fd, int owned)

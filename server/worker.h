@@ -66,7 +66,7 @@ int cel_worker_join(cel_worker *w);
  * tokens are still out. */
 int cel_worker_try_join(cel_worker *w);
 /* Keeps W, which still has tokens out, for the rest of the process's life:
- * the completions they post are never run. */
+ * the completions they post are never run. Main thread. */
 void cel_worker_abandon(cel_worker *w);
 
 #endif
