@@ -557,6 +557,10 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         rc = conf_duration_ms(c, v, "limits.header_timeout", &l->header_timeout_ms);
     } else if (strcmp(key, "write_timeout") == 0) {
         rc = conf_duration_ms(c, v, "limits.write_timeout", &l->write_timeout_ms);
+    } else if (strcmp(key, "min_send_rate") == 0) {
+        size_t r = 0;
+        rc = conf_size(c, v, "limits.min_send_rate", 0, (size_t)1 << 30, &r);
+        l->min_send_rate = (uint32_t)r;
     } else if (strcmp(key, "initial_window_size") == 0) {
         rc = conf_int(c, v, "limits.initial_window_size", 1, INT32_MAX, &i);
         l->initial_window_size = (uint32_t)i;
@@ -590,7 +594,7 @@ static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         return conf_unknown_key(c, k, "limits",
                                 "max_concurrent_streams, max_header_list_size, max_request_body, "
                                 "max_connections, idle_timeout, header_timeout, write_timeout, "
-                                "initial_window_size, max_output_buffer, max_settings_entries, "
+                                "min_send_rate, initial_window_size, max_output_buffer, max_settings_entries, "
                                 "reset_burst, reset_rate, max_continuations, max_outbound_ack, "
                                 "glitch_burst, glitch_rate, max_request_line, max_header_line, "
                                 "max_headers");
@@ -884,6 +888,7 @@ static void set_defaults(cel_config *cfg)
         .idle_timeout_ms = CEL_DEF_IDLE_TIMEOUT_MS,
         .header_timeout_ms = CEL_DEF_HEADER_TIMEOUT_MS,
         .write_timeout_ms = CEL_DEF_WRITE_TIMEOUT_MS,
+        .min_send_rate = CEL_DEF_MIN_SEND_RATE,
         .initial_window_size = CEL_DEF_INITIAL_WINDOW_SIZE,
         .max_output_buffer = CEL_DEF_MAX_OUTPUT_BUFFER,
         .max_settings_entries = CEL_DEF_MAX_SETTINGS_ENTRIES,

@@ -23,6 +23,7 @@
 #define CEL_DEF_IDLE_TIMEOUT_MS 60000
 #define CEL_DEF_HEADER_TIMEOUT_MS 10000
 #define CEL_DEF_WRITE_TIMEOUT_MS 30000
+#define CEL_DEF_MIN_SEND_RATE 256 /* bytes/s a reader must take within write_timeout */
 #define CEL_DEF_SHUTDOWN_TIMEOUT_MS 10000
 #define CEL_DEF_INITIAL_WINDOW_SIZE 65535
 #define CEL_DEF_MAX_OUTPUT_BUFFER (256 * 1024)
@@ -48,6 +49,7 @@ typedef struct cel_limits {
     uint32_t idle_timeout_ms;
     uint32_t header_timeout_ms;
     uint32_t write_timeout_ms;
+    uint32_t min_send_rate; /* bytes per second */
     uint32_t initial_window_size;
     size_t max_output_buffer;
     uint32_t max_settings_entries;

@@ -4,6 +4,8 @@
 #include <errno.h>
 #include <stdio.h>
 #include <string.h>
+#include <linux/tcp.h> /* tcp_info with tcpi_bytes_acked (glibc's lacks it) */
+#include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 #include <unistd.h>
@@ -148,7 +150,41 @@ static int current_kind(const cel_conn *c)
         return T_HEADER;
     if (c->proto->in_headers(c->ps))
         return T_HEADER;
-    return c->proto->streams(c->ps) ? T_BUSY : T_IDLE;
+    size_t n = c->proto->streams(c->ps);
+    if (n && c->proto->held(c->ps) == n)
+        return T_NONE; /* the server holds every stream: not the client's idle time */
+    return n ? T_BUSY : T_IDLE;
+}
+
+/* Bytes the peer has acknowledged, or 0 when the kernel does not say. */
+static uint64_t peer_acked(const cel_conn *c)
+{
+    struct tcp_info ti;
+    socklen_t len = sizeof(ti);
+    if (getsockopt(c->fd, IPPROTO_TCP, TCP_INFO, &ti, &len) < 0 ||
+        len < offsetof(struct tcp_info, tcpi_bytes_acked) + sizeof(ti.tcpi_bytes_acked))
+        return 0;
+    return ti.tcpi_bytes_acked;
+}
+
+/* Output waited write_timeout without the socket turning writable. Linux says
+ * writable only once about half of a send buffer (up to megabytes) has
+ * drained, which a slow reader takes far longer than write_timeout to do, so
+ * what the peer acknowledged is the progress. A slow reader's kernel opens its
+ * window a few KiB at a time, seconds apart: the rate is averaged over the
+ * last CEL_ACK_WINDOWS write_timeouts (fewer while the wait is younger), and must
+ * come to min_send_rate (at least a byte). */
+static int peer_kept_up(cel_conn *c)
+{
+    uint64_t now = peer_acked(c);
+    if (c->nacked < CEL_ACK_WINDOWS)
+        c->nacked++;
+    uint64_t then = c->acked[CEL_ACK_WINDOWS - c->nacked];
+    uint64_t need = (uint64_t)c->limits.min_send_rate * c->nacked * c->limits.write_timeout_ms / 1000;
+    int ok = now > then && now - then >= (need ? need : 1);
+    memmove(c->acked, c->acked + 1, (CEL_ACK_WINDOWS - 1) * sizeof(c->acked[0]));
+    c->acked[CEL_ACK_WINDOWS - 1] = now;
+    return ok;
 }
 
 /* The timer is only moved when the kind of wait changes; activity within one
@@ -158,7 +194,19 @@ static void rearm_timer(cel_conn *c)
     int kind = current_kind(c);
     if (kind == c->tkind)
         return;
+    if (c->tkind == T_NONE)
+        event_base_gettimeofday_cached(c->host->base, &c->active); /* the wait starts now */
     c->tkind = (uint8_t)kind;
+    if (kind == T_NONE) {
+        event_del(&c->tev);
+        return;
+    }
+    if (kind == T_WRITE) {
+        uint64_t a = peer_acked(c);
+        for (int i = 0; i < CEL_ACK_WINDOWS; i++)
+            c->acked[i] = a;
+        c->nacked = 0;
+    }
     struct timeval tv = ms_tv(timeout_ms(c, kind));
     if (kind == T_HEADER && (!c->proto || !c->proto->served(c->ps))) {
         /* Absolute from accept: dribbling bytes does not extend it. Later
@@ -567,6 +615,26 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
         pump(c);
 }
 
+/* A timeout ends the connection: the protocol's last word (a GOAWAY and
+ * RST_STREAMs, a 408) goes out first, then the close (lingering). */
+static void last_word(cel_conn *c)
+{
+    if (!c->proto || c->handshaking) {
+        cel_conn_close(c); /* nothing said yet, nothing to say */
+        return;
+    }
+    if (!c->closing && !c->lingering) {
+        c->proto->expire(c->ps);
+        if (c->proto->send(c->ps)) {
+            cel_conn_close(c);
+            return;
+        }
+    }
+    c->closing = 1;
+    c->tkind = T_NONE;
+    pump(c);
+}
+
 static void on_timer(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
@@ -584,24 +652,49 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
             event_add(&c->tev, &left);
             return;
         }
+        if (kind == T_WRITE && peer_kept_up(c)) {
+            c->active = now;
+            event_add(&c->tev, &span);
+            return;
+        }
     }
     switch (kind) {
+    case T_NONE:
+        return;
     case T_IDLE:
         cel_log_debug("conn %d: idle timeout", c->fd);
         cel_conn_shutdown(c);
         return;
     case T_HEADER:
         cel_log_debug("conn %d: no request within the header timeout", c->fd);
-        break;
+        last_word(c);
+        return;
     case T_BUSY:
         cel_log_debug("conn %d: client silent with streams open", c->fd);
-        break;
+        last_word(c);
+        return;
     case T_WRITE:
         cel_log_debug("conn %d: write stalled", c->fd);
         break;
     default:
         break;
     }
+    cel_conn_close(c);
+}
+
+void cel_conn_abort(cel_conn *c)
+{
+    if (c->proto && !c->closing && !c->lingering) {
+        c->proto->expire(c->ps);
+        c->proto->send(c->ps);
+    }
+    /* What the socket takes now; the rest is dropped. Unread input would turn
+     * the close into a RST that can destroy what we just wrote. */
+    if (!c->lingering)
+        conn_flush(c);
+    shutdown(c->fd, SHUT_WR);
+    while (!c->ssl && read(c->fd, c->host->env->rbuf, CEL_READ_BUF) > 0)
+        ;
     cel_conn_close(c);
 }
 

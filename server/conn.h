@@ -15,6 +15,9 @@
 
 typedef struct cel_conn cel_conn;
 
+/* write_timeouts over which min_send_rate is averaged (see conn.c). */
+#define CEL_ACK_WINDOWS 4
+
 /* What the owner (a worker) provides to its connections. */
 typedef struct cel_conn_host {
     struct event_base *base;
@@ -35,6 +38,8 @@ struct cel_conn {
     cel_limits limits;
     struct timeval accepted, active; /* loop time of accept and of the last progress */
     uint64_t progress;               /* the protocol's progress count at that time */
+    uint64_t acked[CEL_ACK_WINDOWS];     /* TCP_INFO bytes_acked at the last write checks, oldest first */
+    uint8_t nacked;                  /* checks since output began to wait (at most CEL_ACK_WINDOWS) */
     void *ssl;             /* an SSL * on a TLS listener, else NULL */
     char *trec;            /* TLS: one record's worth of output SSL_write has not taken */
     size_t trec_len;
@@ -58,5 +63,9 @@ void cel_conn_start(cel_conn *c);
 void cel_conn_close(cel_conn *c);
 /* Graceful end: GOAWAY, let streams in flight finish, then close. */
 void cel_conn_shutdown(cel_conn *c);
+/* The end of a graceful end (shutdown_timeout): streams in flight are reset
+ * and a final GOAWAY (HTTP/2) is written as far as the socket takes it now,
+ * then the connection is closed. Handlers hear on_close. */
+void cel_conn_abort(cel_conn *c);
 
 #endif

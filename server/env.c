@@ -27,6 +27,7 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *c
     e->base = base;
     e->inbox = NULL;
     e->tasks_pending = 0;
+    e->orphaned = 0;
     pthread_mutex_init(&e->inbox_lock, NULL);
     e->efd = eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC);
     e->pool = cel_pool_new(8u << 20);
@@ -44,9 +45,22 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *c
     return 0;
 }
 
+static _Thread_local cel_env *self;
+
+cel_env *cel_env_self(void)
+{
+    return self;
+}
+
+void cel_env_set_self(cel_env *e)
+{
+    self = e;
+}
+
 static void genref_free(cel_env *e, cel_genref *r)
 {
-    cel_env_detach(e, r->cfg);
+    if (!e->orphaned)
+        cel_env_detach(e, r->cfg);
     cel_config_unref(r->cfg);
     free(r);
 }
@@ -91,6 +105,16 @@ int cel_env_use(cel_env *e, cel_config *cfg)
         e->retired = old;
     }
     return 0;
+}
+
+void cel_env_orphan(cel_env *e)
+{
+    cel_env_detach(e, e->gen->cfg);
+    for (cel_genref *r = e->retired; r; r = r->next)
+        cel_env_detach(e, r->cfg);
+    e->orphaned = 1;
+    if (self == e)
+        self = NULL;
 }
 
 void cel_env_retire(cel_env *e, cel_genref *r)

@@ -38,12 +38,15 @@ typedef struct cel_genref {
 
 typedef struct cel_env {
     unsigned worker_id;
-    pthread_t thread; /* the worker's thread, once it runs */
     struct event_base *base;
     int efd; /* eventfd that wakes the worker (tasks, commands, new generations) */
     pthread_mutex_t inbox_lock;
     cel_task *inbox;
-    size_t tasks_pending; /* tokens out that will post a task: the worker waits for them */
+    size_t tasks_pending; /* tokens out that will post a task */
+    /* The worker's thread has ended with tokens still out (cel_env_orphan):
+     * whoever owns the env now runs the tasks they post and frees it once
+     * tasks_pending is 0. */
+    int orphaned;
     cel_pool *pool;
     struct cel_wstats *stats; /* this worker's counters; NULL when not counting */
     cel_genref *gen;     /* the newest generation this worker has seen */
@@ -83,6 +86,19 @@ static inline void cel_genref_drop(cel_genref *r)
 
 /* Refreshes the date header if the second has changed. */
 void cel_env_tick(cel_env *e, time_t now);
+
+/* The env of the worker running on the calling thread, or NULL: a token
+ * resumed on its own worker runs at once, elsewhere it is posted. */
+cel_env *cel_env_self(void);
+void cel_env_set_self(cel_env *e);
+
+/* On the worker, as its thread ends with tokens still out: runs the handlers'
+ * worker_fini there and keeps everything else (the pool the tokens live in,
+ * the generations they hold, the eventfd they post to), so a late completion
+ * lands on memory that is still there. From then on the env belongs to the
+ * thread that joined the worker: it calls cel_env_run_tasks (each completion
+ * finds its request gone) and cel_env_deinit once tasks_pending is 0. */
+void cel_env_orphan(cel_env *e);
 
 /* Hands T to the worker of E: safe from any thread. */
 void cel_env_post(cel_env *e, cel_task *t);

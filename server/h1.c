@@ -678,6 +678,31 @@ static uint64_t p_progress(const void *s)
     return ((const cel_h1 *)s)->progress;
 }
 
+static size_t p_held(const void *s)
+{
+    const cel_h1 *h = s;
+    /* Dispatched (the request is whole) and the answer is not complete. */
+    return h->state == S_BUSY && h->cur && !h->cur->ended;
+}
+
+static void p_expire(void *s)
+{
+    cel_h1 *h = s;
+    /* A request head or body the client has not finished: 408. An answer
+     * already begun can only be cut by the close. */
+    if (h->state == S_BODY && h->cur) {
+        req *r = h->cur;
+        h->cur = NULL;
+        req_free(h, r, 0);
+        refuse(h, 408);
+    } else if (h->state == S_HEAD && h->ilen > 0) {
+        refuse(h, 408);
+    }
+    h->goaway = 1;
+    if (!h->cur)
+        h->state = S_CLOSED;
+}
+
 static void p_free(void *s)
 {
     cel_h1 *h = s;
@@ -698,6 +723,8 @@ const cel_proto cel_h1_proto = {
     .served = p_served,
     .in_headers = p_in_headers,
     .goaway = p_goaway,
+    .held = p_held,
+    .expire = p_expire,
     .progress = p_progress,
     .free = p_free,
 };

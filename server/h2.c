@@ -37,6 +37,7 @@ enum {
     ST_DATA_OVERFLOW = 1u << 11, /* the client sent more DATA than the stream's window */
     ST_MALFORMED = 1u << 12,     /* RFC 9113 8.1.1: reset with PROTOCOL_ERROR, never served */
     ST_PEER_DONE = 1u << 13,     /* the client ended or reset the stream: more from it is an error */
+    ST_HELD = 1u << 14,          /* waits on the server alone (counted in held) */
 };
 
 #define PRIO_SET 0x80
@@ -155,6 +156,7 @@ struct cel_h2 {
     uint8_t served;   /* a request was dispatched */
     uint8_t goaway;   /* we sent (or queued) our GOAWAY */
     uint32_t discarding; /* streams with ST_DISCARD */
+    uint32_t held;       /* streams with ST_HELD */
     /* The client's frames, followed beside nghttp2 (see cel_h2_recv). */
     uint32_t scan_skip;    /* octets of the current frame (or preface) still to pass */
     int32_t scan_pri;      /* stream of the PRIORITY payload being read, or -1 */
@@ -231,6 +233,18 @@ static stream *find_stream(cel_h2 *h, int32_t id)
     return NULL;
 }
 
+/* A stream starts or stops waiting on the server alone (see cel_proto.held). */
+static void set_held(cel_h2 *h, stream *st, int on)
+{
+    if (on == !!(st->flags & ST_HELD))
+        return;
+    st->flags ^= ST_HELD;
+    if (on)
+        h->held++;
+    else
+        h->held--;
+}
+
 /* What stream_new clears: from x up to match.params. */
 #define STREAM_CLEARED (offsetof(stream, match.params) - offsetof(stream, x))
 _Static_assert(STREAM_CLEARED % 8 == 0, "cel_zero clears 8 bytes at a time");
@@ -296,6 +310,7 @@ static __attribute__((noinline)) void stream_free_extras(cel_h2 *h, stream *st)
 {
     if (st->flags & ST_DISCARD)
         h->discarding--;
+    set_held(h, st, 0);
     if (st->x.on_close)
         st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
     if (st->flags & ST_WQ)
@@ -316,7 +331,7 @@ static void stream_free(cel_h2 *h, stream *st)
 {
     account(h, st);
     /* one test for all of stream_free_extras' cases, none on most streams */
-    if ((st->flags & (ST_DISCARD | ST_WQ)) | (st->x.on_close != NULL) | (uintptr_t)st->ext |
+    if ((st->flags & (ST_DISCARD | ST_WQ | ST_HELD)) | (st->x.on_close != NULL) | (uintptr_t)st->ext |
         (uintptr_t)st->sbuf | (uintptr_t)st->body |
         ((uintptr_t)st->hdrs ^ (uintptr_t)st->inline_hdrs))
         stream_free_extras(h, st);
@@ -347,6 +362,7 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
     size_t n = st->out_len - st->out_read;
     if (n == 0 && (st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
         st->flags |= ST_DEFERRED;
+        set_held(st->h, st, 1);
         return NGHTTP2_ERR_DEFERRED;
     }
     if (n > length)
@@ -535,6 +551,7 @@ static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_ow
             owner->release(owner->arg);
         return CEL_EINVAL;
     }
+    set_held(h, st, 0);
     if (owner) {
         ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
         if (!e) {
@@ -556,6 +573,7 @@ static int x_start(cel_exchange *x, const cel_response *head)
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     if (st->flags & ST_RESPONDED)
         return CEL_EINVAL;
+    set_held(st->h, st, 0);
     int rc = submit(st->h, st, head, 1);
     flush_soon(st->h);
     return rc ? CEL_EIO : 0;
@@ -565,6 +583,7 @@ static void resume_if_deferred(stream *st)
 {
     if (st->flags & ST_DEFERRED) {
         st->flags &= ~ST_DEFERRED;
+        set_held(st->h, st, 0);
         nghttp2_session_resume_data(st->h->s, st->id);
     }
     flush_soon(st->h);
@@ -614,6 +633,7 @@ static void x_fail(cel_exchange *x)
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     if (st->flags & ST_RESET)
         return;
+    set_held(st->h, st, 0);
     if (!(st->flags & ST_RESPONDED)) {
         cel_response res;
         cel_response_error(&res, 500);
@@ -676,6 +696,8 @@ static inline __attribute__((always_inline)) int dispatch(cel_h2 *h, stream *st)
     cel_response res;
     if (cel_dispatch(st->gen->cfg, &st->x, &st->match, &res) == CEL_HANDLER_ASYNC) {
         st->flags |= ST_TAKEN;
+        if (!(st->flags & (ST_RESPONDED | ST_RESET)))
+            set_held(h, st, 1);
         return 0;
     }
     return respond(h, st, &res);
@@ -1751,6 +1773,26 @@ uint64_t cel_h2_progress(const cel_h2 *h)
     return h->progress;
 }
 
+size_t cel_h2_held(const cel_h2 *h)
+{
+    return h->held;
+}
+
+void cel_h2_expire(cel_h2 *h)
+{
+    for (stream *st = h->streams; st; st = st->next) {
+        if (st->flags & ST_RESET)
+            continue;
+        st->flags |= ST_RESET;
+        set_held(h, st, 0);
+        nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
+    }
+    /* Final, even after a graceful one: nothing more will be processed. */
+    h->goaway = 1;
+    nghttp2_submit_goaway(h->s, NGHTTP2_FLAG_NONE, nghttp2_session_get_last_proc_stream_id(h->s),
+                          NGHTTP2_NO_ERROR, NULL, 0);
+}
+
 void cel_h2_goaway(cel_h2 *h)
 {
     if (h->goaway)
@@ -1807,6 +1849,16 @@ static uint64_t p_progress(const void *s)
     return cel_h2_progress(s);
 }
 
+static size_t p_held(const void *s)
+{
+    return cel_h2_held(s);
+}
+
+static void p_expire(void *s)
+{
+    cel_h2_expire(s);
+}
+
 static void p_free(void *s)
 {
     cel_h2_free(s);
@@ -1822,6 +1874,8 @@ const cel_proto cel_h2_proto = {
     .served = p_served,
     .in_headers = p_in_headers,
     .goaway = p_goaway,
+    .held = p_held,
+    .expire = p_expire,
     .progress = p_progress,
     .free = p_free,
 };

@@ -64,6 +64,13 @@ int cel_h2_served(const cel_h2 *h);
 int cel_h2_in_headers(const cel_h2 *h);
 /* Grows whenever request or response bytes move (not for PING, SETTINGS...). */
 uint64_t cel_h2_progress(const cel_h2 *h);
+/* Streams waiting on the server alone: a handler that took the exchange and
+ * has not answered, or a streamed body with nothing written yet. */
+size_t cel_h2_held(const cel_h2 *h);
+/* Before a forced close: RST_STREAM CANCEL on every stream in flight (their
+ * handlers hear on_close when the stream goes) and a final GOAWAY NO_ERROR
+ * with the last stream we processed, even after a graceful one. */
+void cel_h2_expire(cel_h2 *h);
 
 /* Graceful end: GOAWAY with the last stream we processed; streams in flight
  * finish. Idempotent. */

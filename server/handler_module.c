@@ -612,7 +612,7 @@ void celeris_async_resume(celeris_async *a, void (*fn)(celeris_req *req, void *a
 {
     a->fn = fn;
     a->arg = arg;
-    if (pthread_equal(pthread_self(), a->env->thread))
+    if (cel_env_self() == a->env)
         run_token(&a->task);
     else
         cel_env_post(a->env, &a->task);

@@ -24,6 +24,15 @@ typedef struct cel_proto {
     int (*served)(const void *s);     /* whether any request has completed */
     int (*in_headers)(const void *s); /* a request head has begun and not ended */
     void (*goaway)(void *s);          /* graceful end: finish what is in flight */
+    /* Streams in flight that wait on the server alone (a handler that has not
+     * answered, a streamed body with nothing to send yet): the client is not
+     * idle while every stream is one of these. */
+    size_t (*held)(const void *s);
+    /* A timeout or the end of shutdown_timeout closes the connection: queue
+     * what the protocol says before a close (HTTP/2: RST_STREAM CANCEL for
+     * each stream in flight and a final GOAWAY; HTTP/1.1: 408 to a request
+     * not yet whole). send then moves it to the output queue. */
+    void (*expire)(void *s);
     /* Grows whenever request or response bytes move: idleness is measured by
      * it, so control frames (PING) do not keep a connection alive. */
     uint64_t (*progress)(const void *s);

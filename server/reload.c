@@ -302,8 +302,10 @@ int cel_server_reload(cel_server *s)
             cel_worker_stop(s->workers[w]);
             if (r)
                 r[s->nretiring++] = s->workers[w];
+            else if (cel_worker_join(s->workers[w])) /* no memory to defer it: wait */
+                free(s->workers[w]);
             else
-                cel_worker_join(s->workers[w]); /* no memory to defer it: wait */
+                cel_worker_abandon(s->workers[w]);
         }
         if (r)
             s->retiring = r;
@@ -352,13 +354,19 @@ void cel_server_stop(cel_server *s)
 {
     for (unsigned i = 0; i < s->nworkers; i++)
         cel_worker_stop(s->workers[i]);
+    /* Within shutdown_timeout every worker has closed its connections; module
+     * threads still holding tokens are not waited for. */
     for (unsigned i = 0; i < s->nworkers; i++) {
-        cel_worker_join(s->workers[i]);
-        free(s->workers[i]);
+        if (cel_worker_join(s->workers[i]))
+            free(s->workers[i]);
+        else
+            cel_worker_abandon(s->workers[i]);
     }
     for (unsigned i = 0; i < s->nretiring; i++) {
-        cel_worker_join(s->retiring[i]);
-        free(s->retiring[i]);
+        if (cel_worker_join(s->retiring[i]))
+            free(s->retiring[i]);
+        else
+            cel_worker_abandon(s->retiring[i]);
     }
     free(s->workers);
     free(s->retiring);

@@ -41,6 +41,7 @@ typedef struct wcmd {
 #define ACCEPTS_PER_EVENT 64
 /* Back-off when the process is out of descriptors or memory. */
 #define ACCEPT_PAUSE_MS 100
+#define ACCEPT_LOG_EVERY_S 60
 
 static void pause_accepting(cel_worker *w, int with_timer)
 {
@@ -90,7 +91,7 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     if (w->env.stats)
         cel_uncount(&w->env.stats->connections_open[c->proto_id], 1);
     if (w->stopping) {
-        if (w->nconns == 0 && w->env.tasks_pending == 0)
+        if (w->nconns == 0)
             event_base_loopexit(w->host.base, NULL);
     } else if (w->paused && !at_limit(w) && !event_pending(&w->resume_ev, EV_TIMEOUT, NULL)) {
         resume_accepting(w);
@@ -108,6 +109,26 @@ static cel_tls *listener_tls(const cel_worker *w, const wlistener *l)
     return NULL;
 }
 
+/* Out of descriptors lasts: the first failure is logged, then how many more
+ * there were, once a minute at most (the pause retries ten times a second). */
+static void accept_failed(cel_worker *w, int err)
+{
+    struct timeval tv;
+    event_base_gettimeofday_cached(w->host.base, &tv);
+    time_t now = tv.tv_sec;
+    w->accept_failures++;
+    if (w->accept_logged && now - w->accept_logged < ACCEPT_LOG_EVERY_S)
+        return;
+    if (w->accept_failures > 1)
+        cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; %lu times since the last report, "
+                "pausing %d ms each", w->id, strerror(err), w->accept_failures, ACCEPT_PAUSE_MS);
+    else
+        cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; pausing %d ms (reported once a "
+                "minute while it lasts)", w->id, strerror(err), ACCEPT_PAUSE_MS);
+    w->accept_logged = now;
+    w->accept_failures = 0;
+}
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     wlistener *l = arg;
@@ -123,8 +144,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
             if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
-                cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; pausing %d ms", w->id,
-                        strerror(errno), ACCEPT_PAUSE_MS);
+                accept_failed(w, errno);
                 pause_accepting(w, 1);
             }
             return;
@@ -159,7 +179,7 @@ static void on_stop_timeout(evutil_socket_t fd, short what, void *arg)
         cel_log(CEL_LOG_WARN, "worker %u: shutdown timeout, closing %zu connections", w->id,
                 w->nconns);
     while (w->conns)
-        cel_conn_close(w->conns);
+        cel_conn_abort(w->conns);
     event_base_loopexit(w->host.base, NULL);
 }
 
@@ -229,7 +249,7 @@ static void begin_stop(cel_worker *w)
         next = c->next;
         cel_conn_shutdown(c);
     }
-    if (w->nconns == 0 && w->env.tasks_pending == 0) {
+    if (w->nconns == 0) {
         event_base_loopexit(w->host.base, NULL);
         return;
     }
@@ -278,7 +298,7 @@ static void on_wake(evutil_socket_t fd, short what, void *arg)
     else
         refresh_generation(w);
     cel_env_run_tasks(&w->env); /* listener changes, async completions */
-    if (w->stopping && w->nconns == 0 && w->env.tasks_pending == 0)
+    if (w->stopping && w->nconns == 0)
         event_base_loopexit(w->host.base, NULL);
 }
 
@@ -302,23 +322,23 @@ static void *run(void *arg)
             cel_log(CEL_LOG_WARN, "worker %u: cannot pin to CPU %d: %s", w->id, w->cpu,
                     strerror(rc));
     }
-    w->env.thread = pthread_self();
+    cel_env_set_self(&w->env);
     cel_env_attach(&w->env, w->env.gen->cfg);
     event_base_dispatch(w->host.base);
     while (w->conns)
         cel_conn_close(w->conns);
-    /* Suspended requests whose tokens are still out hold module code: wait
-     * for their completions (they find their requests gone), within bounds. */
-    for (int i = 0; w->env.tasks_pending && i < 100; i++) {
-        struct timeval tv = {0, 50000};
-        event_base_loopexit(w->host.base, &tv);
-        event_base_dispatch(w->host.base);
-    }
-    if (w->env.tasks_pending)
-        cel_log(CEL_LOG_ERROR, "worker %u: %zu async completions never came back", w->id,
-                w->env.tasks_pending);
-    /* Handlers' worker_fini runs here, on the worker's own thread. */
+    cel_env_run_tasks(&w->env);
     cel_env_flush_logs(&w->env);
+    /* Handlers' worker_fini runs here, on the worker's own thread. Tokens
+     * still out (a module thread that has not answered yet) would keep the
+     * stop waiting on module code: the env outlives the thread for them, and
+     * whoever joins the worker runs their completions. */
+    if (w->env.tasks_pending) {
+        cel_log(CEL_LOG_INFO, "worker %u: ended with %zu module completions still out", w->id,
+                w->env.tasks_pending);
+        cel_env_orphan(&w->env);
+        return NULL;
+    }
     cel_env_deinit(&w->env);
     w->env_live = 0;
     return NULL;
@@ -393,18 +413,44 @@ void cel_worker_stop(cel_worker *w)
     cel_worker_wake(w);
 }
 
-void cel_worker_join(cel_worker *w)
+/* W's thread has ended: run what its tokens posted meanwhile, and free W
+ * unless some are still out. */
+static int collect(cel_worker *w)
 {
-    pthread_join(w->tid, NULL);
+    w->joined = 1;
+    if (w->env_live && w->env.orphaned) {
+        cel_env_run_tasks(&w->env);
+        if (w->env.tasks_pending)
+            return 0;
+        cel_log(CEL_LOG_INFO, "worker %u: every module completion came back", w->id);
+    }
     worker_free(w);
+    return 1;
+}
+
+int cel_worker_join(cel_worker *w)
+{
+    if (!w->joined)
+        pthread_join(w->tid, NULL);
+    return collect(w);
 }
 
 int cel_worker_try_join(cel_worker *w)
 {
-    if (pthread_tryjoin_np(w->tid, NULL) != 0)
+    if (!w->joined && pthread_tryjoin_np(w->tid, NULL) != 0)
         return 0;
-    worker_free(w);
-    return 1;
+    return collect(w);
+}
+
+/* Workers the process ends with while their tokens are out: kept (never
+ * freed) so that a module thread still holding a token posts to a live env,
+ * and reachable, so the leak checker does not count them. Main thread only. */
+static cel_worker *abandoned;
+
+void cel_worker_abandon(cel_worker *w)
+{
+    w->next_abandoned = abandoned;
+    abandoned = w;
 }
 
 static void post(cel_worker *w, int type, int fd, int owned)

@@ -27,6 +27,8 @@ typedef struct cel_worker {
     struct event beat_ev;
     int paused; /* accepting paused: connection limit or out of descriptors */
     struct event resume_ev;
+    time_t accept_logged;          /* when an accept failure was last logged */
+    unsigned long accept_failures; /* since then */
     int env_live; /* env set up and not yet torn down (the thread tears it down) */
     struct event wake_ev; /* on env.efd: commands, tasks, new generations */
     atomic_int stop;
@@ -34,6 +36,8 @@ typedef struct cel_worker {
     struct event stop_ev;
     cel_conn *conns;
     size_t nconns;
+    int joined;                     /* its thread has been joined */
+    struct cel_worker *next_abandoned; /* see cel_worker_abandon */
 } cel_worker;
 
 /* Sets W up on generation CFG and starts its thread, accepting on nothing yet. */
@@ -51,9 +55,18 @@ void cel_worker_pin(cel_worker *w, int cpu);
 void cel_worker_stop(cel_worker *w);
 /* Nudges W to look at the published generation now. */
 void cel_worker_wake(cel_worker *w);
-/* Waits for W's thread to end and frees what it owns. */
-void cel_worker_join(cel_worker *w);
-/* Like cel_worker_join when W has ended already; 0 when it has not. */
+/* Waits for W's thread to end and frees what it owns: 1. A stopped worker
+ * does not wait for module threads that still hold tokens of its (closed)
+ * requests; while some are out W is kept and this returns 0: call
+ * cel_worker_try_join again later (it runs the completions that came back,
+ * on the calling thread, each finding its request gone), or hand W to
+ * cel_worker_abandon when the process ends. */
+int cel_worker_join(cel_worker *w);
+/* Like cel_worker_join when W has ended already; 0 when it has not, or when
+ * tokens are still out. */
 int cel_worker_try_join(cel_worker *w);
+/* Keeps W, which still has tokens out, for the rest of the process's life:
+ * the completions they post are never run. Main thread. */
+void cel_worker_abandon(cel_worker *w);
 
 #endif

@@ -429,3 +429,83 @@ def test_graceful_stop_waits_for_suspended_request(celerisd):
         srv.send_signal(signal.SIGTERM)
         assert c.response(sid, timeout=20).body == b"delayed 700 ms on thread\n"
     assert srv.wait(timeout=15) == 0
+
+
+def _answer_or_end(c, sid, timeout):
+    """Reads until stream SID is answered or reset, or the server closed the
+    connection; returns the Response (possibly unfinished)."""
+    try:
+        c.wait_for(lambda: c.responses[sid].done or c.eof, timeout=timeout, what="answer")
+    except Exception:  # ConnectionClosed and the like: the server let go of us
+        pass
+    return c.responses[sid]
+
+
+def test_reload_drops_worker_with_completions_out(celerisd):
+    """Issue 18.1: a reload that lowers `workers` while module threads hold
+    tokens of requests on the worker going away. The worker closes its
+    connections at shutdown_timeout and ends without waiting for the pool; the
+    late completions still find their env (under ASan, a use after free killed
+    the daemon here) and each gets NULL for its request. The env is freed when
+    the last one is back."""
+    text = modules_yaml("""  - path: /slow
+    module: { name: delay, config: { ms: 400, mode: thread, threads: 1 } }
+""", workers=2, extra="shutdown_timeout: 1s\n")
+    srv = celerisd(text)
+    # One request per connection: the kernel spreads the connections over both
+    # workers, and the single pool thread answers them in turn, 400 ms apart,
+    # so the last of them come back long after the dropped worker has ended.
+    clients = [srv.client(timeout=30) for _ in range(24)]
+    sids = [c.send_request("GET", "/slow") for c in clients]
+    time.sleep(0.3)
+    srv.config_path.write_text(f'listen: "127.0.0.1:{srv.port}"\n' +
+                               text.replace("workers: 2", "workers: 1"))
+    srv.send_signal(signal.SIGHUP)
+    answers = [_answer_or_end(c, sid, 30) for c, sid in zip(clients, sids)]
+    answered = [r for r in answers if r.status == 200]
+    cut = [c for c, r in zip(clients, answers) if r.status is None]
+    assert answered and cut, f"{len(answered)} answered, {len(cut)} cut: {answers}"
+    deadline = time.monotonic() + 30
+    while "every module completion came back" not in srv.stderr_text():
+        assert srv.proc.poll() is None, f"daemon died: {srv.stderr_text()[-4000:]}"
+        assert time.monotonic() < deadline, srv.stderr_text()[-4000:]
+        time.sleep(0.1)
+    err = srv.stderr_text()
+    assert "AddressSanitizer" not in err and "eventfd" not in err, err[-4000:]
+    for r in answered:
+        assert r.body == b"delayed 400 ms on thread\n"
+    for c, r in zip(clients, answers):
+        if r.status is None:   # on the dropped worker: reset, then a final GOAWAY
+            assert r.reset == h2.errors.ErrorCodes.CANCEL, r
+            assert c.goaway is not None
+    for c in clients:
+        c.close()
+    with srv.client() as c:
+        assert c.get("/slow", timeout=30).body == b"delayed 400 ms on thread\n"
+
+
+def test_shutdown_timeout_is_kept_with_module_threads_busy(celerisd):
+    """Issue 18.2: with shutdown_timeout 1s and thread-mode requests of 5 s, the
+    daemon exits at shutdown_timeout instead of waiting for the module's pool
+    (it took 13.8 s); the streams in flight get RST_STREAM and a final GOAWAY."""
+    scale = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
+    srv = celerisd(modules_yaml("""  - path: /slow
+    module: { name: delay, config: { ms: 5000, mode: thread, threads: 1 } }
+""", workers=1, extra="shutdown_timeout: 1s\n"))
+    with srv.client(timeout=30) as c:
+        sids = [c.send_request("GET", "/slow") for _ in range(4)]
+        time.sleep(0.3)
+        start = time.monotonic()
+        srv.send_signal(signal.SIGTERM)
+        try:
+            rc = srv.wait(timeout=1 + 4 * scale)
+        except subprocess.TimeoutExpired:
+            pytest.fail(f"still running {1 + 4 * scale:.0f} s after SIGTERM with "
+                        f"shutdown_timeout 1s")
+        took = time.monotonic() - start
+        assert rc == 0, srv.stderr_text()[-4000:]
+        assert took >= 0.8, f"exited after {took:.2f}s, before shutdown_timeout"
+        for sid in sids:
+            r = _answer_or_end(c, sid, 5)
+            assert r.reset == h2.errors.ErrorCodes.CANCEL, r
+        assert c.goaway is not None

@@ -481,7 +481,10 @@ routes:
                   timeout=30) as c:
         sids = [c.send_request("GET", "/big") for _ in range(8)]   # 40 MiB: more than
         # the socket buffers hold, so the server cannot finish while we do not read.
-        time.sleep(4)      # the stalled client is what is under test, not a wait for it
+        # The stalled client is what is under test, not a wait for it. What it
+        # acknowledged (its socket buffer's fill) counts for up to four
+        # write_timeouts (README: min_send_rate), so the close comes within five.
+        time.sleep(6)
         try:
             c.wait_closed(timeout=10)
         except TimeoutError:

@@ -212,7 +212,12 @@ int celeris_resp_on_writable(celeris_req *req, void (*fn)(celeris_req *req, void
 celeris_async *celeris_req_suspend(celeris_req *req);
 /* FN(REQ, ARG) runs on REQ's worker thread: soon when called from another
  * thread, at once when called on that worker. FN responds (or suspends again).
- * When the client went away first REQ is NULL: FN only cleans up. Any thread. */
+ * When the client went away first REQ is NULL: FN only cleans up. Any thread.
+ * A token may be resumed after its worker has ended (a reload that lowered
+ * `workers`, the end of shutdown_timeout; on_close has run by then): FN then
+ * gets NULL on the main thread, within about a second; when the process is
+ * exiting it never runs. The module's code stays loaded while a token of its
+ * generation is out. */
 void celeris_async_resume(celeris_async *a, void (*fn)(celeris_req *req, void *arg), void *arg);
 /* FN(ARG, FINISHED) runs once, on the worker, when celerisd is done with REQ:
  * FINISHED is 1 when the whole response went out, 0 when the client reset the
