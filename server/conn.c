@@ -517,7 +517,6 @@ static void on_flush(evutil_socket_t fd, short what, void *arg)
     cel_conn *c = arg;
     (void)fd, (void)what;
     event_base_gettimeofday_cached(c->host->base, &c->host->env->now);
-    c->host->env->now_us = cel_clock_us();
     if (!c->lingering && !c->closing)
         pump(c);
 }

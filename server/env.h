@@ -53,9 +53,12 @@ typedef struct cel_env {
      * read, write, flush and timer event): the date header and the access
      * log's time, read without a call into libevent per request. */
     struct timeval now;
-    /* CEL_CLOCK in microseconds, read with NOW: request start and end times.
-     * libevent's cached time is CLOCK_MONOTONIC_COARSE (a kernel tick, 1-10
-     * ms); this one resolves microseconds, at one clock read per event. */
+    /* CEL_CLOCK in microseconds: request start and end times. Read on each
+     * read, write and timer event of a connection, and when a module answers
+     * outside its handle call; not on flush events, which follow one of
+     * those (or a module's answer) within the same loop pass. libevent's cached time is
+     * CLOCK_MONOTONIC_COARSE (a kernel tick, 1-10 ms); this one resolves
+     * microseconds, at one clock read per event. */
     uint64_t now_us;
     time_t date_sec;
     char date[32]; /* IMF-fixdate of date_sec */

@@ -331,6 +331,16 @@ static int can_answer(const celeris_req *req, int status)
     return status >= 200 && status <= 599 ? CELERIS_OK : CELERIS_ERROR;
 }
 
+/* A module ends its answer outside handle (from a timer, a pool thread's
+ * task, a writable callback): the end time is now, not the time of the
+ * connection event that last read the worker's clock. Inside handle, that
+ * event's time is the right one. */
+static void stamp(const celeris_req *req)
+{
+    if (!req->in_handle)
+        req->x->env->now_us = cel_clock_us();
+}
+
 int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len)
 {
     int rc = can_answer(req, status);
@@ -352,6 +362,7 @@ int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len
     res.body_len = len;
     take(req);
     req->state = R_DONE;
+    stamp(req);
     return req->x->ops->respond(req->x, &res, NULL) ? CELERIS_ERROR : CELERIS_OK;
 }
 
@@ -393,6 +404,7 @@ int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t
     cel_body_owner owner = {release, arg};
     take(req);
     req->state = R_DONE;
+    stamp(req);
     return req->x->ops->respond(req->x, &res, release ? &owner : NULL) ? CELERIS_ERROR
                                                                         : CELERIS_OK;
 }
@@ -422,6 +434,7 @@ int celeris_resp_end(celeris_req *req)
     if (!req->x || req->state != R_STARTED)
         return CELERIS_STATE;
     req->state = R_DONE;
+    stamp(req);
     return req->x->ops->end(req->x) ? CELERIS_ERROR : CELERIS_OK;
 }
 
@@ -463,6 +476,7 @@ static void run_token(cel_task *t)
             cel_log(CEL_LOG_ERROR, "module %s on route \"%s\": resumed without answering",
                     r->mh->m->name ? r->mh->m->name : "?", r->mh->route);
             r->state = R_DONE;
+            stamp(r);
             r->x->ops->fail(r->x);
         }
     } else {
