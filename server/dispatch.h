@@ -34,17 +34,16 @@ void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_reque
  * it runs for every request.
  */
 static inline void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_match *m,
-                                     const cel_request *req, const char *protocol,
-                                     const char *peer, int status, uint64_t bytes,
-                                     uint64_t start_us)
+                                     const cel_request *req, const char *protocol, const char *peer,
+                                     int status, uint64_t bytes, uint64_t start_us)
 {
     const cel_route *route = m->data;
     /* start and end come from one clock read per connection event: a request
      * begun and answered in one event takes 0 */
     uint64_t us = env->now_us - start_us;
     if (env->stats) {
-        cel_stats_request(env->stats, route ? route->stat_id : CEL_STATS_UNMATCHED,
-                          req->method_bit, status, us);
+        cel_stats_request(env->stats, route ? route->stat_id : CEL_STATS_UNMATCHED, req->method_bit,
+                          status, us);
         cel_count(&env->stats->bytes_out, bytes);
     }
     if (cfg->accesslog && (!route || route->access_log))

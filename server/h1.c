@@ -273,9 +273,9 @@ static void refuse_request(cel_h1 *h, int status, const req *r)
     h->state = S_CLOSED;
     cel_request q;
     const char *protocol = r ? (r->minor ? "HTTP/1.1" : "HTTP/1.0") : sketch(h, &q);
+    uint64_t start = h->ilen ? h->head_us : h->env->now_us;
     cel_dispatch_rejected(h->env, h->env->gen->cfg, r ? &r->req : &q, protocol, h->peer, status,
-                          len > 0 ? res.body_len : 0,
-                          r ? r->start_us : h->ilen ? h->head_us : h->env->now_us);
+                          len > 0 ? res.body_len : 0, r ? r->start_us : start);
 }
 
 static void refuse(cel_h1 *h, int status)
