@@ -543,6 +543,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
         struct timeval now;
         event_base_gettimeofday_cached(c->host->base, &now);
         env->now = now;
+        env->now_us = cel_clock_us();
         cel_env_tick(env, now.tv_sec);
         if (env->stats)
             cel_count(&env->stats->bytes_in, (uint64_t)n);
@@ -598,6 +599,7 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     (void)fd, (void)what;
     event_base_gettimeofday_cached(c->host->base, &c->active);
     c->host->env->now = c->active;
+    c->host->env->now_us = cel_clock_us();
     c->writing = 0; /* one-shot event */
     if (c->handshaking) {
         on_read(fd, EV_READ, c); /* the handshake wanted to write */
@@ -643,6 +645,7 @@ static void on_timer(evutil_socket_t fd, short what, void *arg)
     struct timeval now, left = {0, 0};
     event_base_gettimeofday_cached(c->host->base, &now);
     c->host->env->now = now;
+    c->host->env->now_us = cel_clock_us();
     if (kind == T_IDLE || kind == T_BUSY || kind == T_WRITE) {
         /* Activity since the timer was set pushes the deadline. */
         struct timeval deadline, span = ms_tv(timeout_ms(c, kind));

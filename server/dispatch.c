@@ -51,6 +51,8 @@ int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel
         return 0;
     }
     if (rc == CEL_ROUTE_BAD_METHOD) {
+        /* counted and logged as the path's route; its handler is not called */
+        m->data = m->path_data;
         cel_response_error(res, 405);
         cel_kv *allow = cel_arena_alloc(x->arena, sizeof(*allow));
         if (allow) {
@@ -89,4 +91,17 @@ void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_reque
         .now = env->now.tv_sec,
     };
     cel_accesslog_add(cfg->accesslog, env->worker_id, &e);
+}
+
+void cel_dispatch_rejected(cel_env *env, const cel_config *cfg, const cel_request *req,
+                           const char *protocol, const char *peer, int status, uint64_t bytes,
+                           uint64_t start_us)
+{
+    uint64_t us = env->now_us - start_us;
+    if (env->stats) {
+        cel_stats_request(env->stats, CEL_STATS_REJECTED, req->method_bit, status, us);
+        cel_count(&env->stats->bytes_out, bytes);
+    }
+    if (cfg->accesslog)
+        cel_dispatch_log(env, cfg, req, protocol, peer, status, bytes, us);
 }

@@ -26,29 +26,41 @@ void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_reque
                       uint64_t duration_us);
 
 /*
- * A request ended with an answer (STATUS, BYTES of body, begun at START in
- * loop time): counts it in the worker's stats and writes the access log line
- * when the generation has one and the route wants it. M is the route match
- * (data NULL when no route matched). Inline: it runs for every request.
+ * A request ended with an answer (STATUS, BYTES of body, begun at START_US on
+ * the worker's clock, env->now_us): counts it in the worker's stats and writes
+ * the access log line when the generation has one and the route wants it. M
+ * is the route match: data is the route that answered, or for a 405 the route
+ * at the path (cel_dispatch sets it), NULL when no route has the path. Inline:
+ * it runs for every request.
  */
 static inline void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_match *m,
-                                     const cel_request *req, const char *protocol,
-                                     const char *peer, int status, uint64_t bytes,
-                                     const struct timeval *start)
+                                     const cel_request *req, const char *protocol, const char *peer,
+                                     int status, uint64_t bytes, uint64_t start_us)
 {
     const cel_route *route = m->data;
-    int64_t us = (int64_t)(env->now.tv_sec - start->tv_sec) * 1000000 +
-                 (int64_t)(env->now.tv_usec - start->tv_usec);
-    if (us < 0)
-        us = 0;
+    /* start and end come from one clock read per connection event: a request
+     * begun and answered in one event takes 0 */
+    uint64_t us = env->now_us - start_us;
     if (env->stats) {
-        cel_stats_request(env->stats, route ? route->stat_id : 0, req->method_bit, status,
-                          (uint64_t)us);
+        cel_stats_request(env->stats, route ? route->stat_id : CEL_STATS_UNMATCHED, req->method_bit,
+                          status, us);
         cel_count(&env->stats->bytes_out, bytes);
     }
     if (cfg->accesslog && (!route || route->access_log))
-        cel_dispatch_log(env, cfg, req, protocol, peer, status, bytes, (uint64_t)us);
+        cel_dispatch_log(env, cfg, req, protocol, peer, status, bytes, us);
 }
+
+/*
+ * A request refused before routing (an HTTP/1.1 400, 413, 414, 431, 501 or
+ * 505, an HTTP/2 413 or 431 answered early, an HTTP/2 stream reset as
+ * malformed, which is logged as 400): counted under the route "(rejected)"
+ * and written to CFG's access log, whatever the routes say. REQ holds what
+ * could be read of the request (empty slices for the rest). Not inline: it
+ * is not the path of served requests.
+ */
+void cel_dispatch_rejected(cel_env *env, const cel_config *cfg, const cel_request *req,
+                           const char *protocol, const char *peer, int status, uint64_t bytes,
+                           uint64_t start_us);
 
 /* Fills RES with the server's plain-text answer for STATUS (404, 413, …). */
 void cel_response_error(cel_response *res, int status);

@@ -41,6 +41,7 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *c
         return CEL_ENOMEM;
     }
     gettimeofday(&e->now, NULL);
+    e->now_us = cel_clock_us();
     cel_env_tick(e, e->now.tv_sec);
     return 0;
 }

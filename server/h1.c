@@ -35,7 +35,7 @@ typedef struct req {
     int chunked;
     cel_h1_chunked ch;
     int minor, keep_alive, head;
-    struct timeval start;
+    uint64_t start_us; /* env->now_us when the head was in */
     int status;
     uint64_t bytes_sent;
     int responded, streaming, ended;
@@ -63,6 +63,7 @@ struct cel_h1 {
     int in_process;
     uint64_t progress;
     uint64_t idle_writable; /* progress + 1 when on_writable last ran and wrote nothing */
+    uint64_t head_us; /* env->now_us when the head being read began to arrive */
 };
 
 static void process(cel_h1 *h);
@@ -221,8 +222,36 @@ static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_ow
     return rc ? CEL_EIO : 0;
 }
 
-/* The server's own answer to a request it cannot take; the connection ends. */
-static void refuse(cel_h1 *h, int status)
+/* What the first line of the input says of a request whose head was refused,
+ * for the access log: method, target and version as far as they go. */
+static const char *sketch(const cel_h1 *h, cel_request *q)
+{
+    const char *p = h->ibuf, *end = h->ibuf + h->ilen;
+    while (p < end && (*p == '\r' || *p == '\n'))
+        p++;
+    const char *eol = p;
+    while (eol < end && *eol != '\r' && *eol != '\n')
+        eol++;
+    cel_str tok[3] = {{p, 0}, {p, 0}, {p, 0}};
+    for (int i = 0; i < 3 && p < eol; i++) {
+        const char *sp = memchr(p, ' ', (size_t)(eol - p));
+        tok[i] = (cel_str){p, (size_t)((sp ? sp : eol) - p)};
+        p = sp ? sp + 1 : eol;
+    }
+    memset(q, 0, sizeof(*q));
+    q->method = tok[0];
+    q->method_bit = cel_method_bit(tok[0].p, tok[0].n);
+    const char *qm = memchr(tok[1].p, '?', tok[1].n);
+    q->path = (cel_str){tok[1].p, qm ? (size_t)(qm - tok[1].p) : tok[1].n};
+    if (qm)
+        q->query = (cel_str){qm + 1, tok[1].n - q->path.n - 1};
+    return tok[2].n == 8 && memcmp(tok[2].p, "HTTP/1.0", 8) == 0 ? "HTTP/1.0" : "HTTP/1.1";
+}
+
+/* The server's own answer to a request it cannot take; the connection ends.
+ * Logged and counted as rejected: R is the request when its head was taken,
+ * else the input's first line says what it was. */
+static void refuse_request(cel_h1 *h, int status, const req *r)
 {
     cel_response res;
     cel_response_error(&res, status);
@@ -243,6 +272,16 @@ static void refuse(cel_h1 *h, int status)
         cel_outq_copy(h->out, res.body, res.body_len);
     }
     h->state = S_CLOSED;
+    cel_request q;
+    const char *protocol = r ? (r->minor ? "HTTP/1.1" : "HTTP/1.0") : sketch(h, &q);
+    uint64_t start = h->ilen ? h->head_us : h->env->now_us;
+    cel_dispatch_rejected(h->env, h->env->gen->cfg, r ? &r->req : &q, protocol, h->peer, status,
+                          len > 0 ? res.body_len : 0, r ? r->start_us : start);
+}
+
+static void refuse(cel_h1 *h, int status)
+{
+    refuse_request(h, status, NULL);
 }
 
 /* ---- the exchange, for handlers that answer later or in pieces ---- */
@@ -376,7 +415,7 @@ static void finish(cel_h1 *h, req *r, int finished)
 {
     if (r->responded)
         cel_dispatch_done(h->env, r->gen->cfg, &r->match, &r->req, r->minor ? "HTTP/1.1" : "HTTP/1.0",
-                          h->peer, r->status, r->bytes_sent, &r->start);
+                          h->peer, r->status, r->bytes_sent, r->start_us);
     h->served = 1;
     h->cur = NULL;
     if (h->state != S_CLOSED)
@@ -398,7 +437,7 @@ static req *req_new(cel_h1 *h, const cel_h1_head *hd)
     r->x.arena = &r->arena;
     r->x.env = h->env;
     r->x.gen = r->gen;
-    r->start = h->env->now;
+    r->start_us = h->env->now_us;
     if (h->env->stats)
         cel_count(&h->env->stats->streams_open[CEL_PROTO_H1], 1);
     r->minor = hd->minor;
@@ -581,8 +620,8 @@ static void process_input(cel_h1 *h)
         }
         if (rc < 0) {
             h->cur = NULL;
+            refuse_request(h, cel_h1_error_status(rc == CEL_ENOMEM ? CEL_EIO : rc), r);
             req_free(h, r, 0);
-            refuse(h, cel_h1_error_status(rc == CEL_ENOMEM ? CEL_EIO : rc));
             return;
         }
         if (!done)
@@ -598,6 +637,8 @@ static int p_recv(void *s, const uint8_t *p, size_t n)
     cel_h1 *h = s;
     if (h->state == S_CLOSED || h->state == S_UPGRADED)
         return 0; /* after our last answer: read and dropped while lingering */
+    if (h->ilen == 0 && h->state == S_HEAD)
+        h->head_us = h->env->now_us;
     if (ibuf_append(h, p, n))
         return CEL_EIO;
     h->progress++;

@@ -102,7 +102,7 @@ typedef struct stream {
     cel_header *hdrs;
     int32_t id;
     uint32_t cap_hdrs;
-    struct timeval start; /* loop time of the first header */
+    uint64_t start_us; /* env->now_us of the first header */
     /* Cleared in stream_new, from here up to match.params: */
     cel_exchange x;
     unsigned flags;
@@ -264,7 +264,7 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->gen = cel_env_hold(h->env);
     st->x.gen = st->gen;
     cel_h2_fields_init(&st->hf);
-    st->start = h->env->now;
+    st->start_us = h->env->now_us;
     if (h->env->stats)
         cel_count(&h->env->stats->streams_open[CEL_PROTO_H2], 1);
     cel_arena_init(&st->arena, h->env->pool, st->inline_arena, sizeof(st->inline_arena));
@@ -292,17 +292,31 @@ static void ext_unref(void *arg)
     cel_pool_release(e->pool, e);
 }
 
+/* A stream that never reached a route: answered early (413, 431) or reset as
+ * malformed (logged as 400); one that ended without either (the client reset
+ * it, the connection went) is not a request anyone answered. */
+static __attribute__((noinline)) void account_rejected(cel_h2 *h, stream *st)
+{
+    int status = st->flags & ST_RESPONDED ? st->status : 400;
+    if (!(st->flags & ST_RESPONDED) && !(st->flags & ST_MALFORMED))
+        return;
+    cel_dispatch_rejected(h->env, st->gen->cfg, &st->req, "HTTP/2.0", h->peer, status,
+                          st->bytes_sent, st->start_us);
+}
+
 /* A stream ends: count it, and log it when the route wants that. */
 static void account(cel_h2 *h, stream *st)
 {
     if (h->env->stats)
         cel_uncount(&h->env->stats->streams_open[CEL_PROTO_H2], 1);
-    if (!(st->flags & ST_RESPONDED))
-        return;
     st->req.headers = st->hdrs;
     st->req.nheaders = st->nhdrs;
+    if (CEL_UNLIKELY((st->flags & (ST_RESPONDED | ST_DISCARD)) != ST_RESPONDED)) {
+        account_rejected(h, st);
+        return;
+    }
     cel_dispatch_done(h->env, st->gen->cfg, &st->match, &st->req, "HTTP/2.0", h->peer,
-                      st->status, st->bytes_sent, &st->start);
+                      st->status, st->bytes_sent, st->start_us);
 }
 
 /* What a stream may hold beyond the usual, let go in this order. */

@@ -34,7 +34,7 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
         return 0;
     }
     /* Counters move between two passes: a little slack for the second one. */
-    size_t cap = 16384;
+    size_t cap = 32768;
     for (int attempt = 0; attempt < 3; attempt++) {
         char *buf = cel_arena_alloc(x->arena, cap);
         if (!buf)

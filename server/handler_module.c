@@ -433,6 +433,16 @@ static int can_answer(const celeris_req *req, int status)
     return CELERIS_OK;
 }
 
+/* A module ends its answer outside handle (from a timer, a pool thread's
+ * task, a writable callback): the end time is now, not the time of the
+ * connection event that last read the worker's clock. Inside handle, that
+ * event's time is the right one. */
+static void stamp(const celeris_req *req)
+{
+    if (!req->in_handle)
+        req->x->env->now_us = cel_clock_us();
+}
+
 int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len)
 {
     int rc = can_answer(req, status);
@@ -454,6 +464,7 @@ int celeris_resp_send(celeris_req *req, int status, const void *body, size_t len
     res.body_len = len;
     take(req);
     req->state = R_DONE;
+    stamp(req);
     return req->x->ops->respond(req->x, &res, NULL) ? CELERIS_ERROR : CELERIS_OK;
 }
 
@@ -495,6 +506,7 @@ int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t
     cel_body_owner owner = {release, arg};
     take(req);
     req->state = R_DONE;
+    stamp(req);
     return req->x->ops->respond(req->x, &res, release ? &owner : NULL) ? CELERIS_ERROR
                                                                         : CELERIS_OK;
 }
@@ -537,6 +549,7 @@ int celeris_resp_end(celeris_req *req)
     if (!req->x || req->state != R_STARTED)
         return not_streaming(req, "celeris_resp_end");
     req->state = R_DONE;
+    stamp(req);
     return req->x->ops->end(req->x) ? CELERIS_ERROR : CELERIS_OK;
 }
 
@@ -579,6 +592,7 @@ static void run_token(cel_task *t)
             describe(r->mh, who, sizeof(who));
             cel_log(CEL_LOG_ERROR, "%s: resumed without answering", who);
             r->state = R_DONE;
+            stamp(r);
             r->x->ops->fail(r->x);
         }
     } else {

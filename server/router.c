@@ -591,6 +591,7 @@ int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigne
         return CEL_ROUTE_FOUND;
     if (w.first) {
         m->allow = w.first->allow;
+        m->path_data = w.first->routes[0].data;
         return CEL_ROUTE_BAD_METHOD;
     }
     return CEL_ROUTE_NOT_FOUND;

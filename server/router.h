@@ -49,6 +49,7 @@ typedef struct cel_param {
 typedef struct cel_route_match {
     void *data;        /* what cel_router_add was given; NULL unless FOUND */
     const char *allow; /* for BAD_METHOD: "GET, HEAD, POST" (router-owned) */
+    void *path_data;   /* for BAD_METHOD: DATA of the first route added at the path */
     unsigned nparams;
     cel_param params[CEL_MAX_PARAMS];
 } cel_route_match;
@@ -76,7 +77,7 @@ int cel_router_add(cel_router *r, const char *pattern, unsigned methods, void *d
  * Looks up PATH (the raw :path without the query) for METHOD (one CEL_M_* bit,
  * or 0 for a method with no bit: that never matches and so yields BAD_METHOD when
  * the path exists). Returns CEL_ROUTE_FOUND with M filled in, CEL_ROUTE_NOT_FOUND,
- * or CEL_ROUTE_BAD_METHOD with M->allow set.
+ * or CEL_ROUTE_BAD_METHOD with M->allow and M->path_data set.
  */
 int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigned method,
                       cel_route_match *m);

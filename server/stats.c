@@ -7,6 +7,7 @@
 #include <string.h>
 #include <time.h>
 
+#include "procstat.h"
 #include "router.h"
 #include "version.h"
 
@@ -27,6 +28,17 @@ static atomic_ulong reloads_ok, reloads_failed, generation;
 static atomic_uint workers;
 static struct timespec started;
 
+/* The ids that name no route (under the lock). */
+static void name_special(void)
+{
+    if (nroutes)
+        return;
+    routes[CEL_STATS_UNMATCHED] = "(unmatched)";
+    routes[CEL_STATS_REJECTED] = "(rejected)";
+    routes[CEL_STATS_ROUTES - 1] = "(other)";
+    nroutes = 2;
+}
+
 cel_wstats *cel_stats_worker(unsigned worker_id)
 {
     cel_wstats *w = calloc(1, sizeof(*w));
@@ -34,6 +46,7 @@ cel_wstats *cel_stats_worker(unsigned worker_id)
         return NULL;
     w->worker_id = worker_id;
     pthread_mutex_lock(&lock);
+    name_special();
     if (!started.tv_sec)
         clock_gettime(CLOCK_MONOTONIC, &started);
     w->next = blocks;
@@ -45,13 +58,9 @@ cel_wstats *cel_stats_worker(unsigned worker_id)
 unsigned cel_stats_route_id(const char *pattern)
 {
     pthread_mutex_lock(&lock);
-    if (nroutes == 0) {
-        routes[0] = "(unmatched)";
-        routes[CEL_STATS_ROUTES - 1] = "(other)";
-        nroutes = 1;
-    }
+    name_special();
     unsigned id = CEL_STATS_ROUTES - 1;
-    for (unsigned i = 1; i < nroutes; i++)
+    for (unsigned i = CEL_STATS_REJECTED + 1; i < nroutes; i++)
         if (strcmp(routes[i], pattern) == 0) {
             id = i;
             goto out;
@@ -107,6 +116,14 @@ static void emit_label(out *o, const char *s)
     }
 }
 
+/* NAME{route="ROUTE": the caller adds the other labels and closes. */
+static void emit_route(out *o, const char *name, const char *route)
+{
+    emit(o, "%s{route=\"", name);
+    emit_label(o, route);
+    emit(o, "\"");
+}
+
 size_t cel_stats_prometheus(char *buf, size_t cap)
 {
     out o = {buf, 0, cap};
@@ -133,27 +150,39 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
                      (unsigned long long)n);
             }
     }
-    emit(&o, "# HELP celerisd_request_duration_seconds Time from a request's first header to "
-             "the end of its response.\n# TYPE celerisd_request_duration_seconds histogram\n");
-    uint64_t cum = 0, sum = 0, count = 0;
-    for (cel_wstats *w = blocks; w; w = w->next) {
-        sum += get(&w->duration_sum_us);
-        for (unsigned m = 0; m < CEL_STATS_METHODS; m++)
-            for (unsigned r = 0; r < CEL_STATS_ROUTES; r++)
+    emit(&o, "# HELP celerisd_request_duration_seconds Time from the connection event that "
+             "completed a request's head to the one that ended its response, by route.\n"
+             "# TYPE celerisd_request_duration_seconds histogram\n");
+    for (unsigned r = 0; r < CEL_STATS_ROUTES; r++) {
+        if (!routes[r])
+            continue;
+        /* Buckets before the count: a request counts in requests first, so
+         * one that ends meanwhile cannot make a bucket exceed +Inf. */
+        uint64_t cum[CEL_STATS_BUCKETS], count = 0, sum = 0;
+        for (unsigned b = 0; b < CEL_STATS_BUCKETS; b++) {
+            cum[b] = b ? cum[b - 1] : 0;
+            for (cel_wstats *w = blocks; w; w = w->next)
+                cum[b] += get(&w->duration_buckets[r][b]);
+        }
+        for (cel_wstats *w = blocks; w; w = w->next) {
+            sum += get(&w->duration_sum_us[r]);
+            for (unsigned m = 0; m < CEL_STATS_METHODS; m++)
                 for (unsigned c = 0; c < CEL_STATS_CLASSES; c++)
                     count += get(&w->requests[r][m][c]);
+        }
+        if (!count)
+            continue;
+        for (unsigned b = 0; b < CEL_STATS_BUCKETS; b++) {
+            emit_route(&o, "celerisd_request_duration_seconds_bucket", routes[r]);
+            emit(&o, ",le=\"%s\"} %llu\n", bucket_le[b], (unsigned long long)cum[b]);
+        }
+        emit_route(&o, "celerisd_request_duration_seconds_bucket", routes[r]);
+        emit(&o, ",le=\"+Inf\"} %llu\n", (unsigned long long)count);
+        emit_route(&o, "celerisd_request_duration_seconds_sum", routes[r]);
+        emit(&o, "} %.6f\n", (double)sum / 1e6);
+        emit_route(&o, "celerisd_request_duration_seconds_count", routes[r]);
+        emit(&o, "} %llu\n", (unsigned long long)count);
     }
-    for (unsigned b = 0; b < CEL_STATS_BUCKETS; b++) {
-        for (cel_wstats *w = blocks; w; w = w->next)
-            cum += get(&w->duration_buckets[b]);
-        emit(&o, "celerisd_request_duration_seconds_bucket{le=\"%s\"} %llu\n", bucket_le[b],
-             (unsigned long long)cum);
-    }
-    emit(&o,
-         "celerisd_request_duration_seconds_bucket{le=\"+Inf\"} %llu\n"
-         "celerisd_request_duration_seconds_sum %.6f\n"
-         "celerisd_request_duration_seconds_count %llu\n",
-         (unsigned long long)count, (double)sum / 1e6, (unsigned long long)count);
 
     static const char *const proto_names[CEL_STATS_PROTOS] = {"unknown", "http/1.1", "h2"};
     emit(&o, "# HELP celerisd_connections_open Connections open now, by protocol (unknown: "
@@ -206,6 +235,32 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
          "celerisd_uptime_seconds %.3f\n",
          atomic_load(&reloads_ok), atomic_load(&reloads_failed), atomic_load(&generation),
          atomic_load(&workers), cel_stats_uptime());
+
+    cel_procstat ps;
+    if (cel_procstat_read(&ps) == 0)
+        emit(&o,
+             "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
+             "# TYPE process_cpu_seconds_total counter\n"
+             "process_cpu_seconds_total %.2f\n"
+             "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
+             "# TYPE process_resident_memory_bytes gauge\n"
+             "process_resident_memory_bytes %llu\n"
+             "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
+             "# TYPE process_virtual_memory_bytes gauge\n"
+             "process_virtual_memory_bytes %llu\n"
+             "# HELP process_open_fds Number of open file descriptors.\n"
+             "# TYPE process_open_fds gauge\n"
+             "process_open_fds %llu\n"
+             "# HELP process_max_fds Maximum number of open file descriptors.\n"
+             "# TYPE process_max_fds gauge\n"
+             "process_max_fds %llu\n"
+             "# HELP process_start_time_seconds Start time of the process since unix epoch in "
+             "seconds.\n"
+             "# TYPE process_start_time_seconds gauge\n"
+             "process_start_time_seconds %.2f\n",
+             ps.cpu_seconds, (unsigned long long)ps.resident_bytes,
+             (unsigned long long)ps.virtual_bytes, (unsigned long long)ps.open_fds,
+             (unsigned long long)ps.max_fds, ps.start_time);
     return o.len;
 }
 

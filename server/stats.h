@@ -6,7 +6,11 @@
  * in the totals), so counters never go backwards.
  *
  * Routes are counted by a small id that stays the same across generations for
- * the same path pattern, so a reload does not reset a route's counters.
+ * the same path pattern, so a reload does not reset a route's counters. Two
+ * ids name no route: CEL_STATS_UNMATCHED (no route has the path) and
+ * CEL_STATS_REJECTED (a request refused before routing: an HTTP/1.1 400, 413,
+ * 414, 431, 501 or 505, an HTTP/2 413 or 431 answered early, an HTTP/2 stream
+ * reset as malformed).
  */
 #ifndef CEL_STATS_H
 #define CEL_STATS_H
@@ -29,8 +33,9 @@ typedef struct cel_wstats {
     struct cel_wstats *next;
     unsigned worker_id;
     cel_counter requests[CEL_STATS_ROUTES][CEL_STATS_METHODS][CEL_STATS_CLASSES];
-    cel_counter duration_buckets[CEL_STATS_BUCKETS]; /* cumulative only when summed */
-    cel_counter duration_sum_us;
+    /* by route; cumulative only when summed */
+    cel_counter duration_buckets[CEL_STATS_ROUTES][CEL_STATS_BUCKETS];
+    cel_counter duration_sum_us[CEL_STATS_ROUTES];
     cel_counter connections_open[CEL_STATS_PROTOS]; /* by CEL_PROTO_* */
     cel_counter connections_total;
     cel_counter streams_open[CEL_STATS_PROTOS];
@@ -52,8 +57,9 @@ static inline void cel_uncount(cel_counter *c, uint64_t n)
 /* A block for a new worker (registered for scrapes; never freed). */
 cel_wstats *cel_stats_worker(unsigned worker_id);
 
-/* The id of route PATTERN (main thread, at config load). Unmatched requests
- * count under id 0. */
+enum { CEL_STATS_UNMATCHED = 0, CEL_STATS_REJECTED = 1 };
+
+/* The id of route PATTERN (main thread, at config load). */
 unsigned cel_stats_route_id(const char *pattern);
 
 /* The duration buckets' upper bounds, in microseconds. */
@@ -75,15 +81,16 @@ static inline void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned 
     while (b < CEL_STATS_BUCKETS && duration_us > bucket_us[b])
         b++;
     if (b < CEL_STATS_BUCKETS)
-        cel_count(&w->duration_buckets[b], 1);
-    cel_count(&w->duration_sum_us, duration_us);
+        cel_count(&w->duration_buckets[route_id][b], 1);
+    cel_count(&w->duration_sum_us[route_id], duration_us);
 }
 
 /* Process-wide, main thread. */
 void cel_stats_reload(int ok, unsigned long generation, unsigned workers);
 
-/* Renders everything in the Prometheus text format (0.0.4) into BUF. Returns
- * the length, or the size needed when it is more than CAP. Any thread. */
+/* Renders everything in the Prometheus text format (0.0.4) into BUF, the
+ * process_* metrics (read from /proc/self now) included. Returns the length,
+ * or the size needed when it is more than CAP. Any thread. */
 size_t cel_stats_prometheus(char *buf, size_t cap);
 
 /* Current connections over all workers, for the status handler. */

@@ -396,6 +396,9 @@ static void test_405_allow(void **state)
                 CEL_ALLOW_MAX);
     expect_found(r, "/all", CEL_M_CONNECT, D(2), &m);
     expect_405(r, "/one", CEL_M_GET, "OPTIONS");
+    /* a 405 names the route at the path, for its counters */
+    assert_int_equal(lookup(r, "/y", CEL_M_GET, &m), CEL_ROUTE_BAD_METHOD);
+    assert_ptr_equal(m.path_data, D(1));
     expect_not_found(r, "/z", CEL_M_GET);
     expect_not_found(r, "/z", 0);
     cel_router_free(r);
@@ -417,6 +420,8 @@ static void test_same_shape_disjoint_methods(void **state)
     expect_found(r, "/r", CEL_M_HEAD, D(1), &m);
     expect_found(r, "/r", CEL_M_GET, D(1), &m);
     expect_405(r, "/r", CEL_M_POST, "GET, HEAD, DELETE");
+    assert_int_equal(lookup(r, "/r", CEL_M_POST, &m), CEL_ROUTE_BAD_METHOD);
+    assert_ptr_equal(m.path_data, D(0)); /* the first route added there */
 
     /* one shape, but each route reports its own param names */
     expect_found(r, "/r/9", CEL_M_GET, D(2), &m);
