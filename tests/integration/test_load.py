@@ -242,7 +242,10 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
     indexed fields of a 200-octet name and a 250-octet value: the client's
     table keeps 9 of them, the verdict table has room for 32. Measured: 30.2 KiB
     of RSS a connection with the bound, 35.4 without it, 23.8 with nothing
-    kept; the test allows 33."""
+    kept; 30.11 on kernel 6.18, three runs alike (the daemon runs without
+    transparent huge pages, so the kernel's THP defaults do not move it). The
+    test allows 34: 13 % above what is measured, and still below the 35.4 the
+    unbounded table costs, so that regression fails it."""
     n = 300
     srv = celerisd("workers: 1\nlog: { level: warn }\n"
                    "limits: { max_connections: 1000, max_header_list_size: 65536 }\n"
@@ -256,7 +259,7 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
     assert len(block) < 16384
     headers = len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
     assert curl([srv.url("/bench")]).returncode == 0
-    before = _vmrss_kib(srv.pid)
+    before = _settled_rss_kib(srv.pid)
     socks = []
     try:
         socks = _connections(srv, n, PREFACE + SETTINGS_ACK + headers)
@@ -272,11 +275,10 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
                 buf = buf[9 + length:]
                 if ftype == 0 and flags & 1:
                     break
-        time.sleep(0.5)
-        after = _vmrss_kib(srv.pid)
+        after = _settled_rss_kib(srv.pid)
         per_conn = (after - before) / n
         print(f"VmRSS {before} -> {after} KiB: {per_conn:.2f} KiB per connection")
-        assert per_conn <= (128 if _sanitized() else 33), per_conn
+        assert per_conn <= (128 if _sanitized() else 34), per_conn
     finally:
         for s in socks:
             s.close()
