@@ -189,7 +189,7 @@ def test_idle_connection_memory(celerisd):
     memory, measured over 2,000 of them (10.7 measured, on 6.18). What it
     counts: the growth of VmRSS once the daemon has settled, i.e. pages
     written. Not counted, on any kernel: kernel socket buffers and page
-    tables, and pages only read (nghttp2 scans its empty 4 KiB stream map;
+    tables, and pages only read (nghttp2 reads its empty 4 KiB stream map;
     the kernel maps the shared zero page there). The daemon turns transparent
     huge pages off for itself, so a kernel with THP "always" or mTHP sizes
     enabled cannot fault whole folios into the pool's sparse span (30 KiB a
