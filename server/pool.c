@@ -143,6 +143,10 @@ cel_pool *cel_pool_new(size_t max_cached_bytes)
     void *span = mmap(NULL, PH_SPAN, PROT_READ | PROT_WRITE, flags, -1, 0);
     void *len = mmap(NULL, PH_SPAN / PAGE, PROT_READ | PROT_WRITE, flags, -1, 0);
     if (span != MAP_FAILED && len != MAP_FAILED) {
+        /* Pages, not huge pages, whatever the kernel's THP defaults: a huge
+         * page would make resident the untouched pages this span exists for. */
+        madvise(span, PH_SPAN, MADV_NOHUGEPAGE);
+        madvise(len, PH_SPAN / PAGE, MADV_NOHUGEPAGE);
         p->ph_base = span;
         p->ph_size = PH_SPAN;
         p->ph_len = len;

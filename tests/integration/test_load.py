@@ -144,17 +144,66 @@ def _connections(srv, n, first):
     return socks
 
 
+def _settled_rss_kib(pid, timeout=10.0):
+    """VmRSS once the daemon has stopped growing (two readings 0.2 s apart
+    agree), so a worker still answering the last connections is not caught
+    half way."""
+    last = _vmrss_kib(pid)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        now = _vmrss_kib(pid)
+        if now == last:
+            return now
+        last = now
+    return last
+
+
+def _smaps(pid):
+    """{mapping: (Rss KiB, AnonHugePages KiB)} from /proc/PID/smaps."""
+    out, cur = {}, None
+    with open(f"/proc/{pid}/smaps") as f:
+        for line in f:
+            head = line.split()
+            if re.match(r"^[0-9a-f]+-[0-9a-f]+ ", line):
+                cur = " ".join([head[0]] + head[5:6])
+                out[cur] = [0, 0]
+            elif head[0] == "Rss:":
+                out[cur][0] = int(head[1])
+            elif head[0] == "AnonHugePages:":
+                out[cur][1] = int(head[1])
+    return out
+
+
+def _status_field(pid, name):
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith(name + ":"):
+                return line.split()[1]
+    return None
+
+
 def test_idle_connection_memory(celerisd):
     """Issue #6's memory goal: an idle HTTP/2 connection (preface and SETTINGS
     exchanged, nothing else) costs at most 13 KiB of the daemon's resident
-    memory, measured over 2,000 of them. (A sanitizer build keeps libc's
-    blocks with their redzones; there the bound is only a sanity check.)"""
+    memory, measured over 2,000 of them (10.7 measured, on 6.18). What it
+    counts: the growth of VmRSS once the daemon has settled, i.e. pages
+    written. Not counted, on any kernel: kernel socket buffers and page
+    tables, and pages only read (nghttp2 reads its empty 4 KiB stream map;
+    the kernel maps the shared zero page there). The daemon turns transparent
+    huge pages off for itself, so a kernel with THP "always" or mTHP sizes
+    enabled cannot fault whole folios into the pool's sparse span (30 KiB a
+    connection when it did): the test checks that and that no huge page
+    grew. On failure it names the mappings that grew. (A sanitizer build keeps
+    libc's blocks with their redzones; there the bound is only a sanity check.)"""
     n = 2000
     srv = celerisd("workers: 1\nlog: { level: warn }\nlimits: { max_connections: 4000 }\n"
                    "routes:\n  - path: /bench\n    static: { body: \"OK\" }\n")
+    assert _status_field(srv.pid, "THP_enabled") == "0", "the daemon left THP on"
     # warm the worker (pools, first connection's one-off costs) before measuring
     assert curl([srv.url("/bench")]).returncode == 0
-    before = _vmrss_kib(srv.pid)
+    before = _settled_rss_kib(srv.pid)
+    maps_before = _smaps(srv.pid)
     socks = []
     try:
         socks = _connections(srv, n, PREFACE)
@@ -166,11 +215,16 @@ def test_idle_connection_memory(celerisd):
                 buf += chunk
             assert buf[3] == 4 and not buf[4] & 1, buf[:9]  # its SETTINGS first
             s.sendall(SETTINGS_ACK)
-        time.sleep(0.5)
-        after = _vmrss_kib(srv.pid)
+        after = _settled_rss_kib(srv.pid)
+        maps_after = _smaps(srv.pid)
         per_conn = (after - before) / n
-        print(f"VmRSS {before} -> {after} KiB: {per_conn:.2f} KiB per idle connection")
-        assert per_conn <= (64 if _sanitized() else 13), per_conn
+        grew = sorted(((rss - maps_before.get(m, (0, 0))[0], m, huge)
+                       for m, (rss, huge) in maps_after.items()), reverse=True)
+        detail = "; ".join(f"{m}: +{d} KiB ({d / n:.2f} KiB/conn)" for d, m, _ in grew[:4])
+        print(f"VmRSS {before} -> {after} KiB: {per_conn:.2f} KiB per idle connection ({detail})")
+        huge = sum(h for _, _, h in grew) - sum(h for _, h in maps_before.values())
+        assert huge <= 0, f"huge pages grew by {huge} KiB: {detail}"
+        assert per_conn <= (64 if _sanitized() else 13), f"{per_conn:.2f} KiB: {detail}"
         # and they are still served
         socks[0].setblocking(False)
         with pytest.raises(BlockingIOError):
@@ -188,7 +242,10 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
     indexed fields of a 200-octet name and a 250-octet value: the client's
     table keeps 9 of them, the verdict table has room for 32. Measured: 30.2 KiB
     of RSS a connection with the bound, 35.4 without it, 23.8 with nothing
-    kept; the test allows 33."""
+    kept; 30.11 on kernel 6.18, three runs alike (the daemon runs without
+    transparent huge pages, so the kernel's THP defaults do not move it). The
+    test allows 34: 13 % above what is measured, and still below the 35.4 the
+    unbounded table costs, so that regression fails it."""
     n = 300
     srv = celerisd("workers: 1\nlog: { level: warn }\n"
                    "limits: { max_connections: 1000, max_header_list_size: 65536 }\n"
@@ -202,7 +259,7 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
     assert len(block) < 16384
     headers = len(block).to_bytes(3, "big") + b"\x01\x05" + (1).to_bytes(4, "big") + block
     assert curl([srv.url("/bench")]).returncode == 0
-    before = _vmrss_kib(srv.pid)
+    before = _settled_rss_kib(srv.pid)
     socks = []
     try:
         socks = _connections(srv, n, PREFACE + SETTINGS_ACK + headers)
@@ -218,11 +275,10 @@ def test_repeated_field_verdicts_memory_bounded(celerisd):
                 buf = buf[9 + length:]
                 if ftype == 0 and flags & 1:
                     break
-        time.sleep(0.5)
-        after = _vmrss_kib(srv.pid)
+        after = _settled_rss_kib(srv.pid)
         per_conn = (after - before) / n
         print(f"VmRSS {before} -> {after} KiB: {per_conn:.2f} KiB per connection")
-        assert per_conn <= (128 if _sanitized() else 33), per_conn
+        assert per_conn <= (128 if _sanitized() else 34), per_conn
     finally:
         for s in socks:
             s.close()
