@@ -59,6 +59,10 @@ int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
 /* "unknown key" error, listing the keys that are allowed. */
 int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const char *allowed);
 
+/* The top level's `listen` (conf_listen.c): one address, one entry or a list;
+ * appends to CFG->listen, refusing an address given twice. */
+int conf_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n);
+
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
  * templates (json bodies, header values) check their {{param.X}} against the
  * route. Returns 0 and *OUT, or an error. */
