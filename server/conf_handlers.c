@@ -476,7 +476,7 @@ static int no_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml
     return conf_unknown_key(c, k, "metrics/status", "(none)");
 }
 
-int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out)
+static int stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out)
 {
     int empty = n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0;
     if (!empty) {
@@ -486,4 +486,16 @@ int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **ou
     }
     *out = status ? cel_handler_status_new() : cel_handler_metrics_new();
     return *out ? 0 : conf_error(c, n, "out of memory");
+}
+
+int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    (void)pattern;
+    return stats(c, n, 0, out);
+}
+
+int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    (void)pattern;
+    return stats(c, n, 1, out);
 }

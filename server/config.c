@@ -214,6 +214,30 @@ int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const
                       (const char *)k->data.scalar.value, where, allowed);
 }
 
+const char *conf_key_list(char *buf, size_t len, const void *rows, size_t n, size_t stride)
+{
+    size_t used = strlen(buf);
+    for (size_t i = 0; i < n && used < len; i++) {
+        const char *key = *(const char *const *)((const char *)rows + i * stride);
+        int k = snprintf(buf + used, len - used, "%s%s", used ? ", " : "", key);
+        if (k < 0)
+            break;
+        used += (size_t)k;
+    }
+    return buf;
+}
+
+int conf_key_call(conf_ctx *c, const conf_key *keys, size_t n, const char *where, void *arg,
+                  const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(key, keys[i].key) == 0)
+            return keys[i].fn(c, arg, key, k, v);
+    char allowed[512] = "";
+    return conf_unknown_key(c, k, where,
+                            conf_key_list(allowed, sizeof(allowed), keys, n, sizeof(keys[0])));
+}
+
 /* ---- workers ---- */
 
 static int allowed_cpus(int *ids, int max)
@@ -279,95 +303,109 @@ static int parse_workers(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 
 /* ---- limits, log ---- */
 
+#define LIMIT(key, field, kind, min, max, def)                                                     \
+    {                                                                                              \
+        key, kind, offsetof(cel_limits, field), sizeof(((cel_limits *)0)->field), min, max, def    \
+    }
+
+/* In the order "expected one of" lists them. */
+const conf_limit conf_limits[] = {
+    LIMIT("max_concurrent_streams", max_concurrent_streams, CONF_COUNT, 1, INT32_MAX,
+          CEL_DEF_MAX_CONCURRENT_STREAMS),
+    LIMIT("max_header_list_size", max_header_list_size, CONF_SIZE, 1024, 16u << 20,
+          CEL_DEF_MAX_HEADER_LIST_SIZE),
+    LIMIT("max_request_body", max_request_body, CONF_SIZE, 0, 1LL << 40, CEL_DEF_MAX_REQUEST_BODY),
+    LIMIT("max_connections", max_connections, CONF_COUNT, 1, 10000000, CEL_DEF_MAX_CONNECTIONS),
+    LIMIT("idle_timeout", idle_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_IDLE_TIMEOUT_MS),
+    LIMIT("header_timeout", header_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_HEADER_TIMEOUT_MS),
+    LIMIT("write_timeout", write_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_WRITE_TIMEOUT_MS),
+    LIMIT("min_send_rate", min_send_rate, CONF_SIZE, 0, 1LL << 30, CEL_DEF_MIN_SEND_RATE),
+    LIMIT("initial_window_size", initial_window_size, CONF_COUNT, 1, INT32_MAX,
+          CEL_DEF_INITIAL_WINDOW_SIZE),
+    LIMIT("max_output_buffer", max_output_buffer, CONF_SIZE, 16384, 1LL << 30,
+          CEL_DEF_MAX_OUTPUT_BUFFER),
+    LIMIT("max_settings_entries", max_settings_entries, CONF_COUNT, 6, 1000,
+          CEL_DEF_MAX_SETTINGS_ENTRIES),
+    LIMIT("reset_burst", reset_burst, CONF_COUNT, 1, 1000000, CEL_DEF_RESET_BURST),
+    LIMIT("reset_rate", reset_rate, CONF_COUNT, 1, 1000000, CEL_DEF_RESET_RATE),
+    LIMIT("max_continuations", max_continuations, CONF_COUNT, 1, 100000, CEL_DEF_MAX_CONTINUATIONS),
+    LIMIT("max_outbound_ack", max_outbound_ack, CONF_COUNT, 1, 1000000, CEL_DEF_MAX_OUTBOUND_ACK),
+    LIMIT("glitch_burst", glitch_burst, CONF_COUNT, 1, 100000000, CEL_DEF_GLITCH_BURST),
+    LIMIT("glitch_rate", glitch_rate, CONF_COUNT, 1, 100000000, CEL_DEF_GLITCH_RATE),
+    LIMIT("max_request_line", max_request_line, CONF_SIZE, 64, 1 << 20, CEL_DEF_MAX_REQUEST_LINE),
+    LIMIT("max_header_line", max_header_line, CONF_SIZE, 64, 1 << 20, CEL_DEF_MAX_HEADER_LINE),
+    LIMIT("max_headers", max_headers, CONF_COUNT, 1, 100, CEL_DEF_MAX_HEADERS),
+};
+const size_t conf_nlimits = CEL_ARRAY_LEN(conf_limits);
+
+/* Fields are uint32_t or size_t (test_config checks every row's width). */
+static void limit_store(cel_limits *l, const conf_limit *d, unsigned long long v)
+{
+    uint32_t v32 = (uint32_t)v;
+    size_t vsz = (size_t)v;
+    memcpy((char *)l + d->off, d->width == sizeof(v32) ? (void *)&v32 : (void *)&vsz, d->width);
+}
+
 static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_limits *l = arg;
-    long long i;
-    int rc;
-    if (strcmp(key, "max_concurrent_streams") == 0) {
-        rc = conf_int(c, v, "limits.max_concurrent_streams", 1, INT32_MAX, &i);
-        l->max_concurrent_streams = (uint32_t)i;
-    } else if (strcmp(key, "max_header_list_size") == 0) {
-        size_t s = 0;
-        rc = conf_size(c, v, "limits.max_header_list_size", 1024, 16u << 20, &s);
-        l->max_header_list_size = (uint32_t)s;
-    } else if (strcmp(key, "max_request_line") == 0 || strcmp(key, "max_header_line") == 0) {
-        size_t sz = 0;
+    for (size_t j = 0; j < conf_nlimits; j++) {
+        const conf_limit *d = &conf_limits[j];
+        if (strcmp(key, d->key) != 0)
+            continue;
         char what[64];
         snprintf(what, sizeof(what), "limits.%s", key);
-        rc = conf_size(c, v, what, 64, 1 << 20, &sz);
-        *(key[4] == 'r' ? &l->max_request_line : &l->max_header_line) = (uint32_t)sz;
-    } else if (strcmp(key, "max_request_body") == 0) {
-        rc = conf_size(c, v, "limits.max_request_body", 0, (size_t)1 << 40, &l->max_request_body);
-    } else if (strcmp(key, "max_connections") == 0) {
-        rc = conf_int(c, v, "limits.max_connections", 1, 10000000, &i);
-        l->max_connections = (uint32_t)i;
-    } else if (strcmp(key, "idle_timeout") == 0) {
-        rc = conf_duration_ms(c, v, "limits.idle_timeout", &l->idle_timeout_ms);
-    } else if (strcmp(key, "header_timeout") == 0) {
-        rc = conf_duration_ms(c, v, "limits.header_timeout", &l->header_timeout_ms);
-    } else if (strcmp(key, "write_timeout") == 0) {
-        rc = conf_duration_ms(c, v, "limits.write_timeout", &l->write_timeout_ms);
-    } else if (strcmp(key, "min_send_rate") == 0) {
-        size_t r = 0;
-        rc = conf_size(c, v, "limits.min_send_rate", 0, (size_t)1 << 30, &r);
-        l->min_send_rate = (uint32_t)r;
-    } else if (strcmp(key, "initial_window_size") == 0) {
-        rc = conf_int(c, v, "limits.initial_window_size", 1, INT32_MAX, &i);
-        l->initial_window_size = (uint32_t)i;
-    } else if (strcmp(key, "max_output_buffer") == 0) {
-        rc = conf_size(c, v, "limits.max_output_buffer", 16384, (size_t)1 << 30,
-                       &l->max_output_buffer);
-    } else {
-        static const struct {
-            const char *key;
-            size_t off;
-            long long min, max;
-        } counts[] = {
-            {"max_settings_entries", offsetof(cel_limits, max_settings_entries), 6, 1000},
-            {"reset_burst", offsetof(cel_limits, reset_burst), 1, 1000000},
-            {"reset_rate", offsetof(cel_limits, reset_rate), 1, 1000000},
-            {"max_continuations", offsetof(cel_limits, max_continuations), 1, 100000},
-            {"max_outbound_ack", offsetof(cel_limits, max_outbound_ack), 1, 1000000},
-            {"glitch_burst", offsetof(cel_limits, glitch_burst), 1, 100000000},
-            {"glitch_rate", offsetof(cel_limits, glitch_rate), 1, 100000000},
-            {"max_headers", offsetof(cel_limits, max_headers), 1, 100},
-        };
-        for (size_t j = 0; j < CEL_ARRAY_LEN(counts); j++) {
-            if (strcmp(key, counts[j].key) != 0)
-                continue;
-            char what[64];
-            snprintf(what, sizeof(what), "limits.%s", key);
-            rc = conf_int(c, v, what, counts[j].min, counts[j].max, &i);
-            *(uint32_t *)((char *)l + counts[j].off) = (uint32_t)i;
-            return rc;
+        unsigned long long val = 0;
+        int rc;
+        if (d->kind == CONF_COUNT) {
+            long long i = 0;
+            rc = conf_int(c, v, what, d->min, d->max, &i);
+            val = (unsigned long long)i;
+        } else if (d->kind == CONF_SIZE) {
+            size_t sz = 0;
+            rc = conf_size(c, v, what, (size_t)d->min, (size_t)d->max, &sz);
+            val = sz;
+        } else {
+            uint32_t ms = 0;
+            rc = conf_duration_ms(c, v, what, &ms);
+            val = ms;
         }
-        return conf_unknown_key(c, k, "limits",
-                                "max_concurrent_streams, max_header_list_size, max_request_body, "
-                                "max_connections, idle_timeout, header_timeout, write_timeout, "
-                                "min_send_rate, initial_window_size, max_output_buffer, max_settings_entries, "
-                                "reset_burst, reset_rate, max_continuations, max_outbound_ack, "
-                                "glitch_burst, glitch_rate, max_request_line, max_header_line, "
-                                "max_headers");
+        if (!rc)
+            limit_store(l, d, val);
+        return rc;
     }
-    return rc;
+    char allowed[512] = "";
+    return conf_unknown_key(c, k, "limits", CONF_KEY_LIST(allowed, conf_limits));
 }
 
 typedef struct access_build {
     yaml_node_t *path, *format;
 } access_build;
 
+static const struct {
+    const char *key;
+    size_t off;
+} access_keys[] = {
+    {"path", offsetof(access_build, path)},
+    {"format", offsetof(access_build, format)},
+};
+
 static int access_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    access_build *b = arg;
-    const char *s;
-    if (strcmp(key, "path") != 0 && strcmp(key, "format") != 0)
-        return conf_unknown_key(c, k, "log.access", "path, format");
-    int rc = conf_string(c, v, key[0] == 'p' ? "log.access.path" : "log.access.format", &s);
-    if (rc)
-        return rc;
-    *(key[0] == 'p' ? &b->path : &b->format) = v;
-    return 0;
+    for (size_t i = 0; i < CEL_ARRAY_LEN(access_keys); i++) {
+        if (strcmp(key, access_keys[i].key) != 0)
+            continue;
+        char what[64];
+        const char *s;
+        snprintf(what, sizeof(what), "log.access.%s", key);
+        int rc = conf_string(c, v, what, &s);
+        if (rc)
+            return rc;
+        *(yaml_node_t **)((char *)arg + access_keys[i].off) = v;
+        return 0;
+    }
+    char allowed[64] = "";
+    return conf_unknown_key(c, k, "log.access", CONF_KEY_LIST(allowed, access_keys));
 }
 
 /* The access log is opened after workers are known: it keeps a buffer per worker. */
@@ -397,15 +435,10 @@ static int parse_access(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     return 0;
 }
 
-static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+static int log_level(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_config *cfg = arg;
-    if (strcmp(key, "access") == 0) {
-        c->access = v;
-        return 0;
-    }
-    if (strcmp(key, "level") != 0)
-        return conf_unknown_key(c, k, "log", "level, access");
+    (void)key, (void)k;
     const char *s;
     int rc = conf_string(c, v, "log.level", &s);
     if (rc)
@@ -416,12 +449,31 @@ static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
     return 0;
 }
 
+static int log_access(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)arg, (void)key, (void)k;
+    c->access = v;
+    return 0;
+}
+
+const conf_key conf_log_keys[] = {
+    {"level", log_level},
+    {"access", log_access},
+};
+const size_t conf_nlog_keys = CEL_ARRAY_LEN(conf_log_keys);
+
+static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, conf_log_keys, conf_nlog_keys, "log", arg, key, k, v);
+}
+
 /* ---- routes ---- */
 
 typedef struct route_build {
     cel_route r;
     yaml_node_t *path_node, *handler_node, *handler_key;
     yaml_node_t *methods_node;
+    const struct handler_type *type; /* the row of handler_types handler_key names */
 } route_build;
 
 static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
@@ -449,44 +501,80 @@ static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
     return 0;
 }
 
+static int route_path(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    const char *s;
+    int rc = conf_wire_string(c, v, "path", 0, &s);
+    if (rc)
+        return rc;
+    b->path_node = v;
+    b->r.pattern = strdup(s);
+    return b->r.pattern ? 0 : conf_error(c, v, "out of memory");
+}
+
+static int route_methods(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    b->methods_node = v;
+    return parse_methods(c, v, &b->r.methods);
+}
+
+static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    const char *s;
+    int rc = conf_string(c, v, "access_log", &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "off") && strcmp(s, "on") && strcmp(s, "true") && strcmp(s, "false"))
+        return conf_error(c, v, "access_log must be on or off, not \"%s\"", s);
+    b->r.access_log = strcmp(s, "off") && strcmp(s, "false");
+    return 0;
+}
+
+/* A route's own keys; its handler is one of handler_types. */
+static const conf_key route_keys[] = {
+    {"path", route_path},
+    {"methods", route_methods},
+    {"access_log", route_access_log},
+};
+
+/* The handler types: a route names one of these keys, whose value the
+ * function (conf_handlers.c) turns into the route's handler. */
+static const struct handler_type {
+    const char *key;
+    int (*build)(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+} handler_types[] = {
+    {"static", conf_handler_static}, {"json", conf_handler_json},
+    {"module", conf_handler_module}, {"metrics", conf_handler_metrics},
+    {"status", conf_handler_status},
+};
+
 static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     route_build *b = arg;
-    if (strcmp(key, "path") == 0) {
-        const char *s;
-        int rc = conf_wire_string(c, v, "path", 0, &s);
-        if (rc)
-            return rc;
-        b->path_node = v;
-        b->r.pattern = strdup(s);
-        return b->r.pattern ? 0 : conf_error(c, v, "out of memory");
-    }
-    if (strcmp(key, "methods") == 0) {
-        b->methods_node = v;
-        return parse_methods(c, v, &b->r.methods);
-    }
-    if (strcmp(key, "access_log") == 0) {
-        const char *s;
-        int rc = conf_string(c, v, "access_log", &s);
-        if (rc)
-            return rc;
-        if (strcmp(s, "off") && strcmp(s, "on") && strcmp(s, "true") && strcmp(s, "false"))
-            return conf_error(c, v, "access_log must be on or off, not \"%s\"", s);
-        b->r.access_log = strcmp(s, "off") && strcmp(s, "false");
-        return 0;
-    }
-    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0 ||
-        strcmp(key, "metrics") == 0 || strcmp(key, "status") == 0) {
+    for (size_t i = 0; i < CEL_ARRAY_LEN(handler_types); i++) {
+        if (strcmp(key, handler_types[i].key) != 0)
+            continue;
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
                               (const char *)b->handler_key->data.scalar.value,
                               conf_loc(b->handler_key).line);
         b->handler_key = k;
         b->handler_node = v;
+        b->type = &handler_types[i];
         return 0;
     }
-    return conf_unknown_key(c, k, "route",
-                            "path, methods, access_log, static, json, module, metrics, status");
+    for (size_t i = 0; i < CEL_ARRAY_LEN(route_keys); i++)
+        if (strcmp(key, route_keys[i].key) == 0)
+            return route_keys[i].fn(c, b, key, k, v);
+    char allowed[256] = "";
+    CONF_KEY_LIST(allowed, route_keys);
+    return conf_unknown_key(c, k, "route", CONF_KEY_LIST(allowed, handler_types));
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -498,22 +586,13 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     int rc = conf_mapping(c, n, "a route", route_pair, &b);
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");
-    if (!rc && !b.handler_node)
-        rc = conf_error(c, n,
-                        "route at line %u has no handler (give one of: static, json, module, "
-                        "metrics, status)",
-                        b.r.loc.line);
-    if (!rc) {
-        const char *type = (const char *)b.handler_key->data.scalar.value;
-        if (strcmp(type, "static") == 0)
-            rc = conf_handler_static(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else if (strcmp(type, "json") == 0)
-            rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else if (strcmp(type, "module") == 0)
-            rc = conf_handler_module(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else
-            rc = conf_handler_stats(c, b.handler_node, type[0] == 's', &b.r.handler);
+    if (!rc && !b.handler_node) {
+        char types[256] = "";
+        rc = conf_error(c, n, "route at line %u has no handler (give one of: %s)", b.r.loc.line,
+                        CONF_KEY_LIST(types, handler_types));
     }
+    if (!rc)
+        rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
     if (rc) {
         free(b.r.pattern);
         return rc;
@@ -577,53 +656,101 @@ static int parse_routes(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 
 /* ---- top level ---- */
 
-static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+static int top_listen(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return conf_listen(c, arg, v);
+}
+
+static int top_workers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return parse_workers(c, arg, v);
+}
+
+static int top_limits(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_config *cfg = arg;
-    if (strcmp(key, "listen") == 0)
-        return conf_listen(c, cfg, v);
-    if (strcmp(key, "workers") == 0)
-        return parse_workers(c, cfg, v);
-    if (strcmp(key, "limits") == 0)
-        return conf_mapping(c, v, "limits", limit_pair, &cfg->limits);
-    if (strcmp(key, "log") == 0)
-        return conf_mapping(c, v, "log", log_pair, cfg);
-    if (strcmp(key, "shutdown_timeout") == 0)
-        return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
-    if (strcmp(key, "tls_ticket_rotation") == 0)
-        return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
-    if (strcmp(key, "routes") == 0) {
-        /* Read last: routes depend on workers and modules_dir wherever they are. */
-        c->routes = v;
-        return 0;
-    }
-    if (strcmp(key, "pid_file") == 0) {
-        const char *s;
-        int rc = conf_string(c, v, "pid_file", &s);
-        if (rc)
-            return rc;
-        free(cfg->pid_file);
-        if (s[0] == '/')
-            cfg->pid_file = strdup(s);
-        else if (asprintf(&cfg->pid_file, "%s/%s", c->dir, s) < 0)
-            cfg->pid_file = NULL;
-        return cfg->pid_file ? 0 : conf_error(c, v, "out of memory");
-    }
-    if (strcmp(key, "modules_dir") == 0) {
-        const char *s;
-        int rc = conf_string(c, v, "modules_dir", &s);
-        if (rc)
-            return rc;
-        free(cfg->modules_dir);
-        if (s[0] == '/')
-            cfg->modules_dir = strdup(s);
-        else if (asprintf(&cfg->modules_dir, "%s/%s", c->dir, s) < 0)
-            cfg->modules_dir = NULL;
-        return cfg->modules_dir ? 0 : conf_error(c, v, "out of memory");
-    }
-    return conf_unknown_key(c, k, "the top level",
-                            "listen, workers, limits, log, shutdown_timeout, "
-                            "tls_ticket_rotation, modules_dir, pid_file, routes");
+    (void)key, (void)k;
+    return conf_mapping(c, v, "limits", limit_pair, &cfg->limits);
+}
+
+static int top_log(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return conf_mapping(c, v, "log", log_pair, arg);
+}
+
+static int top_shutdown_timeout(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                                yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
+}
+
+static int top_tls_ticket_rotation(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                                   yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
+}
+
+/* A path, relative to the config file's directory when relative. */
+static int set_path(conf_ctx *c, yaml_node_t *v, const char *what, char **out)
+{
+    const char *s;
+    int rc = conf_string(c, v, what, &s);
+    if (rc)
+        return rc;
+    free(*out);
+    if (s[0] == '/')
+        *out = strdup(s);
+    else if (asprintf(out, "%s/%s", c->dir, s) < 0)
+        *out = NULL;
+    return *out ? 0 : conf_error(c, v, "out of memory");
+}
+
+static int top_modules_dir(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return set_path(c, v, "modules_dir", &cfg->modules_dir);
+}
+
+static int top_pid_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return set_path(c, v, "pid_file", &cfg->pid_file);
+}
+
+static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)arg, (void)key, (void)k;
+    /* Read last: routes depend on workers and modules_dir wherever they are. */
+    c->routes = v;
+    return 0;
+}
+
+/* In the order "expected one of" lists them. */
+const conf_key conf_top_keys[] = {
+    {"listen", top_listen},
+    {"workers", top_workers},
+    {"limits", top_limits},
+    {"log", top_log},
+    {"shutdown_timeout", top_shutdown_timeout},
+    {"tls_ticket_rotation", top_tls_ticket_rotation},
+    {"modules_dir", top_modules_dir},
+    {"pid_file", top_pid_file},
+    {"routes", top_routes},
+};
+const size_t conf_ntop_keys = CEL_ARRAY_LEN(conf_top_keys);
+
+static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, conf_top_keys, conf_ntop_keys, "the top level", arg, key, k, v);
 }
 
 static void set_defaults(cel_config *cfg)
@@ -631,28 +758,8 @@ static void set_defaults(cel_config *cfg)
     cfg->log_level = CEL_LOG_INFO;
     cfg->shutdown_timeout_ms = CEL_DEF_SHUTDOWN_TIMEOUT_MS;
     cfg->tls_ticket_rotation_ms = CEL_TLS_TICKET_ROTATION * 1000u;
-    cfg->limits = (cel_limits){
-        .max_concurrent_streams = CEL_DEF_MAX_CONCURRENT_STREAMS,
-        .max_header_list_size = CEL_DEF_MAX_HEADER_LIST_SIZE,
-        .max_request_body = CEL_DEF_MAX_REQUEST_BODY,
-        .max_connections = CEL_DEF_MAX_CONNECTIONS,
-        .idle_timeout_ms = CEL_DEF_IDLE_TIMEOUT_MS,
-        .header_timeout_ms = CEL_DEF_HEADER_TIMEOUT_MS,
-        .write_timeout_ms = CEL_DEF_WRITE_TIMEOUT_MS,
-        .min_send_rate = CEL_DEF_MIN_SEND_RATE,
-        .initial_window_size = CEL_DEF_INITIAL_WINDOW_SIZE,
-        .max_output_buffer = CEL_DEF_MAX_OUTPUT_BUFFER,
-        .max_settings_entries = CEL_DEF_MAX_SETTINGS_ENTRIES,
-        .reset_burst = CEL_DEF_RESET_BURST,
-        .reset_rate = CEL_DEF_RESET_RATE,
-        .max_continuations = CEL_DEF_MAX_CONTINUATIONS,
-        .max_outbound_ack = CEL_DEF_MAX_OUTBOUND_ACK,
-        .glitch_burst = CEL_DEF_GLITCH_BURST,
-        .glitch_rate = CEL_DEF_GLITCH_RATE,
-        .max_request_line = CEL_DEF_MAX_REQUEST_LINE,
-        .max_header_line = CEL_DEF_MAX_HEADER_LINE,
-        .max_headers = CEL_DEF_MAX_HEADERS,
-    };
+    for (size_t i = 0; i < conf_nlimits; i++)
+        limit_store(&cfg->limits, &conf_limits[i], conf_limits[i].def);
 }
 
 static int fill_missing(conf_ctx *c, cel_config *cfg, yaml_node_t *root)
