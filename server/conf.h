@@ -1,7 +1,8 @@
 /*
- * Helpers shared by the parts of config that read YAML (config.c for the top
- * level, conf_handlers.c for each handler type). Private to config: nothing
- * outside those files includes this.
+ * Helpers shared by the parts of config that read YAML (conf.c implements
+ * them; config.c reads the top level, limits, log and routes, conf_listen.c
+ * `listen` and TLS, conf_handlers.c each handler type). Private to config:
+ * nothing outside those files (and tests/unit/test_config.c) includes this.
  *
  * Every error is written once, as "FILE:LINE:COL: message", at the node it is
  * about, and the helpers return CEL_EINVAL so callers just pass it up.
