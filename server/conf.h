@@ -101,7 +101,7 @@ extern const size_t conf_nlimits;
 
 /* The top level's `listen` (conf_listen.c): one address, one entry or a list;
  * appends to CFG->listen, refusing an address given twice. */
-int conf_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n);
+int conf_listen(conf_ctx *c, struct cel_config *cfg, yaml_node_t *n);
 
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
  * templates (json bodies, header values) check their {{param.X}} against the
