@@ -99,6 +99,15 @@ typedef struct conf_limit {
 extern const conf_limit conf_limits[];
 extern const size_t conf_nlimits;
 
+/* The handler types: a route names one of these keys, whose value BUILD turns
+ * into the route's handler. Adding a type is one row here plus its code. */
+typedef struct conf_handler_type {
+    const char *key;
+    int (*build)(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+} conf_handler_type;
+extern const conf_handler_type conf_handler_types[];
+extern const size_t conf_nhandler_types;
+
 /* The top level's `listen` (conf_listen.c): one address, one entry or a list;
  * appends to CFG->listen, refusing an address given twice. */
 int conf_listen(conf_ctx *c, struct cel_config *cfg, yaml_node_t *n);

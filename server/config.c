@@ -256,7 +256,7 @@ typedef struct route_build {
     cel_route r;
     yaml_node_t *path_node, *handler_node, *handler_key;
     yaml_node_t *methods_node;
-    const struct handler_type *type; /* the row of handler_types handler_key names */
+    const conf_handler_type *type; /* the row of conf_handler_types handler_key names */
 } route_build;
 
 static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
@@ -319,29 +319,25 @@ static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t
     return 0;
 }
 
-/* A route's own keys; its handler is one of handler_types. */
+/* A route's own keys; its handler is one of conf_handler_types. */
 static const conf_key route_keys[] = {
     {"path", route_path},
     {"methods", route_methods},
     {"access_log", route_access_log},
 };
 
-/* The handler types: a route names one of these keys, whose value the
- * function (conf_handlers.c) turns into the route's handler. */
-static const struct handler_type {
-    const char *key;
-    int (*build)(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
-} handler_types[] = {
+const conf_handler_type conf_handler_types[] = {
     {"static", conf_handler_static}, {"json", conf_handler_json},
     {"module", conf_handler_module}, {"metrics", conf_handler_metrics},
     {"status", conf_handler_status},
 };
+const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
 
 static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     route_build *b = arg;
-    for (size_t i = 0; i < CEL_ARRAY_LEN(handler_types); i++) {
-        if (strcmp(key, handler_types[i].key) != 0)
+    for (size_t i = 0; i < conf_nhandler_types; i++) {
+        if (strcmp(key, conf_handler_types[i].key) != 0)
             continue;
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
@@ -349,7 +345,7 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
                               conf_loc(b->handler_key).line);
         b->handler_key = k;
         b->handler_node = v;
-        b->type = &handler_types[i];
+        b->type = &conf_handler_types[i];
         return 0;
     }
     for (size_t i = 0; i < CEL_ARRAY_LEN(route_keys); i++)
@@ -357,7 +353,9 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
             return route_keys[i].fn(c, b, key, k, v);
     char allowed[256] = "";
     CONF_KEY_LIST(allowed, route_keys);
-    return conf_unknown_key(c, k, "route", CONF_KEY_LIST(allowed, handler_types));
+    return conf_unknown_key(c, k, "route",
+                            conf_key_list(allowed, sizeof(allowed), conf_handler_types,
+                                          conf_nhandler_types, sizeof(conf_handler_types[0])));
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -372,7 +370,8 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (!rc && !b.handler_node) {
         char types[256] = "";
         rc = conf_error(c, n, "route at line %u has no handler (give one of: %s)", b.r.loc.line,
-                        CONF_KEY_LIST(types, handler_types));
+                        conf_key_list(types, sizeof(types), conf_handler_types, conf_nhandler_types,
+                                      sizeof(conf_handler_types[0])));
     }
     if (!rc)
         rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);

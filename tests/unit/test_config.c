@@ -571,6 +571,44 @@ static void test_readme_top_level(void **state)
             fail_msg("`log.%s` is missing from README's Top level table", conf_log_keys[i].key);
 }
 
+/* README's Routes section names every handler type, in its "Exactly one
+ * handler per route" line and in a heading of its own, and no other. */
+static void test_readme_handler_types(void **state)
+{
+    (void)state;
+    FILE *f = fopen(CEL_SOURCE_ROOT "/README.md", "r");
+    assert_non_null(f);
+    char line[4096], key[64];
+    int listed[32] = {0}, headed[32] = {0}, found = 0, in = 0;
+    assert_true(conf_nhandler_types <= 32);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "## ", 3) == 0 || strncmp(line, "### ", 4) == 0)
+            in = strcmp(line, "### Routes\n") == 0;
+        if (!in)
+            continue;
+        int list = strncmp(line, "- Exactly one handler per route:", 32) == 0;
+        int heading = strncmp(line, "#### `", 6) == 0;
+        if (!list && !heading)
+            continue;
+        found |= list;
+        const char *p = line;
+        while ((p = next_key(p, key, sizeof(key)))) {
+            size_t i = 0;
+            while (i < conf_nhandler_types && strcmp(conf_handler_types[i].key, key) != 0)
+                i++;
+            if (i == conf_nhandler_types)
+                fail_msg("README names handler type `%s`, which conf_handler_types has not", key);
+            *(list ? &listed[i] : &headed[i]) = 1;
+        }
+    }
+    fclose(f);
+    assert_true(found);
+    for (size_t i = 0; i < conf_nhandler_types; i++)
+        if (!listed[i] || !headed[i])
+            fail_msg("handler type `%s` is missing from README's Routes (%s)",
+                     conf_handler_types[i].key, listed[i] ? "its #### section" : "the list");
+}
+
 static void test_log_levels(void **state)
 {
     (void)state;
@@ -1608,6 +1646,7 @@ int main(void)
         cmocka_unit_test(test_log_levels),
         cmocka_unit_test(test_readme_limits),
         cmocka_unit_test(test_readme_top_level),
+        cmocka_unit_test(test_readme_handler_types),
         cmocka_unit_test(test_workers_number_and_auto),
         cmocka_unit_test(test_workers_cpu_list),
         cmocka_unit_test(test_listen_forms),
