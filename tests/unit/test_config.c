@@ -2,7 +2,8 @@
  * Unit tests for configuration loading (config.c, conf_handlers.c): YAML files
  * written into a temporary directory, loaded with cel_config_load, and checked
  * field by field; every refused file must be refused with the exact
- * "FILE:LINE:COL: " of the offending node. Also cel_listen_parse.
+ * "FILE:LINE:COL: " of the offending node. Also cel_listen_parse, and the
+ * README's key lists against the key tables of conf.h.
  */
 #include <stdarg.h>
 #include <stddef.h>
