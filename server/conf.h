@@ -1,7 +1,8 @@
 /*
- * Helpers shared by the parts of config that read YAML (config.c for the top
- * level, conf_handlers.c for each handler type). Private to config: nothing
- * outside those files includes this.
+ * Helpers shared by the parts of config that read YAML (conf.c implements
+ * them; config.c reads the top level, limits, log and routes, conf_listen.c
+ * `listen` and TLS, conf_handlers.c each handler type). Private to config:
+ * nothing outside those files (and tests/unit/test_config.c) includes this.
  *
  * Every error is written once, as "FILE:LINE:COL: message", at the node it is
  * about, and the helpers return CEL_EINVAL so callers just pass it up.
@@ -59,13 +60,66 @@ int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
 /* "unknown key" error, listing the keys that are allowed. */
 int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const char *allowed);
 
+/*
+ * Key tables. Each kind of key (the top level, limits, log, log.access, a
+ * route, the handler types) is one table whose rows start with the key's name;
+ * parsing, defaults and the "expected one of" list all read it, so a key is
+ * added by adding its row. conf_key_list appends the names of the N rows of
+ * ROWS, STRIDE bytes apart, to the string in BUF, joined by ", ".
+ */
+const char *conf_key_list(char *buf, size_t len, const void *rows, size_t n, size_t stride);
+#define CONF_KEY_LIST(buf, rows)                                                                   \
+    conf_key_list(buf, sizeof(buf), rows, CEL_ARRAY_LEN(rows), sizeof((rows)[0]))
+
+/* A key and what reads its value (FN as for conf_mapping, ARG the table's owner). */
+typedef struct conf_key {
+    const char *key;
+    conf_pair_fn fn;
+} conf_key;
+/* Calls the row of KEYS named KEY, or fails with "unknown key ... in WHERE". */
+int conf_key_call(conf_ctx *c, const conf_key *keys, size_t n, const char *where, void *arg,
+                  const char *key, yaml_node_t *k, yaml_node_t *v);
+
+/* The tables the README documents (tests/unit/test_config.c compares them). */
+extern const conf_key conf_top_keys[];
+extern const size_t conf_ntop_keys;
+extern const conf_key conf_log_keys[];
+extern const size_t conf_nlog_keys;
+
+/* A key under `limits:`: its field in cel_limits, its kind, range and default
+ * (durations in ms; their range is conf_duration_ms's). */
+typedef enum { CONF_COUNT, CONF_SIZE, CONF_DURATION } conf_kind;
+typedef struct conf_limit {
+    const char *key;
+    conf_kind kind;
+    size_t off, width; /* the field: offset in cel_limits, sizeof (uint32_t or size_t) */
+    long long min, max;
+    unsigned long long def;
+} conf_limit;
+extern const conf_limit conf_limits[];
+extern const size_t conf_nlimits;
+
+/* The handler types: a route names one of these keys, whose value BUILD turns
+ * into the route's handler. Adding a type is one row here plus its code. */
+typedef struct conf_handler_type {
+    const char *key;
+    int (*build)(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+} conf_handler_type;
+extern const conf_handler_type conf_handler_types[];
+extern const size_t conf_nhandler_types;
+
+/* The top level's `listen` (conf_listen.c): one address, one entry or a list;
+ * appends to CFG->listen, refusing an address given twice. */
+int conf_listen(conf_ctx *c, struct cel_config *cfg, yaml_node_t *n);
+
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
  * templates (json bodies, header values) check their {{param.X}} against the
  * route. Returns 0 and *OUT, or an error. */
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
-/* `metrics: {}` and `status: {}` (no keys yet). */
-int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out);
+/* `metrics: {}` and `status: {}` (no keys yet; PATTERN unused). */
+int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 
 #endif

@@ -1,6 +1,7 @@
 /* The config halves of the handler types: YAML block in, handler out. */
 #include <ctype.h>
 #include <errno.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -87,21 +88,37 @@ static int head_templates(conf_ctx *c, head_build *h, yaml_node_t *n, cel_tmpl *
     return 0;
 }
 
-/* Handles a key common to both handler types; 1 when KEY is not one of them. */
-static int head_pair(conf_ctx *c, head_build *h, const char *key, yaml_node_t *v)
+/* The keys common to static and json, whose builders start with a head_build
+ * (so ARG, a static_build or json_build, is also its head). */
+static int head_status(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    if (strcmp(key, "status") == 0)
-        return conf_int(c, v, "status", 200, 599, &h->status);
-    if (strcmp(key, "content_type") == 0) {
-        int rc = conf_wire_string(c, v, "content_type", 0, &h->content_type);
-        if (!rc && !*h->content_type)
-            return conf_error(c, v, "content_type must be a media type like text/plain");
-        return rc;
-    }
-    if (strcmp(key, "headers") == 0)
-        return conf_mapping(c, v, "headers", header_pair, h);
-    return 1;
+    head_build *h = arg;
+    (void)key, (void)k;
+    return conf_int(c, v, "status", 200, 599, &h->status);
 }
+
+static int head_content_type(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                             yaml_node_t *v)
+{
+    head_build *h = arg;
+    (void)key, (void)k;
+    int rc = conf_wire_string(c, v, "content_type", 0, &h->content_type);
+    if (!rc && !*h->content_type)
+        return conf_error(c, v, "content_type must be a media type like text/plain");
+    return rc;
+}
+
+static int head_headers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return conf_mapping(c, v, "headers", header_pair, arg);
+}
+
+#define HEAD_KEYS                                                                                  \
+    {"status", head_status}, {"content_type", head_content_type},                                  \
+    {                                                                                              \
+        "headers", head_headers                                                                    \
+    }
 
 static int no_body_status(long long status)
 {
@@ -114,24 +131,43 @@ typedef struct static_build {
     head_build head;
     yaml_node_t *body, *file;
 } static_build;
+_Static_assert(offsetof(static_build, head) == 0, "HEAD_KEYS take a static_build as its head");
+
+static int body_or_file(conf_ctx *c, static_build *b, const char *key, yaml_node_t *k,
+                        yaml_node_t *v, yaml_node_t **out)
+{
+    if (b->body || b->file)
+        return conf_error(c, k, "give either body or file, not both");
+    if (v->type != YAML_SCALAR_NODE)
+        return conf_error(c, v, "%s must be a string", key);
+    *out = v;
+    return 0;
+}
+
+static int static_body(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    static_build *b = arg;
+    return body_or_file(c, b, key, k, v, &b->body);
+}
+
+static int static_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    static_build *b = arg;
+    int rc = body_or_file(c, b, key, k, v, &b->file);
+    if (!rc && conf_has_nul(v))
+        return conf_error(c, v, "file must not contain a NUL byte");
+    return rc;
+}
+
+static const conf_key static_keys[] = {
+    {"body", static_body},
+    {"file", static_file},
+    HEAD_KEYS,
+};
 
 static int static_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    static_build *b = arg;
-    int rc = head_pair(c, &b->head, key, v);
-    if (rc <= 0)
-        return rc;
-    if (strcmp(key, "body") == 0 || strcmp(key, "file") == 0) {
-        if (b->body || b->file)
-            return conf_error(c, k, "give either body or file, not both");
-        if (v->type != YAML_SCALAR_NODE)
-            return conf_error(c, v, "%s must be a string", key);
-        if (key[0] == 'f' && conf_has_nul(v))
-            return conf_error(c, v, "file must not contain a NUL byte");
-        *(key[0] == 'b' ? &b->body : &b->file) = v;
-        return 0;
-    }
-    return conf_unknown_key(c, k, "static", "body, file, status, content_type, headers");
+    return conf_key_call(c, static_keys, CEL_ARRAY_LEN(static_keys), "static", arg, key, k, v);
 }
 
 static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
@@ -212,18 +248,24 @@ typedef struct json_build {
     yaml_node_t *tmpl;
     const char *pattern;
 } json_build;
+_Static_assert(offsetof(json_build, head) == 0, "HEAD_KEYS take a json_build as its head");
+
+static int json_template(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    json_build *b = arg;
+    (void)c, (void)key, (void)k;
+    b->tmpl = v;
+    return 0;
+}
+
+static const conf_key json_keys[] = {
+    {"template", json_template},
+    HEAD_KEYS,
+};
 
 static int json_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    json_build *b = arg;
-    int rc = head_pair(c, &b->head, key, v);
-    if (rc <= 0)
-        return rc;
-    if (strcmp(key, "template") == 0) {
-        b->tmpl = v;
-        return 0;
-    }
-    return conf_unknown_key(c, k, "json", "template, status, content_type, headers");
+    return conf_key_call(c, json_keys, CEL_ARRAY_LEN(json_keys), "json", arg, key, k, v);
 }
 
 /* Does PATTERN have a :NAME or *NAME segment? */
@@ -408,20 +450,42 @@ typedef struct module_build {
     yaml_node_t *name, *path, *config;
 } module_build;
 
+static int module_string(conf_ctx *c, const char *key, yaml_node_t *v, yaml_node_t **out)
+{
+    if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length || conf_has_nul(v))
+        return conf_error(c, v, "module %s must be a non-empty string without NUL", key);
+    *out = v;
+    return 0;
+}
+
+static int module_name(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)k;
+    return module_string(c, key, v, &((module_build *)arg)->name);
+}
+
+static int module_path(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)k;
+    return module_string(c, key, v, &((module_build *)arg)->path);
+}
+
+static int module_config(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)c, (void)key, (void)k;
+    ((module_build *)arg)->config = v;
+    return 0;
+}
+
+static const conf_key module_keys[] = {
+    {"name", module_name},
+    {"path", module_path},
+    {"config", module_config},
+};
+
 static int module_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    module_build *b = arg;
-    if (strcmp(key, "name") == 0 || strcmp(key, "path") == 0) {
-        if (v->type != YAML_SCALAR_NODE || !v->data.scalar.length || conf_has_nul(v))
-            return conf_error(c, v, "module %s must be a non-empty string without NUL", key);
-        *(key[0] == 'n' ? &b->name : &b->path) = v;
-        return 0;
-    }
-    if (strcmp(key, "config") == 0) {
-        b->config = v;
-        return 0;
-    }
-    return conf_unknown_key(c, k, "module", "name, path, config");
+    return conf_key_call(c, module_keys, CEL_ARRAY_LEN(module_keys), "module", arg, key, k, v);
 }
 
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
@@ -476,7 +540,7 @@ static int no_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml
     return conf_unknown_key(c, k, "metrics/status", "(none)");
 }
 
-int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out)
+static int stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out)
 {
     int empty = n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0;
     if (!empty) {
@@ -486,4 +550,16 @@ int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **ou
     }
     *out = status ? cel_handler_status_new() : cel_handler_metrics_new();
     return *out ? 0 : conf_error(c, n, "out of memory");
+}
+
+int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    (void)pattern;
+    return stats(c, n, 0, out);
+}
+
+int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    (void)pattern;
+    return stats(c, n, 1, out);
 }

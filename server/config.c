@@ -1,13 +1,9 @@
 #include "config.h"
 
-#include <arpa/inet.h>
-#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
-#include <netinet/in.h>
 #include <pthread.h>
 #include <sched.h>
-#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -24,444 +20,6 @@ static atomic_ulong generations;
 static pthread_mutex_t pub_lock = PTHREAD_MUTEX_INITIALIZER;
 static cel_config *published;
 static atomic_ulong published_gen;
-
-/* ---- YAML helpers (declared in conf.h) ---- */
-
-yaml_node_t *conf_node(conf_ctx *c, int index)
-{
-    return yaml_document_get_node(c->doc, index);
-}
-
-cel_loc conf_loc(const yaml_node_t *n)
-{
-    return (cel_loc){(unsigned)n->start_mark.line + 1, (unsigned)n->start_mark.column + 1};
-}
-
-int conf_error(conf_ctx *c, const yaml_node_t *n, const char *fmt, ...)
-{
-    cel_loc l = conf_loc(n);
-    int k = snprintf(c->err, c->errlen, "%s:%u:%u: ", c->file, l.line, l.col);
-    if (k < 0 || (size_t)k >= c->errlen)
-        return CEL_EINVAL;
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(c->err + k, c->errlen - (size_t)k, fmt, ap);
-    va_end(ap);
-    return CEL_EINVAL;
-}
-
-static const char *type_name(const yaml_node_t *n)
-{
-    switch (n->type) {
-    case YAML_SCALAR_NODE:
-        return "a scalar";
-    case YAML_SEQUENCE_NODE:
-        return "a list";
-    case YAML_MAPPING_NODE:
-        return "a mapping";
-    default:
-        return "empty";
-    }
-}
-
-int conf_want(conf_ctx *c, const yaml_node_t *n, yaml_node_type_t type, const char *what)
-{
-    if (n->type == type)
-        return 0;
-    const char *want = type == YAML_SCALAR_NODE     ? "a scalar"
-                       : type == YAML_SEQUENCE_NODE ? "a list"
-                                                    : "a mapping";
-    return conf_error(c, n, "%s must be %s, not %s", what, want, type_name(n));
-}
-
-int conf_has_nul(const yaml_node_t *n)
-{
-    return n->type == YAML_SCALAR_NODE &&
-           memchr(n->data.scalar.value, 0, n->data.scalar.length) != NULL;
-}
-
-int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char **out)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return conf_error(c, n, "%s must be a string, not %s", what, type_name(n));
-    /* C would silently cut the string at the NUL ("/a\0b" would serve "/a"). */
-    if (conf_has_nul(n))
-        return conf_error(c, n, "%s must not contain a NUL byte", what);
-    *out = (const char *)n->data.scalar.value;
-    return 0;
-}
-
-int conf_wire_string(conf_ctx *c, const yaml_node_t *n, const char *what, int tab_ok,
-                     const char **out)
-{
-    int rc = conf_string(c, n, what, out);
-    if (rc)
-        return rc;
-    for (const unsigned char *p = (const unsigned char *)*out; *p; p++)
-        if ((*p < 0x20 && !(tab_ok && *p == '\t')) || *p == 0x7f)
-            return conf_error(c, n, "%s has a control character (byte 0x%02x)", what, *p);
-    return 0;
-}
-
-int conf_int(conf_ctx *c, const yaml_node_t *n, const char *what, long long min, long long max,
-             long long *out)
-{
-    const char *s;
-    if (n->type != YAML_SCALAR_NODE || n->data.scalar.style != YAML_PLAIN_SCALAR_STYLE)
-        return conf_error(c, n, "%s must be a number", what);
-    s = (const char *)n->data.scalar.value;
-    char *end;
-    errno = 0;
-    long long v = strtoll(s, &end, 10);
-    if (end == s || *end || errno)
-        return conf_error(c, n, "%s must be a number, not \"%s\"", what, s);
-    if (v < min || v > max)
-        return conf_error(c, n, "%s must be between %lld and %lld", what, min, max);
-    *out = v;
-    return 0;
-}
-
-int conf_size(conf_ctx *c, const yaml_node_t *n, const char *what, size_t min, size_t max,
-              size_t *out)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return conf_error(c, n, "%s must be a size like 65536 or \"64k\"", what);
-    const char *s = (const char *)n->data.scalar.value;
-    char *end;
-    errno = 0;
-    unsigned long long v = strtoull(s, &end, 10);
-    if (end == s || errno || *s == '-')
-        return conf_error(c, n, "%s must be a size like 65536 or \"64k\", not \"%s\"", what, s);
-    unsigned shift = 0;
-    switch (tolower((unsigned char)*end)) {
-    case 0:
-        break;
-    case 'k':
-        shift = 10;
-        break;
-    case 'm':
-        shift = 20;
-        break;
-    case 'g':
-        shift = 30;
-        break;
-    default:
-        return conf_error(c, n, "%s: unknown size unit in \"%s\" (use k, m or g)", what, s);
-    }
-    if (*end && end[1])
-        return conf_error(c, n, "%s: unknown size unit in \"%s\" (use k, m or g)", what, s);
-    if (v > (SIZE_MAX >> shift) || (v << shift) < min || (v << shift) > max)
-        return conf_error(c, n, "%s must be between %zu and %zu bytes", what, min, max);
-    *out = (size_t)(v << shift);
-    return 0;
-}
-
-int conf_duration_ms(conf_ctx *c, const yaml_node_t *n, const char *what, uint32_t *out)
-{
-    if (n->type != YAML_SCALAR_NODE)
-        return conf_error(c, n, "%s must be a duration like 10 or \"500ms\"", what);
-    const char *s = (const char *)n->data.scalar.value;
-    char *end;
-    errno = 0;
-    double v = strtod(s, &end);
-    if (end == s || errno || v < 0 || *s == '-' || !isdigit((unsigned char)*s))
-        return conf_error(c, n, "%s must be a duration like 10 or \"500ms\", not \"%s\"", what,
-                          s);
-    double ms;
-    if (!*end || strcmp(end, "s") == 0)
-        ms = v * 1000;
-    else if (strcmp(end, "ms") == 0)
-        ms = v;
-    else if (strcmp(end, "m") == 0)
-        ms = v * 60000;
-    else if (strcmp(end, "h") == 0)
-        ms = v * 3600000;
-    else
-        return conf_error(c, n, "%s: unknown duration unit in \"%s\" (use ms, s, m or h)", what,
-                          s);
-    if (ms < 1 || ms > 86400000.0 * 7)
-        return conf_error(c, n, "%s must be between 1ms and 7 days", what);
-    *out = (uint32_t)ms;
-    return 0;
-}
-
-int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn, void *arg)
-{
-    int rc = conf_want(c, n, YAML_MAPPING_NODE, what);
-    if (rc)
-        return rc;
-    for (yaml_node_pair_t *p = n->data.mapping.pairs.start; p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = conf_node(c, p->key), *v = conf_node(c, p->value);
-        if (k->type != YAML_SCALAR_NODE)
-            return conf_error(c, k, "keys in %s must be strings", what);
-        if (conf_has_nul(k))
-            return conf_error(c, k, "keys in %s must not contain a NUL byte", what);
-        const char *key = (const char *)k->data.scalar.value;
-        for (yaml_node_pair_t *q = n->data.mapping.pairs.start; q < p; q++) {
-            yaml_node_t *k2 = conf_node(c, q->key);
-            if (k2->type == YAML_SCALAR_NODE &&
-                strcmp((const char *)k2->data.scalar.value, key) == 0)
-                return conf_error(c, k, "duplicate key \"%s\" in %s (first at line %u)", key,
-                                  what, conf_loc(k2).line);
-        }
-        if ((rc = fn(c, arg, key, k, v)))
-            return rc;
-    }
-    return 0;
-}
-
-int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const char *allowed)
-{
-    return conf_error(c, k, "unknown key \"%s\" in %s (expected one of: %s)",
-                      (const char *)k->data.scalar.value, where, allowed);
-}
-
-/* ---- listen addresses ---- */
-
-int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
-{
-    memset(out, 0, sizeof(*out));
-    snprintf(out->text, sizeof(out->text), "%s", s);
-    char host[64] = "";
-    const char *port;
-    if (s[0] == '[') {
-        const char *close = strchr(s, ']');
-        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
-            goto bad;
-        memcpy(host, s + 1, (size_t)(close - s - 1));
-        host[close - s - 1] = 0;
-        port = close + 2;
-    } else {
-        const char *colon = strrchr(s, ':');
-        if (colon) {
-            if ((size_t)(colon - s) >= sizeof(host))
-                goto bad;
-            memcpy(host, s, (size_t)(colon - s));
-            host[colon - s] = 0;
-            port = colon + 1;
-        } else {
-            port = s;
-        }
-    }
-    char *end;
-    errno = 0;
-    long p = strtol(port, &end, 10);
-    if (!*port || *end || errno || !isdigit((unsigned char)*port))
-        goto bad;
-    if (p < 1 || p > 65535) {
-        snprintf(err, errlen, "port %ld in listen address \"%s\" is out of range (1-65535)", p,
-                 s);
-        return CEL_EINVAL;
-    }
-    if (s[0] == '[') {
-        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
-        a6->sin6_family = AF_INET6;
-        a6->sin6_port = htons((uint16_t)p);
-        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
-            goto bad;
-        out->addrlen = sizeof(*a6);
-    } else {
-        struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
-        a4->sin_family = AF_INET;
-        a4->sin_port = htons((uint16_t)p);
-        if (!host[0] || strcmp(host, "*") == 0)
-            a4->sin_addr.s_addr = htonl(INADDR_ANY);
-        else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
-            goto bad;
-        out->addrlen = sizeof(*a4);
-    }
-    return 0;
-bad:
-    snprintf(err, errlen,
-             "bad listen address \"%s\" (expected \"IPv4:PORT\", \"[IPv6]:PORT\", \"*:PORT\" "
-             "or \"PORT\")",
-             s);
-    return CEL_EINVAL;
-}
-
-/* ---- TLS ---- */
-
-#define MAX_CERTS 32
-
-typedef struct tls_build {
-    cel_tls_cert certs[MAX_CERTS];
-    char paths[MAX_CERTS][3][1024];
-    size_t n;
-    yaml_node_t *at;
-} tls_build;
-
-static const char *tls_path(conf_ctx *c, const char *v, char *buf, size_t len)
-{
-    if (v[0] == '/')
-        snprintf(buf, len, "%s", v);
-    else
-        snprintf(buf, len, "%s/%s", c->dir, v);
-    return buf;
-}
-
-static int cert_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
-{
-    tls_build *b = arg;
-    int which = strcmp(key, "cert") == 0 ? 0 : strcmp(key, "key") == 0 ? 1
-                : strcmp(key, "ocsp") == 0                         ? 2
-                                                                   : -1;
-    if (which < 0)
-        return conf_unknown_key(c, k, "a TLS certificate", "cert, key, ocsp");
-    const char *s;
-    int rc = conf_string(c, v, key, &s);
-    if (rc)
-        return rc;
-    const char *p = tls_path(c, s, b->paths[b->n][which], sizeof(b->paths[0][0]));
-    if (which == 0)
-        b->certs[b->n].cert = p;
-    else if (which == 1)
-        b->certs[b->n].key = p;
-    else
-        b->certs[b->n].ocsp = p;
-    return 0;
-}
-
-static int add_cert(conf_ctx *c, tls_build *b, yaml_node_t *n)
-{
-    if (b->n == MAX_CERTS)
-        return conf_error(c, n, "at most %d certificates per listener", MAX_CERTS);
-    int rc = conf_mapping(c, n, "a TLS certificate", cert_pair, b);
-    if (rc)
-        return rc;
-    if (!b->certs[b->n].cert || !b->certs[b->n].key)
-        return conf_error(c, n, "a TLS certificate needs both cert and key");
-    b->n++;
-    return 0;
-}
-
-static int tls_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
-{
-    tls_build *b = arg;
-    if (strcmp(key, "certificates") == 0) {
-        int rc = conf_want(c, v, YAML_SEQUENCE_NODE, "tls.certificates");
-        for (yaml_node_item_t *it = v->data.sequence.items.start;
-             !rc && it < v->data.sequence.items.top; it++)
-            rc = add_cert(c, b, conf_node(c, *it));
-        return rc;
-    }
-    if (strcmp(key, "cert") == 0 || strcmp(key, "key") == 0 || strcmp(key, "ocsp") == 0)
-        return 0; /* the first certificate: read by add_cert on the whole mapping */
-    return conf_unknown_key(c, k, "tls", "cert, key, ocsp, certificates");
-}
-
-/* tls: { cert, key, ocsp, certificates: [{cert, key, ocsp}, ...] }: the
- * certificate given directly (if any) is the default, the list adds more for
- * SNI. */
-static int parse_tls(conf_ctx *c, yaml_node_t *n, cel_tls **out)
-{
-    tls_build *b = calloc(1, sizeof(*b));
-    if (!b)
-        return conf_error(c, n, "out of memory");
-    int rc = conf_want(c, n, YAML_MAPPING_NODE, "tls");
-    int direct = 0;
-    for (yaml_node_pair_t *p = rc ? NULL : n->data.mapping.pairs.start;
-         p && p < n->data.mapping.pairs.top; p++) {
-        yaml_node_t *k = conf_node(c, p->key);
-        if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, "cert") == 0)
-            direct = 1;
-    }
-    if (!rc && direct) {
-        /* cert_pair on the listener's own keys, ignoring the certificates list */
-        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; !rc && p < n->data.mapping.pairs.top;
-             p++) {
-            yaml_node_t *k = conf_node(c, p->key);
-            const char *key = (const char *)k->data.scalar.value;
-            if (strcmp(key, "certificates") != 0)
-                rc = cert_pair(c, b, key, k, conf_node(c, p->value));
-        }
-        if (!rc && (!b->certs[0].cert || !b->certs[0].key))
-            rc = conf_error(c, n, "tls needs both cert and key");
-        if (!rc)
-            b->n = 1;
-    }
-    if (!rc)
-        rc = conf_mapping(c, n, "tls", tls_pair, b);
-    if (!rc && b->n == 0)
-        rc = conf_error(c, n, "tls needs a certificate (cert and key, or certificates)");
-    if (!rc) {
-        char err[512];
-        *out = cel_tls_new(b->certs, b->n, err, sizeof(err));
-        if (!*out)
-            rc = conf_error(c, n, "%s", err);
-    }
-    free(b);
-    return rc;
-}
-
-typedef struct listen_build {
-    yaml_node_t *address, *tls;
-} listen_build;
-
-static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
-{
-    listen_build *b = arg;
-    if (strcmp(key, "address") == 0)
-        b->address = v;
-    else if (strcmp(key, "tls") == 0)
-        b->tls = v;
-    else
-        return conf_unknown_key(c, k, "a listen entry", "address, tls");
-    return 0;
-}
-
-static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
-{
-    const char *s;
-    yaml_node_t *addr = n, *tls = NULL;
-    if (n->type == YAML_MAPPING_NODE) {
-        listen_build b = {0};
-        int rc = conf_mapping(c, n, "a listen entry", listen_pair, &b);
-        if (rc)
-            return rc;
-        if (!b.address)
-            return conf_error(c, n, "a listen entry needs an address");
-        addr = b.address;
-        tls = b.tls;
-    }
-    int rc = conf_string(c, addr, "listen", &s);
-    if (rc)
-        return rc;
-    cel_listen l;
-    char msg[256];
-    if (cel_listen_parse(s, &l, msg, sizeof(msg)))
-        return conf_error(c, addr, "%s", msg);
-    l.loc = conf_loc(addr);
-    for (size_t i = 0; i < cfg->nlisten; i++)
-        if (cfg->listen[i].addrlen == l.addrlen && !memcmp(&cfg->listen[i].addr, &l.addr, l.addrlen))
-            return conf_error(c, addr, "listen address \"%s\" is given twice", s);
-    if (tls && (rc = parse_tls(c, tls, &l.tls)))
-        return rc;
-    cel_listen *nl = realloc(cfg->listen, (cfg->nlisten + 1) * sizeof(*nl));
-    if (!nl) {
-        cel_tls_free(l.tls);
-        return conf_error(c, n, "out of memory");
-    }
-    cfg->listen = nl;
-    cfg->listen[cfg->nlisten++] = l;
-    return 0;
-}
-
-static int parse_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
-{
-    if (n->type == YAML_SCALAR_NODE || n->type == YAML_MAPPING_NODE)
-        return add_listen(c, cfg, n);
-    if (n->type != YAML_SEQUENCE_NODE)
-        return conf_error(c, n, "listen must be an address or a list of addresses");
-    if (n->data.sequence.items.start == n->data.sequence.items.top)
-        return conf_error(c, n, "listen must name at least one address");
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++) {
-        int rc = add_listen(c, cfg, conf_node(c, *it));
-        if (rc)
-            return rc;
-    }
-    return 0;
-}
 
 /* ---- workers ---- */
 
@@ -528,95 +86,109 @@ static int parse_workers(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 
 /* ---- limits, log ---- */
 
+#define LIMIT(key, field, kind, min, max, def)                                                     \
+    {                                                                                              \
+        key, kind, offsetof(cel_limits, field), sizeof(((cel_limits *)0)->field), min, max, def    \
+    }
+
+/* In the order "expected one of" lists them. */
+const conf_limit conf_limits[] = {
+    LIMIT("max_concurrent_streams", max_concurrent_streams, CONF_COUNT, 1, INT32_MAX,
+          CEL_DEF_MAX_CONCURRENT_STREAMS),
+    LIMIT("max_header_list_size", max_header_list_size, CONF_SIZE, 1024, 16u << 20,
+          CEL_DEF_MAX_HEADER_LIST_SIZE),
+    LIMIT("max_request_body", max_request_body, CONF_SIZE, 0, 1LL << 40, CEL_DEF_MAX_REQUEST_BODY),
+    LIMIT("max_connections", max_connections, CONF_COUNT, 1, 10000000, CEL_DEF_MAX_CONNECTIONS),
+    LIMIT("idle_timeout", idle_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_IDLE_TIMEOUT_MS),
+    LIMIT("header_timeout", header_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_HEADER_TIMEOUT_MS),
+    LIMIT("write_timeout", write_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_WRITE_TIMEOUT_MS),
+    LIMIT("min_send_rate", min_send_rate, CONF_SIZE, 0, 1LL << 30, CEL_DEF_MIN_SEND_RATE),
+    LIMIT("initial_window_size", initial_window_size, CONF_COUNT, 1, INT32_MAX,
+          CEL_DEF_INITIAL_WINDOW_SIZE),
+    LIMIT("max_output_buffer", max_output_buffer, CONF_SIZE, 16384, 1LL << 30,
+          CEL_DEF_MAX_OUTPUT_BUFFER),
+    LIMIT("max_settings_entries", max_settings_entries, CONF_COUNT, 6, 1000,
+          CEL_DEF_MAX_SETTINGS_ENTRIES),
+    LIMIT("reset_burst", reset_burst, CONF_COUNT, 1, 1000000, CEL_DEF_RESET_BURST),
+    LIMIT("reset_rate", reset_rate, CONF_COUNT, 1, 1000000, CEL_DEF_RESET_RATE),
+    LIMIT("max_continuations", max_continuations, CONF_COUNT, 1, 100000, CEL_DEF_MAX_CONTINUATIONS),
+    LIMIT("max_outbound_ack", max_outbound_ack, CONF_COUNT, 1, 1000000, CEL_DEF_MAX_OUTBOUND_ACK),
+    LIMIT("glitch_burst", glitch_burst, CONF_COUNT, 1, 100000000, CEL_DEF_GLITCH_BURST),
+    LIMIT("glitch_rate", glitch_rate, CONF_COUNT, 1, 100000000, CEL_DEF_GLITCH_RATE),
+    LIMIT("max_request_line", max_request_line, CONF_SIZE, 64, 1 << 20, CEL_DEF_MAX_REQUEST_LINE),
+    LIMIT("max_header_line", max_header_line, CONF_SIZE, 64, 1 << 20, CEL_DEF_MAX_HEADER_LINE),
+    LIMIT("max_headers", max_headers, CONF_COUNT, 1, 100, CEL_DEF_MAX_HEADERS),
+};
+const size_t conf_nlimits = CEL_ARRAY_LEN(conf_limits);
+
+/* Fields are uint32_t or size_t (test_config checks every row's width). */
+static void limit_store(cel_limits *l, const conf_limit *d, unsigned long long v)
+{
+    uint32_t v32 = (uint32_t)v;
+    size_t vsz = (size_t)v;
+    memcpy((char *)l + d->off, d->width == sizeof(v32) ? (void *)&v32 : (void *)&vsz, d->width);
+}
+
 static int limit_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_limits *l = arg;
-    long long i;
-    int rc;
-    if (strcmp(key, "max_concurrent_streams") == 0) {
-        rc = conf_int(c, v, "limits.max_concurrent_streams", 1, INT32_MAX, &i);
-        l->max_concurrent_streams = (uint32_t)i;
-    } else if (strcmp(key, "max_header_list_size") == 0) {
-        size_t s = 0;
-        rc = conf_size(c, v, "limits.max_header_list_size", 1024, 16u << 20, &s);
-        l->max_header_list_size = (uint32_t)s;
-    } else if (strcmp(key, "max_request_line") == 0 || strcmp(key, "max_header_line") == 0) {
-        size_t sz = 0;
+    for (size_t j = 0; j < conf_nlimits; j++) {
+        const conf_limit *d = &conf_limits[j];
+        if (strcmp(key, d->key) != 0)
+            continue;
         char what[64];
         snprintf(what, sizeof(what), "limits.%s", key);
-        rc = conf_size(c, v, what, 64, 1 << 20, &sz);
-        *(key[4] == 'r' ? &l->max_request_line : &l->max_header_line) = (uint32_t)sz;
-    } else if (strcmp(key, "max_request_body") == 0) {
-        rc = conf_size(c, v, "limits.max_request_body", 0, (size_t)1 << 40, &l->max_request_body);
-    } else if (strcmp(key, "max_connections") == 0) {
-        rc = conf_int(c, v, "limits.max_connections", 1, 10000000, &i);
-        l->max_connections = (uint32_t)i;
-    } else if (strcmp(key, "idle_timeout") == 0) {
-        rc = conf_duration_ms(c, v, "limits.idle_timeout", &l->idle_timeout_ms);
-    } else if (strcmp(key, "header_timeout") == 0) {
-        rc = conf_duration_ms(c, v, "limits.header_timeout", &l->header_timeout_ms);
-    } else if (strcmp(key, "write_timeout") == 0) {
-        rc = conf_duration_ms(c, v, "limits.write_timeout", &l->write_timeout_ms);
-    } else if (strcmp(key, "min_send_rate") == 0) {
-        size_t r = 0;
-        rc = conf_size(c, v, "limits.min_send_rate", 0, (size_t)1 << 30, &r);
-        l->min_send_rate = (uint32_t)r;
-    } else if (strcmp(key, "initial_window_size") == 0) {
-        rc = conf_int(c, v, "limits.initial_window_size", 1, INT32_MAX, &i);
-        l->initial_window_size = (uint32_t)i;
-    } else if (strcmp(key, "max_output_buffer") == 0) {
-        rc = conf_size(c, v, "limits.max_output_buffer", 16384, (size_t)1 << 30,
-                       &l->max_output_buffer);
-    } else {
-        static const struct {
-            const char *key;
-            size_t off;
-            long long min, max;
-        } counts[] = {
-            {"max_settings_entries", offsetof(cel_limits, max_settings_entries), 6, 1000},
-            {"reset_burst", offsetof(cel_limits, reset_burst), 1, 1000000},
-            {"reset_rate", offsetof(cel_limits, reset_rate), 1, 1000000},
-            {"max_continuations", offsetof(cel_limits, max_continuations), 1, 100000},
-            {"max_outbound_ack", offsetof(cel_limits, max_outbound_ack), 1, 1000000},
-            {"glitch_burst", offsetof(cel_limits, glitch_burst), 1, 100000000},
-            {"glitch_rate", offsetof(cel_limits, glitch_rate), 1, 100000000},
-            {"max_headers", offsetof(cel_limits, max_headers), 1, 100},
-        };
-        for (size_t j = 0; j < CEL_ARRAY_LEN(counts); j++) {
-            if (strcmp(key, counts[j].key) != 0)
-                continue;
-            char what[64];
-            snprintf(what, sizeof(what), "limits.%s", key);
-            rc = conf_int(c, v, what, counts[j].min, counts[j].max, &i);
-            *(uint32_t *)((char *)l + counts[j].off) = (uint32_t)i;
-            return rc;
+        unsigned long long val = 0;
+        int rc;
+        if (d->kind == CONF_COUNT) {
+            long long i = 0;
+            rc = conf_int(c, v, what, d->min, d->max, &i);
+            val = (unsigned long long)i;
+        } else if (d->kind == CONF_SIZE) {
+            size_t sz = 0;
+            rc = conf_size(c, v, what, (size_t)d->min, (size_t)d->max, &sz);
+            val = sz;
+        } else {
+            uint32_t ms = 0;
+            rc = conf_duration_ms(c, v, what, &ms);
+            val = ms;
         }
-        return conf_unknown_key(c, k, "limits",
-                                "max_concurrent_streams, max_header_list_size, max_request_body, "
-                                "max_connections, idle_timeout, header_timeout, write_timeout, "
-                                "min_send_rate, initial_window_size, max_output_buffer, max_settings_entries, "
-                                "reset_burst, reset_rate, max_continuations, max_outbound_ack, "
-                                "glitch_burst, glitch_rate, max_request_line, max_header_line, "
-                                "max_headers");
+        if (!rc)
+            limit_store(l, d, val);
+        return rc;
     }
-    return rc;
+    char allowed[512] = "";
+    return conf_unknown_key(c, k, "limits", CONF_KEY_LIST(allowed, conf_limits));
 }
 
 typedef struct access_build {
     yaml_node_t *path, *format;
 } access_build;
 
+static const struct {
+    const char *key;
+    size_t off;
+} access_keys[] = {
+    {"path", offsetof(access_build, path)},
+    {"format", offsetof(access_build, format)},
+};
+
 static int access_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    access_build *b = arg;
-    const char *s;
-    if (strcmp(key, "path") != 0 && strcmp(key, "format") != 0)
-        return conf_unknown_key(c, k, "log.access", "path, format");
-    int rc = conf_string(c, v, key[0] == 'p' ? "log.access.path" : "log.access.format", &s);
-    if (rc)
-        return rc;
-    *(key[0] == 'p' ? &b->path : &b->format) = v;
-    return 0;
+    for (size_t i = 0; i < CEL_ARRAY_LEN(access_keys); i++) {
+        if (strcmp(key, access_keys[i].key) != 0)
+            continue;
+        char what[64];
+        const char *s;
+        snprintf(what, sizeof(what), "log.access.%s", key);
+        int rc = conf_string(c, v, what, &s);
+        if (rc)
+            return rc;
+        *(yaml_node_t **)((char *)arg + access_keys[i].off) = v;
+        return 0;
+    }
+    char allowed[64] = "";
+    return conf_unknown_key(c, k, "log.access", CONF_KEY_LIST(allowed, access_keys));
 }
 
 /* The access log is opened after workers are known: it keeps a buffer per worker. */
@@ -646,15 +218,10 @@ static int parse_access(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     return 0;
 }
 
-static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+static int log_level(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_config *cfg = arg;
-    if (strcmp(key, "access") == 0) {
-        c->access = v;
-        return 0;
-    }
-    if (strcmp(key, "level") != 0)
-        return conf_unknown_key(c, k, "log", "level, access");
+    (void)key, (void)k;
     const char *s;
     int rc = conf_string(c, v, "log.level", &s);
     if (rc)
@@ -665,12 +232,31 @@ static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
     return 0;
 }
 
+static int log_access(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)arg, (void)key, (void)k;
+    c->access = v;
+    return 0;
+}
+
+const conf_key conf_log_keys[] = {
+    {"level", log_level},
+    {"access", log_access},
+};
+const size_t conf_nlog_keys = CEL_ARRAY_LEN(conf_log_keys);
+
+static int log_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, conf_log_keys, conf_nlog_keys, "log", arg, key, k, v);
+}
+
 /* ---- routes ---- */
 
 typedef struct route_build {
     cel_route r;
     yaml_node_t *path_node, *handler_node, *handler_key;
     yaml_node_t *methods_node;
+    const conf_handler_type *type; /* the row of conf_handler_types handler_key names */
 } route_build;
 
 static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
@@ -698,44 +284,78 @@ static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
     return 0;
 }
 
+static int route_path(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    const char *s;
+    int rc = conf_wire_string(c, v, "path", 0, &s);
+    if (rc)
+        return rc;
+    b->path_node = v;
+    b->r.pattern = strdup(s);
+    return b->r.pattern ? 0 : conf_error(c, v, "out of memory");
+}
+
+static int route_methods(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    b->methods_node = v;
+    return parse_methods(c, v, &b->r.methods);
+}
+
+static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    const char *s;
+    int rc = conf_string(c, v, "access_log", &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "off") && strcmp(s, "on") && strcmp(s, "true") && strcmp(s, "false"))
+        return conf_error(c, v, "access_log must be on or off, not \"%s\"", s);
+    b->r.access_log = strcmp(s, "off") && strcmp(s, "false");
+    return 0;
+}
+
+/* A route's own keys; its handler is one of conf_handler_types. */
+static const conf_key route_keys[] = {
+    {"path", route_path},
+    {"methods", route_methods},
+    {"access_log", route_access_log},
+};
+
+const conf_handler_type conf_handler_types[] = {
+    {"static", conf_handler_static}, {"json", conf_handler_json},
+    {"module", conf_handler_module}, {"metrics", conf_handler_metrics},
+    {"status", conf_handler_status},
+};
+const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
+
 static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     route_build *b = arg;
-    if (strcmp(key, "path") == 0) {
-        const char *s;
-        int rc = conf_wire_string(c, v, "path", 0, &s);
-        if (rc)
-            return rc;
-        b->path_node = v;
-        b->r.pattern = strdup(s);
-        return b->r.pattern ? 0 : conf_error(c, v, "out of memory");
-    }
-    if (strcmp(key, "methods") == 0) {
-        b->methods_node = v;
-        return parse_methods(c, v, &b->r.methods);
-    }
-    if (strcmp(key, "access_log") == 0) {
-        const char *s;
-        int rc = conf_string(c, v, "access_log", &s);
-        if (rc)
-            return rc;
-        if (strcmp(s, "off") && strcmp(s, "on") && strcmp(s, "true") && strcmp(s, "false"))
-            return conf_error(c, v, "access_log must be on or off, not \"%s\"", s);
-        b->r.access_log = strcmp(s, "off") && strcmp(s, "false");
-        return 0;
-    }
-    if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0 ||
-        strcmp(key, "metrics") == 0 || strcmp(key, "status") == 0) {
+    for (size_t i = 0; i < conf_nhandler_types; i++) {
+        if (strcmp(key, conf_handler_types[i].key) != 0)
+            continue;
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
                               (const char *)b->handler_key->data.scalar.value,
                               conf_loc(b->handler_key).line);
         b->handler_key = k;
         b->handler_node = v;
+        b->type = &conf_handler_types[i];
         return 0;
     }
+    for (size_t i = 0; i < CEL_ARRAY_LEN(route_keys); i++)
+        if (strcmp(key, route_keys[i].key) == 0)
+            return route_keys[i].fn(c, b, key, k, v);
+    char allowed[256] = "";
+    CONF_KEY_LIST(allowed, route_keys);
     return conf_unknown_key(c, k, "route",
-                            "path, methods, access_log, static, json, module, metrics, status");
+                            conf_key_list(allowed, sizeof(allowed), conf_handler_types,
+                                          conf_nhandler_types, sizeof(conf_handler_types[0])));
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -747,22 +367,14 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     int rc = conf_mapping(c, n, "a route", route_pair, &b);
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");
-    if (!rc && !b.handler_node)
-        rc = conf_error(c, n,
-                        "route at line %u has no handler (give one of: static, json, module, "
-                        "metrics, status)",
-                        b.r.loc.line);
-    if (!rc) {
-        const char *type = (const char *)b.handler_key->data.scalar.value;
-        if (strcmp(type, "static") == 0)
-            rc = conf_handler_static(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else if (strcmp(type, "json") == 0)
-            rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else if (strcmp(type, "module") == 0)
-            rc = conf_handler_module(c, b.handler_node, b.r.pattern, &b.r.handler);
-        else
-            rc = conf_handler_stats(c, b.handler_node, type[0] == 's', &b.r.handler);
+    if (!rc && !b.handler_node) {
+        char types[256] = "";
+        rc = conf_error(c, n, "route at line %u has no handler (give one of: %s)", b.r.loc.line,
+                        conf_key_list(types, sizeof(types), conf_handler_types, conf_nhandler_types,
+                                      sizeof(conf_handler_types[0])));
     }
+    if (!rc)
+        rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
     if (rc) {
         free(b.r.pattern);
         return rc;
@@ -826,53 +438,101 @@ static int parse_routes(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 
 /* ---- top level ---- */
 
-static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+static int top_listen(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return conf_listen(c, arg, v);
+}
+
+static int top_workers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return parse_workers(c, arg, v);
+}
+
+static int top_limits(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_config *cfg = arg;
-    if (strcmp(key, "listen") == 0)
-        return parse_listen(c, cfg, v);
-    if (strcmp(key, "workers") == 0)
-        return parse_workers(c, cfg, v);
-    if (strcmp(key, "limits") == 0)
-        return conf_mapping(c, v, "limits", limit_pair, &cfg->limits);
-    if (strcmp(key, "log") == 0)
-        return conf_mapping(c, v, "log", log_pair, cfg);
-    if (strcmp(key, "shutdown_timeout") == 0)
-        return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
-    if (strcmp(key, "tls_ticket_rotation") == 0)
-        return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
-    if (strcmp(key, "routes") == 0) {
-        /* Read last: routes depend on workers and modules_dir wherever they are. */
-        c->routes = v;
-        return 0;
-    }
-    if (strcmp(key, "pid_file") == 0) {
-        const char *s;
-        int rc = conf_string(c, v, "pid_file", &s);
-        if (rc)
-            return rc;
-        free(cfg->pid_file);
-        if (s[0] == '/')
-            cfg->pid_file = strdup(s);
-        else if (asprintf(&cfg->pid_file, "%s/%s", c->dir, s) < 0)
-            cfg->pid_file = NULL;
-        return cfg->pid_file ? 0 : conf_error(c, v, "out of memory");
-    }
-    if (strcmp(key, "modules_dir") == 0) {
-        const char *s;
-        int rc = conf_string(c, v, "modules_dir", &s);
-        if (rc)
-            return rc;
-        free(cfg->modules_dir);
-        if (s[0] == '/')
-            cfg->modules_dir = strdup(s);
-        else if (asprintf(&cfg->modules_dir, "%s/%s", c->dir, s) < 0)
-            cfg->modules_dir = NULL;
-        return cfg->modules_dir ? 0 : conf_error(c, v, "out of memory");
-    }
-    return conf_unknown_key(c, k, "the top level",
-                            "listen, workers, limits, log, shutdown_timeout, "
-                            "tls_ticket_rotation, modules_dir, pid_file, routes");
+    (void)key, (void)k;
+    return conf_mapping(c, v, "limits", limit_pair, &cfg->limits);
+}
+
+static int top_log(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return conf_mapping(c, v, "log", log_pair, arg);
+}
+
+static int top_shutdown_timeout(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                                yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
+}
+
+static int top_tls_ticket_rotation(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                                   yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
+}
+
+/* A path, relative to the config file's directory when relative. */
+static int set_path(conf_ctx *c, yaml_node_t *v, const char *what, char **out)
+{
+    const char *s;
+    int rc = conf_string(c, v, what, &s);
+    if (rc)
+        return rc;
+    free(*out);
+    if (s[0] == '/')
+        *out = strdup(s);
+    else if (asprintf(out, "%s/%s", c->dir, s) < 0)
+        *out = NULL;
+    return *out ? 0 : conf_error(c, v, "out of memory");
+}
+
+static int top_modules_dir(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return set_path(c, v, "modules_dir", &cfg->modules_dir);
+}
+
+static int top_pid_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return set_path(c, v, "pid_file", &cfg->pid_file);
+}
+
+static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)arg, (void)key, (void)k;
+    /* Read last: routes depend on workers and modules_dir wherever they are. */
+    c->routes = v;
+    return 0;
+}
+
+/* In the order "expected one of" lists them. */
+const conf_key conf_top_keys[] = {
+    {"listen", top_listen},
+    {"workers", top_workers},
+    {"limits", top_limits},
+    {"log", top_log},
+    {"shutdown_timeout", top_shutdown_timeout},
+    {"tls_ticket_rotation", top_tls_ticket_rotation},
+    {"modules_dir", top_modules_dir},
+    {"pid_file", top_pid_file},
+    {"routes", top_routes},
+};
+const size_t conf_ntop_keys = CEL_ARRAY_LEN(conf_top_keys);
+
+static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, conf_top_keys, conf_ntop_keys, "the top level", arg, key, k, v);
 }
 
 static void set_defaults(cel_config *cfg)
@@ -880,28 +540,8 @@ static void set_defaults(cel_config *cfg)
     cfg->log_level = CEL_LOG_INFO;
     cfg->shutdown_timeout_ms = CEL_DEF_SHUTDOWN_TIMEOUT_MS;
     cfg->tls_ticket_rotation_ms = CEL_TLS_TICKET_ROTATION * 1000u;
-    cfg->limits = (cel_limits){
-        .max_concurrent_streams = CEL_DEF_MAX_CONCURRENT_STREAMS,
-        .max_header_list_size = CEL_DEF_MAX_HEADER_LIST_SIZE,
-        .max_request_body = CEL_DEF_MAX_REQUEST_BODY,
-        .max_connections = CEL_DEF_MAX_CONNECTIONS,
-        .idle_timeout_ms = CEL_DEF_IDLE_TIMEOUT_MS,
-        .header_timeout_ms = CEL_DEF_HEADER_TIMEOUT_MS,
-        .write_timeout_ms = CEL_DEF_WRITE_TIMEOUT_MS,
-        .min_send_rate = CEL_DEF_MIN_SEND_RATE,
-        .initial_window_size = CEL_DEF_INITIAL_WINDOW_SIZE,
-        .max_output_buffer = CEL_DEF_MAX_OUTPUT_BUFFER,
-        .max_settings_entries = CEL_DEF_MAX_SETTINGS_ENTRIES,
-        .reset_burst = CEL_DEF_RESET_BURST,
-        .reset_rate = CEL_DEF_RESET_RATE,
-        .max_continuations = CEL_DEF_MAX_CONTINUATIONS,
-        .max_outbound_ack = CEL_DEF_MAX_OUTBOUND_ACK,
-        .glitch_burst = CEL_DEF_GLITCH_BURST,
-        .glitch_rate = CEL_DEF_GLITCH_RATE,
-        .max_request_line = CEL_DEF_MAX_REQUEST_LINE,
-        .max_header_line = CEL_DEF_MAX_HEADER_LINE,
-        .max_headers = CEL_DEF_MAX_HEADERS,
-    };
+    for (size_t i = 0; i < conf_nlimits; i++)
+        limit_store(&cfg->limits, &conf_limits[i], conf_limits[i].def);
 }
 
 static int fill_missing(conf_ctx *c, cel_config *cfg, yaml_node_t *root)

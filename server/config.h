@@ -15,7 +15,8 @@
 #include "handler.h"
 #include "router.h"
 
-/* Defaults for every limit; each has the YAML knob of the same name under `limits`. */
+/* Defaults for every limit; each has the YAML knob of the same name under `limits`
+ * (its row of conf_limits in config.c). */
 #define CEL_DEF_MAX_CONCURRENT_STREAMS 128
 #define CEL_DEF_MAX_HEADER_LIST_SIZE 65536
 #define CEL_DEF_MAX_REQUEST_BODY (1024 * 1024)

@@ -2,7 +2,8 @@
  * Unit tests for configuration loading (config.c, conf_handlers.c): YAML files
  * written into a temporary directory, loaded with cel_config_load, and checked
  * field by field; every refused file must be refused with the exact
- * "FILE:LINE:COL: " of the offending node. Also cel_listen_parse.
+ * "FILE:LINE:COL: " of the offending node. Also cel_listen_parse, and the
+ * README's key lists against the key tables of conf.h.
  */
 #include <stdarg.h>
 #include <stddef.h>
@@ -22,6 +23,7 @@
 #include <unistd.h>
 
 #include "arena.h"
+#include "conf.h"
 #include "config.h"
 #include "handler.h"
 #include "log.h"
@@ -404,6 +406,208 @@ static void test_durations(void **state)
         assert_int_equal(c->limits.write_timeout_ms, CEL_DEF_WRITE_TIMEOUT_MS);
         cel_config_unref(c);
     }
+}
+
+/* ---- the README's key lists against the key tables (conf.h) ---- */
+
+/* The rows of README's table under HEADING: for each, its first and second
+ * cells. Returns the number of rows (at most MAX). */
+typedef struct readme_row {
+    char keys[256], defaults[256];
+} readme_row;
+
+static size_t readme_table(const char *heading, readme_row *rows, size_t max)
+{
+    FILE *f = fopen(CEL_SOURCE_ROOT "/README.md", "r");
+    if (!f)
+        fail_msg("cannot open %s/README.md", CEL_SOURCE_ROOT);
+    char line[4096];
+    int in = 0;
+    size_t n = 0;
+    while (fgets(line, sizeof(line), f)) {
+        if (!in) {
+            in = strncmp(line, heading, strlen(heading)) == 0 && line[strlen(heading)] == '\n';
+            continue;
+        }
+        if (line[0] == '#')
+            break;
+        if (strncmp(line, "| `", 3) != 0)
+            continue; /* prose, the header row, the |---| row */
+        char *cell2 = strchr(line + 1, '|');
+        char *end2 = cell2 ? strchr(cell2 + 1, '|') : NULL;
+        assert_non_null(end2);
+        if (n == max)
+            fail_msg("more than %zu rows under %s", max, heading);
+        snprintf(rows[n].keys, sizeof(rows[n].keys), "%.*s", (int)(cell2 - line - 1), line + 1);
+        snprintf(rows[n].defaults, sizeof(rows[n].defaults), "%.*s", (int)(end2 - cell2 - 1),
+                 cell2 + 1);
+        n++;
+    }
+    fclose(f);
+    if (!in)
+        fail_msg("README.md has no \"%s\" section", heading);
+    return n;
+}
+
+/* The next `name` of a cell ("`a`, `b`") into OUT; NULL after the last. */
+static const char *next_key(const char *p, char *out, size_t len)
+{
+    const char *open = strchr(p, '`');
+    const char *close = open ? strchr(open + 1, '`') : NULL;
+    if (!close)
+        return NULL;
+    snprintf(out, len, "%.*s", (int)(close - open - 1), open + 1);
+    return close + 1;
+}
+
+/* The next ", "-separated item of a cell, trimmed, into OUT. */
+static const char *next_item(const char *p, char *out, size_t len)
+{
+    while (*p == ' ')
+        p++;
+    if (!*p)
+        return NULL;
+    const char *end = strchr(p, ',');
+    size_t k = end ? (size_t)(end - p) : strlen(p);
+    while (k && p[k - 1] == ' ')
+        k--;
+    snprintf(out, len, "%.*s", (int)k, p);
+    return end ? end + 1 : p + strlen(p);
+}
+
+/* A default as the README writes it: 64k, 1m, 60s, 250ms, 128. */
+static void format_default(const conf_limit *d, char *out, size_t len)
+{
+    unsigned long long v = d->def;
+    if (d->kind == CONF_DURATION)
+        snprintf(out, len, v % 1000 ? "%llums" : "%llus", v % 1000 ? v : v / 1000);
+    else if (d->kind == CONF_SIZE && v && v % (1u << 20) == 0)
+        snprintf(out, len, "%llum", v >> 20);
+    else if (d->kind == CONF_SIZE && v && v % 1024 == 0)
+        snprintf(out, len, "%lluk", v >> 10);
+    else
+        snprintf(out, len, "%llu", v);
+}
+
+/* Every key of conf_limits is a row of README's Limits table with its default,
+ * and every row names a key of the table: a limit added on one side only fails. */
+static void test_readme_limits(void **state)
+{
+    (void)state;
+    readme_row rows[64];
+    size_t nrows = readme_table("### Limits", rows, CEL_ARRAY_LEN(rows));
+    int seen[64] = {0};
+    assert_true(conf_nlimits <= CEL_ARRAY_LEN(seen));
+    for (size_t r = 0; r < nrows; r++) {
+        const char *kp = rows[r].keys, *dp = rows[r].defaults;
+        char key[64], def[64], want[64];
+        while ((kp = next_key(kp, key, sizeof(key)))) {
+            if (!(dp = next_item(dp, def, sizeof(def))))
+                fail_msg("README Limits: `%s` has no default of its own in \"%s\"", key,
+                         rows[r].defaults);
+            size_t j = 0;
+            while (j < conf_nlimits && strcmp(conf_limits[j].key, key) != 0)
+                j++;
+            if (j == conf_nlimits)
+                fail_msg("README Limits lists `%s`, which is not a key of conf_limits", key);
+            format_default(&conf_limits[j], want, sizeof(want));
+            if (strcmp(def, want) != 0)
+                fail_msg("README Limits: `%s` defaults to %s in the code, not %s", key, want, def);
+            seen[j] = 1;
+        }
+    }
+    for (size_t j = 0; j < conf_nlimits; j++) {
+        if (!seen[j])
+            fail_msg("limits.%s is missing from README's Limits table", conf_limits[j].key);
+        /* limit_store writes a uint32_t or a size_t, nothing else */
+        assert_true(conf_limits[j].width == sizeof(uint32_t) ||
+                    conf_limits[j].width == sizeof(size_t));
+    }
+}
+
+static int in_keys(const conf_key *keys, size_t n, const char *key)
+{
+    for (size_t i = 0; i < n; i++)
+        if (strcmp(keys[i].key, key) == 0)
+            return (int)i;
+    return -1;
+}
+
+/* README's Top level table against conf_top_keys, its `log.X` rows against
+ * conf_log_keys, both ways. */
+static void test_readme_top_level(void **state)
+{
+    (void)state;
+    readme_row rows[64];
+    size_t nrows = readme_table("### Top level", rows, CEL_ARRAY_LEN(rows));
+    int top_seen[32] = {0}, log_seen[32] = {0};
+    assert_true(conf_ntop_keys <= 32 && conf_nlog_keys <= 32);
+    for (size_t r = 0; r < nrows; r++) {
+        char key[64];
+        const char *kp = rows[r].keys;
+        while ((kp = next_key(kp, key, sizeof(key)))) {
+            char *dot = strchr(key, '.');
+            if (dot)
+                *dot = 0;
+            int i = in_keys(conf_top_keys, conf_ntop_keys, key);
+            if (i < 0)
+                fail_msg("README Top level lists `%s`, which is not a key of conf_top_keys", key);
+            top_seen[i] = 1;
+            if (!dot)
+                continue;
+            if (strcmp(key, "log") != 0)
+                fail_msg("README Top level: `%s.%s`: only log's keys are listed so", key, dot + 1);
+            int l = in_keys(conf_log_keys, conf_nlog_keys, dot + 1);
+            if (l < 0)
+                fail_msg("README Top level lists `log.%s`, which is not a key of conf_log_keys",
+                         dot + 1);
+            log_seen[l] = 1;
+        }
+    }
+    for (size_t i = 0; i < conf_ntop_keys; i++)
+        if (!top_seen[i])
+            fail_msg("`%s` is missing from README's Top level table", conf_top_keys[i].key);
+    for (size_t i = 0; i < conf_nlog_keys; i++)
+        if (!log_seen[i])
+            fail_msg("`log.%s` is missing from README's Top level table", conf_log_keys[i].key);
+}
+
+/* README's Routes section names every handler type, in its "Exactly one
+ * handler per route" line and in a heading of its own, and no other. */
+static void test_readme_handler_types(void **state)
+{
+    (void)state;
+    FILE *f = fopen(CEL_SOURCE_ROOT "/README.md", "r");
+    assert_non_null(f);
+    char line[4096], key[64];
+    int listed[32] = {0}, headed[32] = {0}, found = 0, in = 0;
+    assert_true(conf_nhandler_types <= 32);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "## ", 3) == 0 || strncmp(line, "### ", 4) == 0)
+            in = strcmp(line, "### Routes\n") == 0;
+        if (!in)
+            continue;
+        int list = strncmp(line, "- Exactly one handler per route:", 32) == 0;
+        int heading = strncmp(line, "#### `", 6) == 0;
+        if (!list && !heading)
+            continue;
+        found |= list;
+        const char *p = line;
+        while ((p = next_key(p, key, sizeof(key)))) {
+            size_t i = 0;
+            while (i < conf_nhandler_types && strcmp(conf_handler_types[i].key, key) != 0)
+                i++;
+            if (i == conf_nhandler_types)
+                fail_msg("README names handler type `%s`, which conf_handler_types has not", key);
+            *(list ? &listed[i] : &headed[i]) = 1;
+        }
+    }
+    fclose(f);
+    assert_true(found);
+    for (size_t i = 0; i < conf_nhandler_types; i++)
+        if (!listed[i] || !headed[i])
+            fail_msg("handler type `%s` is missing from README's Routes (%s)",
+                     conf_handler_types[i].key, listed[i] ? "its #### section" : "the list");
 }
 
 static void test_log_levels(void **state)
@@ -1441,6 +1645,9 @@ int main(void)
         cmocka_unit_test(test_sizes),
         cmocka_unit_test(test_durations),
         cmocka_unit_test(test_log_levels),
+        cmocka_unit_test(test_readme_limits),
+        cmocka_unit_test(test_readme_top_level),
+        cmocka_unit_test(test_readme_handler_types),
         cmocka_unit_test(test_workers_number_and_auto),
         cmocka_unit_test(test_workers_cpu_list),
         cmocka_unit_test(test_listen_forms),

@@ -1,0 +1,261 @@
+/*
+ * The `listen` key: addresses (cel_listen_parse) and each entry's `tls` block.
+ * Split from config.c so each file holds one part of the configuration.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <errno.h>
+#include <netinet/in.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "conf.h"
+#include "tls.h"
+
+/* ---- listen addresses ---- */
+
+int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
+{
+    memset(out, 0, sizeof(*out));
+    snprintf(out->text, sizeof(out->text), "%s", s);
+    char host[64] = "";
+    const char *port;
+    if (s[0] == '[') {
+        const char *close = strchr(s, ']');
+        if (!close || close[1] != ':' || (size_t)(close - s - 1) >= sizeof(host))
+            goto bad;
+        memcpy(host, s + 1, (size_t)(close - s - 1));
+        host[close - s - 1] = 0;
+        port = close + 2;
+    } else {
+        const char *colon = strrchr(s, ':');
+        if (colon) {
+            if ((size_t)(colon - s) >= sizeof(host))
+                goto bad;
+            memcpy(host, s, (size_t)(colon - s));
+            host[colon - s] = 0;
+            port = colon + 1;
+        } else {
+            port = s;
+        }
+    }
+    char *end;
+    errno = 0;
+    long p = strtol(port, &end, 10);
+    if (!*port || *end || errno || !isdigit((unsigned char)*port))
+        goto bad;
+    if (p < 1 || p > 65535) {
+        snprintf(err, errlen, "port %ld in listen address \"%s\" is out of range (1-65535)", p,
+                 s);
+        return CEL_EINVAL;
+    }
+    if (s[0] == '[') {
+        struct sockaddr_in6 *a6 = (struct sockaddr_in6 *)&out->addr;
+        a6->sin6_family = AF_INET6;
+        a6->sin6_port = htons((uint16_t)p);
+        if (inet_pton(AF_INET6, host, &a6->sin6_addr) != 1)
+            goto bad;
+        out->addrlen = sizeof(*a6);
+    } else {
+        struct sockaddr_in *a4 = (struct sockaddr_in *)&out->addr;
+        a4->sin_family = AF_INET;
+        a4->sin_port = htons((uint16_t)p);
+        if (!host[0] || strcmp(host, "*") == 0)
+            a4->sin_addr.s_addr = htonl(INADDR_ANY);
+        else if (inet_pton(AF_INET, host, &a4->sin_addr) != 1)
+            goto bad;
+        out->addrlen = sizeof(*a4);
+    }
+    return 0;
+bad:
+    snprintf(err, errlen,
+             "bad listen address \"%s\" (expected \"IPv4:PORT\", \"[IPv6]:PORT\", \"*:PORT\" "
+             "or \"PORT\")",
+             s);
+    return CEL_EINVAL;
+}
+
+/* ---- TLS ---- */
+
+#define MAX_CERTS 32
+
+typedef struct tls_build {
+    cel_tls_cert certs[MAX_CERTS];
+    char paths[MAX_CERTS][3][1024];
+    size_t n;
+    yaml_node_t *at;
+} tls_build;
+
+static const char *tls_path(conf_ctx *c, const char *v, char *buf, size_t len)
+{
+    if (v[0] == '/')
+        snprintf(buf, len, "%s", v);
+    else
+        snprintf(buf, len, "%s/%s", c->dir, v);
+    return buf;
+}
+
+static int cert_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    tls_build *b = arg;
+    int which = strcmp(key, "cert") == 0 ? 0 : strcmp(key, "key") == 0 ? 1
+                : strcmp(key, "ocsp") == 0                         ? 2
+                                                                   : -1;
+    if (which < 0)
+        return conf_unknown_key(c, k, "a TLS certificate", "cert, key, ocsp");
+    const char *s;
+    int rc = conf_string(c, v, key, &s);
+    if (rc)
+        return rc;
+    const char *p = tls_path(c, s, b->paths[b->n][which], sizeof(b->paths[0][0]));
+    if (which == 0)
+        b->certs[b->n].cert = p;
+    else if (which == 1)
+        b->certs[b->n].key = p;
+    else
+        b->certs[b->n].ocsp = p;
+    return 0;
+}
+
+static int add_cert(conf_ctx *c, tls_build *b, yaml_node_t *n)
+{
+    if (b->n == MAX_CERTS)
+        return conf_error(c, n, "at most %d certificates per listener", MAX_CERTS);
+    int rc = conf_mapping(c, n, "a TLS certificate", cert_pair, b);
+    if (rc)
+        return rc;
+    if (!b->certs[b->n].cert || !b->certs[b->n].key)
+        return conf_error(c, n, "a TLS certificate needs both cert and key");
+    b->n++;
+    return 0;
+}
+
+static int tls_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    tls_build *b = arg;
+    if (strcmp(key, "certificates") == 0) {
+        int rc = conf_want(c, v, YAML_SEQUENCE_NODE, "tls.certificates");
+        for (yaml_node_item_t *it = v->data.sequence.items.start;
+             !rc && it < v->data.sequence.items.top; it++)
+            rc = add_cert(c, b, conf_node(c, *it));
+        return rc;
+    }
+    if (strcmp(key, "cert") == 0 || strcmp(key, "key") == 0 || strcmp(key, "ocsp") == 0)
+        return 0; /* the first certificate: read by add_cert on the whole mapping */
+    return conf_unknown_key(c, k, "tls", "cert, key, ocsp, certificates");
+}
+
+/* tls: { cert, key, ocsp, certificates: [{cert, key, ocsp}, ...] }: the
+ * certificate given directly (if any) is the default, the list adds more for
+ * SNI. */
+static int parse_tls(conf_ctx *c, yaml_node_t *n, cel_tls **out)
+{
+    tls_build *b = calloc(1, sizeof(*b));
+    if (!b)
+        return conf_error(c, n, "out of memory");
+    int rc = conf_want(c, n, YAML_MAPPING_NODE, "tls");
+    int direct = 0;
+    for (yaml_node_pair_t *p = rc ? NULL : n->data.mapping.pairs.start;
+         p && p < n->data.mapping.pairs.top; p++) {
+        yaml_node_t *k = conf_node(c, p->key);
+        if (k->type == YAML_SCALAR_NODE && strcmp((const char *)k->data.scalar.value, "cert") == 0)
+            direct = 1;
+    }
+    if (!rc && direct) {
+        /* cert_pair on the listener's own keys, ignoring the certificates list */
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; !rc && p < n->data.mapping.pairs.top;
+             p++) {
+            yaml_node_t *k = conf_node(c, p->key);
+            const char *key = (const char *)k->data.scalar.value;
+            if (strcmp(key, "certificates") != 0)
+                rc = cert_pair(c, b, key, k, conf_node(c, p->value));
+        }
+        if (!rc && (!b->certs[0].cert || !b->certs[0].key))
+            rc = conf_error(c, n, "tls needs both cert and key");
+        if (!rc)
+            b->n = 1;
+    }
+    if (!rc)
+        rc = conf_mapping(c, n, "tls", tls_pair, b);
+    if (!rc && b->n == 0)
+        rc = conf_error(c, n, "tls needs a certificate (cert and key, or certificates)");
+    if (!rc) {
+        char err[512];
+        *out = cel_tls_new(b->certs, b->n, err, sizeof(err));
+        if (!*out)
+            rc = conf_error(c, n, "%s", err);
+    }
+    free(b);
+    return rc;
+}
+
+typedef struct listen_build {
+    yaml_node_t *address, *tls;
+} listen_build;
+
+static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    listen_build *b = arg;
+    if (strcmp(key, "address") == 0)
+        b->address = v;
+    else if (strcmp(key, "tls") == 0)
+        b->tls = v;
+    else
+        return conf_unknown_key(c, k, "a listen entry", "address, tls");
+    return 0;
+}
+
+static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    const char *s;
+    yaml_node_t *addr = n, *tls = NULL;
+    if (n->type == YAML_MAPPING_NODE) {
+        listen_build b = {0};
+        int rc = conf_mapping(c, n, "a listen entry", listen_pair, &b);
+        if (rc)
+            return rc;
+        if (!b.address)
+            return conf_error(c, n, "a listen entry needs an address");
+        addr = b.address;
+        tls = b.tls;
+    }
+    int rc = conf_string(c, addr, "listen", &s);
+    if (rc)
+        return rc;
+    cel_listen l;
+    char msg[256];
+    if (cel_listen_parse(s, &l, msg, sizeof(msg)))
+        return conf_error(c, addr, "%s", msg);
+    l.loc = conf_loc(addr);
+    for (size_t i = 0; i < cfg->nlisten; i++)
+        if (cfg->listen[i].addrlen == l.addrlen && !memcmp(&cfg->listen[i].addr, &l.addr, l.addrlen))
+            return conf_error(c, addr, "listen address \"%s\" is given twice", s);
+    if (tls && (rc = parse_tls(c, tls, &l.tls)))
+        return rc;
+    cel_listen *nl = realloc(cfg->listen, (cfg->nlisten + 1) * sizeof(*nl));
+    if (!nl) {
+        cel_tls_free(l.tls);
+        return conf_error(c, n, "out of memory");
+    }
+    cfg->listen = nl;
+    cfg->listen[cfg->nlisten++] = l;
+    return 0;
+}
+
+int conf_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    if (n->type == YAML_SCALAR_NODE || n->type == YAML_MAPPING_NODE)
+        return add_listen(c, cfg, n);
+    if (n->type != YAML_SEQUENCE_NODE)
+        return conf_error(c, n, "listen must be an address or a list of addresses");
+    if (n->data.sequence.items.start == n->data.sequence.items.top)
+        return conf_error(c, n, "listen must name at least one address");
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
+         it++) {
+        int rc = add_listen(c, cfg, conf_node(c, *it));
+        if (rc)
+            return rc;
+    }
+    return 0;
+}
