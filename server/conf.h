@@ -11,13 +11,18 @@
 
 #include <yaml.h>
 
-#include "config.h"
+#include "common.h"
+#include "handler.h"
+
+/* Not config.h: config.c includes this, and the handler builders below need
+ * nothing of a generation but what their callers pass them. */
+struct cel_config;
 
 typedef struct conf_ctx {
     yaml_document_t *doc;
     const char *file;
     const char *dir; /* directory of FILE, for relative paths */
-    cel_config *cfg; /* what is built; routes are read after every other key */
+    struct cel_config *cfg; /* what is built; routes are read after every other key */
     yaml_node_t *routes; /* the top level's routes node, read last */
     yaml_node_t *access; /* log.access, read once workers are known */
     size_t json_nodes;   /* nodes of the template being converted (aliases included) */
@@ -64,7 +69,9 @@ int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const
  * route. Returns 0 and *OUT, or an error. */
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
-int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+/* MODULES_DIR: where `name: X` finds X.so; NWORKERS: the generation's workers. */
+int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
+                        unsigned nworkers, cel_handler **out);
 /* `metrics: {}` and `status: {}` (no keys yet). */
 int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out);
 

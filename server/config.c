@@ -759,7 +759,8 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         else if (strcmp(type, "json") == 0)
             rc = conf_handler_json(c, b.handler_node, b.r.pattern, &b.r.handler);
         else if (strcmp(type, "module") == 0)
-            rc = conf_handler_module(c, b.handler_node, b.r.pattern, &b.r.handler);
+            rc = conf_handler_module(c, b.handler_node, b.r.pattern, c->cfg->modules_dir,
+                                     c->cfg->nworkers, &b.r.handler);
         else
             rc = conf_handler_stats(c, b.handler_node, type[0] == 's', &b.r.handler);
     }

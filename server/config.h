@@ -60,11 +60,6 @@ typedef struct cel_limits {
     uint32_t max_request_line, max_header_line, max_headers;
 } cel_limits;
 
-/* Where in the YAML a thing came from, for errors that surface after parsing. */
-typedef struct cel_loc {
-    unsigned line, col; /* 1-based */
-} cel_loc;
-
 struct cel_tls;
 
 typedef struct cel_listen {
