@@ -1,7 +1,8 @@
 /*
  * Helpers shared by the parts of config that read YAML (config.c for the top
- * level, conf_handlers.c for each handler type). Private to config: nothing
- * outside those files includes this.
+ * level, conf_handlers.c for each handler type), implemented in conf.c; the
+ * handler builders are conf_handlers.c's. Private to config: nothing outside
+ * those files includes this.
  *
  * Every error is written once, as "FILE:LINE:COL: message", at the node it is
  * about, and the helpers return CEL_EINVAL so callers just pass it up.
