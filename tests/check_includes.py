@@ -1,10 +1,14 @@
 #!/usr/bin/env python3
 """Fails on a cycle in the include graph of a C source tree.
 
-A unit is a header and the .c file of the same name (config.h + config.c),
-since a .c file may use anything its own header promises. Unit A depends on
-unit B when a file of A has `#include "B.h"`. DESIGN.md asks for dependencies
-that point one way; a cycle between units is what this check refuses.
+A unit is a header and the .c files that implement it: the .c file of the
+same name (config.h + config.c), one that extends the name with "_"
+(handler_module.c implements handler.h), and any .c file that defines a
+function the header declares (a .c file that implements two headers joins
+both units). Unit A depends on unit B when a file of A has `#include "B.h"`.
+DESIGN.md asks for dependencies that point one way; a cycle between units is
+what this check refuses. Headers under an -I directory are the public module
+ABI: implemented for modules, they make no unit of their implementer.
 
   check_includes.py DIR [-I INCDIR]...     exit 1 and print every cycle found
   check_includes.py --expect-cycle DIR     the inverse: exit 1 if DIR has none
@@ -20,6 +24,45 @@ import re
 import sys
 
 INCLUDE = re.compile(r'^\s*#\s*include\s+"([^"]+)"', re.MULTILINE)
+COMMENT_OR_STRING = re.compile(r'/\*.*?\*/|//[^\n]*|"(?:\\.|[^"\\\n])*"|\'(?:\\.|[^\'\\\n])*\'',
+                               re.DOTALL)
+CALL = re.compile(r"\b([A-Za-z_]\w*)\s*\(")
+
+
+def top_level(text):
+    """TEXT without comments, strings, preprocessor lines and anything inside
+    braces: what is left is declarations and definition heads."""
+    text = COMMENT_OR_STRING.sub(" ", text)
+    text = re.sub(r"^\s*#(?:[^\n]*\\\n)*[^\n]*", " ", text, flags=re.MULTILINE)
+    out, depth = [], 0
+    for ch in text:
+        if ch == "{":
+            depth += 1
+            out.append(" {")
+        elif ch == "}":
+            depth -= 1
+            out.append("} ")
+        elif depth == 0:
+            out.append(ch)
+    return "".join(out)
+
+
+def declared(text):
+    """Names of the functions a header declares (or defines inline)."""
+    return {m.group(1) for m in CALL.finditer(top_level(text))}
+
+
+def defined(text):
+    """Names of the non-static functions a .c file defines."""
+    names = set()
+    for part in re.split(r"[;}]", top_level(text)):
+        head = part.split("{", 1)
+        if len(head) < 2 or "static" in head[0].split():
+            continue
+        m = CALL.search(head[0])
+        if m and head[0].rstrip().endswith(")"):
+            names.add(m.group(1))
+    return names
 
 
 def unit_of(path, headers):
@@ -44,19 +87,32 @@ def build_graph(root, incdirs):
                 files.append(os.path.join(dirpath, name))
     known = {os.path.normpath(f) for f in files}
     headers = {os.path.splitext(os.path.relpath(f, root))[0] for f in files if f.endswith(".h")}
+    public = [os.path.normpath(d) + os.sep for d in incdirs]
+    texts = {}
+    for f in files:
+        with open(f, encoding="utf-8", errors="replace") as fh:
+            texts[f] = fh.read()
+    declarer = {}  # function name -> units whose header declares it
+    for f in files:
+        if f.endswith(".h") and not any(os.path.normpath(f).startswith(p) for p in public):
+            for name in declared(texts[f]):
+                declarer.setdefault(name, set()).add(unit_of(os.path.relpath(f, root), headers))
     graph = {}
     for f in sorted(files):
-        src = unit_of(os.path.relpath(f, root), headers)
-        graph.setdefault(src, set())
-        with open(f, encoding="utf-8", errors="replace") as fh:
-            text = fh.read()
-        for inc in INCLUDE.findall(text):
+        units = {unit_of(os.path.relpath(f, root), headers)}
+        if f.endswith(".c"):
+            for name in defined(texts[f]):
+                units |= declarer.get(name, set())
+        for src in units:
+            graph.setdefault(src, set())
+        for inc in INCLUDE.findall(texts[f]):
             for base in [os.path.dirname(f), root] + incdirs:
                 target = os.path.normpath(os.path.join(base, inc))
                 if target in known:
                     dst = unit_of(os.path.relpath(target, root), headers)
-                    if dst != src:
-                        graph[src].add(dst)
+                    for src in units:
+                        if dst != src:
+                            graph[src].add(dst)
                     break
     return graph
 
