@@ -22,6 +22,11 @@ typedef struct cel_str {
     size_t n;
 } cel_str;
 
+/* Where in the YAML a thing came from, for errors that surface after parsing. */
+typedef struct cel_loc {
+    unsigned line, col; /* 1-based */
+} cel_loc;
+
 #define CEL_STR_LIT(s) ((cel_str){(s), sizeof(s) - 1})
 #define CEL_ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 

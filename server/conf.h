@@ -12,13 +12,18 @@
 
 #include <yaml.h>
 
-#include "config.h"
+#include "common.h"
+#include "handler.h"
+
+/* Not config.h: config.c includes this, and the handler builders below need
+ * nothing of a generation but what their callers pass them. */
+struct cel_config;
 
 typedef struct conf_ctx {
     yaml_document_t *doc;
     const char *file;
     const char *dir; /* directory of FILE, for relative paths */
-    cel_config *cfg; /* what is built; routes are read after every other key */
+    struct cel_config *cfg; /* what is built; routes are read after every other key */
     yaml_node_t *routes; /* the top level's routes node, read last */
     yaml_node_t *access; /* log.access, read once workers are known */
     size_t json_nodes;   /* nodes of the template being converted (aliases included) */
@@ -108,16 +113,15 @@ typedef struct conf_handler_type {
 extern const conf_handler_type conf_handler_types[];
 extern const size_t conf_nhandler_types;
 
-/* The top level's `listen` (conf_listen.c): one address, one entry or a list;
- * appends to CFG->listen, refusing an address given twice. */
-int conf_listen(conf_ctx *c, struct cel_config *cfg, yaml_node_t *n);
 
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
  * templates (json bodies, header values) check their {{param.X}} against the
  * route. Returns 0 and *OUT, or an error. */
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
-int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+/* MODULES_DIR: where `name: X` finds X.so; NWORKERS: the generation's workers. */
+int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
+                        unsigned nworkers, cel_handler **out);
 /* `metrics: {}` and `status: {}` (no keys yet; PATTERN unused). */
 int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);

@@ -488,7 +488,8 @@ static int module_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     return conf_key_call(c, module_keys, CEL_ARRAY_LEN(module_keys), "module", arg, key, k, v);
 }
 
-int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
+                        unsigned nworkers, cel_handler **out)
 {
     module_build b = {0};
     int rc = conf_mapping(c, n, "module", module_pair, &b);
@@ -505,7 +506,7 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
     else if (strchr(v, '/'))
         return conf_error(c, at, "module name \"%s\" must not contain '/': use path", v);
     else
-        snprintf(path, sizeof(path), "%s/%s.so", c->cfg->modules_dir, v);
+        snprintf(path, sizeof(path), "%s/%s.so", modules_dir, v);
 
     char *json = NULL;
     if (b.config) {
@@ -527,7 +528,7 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
         free(json);
         return conf_error(c, at, "%s", err);
     }
-    *out = cel_handler_module_new(img, pattern, json, c->cfg->nworkers, err, sizeof(err));
+    *out = cel_handler_module_new(img, pattern, json, nworkers, err, sizeof(err));
     free(json);
     return *out ? 0 : conf_error(c, at, "%s", err);
 }

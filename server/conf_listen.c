@@ -11,6 +11,7 @@
 #include <string.h>
 
 #include "conf.h"
+#include "conf_listen.h"
 #include "tls.h"
 
 /* ---- listen addresses ---- */
@@ -206,7 +207,7 @@ static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     return 0;
 }
 
-static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+static int add_listen(conf_ctx *c, cel_listen **list, size_t *nlist, yaml_node_t *n)
 {
     const char *s;
     yaml_node_t *addr = n, *tls = NULL;
@@ -228,32 +229,32 @@ static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (cel_listen_parse(s, &l, msg, sizeof(msg)))
         return conf_error(c, addr, "%s", msg);
     l.loc = conf_loc(addr);
-    for (size_t i = 0; i < cfg->nlisten; i++)
-        if (cfg->listen[i].addrlen == l.addrlen && !memcmp(&cfg->listen[i].addr, &l.addr, l.addrlen))
+    for (size_t i = 0; i < *nlist; i++)
+        if ((*list)[i].addrlen == l.addrlen && !memcmp(&(*list)[i].addr, &l.addr, l.addrlen))
             return conf_error(c, addr, "listen address \"%s\" is given twice", s);
     if (tls && (rc = parse_tls(c, tls, &l.tls)))
         return rc;
-    cel_listen *nl = realloc(cfg->listen, (cfg->nlisten + 1) * sizeof(*nl));
+    cel_listen *nl = realloc(*list, (*nlist + 1) * sizeof(*nl));
     if (!nl) {
         cel_tls_free(l.tls);
         return conf_error(c, n, "out of memory");
     }
-    cfg->listen = nl;
-    cfg->listen[cfg->nlisten++] = l;
+    *list = nl;
+    nl[(*nlist)++] = l;
     return 0;
 }
 
-int conf_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+int conf_listen(conf_ctx *c, yaml_node_t *n, cel_listen **list, size_t *nlist)
 {
     if (n->type == YAML_SCALAR_NODE || n->type == YAML_MAPPING_NODE)
-        return add_listen(c, cfg, n);
+        return add_listen(c, list, nlist, n);
     if (n->type != YAML_SEQUENCE_NODE)
         return conf_error(c, n, "listen must be an address or a list of addresses");
     if (n->data.sequence.items.start == n->data.sequence.items.top)
         return conf_error(c, n, "listen must name at least one address");
     for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
          it++) {
-        int rc = add_listen(c, cfg, conf_node(c, *it));
+        int rc = add_listen(c, list, nlist, conf_node(c, *it));
         if (rc)
             return rc;
     }

@@ -326,9 +326,16 @@ static const conf_key route_keys[] = {
     {"access_log", route_access_log},
 };
 
+/* The module builder takes what it needs of the generation as arguments, so
+ * conf_handlers.c does not know cel_config (tests/check_includes.py). */
+static int handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    return conf_handler_module(c, n, pattern, c->cfg->modules_dir, c->cfg->nworkers, out);
+}
+
 const conf_handler_type conf_handler_types[] = {
     {"static", conf_handler_static}, {"json", conf_handler_json},
-    {"module", conf_handler_module}, {"metrics", conf_handler_metrics},
+    {"module", handler_module},      {"metrics", conf_handler_metrics},
     {"status", conf_handler_status},
 };
 const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
@@ -441,7 +448,8 @@ static int parse_routes(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 static int top_listen(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     (void)key, (void)k;
-    return conf_listen(c, arg, v);
+    cel_config *cfg = arg;
+    return conf_listen(c, v, &cfg->listen, &cfg->nlisten);
 }
 
 static int top_workers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)

@@ -13,6 +13,7 @@
 
 #include "common.h"
 #include "handler.h"
+#include "conf_listen.h"
 #include "router.h"
 
 /* Defaults for every limit; each has the YAML knob of the same name under `limits`
@@ -61,20 +62,6 @@ typedef struct cel_limits {
     uint32_t max_request_line, max_header_line, max_headers;
 } cel_limits;
 
-/* Where in the YAML a thing came from, for errors that surface after parsing. */
-typedef struct cel_loc {
-    unsigned line, col; /* 1-based */
-} cel_loc;
-
-struct cel_tls;
-
-typedef struct cel_listen {
-    struct sockaddr_storage addr;
-    socklen_t addrlen;
-    char text[64]; /* as written, for logs */
-    cel_loc loc;
-    struct cel_tls *tls; /* NULL: cleartext (h2c and HTTP/1.1) */
-} cel_listen;
 
 typedef struct cel_route {
     char *pattern;
@@ -131,7 +118,5 @@ void cel_config_publish(cel_config *c); /* takes its own reference */
 unsigned long cel_config_published_generation(void);
 cel_config *cel_config_acquire(void); /* a new reference to the published one, or NULL */
 
-/* Parses "1.2.3.4:80", "[::1]:80", "*:80" or "80". 0 or CEL_EINVAL with a message. */
-int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen);
 
 #endif

@@ -13,6 +13,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "genref.h"
 #include "h1.h"
 #include "h2.h"
 #include "log.h"

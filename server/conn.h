@@ -9,6 +9,7 @@
 #include <event2/event.h>
 #include <event2/event_struct.h>
 
+#include "config.h"
 #include "env.h"
 #include "outq.h"
 #include "proto.h"

@@ -9,39 +9,6 @@
 #include "log.h"
 #include "stats.h"
 
-typedef struct err_body {
-    int status;
-    const char *text; /* "Not Found\n": the reason and a newline */
-} err_body;
-
-static const err_body errors[] = {
-    {400, "Bad Request\n"},       {404, "Not Found\n"},        {405, "Method Not Allowed\n"},
-    {408, "Request Timeout\n"},   {413, "Content Too Large\n"}, {414, "URI Too Long\n"},
-    {431, "Request Header Fields Too Large\n"},                 {500, "Internal Server Error\n"},
-    {501, "Not Implemented\n"},   {503, "Service Unavailable\n"},
-    {505, "HTTP Version Not Supported\n"},
-};
-
-const char *cel_status_reason(int status)
-{
-    static char none[1];
-    for (size_t i = 0; i < CEL_ARRAY_LEN(errors); i++)
-        if (errors[i].status == status)
-            return errors[i].text;
-    return none;
-}
-
-void cel_response_error(cel_response *res, int status)
-{
-    const char *text = cel_status_reason(status);
-    memset(res, 0, sizeof(*res));
-    res->status = status;
-    res->content_type = CEL_STR_LIT("text/plain; charset=utf-8");
-    res->body = text;
-    res->body_len = strlen(text);
-    res->body_in_gen = 1; /* static storage outlives every generation */
-}
-
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
     cel_request *req = x->req;

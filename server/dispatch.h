@@ -9,6 +9,7 @@
 #include "config.h"
 #include "handler.h"
 #include "env.h"
+#include "genref.h"
 #include "request.h"
 #include "stats.h"
 
@@ -61,11 +62,5 @@ static inline void cel_dispatch_done(cel_env *env, const cel_config *cfg, const 
 void cel_dispatch_rejected(cel_env *env, const cel_config *cfg, const cel_request *req,
                            const char *protocol, const char *peer, int status, uint64_t bytes,
                            uint64_t start_us);
-
-/* Fills RES with the server's plain-text answer for STATUS (404, 413, …). */
-void cel_response_error(cel_response *res, int status);
-
-/* The reason phrase for STATUS ("Not Found"), or "" when we have none. */
-const char *cel_status_reason(int status);
 
 #endif

@@ -1,11 +1,10 @@
 /*
  * What a worker lends to the connections it owns: its allocator, its read
- * buffer, the cached date header, and its references to config generations.
- * Everything here belongs to one worker thread; nothing is locked.
+ * buffer, the cached date header, its task inbox. Everything here belongs to
+ * one worker thread; nothing is locked (but the inbox).
  *
- * Generation references are counted per worker without atomics: the worker
- * holds one (atomic) reference on each generation it still uses, and counts
- * its own users (streams, queued body bytes) of it in a plain integer.
+ * A leaf: it knows nothing of configuration. The worker's references to
+ * config generations hang off it (gen, retired) but are genref.h's.
  */
 #ifndef CEL_ENV_H
 #define CEL_ENV_H
@@ -15,7 +14,7 @@
 #include <sys/time.h>
 #include <time.h>
 
-#include "config.h"
+#include "common.h"
 #include "pool.h"
 
 struct event_base;
@@ -26,14 +25,7 @@ typedef struct cel_task {
     void (*run)(struct cel_task *t);
 } cel_task;
 
-struct cel_env;
-
-typedef struct cel_genref {
-    cel_config *cfg;
-    size_t users;
-    struct cel_env *env; /* the worker's env that holds this reference */
-    struct cel_genref *next;
-} cel_genref;
+struct cel_genref;
 
 #define CEL_READ_BUF (64 * 1024)
 
@@ -50,8 +42,8 @@ typedef struct cel_env {
     int orphaned;
     cel_pool *pool;
     struct cel_wstats *stats; /* this worker's counters; NULL when not counting */
-    cel_genref *gen;     /* the newest generation this worker has seen */
-    cel_genref *retired; /* older ones that still have users */
+    struct cel_genref *gen;   /* the newest generation this worker has seen */
+    struct cel_genref *retired; /* older ones that still have users (genref.h) */
     /* Loop time of the connection event being handled (conn.c sets it on each
      * read, write, flush and timer event): the date header and the access
      * log's time, read without a call into libevent per request. */
@@ -79,28 +71,11 @@ static inline uint64_t cel_clock_us(void)
     return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
-/* Sets up E for worker ID on BASE; creates the eventfd. */
-int cel_env_init(cel_env *e, unsigned id, struct event_base *base, cel_config *cfg);
-/* Releases the current generation; retired ones must have no users left. */
+/* Sets up E for worker ID on BASE; creates the eventfd. No generation yet:
+ * cel_genref_init gives it one. */
+int cel_env_init(cel_env *e, unsigned id, struct event_base *base);
+/* Runs the tasks posted so far and frees E; cel_genref_deinit went first. */
 void cel_env_deinit(cel_env *e);
-
-/* Switches to CFG if it is newer than the current generation. */
-int cel_env_use(cel_env *e, cel_config *cfg);
-
-static inline cel_genref *cel_env_hold(cel_env *e)
-{
-    e->gen->users++;
-    return e->gen;
-}
-
-void cel_env_retire(cel_env *e, cel_genref *r);
-
-/* Drops one user of R (which may be retired); frees it when it was the last. */
-static inline void cel_genref_drop(cel_genref *r)
-{
-    if (--r->users == 0 && r != r->env->gen)
-        cel_env_retire(r->env, r);
-}
 
 /* Refreshes the date header if the second has changed. */
 void cel_env_tick(cel_env *e, time_t now);
@@ -110,22 +85,18 @@ void cel_env_tick(cel_env *e, time_t now);
 cel_env *cel_env_self(void);
 void cel_env_set_self(cel_env *e);
 
-/* On the worker, as its thread ends with tokens still out: runs the handlers'
- * worker_fini there and keeps everything else (the pool the tokens live in,
- * the generations they hold, the eventfd they post to), so a late completion
- * lands on memory that is still there. From then on the env belongs to the
- * thread that joined the worker: it calls cel_env_run_tasks (each completion
- * finds its request gone) and cel_env_deinit once tasks_pending is 0. */
+/* On the worker, as its thread ends with tokens still out (after the
+ * handlers' worker_fini: cel_genref_orphan): keeps everything (the pool the
+ * tokens live in, the generations they hold, the eventfd they post to), so a
+ * late completion lands on memory that is still there. From then on the env
+ * belongs to the thread that joined the worker: it calls cel_env_run_tasks
+ * (each completion finds its request gone), then cel_genref_deinit and
+ * cel_env_deinit once tasks_pending is 0. */
 void cel_env_orphan(cel_env *e);
 
 /* Hands T to the worker of E: safe from any thread. */
 void cel_env_post(cel_env *e, cel_task *t);
 /* On the worker: runs the tasks posted so far. */
 void cel_env_run_tasks(cel_env *e);
-/* Writes out this worker's access log buffers (once a second). */
-void cel_env_flush_logs(cel_env *e);
-/* Runs the handlers' worker_init for CFG on this worker (worker thread). */
-void cel_env_attach(cel_env *e, cel_config *cfg);
-void cel_env_detach(cel_env *e, cel_config *cfg);
 
 #endif

@@ -40,6 +40,11 @@ typedef struct cel_exchange_ops {
     size_t (*buffered)(const cel_exchange *x);
     /* Ends the stream with an error: a 500 when nothing was sent, else a reset. */
     void (*fail)(cel_exchange *x);
+    /* Keeps what the request runs on (its configuration generation: the
+     * handler, its module's code) loaded past on_close, until the handler
+     * calls HOLD->release(HOLD->arg), once, on the worker. Handlers hold
+     * through this and never name the generation. */
+    void (*hold)(cel_exchange *x, cel_body_owner *hold);
 } cel_exchange_ops;
 
 struct cel_exchange {
@@ -47,7 +52,7 @@ struct cel_exchange {
     cel_request *req;
     cel_arena *arena; /* lives until on_close */
     struct cel_env *env;
-    struct cel_genref *gen; /* the generation the request runs on */
+    struct cel_genref *gen; /* the generation the request runs on: the front end's */
     /* Set by the handler that takes the exchange over: */
     void *hdata;
     /* The front end is done with the exchange: FINISHED says whether the whole

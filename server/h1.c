@@ -203,9 +203,9 @@ static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_ow
                         res->body_len);
     if (rc == 0 && !no_body && !r->head && res->body_len) {
         if (res->body_in_gen && res->body_len >= REF_MIN) {
-            r->gen->users++;
-            if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen, r->gen)))
-                r->gen->users--;
+            if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen,
+                                   cel_genref_take(r->gen))))
+                cel_genref_drop(r->gen);
         } else {
             rc = cel_outq_copy(h->out, res->body, res->body_len);
         }
@@ -394,6 +394,7 @@ static const cel_exchange_ops exchange_ops = {
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,
+    .hold = cel_genref_hold_exchange,
 };
 
 /* ---- requests ---- */

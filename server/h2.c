@@ -435,9 +435,8 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
                (pad && cel_outq_copy(h->out, zeros, 1))) { /* the pad length byte */
         return NGHTTP2_ERR_CALLBACK_FAILURE;
     } else if (st->out_kind == BODY_GEN && length >= REF_MIN) {
-        st->gen->users++;
-        if ((rc = cel_outq_ref(h->out, p, length, release_gen, st->gen)))
-            st->gen->users--;
+        if ((rc = cel_outq_ref(h->out, p, length, release_gen, cel_genref_take(st->gen))))
+            cel_genref_drop(st->gen);
     } else if (st->out_kind == BODY_EXT && length >= REF_MIN) {
         st->ext->refs++;
         if ((rc = cel_outq_ref(h->out, p, length, ext_unref, st->ext)))
@@ -666,6 +665,7 @@ static const cel_exchange_ops exchange_ops = {
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,
+    .hold = cel_genref_hold_exchange,
 };
 
 /* Answers before the request is complete (413, 431); the rest of the request is

@@ -7,7 +7,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "dispatch.h"
 #include "env.h"
 #include "handler.h"
 #include "log.h"
@@ -62,7 +61,7 @@ struct celeris_async {
     cel_task task; /* first: the env runs it */
     celeris_req *req; /* NULL when the request went away meanwhile */
     cel_env *env;
-    cel_genref *gen; /* keeps the instance and its code loaded */
+    cel_body_owner hold; /* keeps the instance and its code loaded */
     void (*fn)(celeris_req *req, void *arg);
     void *arg;
 };
@@ -598,7 +597,7 @@ static void run_token(cel_task *t)
     } else {
         a->fn(NULL, a->arg);
     }
-    cel_genref_drop(a->gen);
+    a->hold.release(a->hold.arg);
     cel_pool_release(a->env->pool, a);
 }
 
@@ -613,8 +612,7 @@ celeris_async *celeris_req_suspend(celeris_req *req)
     a->task.run = run_token;
     a->req = req;
     a->env = req->x->env;
-    a->gen = req->x->gen;
-    a->gen->users++;
+    req->x->ops->hold(req->x, &a->hold);
     a->env->tasks_pending++;
     req->token = a;
     req->state = R_SUSPENDED;

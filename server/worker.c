@@ -10,6 +10,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "genref.h"
 #include "log.h"
 #include "stats.h"
 #include "tls.h"
@@ -265,7 +266,7 @@ static void refresh_generation(cel_worker *w)
         return;
     cel_config *cfg = cel_config_acquire();
     if (cfg) {
-        if (cel_env_use(&w->env, cfg))
+        if (cel_genref_use(&w->env, cfg))
             cel_log(CEL_LOG_ERROR, "worker %u: out of memory switching configuration", w->id);
         cel_config_unref(cfg);
     }
@@ -307,7 +308,7 @@ static void on_beat(evutil_socket_t fd, short what, void *arg)
     cel_worker *w = arg;
     (void)fd, (void)what;
     atomic_fetch_add_explicit(&w->beats, 1, memory_order_relaxed);
-    cel_env_flush_logs(&w->env);
+    cel_genref_flush_logs(&w->env);
 }
 
 static void *run(void *arg)
@@ -323,12 +324,12 @@ static void *run(void *arg)
                     strerror(rc));
     }
     cel_env_set_self(&w->env);
-    cel_env_attach(&w->env, w->env.gen->cfg);
+    cel_genref_attach(&w->env, w->env.gen->cfg);
     event_base_dispatch(w->host.base);
     while (w->conns)
         cel_conn_close(w->conns);
     cel_env_run_tasks(&w->env);
-    cel_env_flush_logs(&w->env);
+    cel_genref_flush_logs(&w->env);
     /* Handlers' worker_fini runs here, on the worker's own thread. Tokens
      * still out (a module thread that has not answered yet) would keep the
      * stop waiting on module code: the env outlives the thread for them, and
@@ -336,9 +337,10 @@ static void *run(void *arg)
     if (w->env.tasks_pending) {
         cel_log(CEL_LOG_INFO, "worker %u: ended with %zu module completions still out", w->id,
                 w->env.tasks_pending);
-        cel_env_orphan(&w->env);
+        cel_genref_orphan(&w->env);
         return NULL;
     }
+    cel_genref_deinit(&w->env);
     cel_env_deinit(&w->env);
     w->env_live = 0;
     return NULL;
@@ -355,8 +357,10 @@ static void worker_free(cel_worker *w)
         event_del(&w->beat_ev);
         event_base_free(w->host.base);
     }
-    if (w->env_live)
+    if (w->env_live) {
+        cel_genref_deinit(&w->env);
         cel_env_deinit(&w->env);
+    }
     w->env_live = 0;
     w->host.base = NULL;
 }
@@ -377,12 +381,17 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
         w->host.base = event_base_new_with_config(ec);
         event_config_free(ec);
     }
-    if (!w->host.base || cel_env_init(&w->env, id, w->host.base, cfg)) {
+    if (!w->host.base || cel_env_init(&w->env, id, w->host.base)) {
         snprintf(err, errlen, "worker %u: cannot set up: %s", id, strerror(errno));
         worker_free(w);
         return CEL_ENOMEM;
     }
     w->env_live = 1;
+    if (cel_genref_init(&w->env, cfg)) {
+        snprintf(err, errlen, "worker %u: cannot set up: %s", id, strerror(ENOMEM));
+        worker_free(w);
+        return CEL_ENOMEM;
+    }
     w->env.stats = cel_stats_worker(id);
     event_assign(&w->resume_ev, w->host.base, -1, 0, on_resume, w);
     event_assign(&w->stop_ev, w->host.base, -1, 0, on_stop_timeout, w);

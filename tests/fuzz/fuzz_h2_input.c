@@ -52,6 +52,7 @@
 #include "config.h"
 #include "env.h"
 #include "fuzz.h"
+#include "genref.h"
 #include "h2.h"
 #include "log.h"
 #include "outq.h"
@@ -190,7 +191,7 @@ static void setup_world(world *w, unsigned i)
         exit(1);
     }
     struct event_base *base = event_base_new();
-    if (!base || cel_env_init(&w->env, 0, base, cfg)) {
+    if (!base || cel_env_init(&w->env, 0, base) || cel_genref_init(&w->env, cfg)) {
         fprintf(stderr, "fuzz_h2_input: env setup failed\n");
         exit(1);
     }
@@ -239,7 +240,7 @@ static void check_access_line(const world *w, const char *p, size_t len)
 /* Writes out the world's access log, checks every line, empties it. */
 static void check_access_log(world *w)
 {
-    cel_env_flush_logs(&w->env);
+    cel_genref_flush_logs(&w->env);
     struct stat st;
     if (fstat(w->logfd, &st))
         abort();

@@ -52,6 +52,7 @@
 
 #include "config.h"
 #include "env.h"
+#include "genref.h"
 #include "h2.h"
 #include "log.h"
 #include "outq.h"
@@ -533,6 +534,7 @@ static int daemon_done(server *sv)
         fprintf(stderr, "celeris-inproc-bench: %zu users of the generation left\n", users);
     event_free(d->ev);
     struct event_base *base = d->env.base;
+    cel_genref_deinit(&d->env);
     cel_env_deinit(&d->env);
     event_base_free(base);
     free(d);
@@ -566,7 +568,7 @@ static server *daemon_new(void)
     cel_config *cfg = load_routes();
     cel_log_level = cfg->log_level;
     struct event_base *base = event_base_new();
-    if (!base || cel_env_init(&d->env, 0, base, cfg))
+    if (!base || cel_env_init(&d->env, 0, base) || cel_genref_init(&d->env, cfg))
         die("env setup failed");
     cel_config_unref(cfg); /* the env holds its own */
     d->env.stats = cel_stats_worker(0);
