@@ -20,9 +20,9 @@
  * cel_h2_fields_request_end, cel_h2_fields_data and cel_h2_fields_body_end.
  *
  * Where the two may legitimately differ the input is skipped, each case here:
- *   - a content-length of more than 18 digits: celerisd refuses it outright
- *     (RFC 9110 8.6 lets a recipient refuse a length it cannot use; nghttp2
- *     takes up to INT64_MAX).
+ *   - a content-length of more than 18 digits after its leading zeros (10^18
+ *     octets and more): celerisd refuses it outright (RFC 9110 8.6 lets a
+ *     recipient refuse a length it cannot use; nghttp2 takes up to INT64_MAX).
  */
 #include <nghttp2/nghttp2.h>
 
@@ -244,10 +244,16 @@ static int celerisd_refuses(const req *r, seen *first, int again)
 /* The exceptions of the header comment. */
 static int excepted(const req *r)
 {
-    for (size_t i = 0; i < r->n; i++)
-        if (r->f[i].nlen == 14 && memcmp(r->f[i].name, "content-length", 14) == 0 &&
-            r->f[i].vlen > 18)
+    for (size_t i = 0; i < r->n; i++) {
+        const field *f = &r->f[i];
+        if (f->nlen != 14 || memcmp(f->name, "content-length", 14) != 0)
+            continue;
+        size_t z = 0;
+        while (z + 1 < f->vlen && f->value[z] == '0')
+            z++;
+        if (f->vlen - z > 18)
             return 1;
+    }
     return 0;
 }
 

@@ -62,6 +62,8 @@ SEEDS = {
     "method_bad": enc([(b":method", b"G T"), (b":scheme", b"https"), (b":path", b"/"),
                        (b":authority", b"a")]),
     "priority": enc(with_((b"priority", b"u=1, i"))),
+    "length_leading_zeros": enc(with_((b"content-length", b"0000000000000000000005")), body=5,
+                                data=True),
     "length_plus": enc(with_((b"content-length", b"+5")), body=5, data=True),
 }
 
