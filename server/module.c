@@ -172,7 +172,7 @@ static int check_imports(const char *path, const char *route, const uint8_t *p, 
         snprintf(others, sizeof(others), " (and %u more celeris_* function%s)", more,
                  more == 1 ? "" : "s");
     if (!v)
-        snprintf(built, sizeof(built), "the module was built against a newer celeris/module.h");
+        snprintf(built, sizeof(built), "the module was built against another celeris/module.h");
     else
         snprintf(built, sizeof(built),
                  "the module was built against the celeris/module.h of celerisd %u.%u.%u%s",
