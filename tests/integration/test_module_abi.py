@@ -51,6 +51,7 @@ static int handle(void *instance, celeris_req *req)
     (void)instance;
     if (celeris_resp_from_the_future)
         return celeris_resp_from_the_future(req, 200);
+    celeris_resp_header(req, "connection", "close"); /* refused, and logged */
     return celeris_resp_send(req, 200, "fallback\n", 9);
 }
 
@@ -186,6 +187,19 @@ routes:
 """)
     p = curl([srv.url("/w")])
     assert p.returncode == 0 and p.stdout == b"fallback\n", p.stderr
+    # no .name: the log names the module by what CELERIS_MODULE was given
+    deadline = time.monotonic() + 10
+    while 'module weakling on route "/w": celeris_resp_header refused' not in srv.stderr_text():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.05)
+
+
+def test_module_name_must_be_an_identifier(tmp_path):
+    src = tmp_path / "bad.c"
+    src.write_text(OLD_SRC.replace("CELERIS_MODULE(old)", 'CELERIS_MODULE("old")'))
+    p = subprocess.run(["cc", "-shared", "-fPIC", *module_cflags(), "-o", str(tmp_path / "b.so"),
+                        str(src)], capture_output=True, text=True, timeout=120)
+    assert p.returncode != 0, "CELERIS_MODULE took a string"
 
 
 def test_examples_and_modules_built_with_the_old_header_still_load(celerisd, tmp_path):
