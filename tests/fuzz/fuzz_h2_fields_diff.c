@@ -128,8 +128,8 @@ static size_t headers_frame(nghttp2_hd_deflater *def, const req *r, int trailer,
     size_t n = 0;
     for (size_t i = 0; i < r->n; i++)
         if (r->f[i].trailer == trailer)
-            nv[n++] = (nghttp2_nv){(uint8_t *)r->f[i].name, (uint8_t *)r->f[i].value,
-                                   r->f[i].nlen, r->f[i].vlen, NGHTTP2_NV_FLAG_NONE};
+            nv[n++] = (nghttp2_nv){(uint8_t *)r->f[i].name, (uint8_t *)r->f[i].value, r->f[i].nlen,
+                                   r->f[i].vlen, NGHTTP2_NV_FLAG_NONE};
     ssize_t len = nghttp2_hd_deflate_hd(def, out + 9, cap - 9, nv, n);
     if (len < 0 || len > 16384)
         fuzz_fail("HPACK deflate: %zd", len);
@@ -227,7 +227,8 @@ static int celerisd_refuses(const req *r, seen *first, int again)
         }
         if (!again) {
             first[i].kind = kind;
-            first[i].bits = (f.seen & ~before) | (x->nlen && x->name[0] == ':' ? 0 : CEL_HF_REGULAR);
+            first[i].bits =
+                (f.seen & ~before) | (x->nlen && x->name[0] == ':' ? 0 : CEL_HF_REGULAR);
         }
         if (kind < 0)
             return 1;
@@ -271,8 +272,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         fuzz_fail("celerisd: %d the first time, %d with cel_h2_field_again", ours, replay);
     int theirs = nghttp2_refuses(&r);
     if (ours != theirs) {
-        fprintf(stderr, "fields (%zu, body %zu%s):\n", r.n, r.body,
-                r.send_data ? ", DATA" : "");
+        fprintf(stderr, "fields (%zu, body %zu%s):\n", r.n, r.body, r.send_data ? ", DATA" : "");
         for (size_t i = 0; i < r.n; i++) {
             fprintf(stderr, "  %s\"", r.f[i].trailer ? "trailer " : "");
             for (size_t j = 0; j < r.f[i].nlen; j++)
@@ -280,7 +280,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
                         r.f[i].name[j]);
             fprintf(stderr, "\": \"");
             for (size_t j = 0; j < r.f[i].vlen; j++)
-                fprintf(stderr, r.f[i].value[j] >= 0x20 && r.f[i].value[j] < 0x7f ? "%c" : "\\x%02x",
+                fprintf(stderr,
+                        r.f[i].value[j] >= 0x20 && r.f[i].value[j] < 0x7f ? "%c" : "\\x%02x",
                         r.f[i].value[j]);
             fprintf(stderr, "\"\n");
         }
