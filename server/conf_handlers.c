@@ -524,7 +524,7 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const 
 
     char err[768];
     cel_module_image *img;
-    if (cel_module_load(path, &img, err, sizeof(err))) {
+    if (cel_module_load(path, pattern, &img, err, sizeof(err))) {
         free(json);
         return conf_error(c, at, "%s", err);
     }

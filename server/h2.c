@@ -1499,6 +1499,12 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
 #if defined(HAVE_NGHTTP2_OPTION_SET_MAX_OUTBOUND_ACK)
     nghttp2_option_set_max_outbound_ack(opt, h->limits.max_outbound_ack);
 #endif
+#if defined(HAVE_NGHTTP2_OPTION_SET_GLITCH_RATE_LIMIT)
+    /* nghttp2's own count (1.62+) of frames and errors that do no work: a
+     * backstop behind our glitch bucket, twice as loose so ours speaks first. */
+    nghttp2_option_set_glitch_rate_limit(opt, h->limits.glitch_burst * 2ull,
+                                         h->limits.glitch_rate * 2ull);
+#endif
     int rv = nghttp2_session_server_new3(&h->s, callbacks, h, opt, &mem);
     nghttp2_option_del(opt);
     if (rv) {

@@ -279,10 +279,14 @@ static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint
 
 static int parse_length(const uint8_t *v, size_t n, int64_t *out)
 {
-    if (n == 0 || n > 18) /* 18 digits cannot overflow int64_t */
+    /* 1*DIGIT (RFC 9110 8.6): leading zeros are allowed and do not count */
+    size_t i = 0;
+    while (i + 1 < n && v[i] == '0')
+        i++;
+    if (n == 0 || n - i > 18) /* 18 digits cannot overflow int64_t */
         return -1;
     int64_t x = 0;
-    for (size_t i = 0; i < n; i++) {
+    for (; i < n; i++) {
         if (v[i] < '0' || v[i] > '9')
             return -1;
         x = x * 10 + (v[i] - '0');

@@ -94,8 +94,9 @@ static const char *code_name(int rc)
 /* "module NAME on route "PATH"", the name left out when the descriptor has none. */
 static void describe(const module_handler *mh, char *buf, size_t len)
 {
-    if (mh->m->name && mh->m->name[0])
-        snprintf(buf, len, "module %s on route \"%s\"", mh->m->name, mh->route);
+    const char *name = cel_module_name(mh->img);
+    if (name && name[0])
+        snprintf(buf, len, "module %s on route \"%s\"", name, mh->route);
     else
         snprintf(buf, len, "module on route \"%s\"", mh->route);
 }

@@ -1,8 +1,10 @@
 #include "module.h"
 
 #include <dlfcn.h>
+#include <elf.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <link.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -14,6 +16,7 @@
 
 #include "common.h"
 #include "log.h"
+#include "version.h"
 
 struct cel_module_image {
     struct cel_module_image *next;
@@ -72,10 +75,122 @@ static int unused_name(int *fd, char *name, size_t len)
     return rc;
 }
 
+/* Bytes [OFF, OFF+LEN) of the file, or NULL when they are not all in it. */
+static const uint8_t *span(const uint8_t *p, size_t n, uint64_t off, uint64_t len)
+{
+    return off <= n && len <= n - off ? p + off : NULL;
+}
+
+/* The CELERIS_VERSION_NUM a module's descriptor records, read from the file
+ * (ENTRY is the descriptor's address): the module is never loaded when it
+ * cannot run. 0 when the descriptor predates the field or is not found. */
+static uint32_t header_version(const uint8_t *p, size_t n, const ElfW(Ehdr) *eh, uint64_t entry)
+{
+    for (unsigned i = 0; i < eh->e_phnum; i++) {
+        ElfW(Phdr) ph;
+        const uint8_t *at = span(p, n, eh->e_phoff + (uint64_t)i * sizeof(ph), sizeof(ph));
+        if (!at)
+            return 0;
+        memcpy(&ph, at, sizeof(ph));
+        if (ph.p_type != PT_LOAD || entry < ph.p_vaddr || entry - ph.p_vaddr >= ph.p_filesz)
+            continue;
+        uint64_t off = ph.p_offset + (entry - ph.p_vaddr);
+        uint32_t size, version;
+        const uint8_t *d = span(p, n, off, offsetof(celeris_module, header_version) + 4);
+        if (!d)
+            return 0;
+        memcpy(&size, d + offsetof(celeris_module, size), 4);
+        if (size < offsetof(celeris_module, header_version) + 4)
+            return 0;
+        memcpy(&version, d + offsetof(celeris_module, header_version), 4);
+        return version;
+    }
+    return 0;
+}
+
+/* Resolves, before the module is loaded, every function it calls that the
+ * daemon should provide: the undefined, non-weak celeris_* symbols of its
+ * dynamic symbol table, each looked up among the daemon's exports. Loading
+ * would otherwise fail with the loader's bare "undefined symbol" (or, bound
+ * lazily, kill the process at the first call). A file this cannot read as an
+ * ELF object of our class passes: dlopen then says what is wrong with it. */
+static int check_imports(const char *path, const char *route, const uint8_t *p, size_t n,
+                         char *err, size_t errlen)
+{
+    ElfW(Ehdr) eh;
+    if (n < sizeof(eh))
+        return 0;
+    memcpy(&eh, p, sizeof(eh));
+    if (memcmp(eh.e_ident, ELFMAG, SELFMAG) ||
+        eh.e_ident[EI_CLASS] != (sizeof(void *) == 8 ? ELFCLASS64 : ELFCLASS32) ||
+        eh.e_shentsize != sizeof(ElfW(Shdr)))
+        return 0;
+    ElfW(Shdr) sym = {0}, str = {0};
+    for (unsigned i = 0; i < eh.e_shnum; i++) {
+        const uint8_t *at = span(p, n, eh.e_shoff + (uint64_t)i * sizeof(sym), sizeof(sym));
+        if (!at)
+            return 0;
+        memcpy(&sym, at, sizeof(sym));
+        if (sym.sh_type == SHT_DYNSYM)
+            break;
+        sym.sh_type = SHT_NULL;
+    }
+    const uint8_t *link, *strs;
+    if (sym.sh_type != SHT_DYNSYM || !span(p, n, sym.sh_offset, sym.sh_size) ||
+        !(link = span(p, n, eh.e_shoff + (uint64_t)sym.sh_link * sizeof(str), sizeof(str))))
+        return 0;
+    memcpy(&str, link, sizeof(str));
+    if (!(strs = span(p, n, str.sh_offset, str.sh_size)))
+        return 0;
+
+    const char *missing = NULL;
+    unsigned more = 0;
+    uint64_t entry = 0;
+    for (uint64_t off = 0; off + sizeof(ElfW(Sym)) <= sym.sh_size; off += sizeof(ElfW(Sym))) {
+        ElfW(Sym) s;
+        memcpy(&s, p + sym.sh_offset + off, sizeof(s));
+        if (s.st_name >= str.sh_size || !memchr(strs + s.st_name, 0, str.sh_size - s.st_name))
+            continue;
+        const char *name = (const char *)strs + s.st_name;
+        if (s.st_shndx != SHN_UNDEF) {
+            if (strcmp(name, CELERIS_MODULE_SYMBOL) == 0)
+                entry = s.st_value;
+        } else if (ELF64_ST_BIND(s.st_info) == STB_GLOBAL && strncmp(name, "celeris_", 8) == 0 &&
+                   !dlsym(RTLD_DEFAULT, name)) {
+            if (missing)
+                more++;
+            else
+                missing = name;
+        }
+    }
+    if (!missing)
+        return 0;
+
+    uint32_t v = entry ? header_version(p, n, &eh, entry) : 0;
+    char others[64] = "", built[160];
+    if (more)
+        snprintf(others, sizeof(others), " (and %u more celeris_* function%s)", more,
+                 more == 1 ? "" : "s");
+    if (!v)
+        snprintf(built, sizeof(built), "the module was built against another celeris/module.h");
+    else
+        snprintf(built, sizeof(built),
+                 "the module was built against the celeris/module.h of celerisd %u.%u.%u%s",
+                 v >> 16, (v >> 8) & 0xff, v & 0xff,
+                 v > CELERIS_VERSION_NUM ? ": run it on that release or a later one"
+                                         : ", which does not declare it either");
+    snprintf(err, errlen,
+             "module \"%s\" (route \"%s\") needs %s%s, which this celerisd %s (module ABI %u) "
+             "does not have: %s",
+             path, route, missing, others, CEL_VERSION, CELERIS_MODULE_ABI_VERSION, built);
+    return CEL_EINVAL;
+}
+
 /* Copies the open module file IN into a memfd and loads that: the image never
  * maps the file, so rewriting it in place (cp over it) cannot touch loaded
  * code. *FD is the memfd, open for as long as the image is loaded. */
-static void *open_copy(const char *path, int in, off_t size, int *fd, char *err, size_t errlen)
+static void *open_copy(const char *path, const char *route, int in, off_t size, int *fd,
+                       char *err, size_t errlen)
 {
     int mfd = memfd_create("celeris-module", MFD_CLOEXEC);
     if (mfd < 0) {
@@ -88,6 +203,16 @@ static void *open_copy(const char *path, int in, off_t size, int *fd, char *err,
         if (n <= 0) {
             snprintf(err, errlen, "cannot copy module \"%s\": %s", path,
                      n < 0 ? strerror(errno) : "short read");
+            close(mfd);
+            return NULL;
+        }
+    }
+    if (size > 0) {
+        void *p = mmap(NULL, (size_t)size, PROT_READ, MAP_PRIVATE, mfd, 0);
+        int rc = p == MAP_FAILED ? 0 : check_imports(path, route, p, (size_t)size, err, errlen);
+        if (p != MAP_FAILED)
+            munmap(p, (size_t)size);
+        if (rc) {
             close(mfd);
             return NULL;
         }
@@ -135,7 +260,8 @@ static int check_desc(const char *path, const celeris_module *d, char *err, size
     return 0;
 }
 
-int cel_module_load(const char *path, cel_module_image **out, char *err, size_t errlen)
+int cel_module_load(const char *path, const char *route, cel_module_image **out, char *err,
+                    size_t errlen)
 {
     /* The version is what this descriptor holds, so the copy is made from it. */
     int in = open(path, O_RDONLY | O_CLOEXEC);
@@ -167,7 +293,7 @@ int cel_module_load(const char *path, cel_module_image **out, char *err, size_t 
     pthread_mutex_unlock(&lock);
 
     int fd = -1;
-    void *dl = open_copy(path, in, st.st_size, &fd, err, errlen);
+    void *dl = open_copy(path, route, in, st.st_size, &fd, err, errlen);
     close(in);
     if (!dl)
         return CEL_EINVAL;
@@ -203,6 +329,16 @@ int cel_module_load(const char *path, cel_module_image **out, char *err, size_t 
 const celeris_module *cel_module_desc(const cel_module_image *m)
 {
     return m->desc;
+}
+
+const char *cel_module_name(const cel_module_image *m)
+{
+    const celeris_module *d = m->desc;
+    if (d->name && d->name[0])
+        return d->name;
+    if (d->size >= offsetof(celeris_module, declared_name) + sizeof(d->declared_name))
+        return d->declared_name;
+    return NULL;
 }
 
 const char *cel_module_path(const cel_module_image *m)

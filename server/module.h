@@ -17,10 +17,15 @@
 
 typedef struct cel_module_image cel_module_image;
 
-/* Loads PATH and checks its descriptor (symbol, ABI version, handle). Main
- * thread. 0, or CEL_EINVAL with a message in ERR. */
-int cel_module_load(const char *path, cel_module_image **out, char *err, size_t errlen);
+/* Loads PATH and checks its descriptor (symbol, ABI version, handle) and,
+ * before loading it, that the daemon has every celeris_* function it calls.
+ * ROUTE only names the route in errors. Main thread. 0, or CEL_EINVAL with a
+ * message in ERR. */
+int cel_module_load(const char *path, const char *route, cel_module_image **out, char *err,
+                    size_t errlen);
 const celeris_module *cel_module_desc(const cel_module_image *m);
+/* The descriptor's name, else the name given to CELERIS_MODULE, else NULL. */
+const char *cel_module_name(const cel_module_image *m);
 const char *cel_module_path(const cel_module_image *m);
 /* Drops a reference; the last one unloads the image. Any thread. */
 void cel_module_unref(cel_module_image *m);

@@ -348,8 +348,8 @@ def test_refusals_logged_once_with_named_codes(celerisd, tmp_path):
     fail = [ln for ln in log.splitlines() if 'route "/fail"' in ln]
     assert fail and "handle returned CELERIS_ERROR (-1)" in fail[0], log
     assert "(-6)" not in log and "module ?" not in log, log
-    # no .name in the descriptor: the route path says which module
-    assert 'module on route "/silent": handle returned without answering' in log, log
+    # no .name in the descriptor: the name given to CELERIS_MODULE, and the route
+    assert 'module refusals on route "/silent": handle returned without answering' in log, log
 
 
 # Fills the socket, then on its first on_writable call has nothing yet: it asks

@@ -213,6 +213,16 @@ def test_post_body_at_limit_with_content_length(srv):
         assert r.body == UPLOAD_OK
 
 
+def test_post_content_length_with_leading_zeros(srv):
+    """1*DIGIT (RFC 9110 8.6): leading zeros are no reason to reset the stream,
+    however many (nghttp2's own checks take them too)."""
+    body = b"hello"
+    with srv.client() as c:
+        r = c.request("POST", "/upload", CT + [("content-length", "0" * 30 + "5")], body)
+        assert r.status == 200, r
+        assert r.body == UPLOAD_OK
+
+
 def test_post_body_at_limit_without_content_length(srv):
     body = os.urandom(50000)
     with srv.client() as c:

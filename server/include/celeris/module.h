@@ -28,7 +28,11 @@
  * at load. Within one version, new functions and new descriptor fields (at the
  * end; `size` tells which ones a module knows) may be added, so a module built
  * today keeps loading. Requests and responses are opaque: no struct layout a
- * module could depend on is exposed.
+ * module could depend on is exposed. A module that calls a function this
+ * daemon does not have (it was built against a newer header) is refused at
+ * load with an error naming the function and both versions; a function
+ * declared weak (`#pragma weak celeris_x`) is left for the module to test
+ * for NULL instead.
  *
  * Threads. Every celeris_req and celeris_resp function must be called on the
  * worker thread that runs the request: from the handler itself, or from a
@@ -53,6 +57,15 @@ extern "C" {
 #endif
 
 #define CELERIS_MODULE_ABI_VERSION 1
+
+/* The celerisd release this header comes with (meson checks it against the
+ * project version). A module records it in its descriptor, so a daemon that
+ * lacks a function the module calls can name the release the module needs. */
+#define CELERIS_VERSION_MAJOR 0
+#define CELERIS_VERSION_MINOR 1
+#define CELERIS_VERSION_PATCH 0
+#define CELERIS_VERSION_NUM                                                                        \
+    ((CELERIS_VERSION_MAJOR << 16) | (CELERIS_VERSION_MINOR << 8) | CELERIS_VERSION_PATCH)
 
 /*
  * Return codes: every int a celeris_* function returns is one of these, and
@@ -129,10 +142,17 @@ typedef struct celeris_module {
      * (a 500 if no response has started, else the stream is reset).
      */
     int (*handle)(void *instance, celeris_req *req);
+
+    /* Filled by CELERIS_MODULE_HEADER (absent from modules built before them,
+     * which `size` tells): the name given to CELERIS_MODULE, which logs use
+     * when `name` is NULL, and the CELERIS_VERSION_NUM of the header. */
+    const char *declared_name;
+    uint32_t header_version;
 } celeris_module;
 
 #define CELERIS_MODULE_HEADER                                                                      \
-    .abi_version = CELERIS_MODULE_ABI_VERSION, .size = sizeof(celeris_module)
+    .abi_version = CELERIS_MODULE_ABI_VERSION, .size = sizeof(celeris_module),                     \
+    .declared_name = celeris_module_declared_name_, .header_version = CELERIS_VERSION_NUM
 
 #if defined(__GNUC__)
 #define CELERIS_EXPORT __attribute__((visibility("default")))
@@ -140,8 +160,17 @@ typedef struct celeris_module {
 #define CELERIS_EXPORT
 #endif
 
-/* Defines the exported descriptor: CELERIS_MODULE(name) = { ... }; */
-#define CELERIS_MODULE(modname) CELERIS_EXPORT const celeris_module celeris_module_entry
+/*
+ * Defines the exported descriptor: CELERIS_MODULE(name) = { ... }; NAME must be
+ * an identifier (a C identifier is checked at compile time) and becomes the
+ * descriptor's declared_name through CELERIS_MODULE_HEADER, so the two go
+ * together. The exported symbol is always celeris_module_entry: one module
+ * per shared object.
+ */
+#define CELERIS_MODULE(modname)                                                                    \
+    enum { celeris_module_name_must_be_an_identifier_##modname = 0 };                              \
+    static const char celeris_module_declared_name_[] = #modname;                                  \
+    CELERIS_EXPORT const celeris_module celeris_module_entry
 #define CELERIS_MODULE_SYMBOL "celeris_module_entry"
 
 /* ---- the request ---- */
