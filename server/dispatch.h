@@ -65,7 +65,4 @@ void cel_dispatch_rejected(cel_env *env, const cel_config *cfg, const cel_reques
 /* Fills RES with the server's plain-text answer for STATUS (404, 413, …). */
 void cel_response_error(cel_response *res, int status);
 
-/* The reason phrase for STATUS ("Not Found"), or "" when we have none. */
-const char *cel_status_reason(int status);
-
 #endif

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include "accesslog.h"
+#include "http.h"
 #include "log.h"
 
 static cel_genref *genref_new(cel_env *e, cel_config *cfg)
@@ -131,17 +132,9 @@ void cel_env_retire(cel_env *e, cel_genref *r)
 
 void cel_env_tick(cel_env *e, time_t now)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     if (now == e->date_sec)
         return;
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    int n = snprintf(e->date, sizeof(e->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-                     days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-    e->date_len = n > 0 ? (size_t)n : 0;
+    e->date_len = cel_http_date(e->date, now);
     e->date_sec = now;
 }
 

@@ -10,6 +10,7 @@
 #include "arena.h"
 #include "dispatch.h"
 #include "h2_fields.h"
+#include "http.h"
 #include "log.h"
 #include "stats.h"
 #include "version.h"
@@ -510,7 +511,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     if (res->content_type.n)
         nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
     if (!no_body && !streaming) {
-        nva[n++] = nv_name_lit("content-length", 14, clen, cel_utoa(clen, res->body_len));
+        nva[n++] = nv_name_lit("content-length", 14, clen, cel_http_utoa(clen, res->body_len));
     }
     /* Handlers' fields have lowercase names (config and module headers are
      * lowercased when set) and live in the generation or the stream's arena. */
@@ -1534,9 +1535,10 @@ static int arena_str(stream *st, cel_str in, cel_str *out)
 /* Headers that describe the HTTP/1.1 hop and have no place on HTTP/2. */
 static int hop_header(cel_str n)
 {
-    static const char *const names[] = {"connection", "upgrade",          "http2-settings",
-                                        "keep-alive", "transfer-encoding", "proxy-connection",
-                                        "te",         "host"};
+    /* te: HTTP/2 allows only "trailers"; host: :authority carries it */
+    static const char *const names[] = {"http2-settings", "te", "host"};
+    if (cel_http_conn_specific(n.p, n.n))
+        return 1;
     for (size_t i = 0; i < CEL_ARRAY_LEN(names); i++)
         if (n.n == strlen(names[i]) && memcmp(n.p, names[i], n.n) == 0)
             return 1;

@@ -10,6 +10,7 @@
 #include "dispatch.h"
 #include "env.h"
 #include "handler.h"
+#include "http.h"
 #include "log.h"
 #include "module.h"
 
@@ -355,7 +356,7 @@ static int valid_token(const char *s)
     if (!*s)
         return 0;
     for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
+        if (!cel_http_is_tchar((unsigned char)*s))
             return 0;
     return 1;
 }
@@ -363,12 +364,11 @@ static int valid_token(const char *s)
 /* Fields the server writes itself, whatever the module says. */
 static int reserved_header(const char *lower)
 {
-    static const char *const names[] = {"content-length",    "date",       "server", "connection",
-                                        "transfer-encoding", "keep-alive", "upgrade"};
+    static const char *const names[] = {"content-length", "date", "server"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(lower, names[i]) == 0)
             return 1;
-    return 0;
+    return cel_http_conn_specific(lower, strlen(lower));
 }
 
 int celeris_resp_header(celeris_req *req, const char *name, const char *value)

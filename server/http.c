@@ -1,0 +1,119 @@
+#include "http.h"
+
+#include <stdio.h>
+
+#define A (CEL_HTTP_ALNUM | CEL_HTTP_TCHAR)
+#define T CEL_HTTP_TCHAR
+#define A2(c) [(c)] = A, [(c) + 1] = A
+#define A4(c) A2(c), A2((c) + 2)
+#define A8(c) A4(c), A4((c) + 4)
+#define LETTERS(c) A8(c), A8((c) + 8), A8((c) + 16), A2((c) + 24)
+
+/* A table, where isalnum would follow the locale and strchr scan a string. */
+const unsigned char cel_http_chars[256] = {
+    A8('0'), A2('8'), LETTERS('A'), LETTERS('a'),
+    ['!'] = T, ['#'] = T, ['$'] = T, ['%'] = T, ['&'] = T, ['\''] = T, ['*'] = T,
+    ['+'] = T, ['-'] = T, ['.'] = T, ['^'] = T, ['_'] = T, ['`'] = T, ['|'] = T, ['~'] = T,
+};
+
+/* S (N octets, any case) equals LOW (lowercase). */
+static int ieq(const char *s, const char *low, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)s[i];
+        if ((c >= 'A' && c <= 'Z' ? c + 32 : c) != (unsigned char)low[i])
+            return 0;
+    }
+    return 1;
+}
+
+int cel_http_conn_specific(const char *name, size_t n)
+{
+    switch (n) {
+    case 7:
+        return ieq(name, "upgrade", 7);
+    case 10:
+        return ieq(name, "connection", 10) || ieq(name, "keep-alive", 10);
+    case 16:
+        return ieq(name, "proxy-connection", 16);
+    case 17:
+        return ieq(name, "transfer-encoding", 17);
+    default:
+        return 0;
+    }
+}
+
+#define R(code, text) {code, sizeof(text) - 1, text "\n"}
+
+static const struct {
+    short status;
+    unsigned char len;
+    const char *text; /* the reason and a newline */
+} reasons[] = {
+    R(100, "Continue"),
+    R(101, "Switching Protocols"),
+    R(200, "OK"),
+    R(201, "Created"),
+    R(202, "Accepted"),
+    R(203, "Non-Authoritative Information"),
+    R(204, "No Content"),
+    R(206, "Partial Content"),
+    R(301, "Moved Permanently"),
+    R(302, "Found"),
+    R(303, "See Other"),
+    R(304, "Not Modified"),
+    R(307, "Temporary Redirect"),
+    R(308, "Permanent Redirect"),
+    R(400, "Bad Request"),
+    R(401, "Unauthorized"),
+    R(403, "Forbidden"),
+    R(404, "Not Found"),
+    R(405, "Method Not Allowed"),
+    R(406, "Not Acceptable"),
+    R(408, "Request Timeout"),
+    R(409, "Conflict"),
+    R(410, "Gone"),
+    R(411, "Length Required"),
+    R(412, "Precondition Failed"),
+    R(413, "Content Too Large"),
+    R(414, "URI Too Long"),
+    R(415, "Unsupported Media Type"),
+    R(416, "Range Not Satisfiable"),
+    R(417, "Expectation Failed"),
+    R(421, "Misdirected Request"),
+    R(422, "Unprocessable Content"),
+    R(426, "Upgrade Required"),
+    R(428, "Precondition Required"),
+    R(429, "Too Many Requests"),
+    R(431, "Request Header Fields Too Large"),
+    R(500, "Internal Server Error"),
+    R(501, "Not Implemented"),
+    R(502, "Bad Gateway"),
+    R(503, "Service Unavailable"),
+    R(504, "Gateway Timeout"),
+    R(505, "HTTP Version Not Supported"),
+};
+
+cel_str cel_http_reason(int status)
+{
+    for (size_t i = 0; i < CEL_ARRAY_LEN(reasons); i++)
+        if (reasons[i].status == status)
+            return (cel_str){reasons[i].text, reasons[i].len};
+    return (cel_str){"", 0};
+}
+
+size_t cel_http_date(char *buf, time_t t)
+{
+    /* names by hand, because strftime's %a and %b follow the locale */
+    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
+    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
+                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
+    struct tm tm;
+    if (!gmtime_r(&t, &tm))
+        memset(&tm, 0, sizeof(tm));
+    snprintf(buf, CEL_HTTP_DATE_LEN + 1, "%.3s, %02u %.3s %04u %02u:%02u:%02u GMT",
+             days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 100,
+             months[(unsigned)tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000,
+             (unsigned)tm.tm_hour % 100, (unsigned)tm.tm_min % 100, (unsigned)tm.tm_sec % 100);
+    return CEL_HTTP_DATE_LEN;
+}
