@@ -1,9 +1,10 @@
 #include "h1_parse.h"
-#include "http.h"
 
 #include <limits.h>
 #include <stdio.h>
 #include <string.h>
+
+#include "http.h"
 
 const cel_h1_limits cel_h1_default_limits = {65536, 8192, 8192, CEL_H1_MAX_HEADERS};
 

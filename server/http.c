@@ -2,19 +2,34 @@
 
 #include <stdio.h>
 
-#define A (CEL_HTTP_ALNUM | CEL_HTTP_TCHAR)
-#define T CEL_HTTP_TCHAR
-#define A2(c) [(c)] = A, [(c) + 1] = A
-#define A4(c) A2(c), A2((c) + 2)
-#define A8(c) A4(c), A4((c) + 4)
-#define LETTERS(c) A8(c), A8((c) + 8), A8((c) + 16), A2((c) + 24)
+#define IN(c, lo, hi) ((c) >= (lo) && (c) <= (hi))
+#define LOWER(c) IN(c, 'a', 'z')
+#define ALNUM(c) (LOWER(c) || IN(c, 'A', 'Z') || IN(c, '0', '9'))
+#define PUNCT_TCHAR(c)                                                                             \
+    ((c) == '!' || (c) == '#' || (c) == '$' || (c) == '%' || (c) == '&' || (c) == '\'' ||          \
+     (c) == '*' || (c) == '+' || (c) == '-' || (c) == '.' || (c) == '^' || (c) == '_' ||           \
+     (c) == '`' || (c) == '|' || (c) == '~')
+#define PUNCT_AUTH(c)                                                                              \
+    ((c) == '-' || (c) == '.' || (c) == '_' || (c) == '~' || (c) == '!' || (c) == '$' ||           \
+     (c) == '&' || (c) == '\'' || (c) == '(' || (c) == ')' || (c) == '*' || (c) == '+' ||          \
+     (c) == ',' || (c) == ';' || (c) == '=' || (c) == ':' || (c) == '@' || (c) == '[' ||           \
+     (c) == ']' || (c) == '%')
+#define VISIBLE(c) (IN(c, 0x21, 0x7e) || IN(c, 0x80, 0xff))
 
-/* A table, where isalnum would follow the locale and strchr scan a string. */
-const unsigned char cel_http_chars[256] = {
-    A8('0'), A2('8'), LETTERS('A'), LETTERS('a'),
-    ['!'] = T, ['#'] = T, ['$'] = T, ['%'] = T, ['&'] = T, ['\''] = T, ['*'] = T,
-    ['+'] = T, ['-'] = T, ['.'] = T, ['^'] = T, ['_'] = T, ['`'] = T, ['|'] = T, ['~'] = T,
-};
+#define CLASSES(c)                                                                                 \
+    ((LOWER(c) || IN(c, '0', '9') || PUNCT_TCHAR(c) ? CEL_HTTP_NAME : 0) |                        \
+     (ALNUM(c) || PUNCT_TCHAR(c) ? CEL_HTTP_TCHAR : 0) |                                          \
+     (VISIBLE(c) || (c) == ' ' || (c) == '\t' ? CEL_HTTP_VALUE : 0) |                              \
+     (VISIBLE(c) ? CEL_HTTP_PATH : 0) | (ALNUM(c) || PUNCT_AUTH(c) ? CEL_HTTP_AUTH : 0) |          \
+     (ALNUM(c) || (c) == '+' || (c) == '-' || (c) == '.' ? CEL_HTTP_SCHEME : 0) |                 \
+     (ALNUM(c) ? CEL_HTTP_ALNUM : 0))
+#define C4(c) CLASSES(c), CLASSES((c) + 1), CLASSES((c) + 2), CLASSES((c) + 3)
+#define C16(c) C4(c), C4((c) + 4), C4((c) + 8), C4((c) + 12)
+#define C64(c) C16(c), C16((c) + 16), C16((c) + 32), C16((c) + 48)
+
+/* Worked out by the compiler from the definitions above: no locale (isalnum
+ * would follow it), no startup code, read-only. */
+const unsigned char cel_http_chars[256] = {C64(0), C64(64), C64(128), C64(192)};
 
 /* S (N octets, any case) equals LOW (lowercase). */
 static int ieq(const char *s, const char *low, size_t n)

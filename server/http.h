@@ -15,9 +15,15 @@
 
 #include "common.h"
 
-/* Bit flags of cel_http_chars, one entry per octet. */
-#define CEL_HTTP_ALNUM 0x01u /* ASCII letter or digit */
-#define CEL_HTTP_TCHAR 0x02u /* RFC 9110 tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
+/* Classes of cel_http_chars, one entry per octet (RFC 9110 5.6.2 and 5.5,
+ * RFC 3986 3.1 and 3.2). */
+#define CEL_HTTP_NAME 0x01u   /* lowercase tchar: an HTTP/2 field name octet */
+#define CEL_HTTP_TCHAR 0x02u  /* tchar: ALPHA / DIGIT / "!#$%&'*+-.^_`|~" */
+#define CEL_HTTP_VALUE 0x04u  /* field-vchar, SP or HTAB */
+#define CEL_HTTP_PATH 0x08u   /* VCHAR or obs-text */
+#define CEL_HTTP_AUTH 0x10u   /* unreserved, sub-delims, pct-encoded, ':', '@', '[' and ']' */
+#define CEL_HTTP_SCHEME 0x20u /* ALPHA, DIGIT, '+', '-' or '.' */
+#define CEL_HTTP_ALNUM 0x40u  /* ALPHA or DIGIT (ASCII, whatever the locale) */
 
 extern const unsigned char cel_http_chars[256];
 

@@ -1,6 +1,7 @@
 /*
  * The HTTP helpers (server/http.h), each against a straightforward reference:
- * the character table against RFC 9110's tchar for every octet, the date
+ * the character table against RFC 9110's tchar (and the other classes)
+ * for every octet, the date
  * writer against strftime in the C locale, the decimal writer against
  * snprintf, the reason phrases and connection-specific names against lists
  * written out here.
@@ -35,11 +36,43 @@ static int ref_tchar(unsigned c)
     return ref_alnum(c);
 }
 
+static int in_set(unsigned c, const char *set)
+{
+    for (; *set; set++)
+        if ((unsigned char)*set == c)
+            return 1;
+    return 0;
+}
+
+/* The other classes, as RFC 9110 5.5 (field-vchar = VCHAR / obs-text),
+ * RFC 3986 3.2.2 (reg-name, IP-literal, pct-encoded) and 3.1 (scheme) say. */
+static unsigned ref_classes(unsigned c)
+{
+    int vis = (c >= 0x21 && c <= 0x7e) || c >= 0x80;
+    unsigned r = 0;
+    if (ref_tchar(c) && !(c >= 'A' && c <= 'Z'))
+        r |= CEL_HTTP_NAME;
+    if (ref_tchar(c))
+        r |= CEL_HTTP_TCHAR;
+    if (vis || c == ' ' || c == '\t')
+        r |= CEL_HTTP_VALUE;
+    if (vis)
+        r |= CEL_HTTP_PATH;
+    if (ref_alnum(c) || in_set(c, "-._~!$&'()*+,;=:@[]%"))
+        r |= CEL_HTTP_AUTH;
+    if (ref_alnum(c) || in_set(c, "+-."))
+        r |= CEL_HTTP_SCHEME;
+    if (ref_alnum(c))
+        r |= CEL_HTTP_ALNUM;
+    return r;
+}
+
 static void test_chars_every_octet(void **state)
 {
     (void)state;
     int ntchar = 0;
     for (unsigned c = 0; c < 256; c++) {
+        assert_int_equal(cel_http_chars[c], ref_classes(c));
         assert_int_equal(cel_http_is_tchar((unsigned char)c), ref_tchar(c));
         assert_int_equal(cel_http_is_alnum((unsigned char)c), ref_alnum(c));
         char one = (char)c;
