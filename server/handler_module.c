@@ -351,16 +351,6 @@ unsigned celeris_req_worker_id(const celeris_req *req)
 
 /* ---- the response ---- */
 
-static int valid_token(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!cel_http_is_tchar((unsigned char)*s))
-            return 0;
-    return 1;
-}
-
 /* Fields the server writes itself, whatever the module says. */
 static int reserved_header(const char *lower)
 {
@@ -378,7 +368,7 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
     if (req->state != R_NEW)
         return refuse(req, REF_LATE_HEADER, CELERIS_STATE,
                       "celeris_resp_header(\"%.64s\") after the response started", name);
-    if (!valid_token(name))
+    if (!cel_http_is_token(name, strlen(name)))
         return refuse(req, REF_HEADER_NAME, CELERIS_ERROR,
                       "celeris_resp_header refused the name \"%.64s\": not an HTTP token", name);
     if (strpbrk(value, "\r\n"))
