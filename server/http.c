@@ -17,11 +17,11 @@
 #define VISIBLE(c) (IN(c, 0x21, 0x7e) || IN(c, 0x80, 0xff))
 
 #define CLASSES(c)                                                                                 \
-    ((LOWER(c) || IN(c, '0', '9') || PUNCT_TCHAR(c) ? CEL_HTTP_NAME : 0) |                        \
-     (ALNUM(c) || PUNCT_TCHAR(c) ? CEL_HTTP_TCHAR : 0) |                                          \
+    ((LOWER(c) || IN(c, '0', '9') || PUNCT_TCHAR(c) ? CEL_HTTP_NAME : 0) |                         \
+     (ALNUM(c) || PUNCT_TCHAR(c) ? CEL_HTTP_TCHAR : 0) |                                           \
      (VISIBLE(c) || (c) == ' ' || (c) == '\t' ? CEL_HTTP_VALUE : 0) |                              \
      (VISIBLE(c) ? CEL_HTTP_PATH : 0) | (ALNUM(c) || PUNCT_AUTH(c) ? CEL_HTTP_AUTH : 0) |          \
-     (ALNUM(c) || (c) == '+' || (c) == '-' || (c) == '.' ? CEL_HTTP_SCHEME : 0) |                 \
+     (ALNUM(c) || (c) == '+' || (c) == '-' || (c) == '.' ? CEL_HTTP_SCHEME : 0) |                  \
      (ALNUM(c) ? CEL_HTTP_ALNUM : 0))
 #define C4(c) CLASSES(c), CLASSES((c) + 1), CLASSES((c) + 2), CLASSES((c) + 3)
 #define C16(c) C4(c), C4((c) + 4), C4((c) + 8), C4((c) + 12)
@@ -58,7 +58,10 @@ int cel_http_conn_specific(const char *name, size_t n)
     }
 }
 
-#define R(code, text) {code, sizeof(text) - 1, text "\n"}
+#define R(code, text)                                                                              \
+    {                                                                                              \
+        code, sizeof(text) - 1, text "\n"                                                          \
+    }
 
 static const struct {
     short status;

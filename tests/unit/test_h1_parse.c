@@ -1047,15 +1047,15 @@ int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
     static const struct CMUnitTest fixed[] = {
-        cmocka_unit_test(test_limit_target),        cmocka_unit_test(test_limit_line),
-        cmocka_unit_test(test_limit_head),          cmocka_unit_test(test_limit_headers),
-        cmocka_unit_test(test_pipelined),           cmocka_unit_test(test_resume_hint),
-        cmocka_unit_test(test_resume_positions),    cmocka_unit_test(test_find_and_lowercase),
-        cmocka_unit_test(test_method_bits),         cmocka_unit_test(test_error_status),
-        cmocka_unit_test(test_chunked_state),       cmocka_unit_test(test_chunked_ext_budget),
-        cmocka_unit_test(test_chunked_body_limit),  cmocka_unit_test(test_status_line),
-        cmocka_unit_test(test_write_head),          cmocka_unit_test(test_write_head_refuses),
-        cmocka_unit_test(test_chunk_size), cmocka_unit_test(test_mutations),
+        cmocka_unit_test(test_limit_target),       cmocka_unit_test(test_limit_line),
+        cmocka_unit_test(test_limit_head),         cmocka_unit_test(test_limit_headers),
+        cmocka_unit_test(test_pipelined),          cmocka_unit_test(test_resume_hint),
+        cmocka_unit_test(test_resume_positions),   cmocka_unit_test(test_find_and_lowercase),
+        cmocka_unit_test(test_method_bits),        cmocka_unit_test(test_error_status),
+        cmocka_unit_test(test_chunked_state),      cmocka_unit_test(test_chunked_ext_budget),
+        cmocka_unit_test(test_chunked_body_limit), cmocka_unit_test(test_status_line),
+        cmocka_unit_test(test_write_head),         cmocka_unit_test(test_write_head_refuses),
+        cmocka_unit_test(test_chunk_size),         cmocka_unit_test(test_mutations),
         cmocka_unit_test(test_no_allocation),
     };
     static struct CMUnitTest tests[NGOOD + NBAD + NCHUNK + CEL_ARRAY_LEN(fixed)];

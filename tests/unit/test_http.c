@@ -94,12 +94,22 @@ static void test_chars_every_octet(void **state)
 static void test_conn_specific(void **state)
 {
     (void)state;
-    static const char *const yes[] = {"connection", "keep-alive", "proxy-connection",
-                                      "transfer-encoding", "upgrade", "Connection",
-                                      "KEEP-ALIVE", "Transfer-Encoding", "UpGrade"};
-    static const char *const no[] = {"content-length", "te", "host", "date", "server",
-                                     "connectio", "connections", "upgrade ", "keep_alive",
-                                     "transfer-encodinG2", "proxy-connexion", "", "x"};
+    static const char *const yes[] = {"connection",        "keep-alive",        "proxy-connection",
+                                      "transfer-encoding", "upgrade",           "Connection",
+                                      "KEEP-ALIVE",        "Transfer-Encoding", "UpGrade"};
+    static const char *const no[] = {"content-length",
+                                     "te",
+                                     "host",
+                                     "date",
+                                     "server",
+                                     "connectio",
+                                     "connections",
+                                     "upgrade ",
+                                     "keep_alive",
+                                     "transfer-encodinG2",
+                                     "proxy-connexion",
+                                     "",
+                                     "x"};
     for (size_t i = 0; i < CEL_ARRAY_LEN(yes); i++)
         assert_int_equal(cel_http_conn_specific(yes[i], strlen(yes[i])), 1);
     for (size_t i = 0; i < CEL_ARRAY_LEN(no); i++)
