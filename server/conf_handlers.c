@@ -42,7 +42,7 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
         if (!cel_http_is_tchar((unsigned char)key[i]))
             return conf_error(c, k, "header name \"%s\" has a character not allowed in a name",
                               key);
-        low[i] = (char)tolower((unsigned char)key[i]);
+        low[i] = (char)cel_http_lower((unsigned char)key[i]);
     }
     low[n] = 0;
     for (size_t i = 0; i < CEL_ARRAY_LEN(reserved); i++)

@@ -1,6 +1,5 @@
 /* The module handler: a route instance of a loaded .so, and the celeris_*
  * functions of the module ABI (include/celeris/module.h) that modules call. */
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -301,7 +300,7 @@ int celeris_req_header(const celeris_req *req, const char *name, celeris_str *ou
     if (n >= sizeof(low))
         return CELERIS_NOTFOUND;
     for (size_t i = 0; i < n; i++)
-        low[i] = (char)tolower((unsigned char)name[i]);
+        low[i] = (char)cel_http_lower((unsigned char)name[i]);
     cel_str v;
     if (cel_request_header(req->x->req, low, n, &v))
         return CELERIS_NOTFOUND;
@@ -384,7 +383,7 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
     if (!nm || !v)
         return CELERIS_NOMEM;
     for (size_t i = 0; i <= n; i++)
-        nm[i] = (char)tolower((unsigned char)name[i]);
+        nm[i] = (char)cel_http_lower((unsigned char)name[i]);
     if (strcmp(nm, "content-type") == 0) {
         req->ctype = (cel_str){v, vn};
         return CELERIS_OK;

@@ -37,6 +37,13 @@ static inline int cel_http_is_tchar(unsigned char c)
     return (cel_http_chars[c] & CEL_HTTP_TCHAR) != 0;
 }
 
+/* C with A-Z made lowercase; every other octet as it is (tolower follows the
+ * locale, and a module may set one). */
+static inline unsigned char cel_http_lower(unsigned char c)
+{
+    return c >= 'A' && c <= 'Z' ? (unsigned char)(c + ('a' - 'A')) : c;
+}
+
 /* 1 when the N octets at S are a token (1*tchar), else 0 (also when N is 0). */
 static inline int cel_http_is_token(const char *s, size_t n)
 {

@@ -77,6 +77,7 @@ static void test_chars_every_octet(void **state)
         assert_int_equal(cel_http_is_alnum((unsigned char)c), ref_alnum(c));
         char one = (char)c;
         assert_int_equal(cel_http_is_token(&one, 1), ref_tchar(c));
+        assert_int_equal(cel_http_lower((unsigned char)c), c >= 0x41 && c <= 0x5a ? c + 0x20 : c);
         ntchar += ref_tchar(c);
     }
     assert_int_equal(ntchar, 26 * 2 + 10 + 15);
