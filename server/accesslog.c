@@ -7,6 +7,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "json_template.h"
 #include "log.h"
 
@@ -247,13 +248,8 @@ static void put(line *ln, const char *s, size_t n)
 
 static void put_num(line *ln, uint64_t v)
 {
-    char tmp[24];
-    size_t n = 0;
-    do {
-        tmp[sizeof(tmp) - 1 - n++] = (char)('0' + v % 10);
-        v /= 10;
-    } while (v);
-    put(ln, tmp + sizeof(tmp) - n, n);
+    char tmp[20];
+    put(ln, tmp, cel_http_utoa(tmp, v));
 }
 
 /* Quotes, backslashes and bytes outside printable ASCII as \xHH, as nginx

@@ -64,31 +64,6 @@ static inline int cel_eq_small(const void *a, const void *b, size_t n)
     return n == 0 || (x[0] == y[0] && x[n / 2] == y[n / 2] && x[n - 1] == y[n - 1]);
 }
 
-/* Decimal digits of V into BUF (at least 20 bytes); returns the length. The
- * hot path's replacement for snprintf, which costs ~700 instructions a call:
- * the digits are counted, then written from the last. */
-static inline size_t cel_utoa(char *buf, uint64_t v)
-{
-    /* most bodies' lengths: one or two digits straight from a table */
-    static const char two[] = "00010203040506070809101112131415161718192021222324252627282930313233"
-                              "34353637383940414243444546474849505152535455565758596061626364656667"
-                              "6869707172737475767778798081828384858687888990919293949596979899";
-    if (v < 10) {
-        buf[0] = (char)('0' + v);
-        return 1;
-    }
-    if (v < 100) {
-        memcpy(buf, two + 2 * v, 2);
-        return 2;
-    }
-    size_t n = 1;
-    for (uint64_t p = 10; n < 20 && v >= p; p *= 10)
-        n++;
-    for (size_t i = n; i-- > 0; v /= 10)
-        buf[i] = (char)('0' + v % 10);
-    return n;
-}
-
 /* Eight octets at a time: CEL_ONES * c repeats octet c, CEL_HIGHS marks each
  * octet's high bit. */
 #define CEL_ONES 0x0101010101010101ull

@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "http.h"
 #include "json_template.h"
 #include "module.h"
 
@@ -25,15 +26,9 @@ typedef struct head_build {
 
 static int check_scalar(conf_ctx *c, yaml_node_t *n, const char *pattern);
 
-static int is_tchar(int ch)
-{
-    return isalnum(ch) || strchr("!#$%&'*+-.^_`|~", ch) != NULL;
-}
-
-/* Headers the server sets itself, or that HTTP/2 forbids (RFC 9113 8.2.2). */
-static const char *const reserved[] = {"content-length", "content-type",      "date",
-                                       "server",         "connection",        "keep-alive",
-                                       "proxy-connection", "transfer-encoding", "upgrade"};
+/* Headers the server sets itself; cel_http_conn_specific names those HTTP/2
+ * forbids (RFC 9113 8.2.2). */
+static const char *const reserved[] = {"content-length", "content-type", "date", "server"};
 
 static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
@@ -45,17 +40,19 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
         return conf_error(c, k, "header name \"%s\" is empty or too long", key);
     char *low = h->lower[h->nheaders];
     for (size_t i = 0; i < n; i++) {
-        if (!is_tchar((unsigned char)key[i]))
+        if (!cel_http_is_tchar((unsigned char)key[i]))
             return conf_error(c, k, "header name \"%s\" has a character not allowed in a name",
                               key);
-        low[i] = (char)tolower((unsigned char)key[i]);
+        low[i] = (char)cel_http_lower((unsigned char)key[i]);
     }
     low[n] = 0;
     for (size_t i = 0; i < CEL_ARRAY_LEN(reserved); i++)
         if (strcmp(low, reserved[i]) == 0)
             return conf_error(c, k, "header \"%s\" cannot be set here (%s)", key,
-                              i < 4 ? "the server sets it; use content_type for the type"
-                                    : "HTTP/2 forbids connection-specific headers");
+                              "the server sets it; use content_type for the type");
+    if (cel_http_conn_specific(low, n))
+        return conf_error(c, k, "header \"%s\" cannot be set here (%s)", key,
+                          "HTTP/2 forbids connection-specific headers");
     const char *val;
     char what[160];
     snprintf(what, sizeof(what), "header value for \"%s\"", key);

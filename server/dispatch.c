@@ -6,6 +6,7 @@
 
 #include "accesslog.h"
 #include "env.h"
+#include "http.h"
 #include "log.h"
 #include "stats.h"
 

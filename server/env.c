@@ -7,6 +7,7 @@
 #include <sys/eventfd.h>
 #include <unistd.h>
 
+#include "http.h"
 #include "log.h"
 
 int cel_env_init(cel_env *e, unsigned id, struct event_base *base)
@@ -69,17 +70,9 @@ void cel_env_orphan(cel_env *e)
 
 void cel_env_tick(cel_env *e, time_t now)
 {
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
     if (now == e->date_sec)
         return;
-    struct tm tm;
-    gmtime_r(&now, &tm);
-    int n = snprintf(e->date, sizeof(e->date), "%s, %02d %s %04d %02d:%02d:%02d GMT",
-                     days[tm.tm_wday], tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900,
-                     tm.tm_hour, tm.tm_min, tm.tm_sec);
-    e->date_len = n > 0 ? (size_t)n : 0;
+    e->date_len = cel_http_date(e->date, now);
     e->date_sec = now;
 }
 

@@ -1,6 +1,6 @@
 /*
- * An exchange: one request in flight and the way to answer it, as a protocol
- * front end (HTTP/2 now, HTTP/1.1 later) offers it to handlers that answer
+ * An exchange: one request in flight and the way to answer it, as each
+ * protocol front end (HTTP/2, HTTP/1.1) offers it to handlers that answer
  * later than handle() returns, or in pieces.
  *
  * The simple handlers never touch this: they fill a cel_response in handle().

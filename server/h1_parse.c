@@ -4,6 +4,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "http.h"
+
 const cel_h1_limits cel_h1_default_limits = {65536, 8192, 8192, CEL_H1_MAX_HEADERS};
 
 static const struct {
@@ -47,16 +49,6 @@ const char *cel_h1_strerror(int err)
             return errors[i].text;
     }
     return err >= 0 ? "no error" : err == CEL_EAGAIN ? "incomplete" : "internal error";
-}
-
-static int is_alnum(unsigned char c)
-{
-    return ((c | 0x20) >= 'a' && (c | 0x20) <= 'z') || (c >= '0' && c <= '9');
-}
-
-static int is_tchar(unsigned char c)
-{
-    return is_alnum(c) || (c != 0 && strchr("!#$%&'*+-.^_`|~", c) != NULL);
 }
 
 /* Control bytes other than HT: never part of a field value or chunk extension. */
@@ -120,7 +112,7 @@ static int alnum_or(cel_str s, const char *extra)
 {
     for (size_t i = 0; i < s.n; i++) {
         unsigned char c = (unsigned char)s.p[i];
-        if (!is_alnum(c) && (c == 0 || !strchr(extra, c)))
+        if (!cel_http_is_alnum(c) && (c == 0 || !strchr(extra, c)))
             return 0;
     }
     return 1;
@@ -209,7 +201,7 @@ static int request_line(const char *s, size_t n, int complete, const cel_h1_limi
 {
     static const char ver[] = "HTTP/1.1"; /* digits at 5 and 7 vary */
     size_t i = 0;
-    while (i < n && is_tchar((unsigned char)s[i])) {
+    while (i < n && cel_http_is_tchar((unsigned char)s[i])) {
         if (++i > CEL_H1_MAX_METHOD)
             return CEL_EH1_METHOD;
     }
@@ -259,7 +251,7 @@ static int field_line(const char *s, size_t n, const cel_h1_limits *L, cel_heade
     if (is_ows(s[0]))
         return CEL_EH1_OBSFOLD;
     size_t i = 0;
-    while (i < n && is_tchar((unsigned char)s[i]))
+    while (i < n && cel_http_is_tchar((unsigned char)s[i]))
         i++;
     if (i > 0 && i < n && is_ows(s[i]))
         return CEL_EH1_COLONSPACE;
@@ -609,61 +601,6 @@ int cel_h1_chunked_decode(cel_h1_chunked *st, const char *in, size_t len, char *
     return s == C_DONE ? 0 : CEL_EAGAIN;
 }
 
-static const struct {
-    int status;
-    const char *reason;
-} reasons[] = {{100, "Continue"},
-               {101, "Switching Protocols"},
-               {200, "OK"},
-               {201, "Created"},
-               {202, "Accepted"},
-               {203, "Non-Authoritative Information"},
-               {204, "No Content"},
-               {206, "Partial Content"},
-               {301, "Moved Permanently"},
-               {302, "Found"},
-               {303, "See Other"},
-               {304, "Not Modified"},
-               {307, "Temporary Redirect"},
-               {308, "Permanent Redirect"},
-               {400, "Bad Request"},
-               {401, "Unauthorized"},
-               {403, "Forbidden"},
-               {404, "Not Found"},
-               {405, "Method Not Allowed"},
-               {406, "Not Acceptable"},
-               {408, "Request Timeout"},
-               {409, "Conflict"},
-               {410, "Gone"},
-               {411, "Length Required"},
-               {412, "Precondition Failed"},
-               {413, "Content Too Large"},
-               {414, "URI Too Long"},
-               {415, "Unsupported Media Type"},
-               {416, "Range Not Satisfiable"},
-               {417, "Expectation Failed"},
-               {421, "Misdirected Request"},
-               {422, "Unprocessable Content"},
-               {426, "Upgrade Required"},
-               {428, "Precondition Required"},
-               {429, "Too Many Requests"},
-               {431, "Request Header Fields Too Large"},
-               {500, "Internal Server Error"},
-               {501, "Not Implemented"},
-               {502, "Bad Gateway"},
-               {503, "Service Unavailable"},
-               {504, "Gateway Timeout"},
-               {505, "HTTP Version Not Supported"}};
-
-const char *cel_h1_reason(int status)
-{
-    for (size_t i = 0; i < CEL_ARRAY_LEN(reasons); i++) {
-        if (reasons[i].status == status)
-            return reasons[i].reason;
-    }
-    return "";
-}
-
 /* An output cursor that remembers running out of room instead of failing each
  * call, so a head is written straight through and checked once. */
 typedef struct wbuf {
@@ -684,13 +621,19 @@ static void put(wbuf *w, const char *s, size_t n)
 
 #define PUT_LIT(w, lit) put(w, lit, sizeof(lit) - 1)
 
-static void put_num(wbuf *w, uint64_t v, unsigned base)
+static void put_dec(wbuf *w, uint64_t v)
 {
     char tmp[20];
+    put(w, tmp, cel_http_utoa(tmp, v));
+}
+
+static void put_hex(wbuf *w, uint64_t v)
+{
+    char tmp[16];
     size_t i = sizeof(tmp);
     do {
-        tmp[--i] = "0123456789abcdef"[v % base];
-        v /= base;
+        tmp[--i] = "0123456789abcdef"[v % 16];
+        v /= 16;
     } while (v);
     put(w, tmp + i, sizeof(tmp) - i);
 }
@@ -712,11 +655,11 @@ static int status_line(wbuf *w, int status)
 {
     if (status < 100 || status > 999)
         return CEL_EINVAL;
-    const char *reason = cel_h1_reason(status);
+    cel_str reason = cel_http_reason(status);
     PUT_LIT(w, "HTTP/1.1 ");
-    put_num(w, (uint64_t)status, 10);
+    put_dec(w, (uint64_t)status);
     PUT_LIT(w, " ");
-    put(w, reason, strlen(reason));
+    put(w, reason.p, reason.n);
     PUT_LIT(w, "\r\n");
     return 0;
 }
@@ -733,7 +676,7 @@ static int field_ok(const cel_header *f)
     if (f->name.n == 0)
         return 0;
     for (size_t i = 0; i < f->name.n; i++) {
-        if (!is_tchar((unsigned char)f->name.p[i]))
+        if (!cel_http_is_tchar((unsigned char)f->name.p[i]))
             return 0;
     }
     for (size_t i = 0; i < f->value.n; i++) {
@@ -753,15 +696,14 @@ int cel_h1_write_head(char *buf, size_t cap, const cel_h1_resp *r)
         const cel_header *f = &r->headers[i];
         if (!field_ok(f))
             return CEL_EINVAL;
-        if (!IEQ(f->name, "content-length") && !IEQ(f->name, "transfer-encoding") &&
-            !IEQ(f->name, "connection"))
+        if (!IEQ(f->name, "content-length") && !cel_http_conn_specific(f->name.p, f->name.n))
             put_field(&w, f->name.p, f->name.n, f->value);
     }
     /* RFC 9110 section 8.6: no Content-Length in a 1xx or 204, and no body either */
     if (r->status >= 200 && r->status != 204) {
         if (r->body == CEL_H1_BODY_LENGTH) {
             PUT_LIT(&w, "content-length: ");
-            put_num(&w, r->content_length, 10);
+            put_dec(&w, r->content_length);
             PUT_LIT(&w, "\r\n");
         } else if (r->body == CEL_H1_BODY_CHUNKED) {
             PUT_LIT(&w, "transfer-encoding: chunked\r\n");
@@ -782,23 +724,7 @@ int cel_h1_write_head(char *buf, size_t cap, const cel_h1_resp *r)
 int cel_h1_write_chunk_size(char *buf, size_t cap, uint64_t n)
 {
     wbuf w = {buf, 0, cap, 0};
-    put_num(&w, n, 16);
+    put_hex(&w, n);
     PUT_LIT(&w, "\r\n");
     return written(&w);
-}
-
-size_t cel_h1_http_date(char *buf, time_t t)
-{
-    /* names by hand, because strftime's %a and %b follow the locale */
-    static const char days[7][4] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
-    static const char months[12][4] = {"Jan", "Feb", "Mar", "Apr", "May", "Jun",
-                                       "Jul", "Aug", "Sep", "Oct", "Nov", "Dec"};
-    struct tm tm;
-    if (!gmtime_r(&t, &tm))
-        memset(&tm, 0, sizeof(tm));
-    snprintf(buf, CEL_H1_DATE_LEN + 1, "%.3s, %02u %.3s %04u %02u:%02u:%02u GMT",
-             days[(unsigned)tm.tm_wday % 7], (unsigned)tm.tm_mday % 100,
-             months[(unsigned)tm.tm_mon % 12], (unsigned)(tm.tm_year + 1900) % 10000,
-             (unsigned)tm.tm_hour % 100, (unsigned)tm.tm_min % 100, (unsigned)tm.tm_sec % 100);
-    return CEL_H1_DATE_LEN;
 }

@@ -175,20 +175,18 @@ typedef struct cel_h1_resp {
     int body;                /* CEL_H1_BODY_*; ignored for 1xx and 204, which have none. Never
                                 chunked to an HTTP/1.0 client: it gets a length, or NONE and close */
     uint64_t content_length; /* for CEL_H1_BODY_LENGTH */
-    cel_str date;            /* cel_h1_http_date text; empty: no date field */
+    cel_str date;            /* cel_http_date text; empty: no date field */
     cel_str server;          /* empty: no server field */
     int connection;          /* CEL_H1_CONN_*: which connection field, if any */
 } cel_h1_resp;
-
-/* Reason phrase for STATUS, "" for codes without one here. */
-const char *cel_h1_reason(int status);
 
 /* "HTTP/1.1 200 OK\r\n" into BUF. Bytes written, CEL_EINVAL, or CEL_ETOOBIG. */
 int cel_h1_write_status_line(char *buf, size_t cap, int status);
 
 /*
- * The whole response head, final empty line included. Content-Length,
- * Transfer-Encoding and Connection among R->headers are dropped: framing is
+ * The whole response head, final empty line included. Content-Length and
+ * the connection-specific fields (cel_http_conn_specific) among R->headers are
+ * dropped: framing and the connection are
  * this function's job, and a second, stale value would desynchronise the
  * connection. Bytes written; CEL_EINVAL for a bad status or a field with a
  * name that is not a token or a value holding CR, LF or NUL (response
@@ -203,9 +201,5 @@ int cel_h1_write_chunk_size(char *buf, size_t cap, uint64_t n);
 #define CEL_H1_CONTINUE "HTTP/1.1 100 Continue\r\n\r\n"
 #define CEL_H1_SWITCH_H2C                                                                          \
     "HTTP/1.1 101 Switching Protocols\r\nconnection: Upgrade\r\nupgrade: h2c\r\n\r\n"
-
-/* RFC 9110 IMF-fixdate, "Sun, 06 Nov 1994 08:49:37 GMT", NUL-terminated. */
-#define CEL_H1_DATE_LEN 29
-size_t cel_h1_http_date(char *buf, time_t t); /* BUF holds CEL_H1_DATE_LEN + 1; returns 29 */
 
 #endif

@@ -10,6 +10,7 @@
 #include "arena.h"
 #include "dispatch.h"
 #include "h2_fields.h"
+#include "http.h"
 #include "log.h"
 #include "stats.h"
 #include "version.h"
@@ -28,7 +29,6 @@ enum {
     ST_HDR_TOO_BIG = 1u << 2, /* header list over the limit: answer 431 */
     ST_SENT = 1u << 3,        /* the whole response has been handed to the output queue */
     ST_RESET = 1u << 4,       /* we reset the stream */
-    ST_TAKEN = 1u << 5,       /* a handler took the exchange over (answers later) */
     ST_STREAMING = 1u << 6,   /* the body comes through write/end */
     ST_ENDED = 1u << 7,       /* streaming: end was called */
     ST_DEFERRED = 1u << 8,    /* streaming: nghttp2 waits for data (resume on write) */
@@ -93,7 +93,8 @@ static int bucket_take(bucket *b, time_t now)
 }
 
 typedef struct stream {
-    /* Set one by one in stream_new: */
+    /* Set one by one in stream_new (the static asserts after STREAM_CLEARED
+     * check this layout, and tests/test_layout.py that they do): */
     struct stream *prev, *next;
     struct cel_h2 *h;
     cel_genref *gen;
@@ -248,6 +249,24 @@ static void set_held(cel_h2 *h, stream *st, int on)
 /* What stream_new clears: from x up to match.params. */
 #define STREAM_CLEARED (offsetof(stream, match.params) - offsetof(stream, x))
 _Static_assert(STREAM_CLEARED % 8 == 0, "cel_zero clears 8 bytes at a time");
+
+/* The layout stream_new relies on, checked so that a field added in the wrong
+ * place (left set by the pool's previous user) stops the build. Before x,
+ * exactly the fields stream_new sets one by one: */
+#define FIELD_END(t, f) (offsetof(t, f) + sizeof(((t *)0)->f))
+_Static_assert(offsetof(stream, x) == 4 * sizeof(void *) + sizeof(cel_arena) +
+                                          sizeof(cel_h2_fields) + sizeof(cel_header *) +
+                                          sizeof(int32_t) + sizeof(uint32_t) + sizeof(uint64_t),
+               "a field before stream.x: set it in stream_new and count it here");
+/* after the cleared part, only what the router fills (params, up to nparams)
+ * and the buffers that are written before being read: */
+_Static_assert(FIELD_END(cel_route_match, params) == sizeof(cel_route_match),
+               "a field after cel_route_match.params is not cleared by stream_new");
+_Static_assert(offsetof(stream, clen_txt) == FIELD_END(stream, match) &&
+                   offsetof(stream, inline_hdrs) == FIELD_END(stream, clen_txt) &&
+                   offsetof(stream, inline_arena) == FIELD_END(stream, inline_hdrs) &&
+                   sizeof(stream) == FIELD_END(stream, inline_arena),
+               "a field after stream.match is not cleared by stream_new: move it above match");
 
 static stream *stream_new(cel_h2 *h, int32_t id)
 {
@@ -509,7 +528,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     if (res->content_type.n)
         nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
     if (!no_body && !streaming) {
-        nva[n++] = nv_name_lit("content-length", 14, clen, cel_utoa(clen, res->body_len));
+        nva[n++] = nv_name_lit("content-length", 14, clen, cel_http_utoa(clen, res->body_len));
     }
     /* Handlers' fields have lowercase names (config and module headers are
      * lowercased when set) and live in the generation or the stream's arena. */
@@ -709,7 +728,6 @@ static inline __attribute__((always_inline)) int dispatch(cel_h2 *h, stream *st)
     h->served = 1;
     cel_response res;
     if (cel_dispatch(st->gen->cfg, &st->x, &st->match, &res) == CEL_HANDLER_ASYNC) {
-        st->flags |= ST_TAKEN;
         if (!(st->flags & (ST_RESPONDED | ST_RESET)))
             set_held(h, st, 1);
         return 0;
@@ -1540,9 +1558,10 @@ static int arena_str(stream *st, cel_str in, cel_str *out)
 /* Headers that describe the HTTP/1.1 hop and have no place on HTTP/2. */
 static int hop_header(cel_str n)
 {
-    static const char *const names[] = {"connection", "upgrade",          "http2-settings",
-                                        "keep-alive", "transfer-encoding", "proxy-connection",
-                                        "te",         "host"};
+    /* te: HTTP/2 allows only "trailers"; host: :authority carries it */
+    static const char *const names[] = {"http2-settings", "te", "host"};
+    if (cel_http_conn_specific(n.p, n.n))
+        return 1;
     for (size_t i = 0; i < CEL_ARRAY_LEN(names); i++)
         if (n.n == strlen(names[i]) && memcmp(n.p, names[i], n.n) == 0)
             return 1;

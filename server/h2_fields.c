@@ -1,54 +1,23 @@
 /*
  * RFC 9113 section 8 request checks; see h2_fields.h. The character classes
  * come from RFC 9110 (token, field-value) and RFC 3986 (authority, scheme),
- * in a 256-entry table so that each octet costs one lookup.
+ * in http.h's 256-entry table so that each octet costs one lookup.
  */
 #include "h2_fields.h"
 
 #include "common.h"
+#include "http.h"
 
 #include <string.h>
 
-enum {
-    C_NAME = 1u << 0,   /* lowercase tchar: a valid field name octet */
-    C_TOKEN = 1u << 1,  /* tchar: a :method octet */
-    C_VALUE = 1u << 2,  /* field-vchar, SP or HTAB */
-    C_PATH = 1u << 3,   /* VCHAR or obs-text */
-    C_AUTH = 1u << 4,   /* unreserved, sub-delims, pct-encoded, ':', '@', '[' and ']' */
-    C_SCHEME = 1u << 5, /* ALPHA, DIGIT, '+', '-' or '.' */
-};
-
-static uint8_t cls[256];
-
-static void add(const char *set, uint8_t bit)
-{
-    for (const char *p = set; *p; p++)
-        cls[(uint8_t)*p] |= bit;
-}
-
-static void add_range(unsigned lo, unsigned hi, uint8_t bit)
-{
-    for (unsigned c = lo; c <= hi; c++)
-        cls[c] |= bit;
-}
-
-/* Filled before main(), so the table is read-only once threads exist. */
-__attribute__((constructor)) static void build_classes(void)
-{
-    static const char lower[] = "abcdefghijklmnopqrstuvwxyz";
-    static const char upper[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZ";
-    static const char digit[] = "0123456789";
-    static const char tchar_punct[] = "!#$%&'*+-.^_`|~";
-    add(lower, C_NAME | C_TOKEN | C_AUTH | C_SCHEME);
-    add(upper, C_TOKEN | C_AUTH | C_SCHEME);
-    add(digit, C_NAME | C_TOKEN | C_AUTH | C_SCHEME);
-    add(tchar_punct, C_NAME | C_TOKEN);
-    add("-._~!$&'()*+,;=:@[]%", C_AUTH);
-    add("+-.", C_SCHEME);
-    add_range(0x21, 0x7e, C_PATH | C_VALUE);
-    add_range(0x80, 0xff, C_PATH | C_VALUE);
-    add(" \t", C_VALUE);
-}
+/* The character classes are the server's one table (http.h). */
+#define cls cel_http_chars
+#define C_NAME CEL_HTTP_NAME
+#define C_TOKEN CEL_HTTP_TCHAR
+#define C_VALUE CEL_HTTP_VALUE
+#define C_PATH CEL_HTTP_PATH
+#define C_AUTH CEL_HTTP_AUTH
+#define C_SCHEME CEL_HTTP_SCHEME
 
 /* Nonzero when every octet of P[0..N) is in class C. */
 static inline int all_in(const uint8_t *p, size_t n, uint8_t c)

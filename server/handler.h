@@ -81,14 +81,11 @@ static inline void cel_resp_head_apply(const cel_resp_head *h, cel_response *res
     res->nheaders = h->nheaders;
 }
 
-/* Built by config (see conf_handlers.c). TMPLS as for cel_resp_head_init. */
 /* Fills RES with the server's plain-text answer for STATUS (404, 413, …):
  * dispatch's, the front ends' and a handler's that fails before answering. */
 void cel_response_error(cel_response *res, int status);
 
-/* The reason phrase for STATUS ("Not Found"), or "" when we have none. */
-const char *cel_status_reason(int status);
-
+/* Built by config (see conf_handlers.c). TMPLS as for cel_resp_head_init. */
 cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
                                     size_t nheaders, struct cel_tmpl *const *tmpls, char *body,
                                     size_t body_len);

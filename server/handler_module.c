@@ -1,6 +1,5 @@
 /* The module handler: a route instance of a loaded .so, and the celeris_*
  * functions of the module ABI (include/celeris/module.h) that modules call. */
-#include <ctype.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -9,6 +8,7 @@
 
 #include "env.h"
 #include "handler.h"
+#include "http.h"
 #include "log.h"
 #include "module.h"
 
@@ -300,7 +300,7 @@ int celeris_req_header(const celeris_req *req, const char *name, celeris_str *ou
     if (n >= sizeof(low))
         return CELERIS_NOTFOUND;
     for (size_t i = 0; i < n; i++)
-        low[i] = (char)tolower((unsigned char)name[i]);
+        low[i] = (char)cel_http_lower((unsigned char)name[i]);
     cel_str v;
     if (cel_request_header(req->x->req, low, n, &v))
         return CELERIS_NOTFOUND;
@@ -350,25 +350,14 @@ unsigned celeris_req_worker_id(const celeris_req *req)
 
 /* ---- the response ---- */
 
-static int valid_token(const char *s)
-{
-    if (!*s)
-        return 0;
-    for (; *s; s++)
-        if (!isalnum((unsigned char)*s) && !strchr("!#$%&'*+-.^_`|~", *s))
-            return 0;
-    return 1;
-}
-
 /* Fields the server writes itself, whatever the module says. */
 static int reserved_header(const char *lower)
 {
-    static const char *const names[] = {"content-length",    "date",       "server", "connection",
-                                        "transfer-encoding", "keep-alive", "upgrade"};
+    static const char *const names[] = {"content-length", "date", "server"};
     for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
         if (strcmp(lower, names[i]) == 0)
             return 1;
-    return 0;
+    return cel_http_conn_specific(lower, strlen(lower));
 }
 
 int celeris_resp_header(celeris_req *req, const char *name, const char *value)
@@ -378,7 +367,7 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
     if (req->state != R_NEW)
         return refuse(req, REF_LATE_HEADER, CELERIS_STATE,
                       "celeris_resp_header(\"%.64s\") after the response started", name);
-    if (!valid_token(name))
+    if (!cel_http_is_token(name, strlen(name)))
         return refuse(req, REF_HEADER_NAME, CELERIS_ERROR,
                       "celeris_resp_header refused the name \"%.64s\": not an HTTP token", name);
     if (strpbrk(value, "\r\n"))
@@ -394,7 +383,7 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
     if (!nm || !v)
         return CELERIS_NOMEM;
     for (size_t i = 0; i <= n; i++)
-        nm[i] = (char)tolower((unsigned char)name[i]);
+        nm[i] = (char)cel_http_lower((unsigned char)name[i]);
     if (strcmp(nm, "content-type") == 0) {
         req->ctype = (cel_str){v, vn};
         return CELERIS_OK;

@@ -6,6 +6,7 @@
 #include <string.h>
 
 #include "handler.h"
+#include "http.h"
 #include "json_template.h"
 
 /* Most rendered header values fit; a longer one costs one more (exactly sized) render. */
@@ -163,35 +164,13 @@ cel_handler *cel_handler_static_new(int status, const char *content_type, const 
     return &s->base;
 }
 
-typedef struct err_body {
-    int status;
-    const char *text; /* "Not Found\n": the reason and a newline */
-} err_body;
-
-static const err_body errors[] = {
-    {400, "Bad Request\n"},       {404, "Not Found\n"},        {405, "Method Not Allowed\n"},
-    {408, "Request Timeout\n"},   {413, "Content Too Large\n"}, {414, "URI Too Long\n"},
-    {431, "Request Header Fields Too Large\n"},                 {500, "Internal Server Error\n"},
-    {501, "Not Implemented\n"},   {503, "Service Unavailable\n"},
-    {505, "HTTP Version Not Supported\n"},
-};
-
-const char *cel_status_reason(int status)
-{
-    static char none[1];
-    for (size_t i = 0; i < CEL_ARRAY_LEN(errors); i++)
-        if (errors[i].status == status)
-            return errors[i].text;
-    return none;
-}
-
 void cel_response_error(cel_response *res, int status)
 {
-    const char *text = cel_status_reason(status);
+    cel_str text = cel_http_reason(status);
     memset(res, 0, sizeof(*res));
     res->status = status;
     res->content_type = CEL_STR_LIT("text/plain; charset=utf-8");
-    res->body = text;
-    res->body_len = strlen(text);
+    res->body = text.p;
+    res->body_len = text.n ? text.n + 1 : 0; /* "Not Found\n" */
     res->body_in_gen = 1; /* static storage outlives every generation */
 }

@@ -1,5 +1,6 @@
 #include "json_template.h"
 
+#include <assert.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -540,7 +541,12 @@ void cel_tmpl_bind_params(cel_tmpl *t, const char *pattern)
         k++;
     }
     t->nparams = k;
-    t->bound_only = 1;
+    /* render_bound reads LIT_SLACK octets from the start of each short
+     * literal: every text writer must go through reserve. Without that slack
+     * the general render stays (and a debug build stops here). */
+    int slack = t->text && t->tcap - t->tlen >= LIT_SLACK;
+    assert(slack || !t->text);
+    t->bound_only = slack;
     for (size_t i = 0; i < t->nops; i++)
         if (t->ops[i].kind != OP_LIT && !(t->ops[i].kind == OP_PARAM && t->ops[i].idx >= 0))
             t->bound_only = 0;

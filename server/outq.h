@@ -20,7 +20,7 @@
 
 typedef void (*cel_outq_release_fn)(void *arg);
 
-/* writev-shaped sink, so tests (and later TLS) can stand in for a socket. Returns
+/* writev-shaped sink, so tests and TLS can stand in for a socket. Returns
  * bytes written, or -1 with errno set (EAGAIN/EWOULDBLOCK when full, EINTR). */
 typedef ssize_t (*cel_outq_writev_fn)(void *ctx, const struct iovec *iov, int iovcnt);
 

@@ -1,6 +1,6 @@
 /*
- * The protocol-neutral request as handlers and templates see it. The HTTP/2
- * front end (and later HTTP/1.1) fills one in; nothing here names nghttp2.
+ * The protocol-neutral request as handlers and templates see it. Each front
+ * end (HTTP/2, HTTP/1.1) fills one in; nothing here names nghttp2.
  *
  * Every slice points into memory owned by the stream that carries the request
  * and stays valid until the stream ends. Nothing is NUL-terminated.

@@ -442,3 +442,52 @@ routes:
     assert int(tail.split()[2]) < 100, tail
     with srv.client() as c:  # the worker still serves
         assert c.get("/w").status == 200
+
+
+# A module's connection-specific fields (RFC 9113 8.2.2) are refused, the one
+# list the config and both front ends share: proxy-connection too, which HTTP/2
+# forbids and which an HTTP/1.1 head used to carry through.
+CONN_SPECIFIC_SRC = r"""
+#include <stdio.h>
+#include <string.h>
+#include <celeris/module.h>
+
+static int handle(void *instance, celeris_req *req)
+{
+    (void)instance;
+    int proxy = celeris_resp_header(req, "Proxy-Connection", "keep-alive");
+    int keep = celeris_resp_header(req, "keep-alive", "timeout=5");
+    int up = celeris_resp_header(req, "Upgrade", "h2c");
+    int ok = celeris_resp_header(req, "x-after", "1");
+    char body[64];
+    snprintf(body, sizeof(body), "%d %d %d %d", proxy, keep, up, ok);
+    return celeris_resp_send(req, 200, body, strlen(body));
+}
+
+CELERIS_MODULE(connspec) = {
+    CELERIS_MODULE_HEADER,
+    .name = "connspec",
+    .handle = handle,
+};
+"""
+
+
+def test_module_connection_specific_headers_refused(celerisd, tmp_path):
+    src = tmp_path / "connspec.c"
+    src.write_text(CONN_SPECIFIC_SRC)
+    so = build_module(src, tmp_path / "connspec.so")
+    srv = celerisd(f"""routes:
+  - path: /c
+    module: {{ path: {so} }}
+""")
+    raw = h1_exchange(srv.port, b"GET /c HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n")
+    head, _, body = raw.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 200 "), raw
+    assert body == b"-1 -1 -1 0", raw
+    fields = header_map(head)
+    assert "proxy-connection" not in fields and "keep-alive" not in fields, raw
+    assert "upgrade" not in fields and fields.get("x-after") == "1", raw
+    with srv.client() as c:
+        r = c.get("/c")
+        assert r.status == 200 and r.body == b"-1 -1 -1 0", r.body
+        assert r.header("proxy-connection") is None and r.header("x-after") == "1"

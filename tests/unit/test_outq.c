@@ -546,33 +546,6 @@ static void test_steady_pool(void **state)
  * arena and the router use for short copies and compares: every length up to
  * 70 at every alignment, against memcpy and memcmp, including a difference in
  * each single position. */
-/* cel_utoa against snprintf at every power of ten and its neighbours, every
- * value to 1000, and UINT64_MAX. */
-static void test_utoa(void **state)
-{
-    (void)state;
-    char got[24], want[24];
-    uint64_t p = 1;
-    for (int k = 0; k <= 19; k++, p *= 10) {
-        uint64_t vs[] = {p - 1, p, p + 1, p * 2 - 1, p * 9};
-        for (size_t i = 0; i < sizeof(vs) / sizeof(vs[0]); i++) {
-            size_t n = cel_utoa(got, vs[i]);
-            int m = snprintf(want, sizeof(want), "%llu", (unsigned long long)vs[i]);
-            assert_int_equal(n, (size_t)m);
-            assert_memory_equal(got, want, n);
-        }
-    }
-    for (uint64_t v = 0; v <= 1000; v++) {
-        size_t n = cel_utoa(got, v);
-        int m = snprintf(want, sizeof(want), "%llu", (unsigned long long)v);
-        assert_int_equal(n, (size_t)m);
-        assert_memory_equal(got, want, n);
-    }
-    size_t n = cel_utoa(got, UINT64_MAX);
-    assert_int_equal(n, 20);
-    assert_memory_equal(got, "18446744073709551615", 20);
-}
-
 static void test_copy_and_compare_small(void **state)
 {
     (void)state;
@@ -611,7 +584,6 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test(test_property),
         cmocka_unit_test(test_copy_and_compare_small),
-        cmocka_unit_test(test_utoa),
         cmocka_unit_test_setup_teardown(test_steady_pool, fx_setup, fx_teardown),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);

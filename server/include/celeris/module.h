@@ -81,7 +81,7 @@ extern "C" {
  * From a call: refused for its arguments (a status outside 200..599, a header
  * name that is not an HTTP token, a value with CR or LF, a header the server
  * sets itself: content-length, date, server, connection, transfer-encoding,
- * keep-alive, upgrade; more than 64 headers), or the connection could not
+ * keep-alive, proxy-connection, upgrade; more than 64 headers), or the connection could not
  * take the response (it is going away). */
 #define CELERIS_ERROR (-1)
 #define CELERIS_NOTFOUND (-2)  /* no such param, argument or header (or header index) */
