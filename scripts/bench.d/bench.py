@@ -1117,8 +1117,9 @@ def table_facts(opts, ctx, routes, names, table):
         per_route = (rss[opts.table] - rss[0]) * 1024 / (opts.table + TABLE_PARAMS)
         rows.append([name, ratios, f'{median(cpu):.2f}', f'{median(start):.2f}',
                      f'{rss[0]:,}', f'{rss[opts.table]:,}', f'{per_route:,.0f}'])
-    t = md_table(['server', 'Ir / request ÷ first', '-t CPU s', 'start-up CPU s', 'RSS KiB, no table',
-                  'RSS KiB, table', 'RSS B / route'], rows, ['l', 'l'] + ['r'] * 5)
+    t = md_table(['server', 'Ir / request ÷ first', '-t CPU s', 'start-up CPU s',
+                  'RSS KiB, no table', 'RSS KiB, table', 'RSS B / route'], rows,
+                 ['l', 'l'] + ['r'] * 5)
     note = (f'{opts.table:,} literal routes /api/v1/resource{{i}}/items and {TABLE_PARAMS} param '
             f'routes /api/v1/param{{j}}/:id next to conf/bench.yaml\'s (nginx: `location =` '
             f'blocks and regex locations). -t CPU s: user+system time of a config check '
@@ -1488,8 +1489,9 @@ server's config (nginx: `location =` blocks and regex locations) and measures
 four requests instead of --routes: the first and the last literal route, the
 last param route (/api/v1/param99/123) and a 404. It then reports each one's
 instructions over the first's, the CPU time of a config check (-t) and of
-start-up (until the server listens), and RSS per route (freed heap included). nginx needs seconds of CPU to
-load 20,000 locations, about 50 times that under valgrind.
+start-up (until the server listens), and RSS per route (freed heap included).
+nginx needs seconds of CPU to load 20,000 locations, ~50 times that under
+valgrind.
 
 --inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
 under callgrind, counting only its server side: four floors (a bare nghttp2
@@ -1545,7 +1547,7 @@ def parse_args(argv):
     ap.add_argument('--table', type=int, metavar='N', default=0,
                     help='with --callgrind: a table of N literal routes and 100 param routes '
                          '(celerisd, nginx); measures its first, last and param route and a 404, '
-                         'then -t time, start-up and RSS per route')
+                         'then -t and start-up CPU time and RSS per route')
     ap.add_argument('--idle-conns', type=int, metavar='N',
                     help='open N idle h2 connections per server, report KiB RSS per connection')
     ap.add_argument('--inproc', action='store_true',
