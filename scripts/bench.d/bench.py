@@ -75,7 +75,7 @@ def table_celerisd(n):
 
 def table_nginx(n):
     """The same table as nginx locations (the TABLE line of nginx.conf.in)."""
-    lines = ['log_not_found off;'] if n else []   # the 404 request: no error log line
+    lines = ['location / { return 404; }'] if n else []   # the 404 request
     for i in range(n):
         lines.append(f'location = /api/v1/resource{i}/items {{ default_type text/plain; '
                      f'return 200 "OK"; }}')
