@@ -3,7 +3,9 @@
  * candidates for the next request segment, tried literal, then param, then
  * wildcard. Every node sits at a fixed segment depth, so a DFS visits each node at
  * most once per lookup: backtracking is bounded by the tree size, never
- * exponential in the path.
+ * exponential in the path. A node's literal children are compared one by one
+ * up to HASH_MIN of them and found through a hash table past that, so neither
+ * a lookup nor adding a route slows down with the number of siblings.
  *
  * A pattern "/" is one empty segment, "/a/" is "a" then an empty segment, and
  * "/a//b" has an empty middle segment; request paths split the same way, so empty
@@ -24,6 +26,10 @@
 #include <string.h>
 
 #define MAX_DEPTH 64
+/* Up to this many literal children a node compares each in turn (cheapest for
+ * the few most nodes have); past it, a hash table finds them, so a lookup costs
+ * the same among 20,000 siblings as among ten. */
+#define HASH_MIN 8
 
 static const char *const method_names[] = {
     "GET", "HEAD", "POST", "PUT", "DELETE", "PATCH", "OPTIONS", "CONNECT", "TRACE",
@@ -49,8 +55,13 @@ struct node {
     size_t litlen;
     int lit_pct; /* the literal holds a '%' (so raw bytes equal to it may decode otherwise) */
     struct node **lits;
-    size_t nlits;
+    size_t nlits, litcap;
     size_t maxlit; /* longest literal child, to reject long segments early */
+    /* More than HASH_MIN literal children: LITS again, by the hash of their text
+     * (open addressing, linear probing; a power of two of slots, at least twice
+     * NLITS, so a probe always ends at an empty slot). NULL up to HASH_MIN. */
+    struct node **slots;
+    size_t smask;
     struct node *param;
     struct node *wild; /* always childless: a wildcard ends the pattern */
     struct leaf *leaf;
@@ -159,6 +170,53 @@ static int eq_decoded(const char *lit, const char *s, size_t n)
     return 1;
 }
 
+/* FNV-1a, a byte at a time: the decoded hash below must be the same function
+ * fed one decoded byte after another. */
+#define HASH_SEED 0xcbf29ce484222325ull
+
+static inline uint64_t hash_byte(uint64_t h, unsigned char c)
+{
+    return (h ^ c) * 0x100000001b3ull;
+}
+
+static inline uint64_t hash_bytes(const char *s, size_t n)
+{
+    uint64_t h = HASH_SEED;
+    for (size_t i = 0; i < n; i++)
+        h = hash_byte(h, (unsigned char)s[i]);
+    return h;
+}
+
+/* The slot of N's literal child spelled S (LEN octets, hash H), or the empty
+ * slot where it would go. */
+static struct node **hash_slot(const struct node *n, uint64_t h, const char *s, size_t len)
+{
+    for (size_t i = (size_t)h;; i++) {
+        struct node **slot = &n->slots[i & n->smask];
+        if (!*slot || ((*slot)->litlen == len && cel_eq_small((*slot)->lit, s, len)))
+            return slot;
+    }
+}
+
+/* Makes N's table big enough for WANT literals and fills it with LITS. */
+static int hash_grow(struct node *n, size_t want)
+{
+    size_t size = 16;
+    while (size < 2 * want)
+        size *= 2;
+    struct node **slots = calloc(size, sizeof(*slots));
+    if (!slots)
+        return CEL_ENOMEM;
+    free(n->slots);
+    n->slots = slots;
+    n->smask = size - 1;
+    for (size_t i = 0; i < n->nlits; i++) {
+        struct node *c = n->lits[i];
+        *hash_slot(n, hash_bytes(c->lit, c->litlen), c->lit, c->litlen) = c;
+    }
+    return 0;
+}
+
 #if defined(__GNUC__)
 __attribute__((format(printf, 3, 4)))
 #endif
@@ -230,18 +288,35 @@ static int parse(const char *pattern, struct seg *segs, unsigned *nsegs, unsigne
 
 static struct node *lit_child(struct node *n, const char *s, size_t len)
 {
-    struct node *c, **grown;
+    uint64_t h = hash_bytes(s, len);
+    struct node *c, **slot = NULL;
 
-    for (size_t i = 0; i < n->nlits; i++) {
-        c = n->lits[i];
-        if (c->litlen == len && memcmp(c->lit, s, len) == 0)
-            return c;
+    if (n->slots) {
+        slot = hash_slot(n, h, s, len);
+        if (*slot)
+            return *slot;
+    } else {
+        for (size_t i = 0; i < n->nlits; i++) {
+            c = n->lits[i];
+            if (c->litlen == len && memcmp(c->lit, s, len) == 0)
+                return c;
+        }
+    }
+    if (n->nlits == n->litcap) {
+        size_t cap = n->litcap ? 2 * n->litcap : 4;
+        struct node **grown = realloc(n->lits, cap * sizeof(*grown));
+        if (!grown)
+            return NULL;
+        n->lits = grown;
+        n->litcap = cap;
+    }
+    if (n->nlits + 1 > HASH_MIN && 2 * (n->nlits + 1) > (n->slots ? n->smask + 1 : 0)) {
+        if (hash_grow(n, n->nlits + 1))
+            return NULL;
+        slot = hash_slot(n, h, s, len);
     }
     c = calloc(1, sizeof(*c));
-    grown = realloc(n->lits, (n->nlits + 1) * sizeof(*grown));
-    if (grown)
-        n->lits = grown;
-    if (!c || !grown || !(c->lit = malloc(len + 1))) {
+    if (!c || !(c->lit = malloc(len + 1))) {
         free(c);
         return NULL;
     }
@@ -250,6 +325,8 @@ static struct node *lit_child(struct node *n, const char *s, size_t len)
     c->litlen = len;
     c->lit_pct = memchr(s, '%', len) != NULL;
     n->lits[n->nlits++] = c;
+    if (slot)
+        *slot = c;
     if (len > n->maxlit)
         n->maxlit = len;
     return c;
@@ -416,12 +493,16 @@ static int at_leaf(struct walk *w, const struct node *n)
 static __attribute__((noinline)) const struct node *find_lit_pct(const struct node *n,
                                                                  const char *s, size_t raw);
 
+static const struct node *find_lit_hashed(const struct node *n, const char *s, size_t raw);
+
 static inline __attribute__((always_inline)) const struct node *
 find_lit(const struct node *n, const char *s, size_t raw)
 {
     /* each decoded byte takes at most three raw ones */
     if (raw / 3 > n->maxlit)
         return NULL;
+    if (n->slots)
+        return find_lit_hashed(n, s, raw);
     if (raw <= n->maxlit)
         for (size_t i = 0; i < n->nlits; i++) {
             const struct node *c = n->lits[i];
@@ -466,6 +547,35 @@ static const struct node *find_lit_pct(const struct node *n, const char *s, size
             return c;
     }
     return NULL;
+}
+
+/* find_lit for a node with a table: the raw bytes' hash first, then, for a
+ * segment with a '%', the decoded bytes' hash (computed as they are decoded,
+ * into no buffer). */
+static const struct node *find_lit_hashed(const struct node *n, const char *s, size_t raw)
+{
+    if (raw <= n->maxlit) {
+        const struct node *c = *hash_slot(n, hash_bytes(s, raw), s, raw);
+        if (c && !c->lit_pct)
+            return c;
+    }
+    const char *pct = memchr(s, '%', raw);
+    if (!pct)
+        return NULL;
+    uint64_t h = HASH_SEED;
+    size_t i = 0, dlen = 0;
+    while (i < raw) {
+        h = hash_byte(h, next_byte(s, raw, &i));
+        if (++dlen > n->maxlit)
+            return NULL;
+    }
+    for (size_t k = (size_t)h;; k++) {
+        const struct node *c = n->slots[k & n->smask];
+        if (!c)
+            return NULL;
+        if (c->litlen == dlen && eq_decoded(c->lit, s, raw))
+            return c;
+    }
 }
 
 static int walk(struct walk *w, const struct node *n, size_t pos);
@@ -548,8 +658,9 @@ static int walk_straight(struct walk *w, const struct node *n, size_t pos)
         if (n->nlits) {
             /* Literals only: each is tried where the segment begins, with no
              * scan for its end; a segment none of them spells as it stands
-             * (percent-encoded, or empty) is scanned and decoded. */
-            if (!(c = find_lit_here(n, s, rest, &seg))) {
+             * (percent-encoded, or empty) is scanned and decoded. Past
+             * HASH_MIN literals, the scanned segment goes to the table. */
+            if (n->slots || !(c = find_lit_here(n, s, rest, &seg))) {
                 seg = seg_scan(s, rest);
                 if (!(c = find_lit(n, s, seg)))
                     return 0;
@@ -609,6 +720,7 @@ static void free_node(struct node *n)
         free(n->lits[i]);
     }
     free(n->lits);
+    free(n->slots);
     free(n->lit);
     if (n->param) {
         free_node(n->param);

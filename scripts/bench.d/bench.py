@@ -29,8 +29,9 @@ HZ = os.sysconf('SC_CLK_TCK')
 
 
 class Route:
-    def __init__(self, name, path, body, ctype, key):
+    def __init__(self, name, path, body, ctype, key, status=200):
         self.name, self.path, self.body, self.ctype, self.key = name, path, body, ctype, key
+        self.status = status
 
 
 ROUTES = [
@@ -43,6 +44,45 @@ ROUTES = [
           'text/plain; charset=utf-8', 'hello'),
 ]
 SERVERS = ['celerisd', 'nginx', 'h2o', 'h2o-mruby', 'nghttpd']
+# --table N: N literal routes and TABLE_PARAMS param routes under /api/v1/, the
+# shape of a big REST API (issue 21). Only celerisd and nginx (20,000 `location =`
+# blocks, which it hashes, and regex locations for the params) take a table.
+TABLE_PARAMS = 100
+TABLE_SERVERS = ['celerisd', 'nginx']
+
+
+def table_routes(n):
+    """The four requests --table measures: the first and last literal route, the
+    last param route, and a path no route matches (404)."""
+    p = TABLE_PARAMS - 1
+    return [Route('first', '/api/v1/resource0/items', b'OK', 'text/plain', 'first'),
+            Route('last', f'/api/v1/resource{n - 1}/items', b'OK', 'text/plain', 'last'),
+            Route('param', f'/api/v1/param{p}/123', b'{"id":"123"}', 'application/json', 'param'),
+            Route('404', '/api/v1/nothere/items', None, None, '404', status=404)]
+
+
+def table_celerisd(n):
+    """Route lines for conf/bench.yaml's routes list (its last key)."""
+    lines = []
+    for i in range(n):
+        lines.append(f'  - path: /api/v1/resource{i}/items\n'
+                     f'    static: {{ body: "OK", content_type: text/plain }}')
+    for j in range(TABLE_PARAMS if n else 0):
+        lines.append(f'  - path: /api/v1/param{j}/:id\n    methods: [GET]\n'
+                     f'    json: {{ template: {{ id: "{{{{param.id}}}}" }} }}')
+    return '\n'.join(lines) + '\n' if lines else ''
+
+
+def table_nginx(n):
+    """The same table as nginx locations (the TABLE line of nginx.conf.in)."""
+    lines = ['location / { return 404; }'] if n else []   # the 404 request
+    for i in range(n):
+        lines.append(f'location = /api/v1/resource{i}/items {{ default_type text/plain; '
+                     f'return 200 "OK"; }}')
+    for j in range(TABLE_PARAMS if n else 0):
+        lines.append(f'location ~ ^/api/v1/param{j}/([^/]+)$ {{ '
+                     f'default_type application/json; return 200 \'{{"id":"$1"}}\'; }}')
+    return '\n'.join(lines)
 RAMP_STEPS = [10, 25, 50, 100, 200, 400, 600]
 
 
@@ -199,8 +239,9 @@ class Server:
     """One server under test, with its own config and log in the temp dir."""
 
     def __init__(self, name, ctx, cpus, workers=1, conns=4096, callgrind_out=None, idle=False,
-                 proto='h2c'):
+                 proto='h2c', table=0):
         self.name, self.ctx, self.cpus, self.workers = name, ctx, cpus, workers
+        self.table = table                 # --table: routes in the generated table
         self.conns, self.callgrind_out, self.idle = conns, callgrind_out, idle
         self.proto = proto
         self.port = free_port()            # h2c: every config has it (nghttpd's tls one not)
@@ -249,6 +290,7 @@ class Server:
         kv.setdefault('WORKERS', str(self.workers))
         kv.setdefault('CONNS', str(self.conns))
         kv.setdefault('EXTRALISTEN', self.extra_listen())
+        kv.setdefault('TABLE', table_nginx(self.table))
         for k, v in kv.items():
             # A placeholder alone on its line: the line goes when the value is
             # empty; a value of several lines keeps the line's indentation.
@@ -290,6 +332,7 @@ class Server:
                 text, k = re.subn(pat, rep, text)
                 if k != 1:
                     raise BenchError(f'conf/bench.yaml: expected one line matching {pat!r}')
+            text = text.rstrip('\n') + '\n' + table_celerisd(self.table)
             return [CELERISD, '-c', self._write('celerisd.yaml', text)]
         if n == 'nginx':
             conf = self._write('nginx.conf', self._template(
@@ -315,6 +358,8 @@ class Server:
         if self.callgrind_out:
             cmd += ['valgrind', '--tool=callgrind', f'--callgrind-out-file={self.callgrind_out}']
             timeout = max(timeout, 120)
+        if self.table:      # nginx takes seconds to load 20,000 locations; valgrind ~50x that
+            timeout = max(timeout, 60 + self.table * (0.03 if self.callgrind_out else 0.003))
         cmd += self.command()
         self.cmd = cmd
         with open(self.log, 'ab') as logf:
@@ -398,6 +443,14 @@ def check_bodies(srv, routes, ctx):
         if r.key == 'users' and srv.name != 'nghttpd':   # nghttpd serves files: one id only
             cases.append(('/users/u-7/posts/p-9', b'{"user":"u-7","post":"p-9"}'))
         for path, want in cases:
+            if r.status != 200:     # --table's 404: the status alone
+                p = subprocess.run(['curl'] + copts + ['-sS', '--max-time', '10', '-o', os.devnull,
+                                    '-w', '%{http_code}', srv.url(path)],
+                                   capture_output=True, text=True)
+                if p.stdout != str(r.status):
+                    raise BenchError(f'{srv.name} answers GET {srv.url(path)} with {p.stdout!r} '
+                                     f'{p.stderr.strip()}; expected {r.status}')
+                continue
             bodyf = os.path.join(ctx.tmp, 'curl-body')
             p = subprocess.run(['curl'] + copts + ['-sS', '--max-time', '10',
                                 '-o', bodyf, '-w', '%{http_code} %{http_version} %{content_type}',
@@ -415,7 +468,7 @@ def check_bodies(srv, routes, ctx):
             os.unlink(bodyf)
 
 
-def validate_h2load(out, rc, what, expect_n=None):
+def validate_h2load(out, rc, what, expect_n=None, want_status=200):
     m_fin = re.search(r'finished in ([\d.]+)(m?s), ([\d.]+) req/s', out)
     m_req = re.search(r'requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, '
                       r'(\d+) failed, (\d+) errored, (\d+) timeout', out)
@@ -426,9 +479,14 @@ def validate_h2load(out, rc, what, expect_n=None):
     total, started, done, ok, failed, errored, tmo = map(int, m_req.groups())
     s2, s3, s4, s5 = map(int, m_st.groups())
     problems = []
+    if want_status == 404:  # --table's 404 request: h2load counts each as failed
+        if errored or tmo or s2 or s3 or s5 or (expect_n is not None and s4 != expect_n):
+            problems.append(f'{errored} errored, {tmo} timeout; status codes {s2} 2xx, {s3} 3xx, '
+                            f'{s4} 4xx, {s5} 5xx; expected {expect_n} 404s')
+        failed, ok = 0, s4
     if failed or errored or tmo:
         problems.append(f'{failed} failed, {errored} errored, {tmo} timeout')
-    if s3 or s4 or s5:
+    if (s3 or s4 or s5) and want_status != 404:
         problems.append(f'status codes {s2} 2xx, {s3} 3xx, {s4} 4xx, {s5} 5xx')
     if ok == 0:
         problems.append('no request succeeded')
@@ -442,7 +500,7 @@ def validate_h2load(out, rc, what, expect_n=None):
 
 
 def h2load(url, cpus, threads, conns, streams, what, duration=None, n=None, log_file=None,
-           expect_n=None):
+           expect_n=None, want_status=200):
     threads = max(1, min(threads, conns))
     cmd = ['taskset', '-c', cpus, 'h2load', '-t', str(threads), '-c', str(conns),
            '-m', str(streams)]
@@ -461,7 +519,7 @@ def h2load(url, cpus, threads, conns, streams, what, duration=None, n=None, log_
         p.returncode = os.waitstatus_to_exitcode(status)
         outf.seek(0)
         out = outf.read().decode(errors='replace')
-    res = validate_h2load(out, p.returncode, what, expect_n)
+    res = validate_h2load(out, p.returncode, what, expect_n, want_status)
     if url.startswith('https:'):
         tls = {k: m.group(1).strip() for k in ('TLS Protocol', 'Cipher', 'Application protocol')
                for m in [re.search(rf'(?m)^{k}: (.*)$', out)] if m}
@@ -993,7 +1051,7 @@ def mode_callgrind(opts, ctx, routes, names):
     for name in names:
         def cg_run(route):
             out = os.path.join(ctx.tmp, f'callgrind.{name}.{route.key if route else "idle"}')
-            srv = ctx.server(name, workers=1, callgrind_out=out)
+            srv = ctx.server(name, workers=1, callgrind_out=out, table=opts.table)
             t0 = time.monotonic()
             srv.start()
             # Listening is not the end of start-up under valgrind (celerisd sets up
@@ -1001,7 +1059,8 @@ def mode_callgrind(opts, ctx, routes, names):
             time.sleep(2)
             if route:
                 h2load(srv.url(route.path), opts.client_cpus, 1, 4, 10,
-                       f'{name} {route.path} under callgrind', n=n, expect_n=n)
+                       f'{name} {route.path} under callgrind', n=n, expect_n=n,
+                       want_status=route.status)
                 srv.check_alive(f'under callgrind on {route.path}')
             rc = srv.stop()
             if rc is None:
@@ -1042,12 +1101,63 @@ def mode_callgrind(opts, ctx, routes, names):
               'library\'s) per request. Valgrind has no vDSO, so callgrind counts each as the '
               'few instructions of a system call; natively each costs a vDSO call (tens of ns '
               'for CLOCK_MONOTONIC, a few for CLOCK_MONOTONIC_COARSE).', '']
+    if opts.table:
+        t, note = table_facts(opts, ctx, routes, names, table)
+        lines += ['', f'## The table of {opts.table:,} routes', ''] + t + ['', note]
     say(f'\nwrote {write_md(opts, ctx.stamp, "-callgrind", lines)}')
+
+
+def table_facts(opts, ctx, routes, names, table):
+    """--table's other figures: each route's cost over the first's, the CPU time
+    of a config check (-t) and of start-up, and RSS per route."""
+    rows = []
+    for name in names:
+        first = table[('first', name)]
+        ratios = ', '.join(f'{r.name} {table[(r.name, name)] / first:.2f}' for r in routes[1:])
+        if name == 'celerisd':
+            check = [CELERISD, '-t', '-c', None]
+        else:
+            check = ['nginx', '-t', '-p', None, '-c', None]
+        cpu, start, rss = [], [], {}
+        for size in (0, opts.table):
+            for _ in range(3 if size else 1):
+                srv = ctx.server(name, workers=1, table=size)
+                cmd = srv.command()
+                if size:
+                    c = [x if x is not None else cmd[cmd.index('-c') + 1] for x in check]
+                    if name == 'nginx':
+                        c[3] = srv.dir + '/'
+                    t0 = os.times()
+                    p = subprocess.run(c, capture_output=True, text=True)
+                    t1 = os.times()
+                    if p.returncode != 0:
+                        raise BenchError(f'{" ".join(c)} failed:\n{p.stdout}{p.stderr}')
+                    cpu.append(t1.children_user + t1.children_system
+                               - t0.children_user - t0.children_system)
+                srv.start()
+                if size:
+                    start.append(srv.cpu_seconds())
+                rss[size] = srv.rss_kib()
+                srv.stop()
+        per_route = (rss[opts.table] - rss[0]) * 1024 / (opts.table + TABLE_PARAMS)
+        rows.append([name, ratios, f'{median(cpu):.2f}', f'{median(start):.2f}',
+                     f'{rss[0]:,}', f'{rss[opts.table]:,}', f'{per_route:,.0f}'])
+    t = md_table(['server', 'Ir / request ÷ first', '-t CPU s', 'start-up CPU s',
+                  'RSS KiB, no table', 'RSS KiB, table', 'RSS B / route'], rows,
+                 ['l', 'l'] + ['r'] * 5)
+    note = (f'{opts.table:,} literal routes /api/v1/resource{{i}}/items and {TABLE_PARAMS} param '
+            f'routes /api/v1/param{{j}}/:id next to conf/bench.yaml\'s (nginx: `location =` '
+            f'blocks and regex locations). -t CPU s: user+system time of a config check '
+            f'(`celerisd -t`, `nginx -t`), median of 3; start-up CPU s: the server\'s user+system '
+            f'time once it listens, median of 3 (one worker); RSS per route: (VmRSS with the table '
+            f'− without) ÷ routes, after start-up.')
+    say('\n' + '\n'.join(t) + '\n\n' + note)
+    return t, note
 
 
 def check_all_bodies(opts, ctx, routes, names):
     for name in names:
-        srv = ctx.server(name).start()
+        srv = ctx.server(name, table=opts.table).start()
         check_bodies(srv, routes, ctx)
         srv.stop()
     say(f'bodies checked: {", ".join(names)} answer every route correctly')
@@ -1375,6 +1485,7 @@ def mode_ramp(opts, ctx, routes, names):
 USAGE = '''scripts/bench [options]            throughput table, celerisd vs peers
        scripts/bench --proto http1,tls  the same over HTTP/1.1 (wrk) and HTTP/2+TLS
        scripts/bench --callgrind [...]  instructions per request (valgrind)
+       scripts/bench --callgrind --table N   the same on a table of N routes
        scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
@@ -1396,6 +1507,16 @@ Protocols (--proto, throughput table only; one table each):
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
 --callgrind, --idle-conns and --ramp measure h2c only.
+
+--table N (with --callgrind; celerisd and nginx only) adds N literal routes
+/api/v1/resource{i}/items and 100 param routes /api/v1/param{j}/:id to each
+server's config (nginx: `location =` blocks and regex locations) and measures
+four requests instead of --routes: the first and the last literal route, the
+last param route (/api/v1/param99/123) and a 404. It then reports each one's
+instructions over the first's, the CPU time of a config check (-t) and of
+start-up (until the server listens), and RSS per route (freed heap included).
+nginx needs seconds of CPU to load 20,000 locations, ~50 times that under
+valgrind.
 
 --inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
 under callgrind, counting only its server side: four floors (a bare nghttp2
@@ -1448,6 +1569,10 @@ def parse_args(argv):
     ap.add_argument('-n', '--requests', type=int, default=20000,
                     help='requests per server and route in --callgrind, per mode and route in '
                          '--inproc (default 20000)')
+    ap.add_argument('--table', type=int, metavar='N', default=0,
+                    help='with --callgrind: a table of N literal routes and 100 param routes '
+                         '(celerisd, nginx); measures its first, last and param route and a 404, '
+                         'then -t and start-up CPU time and RSS per route')
     ap.add_argument('--idle-conns', type=int, metavar='N',
                     help='open N idle h2 connections per server, report KiB RSS per connection')
     ap.add_argument('--inproc', action='store_true',
@@ -1530,6 +1655,13 @@ def parse_args(argv):
         if match[0] not in routes:
             routes.append(match[0])
     opts.route_list = routes
+    if opts.table:
+        if opts.mode != 'callgrind' or opts.table < 1:
+            ap.error('--table N: N >= 1, with --callgrind')
+        opts.names = [s for s in opts.names if s in TABLE_SERVERS]
+        if not opts.names:
+            ap.error(f'--table: only {", ".join(TABLE_SERVERS)} take a table')
+        opts.route_list = table_routes(opts.table)
     try:
         opts.ramp_steps = [int(x) for x in opts.ramp_steps.split(',') if x.strip()]
     except ValueError:

@@ -679,6 +679,99 @@ static void test_many_literal_children(void **state)
     cel_router_free(r);
 }
 
+/* Past a handful of literal children a node finds them through a hash table:
+ * at every count across the switch and the table's regrowths, every child is
+ * found, spelled as it stands or percent-encoded, and nothing else is. */
+static void test_hashed_literal_counts(void **state)
+{
+    static char data[70];
+    char buf[32];
+    cel_route_match m;
+    (void)state;
+    for (int n = 1; n <= 70; n++) {
+        cel_router *r = cel_router_new();
+        for (int i = 0; i < n; i++) {
+            sprintf(buf, "/k/s%d", i);
+            add_ok(r, buf, CEL_M_GET, &data[i]);
+        }
+        for (int i = 0; i < n; i++) {
+            sprintf(buf, "/k/s%d", i);
+            expect_found(r, buf, CEL_M_GET, &data[i], &m);
+            sprintf(buf, "/k/%%73%d", i);
+            expect_found(r, buf, CEL_M_GET, &data[i], &m);
+        }
+        sprintf(buf, "/k/s%d", n);
+        expect_not_found(r, buf, CEL_M_GET);
+        expect_not_found(r, "/k/s", CEL_M_GET);
+        expect_not_found(r, "/k/", CEL_M_GET);
+        expect_not_found(r, "/k/s0/", CEL_M_GET);
+        expect_405(r, "/k/s0", CEL_M_POST, "GET");
+        cel_router_free(r);
+    }
+}
+
+/* A node with a table of literals and a param and a wildcard beside them keeps
+ * literal > param > wildcard and backtracks out of a literal that leads nowhere. */
+static void test_hashed_node_precedence(void **state)
+{
+    enum { N = 1000 };
+    static char data[N];
+    char buf[64], *longseg;
+    cel_route_match m;
+    void *conflict = NULL;
+    const char *p;
+    cel_router *r = cel_router_new();
+    (void)state;
+    for (int i = 0; i < N; i++) {
+        sprintf(buf, "/api/r%d/items", i);
+        add_ok(r, buf, CEL_M_GET, &data[i]);
+    }
+    add_ok(r, "/api/:id/detail", CEL_M_GET, D(0));
+    add_ok(r, "/api/*rest", CEL_M_GET, D(1));
+    add_ok(r, "/api/aA/x", CEL_M_GET, D(2));
+    add_ok(r, "/api/a%41/x", CEL_M_GET, D(3));
+    add_ok(r, "/api//items", CEL_M_GET, D(4));
+
+    expect_found(r, "/api/r0/items", CEL_M_GET, &data[0], &m);
+    expect_found(r, "/api/r999/items", CEL_M_GET, &data[999], &m);
+    expect_found(r, "/api/r%35/items", CEL_M_GET, &data[5], &m);
+    expect_found(r, "/api/%72%35%30%30/items", CEL_M_GET, &data[500], &m);
+    p = "/api/r5/detail"; /* literal r5 has no "detail": back to the param */
+    expect_found(r, p, CEL_M_GET, D(0), &m);
+    expect_param(&m, p, 0, "id", "r5");
+    p = "/api/r%35/detail";
+    expect_found(r, p, CEL_M_GET, D(0), &m);
+    expect_param(&m, p, 0, "id", "r%35");
+    p = "/api/r5/other"; /* neither: the wildcard */
+    expect_found(r, p, CEL_M_GET, D(1), &m);
+    expect_param(&m, p, 0, "rest", "r5/other");
+    p = "/api/r1000/items";
+    expect_found(r, p, CEL_M_GET, D(1), &m);
+    expect_param(&m, p, 0, "rest", "r1000/items");
+    /* pattern text is literal, '%' included, among hashed siblings too */
+    expect_found(r, "/api/aA/x", CEL_M_GET, D(2), &m);
+    expect_found(r, "/api/a%41/x", CEL_M_GET, D(2), &m);
+    expect_found(r, "/api/a%2541/x", CEL_M_GET, D(3), &m);
+    expect_found(r, "/api//items", CEL_M_GET, D(4), &m);
+    /* a segment longer than any literal goes to the param and wildcard */
+    longseg = malloc(4096);
+    assert_non_null(longseg);
+    memset(longseg, 'r', 4096);
+    memcpy(longseg, "/api/", 5);
+    memcpy(longseg + 4096 - 7, "/detail", 7);
+    assert_int_equal(cel_router_lookup(r, longseg, 4096, CEL_M_GET, &m), CEL_ROUTE_FOUND);
+    assert_ptr_equal(m.data, D(0));
+    free(longseg);
+    /* the first reached leaf answers 405 */
+    expect_405(r, "/api/r7/items", CEL_M_POST, "GET");
+    /* collisions are found through the table */
+    assert_int_equal(cel_router_add(r, "/api/r9/items", CEL_M_GET, D(5), &conflict, buf,
+                                    sizeof(buf)),
+                     CEL_EEXIST);
+    assert_ptr_equal(conflict, &data[9]);
+    cel_router_free(r);
+}
+
 static void test_lookup_allocates_nothing(void **state)
 {
     static const char *const paths[] = {
@@ -819,6 +912,8 @@ int main(void)
         cmocka_unit_test(test_max_params),
         cmocka_unit_test(test_depth_and_long_paths),
         cmocka_unit_test(test_many_literal_children),
+        cmocka_unit_test(test_hashed_literal_counts),
+        cmocka_unit_test(test_hashed_node_precedence),
         cmocka_unit_test(test_lookup_allocates_nothing),
         cmocka_unit_test(test_out_of_memory),
         cmocka_unit_test(test_pct_decode),
