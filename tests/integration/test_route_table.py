@@ -4,7 +4,6 @@ request is answered by the right route. What a lookup costs among 20,000
 siblings is measured by `scripts/bench --callgrind --table 20000`, not here."""
 
 import os
-import re
 import time
 
 from support import run_celerisd
