@@ -463,12 +463,10 @@ int cel_tmpl_check_string(const char *s, size_t n, char *err, size_t errlen)
     return scan(NULL, s, n, err, errlen);
 }
 
-cel_tmpl *cel_tmpl_compile(const json_t *root, char *err, size_t errlen)
+/* T as compiled with result RC, or NULL (T freed, ERR said why). */
+static cel_tmpl *compiled(cel_tmpl *t, int rc, char *err, size_t errlen)
 {
-    cel_tmpl *t = calloc(1, sizeof(*t));
-    int rc = t ? emit(t, (json_t *)root, err, errlen) : CEL_ENOMEM;
-
-    if (!rc && t && t->nomem)
+    if (!rc && t->nomem)
         rc = CEL_ENOMEM;
     if (rc) {
         if (rc == CEL_ENOMEM && err && errlen)
@@ -479,24 +477,18 @@ cel_tmpl *cel_tmpl_compile(const json_t *root, char *err, size_t errlen)
     return t;
 }
 
+cel_tmpl *cel_tmpl_compile(const json_t *root, char *err, size_t errlen)
+{
+    cel_tmpl *t = calloc(1, sizeof(*t));
+    return compiled(t, t ? emit(t, (json_t *)root, err, errlen) : CEL_ENOMEM, err, errlen);
+}
+
 cel_tmpl *cel_tmpl_compile_text(const char *s, size_t n, char *err, size_t errlen)
 {
     cel_tmpl *t = calloc(1, sizeof(*t));
-    int rc = CEL_ENOMEM;
-
-    if (t) {
+    if (t)
         t->is_header = 1;
-        rc = scan(t, s, n, err, errlen);
-    }
-    if (!rc && t->nomem)
-        rc = CEL_ENOMEM;
-    if (rc) {
-        if (rc == CEL_ENOMEM && err && errlen)
-            snprintf(err, errlen, "out of memory");
-        cel_tmpl_free(t);
-        return NULL;
-    }
-    return t;
+    return compiled(t, t ? scan(t, s, n, err, errlen) : CEL_ENOMEM, err, errlen);
 }
 
 void cel_tmpl_free(cel_tmpl *t)
