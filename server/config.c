@@ -17,6 +17,7 @@
 #include "conf.h"
 #include "log.h"
 #include "stats.h"
+#include "proxy_proto.h"
 #include "tls.h"
 
 static atomic_ulong generations;
@@ -394,7 +395,7 @@ static int parse_tls(conf_ctx *c, yaml_node_t *n, cel_tls **out)
 }
 
 typedef struct listen_build {
-    yaml_node_t *address, *tls;
+    yaml_node_t *address, *tls, *proxy, *trusted;
 } listen_build;
 
 static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -404,8 +405,49 @@ static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
         b->address = v;
     else if (strcmp(key, "tls") == 0)
         b->tls = v;
+    else if (strcmp(key, "proxy_protocol") == 0)
+        b->proxy = v;
+    else if (strcmp(key, "trusted") == 0)
+        b->trusted = v;
     else
-        return conf_unknown_key(c, k, "a listen entry", "address, tls");
+        return conf_unknown_key(c, k, "a listen entry", "address, tls, proxy_protocol, trusted");
+    return 0;
+}
+
+/* proxy_protocol: BOOL and trusted: [CIDR, ...] of a listen entry. */
+static int parse_proxy(conf_ctx *c, const listen_build *b, yaml_node_t *n, cel_listen *l)
+{
+    if (!b->proxy && !b->trusted)
+        return 0;
+    if (!b->proxy || !b->trusted)
+        return conf_error(c, n, "proxy_protocol and trusted go together: trusted lists the "
+                                "balancers whose PROXY header is believed");
+    const char *v;
+    int rc = conf_string(c, b->proxy, "proxy_protocol", &v);
+    if (rc)
+        return rc;
+    if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+        return conf_error(c, b->proxy, "proxy_protocol must be true or false");
+    int on = strcmp(v, "true") == 0;
+    if ((rc = conf_want(c, b->trusted, YAML_SEQUENCE_NODE, "trusted")))
+        return rc;
+    yaml_node_item_t *it = b->trusted->data.sequence.items.start,
+                     *top = b->trusted->data.sequence.items.top;
+    if (it == top)
+        return conf_error(c, b->trusted, "trusted must list at least one address range");
+    l->trusted = calloc((size_t)(top - it), sizeof(cel_cidr));
+    if (!l->trusted)
+        return conf_error(c, n, "out of memory");
+    for (; it < top; it++) {
+        yaml_node_t *e = conf_node(c, *it);
+        if ((rc = conf_string(c, e, "trusted", &v)))
+            return rc;
+        if (cel_cidr_parse(v, &l->trusted[l->ntrusted]))
+            return conf_error(c, e, "bad address range \"%s\" (expected \"10.0.0.0/8\", "
+                                    "\"::1/128\" or an address)", v);
+        l->ntrusted++;
+    }
+    l->proxy_protocol = on;
     return 0;
 }
 
@@ -413,8 +455,8 @@ static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 {
     const char *s;
     yaml_node_t *addr = n, *tls = NULL;
+    listen_build b = {0};
     if (n->type == YAML_MAPPING_NODE) {
-        listen_build b = {0};
         int rc = conf_mapping(c, n, "a listen entry", listen_pair, &b);
         if (rc)
             return rc;
@@ -434,10 +476,17 @@ static int add_listen(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     for (size_t i = 0; i < cfg->nlisten; i++)
         if (cfg->listen[i].addrlen == l.addrlen && !memcmp(&cfg->listen[i].addr, &l.addr, l.addrlen))
             return conf_error(c, addr, "listen address \"%s\" is given twice", s);
-    if (tls && (rc = parse_tls(c, tls, &l.tls)))
+    if ((rc = parse_proxy(c, &b, n, &l))) {
+        free(l.trusted);
         return rc;
+    }
+    if (tls && (rc = parse_tls(c, tls, &l.tls))) {
+        free(l.trusted);
+        return rc;
+    }
     cel_listen *nl = realloc(cfg->listen, (cfg->nlisten + 1) * sizeof(*nl));
     if (!nl) {
+        free(l.trusted);
         cel_tls_free(l.tls);
         return conf_error(c, n, "out of memory");
     }
@@ -1111,8 +1160,10 @@ void cel_config_unref(cel_config *c)
         free(c->routes[i].pattern);
     }
     free(c->routes);
-    for (size_t i = 0; i < c->nlisten; i++)
+    for (size_t i = 0; i < c->nlisten; i++) {
         cel_tls_free(c->listen[i].tls);
+        free(c->listen[i].trusted);
+    }
     free(c->listen);
     free(c->cpus);
     free(c->modules_dir);

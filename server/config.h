@@ -64,6 +64,7 @@ typedef struct cel_loc {
 } cel_loc;
 
 struct cel_tls;
+struct cel_cidr;
 
 typedef struct cel_listen {
     struct sockaddr_storage addr;
@@ -71,6 +72,12 @@ typedef struct cel_listen {
     char text[64]; /* as written, for logs */
     cel_loc loc;
     struct cel_tls *tls; /* NULL: cleartext (h2c and HTTP/1.1) */
+    /* proxy_protocol: peers in TRUSTED must begin with a PROXY header (v1 or
+     * v2), whose client address then stands for the connection's; other
+     * peers are served as they are (a PROXY header from them is no request). */
+    int proxy_protocol;
+    struct cel_cidr *trusted;
+    size_t ntrusted;
 } cel_listen;
 
 typedef struct cel_route {
