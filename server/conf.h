@@ -65,7 +65,7 @@ int conf_unknown_key(conf_ctx *c, const yaml_node_t *k, const char *where, const
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
-/* `metrics: {}` and `status: {}` (no keys yet). */
+/* `metrics: {}`, `status: {}` (STATUS 1) and `readiness: {}` (STATUS 2): no keys yet. */
 int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out);
 
 #endif

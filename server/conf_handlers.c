@@ -473,17 +473,20 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
 static int no_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     (void)arg, (void)key, (void)v;
-    return conf_unknown_key(c, k, "metrics/status", "(none)");
+    return conf_unknown_key(c, k, "metrics/status/readiness", "(none)");
 }
 
 int conf_handler_stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out)
 {
+    static const char *const names[] = {"metrics", "status", "readiness"};
     int empty = n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0;
     if (!empty) {
-        int rc = conf_mapping(c, n, status ? "status" : "metrics", no_keys, NULL);
+        int rc = conf_mapping(c, n, names[status], no_keys, NULL);
         if (rc)
             return rc;
     }
-    *out = status ? cel_handler_status_new() : cel_handler_metrics_new();
+    *out = status == 2   ? cel_handler_readiness_new()
+           : status == 1 ? cel_handler_status_new()
+                         : cel_handler_metrics_new();
     return *out ? 0 : conf_error(c, n, "out of memory");
 }

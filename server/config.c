@@ -770,7 +770,8 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         return 0;
     }
     if (strcmp(key, "static") == 0 || strcmp(key, "json") == 0 || strcmp(key, "module") == 0 ||
-        strcmp(key, "metrics") == 0 || strcmp(key, "status") == 0) {
+        strcmp(key, "metrics") == 0 || strcmp(key, "status") == 0 ||
+        strcmp(key, "readiness") == 0) {
         if (b->handler_key)
             return conf_error(c, k, "a route has one handler; \"%s\" was given at line %u already",
                               (const char *)b->handler_key->data.scalar.value,
@@ -780,7 +781,8 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
         return 0;
     }
     return conf_unknown_key(c, k, "route",
-                            "path, methods, access_log, static, json, module, metrics, status");
+                            "path, methods, access_log, static, json, module, metrics, status, "
+                            "readiness");
 }
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
@@ -795,7 +797,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     if (!rc && !b.handler_node)
         rc = conf_error(c, n,
                         "route at line %u has no handler (give one of: static, json, module, "
-                        "metrics, status)",
+                        "metrics, status, readiness)",
                         b.r.loc.line);
     if (!rc) {
         const char *type = (const char *)b.handler_key->data.scalar.value;
@@ -806,7 +808,8 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         else if (strcmp(type, "module") == 0)
             rc = conf_handler_module(c, b.handler_node, b.r.pattern, &b.r.handler);
         else
-            rc = conf_handler_stats(c, b.handler_node, type[0] == 's', &b.r.handler);
+            rc = conf_handler_stats(c, b.handler_node,
+                                    type[0] == 'r' ? 2 : type[0] == 's' ? 1 : 0, &b.r.handler);
     }
     if (rc) {
         free(b.r.pattern);
@@ -884,6 +887,8 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return conf_mapping(c, v, "log", log_pair, cfg);
     if (strcmp(key, "shutdown_timeout") == 0)
         return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
+    if (strcmp(key, "drain_time") == 0)
+        return conf_duration_ms(c, v, "drain_time", &cfg->drain_time_ms);
     if (strcmp(key, "tls_ticket_rotation") == 0)
         return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
     if (strcmp(key, "routes") == 0) {
@@ -916,7 +921,7 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return cfg->modules_dir ? 0 : conf_error(c, v, "out of memory");
     }
     return conf_unknown_key(c, k, "the top level",
-                            "listen, workers, limits, log, shutdown_timeout, "
+                            "listen, workers, limits, log, shutdown_timeout, drain_time, "
                             "tls_ticket_rotation, modules_dir, pid_file, routes");
 }
 

@@ -101,6 +101,7 @@ typedef struct cel_config {
     unsigned nworkers;
     int *cpus; /* nworkers CPU ids to pin to, -1 for "don't pin" */
     uint32_t shutdown_timeout_ms;
+    uint32_t drain_time_ms; /* SIGTERM: readiness 503 this long before the GOAWAY */
     uint32_t tls_ticket_rotation_ms;
     int log_level;
     cel_limits limits;
