@@ -1,0 +1,124 @@
+"""celerisd behind HAProxy 2.6 (tests/scaleout): three backends over h2c with
+PROXY protocol v2, health-checked on their readiness route; h2load through
+HAProxy (HTTP/2 and HTTP/1.1 clients) while backends are killed, drained and
+restarted, and reloaded with a new route table."""
+
+import signal
+import time
+
+from cluster import Load, access_lines, h2load, http_get, wait_access
+
+
+def test_smoke_and_balance(cluster):
+    hp = cluster.haproxy
+    seen = {http_get(hp.port, "/who")[1] for _ in range(12)}
+    assert seen == {b"b1", b"b2", b"b3"}
+    for h1 in (False, True):
+        r = h2load(hp.port, 600, h1=h1)
+        assert r["failed"] == 0, r["out"]
+
+
+def test_kill_9_one_backend(cluster, capsys):
+    hp = cluster.haproxy
+    victim = cluster.backends[1]
+    with Load(hp.port) as load:
+        load.wait_rounds(2)
+        killed_at = time.monotonic()
+        victim.send(signal.SIGKILL)
+        victim.proc.wait(timeout=5)
+        down_after = hp.wait_status(victim.name, "DOWN")
+        load.wait_rounds(load.rounds + 2)
+    with capsys.disabled():
+        print(f"\n[scaleout] kill -9 of one backend: {load.failed} failed of {load.total} "
+              f"requests ({load.rounds} h2load rounds); HAProxy marked it DOWN after "
+              f"{down_after:.2f}s")
+    # HAProxy retries what failed before a response began (retry-on,
+    # redispatch): an idempotent GET that was in flight on the killed backend
+    # is sent again to another one.
+    assert load.failed == 0, "\n".join(load.outputs[:2])
+    assert time.monotonic() - killed_at > 0
+    # Restarted, it gets traffic again once its health check passes.
+    before = len(access_lines(victim.log))
+    victim.start()
+    hp.wait_status(victim.name, "UP")
+    r = h2load(hp.port, 300)
+    assert r["failed"] == 0, r["out"]
+    lines = wait_access(victim.log, lambda ls: len(ls) > before + 30)
+    assert len(lines) > before + 30, f"{len(lines) - before} requests reached the restarted backend"
+
+
+def test_rolling_restart(cluster):
+    hp = cluster.haproxy
+    with Load(hp.port) as load:
+        load.wait_rounds(1)
+        for b in cluster.backends:
+            # drain: the balancer first (no new requests), then the daemon's
+            # readiness says 503 for its drain_time before it stops.
+            hp.api(f"set server be/{b.name} state drain")
+            assert b.stop() == 0
+            assert "draining for 300 ms" in b.stderr.read_text()
+            b.start()
+            hp.api(f"set server be/{b.name} state ready")
+            hp.wait_status(b.name, "UP")
+            load.wait_rounds(load.rounds + 1)
+    assert load.rounds >= 4
+    assert load.failed == 0, f"{load.failed} of {load.total} failed:\n" + "\n".join(load.outputs[:2])
+
+
+def test_rolling_restart_by_sigterm_alone(cluster):
+    """No runtime API: SIGTERM makes readiness 503 for drain_time; HAProxy's
+    check (every 200 ms, fall 2) takes the backend out before its GOAWAY."""
+    hp = cluster.haproxy
+    for b in cluster.backends:
+        b.stop()  # rewrite with a longer drain time, for two failed checks
+        b.drain = "1s"
+        b.write_config("v1")
+        b.start()
+        hp.wait_status(b.name, "UP")
+    with Load(hp.port) as load:
+        load.wait_rounds(1)
+        for b in cluster.backends:
+            assert b.stop() == 0
+            b.start()
+            hp.wait_status(b.name, "UP")
+            load.wait_rounds(load.rounds + 1)
+    assert load.failed == 0, f"{load.failed} of {load.total} failed:\n" + "\n".join(load.outputs[:2])
+
+
+def test_rolling_reload_new_route_table(cluster):
+    hp = cluster.haproxy
+    assert http_get(hp.port, "/v")[1] == b"v1"
+    with Load(hp.port, path="/v") as load:
+        load.wait_rounds(1)
+        for b in cluster.backends:
+            b.write_config("v2")
+            b.send(signal.SIGHUP)
+            deadline = time.monotonic() + 10
+            while b.get("/v")[1] != b"v2" and time.monotonic() < deadline:
+                time.sleep(0.02)
+            assert b.get("/v")[1] == b"v2", b.stderr.read_text()
+            load.wait_rounds(load.rounds + 1)
+    assert load.failed == 0, f"{load.failed} of {load.total} failed:\n" + "\n".join(load.outputs[:2])
+    bodies = [http_get(hp.port, "/v")[1] for _ in range(30)]
+    assert set(bodies) == {b"v2"}, bodies
+
+
+def test_client_address_through_proxy_v2(cluster):
+    """The client connects from 127.0.0.2; HAProxy (from 127.0.0.1, trusted)
+    passes it in PROXY v2: the backend's access log says 127.0.0.2. A forged
+    X-Forwarded-For changes nothing."""
+    hp = cluster.haproxy
+    for _ in range(6):
+        st, body = http_get(hp.port, "/who", headers=[("x-forwarded-for", "203.0.113.66")],
+                            source="127.0.0.2")
+        assert st == 200
+    for b in cluster.backends:
+        lines = wait_access(b.log, lambda ls: len(ls) >= 2)
+        assert lines and all(ln == "127.0.0.2 /who 200" for ln in lines), (b.name, lines)
+    # Straight to a backend's PROXY listener from 127.0.0.2 (not trusted): it
+    # is served as itself, and a PROXY header it sends is refused.
+    b = cluster.backends[0]
+    st, _ = http_get(b.port, "/who", source="127.0.0.2")
+    assert st == 200
+    lines = wait_access(b.log, lambda ls: len(ls) >= 3)
+    assert lines[-1] == "127.0.0.2 /who 200", lines
