@@ -887,8 +887,14 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return conf_mapping(c, v, "log", log_pair, cfg);
     if (strcmp(key, "shutdown_timeout") == 0)
         return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
-    if (strcmp(key, "drain_time") == 0)
+    if (strcmp(key, "drain_time") == 0) {
+        /* 0 (the default) is allowed: no drain, SIGTERM stops at once. */
+        if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "0") == 0) {
+            cfg->drain_time_ms = 0;
+            return 0;
+        }
         return conf_duration_ms(c, v, "drain_time", &cfg->drain_time_ms);
+    }
     if (strcmp(key, "tls_ticket_rotation") == 0)
         return conf_duration_ms(c, v, "tls_ticket_rotation", &cfg->tls_ticket_rotation_ms);
     if (strcmp(key, "routes") == 0) {

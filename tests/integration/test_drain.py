@@ -107,6 +107,9 @@ def test_second_sigterm_cuts_the_drain_short(celerisd):
 
 def test_config_errors(tmp_path):
     path = tmp_path / "c.yaml"
+    path.write_text("drain_time: 0\nroutes: []\n")
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode == 0, p.stderr
     path.write_text("drain_time: soon\nroutes: []\n")
     p = run_celerisd(["-t", "-c", str(path)])
     assert p.returncode == 1 and f"{path}:1:13:" in p.stderr and "drain_time" in p.stderr, p.stderr

@@ -234,7 +234,7 @@ class Load:
     clients) in a thread until stopped: bounded, and continuous while a
     scenario runs. Sums requests and failures."""
 
-    def __init__(self, port, round_n=200, path="/who", max_rounds=200):
+    def __init__(self, port, round_n=100, path="/who", max_rounds=100):
         self.port, self.round_n, self.path, self.max_rounds = port, round_n, path, max_rounds
         self.total = self.failed = self.rounds = 0
         self.outputs = []

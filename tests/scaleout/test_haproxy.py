@@ -7,6 +7,7 @@ import signal
 import time
 
 from cluster import Load, access_lines, h2load, http_get, wait_access
+from support import TIME_SCALE
 
 
 def test_smoke_and_balance(cluster):
@@ -67,18 +68,24 @@ def test_rolling_restart(cluster):
 
 def test_rolling_restart_by_sigterm_alone(cluster):
     """No runtime API: SIGTERM makes readiness 503 for drain_time; HAProxy's
-    check (every 200 ms, fall 2) takes the backend out before its GOAWAY."""
+    check (every 200 ms, fall 2) marks the backend DOWN while it still runs,
+    before its GOAWAY."""
     hp = cluster.haproxy
+    drain = 2 * TIME_SCALE
     for b in cluster.backends:
-        b.stop()  # rewrite with a longer drain time, for two failed checks
-        b.drain = "1s"
+        b.stop()  # again with a drain time long enough for two failed checks
+        b.drain = f"{drain}s"
         b.write_config("v1")
         b.start()
         hp.wait_status(b.name, "UP")
     with Load(hp.port) as load:
         load.wait_rounds(1)
         for b in cluster.backends:
-            assert b.stop() == 0
+            b.send(signal.SIGTERM)
+            took = hp.wait_status(b.name, "DOWN")
+            assert b.proc.poll() is None, f"{b.name} exited before HAProxy took it out"
+            assert took < drain
+            assert b.proc.wait(timeout=drain + 10 * TIME_SCALE) == 0
             b.start()
             hp.wait_status(b.name, "UP")
             load.wait_rounds(load.rounds + 1)
