@@ -129,3 +129,36 @@ def test_client_address_through_proxy_v2(cluster):
     assert st == 200
     lines = wait_access(b.log, lambda ls: len(ls) >= 3)
     assert lines[-1] == "127.0.0.2 /who 200", lines
+
+
+def test_shipped_examples_are_valid(tmp_path):
+    """packaging/haproxy/: haproxy -c accepts haproxy.cfg (machine-specific
+    paths swapped for temporary ones) and celerisd -t the YAML."""
+    import re
+    import subprocess
+
+    from cluster import HAPROXY
+    from support import REPO, run_celerisd
+
+    src = REPO / "packaging" / "haproxy"
+    cfg = (src / "haproxy.cfg").read_text()
+    cert = tmp_path / "certs"
+    cert.mkdir()
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=x",
+                        "-keyout", str(cert / "x.pem"), "-out", str(tmp_path / "c.pem")],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0
+    (cert / "x.pem").write_bytes((tmp_path / "c.pem").read_bytes() + (cert / "x.pem").read_bytes())
+    cfg = cfg.replace("/etc/haproxy/certs/", f"{cert}/")
+    cfg = cfg.replace("/run/haproxy/admin.sock", str(tmp_path / "admin.sock"))
+    cfg = re.sub(r"(?m)^\s+(user|group) haproxy$", "", cfg)
+    (tmp_path / "haproxy.cfg").write_text(cfg)
+    p = subprocess.run([HAPROXY, "-c", "-f", str(tmp_path / "haproxy.cfg")], capture_output=True,
+                       text=True, timeout=30)
+    assert p.returncode == 0, p.stdout + p.stderr
+    yaml = (src / "celerisd.yaml").read_text().replace("/var/log/celerisd/", f"{tmp_path}/")
+    yaml = yaml.replace("/run/celerisd/", f"{tmp_path}/")
+    (tmp_path / "celerisd.yaml").write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(tmp_path / "celerisd.yaml")])
+    assert p.returncode == 0, p.stderr
