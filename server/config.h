@@ -78,6 +78,9 @@ typedef struct cel_listen {
     int proxy_protocol;
     struct cel_cidr *trusted;
     size_t ntrusted;
+    /* AF_UNIX ("unix:/path"): the socket file's mode and owner, -1 to leave. */
+    int mode;
+    long uid, gid;
 } cel_listen;
 
 typedef struct cel_route {
@@ -136,7 +139,8 @@ void cel_config_publish(cel_config *c); /* takes its own reference */
 unsigned long cel_config_published_generation(void);
 cel_config *cel_config_acquire(void); /* a new reference to the published one, or NULL */
 
-/* Parses "1.2.3.4:80", "[::1]:80", "*:80" or "80". 0 or CEL_EINVAL with a message. */
+/* Parses "1.2.3.4:80", "[::1]:80", "*:80", "80" or "unix:/path". 0 or CEL_EINVAL
+ * with a message. */
 int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen);
 
 #endif
