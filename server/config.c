@@ -21,6 +21,7 @@
 #include "log.h"
 #include "stats.h"
 #include "proxy_proto.h"
+#include "real_ip.h"
 #include "tls.h"
 
 static atomic_ulong generations;
@@ -485,6 +486,79 @@ static int parse_unix_opts(conf_ctx *c, const listen_build *b, cel_listen *l)
     return 0;
 }
 
+/* trusted: [CIDR, ...] (proxy_protocol's and real_ip's) into *OUT, *N. */
+static int parse_trusted(conf_ctx *c, yaml_node_t *n, cel_cidr **out, size_t *count)
+{
+    int rc = conf_want(c, n, YAML_SEQUENCE_NODE, "trusted");
+    if (rc)
+        return rc;
+    yaml_node_item_t *it = n->data.sequence.items.start, *top = n->data.sequence.items.top;
+    if (it == top)
+        return conf_error(c, n, "trusted must list at least one address range");
+    free(*out);
+    *count = 0;
+    *out = calloc((size_t)(top - it), sizeof(cel_cidr));
+    if (!*out)
+        return conf_error(c, n, "out of memory");
+    for (; it < top; it++) {
+        yaml_node_t *e = conf_node(c, *it);
+        const char *v;
+        if ((rc = conf_string(c, e, "trusted", &v)))
+            return rc;
+        if (cel_cidr_parse(v, &(*out)[*count]))
+            return conf_error(c, e, "bad address range \"%s\" (expected \"10.0.0.0/8\", "
+                                    "\"::1/128\" or an address)", v);
+        (*count)++;
+    }
+    return 0;
+}
+
+static int real_ip_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_real_ip *r = arg;
+    if (strcmp(key, "trusted") == 0)
+        return parse_trusted(c, v, &r->trusted, &r->ntrusted);
+    if (strcmp(key, "header") != 0)
+        return conf_unknown_key(c, k, "real_ip", "header, trusted");
+    const char *s;
+    int rc = conf_string(c, v, "real_ip.header", &s);
+    if (rc)
+        return rc;
+    size_t n = strlen(s);
+    if (n == 0 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != n)
+        return conf_error(c, v, "real_ip.header must be a header name, not \"%s\"", s);
+    free(r->header);
+    if (!(r->header = strdup(s)))
+        return conf_error(c, v, "out of memory");
+    for (char *p = r->header; *p; p++)
+        *p = (char)tolower((unsigned char)*p);
+    r->header_len = n;
+    return 0;
+}
+
+static void real_ip_free(cel_real_ip *r)
+{
+    if (!r)
+        return;
+    free(r->header);
+    free(r->trusted);
+    free(r);
+}
+
+/* real_ip: { header: x-forwarded-for, trusted: [CIDR, ...] } */
+static int parse_real_ip(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
+{
+    cel_real_ip *r = calloc(1, sizeof(*r));
+    if (!r)
+        return conf_error(c, n, "out of memory");
+    real_ip_free(cfg->real_ip);
+    cfg->real_ip = r;
+    int rc = conf_mapping(c, n, "real_ip", real_ip_pair, r);
+    if (!rc && (!r->header || !r->trusted))
+        rc = conf_error(c, n, "real_ip needs header and trusted");
+    return rc;
+}
+
 /* proxy_protocol: BOOL and trusted: [CIDR, ...] of a listen entry. */
 static int parse_proxy(conf_ctx *c, const listen_build *b, yaml_node_t *n, cel_listen *l)
 {
@@ -500,24 +574,8 @@ static int parse_proxy(conf_ctx *c, const listen_build *b, yaml_node_t *n, cel_l
     if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
         return conf_error(c, b->proxy, "proxy_protocol must be true or false");
     int on = strcmp(v, "true") == 0;
-    if ((rc = conf_want(c, b->trusted, YAML_SEQUENCE_NODE, "trusted")))
+    if ((rc = parse_trusted(c, b->trusted, &l->trusted, &l->ntrusted)))
         return rc;
-    yaml_node_item_t *it = b->trusted->data.sequence.items.start,
-                     *top = b->trusted->data.sequence.items.top;
-    if (it == top)
-        return conf_error(c, b->trusted, "trusted must list at least one address range");
-    l->trusted = calloc((size_t)(top - it), sizeof(cel_cidr));
-    if (!l->trusted)
-        return conf_error(c, n, "out of memory");
-    for (; it < top; it++) {
-        yaml_node_t *e = conf_node(c, *it);
-        if ((rc = conf_string(c, e, "trusted", &v)))
-            return rc;
-        if (cel_cidr_parse(v, &l->trusted[l->ntrusted]))
-            return conf_error(c, e, "bad address range \"%s\" (expected \"10.0.0.0/8\", "
-                                    "\"::1/128\" or an address)", v);
-        l->ntrusted++;
-    }
     l->proxy_protocol = on;
     return 0;
 }
@@ -958,6 +1016,8 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return conf_mapping(c, v, "log", log_pair, cfg);
     if (strcmp(key, "shutdown_timeout") == 0)
         return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
+    if (strcmp(key, "real_ip") == 0)
+        return parse_real_ip(c, cfg, v);
     if (strcmp(key, "drain_time") == 0) {
         /* 0 (the default) is allowed: no drain, SIGTERM stops at once. */
         if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "0") == 0) {
@@ -998,7 +1058,7 @@ static int top_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
         return cfg->modules_dir ? 0 : conf_error(c, v, "out of memory");
     }
     return conf_unknown_key(c, k, "the top level",
-                            "listen, workers, limits, log, shutdown_timeout, drain_time, "
+                            "listen, workers, limits, log, shutdown_timeout, drain_time, real_ip, "
                             "tls_ticket_rotation, modules_dir, pid_file, routes");
 }
 
@@ -1251,6 +1311,7 @@ void cel_config_unref(cel_config *c)
     free(c->modules_dir);
     free(c->pid_file);
     cel_accesslog_free(c->accesslog);
+    real_ip_free(c->real_ip);
     free(c->file);
     free(c);
 }

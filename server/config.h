@@ -111,6 +111,7 @@ typedef struct cel_config {
     char *modules_dir; /* where `module: {name: X}` finds X.so */
     char *pid_file;    /* NULL: none; main.c writes it (pidfile.h) */
     struct cel_accesslog *accesslog; /* NULL: off */
+    struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
 
     cel_router *router;
     cel_route *routes;

@@ -7,6 +7,7 @@
 #include "accesslog.h"
 #include "env.h"
 #include "log.h"
+#include "real_ip.h"
 #include "stats.h"
 
 typedef struct err_body {
@@ -79,9 +80,10 @@ void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_reque
                       const char *protocol, const char *peer, int status, uint64_t bytes,
                       uint64_t us)
 {
+    char real[64];
     cel_access e = {
         .req = req,
-        .peer = peer,
+        .peer = cfg->real_ip ? cel_real_ip_of(cfg->real_ip, req, peer, real, sizeof(real)) : peer,
         .protocol = protocol,
         .status = status,
         .bytes = bytes,
