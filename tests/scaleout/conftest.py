@@ -44,4 +44,9 @@ def cluster(tmp_path):
         c.start()
         yield c
     finally:
-        c.stop()
+        codes = c.stop()
+    # Every backend still running at the end must stop cleanly on SIGTERM (a
+    # sanitizer report or a leak would make the exit code non-zero).
+    bad = {name: rc for name, rc in codes.items() if rc not in (0, -9)}
+    if bad:
+        pytest.fail(f"backends did not exit 0 on SIGTERM: {bad}")
