@@ -24,7 +24,6 @@ def test_kill_9_one_backend(cluster, capsys):
     victim = cluster.backends[1]
     with Load(hp.port) as load:
         load.wait_rounds(2)
-        killed_at = time.monotonic()
         victim.send(signal.SIGKILL)
         victim.proc.wait(timeout=5)
         down_after = hp.wait_status(victim.name, "DOWN")
@@ -37,7 +36,6 @@ def test_kill_9_one_backend(cluster, capsys):
     # redispatch): an idempotent GET that was in flight on the killed backend
     # is sent again to another one.
     assert load.failed == 0, "\n".join(load.outputs[:2])
-    assert time.monotonic() - killed_at > 0
     # Restarted, it gets traffic again once its health check passes.
     before = len(access_lines(victim.log))
     victim.start()
