@@ -455,8 +455,10 @@ static int parse_unix_opts(conf_ctx *c, const listen_build *b, cel_listen *l)
         char *end;
         long m = strtol(v, &end, 8);
         if (!*v || *end || m < 0 || m > 0777 || strspn(v, "01234567") != strlen(v))
-            return conf_error(c, b->mode, "mode must be octal permissions like \"0660\", not "
-                                          "\"%s\"", v);
+            return conf_error(c, b->mode,
+                              "mode must be octal permissions like \"0660\", not "
+                              "\"%s\"",
+                              v);
         l->mode = (int)m;
     }
     if (b->owner) {
@@ -466,8 +468,9 @@ static int parse_unix_opts(conf_ctx *c, const listen_build *b, cel_listen *l)
         const char *colon = strchr(v, ':');
         size_t ul = colon ? (size_t)(colon - v) : strlen(v);
         if (ul >= sizeof(user) || (!ul && (!colon || !colon[1])))
-            return conf_error(c, b->owner, "owner must be \"user\", \"user:group\" or "
-                                           "\":group\"");
+            return conf_error(c, b->owner,
+                              "owner must be \"user\", \"user:group\" or "
+                              "\":group\"");
         memcpy(user, v, ul);
         user[ul] = 0;
         if (ul) {
@@ -506,8 +509,10 @@ static int parse_trusted(conf_ctx *c, yaml_node_t *n, cel_cidr **out, size_t *co
         if ((rc = conf_string(c, e, "trusted", &v)))
             return rc;
         if (cel_cidr_parse(v, &(*out)[*count]))
-            return conf_error(c, e, "bad address range \"%s\" (expected \"10.0.0.0/8\", "
-                                    "\"::1/128\" or an address)", v);
+            return conf_error(c, e,
+                              "bad address range \"%s\" (expected \"10.0.0.0/8\", "
+                              "\"::1/128\" or an address)",
+                              v);
         (*count)++;
     }
     return 0;
@@ -525,7 +530,8 @@ static int real_ip_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
     if (rc)
         return rc;
     size_t n = strlen(s);
-    if (n == 0 || strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != n)
+    if (n == 0 ||
+        strspn(s, "abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789-_") != n)
         return conf_error(c, v, "real_ip.header must be a header name, not \"%s\"", s);
     free(r->header);
     if (!(r->header = strdup(s)))
@@ -565,8 +571,9 @@ static int parse_proxy(conf_ctx *c, const listen_build *b, yaml_node_t *n, cel_l
     if (!b->proxy && !b->trusted)
         return 0;
     if (!b->proxy || !b->trusted)
-        return conf_error(c, n, "proxy_protocol and trusted go together: trusted lists the "
-                                "balancers whose PROXY header is believed");
+        return conf_error(c, n,
+                          "proxy_protocol and trusted go together: trusted lists the "
+                          "balancers whose PROXY header is believed");
     const char *v;
     int rc = conf_string(c, b->proxy, "proxy_protocol", &v);
     if (rc)

@@ -39,8 +39,9 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
         int n = snprintf(buf, 256,
                          "{\"status\":\"%s\",\"version\":\"%s\",\"generation\":%lu,"
                          "\"workers\":%u,\"connections\":%llu,\"uptime_seconds\":%.0f}",
-                         draining ? "draining" : "ok", CEL_VERSION, cel_stats_generation(), cel_stats_workers(),
-                         (unsigned long long)cel_stats_connections(), cel_stats_uptime());
+                         draining ? "draining" : "ok", CEL_VERSION, cel_stats_generation(),
+                         cel_stats_workers(), (unsigned long long)cel_stats_connections(),
+                         cel_stats_uptime());
         res->content_type = CEL_STR_LIT("application/json");
         res->body = buf;
         res->body_len = n > 0 ? (size_t)n : 0;

@@ -42,8 +42,7 @@ static int parse_v1(char *line, cel_proxy_info *out)
         return CEL_EINVAL;
     for (int i = 4; i < 6; i++) {
         size_t len = strlen(w[i]);
-        if (len == 0 || len > 5 || strspn(w[i], "0123456789") != len ||
-            (len > 1 && w[i][0] == '0'))
+        if (len == 0 || len > 5 || strspn(w[i], "0123456789") != len || (len > 1 && w[i][0] == '0'))
             return CEL_EINVAL;
         long v = strtol(w[i], NULL, 10);
         if (v > 65535)

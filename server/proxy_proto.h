@@ -17,11 +17,11 @@
 #define CEL_PROXY_MAX 512
 
 typedef struct cel_proxy_info {
-    int has_addr;            /* 0: LOCAL (a balancer's own health check) or
-                                UNKNOWN/UNSPEC: keep the socket's address */
-    int family;              /* AF_INET or AF_INET6 when has_addr */
-    uint8_t addr[16];        /* the client's address, network order */
-    uint16_t port;           /* the client's port, host order */
+    int has_addr;     /* 0: LOCAL (a balancer's own health check) or
+                         UNKNOWN/UNSPEC: keep the socket's address */
+    int family;       /* AF_INET or AF_INET6 when has_addr */
+    uint8_t addr[16]; /* the client's address, network order */
+    uint16_t port;    /* the client's port, host order */
 } cel_proxy_info;
 
 /*
