@@ -122,8 +122,9 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
 /* MODULES_DIR: where `name: X` finds X.so; NWORKERS: the generation's workers. */
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
                         unsigned nworkers, cel_handler **out);
-/* `metrics: {}` and `status: {}` (no keys yet; PATTERN unused). */
+/* `metrics: {}`, `status: {}` and `readiness: {}` (no keys yet; PATTERN unused). */
 int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+int conf_handler_readiness(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 
 #endif

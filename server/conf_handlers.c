@@ -530,23 +530,26 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const 
     return *out ? 0 : conf_error(c, at, "%s", err);
 }
 
-/* ---- metrics, status ---- */
+/* ---- metrics, status, readiness ---- */
 
 static int no_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     (void)arg, (void)key, (void)v;
-    return conf_unknown_key(c, k, "metrics/status", "(none)");
+    return conf_unknown_key(c, k, "metrics/status/readiness", "(none)");
 }
 
 static int stats(conf_ctx *c, yaml_node_t *n, int status, cel_handler **out)
 {
+    static const char *const names[] = {"metrics", "status", "readiness"};
     int empty = n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0;
     if (!empty) {
-        int rc = conf_mapping(c, n, status ? "status" : "metrics", no_keys, NULL);
+        int rc = conf_mapping(c, n, names[status], no_keys, NULL);
         if (rc)
             return rc;
     }
-    *out = status ? cel_handler_status_new() : cel_handler_metrics_new();
+    *out = status == 2   ? cel_handler_readiness_new()
+           : status == 1 ? cel_handler_status_new()
+                         : cel_handler_metrics_new();
     return *out ? 0 : conf_error(c, n, "out of memory");
 }
 
@@ -560,4 +563,10 @@ int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
 {
     (void)pattern;
     return stats(c, n, 1, out);
+}
+
+int conf_handler_readiness(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    (void)pattern;
+    return stats(c, n, 2, out);
 }

@@ -5,13 +5,17 @@
 #include <arpa/inet.h>
 #include <ctype.h>
 #include <errno.h>
+#include <grp.h>
 #include <netinet/in.h>
+#include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 
 #include "conf.h"
 #include "conf_listen.h"
+#include "proxy_proto.h"
 #include "tls.h"
 
 /* ---- listen addresses ---- */
@@ -20,6 +24,24 @@ int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));
     snprintf(out->text, sizeof(out->text), "%s", s);
+    out->mode = -1;
+    out->uid = out->gid = -1;
+    if (strncmp(s, "unix:", 5) == 0) {
+        struct sockaddr_un *un = (struct sockaddr_un *)&out->addr;
+        size_t n = strlen(s + 5);
+        if (s[5] != '/' || n >= sizeof(un->sun_path)) {
+            snprintf(err, errlen,
+                     "bad unix socket address \"%s\" (expected \"unix:/absolute/path\", at most "
+                     "%zu bytes)",
+                     s, sizeof(un->sun_path) - 1);
+            return CEL_EINVAL;
+        }
+        un->sun_family = AF_UNIX;
+        memcpy(un->sun_path, s + 5, n + 1);
+        /* What getsockname reports for it, so workers find it again. */
+        out->addrlen = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + n + 1);
+        return 0;
+    }
     char host[64] = "";
     const char *port;
     if (s[0] == '[') {
@@ -71,8 +93,8 @@ int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
     return 0;
 bad:
     snprintf(err, errlen,
-             "bad listen address \"%s\" (expected \"IPv4:PORT\", \"[IPv6]:PORT\", \"*:PORT\" "
-             "or \"PORT\")",
+             "bad listen address \"%s\" (expected \"IPv4:PORT\", \"[IPv6]:PORT\", \"*:PORT\", "
+             "\"PORT\" or \"unix:/path\")",
              s);
     return CEL_EINVAL;
 }
@@ -192,7 +214,7 @@ static int parse_tls(conf_ctx *c, yaml_node_t *n, cel_tls **out)
 }
 
 typedef struct listen_build {
-    yaml_node_t *address, *tls;
+    yaml_node_t *address, *tls, *proxy, *trusted, *mode, *owner;
 } listen_build;
 
 static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -202,8 +224,115 @@ static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
         b->address = v;
     else if (strcmp(key, "tls") == 0)
         b->tls = v;
+    else if (strcmp(key, "proxy_protocol") == 0)
+        b->proxy = v;
+    else if (strcmp(key, "trusted") == 0)
+        b->trusted = v;
+    else if (strcmp(key, "mode") == 0)
+        b->mode = v;
+    else if (strcmp(key, "owner") == 0)
+        b->owner = v;
     else
-        return conf_unknown_key(c, k, "a listen entry", "address, tls");
+        return conf_unknown_key(c, k, "a listen entry",
+                                "address, tls, proxy_protocol, trusted, mode, owner");
+    return 0;
+}
+
+/* mode: "0660" and owner: "user", "user:group" or ":group" of a unix socket. */
+static int parse_unix_opts(conf_ctx *c, const listen_build *b, cel_listen *l)
+{
+    const char *v;
+    int rc;
+    if ((b->mode || b->owner) && l->addr.ss_family != AF_UNIX)
+        return conf_error(c, b->mode ? b->mode : b->owner,
+                          "mode and owner apply to unix: sockets only");
+    if (b->mode) {
+        if ((rc = conf_string(c, b->mode, "mode", &v)))
+            return rc;
+        char *end;
+        long m = strtol(v, &end, 8);
+        if (!*v || *end || m < 0 || m > 0777 || strspn(v, "01234567") != strlen(v))
+            return conf_error(c, b->mode,
+                              "mode must be octal permissions like \"0660\", not "
+                              "\"%s\"",
+                              v);
+        l->mode = (int)m;
+    }
+    if (b->owner) {
+        if ((rc = conf_string(c, b->owner, "owner", &v)))
+            return rc;
+        char user[256];
+        const char *colon = strchr(v, ':');
+        size_t ul = colon ? (size_t)(colon - v) : strlen(v);
+        if (ul >= sizeof(user) || (!ul && (!colon || !colon[1])))
+            return conf_error(c, b->owner,
+                              "owner must be \"user\", \"user:group\" or "
+                              "\":group\"");
+        memcpy(user, v, ul);
+        user[ul] = 0;
+        if (ul) {
+            struct passwd *pw = getpwnam(user);
+            if (!pw)
+                return conf_error(c, b->owner, "owner: no user \"%s\"", user);
+            l->uid = (long)pw->pw_uid;
+        }
+        if (colon && colon[1]) {
+            struct group *gr = getgrnam(colon + 1);
+            if (!gr)
+                return conf_error(c, b->owner, "owner: no group \"%s\"", colon + 1);
+            l->gid = (long)gr->gr_gid;
+        }
+    }
+    return 0;
+}
+
+int conf_trusted(conf_ctx *c, yaml_node_t *n, cel_cidr **out, size_t *count)
+{
+    int rc = conf_want(c, n, YAML_SEQUENCE_NODE, "trusted");
+    if (rc)
+        return rc;
+    yaml_node_item_t *it = n->data.sequence.items.start, *top = n->data.sequence.items.top;
+    if (it == top)
+        return conf_error(c, n, "trusted must list at least one address range");
+    free(*out);
+    *count = 0;
+    *out = calloc((size_t)(top - it), sizeof(cel_cidr));
+    if (!*out)
+        return conf_error(c, n, "out of memory");
+    for (; it < top; it++) {
+        yaml_node_t *e = conf_node(c, *it);
+        const char *v;
+        if ((rc = conf_string(c, e, "trusted", &v)))
+            return rc;
+        if (cel_cidr_parse(v, &(*out)[*count]))
+            return conf_error(c, e,
+                              "bad address range \"%s\" (expected \"10.0.0.0/8\", "
+                              "\"::1/128\" or an address)",
+                              v);
+        (*count)++;
+    }
+    return 0;
+}
+
+/* proxy_protocol: BOOL and trusted: [CIDR, ...] of a listen entry. */
+static int parse_proxy(conf_ctx *c, const listen_build *b, yaml_node_t *n, cel_listen *l)
+{
+    if (!b->proxy && !b->trusted)
+        return 0;
+    if (!b->proxy || !b->trusted)
+        return conf_error(c, n,
+                          "proxy_protocol and trusted go together: trusted lists the "
+                          "balancers whose PROXY header is believed");
+    const char *v;
+    int rc = conf_string(c, b->proxy, "proxy_protocol", &v);
+    if (rc)
+        return rc;
+    if (strcmp(v, "true") != 0 && strcmp(v, "false") != 0)
+        return conf_error(c, b->proxy, "proxy_protocol must be true or false");
+    int on = strcmp(v, "true") == 0;
+    if ((rc = conf_trusted(c, b->trusted, &l->trusted, &l->ntrusted)))
+        return rc;
+    l->proxy_protocol = on;
     return 0;
 }
 
@@ -211,8 +340,8 @@ static int add_listen(conf_ctx *c, cel_listen **list, size_t *nlist, yaml_node_t
 {
     const char *s;
     yaml_node_t *addr = n, *tls = NULL;
+    listen_build b = {0};
     if (n->type == YAML_MAPPING_NODE) {
-        listen_build b = {0};
         int rc = conf_mapping(c, n, "a listen entry", listen_pair, &b);
         if (rc)
             return rc;
@@ -232,10 +361,17 @@ static int add_listen(conf_ctx *c, cel_listen **list, size_t *nlist, yaml_node_t
     for (size_t i = 0; i < *nlist; i++)
         if ((*list)[i].addrlen == l.addrlen && !memcmp(&(*list)[i].addr, &l.addr, l.addrlen))
             return conf_error(c, addr, "listen address \"%s\" is given twice", s);
-    if (tls && (rc = parse_tls(c, tls, &l.tls)))
+    if ((rc = parse_unix_opts(c, &b, &l)) || (rc = parse_proxy(c, &b, n, &l))) {
+        free(l.trusted);
         return rc;
+    }
+    if (tls && (rc = parse_tls(c, tls, &l.tls))) {
+        free(l.trusted);
+        return rc;
+    }
     cel_listen *nl = realloc(*list, (*nlist + 1) * sizeof(*nl));
     if (!nl) {
+        free(l.trusted);
         cel_tls_free(l.tls);
         return conf_error(c, n, "out of memory");
     }

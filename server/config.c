@@ -11,7 +11,9 @@
 
 #include "accesslog.h"
 #include "conf.h"
+#include "http.h"
 #include "log.h"
+#include "real_ip.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -336,7 +338,7 @@ static int handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_
 const conf_handler_type conf_handler_types[] = {
     {"static", conf_handler_static}, {"json", conf_handler_json},
     {"module", handler_module},      {"metrics", conf_handler_metrics},
-    {"status", conf_handler_status},
+    {"status", conf_handler_status}, {"readiness", conf_handler_readiness},
 };
 const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
 
@@ -477,6 +479,66 @@ static int top_shutdown_timeout(conf_ctx *c, void *arg, const char *key, yaml_no
     return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
 }
 
+static int top_drain_time(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    /* 0 (the default) is allowed: no drain, SIGTERM stops at once. */
+    if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "0") == 0) {
+        cfg->drain_time_ms = 0;
+        return 0;
+    }
+    return conf_duration_ms(c, v, "drain_time", &cfg->drain_time_ms);
+}
+
+static void real_ip_free(cel_real_ip *r)
+{
+    if (!r)
+        return;
+    free(r->header);
+    free(r->trusted);
+    free(r);
+}
+
+static int real_ip_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_real_ip *r = arg;
+    if (strcmp(key, "trusted") == 0)
+        return conf_trusted(c, v, &r->trusted, &r->ntrusted);
+    if (strcmp(key, "header") != 0)
+        return conf_unknown_key(c, k, "real_ip", "header, trusted");
+    const char *s;
+    int rc = conf_string(c, v, "real_ip.header", &s);
+    if (rc)
+        return rc;
+    size_t n = strlen(s);
+    if (n == 0 || !cel_http_is_token(s, n))
+        return conf_error(c, v, "real_ip.header must be a header name, not \"%s\"", s);
+    free(r->header);
+    if (!(r->header = strdup(s)))
+        return conf_error(c, v, "out of memory");
+    for (char *p = r->header; *p; p++)
+        *p = cel_http_lower(*p);
+    r->header_len = n;
+    return 0;
+}
+
+/* real_ip: { header: x-forwarded-for, trusted: [CIDR, ...] } */
+static int top_real_ip(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    cel_real_ip *r = calloc(1, sizeof(*r));
+    if (!r)
+        return conf_error(c, v, "out of memory");
+    real_ip_free(cfg->real_ip);
+    cfg->real_ip = r;
+    int rc = conf_mapping(c, v, "real_ip", real_ip_pair, r);
+    if (!rc && (!r->header || !r->trusted))
+        rc = conf_error(c, v, "real_ip needs header and trusted");
+    return rc;
+}
+
 static int top_tls_ticket_rotation(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
                                    yaml_node_t *v)
 {
@@ -529,6 +591,8 @@ const conf_key conf_top_keys[] = {
     {"limits", top_limits},
     {"log", top_log},
     {"shutdown_timeout", top_shutdown_timeout},
+    {"drain_time", top_drain_time},
+    {"real_ip", top_real_ip},
     {"tls_ticket_rotation", top_tls_ticket_rotation},
     {"modules_dir", top_modules_dir},
     {"pid_file", top_pid_file},
@@ -762,13 +826,16 @@ void cel_config_unref(cel_config *c)
         free(c->routes[i].pattern);
     }
     free(c->routes);
-    for (size_t i = 0; i < c->nlisten; i++)
+    for (size_t i = 0; i < c->nlisten; i++) {
         cel_tls_free(c->listen[i].tls);
+        free(c->listen[i].trusted);
+    }
     free(c->listen);
     free(c->cpus);
     free(c->modules_dir);
     free(c->pid_file);
     cel_accesslog_free(c->accesslog);
+    real_ip_free(c->real_ip);
     free(c->file);
     free(c);
 }

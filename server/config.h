@@ -84,12 +84,14 @@ typedef struct cel_config {
     unsigned nworkers;
     int *cpus; /* nworkers CPU ids to pin to, -1 for "don't pin" */
     uint32_t shutdown_timeout_ms;
+    uint32_t drain_time_ms; /* SIGTERM: readiness 503 this long before the GOAWAY */
     uint32_t tls_ticket_rotation_ms;
     int log_level;
     cel_limits limits;
     char *modules_dir; /* where `module: {name: X}` finds X.so */
     char *pid_file;    /* NULL: none; main.c writes it (pidfile.h) */
     struct cel_accesslog *accesslog; /* NULL: off */
+    struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
 
     cel_router *router;
     cel_route *routes;

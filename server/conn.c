@@ -17,6 +17,7 @@
 #include "h1.h"
 #include "h2.h"
 #include "log.h"
+#include "proxy_proto.h"
 #include "stats.h"
 #include "tls.h"
 #include "version.h"
@@ -259,6 +260,7 @@ void cel_conn_close(cel_conn *c)
     if (c->next_ps)
         cel_h2_free(c->next_ps);
     cel_outq_deinit(&c->out);
+    cel_pool_release(c->host->env->pool, c->proxy_buf);
     close(c->fd);
     cel_pool *pool = c->host->env->pool;
     c->host->on_close(c->host, c);
@@ -503,11 +505,55 @@ static void reply_plain(cel_conn *c)
     start_linger(c);
 }
 
+/* Reads the PROXY header, and not one byte past it: what follows may be a
+ * TLS ClientHello, left in the socket for OpenSSL. Peeks, then takes the
+ * header's bytes (all of them when it is still incomplete: every byte of an
+ * incomplete header belongs to it). 1 when done, 0 to wait, -1 to close. */
+static int proxy_header(cel_conn *c)
+{
+    if (!c->proxy_buf && !(c->proxy_buf = cel_pool_alloc(c->host->env->pool, CEL_PROXY_MAX)))
+        return -1;
+    ssize_t n = recv(c->fd, c->proxy_buf + c->nproxy, CEL_PROXY_MAX - c->nproxy, MSG_PEEK);
+    if (n < 0)
+        return errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR ? 0 : -1;
+    if (n == 0)
+        return -1;
+    cel_proxy_info info;
+    int rc = cel_proxy_parse(c->proxy_buf, c->nproxy + (size_t)n, &info);
+    if (rc < 0) {
+        cel_log_debug("conn %d: no valid PROXY header from a trusted peer", c->fd);
+        return -1;
+    }
+    size_t take = rc > 0 ? (size_t)rc - c->nproxy : (size_t)n;
+    if (recv(c->fd, c->proxy_buf + c->nproxy, take, 0) != (ssize_t)take)
+        return -1;
+    c->nproxy = (uint16_t)(c->nproxy + take);
+    if (rc == 0)
+        return 0;
+    if (info.has_addr)
+        cel_proxy_addr_text(&info, c->peer, sizeof(c->peer));
+    cel_pool_release(c->host->env->pool, c->proxy_buf);
+    c->proxy_buf = NULL;
+    c->proxy_wait = 0;
+    return 1;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
     cel_env *env = c->host->env;
     (void)what, (void)fd;
+    if (c->proxy_wait) {
+        int rc = proxy_header(c);
+        if (rc < 0) {
+            cel_conn_close(c);
+            return;
+        }
+        if (rc == 0) {
+            rearm_timer(c);
+            return;
+        }
+    }
     if (c->handshaking) {
         if (!c->tls_peeked) {
             c->tls_peeked = 1;

@@ -50,6 +50,9 @@ struct cel_conn {
     uint8_t sniff[24];     /* first bytes, kept while they do not yet tell the protocol */
     unsigned nsniff;
     char peer[48];         /* the client's address, as text */
+    uint8_t proxy_wait;    /* a PROXY header must come first (a trusted balancer) */
+    uint16_t nproxy;       /* bytes of it read so far, kept in proxy_buf */
+    uint8_t *proxy_buf;
     uint8_t reading, writing, closing, lingering, tkind;
 };
 

@@ -8,6 +8,7 @@
 #include "env.h"
 #include "http.h"
 #include "log.h"
+#include "real_ip.h"
 #include "stats.h"
 
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
@@ -49,9 +50,10 @@ void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_reque
                       const char *protocol, const char *peer, int status, uint64_t bytes,
                       uint64_t us)
 {
+    char real[64];
     cel_access e = {
         .req = req,
-        .peer = peer,
+        .peer = cfg->real_ip ? cel_real_ip_of(cfg->real_ip, req, peer, real, sizeof(real)) : peer,
         .protocol = protocol,
         .status = status,
         .bytes = bytes,

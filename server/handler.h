@@ -96,9 +96,11 @@ cel_handler *cel_handler_module_new(struct cel_module_image *img, const char *ro
                                     const char *config_json, unsigned nworkers, char *err,
                                     size_t errlen);
 
-/* Prometheus metrics and a JSON status, from stats.c. */
+/* Prometheus metrics and a JSON status, from stats.c; readiness: 200 "ready",
+ * or 503 "draining" (drain.h), as status also answers 503 while draining. */
 cel_handler *cel_handler_metrics_new(void);
 cel_handler *cel_handler_status_new(void);
+cel_handler *cel_handler_readiness_new(void);
 
 /* Takes ownership of TMPL and TMPLS (also on failure). */
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,

@@ -1,16 +1,20 @@
-/* The metrics handler (Prometheus text format) and the status handler (a small
- * JSON for health checks): both read the counters of stats.c. */
+/* The metrics handler (Prometheus text format), the status handler (a small
+ * JSON for health checks) and the readiness handler (a balancer's check: 503
+ * while draining): they read the counters of stats.c and drain.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "drain.h"
 #include "handler.h"
 #include "stats.h"
 #include "version.h"
 
+enum { K_METRICS, K_STATUS, K_READINESS };
+
 typedef struct stats_handler {
     cel_handler base;
-    int json; /* status: JSON; metrics: Prometheus text */
+    int kind;
 } stats_handler;
 
 static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
@@ -19,15 +23,25 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     memset(res, 0, sizeof(*res));
     res->status = 200;
     res->headers = NULL;
-    if (s->json) {
+    int draining = cel_draining();
+    if (s->kind == K_READINESS) {
+        res->status = draining ? 503 : 200;
+        res->content_type = CEL_STR_LIT("text/plain");
+        res->body = draining ? "draining\n" : "ready\n";
+        res->body_len = strlen(res->body);
+        return 0;
+    }
+    if (s->kind == K_STATUS) {
+        res->status = draining ? 503 : 200;
         char *buf = cel_arena_alloc(x->arena, 256);
         if (!buf)
             return CEL_ENOMEM;
         int n = snprintf(buf, 256,
-                         "{\"status\":\"ok\",\"version\":\"%s\",\"generation\":%lu,"
+                         "{\"status\":\"%s\",\"version\":\"%s\",\"generation\":%lu,"
                          "\"workers\":%u,\"connections\":%llu,\"uptime_seconds\":%.0f}",
-                         CEL_VERSION, cel_stats_generation(), cel_stats_workers(),
-                         (unsigned long long)cel_stats_connections(), cel_stats_uptime());
+                         draining ? "draining" : "ok", CEL_VERSION, cel_stats_generation(),
+                         cel_stats_workers(), (unsigned long long)cel_stats_connections(),
+                         cel_stats_uptime());
         res->content_type = CEL_STR_LIT("application/json");
         res->body = buf;
         res->body_len = n > 0 ? (size_t)n : 0;
@@ -56,24 +70,30 @@ static void destroy(cel_handler *h)
     free(h);
 }
 
-static cel_handler *make(int json)
+static cel_handler *make(int kind)
 {
+    static const char *const names[] = {"metrics", "status", "readiness"};
     stats_handler *s = calloc(1, sizeof(*s));
     if (!s)
         return NULL;
-    s->base.type = json ? "status" : "metrics";
+    s->base.type = names[kind];
     s->base.handle = handle;
     s->base.destroy = destroy;
-    s->json = json;
+    s->kind = kind;
     return &s->base;
 }
 
 cel_handler *cel_handler_metrics_new(void)
 {
-    return make(0);
+    return make(K_METRICS);
 }
 
 cel_handler *cel_handler_status_new(void)
 {
-    return make(1);
+    return make(K_STATUS);
+}
+
+cel_handler *cel_handler_readiness_new(void)
+{
+    return make(K_READINESS);
 }

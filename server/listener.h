@@ -9,8 +9,13 @@
 
 #define CEL_LISTEN_BACKLOG 4096
 
-/* A bound, listening, non-blocking socket for L, or -1 with a message in ERR. */
+/* A bound, listening, non-blocking socket for L, or -1 with a message in ERR.
+ * A unix socket (one per address, which the workers share through dup) gets
+ * L's mode and owner; a stale socket file at its path is replaced. */
 int cel_listener_open(const cel_listen *l, char *err, size_t errlen);
+
+/* Removes a unix socket's file (at stop, or when a reload drops it); else nothing. */
+void cel_listener_unlink(const cel_listen *l);
 
 /*
  * Whether another socket already holds L's address (any process, any user,

@@ -14,6 +14,7 @@
 #include <yaml.h>
 
 #include "config.h"
+#include "drain.h"
 #include "h2.h"
 #include "accesslog.h"
 #include "log.h"
@@ -33,18 +34,22 @@ typedef struct daemon_state {
     cel_server srv;
     struct event_base *base;
     struct event *tick;
+    struct event *drain_end; /* SIGTERM with drain_time: the GOAWAY waits for it */
     uint64_t watchdog_usec;
     struct timespec last_watchdog;
     char *pid_file; /* the one we wrote, NULL for none */
+    int stopping;   /* a stop signal came */
 } daemon_state;
 
 static void usage(FILE *f)
 {
-    fprintf(f, "usage: celerisd [-c FILE] [-t] [-V] [-h]\n"
+    fprintf(f, "usage: celerisd [-c FILE] [-t] [-V] [-h] [drain]\n"
                "  -c, --config FILE  configuration file (default " DEFAULT_CONFIG ")\n"
                "  -t, --test         check the configuration and exit\n"
                "  -V, --version      print the version and library versions and exit\n"
-               "  -h, --help         print this help and exit\n");
+               "  -h, --help         print this help and exit\n"
+               "  drain              make the running daemon (its pid_file) drain: status\n"
+               "                     and readiness answer 503, everything else is served\n");
 }
 
 static void print_versions(void)
@@ -120,12 +125,38 @@ static void on_signal(evutil_socket_t sig, short what, void *arg)
             cel_log(CEL_LOG_INFO, "log files reopened");
         break;
     }
-    default:
+    case SIGUSR2:
+        if (!cel_drain_start())
+            cel_log(CEL_LOG_INFO, "draining: status and readiness answer 503, serving goes on");
+        break;
+    default: {
+        uint32_t ms = d->srv.cfg->drain_time_ms;
+        /* A second signal during the drain time does not wait for its end. */
+        if (ms && d->drain_end && !d->stopping) {
+            d->stopping = 1;
+            cel_drain_start();
+            cel_log(CEL_LOG_INFO, "%s: draining for %u ms, then stopping gracefully",
+                    strsignal((int)sig), ms);
+            cel_notify("STOPPING=1\nSTATUS=stopping: readiness 503 for %u ms", ms);
+            struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+            event_add(d->drain_end, &tv);
+            break;
+        }
         cel_log(CEL_LOG_INFO, "%s: stopping gracefully", strsignal((int)sig));
         cel_notify("STOPPING=1\nSTATUS=stopping: draining %zu connections",
                    cel_server_connections(&d->srv));
         event_base_loopexit(d->base, NULL);
     }
+    }
+}
+
+static void on_drain_end(evutil_socket_t fd, short what, void *arg)
+{
+    daemon_state *d = arg;
+    (void)fd, (void)what;
+    cel_log(CEL_LOG_INFO, "drain time over: stopping gracefully");
+    cel_notify("STATUS=stopping: draining %zu connections", cel_server_connections(&d->srv));
+    event_base_loopexit(d->base, NULL);
 }
 
 /* Once a second: join drained workers, refresh the status, feed the watchdog
@@ -143,6 +174,36 @@ static void on_tick(evutil_socket_t fd, short what, void *arg)
             cel_log(CEL_LOG_ERROR, "a worker's event loop has not run for a second; "
                                    "not feeding the watchdog");
     }
+}
+
+/* `celerisd drain`: SIGUSR2 to the daemon the configuration's pid_file names. */
+static int send_drain(const char *file)
+{
+    char err[1024];
+    cel_config *cfg = cel_config_check(file, err, sizeof(err));
+    if (!cfg) {
+        fprintf(stderr, "celerisd: %s\n", err);
+        return 1;
+    }
+    int rc = 1;
+    long pid = 0;
+    FILE *f = cfg->pid_file ? fopen(cfg->pid_file, "re") : NULL;
+    if (!cfg->pid_file)
+        fprintf(stderr, "celerisd: %s sets no pid_file: cannot find the daemon\n", file);
+    else if (!f)
+        fprintf(stderr, "celerisd: cannot read %s: %s\n", cfg->pid_file, strerror(errno));
+    else if (fscanf(f, "%ld", &pid) != 1 || pid <= 1)
+        fprintf(stderr, "celerisd: %s holds no pid\n", cfg->pid_file);
+    else if (kill((pid_t)pid, SIGUSR2) < 0)
+        fprintf(stderr, "celerisd: cannot signal pid %ld: %s\n", pid, strerror(errno));
+    else {
+        printf("celerisd: pid %ld is draining\n", pid);
+        rc = 0;
+    }
+    if (f)
+        fclose(f);
+    cel_config_unref(cfg);
+    return rc;
 }
 
 int main(int argc, char **argv)
@@ -173,6 +234,8 @@ int main(int argc, char **argv)
             return 2;
         }
     }
+    if (optind + 1 == argc && strcmp(argv[optind], "drain") == 0 && !test)
+        return send_drain(file);
     if (optind < argc) {
         fprintf(stderr, "celerisd: unexpected argument \"%s\"\n", argv[optind]);
         usage(stderr);
@@ -210,6 +273,7 @@ int main(int argc, char **argv)
     sigaddset(&ours, SIGINT);
     sigaddset(&ours, SIGHUP);
     sigaddset(&ours, SIGUSR1);
+    sigaddset(&ours, SIGUSR2);
     sigprocmask(SIG_BLOCK, &ours, NULL);
     if (cel_h2_global_init()) {
         fprintf(stderr, "celerisd: out of memory\n");
@@ -235,9 +299,10 @@ int main(int argc, char **argv)
             return 1;
         }
     }
-    struct event *sigs[4];
-    const int signums[4] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1};
-    for (int i = 0; i < 4; i++) {
+    struct event *sigs[5];
+    const int signums[5] = {SIGTERM, SIGINT, SIGHUP, SIGUSR1, SIGUSR2};
+    d.drain_end = evtimer_new(d.base, on_drain_end, &d);
+    for (int i = 0; i < 5; i++) {
         sigs[i] = evsignal_new(d.base, signums[i], on_signal, &d);
         event_add(sigs[i], NULL);
     }
@@ -259,8 +324,9 @@ int main(int argc, char **argv)
 
     sigprocmask(SIG_BLOCK, &ours, NULL);
     cel_server_stop(&d.srv);
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         event_free(sigs[i]);
+    event_free(d.drain_end);
     event_free(d.tick);
     event_base_free(d.base);
     libevent_global_shutdown();

@@ -50,7 +50,15 @@ static int open_range(const char *file, cel_slot *slot, unsigned from, unsigned 
         return 0;
     for (unsigned w = from; w < to; w++) {
         char msg[256];
-        slot->fds[w] = cel_listener_open(&slot->addr, msg, sizeof(msg));
+        /* One unix socket per path: every worker accepts on a dup of it. */
+        if (slot->addr.addr.ss_family == AF_UNIX && w > 0) {
+            slot->fds[w] = fcntl(slot->fds[0], F_DUPFD_CLOEXEC, 0);
+            if (slot->fds[w] < 0)
+                snprintf(msg, sizeof(msg), "cannot share %s: %s", slot->addr.text,
+                         strerror(errno));
+        } else {
+            slot->fds[w] = cel_listener_open(&slot->addr, msg, sizeof(msg));
+        }
         if (slot->fds[w] < 0) {
             snprintf(err, errlen, "%s:%u:%u: %s", file, slot->addr.loc.line, slot->addr.loc.col,
                      msg);
@@ -320,8 +328,11 @@ int cel_server_reload(cel_server *s)
         if (!find_slot(s->slots, s->nslots, &slots[i].addr))
             cel_log(CEL_LOG_INFO, "now listening on %s", slots[i].addr.text);
     for (size_t i = 0; i < s->nslots; i++)
-        if (!find_slot(slots, cfg->nlisten, &s->slots[i].addr))
+        if (!find_slot(slots, cfg->nlisten, &s->slots[i].addr)) {
             cel_log(CEL_LOG_INFO, "no longer listening on %s", s->slots[i].addr.text);
+            if (s->slots[i].shared_fd < 0)
+                cel_listener_unlink(&s->slots[i].addr);
+        }
     if (new_n != old_n)
         cel_log(CEL_LOG_INFO, "workers: %u -> %u", old_n, s->nworkers);
     free_slots(s->slots, s->nslots);
@@ -370,6 +381,9 @@ void cel_server_stop(cel_server *s)
     }
     free(s->workers);
     free(s->retiring);
+    for (size_t i = 0; i < s->nslots; i++)
+        if (s->slots[i].shared_fd < 0)
+            cel_listener_unlink(&s->slots[i].addr);
     free_slots(s->slots, s->nslots);
     for (size_t i = 0; i < s->ninherited; i++)
         close(s->inherited[i]);

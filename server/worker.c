@@ -12,6 +12,7 @@
 
 #include "genref.h"
 #include "log.h"
+#include "proxy_proto.h"
 #include "stats.h"
 #include "tls.h"
 
@@ -99,14 +100,14 @@ static void on_conn_close(cel_conn_host *host, cel_conn *c)
     }
 }
 
-/* The current generation's TLS settings for listener L, or NULL. */
-static cel_tls *listener_tls(const cel_worker *w, const wlistener *l)
+/* The current generation's settings for listener L (TLS, PROXY), or NULL. */
+static const cel_listen *listener_conf(const cel_worker *w, const wlistener *l)
 {
     const cel_config *cfg = w->env.gen->cfg;
     for (size_t i = 0; i < cfg->nlisten; i++)
         if (cfg->listen[i].addrlen == l->addrlen &&
             memcmp(&cfg->listen[i].addr, &l->addr, l->addrlen) == 0)
-            return cfg->listen[i].tls;
+            return &cfg->listen[i];
     return NULL;
 }
 
@@ -140,7 +141,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             pause_accepting(w, 0);
             return;
         }
-        int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+        struct sockaddr_storage peer;
+        socklen_t peerlen = sizeof(peer);
+        int fd = accept4(lfd, (struct sockaddr *)&peer, &peerlen, SOCK_NONBLOCK | SOCK_CLOEXEC);
         if (fd < 0) {
             if (errno == EINTR || errno == ECONNABORTED)
                 continue;
@@ -152,11 +155,14 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
-        cel_conn *c = cel_conn_new(&w->host, fd, listener_tls(w, l));
+        const cel_listen *conf = listener_conf(w, l);
+        cel_conn *c = cel_conn_new(&w->host, fd, conf ? conf->tls : NULL);
         if (!c) {
             cel_log(CEL_LOG_WARN, "worker %u: out of memory for a new connection", w->id);
             continue;
         }
+        c->proxy_wait = conf && conf->proxy_protocol &&
+                        cel_cidr_match_sa(conf->trusted, conf->ntrusted, (struct sockaddr *)&peer);
         c->next = w->conns;
         c->prev = NULL;
         if (w->conns)

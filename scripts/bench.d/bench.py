@@ -1590,11 +1590,14 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--via', choices=['haproxy'], default=None,
+                    help='celerisd straight and through HAProxy (h2c, PROXY v2) on the same '
+                         'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc') if getattr(opts, m)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via') if getattr(opts, m)]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc')
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via')
     opts.mode = modes[0] if modes else 'throughput'
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
@@ -1684,6 +1687,9 @@ def main(argv):
                     say(f'{chr(10) if i else ""}=== --proto {proto}: {PROTOS[proto].title}, '
                         f'{PROTOS[proto].client}')
                 mode_throughput(opts, ctx, opts.route_list, opts.names, proto)
+        elif opts.mode == 'via':
+            from via_haproxy import mode_via_haproxy
+            mode_via_haproxy(opts, ctx, sys.modules[__name__])
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
              'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
