@@ -64,6 +64,8 @@ static int handle(void *instance, celeris_req *req)
                                celeris_req_worker_id(req), pw->count, total);
 }
 
+/* One field a line: clang-format would set these out in columns. */
+/* clang-format off */
 CELERIS_MODULE(counter) = {
     CELERIS_MODULE_HEADER,
     .name = "counter",
@@ -73,3 +75,4 @@ CELERIS_MODULE(counter) = {
     .worker_fini = worker_fini,
     .handle = handle,
 };
+/* clang-format on */

@@ -215,6 +215,8 @@ static int handle(void *instance, celeris_req *req)
     return CELERIS_SUSPENDED;
 }
 
+/* One field a line: clang-format would set these out in columns. */
+/* clang-format off */
 CELERIS_MODULE(delay) = {
     CELERIS_MODULE_HEADER,
     .name = "delay",
@@ -222,3 +224,4 @@ CELERIS_MODULE(delay) = {
     .fini = fini,
     .handle = handle,
 };
+/* clang-format on */

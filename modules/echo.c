@@ -102,6 +102,8 @@ static int handle(void *instance, celeris_req *req)
     return CELERIS_OK;
 }
 
+/* One field a line: clang-format would set these out in columns. */
+/* clang-format off */
 CELERIS_MODULE(echo) = {
     CELERIS_MODULE_HEADER,
     .name = "echo",
@@ -109,3 +111,4 @@ CELERIS_MODULE(echo) = {
     .fini = fini,
     .handle = handle,
 };
+/* clang-format on */

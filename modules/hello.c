@@ -78,6 +78,8 @@ static int handle(void *instance, celeris_req *req)
     return celeris_resp_send(req, 200, buf, h->len + name.len + 4);
 }
 
+/* One field a line: clang-format would set these out in columns. */
+/* clang-format off */
 CELERIS_MODULE(hello) = {
     CELERIS_MODULE_HEADER,
     .name = "hello",
@@ -85,3 +87,4 @@ CELERIS_MODULE(hello) = {
     .fini = fini,
     .handle = handle,
 };
+/* clang-format on */

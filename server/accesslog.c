@@ -17,8 +17,22 @@
 #define JSON_TAIL 512 /* what a JSON line needs after any one value: keys, numbers, '}' */
 
 enum {
-    OP_LIT, OP_PEER, OP_TIME, OP_REQLINE, OP_METHOD, OP_PATH, OP_QUERY, OP_PROTO,
-    OP_STATUS, OP_BYTES_DASH, OP_BYTES, OP_USEC, OP_SEC, OP_HOST, OP_HEADER, OP_JSON,
+    OP_LIT,
+    OP_PEER,
+    OP_TIME,
+    OP_REQLINE,
+    OP_METHOD,
+    OP_PATH,
+    OP_QUERY,
+    OP_PROTO,
+    OP_STATUS,
+    OP_BYTES_DASH,
+    OP_BYTES,
+    OP_USEC,
+    OP_SEC,
+    OP_HOST,
+    OP_HEADER,
+    OP_JSON,
 };
 
 typedef struct op {
@@ -31,7 +45,7 @@ typedef struct wbuf {
     char *p;
     size_t len;
     time_t stamp_sec; /* the cached %t of this worker */
-    char stamp[40]; /* [10/Oct/2026:13:55:36 +0000] */
+    char stamp[40];   /* [10/Oct/2026:13:55:36 +0000] */
     size_t stamp_len;
     char iso[24]; /* 2026-10-10T13:55:36Z */
 } wbuf;
@@ -85,9 +99,9 @@ static int compile(cel_accesslog *l, const char *format, char *err, size_t errle
         }
         p++;
         static const char codes[] = "htrmUqHsbBDTv";
-        static const int kinds[] = {OP_PEER,  OP_TIME,  OP_REQLINE,    OP_METHOD, OP_PATH,
-                                    OP_QUERY, OP_PROTO, OP_STATUS,     OP_BYTES_DASH,
-                                    OP_BYTES, OP_USEC,  OP_SEC,        OP_HOST};
+        static const int kinds[] = {OP_PEER,  OP_TIME,  OP_REQLINE, OP_METHOD,     OP_PATH,
+                                    OP_QUERY, OP_PROTO, OP_STATUS,  OP_BYTES_DASH, OP_BYTES,
+                                    OP_USEC,  OP_SEC,   OP_HOST};
         const char *c = *p ? strchr(codes, *p) : NULL;
         if (*p == '%') {
             l->ops[l->nops++] = (op){OP_LIT, p, 1};
@@ -311,9 +325,8 @@ static void stamp(wbuf *b, time_t now)
         return;
     struct tm tm;
     gmtime_r(&now, &tm);
-    int n = snprintf(b->stamp, sizeof(b->stamp), "[%02d/%s/%04d:%02d:%02d:%02d +0000]",
-                     tm.tm_mday, months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min,
-                     tm.tm_sec);
+    int n = snprintf(b->stamp, sizeof(b->stamp), "[%02d/%s/%04d:%02d:%02d:%02d +0000]", tm.tm_mday,
+                     months[tm.tm_mon], tm.tm_year + 1900, tm.tm_hour, tm.tm_min, tm.tm_sec);
     b->stamp_len = n > 0 ? (size_t)n : 0;
     strftime(b->iso, sizeof(b->iso), "%Y-%m-%dT%H:%M:%SZ", &tm);
     b->stamp_sec = now;

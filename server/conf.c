@@ -147,8 +147,7 @@ int conf_duration_ms(conf_ctx *c, const yaml_node_t *n, const char *what, uint32
     errno = 0;
     double v = strtod(s, &end);
     if (end == s || errno || v < 0 || *s == '-' || !isdigit((unsigned char)*s))
-        return conf_error(c, n, "%s must be a duration like 10 or \"500ms\", not \"%s\"", what,
-                          s);
+        return conf_error(c, n, "%s must be a duration like 10 or \"500ms\", not \"%s\"", what, s);
     double ms;
     if (!*end || strcmp(end, "s") == 0)
         ms = v * 1000;
@@ -159,8 +158,7 @@ int conf_duration_ms(conf_ctx *c, const yaml_node_t *n, const char *what, uint32
     else if (strcmp(end, "h") == 0)
         ms = v * 3600000;
     else
-        return conf_error(c, n, "%s: unknown duration unit in \"%s\" (use ms, s, m or h)", what,
-                          s);
+        return conf_error(c, n, "%s: unknown duration unit in \"%s\" (use ms, s, m or h)", what, s);
     if (ms < 1 || ms > 86400000.0 * 7)
         return conf_error(c, n, "%s must be between 1ms and 7 days", what);
     *out = (uint32_t)ms;
@@ -183,8 +181,8 @@ int conf_mapping(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
             yaml_node_t *k2 = conf_node(c, q->key);
             if (k2->type == YAML_SCALAR_NODE &&
                 strcmp((const char *)k2->data.scalar.value, key) == 0)
-                return conf_error(c, k, "duplicate key \"%s\" in %s (first at line %u)", key,
-                                  what, conf_loc(k2).line);
+                return conf_error(c, k, "duplicate key \"%s\" in %s (first at line %u)", key, what,
+                                  conf_loc(k2).line);
         }
         if ((rc = fn(c, arg, key, k, v)))
             return rc;

@@ -22,12 +22,12 @@ struct cel_config;
 typedef struct conf_ctx {
     yaml_document_t *doc;
     const char *file;
-    const char *dir; /* directory of FILE, for relative paths */
+    const char *dir;        /* directory of FILE, for relative paths */
     struct cel_config *cfg; /* what is built; routes are read after every other key */
-    yaml_node_t *routes; /* the top level's routes node, read last */
-    yaml_node_t *access; /* log.access, read once workers are known */
-    size_t json_nodes;   /* nodes of the template being converted (aliases included) */
-    int check_only;      /* celerisd -t: check files the config writes, create none */
+    yaml_node_t *routes;    /* the top level's routes node, read last */
+    yaml_node_t *access;    /* log.access, read once workers are known */
+    size_t json_nodes;      /* nodes of the template being converted (aliases included) */
+    int check_only;         /* celerisd -t: check files the config writes, create none */
     char *err;
     size_t errlen;
 } conf_ctx;
@@ -112,7 +112,6 @@ typedef struct conf_handler_type {
 } conf_handler_type;
 extern const conf_handler_type conf_handler_types[];
 extern const size_t conf_nhandler_types;
-
 
 /* Builds the handler for a route's handler block (`static`, `json`). PATTERN lets
  * templates (json bodies, header values) check their {{param.X}} against the

@@ -221,16 +221,16 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
         return conf_error(c, b.body ? b.body : b.file, "status %lld cannot carry a body",
                           b.head.status);
     }
-    const char *ctype = b.head.content_type    ? b.head.content_type
-                        : b.file ? "application/octet-stream"
-                                 : "text/plain";
+    const char *ctype = b.head.content_type ? b.head.content_type
+                        : b.file            ? "application/octet-stream"
+                                            : "text/plain";
     cel_tmpl *tmpls[MAX_HEADERS];
     if ((rc = head_templates(c, &b.head, n, tmpls))) {
         free(body);
         return rc;
     }
-    *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders,
-                                  tmpls, body, len);
+    *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders, tmpls,
+                                  body, len);
     if (!*out) {
         free(body);
         return conf_error(c, n, "out of memory");
@@ -337,8 +337,7 @@ static int to_json(conf_ctx *c, yaml_node_t *n, const char *pattern, int depth, 
     if (depth > 64)
         return conf_error(c, n, "template nests deeper than 64 levels");
     if (++c->json_nodes > MAX_JSON_NODES)
-        return conf_error(c, n, "more than %d values (aliases expanded): refused",
-                          MAX_JSON_NODES);
+        return conf_error(c, n, "more than %d values (aliases expanded): refused", MAX_JSON_NODES);
     int rc = 0;
     switch (n->type) {
     case YAML_SCALAR_NODE: {
@@ -408,11 +407,12 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
         root = json_loadb((const char *)b.tmpl->data.scalar.value, b.tmpl->data.scalar.length,
                           JSON_DECODE_ANY, &je);
         if (!root)
-            return conf_error(c, b.tmpl, "template is not valid JSON: %s (at line %d, column %d "
-                              "of the template)", je.text, je.line, je.column);
+            return conf_error(c, b.tmpl,
+                              "template is not valid JSON: %s (at line %d, column %d "
+                              "of the template)",
+                              je.text, je.line, je.column);
     } else if (b.tmpl->type == YAML_SCALAR_NODE) {
-        return conf_error(c, b.tmpl,
-                          "template must be a mapping, a list or a quoted JSON string");
+        return conf_error(c, b.tmpl, "template must be a mapping, a list or a quoted JSON string");
     } else if ((c->json_nodes = 0, rc = to_json(c, b.tmpl, pattern, 0, &root))) {
         return rc;
     }

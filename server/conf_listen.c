@@ -69,8 +69,7 @@ int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
     if (!*port || *end || errno || !isdigit((unsigned char)*port))
         goto bad;
     if (p < 1 || p > 65535) {
-        snprintf(err, errlen, "port %ld in listen address \"%s\" is out of range (1-65535)", p,
-                 s);
+        snprintf(err, errlen, "port %ld in listen address \"%s\" is out of range (1-65535)", p, s);
         return CEL_EINVAL;
     }
     if (s[0] == '[') {
@@ -122,9 +121,10 @@ static const char *tls_path(conf_ctx *c, const char *v, char *buf, size_t len)
 static int cert_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     tls_build *b = arg;
-    int which = strcmp(key, "cert") == 0 ? 0 : strcmp(key, "key") == 0 ? 1
-                : strcmp(key, "ocsp") == 0                         ? 2
-                                                                   : -1;
+    int which = strcmp(key, "cert") == 0   ? 0
+                : strcmp(key, "key") == 0  ? 1
+                : strcmp(key, "ocsp") == 0 ? 2
+                                           : -1;
     if (which < 0)
         return conf_unknown_key(c, k, "a TLS certificate", "cert, key, ocsp");
     const char *s;
@@ -187,8 +187,8 @@ static int parse_tls(conf_ctx *c, yaml_node_t *n, cel_tls **out)
     }
     if (!rc && direct) {
         /* cert_pair on the listener's own keys, ignoring the certificates list */
-        for (yaml_node_pair_t *p = n->data.mapping.pairs.start; !rc && p < n->data.mapping.pairs.top;
-             p++) {
+        for (yaml_node_pair_t *p = n->data.mapping.pairs.start;
+             !rc && p < n->data.mapping.pairs.top; p++) {
             yaml_node_t *k = conf_node(c, p->key);
             const char *key = (const char *)k->data.scalar.value;
             if (strcmp(key, "certificates") != 0)

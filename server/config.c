@@ -215,7 +215,10 @@ static int parse_access(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     cfg->accesslog =
         cel_accesslog_new(full, format, cfg->nworkers, c->check_only, err, sizeof(err));
     if (!cfg->accesslog)
-        return conf_error(c, strstr(err, "format") && b.format ? b.format : b.path ? b.path : n,
+        return conf_error(c,
+                          strstr(err, "format") && b.format ? b.format
+                          : b.path                          ? b.path
+                                                            : n,
                           "%s", err);
     return 0;
 }
@@ -267,8 +270,8 @@ static int parse_methods(conf_ctx *c, yaml_node_t *n, unsigned *out)
         const char *s = (const char *)n->data.scalar.value;
         unsigned bit = cel_method_bit(s, n->data.scalar.length);
         if (!bit)
-            return conf_error(c, n, "unknown method \"%s\" (methods are upper case: GET, POST, ...)",
-                              s);
+            return conf_error(c, n,
+                              "unknown method \"%s\" (methods are upper case: GET, POST, ...)", s);
         *out |= bit;
         return 0;
     }
@@ -408,8 +411,8 @@ static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
         cel_route *r = &cfg->routes[i];
         void *conflict = NULL;
         char msg[256];
-        int rc = cel_router_add(cfg->router, r->pattern, r->methods, r, &conflict, msg,
-                                sizeof(msg));
+        int rc =
+            cel_router_add(cfg->router, r->pattern, r->methods, r, &conflict, msg, sizeof(msg));
         if (rc == 0)
             continue;
         /* Errors here point at the route's path value, remembered as loc. */
@@ -436,8 +439,7 @@ static int parse_routes(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     size_t count = (size_t)(n->data.sequence.items.top - n->data.sequence.items.start);
     if (count && !(cfg->routes = malloc(count * sizeof(*cfg->routes))))
         return conf_error(c, n, "out of memory");
-    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top;
-         it++)
+    for (yaml_node_item_t *it = n->data.sequence.items.start; it < n->data.sequence.items.top; it++)
         if ((rc = parse_route(c, cfg, conf_node(c, *it))))
             return rc;
     return build_router(c, cfg, n);
@@ -673,8 +675,8 @@ static void syntax_error(yaml_parser_t *p, FILE *f, const char *file, char *err,
     const char *problem = p->problem ? p->problem : "unknown";
     /* libyaml's "cannot start any token" at an indenting tab never says why. */
     int tab = !strstr(problem, "tab") && tab_at(f, m);
-    snprintf(err, errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s%s", file, m.line + 1,
-             m.column + 1, problem, p->context ? " " : "", p->context ? p->context : "",
+    snprintf(err, errlen, "%s:%zu:%zu: YAML syntax error: %s%s%s%s", file, m.line + 1, m.column + 1,
+             problem, p->context ? " " : "", p->context ? p->context : "",
              tab ? " (a tab: YAML does not allow tabs for indentation, use spaces)" : "");
 }
 
@@ -762,7 +764,11 @@ static cel_config *load(const char *file, int check_only, char *err, size_t errl
 
     cel_config *cfg = calloc(1, sizeof(*cfg));
     char *dir = dir_of(file);
-    conf_ctx c = {.doc = &doc, .file = file, .dir = dir, .err = err, .errlen = errlen,
+    conf_ctx c = {.doc = &doc,
+                  .file = file,
+                  .dir = dir,
+                  .err = err,
+                  .errlen = errlen,
                   .check_only = check_only};
     int rc = CEL_ENOMEM;
     if (!cfg || !dir || !(cfg->file = strdup(file))) {

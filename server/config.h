@@ -62,13 +62,12 @@ typedef struct cel_limits {
     uint32_t max_request_line, max_header_line, max_headers;
 } cel_limits;
 
-
 typedef struct cel_route {
     char *pattern;
     unsigned methods;
     cel_handler *handler;
     cel_loc loc;
-    int access_log; /* 0: `access_log: off` on this route */
+    int access_log;   /* 0: `access_log: off` on this route */
     unsigned stat_id; /* the route's counters (stats.h), stable across reloads */
 } cel_route;
 
@@ -88,8 +87,8 @@ typedef struct cel_config {
     uint32_t tls_ticket_rotation_ms;
     int log_level;
     cel_limits limits;
-    char *modules_dir; /* where `module: {name: X}` finds X.so */
-    char *pid_file;    /* NULL: none; main.c writes it (pidfile.h) */
+    char *modules_dir;               /* where `module: {name: X}` finds X.so */
+    char *pid_file;                  /* NULL: none; main.c writes it (pidfile.h) */
     struct cel_accesslog *accesslog; /* NULL: off */
     struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
 
@@ -119,6 +118,5 @@ void cel_config_unref(cel_config *c);
 void cel_config_publish(cel_config *c); /* takes its own reference */
 unsigned long cel_config_published_generation(void);
 cel_config *cel_config_acquire(void); /* a new reference to the published one, or NULL */
-
 
 #endif

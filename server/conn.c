@@ -26,7 +26,6 @@
 #define READS_PER_EVENT 4
 #define LINGER_MS 2000
 
-
 /* Which timeout applies now; see rearm_timer. */
 enum { T_NONE, T_HEADER, T_IDLE, T_BUSY, T_WRITE, T_LINGER };
 
@@ -182,7 +181,8 @@ static int peer_kept_up(cel_conn *c)
     if (c->nacked < CEL_ACK_WINDOWS)
         c->nacked++;
     uint64_t then = c->acked[CEL_ACK_WINDOWS - c->nacked];
-    uint64_t need = (uint64_t)c->limits.min_send_rate * c->nacked * c->limits.write_timeout_ms / 1000;
+    uint64_t need =
+        (uint64_t)c->limits.min_send_rate * c->nacked * c->limits.write_timeout_ms / 1000;
     int ok = now > then && now - then >= (need ? need : 1);
     memmove(c->acked, c->acked + 1, (CEL_ACK_WINDOWS - 1) * sizeof(c->acked[0]));
     c->acked[CEL_ACK_WINDOWS - 1] = now;
@@ -322,8 +322,7 @@ static int pump(cel_conn *c)
             break;
     }
     set_writing(c, 0);
-    if (c->closing ||
-        (c->proto && !c->proto->want_read(c->ps) && !c->proto->want_write(c->ps))) {
+    if (c->closing || (c->proto && !c->proto->want_read(c->ps) && !c->proto->want_write(c->ps))) {
         start_linger(c);
         return 0;
     }

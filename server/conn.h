@@ -39,19 +39,20 @@ struct cel_conn {
     cel_limits limits;
     struct timeval accepted, active; /* loop time of accept and of the last progress */
     uint64_t progress;               /* the protocol's progress count at that time */
-    uint64_t acked[CEL_ACK_WINDOWS];     /* TCP_INFO bytes_acked at the last write checks, oldest first */
-    uint8_t nacked;                  /* checks since output began to wait (at most CEL_ACK_WINDOWS) */
-    void *ssl;             /* an SSL * on a TLS listener, else NULL */
-    char *trec;            /* TLS: one record's worth of output SSL_write has not taken */
+    uint64_t
+        acked[CEL_ACK_WINDOWS]; /* TCP_INFO bytes_acked at the last write checks, oldest first */
+    uint8_t nacked;             /* checks since output began to wait (at most CEL_ACK_WINDOWS) */
+    void *ssl;                  /* an SSL * on a TLS listener, else NULL */
+    char *trec;                 /* TLS: one record's worth of output SSL_write has not taken */
     size_t trec_len;
     uint8_t handshaking, ktls;
-    uint8_t tls_peeked;    /* the first byte on a TLS port was looked at (plain HTTP?) */
-    uint8_t proto_id; /* CEL_PROTO_* of stats.h: what the connection counts as */
-    uint8_t sniff[24];     /* first bytes, kept while they do not yet tell the protocol */
+    uint8_t tls_peeked; /* the first byte on a TLS port was looked at (plain HTTP?) */
+    uint8_t proto_id;   /* CEL_PROTO_* of stats.h: what the connection counts as */
+    uint8_t sniff[24];  /* first bytes, kept while they do not yet tell the protocol */
     unsigned nsniff;
-    char peer[48];         /* the client's address, as text */
-    uint8_t proxy_wait;    /* a PROXY header must come first (a trusted balancer) */
-    uint16_t nproxy;       /* bytes of it read so far, kept in proxy_buf */
+    char peer[48];      /* the client's address, as text */
+    uint8_t proxy_wait; /* a PROXY header must come first (a trusted balancer) */
+    uint16_t nproxy;    /* bytes of it read so far, kept in proxy_buf */
     uint8_t *proxy_buf;
     uint8_t reading, writing, closing, lingering, tkind;
 };

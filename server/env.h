@@ -41,8 +41,8 @@ typedef struct cel_env {
      * tasks_pending is 0. */
     int orphaned;
     cel_pool *pool;
-    struct cel_wstats *stats; /* this worker's counters; NULL when not counting */
-    struct cel_genref *gen;   /* the newest generation this worker has seen */
+    struct cel_wstats *stats;   /* this worker's counters; NULL when not counting */
+    struct cel_genref *gen;     /* the newest generation this worker has seen */
     struct cel_genref *retired; /* older ones that still have users (genref.h) */
     /* Loop time of the connection event being handled (conn.c sets it on each
      * read, write, flush and timer event): the date header and the access

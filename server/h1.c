@@ -63,7 +63,7 @@ struct cel_h1 {
     int in_process;
     uint64_t progress;
     uint64_t idle_writable; /* progress + 1 when on_writable last ran and wrote nothing */
-    uint64_t head_us; /* env->now_us when the head being read began to arrive */
+    uint64_t head_us;       /* env->now_us when the head being read began to arrive */
 };
 
 static void process(cel_h1 *h);
@@ -199,8 +199,7 @@ static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_ow
     int no_body = res->status == 204 || res->status == 304;
     r->responded = 1;
     r->status = res->status;
-    int rc = write_head(h, r, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH,
-                        res->body_len);
+    int rc = write_head(h, r, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH, res->body_len);
     if (rc == 0 && !no_body && !r->head && res->body_len) {
         if (res->body_in_gen && res->body_len >= REF_MIN) {
             if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen,
@@ -286,7 +285,7 @@ static void refuse(cel_h1 *h, int status)
 
 /* ---- the exchange, for handlers that answer later or in pieces ---- */
 
-#define REQ_OF(x) ((req *)((char *)(x) - offsetof(req, x)))
+#define REQ_OF(x) ((req *)((char *)(x)-offsetof(req, x)))
 
 static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_owner *owner)
 {
@@ -313,9 +312,7 @@ static int x_start(cel_exchange *x, const cel_response *head)
     if (r->minor == 0)
         r->keep_alive = 0;
     /* A HEAD gets the framing its GET would get, and no body. */
-    int framing = no_body    ? CEL_H1_BODY_NONE
-                  : r->minor ? CEL_H1_BODY_CHUNKED
-                             : CEL_H1_BODY_NONE;
+    int framing = no_body ? CEL_H1_BODY_NONE : r->minor ? CEL_H1_BODY_CHUNKED : CEL_H1_BODY_NONE;
     int rc = write_head(h, r, head, framing, 0);
     if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
@@ -335,7 +332,8 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     if (r->minor) {
         char line[24];
         int k = cel_h1_write_chunk_size(line, sizeof(line), n);
-        rc = k < 0 || (size_t)k > sizeof(line) ? CEL_EINVAL : cel_outq_copy(h->out, line, (size_t)k);
+        rc =
+            k < 0 || (size_t)k > sizeof(line) ? CEL_EINVAL : cel_outq_copy(h->out, line, (size_t)k);
     }
     if (!rc)
         rc = cel_outq_copy(h->out, p, n);
@@ -415,8 +413,9 @@ static void req_free(cel_h1 *h, req *r, int finished)
 static void finish(cel_h1 *h, req *r, int finished)
 {
     if (r->responded)
-        cel_dispatch_done(h->env, r->gen->cfg, &r->match, &r->req, r->minor ? "HTTP/1.1" : "HTTP/1.0",
-                          h->peer, r->status, r->bytes_sent, r->start_us);
+        cel_dispatch_done(h->env, r->gen->cfg, &r->match, &r->req,
+                          r->minor ? "HTTP/1.1" : "HTTP/1.0", h->peer, r->status, r->bytes_sent,
+                          r->start_us);
     h->served = 1;
     h->cur = NULL;
     if (h->state != S_CLOSED)
@@ -536,8 +535,8 @@ static int upgrade(cel_h1 *h, const cel_h1_head *hd, size_t head_len)
         req_free(h, r, 0);
         return -1;
     }
-    void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->peer,
-                                   settings, slen, &r->req);
+    void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->peer, settings,
+                                   slen, &r->req);
     req_free(h, r, 0); /* HTTP/2 took its own copy */
     if (!h2) {
         h->state = S_CLOSED;

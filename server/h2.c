@@ -24,20 +24,20 @@
 #define MAX_RESPONSE_HEADERS 80
 
 enum {
-    ST_RESPONDED = 1u << 0,   /* a response has been submitted */
-    ST_DISCARD = 1u << 1,     /* answered early (413, 431): drop what the client still sends */
-    ST_HDR_TOO_BIG = 1u << 2, /* header list over the limit: answer 431 */
-    ST_SENT = 1u << 3,        /* the whole response has been handed to the output queue */
-    ST_RESET = 1u << 4,       /* we reset the stream */
-    ST_STREAMING = 1u << 6,   /* the body comes through write/end */
-    ST_ENDED = 1u << 7,       /* streaming: end was called */
-    ST_DEFERRED = 1u << 8,    /* streaming: nghttp2 waits for data (resume on write) */
-    ST_WQ = 1u << 9,          /* on the connection's list of on_writable calls */
-    ST_WU_OVERFLOW = 1u << 10, /* a WINDOW_UPDATE overflowed this stream's window */
+    ST_RESPONDED = 1u << 0,      /* a response has been submitted */
+    ST_DISCARD = 1u << 1,        /* answered early (413, 431): drop what the client still sends */
+    ST_HDR_TOO_BIG = 1u << 2,    /* header list over the limit: answer 431 */
+    ST_SENT = 1u << 3,           /* the whole response has been handed to the output queue */
+    ST_RESET = 1u << 4,          /* we reset the stream */
+    ST_STREAMING = 1u << 6,      /* the body comes through write/end */
+    ST_ENDED = 1u << 7,          /* streaming: end was called */
+    ST_DEFERRED = 1u << 8,       /* streaming: nghttp2 waits for data (resume on write) */
+    ST_WQ = 1u << 9,             /* on the connection's list of on_writable calls */
+    ST_WU_OVERFLOW = 1u << 10,   /* a WINDOW_UPDATE overflowed this stream's window */
     ST_DATA_OVERFLOW = 1u << 11, /* the client sent more DATA than the stream's window */
     ST_MALFORMED = 1u << 12,     /* RFC 9113 8.1.1: reset with PROTOCOL_ERROR, never served */
-    ST_PEER_DONE = 1u << 13,     /* the client ended or reset the stream: more from it is an error */
-    ST_HELD = 1u << 14,          /* waits on the server alone (counted in held) */
+    ST_PEER_DONE = 1u << 13, /* the client ended or reset the stream: more from it is an error */
+    ST_HELD = 1u << 14,      /* waits on the server alone (counted in held) */
 };
 
 #define PRIO_SET 0x80
@@ -139,8 +139,8 @@ struct cel_h2 {
     cel_env *env;
     cel_outq *out;
     cel_limits limits; /* the generation's limits when the connection began */
-    stream *streams; /* newest first */
-    stream *oldest;  /* the last of them */
+    stream *streams;   /* newest first */
+    stream *oldest;    /* the last of them */
     size_t nstreams;
     stream *cur;         /* the stream of in_headers, when it has one */
     int32_t in_headers;  /* stream whose header block is still arriving, or 0 */
@@ -150,31 +150,30 @@ struct cel_h2 {
     uint64_t progress;   /* request or response bytes moved: what idleness is measured by */
     uint64_t data_sent;  /* DATA frames we sent */
     uint64_t wu_recv;    /* WINDOW_UPDATE frames received */
-    stream *writable;   /* streams whose on_writable is due, run after each send */
+    stream *writable;    /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
-    const char *peer; /* client address, for the access log */
-    uint8_t served;   /* a request was dispatched */
-    uint8_t goaway;   /* we sent (or queued) our GOAWAY */
+    const char *peer;    /* client address, for the access log */
+    uint8_t served;      /* a request was dispatched */
+    uint8_t goaway;      /* we sent (or queued) our GOAWAY */
     uint32_t discarding; /* streams with ST_DISCARD */
     uint32_t held;       /* streams with ST_HELD */
     /* The client's frames, followed beside nghttp2 (see cel_h2_recv). */
-    uint32_t scan_skip;    /* octets of the current frame (or preface) still to pass */
-    int32_t scan_pri;      /* stream of the PRIORITY payload being read, or -1 */
-    uint8_t scan_have;     /* octets of scan_buf filled */
-    uint8_t scan_buf[9];   /* a frame header (or PRIORITY payload) cut by a read */
-    struct kept_field *kept; /* verdicts on repeated fields (on_header), or NULL */
+    uint32_t scan_skip;             /* octets of the current frame (or preface) still to pass */
+    int32_t scan_pri;               /* stream of the PRIORITY payload being read, or -1 */
+    uint8_t scan_have;              /* octets of scan_buf filled */
+    uint8_t scan_buf[9];            /* a frame header (or PRIORITY payload) cut by a read */
+    struct kept_field *kept;        /* verdicts on repeated fields (on_header), or NULL */
     const nghttp2_rcbuf *path_name; /* nghttp2's static-table ":path" name, once seen */
-    stream **slots;          /* STREAM_SLOTS streams by id (find_stream), or NULL */
-    int32_t ended_top;     /* highest stream id in ended_bits */
-    uint32_t kept_bytes;   /* what the kept entries' references hold (KEPT_BYTES at most) */
-    uint64_t ended_bits;   /* bit i: stream ended_top - 2i closed after its client ended it */
+    stream **slots;                 /* STREAM_SLOTS streams by id (find_stream), or NULL */
+    int32_t ended_top;              /* highest stream id in ended_bits */
+    uint32_t kept_bytes; /* what the kept entries' references hold (KEPT_BYTES at most) */
+    uint64_t ended_bits; /* bit i: stream ended_top - 2i closed after its client ended it */
 };
 
 static const cel_exchange_ops exchange_ops;
 
 static nghttp2_session_callbacks *callbacks;
-
 
 static void maybe_reset(cel_h2 *h, stream *st);
 static int spend(struct cel_h2 *h, bucket *b, const char *what);
@@ -334,8 +333,8 @@ static void account(cel_h2 *h, stream *st)
         account_rejected(h, st);
         return;
     }
-    cel_dispatch_done(h->env, st->gen->cfg, &st->match, &st->req, "HTTP/2.0", h->peer,
-                      st->status, st->bytes_sent, st->start_us);
+    cel_dispatch_done(h->env, st->gen->cfg, &st->match, &st->req, "HTTP/2.0", h->peer, st->status,
+                      st->bytes_sent, st->start_us);
 }
 
 /* What a stream may hold beyond the usual, let go in this order. */
@@ -364,8 +363,8 @@ static void stream_free(cel_h2 *h, stream *st)
 {
     account(h, st);
     /* one test for all of stream_free_extras' cases, none on most streams */
-    if ((st->flags & (ST_DISCARD | ST_WQ | ST_HELD)) | (st->x.on_close != NULL) | (uintptr_t)st->ext |
-        (uintptr_t)st->sbuf | (uintptr_t)st->body |
+    if ((st->flags & (ST_DISCARD | ST_WQ | ST_HELD)) | (st->x.on_close != NULL) |
+        (uintptr_t)st->ext | (uintptr_t)st->sbuf | (uintptr_t)st->body |
         ((uintptr_t)st->hdrs ^ (uintptr_t)st->inline_hdrs))
         stream_free_extras(h, st);
     if (h->slots && *stream_slot(h, st->id) == st)
@@ -1028,8 +1027,8 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
         st->req.method.n = valuelen;
         return st->req.method.p ? 0 : NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
     }
-    if (kind == CEL_HF_SCHEME && (valuelen == 4 ? !memcmp(value, "http", 4)
-                                                : valuelen == 5 && !memcmp(value, "https", 5))) {
+    if (kind == CEL_HF_SCHEME &&
+        (valuelen == 4 ? !memcmp(value, "http", 4) : valuelen == 5 && !memcmp(value, "https", 5))) {
         st->req.scheme = (cel_str){"https", valuelen}; /* "http" is its prefix */
         return 0;
     }
@@ -1252,8 +1251,7 @@ static int on_frame_recv(nghttp2_session *s, const nghttp2_frame *frame, void *u
     } else if (frame->hd.type == NGHTTP2_DATA) {
         st = find_stream(h, frame->hd.stream_id);
     } else {
-        if (frame->hd.type == NGHTTP2_RST_STREAM &&
-            (st = find_stream(h, frame->hd.stream_id)))
+        if (frame->hd.type == NGHTTP2_RST_STREAM && (st = find_stream(h, frame->hd.stream_id)))
             st->flags |= ST_PEER_DONE;
         return 0;
     }
@@ -1375,8 +1373,7 @@ static void frame_begins(cel_h2 *h, uint8_t type, uint8_t flags, uint32_t len, i
     }
 }
 
-static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error,
-                            void *ud)
+static int on_invalid_frame(nghttp2_session *s, const nghttp2_frame *frame, int lib_error, void *ud)
 {
     cel_h2 *h = ud;
     (void)s, (void)lib_error;

@@ -195,8 +195,7 @@ int cel_h2_path_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n, size
     return path_seen(f, v, n);
 }
 
-static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *v,
-                  size_t vlen)
+static int pseudo(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *v, size_t vlen)
 {
     /* 8.3: only in the request's own block, before every regular field, once
      * each, never empty. */
@@ -365,8 +364,8 @@ static size_t sf_key(const uint8_t *v, size_t n, size_t i)
 {
     if (i >= n || !(lcalpha(v[i]) || v[i] == '*'))
         return 0;
-    for (i++; i < n && (lcalpha(v[i]) || digit(v[i]) || v[i] == '_' || v[i] == '-' ||
-                        v[i] == '.' || v[i] == '*');
+    for (i++; i < n && (lcalpha(v[i]) || digit(v[i]) || v[i] == '_' || v[i] == '-' || v[i] == '.' ||
+                        v[i] == '*');
          i++)
         ;
     return i;

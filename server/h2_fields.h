@@ -22,14 +22,14 @@ enum {
     CEL_HF_SCHEME = 1u << 2,
     CEL_HF_AUTHORITY = 1u << 3,
     /* other state */
-    CEL_HF_HOST = 1u << 4,        /* a host field */
-    CEL_HF_REGULAR = 1u << 5,     /* a regular field: no pseudo-header may follow */
-    CEL_HF_CONNECT = 1u << 6,     /* :method CONNECT */
-    CEL_HF_OPTIONS = 1u << 7,     /* :method OPTIONS */
-    CEL_HF_HTTP = 1u << 8,        /* :scheme http or https */
-    CEL_HF_SLASH = 1u << 9,       /* :path begins with '/' */
-    CEL_HF_ASTERISK = 1u << 10,   /* :path is "*" */
-    CEL_HF_TRAILERS = 1u << 11,   /* the fields now arriving are trailers */
+    CEL_HF_HOST = 1u << 4,      /* a host field */
+    CEL_HF_REGULAR = 1u << 5,   /* a regular field: no pseudo-header may follow */
+    CEL_HF_CONNECT = 1u << 6,   /* :method CONNECT */
+    CEL_HF_OPTIONS = 1u << 7,   /* :method OPTIONS */
+    CEL_HF_HTTP = 1u << 8,      /* :scheme http or https */
+    CEL_HF_SLASH = 1u << 9,     /* :path begins with '/' */
+    CEL_HF_ASTERISK = 1u << 10, /* :path is "*" */
+    CEL_HF_TRAILERS = 1u << 11, /* the fields now arriving are trailers */
     /* returned (never kept in seen) for valid regular fields named priority
      * and content-length */
     CEL_HF_PRIORITY = 1u << 12,

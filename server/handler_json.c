@@ -18,7 +18,7 @@ typedef struct json_handler {
 } json_handler;
 
 static inline __attribute__((always_inline)) int body(json_handler *j, cel_exchange *x,
-                                                     cel_response *res)
+                                                      cel_response *res)
 {
     if (j->constant) {
         res->body = j->constant;

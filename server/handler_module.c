@@ -58,7 +58,7 @@ struct celeris_req {
 };
 
 struct celeris_async {
-    cel_task task; /* first: the env runs it */
+    cel_task task;    /* first: the env runs it */
     celeris_req *req; /* NULL when the request went away meanwhile */
     cel_env *env;
     cel_body_owner hold; /* keeps the instance and its code loaded */
@@ -223,8 +223,7 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     mh->m = cel_module_desc(img);
     mh->nworkers = nworkers;
     if (mh->m->init) {
-        celeris_init_args args = {sizeof(args), route, config_json, strlen(config_json),
-                                  nworkers};
+        celeris_init_args args = {sizeof(args), route, config_json, strlen(config_json), nworkers};
         char msg[512] = "";
         if (mh->m->init(&args, &mh->instance, msg, sizeof(msg)) != CELERIS_OK) {
             char who[256];
@@ -496,8 +495,7 @@ int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t
     take(req);
     req->state = R_DONE;
     stamp(req);
-    return req->x->ops->respond(req->x, &res, release ? &owner : NULL) ? CELERIS_ERROR
-                                                                        : CELERIS_OK;
+    return req->x->ops->respond(req->x, &res, release ? &owner : NULL) ? CELERIS_ERROR : CELERIS_OK;
 }
 
 int celeris_resp_start(celeris_req *req, int status)
@@ -518,8 +516,7 @@ static int not_streaming(const celeris_req *req, const char *call)
     if (!req->x)
         return CELERIS_STATE;
     return refuse(req, REF_NOT_STREAMING, CELERIS_STATE, "%s %s", call,
-                  req->state == R_DONE ? "after the response ended"
-                                       : "before celeris_resp_start");
+                  req->state == R_DONE ? "after the response ended" : "before celeris_resp_start");
 }
 
 int celeris_resp_write(celeris_req *req, const void *data, size_t len)

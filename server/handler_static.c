@@ -58,8 +58,8 @@ static void free_tmpls(struct cel_tmpl *const *tmpls, size_t n)
         cel_tmpl_free(tmpls[i]);
 }
 
-int cel_resp_head_init(cel_resp_head *h, int status, const char *ctype, const cel_kv *in,
-                       size_t n, struct cel_tmpl *const *tmpls)
+int cel_resp_head_init(cel_resp_head *h, int status, const char *ctype, const cel_kv *in, size_t n,
+                       struct cel_tmpl *const *tmpls)
 {
     h->tmpls = NULL;
     for (size_t i = 0; tmpls && i < n; i++)
@@ -172,5 +172,5 @@ void cel_response_error(cel_response *res, int status)
     res->content_type = CEL_STR_LIT("text/plain; charset=utf-8");
     res->body = text.p;
     res->body_len = text.n ? text.n + 1 : 0; /* "Not Found\n" */
-    res->body_in_gen = 1; /* static storage outlives every generation */
+    res->body_in_gen = 1;                    /* static storage outlives every generation */
 }

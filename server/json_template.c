@@ -548,7 +548,7 @@ void cel_tmpl_bind_params(cel_tmpl *t, const char *pattern)
 
 /* The raw value a slot refers to; empty when the request lacks it. */
 static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, const struct op *op,
-                                                          const cel_request *req)
+                                                           const cel_request *req)
 {
     const char *name = t->text + op->off;
     cel_str v = {"", 0};

@@ -88,8 +88,7 @@ static int probe_unix(const cel_listen *l, char *err, size_t errlen)
     if (lstat(unix_path(l), &st) < 0)
         return 0;
     if (!S_ISSOCK(st.st_mode)) {
-        snprintf(err, errlen, "cannot listen on %s: the file exists and is not a socket",
-                 l->text);
+        snprintf(err, errlen, "cannot listen on %s: the file exists and is not a socket", l->text);
         return -1;
     }
     int fd = socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);

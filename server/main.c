@@ -67,8 +67,7 @@ static void notify_status(daemon_state *d)
     cel_notify("STATUS=generation %lu, %u workers, %zu connections; reloads %lu ok, %lu "
                "failed%s%s",
                s->cfg->generation, s->nworkers, cel_server_connections(s), s->reloads_ok,
-               s->reloads_failed, s->last_error[0] ? "; last reload failed: " : "",
-               s->last_error);
+               s->reloads_failed, s->last_error[0] ? "; last reload failed: " : "", s->last_error);
 }
 
 /* The pid file the serving generation names: written when it is new, the one

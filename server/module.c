@@ -84,7 +84,7 @@ static const uint8_t *span(const uint8_t *p, size_t n, uint64_t off, uint64_t le
 /* The CELERIS_VERSION_NUM a module's descriptor records, read from the file
  * (ENTRY is the descriptor's address): the module is never loaded when it
  * cannot run. 0 when the descriptor predates the field or is not found. */
-static uint32_t header_version(const uint8_t *p, size_t n, const ElfW(Ehdr) *eh, uint64_t entry)
+static uint32_t header_version(const uint8_t *p, size_t n, const ElfW(Ehdr) * eh, uint64_t entry)
 {
     for (unsigned i = 0; i < eh->e_phnum; i++) {
         ElfW(Phdr) ph;
@@ -114,8 +114,8 @@ static uint32_t header_version(const uint8_t *p, size_t n, const ElfW(Ehdr) *eh,
  * would otherwise fail with the loader's bare "undefined symbol" (or, bound
  * lazily, kill the process at the first call). A file this cannot read as an
  * ELF object of our class passes: dlopen then says what is wrong with it. */
-static int check_imports(const char *path, const char *route, const uint8_t *p, size_t n,
-                         char *err, size_t errlen)
+static int check_imports(const char *path, const char *route, const uint8_t *p, size_t n, char *err,
+                         size_t errlen)
 {
     ElfW(Ehdr) eh;
     if (n < sizeof(eh))
@@ -189,8 +189,8 @@ static int check_imports(const char *path, const char *route, const uint8_t *p, 
 /* Copies the open module file IN into a memfd and loads that: the image never
  * maps the file, so rewriting it in place (cp over it) cannot touch loaded
  * code. *FD is the memfd, open for as long as the image is loaded. */
-static void *open_copy(const char *path, const char *route, int in, off_t size, int *fd,
-                       char *err, size_t errlen)
+static void *open_copy(const char *path, const char *route, int in, off_t size, int *fd, char *err,
+                       size_t errlen)
 {
     int mfd = memfd_create("celeris-module", MFD_CLOEXEC);
     if (mfd < 0) {
@@ -287,8 +287,8 @@ int cel_module_load(const char *path, const char *route, cel_module_image **out,
             *out = m;
             return 0;
         }
-        stale |= strcmp(m->path, path) == 0 ||
-                 (m->st.st_dev == st.st_dev && m->st.st_ino == st.st_ino);
+        stale |=
+            strcmp(m->path, path) == 0 || (m->st.st_dev == st.st_dev && m->st.st_ino == st.st_ino);
     }
     pthread_mutex_unlock(&lock);
 

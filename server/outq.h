@@ -51,7 +51,7 @@ typedef struct cel_outq {
     struct cel_outq_seg *segs; /* ring of segments, private */
     unsigned seg_cap, seg_head, seg_count;
     struct cel_outq_chunk *chunk_head, *chunk_tail; /* arena chunks, private */
-    size_t pending; /* bytes queued and not yet written */
+    size_t pending;                                 /* bytes queued and not yet written */
     /* When the last segment is copied bytes in chunk_tail: where the next
      * copy would extend it, the room there, and that segment (private;
      * tail_room is 0 otherwise). */

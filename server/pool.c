@@ -72,20 +72,20 @@ struct fnode {
 /* The page span: PH_SPAN bytes of address space, pages handed out from the
  * bottom up and recycled through per-length free lists. */
 #define PAGE ((size_t)4096)
-#define PH_MIN ((size_t)3073)              /* smaller requests use the classes */
-#define PH_MAXPAGES 16u                     /* 64 KiB: the largest class */
-#define PH_SPAN ((size_t)1 << 30)           /* per pool; past it, malloc */
-#define PH_FRESH 0x80u                      /* pages after the first are zero */
+#define PH_MIN ((size_t)3073)     /* smaller requests use the classes */
+#define PH_MAXPAGES 16u           /* 64 KiB: the largest class */
+#define PH_SPAN ((size_t)1 << 30) /* per pool; past it, malloc */
+#define PH_FRESH 0x80u            /* pages after the first are zero */
 
 struct cel_pool {
     struct fnode *free[NCLASS];
     size_t max_cached;
     size_t room; /* max_cached - st.bytes_cached: what the free lists may still take */
     cel_pool_stats st;
-    char *ph_base;        /* the span, or NULL */
-    size_t ph_size;       /* its length, 0 without one: ph_owns needs no NULL test */
-    size_t ph_top;        /* bytes of it handed out at least once */
-    uint8_t *ph_len;      /* per page: a block's length in pages at its first page, | PH_FRESH */
+    char *ph_base;   /* the span, or NULL */
+    size_t ph_size;  /* its length, 0 without one: ph_owns needs no NULL test */
+    size_t ph_top;   /* bytes of it handed out at least once */
+    uint8_t *ph_len; /* per page: a block's length in pages at its first page, | PH_FRESH */
     struct fnode *ph_free[PH_MAXPAGES + 1];
 };
 

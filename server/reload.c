@@ -54,8 +54,7 @@ static int open_range(const char *file, cel_slot *slot, unsigned from, unsigned 
         if (slot->addr.addr.ss_family == AF_UNIX && w > 0) {
             slot->fds[w] = fcntl(slot->fds[0], F_DUPFD_CLOEXEC, 0);
             if (slot->fds[w] < 0)
-                snprintf(msg, sizeof(msg), "cannot share %s: %s", slot->addr.text,
-                         strerror(errno));
+                snprintf(msg, sizeof(msg), "cannot share %s: %s", slot->addr.text, strerror(errno));
         } else {
             slot->fds[w] = cel_listener_open(&slot->addr, msg, sizeof(msg));
         }
@@ -209,8 +208,7 @@ static void adopt_inherited(cel_server *s)
         int fd = first + i;
         /* Workers share these: a blocking accept would stall the one that loses a race. */
         int fl = fcntl(fd, F_GETFL);
-        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 ||
-            fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
+        if (fl < 0 || fcntl(fd, F_SETFL, fl | O_NONBLOCK) < 0 || fcntl(fd, F_SETFD, FD_CLOEXEC) < 0)
             cel_log(CEL_LOG_WARN, "socket %d from systemd: %s", fd, strerror(errno));
         s->inherited[s->ninherited++] = fd;
     }
@@ -242,9 +240,9 @@ int cel_server_start(cel_server *s, cel_config *cfg)
                     s->inherited[i]);
     }
     s->workers = calloc(cfg->nworkers, sizeof(*s->workers));
-    int rc = s->workers ? start_workers(s, cfg, s->slots, s->nslots, 0, cfg->nworkers, err,
-                                        sizeof(err))
-                        : -1;
+    int rc = s->workers
+                 ? start_workers(s, cfg, s->slots, s->nslots, 0, cfg->nworkers, err, sizeof(err))
+                 : -1;
     if (rc) {
         cel_log(CEL_LOG_ERROR, "%s", s->workers ? err : "out of memory");
         /* Sockets not yet handed to a started worker are still ours. */

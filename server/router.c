@@ -495,8 +495,8 @@ static __attribute__((noinline)) const struct node *find_lit_pct(const struct no
 
 static const struct node *find_lit_hashed(const struct node *n, const char *s, size_t raw);
 
-static inline __attribute__((always_inline)) const struct node *
-find_lit(const struct node *n, const char *s, size_t raw)
+static inline __attribute__((always_inline)) const struct node *find_lit(const struct node *n,
+                                                                         const char *s, size_t raw)
 {
     /* each decoded byte takes at most three raw ones */
     if (raw / 3 > n->maxlit)

@@ -13,9 +13,9 @@
 
 /* The duration buckets' upper bounds (CEL_STATS_BUCKET_US) in seconds, as
  * Prometheus labels them. */
-static const char *const bucket_le[CEL_STATS_BUCKETS] = {
-    "0.0001", "0.0005", "0.001", "0.0025", "0.005", "0.01",
-    "0.025",  "0.05",   "0.1",   "0.5",    "1",     "5"};
+static const char *const bucket_le[CEL_STATS_BUCKETS] = {"0.0001", "0.0005", "0.001", "0.0025",
+                                                         "0.005",  "0.01",   "0.025", "0.05",
+                                                         "0.1",    "0.5",    "1",     "5"};
 static const char *const method_names[CEL_STATS_METHODS] = {"GET",    "HEAD",  "POST",    "PUT",
                                                             "DELETE", "PATCH", "OPTIONS", "other"};
 
@@ -128,9 +128,10 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
 {
     out o = {buf, 0, cap};
     pthread_mutex_lock(&lock);
-    emit(&o, "# HELP celerisd_build_info Version of this celerisd.\n"
-             "# TYPE celerisd_build_info gauge\n"
-             "celerisd_build_info{version=\"%s\"} 1\n",
+    emit(&o,
+         "# HELP celerisd_build_info Version of this celerisd.\n"
+         "# TYPE celerisd_build_info gauge\n"
+         "celerisd_build_info{version=\"%s\"} 1\n",
          CEL_VERSION);
     emit(&o, "# HELP celerisd_requests_total Requests answered, by route, method and status "
              "class.\n# TYPE celerisd_requests_total counter\n");
@@ -191,14 +192,13 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
     for (cel_wstats *w = blocks; w; w = w->next)
         for (unsigned p = 0; p < CEL_STATS_PROTOS; p++)
             emit(&o, "celerisd_connections_open{protocol=\"%s\",worker=\"%u\"} %llu\n",
-                 proto_names[p], w->worker_id,
-                 (unsigned long long)get(&w->connections_open[p]));
+                 proto_names[p], w->worker_id, (unsigned long long)get(&w->connections_open[p]));
     emit(&o, "# HELP celerisd_streams_open Requests in flight now, by protocol.\n"
              "# TYPE celerisd_streams_open gauge\n");
     for (cel_wstats *w = blocks; w; w = w->next)
         for (unsigned p = CEL_PROTO_H1; p < CEL_STATS_PROTOS; p++)
-            emit(&o, "celerisd_streams_open{protocol=\"%s\",worker=\"%u\"} %llu\n",
-                 proto_names[p], w->worker_id, (unsigned long long)get(&w->streams_open[p]));
+            emit(&o, "celerisd_streams_open{protocol=\"%s\",worker=\"%u\"} %llu\n", proto_names[p],
+                 w->worker_id, (unsigned long long)get(&w->streams_open[p]));
     static const struct {
         const char *name, *type, *help;
         size_t off;
@@ -215,7 +215,8 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
              per_worker[i].name, per_worker[i].type);
         for (cel_wstats *w = blocks; w; w = w->next)
             emit(&o, "%s{worker=\"%u\"} %llu\n", per_worker[i].name, w->worker_id,
-                 (unsigned long long)get((const cel_counter *)((const char *)w + per_worker[i].off)));
+                 (unsigned long long)get(
+                     (const cel_counter *)((const char *)w + per_worker[i].off)));
     }
     pthread_mutex_unlock(&lock);
 

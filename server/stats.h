@@ -64,7 +64,9 @@ unsigned cel_stats_route_id(const char *pattern);
 
 /* The duration buckets' upper bounds, in microseconds. */
 #define CEL_STATS_BUCKET_US                                                                        \
-    {100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 500000, 1000000, 5000000}
+    {                                                                                              \
+        100, 500, 1000, 2500, 5000, 10000, 25000, 50000, 100000, 500000, 1000000, 5000000          \
+    }
 
 /* One answered request (the worker that served it): inline, as it runs for
  * every request. METHOD_BIT is one CEL_M_* bit or 0; GET .. OPTIONS are bits 0

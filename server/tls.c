@@ -75,8 +75,8 @@ static int mac_init(EVP_MAC_CTX *hctx, const unsigned char *key)
     return EVP_MAC_init(hctx, key, 32, params);
 }
 
-static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char *iv,
-                         EVP_CIPHER_CTX *cctx, EVP_MAC_CTX *hctx, int enc)
+static int on_ticket_key(SSL *ssl, unsigned char name[16], unsigned char *iv, EVP_CIPHER_CTX *cctx,
+                         EVP_MAC_CTX *hctx, int enc)
 {
     (void)ssl;
     int rc = 0;

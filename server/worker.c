@@ -122,11 +122,15 @@ static void accept_failed(cel_worker *w, int err)
     if (w->accept_logged && now - w->accept_logged < ACCEPT_LOG_EVERY_S)
         return;
     if (w->accept_failures > 1)
-        cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; %lu times since the last report, "
-                "pausing %d ms each", w->id, strerror(err), w->accept_failures, ACCEPT_PAUSE_MS);
+        cel_log(CEL_LOG_WARN,
+                "worker %u: cannot accept: %s; %lu times since the last report, "
+                "pausing %d ms each",
+                w->id, strerror(err), w->accept_failures, ACCEPT_PAUSE_MS);
     else
-        cel_log(CEL_LOG_WARN, "worker %u: cannot accept: %s; pausing %d ms (reported once a "
-                "minute while it lasts)", w->id, strerror(err), ACCEPT_PAUSE_MS);
+        cel_log(CEL_LOG_WARN,
+                "worker %u: cannot accept: %s; pausing %d ms (reported once a "
+                "minute while it lasts)",
+                w->id, strerror(err), ACCEPT_PAUSE_MS);
     w->accept_logged = now;
     w->accept_failures = 0;
 }
@@ -371,8 +375,7 @@ static void worker_free(cel_worker *w)
     w->host.base = NULL;
 }
 
-int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char *err,
-                     size_t errlen)
+int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char *err, size_t errlen)
 {
     memset(w, 0, sizeof(*w));
     w->id = id;

@@ -29,14 +29,14 @@ typedef struct cel_worker {
     struct event resume_ev;
     time_t accept_logged;          /* when an accept failure was last logged */
     unsigned long accept_failures; /* since then */
-    int env_live; /* env set up and not yet torn down (the thread tears it down) */
-    struct event wake_ev; /* on env.efd: commands, tasks, new generations */
+    int env_live;                  /* env set up and not yet torn down (the thread tears it down) */
+    struct event wake_ev;          /* on env.efd: commands, tasks, new generations */
     atomic_int stop;
     int stopping;
     struct event stop_ev;
     cel_conn *conns;
     size_t nconns;
-    int joined;                     /* its thread has been joined */
+    int joined;                        /* its thread has been joined */
     struct cel_worker *next_abandoned; /* see cel_worker_abandon */
 } cel_worker;
 

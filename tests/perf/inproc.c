@@ -646,8 +646,10 @@ static int bench(const char *mode, const route *rt, uint64_t n, unsigned m, unsi
         printf("%s %s: %llu libc allocations in the measured rounds\n", mode, rt->path,
                (unsigned long long)alloc_calls);
     if (daemon && no_alloc && alloc_calls) {
-        fprintf(stderr, "celeris-inproc-bench: %s %s: FAILED, the warm request path called "
-                "libc's allocator %llu times\n", mode, rt->path, (unsigned long long)alloc_calls);
+        fprintf(stderr,
+                "celeris-inproc-bench: %s %s: FAILED, the warm request path called "
+                "libc's allocator %llu times\n",
+                mode, rt->path, (unsigned long long)alloc_calls);
         return -1;
     }
     return 0;

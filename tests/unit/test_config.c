@@ -764,14 +764,10 @@ static void test_listen_parse(void **state)
         const char *ip;
         unsigned port;
     } good[] = {
-        {"1.2.3.4:80", AF_INET, "1.2.3.4", 80},
-        {"127.0.0.1:8080", AF_INET, "127.0.0.1", 8080},
-        {"*:65535", AF_INET, "0.0.0.0", 65535},
-        {"1", AF_INET, "0.0.0.0", 1},
-        {"8080", AF_INET, "0.0.0.0", 8080},
-        {"[::1]:443", AF_INET6, "::1", 443},
-        {"[::]:80", AF_INET6, "::", 80},
-        {"[fe80::1:2]:9000", AF_INET6, "fe80::1:2", 9000},
+        {"1.2.3.4:80", AF_INET, "1.2.3.4", 80}, {"127.0.0.1:8080", AF_INET, "127.0.0.1", 8080},
+        {"*:65535", AF_INET, "0.0.0.0", 65535}, {"1", AF_INET, "0.0.0.0", 1},
+        {"8080", AF_INET, "0.0.0.0", 8080},     {"[::1]:443", AF_INET6, "::1", 443},
+        {"[::]:80", AF_INET6, "::", 80},        {"[fe80::1:2]:9000", AF_INET6, "fe80::1:2", 9000},
     };
     for (size_t i = 0; i < CEL_ARRAY_LEN(good); i++) {
         cel_listen l;
@@ -1354,8 +1350,7 @@ static const err_case err_cases[] = {
     {"size_unit_10x", "limits:\n  max_request_body: 10x\n", 2, 21, "unknown size unit", "10x"},
     {"size_negative", "limits:\n  max_request_body: -5\n", 2, 21, "must be a size", "-5"},
     {"size_too_small", "limits:\n  max_output_buffer: 1k\n", 2, 22, "must be between", NULL},
-    {"duration_unit_10x", "limits:\n  idle_timeout: 10x\n", 2, 17, "unknown duration unit",
-     "10x"},
+    {"duration_unit_10x", "limits:\n  idle_timeout: 10x\n", 2, 17, "unknown duration unit", "10x"},
     {"duration_negative", "shutdown_timeout: -5\n", 1, 19, "must be a duration", "-5"},
     {"duration_zero", "limits: {write_timeout: 0}\n", 1, 25, "between 1ms and 7 days", NULL},
 

@@ -36,47 +36,86 @@ typedef struct row {
     long data; /* DATA octets received, -1 none */
 } row;
 
-#define BASE {":method", "GET"}, {":scheme", "https"}, {":authority", "example.com"}, {":path", "/"}
+#define BASE                                                                                       \
+    {":method", "GET"}, {":scheme", "https"}, {":authority", "example.com"},                       \
+    {                                                                                              \
+        ":path", "/"                                                                               \
+    }
 
 static const row rows[] = {
     {"minimal GET", 1, {BASE}, {{0}}, -1},
-    {"host instead of :authority", 1,
-     {{":method", "GET"}, {":scheme", "http"}, {":path", "/a?b"}, {"host", "h:80"}}, {{0}}, -1},
-    {"pseudo in any order", 1,
-     {{":path", "/"}, {":authority", "a"}, {":scheme", "http"}, {":method", "POST"}}, {{0}}, -1},
-    {"regular fields", 1, {BASE, {"user-agent", "x/1 (y)"}, {"accept", "*/*"}, {"x-e", ""}}, {{0}}, -1},
+    {"host instead of :authority",
+     1,
+     {{":method", "GET"}, {":scheme", "http"}, {":path", "/a?b"}, {"host", "h:80"}},
+     {{0}},
+     -1},
+    {"pseudo in any order",
+     1,
+     {{":path", "/"}, {":authority", "a"}, {":scheme", "http"}, {":method", "POST"}},
+     {{0}},
+     -1},
+    {"regular fields",
+     1,
+     {BASE, {"user-agent", "x/1 (y)"}, {"accept", "*/*"}, {"x-e", ""}},
+     {{0}},
+     -1},
     {"te trailers", 1, {BASE, {"te", "Trailers"}}, {{0}}, -1},
     {"content-length matches", 1, {BASE, {"content-length", "5"}}, {{0}}, 5},
     {"content-length 0 without data", 1, {BASE, {"content-length", "0"}}, {{0}}, -1},
-    {"content-length with leading zeros", 1,
-     {BASE, {"content-length", "00000000000000000000000000005"}}, {{0}}, 5},
-    {"content-length all zeros", 1, {BASE, {"content-length", "0000000000000000000000"}}, {{0}}, -1},
+    {"content-length with leading zeros",
+     1,
+     {BASE, {"content-length", "00000000000000000000000000005"}},
+     {{0}},
+     5},
+    {"content-length all zeros",
+     1,
+     {BASE, {"content-length", "0000000000000000000000"}},
+     {{0}},
+     -1},
     {"trailers", 1, {BASE}, {{"x-t", "1"}}, 3},
-    {"OPTIONS *", 1,
-     {{":method", "OPTIONS"}, {":scheme", "http"}, {":authority", "a"}, {":path", "*"}}, {{0}}, -1},
-    {"non-http scheme, any path", 1,
-     {{":method", "GET"}, {":scheme", "foo+bar"}, {":authority", "a"}, {":path", "x"}}, {{0}}, -1},
+    {"OPTIONS *",
+     1,
+     {{":method", "OPTIONS"}, {":scheme", "http"}, {":authority", "a"}, {":path", "*"}},
+     {{0}},
+     -1},
+    {"non-http scheme, any path",
+     1,
+     {{":method", "GET"}, {":scheme", "foo+bar"}, {":authority", "a"}, {":path", "x"}},
+     {{0}},
+     -1},
     {"CONNECT", 1, {{":method", "CONNECT"}, {":authority", "a:443"}}, {{0}}, -1},
-    {"CONNECT ignores content-length", 1,
-     {{":method", "CONNECT"}, {":authority", "a:443"}, {"content-length", "9"}}, {{0}}, 2},
+    {"CONNECT ignores content-length",
+     1,
+     {{":method", "CONNECT"}, {":authority", "a:443"}, {"content-length", "9"}},
+     {{0}},
+     2},
     {"obs-text and inner HTAB in a value", 1, {BASE, {"x-a", "a\t\xff b"}}, {{0}}, -1},
 
     {"no :method", 0, {{":scheme", "http"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
     {"no :path", 0, {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}}, {{0}}, -1},
     {"no :scheme", 0, {{":method", "GET"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
-    {"no authority or host", 0, {{":method", "GET"}, {":scheme", "http"}, {":path", "/"}}, {{0}}, -1},
+    {"no authority or host",
+     0,
+     {{":method", "GET"}, {":scheme", "http"}, {":path", "/"}},
+     {{0}},
+     -1},
     {"duplicate :path", 0, {BASE, {":path", "/"}}, {{0}}, -1},
     {"duplicate host", 0, {BASE, {"host", "a"}, {"host", "a"}}, {{0}}, -1},
-    {"empty :method", 0, {{":method", ""}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
-     {{0}}, -1},
+    {"empty :method",
+     0,
+     {{":method", ""}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+     {{0}},
+     -1},
     {"empty host", 0, {BASE, {"host", ""}}, {{0}}, -1},
     {"unknown pseudo", 0, {BASE, {":foo", "1"}}, {{0}}, -1},
     {":protocol without extended CONNECT", 0, {BASE, {":protocol", "websocket"}}, {{0}}, -1},
     {":status in a request", 0, {BASE, {":status", "200"}}, {{0}}, -1},
     {"lone colon", 0, {BASE, {":", "x"}}, {{0}}, -1},
-    {"pseudo after regular", 0,
+    {"pseudo after regular",
+     0,
      {{":method", "GET"}, {":scheme", "http"}, {"x", "1"}, {":path", "/"}, {":authority", "a"}},
-     {{0}}, -1},
+     {{0}},
+     -1},
     {"pseudo in trailers", 0, {BASE}, {{":path", "/"}}, 0},
     {"uppercase name", 0, {BASE, {"X-A", "1"}}, {{0}}, -1},
     {"uppercase in trailers", 0, {BASE}, {{"X-T", "1"}}, 1},
@@ -88,18 +127,36 @@ static const row rows[] = {
     {"DEL in value", 0, {BASE, {"x-a", "a\x7f"}}, {{0}}, -1},
     {"leading space", 0, {BASE, {"x-a", " a"}}, {{0}}, -1},
     {"trailing tab", 0, {BASE, {"x-a", "a\t"}}, {{0}}, -1},
-    {"space in :path", 0, {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"},
-                           {":path", "/a b"}}, {{0}}, -1},
-    {"relative :path with http", 0,
-     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "a"}}, {{0}}, -1},
-    {"* for GET", 0, {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "*"}},
-     {{0}}, -1},
-    {"space in :method", 0,
-     {{":method", "G T"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
-    {"digit first in :scheme", 0,
-     {{":method", "GET"}, {":scheme", "1http"}, {":authority", "a"}, {":path", "/"}}, {{0}}, -1},
-    {"slash in :authority", 0,
-     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a/b"}, {":path", "/"}}, {{0}}, -1},
+    {"space in :path",
+     0,
+     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/a b"}},
+     {{0}},
+     -1},
+    {"relative :path with http",
+     0,
+     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "a"}},
+     {{0}},
+     -1},
+    {"* for GET",
+     0,
+     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a"}, {":path", "*"}},
+     {{0}},
+     -1},
+    {"space in :method",
+     0,
+     {{":method", "G T"}, {":scheme", "http"}, {":authority", "a"}, {":path", "/"}},
+     {{0}},
+     -1},
+    {"digit first in :scheme",
+     0,
+     {{":method", "GET"}, {":scheme", "1http"}, {":authority", "a"}, {":path", "/"}},
+     {{0}},
+     -1},
+    {"slash in :authority",
+     0,
+     {{":method", "GET"}, {":scheme", "http"}, {":authority", "a/b"}, {":path", "/"}},
+     {{0}},
+     -1},
     {"connection", 0, {BASE, {"connection", "close"}}, {{0}}, -1},
     {"keep-alive", 0, {BASE, {"keep-alive", "1"}}, {{0}}, -1},
     {"proxy-connection", 0, {BASE, {"proxy-connection", "1"}}, {{0}}, -1},
@@ -110,16 +167,25 @@ static const row rows[] = {
     {"content-length not a number", 0, {BASE, {"content-length", "1a"}}, {{0}}, 2},
     {"content-length empty", 0, {BASE, {"content-length", ""}}, {{0}}, -1},
     {"content-length twice", 0, {BASE, {"content-length", "1"}, {"content-length", "1"}}, {{0}}, 1},
-    {"content-length over 18 digits", 0, {BASE, {"content-length", "1234567890123456789"}}, {{0}},
+    {"content-length over 18 digits",
+     0,
+     {BASE, {"content-length", "1234567890123456789"}},
+     {{0}},
      -1},
     {"more data than content-length", 0, {BASE, {"content-length", "3"}}, {{0}}, 4},
     {"less data than content-length", 0, {BASE, {"content-length", "3"}}, {{0}}, 2},
     {"content-length without data", 0, {BASE, {"content-length", "3"}}, {{0}}, -1},
     {"CONNECT without :authority", 0, {{":method", "CONNECT"}}, {{0}}, -1},
-    {"CONNECT with :path", 0, {{":method", "CONNECT"}, {":authority", "a"}, {":path", "/"}}, {{0}},
+    {"CONNECT with :path",
+     0,
+     {{":method", "CONNECT"}, {":authority", "a"}, {":path", "/"}},
+     {{0}},
      -1},
-    {"CONNECT with :scheme", 0, {{":method", "CONNECT"}, {":authority", "a"}, {":scheme", "http"}},
-     {{0}}, -1},
+    {"CONNECT with :scheme",
+     0,
+     {{":method", "CONNECT"}, {":authority", "a"}, {":scheme", "http"}},
+     {{0}},
+     -1},
 };
 
 static int put(cel_h2_fields *f, const field *x)
@@ -267,8 +333,8 @@ static void test_octets(void **state)
     for (unsigned c = 0; c < 256; c++) {
         uint8_t name[3] = {'x', (uint8_t)c, 'y'};
         uint8_t value[3] = {'a', (uint8_t)c, 'b'};
-        int lower_tchar = (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') ||
-                          (c && strchr(tchar_punct, (int)c));
+        int lower_tchar =
+            (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || (c && strchr(tchar_punct, (int)c));
         int vchar = c == '\t' || (c >= 0x20 && c != 0x7f);
         cel_h2_fields f;
         cel_h2_fields_init(&f);
@@ -362,22 +428,22 @@ static const struct prio_row {
     {"i=?0", 1, 3, 0},
     {"i=?1, u=5", 1, 5, 1},
     {"  u=2 ,\ti  ", 1, 2, 1},
-    {"u=1, u=6", 1, 6, 0},                 /* the last value of a key counts */
-    {"u=8", 1, 3, 0},                      /* out of range: ignored */
+    {"u=1, u=6", 1, 6, 0}, /* the last value of a key counts */
+    {"u=8", 1, 3, 0},      /* out of range: ignored */
     {"u=-1", 1, 3, 0},
-    {"u=1.5", 1, 3, 0},                    /* a decimal: the wrong type */
-    {"u=\"1\"", 1, 3, 0},                  /* a string: the wrong type */
-    {"i=1", 1, 3, 0},                      /* an integer where a boolean belongs */
-    {"u=2;x=1, i;y", 1, 2, 1},             /* parameters are passed over */
-    {"x=(a \"b\" 1);p, u=4", 1, 4, 0},     /* so are inner lists */
+    {"u=1.5", 1, 3, 0},                        /* a decimal: the wrong type */
+    {"u=\"1\"", 1, 3, 0},                      /* a string: the wrong type */
+    {"i=1", 1, 3, 0},                          /* an integer where a boolean belongs */
+    {"u=2;x=1, i;y", 1, 2, 1},                 /* parameters are passed over */
+    {"x=(a \"b\" 1);p, u=4", 1, 4, 0},         /* so are inner lists */
     {"foo=bar, u=1, baz=:cHJpbw==:", 1, 1, 0}, /* and unknown members */
     {"", 1, 3, 0},
     {"u=", 0, 3, 0},
-    {"U=1", 0, 3, 0},                      /* keys are lowercase */
-    {"u=1,", 0, 3, 0},                     /* a trailing comma */
+    {"U=1", 0, 3, 0},  /* keys are lowercase */
+    {"u=1,", 0, 3, 0}, /* a trailing comma */
     {"u=1 i", 0, 3, 0},
     {"i=?2", 0, 3, 0},
-    {"u=1234567890123456", 0, 3, 0},       /* more than 15 digits */
+    {"u=1234567890123456", 0, 3, 0}, /* more than 15 digits */
     {"x=\"unterminated", 0, 3, 0},
     {"u=1;", 0, 3, 0},
 };

@@ -626,8 +626,8 @@ static void test_bound_params(void **state)
     (void)state;
     static cel_param two[2];
     cel_request req = base_req();
-    two[0] = (cel_param){"user", 7, 2};  /* "42" in /users/42 */
-    two[1] = (cel_param){"id", 1, 5};    /* "users" */
+    two[0] = (cel_param){"user", 7, 2}; /* "42" in /users/42 */
+    two[1] = (cel_param){"id", 1, 5};   /* "users" */
     req.params = two;
     req.nparams = 2;
     cel_tmpl *t = compile_text("{\"a\": \"{{param.id}}\", \"b\": \"{{param.user}}\"}");
@@ -689,8 +689,7 @@ static void test_header_text(void **state)
     /* a header value with raw control bytes (HTTP/1.1 lets a tab through) */
     static const char ctl[] = "x\ty\x01";
     req = value_req(ctl, sizeof(ctl) - 1);
-    assert_string_equal(render(t, &req),
-                        "https://e.com/\"x%09y%01\"?h=x%09y%01&m=GET\\");
+    assert_string_equal(render(t, &req), "https://e.com/\"x%09y%01\"?h=x%09y%01&m=GET\\");
     cel_tmpl_free(t);
 
     /* a plain param takes the bound copy */
@@ -814,7 +813,8 @@ static void test_bound_param_octets(void **state)
                 strcpy(want, render(general, &req));
                 const char *got = render(bound, &req);
                 if (strcmp(got, want) != 0)
-                    fail_msg("param of %zu octets, 0x%02x at %zu: %s, want %s", n, c, at, got, want);
+                    fail_msg("param of %zu octets, 0x%02x at %zu: %s, want %s", n, c, at, got,
+                             want);
             }
             path[3 + at] = (char)('a' + at % 26);
         }

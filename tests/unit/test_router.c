@@ -765,9 +765,9 @@ static void test_hashed_node_precedence(void **state)
     /* the first reached leaf answers 405 */
     expect_405(r, "/api/r7/items", CEL_M_POST, "GET");
     /* collisions are found through the table */
-    assert_int_equal(cel_router_add(r, "/api/r9/items", CEL_M_GET, D(5), &conflict, buf,
-                                    sizeof(buf)),
-                     CEL_EEXIST);
+    assert_int_equal(
+        cel_router_add(r, "/api/r9/items", CEL_M_GET, D(5), &conflict, buf, sizeof(buf)),
+        CEL_EEXIST);
     assert_ptr_equal(conflict, &data[9]);
     cel_router_free(r);
 }

@@ -84,31 +84,31 @@ extern "C" {
  * keep-alive, proxy-connection, upgrade; more than 64 headers), or the connection could not
  * take the response (it is going away). */
 #define CELERIS_ERROR (-1)
-#define CELERIS_NOTFOUND (-2)  /* no such param, argument or header (or header index) */
-#define CELERIS_AGAIN (-3)     /* write: taken, but slow down: wait for on_writable */
+#define CELERIS_NOTFOUND (-2) /* no such param, argument or header (or header index) */
+#define CELERIS_AGAIN (-3)    /* write: taken, but slow down: wait for on_writable */
 /* Not allowed now: a header or a second answer after the response started,
  * a write, end or on_writable before celeris_resp_start or after end. */
 #define CELERIS_STATE (-4)
-#define CELERIS_NOMEM (-5)     /* out of memory: the call did nothing */
-#define CELERIS_SUSPENDED 1    /* handle() returns this after celeris_req_suspend() */
+#define CELERIS_NOMEM (-5)  /* out of memory: the call did nothing */
+#define CELERIS_SUSPENDED 1 /* handle() returns this after celeris_req_suspend() */
 
 typedef struct celeris_str {
     const char *ptr;
     size_t len;
 } celeris_str;
 
-typedef struct celeris_req celeris_req;     /* one request and its response */
-typedef struct celeris_async celeris_async; /* a suspended request's completion token */
+typedef struct celeris_req celeris_req;       /* one request and its response */
+typedef struct celeris_async celeris_async;   /* a suspended request's completion token */
 typedef struct celeris_worker celeris_worker; /* a worker thread, for per-worker state */
 struct event_base;                            /* libevent */
 
 /* What init() gets. */
 typedef struct celeris_init_args {
-    uint32_t size;            /* sizeof(celeris_init_args) of the daemon: fields may be added */
-    const char *route;        /* the route's path pattern, NUL-terminated */
-    const char *config_json;  /* the route's `config:` as JSON text, NUL-terminated ("{}") */
+    uint32_t size;           /* sizeof(celeris_init_args) of the daemon: fields may be added */
+    const char *route;       /* the route's path pattern, NUL-terminated */
+    const char *config_json; /* the route's `config:` as JSON text, NUL-terminated ("{}") */
     size_t config_len;
-    unsigned workers;         /* how many worker threads there are */
+    unsigned workers; /* how many worker threads there are */
 } celeris_init_args;
 
 /*
