@@ -529,8 +529,11 @@ static int proxy_header(cel_conn *c)
     c->nproxy = (uint16_t)(c->nproxy + take);
     if (rc == 0)
         return 0;
-    if (info.has_addr)
+    if (info.has_addr) {
         cel_proxy_addr_text(&info, c->peer, sizeof(c->peer));
+        c->proxied = 1;
+        c->proxy_port = info.port;
+    }
     cel_pool_release(c->host->env->pool, c->proxy_buf);
     c->proxy_buf = NULL;
     c->proxy_wait = 0;

@@ -54,6 +54,8 @@ struct cel_conn {
     uint8_t proxy_wait; /* a PROXY header must come first (a trusted balancer) */
     uint16_t nproxy;    /* bytes of it read so far, kept in proxy_buf */
     uint8_t *proxy_buf;
+    uint8_t proxied;     /* peer is the PROXY header's source, not the socket's */
+    uint16_t proxy_port; /* that source's port */
     uint8_t reading, writing, closing, lingering, tkind;
 };
 

@@ -437,6 +437,7 @@ static req *req_new(cel_h1 *h, const cel_h1_head *hd)
     r->x.arena = &r->arena;
     r->x.env = h->env;
     r->x.gen = r->gen;
+    r->x.conn = h->flush_ctx;
     r->start_us = h->env->now_us;
     if (h->env->stats)
         cel_count(&h->env->stats->streams_open[CEL_PROTO_H1], 1);

@@ -281,6 +281,8 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->x.env = h->env;
     st->gen = cel_env_hold(h->env);
     st->x.gen = st->gen;
+    st->x.conn = h->flush_ctx;
+    st->x.http2 = 1;
     cel_h2_fields_init(&st->hf);
     st->start_us = h->env->now_us;
     if (h->env->stats)
