@@ -8,9 +8,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "conn.h"
+#include "conn_view.h"
 #include "env.h"
-#include "genref.h"
 #include "handler.h"
 #include "http.h"
 #include "log.h"
@@ -339,6 +338,13 @@ _Static_assert(CELERIS_TLS_VERSION == CEL_TLS_VERSION && CELERIS_TLS_CIPHER == C
                    CELERIS_TLS_CLIENT_SUBJECT == CEL_TLS_CLIENT_SUBJECT,
                "tls.h and celeris/module.h name the same items");
 
+/* A request with no connection behind it (tests) has no addresses and no TLS. */
+static const cel_conn_view *conn_of(const celeris_req *req)
+{
+    static const cel_conn_view none = {"-", -1, NULL, 0, 0};
+    return req->x->conn ? req->x->conn : &none;
+}
+
 celeris_str celeris_req_authority(const celeris_req *req)
 {
     return to_str(req->x->req->authority);
@@ -348,14 +354,14 @@ celeris_str celeris_req_scheme(const celeris_req *req)
 {
     if (req->x->http2)
         return to_str(req->x->req->scheme);
-    return req->x->conn->ssl ? (celeris_str){"https", 5} : (celeris_str){"http", 4};
+    return conn_of(req)->ssl ? (celeris_str){"https", 5} : (celeris_str){"http", 4};
 }
 
 celeris_str celeris_req_protocol(const celeris_req *req)
 {
     if (!req->x->http2)
         return (celeris_str){"HTTP/1.1", 8};
-    return req->x->conn->ssl ? (celeris_str){"h2", 2} : (celeris_str){"h2c", 3};
+    return conn_of(req)->ssl ? (celeris_str){"h2", 2} : (celeris_str){"h2c", 3};
 }
 
 /* The address of FD's peer (LOCAL: its own) into the request's arena. */
@@ -386,7 +392,7 @@ static int sock_addr(celeris_req *req, int fd, int local, celeris_str *ip, unsig
 
 int celeris_req_addr(celeris_req *req, int which, celeris_str *ip, unsigned *port)
 {
-    const cel_conn *c = req->x->conn;
+    const cel_conn_view *c = conn_of(req);
     unsigned p = 0;
     if (which == CELERIS_ADDR_PEER || which == CELERIS_ADDR_LOCAL) {
         int rc = sock_addr(req, c->fd, which == CELERIS_ADDR_LOCAL, ip, &p);
@@ -397,11 +403,10 @@ int celeris_req_addr(celeris_req *req, int which, celeris_str *ip, unsigned *por
     if (which != CELERIS_ADDR_CLIENT)
         return CELERIS_NOTFOUND;
     /* What the access log shows: the PROXY header's source, then real_ip's. */
-    const cel_config *cfg = req->x->gen->cfg;
     char real[64];
     const char *addr = c->peer;
-    if (cfg->real_ip)
-        addr = cel_real_ip_of(cfg->real_ip, req->x->req, c->peer, real, sizeof(real));
+    if (req->x->real_ip)
+        addr = cel_real_ip_of(req->x->real_ip, req->x->req, c->peer, real, sizeof(real));
     if (addr != c->peer) {
         p = 0; /* a forwarding header names no port */
     } else if (c->proxied) {
@@ -423,7 +428,7 @@ int celeris_req_addr(celeris_req *req, int which, celeris_str *ip, unsigned *por
 
 celeris_str celeris_req_tls(celeris_req *req, int what)
 {
-    const cel_conn *c = req->x->conn;
+    const cel_conn_view *c = conn_of(req);
     char buf[512];
     size_t n;
     if (!c->ssl || !(n = cel_tls_info(c->ssl, what, buf, sizeof(buf))))

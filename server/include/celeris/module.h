@@ -221,9 +221,10 @@ int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, c
 /* The whole request body (buffered up to limits.max_request_body). */
 celeris_str celeris_req_body(const celeris_req *req);
 
-/* ---- the connection (since 0.1.0, round 2: test with #pragma weak) ----
+/* ---- the connection ----
  * Computed when called, into memory that lives as long as the request's
- * other strings; a module that never calls these pays nothing. */
+ * other strings; a module that never calls these pays nothing. A module that
+ * must also load on a celerisd built before them declares them weak. */
 
 /* The authority the request names: HTTP/2's :authority, HTTP/1.1's Host (or
  * an absolute-form target's). Empty when there is none. */
