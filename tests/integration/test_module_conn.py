@@ -111,6 +111,7 @@ def srv(module_celerisd, tmp_path_factory):
   - "127.0.0.1:{{port}}"
   - {{ address: "127.0.0.1:{{port2}}", tls: {{ cert: {crt}, key: {key} }} }}
   - {{ address: "127.0.0.1:{{port3}}", proxy_protocol: true, trusted: [127.0.0.0/8] }}
+  - "unix:{d / 'c.sock'}"
 workers: 2
 modules_dir: {mods}
 real_ip: {{ header: x-forwarded-for, trusted: [127.0.0.0/8] }}
@@ -120,6 +121,7 @@ routes:
   - path: /cxx
     module: {{ name: cxxmod }}
 """, ports=3)
+    s.unix = d / "c.sock"
     return s
 
 
@@ -240,6 +242,16 @@ def test_real_ip_header_names_the_client(srv):
         v = http1(s, extra=b"x-forwarded-for: 198.51.100.9\r\n")
     assert v["client"] == {"rc": 0, "ip": "198.51.100.9", "port": 0}, v
     assert v["peer"] == {"rc": 0, "ip": "127.0.0.1", "port": me[1]}, v
+
+
+def test_unix_socket_has_no_addresses(srv):
+    p = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", str(srv.unix),
+                        "--http1.1", "http://u.test/conn"], capture_output=True, timeout=20)
+    assert p.returncode == 0, p.stderr
+    v = json.loads(p.stdout)
+    none = {"rc": -2, "ip": "", "port": 0}
+    assert v["client"] == none and v["peer"] == none and v["local"] == none, v
+    assert v["authority"] == "u.test" and v["protocol"] == "HTTP/1.1", v
 
 
 def test_cxx_module(srv):
