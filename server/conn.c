@@ -407,9 +407,9 @@ static int start_proto(cel_conn *c, const cel_proto *p)
     c->proto = p;
     count_as(c, p == &cel_h2_proto ? CEL_PROTO_H2 : CEL_PROTO_H1);
     if (p == &cel_h2_proto)
-        c->ps = cel_h2_new(env, &c->out, want_flush, c, c->peer);
+        c->ps = cel_h2_new(env, &c->out, want_flush, c, &c->view);
     else
-        c->ps = cel_h1_new(env, &c->out, want_flush, c, c->peer, on_upgrade, c);
+        c->ps = cel_h1_new(env, &c->out, want_flush, c, &c->view, on_upgrade, c);
     if (!c->ps) {
         c->proto = NULL;
         return -1;
@@ -498,7 +498,7 @@ static void reply_plain(cel_conn *c)
     if (writev(c->fd, iov, 3) < 0)
         cel_log_debug("conn %d: plain HTTP answer: %s", c->fd, strerror(errno));
     SSL_free(c->ssl);
-    c->ssl = NULL;
+    c->ssl = c->view.ssl = NULL;
     c->handshaking = 0;
     c->closing = 1;
     start_linger(c);
@@ -529,8 +529,11 @@ static int proxy_header(cel_conn *c)
     c->nproxy = (uint16_t)(c->nproxy + take);
     if (rc == 0)
         return 0;
-    if (info.has_addr)
+    if (info.has_addr) {
         cel_proxy_addr_text(&info, c->peer, sizeof(c->peer));
+        c->view.proxied = 1;
+        c->view.proxy_port = info.port;
+    }
     cel_pool_release(c->host->env->pool, c->proxy_buf);
     c->proxy_buf = NULL;
     c->proxy_wait = 0;
@@ -803,5 +806,6 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
         }
         c->handshaking = 1;
     }
+    c->view = (cel_conn_view){c->peer, fd, c->ssl, 0, 0};
     return c;
 }

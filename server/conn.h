@@ -10,6 +10,7 @@
 #include <event2/event_struct.h>
 
 #include "config.h"
+#include "conn_view.h"
 #include "env.h"
 #include "outq.h"
 #include "proto.h"
@@ -54,6 +55,7 @@ struct cel_conn {
     uint8_t proxy_wait; /* a PROXY header must come first (a trusted balancer) */
     uint16_t nproxy;    /* bytes of it read so far, kept in proxy_buf */
     uint8_t *proxy_buf;
+    cel_conn_view view; /* what handlers see of the connection (conn_view.h) */
     uint8_t reading, writing, closing, lingering, tkind;
 };
 

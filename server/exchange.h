@@ -52,7 +52,10 @@ struct cel_exchange {
     cel_request *req;
     cel_arena *arena; /* lives until on_close */
     struct cel_env *env;
-    struct cel_genref *gen; /* the generation the request runs on: the front end's */
+    struct cel_genref *gen;            /* the generation the request runs on: the front end's */
+    const struct cel_conn_view *conn;  /* the connection it came on (conn_view.h); NULL: none */
+    const struct cel_real_ip *real_ip; /* the generation's real_ip (NULL: off) */
+    int http2;                         /* carried by an HTTP/2 stream (also an upgraded request) */
     /* Set by the handler that takes the exchange over: */
     void *hdata;
     /* The front end is done with the exchange: FINISHED says whether the whole

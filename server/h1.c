@@ -48,6 +48,7 @@ struct cel_h1 {
     cel_outq *out;
     void (*want_flush)(void *ctx);
     void *flush_ctx;
+    const cel_conn_view *conn;
     const char *peer;
     cel_h1_upgrade_fn upgrade;
     void *uctx;
@@ -437,6 +438,8 @@ static req *req_new(cel_h1 *h, const cel_h1_head *hd)
     r->x.arena = &r->arena;
     r->x.env = h->env;
     r->x.gen = r->gen;
+    r->x.conn = h->conn;
+    r->x.real_ip = r->gen->cfg->real_ip;
     r->start_us = h->env->now_us;
     if (h->env->stats)
         cel_count(&h->env->stats->streams_open[CEL_PROTO_H1], 1);
@@ -535,7 +538,7 @@ static int upgrade(cel_h1 *h, const cel_h1_head *hd, size_t head_len)
         req_free(h, r, 0);
         return -1;
     }
-    void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->peer, settings,
+    void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->conn, settings,
                                    slen, &r->req);
     req_free(h, r, 0); /* HTTP/2 took its own copy */
     if (!h2) {
@@ -771,7 +774,7 @@ const cel_proto cel_h1_proto = {
 };
 
 cel_h1 *cel_h1_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
-                   const char *peer, cel_h1_upgrade_fn upgrade_fn, void *uctx)
+                   const cel_conn_view *conn, cel_h1_upgrade_fn upgrade_fn, void *uctx)
 {
     cel_h1 *h = cel_pool_alloc(env->pool, sizeof(*h));
     if (!h)
@@ -781,7 +784,8 @@ cel_h1 *cel_h1_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->out = out;
     h->want_flush = want_flush;
     h->flush_ctx = ctx;
-    h->peer = peer ? peer : "-";
+    h->conn = conn;
+    h->peer = conn && conn->peer ? conn->peer : "-";
     h->upgrade = upgrade_fn;
     h->uctx = uctx;
     h->limits = env->gen->cfg->limits;

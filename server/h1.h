@@ -9,6 +9,7 @@
 #ifndef CEL_H1_H
 #define CEL_H1_H
 
+#include "conn_view.h"
 #include "env.h"
 #include "outq.h"
 #include "proto.h"
@@ -22,9 +23,9 @@ extern const cel_proto cel_h1_proto;
  * it once recv returns, feeding it cel_h1_leftover first. */
 typedef void (*cel_h1_upgrade_fn)(void *ctx, void *h2);
 
-/* See cel_h2_new for WANT_FLUSH and PEER. NULL on ENOMEM. */
+/* See cel_h2_new for WANT_FLUSH and CONN. NULL on ENOMEM. */
 cel_h1 *cel_h1_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
-                   const char *peer, cel_h1_upgrade_fn upgrade, void *uctx);
+                   const cel_conn_view *conn, cel_h1_upgrade_fn upgrade, void *uctx);
 
 /* After an upgrade: the bytes that followed the upgrading request (the start of
  * the client's HTTP/2 preface, perhaps). Valid until the session is freed. */

@@ -153,6 +153,7 @@ struct cel_h2 {
     stream *writable;    /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
+    const cel_conn_view *conn;
     const char *peer;    /* client address, for the access log */
     uint8_t served;      /* a request was dispatched */
     uint8_t goaway;      /* we sent (or queued) our GOAWAY */
@@ -281,6 +282,9 @@ static stream *stream_new(cel_h2 *h, int32_t id)
     st->x.env = h->env;
     st->gen = cel_env_hold(h->env);
     st->x.gen = st->gen;
+    st->x.conn = h->conn;
+    st->x.real_ip = st->gen->cfg->real_ip;
+    st->x.http2 = 1;
     cel_h2_fields_init(&st->hf);
     st->start_us = h->env->now_us;
     if (h->env->stats)
@@ -1471,7 +1475,7 @@ int cel_h2_global_init(void)
 }
 
 cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
-                   const char *peer)
+                   const cel_conn_view *conn)
 {
     cel_h2 *h = cel_pool_alloc(env->pool, sizeof(*h));
     if (!h)
@@ -1481,7 +1485,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     h->out = out;
     h->want_flush = want_flush;
     h->flush_ctx = ctx;
-    h->peer = peer ? peer : "-";
+    h->conn = conn;
+    h->peer = conn && conn->peer ? conn->peer : "-";
     h->limits = env->gen->cfg->limits;
     h->scan_skip = sizeof(NGHTTP2_CLIENT_MAGIC) - 1; /* the preface comes first */
     h->scan_pri = -1;
@@ -1566,10 +1571,10 @@ static int hop_header(cel_str n)
 }
 
 cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
-                            const char *peer, const uint8_t *settings, size_t slen,
+                            const cel_conn_view *conn, const uint8_t *settings, size_t slen,
                             const cel_request *rq)
 {
-    cel_h2 *h = cel_h2_new(env, out, want_flush, ctx, peer);
+    cel_h2 *h = cel_h2_new(env, out, want_flush, ctx, conn);
     if (!h)
         return NULL;
     if (nghttp2_session_upgrade2(h->s, settings, slen, rq->method_bit == CEL_M_HEAD, NULL)) {

@@ -10,6 +10,7 @@
 #include <nghttp2/nghttp2.h>
 
 #include "common.h"
+#include "conn_view.h"
 #include "env.h"
 #include "outq.h"
 #include "proto.h"
@@ -29,16 +30,16 @@ void cel_h2_pool_mem(nghttp2_mem *mem, cel_pool *pool);
 /* A new server session writing into OUT. Queues our SETTINGS. WANT_FLUSH(CTX)
  * is called when a handler produced output outside the connection's own I/O
  * (an async completion): the connection should run cel_h2_send and flush soon.
- * PEER (the client's address, for the access log) must outlive the session.
- * NULL on ENOMEM. */
+ * CONN (the connection as handlers see it; its peer goes to the access log)
+ * must outlive the session; NULL: none ("-" in the log). NULL on ENOMEM. */
 cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
-                   const char *peer);
+                   const cel_conn_view *conn);
 struct cel_request;
 /* A session that starts as the upgrade of an HTTP/1.1 request (RFC 7540 3.2):
  * SETTINGS is the decoded HTTP2-Settings payload, and RQ (copied) is answered on
  * stream 1. NULL when the upgrade cannot be made. */
 cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
-                            const char *peer, const uint8_t *settings, size_t slen,
+                            const cel_conn_view *conn, const uint8_t *settings, size_t slen,
                             const struct cel_request *rq);
 
 /* Frees the session and every stream still open (releasing their generations). */

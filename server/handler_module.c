@@ -1,16 +1,21 @@
 /* The module handler: a route instance of a loaded .so, and the celeris_*
  * functions of the module ABI (include/celeris/module.h) that modules call. */
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
+#include "conn_view.h"
 #include "env.h"
 #include "handler.h"
 #include "http.h"
 #include "log.h"
 #include "module.h"
+#include "real_ip.h"
+#include "tls.h"
 
 #define MAX_MODULE_HEADERS 64
 
@@ -324,6 +329,112 @@ int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, c
 celeris_str celeris_req_body(const celeris_req *req)
 {
     return (celeris_str){req->x->req->body_len ? req->x->req->body : "", req->x->req->body_len};
+}
+
+/* ---- the connection ---- */
+
+_Static_assert(CELERIS_TLS_VERSION == CEL_TLS_VERSION && CELERIS_TLS_CIPHER == CEL_TLS_CIPHER &&
+                   CELERIS_TLS_SNI == CEL_TLS_SNI && CELERIS_TLS_ALPN == CEL_TLS_ALPN &&
+                   CELERIS_TLS_CLIENT_SUBJECT == CEL_TLS_CLIENT_SUBJECT,
+               "tls.h and celeris/module.h name the same items");
+
+/* A request with no connection behind it (tests) has no addresses and no TLS. */
+static const cel_conn_view *conn_of(const celeris_req *req)
+{
+    static const cel_conn_view none = {"-", -1, NULL, 0, 0};
+    return req->x->conn ? req->x->conn : &none;
+}
+
+celeris_str celeris_req_authority(const celeris_req *req)
+{
+    return to_str(req->x->req->authority);
+}
+
+celeris_str celeris_req_scheme(const celeris_req *req)
+{
+    if (req->x->http2)
+        return to_str(req->x->req->scheme);
+    return conn_of(req)->ssl ? (celeris_str){"https", 5} : (celeris_str){"http", 4};
+}
+
+celeris_str celeris_req_protocol(const celeris_req *req)
+{
+    if (!req->x->http2)
+        return (celeris_str){"HTTP/1.1", 8};
+    return conn_of(req)->ssl ? (celeris_str){"h2", 2} : (celeris_str){"h2c", 3};
+}
+
+/* The address of FD's peer (LOCAL: its own) into the request's arena. */
+static int sock_addr(celeris_req *req, int fd, int local, celeris_str *ip, unsigned *port)
+{
+    struct sockaddr_storage ss;
+    socklen_t sl = sizeof(ss);
+    if ((local ? getsockname(fd, (struct sockaddr *)&ss, &sl)
+               : getpeername(fd, (struct sockaddr *)&ss, &sl)) < 0)
+        return CELERIS_NOTFOUND;
+    char *buf = cel_arena_alloc(req->x->arena, INET6_ADDRSTRLEN);
+    if (!buf)
+        return CELERIS_NOMEM;
+    if (ss.ss_family == AF_INET) {
+        const struct sockaddr_in *a = (const struct sockaddr_in *)&ss;
+        inet_ntop(AF_INET, &a->sin_addr, buf, INET6_ADDRSTRLEN);
+        *port = ntohs(a->sin_port);
+    } else if (ss.ss_family == AF_INET6) {
+        const struct sockaddr_in6 *a = (const struct sockaddr_in6 *)&ss;
+        inet_ntop(AF_INET6, &a->sin6_addr, buf, INET6_ADDRSTRLEN);
+        *port = ntohs(a->sin6_port);
+    } else {
+        return CELERIS_NOTFOUND;
+    }
+    *ip = (celeris_str){buf, strlen(buf)};
+    return CELERIS_OK;
+}
+
+int celeris_req_addr(celeris_req *req, int which, celeris_str *ip, unsigned *port)
+{
+    const cel_conn_view *c = conn_of(req);
+    unsigned p = 0;
+    if (which == CELERIS_ADDR_PEER || which == CELERIS_ADDR_LOCAL) {
+        int rc = sock_addr(req, c->fd, which == CELERIS_ADDR_LOCAL, ip, &p);
+        if (rc == CELERIS_OK && port)
+            *port = p;
+        return rc;
+    }
+    if (which != CELERIS_ADDR_CLIENT)
+        return CELERIS_NOTFOUND;
+    /* What the access log shows: the PROXY header's source, then real_ip's. */
+    char real[64];
+    const char *addr = c->peer;
+    if (req->x->real_ip)
+        addr = cel_real_ip_of(req->x->real_ip, req->x->req, c->peer, real, sizeof(real));
+    if (addr != c->peer) {
+        p = 0; /* a forwarding header names no port */
+    } else if (c->proxied) {
+        p = c->proxy_port;
+    } else {
+        celeris_str sip;
+        int rc = sock_addr(req, c->fd, 0, &sip, &p);
+        if (rc != CELERIS_OK)
+            return rc;
+    }
+    char *d = cel_arena_dup(req->x->arena, addr, strlen(addr));
+    if (!d)
+        return CELERIS_NOMEM;
+    *ip = (celeris_str){d, strlen(addr)};
+    if (port)
+        *port = p;
+    return CELERIS_OK;
+}
+
+celeris_str celeris_req_tls(celeris_req *req, int what)
+{
+    const cel_conn_view *c = conn_of(req);
+    char buf[512];
+    size_t n;
+    if (!c->ssl || !(n = cel_tls_info(c->ssl, what, buf, sizeof(buf))))
+        return (celeris_str){"", 0};
+    char *d = cel_arena_dup(req->x->arena, buf, n);
+    return d ? (celeris_str){d, n} : (celeris_str){"", 0};
 }
 
 void *celeris_req_worker_data(const celeris_req *req)

@@ -373,3 +373,44 @@ int cel_tls_alpn(void *ssl)
     SSL_get0_alpn_selected(ssl, &p, &n);
     return n == 2 && memcmp(p, "h2", 2) == 0 ? 2 : 1;
 }
+
+size_t cel_tls_info(void *ssl, int what, char *buf, size_t len)
+{
+    const char *s = NULL;
+    size_t n = 0;
+    buf[0] = 0;
+    switch (what) {
+    case CEL_TLS_VERSION:
+        s = SSL_get_version(ssl);
+        break;
+    case CEL_TLS_CIPHER:
+        s = SSL_get_cipher_name(ssl);
+        break;
+    case CEL_TLS_SNI:
+        s = SSL_get_servername(ssl, TLSEXT_NAMETYPE_host_name);
+        break;
+    case CEL_TLS_ALPN: {
+        const unsigned char *p;
+        unsigned int an = 0;
+        SSL_get0_alpn_selected(ssl, &p, &an);
+        if (an && an < len) {
+            memcpy(buf, p, an);
+            buf[an] = 0;
+        }
+        return strlen(buf);
+    }
+    case CEL_TLS_CLIENT_SUBJECT: {
+        X509 *cert = SSL_get0_peer_certificate(ssl);
+        if (cert)
+            X509_NAME_oneline(X509_get_subject_name(cert), buf, (int)len);
+        return strlen(buf);
+    }
+    default:
+        return 0;
+    }
+    if (s && (n = strlen(s)) < len)
+        memcpy(buf, s, n + 1);
+    else
+        n = 0;
+    return n;
+}

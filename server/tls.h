@@ -41,4 +41,11 @@ int cel_tls_ktls_send(void *ssl);
 /* The protocol ALPN chose: 2 for h2, 1 for http/1.1 or none. */
 int cel_tls_alpn(void *ssl);
 
+/* What a module can ask of a TLS connection (the values of celeris/module.h). */
+enum { CEL_TLS_VERSION = 1, CEL_TLS_CIPHER, CEL_TLS_SNI, CEL_TLS_ALPN, CEL_TLS_CLIENT_SUBJECT };
+/* Item WHAT of SSL as NUL-terminated text in BUF (LEN bytes); returns its
+ * length, 0 when SSL does not have it (no SNI sent, no client certificate,
+ * a value longer than LEN - 1). */
+size_t cel_tls_info(void *ssl, int what, char *buf, size_t len);
+
 #endif

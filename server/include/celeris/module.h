@@ -150,9 +150,18 @@ typedef struct celeris_module {
     uint32_t header_version;
 } celeris_module;
 
+#ifdef __cplusplus
+/* C++ (C++20 designated initializers, which must follow the declaration
+ * order: name, init, fini, worker_init, worker_fini, handle): CELERIS_MODULE
+ * fills declared_name and header_version in itself. g++ -Wextra warns about
+ * each field left out (-Wno-missing-field-initializers quiets it). */
+#define CELERIS_MODULE_HEADER                                                                      \
+    .abi_version = CELERIS_MODULE_ABI_VERSION, .size = sizeof(celeris_module)
+#else
 #define CELERIS_MODULE_HEADER                                                                      \
     .abi_version = CELERIS_MODULE_ABI_VERSION, .size = sizeof(celeris_module),                     \
     .declared_name = celeris_module_declared_name_, .header_version = CELERIS_VERSION_NUM
+#endif
 
 #if defined(__GNUC__)
 #define CELERIS_EXPORT __attribute__((visibility("default")))
@@ -167,10 +176,30 @@ typedef struct celeris_module {
  * together. The exported symbol is always celeris_module_entry: one module
  * per shared object.
  */
+#ifdef __cplusplus
+/* C++: the braces initialize a hidden constant the exported descriptor is
+ * copied from when the shared object is loaded (before celerisd reads it),
+ * with declared_name and header_version added. */
+#define CELERIS_MODULE(modname)                                                                    \
+    enum { celeris_module_name_must_be_an_identifier_##modname = 0 };                              \
+    static const char celeris_module_declared_name_[] = #modname;                                  \
+    extern const celeris_module celeris_module_given_ __attribute__((visibility("hidden")));       \
+    static celeris_module celeris_module_complete_()                                               \
+    {                                                                                              \
+        celeris_module m = celeris_module_given_;                                                  \
+        m.declared_name = celeris_module_declared_name_;                                           \
+        m.header_version = CELERIS_VERSION_NUM;                                                    \
+        return m;                                                                                  \
+    }                                                                                              \
+    extern "C" CELERIS_EXPORT const celeris_module celeris_module_entry =                          \
+        celeris_module_complete_();                                                                \
+    const celeris_module celeris_module_given_
+#else
 #define CELERIS_MODULE(modname)                                                                    \
     enum { celeris_module_name_must_be_an_identifier_##modname = 0 };                              \
     static const char celeris_module_declared_name_[] = #modname;                                  \
     CELERIS_EXPORT const celeris_module celeris_module_entry
+#endif
 #define CELERIS_MODULE_SYMBOL "celeris_module_entry"
 
 /* ---- the request ---- */
@@ -191,6 +220,46 @@ size_t celeris_req_header_count(const celeris_req *req);
 int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, celeris_str *value);
 /* The whole request body (buffered up to limits.max_request_body). */
 celeris_str celeris_req_body(const celeris_req *req);
+
+/* ---- the connection ----
+ * Computed when called, into memory that lives as long as the request's
+ * other strings; a module that never calls these pays nothing. A module that
+ * must also load on a celerisd built before them declares them weak. */
+
+/* The authority the request names: HTTP/2's :authority, HTTP/1.1's Host (or
+ * an absolute-form target's). Empty when there is none. */
+celeris_str celeris_req_authority(const celeris_req *req);
+/* "http" or "https": HTTP/2's :scheme as sent; HTTP/1.1's from the
+ * connection (TLS: "https"). */
+celeris_str celeris_req_scheme(const celeris_req *req);
+/* "HTTP/1.1" (also for an HTTP/1.0 request), "h2" (over TLS, by ALPN) or
+ * "h2c" (cleartext: prior knowledge or an Upgrade). NUL-terminated. */
+celeris_str celeris_req_protocol(const celeris_req *req);
+
+/* Which address celeris_req_addr gives. */
+#define CELERIS_ADDR_CLIENT 0 /* the client: what the access log shows (below) */
+#define CELERIS_ADDR_PEER 1   /* the socket's peer (a balancer, behind one) */
+#define CELERIS_ADDR_LOCAL 2  /* the socket's own address: the listener's */
+/*
+ * Address WHICH as text ("192.0.2.1", "2001:db8::1", no brackets) into *IP
+ * and its port into *PORT (PORT may be NULL). The client is the socket's
+ * peer, or on a proxy_protocol listener the PROXY header's source, and then,
+ * when `real_ip` is configured and the peer is trusted, the address its header
+ * names (port 0: a header carries none). CELERIS_OK, CELERIS_NOTFOUND (no
+ * such WHICH, or a socket that is not IP), CELERIS_NOMEM.
+ */
+int celeris_req_addr(celeris_req *req, int which, celeris_str *ip, unsigned *port);
+
+/* What celeris_req_tls gives; each is empty on a cleartext connection. */
+#define CELERIS_TLS_VERSION 1        /* "TLSv1.3", "TLSv1.2" */
+#define CELERIS_TLS_CIPHER 2         /* OpenSSL's name: "TLS_AES_256_GCM_SHA384" */
+#define CELERIS_TLS_SNI 3            /* the server name the client sent; empty: none */
+#define CELERIS_TLS_ALPN 4           /* "h2", "http/1.1"; empty: none agreed */
+#define CELERIS_TLS_CLIENT_SUBJECT 5 /* "/CN=..." of the client's certificate */
+/* Item WHAT of the connection's TLS session; NUL-terminated. Empty when there
+ * is none or WHAT is unknown. celerisd does not ask clients for a certificate
+ * yet, so CELERIS_TLS_CLIENT_SUBJECT is empty until it does. */
+celeris_str celeris_req_tls(celeris_req *req, int what);
 
 /* This instance's per-worker data (from worker_init), or NULL. */
 void *celeris_req_worker_data(const celeris_req *req);
