@@ -540,22 +540,24 @@ static int proxy_header(cel_conn *c)
     return 1;
 }
 
+/* For the steps before a protocol (PROXY header, TLS handshake), which return
+ * -1 (close), 0 (wait for more) or 1 (done): whether on_read stops here. */
+static int stalled(cel_conn *c, int rc)
+{
+    if (rc < 0)
+        cel_conn_close(c);
+    else if (rc == 0)
+        rearm_timer(c);
+    return rc <= 0;
+}
+
 static void on_read(evutil_socket_t fd, short what, void *arg)
 {
     cel_conn *c = arg;
     cel_env *env = c->host->env;
     (void)what, (void)fd;
-    if (c->proxy_wait) {
-        int rc = proxy_header(c);
-        if (rc < 0) {
-            cel_conn_close(c);
-            return;
-        }
-        if (rc == 0) {
-            rearm_timer(c);
-            return;
-        }
-    }
+    if (c->proxy_wait && stalled(c, proxy_header(c)))
+        return;
     if (c->handshaking) {
         if (!c->tls_peeked) {
             c->tls_peeked = 1;
@@ -564,15 +566,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
                 return;
             }
         }
-        int rc = handshake(c);
-        if (rc < 0) {
-            cel_conn_close(c);
+        if (stalled(c, handshake(c)))
             return;
-        }
-        if (rc == 0) {
-            rearm_timer(c);
-            return;
-        }
     }
     for (int i = 0; i < READS_PER_EVENT; i++) {
         ssize_t n = conn_read(c, env->rbuf, CEL_READ_BUF);
