@@ -474,7 +474,7 @@ int celeris_resp_header(celeris_req *req, const char *name, const char *value)
 {
     if (!req->x)
         return CELERIS_STATE;
-    if (req->state != R_NEW)
+    if (req->state != R_NEW && req->state != R_SUSPENDED)
         return refuse(req, REF_LATE_HEADER, CELERIS_STATE,
                       "celeris_resp_header(\"%.64s\") after the response started", name);
     if (!cel_http_is_token(name, strlen(name)))

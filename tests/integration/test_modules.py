@@ -148,6 +148,17 @@ def test_delay_loop_and_thread(srv):
         assert all(x.body == b"delayed 300 ms on loop\n" for x in rs)
 
 
+def test_async_completion_sets_headers(srv):
+    """A header set when a suspended request is completed (from the loop's timer
+    or a pool thread's resume) is sent: the response has not started yet. It
+    was refused with CELERIS_STATE, and the delay module's content-type lost."""
+    with srv.client() as c:
+        for path, mode in (("/delay", "loop"), ("/delay-thread", "thread")):
+            r = c.get(path)
+            assert r.status == 200 and r.body == f"delayed 1 ms on {mode}\n".encode()
+            assert r.header("content-type") == "text/plain", r
+
+
 def test_reset_while_suspended(srv):
     """Resets while completions are pending: the late completion finds the
     request gone, the connection and the daemon keep serving."""

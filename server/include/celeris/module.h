@@ -271,7 +271,8 @@ unsigned celeris_req_worker_id(const celeris_req *req);
 
 /* ---- the response ---- */
 
-/* Adds a response header (copied). Before the response starts. The server sets
+/* Adds a response header (copied). Before the response starts: in handle, or in
+ * the completion of a suspended request (on its worker). The server sets
  * date, server and content-length itself; content-type defaults to
  * application/octet-stream. */
 int celeris_resp_header(celeris_req *req, const char *name, const char *value);
