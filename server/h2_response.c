@@ -4,13 +4,14 @@
 #include "h2_internal.h"
 #include "http.h"
 #include "log.h"
+#include "phase.h"
 #include "version.h"
 
 /* Bodies at least this long that live in the generation are queued by
  * reference; shorter ones are copied next to their frame header, which keeps
  * small responses in one iovec. */
 #define REF_MIN 1024
-#define MAX_RESPONSE_HEADERS 80
+#define MAX_RESPONSE_HEADERS (CEL_PHASE_MAX_FIELDS + 2) /* with :status, content-length */
 
 /* A streamed body: above HIGH bytes waiting, write asks the producer to pause;
  * below LOW its on_writable runs. */
@@ -110,23 +111,26 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
     return 0;
 }
 
-#define NV_LIT(n, v)                                                                               \
-    (nghttp2_nv)                                                                                   \
-    {                                                                                              \
-        (uint8_t *)(n), (uint8_t *)(v), sizeof(n) - 1, sizeof(v) - 1,                              \
-            NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE                           \
-    }
-
 /* A field whose name and value both outlive the HEADERS frame: the stream
  * (clen_txt, its arena), the generation the stream holds
- * (content-type, configured headers), or the worker (date, rewritten in place
- * once a second, always 29 bytes). nghttp2 drops a stream's pending HEADERS
- * unread when the stream closes first. */
+ * (content-type, configured headers, middleware's), the worker (date,
+ * rewritten in place once a second, always 29 bytes) or static storage. nghttp2 drops a stream's
+ * pending HEADERS unread when the stream closes first. */
 static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size_t vlen)
 {
     return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen,
                         NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
 }
+
+_Static_assert(sizeof(cel_field) == sizeof(nghttp2_nv) &&
+                   offsetof(cel_field, name) == offsetof(nghttp2_nv, name) &&
+                   offsetof(cel_field, value) == offsetof(nghttp2_nv, value) &&
+                   offsetof(cel_field, name_len) == offsetof(nghttp2_nv, namelen) &&
+                   offsetof(cel_field, value_len) == offsetof(nghttp2_nv, valuelen) &&
+                   offsetof(cel_field, flags) == offsetof(nghttp2_nv, flags),
+               "the head phase writes nghttp2_nv");
+_Static_assert(CEL_FIELD_KEPT == (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE),
+               "a kept field is one nghttp2 need not copy");
 
 /* ":status" values 100 to 599 as text, filled before main(). Responses come
  * with 200-599 (configured and module statuses are checked to be in it, the
@@ -153,24 +157,18 @@ static int no_content(const stream *st)
 static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
 {
     nghttp2_nv nva[MAX_RESPONSE_HEADERS];
-    size_t n = 0;
-    char *clen = st->clen_txt;
-    int no_body = res->status == 204 || res->status == 304;
+    cel_response filtered;
+    res = cel_phase_body(&st->x, res, &filtered, !streaming);
     unsigned si = (unsigned)res->status - 100;
     const char *status = status_texts[si < 500 ? si : 400]; /* never outside: 500 then */
-    nva[n++] = nv_name_lit(":status", 7, status, 3);
-    nva[n++] = NV_LIT("server", CEL_SERVER_NAME);
-    nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
-    if (res->content_type.n)
-        nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
-    if (!no_body && !streaming) {
+    nva[0] = nv_name_lit(":status", 7, status, 3);
+    /* The phase's fields are nghttp2_nv's (see cel_field), lowercase, and live
+     * in the generation, the stream's arena or static storage. */
+    size_t n = 1 + cel_phase_head(&st->x, res, (cel_field *)&nva[1], CEL_PHASE_MAX_FIELDS);
+    char *clen = st->clen_txt;
+    int no_body = res->status == 204 || res->status == 304;
+    if (!no_body && !streaming)
         nva[n++] = nv_name_lit("content-length", 14, clen, cel_http_utoa(clen, res->body_len));
-    }
-    /* Handlers' fields have lowercase names (config and module headers are
-     * lowercased when set) and live in the generation or the stream's arena. */
-    for (size_t i = 0; i < res->nheaders && n < MAX_RESPONSE_HEADERS; i++)
-        nva[n++] = nv_name_lit(res->headers[i].name.p, res->headers[i].name.n,
-                               res->headers[i].value.p, res->headers[i].value.n);
 
     st->flags |= ST_RESPONDED;
     st->status = res->status;
@@ -257,7 +255,7 @@ static void resume_if_deferred(stream *st)
     flush_soon(st->h);
 }
 
-static int x_write(cel_exchange *x, const void *p, size_t n)
+static int raw_write(cel_exchange *x, const void *p, size_t n)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
@@ -280,7 +278,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     return st->out_len - st->out_sent > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
-static int x_end(cel_exchange *x)
+static int raw_end(cel_exchange *x)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     if (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED))
@@ -288,6 +286,22 @@ static int x_end(cel_exchange *x)
     st->flags |= ST_ENDED;
     resume_if_deferred(st);
     return 0;
+}
+
+static const cel_body_next body_next = {raw_write, raw_end};
+
+static int x_write(cel_exchange *x, const void *p, size_t n)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->write(x, p, n, &body_next);
+    return raw_write(x, p, n);
+}
+
+static int x_end(cel_exchange *x)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->end(x, &body_next);
+    return raw_end(x);
 }
 
 static size_t x_buffered(const cel_exchange *x)
@@ -329,6 +343,7 @@ int cel_h2_respond_early(cel_h2 *h, stream *st, int status)
 {
     cel_response res;
     cel_response_error(&res, status);
+    st->x.mw = st->gen->cfg->mw; /* before dispatch: the global middleware */
     if (!(st->flags & ST_DISCARD))
         h->discarding++;
     st->flags |= ST_DISCARD;

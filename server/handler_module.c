@@ -460,14 +460,11 @@ unsigned celeris_req_worker_id(const celeris_req *req)
 
 /* ---- the response ---- */
 
-/* Fields the server writes itself, whatever the module says. */
+/* Fields the server writes itself, whatever the module says (content-type,
+ * also the server's, is taken as the type before this is asked). */
 static int reserved_header(const char *lower)
 {
-    static const char *const names[] = {"content-length", "date", "server"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(lower, names[i]) == 0)
-            return 1;
-    return cel_http_conn_specific(lower, strlen(lower));
+    return cel_http_field_owner(lower, strlen(lower)) != 0;
 }
 
 int celeris_resp_header(celeris_req *req, const char *name, const char *value)
