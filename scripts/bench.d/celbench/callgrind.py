@@ -6,6 +6,7 @@ import re
 import subprocess
 import time
 
+from . import browser
 from .common import BenchError, CELERISD, median, say, tail
 from .routes import TABLE_PARAMS
 from .servers import check_all_bodies
@@ -42,12 +43,22 @@ def callgrind_calls(path, name):
 def mode_callgrind(opts, ctx, routes, names):
     n = opts.requests
     check_all_bodies(opts, ctx, routes, names)
-    say(f'callgrind: each server under valgrind (1 worker), h2load -n {n} -c 4 -m 10 per route, '
-        f'minus an idle start+stop of the same server')
+    if opts.browser:
+        say(f'callgrind: each server under valgrind (1 worker), per route h2load -n {n} '
+            f'-c {browser.CONNS} -m 10 bare and with a browser\'s fields '
+            f'({browser.describe()}), minus an idle start+stop of the same server')
+    else:
+        say(f'callgrind: each server under valgrind (1 worker), h2load -n {n} -c 4 -m 10 per '
+            f'route, minus an idle start+stop of the same server')
+    # (label, h2load -c, extra h2load arguments) for each run of a route
+    shapes = ([('bare', browser.CONNS, ()), ('browser', browser.CONNS, browser.h2load_args())]
+              if opts.browser else [('', 4, ())])
     rows, table = [], {}
     for name in names:
-        def cg_run(route):
-            out = os.path.join(ctx.tmp, f'callgrind.{name}.{route.key if route else "idle"}')
+        def cg_run(route, shape=('', 4, ())):
+            label, conns, extra = shape
+            key = (route.key + (f'-{label}' if label else '')) if route else 'idle'
+            out = os.path.join(ctx.tmp, f'callgrind.{name}.{key}')
             srv = ctx.server(name, workers=1, callgrind_out=out, table=opts.table)
             t0 = time.monotonic()
             srv.start()
@@ -55,9 +66,9 @@ def mode_callgrind(opts, ctx, routes, names):
             # its signal handling after listen()): settle, in both runs alike.
             time.sleep(2)
             if route:
-                h2load(srv.url(route.path), opts.client_cpus, 1, 4, 10,
-                       f'{name} {route.path} under callgrind', n=n, expect_n=n,
-                       want_status=route.status)
+                h2load(srv.url(route.path), opts.client_cpus, 1, conns, 10,
+                       f'{name} {route.path} {label} under callgrind', n=n, expect_n=n,
+                       want_status=route.status, extra=extra)
                 srv.check_alive(f'under callgrind on {route.path}')
             rc = srv.stop()
             if rc is None:
@@ -66,32 +77,54 @@ def mode_callgrind(opts, ctx, routes, names):
                 raise BenchError(f'{name}: callgrind wrote no {out}\n{tail(srv.log)}')
             total = callgrind_total(out)
             clocks = callgrind_calls(out, 'clock_gettime')
-            say(f'  {name:<10} {route.name if route else "(idle start+stop)":<26} '
-                f'{total:>16,} Ir  {clocks:>7,} clock reads  '
+            what = (route.name + (f' {label}' if label else '')) if route else '(idle start+stop)'
+            say(f'  {name:<10} {what:<34} {total:>16,} Ir  {clocks:>7,} clock reads  '
                 f'({time.monotonic() - t0:.1f} s, exit {rc})')
             return total, clocks
         idle, idle_clocks = cg_run(None)
         for r in routes:
-            total, clocks = cg_run(r)
-            ipr = (total - idle) / n
-            table[(r.name, name)] = ipr
-            rows.append([r.name, name, f'{total:,}', f'{idle:,}', f'{ipr:,.0f}',
-                         f'{(clocks - idle_clocks) / n:.2f}'])
+            for shape in shapes:
+                total, clocks = cg_run(r, shape)
+                ipr = (total - idle) / n
+                table[(r.name, name, shape[0])] = ipr
+                rows.append([r.name + (f' {shape[0]}' if shape[0] else ''), name, f'{total:,}',
+                             f'{idle:,}', f'{ipr:,.0f}', f'{(clocks - idle_clocks) / n:.2f}'])
     out_rows = []
     for r in routes:
-        base = table.get((r.name, 'celerisd'))
         for name in names:
-            ipr = table[(r.name, name)]
-            ratio = f'{base / ipr:.2f}' if base and name != 'celerisd' else '—'
-            out_rows.append([r.name, name, f'{ipr:,.0f}', ratio])
-    t = md_table(['route', 'server', 'instructions / request', 'celerisd ÷ peer'], out_rows,
-                 ['l', 'l', 'r', 'r'])
-    note = (f'User-space instructions (callgrind Ir, all threads) per request: (total with '
-            f'h2load -n {n} -c 4 -m 10 − total of an idle start+stop) ÷ {n}. Kernel work is not '
-            f'counted. nginx runs with master_process off. Ratio: celerisd ÷ peer '
-            f'instructions (< 1: celerisd executes fewer).')
+            if opts.browser:
+                bare, full = table[(r.name, name, 'bare')], table[(r.name, name, 'browser')]
+                base = table.get((r.name, 'celerisd', 'browser'))
+                ratio = f'{base / full:.2f}' if base and name != 'celerisd' else '—'
+                out_rows.append([r.name, name, f'{bare:,.0f}', f'{full:,.0f}',
+                                 f'{full / bare:.2f}', f'{full - bare:,.0f}', ratio])
+            else:
+                ipr = table[(r.name, name, '')]
+                base = table.get((r.name, 'celerisd', ''))
+                ratio = f'{base / ipr:.2f}' if base and name != 'celerisd' else '—'
+                out_rows.append([r.name, name, f'{ipr:,.0f}', ratio])
+    if opts.browser:
+        t = md_table(['route', 'server', 'bare Ir / request', 'browser Ir / request',
+                      'browser ÷ bare', 'browser − bare', 'celerisd ÷ peer (browser)'], out_rows,
+                     ['l', 'l', 'r', 'r', 'r', 'r', 'r'])
+        note = (f'User-space instructions (callgrind Ir, all threads) per request: (total with '
+                f'h2load -n {n} -c {browser.CONNS} -m 10 − total of an idle start+stop) ÷ {n}; '
+                f'each connection makes {n // browser.CONNS} requests, so its HPACK table is '
+                f'built afresh that often. bare: h2load\'s own fields; browser: with '
+                f'{browser.describe()}, every request alike. Kernel work is not counted. nginx '
+                f'runs with master_process off.')
+    else:
+        t = md_table(['route', 'server', 'instructions / request', 'celerisd ÷ peer'], out_rows,
+                     ['l', 'l', 'r', 'r'])
+        note = (f'User-space instructions (callgrind Ir, all threads) per request: (total with '
+                f'h2load -n {n} -c 4 -m 10 − total of an idle start+stop) ÷ {n}. Kernel work is '
+                f'not counted. nginx runs with master_process off. Ratio: celerisd ÷ peer '
+                f'instructions (< 1: celerisd executes fewer).')
     say('\n' + '\n'.join(t) + '\n\n' + note)
-    lines = header_lines(opts, 'celerisd instructions per request (callgrind)') + t + ['', note, '']
+    title = 'celerisd instructions per request (callgrind)'
+    if opts.browser:
+        title += ', bare and with browser fields'
+    lines = header_lines(opts, title) + t + ['', note, '']
     lines += md_table(['route', 'server', 'total Ir', 'idle Ir', 'Ir / request',
                        'clock reads / request'], rows, ['l', 'l', 'r', 'r', 'r', 'r'])
     lines += ['', 'Clock reads: clock_gettime calls (the server\'s and its event '
@@ -101,7 +134,8 @@ def mode_callgrind(opts, ctx, routes, names):
     if opts.table:
         t, note = table_facts(opts, ctx, routes, names, table)
         lines += ['', f'## The table of {opts.table:,} routes', ''] + t + ['', note]
-    say(f'\nwrote {write_md(opts, ctx.stamp, "-callgrind", lines)}')
+    suffix = '-callgrind-browser' if opts.browser else '-callgrind'
+    say(f'\nwrote {write_md(opts, ctx.stamp, suffix, lines)}')
 
 
 def table_facts(opts, ctx, routes, names, table):
@@ -109,8 +143,8 @@ def table_facts(opts, ctx, routes, names, table):
     of a config check (-t) and of start-up, and RSS per route."""
     rows = []
     for name in names:
-        first = table[('first', name)]
-        ratios = ', '.join(f'{r.name} {table[(r.name, name)] / first:.2f}' for r in routes[1:])
+        first = table[('first', name, '')]
+        ratios = ', '.join(f'{r.name} {table[(r.name, name, "")] / first:.2f}' for r in routes[1:])
         if name == 'celerisd':
             check = [CELERISD, '-t', '-c', None]
         else:

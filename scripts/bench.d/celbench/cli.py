@@ -21,6 +21,7 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
        scripts/bench --proto http1,tls  the same over HTTP/1.1 (wrk) and HTTP/2+TLS
        scripts/bench --callgrind [...]  instructions per request (valgrind)
        scripts/bench --callgrind --table N   the same on a table of N routes
+       scripts/bench --callgrind --browser   the same, bare and with a browser's fields
        scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
@@ -51,6 +52,13 @@ instructions over the first's, the CPU time of a config check (-t) and of
 start-up (until the server listens), and RSS per route (freed heap included).
 nginx needs seconds of CPU to load 20,000 locations, ~50 times that under
 valgrind.
+
+--browser (with --callgrind) runs each route twice per server, with
+h2load -c 200 -n 20000 -m 10 (each connection's HPACK table built afresh every
+100 requests): bare, and with the 15 fields a browser sends (user-agent,
+accept, accept-language, accept-encoding, sec-ch-ua*, sec-fetch-*,
+upgrade-insecure-requests, cache-control, referer, a 1 KiB cookie; the text is
+in celbench/browser.py); reports both, their ratio and the difference.
 
 --inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
 under callgrind, counting only its server side: four floors (a bare nghttp2
@@ -107,6 +115,9 @@ def parse_args(argv):
                     help='with --callgrind: a table of N literal routes and 100 param routes '
                          '(celerisd, nginx); measures its first, last and param route and a 404, '
                          'then -t and start-up CPU time and RSS per route')
+    ap.add_argument('--browser', action='store_true',
+                    help='with --callgrind: each route bare and with a browser\'s 15 fields '
+                         '(a 1 KiB cookie among them), h2load -c 200')
     ap.add_argument('--idle-conns', type=int, metavar='N',
                     help='open N idle h2 connections per server, report KiB RSS per connection')
     ap.add_argument('--inproc', action='store_true',
@@ -192,6 +203,8 @@ def parse_args(argv):
         if match[0] not in routes:
             routes.append(match[0])
     opts.route_list = routes
+    if opts.browser and (opts.mode != 'callgrind' or opts.table):
+        ap.error('--browser goes with --callgrind (and not --table)')
     if opts.table:
         if opts.mode != 'callgrind' or opts.table < 1:
             ap.error('--table N: N >= 1, with --callgrind')

@@ -43,7 +43,8 @@ def validate_h2load(out, rc, what, expect_n=None, want_status=200):
 
 
 def h2load(url, cpus, threads, conns, streams, what, duration=None, n=None, log_file=None,
-           expect_n=None, want_status=200):
+           expect_n=None, want_status=200, extra=()):
+    """EXTRA: more h2load arguments (--browser's -H fields)."""
     threads = max(1, min(threads, conns))
     cmd = ['taskset', '-c', cpus, 'h2load', '-t', str(threads), '-c', str(conns),
            '-m', str(streams)]
@@ -53,6 +54,7 @@ def h2load(url, cpus, threads, conns, streams, what, duration=None, n=None, log_
         cmd += ['-n', str(n)]
     if log_file:
         cmd += ['--log-file', log_file]
+    cmd += list(extra)
     cmd.append(url)
     with tempfile.TemporaryFile() as outf:
         t0 = time.monotonic()
