@@ -62,7 +62,7 @@ extern "C" {
  * project version). A module records it in its descriptor, so a daemon that
  * lacks a function the module calls can name the release the module needs. */
 #define CELERIS_VERSION_MAJOR 0
-#define CELERIS_VERSION_MINOR 1
+#define CELERIS_VERSION_MINOR 2
 #define CELERIS_VERSION_PATCH 0
 #define CELERIS_VERSION_NUM                                                                        \
     ((CELERIS_VERSION_MAJOR << 16) | (CELERIS_VERSION_MINOR << 8) | CELERIS_VERSION_PATCH)
