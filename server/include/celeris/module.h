@@ -333,6 +333,137 @@ int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), 
 #define CELERIS_LOG_ERROR 3
 void celeris_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 
+/* ==== celerisd 0.2.0: per-request memory, cleanups, abort, cookies, forms,
+ * module metrics ====
+ * A module that must also load on celerisd 0.1.0 declares what it uses of
+ * this block weak (#pragma weak celeris_req_alloc) and tests it for NULL. */
+
+/* ---- per-request memory and cleanups ---- */
+
+/*
+ * N bytes (N 0 counts as 1) from REQ's own memory, aligned to 16, not
+ * zeroed. They stay valid until REQ ends and are freed with it: never free()
+ * them. The on_close function and the cleanups below still see them; nothing
+ * after that does. No system allocation per call on the usual sizes: the
+ * request's memory grows in blocks from the worker's pool. NULL when out of
+ * memory or when REQ has already ended.
+ */
+void *celeris_req_alloc(celeris_req *req, size_t n);
+
+/*
+ * FN(ARG) runs once, when REQ ends, however it ends: the response went out,
+ * celeris_resp_abort, the client reset the stream or closed the connection,
+ * or the worker stopped with REQ still open (shutdown or a reload that
+ * lowered `workers`: the connection is closed at `shutdown_timeout`; a
+ * suspended request whose token is never resumed ends then, too). It runs on
+ * REQ's worker thread, after the on_close function, in the reverse order of
+ * registration; celeris_req_alloc memory is still valid, but REQ is not: it
+ * must not be used. The cleanup node itself comes from REQ's memory.
+ * CELERIS_OK, CELERIS_NOMEM (FN will not run), CELERIS_STATE (REQ ended).
+ * A process that is killed, or crashes, runs no cleanup (below: a crash).
+ */
+int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg);
+
+/* ---- ending a response the module cannot finish ---- */
+
+/*
+ * Gives up on REQ's response, from handle or from any callback on REQ's
+ * worker (a timer, a socket, celeris_resp_on_writable, a resumed token's
+ * function):
+ *   - before the response started: the client gets a 500 (with no body
+ *     the module wrote and none of its headers), as if handle had returned
+ *     CELERIS_ERROR;
+ *   - after celeris_resp_start: HTTP/2 resets the stream (RST_STREAM
+ *     INTERNAL_ERROR; other streams of the connection go on; the head and
+ *     data not yet sent are dropped with it, so a reset in the same turn of
+ *     the loop as the start may be all the client sees), HTTP/1.1 sends the
+ *     bytes already written and closes the connection, without the last
+ *     chunk: either way the client sees a cut body, never a complete one.
+ * Nothing is logged (the module logs its reason itself). Afterwards every call
+ * on REQ answers CELERIS_STATE; the on_close function runs (FINISHED 0 after
+ * a start; before a start FINISHED says whether the 500 went out) and then
+ * the cleanups. A suspended REQ's token must still be resumed; its function
+ * gets REQ until REQ ends and NULL after. CELERIS_OK, or CELERIS_STATE when
+ * the response had already ended (celeris_resp_send, _end) or REQ ended.
+ */
+int celeris_resp_abort(celeris_req *req);
+
+/* ---- cookies and forms ---- */
+
+/*
+ * Cookie NAME (compared exactly, case-sensitive) of the request's Cookie
+ * header fields (HTTP/2 clients may split them into several: every one is
+ * searched; the first NAME wins). *OUT gets the value as sent, without the
+ * double quotes around it if it had them, not decoded (cookies carry no
+ * percent-encoding by standard; decode it yourself if your cookies do),
+ * NUL-terminated in REQ's memory. CELERIS_OK, CELERIS_NOTFOUND (no such
+ * cookie), CELERIS_NOMEM, CELERIS_STATE (REQ ended).
+ *
+ * Query arguments by name: celeris_req_query_arg (above).
+ */
+int celeris_req_cookie(celeris_req *req, const char *name, celeris_str *out);
+
+/*
+ * Field NAME of an application/x-www-form-urlencoded request body (the
+ * content-type's media type compared case-insensitively, parameters such as
+ * charset ignored): the first field whose percent-decoded name is NAME, its
+ * value percent-decoded ('+' is a space), NUL-terminated, in REQ's memory
+ * (computed on each call: a module that reads many fields may keep them).
+ * A field without '=' has an empty value. CELERIS_NOTFOUND also when the
+ * body is not such a form (another or no content-type). CELERIS_NOMEM,
+ * CELERIS_STATE (REQ ended).
+ *
+ * JSON bodies are the module's business: jansson is installed with celerisd
+ * (libjansson, `pkg-config --cflags --libs jansson`), and
+ * json_loadb(body.ptr, body.len, 0, &err) on celeris_req_body parses one.
+ * multipart/form-data is not parsed.
+ */
+int celeris_req_form(celeris_req *req, const char *name, celeris_str *out);
+
+/* ---- module metrics ----
+ * Series a module declares appear in the `metrics` route (Prometheus text)
+ * named MODULE_NAME (the module's name, as logs show it, with every
+ * character outside [A-Za-z0-9_] made '_') with the label route="PATH"
+ * (the route's path pattern). Each worker thread writes its own slot, with
+ * no lock and no atomic read-modify-write; a scrape sums the slots. Threads
+ * that are not workers (a module's own) share one slot updated atomically. */
+
+typedef struct celeris_metric celeris_metric;
+
+#define CELERIS_METRIC_COUNTER 1   /* only goes up: _add with v >= 0 */
+#define CELERIS_METRIC_GAUGE 2     /* goes up and down: _add with +v, -v */
+#define CELERIS_METRIC_HISTOGRAM 3 /* _observe: NAME_bucket{le=..}, _sum, _count */
+#define CELERIS_METRIC_MAX_BOUNDS 32
+
+/*
+ * Declares a series for this route instance: in init only (ARGS is init's),
+ * on the main thread. NAME matches [A-Za-z_][A-Za-z0-9_]* (with the module's
+ * name and '_' before it, at most 128 bytes); a counter's name should end in
+ * _total. HELP is one line of text (may be NULL). A histogram takes NBOUNDS
+ * (1 to CELERIS_METRIC_MAX_BOUNDS) finite upper bounds in increasing order
+ * (+Inf is added); other types take NULL, 0.
+ *
+ * The series belongs to the route instance (no free call): it stays in the
+ * output while the route exists. A reload that keeps the route with a module
+ * of the same name declaring the same NAME, type and bounds continues the
+ * series (its values are not reset); a changed type or bounds starts it again
+ * from zero. A gauge is the sum of what every thread added, so it fits levels
+ * that move by steps (requests in flight, items cached), not values set
+ * absolutely.
+ *
+ * NULL, logged with the reason, for a bad argument (name, type, bounds, the
+ * same NAME twice on one instance, a call outside init) or out of memory:
+ * init then usually fails with a message.
+ */
+celeris_metric *celeris_metric_declare(const celeris_init_args *args, int type, const char *name,
+                                       const char *help, const double *bounds, size_t nbounds);
+/* Adds V to a counter (V < 0 is ignored) or a gauge. Any thread; wait-free on
+ * a worker. M NULL, or a histogram, does nothing. */
+void celeris_metric_add(celeris_metric *m, double v);
+/* Counts V in a histogram's bucket and adds it to its sum. Any thread. M NULL,
+ * or not a histogram, does nothing. */
+void celeris_metric_observe(celeris_metric *m, double v);
+
 #ifdef __cplusplus
 }
 #endif
