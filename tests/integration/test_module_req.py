@@ -158,9 +158,10 @@ static void released(celeris_req *req, void *arg)
 
 static void aborting(celeris_req *req, void *arg)
 {
-    const char *tag = arg;
+    char *tag = arg;
     if (!req) {
         event("abort_async %s gone", tag);
+        free(tag);
         return;
     }
     static char chunk[3000];
@@ -171,6 +172,7 @@ static void aborting(celeris_req *req, void *arg)
     int rc2 = celeris_resp_write(req, chunk, 10);
     int rc3 = celeris_resp_abort(req);
     event("abort_async %s %d %d %d %d %d", tag, s, w, rc, rc2, rc3);
+    free(tag);
 }
 
 typedef struct later {
@@ -726,3 +728,24 @@ routes:
     assert "declared ok=1 bad_name=0 twice=0 bad_bounds=0 bad_type=0" in out, out
     assert 'celeris_metric_declare("9bad") refused: the name is not' in out, out
     assert 'celeris_metric_declare("ok_total") refused: declared twice' in out, out
+
+
+def test_every_function_the_header_declares_is_exported():
+    """What the load check resolves a module's celeris_* imports against:
+    each function of celeris/module.h must be in the daemon's dynamic symbols
+    (a function in a file nothing in the daemon calls would otherwise be left
+    out of the link, and every module using it refused)."""
+    import pathlib
+    import subprocess
+    from support import BINARY, REPO
+    header = (REPO / "server" / "include" / "celeris" / "module.h").read_text()
+    declared = set(re.findall(r"^[a-z_ *]*?\b(celeris_[a-z_]+)\(", header, re.M))
+    declared.discard("celeris_module_complete_")  # CELERIS_MODULE's, in the module
+    assert {"celeris_req_alloc", "celeris_req_on_cleanup", "celeris_resp_abort",
+            "celeris_req_cookie", "celeris_req_form", "celeris_metric_declare",
+            "celeris_metric_add", "celeris_metric_observe", "celeris_req_body"} <= declared
+    p = subprocess.run(["nm", "-D", "--defined-only", str(pathlib.Path(BINARY))],
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    exported = {ln.split()[-1] for ln in p.stdout.splitlines()}
+    assert declared - exported == set()

@@ -44,6 +44,47 @@
  * is finished or the request is aborted, whichever comes first; they are not
  * NUL-terminated unless stated. Everything a module passes in is copied before
  * the call returns, except what celeris_resp_send_ref says.
+ *
+ * Out parameters. A call that returns anything but CELERIS_OK leaves its out
+ * parameters as they were (*out on CELERIS_NOTFOUND included): initialize
+ * what you read after a failed lookup.
+ *
+ * Statuses and headers. A module answers with a status from 200 to 599
+ * (1xx, 101 included, and anything else: CELERIS_ERROR, nothing sent).
+ * celeris_resp_header refuses with CELERIS_ERROR a name that is not an HTTP
+ * token, a value with CR or LF, a 65th header, and the fields the server
+ * writes itself: content-length, date, server, and the connection-specific
+ * connection, keep-alive, proxy-connection, transfer-encoding, upgrade
+ * (compared case-insensitively); it refuses with CELERIS_STATE any header once
+ * the response started. content-type is not among the refused names: the
+ * last one given replaces the default, application/octet-stream. Other names
+ * may repeat (set-cookie); they go out lowercase, in the order given.
+ *
+ * Flow control. "A window's worth" is 64 KiB: celeris_resp_write returns
+ * CELERIS_AGAIN once more than 64 KiB of the response waits in celerisd
+ * (celeris_resp_buffered: written by the module, not yet handed to the
+ * socket; on HTTP/2 that includes what waits for the client's flow-control
+ * window), and the celeris_resp_on_writable function runs once it is below
+ * 16 KiB. The data of the call that returned CELERIS_AGAIN was taken.
+ *
+ * Tokens. A token from celeris_req_suspend holds the configuration
+ * generation the request runs on: after a reload the old generation's route
+ * instances (their fini) and the module's .so stay loaded until every token
+ * of theirs is resumed and its function has run. A token never resumed keeps
+ * its request open (idle_timeout does not end a request only the server
+ * holds) until the client goes away or a stop or a reload that drops the
+ * worker resets it at shutdown_timeout; on_close and the cleanups run then,
+ * but the generation and the .so stay loaded, and fini never runs, until the
+ * process exits. Resume every token exactly once, also when the client left.
+ *
+ * Crashes. A module runs inside celerisd, on its worker threads, with no
+ * isolation: a crash in module code (a bad pointer, abort(), an uncaught C++
+ * exception, exit()) ends the whole process and every connection of every
+ * route. Under the packaged systemd unit (Restart=on-failure, RestartSec=2)
+ * systemd starts celerisd again after 2 seconds; requests in flight are lost.
+ * A handler that blocks (sleeps, waits on a socket) stalls every connection
+ * of its worker: do slow work on the worker's loop or another thread and
+ * suspend.
  */
 #ifndef CELERIS_MODULE_H
 #define CELERIS_MODULE_H
