@@ -814,7 +814,14 @@ int celeris_resp_abort(celeris_req *req)
     return CELERIS_OK;
 }
 
-const cel_request *cel_module_req_request(const celeris_req *req)
+/* ---- cookies and forms (module_req.c) ---- */
+
+int celeris_req_cookie(celeris_req *req, const char *name, celeris_str *out)
 {
-    return req->x ? req->x->req : NULL;
+    return req->x ? cel_module_cookie(req, req->x->req, name, out) : CELERIS_STATE;
+}
+
+int celeris_req_form(celeris_req *req, const char *name, celeris_str *out)
+{
+    return req->x ? cel_module_form(req, req->x->req, name, out) : CELERIS_STATE;
 }

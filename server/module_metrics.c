@@ -71,7 +71,10 @@ static uint64_t as_bits(double d)
 }
 
 /* The worker's own row (its only writer: a plain load and store), or the
- * shared row (*SHARED set: compare-and-swap). */
+ * shared row (*SHARED set: compare-and-swap). Rows go by worker id: a worker
+ * a reload retired may still be finishing requests when a later reload starts
+ * another with its id, and during that overlap the two may lose an update of
+ * each other's. Rare and bounded, where an atomic add on every update is not. */
 static slot *row(const struct celeris_metric *m, int *shared)
 {
     const cel_env *e = cel_env_self();
@@ -408,6 +411,8 @@ size_t cel_module_metrics_prometheus(char *buf, size_t cap)
 {
     static const char *const types[] = {"", "counter", "gauge", "histogram"};
     out o = {buf, 0, cap};
+    if (cap)
+        buf[0] = 0;
     pthread_mutex_lock(&lock);
     /* A family's series are one group in the text, under one HELP and TYPE:
      * each family is written where it first appears, with all its routes. */

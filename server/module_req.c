@@ -1,6 +1,5 @@
-/* Cookies and form fields for modules (celeris_req_cookie, celeris_req_form):
- * parsed on each call from the request's header fields and body, copied into
- * the request's memory. */
+/* Cookies and form fields, parsed on each call from the request's header
+ * fields and body, copied into the request's memory. */
 #include "module_req.h"
 
 #include <string.h>
@@ -57,11 +56,8 @@ static const char *find_cookie(const char *p, size_t n, const char *name, size_t
     return NULL;
 }
 
-int celeris_req_cookie(celeris_req *req, const char *name, celeris_str *out)
+int cel_module_cookie(celeris_req *req, const cel_request *r, const char *name, celeris_str *out)
 {
-    const cel_request *r = cel_module_req_request(req);
-    if (!r)
-        return CELERIS_STATE;
     size_t nlen = strlen(name);
     for (size_t i = 0; i < r->nheaders; i++) {
         const cel_header *h = &r->headers[i];
@@ -97,11 +93,8 @@ static int is_form(const cel_request *r)
     return 1;
 }
 
-int celeris_req_form(celeris_req *req, const char *name, celeris_str *out)
+int cel_module_form(celeris_req *req, const cel_request *r, const char *name, celeris_str *out)
 {
-    const cel_request *r = cel_module_req_request(req);
-    if (!r)
-        return CELERIS_STATE;
     if (!r->body_len || !is_form(r))
         return CELERIS_NOTFOUND;
     size_t nlen = strlen(name);

@@ -411,9 +411,9 @@ int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg);
  * Gives up on REQ's response, from handle or from any callback on REQ's
  * worker (a timer, a socket, celeris_resp_on_writable, a resumed token's
  * function):
- *   - before the response started: the client gets a 500 (with no body
- *     the module wrote and none of its headers), as if handle had returned
- *     CELERIS_ERROR;
+ *   - before the response started: the client gets a 500 (none of the
+ *     module's headers), as if handle had returned CELERIS_ERROR; HTTP/1.1
+ *     then closes the connection;
  *   - after celeris_resp_start: HTTP/2 resets the stream (RST_STREAM
  *     INTERNAL_ERROR; other streams of the connection go on; the head and
  *     data not yet sent are dropped with it, so a reset in the same turn of
