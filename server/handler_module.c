@@ -30,8 +30,9 @@ typedef struct module_handler {
     unsigned nworkers;
     void **wdata; /* per worker id */
     char *route;
-    atomic_uint warned;          /* refusals already logged (1 << enum refusal) */
-    cel_module_metrics *metrics; /* what init declared (celeris_metric_declare) */
+    atomic_uint warned; /* refusals already logged (1 << enum refusal) */
+    /* What init declared (celeris_metric_declare). */
+    cel_module_metrics *metrics;
 } module_handler;
 
 /* What a module can get refused, each logged once per route instance: a module

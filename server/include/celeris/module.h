@@ -38,7 +38,8 @@
  * worker thread that runs the request: from the handler itself, or from a
  * callback on that worker's event loop (celeris_req_event_base), or from the
  * function given to celeris_async_resume. The only functions that may be called
- * from any thread are celeris_async_resume and celeris_log.
+ * from any thread are celeris_async_resume, celeris_log, celeris_metric_add and
+ * celeris_metric_observe.
  *
  * Memory. Strings celerisd hands out (celeris_str) stay valid until the response
  * is finished or the request is aborted, whichever comes first; they are not
@@ -387,7 +388,7 @@ void celeris_log(int level, const char *fmt, ...) __attribute__((format(printf, 
  * them. The on_close function and the cleanups below still see them; nothing
  * after that does. No system allocation per call on the usual sizes: the
  * request's memory grows in blocks from the worker's pool. NULL when out of
- * memory or when REQ has already ended.
+ * memory or when REQ is ending (called from its on_close function).
  */
 void *celeris_req_alloc(celeris_req *req, size_t n);
 
@@ -420,8 +421,10 @@ int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg);
  *     the loop as the start may be all the client sees), HTTP/1.1 sends the
  *     bytes already written and closes the connection, without the last
  *     chunk: either way the client sees a cut body, never a complete one.
- * Nothing is logged (the module logs its reason itself). Afterwards every call
- * on REQ answers CELERIS_STATE; the on_close function runs (FINISHED 0 after
+ * Nothing is logged (the module logs its reason itself). Afterwards every
+ * response call on REQ (celeris_resp_*) answers CELERIS_STATE, while the
+ * request's accessors still work until REQ ends; the on_close function runs
+ * (FINISHED 0 after
  * a start; before a start FINISHED says whether the 500 went out) and then
  * the cleanups. A suspended REQ's token must still be resumed; its function
  * gets REQ until REQ ends and NULL after. CELERIS_OK, or CELERIS_STATE when
@@ -463,9 +466,10 @@ int celeris_req_form(celeris_req *req, const char *name, celeris_str *out);
 
 /* ---- module metrics ----
  * Series a module declares appear in the `metrics` route (Prometheus text)
- * named MODULE_NAME (the module's name, as logs show it, with every
- * character outside [A-Za-z0-9_] made '_') with the label route="PATH"
- * (the route's path pattern). Each worker thread writes its own slot, with
+ * as MODULE_NAME{route="PATH"}: MODULE is the module's name as logs show it
+ * (every character outside [A-Za-z0-9_] made '_'), NAME the declared one,
+ * PATH the route's path pattern; one family (HELP, TYPE) per MODULE_NAME
+ * across routes. Each worker thread writes its own slot, with
  * no lock and no atomic read-modify-write; a scrape sums the slots. Threads
  * that are not workers (a module's own) share one slot updated atomically. */
 
@@ -480,12 +484,13 @@ typedef struct celeris_metric celeris_metric;
  * Declares a series for this route instance: in init only (ARGS is init's),
  * on the main thread. NAME matches [A-Za-z_][A-Za-z0-9_]* (with the module's
  * name and '_' before it, at most 128 bytes); a counter's name should end in
- * _total. HELP is one line of text (may be NULL). A histogram takes NBOUNDS
+ * _total. HELP is text for the HELP line (may be NULL; a newline is escaped;
+ * the newest declaration's is shown). A histogram takes NBOUNDS
  * (1 to CELERIS_METRIC_MAX_BOUNDS) finite upper bounds in increasing order
  * (+Inf is added); other types take NULL, 0.
  *
  * The series belongs to the route instance (no free call): it stays in the
- * output while the route exists. A reload that keeps the route with a module
+ * output while an instance that declared it exists. A reload that keeps the route with a module
  * of the same name declaring the same NAME, type and bounds continues the
  * series (its values are not reset); a changed type or bounds starts it again
  * from zero. A gauge is the sum of what every thread added, so it fits levels
@@ -499,10 +504,10 @@ typedef struct celeris_metric celeris_metric;
 celeris_metric *celeris_metric_declare(const celeris_init_args *args, int type, const char *name,
                                        const char *help, const double *bounds, size_t nbounds);
 /* Adds V to a counter (V < 0 is ignored) or a gauge. Any thread; wait-free on
- * a worker. M NULL, or a histogram, does nothing. */
+ * a worker. M NULL, a histogram, or V NaN: nothing. */
 void celeris_metric_add(celeris_metric *m, double v);
-/* Counts V in a histogram's bucket and adds it to its sum. Any thread. M NULL,
- * or not a histogram, does nothing. */
+/* Counts V in the first bucket whose bound is >= V and adds it to the sum.
+ * Any thread. M NULL, not a histogram, or V NaN: nothing. */
 void celeris_metric_observe(celeris_metric *m, double v);
 
 #ifdef __cplusplus
