@@ -317,6 +317,28 @@ static int handle(void *instance, celeris_req *req)
         pthread_join(t, NULL);
         return celeris_resp_send(req, 200, "added\n", 6);
     }
+    if (is(what, "outs")) {
+        /* Every lookup that fails leaves its out parameters as they were. */
+        static const char sentinel[] = "kept";
+        celeris_str o = {sentinel, 4}, o2 = {sentinel, 4};
+        unsigned port = 7;
+        int kept = 1, rc;
+        rc = celeris_req_param(req, "nope", &o);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel;
+        rc = celeris_req_query_arg(req, "nope", &o);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel;
+        rc = celeris_req_header(req, "x-nope", &o);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel;
+        rc = celeris_req_header_at(req, 1000, &o, &o2);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel && o2.ptr == sentinel;
+        rc = celeris_req_addr(req, 99, &o, &port);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel && port == 7;
+        rc = celeris_req_cookie(req, "nope", &o);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel;
+        rc = celeris_req_form(req, "nope", &o);
+        kept &= rc == CELERIS_NOTFOUND && o.ptr == sentinel;
+        return celeris_resp_printf(req, 200, "kept %d\n", kept);
+    }
     if (is(what, "events")) {
         pthread_mutex_lock(&mu);
         int rc = celeris_resp_send(req, 200, events, elen);
@@ -613,6 +635,20 @@ def test_form_fields(srv, proto):
     assert f("missing")["rc"] == -2
     assert f("name", hdrs=[("content-type", "application/json")])["rc"] == -2
     assert f("name", hdrs=[])["rc"] == -2
+
+
+@pytest.mark.parametrize("proto", ["h1", "h2"])
+def test_failed_lookups_leave_out_parameters_alone(srv, proto):
+    hdrs = [("cookie", "a=1"), ("content-type", "application/x-www-form-urlencoded")]
+    if proto == "h2":
+        with srv.client() as c:
+            r = c.request("POST", "/kit/outs?x=1", headers=hdrs, body=b"b=2")
+        assert r.status == 200 and r.body == b"kept 1\n", r
+    else:
+        extra = "".join(f"{k}: {v}\r\n" for k, v in hdrs)
+        data = h1(srv.port, (f"POST /kit/outs?x=1 HTTP/1.1\r\nhost: x\r\nconnection: close\r\n"
+                             f"content-length: 3\r\n{extra}\r\nb=2").encode())
+        assert data.startswith(b"HTTP/1.1 200") and data.endswith(b"kept 1\n"), data
 
 
 # ---- metrics ----
