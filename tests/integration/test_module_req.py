@@ -505,7 +505,8 @@ def test_cleanup_after_a_resumed_answer(srv, proto):
 def test_cleanup_when_the_worker_stops(celerisd, mods):
     """A request held past shutdown_timeout: the stop closes its connection,
     on_close and the cleanup run, and the process exits 0."""
-    s = celerisd(CONFIG.format(mods=mods).replace("workers: 2", "workers: 1\nshutdown_timeout: 300ms"))
+    s = celerisd(CONFIG.format(mods=mods).replace("workers: 2",
+                                                  "workers: 1\nshutdown_timeout: 300ms"))
     t = tag()
     with s.client() as c:
         c.send_request("GET", f"/kit/hold?tag={t}")
@@ -517,7 +518,7 @@ def test_cleanup_when_the_worker_stops(celerisd, mods):
         assert rc == 0
     log = s.stderr_text()
     lines = [ln.split("kit event: ", 1)[1] for ln in log.splitlines()
-             if f"kit event: " in ln and t in ln]
+             if "kit event: " in ln and t in ln]
     assert lines == [f"held {t}", f"close {t} 0", f"cleanup {t}"], log[-3000:]
 
 
