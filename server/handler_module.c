@@ -14,6 +14,7 @@
 #include "http.h"
 #include "log.h"
 #include "module.h"
+#include "module_loop.h"
 #include "real_ip.h"
 #include "tls.h"
 
@@ -60,6 +61,7 @@ struct celeris_req {
     void *close_arg;
     void (*writable_fn)(celeris_req *req, void *arg);
     void *writable_arg;
+    cel_mod_events *events; /* its timers and watches (module_loop.c) */
 };
 
 struct celeris_async {
@@ -135,6 +137,7 @@ static void on_close(cel_exchange *x, int finished)
         r->token->req = NULL;
     if (r->close_fn)
         r->close_fn(r->close_arg, finished);
+    cel_module_events_close(r->events);
 }
 
 static void take(celeris_req *r)
@@ -684,7 +687,7 @@ static void run_token(cel_task *t)
     if (r) {
         r->token = NULL;
         a->fn(r, a->arg);
-        if (r->x && r->state == R_SUSPENDED && !r->token) {
+        if (r->x && r->state == R_SUSPENDED && !r->token && !cel_module_events_armed(r->events)) {
             char who[256];
             describe(r->mh, who, sizeof(who));
             cel_log(CEL_LOG_ERROR, "%s: resumed without answering", who);
@@ -736,6 +739,34 @@ int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), 
     req->close_arg = arg;
     take(req);
     return CELERIS_OK;
+}
+
+/* ---- for module_loop.c ---- */
+
+cel_exchange *cel_module_req_wait(celeris_req *req, cel_mod_events ***set)
+{
+    if (!req->x)
+        return NULL;
+    take(req);
+    if (req->state == R_NEW)
+        req->state = R_SUSPENDED;
+    *set = &req->events;
+    return req->x;
+}
+
+void cel_module_req_settle(celeris_req *req)
+{
+    if (!req->x || req->state != R_SUSPENDED || req->token || cel_module_events_armed(req->events))
+        return;
+    char who[256];
+    describe(req->mh, who, sizeof(who));
+    cel_log(CEL_LOG_ERROR,
+            "%s: a timer or watch function left the request unanswered with "
+            "nothing to wait for",
+            who);
+    req->state = R_DONE;
+    stamp(req);
+    req->x->ops->fail(req->x);
 }
 
 void celeris_log(int level, const char *fmt, ...)
