@@ -42,20 +42,28 @@ routes:
         assert (r.status, r.body.decode()) == (200, body)
 
 
-@pytest.mark.parametrize("config,words", [
-    ("{ greeting: 3 }", "greeting must be a string"),
-    ('{ greeting: "" }', "greeting must be a string"),
-    ("[1, 2]", "config must be a mapping"),
+@pytest.mark.parametrize("module,config,words", [
+    ("hello", "{ greeting: 3 }", "greeting must be a string"),
+    ("hello", '{ greeting: "" }', "greeting must be a string"),
+    ("hello", "[1, 2]", "config must be a mapping"),
     # a text search took the nested greeting ("Inner") and let the rest pass
-    ('{ other: { greeting: "Inner" }, greeting: "Outer" }', 'unknown key "other"'),
+    ("hello", '{ other: { greeting: "Inner" }, greeting: "Outer" }', 'unknown key "other"'),
+    # a text search read "16k" as 16 and ignored the misspelt key
+    ("echo", '{ chunk: "16k" }', "chunk, an integer"),
+    ("echo", "{ chunks: 5 }", "chunks"),
+    ("delay", "{ mode: threads }", "mode must be loop or thread"),
+    ("delay", "{ ms: 5, mode: loop, treads: 2 }", "treads"),
+    ("notes", "{ timeout_ms: 5 }", "backend is required"),
+    ("notes", '{ backend: "localhost:80" }', "numeric address"),
 ])
-def test_hello_refuses_what_does_not_fit(tmp_path, config, words):
+def test_examples_refuse_what_does_not_fit(tmp_path, module, config, words):
     cfg = tmp_path / "c.yaml"
     cfg.write_text(f"""listen: "127.0.0.1:1"
 modules_dir: {MODULES}
 routes:
   - path: /greet/:name
-    module: {{ name: hello, config: {config} }}
+    methods: [GET, POST]
+    module: {{ name: {module}, config: {config} }}
 """)
     p = run_celerisd(["-t", "-c", str(cfg)])
     assert p.returncode != 0
