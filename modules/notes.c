@@ -10,12 +10,19 @@
  *   - path: /notes/:id
  *     methods: [GET, PUT, DELETE]
  *     module: { name: notes, config: { backend: "unix:/run/notes.sock" } }
+ *   - path: /notes/:id/attachment
+ *     methods: [GET, PUT]
+ *     max_request_body: 256m
+ *     module: { name: notes, config: { backend: "...", attachments: /var/lib/notes } }
  *
  *   GET /notes         200 {"notes": [note, ...]}
  *   POST /notes        201 note, location: /notes/ID   (body: a note without id)
  *   GET /notes/ID      200 note, or 404
  *   PUT /notes/ID      200 note, or 404                (body: a note without id)
  *   DELETE /notes/ID   204, or 404
+ *   PUT /notes/ID/attachment   201 {"id": ID, "bytes": N}, or 404: any body,
+ *                              stored as ATTACHMENTS/ID
+ *   GET /notes/ID/attachment   200 the file, or 404
  *
  * A note is {"id": N, "title": "1 to 200 bytes", "text": "up to max_text bytes",
  * "tags": ["up to 16 tags of 1 to 32 bytes"]}; a body must be a JSON object
@@ -36,6 +43,14 @@
  * few per worker, from worker_init); everything it waits for is a watch or a
  * timer of the request, so the worker serves other requests meanwhile and a
  * client that leaves ends the call: on_close closes the socket.
+ *
+ * Attachments (a route with `attachments:` takes bodies as a stream): a PUT
+ * first asks the backend whether the note exists, the upload held back
+ * meanwhile (the client cannot send more than a window); then the body goes
+ * to ATTACHMENTS/ID.part piece by piece, never whole in memory, and is
+ * renamed to ATTACHMENTS/ID at its end (a cut upload leaves nothing: on_close
+ * removes the part). A GET streams the file back as the client reads it.
+ * Files are written with plain write(2): local disk, short blocking.
  */
 #include <errno.h>
 #include <jansson.h>
@@ -45,7 +60,9 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <fcntl.h>
 #include <sys/socket.h>
+#include <sys/stat.h>
 #include <sys/un.h>
 #include <unistd.h>
 
@@ -61,9 +78,10 @@ typedef struct notes {
     socklen_t addrlen;
     unsigned timeout_ms;
     size_t max_text;
+    char *attachments; /* the directory, on an attachment route */
 } notes;
 
-enum op { OP_LIST, OP_CREATE, OP_GET, OP_PUT, OP_DELETE };
+enum op { OP_LIST, OP_CREATE, OP_GET, OP_PUT, OP_DELETE, OP_ATTACH };
 
 /* One backend call, owned by its request: freed in on_close. */
 typedef struct call {
@@ -77,6 +95,11 @@ typedef struct call {
     size_t in_len, in_cap;
     celeris_watch *watch;
     celeris_timer *timer;
+    /* an attachment: */
+    long long id;
+    int file; /* the part being written, or the file being sent */
+    size_t bytes;
+    char part[4200], path[4200];
 } call;
 
 /* ---- configuration ---- */
@@ -143,10 +166,14 @@ static int init(const celeris_init_args *args, void **instance, char *err, size_
             timeout = json_integer_value(v);
         } else if (strcmp(key, "max_text") == 0 && json_is_integer(v)) {
             max_text = json_integer_value(v);
+        } else if (strcmp(key, "attachments") == 0 && json_is_string(v) &&
+                   json_string_length(v) > 0 && json_string_length(v) < 4000) {
+            free(n->attachments);
+            n->attachments = strdup(json_string_value(v));
         } else {
             snprintf(err, errlen,
-                     "\"%.64s\": unknown key or wrong type (notes knows: backend, a string; "
-                     "timeout_ms and max_text, integers)",
+                     "\"%.64s\": unknown key or wrong type (notes knows: backend and "
+                     "attachments, strings; timeout_ms and max_text, integers)",
                      key);
             goto fail;
         }
@@ -161,6 +188,22 @@ static int init(const celeris_init_args *args, void **instance, char *err, size_
     }
     if (parse_backend(n, backend, err, errlen))
         goto fail;
+    if (n->attachments) {
+        struct stat st;
+        if (stat(n->attachments, &st) < 0 || !S_ISDIR(st.st_mode)) {
+            snprintf(err, errlen, "attachments: \"%s\" is not a directory", n->attachments);
+            goto fail;
+        }
+        if (!strstr(args->route, ":id")) {
+            snprintf(err, errlen, "attachments: the route must have an :id param");
+            goto fail;
+        }
+        /* uploads come as a stream, not buffered whole */
+        if (celeris_init_body_stream(args) != CELERIS_OK) {
+            snprintf(err, errlen, "this celerisd cannot stream request bodies");
+            goto fail;
+        }
+    }
     n->timeout_ms = (unsigned)timeout;
     n->max_text = (size_t)max_text;
     json_decref(cfg);
@@ -168,13 +211,17 @@ static int init(const celeris_init_args *args, void **instance, char *err, size_
     return CELERIS_OK;
 fail:
     json_decref(cfg);
+    if (n)
+        free(n->attachments);
     free(n);
     return CELERIS_ERROR;
 }
 
 static void fini(void *instance)
 {
-    free(instance);
+    notes *n = instance;
+    free(n->attachments);
+    free(n);
 }
 
 /* ---- answers ---- */
@@ -303,10 +350,17 @@ static void on_close(void *arg, int finished)
     call *c = arg;
     (void)finished;
     end_call(c);
+    if (c->file >= 0) {
+        close(c->file);
+        if (c->op == OP_ATTACH)
+            unlink(c->part); /* cut short: nothing is left behind */
+    }
     free(c->out);
     free(c->in);
     free(c);
 }
+
+static void start_upload(celeris_req *req, call *c);
 
 /* The backend's reply line, as HTTP. */
 static void answer(celeris_req *req, call *c)
@@ -322,6 +376,8 @@ static void answer(celeris_req *req, call *c)
         send_error(req, 404, "no such note");
     } else if (err) {
         send_error(req, 502, "backend: %.200s", json_is_string(err) ? json_string_value(err) : "?");
+    } else if (c->op == OP_ATTACH && json_is_object(note)) {
+        start_upload(req, c);
     } else if (c->op == OP_DELETE) {
         celeris_resp_send(req, 204, "", 0);
     } else if (c->op == OP_LIST && json_is_array(list)) {
@@ -430,6 +486,8 @@ static int call_backend(celeris_req *req, const notes *n, enum op op, json_t *ms
 {
     call *c = calloc(1, sizeof(*c));
     char *line = json_dumps(msg, JSON_COMPACT);
+    if (c)
+        c->id = json_integer_value(json_object_get(msg, "id"));
     json_decref(msg);
     if (!c || !line) {
         free(c);
@@ -438,6 +496,7 @@ static int call_backend(celeris_req *req, const notes *n, enum op op, json_t *ms
     }
     c->n = n;
     c->op = op;
+    c->file = -1;
     c->out_len = strlen(line);
     line[c->out_len++] = '\n'; /* json_dumps leaves room: it NUL-terminates */
     c->out = line;
@@ -463,6 +522,98 @@ static int call_backend(celeris_req *req, const notes *n, enum op op, json_t *ms
     return CELERIS_SUSPENDED;
 }
 
+/* ---- attachments ---- */
+
+/* The upload, piece by piece, into the part file; at its end, renamed. */
+static size_t on_upload(celeris_req *req, const void *data, size_t len, int end, void *arg)
+{
+    call *c = arg;
+    size_t off = 0;
+    while (off < len) {
+        ssize_t k = write(c->file, (const char *)data + off, len - off);
+        if (k < 0) {
+            send_error(req, 500, "cannot store the attachment: %s", strerror(errno));
+            return len; /* answered: the rest of the body is dropped */
+        }
+        off += (size_t)k;
+    }
+    c->bytes += len;
+    if (end) {
+        int ok = close(c->file) == 0 && rename(c->part, c->path) == 0;
+        c->file = -1;
+        if (!ok) {
+            unlink(c->part);
+            send_error(req, 500, "cannot store the attachment: %s", strerror(errno));
+        } else {
+            send_json(req, 201, json_pack("{s:I,s:I}", "id", c->id, "bytes", (json_int_t)c->bytes));
+        }
+    }
+    return len;
+}
+
+/* The note exists: the body, held back until now, may come. */
+static void start_upload(celeris_req *req, call *c)
+{
+    snprintf(c->part, sizeof(c->part), "%s/%lld.part", c->n->attachments, c->id);
+    snprintf(c->path, sizeof(c->path), "%s/%lld", c->n->attachments, c->id);
+    c->file = open(c->part, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+    if (c->file < 0) {
+        send_error(req, 500, "cannot store the attachment: %s", strerror(errno));
+        return;
+    }
+    if (celeris_req_body_on_data(req, on_upload, c) != CELERIS_OK)
+        send_error(req, 500, "cannot read the body");
+}
+
+static void send_file(celeris_req *req, void *arg)
+{
+    call *c = arg;
+    char buf[65536];
+    for (;;) {
+        ssize_t k = read(c->file, buf, sizeof(buf));
+        if (k <= 0) {
+            celeris_resp_end(req); /* a read error can only cut the stream short */
+            return;
+        }
+        if (celeris_resp_write(req, buf, (size_t)k) == CELERIS_AGAIN) {
+            celeris_resp_on_writable(req, send_file, c);
+            return;
+        }
+    }
+}
+
+static int attachment(celeris_req *req, const notes *n, long long id)
+{
+    celeris_str method = celeris_req_method(req);
+    if (method.len == 3 && memcmp(method.ptr, "PUT", 3) == 0) {
+        /* The body waits (nothing takes it) while the backend is asked. */
+        return call_backend(req, n, OP_ATTACH, json_pack("{s:s,s:I}", "op", "get", "id", id));
+    }
+    call *c = calloc(1, sizeof(*c));
+    if (!c)
+        return send_error(req, 500, "out of memory");
+    c->n = n;
+    c->fd = -1;
+    snprintf(c->path, sizeof(c->path), "%s/%lld", n->attachments, id);
+    c->file = open(c->path, O_RDONLY | O_CLOEXEC);
+    if (c->file < 0) {
+        int e = errno;
+        free(c);
+        return e == ENOENT ? send_error(req, 404, "no attachment")
+                           : send_error(req, 500, "cannot read the attachment: %s", strerror(e));
+    }
+    if (celeris_req_on_close(req, on_close, c) != CELERIS_OK) {
+        close(c->file);
+        free(c);
+        return CELERIS_ERROR;
+    }
+    celeris_resp_header(req, "content-type", "application/octet-stream");
+    if (celeris_resp_start(req, 200) != CELERIS_OK)
+        return CELERIS_ERROR;
+    send_file(req, c);
+    return CELERIS_OK;
+}
+
 /* ---- the handler ---- */
 
 static int is(celeris_str s, const char *lit)
@@ -484,6 +635,15 @@ static int handle(void *instance, celeris_req *req)
         num = strtoll(digits, NULL, 10);
     }
     json_t *note = NULL;
+    if (n->attachments) {
+        if (num < 0)
+            return send_error(req, 404, "no such note");
+        if (!is(method, "PUT") && !is(method, "GET") && !is(method, "HEAD")) {
+            celeris_resp_header(req, "allow", "GET, HEAD, PUT");
+            return send_error(req, 405, "method not allowed here");
+        }
+        return attachment(req, n, num);
+    }
     if (num < 0 && (is(method, "GET") || is(method, "HEAD")))
         return call_backend(req, n, OP_LIST, json_pack("{s:s}", "op", "list"));
     if (num < 0 && is(method, "POST")) {

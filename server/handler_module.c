@@ -62,6 +62,14 @@ struct celeris_req {
     void (*writable_fn)(celeris_req *req, void *arg);
     void *writable_arg;
     cel_mod_events *events; /* its timers and watches (module_loop.c) */
+    /* The body as a stream (celeris_req_body_on_data): */
+    size_t (*body_fn)(celeris_req *req, const void *data, size_t len, int end, void *arg);
+    void *body_arg;
+    int body_paused;         /* body_fn took less than offered: until celeris_req_body_resume */
+    int body_complete;       /* body_fn took the end, or the body failed */
+    unsigned body_resumes;   /* celeris_req_body_resume calls, also from inside body_fn */
+    size_t body_off;         /* a buffered body: what body_fn took of it */
+    celeris_timer *body_due; /* a buffered body: its delivery from the loop */
 };
 
 struct celeris_async {
@@ -74,6 +82,12 @@ struct celeris_async {
 };
 
 /* ---- the handler ---- */
+
+/* init() of the handler being built on this thread, for celeris_init_body_stream. */
+static _Thread_local struct {
+    const celeris_init_args *args;
+    module_handler *mh;
+} initializing;
 
 /* The names module authors find in celeris/module.h. */
 static const char *code_name(int rc)
@@ -149,6 +163,14 @@ static void take(celeris_req *r)
     }
 }
 
+static void stream_body(celeris_req *r);
+
+/* Something can still call the module back for an unanswered request. */
+static int waiting(const celeris_req *r)
+{
+    return r->token || cel_module_events_armed(r->events) || (r->body_fn && !r->body_complete);
+}
+
 static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
 {
     module_handler *mh = (module_handler *)h;
@@ -160,6 +182,8 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     r->mh = mh;
     r->sync_res = res;
     r->in_handle = 1;
+    if (CEL_UNLIKELY(x->body_streamed))
+        stream_body(r);
     int rc = mh->m->handle(mh->instance, r);
     r->in_handle = 0;
     r->sync_res = NULL;
@@ -233,7 +257,11 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     if (mh->m->init) {
         celeris_init_args args = {sizeof(args), route, config_json, strlen(config_json), nworkers};
         char msg[512] = "";
-        if (mh->m->init(&args, &mh->instance, msg, sizeof(msg)) != CELERIS_OK) {
+        initializing.args = &args;
+        initializing.mh = mh;
+        int rc = mh->m->init(&args, &mh->instance, msg, sizeof(msg));
+        initializing.args = NULL;
+        if (rc != CELERIS_OK) {
             char who[256];
             describe(mh, who, sizeof(who));
             snprintf(err, errlen, "%s: init failed: %s", who, msg[0] ? msg : "(no message)");
@@ -687,7 +715,7 @@ static void run_token(cel_task *t)
     if (r) {
         r->token = NULL;
         a->fn(r, a->arg);
-        if (r->x && r->state == R_SUSPENDED && !r->token && !cel_module_events_armed(r->events)) {
+        if (r->x && r->state == R_SUSPENDED && !waiting(r)) {
             char who[256];
             describe(r->mh, who, sizeof(who));
             cel_log(CEL_LOG_ERROR, "%s: resumed without answering", who);
@@ -756,17 +784,118 @@ cel_exchange *cel_module_req_wait(celeris_req *req, cel_mod_events ***set)
 
 void cel_module_req_settle(celeris_req *req)
 {
-    if (!req->x || req->state != R_SUSPENDED || req->token || cel_module_events_armed(req->events))
+    if (!req->x || req->state != R_SUSPENDED || waiting(req))
         return;
     char who[256];
     describe(req->mh, who, sizeof(who));
     cel_log(CEL_LOG_ERROR,
-            "%s: a timer or watch function left the request unanswered with "
-            "nothing to wait for",
+            "%s: a timer, watch or body function left the request unanswered with nothing "
+            "to wait for",
             who);
     req->state = R_DONE;
     stamp(req);
     req->x->ops->fail(req->x);
+}
+
+/* ---- the request body as a stream ---- */
+
+int celeris_init_body_stream(const celeris_init_args *args)
+{
+    if (!args || args != initializing.args)
+        return CELERIS_STATE;
+    initializing.mh->base.body_stream = 1;
+    return CELERIS_OK;
+}
+
+/* Offers DATA to the module's function: *TOOK is what it took; 1 when that
+ * was all (and the end, with END). */
+static int offer(celeris_req *r, const char *p, size_t n, int end, size_t *took)
+{
+    *took = 0;
+    if (r->state == R_DONE) {
+        *took = n; /* answered: the rest of the body is dropped */
+        return 1;
+    }
+    if (!r->body_fn || r->body_paused || r->body_complete)
+        return 0;
+    unsigned resumes = r->body_resumes;
+    size_t k = r->body_fn(r, p, n, end, r->body_arg);
+    *took = k > n ? n : k;
+    if (*took < n) {
+        r->body_paused = r->body_resumes == resumes; /* not resumed from inside */
+        return 0;
+    }
+    if (end)
+        r->body_complete = 1;
+    return 1;
+}
+
+static int on_body(cel_exchange *x, const char *p, size_t n, int end, size_t *took)
+{
+    celeris_req *r = x->hdata;
+    if (end < 0) {
+        /* the front end answers (413, 400) or cuts the stream */
+        *took = 0;
+        r->body_complete = 1;
+        r->state = R_DONE;
+        return 0;
+    }
+    int all = offer(r, p, n, end, took);
+    if (r->x)
+        cel_module_req_settle(r);
+    return all;
+}
+
+static void stream_body(celeris_req *r)
+{
+    take(r);
+    r->x->on_body = on_body;
+}
+
+/* A buffered (or no) body, delivered from the loop like a streamed one. */
+static void deliver_buffered(celeris_req *r, void *arg)
+{
+    (void)arg;
+    cel_request *q = r->x->req;
+    size_t took;
+    offer(r, q->body + r->body_off, q->body_len - r->body_off, 1, &took);
+    r->body_off += took;
+}
+
+int celeris_req_body_on_data(celeris_req *req,
+                             size_t (*fn)(celeris_req *req, const void *data, size_t len, int end,
+                                          void *arg),
+                             void *arg)
+{
+    if (!fn)
+        return CELERIS_ERROR;
+    if (!req->x || req->body_complete)
+        return CELERIS_STATE;
+    req->body_fn = fn;
+    req->body_arg = arg;
+    return celeris_req_body_resume(req);
+}
+
+int celeris_req_body_resume(celeris_req *req)
+{
+    if (!req->x || !req->body_fn || req->body_complete)
+        return CELERIS_STATE;
+    req->body_paused = 0;
+    req->body_resumes++;
+    cel_mod_events **set;
+    cel_module_req_wait(req, &set);
+    if (req->x->body_streamed) {
+        req->x->ops->body_resume(req->x);
+        return CELERIS_OK;
+    }
+    if (req->body_due)
+        return celeris_timer_restart(req->body_due, 0);
+    return celeris_timer_start(req, 0, 0, deliver_buffered, NULL, &req->body_due);
+}
+
+int celeris_req_body_streamed(const celeris_req *req)
+{
+    return req->x && req->x->body_streamed;
 }
 
 void celeris_log(int level, const char *fmt, ...)

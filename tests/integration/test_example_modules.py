@@ -289,3 +289,68 @@ def test_notes_client_leaving_hangs_up_on_the_backend(celerisd):
             assert c.get("/notes").status == 200  # the worker serves on
     finally:
         b.close()
+
+
+# ---- notes' attachments: a body streamed to a file ----
+
+def attach_server(celerisd, address, files):
+    return celerisd(f"""modules_dir: {MODULES}
+routes:
+  - path: /notes
+    methods: [GET, POST]
+    module: {{ name: notes, config: {{ backend: "{address}" }} }}
+  - path: /notes/:id/attachment
+    methods: [GET, PUT]
+    max_request_body: 64m
+    module: {{ name: notes, config: {{ backend: "{address}", attachments: "{files}" }} }}
+""")
+
+
+@pytest.mark.parametrize("proto", [H1, H2], ids=["http1.1", "h2c"])
+def test_notes_attachment_streams_to_a_file(celerisd, tmp_path, proto):
+    """5 MiB, past the global 1m limit and within the route's 64m, go to a
+    file once the backend says the note exists, and come back whole; a note
+    that does not exist gets a 404 and no file."""
+    files = tmp_path / "files"
+    files.mkdir()
+    b = Backend()
+    try:
+        srv = attach_server(celerisd, b.address, files)
+        call = proto(srv)
+        assert call("POST", "/notes", json.dumps({"title": "with a file"}))[0] == 201
+        data = os.urandom(5 * 1024 * 1024 + 7)
+        status, _, body = call("PUT", "/notes/1/attachment", data, "application/octet-stream")
+        assert (status, json.loads(body)) == (201, {"id": 1, "bytes": len(data)}), body
+        assert (files / "1").read_bytes() == data
+        status, headers, body = call("GET", "/notes/1/attachment")
+        assert status == 200 and body == data
+        status, _, body = call("PUT", "/notes/9/attachment", data[:300000], "application/octet-stream")
+        assert status == 404, body
+        assert call("GET", "/notes/9/attachment")[0] == 404
+        assert sorted(p.name for p in files.iterdir()) == ["1"]
+    finally:
+        b.close()
+
+
+def test_notes_attachment_cut_short_leaves_nothing(celerisd, tmp_path):
+    files = tmp_path / "files"
+    files.mkdir()
+    b = Backend()
+    try:
+        srv = attach_server(celerisd, b.address, files)
+        with srv.client() as c:
+            assert c.request("POST", "/notes", headers=[("content-type", "application/json")],
+                             body=b'{"title": "t"}').status == 201
+            sid = c.send_request("PUT", "/notes/1/attachment", end_stream=False)
+            c.send_body(sid, os.urandom(200000), end_stream=False)
+            deadline = time.monotonic() + 10 * SCALE
+            while not list(files.iterdir()) and time.monotonic() < deadline:
+                c.pump(time.monotonic() + 0.05)
+            assert [p.name for p in files.iterdir()] == ["1.part"]
+            c.reset_stream(sid)
+            deadline = time.monotonic() + 10 * SCALE
+            while list(files.iterdir()) and time.monotonic() < deadline:
+                c.pump(time.monotonic() + 0.05)
+            assert list(files.iterdir()) == []
+    finally:
+        b.close()

@@ -317,7 +317,7 @@ def test_timers_answer_without_token(srv, client):
 def test_nothing_left_to_wait_for_is_a_500(srv, client):
     code, _ = split(client(srv, "/l?do=idle"))
     assert code == 500
-    assert "a timer or watch function left the request unanswered" in srv.stderr_text()
+    assert "function left the request unanswered with nothing to wait for" in srv.stderr_text()
 
 
 def test_no_callback_after_the_request_ended(srv):

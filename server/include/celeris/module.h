@@ -219,7 +219,9 @@ int celeris_req_header(const celeris_req *req, const char *name, celeris_str *ou
 /* Header I (0-based) of celeris_req_header_count, names lowercase. */
 size_t celeris_req_header_count(const celeris_req *req);
 int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, celeris_str *value);
-/* The whole request body (buffered up to limits.max_request_body). */
+/* The whole request body, buffered up to the route's max_request_body (else
+ * limits.max_request_body). Empty on a route that takes bodies as a stream
+ * (celeris_init_body_stream, below). */
 celeris_str celeris_req_body(const celeris_req *req);
 
 /* ---- the connection ----
@@ -390,6 +392,59 @@ int celeris_watch_set(celeris_watch *w, unsigned events);
 /* W does not call back again; the descriptor stays open. Also from its own
  * function. */
 int celeris_watch_cancel(celeris_watch *w);
+
+/* ---- the request body as a stream ----
+ *
+ * For bodies a module should not hold whole (an upload stored to disk,
+ * passed to a backend): it takes them piece by piece, and how fast it takes
+ * them is how fast the client may send (HTTP/2: the stream's flow-control
+ * window is opened only by what the module took; HTTP/1.1: the connection's
+ * socket is not read while the module holds back). Worker thread only.
+ */
+
+/* From init() only (ARGS is init's): this route instance takes request
+ * bodies as a stream. A request with a body then comes to handle() as soon as
+ * its headers are in, its body still to come (celeris_req_body is empty);
+ * handle() reads it with celeris_req_body_on_data. Requests without a body
+ * come as before. CELERIS_STATE outside init. */
+int celeris_init_body_stream(const celeris_init_args *args);
+
+/*
+ * FN(REQ, DATA, LEN, END, ARG) receives the body in order: LEN bytes at DATA
+ * (valid during the call only), END 1 when they are the last (LEN may be 0:
+ * an empty or chunked body's end). FN returns how many of LEN it took from
+ * the front: all of them, and FN comes again with what follows; fewer, and
+ * the rest is held (the client sends no more meanwhile) until
+ * celeris_req_body_resume, which offers it again. Once FN has taken the end,
+ * it is not called again.
+ *
+ * FN runs from the worker's loop, never inside this call. Setting it (or a
+ * new FN) lets handle() return CELERIS_SUSPENDED without a token while the
+ * body is coming: the answer may come from FN or later, and a request left
+ * unanswered with the whole body taken and nothing else to wait for gets a
+ * 500 (see "Waiting" above). Also on a request whose body was buffered (a
+ * route without celeris_init_body_stream, or no body): FN then gets it all at
+ * once, with END 1, so one code path serves both.
+ *
+ * The answer may begin before the body ends (a response streamed while the
+ * upload goes on). Once the answer is complete, FN is not called again and
+ * what is left of the body is dropped: HTTP/2 reads and discards it (up to
+ * max_request_body), HTTP/1.1 closes the connection after the answer. A body that passes the
+ * route's max_request_body gets the client a 413 (when no answer has begun; else the stream is
+ * reset, the HTTP/1.1 connection closed): FN is not called again, the module's own answer calls get
+ * CELERIS_STATE, and on_close runs. A client that goes away ends the request as usual (on_close,
+ * FINISHED 0). CELERIS_STATE when the request is over or its body was all taken.
+ */
+int celeris_req_body_on_data(celeris_req *req,
+                             size_t (*fn)(celeris_req *req, const void *data, size_t len, int end,
+                                          void *arg),
+                             void *arg);
+/* FN took less than it was offered and can take more now: the held bytes
+ * (and what follows) come again, from the loop. */
+int celeris_req_body_resume(celeris_req *req);
+/* 1 when REQ's body comes as a stream (still arriving), 0 when it was
+ * buffered or there is none. */
+int celeris_req_body_streamed(const celeris_req *req);
 
 /* ---- logging (any thread) ---- */
 
