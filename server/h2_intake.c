@@ -434,39 +434,15 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
                          size_t len, void *ud)
 {
     cel_h2 *h = ud;
-    (void)flags, (void)s;
+    (void)flags;
     stream *st = find_stream(h, id);
-    if (!st || (st->flags & ST_MALFORMED))
-        return 0;
-    if (cel_h2_fields_data(&st->hf, len)) {
+    if (st && !(st->flags & ST_MALFORMED) && cel_h2_fields_data(&st->hf, len))
         malformed(h, st); /* 8.1.1: more DATA than content-length */
+    if (!st || (st->flags & ST_MALFORMED)) {
+        nghttp2_session_consume(s, id, len); /* dropped: the windows open again */
         return 0;
     }
-    if (st->flags & ST_DISCARD) {
-        st->discarded += len;
-        cel_h2_maybe_reset(h, st);
-        return 0;
-    }
-    h->progress++;
-    if (st->flags & (ST_RESPONDED | ST_HDR_TOO_BIG))
-        return 0;
-    if (st->body_len + len > h->limits.max_request_body)
-        return cel_h2_respond_early(h, st, 413) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-    if (st->body_len + len > st->body_cap) {
-        size_t cap = st->body_cap ? st->body_cap : 4096;
-        while (cap < st->body_len + len)
-            cap *= 2;
-        if (cap > h->limits.max_request_body)
-            cap = h->limits.max_request_body;
-        char *b = cel_pool_realloc(h->env->pool, st->body, cap);
-        if (!b)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        st->body = b;
-        st->body_cap = cap;
-    }
-    memcpy(st->body + st->body_len, data, len);
-    st->body_len += len;
-    return 0;
+    return cel_h2_body_data(h, st, data, len);
 }
 
 /* Checks a request whose headers are complete but whose body is still coming. */
@@ -474,9 +450,7 @@ static int headers_done(cel_h2 *h, stream *st)
 {
     if (st->flags & ST_HDR_TOO_BIG)
         return cel_h2_respond_early(h, st, 431);
-    if (st->hf.content_length > 0 && (uint64_t)st->hf.content_length > h->limits.max_request_body)
-        return cel_h2_respond_early(h, st, 413);
-    return 0;
+    return cel_h2_body_headers(h, st);
 }
 
 /* A client acknowledges DATA with WINDOW_UPDATEs, at most one per frame on the
