@@ -14,6 +14,7 @@ from .callgrind import mode_callgrind
 from .inproc import mode_inproc
 from .idle import mode_idle
 from .ramp import RAMP_STEPS, mode_ramp
+from .scaling import mode_scaling
 from .via_haproxy import mode_via_haproxy
 
 
@@ -25,7 +26,8 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
        scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
-       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee'''
+       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee
+       scripts/bench --scaling [...]    1, 2, 4 ... N/2 workers: req/s, efficiency per core'''
 EPILOG = '''Servers: celerisd (build-bench, conf/bench.yaml), nginx, h2o (file.file +
 mruby for params), h2o-mruby (all routes mruby), nghttpd (files). All get their
 own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
@@ -59,6 +61,13 @@ h2load -c 200 -n 20000 -m 10 (each connection's HPACK table built afresh every
 accept, accept-language, accept-encoding, sec-ch-ua*, sec-fetch-*,
 upgrade-insecure-requests, cache-control, referer, a 1 KiB cookie; the text is
 in celbench/browser.py); reports both, their ratio and the difference.
+
+--scaling splits the usable CPUs in two: h2load on the first half (-t = its
+CPU count), celerisd, h2o and nginx (as --servers allows) on the second with 1,
+2, 4 ... workers up to its CPU count, pinned to the first w of them, -c C×w;
+reports req/s, req/s per worker and efficiency (req/s ÷ w × the 1-worker
+figure). On 2 CPUs that is the 1-worker step only; the same command runs
+every step on a larger machine.
 
 --inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
 under callgrind, counting only its server side: four floors (a bare nghttp2
@@ -135,14 +144,18 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--scaling', action='store_true',
+                    help='celerisd, h2o, nginx with 1, 2, 4 ... N/2 workers against h2load on the '
+                         'other half of the CPUs: req/s and efficiency per core')
     ap.add_argument('--via', choices=['haproxy'], default=None,
                     help='celerisd straight and through HAProxy (h2c, PROXY v2) on the same '
                          'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via') if getattr(opts, m)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'scaling')
+             if getattr(opts, m)]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via')
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, --scaling')
     opts.mode = modes[0] if modes else 'throughput'
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
@@ -238,7 +251,7 @@ def main(argv):
             mode_via_haproxy(opts, ctx)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
-             'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
+             'inproc': mode_inproc, 'scaling': mode_scaling}[opts.mode](opts, ctx, opts.route_list, opts.names)
         ok = True
     except BenchError as e:
         say(f'\nbench: ABORTED: {e}')
