@@ -43,7 +43,9 @@ Protocols (--proto, throughput table only; one table each):
   tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
---callgrind, --idle-conns and --ramp measure h2c only.
+--idle-conns and --ramp measure h2c only; --callgrind h2c, or HTTP/1.1 with
+--proto http1: h2load --h1 -c 4 keep-alive, pipelined (-m 10) and with
+connection: close, each server's instructions per request for each.
 
 --table N (with --callgrind; celerisd and nginx only) adds N literal routes
 /api/v1/resource{i}/items and 100 param routes /api/v1/param{j}/:id to each
@@ -164,8 +166,12 @@ def parse_args(argv):
     if not protos:
         ap.error('--proto: give h2c, http1, tls or a comma list of them')
     opts.protos = list(dict.fromkeys(protos))
-    if opts.mode != 'throughput' and opts.protos != ['h2c']:
-        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c)')
+    if opts.mode == 'callgrind' and opts.protos == ['http1']:
+        if opts.browser or opts.table:
+            ap.error('--callgrind --proto http1 takes neither --browser nor --table')
+    elif opts.mode != 'throughput' and opts.protos != ['h2c']:
+        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c; --callgrind '
+                 f'also http1)')
     if opts.duration is None:
         opts.duration = 2.0 if opts.quick else 5.0
     if opts.repeat is None:
@@ -198,6 +204,8 @@ def parse_args(argv):
         if s not in SERVERS:
             ap.error(f'unknown server {s!r} (known: {", ".join(SERVERS)})')
     opts.names = list(dict.fromkeys(names))
+    if opts.mode == 'callgrind' and opts.protos == ['http1']:
+        opts.names = [s for s in opts.names if s in PROTOS['http1'].servers]
     for p in opts.protos:
         if not [s for s in opts.names if s in PROTOS[p].servers]:
             ap.error(f'--proto {p}: none of the servers {", ".join(opts.names)} speaks it')
