@@ -27,6 +27,7 @@ enum {
     ST_HDR_TOO_BIG = 1u << 2,    /* header list over the limit: answer 431 */
     ST_SENT = 1u << 3,           /* the whole response has been handed to the output queue */
     ST_RESET = 1u << 4,          /* we reset the stream */
+    ST_COOKIE = 1u << 5,         /* a cookie field is among the request's (8.2.3: join crumbs) */
     ST_STREAMING = 1u << 6,      /* the body comes through write/end */
     ST_ENDED = 1u << 7,          /* streaming: end was called */
     ST_DEFERRED = 1u << 8,       /* streaming: nghttp2 waits for data (resume on write) */

@@ -505,3 +505,33 @@ def test_indexed_malformed_field_stays_malformed(conn, name, value):
         conn.send(headers_frame(sid, head + field))
         expect_stream_error(conn, sid, PROTOCOL_ERROR)
     assert echo(conn, head)["a"] == ""
+
+
+BIG_COOKIE = "; ".join(f"c{i}=" + "v" * 40 for i in range(22))[:1024]
+
+
+def test_indexed_browser_fields_across_requests(conn):
+    """Fields a browser sends on every request, from the table each time after
+    the first (a name outside the static table, a value over 255 octets, a
+    1 KiB cookie): the server keeps its verdict on them and points at them;
+    each request still sees exactly their values."""
+    long_a = "a" * 300
+    first = echo(conn, base(conn) + hp_literal("x-a", long_a, "incremental")
+                 + hp_literal("x-b", "?1", "incremental")
+                 + hp_literal(None, BIG_COOKIE, "incremental", name_index=32))
+    assert (first["a"], first["b"], first["cookie"]) == (long_a, "?1", BIG_COOKIE)
+    for _ in range(5):   # newest first: cookie 62, x-b 63, x-a 64
+        body = echo(conn, base(conn) + hp_indexed(64) + hp_indexed(63) + hp_indexed(62))
+        assert (body["a"], body["b"], body["cookie"]) == (long_a, "?1", BIG_COOKIE)
+
+
+def test_indexed_cookie_joined_with_crumbs(conn):
+    """8.2.3: a cookie from the table and a literal crumb are joined in the
+    order sent, whichever comes first; the next request has its own cookie."""
+    echo(conn, base(conn) + hp_literal(None, BIG_COOKIE, "incremental", name_index=32))
+    crumb = hp_literal(None, "k=v", "without", name_index=32)
+    assert echo(conn, base(conn) + hp_indexed(62) + crumb)["cookie"] == BIG_COOKIE + "; k=v"
+    assert echo(conn, base(conn) + crumb + hp_indexed(62))["cookie"] == "k=v; " + BIG_COOKIE
+    both = echo(conn, base(conn) + hp_indexed(62) + hp_indexed(62))["cookie"]
+    assert both == BIG_COOKIE + "; " + BIG_COOKIE
+    assert echo(conn, base(conn) + hp_indexed(62))["cookie"] == BIG_COOKIE
