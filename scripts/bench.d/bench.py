@@ -6,6 +6,7 @@ pinned with taskset, and drives them with h2load (h2c, or HTTP/2 over TLS) or
 wrk (HTTP/1.1). Run `scripts/bench -h`."""
 
 import argparse
+import array
 import datetime
 import json
 import os
@@ -198,6 +199,27 @@ def proc_rss_kib(pid):
     except OSError:
         pass
     return 0
+
+
+def proc_touched_kib(pid):
+    """KiB of PID's private anonymous mappings that have a page table entry
+    (pagemap's present bit): pages written, and pages only read, which the
+    kernel may back with its shared zero page (not in VmRSS) or with pages of
+    their own. The same count on every kernel; VmRSS is at most this."""
+    total = 0
+    try:
+        with open(f'/proc/{pid}/maps') as maps, open(f'/proc/{pid}/pagemap', 'rb') as pm:
+            for line in maps:
+                head = line.split()
+                if head[1] != 'rw-p' or head[5:] not in ([], ['[heap]']):
+                    continue
+                lo, hi = (int(x, 16) for x in head[0].split('-'))
+                pm.seek(lo // 4096 * 8)
+                entries = array.array('Q', pm.read((hi - lo) // 4096 * 8))
+                total += sum(1 for e in entries if e >> 63)
+    except OSError:
+        pass
+    return total * 4
 
 
 def system_busy_seconds():
@@ -399,6 +421,9 @@ class Server:
 
     def rss_kib(self):
         return sum(proc_rss_kib(p) for p in self.pids())
+
+    def touched_kib(self):
+        return sum(proc_touched_kib(p) for p in self.pids())
 
     def stop(self, timeout=15):
         """SIGTERM by PID; returns the exit code (None if it had to be killed)."""
@@ -1370,6 +1395,7 @@ def mode_idle(opts, ctx, routes, names):
         srv = ctx.server(name, conns=max(4096, 2 * n + 100), idle=True).start()
         time.sleep(0.5)
         before = srv.rss_kib()
+        touched_before = srv.touched_kib()
         t0 = time.monotonic()
         client = IdleClient(srv.port, n)
         deadline = time.monotonic() + 30 + n / 500
@@ -1377,22 +1403,26 @@ def mode_idle(opts, ctx, routes, names):
             client.pump(0.2)
         client.pump(1.0)
         after = srv.rss_kib()
+        touched = (srv.touched_kib() - touched_before) / n
         up, closed, goaway = client.counts()
         srv.check_alive(f'holding {n} idle connections')
         kib = (after - before) / n
         say(f'  {name:<10} RSS {before:,} KiB -> {after:,} KiB with {n} idle connections: '
-            f'{kib:.2f} KiB/conn  (open {up}, closed by server {closed}, GOAWAY {goaway}; '
-            f'{time.monotonic() - t0:.1f} s)')
+            f'{kib:.2f} KiB/conn, {touched:.2f} touched  (open {up}, closed by server {closed}, '
+            f'GOAWAY {goaway}; {time.monotonic() - t0:.1f} s)')
         if up != n:
             say(f'  WARNING: {name} did not keep all {n} connections open')
-        rows.append([name, str(n), f'{before:,}', f'{after:,}', f'{kib:.2f}', str(up)])
+        rows.append([name, str(n), f'{before:,}', f'{after:,}', f'{kib:.2f}', f'{touched:.2f}',
+                     str(up)])
         client.close()
         srv.stop()
     t = md_table(['server', 'connections', 'RSS before KiB', 'RSS after KiB', 'KiB / idle conn',
-                  'still open'], rows, ['l'] + ['r'] * 5)
+                  'touched KiB / conn', 'still open'], rows, ['l'] + ['r'] * 6)
     note = ('Idle HTTP/2 connections (preface, empty SETTINGS, SETTINGS ACK, nothing else); '
             'VmRSS of the server process tree before and after; kernel socket buffers are not in '
-            'RSS.')
+            'RSS. "Touched" counts the private anonymous pages with a page table entry '
+            '(/proc/PID/pagemap), pages only read included: the same on every kernel, where VmRSS '
+            'leaves out read pages the kernel backs with its shared zero page.')
     say('\n' + '\n'.join(t) + '\n\n' + note)
     lines = header_lines(opts, 'celerisd memory per idle connection') + t + ['', note]
     say(f'\nwrote {write_md(opts, ctx.stamp, "-idle", lines)}')
