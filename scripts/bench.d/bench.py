@@ -705,6 +705,7 @@ def versions():
     out['h2load'] = run_text(['h2load', '--version']).splitlines()[:1]
     out['wrk'] = [' '.join(x.split()[:2]) for x in run_text(['wrk', '-v']).splitlines()[:1]]
     out['openssl'] = run_text(['openssl', 'version']).splitlines()[:1]
+    out['curl'] = run_text(['curl', '--version']).splitlines()[:1]
     return {k: (v[0].strip() if v else '?') for k, v in out.items()}
 
 
@@ -1536,7 +1537,12 @@ Protocols (--proto, throughput table only; one table each):
   tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
---callgrind, --idle-conns and --ramp measure h2c only.
+--callgrind, --idle-conns, --ramp and --relay-delay measure h2c only.
+
+--relay-delay MS (celerisd only, scripts/bench.d/upload_relay.py) uploads 4 MiB
+through scripts/bench.d/relay.py, a TCP relay delaying each direction by MS ms
+(these kernels have no netem), to the echo module and to a static route, with
+65,535-octet windows and with the defaults; seconds, MB/s, bench-...-relay.md.
 
 --table N (with --callgrind; celerisd and nginx only) adds N literal routes
 /api/v1/resource{i}/items and 100 param routes /api/v1/param{j}/:id to each
@@ -1620,14 +1626,21 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--relay-delay', type=float, metavar='MS', default=None,
+                    help='a 4 MiB upload (celerisd, h2c) through a relay delaying each '
+                         'direction by MS ms: 65,535-octet windows against the defaults')
     ap.add_argument('--via', choices=['haproxy'], default=None,
                     help='celerisd straight and through HAProxy (h2c, PROXY v2) on the same '
                          'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via') if getattr(opts, m)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'relay_delay')
+             if getattr(opts, m) is not None and getattr(opts, m) is not False]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via')
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, '
+                 '--relay-delay')
+    if opts.relay_delay is not None and opts.relay_delay < 0:
+        ap.error('--relay-delay needs MS >= 0')
     opts.mode = modes[0] if modes else 'throughput'
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
@@ -1720,6 +1733,9 @@ def main(argv):
         elif opts.mode == 'via':
             from via_haproxy import mode_via_haproxy
             mode_via_haproxy(opts, ctx, sys.modules[__name__])
+        elif opts.mode == 'relay_delay':
+            from upload_relay import mode_relay_upload
+            mode_relay_upload(opts, ctx, sys.modules[__name__])
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
              'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
