@@ -72,8 +72,10 @@ typedef struct cel_route {
     unsigned methods;
     cel_handler *handler;
     cel_loc loc;
-    int access_log;   /* 0: `access_log: off` on this route */
-    unsigned stat_id; /* the route's counters (stats.h), stable across reloads */
+    int access_log;              /* 0: `access_log: off` on this route */
+    unsigned stat_id;            /* the route's counters (stats.h), stable across reloads */
+    struct cel_mw_chain *mw_own; /* the route's `middleware:` list (owns it), or NULL */
+    struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
 } cel_route;
 
 struct cel_accesslog;
@@ -96,6 +98,7 @@ typedef struct cel_config {
     char *pid_file;                  /* NULL: none; main.c writes it (pidfile.h) */
     struct cel_accesslog *accesslog; /* NULL: off */
     struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
+    struct cel_mw_chain *mw;         /* the global `middleware:` list (owns it), or NULL */
 
     cel_router *router;
     cel_route *routes;

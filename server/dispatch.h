@@ -14,9 +14,12 @@
 #include "stats.h"
 
 /*
- * Routes X->req (method_bit, path, query, headers and body set) through CFG
- * and fills RES, returning 0; or returns CEL_HANDLER_ASYNC when the handler took
- * the exchange over. M is caller storage that the request's params point into;
+ * Routes X->req (method_bit, path, query, headers and body set) through CFG,
+ * sets X->mw to the middleware the request runs (the route's chain, or the
+ * global one when no route has the path), runs their request phase (a
+ * middleware may answer: then the handler is not called, nor is a 404 or 405
+ * given) and fills RES, returning 0; or returns CEL_HANDLER_ASYNC when the
+ * handler took the exchange over. M is caller storage that the request's params point into;
  * it must live as long as the request. A handler error becomes a 500.
  */
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res);

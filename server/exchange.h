@@ -17,6 +17,8 @@
 struct cel_env;
 struct cel_genref;
 struct cel_response;
+struct cel_mw_chain;
+struct cel_body_filter;
 
 typedef struct cel_exchange cel_exchange;
 
@@ -56,6 +58,12 @@ struct cel_exchange {
     const struct cel_conn_view *conn;  /* the connection it came on (conn_view.h); NULL: none */
     const struct cel_real_ip *real_ip; /* the generation's real_ip (NULL: off) */
     int http2;                         /* carried by an HTTP/2 stream (also an upgraded request) */
+    /* The response phases (phase.h): the middleware the request runs (NULL:
+     * none; set by dispatch, or by the front end for an answer given before
+     * dispatch), and the body filter a middleware installed (NULL: none). */
+    const struct cel_mw_chain *mw;
+    const struct cel_body_filter *filter;
+    void *filter_data; /* the filter's, per request */
     /* Set by the handler that takes the exchange over: */
     void *hdata;
     /* The front end is done with the exchange: FINISHED says whether the whole

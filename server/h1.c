@@ -8,8 +8,8 @@
 #include "h1_parse.h"
 #include "h2.h"
 #include "log.h"
+#include "phase.h"
 #include "stats.h"
-#include "version.h"
 
 #define INLINE_ARENA 1024
 #define IBUF_MIN 4096
@@ -144,32 +144,28 @@ static int response_connection(const cel_h1 *h, const req *r)
     return r->minor == 0 ? CEL_H1_CONN_KEEP_ALIVE : CEL_H1_CONN_DEFAULT;
 }
 
-/* The response head into the output queue. BODY is the framing. */
-static int write_head(cel_h1 *h, req *r, const cel_response *res, int body, uint64_t length)
+/* The response head into the output queue: the head phase's fields for X,
+ * then the framing: BODY (CEL_H1_BODY_*) and CONNECTION. */
+static int write_head(cel_h1 *h, cel_exchange *x, cel_arena *arena, const cel_response *res,
+                      int body, uint64_t length, int connection)
 {
-    size_t n = res->nheaders + 1;
-    cel_header *hdrs = cel_arena_alloc(&r->arena, n * sizeof(*hdrs));
-    if (!hdrs)
-        return CEL_ENOMEM;
-    size_t k = 0;
-    if (res->content_type.n)
-        hdrs[k++] = (cel_header){CEL_STR_LIT("content-type"), res->content_type};
-    for (size_t i = 0; i < res->nheaders; i++)
-        hdrs[k++] = (cel_header){res->headers[i].name, res->headers[i].value};
+    cel_field f[CEL_PHASE_MAX_FIELDS];
+    cel_header hs[CEL_PHASE_MAX_FIELDS];
+    size_t n = cel_phase_head(x, res, f, CEL_PHASE_MAX_FIELDS);
+    for (size_t i = 0; i < n; i++)
+        hs[i] = (cel_header){{f[i].name, f[i].name_len}, {f[i].value, f[i].value_len}};
     cel_h1_resp hr = {
         .status = res->status,
-        .headers = hdrs,
-        .nheaders = k,
+        .headers = hs,
+        .nheaders = n,
         .body = body,
         .content_length = length,
-        .date = {h->env->date, h->env->date_len},
-        .server = CEL_STR_LIT(CEL_SERVER_NAME),
-        .connection = response_connection(h, r),
+        .connection = connection,
     };
     char small[HEAD_BUF];
     int len = cel_h1_write_head(small, sizeof(small), &hr);
     if (len == CEL_ETOOBIG) {
-        char *big = cel_arena_alloc(&r->arena, 65536);
+        char *big = cel_arena_alloc(arena, 65536);
         if (!big)
             return CEL_ENOMEM;
         len = cel_h1_write_head(big, 65536, &hr);
@@ -197,10 +193,13 @@ static void done(cel_h1 *h, req *r, int ok)
 
 static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_owner *owner)
 {
+    cel_response filtered;
+    res = cel_phase_body(&r->x, res, &filtered, 1);
     int no_body = res->status == 204 || res->status == 304;
     r->responded = 1;
     r->status = res->status;
-    int rc = write_head(h, r, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH, res->body_len);
+    int rc = write_head(h, &r->x, &r->arena, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH,
+                        res->body_len, response_connection(h, r));
     if (rc == 0 && !no_body && !r->head && res->body_len) {
         if (res->body_in_gen && res->body_len >= REF_MIN) {
             if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen,
@@ -251,32 +250,31 @@ static const char *sketch(const cel_h1 *h, cel_request *q)
 /* The server's own answer to a request it cannot take; the connection ends.
  * Logged and counted as rejected: R is the request when its head was taken,
  * else the input's first line says what it was. */
-static void refuse_request(cel_h1 *h, int status, const req *r)
+static void refuse_request(cel_h1 *h, int status, req *r)
 {
     cel_response res;
     cel_response_error(&res, status);
-    cel_h1_resp hr = {
-        .status = status,
-        .headers = &(cel_header){CEL_STR_LIT("content-type"), res.content_type},
-        .nheaders = 1,
-        .body = CEL_H1_BODY_LENGTH,
-        .content_length = res.body_len,
-        .date = {h->env->date, h->env->date_len},
-        .server = CEL_STR_LIT(CEL_SERVER_NAME),
-        .connection = CEL_H1_CONN_CLOSE,
-    };
-    char buf[HEAD_BUF];
-    int len = cel_h1_write_head(buf, sizeof(buf), &hr);
-    if (len > 0) {
-        cel_outq_copy(h->out, buf, (size_t)len);
-        cel_outq_copy(h->out, res.body, res.body_len);
-    }
-    h->state = S_CLOSED;
+    const cel_config *cfg = h->env->gen->cfg;
     cel_request q;
     const char *protocol = r ? (r->minor ? "HTTP/1.1" : "HTTP/1.0") : sketch(h, &q);
+    /* Before dispatch: the global middleware, on the request as far as it was read. */
+    char scratch[256];
+    cel_arena a;
+    cel_exchange tx = {.req = &q, .arena = &a, .env = h->env, .conn = h->conn};
+    cel_exchange *x = r ? &r->x : &tx;
+    if (!r)
+        cel_arena_init(&a, h->env->pool, scratch, sizeof(scratch));
+    x->mw = (r ? r->gen->cfg : cfg)->mw;
+    x->filter = NULL;
+    int rc = write_head(h, x, x->arena, &res, CEL_H1_BODY_LENGTH, res.body_len, CEL_H1_CONN_CLOSE);
+    if (rc == 0)
+        cel_outq_copy(h->out, res.body, res.body_len);
+    if (!r)
+        cel_arena_deinit(&a);
+    h->state = S_CLOSED;
     uint64_t start = h->ilen ? h->head_us : h->env->now_us;
-    cel_dispatch_rejected(h->env, h->env->gen->cfg, r ? &r->req : &q, protocol, h->peer, status,
-                          len > 0 ? res.body_len : 0, r ? r->start_us : start);
+    cel_dispatch_rejected(h->env, cfg, r ? &r->req : &q, protocol, h->peer, status,
+                          rc == 0 ? res.body_len : 0, r ? r->start_us : start);
 }
 
 static void refuse(cel_h1 *h, int status)
@@ -306,6 +304,8 @@ static int x_start(cel_exchange *x, const cel_response *head)
     cel_h1 *h = r->h;
     if (r->responded)
         return CEL_EINVAL;
+    cel_response filtered;
+    head = cel_phase_body(x, head, &filtered, 0);
     r->responded = r->streaming = 1;
     r->status = head->status;
     int no_body = head->status == 204 || head->status == 304;
@@ -314,14 +314,14 @@ static int x_start(cel_exchange *x, const cel_response *head)
         r->keep_alive = 0;
     /* A HEAD gets the framing its GET would get, and no body. */
     int framing = no_body ? CEL_H1_BODY_NONE : r->minor ? CEL_H1_BODY_CHUNKED : CEL_H1_BODY_NONE;
-    int rc = write_head(h, r, head, framing, 0);
+    int rc = write_head(h, x, &r->arena, head, framing, 0, response_connection(h, r));
     if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
     flush_soon(h);
     return rc ? CEL_EIO : 0;
 }
 
-static int x_write(cel_exchange *x, const void *p, size_t n)
+static int raw_write(cel_exchange *x, const void *p, size_t n)
 {
     req *r = REQ_OF(x);
     cel_h1 *h = r->h;
@@ -348,7 +348,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
-static int x_end(cel_exchange *x)
+static int raw_end(cel_exchange *x)
 {
     req *r = REQ_OF(x);
     cel_h1 *h = r->h;
@@ -358,6 +358,22 @@ static int x_end(cel_exchange *x)
     int rc = r->streaming == 1 && r->minor ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
     done(h, r, rc == 0);
     return rc ? CEL_ENOMEM : 0;
+}
+
+static const cel_body_next body_next = {raw_write, raw_end};
+
+static int x_write(cel_exchange *x, const void *p, size_t n)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->write(x, p, n, &body_next);
+    return raw_write(x, p, n);
+}
+
+static int x_end(cel_exchange *x)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->end(x, &body_next);
+    return raw_end(x);
 }
 
 static size_t x_buffered(const cel_exchange *x)

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,8 @@
 #include "http.h"
 #include "log.h"
 #include "module.h"
+#include "module_metrics.h"
+#include "module_req.h"
 #include "real_ip.h"
 #include "tls.h"
 
@@ -28,6 +31,8 @@ typedef struct module_handler {
     void **wdata; /* per worker id */
     char *route;
     atomic_uint warned; /* refusals already logged (1 << enum refusal) */
+    /* What init declared (celeris_metric_declare). */
+    cel_module_metrics *metrics;
 } module_handler;
 
 /* What a module can get refused, each logged once per route instance: a module
@@ -60,6 +65,14 @@ struct celeris_req {
     void *close_arg;
     void (*writable_fn)(celeris_req *req, void *arg);
     void *writable_arg;
+    struct cleanup *cleanups; /* celeris_req_on_cleanup, newest first */
+    int aborted;              /* celeris_resp_abort answered already */
+};
+
+struct cleanup {
+    struct cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
 };
 
 struct celeris_async {
@@ -135,6 +148,8 @@ static void on_close(cel_exchange *x, int finished)
         r->token->req = NULL;
     if (r->close_fn)
         r->close_fn(r->close_arg, finished);
+    for (struct cleanup *c = r->cleanups; c; c = c->next)
+        c->fn(c->arg);
 }
 
 static void take(celeris_req *r)
@@ -176,7 +191,8 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     }
     /* Failed after taking the exchange: a token still out finds it answered. */
     r->state = R_DONE;
-    x->ops->fail(x);
+    if (!r->aborted)
+        x->ops->fail(x);
     return CEL_HANDLER_ASYNC;
 }
 
@@ -203,6 +219,7 @@ static void destroy(cel_handler *h)
     module_handler *mh = (module_handler *)h;
     if (mh->m->fini)
         mh->m->fini(mh->instance);
+    cel_module_metrics_free(mh->metrics);
     cel_module_unref(mh->img);
     free(mh->wdata);
     free(mh->route);
@@ -228,9 +245,16 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     mh->m = cel_module_desc(img);
     mh->nworkers = nworkers;
     if (mh->m->init) {
-        celeris_init_args args = {sizeof(args), route, config_json, strlen(config_json), nworkers};
+        cel_module_init_ctx ctx = {
+            {sizeof(celeris_init_args), route, config_json, strlen(config_json), nworkers},
+            cel_module_name(img),
+            NULL};
         char msg[512] = "";
-        if (mh->m->init(&args, &mh->instance, msg, sizeof(msg)) != CELERIS_OK) {
+        cel_module_init_open(&ctx);
+        int rc = mh->m->init(&ctx.args, &mh->instance, msg, sizeof(msg));
+        cel_module_init_close(&ctx);
+        mh->metrics = ctx.metrics;
+        if (rc != CELERIS_OK) {
             char who[256];
             describe(mh, who, sizeof(who));
             snprintf(err, errlen, "%s: init failed: %s", who, msg[0] ? msg : "(no message)");
@@ -240,6 +264,7 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     return &mh->base;
 fail:
     if (mh) {
+        cel_module_metrics_free(mh->metrics);
         free(mh->wdata);
         free(mh->route);
         free(mh);
@@ -460,14 +485,11 @@ unsigned celeris_req_worker_id(const celeris_req *req)
 
 /* ---- the response ---- */
 
-/* Fields the server writes itself, whatever the module says. */
+/* Fields the server writes itself, whatever the module says (content-type,
+ * also the server's, is taken as the type before this is asked). */
 static int reserved_header(const char *lower)
 {
-    static const char *const names[] = {"content-length", "date", "server"};
-    for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
-        if (strcmp(lower, names[i]) == 0)
-            return 1;
-    return cel_http_conn_specific(lower, strlen(lower));
+    return cel_http_field_owner(lower, strlen(lower)) != 0;
 }
 
 int celeris_resp_header(celeris_req *req, const char *name, const char *value)
@@ -750,4 +772,54 @@ void celeris_log(int level, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     cel_log(map[l], "module: %s", msg);
+}
+
+/* ---- per-request memory, cleanups, abort ---- */
+
+void *celeris_req_alloc(celeris_req *req, size_t n)
+{
+    if (!req->x || n > SIZE_MAX / 2)
+        return NULL;
+    /* The arena aligns to 8; one spare word gives 16. */
+    char *p = cel_arena_alloc(req->x->arena, (n ? n : 1) + 8);
+    if (!p)
+        return NULL;
+    return p + ((uintptr_t)p & 8);
+}
+
+int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg)
+{
+    if (!req->x)
+        return CELERIS_STATE;
+    struct cleanup *c = cel_arena_alloc(req->x->arena, sizeof(*c));
+    if (!c)
+        return CELERIS_NOMEM;
+    *c = (struct cleanup){req->cleanups, fn, arg};
+    req->cleanups = c;
+    take(req);
+    return CELERIS_OK;
+}
+
+int celeris_resp_abort(celeris_req *req)
+{
+    if (!req->x || req->state == R_DONE || req->state == R_SYNC)
+        return CELERIS_STATE;
+    take(req);
+    req->state = R_DONE;
+    req->aborted = 1;
+    stamp(req);
+    req->x->ops->fail(req->x);
+    return CELERIS_OK;
+}
+
+/* ---- cookies and forms (module_req.c) ---- */
+
+int celeris_req_cookie(celeris_req *req, const char *name, celeris_str *out)
+{
+    return req->x ? cel_module_cookie(req, req->x->req, name, out) : CELERIS_STATE;
+}
+
+int celeris_req_form(celeris_req *req, const char *name, celeris_str *out)
+{
+    return req->x ? cel_module_form(req, req->x->req, name, out) : CELERIS_STATE;
 }

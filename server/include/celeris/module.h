@@ -38,12 +38,54 @@
  * worker thread that runs the request: from the handler itself, or from a
  * callback on that worker's event loop (celeris_req_event_base), or from the
  * function given to celeris_async_resume. The only functions that may be called
- * from any thread are celeris_async_resume and celeris_log.
+ * from any thread are celeris_async_resume, celeris_log, celeris_metric_add and
+ * celeris_metric_observe.
  *
  * Memory. Strings celerisd hands out (celeris_str) stay valid until the response
  * is finished or the request is aborted, whichever comes first; they are not
  * NUL-terminated unless stated. Everything a module passes in is copied before
  * the call returns, except what celeris_resp_send_ref says.
+ *
+ * Out parameters. A call that returns anything but CELERIS_OK leaves its out
+ * parameters as they were (*out on CELERIS_NOTFOUND included): initialize
+ * what you read after a failed lookup.
+ *
+ * Statuses and headers. A module answers with a status from 200 to 599
+ * (1xx, 101 included, and anything else: CELERIS_ERROR, nothing sent).
+ * celeris_resp_header refuses with CELERIS_ERROR a name that is not an HTTP
+ * token, a value with CR or LF, a 65th header, and the fields the server
+ * writes itself: content-length, date, server, and the connection-specific
+ * connection, keep-alive, proxy-connection, transfer-encoding, upgrade
+ * (compared case-insensitively); it refuses with CELERIS_STATE any header once
+ * the response started. content-type is not among the refused names: the
+ * last one given replaces the default, application/octet-stream. Other names
+ * may repeat (set-cookie); they go out lowercase, in the order given.
+ *
+ * Flow control. "A window's worth" is 64 KiB: celeris_resp_write returns
+ * CELERIS_AGAIN once more than 64 KiB of the response waits in celerisd
+ * (celeris_resp_buffered: written by the module, not yet handed to the
+ * socket; on HTTP/2 that includes what waits for the client's flow-control
+ * window), and the celeris_resp_on_writable function runs once it is below
+ * 16 KiB. The data of the call that returned CELERIS_AGAIN was taken.
+ *
+ * Tokens. A token from celeris_req_suspend holds the configuration
+ * generation the request runs on: after a reload the old generation's route
+ * instances (their fini) and the module's .so stay loaded until every token
+ * of theirs is resumed and its function has run. A token never resumed keeps
+ * its request open (idle_timeout does not end a request only the server
+ * holds) until the client goes away or a stop or a reload that drops the
+ * worker resets it at shutdown_timeout; on_close and the cleanups run then,
+ * but the generation and the .so stay loaded, and fini never runs, until the
+ * process exits. Resume every token exactly once, also when the client left.
+ *
+ * Crashes. A module runs inside celerisd, on its worker threads, with no
+ * isolation: a crash in module code (a bad pointer, abort(), an uncaught C++
+ * exception, exit()) ends the whole process and every connection of every
+ * route. Under the packaged systemd unit (Restart=on-failure, RestartSec=2)
+ * systemd starts celerisd again after 2 seconds; requests in flight are lost.
+ * A handler that blocks (sleeps, waits on a socket) stalls every connection
+ * of its worker: do slow work on the worker's loop or another thread and
+ * suspend.
  */
 #ifndef CELERIS_MODULE_H
 #define CELERIS_MODULE_H
@@ -62,7 +104,7 @@ extern "C" {
  * project version). A module records it in its descriptor, so a daemon that
  * lacks a function the module calls can name the release the module needs. */
 #define CELERIS_VERSION_MAJOR 0
-#define CELERIS_VERSION_MINOR 1
+#define CELERIS_VERSION_MINOR 2
 #define CELERIS_VERSION_PATCH 0
 #define CELERIS_VERSION_NUM                                                                        \
     ((CELERIS_VERSION_MAJOR << 16) | (CELERIS_VERSION_MINOR << 8) | CELERIS_VERSION_PATCH)
@@ -332,6 +374,141 @@ int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), 
 #define CELERIS_LOG_WARN 2
 #define CELERIS_LOG_ERROR 3
 void celeris_log(int level, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
+
+/* ==== celerisd 0.2.0: per-request memory, cleanups, abort, cookies, forms,
+ * module metrics ====
+ * A module that must also load on celerisd 0.1.0 declares what it uses of
+ * this block weak (#pragma weak celeris_req_alloc) and tests it for NULL. */
+
+/* ---- per-request memory and cleanups ---- */
+
+/*
+ * N bytes (N 0 counts as 1) from REQ's own memory, aligned to 16, not
+ * zeroed. They stay valid until REQ ends and are freed with it: never free()
+ * them. The on_close function and the cleanups below still see them; nothing
+ * after that does. No system allocation per call on the usual sizes: the
+ * request's memory grows in blocks from the worker's pool. NULL when out of
+ * memory or when REQ is ending (called from its on_close function).
+ */
+void *celeris_req_alloc(celeris_req *req, size_t n);
+
+/*
+ * FN(ARG) runs once, when REQ ends, however it ends: the response went out,
+ * celeris_resp_abort, the client reset the stream or closed the connection,
+ * or the worker stopped with REQ still open (shutdown or a reload that
+ * lowered `workers`: the connection is closed at `shutdown_timeout`; a
+ * suspended request whose token is never resumed ends then, too). It runs on
+ * REQ's worker thread, after the on_close function, in the reverse order of
+ * registration; celeris_req_alloc memory is still valid, but REQ is not: it
+ * must not be used. The cleanup node itself comes from REQ's memory.
+ * CELERIS_OK, CELERIS_NOMEM (FN will not run), CELERIS_STATE (REQ ended).
+ * A process that is killed, or crashes, runs no cleanup (below: a crash).
+ */
+int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg);
+
+/* ---- ending a response the module cannot finish ---- */
+
+/*
+ * Gives up on REQ's response, from handle or from any callback on REQ's
+ * worker (a timer, a socket, celeris_resp_on_writable, a resumed token's
+ * function):
+ *   - before the response started: the client gets a 500 (none of the
+ *     module's headers), as if handle had returned CELERIS_ERROR; HTTP/1.1
+ *     then closes the connection;
+ *   - after celeris_resp_start: HTTP/2 resets the stream (RST_STREAM
+ *     INTERNAL_ERROR; other streams of the connection go on; the head and
+ *     data not yet sent are dropped with it, so a reset in the same turn of
+ *     the loop as the start may be all the client sees), HTTP/1.1 sends the
+ *     bytes already written and closes the connection, without the last
+ *     chunk: either way the client sees a cut body, never a complete one.
+ * Nothing is logged (the module logs its reason itself). Afterwards every
+ * response call on REQ (celeris_resp_*) answers CELERIS_STATE, while the
+ * request's accessors still work until REQ ends; the on_close function runs
+ * (FINISHED 0 after
+ * a start; before a start FINISHED says whether the 500 went out) and then
+ * the cleanups. A suspended REQ's token must still be resumed; its function
+ * gets REQ until REQ ends and NULL after. CELERIS_OK, or CELERIS_STATE when
+ * the response had already ended (celeris_resp_send, _end) or REQ ended.
+ */
+int celeris_resp_abort(celeris_req *req);
+
+/* ---- cookies and forms ---- */
+
+/*
+ * Cookie NAME (compared exactly, case-sensitive) of the request's Cookie
+ * header fields (HTTP/2 clients may split them into several: every one is
+ * searched; the first NAME wins). *OUT gets the value as sent, without the
+ * double quotes around it if it had them, not decoded (cookies carry no
+ * percent-encoding by standard; decode it yourself if your cookies do),
+ * NUL-terminated in REQ's memory. CELERIS_OK, CELERIS_NOTFOUND (no such
+ * cookie), CELERIS_NOMEM, CELERIS_STATE (REQ ended).
+ *
+ * Query arguments by name: celeris_req_query_arg (above).
+ */
+int celeris_req_cookie(celeris_req *req, const char *name, celeris_str *out);
+
+/*
+ * Field NAME of an application/x-www-form-urlencoded request body (the
+ * content-type's media type compared case-insensitively, parameters such as
+ * charset ignored): the first field whose percent-decoded name is NAME, its
+ * value percent-decoded ('+' is a space), NUL-terminated, in REQ's memory
+ * (computed on each call: a module that reads many fields may keep them).
+ * A field without '=' has an empty value. CELERIS_NOTFOUND also when the
+ * body is not such a form (another or no content-type). CELERIS_NOMEM,
+ * CELERIS_STATE (REQ ended).
+ *
+ * JSON bodies are the module's business: jansson is installed with celerisd
+ * (libjansson, `pkg-config --cflags --libs jansson`), and
+ * json_loadb(body.ptr, body.len, 0, &err) on celeris_req_body parses one.
+ * multipart/form-data is not parsed.
+ */
+int celeris_req_form(celeris_req *req, const char *name, celeris_str *out);
+
+/* ---- module metrics ----
+ * Series a module declares appear in the `metrics` route (Prometheus text)
+ * as MODULE_NAME{route="PATH"}: MODULE is the module's name as logs show it
+ * (every character outside [A-Za-z0-9_] made '_'), NAME the declared one,
+ * PATH the route's path pattern; one family (HELP, TYPE) per MODULE_NAME
+ * across routes. Each worker thread writes its own slot, with
+ * no lock and no atomic read-modify-write; a scrape sums the slots. Threads
+ * that are not workers (a module's own) share one slot updated atomically. */
+
+typedef struct celeris_metric celeris_metric;
+
+#define CELERIS_METRIC_COUNTER 1   /* only goes up: _add with v >= 0 */
+#define CELERIS_METRIC_GAUGE 2     /* goes up and down: _add with +v, -v */
+#define CELERIS_METRIC_HISTOGRAM 3 /* _observe: NAME_bucket{le=..}, _sum, _count */
+#define CELERIS_METRIC_MAX_BOUNDS 32
+
+/*
+ * Declares a series for this route instance: in init only (ARGS is init's),
+ * on the main thread. NAME matches [A-Za-z_][A-Za-z0-9_]* (with the module's
+ * name and '_' before it, at most 128 bytes); a counter's name should end in
+ * _total. HELP is text for the HELP line (may be NULL; a newline is escaped;
+ * the newest declaration's is shown). A histogram takes NBOUNDS
+ * (1 to CELERIS_METRIC_MAX_BOUNDS) finite upper bounds in increasing order
+ * (+Inf is added); other types take NULL, 0.
+ *
+ * The series belongs to the route instance (no free call): it stays in the
+ * output while an instance that declared it exists. A reload that keeps the route with a module
+ * of the same name declaring the same NAME, type and bounds continues the
+ * series (its values are not reset); a changed type or bounds starts it again
+ * from zero. A gauge is the sum of what every thread added, so it fits levels
+ * that move by steps (requests in flight, items cached), not values set
+ * absolutely.
+ *
+ * NULL, logged with the reason, for a bad argument (name, type, bounds, the
+ * same NAME twice on one instance, a call outside init) or out of memory:
+ * init then usually fails with a message.
+ */
+celeris_metric *celeris_metric_declare(const celeris_init_args *args, int type, const char *name,
+                                       const char *help, const double *bounds, size_t nbounds);
+/* Adds V to a counter (V < 0 is ignored) or a gauge. Any thread; wait-free on
+ * a worker. M NULL, a histogram, or V NaN: nothing. */
+void celeris_metric_add(celeris_metric *m, double v);
+/* Counts V in the first bucket whose bound is >= V and adds it to the sum.
+ * Any thread. M NULL, not a histogram, or V NaN: nothing. */
+void celeris_metric_observe(celeris_metric *m, double v);
 
 #ifdef __cplusplus
 }
