@@ -14,6 +14,7 @@ from .callgrind import mode_callgrind
 from .inproc import mode_inproc
 from .idle import mode_idle
 from .ramp import RAMP_STEPS, mode_ramp
+from .upload_relay import mode_relay_upload
 from .via_haproxy import mode_via_haproxy
 
 
@@ -41,7 +42,12 @@ Protocols (--proto, throughput table only; one table each):
   tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
---callgrind, --idle-conns and --ramp measure h2c only.
+--callgrind, --idle-conns, --ramp and --relay-delay measure h2c only.
+
+--relay-delay MS (celerisd only, celbench/upload_relay.py) uploads 4 MiB through
+scripts/bench.d/relay.py, a TCP relay delaying each direction by MS ms (these
+kernels have no netem), to the echo module and to a static route, with
+65,535-octet windows and with the defaults; seconds, MB/s, bench-...-relay.md.
 
 --table N (with --callgrind; celerisd and nginx only) adds N literal routes
 /api/v1/resource{i}/items and 100 param routes /api/v1/param{j}/:id to each
@@ -135,14 +141,21 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--relay-delay', type=float, metavar='MS', default=None,
+                    help='a 4 MiB upload (celerisd, h2c) through a relay delaying each '
+                         'direction by MS ms: 65,535-octet windows against the defaults')
     ap.add_argument('--via', choices=['haproxy'], default=None,
                     help='celerisd straight and through HAProxy (h2c, PROXY v2) on the same '
                          'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via') if getattr(opts, m)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'relay_delay')
+             if getattr(opts, m) not in (None, False)]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via')
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, '
+                 '--relay-delay')
+    if opts.relay_delay is not None and opts.relay_delay < 0:
+        ap.error('--relay-delay needs MS >= 0')
     opts.mode = modes[0] if modes else 'throughput'
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
@@ -236,6 +249,8 @@ def main(argv):
                 mode_throughput(opts, ctx, opts.route_list, opts.names, proto)
         elif opts.mode == 'via':
             mode_via_haproxy(opts, ctx)
+        elif opts.mode == 'relay_delay':
+            mode_relay_upload(opts, ctx)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
              'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)

@@ -10,8 +10,11 @@ import os
 import statistics
 import subprocess
 
-from relay import Relay
-from via_haproxy import start, stop, wait_listen
+from relay import Relay  # scripts/bench.d/relay.py (the tests use it too)
+
+from .common import BenchError, CELERISD, ROOT, free_port, say
+from .report import header_lines, md_table, write_md
+from .via_haproxy import start, stop, wait_listen
 
 SIZE = 4 << 20
 
@@ -33,19 +36,18 @@ SETUPS = [('65,535 windows', ', initial_window_size: 65535, connection_window: 6
           ('defaults (4m, 16m)', '')]
 
 
-def upload(b, url, body_path):
+def upload(url, body_path):
     p = subprocess.run(['curl', '-sS', '--http2-prior-knowledge', '-o', '/dev/null',
                         '-w', '%{http_code} %{time_total} %{size_upload} %{size_download}',
                         '--max-time', '120', '--data-binary', f'@{body_path}', url],
                        capture_output=True, text=True, timeout=150)
     parts = p.stdout.split()
     if p.returncode != 0 or len(parts) != 4 or parts[0] != '200' or int(parts[2]) != SIZE:
-        raise b.BenchError(f'upload to {url} failed: {p.stdout} {p.stderr.strip()}')
+        raise BenchError(f'upload to {url} failed: {p.stdout} {p.stderr.strip()}')
     return float(parts[1])
 
 
-def mode_relay_upload(opts, ctx, b):
-    """B is bench.py's module, as for --via."""
+def mode_relay_upload(opts, ctx):
     delay = opts.relay_delay / 1000
     body_path = os.path.join(ctx.tmp, 'upload.bin')
     with open(body_path, 'wb') as f:
@@ -53,18 +55,18 @@ def mode_relay_upload(opts, ctx, b):
     procs, relays, ports = [], [], []
     try:
         for i, (_, limits) in enumerate(SETUPS):
-            port = b.free_port()
+            port = free_port()
             cfg = os.path.join(ctx.tmp, f'celerisd-relay{i}.yaml')
             with open(cfg, 'w') as f:
                 f.write(CELERISD_YAML.format(
                     port=port, limits=limits,
-                    modules=os.path.join(b.ROOT, 'build-bench', 'modules')))
+                    modules=os.path.join(ROOT, 'build-bench', 'modules')))
             log = os.path.join(ctx.tmp, f'celerisd-relay{i}.log')
-            procs.append(start([b.CELERISD, '-c', cfg], opts.server_cpus, log, ctx.tmp))
-            wait_listen(b, procs[-1], port, 'celerisd', log)
+            procs.append(start([CELERISD, '-c', cfg], opts.server_cpus, log, ctx.tmp))
+            wait_listen(procs[-1], port, 'celerisd', log)
             relays.append(Relay(port, delay).start())
             ports.append(relays[-1].port)
-        b.say(f'--relay-delay {opts.relay_delay:g}: a {SIZE >> 20} MiB upload through a relay '
+        say(f'--relay-delay {opts.relay_delay:g}: a {SIZE >> 20} MiB upload through a relay '
               f'adding {opts.relay_delay:g} ms each way (round trip {2 * opts.relay_delay:g} ms), '
               f'curl, {opts.repeat} runs each, alternating')
         times = {(s, p): [] for s in range(len(SETUPS)) for p in ('/echo', '/up')}
@@ -72,7 +74,7 @@ def mode_relay_upload(opts, ctx, b):
             for s in range(len(SETUPS)):
                 for path in ('/echo', '/up'):
                     times[(s, path)].append(
-                        upload(b, f'http://127.0.0.1:{ports[s]}{path}', body_path))
+                        upload(f'http://127.0.0.1:{ports[s]}{path}', body_path))
         rows = []
         for path in ('/echo', '/up'):
             base = statistics.median(times[(0, path)])
@@ -81,16 +83,16 @@ def mode_relay_upload(opts, ctx, b):
                 rows.append([path, what, f'{t:.3f}', f'{SIZE / t / 1e6:.2f}',
                              ', '.join(f'{x:.2f}' for x in times[(s, path)]),
                              f'{base / t:.1f}x'])
-        t = b.md_table(['route', 'windows', 's (median)', 'MB/s', 'runs (s)', 'speed-up'],
+        t = md_table(['route', 'windows', 's (median)', 'MB/s', 'runs (s)', 'speed-up'],
                        rows, ['l', 'l', 'r', 'r', 'l', 'r'])
         note = (f'{SIZE >> 20} MiB request body, h2c, through scripts/bench.d/relay.py '
                 f'({opts.relay_delay:g} ms each way, loopback otherwise); /echo streams the body '
                 f'back through the relay, /up answers "OK". The server\'s windows: '
                 f'limits.initial_window_size (per stream) and limits.connection_window.')
-        b.say('\n' + '\n'.join(t) + '\n\n' + note)
-        lines = b.header_lines(opts, 'celerisd uploads over a delayed path', client='curl') + \
+        say('\n' + '\n'.join(t) + '\n\n' + note)
+        lines = header_lines(opts, 'celerisd uploads over a delayed path', client='curl') + \
             t + ['', note]
-        b.say(f'\nwrote {b.write_md(opts, ctx.stamp, "-relay", lines)}')
+        say(f'\nwrote {write_md(opts, ctx.stamp, "-relay", lines)}')
     finally:
         for r in relays:
             r.stop()
