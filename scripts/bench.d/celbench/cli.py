@@ -14,6 +14,7 @@ from .callgrind import mode_callgrind
 from .inproc import mode_inproc
 from .idle import mode_idle
 from .ramp import RAMP_STEPS, mode_ramp
+from .many_conns import mode_many_conns
 from .upload_relay import mode_relay_upload
 from .via_haproxy import mode_via_haproxy
 
@@ -42,7 +43,14 @@ Protocols (--proto, throughput table only; one table each):
   tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
---callgrind, --idle-conns, --ramp and --relay-delay measure h2c only.
+--callgrind, --idle-conns, --ramp, --relay-delay and --many-conns measure h2c
+only.
+
+--many-conns N (/bench, celbench/many_conns.py), per server: first a saturated
+run (-c, -m, -D), then N connections each sending one request a second
+(h2load --rps 1) for -D after a 10 s warm-up; server CPU per request over the
+measured time beside the saturated figure, and RSS. The open-files hard limit
+bounds N (about the limit minus 1000).
 
 --relay-delay MS (celerisd only, celbench/upload_relay.py) uploads 4 MiB through
 scripts/bench.d/relay.py, a TCP relay delaying each direction by MS ms (these
@@ -141,6 +149,9 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--many-conns', type=int, metavar='N', default=None,
+                    help='N connections at one request a second each (celerisd, /bench): '
+                         'server CPU per request and RSS against the saturated figure')
     ap.add_argument('--relay-delay', type=float, metavar='MS', default=None,
                     help='a 4 MiB upload (celerisd, h2c) through a relay delaying each '
                          'direction by MS ms: 65,535-octet windows against the defaults')
@@ -149,11 +160,13 @@ def parse_args(argv):
                          'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'relay_delay')
-             if getattr(opts, m) not in (None, False)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'relay_delay',
+                         'many_conns') if getattr(opts, m) not in (None, False)]
     if len(modes) > 1:
         ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, '
-                 '--relay-delay')
+                 '--relay-delay, --many-conns')
+    if opts.many_conns is not None and opts.many_conns < 1:
+        ap.error('--many-conns needs N >= 1')
     if opts.relay_delay is not None and opts.relay_delay < 0:
         ap.error('--relay-delay needs MS >= 0')
     opts.mode = modes[0] if modes else 'throughput'
@@ -251,6 +264,8 @@ def main(argv):
             mode_via_haproxy(opts, ctx)
         elif opts.mode == 'relay_delay':
             mode_relay_upload(opts, ctx)
+        elif opts.mode == 'many_conns':
+            mode_many_conns(opts, ctx, opts.route_list, opts.names)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
              'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
