@@ -141,7 +141,11 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
          * (PRIORITY_UPDATE frames, the priority field). */
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
-    if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, CEL_ARRAY_LEN(iv))) {
+    /* The connection's window grows only by WINDOW_UPDATE: sent with the
+     * SETTINGS, it reaches the client before its first DATA can. */
+    if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, CEL_ARRAY_LEN(iv)) ||
+        nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)h->limits.connection_window)) {
         cel_h2_free(h);
         return NULL;
     }
