@@ -215,8 +215,8 @@ def test_idle_connection_memory(celerisd):
     6.7 is the worker's glibc arena (nghttp2's session, its two HPACK tables,
     our connection) and two pages of the pool's span: the one page of
     nghttp2's 16 KiB frame buffer that small frames write, and its 4 KiB
-    stream map, which nghttp2 1.52 reads (a lookup of stream 0 after each
-    frame it sends) but never writes. VmRSS counts that read page only where
+    stream map, which nghttp2 1.52 reads during the SETTINGS exchange but
+    never writes (pagemap shows the kernel's zero page there). VmRSS counts that read page only where
     the kernel backs it with a page of its own: 10.7 here, where the shared
     zero page stands in, 14.7 on the machine of issue #20's report. So the
     bounds: touched at most 16 (14.7 and a margin of 9 %), and VmRSS no more
