@@ -2,10 +2,10 @@
 
 import pytest
 
-from h2wire import (ACK, ENABLE_PUSH, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
-                    MAX_HEADER_LIST_SIZE, PREFACE, PROTOCOL_ERROR, SETTINGS, encode_block,
-                    expect_alive, expect_connection_error, expect_response, headers_frame,
-                    ping_frame, settings_frame)
+from h2wire import (expect_alive, expect_connection_error, expect_response)
+from lib.h2frames import (ACK, ENABLE_PUSH, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS,
+                          MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE, PREFACE, PROTOCOL_ERROR, SETTINGS,
+                          encode_block, headers_frame, ping_frame, settings_frame)
 
 
 def test_server_first_frame_is_settings(raw):

@@ -14,6 +14,7 @@ from .callgrind import mode_callgrind
 from .inproc import mode_inproc
 from .idle import mode_idle
 from .ramp import RAMP_STEPS, mode_ramp
+from .scaling import mode_scaling
 from .many_conns import mode_many_conns
 from .upload_relay import mode_relay_upload
 from .via_haproxy import mode_via_haproxy
@@ -27,7 +28,8 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
        scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
-       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee'''
+       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee
+       scripts/bench --scaling [...]    1, 2, 4 ... N/2 workers: req/s, efficiency per core'''
 EPILOG = '''Servers: celerisd (build-bench, conf/bench.yaml), nginx, h2o (file.file +
 mruby for params), h2o-mruby (all routes mruby), nghttpd (files). All get their
 own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
@@ -43,8 +45,10 @@ Protocols (--proto, throughput table only; one table each):
   tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
---callgrind, --idle-conns, --ramp, --relay-delay and --many-conns measure h2c
-only.
+--idle-conns, --ramp, --relay-delay and --many-conns measure h2c only;
+--callgrind h2c, or HTTP/1.1 with --proto http1: h2load --h1 -c 4 keep-alive,
+pipelined (-m 10) and with connection: close, each server's instructions per
+request for each.
 
 --many-conns N (/bench, celbench/many_conns.py), per server: first a saturated
 run (-c, -m, -D), then N connections each sending one request a second
@@ -73,6 +77,13 @@ h2load -c 200 -n 20000 -m 10 (each connection's HPACK table built afresh every
 accept, accept-language, accept-encoding, sec-ch-ua*, sec-fetch-*,
 upgrade-insecure-requests, cache-control, referer, a 1 KiB cookie; the text is
 in celbench/browser.py); reports both, their ratio and the difference.
+
+--scaling splits the usable CPUs in two: h2load on the first half (-t = its
+CPU count), celerisd, h2o and nginx (as --servers allows) on the second with 1,
+2, 4 ... workers up to its CPU count, pinned to the first w of them, -c C×w;
+reports req/s, req/s per worker and efficiency (req/s ÷ w × the 1-worker
+figure). On 2 CPUs that is the 1-worker step only; the same command runs
+every step on a larger machine.
 
 --inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
 under callgrind, counting only its server side: four floors (a bare nghttp2
@@ -149,6 +160,9 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--scaling', action='store_true',
+                    help='celerisd, h2o, nginx with 1, 2, 4 ... N/2 workers against h2load on the '
+                         'other half of the CPUs: req/s and efficiency per core')
     ap.add_argument('--many-conns', type=int, metavar='N', default=None,
                     help='N connections at one request a second each (celerisd, /bench): '
                          'server CPU per request and RSS against the saturated figure')
@@ -160,10 +174,10 @@ def parse_args(argv):
                          'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'relay_delay',
-                         'many_conns') if getattr(opts, m) not in (None, False)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'scaling',
+                         'relay_delay', 'many_conns') if getattr(opts, m) not in (None, False)]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, '
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, --scaling, '
                  '--relay-delay, --many-conns')
     if opts.many_conns is not None and opts.many_conns < 1:
         ap.error('--many-conns needs N >= 1')
@@ -177,8 +191,12 @@ def parse_args(argv):
     if not protos:
         ap.error('--proto: give h2c, http1, tls or a comma list of them')
     opts.protos = list(dict.fromkeys(protos))
-    if opts.mode != 'throughput' and opts.protos != ['h2c']:
-        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c)')
+    if opts.mode == 'callgrind' and opts.protos == ['http1']:
+        if opts.browser or opts.table:
+            ap.error('--callgrind --proto http1 takes neither --browser nor --table')
+    elif opts.mode != 'throughput' and opts.protos != ['h2c']:
+        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c; --callgrind '
+                 f'also http1)')
     if opts.duration is None:
         opts.duration = 2.0 if opts.quick else 5.0
     if opts.repeat is None:
@@ -211,6 +229,8 @@ def parse_args(argv):
         if s not in SERVERS:
             ap.error(f'unknown server {s!r} (known: {", ".join(SERVERS)})')
     opts.names = list(dict.fromkeys(names))
+    if opts.mode == 'callgrind' and opts.protos == ['http1']:
+        opts.names = [s for s in opts.names if s in PROTOS['http1'].servers]
     for p in opts.protos:
         if not [s for s in opts.names if s in PROTOS[p].servers]:
             ap.error(f'--proto {p}: none of the servers {", ".join(opts.names)} speaks it')
@@ -268,7 +288,7 @@ def main(argv):
             mode_many_conns(opts, ctx, opts.route_list, opts.names)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
-             'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
+             'inproc': mode_inproc, 'scaling': mode_scaling}[opts.mode](opts, ctx, opts.route_list, opts.names)
         ok = True
     except BenchError as e:
         say(f'\nbench: ABORTED: {e}')

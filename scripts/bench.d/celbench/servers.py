@@ -275,9 +275,9 @@ def check_bodies(srv, routes, ctx):
             os.unlink(bodyf)
 
 
-def check_all_bodies(opts, ctx, routes, names):
+def check_all_bodies(opts, ctx, routes, names, proto='h2c'):
     for name in names:
-        srv = ctx.server(name, table=opts.table).start()
+        srv = ctx.server(name, table=opts.table, proto=proto).start()
         check_bodies(srv, routes, ctx)
         srv.stop()
     say(f'bodies checked: {", ".join(names)} answer every route correctly')

@@ -180,7 +180,8 @@ typedef struct celeris_module {
     /*
      * Per request, on its worker thread. Either respond (celeris_resp_send and
      * friends, or start a stream) and return CELERIS_OK; or call
-     * celeris_req_suspend and return CELERIS_SUSPENDED; or return CELERIS_ERROR
+     * celeris_req_suspend, or start a timer or watch (celeris_timer_start,
+     * celeris_watch_start), and return CELERIS_SUSPENDED; or return CELERIS_ERROR
      * (a 500 if no response has started, else the stream is reset).
      */
     int (*handle)(void *instance, celeris_req *req);
@@ -260,7 +261,9 @@ int celeris_req_header(const celeris_req *req, const char *name, celeris_str *ou
 /* Header I (0-based) of celeris_req_header_count, names lowercase. */
 size_t celeris_req_header_count(const celeris_req *req);
 int celeris_req_header_at(const celeris_req *req, size_t i, celeris_str *name, celeris_str *value);
-/* The whole request body (buffered up to limits.max_request_body). */
+/* The whole request body, buffered up to the route's max_request_body (else
+ * limits.max_request_body). Empty on a route that takes bodies as a stream
+ * (celeris_init_body_stream, below). */
 celeris_str celeris_req_body(const celeris_req *req);
 
 /* ---- the connection ----
@@ -305,7 +308,9 @@ celeris_str celeris_req_tls(celeris_req *req, int what);
 
 /* This instance's per-worker data (from worker_init), or NULL. */
 void *celeris_req_worker_data(const celeris_req *req);
-/* The worker's libevent base, for timers and sockets of this request. */
+/* The worker's libevent base, for a module that drives libevent itself (it
+ * then builds with libevent too: celeris-module.pc's `libevent` variable
+ * names the package). celeris_timer_* and celeris_watch_* below need none. */
 struct event_base *celeris_req_event_base(const celeris_req *req);
 /* Which worker runs the request (0-based; stable for the worker's life). */
 unsigned celeris_worker_id(const celeris_worker *worker);
@@ -366,6 +371,122 @@ void celeris_async_resume(celeris_async *a, void (*fn)(celeris_req *req, void *a
  * REQ is dead from then on (a token still has to be resumed; its function
  * then gets NULL). */
 int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), void *arg);
+
+/* ---- timers and file descriptors on the worker's loop ----
+ *
+ * For work on the request's own worker without libevent: a timer, or a file
+ * descriptor (a socket to a backend) watched for reading or writing. Each
+ * belongs to one request and runs its function on that request's worker
+ * with the request alive: never after the request ends. Worker thread only.
+ *
+ * Waiting. Started on a request that has no answer yet, a timer or watch
+ * makes handle()'s return of CELERIS_SUSPENDED legal without a token: the
+ * answer then comes from one of their functions (or through a token). Once
+ * such a function returns with the request still unanswered, no token out
+ * and no timer or watch left that can call back, the request is ended with a
+ * 500 and the log says so: it cannot hang.
+ *
+ * The end of the request. When the request ends (answered and sent, the
+ * client gone, the connection closed), celerisd stops every timer and watch
+ * of it right after the module's on_close function (celeris_req_on_close)
+ * returns: on_close may still cancel them or close their descriptors; their
+ * functions never run again. A handle is memory of the request: valid until
+ * then, cancelling it twice or after a one-shot fired is harmless, and using
+ * it after on_close is not allowed. Each start takes a little of the
+ * request's memory until the request ends: a request that waits again and
+ * again re-arms one timer (celeris_timer_restart) rather than starting new
+ * ones. A descriptor is the module's: celerisd never reads, writes or closes
+ * it, and the module closes it (at the latest in on_close).
+ *
+ * Errors: CELERIS_STATE when the request is over (from a late token:
+ * celeris_async_resume's REQ is NULL then anyway), CELERIS_ERROR for the
+ * arguments, CELERIS_NOMEM; *OUT is left alone on error.
+ */
+
+typedef struct celeris_timer celeris_timer;
+typedef struct celeris_watch celeris_watch;
+
+#define CELERIS_TIMER_REPEAT 1u /* run every MS until cancelled, not once */
+
+/* FN(REQ, ARG) runs on REQ's worker MS milliseconds from now (0: on the next
+ * pass of the loop, never inside this call), then every MS with
+ * CELERIS_TIMER_REPEAT (MS 0 is refused there). OUT may be NULL. */
+int celeris_timer_start(celeris_req *req, uint64_t ms, unsigned flags,
+                        void (*fn)(celeris_req *req, void *arg), void *arg, celeris_timer **out);
+/* Re-arms T (pending, fired or cancelled) to run MS milliseconds from now,
+ * and every MS after that when it repeats; its function and flags stay. */
+int celeris_timer_restart(celeris_timer *t, uint64_t ms);
+/* T does not run again (until restarted). Also from its own function. */
+int celeris_timer_cancel(celeris_timer *t);
+
+#define CELERIS_WATCH_READ 1u  /* FD is readable, or at end of file, or failed */
+#define CELERIS_WATCH_WRITE 2u /* FD is writable (a connect finished, or failed) */
+/* FN(REQ, FD, EVENTS, ARG) runs on REQ's worker whenever FD is ready for one
+ * of EVENTS (level-triggered: again on the next pass while it stays ready);
+ * EVENTS in the call says which are ready. FD must be non-blocking. OUT may
+ * be NULL. */
+int celeris_watch_start(celeris_req *req, int fd, unsigned events,
+                        void (*fn)(celeris_req *req, int fd, unsigned events, void *arg), void *arg,
+                        celeris_watch **out);
+/* Watches for EVENTS from now on; 0 pauses the watch, which still counts as
+ * something the request waits for (above). Not after celeris_watch_cancel. */
+int celeris_watch_set(celeris_watch *w, unsigned events);
+/* W does not call back again; the descriptor stays open. Also from its own
+ * function. */
+int celeris_watch_cancel(celeris_watch *w);
+
+/* ---- the request body as a stream ----
+ *
+ * For bodies a module should not hold whole (an upload stored to disk,
+ * passed to a backend): it takes them piece by piece, and how fast it takes
+ * them is how fast the client may send (HTTP/2: the stream's flow-control
+ * window is opened only by what the module took; HTTP/1.1: the connection's
+ * socket is not read while the module holds back). Worker thread only.
+ */
+
+/* From init() only (ARGS is init's): this route instance takes request
+ * bodies as a stream. A request with a body then comes to handle() as soon as
+ * its headers are in, its body still to come (celeris_req_body is empty);
+ * handle() reads it with celeris_req_body_on_data. Requests without a body
+ * come as before. CELERIS_STATE outside init. */
+int celeris_init_body_stream(const celeris_init_args *args);
+
+/*
+ * FN(REQ, DATA, LEN, END, ARG) receives the body in order: LEN bytes at DATA
+ * (valid during the call only), END 1 when they are the last (LEN may be 0:
+ * an empty or chunked body's end). FN returns how many of LEN it took from
+ * the front: all of them, and FN comes again with what follows; fewer, and
+ * the rest is held (the client sends no more meanwhile) until
+ * celeris_req_body_resume, which offers it again. Once FN has taken the end,
+ * it is not called again.
+ *
+ * FN runs from the worker's loop, never inside this call. Setting it (or a
+ * new FN) lets handle() return CELERIS_SUSPENDED without a token while the
+ * body is coming: the answer may come from FN or later, and a request left
+ * unanswered with the whole body taken and nothing else to wait for gets a
+ * 500 (see "Waiting" above). Also on a request whose body was buffered (a
+ * route without celeris_init_body_stream, or no body): FN then gets it all at
+ * once, with END 1, so one code path serves both.
+ *
+ * The answer may begin before the body ends (a response streamed while the
+ * upload goes on). Once the answer is complete, FN is not called again and
+ * what is left of the body is dropped: HTTP/2 reads and discards it (up to
+ * max_request_body), HTTP/1.1 closes the connection after the answer. A body that passes the
+ * route's max_request_body gets the client a 413 (when no answer has begun; else the stream is
+ * reset, the HTTP/1.1 connection closed): FN is not called again, the module's own answer calls get
+ * CELERIS_STATE, and on_close runs. A client that goes away ends the request as usual (on_close,
+ * FINISHED 0). CELERIS_STATE when the request is over or its body was all taken.
+ */
+int celeris_req_body_on_data(celeris_req *req,
+                             size_t (*fn)(celeris_req *req, const void *data, size_t len, int end,
+                                          void *arg),
+                             void *arg);
+/* FN took less than it was offered and can take more now: the held bytes
+ * (and what follows) come again, from the loop. */
+int celeris_req_body_resume(celeris_req *req);
+/* 1 when REQ's body comes as a stream (still arriving), 0 when it was
+ * buffered or there is none. */
+int celeris_req_body_streamed(const celeris_req *req);
 
 /* ---- logging (any thread) ---- */
 
