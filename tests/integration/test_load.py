@@ -14,8 +14,8 @@ import pytest
 
 from support import BINARY, curl, load_n
 
-sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent.parent / "conformance"))
-from h2wire import hp_literal  # noqa: E402  (RFC 7541 encoding, shared with that suite)
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+from lib.h2frames import hp_literal  # noqa: E402  (RFC 7541 encoding, shared by the suites)
 
 pytestmark = pytest.mark.load
 

@@ -37,7 +37,7 @@ UPLOAD_SRC = r"""
 
 typedef struct up {
     celeris_req *req;
-    int fd, hold, early, done;
+    int fd, hold, early, done, echo, blocked;
     size_t bytes;
     SHA256_CTX sha;
     char part[512], path[512];
@@ -83,9 +83,27 @@ static void on_close(void *arg, int finished)
     free(u);
 }
 
+static void unblock(celeris_req *req, void *arg)
+{
+    up *u = arg;
+    u->blocked = 0;
+    celeris_req_body_resume(req);
+}
+
 static size_t on_data(celeris_req *req, const void *data, size_t len, int end, void *arg)
 {
     up *u = arg;
+    if (u->echo) { /* the answer streams while the upload goes on */
+        if (u->blocked)
+            return 0;
+        if (celeris_resp_write(req, data, len) == CELERIS_AGAIN) {
+            u->blocked = 1;
+            celeris_resp_on_writable(req, unblock, u);
+        }
+        if (end)
+            celeris_resp_end(req);
+        return len;
+    }
     if (u->early) {
         celeris_resp_send(req, 400, "early\n", 6);
         return len;
@@ -144,6 +162,11 @@ static int handle(void *instance, celeris_req *req)
     u->req = req;
     u->hold = celeris_req_query_arg(req, "hold", &v) == CELERIS_OK;
     u->early = celeris_req_query_arg(req, "early", &v) == CELERIS_OK;
+    u->echo = celeris_req_query_arg(req, "echo", &v) == CELERIS_OK;
+    if (u->echo && celeris_resp_start(req, 200) != CELERIS_OK) {
+        free(u);
+        return CELERIS_ERROR;
+    }
     snprintf(u->part, sizeof(u->part), "%s/%.*s.part", dir, (int)name.len, name.ptr);
     snprintf(u->path, sizeof(u->path), "%s/%.*s", dir, (int)name.len, name.ptr);
     SHA256_Init(&u->sha);
@@ -400,3 +423,27 @@ def test_early_answer_drops_the_rest(celerisd, upload_so, store, proto):
     while (store / "x.part").exists() and time.monotonic() < deadline:
         time.sleep(0.02)
     assert not (store / "x.part").exists()
+
+
+@pytest.mark.parametrize("proto", ["http1.1", "h2c"])
+def test_answer_streams_while_the_upload_goes_on(celerisd, upload_so, store, tmp_path, proto):
+    """The module starts its answer at the headers and writes each piece of
+    the body back as it takes it (holding the upload while the client does
+    not read): 8 MiB come back whole and in order."""
+    srv = celerisd(config(upload_so, store))
+    data = os.urandom(8 * MIB)
+    if proto == "http1.1":
+        src = tmp_path / "up.bin"
+        src.write_bytes(data)
+        p = subprocess.run(["curl", "--http1.1", "-sS", "--max-time", str(int(60 * SCALE)),
+                            "--data-binary", f"@{src}", "-H", "content-type: x/y",
+                            srv.url("/up/e?echo=1")], capture_output=True,
+                           timeout=int(60 * SCALE) + 5, stdin=subprocess.DEVNULL)
+        assert p.returncode == 0, p.stderr
+        body = p.stdout
+    else:
+        with srv.client(timeout=60 * SCALE) as c:
+            r = c.request("POST", "/up/e?echo=1", body=data)
+            assert r.status == 200
+            body = r.body
+    assert len(body) == len(data) and body == data

@@ -471,11 +471,20 @@ int celeris_init_body_stream(const celeris_init_args *args);
  * The answer may begin before the body ends (a response streamed while the
  * upload goes on). Once the answer is complete, FN is not called again and
  * what is left of the body is dropped: HTTP/2 reads and discards it (up to
- * max_request_body), HTTP/1.1 closes the connection after the answer. A body that passes the
- * route's max_request_body gets the client a 413 (when no answer has begun; else the stream is
- * reset, the HTTP/1.1 connection closed): FN is not called again, the module's own answer calls get
- * CELERIS_STATE, and on_close runs. A client that goes away ends the request as usual (on_close,
- * FINISHED 0). CELERIS_STATE when the request is over or its body was all taken.
+ * max_request_body), HTTP/1.1 closes the connection after the answer.
+ *
+ * A body that passes the route's max_request_body gets the client a 413
+ * (when no answer has begun; else the HTTP/2 stream is reset, the HTTP/1.1
+ * connection closed): FN is not called again, the module's own answer calls
+ * get CELERIS_STATE, and on_close runs. A client that goes away ends the
+ * request as usual (on_close, FINISHED 0).
+ *
+ * What celerisd holds for a module that holds back is bounded: one stream
+ * window (limits.initial_window_size) over HTTP/2, the connection's input
+ * buffer (what one read event brings past 64 KiB, at most 320 KiB) over
+ * HTTP/1.1. FN may call celeris_req_body_resume itself before it returns
+ * fewer: the rest then comes again from the loop. CELERIS_STATE when the
+ * request is over or its body was all taken.
  */
 int celeris_req_body_on_data(celeris_req *req,
                              size_t (*fn)(celeris_req *req, const void *data, size_t len, int end,
