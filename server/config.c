@@ -107,6 +107,7 @@ const conf_limit conf_limits[] = {
     LIMIT("min_send_rate", min_send_rate, CONF_SIZE, 0, 1LL << 30, CEL_DEF_MIN_SEND_RATE),
     LIMIT("initial_window_size", initial_window_size, CONF_SIZE, 1, INT32_MAX,
           CEL_DEF_INITIAL_WINDOW_SIZE),
+    LIMIT("body_window", body_window, CONF_SIZE, 1, INT32_MAX, CEL_DEF_BODY_WINDOW),
     LIMIT("connection_window", connection_window, CONF_SIZE, 65535, INT32_MAX,
           CEL_DEF_CONNECTION_WINDOW),
     LIMIT("max_output_buffer", max_output_buffer, CONF_SIZE, 16384, 1LL << 30,

@@ -100,8 +100,18 @@ int cel_h2_body_headers(cel_h2 *h, stream *st)
                                     &st->body_limit, &streamed);
     if (st->hf.content_length > 0 && (uint64_t)st->hf.content_length > st->body_limit)
         return cel_h2_respond_early(h, st, 413);
-    if (!streamed)
+    if (!streamed) {
+        /* Held whole, at most body_limit whatever the window: the stream may
+         * send that much (body_window at most) without waiting for us. */
+        uint64_t want =
+            st->body_limit < h->limits.body_window ? st->body_limit : h->limits.body_window;
+        if (st->hf.content_length >= 0 && (uint64_t)st->hf.content_length < want)
+            want = (uint64_t)st->hf.content_length;
+        if (want > h->limits.initial_window_size &&
+            nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, st->id, (int32_t)want))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
         return 0;
+    }
     st->bflags |= CEL_H2B_STREAM;
     st->x.body_streamed = 1;
     h->bodies++;

@@ -46,11 +46,12 @@ def test_server_settings_values_are_legal(conn):
 
 def test_server_advertises_configured_limits(conn):
     """README limits: max_concurrent_streams 128, 64 KiB header lists and a
-    4 MiB stream window are what the SETTINGS frame announces."""
+    65,535-octet stream window are what the SETTINGS frame announces (a
+    buffered upload's stream is opened wider by WINDOW_UPDATE)."""
     s = conn.server_settings
     assert s.get(MAX_CONCURRENT_STREAMS) == 128, s
     assert s.get(MAX_HEADER_LIST_SIZE) == 64 * 1024, s
-    assert s.get(INITIAL_WINDOW_SIZE, 65535) == 4 << 20, s
+    assert s.get(INITIAL_WINDOW_SIZE, 65535) == 65535, s
 
 
 def test_request_after_preface(conn):

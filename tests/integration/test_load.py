@@ -190,9 +190,12 @@ def _touched_kib(pid):
             if head[1] != "rw-p" or head[5:] not in ([], ["[heap]"]):  # anonymous, private
                 continue
             lo, hi = (int(x, 16) for x in head[0].split("-"))
-            pm.seek(lo // 4096 * 8)
-            entries = array.array("Q", pm.read((hi - lo) // 4096 * 8))
-            total += sum(1 for e in entries if e >> 63)
+            if hi - lo > 1 << 36:  # a sanitizer's shadow (terabytes reserved), not ours
+                continue
+            for at in range(lo, hi, 1 << 28):  # 256 MiB of address space at a time
+                pm.seek(at // 4096 * 8)
+                entries = array.array("Q", pm.read((min(hi, at + (1 << 28)) - at) // 4096 * 8))
+                total += sum(1 for e in entries if e >> 63)
     return total * 4
 
 
@@ -212,8 +215,8 @@ def test_idle_connection_memory(celerisd):
     6.7 is the worker's glibc arena (nghttp2's session, its two HPACK tables,
     our connection) and two pages of the pool's span: the one page of
     nghttp2's 16 KiB frame buffer that small frames write, and its 4 KiB
-    stream map, which nghttp2 1.52 reads (a lookup of stream 0 after each
-    frame it sends) but never writes. VmRSS counts that read page only where
+    stream map, which nghttp2 1.52 reads during the SETTINGS exchange but
+    never writes (pagemap shows the kernel's zero page there). VmRSS counts that read page only where
     the kernel backs it with a page of its own: 10.7 here, where the shared
     zero page stands in, 14.7 on the machine of issue #20's report. So the
     bounds: touched at most 16 (14.7 and a margin of 9 %), and VmRSS no more
@@ -257,7 +260,8 @@ def test_idle_connection_memory(celerisd):
         huge = sum(h for _, _, h in grew) - sum(h for _, h in maps_before.values())
         assert huge <= 0, f"huge pages grew by {huge} KiB: {detail}"
         assert touched <= (64 if _sanitized() else 16), f"{touched:.2f} KiB touched: {detail}"
-        assert per_conn <= touched + 0.25, f"VmRSS {per_conn:.2f} KiB, touched {touched:.2f}"
+        # (a sanitizer's shadow memory is in VmRSS, not in the touched count)
+        assert _sanitized() or per_conn <= touched + 0.25, (per_conn, touched)
         # and they are still served
         socks[0].setblocking(False)
         with pytest.raises(BlockingIOError):
@@ -279,7 +283,7 @@ def test_idle_tls_connection_memory(celerisd, tmp_path):
     mostly OpenSSL's connection state; 8 the pool's span: the stream map,
     written once a stream was, and a page of the frame buffer); the bound is
     39, halfway. Where the kernel does TLS (kTLS), no record is kept either
-    way."""
+    way. (With sanitizers the bound is only a sanity check.)"""
     from test_tls import make_cert
     crt, key = make_cert(tmp_path, "idle", "localhost", ["IP:127.0.0.1"])
     (tmp_path / "32k.bin").write_bytes(b"x" * 32768)
@@ -339,8 +343,9 @@ routes:
         per_conn = (after - before) / n
         print(f"TLS: VmRSS {before} -> {after} KiB: {per_conn:.2f} KiB per idle connection, "
               f"{touched:.2f} KiB touched ({detail})")
-        assert touched <= (128 if _sanitized() else 39), f"{touched:.2f} KiB: {detail}"
-        assert per_conn <= touched + 0.25, (per_conn, touched)
+        # (with sanitizers, OpenSSL's freed blocks wait in ASan's quarantine)
+        assert touched <= (1024 if _sanitized() else 39), f"{touched:.2f} KiB: {detail}"
+        assert _sanitized() or per_conn <= touched + 0.25, (per_conn, touched)
     finally:
         for s in socks:
             s.close()

@@ -2,8 +2,8 @@
 that delays each direction by MS milliseconds (relay.py; these kernels have no
 netem), to the echo module (the body comes back through the relay too) and to
 a static route (upload only). celerisd runs twice, with the protocol's 65,535
-octet windows (what it advertised before the window knobs) and with its
-defaults, alternating, curl as the client. Prints seconds and MB/s of the
+octet windows (what it advertised before the window knobs: body_window and
+connection_window at 65535) and with its defaults, alternating, curl as the client. Prints seconds and MB/s of the
 upload (median of --repeat runs) and the ratio."""
 
 import os
@@ -32,8 +32,8 @@ routes:
     static: {{ body: "OK" }}
 """
 
-SETUPS = [('65,535 windows', ', initial_window_size: 65535, connection_window: 65535'),
-          ('defaults (4m, 16m)', '')]
+SETUPS = [('65,535 windows', ', body_window: 65535, connection_window: 65535'),
+          ('defaults (body 4m, connection 16m)', '')]
 
 
 def upload(url, body_path):
@@ -88,7 +88,7 @@ def mode_relay_upload(opts, ctx):
         note = (f'{SIZE >> 20} MiB request body, h2c, through scripts/bench.d/relay.py '
                 f'({opts.relay_delay:g} ms each way, loopback otherwise); /echo streams the body '
                 f'back through the relay, /up answers "OK". The server\'s windows: '
-                f'limits.initial_window_size (per stream) and limits.connection_window.')
+                f'limits.body_window (a buffered upload\'s stream) and limits.connection_window.')
         say('\n' + '\n'.join(t) + '\n\n' + note)
         lines = header_lines(opts, 'celerisd uploads over a delayed path', client='curl') + \
             t + ['', note]
