@@ -344,9 +344,10 @@ def test_h2_held_upload_keeps_its_window_shut(celerisd, upload_so, store):
     with srv.client(timeout=30 * SCALE, connection_window=16 * MIB) as c:
         sid = c.send_request("POST", "/up/h?hold=1", end_stream=False)
         window = c.conn.local_flow_control_window(sid)
-        # the stream's window is the one the server's SETTINGS announced
-        # (limits.initial_window_size), and all of it may be sent unasked
-        assert window == c.conn.remote_settings.initial_window_size == 4 * MIB
+        # a streamed body's window is the one the server's SETTINGS announced
+        # (limits.initial_window_size; body_window opens buffered bodies only),
+        # and all of it may be sent unasked
+        assert window == c.conn.remote_settings.initial_window_size == 65535
         data = os.urandom(window + 1 * MIB)
         for off in range(0, window, 16384):
             c.conn.send_data(sid, data[off:min(off + 16384, window)])
