@@ -2,7 +2,7 @@
 4.3.1: every decoding error is a connection error COMPRESSION_ERROR; the
 server's own encoder must follow the client's SETTINGS_HEADER_TABLE_SIZE.
 
-Request field blocks are built octet by octet (h2wire.hp_*); decoded values
+Request field blocks are built octet by octet (hp_* of tests/lib/h2frames.py); decoded values
 are checked through the /echo route, which returns x-a, x-b, x-c and cookie
 as the server decoded them."""
 
@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from h2wire import (ACK, COMPRESSION_ERROR, HEADER_TABLE_SIZE, HEADERS, SETTINGS,
-                    STATIC, continuation_frame, encode_block, expect_connection_error,
-                    expect_response, headers_frame, hp_indexed, hp_int, hp_literal, hp_raw_str,
-                    hp_size_update, hp_str, huffman, settings_frame)
+from h2wire import (expect_connection_error, expect_response)
+from lib.h2frames import (ACK, COMPRESSION_ERROR, HEADER_TABLE_SIZE, HEADERS, SETTINGS, STATIC,
+                          continuation_frame, encode_block, headers_frame, hp_indexed, hp_int,
+                          hp_literal, hp_raw_str, hp_size_update, hp_str, huffman, settings_frame)
 
 KINDS = ["incremental", "without", "never"]
 
@@ -287,7 +287,8 @@ def test_literal_indexed_name_missing_value(conn):
 
 def test_compression_error_on_trailers(conn):
     """Trailer blocks are decoded with the same rules."""
-    from h2wire import open_stream, data_frame
+    from h2wire import open_stream
+    from lib.h2frames import data_frame
     sid = open_stream(conn)
     conn.send(data_frame(sid, b"x") + headers_frame(sid, hp_indexed(0)))
     expect_connection_error(conn, COMPRESSION_ERROR)
@@ -403,7 +404,7 @@ def test_table_field_outlives_its_entries(conn):
     here an upload left open while 120 requests carry fresh accept values (the
     client's table, and celerisd's kept fields, let the first one go long
     before the upload ends)."""
-    from h2wire import data_frame
+    from lib.h2frames import data_frame
     auth = f"127.0.0.1:{conn.port}"
     get = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
     post = hp_indexed(3) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
@@ -440,7 +441,7 @@ def test_indexed_fields_over_tight_header_list_limit(tight_conn):
 
 
 def _over_header_list_limit(conn):
-    from h2wire import MAX_HEADER_LIST_SIZE
+    from lib.h2frames import MAX_HEADER_LIST_SIZE
     head = _indexed_setup(conn)
     value = "v" * 250
     first = head + hp_indexed(63) + hp_literal(None, value, "incremental", name_index=19)
@@ -457,7 +458,8 @@ def _over_header_list_limit(conn):
 
 def test_indexed_pseudo_after_regular_is_malformed(conn):
     """8.3: a pseudo-header after a regular field, both from the table."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     head = _indexed_setup(conn)
     assert echo(conn, head + hp_indexed(63) + hp_indexed(62))["a"] == "1"
     sid = conn.new_sid()
@@ -468,7 +470,8 @@ def test_indexed_pseudo_after_regular_is_malformed(conn):
 
 def test_indexed_pseudo_twice_is_malformed(conn):
     """8.3: :authority twice, the second time from the table."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     head = _indexed_setup(conn)
     sid = conn.new_sid()
     conn.send(headers_frame(sid, head + hp_indexed(63) + hp_indexed(63)))
@@ -477,7 +480,8 @@ def test_indexed_pseudo_twice_is_malformed(conn):
 
 def test_indexed_host_twice_is_malformed(conn):
     """host twice, from the table the second time (one host only, 8.3.1)."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     auth = f"127.0.0.1:{conn.port}"
     head = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
     assert echo(conn, head + hp_literal(None, auth, "incremental", name_index=38))["a"] == ""
@@ -492,7 +496,8 @@ def test_indexed_host_twice_is_malformed(conn):
 def test_indexed_malformed_field_stays_malformed(conn, name, value):
     """A malformed field put in the table makes every request that uses it
     malformed, not only the first."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     head = base(conn)
     for i in range(3):
         field = hp_literal(name, value, "incremental") if i == 0 else hp_indexed(62)
