@@ -16,6 +16,7 @@
 #include "genref.h"
 #include "h1.h"
 #include "h2.h"
+#include "http.h"
 #include "log.h"
 #include "proxy_proto.h"
 #include "stats.h"
@@ -766,17 +767,29 @@ void cel_conn_shutdown(cel_conn *c)
     pump(c);
 }
 
+/* BUF holds "255.255.255.255" and cel_http_utoa's 20 bytes past its 12th. */
+_Static_assert(sizeof(((cel_conn *)0)->peer) >= 12 + 20, "peer_text writes IPv4 in place");
+
 static void peer_text(int fd, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    snprintf(buf, len, "-");
+    memcpy(buf, "-", 2);
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
         return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
-    else if (ss.ss_family == AF_INET6)
+    if (ss.ss_family == AF_INET) {
+        /* glibc's inet_ntop writes IPv4 with sprintf: ~1,300 instructions a
+         * connection, a tenth of a connection: close request's. */
+        const uint8_t *a = (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr;
+        size_t n = cel_http_utoa(buf, a[0]);
+        for (int i = 1; i < 4; i++) {
+            buf[n++] = '.';
+            n += cel_http_utoa(buf + n, a[i]);
+        }
+        buf[n] = '\0';
+    } else if (ss.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
+    }
 }
 
 cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
