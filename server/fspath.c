@@ -19,10 +19,21 @@ static int hexval(unsigned char c)
     return c >= 'a' && c <= 'f' ? c - 'a' + 10 : -1;
 }
 
+/* Appends C to OUT; CEL_ETOOBIG when it and the NUL do not fit. */
+static int put(char *out, size_t cap, size_t *o, char c)
+{
+    if (*o + 1 >= cap)
+        return CEL_ETOOBIG;
+    out[(*o)++] = c;
+    return 0;
+}
+
 int cel_fspath_map(const char *raw, size_t n, char *out, size_t cap, size_t *len, int *slash)
 {
-    size_t o = 0, seg = 0; /* seg: where the segment being written began */
-    int in_seg = 0;
+    /* A segment's bytes go out once it cannot be "." any more (so that a
+     * dropped "." never needs room), its separator with its first byte. */
+    size_t o = 0, k = 0; /* k: bytes of the segment being read */
+    int dot = 0;         /* the segment so far is ".", not yet written */
     if (slash)
         *slash = n > 0 && raw[n - 1] == '/';
     if (cap == 0)
@@ -44,29 +55,26 @@ int cel_fspath_map(const char *raw, size_t n, char *out, size_t cap, size_t *len
         }
         if (c == 0 || c == '\\')
             return CEL_EINVAL;
-        if (c != '/') {
-            if (!in_seg) { /* the separator goes in once the segment has a byte */
-                in_seg = 1;
-                if (o > 0) {
-                    if (o + 1 >= cap)
-                        return CEL_ETOOBIG;
-                    out[o++] = '/';
-                }
-                seg = o;
-            }
-            if (o + 1 >= cap)
-                return CEL_ETOOBIG;
-            out[o++] = (char)c;
+        if (c == '/') {
+            if (k == 2 && out[o - 1] == '.' && out[o - 2] == '.')
+                return CEL_EINVAL;
+            k = 0;
+            dot = 0;
             continue;
         }
-        if (!in_seg)
-            continue; /* an empty segment */
-        in_seg = 0;
-        size_t k = o - seg;
-        if (k == 2 && out[seg] == '.' && out[seg + 1] == '.')
-            return CEL_EINVAL;
-        if (k == 1 && out[seg] == '.')
-            o = seg > 0 ? seg - 1 : 0; /* "." and its separator */
+        if (k == 0 && c == '.') {
+            dot = 1;
+            k = 1;
+            continue;
+        }
+        if (k == 0 || dot) {
+            if ((o > 0 && put(out, cap, &o, '/')) || (dot && put(out, cap, &o, '.')))
+                return CEL_ETOOBIG;
+            dot = 0;
+        }
+        if (put(out, cap, &o, (char)c))
+            return CEL_ETOOBIG;
+        k++;
     }
     out[o] = 0;
     *len = o;
