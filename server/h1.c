@@ -39,6 +39,7 @@ typedef struct req {
     int status;
     uint64_t bytes_sent;
     int responded, streaming, ended;
+    int chunks;  /* the streamed body goes out in chunked coding */
     int pending; /* answered while its handler still runs: 1 whole, 2 cut */
     char inline_arena[INLINE_ARENA];
 } req;
@@ -310,11 +311,15 @@ static int x_start(cel_exchange *x, const cel_response *head)
     r->status = head->status;
     int no_body = head->status == 204 || head->status == 304;
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
-    if (r->minor == 0)
+    if (r->minor == 0 && !head->sized)
         r->keep_alive = 0;
     /* A HEAD gets the framing its GET would get, and no body. */
-    int framing = no_body ? CEL_H1_BODY_NONE : r->minor ? CEL_H1_BODY_CHUNKED : CEL_H1_BODY_NONE;
-    int rc = write_head(h, r, head, framing, 0);
+    int framing = no_body       ? CEL_H1_BODY_NONE
+                  : head->sized ? CEL_H1_BODY_LENGTH
+                  : r->minor    ? CEL_H1_BODY_CHUNKED
+                                : CEL_H1_BODY_NONE;
+    r->chunks = framing == CEL_H1_BODY_CHUNKED;
+    int rc = write_head(h, r, head, framing, head->sized ? head->body_len : 0);
     if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
     flush_soon(h);
@@ -330,7 +335,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     if (r->streaming == 2 || n == 0)
         return 0;
     int rc = 0;
-    if (r->minor) {
+    if (r->chunks) {
         char line[24];
         int k = cel_h1_write_chunk_size(line, sizeof(line), n);
         rc =
@@ -338,7 +343,7 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     }
     if (!rc)
         rc = cel_outq_copy(h->out, p, n);
-    if (!rc && r->minor)
+    if (!rc && r->chunks)
         rc = cel_outq_copy(h->out, "\r\n", 2);
     if (rc)
         return CEL_ENOMEM;
@@ -355,7 +360,7 @@ static int x_end(cel_exchange *x)
     if (!r->streaming || r->ended)
         return CEL_EINVAL;
     r->ended = 1;
-    int rc = r->streaming == 1 && r->minor ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
+    int rc = r->streaming == 1 && r->chunks ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
     done(h, r, rc == 0);
     return rc ? CEL_ENOMEM : 0;
 }

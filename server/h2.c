@@ -530,7 +530,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     nva[n++] = nv_name_lit("date", 4, h->env->date, h->env->date_len);
     if (res->content_type.n)
         nva[n++] = nv_name_lit("content-type", 12, res->content_type.p, res->content_type.n);
-    if (!no_body && !streaming) {
+    if (!no_body && (!streaming || res->sized)) {
         nva[n++] = nv_name_lit("content-length", 14, clen, cel_http_utoa(clen, res->body_len));
     }
     /* Handlers' fields have lowercase names (config and module headers are

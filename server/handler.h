@@ -31,6 +31,10 @@ typedef struct cel_response {
     const char *body;
     size_t body_len;
     int body_in_gen; /* body lives in the config generation: may be sent by reference */
+    /* For start(): the body that write() will give is exactly body_len bytes,
+     * announced as content-length (else HTTP/1.1 chunks it and HTTP/2 ends it
+     * with the stream). A handler that cannot deliver them all calls fail(). */
+    int sized;
 } cel_response;
 
 typedef struct cel_handler cel_handler;
