@@ -8,6 +8,7 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "filebuf.h"
 #include "fspath.h"
 #include "handler_dir.h"
 #include "http.h"
@@ -169,7 +170,8 @@ static int static_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     return conf_key_call(c, static_keys, CEL_ARRAY_LEN(static_keys), "static", arg, key, k, v);
 }
 
-static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
+/* The file's bytes, shared with other routes that name the same file. */
+static int read_file(conf_ctx *c, yaml_node_t *n, cel_filebuf **out)
 {
     const char *name = (const char *)n->data.scalar.value;
     char path[4096];
@@ -177,25 +179,22 @@ static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
         snprintf(path, sizeof(path), "%s", name);
     else
         snprintf(path, sizeof(path), "%s/%s", c->dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return conf_error(c, n, "cannot open file \"%s\": %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    int rc = cel_filebuf_get(path, out);
+    if (rc == -EINVAL)
         return conf_error(c, n, "\"%s\" is not a regular file", path);
-    }
-    char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    int bad = ferror(f) || got != (size_t)st.st_size;
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
+    if (rc == -EIO || rc == -ENOMEM)
         return conf_error(c, n, "cannot read file \"%s\"", path);
-    }
-    *out = buf;
-    *len = got;
+    if (rc)
+        return conf_error(c, n, "cannot open file \"%s\": %s", path, strerror(-rc));
     return 0;
+}
+
+static void drop_body(char *body, cel_filebuf *fb)
+{
+    if (fb)
+        cel_filebuf_unref(fb);
+    else
+        free(body);
 }
 
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
@@ -208,9 +207,12 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
         return conf_error(c, n, "static needs a body or a file");
     char *body = NULL;
     size_t len = 0;
+    cel_filebuf *fb = NULL;
     if (b.file) {
-        if ((rc = read_file(c, b.file, &body, &len)))
+        if ((rc = read_file(c, b.file, &fb)))
             return rc;
+        body = (char *)cel_filebuf_data(fb);
+        len = cel_filebuf_len(fb);
     } else {
         len = b.body->data.scalar.length;
         body = malloc(len ? len : 1);
@@ -219,7 +221,7 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
         memcpy(body, b.body->data.scalar.value, len);
     }
     if (len && no_body_status(b.head.status)) {
-        free(body);
+        drop_body(body, fb);
         return conf_error(c, b.body ? b.body : b.file, "status %lld cannot carry a body",
                           b.head.status);
     }
@@ -228,13 +230,16 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
                                             : "text/plain";
     cel_tmpl *tmpls[MAX_HEADERS];
     if ((rc = head_templates(c, &b.head, n, tmpls))) {
-        free(body);
+        drop_body(body, fb);
         return rc;
     }
-    *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders, tmpls,
-                                  body, len);
+    *out = fb ? cel_handler_static_new_shared((int)b.head.status, ctype, b.head.headers,
+                                              b.head.nheaders, tmpls, fb)
+              : cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders,
+                                       tmpls, body, len);
     if (!*out) {
-        free(body);
+        if (!fb)
+            free(body);
         return conf_error(c, n, "out of memory");
     }
     return 0;

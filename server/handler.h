@@ -93,6 +93,13 @@ void cel_response_error(cel_response *res, int status);
 cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
                                     size_t nheaders, struct cel_tmpl *const *tmpls, char *body,
                                     size_t body_len);
+struct cel_filebuf;
+/* As cel_handler_static_new, with FB's bytes (filebuf.h: shared with the
+ * other routes that name the same file) as the body. Takes the reference to
+ * FB (also on failure). */
+cel_handler *cel_handler_static_new_shared(int status, const char *content_type,
+                                           const cel_kv *headers, size_t nheaders,
+                                           struct cel_tmpl *const *tmpls, struct cel_filebuf *fb);
 struct cel_module_image;
 /* Creates a route instance of a loaded module, running its init with
  * CONFIG_JSON. Takes the image reference (also on failure). NULL with ERR. */

@@ -737,3 +737,44 @@ def test_file_cut_during_download_ends_that_stream_only(bigsrv, proto):
         assert len(body) < len(data) and body == data[:len(body)]
     with bigsrv.client() as c:
         assert c.get("/bench").body == b"OK"
+
+
+# -- static: { file: } routes naming one file share its bytes -----------------------
+
+
+def test_static_file_bytes_shared_between_routes(celerisd, tmp_path):
+    """Four routes name one 24 MiB file: the daemon holds it once. Before, each
+    route read its own copy (4 x 24 MiB)."""
+    big = tmp_path / "shared.bin"
+    big.write_bytes(os.urandom(24 << 20))
+    one = celerisd(f"""
+workers: 1
+routes:
+  - path: /a
+    static: {{ file: {big} }}
+""")
+    four = celerisd(f"""
+workers: 1
+routes:
+  - path: /a
+    static: {{ file: {big} }}
+  - path: /b
+    static: {{ file: {big} }}
+  - path: /c
+    static: {{ file: {tmp_path}/./shared.bin }}
+  - path: /d
+    static: {{ file: {big}, content_type: image/png }}
+""")
+    grown = rss_kib(four.pid) - rss_kib(one.pid)
+    assert grown < 12 * 1024, f"four routes cost {grown} KiB more than one"
+    want = hashlib.sha256(big.read_bytes()).hexdigest()
+    with four.client() as c:
+        for path in ("/a", "/b", "/c", "/d"):
+            r = c.get(path)
+            assert r.status == 200 and hashlib.sha256(r.body).hexdigest() == want, path
+    # a reload that keeps the routes keeps one copy (the old generation lets go)
+    four.send_signal(__import__("signal").SIGHUP)
+    time.sleep(1.5 * TIME_SCALE)
+    with four.client() as c:
+        assert hashlib.sha256(c.get("/c").body).hexdigest() == want
+    assert rss_kib(four.pid) - rss_kib(one.pid) < 12 * 1024
