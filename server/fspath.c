@@ -39,6 +39,20 @@ int cel_fspath_map(const char *raw, size_t n, char *out, size_t cap, size_t *len
     if (cap == 0)
         return CEL_ETOOBIG;
     for (size_t i = 0; i <= n; i++) {
+        if (k > 0 && !dot) {
+            /* inside a written segment: copy the run of bytes that need no care */
+            size_t j = i;
+            while (j < n && raw[j] != '%' && raw[j] != '/' && raw[j] != '\\' && raw[j] != 0)
+                j++;
+            if (j > i) {
+                if (o + (j - i) >= cap)
+                    return CEL_ETOOBIG;
+                memcpy(out + o, raw + i, j - i);
+                o += j - i;
+                k += j - i;
+                i = j;
+            }
+        }
         int c;
         if (i == n) {
             c = '/';

@@ -61,6 +61,7 @@ typedef struct fentry {
     uint64_t size;
     int64_t mtime;
     unsigned plen, etag_len;
+    cel_str ctype; /* the media type of PATH (memory of the handler's table) */
     char path[CACHE_PATH];
     char etag[CEL_ETAG_MAX];
     char lastmod[CEL_HTTP_DATE_LEN + 1];
@@ -162,6 +163,7 @@ static void entry_fill(const dir_handler *d, fentry *e, const char *rel, size_t 
     }
     e->fd = fd;
     e->etag_len = (unsigned)cel_etag_format(e->etag, e->mtime, e->size);
+    e->ctype = cel_mime_lookup(d->mime, rel, n);
     cel_http_date(e->lastmod, (time_t)e->mtime);
 }
 
@@ -471,18 +473,59 @@ static int send_body(cel_exchange *x, cel_response *res, ffile *f, const cel_ran
     return CEL_HANDLER_ASYNC;
 }
 
-static int header(const cel_request *req, const char *name, size_t n, cel_str *out)
+/* The request headers a file answer reads, found in one pass (the first of
+ * each, as cel_request_header would). */
+enum { H_AE, H_IF_MATCH, H_IF_NONE_MATCH, H_IMS, H_IUS, H_RANGE, H_IF_RANGE, H_COUNT };
+typedef struct conds {
+    cel_str v[H_COUNT];
+    unsigned have; /* bit per H_* */
+} conds;
+
+static void read_conds(const cel_request *req, conds *c)
 {
-    return cel_request_header(req, name, n, out) == 0;
+    static const struct {
+        const char *name;
+        size_t n;
+    } names[H_COUNT] = {
+        [H_AE] = {"accept-encoding", 15},
+        [H_IF_MATCH] = {"if-match", 8},
+        [H_IF_NONE_MATCH] = {"if-none-match", 13},
+        [H_IMS] = {"if-modified-since", 17},
+        [H_IUS] = {"if-unmodified-since", 19},
+        [H_RANGE] = {"range", 5},
+        [H_IF_RANGE] = {"if-range", 8},
+    };
+    c->have = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        const cel_str *name = &req->headers[i].name;
+        if (name->n < 5 || name->n > 19 ||
+            (name->p[0] != 'i' && name->p[0] != 'a' && name->p[0] != 'r'))
+            continue;
+        for (int k = 0; k < H_COUNT; k++)
+            if (name->n == names[k].n && !(c->have & (1u << k)) &&
+                memcmp(name->p, names[k].name, name->n) == 0) {
+                c->v[k] = req->headers[i].value;
+                c->have |= 1u << k;
+                break;
+            }
+    }
 }
-#define HEADER(req, lit, out) header(req, lit, sizeof(lit) - 1, out)
+
+static int has(const conds *c, int k, cel_str *out)
+{
+    if (!(c->have & (1u << k)))
+        return 0;
+    *out = c->v[k];
+    return 1;
+}
 
 /* The precompressed sibling of REL (N bytes; REL has room for a suffix) the
  * client's Accept-Encoding prefers, or -1. *V is then that file. */
-static int pick_encoding(const dir_handler *d, cel_exchange *x, char *rel, size_t n, ffile *v)
+static int pick_encoding(const dir_handler *d, cel_exchange *x, const conds *cd, char *rel,
+                         size_t n, ffile *v)
 {
     cel_str ae;
-    if (!d->nenc || !HEADER(x->req, "accept-encoding", &ae))
+    if (!d->nenc || !has(cd, H_AE, &ae))
         return -1;
     int q[CEL_ENC_COUNT];
     for (size_t i = 0; i < d->nenc; i++)
@@ -511,9 +554,11 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
                  size_t n)
 {
     cel_request *req = x->req;
-    cel_str ctype = cel_mime_lookup(d->mime, rel, n);
+    cel_str ctype = f->entry ? f->entry->ctype : cel_mime_lookup(d->mime, rel, n);
+    conds cd;
+    read_conds(req, &cd);
     ffile v;
-    int enc = pick_encoding(d, x, rel, n, &v);
+    int enc = pick_encoding(d, x, &cd, rel, n, &v);
     if (enc >= 0) {
         release(f);
         *f = v;
@@ -550,20 +595,19 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
     /* RFC 9110 13.2.2: the preconditions in their order */
     cel_str v1;
     time_t t;
-    if (HEADER(req, "if-match", &v1)) {
+    if (has(&cd, H_IF_MATCH, &v1)) {
         if (!etag.n || !cel_etag_list_match(v1, etag, 0)) {
             release(f);
             return error(res, 412);
         }
-    } else if (HEADER(req, "if-unmodified-since", &v1) && cel_http_date_parse(v1, &t) == 0 &&
-               f->mtime > (int64_t)t) {
+    } else if (has(&cd, H_IUS, &v1) && cel_http_date_parse(v1, &t) == 0 && f->mtime > (int64_t)t) {
         release(f);
         return error(res, 412);
     }
     int not_modified = 0;
-    if (HEADER(req, "if-none-match", &v1))
+    if (has(&cd, H_IF_NONE_MATCH, &v1))
         not_modified = etag.n && cel_etag_list_match(v1, etag, 1);
-    else if (HEADER(req, "if-modified-since", &v1) && cel_http_date_parse(v1, &t) == 0)
+    else if (has(&cd, H_IMS, &v1) && cel_http_date_parse(v1, &t) == 0)
         not_modified = f->mtime <= (int64_t)t;
     if (not_modified) {
         release(f);
@@ -577,10 +621,10 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
     res->content_type = ctype;
     cel_range ranges[MAX_RANGES];
     int nr = 0;
-    if (req->method_bit == CEL_M_GET && HEADER(req, "range", &v1)) {
+    if (req->method_bit == CEL_M_GET && has(&cd, H_RANGE, &v1)) {
         cel_str ir;
         int honour = 1;
-        if (HEADER(req, "if-range", &ir)) {
+        if (has(&cd, H_IF_RANGE, &ir)) {
             if (ir.n && (ir.p[0] == '"' || ir.p[0] == 'W'))
                 honour = etag.n && ir.n == etag.n && memcmp(ir.p, etag.p, ir.n) == 0;
             else
