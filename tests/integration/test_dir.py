@@ -780,3 +780,106 @@ routes:
     with four.client() as c:
         assert hashlib.sha256(c.get("/c").body).hexdigest() == want
     assert rss_kib(four.pid) - rss_kib(one.pid) < 12 * 1024
+
+
+def test_pipelined_http1_after_a_streamed_file(srv):
+    """HTTP/1.1 pipelining: a streamed file, a small one, then an HTTP/1.0
+    request (content-length, then close) on one connection, in order."""
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=20)
+    s.sendall(b"GET /f/mid.bin HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /f/a.txt HTTP/1.1\r\nHost: x\r\n\r\n"
+              b"GET /f/mid.bin HTTP/1.0\r\n\r\n")
+    data = b""
+    while True:
+        chunk = s.recv(1 << 16)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    bodies = []
+    for _ in range(3):
+        head, _, data = data.partition(b"\r\n\r\n")
+        assert head.startswith((b"HTTP/1.1 200", b"HTTP/1.0 200")), head
+        n = int(re.search(rb"content-length: (\d+)", head, re.I).group(1))
+        bodies.append(data[:n])
+        data = data[n:]
+    assert bodies == [MID, b"hello\n", MID] and data == b""
+
+
+# -- a browser loads a site from a dir route over TLS ----------------------------------
+
+SITE_HTML = b"""<!doctype html>
+<html><head><meta charset="utf-8"><title>loading</title>
+<link rel="stylesheet" href="css/site.css"></head>
+<body><p id="css">x</p><p id="js">pending</p><p id="img">pending</p>
+<img id="pic" src="img/dot.png">
+<script src="js/app.js"></script>
+</body></html>
+"""
+SITE_CSS = b"#css { width: 123px; }\n"
+SITE_JS = b"""addEventListener("load", function () {
+  var w = getComputedStyle(document.getElementById("css")).width;
+  var pic = document.getElementById("pic");
+  document.getElementById("js").textContent = "ran css=" + w;
+  document.getElementById("img").textContent = "w=" + pic.naturalWidth;
+  document.title = performance.getEntries()[0].nextHopProtocol;
+});
+"""
+
+
+def tiny_png():
+    import struct
+    import zlib
+
+    def chunk(kind, data):
+        return struct.pack(">I", len(data)) + kind + data + \
+            struct.pack(">I", zlib.crc32(kind + data) & 0xFFFFFFFF)
+    raw = b"".join(b"\x00" + b"\xff\x00\x00" * 3 for _ in range(2))  # 3x2 red
+    return (b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", struct.pack(">IIBBBBB", 3, 2, 8, 2, 0, 0, 0))
+            + chunk(b"IDAT", zlib.compress(raw)) + chunk(b"IEND", b""))
+
+
+def test_chromium_loads_a_site_from_a_dir_route_over_tls(celerisd, tmp_path):
+    import shutil
+
+    import test_browser as tb
+    chromium, certutil = shutil.which("chromium"), shutil.which("certutil")
+    if not chromium or not certutil:
+        pytest.fail("needs Debian packages chromium and libnss3-tools (scripts/deps test)")
+    site = tmp_path / "site"
+    for sub in ("css", "js", "img"):
+        (site / sub).mkdir(parents=True)
+    (site / "index.html").write_bytes(SITE_HTML)
+    (site / "css" / "site.css").write_bytes(SITE_CSS)
+    (site / "css" / "site.css.gz").write_bytes(gzip.compress(SITE_CSS))
+    (site / "js" / "app.js").write_bytes(SITE_JS)
+    (site / "img" / "dot.png").write_bytes(tiny_png())
+    certs = tmp_path / "certs"
+    certs.mkdir()
+    ca_pem, crt, key = tb.make_ca_and_server_cert(certs)
+    home = tmp_path / "home"
+    home.mkdir()
+    tb.trust_ca_in_nss(home, ca_pem, certutil)
+    access_log = tmp_path / "access.log"
+    srv = celerisd(f"""listen:
+  - address: "127.0.0.1:{{port}}"
+    tls: {{ cert: {crt}, key: {key} }}
+log:
+  access: {{ path: {access_log}, format: "%H %s %U" }}
+routes:
+  - path: /site/*path
+    dir: {{ root: {site}, index: [index.html], precompressed: [gzip] }}
+""")
+    rc, dom, err = tb.run_browser(chromium, home, tmp_path / "profile",
+                                  f"https://localhost:{srv.port}/site/", tmp_path / "dom.html",
+                                  tmp_path / "chromium.stderr")
+    detail = f"\nDOM:\n{dom}\nstderr tail:\n{err[-2000:]}"
+    assert rc is not None and "<html" in dom, detail
+    assert tb.element_text(dom, "js") == "ran css=123px", detail
+    assert tb.element_text(dom, "img") == "w=3", detail
+    assert "<title>h2</title>" in dom, detail
+    rc, _ = srv.stop()
+    assert rc == 0
+    lines = access_log.read_text().splitlines()
+    for path in ("/site/", "/site/css/site.css", "/site/js/app.js", "/site/img/dot.png"):
+        assert f"HTTP/2.0 200 {path}" in lines, lines
