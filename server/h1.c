@@ -1,8 +1,11 @@
 #include "h1.h"
 
 #include <event2/event.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "h1_parse.h"
@@ -353,6 +356,31 @@ static int x_write(cel_exchange *x, const void *p, size_t n)
     return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
+static void close_fd(void *arg)
+{
+    close((int)(intptr_t)arg);
+}
+
+static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->streaming != 1 || r->ended || r->chunks || !cel_outq_can_sendfile(h->out) || !n ||
+        n > SIZE_MAX)
+        return CEL_EINVAL;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return CEL_EINVAL;
+    if (cel_outq_file(h->out, own, (off_t)off, (size_t)n, close_fd, (void *)(intptr_t)own)) {
+        close(own);
+        return CEL_ENOMEM;
+    }
+    r->bytes_sent += n;
+    h->progress++;
+    flush_soon(h);
+    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
 static int x_end(cel_exchange *x)
 {
     req *r = REQ_OF(x);
@@ -395,6 +423,7 @@ static const cel_exchange_ops exchange_ops = {
     .respond = x_respond,
     .start = x_start,
     .write = x_write,
+    .write_file = x_write_file,
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,

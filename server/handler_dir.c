@@ -323,6 +323,15 @@ static void pump(cel_exchange *x)
             s->pos = 0;
             s->part_started = 0;
             continue;
+        } else if (s->pos == 0 && s->nranges == 1 && x->ops->write_file &&
+                   (rc = x->ops->write_file(x, s->fd, r->off, r->len)) != CEL_EINVAL) {
+            /* the whole range queued as a file range: sent by the kernel */
+            if (rc && rc != CEL_EAGAIN) {
+                x->ops->fail(x);
+                return;
+            }
+            s->pos = r->len;
+            continue;
         } else {
             uint64_t left = r->len - s->pos;
             size_t want = left < CHUNK ? (size_t)left : CHUNK;
