@@ -14,6 +14,7 @@
 
 #include "common.h"
 #include "handler.h"
+#include "middleware.h"
 
 /* Not config.h: config.c includes this, and the handler builders below need
  * nothing of a generation but what their callers pass them. */
@@ -129,5 +130,20 @@ int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned 
 int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_readiness(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+
+/* The middleware kinds: an item of a `middleware:` list is a mapping with one
+ * of these keys, whose value BUILD turns into the middleware (its per-request
+ * functions are the cel_mw_ops it carries). Adding a kind is one row here plus
+ * its code. */
+typedef struct conf_mw_kind {
+    const char *key;
+    int (*build)(conf_ctx *c, yaml_node_t *n, cel_mw **out);
+} conf_mw_kind;
+extern const conf_mw_kind conf_mw_kinds[];
+extern const size_t conf_nmw_kinds;
+
+/* Reads the `middleware:` list N (WHAT names it in errors) into a chain that
+ * owns its members: *OUT, NULL when the list is empty. 0 or an error at N. */
+int conf_middleware(conf_ctx *c, yaml_node_t *n, const char *what, cel_mw_chain **out);
 
 #endif

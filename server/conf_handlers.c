@@ -29,10 +29,6 @@ typedef struct head_build {
 
 static int check_scalar(conf_ctx *c, yaml_node_t *n, const char *pattern);
 
-/* Headers the server sets itself; cel_http_conn_specific names those HTTP/2
- * forbids (RFC 9113 8.2.2). */
-static const char *const reserved[] = {"content-length", "content-type", "date", "server"};
-
 static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     head_build *h = arg;
@@ -49,11 +45,11 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
         low[i] = (char)cel_http_lower((unsigned char)key[i]);
     }
     low[n] = 0;
-    for (size_t i = 0; i < CEL_ARRAY_LEN(reserved); i++)
-        if (strcmp(low, reserved[i]) == 0)
-            return conf_error(c, k, "header \"%s\" cannot be set here (%s)", key,
-                              "the server sets it; use content_type for the type");
-    if (cel_http_conn_specific(low, n))
+    int owner = cel_http_field_owner(low, n);
+    if (owner == CEL_HTTP_SERVER || (owner && !cel_http_conn_specific(low, n)))
+        return conf_error(c, k, "header \"%s\" cannot be set here (%s)", key,
+                          "the server sets it; use content_type for the type");
+    if (owner)
         return conf_error(c, k, "header \"%s\" cannot be set here (%s)", key,
                           "HTTP/2 forbids connection-specific headers");
     const char *val;

@@ -261,6 +261,7 @@ typedef struct route_build {
     cel_route r;
     yaml_node_t *path_node, *handler_node, *handler_key;
     yaml_node_t *methods_node;
+    yaml_node_t *mw_node;
     const conf_handler_type *type; /* the row of conf_handler_types handler_key names */
 } route_build;
 
@@ -324,11 +325,28 @@ static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t
     return 0;
 }
 
+static int route_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)c, (void)key, (void)k;
+    b->mw_node = v; /* built with the handler: a route that fails owns nothing yet */
+    return 0;
+}
+
+static int route_max_body(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    return conf_size(c, v, "max_request_body", 0, (size_t)1 << 40, &b->r.max_request_body);
+}
+
 /* A route's own keys; its handler is one of conf_handler_types. */
 static const conf_key route_keys[] = {
     {"path", route_path},
     {"methods", route_methods},
     {"access_log", route_access_log},
+    {"middleware", route_middleware},
+    {"max_request_body", route_max_body},
 };
 
 /* The module builder takes what it needs of the generation as arguments, so
@@ -385,6 +403,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     memset(&b, 0, sizeof(b));
     b.r.loc = conf_loc(n);
     b.r.access_log = 1;
+    b.r.max_request_body = CEL_ROUTE_BODY_GLOBAL;
     int rc = conf_mapping(c, n, "a route", route_pair, &b);
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");
@@ -394,9 +413,16 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
                         conf_key_list(types, sizeof(types), conf_handler_types, conf_nhandler_types,
                                       sizeof(conf_handler_types[0])));
     }
+    if (!rc && b.mw_node)
+        rc = conf_middleware(c, b.mw_node, "middleware", &b.r.mw_own);
+    if (!rc && cel_mw_chain_join(cfg->mw, b.r.mw_own, &b.r.mw))
+        rc = conf_error(c, n, "out of memory");
     if (!rc)
         rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
     if (rc) {
+        if (b.r.mw != cfg->mw && b.r.mw != b.r.mw_own)
+            cel_mw_chain_free(b.r.mw);
+        cel_mw_chain_free(b.r.mw_own);
         free(b.r.pattern);
         return rc;
     }
@@ -587,6 +613,13 @@ static int top_pid_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
     return set_path(c, v, "pid_file", &cfg->pid_file);
 }
 
+static int top_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_middleware(c, v, "middleware", &cfg->mw);
+}
+
 static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     (void)arg, (void)key, (void)k;
@@ -607,6 +640,7 @@ const conf_key conf_top_keys[] = {
     {"tls_ticket_rotation", top_tls_ticket_rotation},
     {"modules_dir", top_modules_dir},
     {"pid_file", top_pid_file},
+    {"middleware", top_middleware},
     {"routes", top_routes},
 };
 const size_t conf_ntop_keys = CEL_ARRAY_LEN(conf_top_keys);
@@ -837,9 +871,14 @@ void cel_config_unref(cel_config *c)
     if (c->router)
         cel_router_free(c->router);
     for (size_t i = 0; i < c->nroutes; i++) {
-        c->routes[i].handler->destroy(c->routes[i].handler);
-        free(c->routes[i].pattern);
+        cel_route *r = &c->routes[i];
+        r->handler->destroy(r->handler);
+        if (r->mw != c->mw && r->mw != r->mw_own)
+            cel_mw_chain_free(r->mw);
+        cel_mw_chain_free(r->mw_own);
+        free(r->pattern);
     }
+    cel_mw_chain_free(c->mw);
     free(c->routes);
     for (size_t i = 0; i < c->nlisten; i++) {
         cel_tls_free(c->listen[i].tls);

@@ -67,9 +67,24 @@ typedef struct cel_route {
     unsigned methods;
     cel_handler *handler;
     cel_loc loc;
-    int access_log;   /* 0: `access_log: off` on this route */
-    unsigned stat_id; /* the route's counters (stats.h), stable across reloads */
+    int access_log; /* 0: `access_log: off` on this route */
+    /* The route's `max_request_body`; CEL_ROUTE_BODY_GLOBAL: limits' (the
+     * generation's), resolved when a request comes (cel_route_body_limit). */
+    size_t max_request_body;
+    unsigned stat_id;            /* the route's counters (stats.h), stable across reloads */
+    struct cel_mw_chain *mw_own; /* the route's `middleware:` list (owns it), or NULL */
+    struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
 } cel_route;
+
+#define CEL_ROUTE_BODY_GLOBAL SIZE_MAX
+
+/* The body limit of a request on ROUTE (NULL: no route), GLOBAL being the
+ * connection's limits.max_request_body. */
+static inline size_t cel_route_body_limit(const cel_route *route, size_t global)
+{
+    return route && route->max_request_body != CEL_ROUTE_BODY_GLOBAL ? route->max_request_body
+                                                                     : global;
+}
 
 struct cel_accesslog;
 
@@ -91,6 +106,7 @@ typedef struct cel_config {
     char *pid_file;                  /* NULL: none; main.c writes it (pidfile.h) */
     struct cel_accesslog *accesslog; /* NULL: off */
     struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
+    struct cel_mw_chain *mw;         /* the global `middleware:` list (owns it), or NULL */
 
     cel_router *router;
     cel_route *routes;

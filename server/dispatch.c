@@ -8,13 +8,30 @@
 #include "env.h"
 #include "http.h"
 #include "log.h"
+#include "middleware.h"
+#include "phase.h"
 #include "real_ip.h"
 #include "stats.h"
 
-int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
+static inline __attribute__((always_inline)) int
+routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
 {
     cel_request *req = x->req;
-    int rc = cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
+    const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
+                             : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
+                                                               : NULL;
+    x->mw = route ? route->mw : cfg->mw;
+    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST)) {
+        if (rc == CEL_ROUTE_FOUND) {
+            req->params = m->params;
+            req->nparams = m->nparams;
+        }
+        memset(res, 0, sizeof(*res));
+        if (cel_phase_request(x, res) == CEL_MW_ANSWERED) {
+            m->data = (void *)route; /* counted and logged as the route that has the path */
+            return 0;
+        }
+    }
     if (rc == CEL_ROUTE_NOT_FOUND) {
         cel_response_error(res, 404);
         return 0;
@@ -34,7 +51,6 @@ int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel
     }
     req->params = m->params;
     req->nparams = m->nparams;
-    const cel_route *route = m->data;
     memset(res, 0, sizeof(*res));
     rc = route->handler->handle(route->handler, x, res);
     if (rc < 0) {
@@ -44,6 +60,31 @@ int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel
         return 0;
     }
     return rc;
+}
+
+int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
+{
+    cel_request *req = x->req;
+    return routed(cfg, x, m,
+                  cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m),
+                  res);
+}
+
+int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_match *m,
+                            size_t global, size_t *limit, int *stream)
+{
+    cel_request *req = x->req;
+    int rc = cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
+    const cel_route *route = rc == CEL_ROUTE_FOUND ? m->data : NULL;
+    *limit = cel_route_body_limit(route, global);
+    *stream = route && route->handler->body_stream;
+    return rc;
+}
+
+int cel_dispatch_routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc,
+                        cel_response *res)
+{
+    return routed(cfg, x, m, rc, res);
 }
 
 void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_request *req,

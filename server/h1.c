@@ -11,8 +11,8 @@
 #include "h1_parse.h"
 #include "h2.h"
 #include "log.h"
+#include "phase.h"
 #include "stats.h"
-#include "version.h"
 
 #define INLINE_ARENA 1024
 #define IBUF_MIN 4096
@@ -37,6 +37,15 @@ typedef struct req {
     uint64_t body_left; /* Content-Length bytes still due */
     int chunked;
     cel_h1_chunked ch;
+    size_t body_limit; /* the route's max_request_body, else the limits' */
+    int route_rc;      /* 1 + cel_dispatch_route_body's result; 0: not routed yet */
+    /* A streamed body (x.body_streamed): the handler runs while it comes. */
+    size_t pend;        /* body bytes at the front of the input, not taken yet */
+    uint64_t body_seen; /* body bytes decoded so far */
+    int body_done;      /* the body's last bytes are decoded (in pend, or taken) */
+    int body_taken;     /* ... and the handler took them */
+    int held;           /* the handler took less than offered: until body_resume */
+    int resume_due;     /* body_resume was called: offer again from the loop */
     int minor, keep_alive, head;
     uint64_t start_us; /* env->now_us when the head was in */
     int status;
@@ -143,37 +152,33 @@ static void ibuf_consume(cel_h1 *h, size_t n)
 
 static int response_connection(const cel_h1 *h, const req *r)
 {
-    if (!r->keep_alive || h->goaway)
+    if (!r->keep_alive || h->goaway || (r->x.body_streamed && !r->body_taken))
         return CEL_H1_CONN_CLOSE;
     return r->minor == 0 ? CEL_H1_CONN_KEEP_ALIVE : CEL_H1_CONN_DEFAULT;
 }
 
-/* The response head into the output queue. BODY is the framing. */
-static int write_head(cel_h1 *h, req *r, const cel_response *res, int body, uint64_t length)
+/* The response head into the output queue: the head phase's fields for X,
+ * then the framing: BODY (CEL_H1_BODY_*) and CONNECTION. */
+static int write_head(cel_h1 *h, cel_exchange *x, cel_arena *arena, const cel_response *res,
+                      int body, uint64_t length, int connection)
 {
-    size_t n = res->nheaders + 1;
-    cel_header *hdrs = cel_arena_alloc(&r->arena, n * sizeof(*hdrs));
-    if (!hdrs)
-        return CEL_ENOMEM;
-    size_t k = 0;
-    if (res->content_type.n)
-        hdrs[k++] = (cel_header){CEL_STR_LIT("content-type"), res->content_type};
-    for (size_t i = 0; i < res->nheaders; i++)
-        hdrs[k++] = (cel_header){res->headers[i].name, res->headers[i].value};
+    cel_field f[CEL_PHASE_MAX_FIELDS];
+    cel_header hs[CEL_PHASE_MAX_FIELDS];
+    size_t n = cel_phase_head(x, res, f, CEL_PHASE_MAX_FIELDS);
+    for (size_t i = 0; i < n; i++)
+        hs[i] = (cel_header){{f[i].name, f[i].name_len}, {f[i].value, f[i].value_len}};
     cel_h1_resp hr = {
         .status = res->status,
-        .headers = hdrs,
-        .nheaders = k,
+        .headers = hs,
+        .nheaders = n,
         .body = body,
         .content_length = length,
-        .date = {h->env->date, h->env->date_len},
-        .server = CEL_STR_LIT(CEL_SERVER_NAME),
-        .connection = response_connection(h, r),
+        .connection = connection,
     };
     char small[HEAD_BUF];
     int len = cel_h1_write_head(small, sizeof(small), &hr);
     if (len == CEL_ETOOBIG) {
-        char *big = cel_arena_alloc(&r->arena, 65536);
+        char *big = cel_arena_alloc(arena, 65536);
         if (!big)
             return CEL_ENOMEM;
         len = cel_h1_write_head(big, 65536, &hr);
@@ -201,10 +206,16 @@ static void done(cel_h1 *h, req *r, int ok)
 
 static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_owner *owner)
 {
+    cel_response filtered;
+    res = cel_phase_body(&r->x, res, &filtered, 1);
     int no_body = res->status == 204 || res->status == 304;
     r->responded = 1;
     r->status = res->status;
-    int rc = write_head(h, r, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH, res->body_len);
+    int conn = response_connection(h, r);
+    if (conn == CEL_H1_CONN_CLOSE)
+        r->keep_alive = 0; /* also when a streamed body is cut short by the answer */
+    int rc = write_head(h, &r->x, &r->arena, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH,
+                        res->body_len, conn);
     if (rc == 0 && !no_body && !r->head && res->body_len) {
         if (res->body_in_gen && res->body_len >= REF_MIN) {
             if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen,
@@ -255,32 +266,31 @@ static const char *sketch(const cel_h1 *h, cel_request *q)
 /* The server's own answer to a request it cannot take; the connection ends.
  * Logged and counted as rejected: R is the request when its head was taken,
  * else the input's first line says what it was. */
-static void refuse_request(cel_h1 *h, int status, const req *r)
+static void refuse_request(cel_h1 *h, int status, req *r)
 {
     cel_response res;
     cel_response_error(&res, status);
-    cel_h1_resp hr = {
-        .status = status,
-        .headers = &(cel_header){CEL_STR_LIT("content-type"), res.content_type},
-        .nheaders = 1,
-        .body = CEL_H1_BODY_LENGTH,
-        .content_length = res.body_len,
-        .date = {h->env->date, h->env->date_len},
-        .server = CEL_STR_LIT(CEL_SERVER_NAME),
-        .connection = CEL_H1_CONN_CLOSE,
-    };
-    char buf[HEAD_BUF];
-    int len = cel_h1_write_head(buf, sizeof(buf), &hr);
-    if (len > 0) {
-        cel_outq_copy(h->out, buf, (size_t)len);
-        cel_outq_copy(h->out, res.body, res.body_len);
-    }
-    h->state = S_CLOSED;
+    const cel_config *cfg = h->env->gen->cfg;
     cel_request q;
     const char *protocol = r ? (r->minor ? "HTTP/1.1" : "HTTP/1.0") : sketch(h, &q);
+    /* Before dispatch: the global middleware, on the request as far as it was read. */
+    char scratch[256];
+    cel_arena a;
+    cel_exchange tx = {.req = &q, .arena = &a, .env = h->env, .conn = h->conn};
+    cel_exchange *x = r ? &r->x : &tx;
+    if (!r)
+        cel_arena_init(&a, h->env->pool, scratch, sizeof(scratch));
+    x->mw = (r ? r->gen->cfg : cfg)->mw;
+    x->filter = NULL;
+    int rc = write_head(h, x, x->arena, &res, CEL_H1_BODY_LENGTH, res.body_len, CEL_H1_CONN_CLOSE);
+    if (rc == 0)
+        cel_outq_copy(h->out, res.body, res.body_len);
+    if (!r)
+        cel_arena_deinit(&a);
+    h->state = S_CLOSED;
     uint64_t start = h->ilen ? h->head_us : h->env->now_us;
-    cel_dispatch_rejected(h->env, h->env->gen->cfg, r ? &r->req : &q, protocol, h->peer, status,
-                          len > 0 ? res.body_len : 0, r ? r->start_us : start);
+    cel_dispatch_rejected(h->env, cfg, r ? &r->req : &q, protocol, h->peer, status,
+                          rc == 0 ? res.body_len : 0, r ? r->start_us : start);
 }
 
 static void refuse(cel_h1 *h, int status)
@@ -310,26 +320,33 @@ static int x_start(cel_exchange *x, const cel_response *head)
     cel_h1 *h = r->h;
     if (r->responded)
         return CEL_EINVAL;
+    cel_response filtered;
+    head = cel_phase_body(x, head, &filtered, 0);
     r->responded = r->streaming = 1;
     r->status = head->status;
     int no_body = head->status == 204 || head->status == 304;
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
-    if (r->minor == 0 && !head->sized)
+    /* sized: the length is known, unless a body filter rewrites the body */
+    int sized = head->sized && !x->filter;
+    if (r->minor == 0 && !sized)
         r->keep_alive = 0;
     /* A HEAD gets the framing its GET would get, and no body. */
-    int framing = no_body       ? CEL_H1_BODY_NONE
-                  : head->sized ? CEL_H1_BODY_LENGTH
-                  : r->minor    ? CEL_H1_BODY_CHUNKED
-                                : CEL_H1_BODY_NONE;
+    int framing = no_body    ? CEL_H1_BODY_NONE
+                  : sized    ? CEL_H1_BODY_LENGTH
+                  : r->minor ? CEL_H1_BODY_CHUNKED
+                             : CEL_H1_BODY_NONE;
     r->chunks = framing == CEL_H1_BODY_CHUNKED;
-    int rc = write_head(h, r, head, framing, head->sized ? head->body_len : 0);
+    int conn = response_connection(h, r);
+    if (conn == CEL_H1_CONN_CLOSE)
+        r->keep_alive = 0; /* also when a streamed body is cut short by the answer */
+    int rc = write_head(h, x, &r->arena, head, framing, sized ? head->body_len : 0, conn);
     if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
     flush_soon(h);
     return rc ? CEL_EIO : 0;
 }
 
-static int x_write(cel_exchange *x, const void *p, size_t n)
+static int raw_write(cel_exchange *x, const void *p, size_t n)
 {
     req *r = REQ_OF(x);
     cel_h1 *h = r->h;
@@ -365,8 +382,8 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
 {
     req *r = REQ_OF(x);
     cel_h1 *h = r->h;
-    if (r->streaming != 1 || r->ended || r->chunks || !cel_outq_can_sendfile(h->out) || !n ||
-        n > SIZE_MAX)
+    if (r->streaming != 1 || r->ended || r->chunks || x->filter || !cel_outq_can_sendfile(h->out) ||
+        !n || n > SIZE_MAX)
         return CEL_EINVAL;
     int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
     if (own < 0)
@@ -381,7 +398,7 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
     return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
-static int x_end(cel_exchange *x)
+static int raw_end(cel_exchange *x)
 {
     req *r = REQ_OF(x);
     cel_h1 *h = r->h;
@@ -391,6 +408,22 @@ static int x_end(cel_exchange *x)
     int rc = r->streaming == 1 && r->chunks ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
     done(h, r, rc == 0);
     return rc ? CEL_ENOMEM : 0;
+}
+
+static const cel_body_next body_next = {raw_write, raw_end};
+
+static int x_write(cel_exchange *x, const void *p, size_t n)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->write(x, p, n, &body_next);
+    return raw_write(x, p, n);
+}
+
+static int x_end(cel_exchange *x)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->end(x, &body_next);
+    return raw_end(x);
 }
 
 static size_t x_buffered(const cel_exchange *x)
@@ -419,6 +452,14 @@ static void x_fail(cel_exchange *x)
     flush_soon(h);
 }
 
+static void x_body_resume(cel_exchange *x)
+{
+    req *r = REQ_OF(x);
+    r->held = 0;
+    r->resume_due = 1;
+    flush_soon(r->h);
+}
+
 static const cel_exchange_ops exchange_ops = {
     .respond = x_respond,
     .start = x_start,
@@ -428,6 +469,7 @@ static const cel_exchange_ops exchange_ops = {
     .buffered = x_buffered,
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
+    .body_resume = x_body_resume,
 };
 
 /* ---- requests ---- */
@@ -524,7 +566,7 @@ static int body_add(cel_h1 *h, req *r, const char *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (r->body_len + n > h->limits.max_request_body)
+    if (r->body_len + n > r->body_limit)
         return CEL_ETOOBIG;
     if (r->body_len + n > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
@@ -548,12 +590,89 @@ static void dispatch(cel_h1 *h, req *r)
     h->state = S_BUSY;
     cel_response res;
     h->dispatching = r;
-    int rc = cel_dispatch(r->gen->cfg, &r->x, &r->match, &res);
+    int rc = r->route_rc ? cel_dispatch_routed(r->gen->cfg, &r->x, &r->match, r->route_rc - 1, &res)
+                         : cel_dispatch(r->gen->cfg, &r->x, &r->match, &res);
     h->dispatching = NULL;
     if (rc != CEL_HANDLER_ASYNC)
         respond(h, r, &res, NULL);
     else if (r->pending)
         finish(h, r, r->pending == 1);
+}
+
+/* A streamed body failed (STATUS 413: past the route's limit; 400: bad
+ * chunking): the handler hears of it, and the client gets STATUS if no
+ * answer has begun, else the cut. The connection ends either way. */
+static void body_fail(cel_h1 *h, req *r, int status)
+{
+    size_t took;
+    r->held = 0;
+    r->body_done = r->body_taken = 1;
+    if (r->x.on_body)
+        r->x.on_body(&r->x, NULL, 0, -1, &took);
+    r->keep_alive = 0;
+    if (!r->responded) {
+        cel_response res;
+        cel_response_error(&res, status);
+        respond(h, r, &res, NULL);
+    } else if (!r->ended) {
+        h->goaway = 1;
+        h->state = S_CLOSED;
+        r->ended = 1;
+        done(h, r, 0);
+    }
+    h->state = S_CLOSED;
+    flush_soon(h);
+}
+
+/* Offers the input's body bytes to the handler of a streamed body, as far as
+ * it takes them. 1 once the whole body is taken; 0 when more input (or a
+ * body_resume) is due; -1 when the body failed. */
+static int body_stream(cel_h1 *h, req *r)
+{
+    for (;;) {
+        if (r->pend == 0 && !r->body_done) {
+            if (r->chunked) {
+                size_t outlen = 0, used = 0;
+                int rc = cel_h1_chunked_decode(&r->ch, h->ibuf, h->ilen, h->ibuf, &outlen, &used);
+                if (rc < 0 && rc != CEL_EAGAIN) {
+                    body_fail(h, r, 400);
+                    return -1;
+                }
+                /* decoded in place: keep them at the front, the raw rest after */
+                memmove(h->ibuf + outlen, h->ibuf + used, h->ilen - used);
+                h->ilen -= used - outlen;
+                r->pend = outlen;
+                r->body_done = rc == 0;
+            } else {
+                r->pend = h->ilen < r->body_left ? h->ilen : (size_t)r->body_left;
+                r->body_left -= r->pend;
+                r->body_done = r->body_left == 0;
+            }
+            r->body_seen += r->pend;
+            if (r->body_seen > r->body_limit) {
+                body_fail(h, r, 413);
+                return -1;
+            }
+            if (r->pend == 0 && !r->body_done)
+                return 0;
+        }
+        if (r->held)
+            return 0;
+        size_t took = 0;
+        r->resume_due = 0;
+        int all = r->x.on_body && r->x.on_body(&r->x, h->ibuf, r->pend, r->body_done, &took);
+        ibuf_consume(h, took);
+        r->pend -= took;
+        h->progress++;
+        if (!all) {
+            r->held = !r->resume_due;
+            return 0;
+        }
+        if (r->body_done) {
+            r->body_taken = 1;
+            return 1;
+        }
+    }
 }
 
 /* RFC 7540 3.2: answer 101, then the same request on stream 1 of HTTP/2. */
@@ -614,10 +733,6 @@ static void process_input(cel_h1 *h)
             }
             size_t head_len = (size_t)rc;
             int has_body = hd.chunked || hd.content_length > 0;
-            if (hd.content_length > 0 && (uint64_t)hd.content_length > h->limits.max_request_body) {
-                refuse(h, 413);
-                return;
-            }
             if (hd.upgrade_h2c && !has_body && upgrade(h, &hd, head_len) == 0)
                 return;
             req *r = req_new(h, &hd);
@@ -631,15 +746,44 @@ static void process_input(cel_h1 *h)
                 dispatch(h, r);
                 continue;
             }
+            /* Routed now: the route says the body's limit and whether its
+             * handler takes it as a stream. */
+            int stream;
+            r->route_rc =
+                1 + cel_dispatch_route_body(r->gen->cfg, &r->x, &r->match,
+                                            h->limits.max_request_body, &r->body_limit, &stream);
+            if (hd.content_length > 0 && (uint64_t)hd.content_length > r->body_limit) {
+                h->cur = NULL;
+                refuse_request(h, 413, r);
+                req_free(h, r, 0);
+                return;
+            }
             r->chunked = hd.chunked;
             r->body_left = hd.chunked ? 0 : (uint64_t)hd.content_length;
             if (r->chunked)
                 cel_h1_chunked_init(&r->ch, 0);
             if (hd.expect_continue)
                 cel_outq_copy(h->out, CEL_H1_CONTINUE, sizeof(CEL_H1_CONTINUE) - 1);
+            if (stream) {
+                r->x.body_streamed = 1;
+                dispatch(h, r);
+                if (h->cur != r || h->state == S_CLOSED)
+                    continue; /* answered and finished already: the connection ends */
+            }
             h->state = S_BODY;
         }
         req *r = h->cur;
+        if (r->x.body_streamed) {
+            int rc = body_stream(h, r);
+            if (rc <= 0)
+                return;
+            h->state = S_BUSY;
+            if (r->pending) {
+                finish(h, r, r->pending == 1);
+                continue;
+            }
+            return;
+        }
         int rc, done;
         if (r->chunked) {
             size_t outlen = 0, used = 0;
@@ -687,6 +831,11 @@ static int p_send(void *s)
 {
     cel_h1 *h = s;
     req *r = h->cur;
+    if (r && r->resume_due && h->state == S_BODY) {
+        r->resume_due = 0;
+        process(h);
+        r = h->cur;
+    }
     if (r && r->pending) {
         finish(h, r, r->pending == 1);
         process(h); /* the next pipelined request, if any */
@@ -712,7 +861,10 @@ static int p_want_read(const void *s)
 static int p_can_read(const void *s)
 {
     const cel_h1 *h = s;
-    /* Pipelined input piles up while an answer is in progress: pause at a cap. */
+    /* Pipelined input piles up while an answer is in progress: pause at a cap;
+     * a streamed body waits while its handler holds back. */
+    if (h->state == S_BODY && h->cur && h->cur->x.body_streamed)
+        return !h->cur->held && h->ilen < IBUF_SOFT_CAP;
     return h->state != S_BUSY || h->ilen < IBUF_SOFT_CAP;
 }
 
@@ -759,8 +911,10 @@ static uint64_t p_progress(const void *s)
 static size_t p_held(const void *s)
 {
     const cel_h1 *h = s;
-    /* Dispatched (the request is whole) and the answer is not complete. */
-    return h->state == S_BUSY && h->cur && !h->cur->ended;
+    /* Dispatched (the request is whole, or its handler holds back its body)
+     * and the answer is not complete. */
+    return (h->state == S_BUSY || (h->state == S_BODY && h->cur && h->cur->held)) && h->cur &&
+           !h->cur->ended;
 }
 
 static void p_expire(void *s)
@@ -770,9 +924,13 @@ static void p_expire(void *s)
      * already begun can only be cut by the close. */
     if (h->state == S_BODY && h->cur) {
         req *r = h->cur;
+        int answered = r->responded; /* to a streamed body: only the close can cut it */
         h->cur = NULL;
         req_free(h, r, 0);
-        refuse(h, 408);
+        if (answered)
+            h->state = S_CLOSED;
+        else
+            refuse(h, 408);
     } else if (h->state == S_HEAD && h->ilen > 0) {
         refuse(h, 408);
     }

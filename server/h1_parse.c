@@ -696,7 +696,7 @@ int cel_h1_write_head(char *buf, size_t cap, const cel_h1_resp *r)
         const cel_header *f = &r->headers[i];
         if (!field_ok(f))
             return CEL_EINVAL;
-        if (!IEQ(f->name, "content-length") && !cel_http_conn_specific(f->name.p, f->name.n))
+        if (cel_http_field_owner(f->name.p, f->name.n) != CEL_HTTP_FRAMING)
             put_field(&w, f->name.p, f->name.n, f->value);
     }
     /* RFC 9110 section 8.6: no Content-Length in a 1xx or 204, and no body either */
@@ -709,10 +709,6 @@ int cel_h1_write_head(char *buf, size_t cap, const cel_h1_resp *r)
             PUT_LIT(&w, "transfer-encoding: chunked\r\n");
         }
     }
-    if (r->date.n)
-        put_field(&w, "date", 4, r->date);
-    if (r->server.n)
-        put_field(&w, "server", 6, r->server);
     if (r->connection == CEL_H1_CONN_CLOSE)
         PUT_LIT(&w, "connection: close\r\n");
     else if (r->connection == CEL_H1_CONN_KEEP_ALIVE)

@@ -175,8 +175,6 @@ typedef struct cel_h1_resp {
     int body;                /* CEL_H1_BODY_*; ignored for 1xx and 204, which have none. Never
                                 chunked to an HTTP/1.0 client: it gets a length, or NONE and close */
     uint64_t content_length; /* for CEL_H1_BODY_LENGTH */
-    cel_str date;            /* cel_http_date text; empty: no date field */
-    cel_str server;          /* empty: no server field */
     int connection;          /* CEL_H1_CONN_*: which connection field, if any */
 } cel_h1_resp;
 
@@ -184,10 +182,11 @@ typedef struct cel_h1_resp {
 int cel_h1_write_status_line(char *buf, size_t cap, int status);
 
 /*
- * The whole response head, final empty line included. Content-Length and
- * the connection-specific fields (cel_http_conn_specific) among R->headers are
- * dropped: framing and the connection are
- * this function's job, and a second, stale value would desynchronise the
+ * The whole response head, final empty line included: the status line,
+ * R->headers in order (the head phase's list, phase.h: server and date come
+ * from there), then the framing. The framing fields among R->headers
+ * (cel_http_field_owner's CEL_HTTP_FRAMING) are dropped: framing and the
+ * connection are this function's job, and a second, stale value would desynchronise the
  * connection. Bytes written; CEL_EINVAL for a bad status or a field with a
  * name that is not a token or a value holding CR, LF or NUL (response
  * splitting); CEL_ETOOBIG when CAP is too small.

@@ -58,6 +58,16 @@ int cel_http_conn_specific(const char *name, size_t n)
     }
 }
 
+int cel_http_field_owner(const char *name, size_t n)
+{
+    if (cel_http_conn_specific(name, n) || (n == 14 && ieq(name, "content-length", 14)))
+        return CEL_HTTP_FRAMING;
+    if ((n == 6 && ieq(name, "server", 6)) || (n == 4 && ieq(name, "date", 4)) ||
+        (n == 12 && ieq(name, "content-type", 12)))
+        return CEL_HTTP_SERVER;
+    return 0;
+}
+
 #define R(code, text)                                                                              \
     {                                                                                              \
         code, sizeof(text) - 1, text "\n"                                                          \

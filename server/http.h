@@ -61,6 +61,17 @@ static inline int cel_http_is_token(const char *s, size_t n)
  * module API and both front ends ask here. */
 int cel_http_conn_specific(const char *name, size_t n);
 
+/* Who writes response field NAME (N octets, any case): the one list the
+ * config, the module API, middleware and both front ends ask.
+ * CEL_HTTP_FRAMING: the front ends alone (content-length and the
+ * connection-specific fields above: the protocol's framing);
+ * CEL_HTTP_SERVER: the response-head phase (phase.h: server, date,
+ * content-type), which handlers may not set but middleware may change;
+ * 0: anyone. */
+#define CEL_HTTP_FRAMING 1
+#define CEL_HTTP_SERVER 2
+int cel_http_field_owner(const char *name, size_t n);
+
 /* The reason phrase of STATUS: P is "Not Found" (N octets), and P[N] is '\n',
  * so P with N + 1 octets is the text of the server's error bodies. {"", 0}
  * for a status without one. Static storage. */

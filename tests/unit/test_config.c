@@ -610,6 +610,38 @@ static void test_readme_handler_types(void **state)
                      conf_handler_types[i].key, listed[i] ? "its #### section" : "the list");
 }
 
+/* README's Middleware section has a #### heading for every middleware kind
+ * of conf_mw_kinds, and none for a kind the table has not. */
+static void test_readme_middleware(void **state)
+{
+    (void)state;
+    FILE *f = fopen(CEL_SOURCE_ROOT "/README.md", "r");
+    assert_non_null(f);
+    char line[4096], key[64];
+    int headed[32] = {0}, in = 0;
+    assert_true(conf_nmw_kinds <= 32);
+    while (fgets(line, sizeof(line), f)) {
+        if (strncmp(line, "## ", 3) == 0 || strncmp(line, "### ", 4) == 0)
+            in = strcmp(line, "### Middleware\n") == 0;
+        if (!in || strncmp(line, "#### `", 6) != 0)
+            continue;
+        const char *p = line;
+        while ((p = next_key(p, key, sizeof(key)))) {
+            size_t i = 0;
+            while (i < conf_nmw_kinds && strcmp(conf_mw_kinds[i].key, key) != 0)
+                i++;
+            if (i == conf_nmw_kinds)
+                fail_msg("README names middleware `%s`, which conf_mw_kinds has not", key);
+            headed[i] = 1;
+        }
+    }
+    fclose(f);
+    for (size_t i = 0; i < conf_nmw_kinds; i++)
+        if (!headed[i])
+            fail_msg("middleware `%s` has no #### section in README's Middleware",
+                     conf_mw_kinds[i].key);
+}
+
 static void test_log_levels(void **state)
 {
     (void)state;
@@ -1291,6 +1323,27 @@ static const err_case err_cases[] = {
     {"unknown_key_limits", "limits:\n  max_streams: 5\n", 2, 3, "unknown key \"max_streams\"",
      "limits"},
     {"unknown_key_log", "log:\n  lvl: debug\n", 2, 3, "unknown key \"lvl\"", "log"},
+    {"unknown_middleware", "middleware:\n  - hedaers: {}\n", 2, 5, "unknown key \"hedaers\"",
+     "headers"},
+    {"unknown_key_headers", "middleware:\n  - headers: {set: {a: b}, sett: {}}\n", 2, 28,
+     "unknown key \"sett\"", "set, add, remove"},
+    {"middleware_two_kinds", "middleware:\n  - {headers: {}, request_idd: {}}\n", 2, 19,
+     "names one middleware", NULL},
+    {"middleware_not_list", "middleware: {headers: {}}\n", 1, 13, "middleware must be a list",
+     NULL},
+    {"middleware_item_scalar", "middleware:\n  - headers\n", 2, 5, "a mapping with one key", NULL},
+    {"headers_framing", "middleware:\n  - headers: {set: {Content-Length: \"1\"}}\n", 2, 21,
+     "cannot be set here", "framing"},
+    {"headers_bad_name", "middleware:\n  - headers: {remove: [\"a b\"]}\n", 2, 24,
+     "not allowed in a name", NULL},
+    {"headers_bad_value", "middleware:\n  - headers: {add: {x: \"a\\x01\"}}\n", 2, 24,
+     "control character", NULL},
+    {"route_middleware_unknown",
+     "routes:\n"
+     "  - path: /a\n"
+     "    middleware: [{nope: {}}]\n"
+     "    static: {body: x}\n",
+     3, 19, "unknown key \"nope\"", "middleware"},
 
     /* wrong types: at the value */
     {"workers_banana", "workers: banana\n", 1, 10, "workers must be", NULL},
@@ -1643,6 +1696,7 @@ int main(void)
         cmocka_unit_test(test_readme_limits),
         cmocka_unit_test(test_readme_top_level),
         cmocka_unit_test(test_readme_handler_types),
+        cmocka_unit_test(test_readme_middleware),
         cmocka_unit_test(test_workers_number_and_auto),
         cmocka_unit_test(test_workers_cpu_list),
         cmocka_unit_test(test_listen_forms),

@@ -1,0 +1,89 @@
+#include "middleware.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+static int same(const cel_field *f, cel_str name)
+{
+    return f->name_len == name.n && memcmp(f->name, name.p, name.n) == 0;
+}
+
+int cel_fields_add(cel_fields *f, cel_str name, cel_str value)
+{
+    if (f->n == f->cap)
+        return CEL_ETOOBIG;
+    f->v[f->n++] = cel_field_of(name, value);
+    return 0;
+}
+
+int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        if (!same(&f->v[i], name))
+            continue;
+        f->v[i].value = value.p;
+        f->v[i].value_len = value.n;
+        size_t k = i + 1;
+        for (size_t j = i + 1; j < f->n; j++)
+            if (!same(&f->v[j], name))
+                f->v[k++] = f->v[j];
+        f->n = k;
+        return 0;
+    }
+    return cel_fields_add(f, name, value);
+}
+
+void cel_fields_remove(cel_fields *f, cel_str name)
+{
+    size_t k = 0;
+    for (size_t j = 0; j < f->n; j++)
+        if (!same(&f->v[j], name))
+            f->v[k++] = f->v[j];
+    f->n = k;
+}
+
+cel_mw_chain *cel_mw_chain_new(size_t n, int owns)
+{
+    cel_mw_chain *c = calloc(1, sizeof(*c) + n * sizeof(c->v[0]));
+    if (c)
+        c->owns = owns;
+    return c;
+}
+
+void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m)
+{
+    c->v[c->n++] = m;
+    if (m->ops->request)
+        c->phases |= CEL_MW_REQUEST;
+    if (m->ops->head)
+        c->phases |= CEL_MW_HEAD;
+}
+
+int cel_mw_chain_join(cel_mw_chain *global, const cel_mw_chain *own, cel_mw_chain **out)
+{
+    size_t ng = global ? global->n : 0, no = own ? own->n : 0;
+    *out = NULL;
+    if (no == 0) {
+        *out = ng ? global : NULL;
+        return 0;
+    }
+    cel_mw_chain *c = cel_mw_chain_new(ng + no, 0);
+    if (!c)
+        return CEL_ENOMEM;
+    for (size_t i = 0; i < ng; i++)
+        cel_mw_chain_push(c, global->v[i]);
+    for (size_t i = 0; i < no; i++)
+        cel_mw_chain_push(c, own->v[i]);
+    *out = c;
+    return 0;
+}
+
+void cel_mw_chain_free(cel_mw_chain *c)
+{
+    if (!c)
+        return;
+    if (c->owns)
+        for (size_t i = 0; i < c->n; i++)
+            c->v[i]->ops->destroy(c->v[i]);
+    free(c);
+}

@@ -1,0 +1,111 @@
+/*
+ * Middleware: what runs around a route's handler, for HTTP/2 and HTTP/1.1
+ * alike. The `middleware:` list at the top level of the config runs for every
+ * request, a route's own list after it. Each kind (headers, ...) embeds
+ * cel_mw as its first member and fills in ops; config builds them (the kinds
+ * table in conf_middleware.c) and phase.c calls them, never naming a kind.
+ *
+ * Middleware objects belong to the configuration generation: immutable once
+ * loaded, shared by every worker. Per-request state goes into the exchange's
+ * arena or the request; per-worker state is the kind's own business.
+ */
+#ifndef CEL_MIDDLEWARE_H
+#define CEL_MIDDLEWARE_H
+
+#include "common.h"
+#include "exchange.h"
+#include "handler.h"
+#include "request.h"
+
+/* One field of a response head. Name lowercase; what NAME and VALUE point
+ * to lives until the response head is sent (the generation, static storage
+ * or the exchange's arena). FLAGS is CEL_FIELD_KEPT, which says just that.
+ * The layout is nghttp2_nv's, so the HTTP/2 front end hands the head phase's
+ * list to nghttp2 as it is (static asserts in h2.c): no copy per field. */
+typedef struct cel_field {
+    const char *name;
+    const char *value;
+    size_t name_len, value_len;
+    uint8_t flags;
+} cel_field;
+#define CEL_FIELD_KEPT 6u
+
+static inline cel_field cel_field_of(cel_str name, cel_str value)
+{
+    return (cel_field){name.p, value.p, name.n, value.n, CEL_FIELD_KEPT};
+}
+
+/* The ordered fields of a response head as the response-head phase builds
+ * them (phase.h): V has room for CAP, N are used. */
+typedef struct cel_fields {
+    cel_field *v;
+    size_t n, cap;
+} cel_fields;
+
+/* Appends NAME: VALUE. 0, or CEL_ETOOBIG when the list is full. */
+int cel_fields_add(cel_fields *f, cel_str name, cel_str value);
+/* The first field NAME gets VALUE and the others named so go; appended when
+ * there is none. 0, or CEL_ETOOBIG. */
+int cel_fields_set(cel_fields *f, cel_str name, cel_str value);
+/* Every field NAME goes; the others keep their order. */
+void cel_fields_remove(cel_fields *f, cel_str name);
+
+typedef struct cel_mw cel_mw;
+
+/* A middleware answered in the request phase (cel_mw_ops.request). */
+#define CEL_MW_ANSWERED 1
+
+typedef struct cel_mw_ops {
+    /* Request phase, before the handler (and before a 404 or 405 is decided):
+     * 0 to go on, or CEL_MW_ANSWERED having filled RES (memory as for a
+     * handler's answer): the handler is not called, the later middleware of
+     * the chain neither, and the answer passes the response phases. NULL:
+     * the kind has no request phase. */
+    int (*request)(const cel_mw *m, cel_exchange *x, cel_response *res);
+    /* Response-head phase: edits F, the fields of the answer with STATUS to X
+     * (every answer: the handler's, the server's own, a middleware's). X's
+     * req is never NULL (for a request refused before its head was read it
+     * holds what could be read); new strings go into X's arena. NULL: none. */
+    void (*head)(const cel_mw *m, cel_exchange *x, int status, cel_fields *f);
+    void (*destroy)(cel_mw *m);
+} cel_mw_ops;
+
+struct cel_mw {
+    const cel_mw_ops *ops;
+    const char *kind; /* "headers", ...: for logs */
+};
+
+/* cel_mw_chain.phases: which phases some member of the chain has. */
+#define CEL_MW_REQUEST 1u
+#define CEL_MW_HEAD 2u
+
+/* The middleware a request runs, in order (the global list, then the
+ * route's). OWNS: the chain destroys its members when freed (the lists as
+ * configured); else it only points at members another chain owns (a route's
+ * global-then-own list). */
+typedef struct cel_mw_chain {
+    size_t n;
+    unsigned phases;
+    int owns;
+    cel_mw *v[];
+} cel_mw_chain;
+
+/* A chain with room for N members (n = 0). NULL when out of memory. */
+cel_mw_chain *cel_mw_chain_new(size_t n, int owns);
+/* Appends M (room was made by cel_mw_chain_new) and notes its phases. */
+void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m);
+/* GLOBAL then OWN (either may be NULL) as one chain that owns nothing; NULL
+ * in *OUT when both are empty, GLOBAL itself when OWN is. 0 or CEL_ENOMEM. */
+int cel_mw_chain_join(cel_mw_chain *global, const cel_mw_chain *own, cel_mw_chain **out);
+void cel_mw_chain_free(cel_mw_chain *c);
+
+/* The kinds, built by config (conf_middleware.c); NULL when out of memory.
+ * Strings are copied. */
+
+/* `headers`: in the head phase of every answer, removes the fields named
+ * in REMOVE, then sets those of SET (cel_fields_set), then appends those of
+ * ADD. Names lowercase. */
+cel_mw *cel_mw_headers_new(const cel_kv *set, size_t nset, const cel_kv *add, size_t nadd,
+                           const cel_str *remove, size_t nremove);
+
+#endif

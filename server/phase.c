@@ -1,0 +1,35 @@
+#include "phase.h"
+
+int cel_phase_request(cel_exchange *x, cel_response *res)
+{
+    const cel_mw_chain *c = x->mw;
+    for (size_t i = 0; i < c->n; i++) {
+        const cel_mw *m = c->v[i];
+        if (m->ops->request && m->ops->request(m, x, res) == CEL_MW_ANSWERED)
+            return CEL_MW_ANSWERED;
+    }
+    return 0;
+}
+
+size_t cel_phase_head_mw(cel_exchange *x, int status, cel_field *out, size_t n, size_t cap)
+{
+    cel_fields f = {out, n, cap};
+    const cel_mw_chain *c = x->mw;
+    for (size_t i = 0; i < c->n; i++) {
+        const cel_mw *m = c->v[i];
+        if (m->ops->head)
+            m->ops->head(m, x, status, &f);
+    }
+    return f.n;
+}
+
+const cel_response *cel_phase_body_filter(cel_exchange *x, const cel_response *res,
+                                          cel_response *tmp, int whole)
+{
+    *tmp = *res;
+    if (x->filter->head(x, tmp, whole) < 0) {
+        x->filter = NULL;
+        cel_response_error(tmp, 500);
+    }
+    return tmp;
+}

@@ -1,0 +1,224 @@
+"""Middleware (README: Configuration, Middleware) against the real daemon over
+HTTP/1.1 and h2c: the global list, a route's list after it, their order, the
+answers they reach (handler, 404, 405, the server's own refusals, a module's
+late answer), reload, and config errors with file:line:column."""
+
+import pathlib
+import signal
+import socket
+import time
+
+import pytest
+
+from support import BINARY, ServerFactory, run_celerisd
+
+MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
+
+CONFIG = f"""workers: 1
+log: {{ level: info }}
+modules_dir: {MODULES}
+middleware:
+  - headers:
+      set: {{ strict-transport-security: "max-age=31536000", x-order: global, x-over: global }}
+      remove: [server]
+routes:
+  - path: /plain
+    static: {{ body: "plain", headers: {{ x-handler: h }} }}
+  - path: /route
+    methods: [GET]
+    middleware:
+      - headers: {{ add: {{ x-order: route }}, set: {{ x-over: route }} }}
+      - headers: {{ remove: [x-handler, date], add: {{ x-order: second }} }}
+    static: {{ body: "route", headers: {{ x-handler: h }} }}
+  - path: /server
+    middleware:
+      - headers: {{ set: {{ server: "front/1", content-type: "text/x-mw" }} }}
+    json: {{ template: {{ a: 1 }} }}
+  - path: /delay
+    middleware: [ {{ headers: {{ add: {{ x-late: yes }} }} }} ]
+    module: {{ name: delay, config: {{ ms: 5, mode: loop }} }}
+"""
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    f = ServerFactory(tmp_path_factory.mktemp("middleware"))
+    yield f
+    problems = f.teardown()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def srv(factory):
+    return factory(CONFIG)
+
+
+def h1(srv, raw):
+    """Sends RAW on one connection (the server closes it: connection: close
+    or a refusal); returns (status line, [(name, value)] in order, body)."""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+        s.sendall(raw)
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+    return lines[0], [(k.lower(), v) for k, v in fields], body
+
+
+def h1_get(srv, path, method="GET"):
+    return h1(srv, f"{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+
+
+def names(fields):
+    return [k for k, _ in fields]
+
+
+def values(fields, name):
+    return [v for k, v in fields if k == name]
+
+
+def test_global_headers_h2(srv):
+    with srv.client() as c:
+        r = c.get("/plain")
+        assert r.status == 200 and r.body == b"plain"
+        assert r.header("strict-transport-security") == "max-age=31536000"
+        assert r.header("server") is None, r.headers
+        assert r.header("date") is not None
+        assert r.header("x-handler") == "h"
+        # the phase's order: date, content-type, the handler's, then middleware
+        assert [k for k, _ in r.headers][:3] == ["date", "content-type", "x-handler"], r.headers
+
+
+def test_global_headers_h1(srv):
+    status, fields, body = h1_get(srv, "/plain")
+    assert status.startswith("HTTP/1.1 200") and body == b"plain"
+    assert values(fields, "strict-transport-security") == ["max-age=31536000"]
+    assert "server" not in names(fields), fields
+    assert values(fields, "x-order") == ["global"]
+    assert names(fields)[-2:] == ["content-length", "connection"], fields
+
+
+def test_route_after_global_in_order(srv):
+    """Global first, then the route's list in order: add appends, set replaces
+    the global value, remove takes the handler's field and date."""
+    with srv.client() as c:
+        r = c.get("/route")
+        assert r.status == 200
+        assert r.header_all("x-order") == ["global", "route", "second"]
+        assert r.header_all("x-over") == ["route"]
+        assert r.header("x-handler") is None and r.header("date") is None
+        assert r.header("server") is None
+    status, fields, _ = h1_get(srv, "/route")
+    assert values(fields, "x-order") == ["global", "route", "second"]
+    assert values(fields, "x-over") == ["route"]
+    assert "x-handler" not in names(fields) and "date" not in names(fields)
+
+
+def test_set_server_and_content_type(srv):
+    with srv.client() as c:
+        r = c.get("/server")
+        assert r.header("server") == "front/1"
+        assert r.header_all("content-type") == ["text/x-mw"]
+        assert r.body == b'{"a":1}'
+    _, fields, _ = h1_get(srv, "/server")
+    assert values(fields, "server") == ["front/1"]
+    assert values(fields, "content-type") == ["text/x-mw"]
+
+
+def test_404_gets_global_only(srv):
+    with srv.client() as c:
+        r = c.get("/nothing")
+        assert r.status == 404
+        assert r.header("strict-transport-security") == "max-age=31536000"
+        assert r.header_all("x-order") == ["global"]
+        assert r.header("server") is None
+
+
+def test_405_gets_the_paths_route_list(srv):
+    with srv.client() as c:
+        r = c.request("POST", "/route")
+        assert r.status == 405
+        assert r.header("allow") is not None
+        assert r.header_all("x-order") == ["global", "route", "second"]
+    status, fields, _ = h1_get(srv, "/route", method="DELETE")
+    assert status.startswith("HTTP/1.1 405")
+    assert values(fields, "x-order") == ["global", "route", "second"]
+
+
+def test_h1_refusal_passes_the_head_phase(srv):
+    """A request refused before routing (a bad request line: 400) still gets
+    the global middleware, and no server field."""
+    status, fields, _ = h1(srv, b"GET /a b c HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400"), status
+    assert values(fields, "strict-transport-security") == ["max-age=31536000"]
+    assert "server" not in names(fields)
+    assert values(fields, "connection") == ["close"]
+
+
+def test_h2_early_answer_passes_the_head_phase(srv):
+    """An HTTP/2 413 answered from content-length before the body."""
+    with srv.client() as c:
+        sid = c.send_request("POST", "/plain", headers=[("content-length", str(1 << 30))],
+                             end_stream=False)
+        r = c.response(sid)
+        assert r.status == 413
+        assert r.header("strict-transport-security") == "max-age=31536000"
+        assert r.header("server") is None
+
+
+def test_module_late_answer(srv):
+    """A module answering from a timer (after handle returned) gets the lists."""
+    with srv.client() as c:
+        r = c.get("/delay")
+        assert r.status == 200
+        assert r.header("x-late") == "yes"
+        assert r.header_all("x-order") == ["global"]
+        assert r.header("server") is None
+    _, fields, _ = h1_get(srv, "/delay")
+    assert values(fields, "x-late") == ["yes"]
+
+
+def test_reload_swaps_the_list(factory):
+    text = "workers: 1\nlog: { level: info }\n%s\nroutes:\n  - path: /a\n    static: { body: a }\n"
+    srv = factory(text % "middleware: [ { headers: { set: { x-gen: one } } } ]")
+    with srv.client() as c:
+        assert c.get("/a").header("x-gen") == "one"
+    path = srv.config_path
+    body = path.read_text().replace("x-gen: one", "x-gen: two")
+    path.write_text(body)
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while "generation 2 is serving" not in srv.stderr_text():
+        assert time.monotonic() < deadline, srv.stderr_text()
+        time.sleep(0.02)
+    with srv.client() as c:
+        r = c.get("/a")
+        assert r.header("x-gen") == "two"
+        assert r.header("server") is not None  # no remove here: the default stays
+    _, fields, _ = h1_get(srv, "/a")
+    assert values(fields, "x-gen") == ["two"]
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - headers: {set: {a: b}, sett: {}}\n", 2, 28,
+     ["unknown key \"sett\" in headers", "set, add, remove"]),
+    ("middleware:\n  - hedaers: {}\n", 2, 5, ["unknown key \"hedaers\"", "headers"]),
+    ("middleware:\n  - headers: {remove: [transfer-encoding]}\n", 2, 24,
+     ["cannot be set here"]),
+    ("routes:\n  - path: /a\n    middleware: [{headers: {add: {x: [1]}}}]\n"
+     "    static: {body: x}\n", 3, 38, ["header value for \"x\" must be a string"]),
+])
+def test_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
