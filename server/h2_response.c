@@ -336,6 +336,7 @@ const cel_exchange_ops cel_h2_exchange_ops = {
     .buffered = x_buffered,
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
+    .body_resume = cel_h2_body_resume,
 };
 
 /* Answers before the request is complete (413, 431); the rest of the request is

@@ -790,20 +790,53 @@ int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), 
     return CELERIS_OK;
 }
 
-/* ---- for module_loop.c ---- */
+/* ---- timers and watches (module_loop.c) ---- */
 
-cel_exchange *cel_module_req_wait(celeris_req *req, cel_mod_events ***set)
+static void settle(celeris_req *req);
+
+/* The request's set of timers and watches, its exchange taken over (so
+ * on_close runs) and, when it has no answer yet, marked as waiting. NULL:
+ * *RC says why. */
+static cel_mod_events *events_of(celeris_req *req, int *rc)
 {
+    *rc = CELERIS_STATE;
     if (!req->x)
         return NULL;
+    if (!req->events &&
+        !(req->events = cel_module_events_new(req->x->arena, req->x->env, settle))) {
+        *rc = CELERIS_NOMEM;
+        return NULL;
+    }
     take(req);
     if (req->state == R_NEW)
         req->state = R_SUSPENDED;
-    *set = &req->events;
-    return req->x;
+    return req->events;
 }
 
-void cel_module_req_settle(celeris_req *req)
+int celeris_timer_start(celeris_req *req, uint64_t ms, unsigned flags,
+                        void (*fn)(celeris_req *req, void *arg), void *arg, celeris_timer **out)
+{
+    if (!fn || (flags & ~CELERIS_TIMER_REPEAT) || (ms == 0 && (flags & CELERIS_TIMER_REPEAT)))
+        return CELERIS_ERROR;
+    int rc;
+    cel_mod_events *set = events_of(req, &rc);
+    return set ? cel_module_timer_start(set, req, ms, flags, fn, arg, out) : rc;
+}
+
+int celeris_watch_start(celeris_req *req, int fd, unsigned events,
+                        void (*fn)(celeris_req *req, int fd, unsigned events, void *arg), void *arg,
+                        celeris_watch **out)
+{
+    if (!fn || fd < 0 || (events & ~(CELERIS_WATCH_READ | CELERIS_WATCH_WRITE)))
+        return CELERIS_ERROR;
+    int rc;
+    cel_mod_events *set = events_of(req, &rc);
+    return set ? cel_module_watch_start(set, req, fd, events, fn, arg, out) : rc;
+}
+
+/* After a timer, watch or body function returned: a request left unanswered
+ * with nothing to wait for is ended with a 500 (logged). */
+static void settle(celeris_req *req)
 {
     if (!req->x || req->state != R_SUSPENDED || waiting(req))
         return;
@@ -863,7 +896,7 @@ static int on_body(cel_exchange *x, const char *p, size_t n, int end, size_t *to
     }
     int all = offer(r, p, n, end, took);
     if (r->x)
-        cel_module_req_settle(r);
+        settle(r);
     return all;
 }
 
@@ -903,8 +936,9 @@ int celeris_req_body_resume(celeris_req *req)
         return CELERIS_STATE;
     req->body_paused = 0;
     req->body_resumes++;
-    cel_mod_events **set;
-    cel_module_req_wait(req, &set);
+    take(req);
+    if (req->state == R_NEW)
+        req->state = R_SUSPENDED;
     if (req->x->body_streamed) {
         req->x->ops->body_resume(req->x);
         return CELERIS_OK;

@@ -28,6 +28,9 @@ struct cel_mod_events {
     cel_mod_event *head;
     unsigned armed;
     int *alive; /* while a function runs: cleared if the request ends under it */
+    cel_arena *arena;
+    cel_env *env;
+    void (*settle)(celeris_req *req);
 };
 
 static void arm(cel_mod_event *e, int on)
@@ -64,7 +67,7 @@ static void run(cel_mod_event *e, unsigned events)
     if (!alive)
         return;
     set->alive = NULL;
-    cel_module_req_settle(req);
+    set->settle(req);
 }
 
 static void on_timer(evutil_socket_t fd, short what, void *arg)
@@ -84,25 +87,24 @@ static void on_fd(evutil_socket_t fd, short what, void *arg)
                ((what & EV_WRITE) ? CELERIS_WATCH_WRITE : 0));
 }
 
-static int event_new_of(celeris_req *req, int kind, cel_mod_event **out)
+cel_mod_events *cel_module_events_new(cel_arena *arena, cel_env *env,
+                                      void (*settle)(celeris_req *req))
 {
-    cel_mod_events **slot;
-    cel_exchange *x = cel_module_req_wait(req, &slot);
-    if (!x)
-        return CELERIS_STATE;
-    if (!*slot) {
-        *slot = cel_arena_alloc(x->arena, sizeof(**slot));
-        if (!*slot)
-            return CELERIS_NOMEM;
-        memset(*slot, 0, sizeof(**slot));
-    }
-    cel_mod_event *e = cel_arena_alloc(x->arena, sizeof(*e));
+    cel_mod_events *set = cel_arena_alloc(arena, sizeof(*set));
+    if (set)
+        *set = (cel_mod_events){.arena = arena, .env = env, .settle = settle};
+    return set;
+}
+
+static int event_new_of(cel_mod_events *set, celeris_req *req, int kind, cel_mod_event **out)
+{
+    cel_mod_event *e = cel_arena_alloc(set->arena, sizeof(*e));
     if (!e)
         return CELERIS_NOMEM;
     memset(e, 0, sizeof(*e));
-    e->set = *slot;
+    e->set = set;
     e->req = req;
-    e->env = x->env;
+    e->env = set->env;
     e->kind = kind;
     e->fd = -1;
     e->next = e->set->head;
@@ -133,13 +135,11 @@ static int timer_arm(cel_mod_event *e, uint64_t ms)
     return CELERIS_OK;
 }
 
-int celeris_timer_start(celeris_req *req, uint64_t ms, unsigned flags,
-                        void (*fn)(celeris_req *req, void *arg), void *arg, celeris_timer **out)
+int cel_module_timer_start(cel_mod_events *set, celeris_req *req, uint64_t ms, unsigned flags,
+                           void (*fn)(celeris_req *req, void *arg), void *arg, celeris_timer **out)
 {
-    if (!fn || (flags & ~CELERIS_TIMER_REPEAT) || (ms == 0 && (flags & CELERIS_TIMER_REPEAT)))
-        return CELERIS_ERROR;
     cel_mod_event *e;
-    int rc = event_new_of(req, KIND_TIMER, &e);
+    int rc = event_new_of(set, req, KIND_TIMER, &e);
     if (rc)
         return rc;
     e->flags = flags;
@@ -183,14 +183,12 @@ static int watch_set(cel_mod_event *e, unsigned events)
     return CELERIS_OK;
 }
 
-int celeris_watch_start(celeris_req *req, int fd, unsigned events,
-                        void (*fn)(celeris_req *req, int fd, unsigned events, void *arg), void *arg,
-                        celeris_watch **out)
+int cel_module_watch_start(cel_mod_events *set, celeris_req *req, int fd, unsigned events,
+                           void (*fn)(celeris_req *req, int fd, unsigned events, void *arg),
+                           void *arg, celeris_watch **out)
 {
-    if (!fn || fd < 0 || (events & ~(CELERIS_WATCH_READ | CELERIS_WATCH_WRITE)))
-        return CELERIS_ERROR;
     cel_mod_event *e;
-    int rc = event_new_of(req, KIND_WATCH, &e);
+    int rc = event_new_of(set, req, KIND_WATCH, &e);
     if (rc)
         return rc;
     e->fd = fd;

@@ -332,6 +332,14 @@ def test_notes_attachment_streams_to_a_file(celerisd, tmp_path, proto):
         b.close()
 
 
+def quiet_pump(c):
+    """Reads what the server sends for up to 50 ms (nothing is fine)."""
+    try:
+        c.pump(time.monotonic() + 0.05)
+    except TimeoutError:
+        pass
+
+
 def test_notes_attachment_cut_short_leaves_nothing(celerisd, tmp_path):
     files = tmp_path / "files"
     files.mkdir()
@@ -345,12 +353,12 @@ def test_notes_attachment_cut_short_leaves_nothing(celerisd, tmp_path):
             c.send_body(sid, os.urandom(200000), end_stream=False)
             deadline = time.monotonic() + 10 * SCALE
             while not list(files.iterdir()) and time.monotonic() < deadline:
-                c.pump(time.monotonic() + 0.05)
+                quiet_pump(c)
             assert [p.name for p in files.iterdir()] == ["1.part"]
             c.reset_stream(sid)
             deadline = time.monotonic() + 10 * SCALE
             while list(files.iterdir()) and time.monotonic() < deadline:
-                c.pump(time.monotonic() + 0.05)
+                quiet_pump(c)
             assert list(files.iterdir()) == []
     finally:
         b.close()

@@ -42,31 +42,42 @@ def callgrind_calls(path, name):
 
 def mode_callgrind(opts, ctx, routes, names):
     n = opts.requests
-    check_all_bodies(opts, ctx, routes, names)
-    if opts.browser:
+    proto = opts.protos[0]
+    check_all_bodies(opts, ctx, routes, names, proto)
+    if proto == 'http1':
+        say(f'callgrind: each server under valgrind (1 worker), per route h2load --h1 -n {n} '
+            f'-c 4: keep-alive (-m 1), pipelined (-m 10) and connection: close (-m 1, a new '
+            f'connection per request), minus an idle start+stop of the same server')
+    elif opts.browser:
         say(f'callgrind: each server under valgrind (1 worker), per route h2load -n {n} '
             f'-c {browser.CONNS} -m 10 bare and with a browser\'s fields '
             f'({browser.describe()}), minus an idle start+stop of the same server')
     else:
         say(f'callgrind: each server under valgrind (1 worker), h2load -n {n} -c 4 -m 10 per '
             f'route, minus an idle start+stop of the same server')
-    # (label, h2load -c, extra h2load arguments) for each run of a route
-    shapes = ([('bare', browser.CONNS, ()), ('browser', browser.CONNS, browser.h2load_args())]
-              if opts.browser else [('', 4, ())])
+    # (label, h2load -c, -m, extra h2load arguments) for each run of a route
+    if proto == 'http1':
+        shapes = [('keep-alive', 4, 1, ['--h1']), ('pipelined', 4, 10, ['--h1']),
+                  ('close', 4, 1, ['--h1', '-H', 'connection: close'])]
+    elif opts.browser:
+        shapes = [('bare', browser.CONNS, 10, ()),
+                  ('browser', browser.CONNS, 10, browser.h2load_args())]
+    else:
+        shapes = [('', 4, 10, ())]
     rows, table = [], {}
     for name in names:
-        def cg_run(route, shape=('', 4, ())):
-            label, conns, extra = shape
+        def cg_run(route, shape=('', 4, 10, ())):
+            label, conns, streams, extra = shape
             key = (route.key + (f'-{label}' if label else '')) if route else 'idle'
             out = os.path.join(ctx.tmp, f'callgrind.{name}.{key}')
-            srv = ctx.server(name, workers=1, callgrind_out=out, table=opts.table)
+            srv = ctx.server(name, workers=1, callgrind_out=out, table=opts.table, proto=proto)
             t0 = time.monotonic()
             srv.start()
             # Listening is not the end of start-up under valgrind (celerisd sets up
             # its signal handling after listen()): settle, in both runs alike.
             time.sleep(2)
             if route:
-                h2load(srv.url(route.path), opts.client_cpus, 1, conns, 10,
+                h2load(srv.url(route.path), opts.client_cpus, 1, conns, streams,
                        f'{name} {route.path} {label} under callgrind', n=n, expect_n=n,
                        want_status=route.status, extra=extra)
                 srv.check_alive(f'under callgrind on {route.path}')
@@ -98,6 +109,15 @@ def mode_callgrind(opts, ctx, routes, names):
                 ratio = f'{base / full:.2f}' if base and name != 'celerisd' else '—'
                 out_rows.append([r.name, name, f'{bare:,.0f}', f'{full:,.0f}',
                                  f'{full / bare:.2f}', f'{full - bare:,.0f}', ratio])
+            elif proto == 'http1':
+                row = [r.name, name]
+                ratios = []
+                for label, *_ in shapes:
+                    ipr = table[(r.name, name, label)]
+                    base = table.get((r.name, 'celerisd', label))
+                    row.append(f'{ipr:,.0f}')
+                    ratios.append(f'{base / ipr:.2f}' if base and name != 'celerisd' else '—')
+                out_rows.append(row + [' / '.join(ratios)])
             else:
                 ipr = table[(r.name, name, '')]
                 base = table.get((r.name, 'celerisd', ''))
@@ -113,6 +133,17 @@ def mode_callgrind(opts, ctx, routes, names):
                 f'built afresh that often. bare: h2load\'s own fields; browser: with '
                 f'{browser.describe()}, every request alike. Kernel work is not counted. nginx '
                 f'runs with master_process off.')
+    elif proto == 'http1':
+        t = md_table(['route', 'server', 'keep-alive Ir / request', 'pipelined ×10',
+                      'connection: close', 'celerisd ÷ peer (each)'], out_rows,
+                     ['l', 'l', 'r', 'r', 'r', 'r'])
+        note = (f'HTTP/1.1 cleartext. User-space instructions (callgrind Ir, all threads) per '
+                f'request: (total with h2load --h1 -n {n} -c 4 − total of an idle start+stop) '
+                f'÷ {n}. keep-alive: one request at a time per connection; pipelined: 10 in '
+                f'flight per connection (-m 10); connection: close: every request on a new '
+                f'connection (the accept and close included). Kernel work is not counted. nginx '
+                f'runs with master_process off and a plain listener beside its h2c one. Ratio: '
+                f'celerisd ÷ peer instructions for each shape (< 1: celerisd executes fewer).')
     else:
         t = md_table(['route', 'server', 'instructions / request', 'celerisd ÷ peer'], out_rows,
                      ['l', 'l', 'r', 'r'])
@@ -124,6 +155,8 @@ def mode_callgrind(opts, ctx, routes, names):
     title = 'celerisd instructions per request (callgrind)'
     if opts.browser:
         title += ', bare and with browser fields'
+    if proto == 'http1':
+        title += ', HTTP/1.1'
     lines = header_lines(opts, title) + t + ['', note, '']
     lines += md_table(['route', 'server', 'total Ir', 'idle Ir', 'Ir / request',
                        'clock reads / request'], rows, ['l', 'l', 'r', 'r', 'r', 'r'])
@@ -134,7 +167,7 @@ def mode_callgrind(opts, ctx, routes, names):
     if opts.table:
         t, note = table_facts(opts, ctx, routes, names, table)
         lines += ['', f'## The table of {opts.table:,} routes', ''] + t + ['', note]
-    suffix = '-callgrind-browser' if opts.browser else '-callgrind'
+    suffix = '-callgrind' + ('-browser' if opts.browser else '') + ('-http1' if proto == 'http1' else '')
     say(f'\nwrote {write_md(opts, ctx.stamp, suffix, lines)}')
 
 

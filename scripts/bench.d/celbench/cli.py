@@ -14,6 +14,9 @@ from .callgrind import mode_callgrind
 from .inproc import mode_inproc
 from .idle import mode_idle
 from .ramp import RAMP_STEPS, mode_ramp
+from .scaling import mode_scaling
+from .many_conns import mode_many_conns
+from .upload_relay import mode_relay_upload
 from .via_haproxy import mode_via_haproxy
 
 
@@ -25,7 +28,8 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
        scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
-       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee'''
+       scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee
+       scripts/bench --scaling [...]    1, 2, 4 ... N/2 workers: req/s, efficiency per core'''
 EPILOG = '''Servers: celerisd (build-bench, conf/bench.yaml), nginx, h2o (file.file +
 mruby for params), h2o-mruby (all routes mruby), nghttpd (files). All get their
 own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
@@ -41,7 +45,21 @@ Protocols (--proto, throughput table only; one table each):
   tls    HTTP/2 over TLS (ALPN h2), h2load on https://. Every server gets a TLS
          listener with one self-signed EC P-256 certificate made with openssl in
          the temp dir; prints whether celerisd can use kernel TLS (tls module).
---callgrind, --idle-conns and --ramp measure h2c only.
+--idle-conns, --ramp, --relay-delay and --many-conns measure h2c only;
+--callgrind h2c, or HTTP/1.1 with --proto http1: h2load --h1 -c 4 keep-alive,
+pipelined (-m 10) and with connection: close, each server's instructions per
+request for each.
+
+--many-conns N (/bench, celbench/many_conns.py), per server: first a saturated
+run (-c, -m, -D), then N connections each sending one request a second
+(h2load --rps 1) for -D after a 10 s warm-up; server CPU per request over the
+measured time beside the saturated figure, and RSS. The open-files hard limit
+bounds N (about the limit minus 1000).
+
+--relay-delay MS (celerisd only, celbench/upload_relay.py) uploads 4 MiB through
+scripts/bench.d/relay.py, a TCP relay delaying each direction by MS ms (these
+kernels have no netem), to the echo module and to a static route, with
+65,535-octet windows and with the defaults; seconds, MB/s, bench-...-relay.md.
 
 --table N (with --callgrind; celerisd and nginx only) adds N literal routes
 /api/v1/resource{i}/items and 100 param routes /api/v1/param{j}/:id to each
@@ -59,6 +77,13 @@ h2load -c 200 -n 20000 -m 10 (each connection's HPACK table built afresh every
 accept, accept-language, accept-encoding, sec-ch-ua*, sec-fetch-*,
 upgrade-insecure-requests, cache-control, referer, a 1 KiB cookie; the text is
 in celbench/browser.py); reports both, their ratio and the difference.
+
+--scaling splits the usable CPUs in two: h2load on the first half (-t = its
+CPU count), celerisd, h2o and nginx (as --servers allows) on the second with 1,
+2, 4 ... workers up to its CPU count, pinned to the first w of them, -c C×w;
+reports req/s, req/s per worker and efficiency (req/s ÷ w × the 1-worker
+figure). On 2 CPUs that is the 1-worker step only; the same command runs
+every step on a larger machine.
 
 --inproc runs build-bench/tests/perf/celeris-inproc-bench (tests/perf/inproc.c)
 under callgrind, counting only its server side: four floors (a bare nghttp2
@@ -135,14 +160,29 @@ def parse_args(argv):
     ap.add_argument('--out-dir', default=os.path.join(ROOT, 'bench-results'),
                     help='where the Markdown and PNG go (default bench-results/)')
     ap.add_argument('--keep-tmp', action='store_true', help='keep the temp dir (configs, logs)')
+    ap.add_argument('--scaling', action='store_true',
+                    help='celerisd, h2o, nginx with 1, 2, 4 ... N/2 workers against h2load on the '
+                         'other half of the CPUs: req/s and efficiency per core')
+    ap.add_argument('--many-conns', type=int, metavar='N', default=None,
+                    help='N connections at one request a second each (celerisd, /bench): '
+                         'server CPU per request and RSS against the saturated figure')
+    ap.add_argument('--relay-delay', type=float, metavar='MS', default=None,
+                    help='a 4 MiB upload (celerisd, h2c) through a relay delaying each '
+                         'direction by MS ms: 65,535-octet windows against the defaults')
     ap.add_argument('--via', choices=['haproxy'], default=None,
                     help='celerisd straight and through HAProxy (h2c, PROXY v2) on the same '
                          'server CPUs: req/s of both and the overhead (/bench)')
     opts = ap.parse_args(argv)
 
-    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via') if getattr(opts, m)]
+    modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'scaling',
+                         'relay_delay', 'many_conns') if getattr(opts, m) not in (None, False)]
     if len(modes) > 1:
-        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via')
+        ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, --scaling, '
+                 '--relay-delay, --many-conns')
+    if opts.many_conns is not None and opts.many_conns < 1:
+        ap.error('--many-conns needs N >= 1')
+    if opts.relay_delay is not None and opts.relay_delay < 0:
+        ap.error('--relay-delay needs MS >= 0')
     opts.mode = modes[0] if modes else 'throughput'
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
@@ -151,8 +191,12 @@ def parse_args(argv):
     if not protos:
         ap.error('--proto: give h2c, http1, tls or a comma list of them')
     opts.protos = list(dict.fromkeys(protos))
-    if opts.mode != 'throughput' and opts.protos != ['h2c']:
-        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c)')
+    if opts.mode == 'callgrind' and opts.protos == ['http1']:
+        if opts.browser or opts.table:
+            ap.error('--callgrind --proto http1 takes neither --browser nor --table')
+    elif opts.mode != 'throughput' and opts.protos != ['h2c']:
+        ap.error(f'--{opts.mode.replace("_", "-")} measures h2c only (--proto h2c; --callgrind '
+                 f'also http1)')
     if opts.duration is None:
         opts.duration = 2.0 if opts.quick else 5.0
     if opts.repeat is None:
@@ -185,6 +229,8 @@ def parse_args(argv):
         if s not in SERVERS:
             ap.error(f'unknown server {s!r} (known: {", ".join(SERVERS)})')
     opts.names = list(dict.fromkeys(names))
+    if opts.mode == 'callgrind' and opts.protos == ['http1']:
+        opts.names = [s for s in opts.names if s in PROTOS['http1'].servers]
     for p in opts.protos:
         if not [s for s in opts.names if s in PROTOS[p].servers]:
             ap.error(f'--proto {p}: none of the servers {", ".join(opts.names)} speaks it')
@@ -236,9 +282,13 @@ def main(argv):
                 mode_throughput(opts, ctx, opts.route_list, opts.names, proto)
         elif opts.mode == 'via':
             mode_via_haproxy(opts, ctx)
+        elif opts.mode == 'relay_delay':
+            mode_relay_upload(opts, ctx)
+        elif opts.mode == 'many_conns':
+            mode_many_conns(opts, ctx, opts.route_list, opts.names)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
-             'inproc': mode_inproc}[opts.mode](opts, ctx, opts.route_list, opts.names)
+             'inproc': mode_inproc, 'scaling': mode_scaling}[opts.mode](opts, ctx, opts.route_list, opts.names)
         ok = True
     except BenchError as e:
         say(f'\nbench: ABORTED: {e}')

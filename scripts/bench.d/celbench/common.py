@@ -1,6 +1,7 @@
 """Paths, the error type, /proc readers and small helpers every mode uses."""
 
 import argparse
+import array
 import os
 import re
 import socket
@@ -111,6 +112,27 @@ def proc_rss_kib(pid):
     except OSError:
         pass
     return 0
+
+
+def proc_touched_kib(pid):
+    """KiB of PID's private anonymous mappings that have a page table entry
+    (pagemap's present bit): pages written, and pages only read, which the
+    kernel may back with its shared zero page (not in VmRSS) or with pages of
+    their own. The same count on every kernel; VmRSS is at most this."""
+    total = 0
+    try:
+        with open(f'/proc/{pid}/maps') as maps, open(f'/proc/{pid}/pagemap', 'rb') as pm:
+            for line in maps:
+                head = line.split()
+                if head[1] != 'rw-p' or head[5:] not in ([], ['[heap]']):
+                    continue
+                lo, hi = (int(x, 16) for x in head[0].split('-'))
+                pm.seek(lo // 4096 * 8)
+                entries = array.array('Q', pm.read((hi - lo) // 4096 * 8))
+                total += sum(1 for e in entries if e >> 63)
+    except OSError:
+        pass
+    return total * 4
 
 
 def system_busy_seconds():

@@ -1,4 +1,4 @@
-"""--idle-conns N: RSS per idle HTTP/2 connection."""
+"""--idle-conns N: RSS and pages touched per idle HTTP/2 connection."""
 
 import resource
 import selectors
@@ -110,6 +110,7 @@ def mode_idle(opts, ctx, routes, names):
         srv = ctx.server(name, conns=max(4096, 2 * n + 100), idle=True).start()
         time.sleep(0.5)
         before = srv.rss_kib()
+        touched_before = srv.touched_kib()
         t0 = time.monotonic()
         client = IdleClient(srv.port, n)
         deadline = time.monotonic() + 30 + n / 500
@@ -117,22 +118,26 @@ def mode_idle(opts, ctx, routes, names):
             client.pump(0.2)
         client.pump(1.0)
         after = srv.rss_kib()
+        touched = (srv.touched_kib() - touched_before) / n
         up, closed, goaway = client.counts()
         srv.check_alive(f'holding {n} idle connections')
         kib = (after - before) / n
         say(f'  {name:<10} RSS {before:,} KiB -> {after:,} KiB with {n} idle connections: '
-            f'{kib:.2f} KiB/conn  (open {up}, closed by server {closed}, GOAWAY {goaway}; '
-            f'{time.monotonic() - t0:.1f} s)')
+            f'{kib:.2f} KiB/conn, {touched:.2f} touched  (open {up}, closed by server {closed}, '
+            f'GOAWAY {goaway}; {time.monotonic() - t0:.1f} s)')
         if up != n:
             say(f'  WARNING: {name} did not keep all {n} connections open')
-        rows.append([name, str(n), f'{before:,}', f'{after:,}', f'{kib:.2f}', str(up)])
+        rows.append([name, str(n), f'{before:,}', f'{after:,}', f'{kib:.2f}', f'{touched:.2f}',
+                     str(up)])
         client.close()
         srv.stop()
     t = md_table(['server', 'connections', 'RSS before KiB', 'RSS after KiB', 'KiB / idle conn',
-                  'still open'], rows, ['l'] + ['r'] * 5)
+                  'touched KiB / conn', 'still open'], rows, ['l'] + ['r'] * 6)
     note = ('Idle HTTP/2 connections (preface, empty SETTINGS, SETTINGS ACK, nothing else); '
             'VmRSS of the server process tree before and after; kernel socket buffers are not in '
-            'RSS.')
+            'RSS. "Touched" counts the private anonymous pages with a page table entry '
+            '(/proc/PID/pagemap), pages only read included: the same on every kernel, where VmRSS '
+            'leaves out read pages the kernel backs with its shared zero page.')
     say('\n' + '\n'.join(t) + '\n\n' + note)
     lines = header_lines(opts, 'celerisd memory per idle connection') + t + ['', note]
     say(f'\nwrote {write_md(opts, ctx.stamp, "-idle", lines)}')

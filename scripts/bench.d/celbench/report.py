@@ -22,6 +22,7 @@ def versions():
     out['h2load'] = run_text(['h2load', '--version']).splitlines()[:1]
     out['wrk'] = [' '.join(x.split()[:2]) for x in run_text(['wrk', '-v']).splitlines()[:1]]
     out['openssl'] = run_text(['openssl', 'version']).splitlines()[:1]
+    out['curl'] = run_text(['curl', '--version']).splitlines()[:1]
     return {k: (v[0].strip() if v else '?') for k, v in out.items()}
 
 

@@ -13,7 +13,7 @@ import tempfile
 import time
 
 from .common import (BenchError, CELERISD, CONF, HERE, ROOT, free_port, proc_cpu_seconds,
-                     proc_rss_kib, proc_tree, say, tail)
+                     proc_rss_kib, proc_touched_kib, proc_tree, say, tail)
 from .routes import NO_HTTP1, TABLE_PARAMS
 
 
@@ -206,6 +206,9 @@ class Server:
     def rss_kib(self):
         return sum(proc_rss_kib(p) for p in self.pids())
 
+    def touched_kib(self):
+        return sum(proc_touched_kib(p) for p in self.pids())
+
     def stop(self, timeout=15):
         """SIGTERM by PID; returns the exit code (None if it had to be killed)."""
         if self.proc is None:
@@ -272,9 +275,9 @@ def check_bodies(srv, routes, ctx):
             os.unlink(bodyf)
 
 
-def check_all_bodies(opts, ctx, routes, names):
+def check_all_bodies(opts, ctx, routes, names, proto='h2c'):
     for name in names:
-        srv = ctx.server(name, table=opts.table).start()
+        srv = ctx.server(name, table=opts.table, proto=proto).start()
         check_bodies(srv, routes, ctx)
         srv.stop()
     say(f'bodies checked: {", ".join(names)} answer every route correctly')
