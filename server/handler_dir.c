@@ -68,8 +68,9 @@ typedef struct fentry {
 } fentry;
 
 typedef struct fcache {
-    fentry *slots; /* NULL until the worker adopts the generation */
+    fentry *slots; /* NULL until the worker's first lookup */
     size_t mask;
+    int failed; /* no memory for it: open each time */
 } fcache;
 
 typedef struct dir_handler {
@@ -167,11 +168,27 @@ static void entry_fill(const dir_handler *d, fentry *e, const char *rel, size_t 
     cel_http_date(e->lastmod, (time_t)e->mtime);
 }
 
+/* The worker's slots, made at its first lookup on this route (so routes
+ * that see no traffic cost no memory); freed with the generation. */
+static int cache_alloc(const dir_handler *d, fcache *c)
+{
+    if (!d->cache_entries || c->failed)
+        return CEL_ENOMEM;
+    if (!(c->slots = calloc(d->cache_entries, sizeof(*c->slots)))) {
+        c->failed = 1;
+        return CEL_ENOMEM;
+    }
+    for (size_t i = 0; i < d->cache_entries; i++)
+        c->slots[i].fd = -1;
+    c->mask = d->cache_entries - 1;
+    return 0;
+}
+
 /* REL (N bytes, NUL-terminated) under the root: 0 and *F, or -errno. */
 static int lookup(const dir_handler *d, cel_env *env, const char *rel, size_t n, ffile *f)
 {
     fcache *c = env->worker_id < d->nworkers ? &d->caches[env->worker_id] : NULL;
-    if (!c || !c->slots || n >= CACHE_PATH)
+    if (!c || n >= CACHE_PATH || (!c->slots && cache_alloc(d, c)))
         return open_fresh(d, rel, f);
     uint64_t h = hash(rel, n);
     fentry *e = &c->slots[h & c->mask];
@@ -900,20 +917,6 @@ static int handle(cel_handler *hd, cel_exchange *x, cel_response *res)
 
 /* ---- life cycle ---- */
 
-static int worker_init(cel_handler *hd, cel_env *env)
-{
-    dir_handler *d = (dir_handler *)hd;
-    if (!d->cache_entries || env->worker_id >= d->nworkers || d->caches[env->worker_id].slots)
-        return 0;
-    fcache *c = &d->caches[env->worker_id];
-    if (!(c->slots = calloc(d->cache_entries, sizeof(*c->slots))))
-        return CEL_ENOMEM;
-    for (size_t i = 0; i < d->cache_entries; i++)
-        c->slots[i].fd = -1;
-    c->mask = d->cache_entries - 1;
-    return 0;
-}
-
 static void cache_free(fcache *c)
 {
     if (!c->slots)
@@ -960,7 +963,6 @@ cel_handler *cel_handler_dir_new(const cel_dir_conf *c, char *err, size_t errlen
     d->base.type = "dir";
     d->base.handle = handle;
     d->base.destroy = destroy;
-    d->base.worker_init = worker_init;
     d->base.worker_fini = worker_fini;
     int rc = cel_fsroot_init(&d->root, c->root, c->follow_symlinks);
     if (rc) {

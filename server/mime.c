@@ -1,9 +1,11 @@
 /* The media type table: open addressing on the lowercased extension. */
 #include "mime.h"
 
+#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 
 #include "http.h"
 
@@ -15,9 +17,29 @@ typedef struct entry {
     cel_str type; /* its own heap copy */
 } entry;
 
-struct cel_mime {
+typedef struct table {
     entry *slots;
     size_t cap, used; /* cap a power of two */
+} table;
+
+/* The system file's table, parsed once and shared by every route that reads
+ * the same file (path, size, mtime), in one configuration and across reloads:
+ * a config of many dir routes parses /etc/mime.types once, not per route. */
+typedef struct shared {
+    struct shared *next;
+    char *path;
+    off_t size;
+    struct timespec mtime;
+    size_t refs; /* under lock */
+    table t;
+} shared;
+
+static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
+static shared *all;
+
+struct cel_mime {
+    table own;    /* the route's entries */
+    shared *base; /* the system file's, or NULL */
 };
 
 static uint64_t hash(const char *s, size_t n)
@@ -28,7 +50,7 @@ static uint64_t hash(const char *s, size_t n)
     return h;
 }
 
-static entry *find(const cel_mime *m, const char *ext, size_t n)
+static entry *find(const table *m, const char *ext, size_t n)
 {
     for (size_t i = hash(ext, n) & (m->cap - 1);; i = (i + 1) & (m->cap - 1)) {
         entry *e = &m->slots[i];
@@ -37,9 +59,9 @@ static entry *find(const cel_mime *m, const char *ext, size_t n)
     }
 }
 
-static int grow(cel_mime *m)
+static int grow(table *m)
 {
-    size_t cap = m->cap ? m->cap * 2 : 1024;
+    size_t cap = m->cap ? m->cap * 2 : 16;
     entry *old = m->slots;
     size_t ocap = m->cap;
     entry *s = calloc(cap, sizeof(*s));
@@ -54,7 +76,7 @@ static int grow(cel_mime *m)
     return 0;
 }
 
-int cel_mime_set(cel_mime *m, const char *ext, const char *type)
+static int set(table *m, const char *ext, const char *type)
 {
     if (*ext == '.')
         ext++;
@@ -82,7 +104,7 @@ int cel_mime_set(cel_mime *m, const char *ext, const char *type)
     return 0;
 }
 
-static int load(cel_mime *m, FILE *f)
+static int load(table *m, FILE *f)
 {
     char line[1024];
     while (fgets(line, sizeof(line), f)) {
@@ -95,28 +117,96 @@ static int load(cel_mime *m, FILE *f)
         else
             snprintf(full, sizeof(full), "%s", type);
         for (char *ext; (ext = strtok_r(NULL, " \t\r\n", &save));)
-            if (cel_mime_set(m, ext, full))
+            if (set(m, ext, full))
                 return CEL_ENOMEM;
     }
     return 0;
 }
 
+static void table_free(table *m)
+{
+    for (size_t i = 0; i < m->cap; i++)
+        if (m->slots[i].ext_len)
+            free((char *)m->slots[i].type.p);
+    free(m->slots);
+}
+
+int cel_mime_set(cel_mime *m, const char *ext, const char *type)
+{
+    return set(&m->own, ext, type);
+}
+
+/* The shared table of FILE, parsed now unless a holder has it; NULL when
+ * the file cannot be read (no system table) or memory runs out. */
+static shared *base_get(const char *file)
+{
+    FILE *f = fopen(file, "r");
+    struct stat st;
+    if (!f)
+        return NULL;
+    if (fstat(fileno(f), &st)) {
+        fclose(f);
+        return NULL;
+    }
+    pthread_mutex_lock(&lock);
+    for (shared *b = all; b; b = b->next)
+        if (!strcmp(b->path, file) && b->size == st.st_size &&
+            b->mtime.tv_sec == st.st_mtim.tv_sec && b->mtime.tv_nsec == st.st_mtim.tv_nsec) {
+            b->refs++;
+            pthread_mutex_unlock(&lock);
+            fclose(f);
+            return b;
+        }
+    pthread_mutex_unlock(&lock);
+    shared *b = calloc(1, sizeof(*b));
+    int bad = !b || !(b->path = strdup(file)) || grow(&b->t) || load(&b->t, f);
+    fclose(f);
+    if (bad) {
+        if (b) {
+            table_free(&b->t);
+            free(b->path);
+            free(b);
+        }
+        return NULL;
+    }
+    b->size = st.st_size;
+    b->mtime = st.st_mtim;
+    b->refs = 1;
+    pthread_mutex_lock(&lock);
+    b->next = all;
+    all = b;
+    pthread_mutex_unlock(&lock);
+    return b;
+}
+
+static void base_unref(shared *b)
+{
+    if (!b)
+        return;
+    pthread_mutex_lock(&lock);
+    int last = --b->refs == 0;
+    if (last)
+        for (shared **p = &all; *p; p = &(*p)->next)
+            if (*p == b) {
+                *p = b->next;
+                break;
+            }
+    pthread_mutex_unlock(&lock);
+    if (last) {
+        table_free(&b->t);
+        free(b->path);
+        free(b);
+    }
+}
+
 cel_mime *cel_mime_new(const char *file)
 {
     cel_mime *m = calloc(1, sizeof(*m));
-    if (!m || grow(m)) {
+    if (!m || grow(&m->own)) {
         free(m);
         return NULL;
     }
-    FILE *f = file ? fopen(file, "r") : NULL;
-    if (f) {
-        int rc = load(m, f);
-        fclose(f);
-        if (rc) {
-            cel_mime_free(m);
-            return NULL;
-        }
-    }
+    m->base = file ? base_get(file) : NULL;
     return m;
 }
 
@@ -130,8 +220,10 @@ cel_str cel_mime_lookup(const cel_mime *m, const char *name, size_t n)
         char low[EXT_MAX];
         for (size_t i = 0; i < k; i++)
             low[i] = (char)cel_http_lower((unsigned char)name[dot + i]);
-        const entry *e = find(m, low, k);
+        const entry *e = find(&m->own, low, k);
         if (e->ext_len)
+            return e->type;
+        if (m->base && (e = find(&m->base->t, low, k))->ext_len)
             return e->type;
     }
     return CEL_STR_LIT(CEL_MIME_DEFAULT);
@@ -141,9 +233,7 @@ void cel_mime_free(cel_mime *m)
 {
     if (!m)
         return;
-    for (size_t i = 0; i < m->cap; i++)
-        if (m->slots[i].ext_len)
-            free((char *)m->slots[i].type.p);
-    free(m->slots);
+    table_free(&m->own);
+    base_unref(m->base);
     free(m);
 }

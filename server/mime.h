@@ -17,7 +17,10 @@ typedef struct cel_mime cel_mime;
 
 /* A table from FILE (mime.types format: "type ext ext ..." lines, '#'
  * comments); a FILE that does not exist gives an empty table. Text types
- * (text/...) are given "; charset=utf-8". NULL when out of memory. */
+ * (text/...) are given "; charset=utf-8". The file's entries are parsed once
+ * and shared (under a lock, at load only) by every table made from the same
+ * file (path, size, mtime); cel_mime_set entries are the table's own. NULL
+ * when out of memory. */
 cel_mime *cel_mime_new(const char *file);
 
 /* Sets extension EXT (with or without the leading '.', any case) to TYPE,

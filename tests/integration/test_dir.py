@@ -908,3 +908,19 @@ routes:
     lines = access_log.read_text().splitlines()
     for path in ("/site/", "/site/css/site.css", "/site/js/app.js", "/site/img/dot.png"):
         assert f"HTTP/2.0 200 {path}" in lines, lines
+
+
+def test_many_dir_routes_cost_little(celerisd, tree):
+    """300 dir routes on 2 workers: /etc/mime.types is parsed once for all of
+    them, and a route's open-file cache is made at its first request on a
+    worker. Before, each route parsed its own table and each worker made each
+    route's cache at start: 142 MB of RSS for this config."""
+    www, _ = tree
+    routes = "".join(f"  - path: /d{i}/*p\n    dir: {{ root: {www} }}\n" for i in range(300))
+    srv = celerisd("workers: 2\nroutes:\n" + routes)
+    with srv.client() as c:
+        for i in (0, 150, 299):
+            r = c.get(f"/d{i}/assets/app.js")
+            assert r.status == 200 and r.header("content-type").startswith("text/javascript")
+    rss = rss_kib(srv.pid)
+    assert rss < 40 * 1024, f"{rss} KiB for 300 dir routes"
