@@ -359,10 +359,19 @@ static int handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_
     return conf_handler_module(c, n, pattern, c->cfg->modules_dir, c->cfg->nworkers, out);
 }
 
+static int handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    return conf_handler_dir(c, n, pattern, c->cfg->nworkers, out);
+}
+
 const conf_handler_type conf_handler_types[] = {
-    {"static", conf_handler_static}, {"json", conf_handler_json},
-    {"module", handler_module},      {"metrics", conf_handler_metrics},
-    {"status", conf_handler_status}, {"readiness", conf_handler_readiness},
+    {"static", conf_handler_static},
+    {"json", conf_handler_json},
+    {"module", handler_module},
+    {"metrics", conf_handler_metrics},
+    {"status", conf_handler_status},
+    {"readiness", conf_handler_readiness},
+    {"dir", handler_dir},
 };
 const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
 

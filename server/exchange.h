@@ -38,6 +38,14 @@ typedef struct cel_exchange_ops {
     /* Copies a body chunk. 0, or CEL_EAGAIN when it was taken but more than the
      * high-water mark is now waiting: then wait for on_writable. */
     int (*write)(cel_exchange *x, const void *p, size_t n);
+    /* Optional (NULL where never possible): after a sized start, queues N
+     * bytes of file FD from OFF as body, sent without passing through user
+     * space (sendfile on a cleartext HTTP/1.1 connection). The front end
+     * keeps its own descriptor; FD stays the caller's. 0, CEL_EAGAIN as for
+     * write, or CEL_EINVAL when this exchange cannot (TLS, HTTP/2, chunked):
+     * then write the bytes instead. A file that turns out shorter ends the
+     * connection. */
+    int (*write_file)(cel_exchange *x, int fd, uint64_t off, uint64_t n);
     int (*end)(cel_exchange *x);
     size_t (*buffered)(const cel_exchange *x);
     /* Ends the stream with an error: a 500 when nothing was sent, else a reset. */

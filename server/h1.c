@@ -1,8 +1,11 @@
 #include "h1.h"
 
 #include <event2/event.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "h1_parse.h"
@@ -48,6 +51,7 @@ typedef struct req {
     int status;
     uint64_t bytes_sent;
     int responded, streaming, ended;
+    int chunks;  /* the streamed body goes out in chunked coding */
     int pending; /* answered while its handler still runs: 1 whole, 2 cut */
     char inline_arena[INLINE_ARENA];
 } req;
@@ -322,14 +326,20 @@ static int x_start(cel_exchange *x, const cel_response *head)
     r->status = head->status;
     int no_body = head->status == 204 || head->status == 304;
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
-    if (r->minor == 0)
+    /* sized: the length is known, unless a body filter rewrites the body */
+    int sized = head->sized && !x->filter;
+    if (r->minor == 0 && !sized)
         r->keep_alive = 0;
     /* A HEAD gets the framing its GET would get, and no body. */
-    int framing = no_body ? CEL_H1_BODY_NONE : r->minor ? CEL_H1_BODY_CHUNKED : CEL_H1_BODY_NONE;
+    int framing = no_body    ? CEL_H1_BODY_NONE
+                  : sized    ? CEL_H1_BODY_LENGTH
+                  : r->minor ? CEL_H1_BODY_CHUNKED
+                             : CEL_H1_BODY_NONE;
+    r->chunks = framing == CEL_H1_BODY_CHUNKED;
     int conn = response_connection(h, r);
     if (conn == CEL_H1_CONN_CLOSE)
         r->keep_alive = 0; /* also when a streamed body is cut short by the answer */
-    int rc = write_head(h, x, &r->arena, head, framing, 0, conn);
+    int rc = write_head(h, x, &r->arena, head, framing, sized ? head->body_len : 0, conn);
     if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
     flush_soon(h);
@@ -345,7 +355,7 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     if (r->streaming == 2 || n == 0)
         return 0;
     int rc = 0;
-    if (r->minor) {
+    if (r->chunks) {
         char line[24];
         int k = cel_h1_write_chunk_size(line, sizeof(line), n);
         rc =
@@ -353,10 +363,35 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     }
     if (!rc)
         rc = cel_outq_copy(h->out, p, n);
-    if (!rc && r->minor)
+    if (!rc && r->chunks)
         rc = cel_outq_copy(h->out, "\r\n", 2);
     if (rc)
         return CEL_ENOMEM;
+    r->bytes_sent += n;
+    h->progress++;
+    flush_soon(h);
+    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
+static void close_fd(void *arg)
+{
+    close((int)(intptr_t)arg);
+}
+
+static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->streaming != 1 || r->ended || r->chunks || x->filter || !cel_outq_can_sendfile(h->out) ||
+        !n || n > SIZE_MAX)
+        return CEL_EINVAL;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return CEL_EINVAL;
+    if (cel_outq_file(h->out, own, (off_t)off, (size_t)n, close_fd, (void *)(intptr_t)own)) {
+        close(own);
+        return CEL_ENOMEM;
+    }
     r->bytes_sent += n;
     h->progress++;
     flush_soon(h);
@@ -370,7 +405,7 @@ static int raw_end(cel_exchange *x)
     if (!r->streaming || r->ended)
         return CEL_EINVAL;
     r->ended = 1;
-    int rc = r->streaming == 1 && r->minor ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
+    int rc = r->streaming == 1 && r->chunks ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
     done(h, r, rc == 0);
     return rc ? CEL_ENOMEM : 0;
 }
@@ -429,6 +464,7 @@ static const cel_exchange_ops exchange_ops = {
     .respond = x_respond,
     .start = x_start,
     .write = x_write,
+    .write_file = x_write_file,
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,
