@@ -125,6 +125,9 @@ static int timer_arm(cel_mod_event *e, uint64_t ms)
         return CELERIS_ERROR;
     event_del(&e->ev);
     e->tv = tv_of(ms);
+    /* from now, not from when this loop turn began (the module's code may
+     * have run for a while since) */
+    event_base_update_cache_time(e->env->base);
     event_assign(&e->ev, e->env->base, -1, (e->flags & CELERIS_TIMER_REPEAT) ? EV_PERSIST : 0,
                  on_timer, e);
     if (event_add(&e->ev, &e->tv) < 0) {

@@ -294,6 +294,40 @@ def split(p):
     return int(code), body
 
 
+def test_timer_never_fires_early(srv):
+    """A timer of MS fires MS or more after the call, as CLOCK_MONOTONIC
+    counts (the module's measure), while other requests keep the worker's
+    loop turning: its default clock, the coarse one (a jiffy, 4 ms at
+    HZ=250), fired such timers up to a jiffy early."""
+    import http.client
+    import threading
+    stop = threading.Event()
+
+    def busy():  # another client keeps the loop awake
+        c = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+        while not stop.is_set():
+            c.request("GET", "/l?do=stats")
+            c.getresponse().read()
+        c.close()
+
+    t = threading.Thread(target=busy)
+    t.start()
+    seen = []
+    try:
+        conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=20)
+        for _ in range(200):
+            conn.request("GET", "/l?do=once&ms=5")
+            r = conn.getresponse()
+            body = r.read()
+            assert r.status == 200 and body.startswith(b"once after "), body
+            seen.append(int(body.split()[2]))
+        conn.close()
+    finally:
+        stop.set()
+        t.join()
+    assert min(seen) >= 5, seen
+
+
 @pytest.mark.parametrize("client", [h1, h2], ids=["http1.1", "h2c"])
 def test_timers_answer_without_token(srv, client):
     code, body = split(client(srv, "/l?do=once&ms=80"))
