@@ -29,6 +29,8 @@ typedef struct conf_ctx {
     yaml_node_t *access;    /* log.access, read once workers are known */
     size_t json_nodes;      /* nodes of the template being converted (aliases included) */
     int check_only;         /* celerisd -t: check files the config writes, create none */
+    const char *mw_route;   /* the route whose middleware: is read; NULL: the global list */
+    yaml_node_t *mw_global; /* the top level's middleware node, read after modules_dir */
     char *err;
     size_t errlen;
 } conf_ctx;
@@ -135,6 +137,8 @@ typedef struct conf_mw_kind {
     const char *key;
     int (*build)(conf_ctx *c, yaml_node_t *n, cel_mw **out);
 } conf_mw_kind;
+/* `module: { name, path, config }` as a middleware (conf_handlers.c). */
+int conf_mw_module(conf_ctx *c, yaml_node_t *n, cel_mw **out);
 extern const conf_mw_kind conf_mw_kinds[];
 extern const size_t conf_nmw_kinds;
 
