@@ -11,8 +11,7 @@
 #include "http.h"
 #include "json_template.h"
 #include "module.h"
-#include "config.h"
-#include "module_mw.h"
+#include "mw_module.h"
 
 #define MAX_HEADERS 64
 
@@ -549,11 +548,11 @@ int conf_mw_module(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     char *json, err[768];
     yaml_node_t *at;
     const char *route = c->mw_route ? c->mw_route : "";
-    int rc = module_open(c, n, c->mw_route ? c->mw_route : "(middleware)", c->cfg->modules_dir,
-                         &img, &json, &at);
+    int rc = module_open(c, n, c->mw_route ? c->mw_route : "(middleware)", c->modules_dir, &img,
+                         &json, &at);
     if (rc)
         return rc;
-    *out = cel_mw_module_new(img, route, json, c->cfg->nworkers, err, sizeof(err));
+    *out = cel_mw_module_new(img, route, json, c->nworkers, err, sizeof(err));
     free(json);
     return *out ? 0 : conf_error(c, at, "%s", err);
 }

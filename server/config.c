@@ -830,6 +830,8 @@ static cel_config *load(const char *file, int check_only, char *err, size_t errl
         rc = fill_missing(&c, cfg, root);
     if (!rc && c.access)
         rc = parse_access(&c, cfg, c.access);
+    c.modules_dir = cfg->modules_dir;
+    c.nworkers = cfg->nworkers;
     if (!rc && c.mw_global)
         rc = conf_middleware(&c, c.mw_global, "middleware", &cfg->mw);
     if (!rc && c.routes)

@@ -12,11 +12,11 @@
 #include "conn_view.h"
 #include "env.h"
 #include "handler.h"
+#include "handler_internal.h"
 #include "http.h"
 #include "log.h"
 #include "module.h"
 #include "module_metrics.h"
-#include "module_mw.h"
 #include "module_req.h"
 #include "module_loop.h"
 #include "real_ip.h"
@@ -75,15 +75,15 @@ struct celeris_req {
     /* The body as a stream (celeris_req_body_on_data): */
     size_t (*body_fn)(celeris_req *req, const void *data, size_t len, int end, void *arg);
     void *body_arg;
-    int body_paused;          /* body_fn took less than offered: until celeris_req_body_resume */
-    int body_complete;        /* body_fn took the end, or the body failed */
-    unsigned body_resumes;    /* celeris_req_body_resume calls, also from inside body_fn */
-    size_t body_off;          /* a buffered body: what body_fn took of it */
-    celeris_timer *body_due;  /* a buffered body: its delivery from the loop */
-    struct cleanup *cleanups; /* celeris_req_on_cleanup, newest first */
-    int aborted;              /* celeris_resp_abort answered already */
-    int mw;                   /* a middleware's: a synchronous answer at most */
-    cel_fields *fields;       /* inside on_response_head: the head being built */
+    int body_paused;           /* body_fn took less than offered: until celeris_req_body_resume */
+    int body_complete;         /* body_fn took the end, or the body failed */
+    unsigned body_resumes;     /* celeris_req_body_resume calls, also from inside body_fn */
+    size_t body_off;           /* a buffered body: what body_fn took of it */
+    celeris_timer *body_due;   /* a buffered body: its delivery from the loop */
+    struct cleanup *cleanups;  /* celeris_req_on_cleanup, newest first */
+    int aborted;               /* celeris_resp_abort answered already */
+    int mw;                    /* a middleware's: a synchronous answer at most */
+    struct cel_fields *fields; /* inside on_response_head: the head being built */
 };
 
 struct cleanup {
@@ -358,7 +358,7 @@ int cel_module_mw_request(cel_handler *h, cel_exchange *x, cel_response *res)
     celeris_req *r = mw_req(mh, x);
     if (!r) {
         cel_response_error(res, 500);
-        return CEL_MW_ANSWERED;
+        return 1;
     }
     r->sync_res = res;
     r->in_handle = 1;
@@ -367,17 +367,17 @@ int cel_module_mw_request(cel_handler *h, cel_exchange *x, cel_response *res)
     r->sync_res = NULL;
     r->state = R_DONE; /* what it kept of REQ answers CELERIS_STATE from now on */
     if (res->status && rc != CELERIS_ERROR)
-        return CEL_MW_ANSWERED;
+        return 1;
     if (rc == CELERIS_CONTINUE && !res->status)
         return 0;
     refuse(r, REF_MW_RETURN, rc,
            "on_request returned this %s: the client gets a 500 (CELERIS_CONTINUE goes on)",
            res->status ? "after answering" : "without answering");
     cel_response_error(res, 500);
-    return CEL_MW_ANSWERED;
+    return 1;
 }
 
-void cel_module_mw_head(cel_handler *h, cel_exchange *x, int status, cel_fields *f)
+void cel_module_mw_head(cel_handler *h, cel_exchange *x, int status, struct cel_fields *f)
 {
     module_handler *mh = (module_handler *)h;
     celeris_req *r = mw_req(mh, x);
@@ -389,7 +389,7 @@ void cel_module_mw_head(cel_handler *h, cel_exchange *x, int status, cel_fields 
     r->fields = NULL;
 }
 
-cel_fields *cel_module_req_fields(const celeris_req *req)
+struct cel_fields *cel_module_req_fields(const celeris_req *req)
 {
     return req->fields;
 }

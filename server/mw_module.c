@@ -4,9 +4,10 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "handler_internal.h"
 #include "http.h"
 #include "module.h"
-#include "module_mw.h"
+#include "mw_module.h"
 
 typedef struct mw_module {
     cel_mw base;
@@ -16,7 +17,7 @@ typedef struct mw_module {
 
 static int request(const cel_mw *m, cel_exchange *x, cel_response *res)
 {
-    return cel_module_mw_request(((const mw_module *)m)->inst, x, res);
+    return cel_module_mw_request(((const mw_module *)m)->inst, x, res) ? CEL_MW_ANSWERED : 0;
 }
 
 static void head(const cel_mw *m, cel_exchange *x, int status, cel_fields *f)
