@@ -75,15 +75,17 @@ struct celeris_req {
     /* The body as a stream (celeris_req_body_on_data): */
     size_t (*body_fn)(celeris_req *req, const void *data, size_t len, int end, void *arg);
     void *body_arg;
-    int body_paused;           /* body_fn took less than offered: until celeris_req_body_resume */
-    int body_complete;         /* body_fn took the end, or the body failed */
-    unsigned body_resumes;     /* celeris_req_body_resume calls, also from inside body_fn */
-    size_t body_off;           /* a buffered body: what body_fn took of it */
-    celeris_timer *body_due;   /* a buffered body: its delivery from the loop */
-    struct cleanup *cleanups;  /* celeris_req_on_cleanup, newest first */
-    int aborted;               /* celeris_resp_abort answered already */
-    int mw;                    /* a middleware's: a synchronous answer at most */
-    struct cel_fields *fields; /* inside on_response_head: the head being built */
+    int body_paused;          /* body_fn took less than offered: until celeris_req_body_resume */
+    int body_complete;        /* body_fn took the end, or the body failed */
+    unsigned body_resumes;    /* celeris_req_body_resume calls, also from inside body_fn */
+    size_t body_off;          /* a buffered body: what body_fn took of it */
+    celeris_timer *body_due;  /* a buffered body: its delivery from the loop */
+    struct cleanup *cleanups; /* celeris_req_on_cleanup, newest first */
+    int aborted;              /* celeris_resp_abort answered already */
+    /* A middleware's request (MW) answers synchronously at most; FIELDS is
+     * the head its on_response_head edits, during that call. */
+    int mw;
+    struct cel_fields *fields;
 };
 
 struct cleanup {
