@@ -23,16 +23,19 @@ struct cel_config;
 typedef struct conf_ctx {
     yaml_document_t *doc;
     const char *file;
-    const char *dir;         /* directory of FILE, for relative paths */
-    struct cel_config *cfg;  /* what is built; routes are read after every other key */
-    yaml_node_t *routes;     /* the top level's routes node, read last */
-    yaml_node_t *access;     /* log.access, read once workers are known */
-    size_t json_nodes;       /* nodes of the template being converted (aliases included) */
-    int check_only;          /* celerisd -t: check files the config writes, create none */
-    const char *mw_route;    /* the route whose middleware: is read; NULL: the global list */
-    yaml_node_t *mw_global;  /* the top level's middleware node, read after modules_dir */
-    const char *modules_dir; /* once the top level is read: for middleware modules */
+    const char *dir;        /* directory of FILE, for relative paths */
+    struct cel_config *cfg; /* what is built; routes are read after every other key */
+    yaml_node_t *routes;    /* the top level's routes node, read last */
+    yaml_node_t *access;    /* log.access, read once workers are known */
+    size_t json_nodes;      /* nodes of the template being converted (aliases included) */
+    int check_only;         /* celerisd -t: check files the config writes, create none */
+    /* Middleware: the top level's list, read once the other top-level keys
+     * are (after modules_dir and workers, which modules_dir and nworkers
+     * then hold); the route whose list is read (NULL: the global one). */
+    yaml_node_t *mw_global;
+    const char *modules_dir;
     unsigned nworkers;
+    const char *mw_route;
     char *err;
     size_t errlen;
 } conf_ctx;
