@@ -29,6 +29,13 @@ typedef struct conf_ctx {
     yaml_node_t *access;    /* log.access, read once workers are known */
     size_t json_nodes;      /* nodes of the template being converted (aliases included) */
     int check_only;         /* celerisd -t: check files the config writes, create none */
+    /* Middleware: the top level's list, read once the other top-level keys
+     * are (after modules_dir and workers, which modules_dir and nworkers
+     * then hold); the route whose list is read (NULL: the global one). */
+    yaml_node_t *mw_global;
+    const char *modules_dir;
+    unsigned nworkers;
+    const char *mw_route;
     char *err;
     size_t errlen;
 } conf_ctx;
@@ -139,6 +146,8 @@ typedef struct conf_mw_kind {
     const char *key;
     int (*build)(conf_ctx *c, yaml_node_t *n, cel_mw **out);
 } conf_mw_kind;
+/* `module: { name, path, config }` as a middleware (conf_handlers.c). */
+int conf_mw_module(conf_ctx *c, yaml_node_t *n, cel_mw **out);
 extern const conf_mw_kind conf_mw_kinds[];
 extern const size_t conf_nmw_kinds;
 

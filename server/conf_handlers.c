@@ -14,6 +14,7 @@
 #include "http.h"
 #include "json_template.h"
 #include "module.h"
+#include "mw_module.h"
 
 #define MAX_HEADERS 64
 
@@ -488,8 +489,10 @@ static int module_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     return conf_key_call(c, module_keys, CEL_ARRAY_LEN(module_keys), "module", arg, key, k, v);
 }
 
-int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
-                        unsigned nworkers, cel_handler **out)
+/* The module N names, loaded, and its config as JSON (to free) into *JSON;
+ * *AT is the node errors about the module point at. */
+static int module_open(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
+                       cel_module_image **img, char **json_out, yaml_node_t **at_out)
 {
     module_build b = {0};
     int rc = conf_mapping(c, n, "module", module_pair, &b);
@@ -523,12 +526,40 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const 
         return conf_error(c, n, "out of memory");
 
     char err[768];
-    cel_module_image *img;
-    if (cel_module_load(path, pattern, &img, err, sizeof(err))) {
+    if (cel_module_load(path, pattern, img, err, sizeof(err))) {
         free(json);
         return conf_error(c, at, "%s", err);
     }
+    *json_out = json;
+    *at_out = at;
+    return 0;
+}
+
+int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
+                        unsigned nworkers, cel_handler **out)
+{
+    cel_module_image *img;
+    char *json, err[768];
+    yaml_node_t *at;
+    int rc = module_open(c, n, pattern, modules_dir, &img, &json, &at);
+    if (rc)
+        return rc;
     *out = cel_handler_module_new(img, pattern, json, nworkers, err, sizeof(err));
+    free(json);
+    return *out ? 0 : conf_error(c, at, "%s", err);
+}
+
+int conf_mw_module(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    cel_module_image *img;
+    char *json, err[768];
+    yaml_node_t *at;
+    const char *route = c->mw_route ? c->mw_route : "";
+    int rc = module_open(c, n, c->mw_route ? c->mw_route : "(middleware)", c->modules_dir, &img,
+                         &json, &at);
+    if (rc)
+        return rc;
+    *out = cel_mw_module_new(img, route, json, c->nworkers, err, sizeof(err));
     free(json);
     return *out ? 0 : conf_error(c, at, "%s", err);
 }

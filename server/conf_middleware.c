@@ -129,6 +129,7 @@ static int build_headers(conf_ctx *c, yaml_node_t *n, cel_mw **out)
 
 const conf_mw_kind conf_mw_kinds[] = {
     {"headers", build_headers},
+    {"module", conf_mw_module},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

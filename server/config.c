@@ -416,8 +416,11 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
                         conf_key_list(types, sizeof(types), conf_handler_types, conf_nhandler_types,
                                       sizeof(conf_handler_types[0])));
     }
-    if (!rc && b.mw_node)
+    if (!rc && b.mw_node) {
+        c->mw_route = b.r.pattern;
         rc = conf_middleware(c, b.mw_node, "middleware", &b.r.mw_own);
+        c->mw_route = NULL;
+    }
     if (!rc && cel_mw_chain_join(cfg->mw, b.r.mw_own, &b.r.mw))
         rc = conf_error(c, n, "out of memory");
     if (!rc)
@@ -618,9 +621,10 @@ static int top_pid_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
 
 static int top_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    cel_config *cfg = arg;
-    (void)key, (void)k;
-    return conf_middleware(c, v, "middleware", &cfg->mw);
+    (void)arg, (void)key, (void)k;
+    /* Read after the other keys: a module in it needs workers and modules_dir. */
+    c->mw_global = v;
+    return 0;
 }
 
 static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -836,6 +840,10 @@ static cel_config *load(const char *file, int check_only, char *err, size_t errl
         rc = fill_missing(&c, cfg, root);
     if (!rc && c.access)
         rc = parse_access(&c, cfg, c.access);
+    c.modules_dir = cfg->modules_dir;
+    c.nworkers = cfg->nworkers;
+    if (!rc && c.mw_global)
+        rc = conf_middleware(&c, c.mw_global, "middleware", &cfg->mw);
     if (!rc && c.routes)
         rc = parse_routes(&c, cfg, c.routes);
     if (!rc && !cfg->router && !(cfg->router = cel_router_new()))

@@ -12,6 +12,7 @@
 #include "conn_view.h"
 #include "env.h"
 #include "handler.h"
+#include "handler_internal.h"
 #include "http.h"
 #include "log.h"
 #include "module.h"
@@ -34,6 +35,7 @@ typedef struct module_handler {
     atomic_uint warned; /* refusals already logged (1 << enum refusal) */
     /* What init declared (celeris_metric_declare). */
     cel_module_metrics *metrics;
+    int mw; /* an item of a middleware: list (ROUTE "" for the global one) */
 } module_handler;
 
 /* What a module can get refused, each logged once per route instance: a module
@@ -47,6 +49,9 @@ enum refusal {
     REF_LATE_HEADER,
     REF_SECOND_ANSWER,
     REF_NOT_STREAMING,
+    REF_SYNC_ONLY,
+    REF_FIELD,
+    REF_MW_RETURN,
 };
 
 enum { R_NEW, R_SYNC, R_STARTED, R_DONE, R_SUSPENDED };
@@ -77,6 +82,10 @@ struct celeris_req {
     celeris_timer *body_due;  /* a buffered body: its delivery from the loop */
     struct cleanup *cleanups; /* celeris_req_on_cleanup, newest first */
     int aborted;              /* celeris_resp_abort answered already */
+    /* A middleware's request (MW) answers synchronously at most; FIELDS is
+     * the head its on_response_head edits, during that call. */
+    int mw;
+    struct cel_fields *fields;
 };
 
 struct cleanup {
@@ -120,6 +129,8 @@ static const char *code_name(int rc)
         return "CELERIS_NOMEM";
     case CELERIS_SUSPENDED:
         return "CELERIS_SUSPENDED";
+    case CELERIS_CONTINUE:
+        return "CELERIS_CONTINUE";
     default:
         return "a code celeris/module.h does not define";
     }
@@ -129,7 +140,10 @@ static const char *code_name(int rc)
 static void describe(const module_handler *mh, char *buf, size_t len)
 {
     const char *name = cel_module_name(mh->img);
-    if (name && name[0])
+    if (mh->mw)
+        snprintf(buf, len, "middleware module %s%s%s%s", name ? name : "(unnamed)",
+                 mh->route[0] ? " on route \"" : " (global)", mh->route, mh->route[0] ? "\"" : "");
+    else if (name && name[0])
         snprintf(buf, len, "module %s on route \"%s\"", name, mh->route);
     else
         snprintf(buf, len, "module on route \"%s\"", mh->route);
@@ -253,9 +267,8 @@ static void destroy(cel_handler *h)
     free(mh);
 }
 
-cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
-                                    const char *config_json, unsigned nworkers, char *err,
-                                    size_t errlen)
+static cel_handler *instance_new(cel_module_image *img, const char *route, const char *config_json,
+                                 unsigned nworkers, int mw, char *err, size_t errlen)
 {
     module_handler *mh = calloc(1, sizeof(*mh));
     if (!mh || !(mh->wdata = calloc(nworkers ? nworkers : 1, sizeof(void *))) ||
@@ -271,11 +284,13 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     mh->img = img;
     mh->m = cel_module_desc(img);
     mh->nworkers = nworkers;
+    mh->mw = mw;
     if (mh->m->init) {
-        cel_module_init_ctx ctx = {
-            {sizeof(celeris_init_args), route, config_json, strlen(config_json), nworkers},
-            cel_module_name(img),
-            NULL};
+        cel_module_init_ctx ctx = {{sizeof(celeris_init_args), route, config_json,
+                                    strlen(config_json), nworkers,
+                                    mw ? CELERIS_INIT_MIDDLEWARE : 0},
+                                   cel_module_name(img),
+                                   NULL};
         char msg[512] = "";
         cel_module_init_open(&ctx);
         initializing.args = &ctx.args;
@@ -301,6 +316,101 @@ fail:
     }
     cel_module_unref(img);
     return NULL;
+}
+
+cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
+                                    const char *config_json, unsigned nworkers, char *err,
+                                    size_t errlen)
+{
+    if (!cel_module_desc(img)->handle) {
+        snprintf(err, errlen,
+                 "module \"%s\" has no handle function: it is middleware only (list it under "
+                 "middleware:)",
+                 cel_module_path(img));
+        cel_module_unref(img);
+        return NULL;
+    }
+    return instance_new(img, route, config_json, nworkers, 0, err, errlen);
+}
+
+cel_handler *cel_module_mw_instance_new(cel_module_image *img, const char *route,
+                                        const char *config_json, unsigned nworkers, char *err,
+                                        size_t errlen)
+{
+    return instance_new(img, route, config_json, nworkers, 1, err, errlen);
+}
+
+/* ---- middleware ---- */
+
+static celeris_req *mw_req(module_handler *mh, cel_exchange *x)
+{
+    celeris_req *r = cel_arena_alloc(x->arena, sizeof(*r));
+    if (r) {
+        memset(r, 0, sizeof(*r));
+        r->x = x;
+        r->mh = mh;
+        r->mw = 1;
+    }
+    return r;
+}
+
+int cel_module_mw_request(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    module_handler *mh = (module_handler *)h;
+    celeris_req *r = mw_req(mh, x);
+    if (!r) {
+        cel_response_error(res, 500);
+        return 1;
+    }
+    r->sync_res = res;
+    r->in_handle = 1;
+    int rc = mh->m->on_request(mh->instance, r);
+    r->in_handle = 0;
+    r->sync_res = NULL;
+    r->state = R_DONE; /* what it kept of REQ answers CELERIS_STATE from now on */
+    if (res->status && rc != CELERIS_ERROR)
+        return 1;
+    if (rc == CELERIS_CONTINUE && !res->status)
+        return 0;
+    refuse(r, REF_MW_RETURN, rc,
+           "on_request returned this %s: the client gets a 500 (CELERIS_CONTINUE goes on)",
+           res->status ? "after answering" : "without answering");
+    cel_response_error(res, 500);
+    return 1;
+}
+
+void cel_module_mw_head(cel_handler *h, cel_exchange *x, int status, struct cel_fields *f)
+{
+    module_handler *mh = (module_handler *)h;
+    celeris_req *r = mw_req(mh, x);
+    if (!r)
+        return;
+    r->state = R_DONE;
+    r->fields = f;
+    mh->m->on_response_head(mh->instance, r, status);
+    r->fields = NULL;
+}
+
+struct cel_fields *cel_module_req_fields(const celeris_req *req)
+{
+    return req->fields;
+}
+
+int cel_module_req_refuse_field(const celeris_req *req, int rc, const char *fmt, ...)
+{
+    char why[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(why, sizeof(why), fmt, ap);
+    va_end(ap);
+    return refuse(req, REF_FIELD, rc, "%s", why);
+}
+
+/* A middleware's request answers synchronously or not at all. */
+static int sync_only(const celeris_req *req, const char *call)
+{
+    return refuse(req, REF_SYNC_ONLY, CELERIS_STATE,
+                  "%s refused: middleware answers synchronously (celeris_resp_send)", call);
 }
 
 /* ---- the request ---- */
@@ -644,7 +754,8 @@ int celeris_resp_printf(celeris_req *req, int status, const char *fmt, ...)
 int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t len,
                           void (*release)(void *arg), void *arg)
 {
-    int rc = can_answer(req, status);
+    int rc =
+        CEL_UNLIKELY(req->mw) ? sync_only(req, "celeris_resp_send_ref") : can_answer(req, status);
     if (rc) {
         if (release)
             release(arg);
@@ -663,7 +774,7 @@ int celeris_resp_send_ref(celeris_req *req, int status, const void *body, size_t
 
 int celeris_resp_start(celeris_req *req, int status)
 {
-    int rc = can_answer(req, status);
+    int rc = CEL_UNLIKELY(req->mw) ? sync_only(req, "celeris_resp_start") : can_answer(req, status);
     if (rc)
         return rc;
     cel_response res;
@@ -755,6 +866,10 @@ celeris_async *celeris_req_suspend(celeris_req *req)
 {
     if (!req->x || req->token || (req->state != R_NEW && req->state != R_SUSPENDED))
         return NULL;
+    if (CEL_UNLIKELY(req->mw)) {
+        sync_only(req, "celeris_req_suspend");
+        return NULL;
+    }
     celeris_async *a = cel_pool_alloc(req->x->env->pool, sizeof(*a));
     if (!a)
         return NULL;
@@ -784,6 +899,8 @@ int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), 
 {
     if (!req->x)
         return CELERIS_STATE;
+    if (CEL_UNLIKELY(req->mw))
+        return sync_only(req, "celeris_req_on_close");
     req->close_fn = fn;
     req->close_arg = arg;
     take(req);
@@ -802,6 +919,10 @@ static cel_mod_events *events_of(celeris_req *req, int *rc)
     *rc = CELERIS_STATE;
     if (!req->x)
         return NULL;
+    if (CEL_UNLIKELY(req->mw)) {
+        sync_only(req, "a timer or watch");
+        return NULL;
+    }
     if (!req->events &&
         !(req->events = cel_module_events_new(req->x->arena, req->x->env, settle))) {
         *rc = CELERIS_NOMEM;
@@ -925,6 +1046,8 @@ int celeris_req_body_on_data(celeris_req *req,
         return CELERIS_ERROR;
     if (!req->x || req->body_complete)
         return CELERIS_STATE;
+    if (CEL_UNLIKELY(req->mw))
+        return sync_only(req, "celeris_req_body_on_data");
     req->body_fn = fn;
     req->body_arg = arg;
     return celeris_req_body_resume(req);
@@ -984,6 +1107,8 @@ int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg)
 {
     if (!req->x)
         return CELERIS_STATE;
+    if (CEL_UNLIKELY(req->mw))
+        return sync_only(req, "celeris_req_on_cleanup");
     struct cleanup *c = cel_arena_alloc(req->x->arena, sizeof(*c));
     if (!c)
         return CELERIS_NOMEM;
@@ -997,6 +1122,8 @@ int celeris_resp_abort(celeris_req *req)
 {
     if (!req->x || req->state == R_DONE || req->state == R_SYNC)
         return CELERIS_STATE;
+    if (CEL_UNLIKELY(req->mw))
+        return sync_only(req, "celeris_resp_abort");
     take(req);
     req->state = R_DONE;
     req->aborted = 1;

@@ -253,8 +253,10 @@ static int check_desc(const char *path, const celeris_module *d, char *err, size
         snprintf(err, errlen, "module \"%s\": descriptor too small (%u bytes)", path, d->size);
         return CEL_EINVAL;
     }
-    if (!d->handle) {
-        snprintf(err, errlen, "module \"%s\" has no handle function", path);
+    if (!d->handle && !(CEL_MODULE_HAS(d, on_request) && d->on_request) &&
+        !(CEL_MODULE_HAS(d, on_response_head) && d->on_response_head)) {
+        snprintf(err, errlen, "module \"%s\" has no handle function (nor middleware functions)",
+                 path);
         return CEL_EINVAL;
     }
     return 0;

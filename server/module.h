@@ -17,7 +17,12 @@
 
 typedef struct cel_module_image cel_module_image;
 
-/* Loads PATH and checks its descriptor (symbol, ABI version, handle) and,
+/* Whether descriptor D (its `size`) has FIELD: fields added since ABI 1
+ * began are absent from modules built before them. */
+#define CEL_MODULE_HAS(d, field) ((d)->size >= offsetof(celeris_module, field) + sizeof((d)->field))
+
+/* Loads PATH and checks its descriptor (symbol, ABI version, handle or a
+ * middleware function: which one its use needs is the caller's check) and,
  * before loading it, that the daemon has every celeris_* function it calls.
  * ROUTE only names the route in errors. Main thread. 0, or CEL_EINVAL with a
  * message in ERR. */

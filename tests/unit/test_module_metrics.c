@@ -20,7 +20,7 @@ typedef struct inst {
 static void open_init(inst *in, const char *module, const char *route, unsigned workers)
 {
     memset(in, 0, sizeof(*in));
-    in->ctx.args = (celeris_init_args){sizeof(celeris_init_args), route, "{}", 2, workers};
+    in->ctx.args = (celeris_init_args){sizeof(celeris_init_args), route, "{}", 2, workers, 0};
     in->ctx.module = module;
     cel_module_init_open(&in->ctx);
 }

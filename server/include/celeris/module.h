@@ -133,6 +133,9 @@ extern "C" {
 #define CELERIS_STATE (-4)
 #define CELERIS_NOMEM (-5)  /* out of memory: the call did nothing */
 #define CELERIS_SUSPENDED 1 /* handle() returns this after celeris_req_suspend() */
+/* on_request (a middleware's request phase) returns this to let the request
+ * go on to the next middleware and the handler. */
+#define CELERIS_CONTINUE 2
 
 typedef struct celeris_str {
     const char *ptr;
@@ -151,7 +154,12 @@ typedef struct celeris_init_args {
     const char *config_json; /* the route's `config:` as JSON text, NUL-terminated ("{}") */
     size_t config_len;
     unsigned workers; /* how many worker threads there are */
+    /* celerisd 0.2.0 (absent when `size` is smaller): CELERIS_INIT_MIDDLEWARE
+     * when this instance is an item of a `middleware:` list (ROUTE is then
+     * the route's path pattern for a route's own list, "" for the global one). */
+    unsigned flags;
 } celeris_init_args;
+#define CELERIS_INIT_MIDDLEWARE 1u
 
 /*
  * The descriptor. Fill it with CELERIS_MODULE_HEADER first, then the callbacks;
@@ -191,11 +199,18 @@ typedef struct celeris_module {
      * when `name` is NULL, and the CELERIS_VERSION_NUM of the header. */
     const char *declared_name;
     uint32_t header_version;
+
+    /* celerisd 0.2.0: middleware (see "Middleware" below). Either makes the
+     * module usable in a `middleware:` list; a module that has them may leave
+     * `handle` NULL (it then cannot be a route's handler). */
+    int (*on_request)(void *instance, celeris_req *req);
+    void (*on_response_head)(void *instance, celeris_req *req, int status);
 } celeris_module;
 
 #ifdef __cplusplus
 /* C++ (C++20 designated initializers, which must follow the declaration
- * order: name, init, fini, worker_init, worker_fini, handle): CELERIS_MODULE
+ * order: name, init, fini, worker_init, worker_fini, handle, on_request,
+ * on_response_head): CELERIS_MODULE
  * fills declared_name and header_version in itself. g++ -Wextra warns about
  * each field left out (-Wno-missing-field-initializers quiets it). */
 #define CELERIS_MODULE_HEADER                                                                      \
@@ -639,6 +654,65 @@ void celeris_metric_add(celeris_metric *m, double v);
 /* Counts V in the first bucket whose bound is >= V and adds it to the sum.
  * Any thread. M NULL, not a histogram, or V NaN: nothing. */
 void celeris_metric_observe(celeris_metric *m, double v);
+
+/* ---- middleware ----
+ *
+ * A module whose descriptor has on_request or on_response_head may be an
+ * item of a `middleware:` list (the global one or a route's):
+ *
+ *     middleware:
+ *       - module: { name: auth, config: { header: x-token } }
+ *
+ * Each item is an instance of its own: init (ARGS->flags has
+ * CELERIS_INIT_MIDDLEWARE; ARGS->config_json is the item's `config:`) when
+ * the configuration is loaded, fini when its generation is released, as for
+ * a route. worker_init and worker_fini are not called for a middleware
+ * instance (celeris_req_worker_data gives NULL). A reload builds new
+ * instances; a changed .so is loaded anew as for handlers.
+ *
+ * on_request(INSTANCE, REQ) runs on the worker, in the list's order, before
+ * the handler (and before a 404 or 405 is decided). REQ is a request as a
+ * handler sees it: every celeris_req_* getter works. It returns
+ * CELERIS_CONTINUE to let the request go on, or answers it and returns
+ * CELERIS_OK: celeris_resp_header, then celeris_resp_send or
+ * celeris_resp_printf, synchronously, inside on_request. The handler and the
+ * later middleware are then not called, and the answer passes the response
+ * head phase of the whole chain like any other. Only a synchronous answer is
+ * allowed: celeris_req_suspend (NULL), celeris_resp_start,
+ * celeris_resp_send_ref, celeris_resp_abort, timers, watches, body streams,
+ * celeris_req_on_close and celeris_req_on_cleanup answer CELERIS_STATE.
+ * CELERIS_OK without an answer, CELERIS_ERROR or any other code: the client
+ * gets a 500, logged once per instance. celeris_req_alloc memory lives until
+ * the request ends.
+ *
+ * on_response_head(INSTANCE, REQ, STATUS) runs, in the list's order, for the
+ * head of every answer the request gets: the handler's, the server's own
+ * (404, 405, 413, 500...) and a middleware's. It edits the head's fields with
+ * the calls below (the getters of REQ work too; a request refused before its
+ * head was read shows what could be read). The head holds server, date,
+ * content-type, the answer's headers and what earlier middleware changed;
+ * content-length and the connection's framing fields are the server's and
+ * never shown. It cannot answer (celeris_resp_* other than these:
+ * CELERIS_STATE). Names are HTTP tokens, compared case-insensitively and
+ * written lowercase; values may not hold CR or LF; content-length,
+ * transfer-encoding, connection, keep-alive, proxy-connection and upgrade
+ * are refused (CELERIS_ERROR); server, date and content-type may be changed.
+ * A head holds at most 96 fields: an add or set past that is CELERIS_ERROR.
+ * Outside on_response_head these calls answer CELERIS_STATE (the count 0).
+ */
+
+/* The first field NAME of the head into *OUT. CELERIS_OK, CELERIS_NOTFOUND. */
+int celeris_resp_field_get(const celeris_req *req, const char *name, celeris_str *out);
+/* How many fields the head has, and field I of them (names lowercase). */
+size_t celeris_resp_field_count(const celeris_req *req);
+int celeris_resp_field_at(const celeris_req *req, size_t i, celeris_str *name, celeris_str *value);
+/* NAME: VALUE (copied): the first field NAME gets VALUE and the others named
+ * so go; appended when there is none. */
+int celeris_resp_field_set(celeris_req *req, const char *name, const char *value);
+/* NAME: VALUE (copied) appended, also when NAME is there already. */
+int celeris_resp_field_add(celeris_req *req, const char *name, const char *value);
+/* Every field NAME goes. CELERIS_OK, or CELERIS_NOTFOUND when there was none. */
+int celeris_resp_field_remove(celeris_req *req, const char *name);
 
 #ifdef __cplusplus
 }
