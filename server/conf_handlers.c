@@ -538,9 +538,9 @@ static int module_open(conf_ctx *c, yaml_node_t *n, const char *pattern, const c
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
                         unsigned nworkers, cel_handler **out)
 {
-    cel_module_image *img;
-    char *json, err[768];
-    yaml_node_t *at;
+    cel_module_image *img = NULL;
+    char *json = NULL, err[768];
+    yaml_node_t *at = NULL; /* module_open sets all three when it returns 0 */
     int rc = module_open(c, n, pattern, modules_dir, &img, &json, &at);
     if (rc)
         return rc;
@@ -551,9 +551,9 @@ int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const 
 
 int conf_mw_module(conf_ctx *c, yaml_node_t *n, cel_mw **out)
 {
-    cel_module_image *img;
-    char *json, err[768];
-    yaml_node_t *at;
+    cel_module_image *img = NULL;
+    char *json = NULL, err[768];
+    yaml_node_t *at = NULL; /* module_open sets all three when it returns 0 */
     const char *route = c->mw_route ? c->mw_route : "";
     int rc = module_open(c, n, c->mw_route ? c->mw_route : "(middleware)", c->modules_dir, &img,
                          &json, &at);
