@@ -20,8 +20,8 @@ typedef struct headers_build {
     size_t nnames;
 } headers_build;
 
-/* A field name middleware may write, lowercased into B's storage. */
-static int field_name(conf_ctx *c, headers_build *b, yaml_node_t *n, cel_str *out)
+/* A field name middleware may write, lowercased into LOW (MAX_NAME octets). */
+static int field_name(conf_ctx *c, yaml_node_t *n, char *low, cel_str *out)
 {
     const char *key;
     int rc = conf_string(c, n, "a header name", &key);
@@ -30,7 +30,6 @@ static int field_name(conf_ctx *c, headers_build *b, yaml_node_t *n, cel_str *ou
     size_t len = strlen(key);
     if (len == 0 || len >= MAX_NAME)
         return conf_error(c, n, "header name \"%s\" is empty or too long", key);
-    char *low = b->names[b->nnames++];
     for (size_t i = 0; i < len; i++) {
         if (!cel_http_is_tchar((unsigned char)key[i]))
             return conf_error(c, n, "header name \"%s\" has a character not allowed in a name",
@@ -58,7 +57,7 @@ static int header_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     if (*a->n == MAX_FIELDS)
         return conf_error(c, k, "too many headers (at most %d)", MAX_FIELDS);
     cel_kv *kv = &a->into[*a->n];
-    int rc = field_name(c, a->b, k, &kv->name);
+    int rc = field_name(c, k, a->b->names[a->b->nnames++], &kv->name);
     const char *val;
     char what[160];
     snprintf(what, sizeof(what), "header value for \"%s\"", key);
@@ -90,13 +89,13 @@ static int headers_remove(conf_ctx *c, void *arg, const char *key, yaml_node_t *
     headers_build *b = arg;
     (void)k;
     if (v->type == YAML_SCALAR_NODE)
-        return field_name(c, b, v, &b->remove[b->nremove++]);
+        return field_name(c, v, b->names[b->nnames++], &b->remove[b->nremove++]);
     int rc = conf_want(c, v, YAML_SEQUENCE_NODE, key);
     for (yaml_node_item_t *it = v->data.sequence.items.start;
          !rc && it < v->data.sequence.items.top; it++) {
         if (b->nremove == MAX_FIELDS)
             return conf_error(c, v, "too many headers (at most %d)", MAX_FIELDS);
-        rc = field_name(c, b, conf_node(c, *it), &b->remove[b->nremove++]);
+        rc = field_name(c, conf_node(c, *it), b->names[b->nnames++], &b->remove[b->nremove++]);
     }
     return rc;
 }
@@ -125,10 +124,77 @@ static int build_headers(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- shared by the kinds ---- */
+
+static int want_bool(conf_ctx *c, yaml_node_t *v, const char *what, int *out)
+{
+    const char *s;
+    int rc = conf_string(c, v, what, &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "true") && strcmp(s, "false"))
+        return conf_error(c, v, "%s must be true or false, not \"%s\"", what, s);
+    *out = strcmp(s, "true") == 0;
+    return 0;
+}
+
+/* A middleware with no keys may be given as `- name: {}` or `- name:`. */
+static int mapping_or_empty(conf_ctx *c, yaml_node_t *n, const char *what, conf_pair_fn fn,
+                            void *arg)
+{
+    if (n->type == YAML_SCALAR_NODE && n->data.scalar.length == 0)
+        return 0;
+    return conf_mapping(c, n, what, fn, arg);
+}
+
+/* ---- request_id ---- */
+
+typedef struct request_id_build {
+    char name[MAX_NAME];
+    cel_str header;
+    int trust;
+} request_id_build;
+
+static int request_id_header(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                             yaml_node_t *v)
+{
+    request_id_build *b = arg;
+    (void)key, (void)k;
+    return field_name(c, v, b->name, &b->header);
+}
+
+static int request_id_trust(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    request_id_build *b = arg;
+    (void)k;
+    return want_bool(c, v, key, &b->trust);
+}
+
+static const conf_key request_id_keys[] = {
+    {"header", request_id_header},
+    {"trust_incoming", request_id_trust},
+};
+
+static int request_id_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, request_id_keys, CEL_ARRAY_LEN(request_id_keys), "request_id", arg, key,
+                         k, v);
+}
+
+static int build_request_id(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    request_id_build b = {.name = "x-request-id", .header = CEL_STR_LIT("x-request-id")};
+    int rc = mapping_or_empty(c, n, "request_id", request_id_pair, &b);
+    if (!rc && !(*out = cel_mw_request_id_new(b.header, b.trust)))
+        rc = conf_error(c, n, "out of memory");
+    return rc;
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
     {"headers", build_headers},
+    {"request_id", build_request_id},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

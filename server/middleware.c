@@ -16,13 +16,14 @@ int cel_fields_add(cel_fields *f, cel_str name, cel_str value)
     return 0;
 }
 
-int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
+int cel_fields_set_flags(cel_fields *f, cel_str name, cel_str value, uint8_t extra)
 {
     for (size_t i = 0; i < f->n; i++) {
         if (!same(&f->v[i], name))
             continue;
         f->v[i].value = value.p;
         f->v[i].value_len = value.n;
+        f->v[i].flags = CEL_FIELD_KEPT | extra;
         size_t k = i + 1;
         for (size_t j = i + 1; j < f->n; j++)
             if (!same(&f->v[j], name))
@@ -30,7 +31,16 @@ int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
         f->n = k;
         return 0;
     }
-    return cel_fields_add(f, name, value);
+    if (f->n == f->cap)
+        return CEL_ETOOBIG;
+    f->v[f->n] = cel_field_of(name, value);
+    f->v[f->n++].flags |= extra;
+    return 0;
+}
+
+int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
+{
+    return cel_fields_set_flags(f, name, value, 0);
 }
 
 void cel_fields_remove(cel_fields *f, cel_str name)

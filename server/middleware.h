@@ -29,6 +29,9 @@ typedef struct cel_field {
     uint8_t flags;
 } cel_field;
 #define CEL_FIELD_KEPT 6u
+/* Or'ed in: a value that will not repeat (a request id), not worth an entry
+ * in HTTP/2's header compression table (HPACK "never indexed"). */
+#define CEL_FIELD_UNIQUE 1u
 
 static inline cel_field cel_field_of(cel_str name, cel_str value)
 {
@@ -47,6 +50,8 @@ int cel_fields_add(cel_fields *f, cel_str name, cel_str value);
 /* The first field NAME gets VALUE and the others named so go; appended when
  * there is none. 0, or CEL_ETOOBIG. */
 int cel_fields_set(cel_fields *f, cel_str name, cel_str value);
+/* The same, the field's flags being CEL_FIELD_KEPT | EXTRA. */
+int cel_fields_set_flags(cel_fields *f, cel_str name, cel_str value, uint8_t extra);
 /* Every field NAME goes; the others keep their order. */
 void cel_fields_remove(cel_fields *f, cel_str name);
 
@@ -107,5 +112,12 @@ void cel_mw_chain_free(cel_mw_chain *c);
  * ADD. Names lowercase. */
 cel_mw *cel_mw_headers_new(const cel_kv *set, size_t nset, const cel_kv *add, size_t nadd,
                            const cel_str *remove, size_t nremove);
+
+/* `request_id`: X->req->id is the request's id, 32 lowercase hex digits of
+ * 128 random bits (cel_env_rand), or with TRUST the value of the request's
+ * field HEADER when it has one of 1 to 128 visible ASCII octets; the answer
+ * carries it as HEADER (lowercase). Answers given before the request phase
+ * (refusals) get a fresh id. */
+cel_mw *cel_mw_request_id_new(cel_str header, int trust);
 
 #endif

@@ -213,6 +213,11 @@ def test_reload_swaps_the_list(factory):
      ["cannot be set here"]),
     ("routes:\n  - path: /a\n    middleware: [{headers: {add: {x: [1]}}}]\n"
      "    static: {body: x}\n", 3, 38, ["header value for \"x\" must be a string"]),
+    ("middleware:\n  - request_id: {trust_incoming: maybe}\n", 2, 34,
+     ["trust_incoming must be true or false"]),
+    ("middleware:\n  - request_id: {headr: x}\n", 2, 18,
+     ["unknown key \"headr\" in request_id", "header, trust_incoming"]),
+    ("middleware:\n  - request_id: {header: \"a b\"}\n", 2, 26, ["not allowed in a name"]),
 ])
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
@@ -222,3 +227,82 @@ def test_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+# ---- request_id ----
+
+HEX32 = __import__("re").compile(r"^[0-9a-f]{32}$")
+
+
+def wait_log(path, count, timeout=10):
+    """The first COUNT lines of the access log (workers write it once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def rid(factory, tmp_path_factory):
+    d = tmp_path_factory.mktemp("rid")
+    text = f"""workers: 2
+log:
+  access: {{ path: {d}/access.log, format: "%s %U %{{request_id}} %{{x-request-id}}i" }}
+middleware:
+  - request_id: {{}}
+routes:
+  - path: /a
+    static: {{ body: a }}
+  - path: /trust
+    middleware: [ {{ request_id: {{ header: X-Trace, trust_incoming: true }} }} ]
+    static: {{ body: t }}
+"""
+    srv = factory(text)
+    srv.log = d / "access.log"
+    return srv
+
+
+def test_request_id_h2_and_h1(rid):
+    with rid.client() as c:
+        ids = [c.get("/a").header("x-request-id") for _ in range(20)]
+        r = c.get("/nothing")
+        assert r.status == 404 and HEX32.match(r.header("x-request-id") or "")
+    _, fields, _ = h1_get(rid, "/a")
+    ids += values(fields, "x-request-id")
+    assert len(ids) == 21 and all(HEX32.match(i or "") for i in ids), ids
+    assert len(set(ids)) == 21
+
+
+def test_request_id_incoming_ignored_unless_trusted(rid):
+    with rid.client() as c:
+        r = c.get("/a", headers=[("x-request-id", "from-client")])
+        assert HEX32.match(r.header("x-request-id")), r.headers
+        # the route's own request_id trusts x-trace; a request has one id, so
+        # the global one's field carries it too
+        r = c.get("/trust", headers=[("x-trace", "abc-123")])
+        assert r.header("x-trace") == "abc-123"
+        assert r.header("x-request-id") == "abc-123"
+        for bad in ["a b", "x" * 129, ""]:
+            r = c.get("/trust", headers=[("x-trace", bad)])
+            assert HEX32.match(r.header("x-trace")), (bad, r.headers)
+    _, fields, _ = h1(rid, b"GET /trust HTTP/1.1\r\nhost: x\r\nx-trace: h1-id\r\n"
+                            b"connection: close\r\n\r\n")
+    assert values(fields, "x-trace") == ["h1-id"]
+
+
+def test_request_id_in_access_log(rid):
+    before = len(wait_log(rid.log, 0, timeout=0))
+    with rid.client() as c:
+        sent = c.get("/a?log=1").header("x-request-id")
+    _, fields, _ = h1_get(rid, "/a?log=2")
+    sent_h1 = values(fields, "x-request-id")[0]
+    status, fields, _ = h1(rid, b"GET /a b c HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400")
+    refused = values(fields, "x-request-id")
+    assert len(refused) == 1 and HEX32.match(refused[0])
+    lines = wait_log(rid.log, before + 3)[before:]
+    assert f"200 /a {sent} -" in lines, lines
+    assert f"200 /a {sent_h1} -" in lines, lines
+    assert any(line.startswith(f"400 ") and refused[0] in line for line in lines), lines
