@@ -14,16 +14,27 @@ typedef struct mw_request_id {
     char name[];
 } mw_request_id;
 
-static int fresh(cel_exchange *x)
+/* "00" to "ff": two digits per octet, one load each. */
+static char pairs[256][2];
+
+__attribute__((constructor)) static void fill_pairs(void)
 {
     static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; i++) {
+        pairs[i][0] = hex[i >> 4];
+        pairs[i][1] = hex[i & 15];
+    }
+}
+
+static int fresh(cel_exchange *x)
+{
     char *p = cel_arena_alloc(x->arena, ID_LEN);
     if (!p)
         return CEL_ENOMEM;
     for (int half = 0; half < 2; half++) {
         uint64_t v = cel_env_rand(x->env);
-        for (int i = 0; i < 16; i++, v >>= 4)
-            p[half * 16 + i] = hex[v & 15];
+        for (int i = 0; i < 8; i++, v >>= 8)
+            memcpy(p + half * 16 + 2 * i, pairs[v & 255], 2);
     }
     x->req->id = (cel_str){p, ID_LEN};
     return 0;
