@@ -190,11 +190,187 @@ static int build_request_id(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- cors ---- */
+
+#define MAX_LIST 64
+
+typedef struct cors_build {
+    cel_cors_conf k;
+    cel_str origins[MAX_LIST], methods[MAX_LIST], headers[MAX_LIST], expose[MAX_LIST];
+    char names[3 * MAX_LIST][MAX_NAME]; /* lowercased header names */
+    size_t nnames;
+    yaml_node_t *origins_node;
+} cors_build;
+
+/* A list of strings (or one) into OUT; "*" alone sets *ANY when ANY is given. */
+typedef int (*item_fn)(conf_ctx *c, cors_build *b, yaml_node_t *n, cel_str *out);
+
+static int cors_list(conf_ctx *c, cors_build *b, yaml_node_t *v, const char *what, item_fn fn,
+                     cel_str *out, size_t *n, int *any)
+{
+    if (any && v->type == YAML_SCALAR_NODE &&
+        strcmp((const char *)v->data.scalar.value, "*") == 0) {
+        *any = 1;
+        return 0;
+    }
+    if (v->type == YAML_SCALAR_NODE) {
+        *n = 1;
+        return fn(c, b, v, &out[0]);
+    }
+    int rc = conf_want(c, v, YAML_SEQUENCE_NODE, what);
+    for (yaml_node_item_t *it = v->data.sequence.items.start;
+         !rc && it < v->data.sequence.items.top; it++) {
+        yaml_node_t *item = conf_node(c, *it);
+        if (*n == MAX_LIST)
+            return conf_error(c, item, "%s has more than %d entries", what, MAX_LIST);
+        if (any && item->type == YAML_SCALAR_NODE &&
+            strcmp((const char *)item->data.scalar.value, "*") == 0)
+            return conf_error(c, item, "\"*\" stands alone: %s: \"*\", not in a list", what);
+        rc = fn(c, b, item, &out[(*n)++]);
+    }
+    return rc;
+}
+
+static int cors_origin(conf_ctx *c, cors_build *b, yaml_node_t *n, cel_str *out)
+{
+    (void)b;
+    const char *s;
+    int rc = conf_wire_string(c, n, "an origin", 0, &s);
+    if (rc)
+        return rc;
+    const char *host = strstr(s, "://");
+    if (!host || host == s || !host[3] || strchr(host + 3, '/') || strchr(s, ' ') || strchr(s, '*'))
+        return conf_error(c, n,
+                          "origin \"%s\" is not scheme://host[:port] (like "
+                          "https://app.example.com, no path, no wildcard)",
+                          s);
+    for (char *p = (char *)s; *p; p++)
+        *p = (char)cel_http_lower((unsigned char)*p); /* browsers send origins lowercase */
+    *out = (cel_str){s, strlen(s)};
+    return 0;
+}
+
+static int cors_method(conf_ctx *c, cors_build *b, yaml_node_t *n, cel_str *out)
+{
+    (void)b;
+    const char *s;
+    int rc = conf_string(c, n, "a method", &s);
+    if (rc)
+        return rc;
+    if (!cel_http_is_token(s, strlen(s)))
+        return conf_error(c, n, "method \"%s\" is not a token (methods are like GET, POST)", s);
+    *out = (cel_str){s, strlen(s)};
+    return 0;
+}
+
+static int cors_name(conf_ctx *c, cors_build *b, yaml_node_t *n, cel_str *out)
+{
+    if (b->nnames == CEL_ARRAY_LEN(b->names))
+        return conf_error(c, n, "too many header names");
+    const char *key;
+    int rc = conf_string(c, n, "a header name", &key);
+    if (rc)
+        return rc;
+    size_t len = strlen(key);
+    char *low = b->names[b->nnames++];
+    if (len == 0 || len >= MAX_NAME || !cel_http_is_token(key, len))
+        return conf_error(c, n, "header name \"%s\" is not a header name", key);
+    for (size_t i = 0; i <= len; i++)
+        low[i] = (char)cel_http_lower((unsigned char)key[i]);
+    *out = (cel_str){low, len};
+    return 0;
+}
+
+static int cors_origins(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cors_build *b = arg;
+    (void)k;
+    b->origins_node = v;
+    return cors_list(c, b, v, key, cors_origin, b->origins, &b->k.norigins, &b->k.any_origin);
+}
+
+static int cors_methods(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cors_build *b = arg;
+    (void)k;
+    b->k.nmethods = 0;
+    return cors_list(c, b, v, key, cors_method, b->methods, &b->k.nmethods, NULL);
+}
+
+static int cors_headers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cors_build *b = arg;
+    (void)k;
+    return cors_list(c, b, v, key, cors_name, b->headers, &b->k.nheaders, &b->k.any_header);
+}
+
+static int cors_expose(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cors_build *b = arg;
+    (void)k;
+    return cors_list(c, b, v, key, cors_name, b->expose, &b->k.nexpose, NULL);
+}
+
+static int cors_credentials(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cors_build *b = arg;
+    (void)k;
+    return want_bool(c, v, key, &b->k.credentials);
+}
+
+static int cors_max_age(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cors_build *b = arg;
+    uint32_t ms;
+    (void)k;
+    int rc = conf_duration_ms(c, v, key, &ms);
+    b->k.max_age_s = ms / 1000;
+    return rc;
+}
+
+static const conf_key cors_keys[] = {
+    {"origins", cors_origins}, {"methods", cors_methods},         {"headers", cors_headers},
+    {"expose", cors_expose},   {"credentials", cors_credentials}, {"max_age", cors_max_age},
+};
+
+static int cors_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, cors_keys, CEL_ARRAY_LEN(cors_keys), "cors", arg, key, k, v);
+}
+
+static int build_cors(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    cors_build *b = calloc(1, sizeof(*b));
+    if (!b)
+        return conf_error(c, n, "out of memory");
+    static const char *const defaults[] = {"GET", "HEAD", "POST"};
+    for (size_t i = 0; i < CEL_ARRAY_LEN(defaults); i++)
+        b->methods[i] = (cel_str){defaults[i], strlen(defaults[i])};
+    b->k.nmethods = CEL_ARRAY_LEN(defaults);
+    b->k.max_age_s = -1;
+    int rc = conf_mapping(c, n, "cors", cors_pair, b);
+    if (!rc && !b->origins_node)
+        rc = conf_error(c, n,
+                        "cors needs origins (a list like [\"https://app.example.com\"], "
+                        "or \"*\")");
+    if (!rc && b->k.any_origin && b->k.credentials)
+        rc = conf_error(c, b->origins_node,
+                        "origins \"*\" with credentials: true would let every site read "
+                        "answers meant for the user: list the origins");
+    b->k.origins = b->origins, b->k.methods = b->methods, b->k.headers = b->headers;
+    b->k.expose = b->expose;
+    if (!rc && !(*out = cel_mw_cors_new(&b->k)))
+        rc = conf_error(c, n, "out of memory");
+    free(b);
+    return rc;
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
     {"headers", build_headers},
     {"request_id", build_request_id},
+    {"cors", build_cors},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

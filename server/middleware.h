@@ -120,4 +120,29 @@ cel_mw *cel_mw_headers_new(const cel_kv *set, size_t nset, const cel_kv *add, si
  * (refusals) get a fresh id. */
 cel_mw *cel_mw_request_id_new(cel_str header, int trust);
 
+/* `cors` (the Fetch standard's CORS protocol), as config read it. Origins,
+ * methods and header names as they are to be compared: origins exact, methods
+ * case-sensitive, header names lowercase. */
+typedef struct cel_cors_conf {
+    const cel_str *origins;
+    size_t norigins;
+    int any_origin; /* origins: "*" */
+    const cel_str *methods;
+    size_t nmethods;
+    const cel_str *headers; /* request headers a preflight may name */
+    size_t nheaders;
+    int any_header; /* headers: "*": whatever the preflight names */
+    const cel_str *expose;
+    size_t nexpose;
+    int credentials;
+    long long max_age_s; /* -1: no access-control-max-age */
+} cel_cors_conf;
+/* Request phase: answers a preflight (OPTIONS with Origin and
+ * Access-Control-Request-Method): 204 with the allowed methods and headers
+ * (and max-age) when the origin, method and headers are allowed, else 403.
+ * Head phase of every answer: access-control-allow-origin (and -credentials,
+ * -expose-headers) when the request's Origin is allowed; vary: origin unless
+ * any origin is allowed without credentials. */
+cel_mw *cel_mw_cors_new(const cel_cors_conf *c);
+
 #endif

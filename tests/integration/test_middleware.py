@@ -306,3 +306,130 @@ def test_request_id_in_access_log(rid):
     assert f"200 /a {sent} -" in lines, lines
     assert f"200 /a {sent_h1} -" in lines, lines
     assert any(line.startswith(f"400 ") and refused[0] in line for line in lines), lines
+
+
+# ---- cors ----
+
+APP = "https://app.example.com"
+
+
+@pytest.fixture(scope="module")
+def cors(factory):
+    return factory("""workers: 1
+routes:
+  - path: /api
+    methods: [GET, POST]
+    middleware:
+      - cors:
+          origins: ["https://App.example.com", "http://localhost:3000"]
+          methods: [GET, POST]
+          headers: [Content-Type, x-token]
+          expose: [x-total]
+          credentials: true
+          max_age: 10m
+    static: { body: "api", headers: { vary: accept-encoding } }
+  - path: /get-only
+    methods: [GET]
+    middleware: [ { cors: { origins: "*", headers: "*" } } ]
+    static: { body: "g" }
+""")
+
+
+PREFLIGHT = [("origin", APP), ("access-control-request-method", "POST"),
+             ("access-control-request-headers", "content-type,x-token")]
+
+
+def test_cors_preflight_h2(cors):
+    with cors.client() as c:
+        r = c.request("OPTIONS", "/api", headers=PREFLIGHT)
+        assert r.status == 204 and r.body == b"", r
+        assert r.header("access-control-allow-origin") == APP
+        assert r.header("access-control-allow-credentials") == "true"
+        assert r.header("access-control-allow-methods") == "GET, POST"
+        assert r.header("access-control-allow-headers") == "content-type, x-token"
+        assert r.header("access-control-max-age") == "600"
+        assert "origin" in ", ".join(r.header_all("vary"))
+        assert r.header("content-length") in (None, "0")
+
+
+def test_cors_preflight_h1(cors):
+    raw = ("OPTIONS /api HTTP/1.1\r\nhost: x\r\nconnection: close\r\n" +
+           "".join(f"{k}: {v}\r\n" for k, v in PREFLIGHT) + "\r\n").encode()
+    status, fields, body = h1(cors, raw)
+    assert status.startswith("HTTP/1.1 204"), status
+    assert values(fields, "access-control-allow-origin") == [APP]
+    assert values(fields, "access-control-allow-methods") == ["GET, POST"]
+    assert body == b""
+
+
+@pytest.mark.parametrize("change", [
+    ("origin", "https://evil.example.com"),
+    ("access-control-request-method", "PUT"),
+    ("access-control-request-headers", "content-type,x-other"),
+])
+def test_cors_preflight_refused(cors, change):
+    hdrs = [(k, change[1] if k == change[0] else v) for k, v in PREFLIGHT]
+    with cors.client() as c:
+        r = c.request("OPTIONS", "/api", headers=hdrs)
+        assert r.status == 403
+        assert r.header("access-control-allow-origin") is None
+        assert r.header("access-control-allow-methods") is None
+
+
+def test_cors_preflight_on_a_get_only_route(cors):
+    """OPTIONS is not one of the route's methods (405 otherwise): the preflight
+    is still answered, with any origin and the headers asked for."""
+    with cors.client() as c:
+        r = c.request("OPTIONS", "/get-only", headers=[
+            ("origin", "https://x.test"), ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-anything")])
+        assert r.status == 204
+        assert r.header("access-control-allow-origin") == "*"
+        assert r.header("access-control-allow-headers") == "x-anything"
+        # an OPTIONS that is no preflight is the route's business: 405
+        r = c.request("OPTIONS", "/get-only", headers=[("origin", "https://x.test")])
+        assert r.status == 405
+        assert r.header("access-control-allow-origin") == "*"
+
+
+def test_cors_actual_request(cors):
+    with cors.client() as c:
+        r = c.get("/api", headers=[("origin", APP)])
+        assert r.status == 200 and r.body == b"api"
+        assert r.header("access-control-allow-origin") == APP
+        assert r.header("access-control-allow-credentials") == "true"
+        assert r.header("access-control-expose-headers") == "x-total"
+        assert r.header_all("vary") == ["accept-encoding", "origin"]
+        r = c.get("/api", headers=[("origin", "https://evil.example.com")])
+        assert r.status == 200
+        assert r.header("access-control-allow-origin") is None
+        assert r.header_all("vary") == ["accept-encoding", "origin"]
+        r = c.get("/api")
+        assert r.header("access-control-allow-origin") is None
+        r = c.get("/get-only", headers=[("origin", "https://x.test")])
+        assert r.header("access-control-allow-origin") == "*"
+        assert r.header("vary") is None
+    _, fields, _ = h1(cors, b"GET /api HTTP/1.1\r\nhost: x\r\norigin: http://localhost:3000\r\n"
+                            b"connection: close\r\n\r\n")
+    assert values(fields, "access-control-allow-origin") == ["http://localhost:3000"]
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - cors: {methods: [GET]}\n", 2, 11, ["cors needs origins"]),
+    ("middleware:\n  - cors: {origins: \"*\", credentials: true}\n", 2, 21,
+     ["with credentials: true"]),
+    ("middleware:\n  - cors: {origins: [\"https://a.test/app\"]}\n", 2, 22,
+     ["is not scheme://host[:port]"]),
+    ("middleware:\n  - cors: {origins: [\"https://a.test\"], max_agee: 1}\n", 2, 41,
+     ["unknown key \"max_agee\" in cors", "origins, methods, headers, expose"]),
+    ("middleware:\n  - cors: {origins: [\"*\", \"https://a.test\"]}\n", 2, 22,
+     ["stands alone"]),
+])
+def test_cors_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
