@@ -6,6 +6,7 @@
 #include "conf.h"
 #include "http.h"
 #include "middleware.h"
+#include "proxy_proto.h"
 
 #define MAX_FIELDS 64
 #define MAX_NAME 128
@@ -365,12 +366,96 @@ static int build_cors(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- access ---- */
+
+typedef struct access_build {
+    cel_cidr allow[MAX_LIST], deny[MAX_LIST];
+    size_t nallow, ndeny;
+    int allow_all, deny_all;
+} access_build;
+
+static int cidr_list(conf_ctx *c, yaml_node_t *v, const char *what, cel_cidr *out, size_t *n,
+                     int *all)
+{
+    yaml_node_item_t one[1];
+    yaml_node_item_t *start = one, *top = one;
+    if (v->type == YAML_SEQUENCE_NODE) {
+        start = v->data.sequence.items.start;
+        top = v->data.sequence.items.top;
+    } else if (v->type == YAML_SCALAR_NODE) {
+        top = one + 1;
+    } else {
+        return conf_error(c, v, "%s must be a list of address ranges like [10.0.0.0/8, \"::1\"]",
+                          what);
+    }
+    for (yaml_node_item_t *it = start; it < top; it++) {
+        yaml_node_t *item = it == one ? v : conf_node(c, *it);
+        const char *s;
+        int rc = conf_string(c, item, what, &s);
+        if (rc)
+            return rc;
+        if (strcmp(s, "all") == 0) {
+            *all = 1;
+            continue;
+        }
+        if (*n == MAX_LIST)
+            return conf_error(c, item, "%s has more than %d ranges", what, MAX_LIST);
+        if (cel_cidr_parse(s, &out[*n]))
+            return conf_error(c, item,
+                              "\"%s\" is not an address range (like 10.0.0.0/8, \"::1\" or "
+                              "all; host bits below the prefix must be 0)",
+                              s);
+        (*n)++;
+    }
+    return 0;
+}
+
+static int access_allow(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    access_build *b = arg;
+    (void)k;
+    return cidr_list(c, v, key, b->allow, &b->nallow, &b->allow_all);
+}
+
+static int access_deny(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    access_build *b = arg;
+    (void)k;
+    return cidr_list(c, v, key, b->deny, &b->ndeny, &b->deny_all);
+}
+
+static const conf_key access_keys[] = {
+    {"allow", access_allow},
+    {"deny", access_deny},
+};
+
+static int access_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, access_keys, CEL_ARRAY_LEN(access_keys), "access", arg, key, k, v);
+}
+
+static int build_access(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    access_build *b = calloc(1, sizeof(*b));
+    if (!b)
+        return conf_error(c, n, "out of memory");
+    int rc = conf_mapping(c, n, "access", access_pair, b);
+    if (!rc && !b->nallow && !b->allow_all && !b->ndeny && !b->deny_all)
+        rc = conf_error(c, n, "access needs allow or deny (lists of address ranges)");
+    if (!rc && !(*out = cel_mw_access_new(b->allow, b->nallow, b->allow_all, b->deny, b->ndeny,
+                                          b->deny_all)))
+        rc = conf_error(c, n, "out of memory");
+    free(b);
+    return rc;
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
     {"headers", build_headers},
     {"request_id", build_request_id},
     {"cors", build_cors},
+    {"access", build_access},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

@@ -145,4 +145,12 @@ typedef struct cel_cors_conf {
  * any origin is allowed without credentials. */
 cel_mw *cel_mw_cors_new(const cel_cors_conf *c);
 
+struct cel_cidr;
+/* `access`: the client's address (the real one behind real_ip or the PROXY
+ * protocol) in ALLOW passes; else in DENY gets 403; else passes unless ALLOW
+ * is given and DENY is not. *_ALL: `all` was listed (every address, also an
+ * unknown one). The lists are copied. */
+cel_mw *cel_mw_access_new(const struct cel_cidr *allow, size_t nallow, int allow_all,
+                          const struct cel_cidr *deny, size_t ndeny, int deny_all);
+
 #endif

@@ -433,3 +433,92 @@ def test_cors_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+# ---- access ----
+
+ACCESS_ROUTES = """
+real_ip: { header: x-forwarded-for, trusted: [127.0.0.1] }
+routes:
+  - path: /local
+    middleware: [ { access: { allow: [127.0.0.0/8], deny: [all] } } ]
+    static: { body: "local" }
+  - path: /not-local
+    middleware: [ { access: { deny: [127.0.0.1, "::1"] } } ]
+    static: { body: "open" }
+  - path: /v6
+    middleware: [ { access: { allow: ["::1/128"] } } ]
+    static: { body: "v6" }
+  - path: /office
+    middleware: [ { access: { allow: [203.0.113.0/24, "2001:db8::/32"], deny: [all] } } ]
+    static: { body: "office" }
+"""
+
+
+@pytest.fixture(scope="module")
+def acc(factory):
+    return factory("""listen:
+  - "127.0.0.1:{port}"
+  - { address: "127.0.0.1:{port2}", proxy_protocol: true, trusted: [127.0.0.1] }
+workers: 1
+""" + ACCESS_ROUTES, ports=2)
+
+
+def status_h2(srv, path, headers=()):
+    with srv.client() as c:
+        return c.get(path, headers=list(headers)).status
+
+
+def status_h1(port, path, extra=b"", prefix=b""):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(prefix + f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".encode() +
+                  extra + b"\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_access_by_peer(acc):
+    for path, want in [("/local", 200), ("/not-local", 403), ("/v6", 403), ("/office", 403)]:
+        assert status_h2(acc, path) == want, path
+        assert status_h1(acc.port, path) == want, path
+
+
+def test_access_real_ip_header(acc):
+    """Behind a trusted balancer (real_ip), the address that counts is the
+    client's from x-forwarded-for, IPv6 included."""
+    for xff, want in [("203.0.113.5", 200), ("198.51.100.1", 403),
+                      ("2001:db8::7", 200), ("2001:db9::7", 403), ("203.0.113.5, 10.9.9.9", 403)]:
+        assert status_h2(acc, "/office", [("x-forwarded-for", xff)]) == want, xff
+        assert status_h1(acc.port, "/office", f"x-forwarded-for: {xff}\r\n".encode()) == want, xff
+    # the client's own address is no longer the one that counts: /local denies it
+    assert status_h2(acc, "/local", [("x-forwarded-for", "198.51.100.1")]) == 403
+
+
+def test_access_proxy_protocol(acc):
+    port = acc.ports[1]
+    ok = b"PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n"
+    bad = b"PROXY TCP4 198.51.100.9 127.0.0.1 5000 80\r\n"
+    v6 = b"PROXY TCP6 ::1 ::1 5000 80\r\n"
+    assert status_h1(port, "/office", prefix=ok) == 200
+    assert status_h1(port, "/office", prefix=bad) == 403
+    assert status_h1(port, "/local", prefix=ok) == 403
+    assert status_h1(port, "/v6", prefix=v6) == 200
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - access: {allow: [10.0.0.1/8]}\n", 2, 22, ["is not an address range"]),
+    ("middleware:\n  - access: {deny: [\"::1/129\"]}\n", 2, 21, ["is not an address range"]),
+    ("middleware:\n  - access: {}\n", 2, 13, ["access needs allow or deny"]),
+    ("middleware:\n  - access: {allow: [all], dney: [all]}\n", 2, 28,
+     ["unknown key \"dney\" in access", "allow, deny"]),
+])
+def test_access_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
