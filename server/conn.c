@@ -100,7 +100,15 @@ static int conn_flush(cel_conn *c)
     if (c->trec_len && trec_flush(c))
         return errno == EAGAIN ? CEL_EAGAIN : CEL_EIO;
     int rc = cel_outq_flush(&c->out, tls_writev, c);
-    return rc == 0 && c->trec_len ? CEL_EAGAIN : rc;
+    if (rc == 0 && c->trec_len)
+        return CEL_EAGAIN;
+    if (rc == 0 && c->trec) {
+        /* All out: an idle connection keeps no record, as the queue keeps
+         * no chunk; the pool's free list has it back for the next one. */
+        cel_pool_release(c->host->env->pool, c->trec);
+        c->trec = NULL;
+    }
+    return rc;
 }
 
 /* read(2), or SSL_read: -1 with errno EAGAIN when nothing is there yet. */

@@ -47,6 +47,10 @@ typedef struct cel_exchange_ops {
      * calls HOLD->release(HOLD->arg), once, on the worker. Handlers hold
      * through this and never name the generation. */
     void (*hold)(cel_exchange *x, cel_body_owner *hold);
+    /* A streamed request body (body_streamed): on_body took less than it was
+     * offered and may take more now (or was just set); the front end offers
+     * what it holds again soon, from the loop, never inside this call. */
+    void (*body_resume)(cel_exchange *x);
 } cel_exchange_ops;
 
 struct cel_exchange {
@@ -73,6 +77,22 @@ struct cel_exchange {
     /* When set, runs (once, then cleared) when buffered data falls below the
      * low-water mark. */
     void (*on_writable)(cel_exchange *x);
+    /*
+     * Streamed request bodies. The front end sets body_streamed when it
+     * handles the request at its headers for a handler with body_stream; the
+     * body then comes only through on_body, set by the handler: N bytes at P
+     * (END 1: the body ends with them; N may be 0). It sets *TOOK to how many
+     * it took from the front and returns 1 when it took all of them (and the
+     * end, with END), 0 when it holds back: the front end then keeps the
+     * rest, lets the client send no more than that (HTTP/2: the stream's
+     * window stays shut; HTTP/1.1: the socket is not read) and offers it
+     * again after ops->body_resume. Unset: nothing is taken. END -1 (P NULL):
+     * the body failed (it passed the route's max_request_body, or it is
+     * malformed): nothing more comes, and the front end answers itself (413,
+     * 400) when no answer has begun, else cuts the stream.
+     */
+    int body_streamed;
+    int (*on_body)(cel_exchange *x, const char *p, size_t n, int end, size_t *took);
 };
 
 #endif

@@ -45,6 +45,10 @@ struct cel_handler {
     /* Optional, on each worker thread that adopts / lets go of the generation. */
     int (*worker_init)(cel_handler *h, struct cel_env *env);
     void (*worker_fini)(cel_handler *h, struct cel_env *env);
+    /* Takes request bodies as a stream: a request with a body is handled as
+     * soon as its headers are in, and its body comes through the exchange's
+     * on_body (exchange.h), never buffered whole. */
+    int body_stream;
 };
 
 struct cel_tmpl;

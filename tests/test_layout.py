@@ -1,9 +1,10 @@
 #!/usr/bin/python3
-"""Adds a field to server/h2.c's stream where stream_new would leave it set
-(before the part it clears, or after it) and checks the build stops with the
-static assert that says so; the file as it is must still compile. The
-compiler and flags are h2.c's own, from BUILD/compile_commands.json.
-Prints TAP. Usage: test_layout.py BUILD_DIR
+"""Adds a field to the HTTP/2 stream (struct stream in server/h2_internal.h)
+where stream_new would leave it set (before the part it clears, or after it)
+and checks that server/h2_stream.c, which holds stream_new and the static
+asserts on the layout, stops building with the assert that says so; the files
+as they are must still compile. The compiler and flags are h2_stream.c's own,
+from BUILD/compile_commands.json. Prints TAP. Usage: test_layout.py BUILD_DIR
 """
 import json
 import os
@@ -13,7 +14,7 @@ import sys
 import tempfile
 
 CASES = [
-    ("h2.c as it is compiles", None, None, None),
+    ("h2_stream.c as it is compiles", None, None, None),
     ("a field added before stream.x stops the build",
      "    uint64_t start_us; /* env->now_us of the first header */\n",
      "    uint32_t added;\n", "a field before stream.x"),
@@ -25,15 +26,19 @@ CASES = [
 ]
 
 
+SOURCE = "h2_stream.c"     # stream_new and the static asserts
+HEADER = "h2_internal.h"   # struct stream
+
+
 def h2_command(build):
     with open(os.path.join(build, "compile_commands.json")) as f:
         for e in json.load(f):
-            if e["file"].endswith(os.path.join("server", "h2.c")):
+            if e["file"].endswith(os.path.join("server", SOURCE)):
                 return e
-    raise SystemExit(f"Bail out! no server/h2.c in {build}/compile_commands.json")
+    raise SystemExit(f"Bail out! no server/{SOURCE} in {build}/compile_commands.json")
 
 
-def compile_with(entry, src_path, text):
+def compile_with(entry, src_path, header_text):
     args = shlex.split(entry["command"])
     out, skip = [], 0
     for a in args:
@@ -43,15 +48,18 @@ def compile_with(entry, src_path, text):
         if a in ("-o", "-MQ", "-MF"):
             skip = 1
             continue
-        if a in ("-c", "-MD") or a.endswith(os.path.join("server", "h2.c")):
+        if a in ("-c", "-MD") or a.endswith(os.path.join("server", SOURCE)):
             continue
         out.append(a)
     with tempfile.TemporaryDirectory() as d:
-        # h2.c's own directory is searched first for "..." includes: keep it
-        # on the path (-iquote) since the copy lives elsewhere
-        path = os.path.join(d, "h2.c")
-        with open(path, "w") as f:
-            f.write(text)
+        # a "..." include looks in the including file's directory first: the
+        # source is copied beside the changed header, and its own directory
+        # stays on the path (-iquote) for the rest
+        path = os.path.join(d, SOURCE)
+        with open(src_path) as f, open(path, "w") as out_f:
+            out_f.write(f.read())
+        with open(os.path.join(d, HEADER), "w") as f:
+            f.write(header_text)
         out += ["-iquote", os.path.dirname(src_path), "-fsyntax-only", path]
         return subprocess.run(out, cwd=entry["directory"], stdout=subprocess.PIPE,
                               stderr=subprocess.STDOUT, text=True)
@@ -60,7 +68,7 @@ def compile_with(entry, src_path, text):
 def main():
     entry = h2_command(sys.argv[1])
     src = os.path.normpath(os.path.join(entry["directory"], entry["file"]))
-    with open(src) as f:
+    with open(os.path.join(os.path.dirname(src), HEADER)) as f:
         orig = f.read()
     print(f"1..{len(CASES)}", flush=True)
     failed = 0
@@ -68,7 +76,7 @@ def main():
         text = orig
         if anchor:
             if text.count(anchor) != 1:
-                print(f"not ok {n} - {name}\n# anchor {anchor!r} not found once in h2.c")
+                print(f"not ok {n} - {name}\n# anchor {anchor!r} not found once in {HEADER}")
                 failed += 1
                 continue
             text = text.replace(anchor, anchor + field)

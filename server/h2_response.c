@@ -1,0 +1,399 @@
+#include <stdlib.h>
+#include <string.h>
+
+#include "h2_internal.h"
+#include "http.h"
+#include "log.h"
+#include "phase.h"
+#include "version.h"
+
+/* Bodies at least this long that live in the generation are queued by
+ * reference; shorter ones are copied next to their frame header, which keeps
+ * small responses in one iovec. */
+#define REF_MIN 1024
+#define MAX_RESPONSE_HEADERS (CEL_PHASE_MAX_FIELDS + 2) /* with :status, content-length */
+
+/* A streamed body: above HIGH bytes waiting, write asks the producer to pause;
+ * below LOW its on_writable runs. */
+#define STREAM_HIGH (64 * 1024)
+#define STREAM_LOW (16 * 1024)
+
+/* After an early answer the rest of the request body is read and dropped, so
+ * that clients which treat any RST_STREAM as failure still see the answer; past
+ * this many bytes (and at least 1 MiB) the stream is reset with NO_ERROR. */
+#define DISCARD_FACTOR 4
+#define DISCARD_MIN (1u << 20)
+
+static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
+                         uint32_t *flags, nghttp2_data_source *src, void *ud)
+{
+    stream *st = src->ptr;
+    (void)s, (void)id, (void)buf, (void)ud;
+    size_t n = st->out_len - st->out_read;
+    if (n == 0 && (st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
+        st->flags |= ST_DEFERRED;
+        set_held(st->h, st, 1);
+        return NGHTTP2_ERR_DEFERRED;
+    }
+    if (n > length)
+        n = length;
+    st->out_read += n;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->out_read == st->out_len && (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED)))
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
+static void release_gen(void *arg)
+{
+    cel_genref_drop(arg);
+}
+
+/* Streaming: bytes went to the queue; compact the buffer and see whether the
+ * producer may go on. */
+static void stream_consumed(cel_h2 *h, stream *st)
+{
+    if (st->out_sent == st->out_len) {
+        st->out_sent = st->out_read = st->out_len = 0;
+    } else if (st->out_sent > st->sbuf_cap / 2) {
+        memmove(st->sbuf, st->sbuf + st->out_sent, st->out_len - st->out_sent);
+        st->out_len -= st->out_sent;
+        st->out_read -= st->out_sent;
+        st->out_sent = 0;
+    }
+    if (st->x.on_writable && st->out_len - st->out_sent < STREAM_LOW && !(st->flags & ST_WQ)) {
+        st->flags |= ST_WQ;
+        st->wnext = h->writable;
+        h->writable = st;
+    }
+}
+
+static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
+                     size_t length, nghttp2_data_source *src, void *ud)
+{
+    cel_h2 *h = ud;
+    stream *st = src->ptr;
+    (void)s;
+    if (cel_outq_pending(h->out) >= h->limits.max_output_buffer)
+        return NGHTTP2_ERR_WOULDBLOCK;
+    static const uint8_t zeros[256];
+    size_t pad = frame->data.padlen;
+    const char *p = (st->flags & ST_STREAMING ? st->sbuf : st->out) + st->out_sent;
+    st->out_sent += length;
+    st->bytes_sent += length;
+    h->progress++;
+    h->data_sent++;
+    int rc;
+    if (CEL_LIKELY(!pad && (length < REF_MIN || st->out_kind == BODY_ARENA))) {
+        /* the usual short body: one copy with its frame header */
+        rc = cel_outq_copy2(h->out, framehd, 9, p, length);
+    } else if (cel_outq_copy(h->out, framehd, 9) ||
+               (pad && cel_outq_copy(h->out, zeros, 1))) { /* the pad length byte */
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    } else if (st->out_kind == BODY_GEN && length >= REF_MIN) {
+        if ((rc = cel_outq_ref(h->out, p, length, release_gen, cel_genref_take(st->gen))))
+            cel_genref_drop(st->gen);
+    } else if (st->out_kind == BODY_EXT && length >= REF_MIN) {
+        st->ext->refs++;
+        if ((rc = cel_outq_ref(h->out, p, length, ext_unref, st->ext)))
+            st->ext->refs--;
+    } else {
+        rc = cel_outq_copy(h->out, p, length);
+    }
+    if (rc)
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (st->flags & ST_STREAMING)
+        stream_consumed(h, st);
+    if (pad > 1 && cel_outq_copy(h->out, zeros, pad - 1))
+        return NGHTTP2_ERR_CALLBACK_FAILURE;
+    if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+        st->flags |= ST_SENT; /* what on_frame_send would say next */
+    return 0;
+}
+
+/* A field whose name and value both outlive the HEADERS frame: the stream
+ * (clen_txt, its arena), the generation the stream holds
+ * (content-type, configured headers, middleware's), the worker (date,
+ * rewritten in place once a second, always 29 bytes) or static storage. nghttp2 drops a stream's
+ * pending HEADERS unread when the stream closes first. */
+static nghttp2_nv nv_name_lit(const char *name, size_t nlen, const char *v, size_t vlen)
+{
+    return (nghttp2_nv){(uint8_t *)name, (uint8_t *)v, nlen, vlen,
+                        NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE};
+}
+
+_Static_assert(sizeof(cel_field) == sizeof(nghttp2_nv) &&
+                   offsetof(cel_field, name) == offsetof(nghttp2_nv, name) &&
+                   offsetof(cel_field, value) == offsetof(nghttp2_nv, value) &&
+                   offsetof(cel_field, name_len) == offsetof(nghttp2_nv, namelen) &&
+                   offsetof(cel_field, value_len) == offsetof(nghttp2_nv, valuelen) &&
+                   offsetof(cel_field, flags) == offsetof(nghttp2_nv, flags),
+               "the head phase writes nghttp2_nv");
+_Static_assert(CEL_FIELD_KEPT == (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE),
+               "a kept field is one nghttp2 need not copy");
+_Static_assert(CEL_FIELD_UNIQUE == NGHTTP2_NV_FLAG_NO_INDEX, "a unique value is never indexed");
+
+/* ":status" values 100 to 599 as text, filled before main(). Responses come
+ * with 200-599 (configured and module statuses are checked to be in it, the
+ * daemon's own are 4xx and 5xx). */
+static char status_texts[500][3];
+
+__attribute__((constructor)) static void fill_status_texts(void)
+{
+    for (int i = 0; i < 500; i++) {
+        status_texts[i][0] = (char)('0' + (i + 100) / 100);
+        status_texts[i][1] = (char)('0' + (i + 100) / 10 % 10);
+        status_texts[i][2] = (char)('0' + (i + 100) % 10);
+    }
+}
+
+/* HEAD, 204 and 304 answers carry no content, whatever the handler writes. */
+static int no_content(const stream *st)
+{
+    return st->req.method_bit == CEL_M_HEAD || st->status == 204 || st->status == 304;
+}
+
+/* Submits RES's status and headers; with STREAMING the body follows through
+ * write/end (no content-length), else RES's body is the whole body. */
+static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
+{
+    nghttp2_nv nva[MAX_RESPONSE_HEADERS];
+    cel_response filtered;
+    res = cel_phase_body(&st->x, res, &filtered, !streaming);
+    unsigned si = (unsigned)res->status - 100;
+    const char *status = status_texts[si < 500 ? si : 400]; /* never outside: 500 then */
+    nva[0] = nv_name_lit(":status", 7, status, 3);
+    /* The phase's fields are nghttp2_nv's (see cel_field), lowercase, and live
+     * in the generation, the stream's arena or static storage. */
+    size_t n = 1 + cel_phase_head(&st->x, res, (cel_field *)&nva[1], CEL_PHASE_MAX_FIELDS);
+    char *clen = st->clen_txt;
+    int no_body = res->status == 204 || res->status == 304;
+    if (!no_body && !streaming)
+        nva[n++] = nv_name_lit("content-length", 14, clen, cel_http_utoa(clen, res->body_len));
+
+    st->flags |= ST_RESPONDED;
+    st->status = res->status;
+    if (streaming) {
+        st->flags |= ST_STREAMING;
+    } else {
+        st->out = res->body;
+        st->out_len = res->body_len;
+        st->out_kind = res->body_in_gen ? BODY_GEN : BODY_ARENA;
+    }
+    nghttp2_data_provider prd = {.source.ptr = st, .read_callback = body_read};
+    /* A streamed answer without content (HEAD, 204, 304) still ends when the
+     * handler ends it: its writes are dropped until then, and the stream ends
+     * with an empty DATA frame, so the exchange stays valid as long as on GET. */
+    int with_body = streaming || (!no_body && !no_content(st) && res->body_len);
+    if (!with_body)
+        st->flags |= ST_ENDED; /* a HEAD or 204 stream has nothing to write */
+    int rv = nghttp2_submit_response(h->s, st->id, nva, n, with_body ? &prd : NULL);
+    if (rv) {
+        cel_log_debug("stream %d: cannot submit response: %s", st->id, nghttp2_strerror(rv));
+        st->flags |= ST_RESET;
+        return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    }
+    return 0;
+}
+
+int cel_h2_respond(cel_h2 *h, stream *st, const cel_response *res)
+{
+    return submit(h, st, res, 0);
+}
+
+/* ---- the exchange, for handlers that answer later or in pieces ---- */
+
+static void flush_soon(cel_h2 *h)
+{
+    if (h->want_flush)
+        h->want_flush(h->flush_ctx);
+}
+
+static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_owner *owner)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    cel_h2 *h = st->h;
+    if (st->flags & ST_RESPONDED) {
+        if (owner)
+            owner->release(owner->arg);
+        return CEL_EINVAL;
+    }
+    set_held(h, st, 0);
+    if (owner) {
+        ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
+        if (!e) {
+            owner->release(owner->arg);
+            return CEL_ENOMEM;
+        }
+        *e = (ext_body){1, h->env->pool, *owner};
+        st->ext = e;
+    }
+    int rc = cel_h2_respond(h, st, res);
+    if (owner)
+        st->out_kind = BODY_EXT;
+    flush_soon(h);
+    return rc ? CEL_EIO : 0;
+}
+
+static int x_start(cel_exchange *x, const cel_response *head)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if (st->flags & ST_RESPONDED)
+        return CEL_EINVAL;
+    set_held(st->h, st, 0);
+    int rc = submit(st->h, st, head, 1);
+    flush_soon(st->h);
+    return rc ? CEL_EIO : 0;
+}
+
+static void resume_if_deferred(stream *st)
+{
+    if (st->flags & ST_DEFERRED) {
+        st->flags &= ~ST_DEFERRED;
+        set_held(st->h, st, 0);
+        nghttp2_session_resume_data(st->h->s, st->id);
+    }
+    flush_soon(st->h);
+}
+
+static int raw_write(cel_exchange *x, const void *p, size_t n)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
+        return CEL_EINVAL;
+    if (no_content(st) || n == 0)
+        return 0;
+    if (st->out_len + n > st->sbuf_cap) {
+        size_t cap = st->sbuf_cap ? st->sbuf_cap : 16384;
+        while (cap < st->out_len + n)
+            cap *= 2;
+        char *b = cel_pool_realloc(st->h->env->pool, st->sbuf, cap);
+        if (!b)
+            return CEL_ENOMEM;
+        st->sbuf = b;
+        st->sbuf_cap = cap;
+    }
+    memcpy(st->sbuf + st->out_len, p, n);
+    st->out_len += n;
+    resume_if_deferred(st);
+    return st->out_len - st->out_sent > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
+static int raw_end(cel_exchange *x)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED))
+        return CEL_EINVAL;
+    st->flags |= ST_ENDED;
+    resume_if_deferred(st);
+    return 0;
+}
+
+static const cel_body_next body_next = {raw_write, raw_end};
+
+static int x_write(cel_exchange *x, const void *p, size_t n)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->write(x, p, n, &body_next);
+    return raw_write(x, p, n);
+}
+
+static int x_end(cel_exchange *x)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->end(x, &body_next);
+    return raw_end(x);
+}
+
+static size_t x_buffered(const cel_exchange *x)
+{
+    const stream *st = (const stream *)((const char *)x - offsetof(stream, x));
+    return st->out_len - st->out_sent;
+}
+
+static void x_fail(cel_exchange *x)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    if (st->flags & ST_RESET)
+        return;
+    set_held(st->h, st, 0);
+    if (!(st->flags & ST_RESPONDED)) {
+        cel_response res;
+        cel_response_error(&res, 500);
+        cel_h2_respond(st->h, st, &res);
+    } else {
+        st->flags |= ST_RESET;
+        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    }
+    flush_soon(st->h);
+}
+
+const cel_exchange_ops cel_h2_exchange_ops = {
+    .respond = x_respond,
+    .start = x_start,
+    .write = x_write,
+    .end = x_end,
+    .buffered = x_buffered,
+    .fail = x_fail,
+    .hold = cel_genref_hold_exchange,
+    .body_resume = cel_h2_body_resume,
+};
+
+/* Answers before the request is complete (413, 431); the rest of the request is
+ * then read and dropped, and the stream reset once the answer is out. */
+int cel_h2_respond_early(cel_h2 *h, stream *st, int status)
+{
+    cel_response res;
+    cel_response_error(&res, status);
+    st->x.mw = st->gen->cfg->mw; /* before dispatch: the global middleware */
+    if (!(st->flags & ST_DISCARD))
+        h->discarding++;
+    st->flags |= ST_DISCARD;
+    cel_pool_release(h->env->pool, st->body);
+    st->body = NULL;
+    st->body_len = st->body_cap = 0;
+    return cel_h2_respond(h, st, &res);
+}
+
+void cel_h2_maybe_reset(cel_h2 *h, stream *st)
+{
+    size_t budget = h->limits.max_request_body * DISCARD_FACTOR;
+    if (budget < DISCARD_MIN)
+        budget = DISCARD_MIN;
+    if ((st->flags & (ST_SENT | ST_RESET)) != ST_SENT || st->discarded <= budget)
+        return;
+    /* RFC 9113 8.1: a server that answered before the request ended may reset
+     * the stream with NO_ERROR so the client stops sending. */
+    st->flags |= ST_RESET;
+    nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_NO_ERROR);
+}
+
+static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
+{
+    cel_h2 *h = ud;
+    (void)s;
+    /* A client that makes us reset streams (malformed requests, CVE-2025-8671)
+     * spends the same budget as one that resets them itself. */
+    if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code != NGHTTP2_NO_ERROR &&
+        cel_h2_spend(h, &h->resets, "provoked RST_STREAM"))
+        return 0;
+    if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
+        return 0;
+    /* A last DATA frame: send_data has marked its stream sent already; only
+     * a stream answered early has more to do. */
+    if (frame->hd.type == NGHTTP2_DATA && !h->discarding)
+        return 0;
+    stream *st = find_stream(h, frame->hd.stream_id);
+    if (!st)
+        return 0;
+    st->flags |= ST_SENT;
+    if (st->flags & ST_DISCARD)
+        cel_h2_maybe_reset(ud, st);
+    return 0;
+}
+
+void cel_h2_response_callbacks(nghttp2_session_callbacks *cb)
+{
+    nghttp2_session_callbacks_set_send_data_callback(cb, send_data);
+    nghttp2_session_callbacks_set_on_frame_send_callback(cb, on_frame_send);
+}
