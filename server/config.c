@@ -359,9 +359,10 @@ static int handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_
 }
 
 const conf_handler_type conf_handler_types[] = {
-    {"static", conf_handler_static}, {"json", conf_handler_json},
-    {"module", handler_module},      {"metrics", conf_handler_metrics},
-    {"status", conf_handler_status}, {"readiness", conf_handler_readiness},
+    {"static", conf_handler_static},     {"json", conf_handler_json},
+    {"module", handler_module},          {"metrics", conf_handler_metrics},
+    {"status", conf_handler_status},     {"readiness", conf_handler_readiness},
+    {"redirect", conf_handler_redirect},
 };
 const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
 

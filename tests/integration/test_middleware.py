@@ -522,3 +522,75 @@ def test_access_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+# ---- redirect (a handler) ----
+
+@pytest.fixture(scope="module")
+def redir(factory):
+    return factory("""workers: 1
+middleware: [ { headers: { set: { x-mw: yes } } } ]
+routes:
+  - path: /old/*rest
+    redirect: { to: "/new/{{param.rest}}", status: 301 }
+  - path: /search
+    redirect: { to: "https://example.com/find?q={{query.q}}&m={{method}}", status: 308 }
+  - path: /c
+    redirect: { to: "https://example.com/" }
+  - path: /u/:id
+    redirect: { to: "https://{{header.x-host}}/users/{{param.id}}", status: 303 }
+""")
+
+
+@pytest.mark.parametrize("target,status,location", [
+    ("/old/a/b", 301, "/new/a/b"),
+    ("/old/a/b%20c", 301, "/new/a/b%20c"),
+    ("/old/x%0d%0aset-cookie:%20y", 301, "/new/x%0D%0Aset-cookie%3A%20y"),
+    ("/old/a%3Fq=1%23frag", 301, "/new/a%3Fq%3D1%23frag"),
+    ("/old/", 301, "/new/"),
+    ("/search?q=x%26y%3Dz", 308, "https://example.com/find?q=x%26y%3Dz&m=GET"),
+    ("/search?q=a+b&q=c", 308, "https://example.com/find?q=a%20b&m=GET"),
+    ("/search", 308, "https://example.com/find?q=&m=GET"),
+    ("/c", 302, "https://example.com/"),
+])
+def test_redirect(redir, target, status, location):
+    with redir.client() as c:
+        r = c.get(target)
+        assert r.status == status
+        assert r.header("location") == location
+        assert r.body == b""
+        assert r.header("x-mw") == "yes"
+    st, fields, body = h1_get(redir, target)
+    assert st.startswith(f"HTTP/1.1 {status}"), st
+    assert values(fields, "location") == [location]
+    assert body == b""
+
+
+def test_redirect_header_cannot_change_host_shape(redir):
+    """An inserted header value is percent-encoded too: no '@', ':' or '/'
+    smuggled into the authority."""
+    with redir.client() as c:
+        r = c.get("/u/7", headers=[("x-host", "good.example@evil.example:81/x")])
+        assert r.status == 303
+        assert r.header("location") == "https://good.example%40evil.example%3A81/x/users/7"
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("routes:\n  - path: /a\n    redirect: {to: /b, status: 300}\n", 3, 32,
+     ["must be between 301 and 308"]),
+    ("routes:\n  - path: /a\n    redirect: {to: /b, status: 305}\n", 3, 32,
+     ["301, 302, 303, 307 or 308"]),
+    ("routes:\n  - path: /a\n    redirect: {status: 301}\n", 3, 15, ["redirect needs to"]),
+    ("routes:\n  - path: /a/:id\n    redirect: {to: \"/b/{{param.nope}}\"}\n", 3, 20,
+     ["names no param"]),
+    ("routes:\n  - path: /a\n    redirect: {to: /b, code: 301}\n", 3, 24,
+     ["unknown key \"code\" in redirect", "to, status"]),
+])
+def test_redirect_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
