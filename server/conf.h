@@ -23,12 +23,14 @@ struct cel_config;
 typedef struct conf_ctx {
     yaml_document_t *doc;
     const char *file;
-    const char *dir;        /* directory of FILE, for relative paths */
-    struct cel_config *cfg; /* what is built; routes are read after every other key */
-    yaml_node_t *routes;    /* the top level's routes node, read last */
-    yaml_node_t *access;    /* log.access, read once workers are known */
-    size_t json_nodes;      /* nodes of the template being converted (aliases included) */
-    int check_only;         /* celerisd -t: check files the config writes, create none */
+    const char *dir;         /* directory of FILE, for relative paths */
+    struct cel_config *cfg;  /* what is built; routes are read after every other key */
+    yaml_node_t *routes;     /* the top level's routes node, read last */
+    yaml_node_t *access;     /* log.access, read once workers are known */
+    yaml_node_t *middleware; /* the top level's middleware list, read once workers are known */
+    unsigned nworkers;       /* the generation's workers, once known (the middleware reads it) */
+    size_t json_nodes;       /* nodes of the template being converted (aliases included) */
+    int check_only;          /* celerisd -t: check files the config writes, create none */
     char *err;
     size_t errlen;
 } conf_ctx;

@@ -449,13 +449,132 @@ static int build_access(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- rate_limit ---- */
+
+typedef struct rate_build {
+    cel_rate_limit_conf k;
+    char name[MAX_NAME];
+    int have_rate;
+} rate_build;
+
+static int rate_key(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    rate_build *b = arg;
+    const char *s;
+    (void)k;
+    int rc = conf_string(c, v, key, &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "client_ip") == 0) {
+        b->k.header = (cel_str){"", 0};
+        return 0;
+    }
+    if (strncmp(s, "header.", 7) != 0 || !s[7])
+        return conf_error(c, v, "key must be client_ip or header.NAME, not \"%s\"", s);
+    size_t len = strlen(s + 7);
+    if (len >= MAX_NAME || !cel_http_is_token(s + 7, len))
+        return conf_error(c, v, "\"%s\" is not a header name", s + 7);
+    for (size_t i = 0; i <= len; i++)
+        b->name[i] = (char)cel_http_lower((unsigned char)s[7 + i]);
+    b->k.header = (cel_str){b->name, len};
+    return 0;
+}
+
+static int rate_rate(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    rate_build *b = arg;
+    const char *s;
+    (void)k;
+    int rc = conf_string(c, v, key, &s);
+    if (rc)
+        return rc;
+    char *end;
+    double n = strtod(s, &end);
+    double per = 0;
+    if (strcmp(end, "/s") == 0 || *end == 0)
+        per = 1;
+    else if (strcmp(end, "/m") == 0)
+        per = 60;
+    else if (strcmp(end, "/h") == 0)
+        per = 3600;
+    if (end == s || per == 0 || !(n > 0) || n > 1e9)
+        return conf_error(c, v,
+                          "rate must be a number of requests per time, like 100/s, 30/m "
+                          "or 500/h, not \"%s\"",
+                          s);
+    b->k.rate = n / per;
+    b->have_rate = 1;
+    return 0;
+}
+
+static int rate_burst(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    rate_build *b = arg;
+    long long n;
+    (void)k;
+    int rc = conf_int(c, v, key, 0, 1000000, &n);
+    b->k.burst = (unsigned)n;
+    return rc;
+}
+
+static int rate_nodelay(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    int on;
+    (void)arg, (void)k;
+    int rc = want_bool(c, v, key, &on);
+    if (!rc && !on)
+        rc = conf_error(c, v,
+                        "nodelay: false (delaying requests within the burst) is not supported: "
+                        "requests within the burst are served at once, past it refused");
+    return rc;
+}
+
+static int rate_status(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    rate_build *b = arg;
+    long long n;
+    (void)k;
+    int rc = conf_int(c, v, key, 400, 599, &n);
+    b->k.status = (int)n;
+    return rc;
+}
+
+static int rate_max_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    rate_build *b = arg;
+    long long n;
+    (void)k;
+    int rc = conf_int(c, v, key, 1, 100000000, &n);
+    b->k.max_keys = (size_t)n;
+    return rc;
+}
+
+static const conf_key rate_keys[] = {
+    {"key", rate_key},         {"rate", rate_rate},     {"burst", rate_burst},
+    {"nodelay", rate_nodelay}, {"status", rate_status}, {"max_keys", rate_max_keys},
+};
+
+static int rate_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, rate_keys, CEL_ARRAY_LEN(rate_keys), "rate_limit", arg, key, k, v);
+}
+
+static int build_rate_limit(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    rate_build b = {.k = {.status = 429, .max_keys = 100000, .nworkers = c->nworkers}};
+    int rc = conf_mapping(c, n, "rate_limit", rate_pair, &b);
+    if (!rc && !b.have_rate)
+        rc = conf_error(c, n, "rate_limit needs rate (like 100/s)");
+    if (!rc && !(*out = cel_mw_rate_limit_new(&b.k)))
+        rc = conf_error(c, n, "out of memory");
+    return rc;
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
-    {"headers", build_headers},
-    {"request_id", build_request_id},
-    {"cors", build_cors},
-    {"access", build_access},
+    {"headers", build_headers}, {"request_id", build_request_id}, {"cors", build_cors},
+    {"access", build_access},   {"rate_limit", build_rate_limit},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

@@ -609,9 +609,9 @@ static int top_pid_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
 
 static int top_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    cel_config *cfg = arg;
-    (void)key, (void)k;
-    return conf_middleware(c, v, "middleware", &cfg->mw);
+    (void)arg, (void)key, (void)k;
+    c->middleware = v; /* read after workers, wherever they are */
+    return 0;
 }
 
 static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -827,6 +827,9 @@ static cel_config *load(const char *file, int check_only, char *err, size_t errl
         rc = fill_missing(&c, cfg, root);
     if (!rc && c.access)
         rc = parse_access(&c, cfg, c.access);
+    c.nworkers = cfg->nworkers;
+    if (!rc && c.middleware)
+        rc = conf_middleware(&c, c.middleware, "middleware", &cfg->mw);
     if (!rc && c.routes)
         rc = parse_routes(&c, cfg, c.routes);
     if (!rc && !cfg->router && !(cfg->router = cel_router_new()))

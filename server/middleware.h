@@ -145,6 +145,23 @@ typedef struct cel_cors_conf {
  * any origin is allowed without credentials. */
 cel_mw *cel_mw_cors_new(const cel_cors_conf *c);
 
+/* `rate_limit` as config read it. */
+typedef struct cel_rate_limit_conf {
+    cel_str header;    /* key: header.NAME (lowercase); empty: the client's address */
+    double rate;       /* requests per second, for the whole daemon */
+    unsigned burst;    /* requests past the rate taken at once */
+    int status;        /* the answer past the limit */
+    size_t max_keys;   /* keys remembered, the whole daemon */
+    unsigned nworkers; /* the rate, burst and keys are shared out among them */
+} cel_rate_limit_conf;
+/* Request phase: a token bucket (GCRA) per key, nginx limit_req with
+ * nodelay: per worker, rate / nworkers and burst / nworkers, so the daemon
+ * as a whole holds the configured rate with no lock. A request past the
+ * limit gets STATUS with retry-after and ratelimit-* fields. Each worker
+ * remembers max_keys / nworkers keys, the least recently seen evicted first.
+ * A request without the key's header is not limited. NULL: out of memory. */
+cel_mw *cel_mw_rate_limit_new(const cel_rate_limit_conf *c);
+
 struct cel_cidr;
 /* `access`: the client's address (the real one behind real_ip or the PROXY
  * protocol) in ALLOW passes; else in DENY gets 403; else passes unless ALLOW

@@ -6,6 +6,7 @@ late answer), reload, and config errors with file:line:column."""
 import pathlib
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -587,6 +588,97 @@ def test_redirect_header_cannot_change_host_shape(redir):
      ["unknown key \"code\" in redirect", "to, status"]),
 ])
 def test_redirect_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+# ---- rate_limit ----
+
+@pytest.fixture(scope="module")
+def rl(factory):
+    return factory("""workers: 1
+routes:
+  - path: /k
+    middleware: [ { rate_limit: { key: header.X-Api-Key, rate: 1/m, burst: 2 } } ]
+    static: { body: "k" }
+  - path: /lru
+    middleware: [ { rate_limit: { key: header.x-k, rate: 1/h, burst: 0, max_keys: 2, status: 503 } } ]
+    static: { body: "l" }
+""")
+
+
+def test_rate_limit_per_key(rl):
+    with rl.client() as c:
+        got = [c.get("/k", headers=[("x-api-key", "a")]).status for _ in range(5)]
+        assert got == [200, 200, 200, 429, 429], got
+        r = c.get("/k", headers=[("x-api-key", "a")])
+        assert r.status == 429
+        assert 55 <= int(r.header("retry-after")) <= 60, r.headers
+        assert r.header("ratelimit-remaining") == "0"
+        assert r.header("ratelimit-limit") == "1"
+        assert r.header("ratelimit-policy") == "1;w=1;burst=2"
+        assert c.get("/k", headers=[("x-api-key", "b")]).status == 200
+        # no key: not limited
+        assert [c.get("/k").status for _ in range(5)] == [200] * 5
+    status, fields, _ = h1(rl, b"GET /k HTTP/1.1\r\nhost: x\r\nx-api-key: a\r\n"
+                               b"connection: close\r\n\r\n")
+    assert status.startswith("HTTP/1.1 429") and values(fields, "retry-after")
+
+
+def test_rate_limit_lru_eviction(rl):
+    """Two keys remembered: a third evicts the least recently seen, which then
+    starts afresh; the answer past the limit is the configured status."""
+    with rl.client() as c:
+        def get(k):
+            return c.get("/lru", headers=[("x-k", k)]).status
+        assert [get("a"), get("a")] == [200, 503]
+        assert [get("b"), get("b")] == [200, 503]
+        assert get("c") == 200          # evicts a (b was seen last)
+        assert get("b") == 503          # b is still remembered
+        assert get("a") == 200          # a forgotten: a new bucket
+
+
+def h2load_counts(url, n, c, m):
+    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), url],
+                       capture_output=True, text=True, timeout=120)
+    line = [x for x in p.stdout.splitlines() if x.startswith("status codes:")]
+    assert line, p.stdout + p.stderr
+    nums = [int(w) for w in line[0].replace(",", " ").split() if w.isdigit()]
+    return dict(zip(["2xx", "3xx", "4xx", "5xx"], nums))
+
+
+def test_rate_limit_across_two_workers(factory):
+    """Each of 2 workers holds half the rate and half the burst, with no lock:
+    a flood from 16 connections (spread over both by the kernel) gets
+    burst + 1 per worker = 102 answers, the rest 429."""
+    srv = factory("""workers: 2
+routes:
+  - path: /r
+    middleware: [ { rate_limit: { key: client_ip, rate: 1/m, burst: 100 } } ]
+    static: { body: "r" }
+""")
+    counts = h2load_counts(srv.url("/r"), 2000, 16, 4)
+    assert counts["2xx"] + counts["4xx"] == 2000, counts
+    assert abs(counts["2xx"] - 102) <= 5, counts
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - rate_limit: {burst: 5}\n", 2, 17, ["rate_limit needs rate"]),
+    ("middleware:\n  - rate_limit: {rate: 10/d}\n", 2, 24, ["rate must be a number"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, key: cookie.x}\n", 2, 34,
+     ["key must be client_ip or header.NAME"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, nodelay: false}\n", 2, 38,
+     ["nodelay: false"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, status: 200}\n", 2, 37, ["status must be"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, bursts: 2}\n", 2, 29,
+     ["unknown key \"bursts\" in rate_limit", "key, rate, burst, nodelay, status, max_keys"]),
+])
+def test_rate_limit_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
     p = run_celerisd(["-t", "-c", str(path)])
