@@ -1,4 +1,5 @@
 /* The config half of middleware: the `middleware:` lists and each kind's keys. */
+#include <crypt.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -570,11 +571,155 @@ static int build_rate_limit(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- basic_auth ---- */
+
+typedef struct auth_build {
+    const char *realm;
+    yaml_node_t *file;
+    uint32_t cache_ms;
+} auth_build;
+
+static int auth_realm(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    auth_build *b = arg;
+    (void)k;
+    int rc = conf_wire_string(c, v, key, 0, &b->realm);
+    if (!rc && strpbrk(b->realm, "\"\\"))
+        rc = conf_error(c, v, "realm must not hold '\"' or '\\'");
+    return rc;
+}
+
+static int auth_file(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    auth_build *b = arg;
+    const char *s;
+    (void)k;
+    int rc = conf_string(c, v, key, &s);
+    b->file = v;
+    return rc;
+}
+
+static int auth_cache(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    auth_build *b = arg;
+    (void)k;
+    return conf_duration_ms(c, v, key, &b->cache_ms);
+}
+
+static const conf_key auth_keys[] = {
+    {"realm", auth_realm},
+    {"users_file", auth_file},
+    {"cache", auth_cache},
+};
+
+static int auth_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, auth_keys, CEL_ARRAY_LEN(auth_keys), "basic_auth", arg, key, k, v);
+}
+
+/* The users file: "user:hash" lines (htpasswd's), '#' comments, blank lines. */
+static int read_users(conf_ctx *c, yaml_node_t *at, const char *path, char **text, cel_str **users,
+                      cel_str **hashes, size_t *n)
+{
+    FILE *f = fopen(path, "r");
+    if (!f)
+        return conf_error(c, at, "users_file %s: cannot read it", path);
+    size_t cap = 0, len = 0;
+    char *buf = NULL;
+    for (;;) {
+        if (len + 4096 + 1 > cap) {
+            char *nb = realloc(buf, cap = cap ? cap * 2 : 8192);
+            if (!nb) {
+                free(buf);
+                fclose(f);
+                return conf_error(c, at, "out of memory");
+            }
+            buf = nb;
+        }
+        size_t got = fread(buf + len, 1, cap - len - 1, f);
+        len += got;
+        if (got == 0)
+            break;
+    }
+    fclose(f);
+    buf[len] = 0;
+    size_t lines = 1;
+    for (size_t i = 0; i < len; i++)
+        lines += buf[i] == '\n';
+    *users = malloc(2 * lines * sizeof(cel_str));
+    if (!*users) {
+        free(buf);
+        return conf_error(c, at, "out of memory");
+    }
+    *hashes = *users + lines;
+    *text = buf;
+    *n = 0;
+    unsigned lineno = 0;
+    for (char *p = buf, *next; p && *p; p = next) {
+        lineno++;
+        char *nl = strchr(p, '\n');
+        next = nl ? nl + 1 : NULL;
+        if (nl)
+            *nl = 0;
+        size_t l = strlen(p);
+        if (l && p[l - 1] == '\r')
+            p[--l] = 0;
+        if (l == 0 || p[0] == '#')
+            continue;
+        char *colon = strchr(p, ':');
+        if (!colon || colon == p)
+            return conf_error(c, at, "users_file %s:%u: not a \"user:hash\" line", path, lineno);
+        *colon = 0;
+        char *hash = colon + 1, *end = strchr(hash, ':');
+        if (end)
+            *end = 0; /* fields after the hash (comments) are not ours */
+        if (crypt_checksalt(hash) != CRYPT_SALT_OK)
+            return conf_error(c, at,
+                              "users_file %s:%u: the hash of \"%s\" is not one libcrypt "
+                              "accepts (bcrypt $2b$/$2y$, sha-crypt $5$/$6$, yescrypt $y$)",
+                              path, lineno, p);
+        (*users)[*n] = (cel_str){p, (size_t)(colon - p)};
+        (*hashes)[*n] = (cel_str){hash, strlen(hash)};
+        (*n)++;
+    }
+    if (*n == 0)
+        return conf_error(c, at, "users_file %s has no user", path);
+    return 0;
+}
+
+static int build_basic_auth(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    auth_build b = {.realm = "restricted", .cache_ms = 60000};
+    int rc = conf_mapping(c, n, "basic_auth", auth_pair, &b);
+    if (rc)
+        return rc;
+    if (!b.file)
+        return conf_error(c, n,
+                          "basic_auth needs users_file (user:hash lines, as htpasswd "
+                          "writes them)");
+    const char *name = (const char *)b.file->data.scalar.value;
+    char path[4096];
+    snprintf(path, sizeof(path), "%s%s%s", name[0] == '/' ? "" : c->dir, name[0] == '/' ? "" : "/",
+             name);
+    char *text = NULL;
+    cel_str *users = NULL, *hashes = NULL;
+    size_t nusers = 0;
+    rc = read_users(c, b.file, path, &text, &users, &hashes, &nusers);
+    if (!rc && !(*out = cel_mw_basic_auth_new((cel_str){b.realm, strlen(b.realm)}, users, hashes,
+                                              nusers, b.cache_ms, c->nworkers)))
+        rc = conf_error(c, n, "out of memory");
+    if (text)
+        explicit_bzero(text, strlen(text));
+    free(text);
+    free(users);
+    return rc;
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
     {"headers", build_headers}, {"request_id", build_request_id}, {"cors", build_cors},
-    {"access", build_access},   {"rate_limit", build_rate_limit},
+    {"access", build_access},   {"rate_limit", build_rate_limit}, {"basic_auth", build_basic_auth},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

@@ -162,6 +162,15 @@ typedef struct cel_rate_limit_conf {
  * A request without the key's header is not limited. NULL: out of memory. */
 cel_mw *cel_mw_rate_limit_new(const cel_rate_limit_conf *c);
 
+/* `basic_auth`: a user of the N (at least 1) users (names and crypt(3) hashes as
+ * htpasswd writes them, checked with crypt_checksalt by config) must be given
+ * in an Authorization: Basic field, else 401 with www-authenticate naming
+ * REALM. Hashes are checked with crypt_rn and compared in constant time;
+ * each worker remembers verified credentials for CACHE_MS (a small table).
+ * NWORKERS: one cache each. Everything is copied. */
+cel_mw *cel_mw_basic_auth_new(cel_str realm, const cel_str *users, const cel_str *hashes, size_t n,
+                              uint32_t cache_ms, unsigned nworkers);
+
 struct cel_cidr;
 /* `access`: the client's address (the real one behind real_ip or the PROXY
  * protocol) in ALLOW passes; else in DENY gets 403; else passes unless ALLOW

@@ -686,3 +686,110 @@ def test_rate_limit_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+# ---- basic_auth ----
+
+# made with Python's crypt (libxcrypt): bcrypt cost 4 for "s3cret", sha512-crypt for "pa:ss"
+USERS = """# htpasswd -B style
+alice:$2b$04$rnHCgFSE5Ece5bMuxIIIT.em9owNXk.9YskSc9kcnSOjtmAmRMG3e
+
+bob:$6$sJ3aotg2ycbzXtAE$JFdO5tIGq/Nu9LgbDWKRIfvCVl8SH3NMYIb/9CxFEtuz9QHmOwg56TDUAHsp2bwmGijkySmsDFEd3yHFtJFM7/
+"""
+
+
+def basic(user, password):
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def auth(factory):
+    (factory.dir / "htpasswd").write_text(USERS)
+    return factory("""workers: 1
+routes:
+  - path: /admin
+    middleware: [ { basic_auth: { realm: admin, users_file: htpasswd } } ]
+    static: { body: "secret" }
+  - path: /open
+    static: { body: "open" }
+""")
+
+
+CHALLENGE = 'Basic realm="admin", charset="UTF-8"'
+
+
+def test_basic_auth_h2(auth):
+    with auth.client() as c:
+        r = c.get("/admin")
+        assert r.status == 401 and r.header("www-authenticate") == CHALLENGE
+        for _ in range(2):  # the second is served from the worker's cache
+            r = c.get("/admin", headers=[("authorization", basic("alice", "s3cret"))])
+            assert r.status == 200 and r.body == b"secret"
+        assert c.get("/admin", headers=[("authorization", basic("bob", "pa:ss"))]).status == 200
+        assert c.get("/admin", headers=[("authorization", basic("alice", "wrong"))]).status == 401
+        assert c.get("/admin", headers=[("authorization", basic("bob", "s3cret"))]).status == 401
+        assert c.get("/admin", headers=[("authorization", basic("eve", "s3cret"))]).status == 401
+        assert c.get("/open").status == 200
+
+
+def test_basic_auth_h1(auth):
+    status, fields, _ = h1_get(auth, "/admin")
+    assert status.startswith("HTTP/1.1 401") and values(fields, "www-authenticate") == [CHALLENGE]
+    status, _, body = h1(auth, ("GET /admin HTTP/1.1\r\nhost: x\r\nauthorization: " +
+                                basic("alice", "s3cret") + "\r\nconnection: close\r\n\r\n").encode())
+    assert status.startswith("HTTP/1.1 200") and body == b"secret"
+
+
+@pytest.mark.parametrize("value", [
+    "Basic", "Basic  x", "Basic !!!!", "Bearer abc", "basic " + basic("a", "b")[6:] + "=x",
+    "Basic " + __import__("base64").b64encode(b"nocolon").decode(),
+    "Basic " + __import__("base64").b64encode(b"alice:s3\x00cret").decode(),
+    "Basic " + __import__("base64").b64encode(b"alice:" + b"x" * 5000).decode(),
+    "Basic " + "A" * 20000,
+])
+def test_basic_auth_malformed(auth, value):
+    with auth.client() as c:
+        r = c.get("/admin", headers=[("authorization", value)])
+        assert r.status == 401, value
+        assert r.header("www-authenticate") == CHALLENGE
+        assert c.get("/open").status == 200  # still serving
+
+
+def test_basic_auth_lowercase_scheme(auth):
+    with auth.client() as c:
+        v = "basic " + basic("alice", "s3cret")[6:]
+        assert c.get("/admin", headers=[("authorization", v)]).status == 200
+
+
+@pytest.mark.parametrize("users,words", [
+    ("alice:notahash\n", ["htpasswd:1: the hash of \"alice\" is not one libcrypt accepts"]),
+    ("# c\nbob\n", ["htpasswd:2: not a \"user:hash\" line"]),
+    ("# nobody\n\n", ["has no user"]),
+])
+def test_basic_auth_users_file_errors(tmp_path, users, words):
+    (tmp_path / "htpasswd").write_text(users)
+    path = tmp_path / "bad.yaml"
+    path.write_text("middleware:\n  - basic_auth: {users_file: htpasswd}\n")
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:2:30: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - basic_auth: {realm: x}\n", 2, 17, ["basic_auth needs users_file"]),
+    ("middleware:\n  - basic_auth: {users_file: /nonexistent/h}\n", 2, 30, ["cannot read it"]),
+    ("middleware:\n  - basic_auth: {realm: 'a\"b', users_file: h}\n", 2, 25, ["realm must not"]),
+    ("middleware:\n  - basic_auth: {user_file: h}\n", 2, 18,
+     ["unknown key \"user_file\" in basic_auth", "realm, users_file, cache"]),
+])
+def test_basic_auth_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
