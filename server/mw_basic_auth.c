@@ -203,8 +203,9 @@ cel_mw *cel_mw_basic_auth_new(cel_str realm, const cel_str *users, const cel_str
         a->users[i] = (cel_str){at, users[i].n};
         at += users[i].n;
         memcpy(at, hashes[i].p, hashes[i].n);
+        at[hashes[i].n] = 0; /* crypt_rn reads the setting as a C string */
         a->hashes[i] = (cel_str){at, hashes[i].n};
-        at += hashes[i].n;
+        at += hashes[i].n + 1;
     }
     for (unsigned i = 0; i < nworkers; i++)
         if (getrandom(&a->w[i].seed, sizeof(a->w[i].seed), 0) != (ssize_t)sizeof(a->w[i].seed))
