@@ -14,16 +14,16 @@ typedef struct mw_request_id {
     char name[];
 } mw_request_id;
 
-/* The 8 nibbles of V as 8 lowercase hex digits, all at once: each nibble
- * spread to its own octet, then '0' added, and 39 more where it is past 9. */
-static inline uint64_t hex8(uint32_t v)
+/* "00" to "ff": two digits per octet, one load each. */
+static char pairs[256][2];
+
+__attribute__((constructor)) static void fill_pairs(void)
 {
-    uint64_t x = v;
-    x = (x | x << 16) & 0x0000ffff0000ffffu;
-    x = (x | x << 8) & 0x00ff00ff00ff00ffu;
-    x = (x | x << 4) & 0x0f0f0f0f0f0f0f0fu;
-    uint64_t over9 = ((x + 0x0606060606060606u) >> 4) & 0x0101010101010101u;
-    return x + 0x3030303030303030u + over9 * 39;
+    static const char hex[] = "0123456789abcdef";
+    for (int i = 0; i < 256; i++) {
+        pairs[i][0] = hex[i >> 4];
+        pairs[i][1] = hex[i & 15];
+    }
 }
 
 static int fresh(cel_exchange *x)
@@ -32,8 +32,9 @@ static int fresh(cel_exchange *x)
     if (!p)
         return CEL_ENOMEM;
     for (int half = 0; half < 2; half++) {
-        uint64_t v = cel_env_rand(x->env), d[2] = {hex8((uint32_t)v), hex8((uint32_t)(v >> 32))};
-        memcpy(p + half * 16, d, 16);
+        uint64_t v = cel_env_rand(x->env);
+        for (int i = 0; i < 8; i++, v >>= 8)
+            memcpy(p + half * 16 + 2 * i, pairs[v & 255], 2);
     }
     x->req->id = (cel_str){p, ID_LEN};
     return 0;
