@@ -793,3 +793,56 @@ def test_basic_auth_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+# ---- cors in a real browser ----
+
+CORS_PAGE = """<!doctype html><html><body><p id="a">pending</p><p id="b">pending</p>
+<script>
+function show(id, p) {
+  p.then(function (t) { document.getElementById(id).textContent = t; },
+         function (e) { document.getElementById(id).textContent = "failed: " + e; });
+}
+var api = "http://127.0.0.1:" + new URLSearchParams(location.search).get("api");
+show("a", fetch(api + "/api", {method: "POST", credentials: "include", body: "{}",
+                               headers: {"x-token": "t", "content-type": "application/json"}})
+  .then(function (r) { return r.text().then(function (b) {
+    return "status=" + r.status + " body=" + b + " total=" + r.headers.get("x-total"); }); }));
+show("b", fetch(api + "/denied", {headers: {"x-token": "t"}})
+  .then(function (r) { return "status=" + r.status; }));
+</script></body></html>"""
+
+
+def test_cors_in_chromium(factory, tmp_path):
+    """Headless Chromium on one origin fetch()es another: a credentialed POST
+    with a custom header (a preflight first) succeeds; the same from an origin
+    the route does not allow fails in the browser."""
+    import shutil
+    from test_browser import element_text, run_browser
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.fail("needs the Debian package chromium (scripts/deps test installs it)")
+    (factory.dir / "cors.html").write_text(CORS_PAGE)
+    srv = factory(f"""listen: ["127.0.0.1:{{port}}", "127.0.0.1:{{port2}}"]
+workers: 1
+routes:
+  - path: /page
+    static: {{ file: cors.html, content_type: text/html }}
+  - path: /api
+    methods: [POST]
+    middleware:
+      - cors: {{ origins: ["http://127.0.0.1:{{port}}"], methods: [POST], headers: [x-token, content-type], expose: [x-total], credentials: true }}
+    static: {{ body: "posted", headers: {{ x-total: "3" }} }}
+  - path: /denied
+    middleware: [ {{ cors: {{ origins: ["https://elsewhere.example"], headers: [x-token] }} }} ]
+    static: {{ body: "no" }}
+""", ports=2)
+    home = tmp_path / "home"
+    home.mkdir()
+    rc, dom, err = run_browser(chromium, home, tmp_path / "profile",
+                               f"http://127.0.0.1:{srv.ports[0]}/page?api={srv.ports[1]}",
+                               tmp_path / "dom.html",
+                               tmp_path / "chromium.stderr")
+    a, b = element_text(dom, "a"), element_text(dom, "b")
+    assert a == "status=200 body=posted total=3", (a, dom, err[-2000:])
+    assert b and b.startswith("failed: "), (b, dom)
