@@ -32,6 +32,7 @@ enum {
     OP_SEC,
     OP_HOST,
     OP_HEADER,
+    OP_REQID,
     OP_JSON,
 };
 
@@ -111,6 +112,11 @@ static int compile(cel_accesslog *l, const char *format, char *err, size_t errle
             p++;
         } else if (*p == '{') {
             char *close = strchr(p, '}');
+            if (close && close - p == 11 && memcmp(p, "{request_id}", 12) == 0) {
+                l->ops[l->nops++] = (op){OP_REQID, NULL, 0};
+                p = close + 1;
+                continue;
+            }
             if (!close || close[1] != 'i' || close == p + 1) {
                 snprintf(err, errlen, "access log format: %%{NAME}i expected at \"%%%.10s\"", p);
                 return -1;
@@ -348,6 +354,8 @@ static void format_json(line *ln, wbuf *b, const cel_access *e)
     put_json(ln, "host", host.p, host.n);
     put_json(ln, "referer", ref.p, ref.n);
     put_json(ln, "user_agent", ua.p, ua.n);
+    if (r->id.n)
+        put_json(ln, "request_id", r->id.p, r->id.n);
     put(ln, "\"status\":", 9);
     put_num(ln, (uint64_t)e->status);
     put(ln, ",\"bytes\":", 9);
@@ -436,6 +444,12 @@ void cel_accesslog_add(cel_accesslog *l, unsigned worker, const cel_access *e)
             put_safe(&ln, h.p, h.n);
             break;
         }
+        case OP_REQID:
+            if (e->req->id.n)
+                put_safe(&ln, e->req->id.p, e->req->id.n);
+            else
+                put(&ln, "-", 1);
+            break;
         }
     }
     *ln.w++ = '\n'; /* MAX_LINE leaves room for it */

@@ -126,6 +126,8 @@ extern const size_t conf_nhandler_types;
  * route. Returns 0 and *OUT, or an error. */
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+/* `redirect: { to, status }`: TO may hold placeholders of PATTERN's params. */
+int conf_handler_redirect(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 /* MODULES_DIR: where `name: X` finds X.so; NWORKERS: the generation's workers. */
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
                         unsigned nworkers, cel_handler **out);

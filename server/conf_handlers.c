@@ -855,3 +855,65 @@ int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned 
     *out = cel_handler_dir_new(&b.conf, err, sizeof(err));
     return *out ? 0 : conf_error(c, b.root, "%s", err);
 }
+
+/* ---- redirect ---- */
+
+typedef struct redirect_build {
+    yaml_node_t *to;
+    long long status;
+    const char *pattern;
+} redirect_build;
+
+static int redirect_to(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    redirect_build *b = arg;
+    const char *s;
+    (void)k;
+    int rc = conf_wire_string(c, v, key, 0, &s);
+    if (rc || (rc = check_scalar(c, v, b->pattern)))
+        return rc;
+    if (!*s)
+        return conf_error(c, v, "to must not be empty");
+    b->to = v;
+    return 0;
+}
+
+static int redirect_status(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    redirect_build *b = arg;
+    (void)k;
+    int rc = conf_int(c, v, key, 301, 308, &b->status);
+    if (!rc && (b->status == 304 || b->status == 305 || b->status == 306))
+        rc = conf_error(c, v, "status must be 301, 302, 303, 307 or 308, not %lld", b->status);
+    return rc;
+}
+
+static const conf_key redirect_keys[] = {
+    {"to", redirect_to},
+    {"status", redirect_status},
+};
+
+static int redirect_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, redirect_keys, CEL_ARRAY_LEN(redirect_keys), "redirect", arg, key, k,
+                         v);
+}
+
+int conf_handler_redirect(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    redirect_build b = {.status = 302, .pattern = pattern};
+    int rc = conf_mapping(c, n, "redirect", redirect_pair, &b);
+    if (rc)
+        return rc;
+    if (!b.to)
+        return conf_error(c, n, "redirect needs to (the target URL)");
+    char msg[256];
+    cel_tmpl *t = cel_tmpl_compile_url((const char *)b.to->data.scalar.value,
+                                       b.to->data.scalar.length, msg, sizeof(msg));
+    if (!t)
+        return conf_error(c, b.to, "%s", msg);
+    cel_tmpl_bind_params(t, pattern);
+    if (!(*out = cel_handler_redirect_new((int)b.status, t)))
+        return conf_error(c, n, "out of memory");
+    return 0;
+}

@@ -372,6 +372,7 @@ const conf_handler_type conf_handler_types[] = {
     {"status", conf_handler_status},
     {"readiness", conf_handler_readiness},
     {"dir", handler_dir},
+    {"redirect", conf_handler_redirect},
 };
 const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
 

@@ -5,10 +5,25 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/eventfd.h>
+#include <sys/random.h>
 #include <unistd.h>
 
 #include "http.h"
 #include "log.h"
+
+/* getrandom blocks only before the kernel's pool is first ready (early boot);
+ * should it fail, the clock and the env's address still tell workers apart. */
+static void seed(cel_env *e)
+{
+    if (getrandom(e->rng, sizeof(e->rng), 0) != (ssize_t)sizeof(e->rng)) {
+        e->rng[0] = e->now_us ^ (uint64_t)(uintptr_t)e;
+        e->rng[1] = (uint64_t)e->now.tv_sec * 0x9e3779b97f4a7c15u;
+        e->rng[2] = e->worker_id + 1;
+        e->rng[3] = (uint64_t)getpid();
+    }
+    if (!(e->rng[0] | e->rng[1] | e->rng[2] | e->rng[3]))
+        e->rng[0] = 1; /* the one state xoshiro never leaves */
+}
 
 int cel_env_init(cel_env *e, unsigned id, struct event_base *base)
 {
@@ -31,6 +46,7 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base)
     }
     gettimeofday(&e->now, NULL);
     e->now_us = cel_clock_us();
+    seed(e);
     cel_env_tick(e, e->now.tv_sec);
     return 0;
 }

@@ -59,7 +59,24 @@ typedef struct cel_env {
     char date[32]; /* IMF-fixdate of date_sec */
     size_t date_len;
     unsigned char *rbuf; /* CEL_READ_BUF bytes */
+    uint64_t rng[4];     /* cel_env_rand's state */
 } cel_env;
+
+/* 64 random bits from the worker's own generator (xoshiro256**), seeded from
+ * getrandom(2) once when the worker starts: no system call per use. Fit for
+ * request ids, not for keys. */
+static inline uint64_t cel_env_rand(cel_env *e)
+{
+    uint64_t *s = e->rng;
+    uint64_t x = s[1] * 5, r = (x << 7 | x >> 57) * 9, t = s[1] << 17;
+    s[2] ^= s[0];
+    s[3] ^= s[1];
+    s[1] ^= s[2];
+    s[0] ^= s[3];
+    s[2] ^= t;
+    s[3] = s[3] << 45 | s[3] >> 19;
+    return r;
+}
 
 #define CEL_CLOCK CLOCK_MONOTONIC
 

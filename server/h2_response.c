@@ -131,6 +131,7 @@ _Static_assert(sizeof(cel_field) == sizeof(nghttp2_nv) &&
                "the head phase writes nghttp2_nv");
 _Static_assert(CEL_FIELD_KEPT == (NGHTTP2_NV_FLAG_NO_COPY_NAME | NGHTTP2_NV_FLAG_NO_COPY_VALUE),
                "a kept field is one nghttp2 need not copy");
+_Static_assert(CEL_FIELD_UNIQUE == NGHTTP2_NV_FLAG_NO_INDEX, "a unique value is never indexed");
 
 /* ":status" values 100 to 599 as text, filled before main(). Responses come
  * with 200-599 (configured and module statuses are checked to be in it, the

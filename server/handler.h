@@ -117,6 +117,11 @@ cel_handler *cel_handler_metrics_new(void);
 cel_handler *cel_handler_status_new(void);
 cel_handler *cel_handler_readiness_new(void);
 
+/* Answers STATUS (301, 302, 303, 307 or 308) with `location` TO rendered for
+ * the request (from cel_tmpl_compile_url, bound to the route) and no body.
+ * Takes ownership of TO (also on failure). */
+cel_handler *cel_handler_redirect_new(int status, struct cel_tmpl *to);
+
 /* Takes ownership of TMPL and TMPLS (also on failure). */
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,
                                   size_t nheaders, struct cel_tmpl *const *tmpls,

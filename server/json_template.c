@@ -5,6 +5,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "http.h"
+
 /*
  * A template is a flat program: literal chunks of ready-made JSON text and slots
  * that fetch one request value. Literals and slot names share one text buffer;
@@ -28,6 +30,7 @@ struct cel_tmpl {
     unsigned nparams; /* params in the pattern bound to (cel_tmpl_bind_params) */
     int bound_only;   /* every slot is a param of that pattern: render_bound applies */
     int is_header;    /* a header value (cel_tmpl_compile_text), not JSON */
+    int is_url;       /* and a URL: values percent-encoded (cel_tmpl_compile_url) */
     int nomem;        /* sticky, so compile helpers need no error plumbing */
 };
 
@@ -159,6 +162,29 @@ static char *esc(char *w, char *end, const char *src, size_t n)
  * become %XX, so no value can end the field or the head (CR, LF) or be cut
  * (NUL); everything else is copied. Same in-place rule as esc (3 <= ESC_MAX).
  */
+/* Percent-encodes every octet of SRC but the unreserved ones (RFC 3986 2.3)
+ * and '/', so a value cannot add a query, a fragment or another host. */
+static char *url_esc(char *w, char *end, const char *src, size_t n)
+{
+    static const char hex[] = "0123456789ABCDEF";
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (cel_http_is_alnum(c) || c == '-' || c == '.' || c == '_' || c == '~' || c == '/') {
+            if (w == end)
+                return NULL;
+            *w++ = (char)c;
+            continue;
+        }
+        if (end - w < 3)
+            return NULL;
+        w[0] = '%';
+        w[1] = hex[c >> 4];
+        w[2] = hex[c & 15];
+        w += 3;
+    }
+    return w;
+}
+
 static char *hdr_esc(char *w, char *end, const char *src, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -491,6 +517,14 @@ cel_tmpl *cel_tmpl_compile_text(const char *s, size_t n, char *err, size_t errle
     return compiled(t, t ? scan(t, s, n, err, errlen) : CEL_ENOMEM, err, errlen);
 }
 
+cel_tmpl *cel_tmpl_compile_url(const char *s, size_t n, char *err, size_t errlen)
+{
+    cel_tmpl *t = calloc(1, sizeof(*t));
+    if (t)
+        t->is_header = t->is_url = 1;
+    return compiled(t, t ? scan(t, s, n, err, errlen) : CEL_ENOMEM, err, errlen);
+}
+
 void cel_tmpl_free(cel_tmpl *t)
 {
     if (!t)
@@ -538,7 +572,7 @@ void cel_tmpl_bind_params(cel_tmpl *t, const char *pattern)
      * the general render stays (and a debug build stops here). */
     int slack = t->text && t->tcap - t->tlen >= LIT_SLACK;
     assert(slack || !t->text);
-    t->bound_only = slack;
+    t->bound_only = slack && !t->is_url; /* url_esc may change a plain param */
     for (size_t i = 0; i < t->nops; i++)
         if (t->ops[i].kind != OP_LIT && !(t->ops[i].kind == OP_PARAM && t->ops[i].idx >= 0))
             t->bound_only = 0;
@@ -585,7 +619,7 @@ static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, co
 /* Does V go into the output as it is: printable ASCII with nothing JSON
  * escapes, and (for params and query args) nothing percent-decoding changes?
  * Per octet, the bits of the slot kinds for which it is not plain. */
-enum { NP_ESC = 1, NP_PARAM = 2, NP_QUERY = 4 };
+enum { NP_ESC = 1, NP_PARAM = 2, NP_QUERY = 4, NP_URL = 8 };
 static uint8_t not_plain[256];
 
 __attribute__((constructor)) static void fill_not_plain(void)
@@ -595,11 +629,17 @@ __attribute__((constructor)) static void fill_not_plain(void)
             not_plain[c] = NP_ESC | NP_PARAM | NP_QUERY;
     not_plain['%'] = NP_PARAM | NP_QUERY;
     not_plain['+'] = NP_QUERY;
+    for (unsigned c = 0; c < 256; c++)
+        if (!cel_http_is_alnum((unsigned char)c) && !strchr("-._~/", (int)c))
+            not_plain[c] |= NP_URL;
 }
 
-static inline int plain(const char *p, size_t n, int kind)
+static inline int plain(const char *p, size_t n, int kind, int url)
 {
-    uint8_t mask = kind == OP_PARAM ? NP_PARAM : kind == OP_QUERY ? NP_QUERY : NP_ESC;
+    uint8_t mask = url                ? NP_URL
+                   : kind == OP_PARAM ? NP_PARAM
+                   : kind == OP_QUERY ? NP_QUERY
+                                      : NP_ESC;
     uint8_t acc = 0;
     for (size_t i = 0; i < n; i++)
         acc |= not_plain[(unsigned char)p[i]];
@@ -713,7 +753,7 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
             continue;
         }
         cel_str v = value(t, op, req);
-        if (plain(v.p, v.n, op->kind)) {
+        if (plain(v.p, v.n, op->kind, t->is_url)) {
             /* nothing to decode or escape: the common case, a plain copy */
             if ((size_t)(end - w) < v.n)
                 goto too_big;
@@ -721,7 +761,7 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
             w += v.n;
             continue;
         }
-        if (op->kind == OP_PARAM || op->kind == OP_QUERY) {
+        if (op->kind == OP_PARAM || op->kind == OP_QUERY || (t->is_url && op->kind == OP_PATH)) {
             /* Decode into the tail of the free space, then escape forward from
              * there; with ESC_MAX bytes per raw byte free, writing never
              * overtakes unread input (see esc), and no scratch memory is needed.
@@ -730,9 +770,13 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
                 goto too_big;
             char *tmp = end - v.n;
             size_t n = cel_pct_decode(tmp, v.p, v.n, op->kind == OP_QUERY);
-            w = t->is_header ? hdr_esc(w, end, tmp, n) : esc(w, end, tmp, n);
+            w = t->is_url      ? url_esc(w, end, tmp, n)
+                : t->is_header ? hdr_esc(w, end, tmp, n)
+                               : esc(w, end, tmp, n);
         } else {
-            w = t->is_header ? hdr_esc(w, end, v.p, v.n) : esc(w, end, v.p, v.n);
+            w = t->is_url      ? url_esc(w, end, v.p, v.n)
+                : t->is_header ? hdr_esc(w, end, v.p, v.n)
+                               : esc(w, end, v.p, v.n);
         }
         if (!w)
             goto too_big;

@@ -45,6 +45,13 @@ void cel_tmpl_free(cel_tmpl *t);
  * templates. NULL with a message in ERR on a bad placeholder. */
 cel_tmpl *cel_tmpl_compile_text(const char *s, size_t n, char *err, size_t errlen);
 
+/* The same for a URL (a redirect's target): inserted values (params, query
+ * arguments and the path percent-decoded first) are percent-encoded but for
+ * the unreserved octets (RFC 3986 2.3: ALPHA, DIGIT, "-._~") and '/', so a
+ * value cannot end the path or add a query, a fragment, a scheme or a host
+ * the literal text did not have. */
+cel_tmpl *cel_tmpl_compile_url(const char *s, size_t n, char *err, size_t errlen);
+
 /* When T has no placeholders: its whole output, and *LEN set. Otherwise NULL. */
 const char *cel_tmpl_constant(const cel_tmpl *t, size_t *len);
 

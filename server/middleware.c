@@ -3,9 +3,11 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int same(const cel_field *f, cel_str name)
+/* Names differ in length or first octet far more often than not: those two
+ * tests spare most memcmp calls. */
+static inline int same(const cel_field *f, cel_str name)
 {
-    return f->name_len == name.n && memcmp(f->name, name.p, name.n) == 0;
+    return f->name_len == name.n && f->name[0] == name.p[0] && memcmp(f->name, name.p, name.n) == 0;
 }
 
 int cel_fields_add(cel_fields *f, cel_str name, cel_str value)
@@ -16,13 +18,14 @@ int cel_fields_add(cel_fields *f, cel_str name, cel_str value)
     return 0;
 }
 
-int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
+int cel_fields_set_flags(cel_fields *f, cel_str name, cel_str value, uint8_t extra)
 {
     for (size_t i = 0; i < f->n; i++) {
         if (!same(&f->v[i], name))
             continue;
         f->v[i].value = value.p;
         f->v[i].value_len = value.n;
+        f->v[i].flags = CEL_FIELD_KEPT | extra;
         size_t k = i + 1;
         for (size_t j = i + 1; j < f->n; j++)
             if (!same(&f->v[j], name))
@@ -30,7 +33,16 @@ int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
         f->n = k;
         return 0;
     }
-    return cel_fields_add(f, name, value);
+    if (f->n == f->cap)
+        return CEL_ETOOBIG;
+    f->v[f->n] = cel_field_of(name, value);
+    f->v[f->n++].flags |= extra;
+    return 0;
+}
+
+int cel_fields_set(cel_fields *f, cel_str name, cel_str value)
+{
+    return cel_fields_set_flags(f, name, value, 0);
 }
 
 void cel_fields_remove(cel_fields *f, cel_str name)

@@ -29,6 +29,9 @@ typedef struct cel_field {
     uint8_t flags;
 } cel_field;
 #define CEL_FIELD_KEPT 6u
+/* Or'ed in: a value that will not repeat (a request id), not worth an entry
+ * in HTTP/2's header compression table (HPACK "never indexed"). */
+#define CEL_FIELD_UNIQUE 1u
 
 static inline cel_field cel_field_of(cel_str name, cel_str value)
 {
@@ -47,6 +50,8 @@ int cel_fields_add(cel_fields *f, cel_str name, cel_str value);
 /* The first field NAME gets VALUE and the others named so go; appended when
  * there is none. 0, or CEL_ETOOBIG. */
 int cel_fields_set(cel_fields *f, cel_str name, cel_str value);
+/* The same, the field's flags being CEL_FIELD_KEPT | EXTRA. */
+int cel_fields_set_flags(cel_fields *f, cel_str name, cel_str value, uint8_t extra);
 /* Every field NAME goes; the others keep their order. */
 void cel_fields_remove(cel_fields *f, cel_str name);
 
@@ -107,5 +112,71 @@ void cel_mw_chain_free(cel_mw_chain *c);
  * ADD. Names lowercase. */
 cel_mw *cel_mw_headers_new(const cel_kv *set, size_t nset, const cel_kv *add, size_t nadd,
                            const cel_str *remove, size_t nremove);
+
+/* `request_id`: X->req->id is the request's id, 32 lowercase hex digits of
+ * 128 random bits (cel_env_rand), or with TRUST the value of the request's
+ * field HEADER when it has one of 1 to 128 visible ASCII octets; the answer
+ * carries it as HEADER (lowercase). Answers given before the request phase
+ * (refusals) get a fresh id. */
+cel_mw *cel_mw_request_id_new(cel_str header, int trust);
+
+/* `cors` (the Fetch standard's CORS protocol), as config read it. Origins,
+ * methods and header names as they are to be compared: origins exact, methods
+ * case-sensitive, header names lowercase. */
+typedef struct cel_cors_conf {
+    const cel_str *origins;
+    size_t norigins;
+    int any_origin; /* origins: "*" */
+    const cel_str *methods;
+    size_t nmethods;
+    const cel_str *headers; /* request headers a preflight may name */
+    size_t nheaders;
+    int any_header; /* headers: "*": whatever the preflight names */
+    const cel_str *expose;
+    size_t nexpose;
+    int credentials;
+    long long max_age_s; /* -1: no access-control-max-age */
+} cel_cors_conf;
+/* Request phase: answers a preflight (OPTIONS with Origin and
+ * Access-Control-Request-Method): 204 with the allowed methods and headers
+ * (and max-age) when the origin, method and headers are allowed, else 403.
+ * Head phase of every answer: access-control-allow-origin (and -credentials,
+ * -expose-headers) when the request's Origin is allowed; vary: origin unless
+ * any origin is allowed without credentials. */
+cel_mw *cel_mw_cors_new(const cel_cors_conf *c);
+
+/* `rate_limit` as config read it. */
+typedef struct cel_rate_limit_conf {
+    cel_str header;    /* key: header.NAME (lowercase); empty: the client's address */
+    double rate;       /* requests per second, for the whole daemon */
+    unsigned burst;    /* requests past the rate taken at once */
+    int status;        /* the answer past the limit */
+    size_t max_keys;   /* keys remembered, the whole daemon */
+    unsigned nworkers; /* the rate, burst and keys are shared out among them */
+} cel_rate_limit_conf;
+/* Request phase: a token bucket (GCRA) per key, nginx limit_req with
+ * nodelay: per worker, rate / nworkers and burst / nworkers, so the daemon
+ * as a whole holds the configured rate with no lock. A request past the
+ * limit gets STATUS with retry-after and ratelimit-* fields. Each worker
+ * remembers max_keys / nworkers keys, the least recently seen evicted first.
+ * A request without the key's header is not limited. NULL: out of memory. */
+cel_mw *cel_mw_rate_limit_new(const cel_rate_limit_conf *c);
+
+/* `basic_auth`: a user of the N (at least 1) users (names and crypt(3) hashes as
+ * htpasswd writes them, checked with crypt_checksalt by config) must be given
+ * in an Authorization: Basic field, else 401 with www-authenticate naming
+ * REALM. Hashes are checked with crypt_rn and compared in constant time;
+ * each worker remembers verified credentials for CACHE_MS (a small table).
+ * NWORKERS: one cache each. Everything is copied. */
+cel_mw *cel_mw_basic_auth_new(cel_str realm, const cel_str *users, const cel_str *hashes, size_t n,
+                              uint32_t cache_ms, unsigned nworkers);
+
+struct cel_cidr;
+/* `access`: the client's address (the real one behind real_ip or the PROXY
+ * protocol) in ALLOW passes; else in DENY gets 403; else passes unless ALLOW
+ * is given and DENY is not. *_ALL: `all` was listed (every address, also an
+ * unknown one). The lists are copied. */
+cel_mw *cel_mw_access_new(const struct cel_cidr *allow, size_t nallow, int allow_all,
+                          const struct cel_cidr *deny, size_t ndeny, int deny_all);
 
 #endif

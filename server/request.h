@@ -29,6 +29,7 @@ typedef struct cel_request {
     unsigned nparams;
     const char *body;
     size_t body_len;
+    cel_str id; /* the request id (the request_id middleware); empty: none */
 } cel_request;
 
 /* Raw (still percent-encoded) value of route param NAME. 0 or CEL_ENOTFOUND. */

@@ -6,6 +6,7 @@ late answer), reload, and config errors with file:line:column."""
 import pathlib
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -213,6 +214,11 @@ def test_reload_swaps_the_list(factory):
      ["cannot be set here"]),
     ("routes:\n  - path: /a\n    middleware: [{headers: {add: {x: [1]}}}]\n"
      "    static: {body: x}\n", 3, 38, ["header value for \"x\" must be a string"]),
+    ("middleware:\n  - request_id: {trust_incoming: maybe}\n", 2, 34,
+     ["trust_incoming must be true or false"]),
+    ("middleware:\n  - request_id: {headr: x}\n", 2, 18,
+     ["unknown key \"headr\" in request_id", "header, trust_incoming"]),
+    ("middleware:\n  - request_id: {header: \"a b\"}\n", 2, 26, ["not allowed in a name"]),
 ])
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
@@ -222,3 +228,621 @@ def test_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+# ---- request_id ----
+
+HEX32 = __import__("re").compile(r"^[0-9a-f]{32}$")
+
+
+def wait_log(path, count, timeout=10):
+    """The first COUNT lines of the access log (workers write it once a second)."""
+    deadline = time.monotonic() + timeout
+    while True:
+        lines = path.read_text().splitlines() if path.exists() else []
+        if len(lines) >= count or time.monotonic() > deadline:
+            return lines
+        time.sleep(0.05)
+
+
+@pytest.fixture(scope="module")
+def rid(factory, tmp_path_factory):
+    d = tmp_path_factory.mktemp("rid")
+    text = f"""workers: 2
+log:
+  access: {{ path: {d}/access.log, format: "%s %U %{{request_id}} %{{x-request-id}}i" }}
+middleware:
+  - request_id: {{}}
+routes:
+  - path: /a
+    static: {{ body: a }}
+  - path: /trust
+    middleware: [ {{ request_id: {{ header: X-Trace, trust_incoming: true }} }} ]
+    static: {{ body: t }}
+"""
+    srv = factory(text)
+    srv.log = d / "access.log"
+    return srv
+
+
+def test_request_id_h2_and_h1(rid):
+    with rid.client() as c:
+        ids = [c.get("/a").header("x-request-id") for _ in range(20)]
+        r = c.get("/nothing")
+        assert r.status == 404 and HEX32.match(r.header("x-request-id") or "")
+    _, fields, _ = h1_get(rid, "/a")
+    ids += values(fields, "x-request-id")
+    assert len(ids) == 21 and all(HEX32.match(i or "") for i in ids), ids
+    assert len(set(ids)) == 21
+
+
+def test_request_id_incoming_ignored_unless_trusted(rid):
+    with rid.client() as c:
+        r = c.get("/a", headers=[("x-request-id", "from-client")])
+        assert HEX32.match(r.header("x-request-id")), r.headers
+        # the route's own request_id trusts x-trace; a request has one id, so
+        # the global one's field carries it too
+        r = c.get("/trust", headers=[("x-trace", "abc-123")])
+        assert r.header("x-trace") == "abc-123"
+        assert r.header("x-request-id") == "abc-123"
+        for bad in ["a b", "x" * 129, ""]:
+            r = c.get("/trust", headers=[("x-trace", bad)])
+            assert HEX32.match(r.header("x-trace")), (bad, r.headers)
+    _, fields, _ = h1(rid, b"GET /trust HTTP/1.1\r\nhost: x\r\nx-trace: h1-id\r\n"
+                            b"connection: close\r\n\r\n")
+    assert values(fields, "x-trace") == ["h1-id"]
+
+
+def test_request_id_in_access_log(rid):
+    before = len(wait_log(rid.log, 0, timeout=0))
+    with rid.client() as c:
+        sent = c.get("/a?log=1").header("x-request-id")
+    _, fields, _ = h1_get(rid, "/a?log=2")
+    sent_h1 = values(fields, "x-request-id")[0]
+    status, fields, _ = h1(rid, b"GET /a b c HTTP/1.1\r\nhost: x\r\n\r\n")
+    assert status.startswith("HTTP/1.1 400")
+    refused = values(fields, "x-request-id")
+    assert len(refused) == 1 and HEX32.match(refused[0])
+    lines = wait_log(rid.log, before + 3)[before:]
+    assert f"200 /a {sent} -" in lines, lines
+    assert f"200 /a {sent_h1} -" in lines, lines
+    assert any(line.startswith(f"400 ") and refused[0] in line for line in lines), lines
+
+
+# ---- cors ----
+
+APP = "https://app.example.com"
+
+
+@pytest.fixture(scope="module")
+def cors(factory):
+    return factory("""workers: 1
+routes:
+  - path: /api
+    methods: [GET, POST]
+    middleware:
+      - cors:
+          origins: ["https://App.example.com", "http://localhost:3000"]
+          methods: [GET, POST]
+          headers: [Content-Type, x-token]
+          expose: [x-total]
+          credentials: true
+          max_age: 10m
+    static: { body: "api", headers: { vary: accept-encoding } }
+  - path: /get-only
+    methods: [GET]
+    middleware: [ { cors: { origins: "*", headers: "*" } } ]
+    static: { body: "g" }
+""")
+
+
+PREFLIGHT = [("origin", APP), ("access-control-request-method", "POST"),
+             ("access-control-request-headers", "content-type,x-token")]
+
+
+def test_cors_preflight_h2(cors):
+    with cors.client() as c:
+        r = c.request("OPTIONS", "/api", headers=PREFLIGHT)
+        assert r.status == 204 and r.body == b"", r
+        assert r.header("access-control-allow-origin") == APP
+        assert r.header("access-control-allow-credentials") == "true"
+        assert r.header("access-control-allow-methods") == "GET, POST"
+        assert r.header("access-control-allow-headers") == "content-type, x-token"
+        assert r.header("access-control-max-age") == "600"
+        assert "origin" in ", ".join(r.header_all("vary"))
+        assert r.header("content-length") in (None, "0")
+
+
+def test_cors_preflight_h1(cors):
+    raw = ("OPTIONS /api HTTP/1.1\r\nhost: x\r\nconnection: close\r\n" +
+           "".join(f"{k}: {v}\r\n" for k, v in PREFLIGHT) + "\r\n").encode()
+    status, fields, body = h1(cors, raw)
+    assert status.startswith("HTTP/1.1 204"), status
+    assert values(fields, "access-control-allow-origin") == [APP]
+    assert values(fields, "access-control-allow-methods") == ["GET, POST"]
+    assert body == b""
+
+
+@pytest.mark.parametrize("change", [
+    ("origin", "https://evil.example.com"),
+    ("access-control-request-method", "PUT"),
+    ("access-control-request-headers", "content-type,x-other"),
+])
+def test_cors_preflight_refused(cors, change):
+    hdrs = [(k, change[1] if k == change[0] else v) for k, v in PREFLIGHT]
+    with cors.client() as c:
+        r = c.request("OPTIONS", "/api", headers=hdrs)
+        assert r.status == 403
+        assert r.header("access-control-allow-origin") is None
+        assert r.header("access-control-allow-methods") is None
+
+
+def test_cors_preflight_on_a_get_only_route(cors):
+    """OPTIONS is not one of the route's methods (405 otherwise): the preflight
+    is still answered, with any origin and the headers asked for."""
+    with cors.client() as c:
+        r = c.request("OPTIONS", "/get-only", headers=[
+            ("origin", "https://x.test"), ("access-control-request-method", "GET"),
+            ("access-control-request-headers", "x-anything")])
+        assert r.status == 204
+        assert r.header("access-control-allow-origin") == "*"
+        assert r.header("access-control-allow-headers") == "x-anything"
+        # an OPTIONS that is no preflight is the route's business: 405
+        r = c.request("OPTIONS", "/get-only", headers=[("origin", "https://x.test")])
+        assert r.status == 405
+        assert r.header("access-control-allow-origin") == "*"
+
+
+def test_cors_actual_request(cors):
+    with cors.client() as c:
+        r = c.get("/api", headers=[("origin", APP)])
+        assert r.status == 200 and r.body == b"api"
+        assert r.header("access-control-allow-origin") == APP
+        assert r.header("access-control-allow-credentials") == "true"
+        assert r.header("access-control-expose-headers") == "x-total"
+        assert r.header_all("vary") == ["accept-encoding", "origin"]
+        r = c.get("/api", headers=[("origin", "https://evil.example.com")])
+        assert r.status == 200
+        assert r.header("access-control-allow-origin") is None
+        assert r.header_all("vary") == ["accept-encoding", "origin"]
+        r = c.get("/api")
+        assert r.header("access-control-allow-origin") is None
+        r = c.get("/get-only", headers=[("origin", "https://x.test")])
+        assert r.header("access-control-allow-origin") == "*"
+        assert r.header("vary") is None
+    _, fields, _ = h1(cors, b"GET /api HTTP/1.1\r\nhost: x\r\norigin: http://localhost:3000\r\n"
+                            b"connection: close\r\n\r\n")
+    assert values(fields, "access-control-allow-origin") == ["http://localhost:3000"]
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - cors: {methods: [GET]}\n", 2, 11, ["cors needs origins"]),
+    ("middleware:\n  - cors: {origins: \"*\", credentials: true}\n", 2, 21,
+     ["with credentials: true"]),
+    ("middleware:\n  - cors: {origins: [\"https://a.test/app\"]}\n", 2, 22,
+     ["is not scheme://host[:port]"]),
+    ("middleware:\n  - cors: {origins: [\"https://a.test\"], max_agee: 1}\n", 2, 41,
+     ["unknown key \"max_agee\" in cors", "origins, methods, headers, expose"]),
+    ("middleware:\n  - cors: {origins: [\"*\", \"https://a.test\"]}\n", 2, 22,
+     ["stands alone"]),
+])
+def test_cors_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+# ---- access ----
+
+ACCESS_ROUTES = """
+real_ip: { header: x-forwarded-for, trusted: [127.0.0.1] }
+routes:
+  - path: /local
+    middleware: [ { access: { allow: [127.0.0.0/8], deny: [all] } } ]
+    static: { body: "local" }
+  - path: /not-local
+    middleware: [ { access: { deny: [127.0.0.1, "::1"] } } ]
+    static: { body: "open" }
+  - path: /v6
+    middleware: [ { access: { allow: ["::1/128"] } } ]
+    static: { body: "v6" }
+  - path: /office
+    middleware: [ { access: { allow: [203.0.113.0/24, "2001:db8::/32"], deny: [all] } } ]
+    static: { body: "office" }
+"""
+
+
+@pytest.fixture(scope="module")
+def acc(factory):
+    return factory("""listen:
+  - "127.0.0.1:{port}"
+  - { address: "127.0.0.1:{port2}", proxy_protocol: true, trusted: [127.0.0.1] }
+workers: 1
+""" + ACCESS_ROUTES, ports=2)
+
+
+def status_h2(srv, path, headers=()):
+    with srv.client() as c:
+        return c.get(path, headers=list(headers)).status
+
+
+def status_h1(port, path, extra=b"", prefix=b""):
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall(prefix + f"GET {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n".encode() +
+                  extra + b"\r\n")
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    return int(data.split(b" ", 2)[1])
+
+
+def test_access_by_peer(acc):
+    for path, want in [("/local", 200), ("/not-local", 403), ("/v6", 403), ("/office", 403)]:
+        assert status_h2(acc, path) == want, path
+        assert status_h1(acc.port, path) == want, path
+
+
+def test_access_real_ip_header(acc):
+    """Behind a trusted balancer (real_ip), the address that counts is the
+    client's from x-forwarded-for, IPv6 included."""
+    for xff, want in [("203.0.113.5", 200), ("198.51.100.1", 403),
+                      ("2001:db8::7", 200), ("2001:db9::7", 403), ("203.0.113.5, 10.9.9.9", 403)]:
+        assert status_h2(acc, "/office", [("x-forwarded-for", xff)]) == want, xff
+        assert status_h1(acc.port, "/office", f"x-forwarded-for: {xff}\r\n".encode()) == want, xff
+    # the client's own address is no longer the one that counts: /local denies it
+    assert status_h2(acc, "/local", [("x-forwarded-for", "198.51.100.1")]) == 403
+
+
+def test_access_proxy_protocol(acc):
+    port = acc.ports[1]
+    ok = b"PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n"
+    bad = b"PROXY TCP4 198.51.100.9 127.0.0.1 5000 80\r\n"
+    v6 = b"PROXY TCP6 ::1 ::1 5000 80\r\n"
+    assert status_h1(port, "/office", prefix=ok) == 200
+    assert status_h1(port, "/office", prefix=bad) == 403
+    assert status_h1(port, "/local", prefix=ok) == 403
+    assert status_h1(port, "/v6", prefix=v6) == 200
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - access: {allow: [10.0.0.1/8]}\n", 2, 22, ["is not an address range"]),
+    ("middleware:\n  - access: {deny: [\"::1/129\"]}\n", 2, 21, ["is not an address range"]),
+    ("middleware:\n  - access: {}\n", 2, 13, ["access needs allow or deny"]),
+    ("middleware:\n  - access: {allow: [all], dney: [all]}\n", 2, 28,
+     ["unknown key \"dney\" in access", "allow, deny"]),
+])
+def test_access_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+# ---- redirect (a handler) ----
+
+@pytest.fixture(scope="module")
+def redir(factory):
+    return factory("""workers: 1
+middleware: [ { headers: { set: { x-mw: yes } } } ]
+routes:
+  - path: /old/*rest
+    redirect: { to: "/new/{{param.rest}}", status: 301 }
+  - path: /search
+    redirect: { to: "https://example.com/find?q={{query.q}}&m={{method}}", status: 308 }
+  - path: /c
+    redirect: { to: "https://example.com/" }
+  - path: /u/:id
+    redirect: { to: "https://{{header.x-host}}/users/{{param.id}}", status: 303 }
+""")
+
+
+@pytest.mark.parametrize("target,status,location", [
+    ("/old/a/b", 301, "/new/a/b"),
+    ("/old/a/b%20c", 301, "/new/a/b%20c"),
+    ("/old/x%0d%0aset-cookie:%20y", 301, "/new/x%0D%0Aset-cookie%3A%20y"),
+    ("/old/a%3Fq=1%23frag", 301, "/new/a%3Fq%3D1%23frag"),
+    ("/old/", 301, "/new/"),
+    ("/search?q=x%26y%3Dz", 308, "https://example.com/find?q=x%26y%3Dz&m=GET"),
+    ("/search?q=a+b&q=c", 308, "https://example.com/find?q=a%20b&m=GET"),
+    ("/search", 308, "https://example.com/find?q=&m=GET"),
+    ("/c", 302, "https://example.com/"),
+])
+def test_redirect(redir, target, status, location):
+    with redir.client() as c:
+        r = c.get(target)
+        assert r.status == status
+        assert r.header("location") == location
+        assert r.body == b""
+        assert r.header("x-mw") == "yes"
+    st, fields, body = h1_get(redir, target)
+    assert st.startswith(f"HTTP/1.1 {status}"), st
+    assert values(fields, "location") == [location]
+    assert body == b""
+
+
+def test_redirect_header_cannot_change_host_shape(redir):
+    """An inserted header value is percent-encoded too: no '@', ':' or '/'
+    smuggled into the authority."""
+    with redir.client() as c:
+        r = c.get("/u/7", headers=[("x-host", "good.example@evil.example:81/x")])
+        assert r.status == 303
+        assert r.header("location") == "https://good.example%40evil.example%3A81/x/users/7"
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("routes:\n  - path: /a\n    redirect: {to: /b, status: 300}\n", 3, 32,
+     ["must be between 301 and 308"]),
+    ("routes:\n  - path: /a\n    redirect: {to: /b, status: 305}\n", 3, 32,
+     ["301, 302, 303, 307 or 308"]),
+    ("routes:\n  - path: /a\n    redirect: {status: 301}\n", 3, 15, ["redirect needs to"]),
+    ("routes:\n  - path: /a/:id\n    redirect: {to: \"/b/{{param.nope}}\"}\n", 3, 20,
+     ["names no param"]),
+    ("routes:\n  - path: /a\n    redirect: {to: /b, code: 301}\n", 3, 24,
+     ["unknown key \"code\" in redirect", "to, status"]),
+])
+def test_redirect_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+# ---- rate_limit ----
+
+@pytest.fixture(scope="module")
+def rl(factory):
+    return factory("""workers: 1
+routes:
+  - path: /k
+    middleware: [ { rate_limit: { key: header.X-Api-Key, rate: 1/m, burst: 2 } } ]
+    static: { body: "k" }
+  - path: /lru
+    middleware: [ { rate_limit: { key: header.x-k, rate: 1/h, burst: 0, max_keys: 2, status: 503 } } ]
+    static: { body: "l" }
+""")
+
+
+def test_rate_limit_per_key(rl):
+    with rl.client() as c:
+        got = [c.get("/k", headers=[("x-api-key", "a")]).status for _ in range(5)]
+        assert got == [200, 200, 200, 429, 429], got
+        r = c.get("/k", headers=[("x-api-key", "a")])
+        assert r.status == 429
+        assert 55 <= int(r.header("retry-after")) <= 60, r.headers
+        assert r.header("ratelimit-remaining") == "0"
+        assert r.header("ratelimit-limit") == "1"
+        assert r.header("ratelimit-policy") == "1;w=1;burst=2"
+        assert c.get("/k", headers=[("x-api-key", "b")]).status == 200
+        # no key: not limited
+        assert [c.get("/k").status for _ in range(5)] == [200] * 5
+    status, fields, _ = h1(rl, b"GET /k HTTP/1.1\r\nhost: x\r\nx-api-key: a\r\n"
+                               b"connection: close\r\n\r\n")
+    assert status.startswith("HTTP/1.1 429") and values(fields, "retry-after")
+
+
+def test_rate_limit_lru_eviction(rl):
+    """Two keys remembered: a third evicts the least recently seen, which then
+    starts afresh; the answer past the limit is the configured status."""
+    with rl.client() as c:
+        def get(k):
+            return c.get("/lru", headers=[("x-k", k)]).status
+        assert [get("a"), get("a")] == [200, 503]
+        assert [get("b"), get("b")] == [200, 503]
+        assert get("c") == 200          # evicts a (b was seen last)
+        assert get("b") == 503          # b is still remembered
+        assert get("a") == 200          # a forgotten: a new bucket
+
+
+def h2load_counts(url, n, c, m):
+    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), url],
+                       capture_output=True, text=True, timeout=120)
+    line = [x for x in p.stdout.splitlines() if x.startswith("status codes:")]
+    assert line, p.stdout + p.stderr
+    nums = [int(w) for w in line[0].replace(",", " ").split() if w.isdigit()]
+    return dict(zip(["2xx", "3xx", "4xx", "5xx"], nums))
+
+
+def test_rate_limit_across_two_workers(factory):
+    """Each of 2 workers holds half the rate and half the burst, with no lock:
+    a flood from 16 connections (spread over both by the kernel) gets
+    burst + 1 per worker = 102 answers, the rest 429."""
+    srv = factory("""workers: 2
+routes:
+  - path: /r
+    middleware: [ { rate_limit: { key: client_ip, rate: 1/m, burst: 100 } } ]
+    static: { body: "r" }
+""")
+    counts = h2load_counts(srv.url("/r"), 2000, 16, 4)
+    assert counts["2xx"] + counts["4xx"] == 2000, counts
+    assert abs(counts["2xx"] - 102) <= 5, counts
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - rate_limit: {burst: 5}\n", 2, 17, ["rate_limit needs rate"]),
+    ("middleware:\n  - rate_limit: {rate: 10/d}\n", 2, 24, ["rate must be a number"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, key: cookie.x}\n", 2, 34,
+     ["key must be client_ip or header.NAME"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, nodelay: false}\n", 2, 38,
+     ["nodelay: false"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, status: 200}\n", 2, 37, ["status must be"]),
+    ("middleware:\n  - rate_limit: {rate: 1/s, bursts: 2}\n", 2, 29,
+     ["unknown key \"bursts\" in rate_limit", "key, rate, burst, nodelay, status, max_keys"]),
+])
+def test_rate_limit_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+# ---- basic_auth ----
+
+# made with Python's crypt (libxcrypt): bcrypt cost 4 for "s3cret", sha512-crypt for "pa:ss"
+USERS = """# htpasswd -B style
+alice:$2b$04$rnHCgFSE5Ece5bMuxIIIT.em9owNXk.9YskSc9kcnSOjtmAmRMG3e
+
+bob:$6$sJ3aotg2ycbzXtAE$JFdO5tIGq/Nu9LgbDWKRIfvCVl8SH3NMYIb/9CxFEtuz9QHmOwg56TDUAHsp2bwmGijkySmsDFEd3yHFtJFM7/
+"""
+
+
+def basic(user, password):
+    import base64
+    return "Basic " + base64.b64encode(f"{user}:{password}".encode()).decode()
+
+
+@pytest.fixture(scope="module")
+def auth(factory):
+    (factory.dir / "htpasswd").write_text(USERS)
+    return factory("""workers: 1
+routes:
+  - path: /admin
+    middleware: [ { basic_auth: { realm: admin, users_file: htpasswd } } ]
+    static: { body: "secret" }
+  - path: /open
+    static: { body: "open" }
+""")
+
+
+CHALLENGE = 'Basic realm="admin", charset="UTF-8"'
+
+
+def test_basic_auth_h2(auth):
+    with auth.client() as c:
+        r = c.get("/admin")
+        assert r.status == 401 and r.header("www-authenticate") == CHALLENGE
+        for _ in range(2):  # the second is served from the worker's cache
+            r = c.get("/admin", headers=[("authorization", basic("alice", "s3cret"))])
+            assert r.status == 200 and r.body == b"secret"
+        assert c.get("/admin", headers=[("authorization", basic("bob", "pa:ss"))]).status == 200
+        assert c.get("/admin", headers=[("authorization", basic("alice", "wrong"))]).status == 401
+        assert c.get("/admin", headers=[("authorization", basic("bob", "s3cret"))]).status == 401
+        assert c.get("/admin", headers=[("authorization", basic("eve", "s3cret"))]).status == 401
+        assert c.get("/open").status == 200
+
+
+def test_basic_auth_h1(auth):
+    status, fields, _ = h1_get(auth, "/admin")
+    assert status.startswith("HTTP/1.1 401") and values(fields, "www-authenticate") == [CHALLENGE]
+    status, _, body = h1(auth, ("GET /admin HTTP/1.1\r\nhost: x\r\nauthorization: " +
+                                basic("alice", "s3cret") + "\r\nconnection: close\r\n\r\n").encode())
+    assert status.startswith("HTTP/1.1 200") and body == b"secret"
+
+
+@pytest.mark.parametrize("value", [
+    "Basic", "Basic  x", "Basic !!!!", "Bearer abc", "basic " + basic("a", "b")[6:] + "=x",
+    "Basic " + __import__("base64").b64encode(b"nocolon").decode(),
+    "Basic " + __import__("base64").b64encode(b"alice:s3\x00cret").decode(),
+    "Basic " + __import__("base64").b64encode(b"alice:" + b"x" * 5000).decode(),
+    "Basic " + "A" * 20000,
+])
+def test_basic_auth_malformed(auth, value):
+    with auth.client() as c:
+        r = c.get("/admin", headers=[("authorization", value)])
+        assert r.status == 401, value
+        assert r.header("www-authenticate") == CHALLENGE
+        assert c.get("/open").status == 200  # still serving
+
+
+def test_basic_auth_lowercase_scheme(auth):
+    with auth.client() as c:
+        v = "basic " + basic("alice", "s3cret")[6:]
+        assert c.get("/admin", headers=[("authorization", v)]).status == 200
+
+
+@pytest.mark.parametrize("users,words", [
+    ("alice:notahash\n", ["htpasswd:1: the hash of \"alice\" is not one libcrypt accepts"]),
+    ("# c\nbob\n", ["htpasswd:2: not a \"user:hash\" line"]),
+    ("# nobody\n\n", ["has no user"]),
+])
+def test_basic_auth_users_file_errors(tmp_path, users, words):
+    (tmp_path / "htpasswd").write_text(users)
+    path = tmp_path / "bad.yaml"
+    path.write_text("middleware:\n  - basic_auth: {users_file: htpasswd}\n")
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:2:30: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ("middleware:\n  - basic_auth: {realm: x}\n", 2, 17, ["basic_auth needs users_file"]),
+    ("middleware:\n  - basic_auth: {users_file: /nonexistent/h}\n", 2, 30, ["cannot read it"]),
+    ("middleware:\n  - basic_auth: {realm: 'a\"b', users_file: h}\n", 2, 25, ["realm must not"]),
+    ("middleware:\n  - basic_auth: {user_file: h}\n", 2, 18,
+     ["unknown key \"user_file\" in basic_auth", "realm, users_file, cache"]),
+])
+def test_basic_auth_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+# ---- cors in a real browser ----
+
+CORS_PAGE = """<!doctype html><html><body><p id="a">pending</p><p id="b">pending</p>
+<script>
+function show(id, p) {
+  p.then(function (t) { document.getElementById(id).textContent = t; },
+         function (e) { document.getElementById(id).textContent = "failed: " + e; });
+}
+var api = "http://127.0.0.1:" + new URLSearchParams(location.search).get("api");
+show("a", fetch(api + "/api", {method: "POST", credentials: "include", body: "{}",
+                               headers: {"x-token": "t", "content-type": "application/json"}})
+  .then(function (r) { return r.text().then(function (b) {
+    return "status=" + r.status + " body=" + b + " total=" + r.headers.get("x-total"); }); }));
+show("b", fetch(api + "/denied", {headers: {"x-token": "t"}})
+  .then(function (r) { return "status=" + r.status; }));
+</script></body></html>"""
+
+
+def test_cors_in_chromium(factory, tmp_path):
+    """Headless Chromium on one origin fetch()es another: a credentialed POST
+    with a custom header (a preflight first) succeeds; the same from an origin
+    the route does not allow fails in the browser."""
+    import shutil
+    from test_browser import element_text, run_browser
+    chromium = shutil.which("chromium")
+    if not chromium:
+        pytest.fail("needs the Debian package chromium (scripts/deps test installs it)")
+    (factory.dir / "cors.html").write_text(CORS_PAGE)
+    srv = factory(f"""listen: ["127.0.0.1:{{port}}", "127.0.0.1:{{port2}}"]
+workers: 1
+routes:
+  - path: /page
+    static: {{ file: cors.html, content_type: text/html }}
+  - path: /api
+    methods: [POST]
+    middleware:
+      - cors: {{ origins: ["http://127.0.0.1:{{port}}"], methods: [POST], headers: [x-token, content-type], expose: [x-total], credentials: true }}
+    static: {{ body: "posted", headers: {{ x-total: "3" }} }}
+  - path: /denied
+    middleware: [ {{ cors: {{ origins: ["https://elsewhere.example"], headers: [x-token] }} }} ]
+    static: {{ body: "no" }}
+""", ports=2)
+    home = tmp_path / "home"
+    home.mkdir()
+    rc, dom, err = run_browser(chromium, home, tmp_path / "profile",
+                               f"http://127.0.0.1:{srv.ports[0]}/page?api={srv.ports[1]}",
+                               tmp_path / "dom.html",
+                               tmp_path / "chromium.stderr")
+    a, b = element_text(dom, "a"), element_text(dom, "b")
+    assert a == "status=200 body=posted total=3", (a, dom, err[-2000:])
+    assert b and b.startswith("failed: "), (b, dom)

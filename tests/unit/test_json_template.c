@@ -712,6 +712,46 @@ static void test_header_text(void **state)
     assert_non_null(strstr(err, "unterminated"));
 }
 
+/* URL templates (a redirect's target): inserted values are percent-decoded
+ * where they come encoded, then encoded but for unreserved octets and '/';
+ * the literal text stays as written; a bound plain param takes the same
+ * encoding (no raw copy). */
+static void test_url_text(void **state)
+{
+    (void)state;
+    char err[256] = "";
+    static const char src[] = "https://e.com/{{param.p}}?q={{query.q}}&h={{header.x}}&m={{method}}";
+    cel_tmpl *t = cel_tmpl_compile_url(src, strlen(src), err, sizeof(err));
+    if (!t)
+        fail_msg("compile failed: %s", err);
+    static const char raw[] = "a/b%20c%3Fd=1%23f%0D%0A@x:y";
+    cel_request req = value_req(raw, sizeof(raw) - 1);
+    req.query = S("q=x%26y+z&q=2");
+    const char *want = "https://e.com/a/b%20c%3Fd%3D1%23f%0D%0A%40x%3Ay?q=x%26y%20z"
+                       "&h=a/b%2520c%253Fd%3D1%2523f%250D%250A%40x%3Ay&m=GET";
+    assert_string_equal(render(t, &req), want);
+    cel_tmpl_bind_params(t, "/:p");
+    assert_string_equal(render(t, &req), want);
+    /* plain text that a URL still needs encoded: never the bound raw copy */
+    req = value_req("a&b=c", 5);
+    req.query = S("");
+    assert_string_equal(render(t, &req), "https://e.com/a%26b%3Dc?q=&h=a%26b%3Dc&m=GET");
+    /* too small a buffer: reported with a size that then fits */
+    char small[8];
+    size_t need = 0;
+    assert_int_equal(cel_tmpl_render(t, &req, small, sizeof(small), &need), CEL_ETOOBIG);
+    char *big = malloc(need);
+    assert_non_null(big);
+    assert_int_equal(cel_tmpl_render(t, &req, big, need, &need), 0);
+    free(big);
+    cel_tmpl_free(t);
+    /* no placeholder: a constant */
+    t = cel_tmpl_compile_url("/x?a=b", 6, err, sizeof(err));
+    assert_non_null(t);
+    assert_string_equal(cel_tmpl_constant(t, &outlen), "/x?a=b");
+    cel_tmpl_free(t);
+}
+
 /* Bound templates copy short literals as 16-byte blocks: at every capacity the
  * output is right or ETOOBIG, and nothing is written past the capacity.
  * Literals of 1, 15, 16, 17 and 40 octets between the params. */
@@ -850,6 +890,7 @@ int main(void)
         cmocka_unit_test(test_compile_errors),
         cmocka_unit_test(test_check_string_ok),
         cmocka_unit_test(test_each_param),
+        cmocka_unit_test(test_url_text),
         cmocka_unit_test(test_render_allocates_nothing),
     };
     return cmocka_run_group_tests(tests, NULL, NULL);
