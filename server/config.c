@@ -380,6 +380,21 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
                                           conf_nhandler_types, sizeof(conf_handler_types[0])));
 }
 
+/* The route's middleware prepares for its constant answer, if it has one
+ * (compress encodes it once, here). */
+static int prepare_mw(conf_ctx *c, cel_route *r, yaml_node_t *n)
+{
+    cel_response res;
+    if (!r->mw || !r->handler->constant || !r->handler->constant(r->handler, &res))
+        return 0;
+    for (size_t i = 0; i < r->mw->n; i++) {
+        cel_mw *m = r->mw->v[i];
+        if (m->ops->prepare && m->ops->prepare(m, &res))
+            return conf_error(c, n, "out of memory");
+    }
+    return 0;
+}
+
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 {
     route_build b;
@@ -401,6 +416,10 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         rc = conf_error(c, n, "out of memory");
     if (!rc)
         rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
+    if (!rc && (rc = prepare_mw(c, &b.r, n))) {
+        b.r.handler->destroy(b.r.handler);
+        b.r.handler = NULL;
+    }
     if (rc) {
         if (b.r.mw != cfg->mw && b.r.mw != b.r.mw_own)
             cel_mw_chain_free(b.r.mw);

@@ -418,6 +418,8 @@ static void req_free(cel_h1 *h, req *r, int finished)
 {
     if (r->x.on_close)
         r->x.on_close(&r->x, finished);
+    if (CEL_UNLIKELY(r->x.filter != NULL) && r->x.filter->close)
+        r->x.filter->close(&r->x);
     cel_pool_release(h->env->pool, r->body);
     cel_arena_deinit(&r->arena);
     cel_genref_drop(r->gen);

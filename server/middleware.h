@@ -68,7 +68,18 @@ typedef struct cel_mw_ops {
      * holds what could be read); new strings go into X's arena. NULL: none. */
     void (*head)(const cel_mw *m, cel_exchange *x, int status, cel_fields *f);
     void (*destroy)(cel_mw *m);
+    /* At load, for each route whose chain has M: RES is the route's constant
+     * answer (status, content type, a body in the generation every request
+     * gets), for a kind that prepares work for it (compress encodes it once).
+     * 0 or CEL_ENOMEM. NULL: none. */
+    int (*prepare)(cel_mw *m, const cel_response *res);
+    unsigned flags; /* CEL_MW_ONE */
 } cel_mw_ops;
+
+/* cel_mw_ops.flags: one per chain. A route's own member replaces the global
+ * list's members of the same kind in the route's chain (compress: a route's
+ * settings, or `compress: off`). */
+#define CEL_MW_ONE 1u
 
 struct cel_mw {
     const cel_mw_ops *ops;
@@ -95,7 +106,9 @@ cel_mw_chain *cel_mw_chain_new(size_t n, int owns);
 /* Appends M (room was made by cel_mw_chain_new) and notes its phases. */
 void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m);
 /* GLOBAL then OWN (either may be NULL) as one chain that owns nothing; NULL
- * in *OUT when both are empty, GLOBAL itself when OWN is. 0 or CEL_ENOMEM. */
+ * in *OUT when both are empty, GLOBAL itself when OWN is. A member of OWN
+ * flagged CEL_MW_ONE drops GLOBAL's members of its kind; members with no
+ * phase (`compress: off`) are left out. 0 or CEL_ENOMEM. */
 int cel_mw_chain_join(cel_mw_chain *global, const cel_mw_chain *own, cel_mw_chain **out);
 void cel_mw_chain_free(cel_mw_chain *c);
 

@@ -55,6 +55,9 @@ typedef struct cel_body_filter {
      * Returns as the exchange's write and end do. */
     int (*write)(cel_exchange *x, const void *p, size_t n, const cel_body_next *next);
     int (*end)(cel_exchange *x, const cel_body_next *next);
+    /* The front end is done with X while X->filter is still set (also when
+     * the stream was cut): let go of what the filter holds. */
+    void (*close)(cel_exchange *x);
 } cel_body_filter;
 
 /* The request phase of X's chain; see cel_dispatch. CEL_MW_ANSWERED with RES
