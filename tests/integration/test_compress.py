@@ -8,6 +8,7 @@ import gzip
 import http.client
 import os
 import pathlib
+import subprocess
 
 import brotli
 import pytest
@@ -287,3 +288,37 @@ def test_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+@pytest.fixture(scope="module")
+def tls_srv(factory):
+    d = factory.dir
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
+                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "k.pem"),
+                        "-out", str(d / "c.pem")], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    text = config(d).replace("workers: 1\n", f"""workers: 1
+listen:
+  - address: "127.0.0.1:{{port}}"
+    tls: {{ cert: {d / "c.pem"}, key: {d / "k.pem"} }}
+""")
+    return factory(text)
+
+
+@pytest.mark.parametrize("flag", ["--http2", "--http1.1"])
+@pytest.mark.parametrize("enc", ["gzip", "br", "zstd"])
+def test_over_tls(tls_srv, tmp_path, flag, enc):
+    body = b"".join(b"%08d over TLS\n" % i for i in range(40000))
+    (tmp_path / "in").write_bytes(body)
+    for path, want, extra in [("/text", TEXT.encode(), []),
+                              ("/echo", body, ["-H", "content-type: text/plain",
+                                               "--data-binary", f"@{tmp_path / 'in'}"])]:
+        out = tmp_path / "out"
+        p = subprocess.run(["curl", "-sS", "-k", flag, "--max-time", "20", "-D", "-", "-o",
+                            str(out), "-H", f"accept-encoding: {enc}", *extra,
+                            f"https://127.0.0.1:{tls_srv.port}{path}"],
+                           capture_output=True, text=True, timeout=30)
+        assert p.returncode == 0, p.stderr
+        assert f"content-encoding: {enc}" in p.stdout.lower(), p.stdout
+        assert decode(enc, out.read_bytes()) == want
