@@ -43,6 +43,7 @@ typedef struct cstate {
     const mw_compress *m;
     int enc;     /* the variant the client prefers */
     int applied; /* the answer's body is encoded */
+    int typed;   /* its type is one to compress: 1, 0, or -1 not known yet */
     union {
         z_stream *z;
         BrotliEncoderState *br;
@@ -75,63 +76,93 @@ static cel_str trim(const char *p, const char *e)
 
 /* A qvalue ("0", "0.5", "1.000") in thousandths; malformed counts as 1000,
  * as a client that names a coding means it. */
-static int qvalue(cel_str s)
+static int qvalue(const char *p, const char *e)
 {
-    if (s.n == 0 || (s.p[0] != '0' && s.p[0] != '1'))
+    if (p == e || (*p != '0' && *p != '1'))
         return 1000;
-    int q = (s.p[0] - '0') * 1000, scale = 100;
-    for (size_t i = 2; i < s.n && i < 5 && scale; i++, scale /= 10) {
-        if (s.p[i] < '0' || s.p[i] > '9')
+    int q = (*p - '0') * 1000, scale = 100;
+    for (p += 2; p < e && scale; p++, scale /= 10) {
+        if (*p < '0' || *p > '9')
             return 1000;
-        q += (s.p[i] - '0') * scale;
+        q += (*p - '0') * scale;
     }
     return q > 1000 ? 1000 : q;
 }
 
-/* The q each coding gets from one accept-encoding value: QS[i] for the
- * named ones, *STAR for "*" (-1: not given). */
-static void accept_list(cel_str v, int *qs, int *star)
+/* Which coding token T names: CEL_ENC_*, CEL_ENC_N for "*", -1 for others. */
+static int coding_of(const char *t, size_t n)
+{
+    char low[6];
+    if (n == 0 || n > sizeof(low))
+        return -1;
+    for (size_t i = 0; i < n; i++)
+        low[i] = (char)cel_http_lower((unsigned char)t[i]);
+    if (n == 4 && memcmp(low, "gzip", 4) == 0)
+        return CEL_ENC_GZIP;
+    if (n == 2 && memcmp(low, "br", 2) == 0)
+        return CEL_ENC_BR;
+    if (n == 4 && memcmp(low, "zstd", 4) == 0)
+        return CEL_ENC_ZSTD;
+    if (n == 6 && memcmp(low, "x-gzip", 6) == 0)
+        return CEL_ENC_GZIP;
+    return n == 1 && low[0] == '*' ? CEL_ENC_N : -1;
+}
+
+/* The q each coding gets from one accept-encoding value, in one pass: QS[i]
+ * for the named ones, QS[CEL_ENC_N] for "*" (-1: not given). */
+static void accept_list(cel_str v, int *qs)
 {
     const char *p = v.p, *end = v.p + v.n;
     while (p < end) {
-        const char *comma = memchr(p, ',', (size_t)(end - p));
-        const char *e = comma ? comma : end;
-        const char *semi = memchr(p, ';', (size_t)(e - p));
-        cel_str tok = trim(p, semi ? semi : e);
+        while (p < end && (*p == ' ' || *p == '\t' || *p == ','))
+            p++;
+        const char *t = p;
+        while (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+            p++;
+        int enc = coding_of(t, (size_t)(p - t));
         int q = 1000;
-        for (const char *a = semi; a && a < e;) {
-            const char *next = memchr(a + 1, ';', (size_t)(e - a - 1));
-            cel_str param = trim(a + 1, next ? next : e);
-            if (param.n >= 2 && (param.p[0] == 'q' || param.p[0] == 'Q') && param.p[1] == '=')
-                q = qvalue(trim(param.p + 2, param.p + param.n));
-            a = next;
+        while (p < end && *p != ',') {
+            /* parameters: only q matters */
+            if (*p == ';') {
+                p++;
+                while (p < end && (*p == ' ' || *p == '\t'))
+                    p++;
+                if (end - p >= 2 && (*p | 0x20) == 'q' && p[1] == '=') {
+                    const char *a = p + 2;
+                    p = a;
+                    while (p < end && *p != ',' && *p != ';' && *p != ' ' && *p != '\t')
+                        p++;
+                    q = qvalue(a, p);
+                    continue;
+                }
+            }
+            p++;
         }
-        if (tok.n == 1 && tok.p[0] == '*')
-            *star = q;
-        for (int i = 0; i < CEL_ENC_N; i++)
-            if (ieq(tok, enc_names[i]) || (i == CEL_ENC_GZIP && ieq(tok, CEL_STR_LIT("x-gzip"))))
-                qs[i] = q;
-        p = comma ? comma + 1 : end;
+        if (enc >= 0)
+            qs[enc] = q;
     }
 }
 
 /* The configured coding the request's accept-encoding rates highest (ties:
- * the configured order), or -1. */
+ * the configured order), or -1; also -1 for a request with a range. */
 static int negotiate(const cel_compress_conf *c, const cel_request *req)
 {
-    int qs[CEL_ENC_N] = {-1, -1, -1}, star = -1, any = 0;
-    for (size_t i = 0; i < req->nheaders; i++)
-        if (req->headers[i].name.n == 15 &&
-            memcmp(req->headers[i].name.p, "accept-encoding", 15) == 0) {
-            accept_list(req->headers[i].value, qs, &star);
+    int qs[CEL_ENC_N + 1] = {-1, -1, -1, -1}, any = 0;
+    for (size_t i = 0; i < req->nheaders; i++) {
+        cel_str name = req->headers[i].name;
+        if (name.n == 15 && memcmp(name.p, "accept-encoding", 15) == 0) {
+            accept_list(req->headers[i].value, qs);
             any = 1;
+        } else if (name.n == 5 && memcmp(name.p, "range", 5) == 0) {
+            return -1;
         }
+    }
     if (!any)
         return -1;
     int best = -1, bestq = 0;
     for (size_t i = 0; i < c->nenc; i++) {
         int e = c->order[i];
-        int q = qs[e] >= 0 ? qs[e] : star >= 0 ? star : 0;
+        int q = qs[e] >= 0 ? qs[e] : qs[CEL_ENC_N] >= 0 ? qs[CEL_ENC_N] : 0;
         if (q > bestq)
             best = e, bestq = q;
     }
@@ -304,6 +335,8 @@ static int stream_feed(cel_exchange *x, cstate *s, const void *p, size_t n, int 
 
 /* ---- the body filter ---- */
 
+static const cel_body_filter filter;
+
 static const variants *lookup(const mw_compress *m, const char *body, size_t len)
 {
     if (!m->tab_cap)
@@ -322,20 +355,22 @@ static int f_head(cel_exchange *x, cel_response *res, int whole)
 {
     cstate *s = x->filter_data;
     const cel_compress_conf *c = &s->m->conf;
-    if (res->status != 200 || !type_matches(c, res->content_type) ||
-        has_header(res, CEL_STR_LIT("content-encoding")) ||
-        (whole && res->body_len < c->min_length)) {
-        x->filter = NULL; /* streamed chunks go out as they are */
+    x->filter = NULL; /* unless a stream is encoded: its chunks then pass f_write */
+    if (res->status != 200 || has_header(res, CEL_STR_LIT("content-encoding")))
         return 0;
-    }
+    /* a constant body prepared at load: its type was checked then */
+    const variants *v = whole && res->body_in_gen ? lookup(s->m, res->body, res->body_len) : NULL;
+    s->typed = v || type_matches(c, res->content_type);
+    if (!s->typed || (whole && res->body_len < c->min_length))
+        return 0;
     if (!whole) {
         s->out = cel_arena_alloc(x->arena, OUT_CHUNK);
         if (!s->out || stream_open(s, c->level[s->enc]))
             return CEL_ENOMEM;
         s->applied = 1;
+        x->filter = &filter;
         return 0;
     }
-    const variants *v = res->body_in_gen ? lookup(s->m, res->body, res->body_len) : NULL;
     cel_str out = {NULL, 0};
     if (v) {
         out = v->v[s->enc];
@@ -353,7 +388,6 @@ static int f_head(cel_exchange *x, cel_response *res, int whole)
         res->body_in_gen = v != NULL;
         s->applied = 1;
     }
-    x->filter = NULL;
     return 0;
 }
 
@@ -394,8 +428,7 @@ static int request(const cel_mw *mw, cel_exchange *x, cel_response *res)
     if (req->method_bit == CEL_M_HEAD)
         return 0;
     int enc = negotiate(&m->conf, req);
-    cel_str range;
-    if (enc < 0 || cel_request_header(req, "range", 5, &range) == 0)
+    if (enc < 0)
         return 0;
     cstate *s = cel_arena_alloc(x->arena, sizeof(*s));
     if (!s)
@@ -403,6 +436,7 @@ static int request(const cel_mw *mw, cel_exchange *x, cel_response *res)
     memset(s, 0, sizeof(*s));
     s->m = m;
     s->enc = enc;
+    s->typed = -1;
     x->filter = &filter;
     x->filter_data = s;
     return 0;
@@ -421,25 +455,41 @@ static void head(const cel_mw *mw, cel_exchange *x, int status, cel_fields *f)
     const mw_compress *m = (const mw_compress *)mw;
     if (status != 200 && status != 304)
         return;
-    const cel_field *ct = find(f, CEL_STR_LIT("content-type"));
-    if (status == 200 && (!ct || !type_matches(&m->conf, (cel_str){ct->value, ct->value_len})))
-        return;
-    cel_fields_add(f, CEL_STR_LIT("vary"), CEL_STR_LIT("accept-encoding"));
+    /* x->filter is cleared once the filter chose: the state says it was this
+     * request's when it names this middleware */
     const cstate *s = x->filter_data;
-    /* the filter was this request's (x->filter is cleared once it chose) */
-    if (status != 200 || !s || s->m != m || !s->applied)
+    if (s && s->m != m)
+        s = NULL;
+    if (status == 200 && !(s && s->typed >= 0)) {
+        const cel_field *ct = find(f, CEL_STR_LIT("content-type"));
+        if (!ct || !type_matches(&m->conf, (cel_str){ct->value, ct->value_len}))
+            return;
+    } else if (status == 200 && !s->typed) {
         return;
-    cel_fields_add(f, CEL_STR_LIT("content-encoding"), enc_names[s->enc]);
-    cel_fields_remove(f, CEL_STR_LIT("accept-ranges"));
-    const cel_field *tag = find(f, CEL_STR_LIT("etag"));
-    if (tag && tag->value_len && tag->value[0] == '"') {
-        char *w = cel_arena_alloc(x->arena, tag->value_len + 2);
-        if (w) {
-            memcpy(w, "W/", 2);
-            memcpy(w + 2, tag->value, tag->value_len);
-            cel_fields_set(f, CEL_STR_LIT("etag"), (cel_str){w, tag->value_len + 2});
-        }
     }
+    cel_fields_add(f, CEL_STR_LIT("vary"), CEL_STR_LIT("accept-encoding"));
+    if (status != 200 || !s || !s->applied)
+        return;
+    /* one pass: accept-ranges goes, an etag turns weak */
+    size_t k = 0;
+    for (size_t i = 0; i < f->n; i++) {
+        cel_field *fl = &f->v[i];
+        if (fl->name_len == 13 && memcmp(fl->name, "accept-ranges", 13) == 0)
+            continue;
+        if (fl->name_len == 4 && memcmp(fl->name, "etag", 4) == 0 && fl->value_len &&
+            fl->value[0] == '"') {
+            char *w = cel_arena_alloc(x->arena, fl->value_len + 2);
+            if (w) {
+                memcpy(w, "W/", 2);
+                memcpy(w + 2, fl->value, fl->value_len);
+                fl->value = w;
+                fl->value_len += 2;
+            }
+        }
+        f->v[k++] = *fl;
+    }
+    f->n = k;
+    cel_fields_add(f, CEL_STR_LIT("content-encoding"), enc_names[s->enc]);
 }
 
 static void destroy(cel_mw *mw)

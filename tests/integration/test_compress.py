@@ -150,6 +150,9 @@ def test_templated_json_compressed_per_request(srv, get):
     ("deflate, compress", None),
     ("", None),
     ("x-gzip", "gzip"),
+    ("gzip;q=0.2, br ; q=0.1", "gzip"),
+    ("zstd;foo=bar;q=0.1,gzip;q=0.25", "gzip"),
+    ("br;q=0.001, gzip;q=0.000", "br"),
 ])
 def test_negotiation(srv, get, accept, want):
     r = get(srv, "/text", [("accept-encoding", accept)])
