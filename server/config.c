@@ -11,6 +11,7 @@
 
 #include "accesslog.h"
 #include "conf.h"
+#include "errors.h"
 #include "http.h"
 #include "log.h"
 #include "real_ip.h"
@@ -630,6 +631,13 @@ static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
 }
 
 /* In the order "expected one of" lists them. */
+static int top_errors(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_errors(c, v, &cfg->errors);
+}
+
 const conf_key conf_top_keys[] = {
     {"listen", top_listen},
     {"workers", top_workers},
@@ -642,6 +650,7 @@ const conf_key conf_top_keys[] = {
     {"modules_dir", top_modules_dir},
     {"pid_file", top_pid_file},
     {"middleware", top_middleware},
+    {"errors", top_errors},
     {"routes", top_routes},
 };
 const size_t conf_ntop_keys = CEL_ARRAY_LEN(conf_top_keys);
@@ -880,6 +889,7 @@ void cel_config_unref(cel_config *c)
         free(r->pattern);
     }
     cel_mw_chain_free(c->mw);
+    cel_errors_free(c->errors);
     free(c->routes);
     for (size_t i = 0; i < c->nlisten; i++) {
         cel_tls_free(c->listen[i].tls);

@@ -94,6 +94,7 @@ typedef struct cel_config {
     struct cel_accesslog *accesslog; /* NULL: off */
     struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
     struct cel_mw_chain *mw;         /* the global `middleware:` list (owns it), or NULL */
+    struct cel_errors *errors;       /* the `errors:` block (errors.h), or NULL */
 
     cel_router *router;
     cel_route *routes;

@@ -266,15 +266,17 @@ static void refuse_request(cel_h1 *h, int status, req *r)
         cel_arena_init(&a, h->env->pool, scratch, sizeof(scratch));
     x->mw = (r ? r->gen->cfg : cfg)->mw;
     x->filter = NULL;
-    int rc = write_head(h, x, x->arena, &res, CEL_H1_BODY_LENGTH, res.body_len, CEL_H1_CONN_CLOSE);
+    cel_response with_errors;
+    const cel_response *out = cel_phase_body(x, &res, &with_errors, 1);
+    int rc = write_head(h, x, x->arena, out, CEL_H1_BODY_LENGTH, out->body_len, CEL_H1_CONN_CLOSE);
     if (rc == 0)
-        cel_outq_copy(h->out, res.body, res.body_len);
+        cel_outq_copy(h->out, out->body, out->body_len);
     if (!r)
         cel_arena_deinit(&a);
     h->state = S_CLOSED;
     uint64_t start = h->ilen ? h->head_us : h->env->now_us;
     cel_dispatch_rejected(h->env, cfg, r ? &r->req : &q, protocol, h->peer, status,
-                          rc == 0 ? res.body_len : 0, r ? r->start_us : start);
+                          rc == 0 ? out->body_len : 0, r ? r->start_us : start);
 }
 
 static void refuse(cel_h1 *h, int status)

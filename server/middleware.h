@@ -86,6 +86,30 @@ struct cel_mw {
     const char *kind; /* "headers", ...: for logs */
 };
 
+/* The body phase (phase.h): a kind that rewrites bodies sets x->filter to
+ * one of these in its request phase. */
+/* What a body filter passes its output to: the front end's own write and end. */
+typedef struct cel_body_next {
+    int (*write)(cel_exchange *x, const void *p, size_t n);
+    int (*end)(cel_exchange *x);
+} cel_body_next;
+
+typedef struct cel_body_filter {
+    /* Before the head of RES goes out. WHOLE: RES's body is the whole body;
+     * else it follows through write and end. The filter may change RES (its
+     * body, content type, headers: memory from X's arena or its own, living
+     * until the exchange closes). 0, or a negative CEL_E*: then the answer
+     * becomes a 500 and the filter is dropped. */
+    int (*head)(cel_exchange *x, cel_response *res, int whole);
+    /* A streamed chunk and the end; what the filter makes goes to NEXT.
+     * Returns as the exchange's write and end do. */
+    int (*write)(cel_exchange *x, const void *p, size_t n, const cel_body_next *next);
+    int (*end)(cel_exchange *x, const cel_body_next *next);
+    /* The front end is done with X while X->filter is still set (also when
+     * the stream was cut): let go of what the filter holds. */
+    void (*close)(cel_exchange *x);
+} cel_body_filter;
+
 /* cel_mw_chain.phases: which phases some member of the chain has. */
 #define CEL_MW_REQUEST 1u
 #define CEL_MW_HEAD 2u

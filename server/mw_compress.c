@@ -6,7 +6,6 @@
 
 #include "http.h"
 #include "mw_compress.h"
-#include "phase.h"
 
 /* Output of a streamed chunk goes out in pieces this big: the bound on what
  * a stream holds besides its codec's state. */
