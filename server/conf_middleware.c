@@ -7,6 +7,7 @@
 #include "http.h"
 #include "middleware.h"
 #include "mw_compress.h"
+#include "mw_timeout.h"
 
 #define MAX_FIELDS 64
 #define MAX_NAME 128
@@ -282,11 +283,23 @@ static int build_compress(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- timeout ---- */
+
+static int build_timeout(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    uint32_t ms;
+    int rc = conf_duration_ms(c, n, "timeout", &ms);
+    if (rc)
+        return rc;
+    return (*out = cel_mw_timeout_new(ms)) ? 0 : conf_error(c, n, "out of memory");
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
     {"headers", build_headers},
     {"compress", build_compress},
+    {"timeout", build_timeout},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);
 

@@ -8,6 +8,7 @@
 #include "h1_parse.h"
 #include "h2.h"
 #include "log.h"
+#include "mw_timeout.h"
 #include "phase.h"
 #include "stats.h"
 
@@ -404,6 +405,12 @@ static void x_fail(cel_exchange *x)
     flush_soon(h);
 }
 
+static int x_state(const cel_exchange *x)
+{
+    const req *r = REQ_OF(x);
+    return !r->responded ? CEL_X_WAITING : r->ended ? CEL_X_ANSWERED : CEL_X_STREAMING;
+}
+
 static const cel_exchange_ops exchange_ops = {
     .respond = x_respond,
     .start = x_start,
@@ -412,6 +419,7 @@ static const cel_exchange_ops exchange_ops = {
     .buffered = x_buffered,
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
+    .state = x_state,
 };
 
 /* ---- requests ---- */
@@ -422,6 +430,8 @@ static void req_free(cel_h1 *h, req *r, int finished)
         r->x.on_close(&r->x, finished);
     if (CEL_UNLIKELY(r->x.filter != NULL) && r->x.filter->close)
         r->x.filter->close(&r->x);
+    if (CEL_UNLIKELY(r->x.timer != NULL))
+        cel_mw_timeout_cancel(&r->x);
     cel_pool_release(h->env->pool, r->body);
     cel_arena_deinit(&r->arena);
     cel_genref_drop(r->gen);
