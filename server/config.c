@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -326,6 +327,59 @@ static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t
     return 0;
 }
 
+/* One name of a route's `host:`: a DNS name (or an IP address), lowercased,
+ * with at most a leading "*." for every name below a domain. */
+static int host_name(conf_ctx *c, route_build *b, yaml_node_t *n)
+{
+    const char *s;
+    int rc = conf_string(c, n, "host", &s);
+    if (rc)
+        return rc;
+    size_t len = strlen(s);
+    const char *p = strncmp(s, "*.", 2) == 0 ? s + 2 : s;
+    if (!*p || len > 253)
+        return conf_error(c, n, "host \"%s\" is empty or too long", s);
+    for (const char *q = p; *q; q++)
+        if (!isalnum((unsigned char)*q) && *q != '-' && *q != '.' && *q != ':' && *q != '[' &&
+            *q != ']')
+            return conf_error(c, n,
+                              "host \"%s\" is not a name like example.com or *.example.com "
+                              "(no port, no scheme)",
+                              s);
+    char **hosts = realloc(b->r.hosts, (b->r.nhosts + 1) * sizeof(*hosts));
+    if (!hosts)
+        return conf_error(c, n, "out of memory");
+    b->r.hosts = hosts;
+    if (!(hosts[b->r.nhosts] = strdup(s)))
+        return conf_error(c, n, "out of memory");
+    for (char *q = hosts[b->r.nhosts]; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    b->r.nhosts++;
+    return 0;
+}
+
+static int route_host(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    if (v->type == YAML_SCALAR_NODE)
+        return host_name(c, b, v);
+    if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.start == v->data.sequence.items.top)
+        return conf_error(c, v, "host is a name or a non-empty list of names");
+    int rc = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start;
+         !rc && it < v->data.sequence.items.top; it++)
+        rc = host_name(c, b, conf_node(c, *it));
+    return rc;
+}
+
+static void free_hosts(cel_route *r)
+{
+    for (size_t i = 0; i < r->nhosts; i++)
+        free(r->hosts[i]);
+    free(r->hosts);
+}
+
 static int route_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     route_build *b = arg;
@@ -340,6 +394,7 @@ static const conf_key route_keys[] = {
     {"methods", route_methods},
     {"access_log", route_access_log},
     {"middleware", route_middleware},
+    {"host", route_host},
 };
 
 /* The module builder takes what it needs of the generation as arguments, so
@@ -425,6 +480,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         if (b.r.mw != cfg->mw && b.r.mw != b.r.mw_own)
             cel_mw_chain_free(b.r.mw);
         cel_mw_chain_free(b.r.mw_own);
+        free_hosts(&b.r);
         free(b.r.pattern);
         return rc;
     }
@@ -439,6 +495,40 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     return 0;
 }
 
+static int router_add(conf_ctx *c, cel_router *rt, cel_route *r)
+{
+    void *conflict = NULL;
+    char msg[256];
+    int rc = cel_router_add(rt, r->pattern, r->methods, r, &conflict, msg, sizeof(msg));
+    if (rc == 0)
+        return 0;
+    /* Errors here point at the route's path value, remembered as loc. */
+    yaml_node_t at = {.start_mark = {.line = r->loc.line - 1, .column = r->loc.col - 1}};
+    if (rc == CEL_EEXIST) {
+        cel_route *o = conflict;
+        return conf_error(c, &at, "route \"%s\" collides with route \"%s\" at line %u:%u",
+                          r->pattern, o->pattern, o->loc.line, o->loc.col);
+    }
+    return conf_error(c, &at, "%s", msg);
+}
+
+/* The router of host NAME, made on first use. */
+static cel_router *vhost_router(cel_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nvhosts; i++)
+        if (strcmp(cfg->vhosts[i].name, name) == 0)
+            return cfg->vhosts[i].router;
+    cel_vhost *v = realloc(cfg->vhosts, (cfg->nvhosts + 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    cfg->vhosts = v;
+    cel_router *rt = cel_router_new();
+    if (!rt)
+        return NULL;
+    v[cfg->nvhosts++] = (cel_vhost){name, strlen(name), rt};
+    return rt;
+}
+
 static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
 {
     cfg->router = cel_router_new();
@@ -446,20 +536,15 @@ static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
         return conf_error(c, routes, "out of memory");
     for (size_t i = 0; i < cfg->nroutes; i++) {
         cel_route *r = &cfg->routes[i];
-        void *conflict = NULL;
-        char msg[256];
-        int rc =
-            cel_router_add(cfg->router, r->pattern, r->methods, r, &conflict, msg, sizeof(msg));
-        if (rc == 0)
-            continue;
-        /* Errors here point at the route's path value, remembered as loc. */
-        yaml_node_t at = {.start_mark = {.line = r->loc.line - 1, .column = r->loc.col - 1}};
-        if (rc == CEL_EEXIST) {
-            cel_route *o = conflict;
-            return conf_error(c, &at, "route \"%s\" collides with route \"%s\" at line %u:%u",
-                              r->pattern, o->pattern, o->loc.line, o->loc.col);
+        int rc = 0;
+        if (!r->nhosts)
+            rc = router_add(c, cfg->router, r);
+        for (size_t h = 0; !rc && h < r->nhosts; h++) {
+            cel_router *rt = vhost_router(cfg, r->hosts[h]);
+            rc = rt ? router_add(c, rt, r) : conf_error(c, routes, "out of memory");
         }
-        return conf_error(c, &at, "%s", msg);
+        if (rc)
+            return rc;
     }
     return 0;
 }
@@ -886,8 +971,12 @@ void cel_config_unref(cel_config *c)
         if (r->mw != c->mw && r->mw != r->mw_own)
             cel_mw_chain_free(r->mw);
         cel_mw_chain_free(r->mw_own);
+        free_hosts(r);
         free(r->pattern);
     }
+    for (size_t i = 0; i < c->nvhosts; i++)
+        cel_router_free(c->vhosts[i].router);
+    free(c->vhosts);
     cel_mw_chain_free(c->mw);
     cel_errors_free(c->errors);
     free(c->routes);

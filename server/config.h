@@ -71,7 +71,16 @@ typedef struct cel_route {
     unsigned stat_id;            /* the route's counters (stats.h), stable across reloads */
     struct cel_mw_chain *mw_own; /* the route's `middleware:` list (owns it), or NULL */
     struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
+    char **hosts;                /* `host:` names, lowercase ("*.example.com" too); NULL: any */
+    size_t nhosts;
 } cel_route;
+
+/* The routes of one `host:` name: tried before the routes without `host:`. */
+typedef struct cel_vhost {
+    const char *name; /* a route's hosts[i]; "*.example.com" matches below example.com */
+    size_t len;
+    cel_router *router;
+} cel_vhost;
 
 struct cel_accesslog;
 
@@ -96,7 +105,9 @@ typedef struct cel_config {
     struct cel_mw_chain *mw;         /* the global `middleware:` list (owns it), or NULL */
     struct cel_errors *errors;       /* the `errors:` block (errors.h), or NULL */
 
-    cel_router *router;
+    cel_router *router; /* the routes without `host:` */
+    cel_vhost *vhosts;  /* one per name given in a route's `host:`; NULL: none */
+    size_t nvhosts;
     cel_route *routes;
     size_t nroutes;
 } cel_config;

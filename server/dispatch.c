@@ -3,6 +3,7 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <string.h>
+#include <strings.h>
 
 #include "accesslog.h"
 #include "env.h"
@@ -13,10 +14,59 @@
 #include "real_ip.h"
 #include "stats.h"
 
+/* The router of the request's host (:authority or Host, without the port,
+ * any case, a trailing dot ignored), or NULL. Names are few: a scan. */
+static const cel_router *vhost_of(const cel_config *cfg, cel_str a)
+{
+    size_t n = a.n;
+    if (n && a.p[0] == '[') {
+        const char *end = memchr(a.p, ']', n);
+        n = end ? (size_t)(end - a.p) + 1 : n;
+    } else {
+        const char *colon = memchr(a.p, ':', n);
+        if (colon)
+            n = (size_t)(colon - a.p);
+    }
+    if (n && a.p[n - 1] == '.')
+        n--;
+    const cel_router *wild = NULL;
+    size_t wild_len = 0;
+    for (size_t i = 0; i < cfg->nvhosts; i++) {
+        const cel_vhost *v = &cfg->vhosts[i];
+        if (v->name[0] == '*') {
+            /* "*.example.com": a name that ends in ".example.com"; the longest wins */
+            size_t k = v->len - 1;
+            if (n > k && k > wild_len && strncasecmp(a.p + n - k, v->name + 1, k) == 0)
+                wild = v->router, wild_len = k;
+        } else if (v->len == n && strncasecmp(a.p, v->name, n) == 0) {
+            return v->router;
+        }
+    }
+    return wild;
+}
+
+/* The routes of the request's host first, then those without `host:`. */
+static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, cel_request *req,
+                                                  cel_route_match *m)
+{
+    cel_str a = req->authority;
+    if (!a.n)
+        cel_request_header(req, "host", 4, &a); /* HTTP/2 may send host instead */
+    const cel_router *rt = vhost_of(cfg, a);
+    if (rt) {
+        int rc = cel_router_lookup(rt, req->path.p, req->path.n, req->method_bit, m);
+        if (rc != CEL_ROUTE_NOT_FOUND)
+            return rc;
+    }
+    return cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
+}
+
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
     cel_request *req = x->req;
-    int rc = cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
+    int rc = CEL_LIKELY(cfg->nvhosts == 0)
+                 ? cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m)
+                 : lookup_vhost(cfg, req, m);
     const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
                              : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
                                                                : NULL;
