@@ -264,6 +264,7 @@ typedef struct route_build {
     yaml_node_t *path_node, *handler_node, *handler_key;
     yaml_node_t *methods_node;
     yaml_node_t *mw_node;
+    yaml_node_t *scheme_node;
     const conf_handler_type *type; /* the row of conf_handler_types handler_key names */
 } route_build;
 
@@ -373,6 +374,22 @@ static int route_host(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
     return rc;
 }
 
+static int route_scheme(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    const char *s;
+    int rc = conf_string(c, v, "scheme", &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "http") && strcmp(s, "https"))
+        return conf_error(c, v, "scheme is http (cleartext connections) or https (TLS), not \"%s\"",
+                          s);
+    b->r.scheme = strcmp(s, "http") == 0 ? CEL_SCHEME_HTTP : CEL_SCHEME_HTTPS;
+    b->scheme_node = v;
+    return 0;
+}
+
 static void free_hosts(cel_route *r)
 {
     for (size_t i = 0; i < r->nhosts; i++)
@@ -395,6 +412,7 @@ static const conf_key route_keys[] = {
     {"access_log", route_access_log},
     {"middleware", route_middleware},
     {"host", route_host},
+    {"scheme", route_scheme},
 };
 
 /* The module builder takes what it needs of the generation as arguments, so
@@ -466,6 +484,8 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
                         conf_key_list(types, sizeof(types), conf_handler_types, conf_nhandler_types,
                                       sizeof(conf_handler_types[0])));
     }
+    if (!rc && b.r.scheme && b.r.nhosts)
+        rc = conf_error(c, b.scheme_node, "a route has `scheme` or `host`, not both");
     if (!rc && b.mw_node)
         rc = conf_middleware(c, b.mw_node, "middleware", &b.r.mw_own);
     if (!rc && cel_mw_chain_join(cfg->mw, b.r.mw_own, &b.r.mw))
@@ -537,8 +557,14 @@ static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
     for (size_t i = 0; i < cfg->nroutes; i++) {
         cel_route *r = &cfg->routes[i];
         int rc = 0;
-        if (!r->nhosts)
+        if (r->scheme) {
+            cel_router **rt = &cfg->scheme_router[r->scheme - 1];
+            if (!*rt && !(*rt = cel_router_new()))
+                return conf_error(c, routes, "out of memory");
+            rc = router_add(c, *rt, r);
+        } else if (!r->nhosts) {
             rc = router_add(c, cfg->router, r);
+        }
         for (size_t h = 0; !rc && h < r->nhosts; h++) {
             cel_router *rt = vhost_router(cfg, r->hosts[h]);
             rc = rt ? router_add(c, rt, r) : conf_error(c, routes, "out of memory");
@@ -546,6 +572,7 @@ static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
         if (rc)
             return rc;
     }
+    cfg->by_conn = cfg->nvhosts || cfg->scheme_router[0] || cfg->scheme_router[1];
     return 0;
 }
 
@@ -977,6 +1004,9 @@ void cel_config_unref(cel_config *c)
     for (size_t i = 0; i < c->nvhosts; i++)
         cel_router_free(c->vhosts[i].router);
     free(c->vhosts);
+    for (int i = 0; i < 2; i++)
+        if (c->scheme_router[i])
+            cel_router_free(c->scheme_router[i]);
     cel_mw_chain_free(c->mw);
     cel_errors_free(c->errors);
     free(c->routes);

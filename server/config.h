@@ -73,7 +73,10 @@ typedef struct cel_route {
     struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
     char **hosts;                /* `host:` names, lowercase ("*.example.com" too); NULL: any */
     size_t nhosts;
+    int scheme; /* `scheme:` CEL_SCHEME_HTTP or _HTTPS: only connections of that kind; 0: any */
 } cel_route;
+#define CEL_SCHEME_HTTP 1
+#define CEL_SCHEME_HTTPS 2
 
 /* The routes of one `host:` name: tried before the routes without `host:`. */
 typedef struct cel_vhost {
@@ -108,6 +111,8 @@ typedef struct cel_config {
     cel_router *router; /* the routes without `host:` */
     cel_vhost *vhosts;  /* one per name given in a route's `host:`; NULL: none */
     size_t nvhosts;
+    cel_router *scheme_router[2]; /* `scheme:` routes per CEL_SCHEME_* - 1, tried first */
+    int by_conn;                  /* some route has `host:` or `scheme:` */
     cel_route *routes;
     size_t nroutes;
 } cel_config;

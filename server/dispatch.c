@@ -6,6 +6,7 @@
 #include <strings.h>
 
 #include "accesslog.h"
+#include "conn_view.h"
 #include "env.h"
 #include "http.h"
 #include "log.h"
@@ -45,10 +46,18 @@ static const cel_router *vhost_of(const cel_config *cfg, cel_str a)
     return wild;
 }
 
-/* The routes of the request's host first, then those without `host:`. */
-static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, cel_request *req,
-                                                  cel_route_match *m)
+/* The routes of the connection's scheme first, then those of the request's
+ * host, then those with neither. */
+static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, const cel_exchange *x,
+                                                  cel_request *req, cel_route_match *m)
 {
+    int tls = x->conn && x->conn->ssl;
+    const cel_router *sr = cfg->scheme_router[tls ? CEL_SCHEME_HTTPS - 1 : CEL_SCHEME_HTTP - 1];
+    if (sr) {
+        int rc = cel_router_lookup(sr, req->path.p, req->path.n, req->method_bit, m);
+        if (rc != CEL_ROUTE_NOT_FOUND)
+            return rc;
+    }
     cel_str a = req->authority;
     if (!a.n)
         cel_request_header(req, "host", 4, &a); /* HTTP/2 may send host instead */
@@ -64,9 +73,9 @@ static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, cel_req
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
     cel_request *req = x->req;
-    int rc = CEL_LIKELY(cfg->nvhosts == 0)
+    int rc = CEL_LIKELY(!cfg->by_conn)
                  ? cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m)
-                 : lookup_vhost(cfg, req, m);
+                 : lookup_vhost(cfg, x, req, m);
     const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
                              : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
                                                                : NULL;
