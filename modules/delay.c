@@ -7,14 +7,17 @@
  *   - path: /delay-thread
  *     module: { name: delay, config: { ms: 1, mode: thread, threads: 4 } }
  *
- * A request's job is shared by two holders, the side that completes it (timer
- * or pool thread) and the request itself (until on_close); both run on the
- * worker, so a plain count decides who frees it. A client that resets the
- * stream first cancels the timer; a pool thread's late completion finds the
- * request gone (NULL) and only lets go of the job.
+ * Loop mode needs no token and no libevent: a celeris_timer_start timer
+ * belongs to the request, answers it when it fires, and is stopped by
+ * celerisd if the client leaves first.
+ *
+ * Thread mode: a request's job is shared by two holders, the pool thread that
+ * completes it and the request itself (until on_close); both let go on the
+ * worker, so a plain count decides who frees it. A pool thread's late
+ * completion finds the request gone (NULL) and only lets go of the job.
  */
 #include <errno.h>
-#include <event2/event.h>
+#include <jansson.h>
 #include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -29,9 +32,7 @@ typedef struct job {
     struct job *next; /* the pool's queue */
     int refs;
     unsigned ms;
-    int mode;
     celeris_async *token;
-    struct event *timer; /* loop mode, until it fires */
 } job;
 
 typedef struct delay {
@@ -45,52 +46,34 @@ typedef struct delay {
     int stopping;
 } delay;
 
-static long config_num(const char *json, const char *key, long def)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":", key);
-    const char *p = strstr(json, pat);
-    return p ? strtol(p + strlen(pat), NULL, 10) : def;
-}
-
 static void unref(job *j)
 {
     if (--j->refs == 0)
         free(j);
 }
 
-/* On the worker, from the timer or from a pool thread's resume. */
+/* On the worker, from a pool thread's resume. */
 static void complete(celeris_req *req, void *arg)
 {
     job *j = arg;
     if (req) {
         celeris_resp_header(req, "content-type", "text/plain");
-        celeris_resp_printf(req, 200, "delayed %u ms on %s\n", j->ms,
-                            j->mode == MODE_LOOP ? "loop" : "thread");
+        celeris_resp_printf(req, 200, "delayed %u ms on thread\n", j->ms);
     }
     unref(j);
-}
-
-static void on_timer(evutil_socket_t fd, short what, void *arg)
-{
-    job *j = arg;
-    (void)fd, (void)what;
-    event_free(j->timer);
-    j->timer = NULL;
-    celeris_async_resume(j->token, complete, j); /* on this worker: runs at once */
 }
 
 static void on_close(void *arg, int finished)
 {
-    job *j = arg;
     (void)finished;
-    if (j->timer) {
-        /* The client left before the timer: stop it and settle the token. */
-        event_free(j->timer);
-        j->timer = NULL;
-        celeris_async_resume(j->token, complete, j);
-    }
-    unref(j);
+    unref(arg);
+}
+
+static void on_timer(celeris_req *req, void *arg)
+{
+    delay *d = arg;
+    celeris_resp_header(req, "content-type", "text/plain");
+    celeris_resp_printf(req, 200, "delayed %u ms on loop\n", d->ms);
 }
 
 static void *pool_main(void *arg)
@@ -145,11 +128,24 @@ static int init(const celeris_init_args *args, void **instance, char *err, size_
         return CELERIS_ERROR;
     pthread_mutex_init(&d->lock, NULL);
     pthread_cond_init(&d->cond, NULL);
-    long ms = config_num(args->config_json, "ms", 1);
-    long threads = config_num(args->config_json, "threads", 4);
-    d->mode = strstr(args->config_json, "\"mode\":\"thread\"") ? MODE_THREAD : MODE_LOOP;
-    if (ms < 0 || ms > 60000 || threads < 1 || threads > 256) {
-        snprintf(err, errlen, "ms must be 0-60000 and threads 1-256");
+    json_error_t je;
+    json_int_t ms = 1, threads = 4;
+    const char *mode = "loop";
+    json_t *cfg = json_loadb(args->config_json, args->config_len, 0, &je);
+    if (!cfg || json_unpack_ex(cfg, &je, JSON_STRICT, "{s?I,s?s,s?I}", "ms", &ms, "mode", &mode,
+                               "threads", &threads) != 0) {
+        snprintf(err, errlen, "%s (delay knows: ms and threads, integers; mode, a string)",
+                 je.text);
+        json_decref(cfg);
+        fini(d);
+        return CELERIS_ERROR;
+    }
+    d->mode = strcmp(mode, "thread") == 0 ? MODE_THREAD : MODE_LOOP;
+    int bad_mode = d->mode == MODE_LOOP && strcmp(mode, "loop") != 0;
+    json_decref(cfg);
+    if (bad_mode || ms < 0 || ms > 60000 || threads < 1 || threads > 256) {
+        snprintf(err, errlen, "mode must be loop or thread, ms 0-60000 and threads 1-256");
+        d->mode = MODE_LOOP;
         fini(d);
         return CELERIS_ERROR;
     }
@@ -178,40 +174,29 @@ static int init(const celeris_init_args *args, void **instance, char *err, size_
 static int handle(void *instance, celeris_req *req)
 {
     delay *d = instance;
+    if (d->mode == MODE_LOOP)
+        return celeris_timer_start(req, d->ms, 0, on_timer, d, NULL) == CELERIS_OK
+                   ? CELERIS_SUSPENDED
+                   : CELERIS_ERROR;
     job *j = calloc(1, sizeof(*j));
     if (!j)
         return CELERIS_ERROR;
-    j->refs = 2; /* the completing side and the request */
+    j->refs = 2; /* the pool thread and the request */
     j->ms = d->ms;
-    j->mode = d->mode;
-    if (d->mode == MODE_LOOP) {
-        j->timer = event_new(celeris_req_event_base(req), -1, 0, on_timer, j);
-        if (!j->timer) {
-            free(j);
-            return CELERIS_ERROR;
-        }
-    }
     j->token = celeris_req_suspend(req);
     if (!j->token) {
-        if (j->timer)
-            event_free(j->timer);
         free(j);
         return CELERIS_ERROR;
     }
     celeris_req_on_close(req, on_close, j);
-    if (d->mode == MODE_LOOP) {
-        struct timeval tv = {d->ms / 1000, (long)(d->ms % 1000) * 1000};
-        event_add(j->timer, &tv);
-    } else {
-        pthread_mutex_lock(&d->lock);
-        if (d->tail)
-            d->tail->next = j;
-        else
-            d->head = j;
-        d->tail = j;
-        pthread_cond_signal(&d->cond);
-        pthread_mutex_unlock(&d->lock);
-    }
+    pthread_mutex_lock(&d->lock);
+    if (d->tail)
+        d->tail->next = j;
+    else
+        d->head = j;
+    d->tail = j;
+    pthread_cond_signal(&d->cond);
+    pthread_mutex_unlock(&d->lock);
     return CELERIS_SUSPENDED;
 }
 

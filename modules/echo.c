@@ -10,6 +10,7 @@
  * fast), then waits for on_writable: back-pressure reaches the module instead
  * of piling up memory.
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -28,20 +29,24 @@ typedef struct job {
 
 static int init(const celeris_init_args *args, void **instance, char *err, size_t errlen)
 {
+    json_error_t je;
+    json_int_t chunk = 16384;
+    json_t *cfg = json_loadb(args->config_json, args->config_len, 0, &je);
+    /* JSON_STRICT: a key echo does not know is an error, not ignored. */
+    if (!cfg || json_unpack_ex(cfg, &je, JSON_STRICT, "{s?I}", "chunk", &chunk) != 0) {
+        snprintf(err, errlen, "%s (echo knows: chunk, an integer)", je.text);
+        json_decref(cfg);
+        return CELERIS_ERROR;
+    }
+    json_decref(cfg);
+    if (chunk < 1 || chunk > (1 << 24)) {
+        snprintf(err, errlen, "chunk must be between 1 and 16777216");
+        return CELERIS_ERROR;
+    }
     echo *e = calloc(1, sizeof(*e));
     if (!e)
         return CELERIS_ERROR;
-    e->chunk = 16384;
-    const char *p = strstr(args->config_json, "\"chunk\":");
-    if (p) {
-        long v = strtol(p + 8, NULL, 10);
-        if (v < 1 || v > (1 << 24)) {
-            snprintf(err, errlen, "chunk must be between 1 and 16777216");
-            free(e);
-            return CELERIS_ERROR;
-        }
-        e->chunk = (size_t)v;
-    }
+    e->chunk = (size_t)chunk;
     *instance = e;
     return CELERIS_OK;
 }

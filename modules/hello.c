@@ -6,6 +6,7 @@
  *
  * GET /greet/world  ->  "Hello, world!\n"
  */
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -17,39 +18,59 @@ typedef struct hello {
     size_t len;
 } hello;
 
-/* The config is JSON text; this module needs one string, so it reads it by
- * hand rather than pulling in a JSON library. */
-static int find_string(const char *json, const char *key, char *out, size_t outlen)
-{
-    char pat[64];
-    snprintf(pat, sizeof(pat), "\"%s\":\"", key);
-    const char *p = strstr(json, pat);
-    if (!p)
-        return -1;
-    p += strlen(pat);
-    size_t n = 0;
-    while (*p && *p != '"' && n + 1 < outlen) {
-        if (*p == '\\' && p[1])
-            p++;
-        out[n++] = *p++;
-    }
-    out[n] = 0;
-    return *p == '"' ? 0 : -1;
-}
-
+/* The config is JSON text: parse it with a JSON parser (jansson, which
+ * celerisd links too), never by searching the text, and refuse what does not
+ * fit with a message init's caller puts beside the route's file:line. */
 static int init(const celeris_init_args *args, void **instance, char *err, size_t errlen)
 {
-    hello *h = calloc(1, sizeof(*h));
-    if (!h)
-        return CELERIS_ERROR;
-    if (find_string(args->config_json, "greeting", h->greeting, sizeof(h->greeting)) != 0)
-        strcpy(h->greeting, "Hello");
-    h->len = strlen(h->greeting);
-    if (strcmp(h->greeting, "fail") == 0) {
-        snprintf(err, errlen, "greeting \"fail\" is refused (route %s)", args->route);
-        free(h);
+    json_error_t je;
+    json_t *cfg = json_loadb(args->config_json, args->config_len, 0, &je);
+    if (!cfg) {
+        snprintf(err, errlen, "config is not JSON: %s", je.text);
         return CELERIS_ERROR;
     }
+    if (!json_is_object(cfg)) {
+        snprintf(err, errlen, "config must be a mapping");
+        json_decref(cfg);
+        return CELERIS_ERROR;
+    }
+    const char *greeting = "Hello";
+    size_t len = 5;
+    json_t *g = json_object_get(cfg, "greeting");
+    const char *key;
+    json_t *value;
+    json_object_foreach(cfg, key, value)
+    {
+        if (strcmp(key, "greeting") != 0) {
+            snprintf(err, errlen, "unknown key \"%.64s\" (hello knows: greeting)", key);
+            json_decref(cfg);
+            return CELERIS_ERROR;
+        }
+    }
+    if (g) {
+        if (!json_is_string(g) || json_string_length(g) == 0 ||
+            json_string_length(g) >= sizeof(((hello *)0)->greeting)) {
+            snprintf(err, errlen, "greeting must be a string of 1 to %zu bytes",
+                     sizeof(((hello *)0)->greeting) - 1);
+            json_decref(cfg);
+            return CELERIS_ERROR;
+        }
+        greeting = json_string_value(g);
+        len = json_string_length(g);
+    }
+    if (strcmp(greeting, "fail") == 0) {
+        snprintf(err, errlen, "greeting \"fail\" is refused (route %s)", args->route);
+        json_decref(cfg);
+        return CELERIS_ERROR;
+    }
+    hello *h = calloc(1, sizeof(*h));
+    if (!h) {
+        json_decref(cfg);
+        return CELERIS_ERROR;
+    }
+    memcpy(h->greeting, greeting, len);
+    h->len = len;
+    json_decref(cfg);
     *instance = h;
     return CELERIS_OK;
 }

@@ -122,6 +122,10 @@ int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_hand
 /* MODULES_DIR: where `name: X` finds X.so; NWORKERS: the generation's workers. */
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
                         unsigned nworkers, cel_handler **out);
+/* `dir:` (handler_dir.h); NWORKERS: the generation's workers, one open-file
+ * cache each. */
+int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned nworkers,
+                     cel_handler **out);
 /* `metrics: {}`, `status: {}` and `readiness: {}` (no keys yet; PATTERN unused). */
 int conf_handler_metrics(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_status(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);

@@ -8,6 +8,9 @@
 #include <sys/stat.h>
 
 #include "conf.h"
+#include "filebuf.h"
+#include "fspath.h"
+#include "handler_dir.h"
 #include "http.h"
 #include "json_template.h"
 #include "module.h"
@@ -163,7 +166,8 @@ static int static_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
     return conf_key_call(c, static_keys, CEL_ARRAY_LEN(static_keys), "static", arg, key, k, v);
 }
 
-static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
+/* The file's bytes, shared with other routes that name the same file. */
+static int read_file(conf_ctx *c, yaml_node_t *n, cel_filebuf **out)
 {
     const char *name = (const char *)n->data.scalar.value;
     char path[4096];
@@ -171,25 +175,22 @@ static int read_file(conf_ctx *c, yaml_node_t *n, char **out, size_t *len)
         snprintf(path, sizeof(path), "%s", name);
     else
         snprintf(path, sizeof(path), "%s/%s", c->dir, name);
-    FILE *f = fopen(path, "rb");
-    if (!f)
-        return conf_error(c, n, "cannot open file \"%s\": %s", path, strerror(errno));
-    struct stat st;
-    if (fstat(fileno(f), &st) || !S_ISREG(st.st_mode)) {
-        fclose(f);
+    int rc = cel_filebuf_get(path, out);
+    if (rc == -EINVAL)
         return conf_error(c, n, "\"%s\" is not a regular file", path);
-    }
-    char *buf = malloc(st.st_size ? (size_t)st.st_size : 1);
-    size_t got = buf ? fread(buf, 1, (size_t)st.st_size, f) : 0;
-    int bad = ferror(f) || got != (size_t)st.st_size;
-    fclose(f);
-    if (!buf || bad) {
-        free(buf);
+    if (rc == -EIO || rc == -ENOMEM)
         return conf_error(c, n, "cannot read file \"%s\"", path);
-    }
-    *out = buf;
-    *len = got;
+    if (rc)
+        return conf_error(c, n, "cannot open file \"%s\": %s", path, strerror(-rc));
     return 0;
+}
+
+static void drop_body(char *body, cel_filebuf *fb)
+{
+    if (fb)
+        cel_filebuf_unref(fb);
+    else
+        free(body);
 }
 
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
@@ -202,9 +203,12 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
         return conf_error(c, n, "static needs a body or a file");
     char *body = NULL;
     size_t len = 0;
+    cel_filebuf *fb = NULL;
     if (b.file) {
-        if ((rc = read_file(c, b.file, &body, &len)))
+        if ((rc = read_file(c, b.file, &fb)))
             return rc;
+        body = (char *)cel_filebuf_data(fb);
+        len = cel_filebuf_len(fb);
     } else {
         len = b.body->data.scalar.length;
         body = malloc(len ? len : 1);
@@ -213,7 +217,7 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
         memcpy(body, b.body->data.scalar.value, len);
     }
     if (len && no_body_status(b.head.status)) {
-        free(body);
+        drop_body(body, fb);
         return conf_error(c, b.body ? b.body : b.file, "status %lld cannot carry a body",
                           b.head.status);
     }
@@ -222,13 +226,16 @@ int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_ha
                                             : "text/plain";
     cel_tmpl *tmpls[MAX_HEADERS];
     if ((rc = head_templates(c, &b.head, n, tmpls))) {
-        free(body);
+        drop_body(body, fb);
         return rc;
     }
-    *out = cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders, tmpls,
-                                  body, len);
+    *out = fb ? cel_handler_static_new_shared((int)b.head.status, ctype, b.head.headers,
+                                              b.head.nheaders, tmpls, fb)
+              : cel_handler_static_new((int)b.head.status, ctype, b.head.headers, b.head.nheaders,
+                                       tmpls, body, len);
     if (!*out) {
-        free(body);
+        if (!fb)
+            free(body);
         return conf_error(c, n, "out of memory");
     }
     return 0;
@@ -565,4 +572,255 @@ int conf_handler_readiness(conf_ctx *c, yaml_node_t *n, const char *pattern, cel
 {
     (void)pattern;
     return stats(c, n, 2, out);
+}
+
+/* ---- dir ---- */
+
+#define MAX_INDEX 16
+#define MAX_MIME 64
+/* A year and a bit: long enough for `immutable` assets. */
+#define MAX_AGE_MAX (400LL * 86400)
+
+typedef struct dir_build {
+    head_build head; /* only its headers: dir sets status and type itself */
+    cel_dir_conf conf;
+    const char *index[MAX_INDEX];
+    cel_kv mime[MAX_MIME];
+    char fallback[CEL_FSPATH_MAX + 1];
+    yaml_node_t *root;
+} dir_build;
+_Static_assert(offsetof(dir_build, head) == 0, "head_headers takes a dir_build as its head");
+
+static int conf_bool(conf_ctx *c, yaml_node_t *v, const char *what, int *out)
+{
+    const char *s;
+    int rc = conf_string(c, v, what, &s);
+    if (rc)
+        return rc;
+    if (!strcmp(s, "true") || !strcmp(s, "on"))
+        *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "off"))
+        *out = 0;
+    else
+        return conf_error(c, v, "%s must be true or false, not \"%s\"", what, s);
+    return 0;
+}
+
+static int dir_root(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    (void)k;
+    if (conf_string(c, v, key, &b->conf.root))
+        return CEL_EINVAL;
+    if (!*b->conf.root)
+        return conf_error(c, v, "root must name a directory");
+    b->root = v;
+    return 0;
+}
+
+static int dir_index(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    (void)key, (void)k;
+    yaml_node_item_t *it = NULL, *top = NULL;
+    if (v->type == YAML_SEQUENCE_NODE) {
+        it = v->data.sequence.items.start;
+        top = v->data.sequence.items.top;
+    } else if (v->type != YAML_SCALAR_NODE) {
+        return conf_error(c, v, "index must be a file name or a list of them");
+    }
+    for (yaml_node_t *n = it ? (it < top ? conf_node(c, *it) : NULL) : v; n;
+         n = it && ++it < top ? conf_node(c, *it) : NULL) {
+        const char *s;
+        if (conf_string(c, n, "index", &s))
+            return CEL_EINVAL;
+        if (!*s || strchr(s, '/') || strchr(s, '\\') || !strcmp(s, ".") || !strcmp(s, "..") ||
+            strlen(s) > 200)
+            return conf_error(c, n, "index \"%s\" must be a plain file name (no '/')", s);
+        if (b->conf.nindex == MAX_INDEX)
+            return conf_error(c, n, "too many index names (at most %d)", MAX_INDEX);
+        b->index[b->conf.nindex++] = s;
+        if (!it)
+            break;
+    }
+    return 0;
+}
+
+static int dir_flag(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    (void)k;
+    int *f = !strcmp(key, "listing") ? &b->conf.listing
+             : !strcmp(key, "etag")  ? &b->conf.etag
+                                     : &b->conf.follow_symlinks;
+    return conf_bool(c, v, key, f);
+}
+
+static int dir_fallback(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    (void)k;
+    const char *s;
+    size_t len;
+    if (conf_string(c, v, key, &s))
+        return CEL_EINVAL;
+    if (cel_fspath_map(s, strlen(s), b->fallback, sizeof(b->fallback), &len, NULL) || !len)
+        return conf_error(
+            c, v, "fallback \"%s\" must be a file's path under root (no \"..\", no '\\')", s);
+    b->conf.fallback = b->fallback;
+    return 0;
+}
+
+static int dir_max_age(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    (void)key, (void)k;
+    if (v->type != YAML_SCALAR_NODE)
+        return conf_error(c, v, "max_age must be seconds or a duration like \"1h\" or \"7d\"");
+    const char *s = (const char *)v->data.scalar.value;
+    char *end;
+    errno = 0;
+    long long n = isdigit((unsigned char)*s) ? strtoll(s, &end, 10) : -1;
+    long long unit = n < 0                        ? 0
+                     : !*end || !strcmp(end, "s") ? 1
+                     : !strcmp(end, "m")          ? 60
+                     : !strcmp(end, "h")          ? 3600
+                     : !strcmp(end, "d")          ? 86400
+                                                  : 0;
+    if (!unit || errno || n > MAX_AGE_MAX / unit)
+        return conf_error(c, v,
+                          "max_age must be seconds or a duration like \"1h\" or \"7d\" (s, m, h, "
+                          "d; at most 400d), not \"%s\"",
+                          s);
+    b->conf.max_age = n * unit;
+    return 0;
+}
+
+static int dir_precompressed(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                             yaml_node_t *v)
+{
+    dir_build *b = arg;
+    static const char *const names[CEL_ENC_COUNT] = {"br", "zstd", "gzip"};
+    (void)key, (void)k;
+    if (v->type != YAML_SEQUENCE_NODE)
+        return conf_error(c, v, "precompressed must be a list of codings like [br, zstd, gzip]");
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        yaml_node_t *n = conf_node(c, *it);
+        const char *s;
+        if (conf_string(c, n, "precompressed", &s))
+            return CEL_EINVAL;
+        int e = -1;
+        for (int i = 0; i < CEL_ENC_COUNT; i++)
+            if (!strcmp(s, names[i]))
+                e = i;
+        if (e < 0)
+            return conf_error(c, n, "unknown coding \"%s\" in precompressed (br, zstd or gzip)", s);
+        for (size_t i = 0; i < b->conf.nprecompressed; i++)
+            if (b->conf.precompressed[i] == (cel_encoding)e)
+                return conf_error(c, n, "coding \"%s\" is listed twice", s);
+        b->conf.precompressed[b->conf.nprecompressed++] = (cel_encoding)e;
+    }
+    return 0;
+}
+
+static int mime_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    const char *type;
+    if (b->conf.nmime == MAX_MIME)
+        return conf_error(c, k, "too many mime entries (at most %d)", MAX_MIME);
+    const char *ext = key[0] == '.' ? key + 1 : key;
+    if (!*ext || strchr(ext, '/') || strchr(ext, '.') || strlen(ext) >= 32)
+        return conf_error(c, k, "mime key \"%s\" must be an extension like .webmanifest", key);
+    if (conf_wire_string(c, v, "mime type", 0, &type))
+        return CEL_EINVAL;
+    if (!*type || !strchr(type, '/'))
+        return conf_error(c, v, "mime type \"%s\" must be a media type like text/plain", type);
+    b->mime[b->conf.nmime++] = (cel_kv){{ext, strlen(ext)}, {type, strlen(type)}};
+    return 0;
+}
+
+static int dir_mime(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)key, (void)k;
+    return conf_mapping(c, v, "mime", mime_pair, arg);
+}
+
+static int dir_cache(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    long long n;
+    (void)k;
+    if (conf_int(c, v, key, 0, CEL_DIR_CACHE_MAX, &n))
+        return CEL_EINVAL;
+    b->conf.cache_entries = (size_t)n;
+    return 0;
+}
+
+static int dir_headers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    dir_build *b = arg;
+    int rc = head_headers(c, arg, key, k, v);
+    for (size_t i = 0; !rc && i < b->head.nheaders; i++)
+        if (strstr(b->head.headers[i].value.p, "{{"))
+            rc = conf_error(c, v, "dir header values are constants (no {{placeholders}})");
+    return rc;
+}
+
+static const conf_key dir_keys[] = {
+    {"root", dir_root},       {"index", dir_index},           {"listing", dir_flag},
+    {"etag", dir_flag},       {"follow_symlinks", dir_flag},  {"fallback", dir_fallback},
+    {"max_age", dir_max_age}, {"headers", dir_headers},       {"precompressed", dir_precompressed},
+    {"mime", dir_mime},       {"open_file_cache", dir_cache},
+};
+
+static int dir_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, dir_keys, CEL_ARRAY_LEN(dir_keys), "dir", arg, key, k, v);
+}
+
+/* The route's wildcard param (else its last :param), or NULL: the whole
+ * path maps under root. Into BUF. */
+static const char *path_param(const char *pattern, char *buf, size_t len)
+{
+    const char *found = NULL;
+    for (const char *p = pattern; (p = strchr(p, '/')); p++)
+        if (p[1] == '*' || (p[1] == ':' && (!found || found[-1] != '*')))
+            found = p + 2;
+    if (!found)
+        return NULL;
+    size_t n = strcspn(found, "/");
+    snprintf(buf, len, "%.*s", (int)n, found);
+    return buf;
+}
+
+int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned nworkers,
+                     cel_handler **out)
+{
+    dir_build b = {.head = {.pattern = pattern}};
+    b.conf.etag = 1;
+    b.conf.max_age = -1;
+    b.conf.cache_entries = CEL_DIR_CACHE_DEFAULT;
+    int rc = conf_mapping(c, n, "dir", dir_pair, &b);
+    if (rc)
+        return rc;
+    if (!b.root)
+        return conf_error(c, n, "dir needs a root (the directory to serve)");
+    char root[4096], param[128];
+    if (b.conf.root[0] == '/')
+        snprintf(root, sizeof(root), "%s", b.conf.root);
+    else
+        snprintf(root, sizeof(root), "%s/%s", c->dir, b.conf.root);
+    b.conf.root = root;
+    b.conf.index = b.index;
+    b.conf.mime = b.mime;
+    b.conf.headers = b.head.headers;
+    b.conf.nheaders = b.head.nheaders;
+    b.conf.mime_file = "/etc/mime.types";
+    b.conf.param = path_param(pattern, param, sizeof(param));
+    b.conf.nworkers = nworkers;
+    char err[512];
+    *out = cel_handler_dir_new(&b.conf, err, sizeof(err));
+    return *out ? 0 : conf_error(c, b.root, "%s", err);
 }

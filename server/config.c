@@ -107,8 +107,11 @@ const conf_limit conf_limits[] = {
     LIMIT("header_timeout", header_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_HEADER_TIMEOUT_MS),
     LIMIT("write_timeout", write_timeout_ms, CONF_DURATION, 0, 0, CEL_DEF_WRITE_TIMEOUT_MS),
     LIMIT("min_send_rate", min_send_rate, CONF_SIZE, 0, 1LL << 30, CEL_DEF_MIN_SEND_RATE),
-    LIMIT("initial_window_size", initial_window_size, CONF_COUNT, 1, INT32_MAX,
+    LIMIT("initial_window_size", initial_window_size, CONF_SIZE, 1, INT32_MAX,
           CEL_DEF_INITIAL_WINDOW_SIZE),
+    LIMIT("body_window", body_window, CONF_SIZE, 1, INT32_MAX, CEL_DEF_BODY_WINDOW),
+    LIMIT("connection_window", connection_window, CONF_SIZE, 65535, INT32_MAX,
+          CEL_DEF_CONNECTION_WINDOW),
     LIMIT("max_output_buffer", max_output_buffer, CONF_SIZE, 16384, 1LL << 30,
           CEL_DEF_MAX_OUTPUT_BUFFER),
     LIMIT("max_settings_entries", max_settings_entries, CONF_COUNT, 6, 1000,
@@ -405,12 +408,20 @@ static int route_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t
     return 0;
 }
 
+static int route_max_body(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    return conf_size(c, v, "max_request_body", 0, (size_t)1 << 40, &b->r.max_request_body);
+}
+
 /* A route's own keys; its handler is one of conf_handler_types. */
 static const conf_key route_keys[] = {
     {"path", route_path},
     {"methods", route_methods},
     {"access_log", route_access_log},
     {"middleware", route_middleware},
+    {"max_request_body", route_max_body},
     {"host", route_host},
     {"scheme", route_scheme},
 };
@@ -422,10 +433,19 @@ static int handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_
     return conf_handler_module(c, n, pattern, c->cfg->modules_dir, c->cfg->nworkers, out);
 }
 
+static int handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out)
+{
+    return conf_handler_dir(c, n, pattern, c->cfg->nworkers, out);
+}
+
 const conf_handler_type conf_handler_types[] = {
-    {"static", conf_handler_static}, {"json", conf_handler_json},
-    {"module", handler_module},      {"metrics", conf_handler_metrics},
-    {"status", conf_handler_status}, {"readiness", conf_handler_readiness},
+    {"static", conf_handler_static},
+    {"json", conf_handler_json},
+    {"module", handler_module},
+    {"metrics", conf_handler_metrics},
+    {"status", conf_handler_status},
+    {"readiness", conf_handler_readiness},
+    {"dir", handler_dir},
 };
 const size_t conf_nhandler_types = CEL_ARRAY_LEN(conf_handler_types);
 
@@ -475,6 +495,7 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     memset(&b, 0, sizeof(b));
     b.r.loc = conf_loc(n);
     b.r.access_log = 1;
+    b.r.max_request_body = CEL_ROUTE_BODY_GLOBAL;
     int rc = conf_mapping(c, n, "a route", route_pair, &b);
     if (!rc && !b.path_node)
         rc = conf_error(c, n, "route has no path");

@@ -27,7 +27,15 @@
 #define CEL_DEF_WRITE_TIMEOUT_MS 30000
 #define CEL_DEF_MIN_SEND_RATE 256 /* bytes/s a reader must take within write_timeout */
 #define CEL_DEF_SHUTDOWN_TIMEOUT_MS 10000
+/* Receive windows. Every stream starts with the protocol's 65,535: what a
+ * streamed body may have waiting for its handler. A buffered body holds at
+ * most its max_request_body whatever the window, so its stream is opened to
+ * the body window, which lets one upload fill a 100 ms, 100 Mbit/s path
+ * (1.25 MB in flight; a window is given back once half of it is read, so
+ * twice that); uploads share the connection's. */
 #define CEL_DEF_INITIAL_WINDOW_SIZE 65535
+#define CEL_DEF_BODY_WINDOW (4u << 20)
+#define CEL_DEF_CONNECTION_WINDOW (16u << 20)
 #define CEL_DEF_MAX_OUTPUT_BUFFER (256 * 1024)
 #define CEL_DEF_MAX_SETTINGS_ENTRIES 32 /* per SETTINGS frame */
 #define CEL_DEF_RESET_BURST 1000        /* RST_STREAMs a client may send at once... */
@@ -51,8 +59,10 @@ typedef struct cel_limits {
     uint32_t idle_timeout_ms;
     uint32_t header_timeout_ms;
     uint32_t write_timeout_ms;
-    uint32_t min_send_rate; /* bytes per second */
-    uint32_t initial_window_size;
+    uint32_t min_send_rate;       /* bytes per second */
+    uint32_t initial_window_size; /* per stream (SETTINGS_INITIAL_WINDOW_SIZE) */
+    uint32_t body_window;         /* a buffered upload's stream, by WINDOW_UPDATE */
+    uint32_t connection_window;   /* the connection's, from its first WINDOW_UPDATE */
     size_t max_output_buffer;
     uint32_t max_settings_entries;
     uint32_t reset_burst, reset_rate;
@@ -67,7 +77,10 @@ typedef struct cel_route {
     unsigned methods;
     cel_handler *handler;
     cel_loc loc;
-    int access_log;              /* 0: `access_log: off` on this route */
+    int access_log; /* 0: `access_log: off` on this route */
+    /* The route's `max_request_body`; CEL_ROUTE_BODY_GLOBAL: limits' (the
+     * generation's), resolved when a request comes (cel_route_body_limit). */
+    size_t max_request_body;
     unsigned stat_id;            /* the route's counters (stats.h), stable across reloads */
     struct cel_mw_chain *mw_own; /* the route's `middleware:` list (owns it), or NULL */
     struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
@@ -84,6 +97,16 @@ typedef struct cel_vhost {
     size_t len;
     cel_router *router;
 } cel_vhost;
+
+#define CEL_ROUTE_BODY_GLOBAL SIZE_MAX
+
+/* The body limit of a request on ROUTE (NULL: no route), GLOBAL being the
+ * connection's limits.max_request_body. */
+static inline size_t cel_route_body_limit(const cel_route *route, size_t global)
+{
+    return route && route->max_request_body != CEL_ROUTE_BODY_GLOBAL ? route->max_request_body
+                                                                     : global;
+}
 
 struct cel_accesslog;
 

@@ -16,6 +16,7 @@
 #include "genref.h"
 #include "h1.h"
 #include "h2.h"
+#include "http.h"
 #include "log.h"
 #include "proxy_proto.h"
 #include "stats.h"
@@ -100,7 +101,15 @@ static int conn_flush(cel_conn *c)
     if (c->trec_len && trec_flush(c))
         return errno == EAGAIN ? CEL_EAGAIN : CEL_EIO;
     int rc = cel_outq_flush(&c->out, tls_writev, c);
-    return rc == 0 && c->trec_len ? CEL_EAGAIN : rc;
+    if (rc == 0 && c->trec_len)
+        return CEL_EAGAIN;
+    if (rc == 0 && c->trec) {
+        /* All out: an idle connection keeps no record, as the queue keeps
+         * no chunk; the pool's free list has it back for the next one. */
+        cel_pool_release(c->host->env->pool, c->trec);
+        c->trec = NULL;
+    }
+    return rc;
 }
 
 /* read(2), or SSL_read: -1 with errno EAGAIN when nothing is there yet. */
@@ -758,17 +767,29 @@ void cel_conn_shutdown(cel_conn *c)
     pump(c);
 }
 
+/* BUF holds "255.255.255.255" and cel_http_utoa's 20 bytes past its 12th. */
+_Static_assert(sizeof(((cel_conn *)0)->peer) >= 12 + 20, "peer_text writes IPv4 in place");
+
 static void peer_text(int fd, char *buf, size_t len)
 {
     struct sockaddr_storage ss;
     socklen_t sl = sizeof(ss);
-    snprintf(buf, len, "-");
+    memcpy(buf, "-", 2);
     if (getpeername(fd, (struct sockaddr *)&ss, &sl) < 0)
         return;
-    if (ss.ss_family == AF_INET)
-        inet_ntop(AF_INET, &((struct sockaddr_in *)&ss)->sin_addr, buf, (socklen_t)len);
-    else if (ss.ss_family == AF_INET6)
+    if (ss.ss_family == AF_INET) {
+        /* glibc's inet_ntop writes IPv4 with sprintf: ~1,300 instructions a
+         * connection, a tenth of a connection: close request's. */
+        const uint8_t *a = (const uint8_t *)&((struct sockaddr_in *)&ss)->sin_addr;
+        size_t n = cel_http_utoa(buf, a[0]);
+        for (int i = 1; i < 4; i++) {
+            buf[n++] = '.';
+            n += cel_http_utoa(buf + n, a[i]);
+        }
+        buf[n] = '\0';
+    } else if (ss.ss_family == AF_INET6) {
         inet_ntop(AF_INET6, &((struct sockaddr_in6 *)&ss)->sin6_addr, buf, (socklen_t)len);
+    }
 }
 
 cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
@@ -784,6 +805,8 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
     c->fd = fd;
     c->limits = env->gen->cfg->limits;
     cel_outq_init(&c->out, env->pool);
+    if (!tls)
+        cel_outq_set_sendfile(&c->out, fd); /* file ranges go out by sendfile */
     event_base_gettimeofday_cached(host->base, &c->accepted);
     c->active = c->accepted;
     event_assign(&c->rev, host->base, fd, EV_READ | EV_PERSIST, on_read, c);

@@ -1,7 +1,7 @@
 /*
  * What the handler of a request may learn about the connection it came on,
  * without depending on the connection itself: conn.c fills one per
- * connection, the front ends (h1.c, h2.c) point each exchange at it. It lives
+ * connection, the front ends (h1.c, h2*.c) point each exchange at it. It lives
  * as long as the connection, so as long as any exchange on it.
  */
 #ifndef CEL_CONN_VIEW_H

@@ -70,12 +70,18 @@ static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, const c
     return cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
 }
 
-int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
+static inline __attribute__((always_inline)) int
+lookup(const cel_config *cfg, const cel_exchange *x, cel_request *req, cel_route_match *m)
+{
+    return CEL_LIKELY(!cfg->by_conn)
+               ? cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m)
+               : lookup_vhost(cfg, x, req, m);
+}
+
+static inline __attribute__((always_inline)) int
+routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
 {
     cel_request *req = x->req;
-    int rc = CEL_LIKELY(!cfg->by_conn)
-                 ? cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m)
-                 : lookup_vhost(cfg, x, req, m);
     const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
                              : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
                                                                : NULL;
@@ -119,6 +125,29 @@ int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel
         return 0;
     }
     return rc;
+}
+
+int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
+{
+    cel_request *req = x->req;
+    return routed(cfg, x, m, lookup(cfg, x, req, m), res);
+}
+
+int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_match *m,
+                            size_t global, size_t *limit, int *stream)
+{
+    cel_request *req = x->req;
+    int rc = lookup(cfg, x, req, m);
+    const cel_route *route = rc == CEL_ROUTE_FOUND ? m->data : NULL;
+    *limit = cel_route_body_limit(route, global);
+    *stream = route && route->handler->body_stream;
+    return rc;
+}
+
+int cel_dispatch_routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc,
+                        cel_response *res)
+{
+    return routed(cfg, x, m, rc, res);
 }
 
 void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_request *req,

@@ -24,6 +24,20 @@
  */
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res);
 
+/*
+ * A request whose body is still to come, at its headers (X->req without the
+ * body): routes it into M and returns the lookup's result (CEL_ROUTE_*), for
+ * cel_dispatch_routed to use when the request is dispatched. *LIMIT is then
+ * the body's limit (the route's max_request_body, else the GLOBAL given),
+ * *STREAM whether the route's handler takes the body as a stream: then
+ * dispatch at once, with body_streamed set.
+ */
+int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_match *m,
+                            size_t global, size_t *limit, int *stream);
+/* cel_dispatch for a request cel_dispatch_route_body routed (RC its result). */
+int cel_dispatch_routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc,
+                        cel_response *res);
+
 /* The access log's part of cel_dispatch_done. */
 void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_request *req,
                       const char *protocol, const char *peer, int status, uint64_t bytes,

@@ -38,6 +38,14 @@ typedef struct cel_exchange_ops {
     /* Copies a body chunk. 0, or CEL_EAGAIN when it was taken but more than the
      * high-water mark is now waiting: then wait for on_writable. */
     int (*write)(cel_exchange *x, const void *p, size_t n);
+    /* Optional (NULL where never possible): after a sized start, queues N
+     * bytes of file FD from OFF as body, sent without passing through user
+     * space (sendfile on a cleartext HTTP/1.1 connection). The front end
+     * keeps its own descriptor; FD stays the caller's. 0, CEL_EAGAIN as for
+     * write, or CEL_EINVAL when this exchange cannot (TLS, HTTP/2, chunked):
+     * then write the bytes instead. A file that turns out shorter ends the
+     * connection. */
+    int (*write_file)(cel_exchange *x, int fd, uint64_t off, uint64_t n);
     int (*end)(cel_exchange *x);
     size_t (*buffered)(const cel_exchange *x);
     /* Ends the stream with an error: a 500 when nothing was sent, else a reset. */
@@ -47,6 +55,10 @@ typedef struct cel_exchange_ops {
      * calls HOLD->release(HOLD->arg), once, on the worker. Handlers hold
      * through this and never name the generation. */
     void (*hold)(cel_exchange *x, cel_body_owner *hold);
+    /* A streamed request body (body_streamed): on_body took less than it was
+     * offered and may take more now (or was just set); the front end offers
+     * what it holds again soon, from the loop, never inside this call. */
+    void (*body_resume)(cel_exchange *x);
     /* How far the answer is: CEL_X_WAITING (nothing answered yet),
      * CEL_X_STREAMING (a streamed answer under way) or CEL_X_ANSWERED. */
     int (*state)(const cel_exchange *x);
@@ -82,6 +94,22 @@ struct cel_exchange {
     /* When set, runs (once, then cleared) when buffered data falls below the
      * low-water mark. */
     void (*on_writable)(cel_exchange *x);
+    /*
+     * Streamed request bodies. The front end sets body_streamed when it
+     * handles the request at its headers for a handler with body_stream; the
+     * body then comes only through on_body, set by the handler: N bytes at P
+     * (END 1: the body ends with them; N may be 0). It sets *TOOK to how many
+     * it took from the front and returns 1 when it took all of them (and the
+     * end, with END), 0 when it holds back: the front end then keeps the
+     * rest, lets the client send no more than that (HTTP/2: the stream's
+     * window stays shut; HTTP/1.1: the socket is not read) and offers it
+     * again after ops->body_resume. Unset: nothing is taken. END -1 (P NULL):
+     * the body failed (it passed the route's max_request_body, or it is
+     * malformed): nothing more comes, and the front end answers itself (413,
+     * 400) when no answer has begun, else cuts the stream.
+     */
+    int body_streamed;
+    int (*on_body)(cel_exchange *x, const char *p, size_t n, int end, size_t *took);
 };
 
 #endif

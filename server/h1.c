@@ -1,8 +1,11 @@
 #include "h1.h"
 
 #include <event2/event.h>
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "dispatch.h"
 #include "h1_parse.h"
@@ -35,11 +38,21 @@ typedef struct req {
     uint64_t body_left; /* Content-Length bytes still due */
     int chunked;
     cel_h1_chunked ch;
+    size_t body_limit; /* the route's max_request_body, else the limits' */
+    int route_rc;      /* 1 + cel_dispatch_route_body's result; 0: not routed yet */
+    /* A streamed body (x.body_streamed): the handler runs while it comes. */
+    size_t pend;        /* body bytes at the front of the input, not taken yet */
+    uint64_t body_seen; /* body bytes decoded so far */
+    int body_done;      /* the body's last bytes are decoded (in pend, or taken) */
+    int body_taken;     /* ... and the handler took them */
+    int held;           /* the handler took less than offered: until body_resume */
+    int resume_due;     /* body_resume was called: offer again from the loop */
     int minor, keep_alive, head;
     uint64_t start_us; /* env->now_us when the head was in */
     int status;
     uint64_t bytes_sent;
     int responded, streaming, ended;
+    int chunks;  /* the streamed body goes out in chunked coding */
     int pending; /* answered while its handler still runs: 1 whole, 2 cut */
     char inline_arena[INLINE_ARENA];
 } req;
@@ -140,7 +153,7 @@ static void ibuf_consume(cel_h1 *h, size_t n)
 
 static int response_connection(const cel_h1 *h, const req *r)
 {
-    if (!r->keep_alive || h->goaway)
+    if (!r->keep_alive || h->goaway || (r->x.body_streamed && !r->body_taken))
         return CEL_H1_CONN_CLOSE;
     return r->minor == 0 ? CEL_H1_CONN_KEEP_ALIVE : CEL_H1_CONN_DEFAULT;
 }
@@ -199,8 +212,11 @@ static int respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_ow
     int no_body = res->status == 204 || res->status == 304;
     r->responded = 1;
     r->status = res->status;
+    int conn = response_connection(h, r);
+    if (conn == CEL_H1_CONN_CLOSE)
+        r->keep_alive = 0; /* also when a streamed body is cut short by the answer */
     int rc = write_head(h, &r->x, &r->arena, res, no_body ? CEL_H1_BODY_NONE : CEL_H1_BODY_LENGTH,
-                        res->body_len, response_connection(h, r));
+                        res->body_len, conn);
     if (rc == 0 && !no_body && !r->head && res->body_len) {
         if (res->body_in_gen && res->body_len >= REF_MIN) {
             if ((rc = cel_outq_ref(h->out, res->body, res->body_len, release_gen,
@@ -313,11 +329,20 @@ static int x_start(cel_exchange *x, const cel_response *head)
     r->status = head->status;
     int no_body = head->status == 204 || head->status == 304;
     /* HTTP/1.0 has no chunked coding: the body ends when the connection does. */
-    if (r->minor == 0)
+    /* sized: the length is known, unless a body filter rewrites the body */
+    int sized = head->sized && !x->filter;
+    if (r->minor == 0 && !sized)
         r->keep_alive = 0;
     /* A HEAD gets the framing its GET would get, and no body. */
-    int framing = no_body ? CEL_H1_BODY_NONE : r->minor ? CEL_H1_BODY_CHUNKED : CEL_H1_BODY_NONE;
-    int rc = write_head(h, x, &r->arena, head, framing, 0, response_connection(h, r));
+    int framing = no_body    ? CEL_H1_BODY_NONE
+                  : sized    ? CEL_H1_BODY_LENGTH
+                  : r->minor ? CEL_H1_BODY_CHUNKED
+                             : CEL_H1_BODY_NONE;
+    r->chunks = framing == CEL_H1_BODY_CHUNKED;
+    int conn = response_connection(h, r);
+    if (conn == CEL_H1_CONN_CLOSE)
+        r->keep_alive = 0; /* also when a streamed body is cut short by the answer */
+    int rc = write_head(h, x, &r->arena, head, framing, sized ? head->body_len : 0, conn);
     if (no_body || r->head)
         r->streaming = 2; /* headers only: writes are dropped, end finishes */
     flush_soon(h);
@@ -333,7 +358,7 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     if (r->streaming == 2 || n == 0)
         return 0;
     int rc = 0;
-    if (r->minor) {
+    if (r->chunks) {
         char line[24];
         int k = cel_h1_write_chunk_size(line, sizeof(line), n);
         rc =
@@ -341,10 +366,35 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     }
     if (!rc)
         rc = cel_outq_copy(h->out, p, n);
-    if (!rc && r->minor)
+    if (!rc && r->chunks)
         rc = cel_outq_copy(h->out, "\r\n", 2);
     if (rc)
         return CEL_ENOMEM;
+    r->bytes_sent += n;
+    h->progress++;
+    flush_soon(h);
+    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
+static void close_fd(void *arg)
+{
+    close((int)(intptr_t)arg);
+}
+
+static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->streaming != 1 || r->ended || r->chunks || x->filter || !cel_outq_can_sendfile(h->out) ||
+        !n || n > SIZE_MAX)
+        return CEL_EINVAL;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0)
+        return CEL_EINVAL;
+    if (cel_outq_file(h->out, own, (off_t)off, (size_t)n, close_fd, (void *)(intptr_t)own)) {
+        close(own);
+        return CEL_ENOMEM;
+    }
     r->bytes_sent += n;
     h->progress++;
     flush_soon(h);
@@ -358,7 +408,7 @@ static int raw_end(cel_exchange *x)
     if (!r->streaming || r->ended)
         return CEL_EINVAL;
     r->ended = 1;
-    int rc = r->streaming == 1 && r->minor ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
+    int rc = r->streaming == 1 && r->chunks ? cel_outq_copy(h->out, CEL_H1_LAST_CHUNK, 5) : 0;
     done(h, r, rc == 0);
     return rc ? CEL_ENOMEM : 0;
 }
@@ -405,6 +455,14 @@ static void x_fail(cel_exchange *x)
     flush_soon(h);
 }
 
+static void x_body_resume(cel_exchange *x)
+{
+    req *r = REQ_OF(x);
+    r->held = 0;
+    r->resume_due = 1;
+    flush_soon(r->h);
+}
+
 static int x_state(const cel_exchange *x)
 {
     const req *r = REQ_OF(x);
@@ -415,10 +473,12 @@ static const cel_exchange_ops exchange_ops = {
     .respond = x_respond,
     .start = x_start,
     .write = x_write,
+    .write_file = x_write_file,
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
+    .body_resume = x_body_resume,
     .state = x_state,
 };
 
@@ -520,7 +580,7 @@ static int body_add(cel_h1 *h, req *r, const char *p, size_t n)
 {
     if (n == 0)
         return 0;
-    if (r->body_len + n > h->limits.max_request_body)
+    if (r->body_len + n > r->body_limit)
         return CEL_ETOOBIG;
     if (r->body_len + n > r->body_cap) {
         size_t cap = r->body_cap ? r->body_cap : 4096;
@@ -544,12 +604,89 @@ static void dispatch(cel_h1 *h, req *r)
     h->state = S_BUSY;
     cel_response res;
     h->dispatching = r;
-    int rc = cel_dispatch(r->gen->cfg, &r->x, &r->match, &res);
+    int rc = r->route_rc ? cel_dispatch_routed(r->gen->cfg, &r->x, &r->match, r->route_rc - 1, &res)
+                         : cel_dispatch(r->gen->cfg, &r->x, &r->match, &res);
     h->dispatching = NULL;
     if (rc != CEL_HANDLER_ASYNC)
         respond(h, r, &res, NULL);
     else if (r->pending)
         finish(h, r, r->pending == 1);
+}
+
+/* A streamed body failed (STATUS 413: past the route's limit; 400: bad
+ * chunking): the handler hears of it, and the client gets STATUS if no
+ * answer has begun, else the cut. The connection ends either way. */
+static void body_fail(cel_h1 *h, req *r, int status)
+{
+    size_t took;
+    r->held = 0;
+    r->body_done = r->body_taken = 1;
+    if (r->x.on_body)
+        r->x.on_body(&r->x, NULL, 0, -1, &took);
+    r->keep_alive = 0;
+    if (!r->responded) {
+        cel_response res;
+        cel_response_error(&res, status);
+        respond(h, r, &res, NULL);
+    } else if (!r->ended) {
+        h->goaway = 1;
+        h->state = S_CLOSED;
+        r->ended = 1;
+        done(h, r, 0);
+    }
+    h->state = S_CLOSED;
+    flush_soon(h);
+}
+
+/* Offers the input's body bytes to the handler of a streamed body, as far as
+ * it takes them. 1 once the whole body is taken; 0 when more input (or a
+ * body_resume) is due; -1 when the body failed. */
+static int body_stream(cel_h1 *h, req *r)
+{
+    for (;;) {
+        if (r->pend == 0 && !r->body_done) {
+            if (r->chunked) {
+                size_t outlen = 0, used = 0;
+                int rc = cel_h1_chunked_decode(&r->ch, h->ibuf, h->ilen, h->ibuf, &outlen, &used);
+                if (rc < 0 && rc != CEL_EAGAIN) {
+                    body_fail(h, r, 400);
+                    return -1;
+                }
+                /* decoded in place: keep them at the front, the raw rest after */
+                memmove(h->ibuf + outlen, h->ibuf + used, h->ilen - used);
+                h->ilen -= used - outlen;
+                r->pend = outlen;
+                r->body_done = rc == 0;
+            } else {
+                r->pend = h->ilen < r->body_left ? h->ilen : (size_t)r->body_left;
+                r->body_left -= r->pend;
+                r->body_done = r->body_left == 0;
+            }
+            r->body_seen += r->pend;
+            if (r->body_seen > r->body_limit) {
+                body_fail(h, r, 413);
+                return -1;
+            }
+            if (r->pend == 0 && !r->body_done)
+                return 0;
+        }
+        if (r->held)
+            return 0;
+        size_t took = 0;
+        r->resume_due = 0;
+        int all = r->x.on_body && r->x.on_body(&r->x, h->ibuf, r->pend, r->body_done, &took);
+        ibuf_consume(h, took);
+        r->pend -= took;
+        h->progress++;
+        if (!all) {
+            r->held = !r->resume_due;
+            return 0;
+        }
+        if (r->body_done) {
+            r->body_taken = 1;
+            return 1;
+        }
+    }
 }
 
 /* RFC 7540 3.2: answer 101, then the same request on stream 1 of HTTP/2. */
@@ -610,10 +747,6 @@ static void process_input(cel_h1 *h)
             }
             size_t head_len = (size_t)rc;
             int has_body = hd.chunked || hd.content_length > 0;
-            if (hd.content_length > 0 && (uint64_t)hd.content_length > h->limits.max_request_body) {
-                refuse(h, 413);
-                return;
-            }
             if (hd.upgrade_h2c && !has_body && upgrade(h, &hd, head_len) == 0)
                 return;
             req *r = req_new(h, &hd);
@@ -627,15 +760,44 @@ static void process_input(cel_h1 *h)
                 dispatch(h, r);
                 continue;
             }
+            /* Routed now: the route says the body's limit and whether its
+             * handler takes it as a stream. */
+            int stream;
+            r->route_rc =
+                1 + cel_dispatch_route_body(r->gen->cfg, &r->x, &r->match,
+                                            h->limits.max_request_body, &r->body_limit, &stream);
+            if (hd.content_length > 0 && (uint64_t)hd.content_length > r->body_limit) {
+                h->cur = NULL;
+                refuse_request(h, 413, r);
+                req_free(h, r, 0);
+                return;
+            }
             r->chunked = hd.chunked;
             r->body_left = hd.chunked ? 0 : (uint64_t)hd.content_length;
             if (r->chunked)
                 cel_h1_chunked_init(&r->ch, 0);
             if (hd.expect_continue)
                 cel_outq_copy(h->out, CEL_H1_CONTINUE, sizeof(CEL_H1_CONTINUE) - 1);
+            if (stream) {
+                r->x.body_streamed = 1;
+                dispatch(h, r);
+                if (h->cur != r || h->state == S_CLOSED)
+                    continue; /* answered and finished already: the connection ends */
+            }
             h->state = S_BODY;
         }
         req *r = h->cur;
+        if (r->x.body_streamed) {
+            int rc = body_stream(h, r);
+            if (rc <= 0)
+                return;
+            h->state = S_BUSY;
+            if (r->pending) {
+                finish(h, r, r->pending == 1);
+                continue;
+            }
+            return;
+        }
         int rc, done;
         if (r->chunked) {
             size_t outlen = 0, used = 0;
@@ -683,6 +845,11 @@ static int p_send(void *s)
 {
     cel_h1 *h = s;
     req *r = h->cur;
+    if (r && r->resume_due && h->state == S_BODY) {
+        r->resume_due = 0;
+        process(h);
+        r = h->cur;
+    }
     if (r && r->pending) {
         finish(h, r, r->pending == 1);
         process(h); /* the next pipelined request, if any */
@@ -708,7 +875,10 @@ static int p_want_read(const void *s)
 static int p_can_read(const void *s)
 {
     const cel_h1 *h = s;
-    /* Pipelined input piles up while an answer is in progress: pause at a cap. */
+    /* Pipelined input piles up while an answer is in progress: pause at a cap;
+     * a streamed body waits while its handler holds back. */
+    if (h->state == S_BODY && h->cur && h->cur->x.body_streamed)
+        return !h->cur->held && h->ilen < IBUF_SOFT_CAP;
     return h->state != S_BUSY || h->ilen < IBUF_SOFT_CAP;
 }
 
@@ -755,8 +925,10 @@ static uint64_t p_progress(const void *s)
 static size_t p_held(const void *s)
 {
     const cel_h1 *h = s;
-    /* Dispatched (the request is whole) and the answer is not complete. */
-    return h->state == S_BUSY && h->cur && !h->cur->ended;
+    /* Dispatched (the request is whole, or its handler holds back its body)
+     * and the answer is not complete. */
+    return (h->state == S_BUSY || (h->state == S_BODY && h->cur && h->cur->held)) && h->cur &&
+           !h->cur->ended;
 }
 
 static void p_expire(void *s)
@@ -766,9 +938,13 @@ static void p_expire(void *s)
      * already begun can only be cut by the close. */
     if (h->state == S_BODY && h->cur) {
         req *r = h->cur;
+        int answered = r->responded; /* to a streamed body: only the close can cut it */
         h->cur = NULL;
         req_free(h, r, 0);
-        refuse(h, 408);
+        if (answered)
+            h->state = S_CLOSED;
+        else
+            refuse(h, 408);
     } else if (h->state == S_HEAD && h->ilen > 0) {
         refuse(h, 408);
     }

@@ -103,6 +103,8 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
     /* h2_fields.c checks requests (RFC 9113 section 8) while on_header reads
      * them, for a fraction of what nghttp2's own pass costs. */
     nghttp2_option_set_no_http_messaging(opt, 1);
+    /* Request bodies open the windows as their handler takes them (h2_body.c). */
+    nghttp2_option_set_no_auto_window_update(opt, 1);
     /* RFC 9218 7.1: the client may change a stream's urgency */
     nghttp2_option_set_builtin_recv_extension_type(opt, NGHTTP2_PRIORITY_UPDATE);
 #if defined(HAVE_NGHTTP2_OPTION_SET_MAX_SETTINGS)
@@ -139,7 +141,11 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
          * (PRIORITY_UPDATE frames, the priority field). */
         {NGHTTP2_SETTINGS_NO_RFC7540_PRIORITIES, 1},
     };
-    if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, CEL_ARRAY_LEN(iv))) {
+    /* The connection's window grows only by WINDOW_UPDATE: sent with the
+     * SETTINGS, it reaches the client before its first DATA can. */
+    if (nghttp2_submit_settings(h->s, NGHTTP2_FLAG_NONE, iv, CEL_ARRAY_LEN(iv)) ||
+        nghttp2_session_set_local_window_size(h->s, NGHTTP2_FLAG_NONE, 0,
+                                              (int32_t)h->limits.connection_window)) {
         cel_h2_free(h);
         return NULL;
     }
@@ -159,6 +165,8 @@ void cel_h2_free(cel_h2 *h)
 
 int cel_h2_send(cel_h2 *h)
 {
+    if (CEL_UNLIKELY(h->bodies))
+        cel_h2_body_pump(h);
     int rv = nghttp2_session_send(h->s);
     if (rv) {
         cel_log_debug("h2: send failed: %s", nghttp2_strerror(rv));

@@ -67,15 +67,20 @@ int cel_h2_add_header(cel_h2 *h, stream *st, cel_str name, cel_str value)
  * stay theirs, and the next request's identical field costs a few comparisons
  * (cel_h2_field_again makes the checks that depend on the other fields).
  * KEPT_SETS sets of KEPT_WAYS entries, by the value's address, most recently
- * kept first; a connection gets the table at its first request (1.3 KiB).
- * Names and values up to KEPT_MAX octets, and KEPT_BYTES of them in all (as
- * much as a default HPACK table holds), bound what the references keep alive
- * after the client's table has let them go.
+ * kept first; a connection gets the table at its first request (3.5 KiB).
+ * A browser's request has some twenty fields: in sets of four, five of them
+ * would often share one and push each other out on every request (and
+ * connections laid out alike in memory share that fate).
+ * Names up to KEPT_NAME_MAX octets, and KEPT_BYTES of names and values in all
+ * (as much as a default HPACK table holds; a 1 KiB cookie fits), bound what
+ * the references keep alive after the client's table has let them go.
  */
 #define KEPT_SETS 8
-#define KEPT_WAYS 4
-#define KEPT_MAX 255
+#define KEPT_SET_SHIFT 61 /* the hash's top 3 bits pick one of KEPT_SETS */
+#define KEPT_WAYS 8
+#define KEPT_NAME_MAX 255
 #define KEPT_BYTES 4096
+_Static_assert(KEPT_SETS == 1 << (64 - KEPT_SET_SHIFT), "KEPT_SET_SHIFT picks one of KEPT_SETS");
 
 /* A field as on_header takes it: from a kept verdict, or checked now. */
 typedef struct field_view {
@@ -90,15 +95,17 @@ enum {
     KEPT_ACT_METHOD,    /* a method we have a static spelling of (method_bit, vp) */
     KEPT_ACT_SCHEME,    /* "http" or "https" */
     KEPT_ACT_AUTHORITY, /* the request's authority is the kept value */
-    KEPT_ACT_FIELD,     /* a regular field with a static-table name and the kept value */
+    KEPT_ACT_FIELD,     /* a regular field: the kept name and value */
 };
 
 typedef struct kept_field {
     nghttp2_rcbuf *name, *value; /* references held */
     const uint8_t *np, *vp;
-    uint8_t nlen, vlen;
+    uint16_t vlen;       /* KEPT_BYTES at most */
+    uint8_t nlen;        /* KEPT_NAME_MAX at most */
     uint8_t name_static; /* the name is nghttp2's static table's: no copy needed */
     uint8_t act;         /* KEPT_ACT_* */
+    uint8_t once;        /* ST_COOKIE for a cookie (a second crumb is joined), else 0 */
     int16_t kind;        /* what cel_h2_field said */
     uint16_t bits;       /* and what it added to the fields seen */
     uint16_t deny;       /* fields seen before that make this one malformed */
@@ -112,7 +119,7 @@ typedef struct kept_field {
 static inline kept_field *kept_set(kept_field *kept, const nghttp2_rcbuf *value)
 {
     uint64_t a = (uint64_t)(uintptr_t)value * 0x9e3779b97f4a7c15ull;
-    return kept + (a >> 61) * KEPT_WAYS; /* the top 3 bits: KEPT_SETS == 8 */
+    return kept + (a >> KEPT_SET_SHIFT) * KEPT_WAYS;
 }
 
 /* The octets an entry's references hold (a static-table name holds none). */
@@ -139,7 +146,7 @@ void cel_h2_kept_free(cel_h2 *h)
 static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_vec n, nghttp2_vec v,
                  int kind, uint32_t bits)
 {
-    if (n.len > KEPT_MAX || v.len > KEPT_MAX)
+    if (n.len > KEPT_NAME_MAX || v.len > KEPT_BYTES)
         return;
     if (!h->kept &&
         !(h->kept = cel_pool_calloc(h->env->pool, KEPT_SETS * KEPT_WAYS, sizeof(kept_field))))
@@ -170,7 +177,9 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
             act = KEPT_ACT_SCHEME;
     } else if (kind == CEL_HF_AUTHORITY) {
         act = KEPT_ACT_AUTHORITY;
-    } else if (kind == 0 && name_static && !(n.len == 6 && !memcmp(n.base, "cookie", 6))) {
+    } else if (kind == 0) {
+        /* The name, like the value, is the kept buffer's while the entry is
+         * pinned: a name outside the static table needs no copy either. */
         act = KEPT_ACT_FIELD;
     }
     /* cel_h2_field_again's checks as one mask */
@@ -184,9 +193,10 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
                             : v.len                ? v.base
                                                    : (const uint8_t *)"",
                       .nlen = (uint8_t)n.len,
-                      .vlen = (uint8_t)v.len,
+                      .vlen = (uint16_t)v.len,
                       .name_static = (uint8_t)name_static,
                       .act = (uint8_t)act,
+                      .once = n.len == 6 && !memcmp(n.base, "cookie", 6) ? ST_COOKIE : 0,
                       .kind = (int16_t)kind,
                       .bits = (uint16_t)bits,
                       .deny = (uint16_t)deny,
@@ -344,6 +354,8 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
     const char *nm = name_static ? (const char *)name : cel_arena_dup(&st->arena, name, namelen);
     if (!nm || cel_h2_add_header(h, st, (cel_str){nm, namelen}, val))
         return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    if (namelen == 6 && !memcmp(name, "cookie", 6))
+        st->flags |= ST_COOKIE; /* a later crumb takes this path, to be joined */
     return 0;
 }
 
@@ -378,7 +390,7 @@ static __attribute__((noinline)) int on_path(cel_h2 *h, nghttp2_rcbuf *name_rc,
  * on the way in.
  *  - A field from the client's HPACK table whose verdict is kept and whose
  *    effect is a common one (KEPT_ACT_*): the method, scheme, authority, and
- *    fields such as user-agent and accept with a static-table name.
+ *    every regular field (user-agent, accept, sec-fetch-*, the first cookie...).
  *  - :path, which clients send as a literal every time (nghttp2 never indexes
  *    it), by the name's static-table buffer (h->path_name).
  */
@@ -404,26 +416,24 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st->flags |= ST_MALFORMED;
         return 0;
     }
-    switch (k->act) {
-    case KEPT_ACT_METHOD:
-        st->req.method_bit = k->method_bit;
-        st->req.method = (cel_str){(const char *)k->vp, vlen};
-        break;
-    case KEPT_ACT_SCHEME:
-        st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
-        break;
-    case KEPT_ACT_AUTHORITY:
-        /* the kept buffer, pinned, rather than a copy (see kept_field.pin) */
-        st->req.authority = (cel_str){(const char *)k->vp, vlen};
-        k->pin = h->last_stream;
-        break;
-    default: /* KEPT_ACT_FIELD */
-        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs))
+    /* regular fields first: a browser sends fifteen of them a request */
+    if (CEL_LIKELY(k->act == KEPT_ACT_FIELD)) {
+        /* a second cookie crumb is joined to the first there (8.2.3) */
+        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs || (st->flags & k->once)))
             return on_header_full(h, name_rc, value_rc);
+        st->flags |= k->once;
         st->hdrs[st->nhdrs++] =
             (cel_header){{(const char *)k->np, k->nlen}, {(const char *)k->vp, vlen}};
         k->pin = h->last_stream;
-        break;
+    } else if (k->act == KEPT_ACT_METHOD) {
+        st->req.method_bit = k->method_bit;
+        st->req.method = (cel_str){(const char *)k->vp, vlen};
+    } else if (k->act == KEPT_ACT_SCHEME) {
+        st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
+    } else {                                       /* KEPT_ACT_AUTHORITY */
+        /* the kept buffer, pinned, rather than a copy (see kept_field.pin) */
+        st->req.authority = (cel_str){(const char *)k->vp, vlen};
+        k->pin = h->last_stream;
     }
     st->hf.seen |= k->bits;
     st->hdr_bytes = bytes;
@@ -434,39 +444,15 @@ static int on_data_chunk(nghttp2_session *s, uint8_t flags, int32_t id, const ui
                          size_t len, void *ud)
 {
     cel_h2 *h = ud;
-    (void)flags, (void)s;
+    (void)flags;
     stream *st = find_stream(h, id);
-    if (!st || (st->flags & ST_MALFORMED))
-        return 0;
-    if (cel_h2_fields_data(&st->hf, len)) {
+    if (st && !(st->flags & ST_MALFORMED) && cel_h2_fields_data(&st->hf, len))
         malformed(h, st); /* 8.1.1: more DATA than content-length */
+    if (!st || (st->flags & ST_MALFORMED)) {
+        nghttp2_session_consume(s, id, len); /* dropped: the windows open again */
         return 0;
     }
-    if (st->flags & ST_DISCARD) {
-        st->discarded += len;
-        cel_h2_maybe_reset(h, st);
-        return 0;
-    }
-    h->progress++;
-    if (st->flags & (ST_RESPONDED | ST_HDR_TOO_BIG))
-        return 0;
-    if (st->body_len + len > h->limits.max_request_body)
-        return cel_h2_respond_early(h, st, 413) ? NGHTTP2_ERR_CALLBACK_FAILURE : 0;
-    if (st->body_len + len > st->body_cap) {
-        size_t cap = st->body_cap ? st->body_cap : 4096;
-        while (cap < st->body_len + len)
-            cap *= 2;
-        if (cap > h->limits.max_request_body)
-            cap = h->limits.max_request_body;
-        char *b = cel_pool_realloc(h->env->pool, st->body, cap);
-        if (!b)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        st->body = b;
-        st->body_cap = cap;
-    }
-    memcpy(st->body + st->body_len, data, len);
-    st->body_len += len;
-    return 0;
+    return cel_h2_body_data(h, st, data, len);
 }
 
 /* Checks a request whose headers are complete but whose body is still coming. */
@@ -474,9 +460,7 @@ static int headers_done(cel_h2 *h, stream *st)
 {
     if (st->flags & ST_HDR_TOO_BIG)
         return cel_h2_respond_early(h, st, 431);
-    if (st->hf.content_length > 0 && (uint64_t)st->hf.content_length > h->limits.max_request_body)
-        return cel_h2_respond_early(h, st, 413);
-    return 0;
+    return cel_h2_body_headers(h, st);
 }
 
 /* A client acknowledges DATA with WINDOW_UPDATEs, at most one per frame on the

@@ -27,6 +27,7 @@ enum {
     ST_HDR_TOO_BIG = 1u << 2,    /* header list over the limit: answer 431 */
     ST_SENT = 1u << 3,           /* the whole response has been handed to the output queue */
     ST_RESET = 1u << 4,          /* we reset the stream */
+    ST_COOKIE = 1u << 5,         /* a cookie field is among the request's (8.2.3: join crumbs) */
     ST_STREAMING = 1u << 6,      /* the body comes through write/end */
     ST_ENDED = 1u << 7,          /* streaming: end was called */
     ST_DEFERRED = 1u << 8,       /* streaming: nghttp2 waits for data (resume on write) */
@@ -39,6 +40,15 @@ enum {
 };
 
 #define PRIO_SET 0x80
+
+/* stream.bflags: a request body taken as a stream (h2_body.c). */
+enum {
+    CEL_H2B_STREAM = 1u << 0, /* the handler runs while the body comes (x.body_streamed) */
+    CEL_H2B_END = 1u << 1,    /* the client ended the body */
+    CEL_H2B_TAKEN = 1u << 2,  /* the handler took it all, end included: nothing more to offer */
+    CEL_H2B_HELD = 1u << 3,   /* the handler took less than offered: until body_resume */
+    CEL_H2B_RESUME = 1u << 4, /* body_resume was called: offer again before the next send */
+};
 
 /* Where a fixed response body lives, which decides how it is queued. */
 enum { BODY_ARENA, BODY_GEN, BODY_EXT };
@@ -73,6 +83,11 @@ typedef struct stream {
     char *body; /* pool memory; grows to limits.max_request_body */
     size_t body_len, body_cap;
     size_t discarded;
+    /* The request body (h2_body.c), set at the headers of one that has a body: */
+    size_t body_limit;  /* the route's max_request_body, else the limits' */
+    uint64_t body_seen; /* streamed: bytes the client sent */
+    int route_rc;       /* 1 + cel_dispatch_route_body's result; 0: not routed yet */
+    uint8_t bflags;     /* CEL_H2B_* */
     int status;
     uint8_t prio; /* RFC 9218 priority field: PRIO_SET | urgency << 1 | incremental */
     uint64_t bytes_sent;
@@ -119,6 +134,7 @@ struct cel_h2 {
     uint8_t goaway;      /* we sent (or queued) our GOAWAY */
     uint32_t discarding; /* streams with ST_DISCARD */
     uint32_t held;       /* streams with ST_HELD */
+    uint32_t bodies;     /* streams with CEL_H2B_STREAM */
     /* The client's frames, followed beside nghttp2 (see cel_h2_recv). */
     uint32_t scan_skip;             /* octets of the current frame (or preface) still to pass */
     int32_t scan_pri;               /* stream of the PRIORITY payload being read, or -1 */
@@ -229,6 +245,21 @@ void cel_h2_maybe_reset(cel_h2 *h, stream *st);
  * with the session terminated ENHANCE_YOUR_CALM, when B has run dry. */
 int cel_h2_spend(cel_h2 *h, cel_bucket *b, const char *what);
 
+/* h2_body.c: request bodies, buffered or streamed to their handler, and the
+ * flow control that follows what the handler took. At the headers of a
+ * request with a body: routes it (the body's limit, streaming) and, for a
+ * handler that streams bodies, dispatches it. */
+int cel_h2_body_headers(cel_h2 *h, stream *st);
+/* h2_body.c: LEN bytes of DATA on ST (not malformed). 0 or an nghttp2 error. */
+int cel_h2_body_data(cel_h2 *h, stream *st, const uint8_t *data, size_t len);
+/* h2_body.c: the client ended a stream routed at its headers. */
+int cel_h2_body_dispatch(cel_h2 *h, stream *st);
+/* h2_body.c: the exchange's body_resume. */
+void cel_h2_body_resume(cel_exchange *x);
+/* h2_body.c: before a send, offers again what resumed handlers may take and
+ * drops what answered ones will not (H->bodies is not 0). */
+void cel_h2_body_pump(cel_h2 *h);
+
 /* Each file's nghttp2 callbacks, set on CB by cel_h2_global_init (h2.c). */
 void cel_h2_stream_callbacks(nghttp2_session_callbacks *cb);
 void cel_h2_intake_callbacks(nghttp2_session_callbacks *cb);
@@ -239,6 +270,8 @@ void cel_h2_police_callbacks(nghttp2_session_callbacks *cb);
  * request's hot path: inlined into on_frame_recv). */
 static inline __attribute__((always_inline)) int dispatch(cel_h2 *h, stream *st)
 {
+    if (CEL_UNLIKELY(st->route_rc))
+        return cel_h2_body_dispatch(h, st);
     if (st->flags & (ST_RESPONDED | ST_DISCARD))
         return 0;
     if (st->flags & ST_HDR_TOO_BIG)

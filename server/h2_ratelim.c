@@ -9,11 +9,13 @@ void cel_bucket_init(cel_bucket *b, uint32_t burst, uint32_t rate, time_t now)
 
 int cel_bucket_take(cel_bucket *b, time_t now)
 {
-    if (now != b->at) {
+    /* NOW is the wall clock the Date field uses: set back, it refills
+     * nothing (a difference taken as unsigned would refill to the brim) */
+    if (now > b->at) {
         uint64_t refill = (uint64_t)(now - b->at) * b->rate + b->tokens;
         b->tokens = refill > b->burst ? b->burst : (uint32_t)refill;
-        b->at = now;
     }
+    b->at = now;
     if (b->tokens == 0)
         return -1;
     b->tokens--;

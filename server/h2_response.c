@@ -167,7 +167,8 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     size_t n = 1 + cel_phase_head(&st->x, res, (cel_field *)&nva[1], CEL_PHASE_MAX_FIELDS);
     char *clen = st->clen_txt;
     int no_body = res->status == 204 || res->status == 304;
-    if (!no_body && !streaming)
+    /* a streamed body announced whole (sized), unless a filter rewrites it */
+    if (!no_body && (!streaming || (res->sized && !st->x.filter)))
         nva[n++] = nv_name_lit("content-length", 14, clen, cel_http_utoa(clen, res->body_len));
 
     st->flags |= ST_RESPONDED;
@@ -344,6 +345,7 @@ const cel_exchange_ops cel_h2_exchange_ops = {
     .buffered = x_buffered,
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
+    .body_resume = cel_h2_body_resume,
     .state = x_state,
 };
 

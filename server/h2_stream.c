@@ -97,6 +97,8 @@ static __attribute__((noinline)) void stream_free_extras(cel_h2 *h, stream *st)
 {
     if (st->flags & ST_DISCARD)
         h->discarding--;
+    if (st->bflags & CEL_H2B_STREAM)
+        h->bodies--;
     set_held(h, st, 0);
     if (st->x.on_close)
         st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
@@ -122,7 +124,7 @@ void cel_h2_stream_free(cel_h2 *h, stream *st)
 {
     account(h, st);
     /* one test for all of stream_free_extras' cases, none on most streams */
-    if ((st->flags & (ST_DISCARD | ST_WQ | ST_HELD)) | (st->x.on_close != NULL) |
+    if ((st->flags & (ST_DISCARD | ST_WQ | ST_HELD)) | st->bflags | (st->x.on_close != NULL) |
         (st->x.filter != NULL) | (st->x.timer != NULL) | (uintptr_t)st->ext | (uintptr_t)st->sbuf |
         (uintptr_t)st->body | ((uintptr_t)st->hdrs ^ (uintptr_t)st->inline_hdrs))
         stream_free_extras(h, st);

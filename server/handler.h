@@ -31,6 +31,10 @@ typedef struct cel_response {
     const char *body;
     size_t body_len;
     int body_in_gen; /* body lives in the config generation: may be sent by reference */
+    /* For start(): the body that write() will give is exactly body_len bytes,
+     * announced as content-length (else HTTP/1.1 chunks it and HTTP/2 ends it
+     * with the stream). A handler that cannot deliver them all calls fail(). */
+    int sized;
 } cel_response;
 
 typedef struct cel_handler cel_handler;
@@ -49,6 +53,10 @@ struct cel_handler {
     /* Optional, on each worker thread that adopts / lets go of the generation. */
     int (*worker_init)(cel_handler *h, struct cel_env *env);
     void (*worker_fini)(cel_handler *h, struct cel_env *env);
+    /* Takes request bodies as a stream: a request with a body is handled as
+     * soon as its headers are in, and its body comes through the exchange's
+     * on_body (exchange.h), never buffered whole. */
+    int body_stream;
 };
 
 struct cel_tmpl;
@@ -93,6 +101,13 @@ void cel_response_error(cel_response *res, int status);
 cel_handler *cel_handler_static_new(int status, const char *content_type, const cel_kv *headers,
                                     size_t nheaders, struct cel_tmpl *const *tmpls, char *body,
                                     size_t body_len);
+struct cel_filebuf;
+/* As cel_handler_static_new, with FB's bytes (filebuf.h: shared with the
+ * other routes that name the same file) as the body. Takes the reference to
+ * FB (also on failure). */
+cel_handler *cel_handler_static_new_shared(int status, const char *content_type,
+                                           const cel_kv *headers, size_t nheaders,
+                                           struct cel_tmpl *const *tmpls, struct cel_filebuf *fb);
 struct cel_module_image;
 /* Creates a route instance of a loaded module, running its init with
  * CONFIG_JSON. Takes the image reference (also on failure). NULL with ERR. */

@@ -1,12 +1,14 @@
 /* The metrics handler (Prometheus text format), the status handler (a small
  * JSON for health checks) and the readiness handler (a balancer's check: 503
- * while draining): they read the counters of stats.c and drain.c. */
+ * while draining): they read the counters of stats.c, module_metrics.c and
+ * drain.c. */
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "drain.h"
 #include "handler.h"
+#include "module_metrics.h"
 #include "stats.h"
 #include "version.h"
 
@@ -54,6 +56,7 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
         if (!buf)
             return CEL_ENOMEM;
         size_t n = cel_stats_prometheus(buf, cap);
+        n += cel_module_metrics_prometheus(n < cap ? buf + n : NULL, n < cap ? cap - n : 0);
         if (n < cap) {
             res->content_type = CEL_STR_LIT("text/plain; version=0.0.4; charset=utf-8");
             res->body = buf;

@@ -4,6 +4,7 @@
 #include <netinet/in.h>
 #include <stdarg.h>
 #include <stdatomic.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -14,6 +15,9 @@
 #include "http.h"
 #include "log.h"
 #include "module.h"
+#include "module_metrics.h"
+#include "module_req.h"
+#include "module_loop.h"
 #include "real_ip.h"
 #include "tls.h"
 
@@ -28,6 +32,8 @@ typedef struct module_handler {
     void **wdata; /* per worker id */
     char *route;
     atomic_uint warned; /* refusals already logged (1 << enum refusal) */
+    /* What init declared (celeris_metric_declare). */
+    cel_module_metrics *metrics;
 } module_handler;
 
 /* What a module can get refused, each logged once per route instance: a module
@@ -60,6 +66,23 @@ struct celeris_req {
     void *close_arg;
     void (*writable_fn)(celeris_req *req, void *arg);
     void *writable_arg;
+    cel_mod_events *events; /* its timers and watches (module_loop.c) */
+    /* The body as a stream (celeris_req_body_on_data): */
+    size_t (*body_fn)(celeris_req *req, const void *data, size_t len, int end, void *arg);
+    void *body_arg;
+    int body_paused;          /* body_fn took less than offered: until celeris_req_body_resume */
+    int body_complete;        /* body_fn took the end, or the body failed */
+    unsigned body_resumes;    /* celeris_req_body_resume calls, also from inside body_fn */
+    size_t body_off;          /* a buffered body: what body_fn took of it */
+    celeris_timer *body_due;  /* a buffered body: its delivery from the loop */
+    struct cleanup *cleanups; /* celeris_req_on_cleanup, newest first */
+    int aborted;              /* celeris_resp_abort answered already */
+};
+
+struct cleanup {
+    struct cleanup *next;
+    void (*fn)(void *arg);
+    void *arg;
 };
 
 struct celeris_async {
@@ -72,6 +95,12 @@ struct celeris_async {
 };
 
 /* ---- the handler ---- */
+
+/* init() of the handler being built on this thread, for celeris_init_body_stream. */
+static _Thread_local struct {
+    const celeris_init_args *args;
+    module_handler *mh;
+} initializing;
 
 /* The names module authors find in celeris/module.h. */
 static const char *code_name(int rc)
@@ -135,6 +164,9 @@ static void on_close(cel_exchange *x, int finished)
         r->token->req = NULL;
     if (r->close_fn)
         r->close_fn(r->close_arg, finished);
+    cel_module_events_close(r->events);
+    for (struct cleanup *c = r->cleanups; c; c = c->next)
+        c->fn(c->arg);
 }
 
 static void take(celeris_req *r)
@@ -144,6 +176,14 @@ static void take(celeris_req *r)
         r->x->hdata = r;
         r->x->on_close = on_close;
     }
+}
+
+static void stream_body(celeris_req *r);
+
+/* Something can still call the module back for an unanswered request. */
+static int waiting(const celeris_req *r)
+{
+    return r->token || cel_module_events_armed(r->events) || (r->body_fn && !r->body_complete);
 }
 
 static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
@@ -157,6 +197,8 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     r->mh = mh;
     r->sync_res = res;
     r->in_handle = 1;
+    if (CEL_UNLIKELY(x->body_streamed))
+        stream_body(r);
     int rc = mh->m->handle(mh->instance, r);
     r->in_handle = 0;
     r->sync_res = NULL;
@@ -176,7 +218,8 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     }
     /* Failed after taking the exchange: a token still out finds it answered. */
     r->state = R_DONE;
-    x->ops->fail(x);
+    if (!r->aborted)
+        x->ops->fail(x);
     return CEL_HANDLER_ASYNC;
 }
 
@@ -203,6 +246,7 @@ static void destroy(cel_handler *h)
     module_handler *mh = (module_handler *)h;
     if (mh->m->fini)
         mh->m->fini(mh->instance);
+    cel_module_metrics_free(mh->metrics);
     cel_module_unref(mh->img);
     free(mh->wdata);
     free(mh->route);
@@ -228,9 +272,19 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     mh->m = cel_module_desc(img);
     mh->nworkers = nworkers;
     if (mh->m->init) {
-        celeris_init_args args = {sizeof(args), route, config_json, strlen(config_json), nworkers};
+        cel_module_init_ctx ctx = {
+            {sizeof(celeris_init_args), route, config_json, strlen(config_json), nworkers},
+            cel_module_name(img),
+            NULL};
         char msg[512] = "";
-        if (mh->m->init(&args, &mh->instance, msg, sizeof(msg)) != CELERIS_OK) {
+        cel_module_init_open(&ctx);
+        initializing.args = &ctx.args;
+        initializing.mh = mh;
+        int rc = mh->m->init(&ctx.args, &mh->instance, msg, sizeof(msg));
+        initializing.args = NULL;
+        cel_module_init_close(&ctx);
+        mh->metrics = ctx.metrics;
+        if (rc != CELERIS_OK) {
             char who[256];
             describe(mh, who, sizeof(who));
             snprintf(err, errlen, "%s: init failed: %s", who, msg[0] ? msg : "(no message)");
@@ -240,6 +294,7 @@ cel_handler *cel_handler_module_new(cel_module_image *img, const char *route,
     return &mh->base;
 fail:
     if (mh) {
+        cel_module_metrics_free(mh->metrics);
         free(mh->wdata);
         free(mh->route);
         free(mh);
@@ -681,7 +736,7 @@ static void run_token(cel_task *t)
     if (r) {
         r->token = NULL;
         a->fn(r, a->arg);
-        if (r->x && r->state == R_SUSPENDED && !r->token) {
+        if (r->x && r->state == R_SUSPENDED && !waiting(r)) {
             char who[256];
             describe(r->mh, who, sizeof(who));
             cel_log(CEL_LOG_ERROR, "%s: resumed without answering", who);
@@ -735,6 +790,169 @@ int celeris_req_on_close(celeris_req *req, void (*fn)(void *arg, int finished), 
     return CELERIS_OK;
 }
 
+/* ---- timers and watches (module_loop.c) ---- */
+
+static void settle(celeris_req *req);
+
+/* The request's set of timers and watches, its exchange taken over (so
+ * on_close runs) and, when it has no answer yet, marked as waiting. NULL:
+ * *RC says why. */
+static cel_mod_events *events_of(celeris_req *req, int *rc)
+{
+    *rc = CELERIS_STATE;
+    if (!req->x)
+        return NULL;
+    if (!req->events &&
+        !(req->events = cel_module_events_new(req->x->arena, req->x->env, settle))) {
+        *rc = CELERIS_NOMEM;
+        return NULL;
+    }
+    take(req);
+    if (req->state == R_NEW)
+        req->state = R_SUSPENDED;
+    return req->events;
+}
+
+int celeris_timer_start(celeris_req *req, uint64_t ms, unsigned flags,
+                        void (*fn)(celeris_req *req, void *arg), void *arg, celeris_timer **out)
+{
+    if (!fn || (flags & ~CELERIS_TIMER_REPEAT) || (ms == 0 && (flags & CELERIS_TIMER_REPEAT)))
+        return CELERIS_ERROR;
+    int rc;
+    cel_mod_events *set = events_of(req, &rc);
+    return set ? cel_module_timer_start(set, req, ms, flags, fn, arg, out) : rc;
+}
+
+int celeris_watch_start(celeris_req *req, int fd, unsigned events,
+                        void (*fn)(celeris_req *req, int fd, unsigned events, void *arg), void *arg,
+                        celeris_watch **out)
+{
+    if (!fn || fd < 0 || (events & ~(CELERIS_WATCH_READ | CELERIS_WATCH_WRITE)))
+        return CELERIS_ERROR;
+    int rc;
+    cel_mod_events *set = events_of(req, &rc);
+    return set ? cel_module_watch_start(set, req, fd, events, fn, arg, out) : rc;
+}
+
+/* After a timer, watch or body function returned: a request left unanswered
+ * with nothing to wait for is ended with a 500 (logged). */
+static void settle(celeris_req *req)
+{
+    if (!req->x || req->state != R_SUSPENDED || waiting(req))
+        return;
+    char who[256];
+    describe(req->mh, who, sizeof(who));
+    cel_log(CEL_LOG_ERROR,
+            "%s: a timer, watch or body function left the request unanswered with nothing "
+            "to wait for",
+            who);
+    req->state = R_DONE;
+    stamp(req);
+    req->x->ops->fail(req->x);
+}
+
+/* ---- the request body as a stream ---- */
+
+int celeris_init_body_stream(const celeris_init_args *args)
+{
+    if (!args || args != initializing.args)
+        return CELERIS_STATE;
+    initializing.mh->base.body_stream = 1;
+    return CELERIS_OK;
+}
+
+/* Offers DATA to the module's function: *TOOK is what it took; 1 when that
+ * was all (and the end, with END). */
+static int offer(celeris_req *r, const char *p, size_t n, int end, size_t *took)
+{
+    *took = 0;
+    if (r->state == R_DONE) {
+        *took = n; /* answered: the rest of the body is dropped */
+        return 1;
+    }
+    if (!r->body_fn || r->body_paused || r->body_complete)
+        return 0;
+    unsigned resumes = r->body_resumes;
+    size_t k = r->body_fn(r, p, n, end, r->body_arg);
+    *took = k > n ? n : k;
+    if (*took < n) {
+        r->body_paused = r->body_resumes == resumes; /* not resumed from inside */
+        return 0;
+    }
+    if (end)
+        r->body_complete = 1;
+    return 1;
+}
+
+static int on_body(cel_exchange *x, const char *p, size_t n, int end, size_t *took)
+{
+    celeris_req *r = x->hdata;
+    if (end < 0) {
+        /* the front end answers (413, 400) or cuts the stream */
+        *took = 0;
+        r->body_complete = 1;
+        r->state = R_DONE;
+        return 0;
+    }
+    int all = offer(r, p, n, end, took);
+    if (r->x)
+        settle(r);
+    return all;
+}
+
+static void stream_body(celeris_req *r)
+{
+    take(r);
+    r->x->on_body = on_body;
+}
+
+/* A buffered (or no) body, delivered from the loop like a streamed one. */
+static void deliver_buffered(celeris_req *r, void *arg)
+{
+    (void)arg;
+    cel_request *q = r->x->req;
+    size_t took;
+    offer(r, q->body + r->body_off, q->body_len - r->body_off, 1, &took);
+    r->body_off += took;
+}
+
+int celeris_req_body_on_data(celeris_req *req,
+                             size_t (*fn)(celeris_req *req, const void *data, size_t len, int end,
+                                          void *arg),
+                             void *arg)
+{
+    if (!fn)
+        return CELERIS_ERROR;
+    if (!req->x || req->body_complete)
+        return CELERIS_STATE;
+    req->body_fn = fn;
+    req->body_arg = arg;
+    return celeris_req_body_resume(req);
+}
+
+int celeris_req_body_resume(celeris_req *req)
+{
+    if (!req->x || !req->body_fn || req->body_complete)
+        return CELERIS_STATE;
+    req->body_paused = 0;
+    req->body_resumes++;
+    take(req);
+    if (req->state == R_NEW)
+        req->state = R_SUSPENDED;
+    if (req->x->body_streamed) {
+        req->x->ops->body_resume(req->x);
+        return CELERIS_OK;
+    }
+    if (req->body_due)
+        return celeris_timer_restart(req->body_due, 0);
+    return celeris_timer_start(req, 0, 0, deliver_buffered, NULL, &req->body_due);
+}
+
+int celeris_req_body_streamed(const celeris_req *req)
+{
+    return req->x && req->x->body_streamed;
+}
+
 void celeris_log(int level, const char *fmt, ...)
 {
     static const int map[] = {CEL_LOG_DEBUG, CEL_LOG_INFO, CEL_LOG_WARN, CEL_LOG_ERROR};
@@ -747,4 +965,54 @@ void celeris_log(int level, const char *fmt, ...)
     vsnprintf(msg, sizeof(msg), fmt, ap);
     va_end(ap);
     cel_log(map[l], "module: %s", msg);
+}
+
+/* ---- per-request memory, cleanups, abort ---- */
+
+void *celeris_req_alloc(celeris_req *req, size_t n)
+{
+    if (!req->x || n > SIZE_MAX / 2)
+        return NULL;
+    /* The arena aligns to 8; one spare word gives 16. */
+    char *p = cel_arena_alloc(req->x->arena, (n ? n : 1) + 8);
+    if (!p)
+        return NULL;
+    return p + ((uintptr_t)p & 8);
+}
+
+int celeris_req_on_cleanup(celeris_req *req, void (*fn)(void *arg), void *arg)
+{
+    if (!req->x)
+        return CELERIS_STATE;
+    struct cleanup *c = cel_arena_alloc(req->x->arena, sizeof(*c));
+    if (!c)
+        return CELERIS_NOMEM;
+    *c = (struct cleanup){req->cleanups, fn, arg};
+    req->cleanups = c;
+    take(req);
+    return CELERIS_OK;
+}
+
+int celeris_resp_abort(celeris_req *req)
+{
+    if (!req->x || req->state == R_DONE || req->state == R_SYNC)
+        return CELERIS_STATE;
+    take(req);
+    req->state = R_DONE;
+    req->aborted = 1;
+    stamp(req);
+    req->x->ops->fail(req->x);
+    return CELERIS_OK;
+}
+
+/* ---- cookies and forms (module_req.c) ---- */
+
+int celeris_req_cookie(celeris_req *req, const char *name, celeris_str *out)
+{
+    return req->x ? cel_module_cookie(req, req->x->req, name, out) : CELERIS_STATE;
+}
+
+int celeris_req_form(celeris_req *req, const char *name, celeris_str *out)
+{
+    return req->x ? cel_module_form(req, req->x->req, name, out) : CELERIS_STATE;
 }

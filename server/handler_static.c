@@ -5,6 +5,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "filebuf.h"
 #include "handler.h"
 #include "http.h"
 #include "json_template.h"
@@ -17,6 +18,7 @@ typedef struct static_handler {
     cel_resp_head head;
     char *body;
     size_t body_len;
+    struct cel_filebuf *fb; /* owns body when set */
 } static_handler;
 
 static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
@@ -60,7 +62,10 @@ static void destroy(cel_handler *h)
 {
     static_handler *s = (static_handler *)h;
     cel_resp_head_deinit(&s->head);
-    free(s->body);
+    if (s->fb)
+        cel_filebuf_unref(s->fb);
+    else
+        free(s->body);
     free(s);
 }
 
@@ -175,6 +180,20 @@ cel_handler *cel_handler_static_new(int status, const char *content_type, const 
     s->body = body;
     s->body_len = body_len;
     return &s->base;
+}
+
+cel_handler *cel_handler_static_new_shared(int status, const char *content_type,
+                                           const cel_kv *headers, size_t nheaders,
+                                           struct cel_tmpl *const *tmpls, struct cel_filebuf *fb)
+{
+    cel_handler *h = cel_handler_static_new(status, content_type, headers, nheaders, tmpls,
+                                            (char *)cel_filebuf_data(fb), cel_filebuf_len(fb));
+    if (!h) {
+        cel_filebuf_unref(fb);
+        return NULL;
+    }
+    ((static_handler *)h)->fb = fb;
+    return h;
 }
 
 void cel_response_error(cel_response *res, int status)

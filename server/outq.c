@@ -16,6 +16,7 @@
 #include <errno.h>
 #include <limits.h>
 #include <string.h>
+#include <sys/sendfile.h>
 
 /* Bounds the stack iovec array; longer queues just take another writev. */
 #if defined(IOV_MAX) && IOV_MAX < 256
@@ -51,6 +52,7 @@ static inline void no_tail(cel_outq *q)
 
 void cel_outq_init(cel_outq *q, cel_pool *pool)
 {
+    q->sock = -1;
     q->pool = pool;
     q->segs = NULL;
     q->seg_cap = q->seg_head = q->seg_count = 0;
@@ -73,7 +75,9 @@ void cel_outq_deinit(cel_outq *q)
         c = next;
     }
     cel_pool_release(q->pool, q->segs);
+    int sock = q->sock;
     cel_outq_init(q, q->pool);
+    q->sock = sock;
 }
 
 /* Makes room for EXTRA more segments, so that appending cannot fail halfway. */
@@ -112,7 +116,7 @@ static void append(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_
     if (last && last->chunk == c && last->p + last->n == dst)
         last->n += n;
     else
-        *(last = seg_at(q, q->seg_count++)) = (struct cel_outq_seg){dst, n, c, NULL, NULL};
+        *(last = seg_at(q, q->seg_count++)) = (struct cel_outq_seg){.p = dst, .n = n, .chunk = c};
     if (c == q->chunk_tail) {
         q->tail = c->data + c->used;
         q->tail_room = CHUNK_ROOM - c->used;
@@ -188,7 +192,21 @@ int cel_outq_ref(cel_outq *q, const void *p, size_t n, cel_outq_release_fn relea
         return 0;
     if (reserve(q, 1) != 0)
         return CEL_ENOMEM;
-    *seg_at(q, q->seg_count++) = (struct cel_outq_seg){p, n, NULL, release, arg};
+    *seg_at(q, q->seg_count++) =
+        (struct cel_outq_seg){.p = p, .n = n, .release = release, .arg = arg};
+    q->pending += n;
+    no_tail(q);
+    return 0;
+}
+
+int cel_outq_file(cel_outq *q, int fd, off_t off, size_t n, cel_outq_release_fn release, void *arg)
+{
+    if (q->sock < 0)
+        return CEL_EINVAL;
+    if (reserve(q, 1) != 0)
+        return CEL_ENOMEM;
+    *seg_at(q, q->seg_count++) = (struct cel_outq_seg){
+        .n = n, .release = release, .arg = arg, .file = 1, .fd = fd, .off = off};
     q->pending += n;
     no_tail(q);
     return 0;
@@ -213,7 +231,10 @@ static void advance(cel_outq *q, size_t w)
     while (q->seg_count) {
         struct cel_outq_seg *s = seg_at(q, 0);
         if (s->n > w) {
-            s->p += w;
+            if (s->file)
+                s->off += (off_t)w;
+            else
+                s->p += w;
             s->n -= w;
             if (s->chunk)
                 s->chunk->done += w;
@@ -235,6 +256,24 @@ static void advance(cel_outq *q, size_t w)
     }
 }
 
+/* One sendfile of the file range S at the front: 1 when all of it went and
+ * the flush goes on, else what the flush returns (CEL_EAGAIN: the socket is
+ * full; CEL_EIO: an error, or the file ended early). */
+static int send_file(cel_outq *q, struct cel_outq_seg *s)
+{
+    size_t want = s->n < (1u << 30) ? s->n : (1u << 30);
+    off_t off = s->off;
+    ssize_t w = sendfile(q->sock, s->fd, &off, want);
+    if (w < 0)
+        return errno == EINTR ? 1 : errno == EAGAIN || errno == EWOULDBLOCK ? CEL_EAGAIN : CEL_EIO;
+    if (w == 0) {
+        errno = EIO;
+        return CEL_EIO; /* the file is shorter than what was promised */
+    }
+    advance(q, (size_t)w);
+    return (size_t)w < want ? CEL_EAGAIN : 1;
+}
+
 int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
 {
     struct iovec iov[IOV_BATCH];
@@ -247,10 +286,19 @@ int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
             q->seg_cap = q->seg_head = 0;
             return 0;
         }
+        struct cel_outq_seg *first = seg_at(q, 0);
+        if (first->file) {
+            int rc = send_file(q, first);
+            if (rc <= 0)
+                return rc;
+            continue;
+        }
         int cnt = 0;
         size_t total = 0;
         for (unsigned i = 0; i < q->seg_count && cnt < IOV_BATCH; i++) {
             const struct cel_outq_seg *s = seg_at(q, i);
+            if (s->file)
+                break; /* it goes by sendfile, after these */
             if (!s->n)
                 continue;
             /* writev never writes through iov_base; the cast only drops const. */

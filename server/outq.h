@@ -44,6 +44,9 @@ struct cel_outq_seg {
     struct cel_outq_chunk *chunk; /* set for copied bytes, NULL for refs */
     cel_outq_release_fn release;
     void *arg;
+    int file; /* a file range (cel_outq_file): N bytes of FD from OFF; P unused */
+    int fd;
+    off_t off;
 };
 
 typedef struct cel_outq {
@@ -58,6 +61,7 @@ typedef struct cel_outq {
     char *tail;
     size_t tail_room;
     struct cel_outq_seg *tail_seg;
+    int sock; /* where file ranges go with sendfile; -1: the sink takes none */
 } cel_outq;
 
 void cel_outq_init(cel_outq *q, cel_pool *pool);
@@ -115,6 +119,27 @@ static inline int cel_outq_copy2(cel_outq *q, const void *a, size_t na, const vo
  * the last byte of the range has been written, or at deinit. 0 or CEL_ENOMEM (then
  * RELEASE is not called). */
 int cel_outq_ref(cel_outq *q, const void *p, size_t n, cel_outq_release_fn release, void *arg);
+
+/* File ranges may be queued, to go out with sendfile(2) to SOCK (the sink's
+ * own socket: a cleartext connection), or not (-1: TLS in user space, tests).
+ * Kept across cel_outq_deinit. */
+static inline void cel_outq_set_sendfile(cel_outq *q, int sock)
+{
+    q->sock = sock;
+}
+
+static inline int cel_outq_can_sendfile(const cel_outq *q)
+{
+    return q->sock >= 0;
+}
+
+/* Queues N bytes of file FD from OFF, sent by sendfile in their turn, never
+ * read into user space. FD stays open until RELEASE(ARG) runs (after the last
+ * byte, or at deinit), which usually closes it. 0, CEL_EINVAL when the queue
+ * takes no file ranges, or CEL_ENOMEM (RELEASE is not called then). A file
+ * that ends before OFF + N makes the flush fail with CEL_EIO: the bytes
+ * promised cannot be sent, so the connection must end. */
+int cel_outq_file(cel_outq *q, int fd, off_t off, size_t n, cel_outq_release_fn release, void *arg);
 
 /*
  * Writes as much as the sink takes, in writev calls of at most IOV_MAX entries,

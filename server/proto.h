@@ -2,7 +2,7 @@
  * What a connection needs from the protocol spoken on it (HTTP/2 or HTTP/1.1):
  * bytes in, frames out into the connection's output queue, and enough state to
  * pick the right timeout and know when the conversation is over. Each protocol
- * front end (h2.c, h1.c) provides one of these tables.
+ * front end (h2*.c, h1.c) provides one of these tables.
  */
 #ifndef CEL_PROTO_H
 #define CEL_PROTO_H

@@ -1,8 +1,9 @@
 """Fixtures for the hostile-peer tests of celerisd.
 
-Reuses the integration harness (tests/integration/support.py, h2client.py):
-the daemon is started from inline YAML on a free loopback port and stopped by
-PID. Every test gets a `target`:
+The daemon is started by the launcher every suite shares (tests/lib/daemon.py,
+through tests/integration/support.py, whose servers carry the HTTP/2 client
+the good client uses) from inline YAML on a free loopback port, and stopped
+by PID; the attacker's frames come from tests/lib/h2frames.py (rawh2.py). Every test gets a `target`:
 
     def test_x(target):
         srv = target.start(limits={"idle_timeout": "2s"})   # daemon + a good client
@@ -25,6 +26,7 @@ import time
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 

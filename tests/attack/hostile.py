@@ -2,12 +2,18 @@
 says about the daemon (memory, CPU time)."""
 
 import os
+import pathlib
+import sys
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
+
+from lib.daemon import TIME_SCALE  # noqa: E402
 
 # A static body larger than every window and socket buffer involved.
 BIG_SIZE = 8 << 20
 # Multiplies the time and CPU bounds that depend on the daemon's speed (not the
-# configured timeouts): >1 for a sanitizer build.
-SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
+# configured timeouts): >1 for a sanitizer build ($CELERIS_ATTACK_SCALE).
+SCALE = TIME_SCALE
 
 
 def proc_status(pid, key):

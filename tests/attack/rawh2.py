@@ -1,9 +1,8 @@
 """A raw HTTP/2 peer for the hostile-peer tests: it writes whatever frames it is
-told to (built with hyperframe, header blocks with hpack) and reads the
-server's frames without judging them.
+told to and reads the server's frames without judging them.
 
     a = RawH2(port)                       # preface + SETTINGS sent
-    a.send(frames.ping() * 1000)          # bytes, as fast as the socket takes them
+    a.send(R.ping() * 1000)               # bytes, as fast as the socket takes them
     a.read_until(lambda: a.goaway, 5)     # True once it holds
     a.goaway  -> (last_stream_id, error_code, debug) or None
     a.closed  -> the server ended the TCP connection (EOF or reset)
@@ -11,54 +10,34 @@ server's frames without judging them.
 Every socket operation has a deadline; nothing here loops without a bound.
 Incoming frames are counted by type; only the interesting ones (SETTINGS,
 HEADERS, RST_STREAM, GOAWAY, END_STREAM) are kept.
+
+The frames are built by tests/lib/h2frames.py (shared with the conformance
+suite); the functions below are the attack tests' short names for them, with
+the defaults these tests want (a GET of /small, a PING of 8 octets).
 """
 
+import pathlib
 import select
 import socket
 import struct
+import sys
 import time
 
 from hpack import Decoder, Encoder
-from hpack.hpack import encode_integer
-from hpack.huffman import HuffmanEncoder
-from hpack.huffman_constants import REQUEST_CODES, REQUEST_CODES_LENGTH
-from hyperframe.frame import (
-    ContinuationFrame,
-    DataFrame,
-    HeadersFrame,
-    PingFrame,
-    PriorityFrame,
-    RstStreamFrame,
-    SettingsFrame,
-    WindowUpdateFrame,
-)
 
-PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
-# Frame types and error codes (RFC 9113 section 6 and 7).
-DATA, HEADERS, PRIORITY, RST_STREAM, SETTINGS, PUSH_PROMISE, PING, GOAWAY, \
-    WINDOW_UPDATE, CONTINUATION = range(10)
-NO_ERROR, PROTOCOL_ERROR, INTERNAL_ERROR, FLOW_CONTROL_ERROR, SETTINGS_TIMEOUT, \
-    STREAM_CLOSED, FRAME_SIZE_ERROR, REFUSED_STREAM, CANCEL, COMPRESSION_ERROR, \
-    CONNECT_ERROR, ENHANCE_YOUR_CALM, INADEQUATE_SECURITY, HTTP_1_1_REQUIRED = range(14)
+import lib.h2frames as F  # noqa: E402
+from lib.h2frames import (  # noqa: E402,F401 - the constants, as R.<NAME>
+    CANCEL, COMPRESSION_ERROR, CONNECT_ERROR, CONTINUATION, DATA, ENABLE_PUSH,
+    ENHANCE_YOUR_CALM, ERROR_NAMES, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY,
+    HEADER_TABLE_SIZE, HEADERS, HTTP_1_1_REQUIRED, INADEQUATE_SECURITY, INITIAL_WINDOW_SIZE,
+    INTERNAL_ERROR,
+    MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE, NO_ERROR, PING, PREFACE,
+    PRIORITY, PROTOCOL_ERROR, PUSH_PROMISE, REFUSED_STREAM, RST_STREAM, SETTINGS,
+    SETTINGS_TIMEOUT, STREAM_CLOSED, TYPE_NAMES, WINDOW_UPDATE, raw_frame)
 
-ERROR_NAMES = {v: k for k, v in dict(
-    NO_ERROR=0, PROTOCOL_ERROR=1, INTERNAL_ERROR=2, FLOW_CONTROL_ERROR=3,
-    SETTINGS_TIMEOUT=4, STREAM_CLOSED=5, FRAME_SIZE_ERROR=6, REFUSED_STREAM=7,
-    CANCEL=8, COMPRESSION_ERROR=9, CONNECT_ERROR=10, ENHANCE_YOUR_CALM=11,
-    INADEQUATE_SECURITY=12, HTTP_1_1_REQUIRED=13).items()}
-
-TYPE_NAMES = {0: "DATA", 1: "HEADERS", 2: "PRIORITY", 3: "RST_STREAM", 4: "SETTINGS",
-              5: "PUSH_PROMISE", 6: "PING", 7: "GOAWAY", 8: "WINDOW_UPDATE",
-              9: "CONTINUATION"}
-
-# SETTINGS identifiers
-HEADER_TABLE_SIZE, ENABLE_PUSH, MAX_CONCURRENT_STREAMS, INITIAL_WINDOW_SIZE, \
-    MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE = range(1, 7)
-
-
-def err_name(code):
-    return ERROR_NAMES.get(code, f"0x{code:x}")
+err_name = F.ename
 
 
 # ---- frame builders (bytes) ----------------------------------------------
@@ -71,45 +50,27 @@ def block(headers):
 
 # ---- HPACK by hand (RFC 7541), for blocks whose table effects must be exact --
 
-_huffman = HuffmanEncoder(REQUEST_CODES, REQUEST_CODES_LENGTH)
-
-
 def hp_string(value, huffman=False):
     """A string literal (5.2), optionally Huffman-coded."""
-    if isinstance(value, str):
-        value = value.encode()
-    if huffman:
-        value = _huffman.encode(value)
-    n = encode_integer(len(value), 7)
-    if huffman:
-        n[0] |= 0x80
-    return bytes(n) + value
+    return F.hp_str(value, huff=huffman)
 
 
-def hp_indexed(index):
-    """An indexed field (6.1): one byte for indexes below 127."""
-    n = encode_integer(index, 7)
-    n[0] |= 0x80
-    return bytes(n)
+hp_indexed = F.hp_indexed  # an indexed field (6.1)
 
 
 def hp_literal(name, value, index=False, huffman=False):
     """A literal field with a literal name (6.2.1 with incremental indexing,
-    else 6.2.2 without indexing): self-contained, it refers to no table entry."""
-    return (b"\x40" if index else b"\x00") + hp_string(name) + hp_string(value, huffman)
+    else 6.2.2 without indexing): self-contained, it refers to no table entry.
+    HUFFMAN codes the value (the name stays plain)."""
+    return (b"\x40" if index else b"\x00") + F.hp_str(name) + F.hp_str(value, huff=huffman)
 
 
 def hp_literal_static_name(name_index, value):
     """A literal without indexing whose name is a static-table entry (6.2.2)."""
-    n = encode_integer(name_index, 4)
-    return bytes(n) + hp_string(value)
+    return F.hp_literal(None, value, "without", name_index=name_index)
 
 
-def encode_table_size(size):
-    """A dynamic table size update (6.3)."""
-    n = encode_integer(size, 5)
-    n[0] |= 0x20
-    return bytes(n)
+encode_table_size = F.hp_size_update  # a dynamic table size update (6.3)
 
 
 def hp_request(path="/small", authority="attacker"):
@@ -134,58 +95,46 @@ def request_headers(path="/small", method="GET", authority="attacker", extra=())
 
 
 def settings(values=None, ack=False):
-    if ack:
-        return SettingsFrame(0, flags=["ACK"]).serialize()
-    return SettingsFrame(0, settings=dict(values or {})).serialize()
+    """SETTINGS with VALUES (a dict), or its ACK."""
+    return F.settings_frame((values or {}).items(), ack=ack)
 
 
 def settings_entries(entries):
     """A SETTINGS frame with exactly these (id, value) entries, repeats allowed."""
-    body = b"".join(struct.pack("!HL", i, v) for i, v in entries)
-    return struct.pack("!L", len(body))[1:] + bytes([SETTINGS, 0]) + struct.pack("!L", 0) + body
+    return F.settings_frame(entries)
 
 
 def ping(data=b"\0" * 8, ack=False):
-    return PingFrame(0, opaque_data=data, flags=["ACK"] if ack else []).serialize()
+    """PING; DATA (at most 8 octets) padded with zeros to 8."""
+    assert len(data) <= 8, data
+    return F.ping_frame(data.ljust(8, b"\0"), ack=ack)
 
 
 def headers(sid, hblock, end_stream=True, end_headers=True, priority=None):
-    flags = []
-    if end_stream:
-        flags.append("END_STREAM")
-    if end_headers:
-        flags.append("END_HEADERS")
-    f = HeadersFrame(sid, data=hblock, flags=flags)
-    return f.serialize()
+    """HEADERS carrying HBLOCK (PRIORITY is accepted and not sent)."""
+    return F.headers_frame(sid, hblock, end_stream=end_stream, end_headers=end_headers)
 
 
 def continuation(sid, fragment, end_headers=False):
-    return ContinuationFrame(sid, data=fragment,
-                             flags=["END_HEADERS"] if end_headers else []).serialize()
+    return F.continuation_frame(sid, fragment, end_headers=end_headers)
 
 
 def rst(sid, code=CANCEL):
-    return RstStreamFrame(sid, error_code=code).serialize()
+    return F.rst_stream_frame(sid, code)
 
 
 def data(sid, payload=b"", end_stream=False):
-    return DataFrame(sid, data=payload, flags=["END_STREAM"] if end_stream else []).serialize()
+    return F.data_frame(sid, payload, end_stream=end_stream)
 
 
 def priority(sid, depends_on=0, weight=15, exclusive=False):
-    return PriorityFrame(sid, depends_on=depends_on, stream_weight=weight,
-                         exclusive=exclusive).serialize()
+    """PRIORITY; WEIGHT as sent (0-255, the real weight minus one)."""
+    return F.priority_frame(sid, depends_on, weight + 1, exclusive)
 
 
 def window_update(sid, increment):
-    return WindowUpdateFrame(sid, window_increment=increment).serialize()
-
-
-def raw_frame(ftype, flags, sid, payload=b""):
-    """Any frame, byte for byte (hyperframe 6's ExtensionFrame.serialize writes a
-    zero length whatever the body)."""
-    return len(payload).to_bytes(3, "big") + bytes([ftype, flags]) + \
-        sid.to_bytes(4, "big") + payload
+    """WINDOW_UPDATE; the reserved bit of INCREMENT is cleared."""
+    return F.window_update_frame(sid, increment & 0x7FFFFFFF)
 
 
 def unknown(ftype=0xEE, sid=0, payload=b"x", flags=0):

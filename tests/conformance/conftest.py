@@ -11,7 +11,8 @@ The binary is $CELERISD, else <repo>/build/celerisd. Debian's python3-pytest,
 python3-hyperframe, python3-hpack and the openssl CLI are all it needs (the
 h2 state machine is
 deliberately not used: the client in h2wire.py sends whatever octets a case
-needs, malformed ones included, and parses what comes back with hyperframe).
+needs, malformed ones included, built with tests/lib/h2frames.py, and parses
+what comes back with hyperframe).
 
 How it works:
   * Every case runs twice, once per transport (test ids carry it:
@@ -25,7 +26,8 @@ How it works:
     both transports) with two listeners on free loopback ports from the
     inline YAML below: a cleartext one, and one with `tls:` carrying a
     self-signed EC certificate made once per session with the openssl CLI.
-    It is stopped with SIGTERM by PID at the end. The fixture is an Endpoint:
+    tests/lib/daemon.py starts it, and stops it with SIGTERM by PID at the
+    end. The fixture is an Endpoint:
     `.port` is the listener of the transport under test and `.connect()`
     opens an H2Conn to it (cases that need their own connection use that,
     never H2Conn(port) directly, so they run over both transports). An
@@ -49,7 +51,8 @@ How it works:
     that disagree, a MAY) the case names it and asserts the one the server
     makes, so that a change of behaviour shows.
 
-Files: h2wire.py (the raw client, frame and HPACK builders, expect_*),
+Files: h2wire.py (the raw client, expect_*; frame and HPACK builders come
+from tests/lib/h2frames.py),
 test_preface.py (3.4), test_frames.py (4.1, 4.2, 5.5, padding, stream-0
 rules of section 6), test_streams.py (5.1, 5.1.1, 5.1.2), test_settings.py
 (6.5), test_ping_goaway.py (6.4, 6.7, 6.8, 7), test_flow_control.py (5.2,
@@ -57,28 +60,23 @@ rules of section 6), test_streams.py (5.1, 5.1.1, 5.1.2), test_settings.py
 test_http_semantics.py (8.1-8.5, 10.5.1), test_hpack.py (RFC 7541, 4.3.1).
 """
 
-import os
 import pathlib
-import signal
-import socket
 import subprocess
 import sys
-import time
 
 import pytest
 
 HERE = pathlib.Path(__file__).resolve().parent
+sys.path.insert(0, str(HERE.parent))
 sys.path.insert(0, str(HERE))
 
 from h2wire import H2Conn, big_body, tls_client_context  # noqa: E402
-
-REPO = HERE.parents[1]
-BINARY = os.environ.get("CELERISD", str(REPO / "build" / "celerisd"))
+from lib.daemon import ServerFactory, require_binary  # noqa: E402
 
 BASE_CONFIG = """\
 listen:
   - "127.0.0.1:{port}"
-  - address: "127.0.0.1:{tls_port}"
+  - address: "127.0.0.1:{port2}"
     tls: { cert: "{cert}", key: "{key}" }
 workers: 1
 shutdown_timeout: 2s
@@ -111,21 +109,14 @@ routes:
 """
 
 DEFAULT_LIMITS = {"idle_timeout": "30s", "header_timeout": "30s"}
+# body_window: a buffered upload's stream keeps the advertised 4,096 (not
+# opened wider by WINDOW_UPDATE), so the flow-control cases test that window.
 TIGHT_LIMITS = {"idle_timeout": "30s", "header_timeout": "30s",
                 "max_concurrent_streams": 2, "initial_window_size": 4096,
-                "max_header_list_size": 2048}
+                "body_window": 4096, "max_header_list_size": 2048}
 
 
 TRANSPORTS = ["tcp", "tls"]
-
-
-def _free_port(taken=()):
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in taken:
-            return port
 
 
 class TLSFiles:
@@ -151,64 +142,33 @@ class TLSFiles:
 
 
 class Daemon:
+    """A daemon on BASE_CONFIG with LIMITS: a cleartext listener (port) and
+    a TLS one (tls_port), started by tests/lib/daemon.py."""
+
     def __init__(self, directory, limits, tls):
-        deadline = time.monotonic() + 30  # the binary may be mid-relink
-        while not (os.path.isfile(BINARY) and os.access(BINARY, os.X_OK)) \
-                and time.monotonic() < deadline:
-            time.sleep(0.5)
-        if not (os.path.isfile(BINARY) and os.access(BINARY, os.X_OK)):
-            pytest.fail(f"celerisd binary not found at {BINARY} (set CELERISD or run "
-                        f"`ninja -C build`)")
+        require_binary(wait=30)  # the binary may be mid-relink
         self.dir = pathlib.Path(directory)
         self.limits = limits
-        self.port = _free_port()
-        self.tls_port = _free_port({self.port})
         self.tls = tls
         (self.dir / "big.bin").write_bytes(big_body())
         lim = "\n".join(f"  {k}: {v}" for k, v in limits.items())
-        text = (BASE_CONFIG.replace("LIMITS", lim).replace("{port}", str(self.port))
-                .replace("{tls_port}", str(self.tls_port))
+        text = (BASE_CONFIG.replace("LIMITS", lim)
                 .replace("{cert}", str(tls.cert)).replace("{key}", str(tls.key)))
-        self.config = self.dir / "celerisd.yaml"
-        self.config.write_text(text)
-        self.stderr_path = self.dir / "stderr"
-        with open(self.stderr_path, "wb") as err:
-            self.proc = subprocess.Popen([BINARY, "-c", str(self.config)],
-                                         stdout=subprocess.DEVNULL, stderr=err,
-                                         stdin=subprocess.DEVNULL, start_new_session=True)
-        deadline = time.monotonic() + 10
-        for port in (self.port, self.tls_port):
-            while True:
-                if self.proc.poll() is not None:
-                    pytest.fail(f"celerisd exited with {self.proc.returncode} at startup:\n"
-                                f"{self.stderr()}")
-                try:
-                    with socket.create_connection(("127.0.0.1", port), timeout=0.5):
-                        break
-                except OSError:
-                    if time.monotonic() > deadline:
-                        pytest.fail(f"celerisd did not listen on {port}:\n{self.stderr()}")
-                    time.sleep(0.02)
+        self.srv = ServerFactory(self.dir)(text, ports=2)
+        self.proc = self.srv.proc
+        self.port, self.tls_port = self.srv.ports
 
     def stderr(self):
         try:
-            return self.stderr_path.read_text(errors="replace")[-4000:]
+            return self.srv.stderr_text()[-4000:]
         except OSError:
             return ""
 
     def alive(self):
-        return self.proc.poll() is None
+        return self.srv.alive()
 
     def stop(self):
-        if self.proc.poll() is not None:
-            return self.proc.returncode
-        os.kill(self.proc.pid, signal.SIGTERM)
-        try:
-            return self.proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
-            return None
+        return self.srv.stop()[0]
 
 
 class Endpoint:
@@ -271,7 +231,7 @@ def server(_daemon_registry, transport):
 
 @pytest.fixture(scope="session")
 def tight_server(_daemon_registry, transport):
-    """The daemon with max_concurrent_streams 2 and initial_window_size 4096,
+    """The daemon with max_concurrent_streams 2 and initial_window_size 4096 (body_window too),
     as an Endpoint of the transport under test."""
     return Endpoint(_daemon_registry("tight", TIGHT_LIMITS), transport)
 

@@ -4,10 +4,11 @@
 
 import pytest
 
-from h2wire import (GOAWAY, HEADERS, PROTOCOL_ERROR, RST_STREAM, continuation_frame, data_frame,
-                    encode_block, expect_connection_error, expect_response, goaway_frame,
-                    headers_frame, hp_literal, open_stream, ping_frame, priority_frame, raw_frame,
-                    rst_stream_frame, settings_frame, window_update_frame)
+from h2wire import (expect_connection_error, expect_response, open_stream)
+from lib.h2frames import (GOAWAY, HEADERS, PROTOCOL_ERROR, RST_STREAM, continuation_frame,
+                          data_frame, encode_block, goaway_frame, headers_frame, hp_literal,
+                          ping_frame, priority_frame, raw_frame, rst_stream_frame, settings_frame,
+                          window_update_frame)
 
 
 def split(block, n):
@@ -53,7 +54,7 @@ def test_continuation_flood(conn):
     for i in range(64):
         frames += continuation_frame(1, tail[i:i + 1], end_headers=(i == 63))
     conn.send(frames)
-    from h2wire import ENHANCE_YOUR_CALM
+    from lib.h2frames import ENHANCE_YOUR_CALM
     try:
         f = conn.wait_for(lambda f: f.type == GOAWAY
                           or (f.sid == 1 and f.type in (HEADERS, RST_STREAM)),

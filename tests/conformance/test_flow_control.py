@@ -6,12 +6,12 @@ import time
 
 import pytest
 
-from h2wire import (BIG_SIZE, DATA, END_STREAM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY,
-                    HEADERS, INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PROTOCOL_ERROR,
-                    RST_STREAM, WINDOW_UPDATE, Closed, big_body, data_frame,
-                    encode_block, expect_alive, expect_connection_error, expect_response,
-                    expect_stream_error, headers_frame,
-                    open_stream, raw_frame, settings_frame, window_update_frame)
+from h2wire import (BIG_SIZE, Closed, big_body, expect_alive, expect_connection_error,
+                    expect_response, expect_stream_error, open_stream)
+from lib.h2frames import (DATA, END_STREAM, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR, GOAWAY, HEADERS,
+                          INITIAL_WINDOW_SIZE, MAX_FRAME_SIZE, MAX_WINDOW, PROTOCOL_ERROR,
+                          RST_STREAM, WINDOW_UPDATE, data_frame, encode_block, headers_frame,
+                          raw_frame, settings_frame, window_update_frame)
 
 QUIET = 0.2  # how long "no more DATA" is watched before the PING check
 

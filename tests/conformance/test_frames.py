@@ -5,11 +5,11 @@ import struct
 
 import pytest
 
-from h2wire import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, FRAME_SIZE_ERROR, GOAWAY,
-                    HEADERS, PADDED, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR, PUSH_PROMISE,
-                    RST_STREAM, SETTINGS, WINDOW_UPDATE, data_frame, encode_block, expect_alive,
-                    expect_connection_error, expect_response,
-                    headers_frame, open_stream, priority_payload, raw_frame)
+from h2wire import (expect_alive, expect_connection_error, expect_response, open_stream)
+from lib.h2frames import (ACK, CONTINUATION, DATA, END_HEADERS, END_STREAM, FRAME_SIZE_ERROR,
+                          GOAWAY, HEADERS, PADDED, PING, PRIORITY, PRIORITY_FLAG, PROTOCOL_ERROR,
+                          PUSH_PROMISE, RST_STREAM, SETTINGS, WINDOW_UPDATE, data_frame,
+                          encode_block, headers_frame, priority_payload, raw_frame)
 
 MAX = 16384  # SETTINGS_MAX_FRAME_SIZE the server has not raised (checked below)
 
@@ -120,7 +120,7 @@ def test_headers_frame_of_max_size_accepted(conn):
     name = b"x-a"
     overhead = 1 + 1 + len(name) + 3  # value length needs a 3-octet integer
     value = b"v" * (MAX - len(base) - overhead)
-    from h2wire import hp_literal
+    from lib.h2frames import hp_literal
     block = base + hp_literal(name, value)
     assert len(block) == MAX
     conn.send(headers_frame(sid, block))
@@ -142,14 +142,14 @@ def test_data_frame_too_large(conn):
 def test_headers_frame_too_large(conn):
     """4.2: a frame carrying a field block over the limit: connection error
     FRAME_SIZE_ERROR."""
-    from h2wire import hp_literal
+    from lib.h2frames import hp_literal
     block = encode_block(conn.req_headers()) + hp_literal("x-a", "v" * (MAX + 10))
     conn.send(headers_frame(1, block))
     expect_connection_error(conn, FRAME_SIZE_ERROR, stream=1)
 
 
 def test_continuation_frame_too_large(conn):
-    from h2wire import hp_literal
+    from lib.h2frames import hp_literal
     block = encode_block(conn.req_headers())
     tail = hp_literal("x-a", "v" * (MAX + 10))
     conn.send(headers_frame(1, block, end_headers=False)

@@ -2,7 +2,7 @@
 4.3.1: every decoding error is a connection error COMPRESSION_ERROR; the
 server's own encoder must follow the client's SETTINGS_HEADER_TABLE_SIZE.
 
-Request field blocks are built octet by octet (h2wire.hp_*); decoded values
+Request field blocks are built octet by octet (hp_* of tests/lib/h2frames.py); decoded values
 are checked through the /echo route, which returns x-a, x-b, x-c and cookie
 as the server decoded them."""
 
@@ -10,10 +10,10 @@ import json
 
 import pytest
 
-from h2wire import (ACK, COMPRESSION_ERROR, HEADER_TABLE_SIZE, HEADERS, SETTINGS,
-                    STATIC, continuation_frame, encode_block, expect_connection_error,
-                    expect_response, headers_frame, hp_indexed, hp_int, hp_literal, hp_raw_str,
-                    hp_size_update, hp_str, huffman, settings_frame)
+from h2wire import (expect_connection_error, expect_response)
+from lib.h2frames import (ACK, COMPRESSION_ERROR, HEADER_TABLE_SIZE, HEADERS, SETTINGS, STATIC,
+                          continuation_frame, encode_block, headers_frame, hp_indexed, hp_int,
+                          hp_literal, hp_raw_str, hp_size_update, hp_str, huffman, settings_frame)
 
 KINDS = ["incremental", "without", "never"]
 
@@ -287,7 +287,8 @@ def test_literal_indexed_name_missing_value(conn):
 
 def test_compression_error_on_trailers(conn):
     """Trailer blocks are decoded with the same rules."""
-    from h2wire import open_stream, data_frame
+    from h2wire import open_stream
+    from lib.h2frames import data_frame
     sid = open_stream(conn)
     conn.send(data_frame(sid, b"x") + headers_frame(sid, hp_indexed(0)))
     expect_connection_error(conn, COMPRESSION_ERROR)
@@ -403,7 +404,7 @@ def test_table_field_outlives_its_entries(conn):
     here an upload left open while 120 requests carry fresh accept values (the
     client's table, and celerisd's kept fields, let the first one go long
     before the upload ends)."""
-    from h2wire import data_frame
+    from lib.h2frames import data_frame
     auth = f"127.0.0.1:{conn.port}"
     get = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
     post = hp_indexed(3) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
@@ -440,7 +441,7 @@ def test_indexed_fields_over_tight_header_list_limit(tight_conn):
 
 
 def _over_header_list_limit(conn):
-    from h2wire import MAX_HEADER_LIST_SIZE
+    from lib.h2frames import MAX_HEADER_LIST_SIZE
     head = _indexed_setup(conn)
     value = "v" * 250
     first = head + hp_indexed(63) + hp_literal(None, value, "incremental", name_index=19)
@@ -457,7 +458,8 @@ def _over_header_list_limit(conn):
 
 def test_indexed_pseudo_after_regular_is_malformed(conn):
     """8.3: a pseudo-header after a regular field, both from the table."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     head = _indexed_setup(conn)
     assert echo(conn, head + hp_indexed(63) + hp_indexed(62))["a"] == "1"
     sid = conn.new_sid()
@@ -468,7 +470,8 @@ def test_indexed_pseudo_after_regular_is_malformed(conn):
 
 def test_indexed_pseudo_twice_is_malformed(conn):
     """8.3: :authority twice, the second time from the table."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     head = _indexed_setup(conn)
     sid = conn.new_sid()
     conn.send(headers_frame(sid, head + hp_indexed(63) + hp_indexed(63)))
@@ -477,7 +480,8 @@ def test_indexed_pseudo_twice_is_malformed(conn):
 
 def test_indexed_host_twice_is_malformed(conn):
     """host twice, from the table the second time (one host only, 8.3.1)."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     auth = f"127.0.0.1:{conn.port}"
     head = hp_indexed(2) + hp_indexed(6) + hp_literal(None, "/echo", "without", name_index=4)
     assert echo(conn, head + hp_literal(None, auth, "incremental", name_index=38))["a"] == ""
@@ -492,7 +496,8 @@ def test_indexed_host_twice_is_malformed(conn):
 def test_indexed_malformed_field_stays_malformed(conn, name, value):
     """A malformed field put in the table makes every request that uses it
     malformed, not only the first."""
-    from h2wire import PROTOCOL_ERROR, expect_stream_error
+    from h2wire import expect_stream_error
+    from lib.h2frames import PROTOCOL_ERROR
     head = base(conn)
     for i in range(3):
         field = hp_literal(name, value, "incremental") if i == 0 else hp_indexed(62)
@@ -500,3 +505,33 @@ def test_indexed_malformed_field_stays_malformed(conn, name, value):
         conn.send(headers_frame(sid, head + field))
         expect_stream_error(conn, sid, PROTOCOL_ERROR)
     assert echo(conn, head)["a"] == ""
+
+
+BIG_COOKIE = "; ".join(f"c{i}=" + "v" * 40 for i in range(22))[:1024]
+
+
+def test_indexed_browser_fields_across_requests(conn):
+    """Fields a browser sends on every request, from the table each time after
+    the first (a name outside the static table, a value over 255 octets, a
+    1 KiB cookie): the server keeps its verdict on them and points at them;
+    each request still sees exactly their values."""
+    long_a = "a" * 300
+    first = echo(conn, base(conn) + hp_literal("x-a", long_a, "incremental")
+                 + hp_literal("x-b", "?1", "incremental")
+                 + hp_literal(None, BIG_COOKIE, "incremental", name_index=32))
+    assert (first["a"], first["b"], first["cookie"]) == (long_a, "?1", BIG_COOKIE)
+    for _ in range(5):   # newest first: cookie 62, x-b 63, x-a 64
+        body = echo(conn, base(conn) + hp_indexed(64) + hp_indexed(63) + hp_indexed(62))
+        assert (body["a"], body["b"], body["cookie"]) == (long_a, "?1", BIG_COOKIE)
+
+
+def test_indexed_cookie_joined_with_crumbs(conn):
+    """8.2.3: a cookie from the table and a literal crumb are joined in the
+    order sent, whichever comes first; the next request has its own cookie."""
+    echo(conn, base(conn) + hp_literal(None, BIG_COOKIE, "incremental", name_index=32))
+    crumb = hp_literal(None, "k=v", "without", name_index=32)
+    assert echo(conn, base(conn) + hp_indexed(62) + crumb)["cookie"] == BIG_COOKIE + "; k=v"
+    assert echo(conn, base(conn) + crumb + hp_indexed(62))["cookie"] == "k=v; " + BIG_COOKIE
+    both = echo(conn, base(conn) + hp_indexed(62) + hp_indexed(62))["cookie"]
+    assert both == BIG_COOKIE + "; " + BIG_COOKIE
+    assert echo(conn, base(conn) + hp_indexed(62))["cookie"] == BIG_COOKIE

@@ -12,8 +12,9 @@ import time
 
 import pytest
 
-from h2wire import (DATA, END_STREAM, HEADERS, PROTOCOL_ERROR, data_frame,
-                    encode_block, expect_response, expect_stream_error, headers_frame)
+from h2wire import (expect_response, expect_stream_error)
+from lib.h2frames import (DATA, END_STREAM, HEADERS, PROTOCOL_ERROR, data_frame, encode_block,
+                          headers_frame)
 
 
 def expect_malformed(c, sid):
@@ -178,7 +179,7 @@ def test_response_is_well_formed(conn):
 def test_response_content_length_matches_data(conn):
     """8.1.1: the server's content-length equals the DATA it sends."""
     c = conn
-    from h2wire import INITIAL_WINDOW_SIZE, settings_frame, window_update_frame
+    from lib.h2frames import INITIAL_WINDOW_SIZE, settings_frame, window_update_frame
     c.send(settings_frame([(INITIAL_WINDOW_SIZE, 1 << 20)]) + window_update_frame(0, 1 << 20))
     for path in ("/bench", "/echo", "/big"):
         r = expect_response(c, send(c, pseudo(c, path=path)))
@@ -310,7 +311,8 @@ def test_data_after_trailers(server):
     (5.1), which 5.4.1 lets an endpoint treat as a connection error, as
     nghttp2 does: GOAWAY(STREAM_CLOSED), exactly. The client's window is 0 so
     the response cannot complete and close the stream first."""
-    from h2wire import INITIAL_WINDOW_SIZE, STREAM_CLOSED, expect_connection_error
+    from h2wire import expect_connection_error
+    from lib.h2frames import INITIAL_WINDOW_SIZE, STREAM_CLOSED
     c = server.connect()
     try:
         c.handshake([(INITIAL_WINDOW_SIZE, 0)])
@@ -473,7 +475,7 @@ def test_header_list_over_advertised_limit(conn):
     """6.5.2/10.5.1: a field section over the SETTINGS_MAX_HEADER_LIST_SIZE the
     server announced may be refused with 431 (README: celerisd answers 431);
     the block is still decoded, so the connection goes on."""
-    from h2wire import MAX_HEADER_LIST_SIZE, continuation_frame, hp_literal
+    from lib.h2frames import MAX_HEADER_LIST_SIZE, continuation_frame, hp_literal
     limit = conn.server_settings[MAX_HEADER_LIST_SIZE]
     n = limit // 4000 + 2  # fields of 4,000 octets, together over the limit
     block = encode_block(pseudo(conn)) + b"".join(hp_literal(f"x-pad-{i}", "v" * 4000)
@@ -496,8 +498,9 @@ def test_request_ended_after_early_answer(conn, split):
     whole with its header and closes the stream; it is no error, and the
     connection goes on."""
     import time
-    from h2wire import (GOAWAY, MAX_HEADER_LIST_SIZE, continuation_frame, data_frame,
-                        expect_alive, hp_literal)
+    from h2wire import expect_alive
+    from lib.h2frames import (GOAWAY, MAX_HEADER_LIST_SIZE, continuation_frame, data_frame,
+                              hp_literal)
     limit = conn.server_settings[MAX_HEADER_LIST_SIZE]
     n = limit // 4000 + 2
     block = encode_block(pseudo(conn, "POST", "/post")) + b"".join(

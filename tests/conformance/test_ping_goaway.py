@@ -5,10 +5,10 @@ import struct
 
 import pytest
 
-from h2wire import (ACK, CANCEL, FRAME_SIZE_ERROR, GOAWAY, NO_ERROR, PING, PROTOCOL_ERROR,
-                    RST_STREAM, closed_stream, expect_alive, expect_connection_error,
-                    expect_no_frames_on, expect_response, goaway_frame, open_stream, ping_frame,
-                    raw_frame, rst_stream_frame)
+from h2wire import (closed_stream, expect_alive, expect_connection_error, expect_no_frames_on,
+                    expect_response, open_stream)
+from lib.h2frames import (ACK, CANCEL, FRAME_SIZE_ERROR, GOAWAY, NO_ERROR, PING, PROTOCOL_ERROR,
+                          RST_STREAM, goaway_frame, ping_frame, raw_frame, rst_stream_frame)
 
 
 # ---- PING -------------------------------------------------------------------
@@ -41,7 +41,7 @@ def test_many_pings_answered_in_order(conn):
 def test_ping_during_open_stream(conn):
     sid = open_stream(conn)
     expect_alive(conn)
-    from h2wire import data_frame
+    from lib.h2frames import data_frame
     conn.send(data_frame(sid, b"", end_stream=True))
     assert expect_response(conn, sid).status == 200
 
@@ -85,7 +85,7 @@ def test_client_goaway_with_open_request_body(conn):
     """After a client GOAWAY the client may still finish its open request."""
     sid = open_stream(conn)
     conn.send(goaway_frame(0, NO_ERROR))
-    from h2wire import data_frame
+    from lib.h2frames import data_frame
     conn.send(data_frame(sid, b"body", end_stream=True))
     assert expect_response(conn, sid).status == 200
 

@@ -2,10 +2,10 @@
 
 import pytest
 
-from h2wire import (ACK, ENABLE_PUSH, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
-                    MAX_HEADER_LIST_SIZE, PREFACE, PROTOCOL_ERROR, SETTINGS, encode_block,
-                    expect_alive, expect_connection_error, expect_response, headers_frame,
-                    ping_frame, settings_frame)
+from h2wire import (expect_alive, expect_connection_error, expect_response)
+from lib.h2frames import (ACK, ENABLE_PUSH, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS,
+                          MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE, PREFACE, PROTOCOL_ERROR, SETTINGS,
+                          encode_block, headers_frame, ping_frame, settings_frame)
 
 
 def test_server_first_frame_is_settings(raw):
@@ -46,7 +46,8 @@ def test_server_settings_values_are_legal(conn):
 
 def test_server_advertises_configured_limits(conn):
     """README limits: max_concurrent_streams 128, 64 KiB header lists and a
-    65,535-octet stream window are what the SETTINGS frame announces."""
+    65,535-octet stream window are what the SETTINGS frame announces (a
+    buffered upload's stream is opened wider by WINDOW_UPDATE)."""
     s = conn.server_settings
     assert s.get(MAX_CONCURRENT_STREAMS) == 128, s
     assert s.get(MAX_HEADER_LIST_SIZE) == 64 * 1024, s

@@ -4,10 +4,10 @@ RFC 7540 5.3.1, which RFC 9113 5.3.2 keeps by reference."""
 
 import pytest
 
-from h2wire import (FRAME_SIZE_ERROR, PRIORITY, PROTOCOL_ERROR, closed_stream, data_frame,
-                    encode_block, expect_alive, expect_connection_error, expect_response,
-                    expect_stream_error,
-                    headers_frame, open_stream, priority_frame, priority_payload, raw_frame)
+from h2wire import (closed_stream, expect_alive, expect_connection_error, expect_response,
+                    expect_stream_error, open_stream)
+from lib.h2frames import (FRAME_SIZE_ERROR, PRIORITY, PROTOCOL_ERROR, data_frame, encode_block,
+                          headers_frame, priority_frame, priority_payload, raw_frame)
 
 
 def get_block(c):
@@ -153,7 +153,7 @@ def test_priority_field_orders_responses(conn, first, second, leader):
     """RFC 9218 4: the priority field's urgency orders the responses. Two
     100 KiB responses asked for in one packet share a 64 KiB connection
     window: the more urgent one's DATA comes first and fills it."""
-    from h2wire import DATA as DATA_T, headers_frame as hf
+    from lib.h2frames import DATA as DATA_T, headers_frame as hf
     conn.send(hf(1, encode_block(conn.req_headers("GET", "/big", extra=[("priority", f"u={first}")])))
               + hf(3, encode_block(conn.req_headers("GET", "/big",
                                                     extra=[("priority", f"u={second}")]))))
@@ -176,7 +176,7 @@ def priority_update_frame(sid, value):
 def test_priority_update_orders_responses(conn):
     """RFC 9218 7.1: PRIORITY_UPDATE frames sent before the requests set
     their urgency: stream 3 (u=0) is served before stream 1 (u=7)."""
-    from h2wire import DATA as DATA_T
+    from lib.h2frames import DATA as DATA_T
     conn.send(priority_update_frame(1, "u=7") + priority_update_frame(3, "u=0")
               + headers_frame(1, encode_block(conn.req_headers("GET", "/big")))
               + headers_frame(3, encode_block(conn.req_headers("GET", "/big"))))

@@ -2,11 +2,11 @@
 
 import pytest
 
-from h2wire import (ACK, DATA, ENABLE_PUSH, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR,
-                    HEADER_TABLE_SIZE, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS, MAX_FRAME_SIZE,
-                    MAX_HEADER_LIST_SIZE, PROTOCOL_ERROR, SETTINGS, expect_alive,
-                    expect_connection_error, expect_response, raw_frame, settings_frame,
-                    settings_payload)
+from h2wire import (expect_alive, expect_connection_error, expect_response)
+from lib.h2frames import (ACK, DATA, ENABLE_PUSH, FLOW_CONTROL_ERROR, FRAME_SIZE_ERROR,
+                          HEADER_TABLE_SIZE, INITIAL_WINDOW_SIZE, MAX_CONCURRENT_STREAMS,
+                          MAX_FRAME_SIZE, MAX_HEADER_LIST_SIZE, PROTOCOL_ERROR, SETTINGS,
+                          raw_frame, settings_frame, settings_payload)
 
 
 def wait_ack(c):
@@ -165,7 +165,7 @@ def test_settings_applied_before_ack(server):
     c = server.connect()
     try:
         c.handshake()
-        from h2wire import encode_block, headers_frame
+        from lib.h2frames import encode_block, headers_frame
         c.send(settings_frame([(INITIAL_WINDOW_SIZE, 10)])
                + headers_frame(1, encode_block(c.req_headers(path="/big"))))
         f = c.wait_for(lambda f: f.type == DATA and f.sid == 1, what="DATA")

@@ -15,7 +15,7 @@
  * is fed the client preface, the HEADERS (HPACK by nghttp2's deflater), the
  * DATA and the trailers; the request is refused when it resets stream 1 or
  * ends the connection. celerisd's verdict: the fields through cel_h2_field as
- * h2.c calls it (and once more through cel_h2_field_again, as h2.c does for a
+ * h2_intake.c calls it (and once more through cel_h2_field_again, as it does for a
  * field it has seen before on the connection: that must change nothing),
  * cel_h2_fields_request_end, cel_h2_fields_data and cel_h2_fields_body_end.
  *
@@ -211,7 +211,7 @@ static int celerisd_refuses(const req *r, seen *first, int again)
             kind = cel_h2_field_again(&f, first[i].kind, first[i].bits);
         else if (x->nlen == 5 && memcmp(x->name, ":path", 5) == 0 &&
                  !(f.seen & (CEL_HF_TRAILERS | CEL_HF_REGULAR)) && x->vlen) {
-            /* h2.c's short path for :path copies as it checks */
+            /* h2_intake.c's short path for :path copies as it checks */
             char copy[256];
             size_t q;
             cel_h2_fields g = f;

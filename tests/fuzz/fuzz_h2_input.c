@@ -1,6 +1,6 @@
 /*
  * fuzz_h2_input: the connection's input path without a socket. Bytes a client
- * could send go through cel_h2_recv into nghttp2, the callbacks in h2.c,
+ * could send go through cel_h2_recv into nghttp2, the callbacks in h2*.c,
  * dispatch and the static and json handlers; what the server answers goes
  * through cel_h2_send into an output queue, flushed into a sink.
  *
@@ -19,7 +19,7 @@
  * Setup once: two worker-like envs (below: "worlds"), each on its own event base
  * with a generation loaded from a small YAML (static, big static sent by
  * reference, json with params, json echoing headers, a POST route, 204,
- * metrics and status) and an access log. Per input: a fresh pool (so anything h2.c keeps allocated
+ * metrics and status) and an access log. Per input: a fresh pool (so anything h2*.c keeps allocated
  * past cel_h2_free is a leak LeakSanitizer sees), outq and session, all freed again.
  *
  * Checked, abort() otherwise, on everything the server wrote:

@@ -3,7 +3,7 @@
  *
  * The input is JSON text, a NUL byte, then the request as NUL-separated fields:
  *   METHOD \0 RAWPATH \0 PARAMSPEC \0 NAME1 \0 VALUE1 \0 NAME2 \0 VALUE2 ...
- * RAWPATH is split at its first '?' into path and query, as h2.c does. Each
+ * RAWPATH is split at its first '?' into path and query, as h2_intake.c does. Each
  * {{param.NAME}} the template names (up to CEL_MAX_PARAMS) becomes a param whose
  * offset and length into the path come from two bytes of PARAMSPEC; its first
  * byte also picks the size of the first render buffer. Headers are up to 16

@@ -339,6 +339,54 @@ routes:
   - path: /b
     static: { body: "B" }
 """, ("---", 0, 1), ["second", "document"]),
+    # -- dir: each key's error at its node
+    ("dir-unknown-key", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, indx: [index.html] }
+""", ("indx", 0, 1), ["indx"]),
+    ("dir-needs-root", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { listing: true }
+""", ("{ listing", 0, 1), ["root"]),
+    ("dir-root-missing", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: @MISSING@ }
+""", ("@MISSING@", 0, 1), ["no such file"]),
+    ("dir-bad-coding", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, precompressed: [br, deflate] }
+""", ("deflate", 0, 1), ["deflate"]),
+    ("dir-fallback-escapes", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, fallback: ../index.html }
+""", ("../index", 0, 1), ["fallback"]),
+    ("dir-bad-max-age", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, max_age: 1y }
+""", ("1y", 0, 1), ["max_age"]),
+    ("dir-index-with-slash", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, index: [a/index.html] }
+""", ("a/index", 0, 1), ["index"]),
+    ("dir-listing-not-bool", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir:
+      root: /tmp
+      listing: maybe
+""", ("maybe", 0, 1), ["listing"]),
+    ("dir-mime-not-a-type", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, mime: { .x: nonsense } }
+""", ("nonsense", 0, 1), ["mime"]),
     # -- YAML syntax errors: libyaml's problem position
     ("yaml-tab-indent", LISTEN + """\
 routes:

@@ -285,7 +285,7 @@ def test_status_handler(celerisd, tmp_path):
         r = c.get("/status")
     assert r.status == 200 and r.header("content-type") == "application/json"
     st = r.json()
-    assert st["status"] == "ok" and st["version"] == "0.1.0"
+    assert st["status"] == "ok" and st["version"] == "0.2.0"
     assert st["generation"] == 1 and st["workers"] == 2 and st["connections"] >= 1
 
 
@@ -506,3 +506,23 @@ def test_process_metrics(celerisd, tmp_path):
             s.close()
     # a counter: the scrapes above cost CPU time, and it never goes back
     assert sample(scrape(srv), "process_cpu_seconds", "process_cpu_seconds_total") >= cpu
+
+
+@pytest.mark.parametrize("source", ["127.0.0.1", "127.10.200.3", "127.255.0.99"])
+def test_remote_address_written_for_each_octet(celerisd, tmp_path, source):
+    """The peer's IPv4 address as the access log shows it, octets of one, two
+    and three digits and zeros among them (written without inet_ntop, which
+    costs a sprintf a connection)."""
+    log = tmp_path / "access.log"
+    srv = celerisd(cfg(log, "json"))
+    with socket.socket() as s:
+        s.bind((source, 0))
+        s.settimeout(10)
+        s.connect(("127.0.0.1", srv.port))
+        s.sendall(b"GET /bench HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n")
+        got = b""
+        while chunk := s.recv(4096):
+            got += chunk
+    assert got.startswith(b"HTTP/1.1 200"), got
+    recs = [json.loads(ln) for ln in wait_lines(log, 1)]
+    assert [r["remote"] for r in recs] == [source], recs

@@ -3,9 +3,11 @@ HTTP/1.1 refusal, settings and connection timeouts."""
 
 import hashlib
 import os
+import pathlib
 import re
 import socket
 import subprocess
+import sys
 import time
 
 import h2.errors
@@ -17,6 +19,9 @@ import pytest
 
 from h2client import ConnectionClosed, H2Client
 from support import curl
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[2] / "scripts" / "bench.d"))
+from relay import Relay  # noqa: E402  (the delaying relay scripts/bench uses)
 
 BIG_SIZE = 5 * 1024 * 1024
 PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
@@ -107,6 +112,82 @@ def test_big_file_curl(srv, big, tmp_path):
     p = curl(["-o", str(out), srv.url("/big")], timeout=60)
     assert p.returncode == 0, p.stderr
     assert sha(out.read_bytes()) == sha(data)
+
+
+UPLOAD_WINDOWS_CONFIG = """
+workers: 1
+log: { level: warn }
+limits: { max_request_body: 8m@LIMITS@ }
+routes:
+  - path: /up
+    methods: [POST]
+    static: { body: "OK" }
+"""
+
+
+def _upload_stalls(port, body):
+    """Uploads BODY to /up through a relay that delays each direction by 50 ms;
+    returns (stalls, response, windows): a stall is a read the client had to
+    make because the server's windows had no room left, so each is a round
+    trip spent waiting for a WINDOW_UPDATE (counted, not timed); the windows
+    are the SETTINGS stream window, the connection window once the handshake
+    is over, and the first WINDOW_UPDATE the server sent on the upload's
+    stream (0 for none)."""
+    with Relay(port, 0.05) as relay, H2Client("127.0.0.1", relay.port, timeout=60) as c:
+        c.wait_for(lambda: c.settings_acked, what="the server's SETTINGS ACK")
+        windows = [c.conn.remote_settings.initial_window_size,
+                   c.conn.outbound_flow_control_window]
+        stalls = 0
+        pump = c.pump
+
+        def counted(deadline):
+            nonlocal stalls
+            stalls += 1
+            return pump(deadline)
+
+        sid = c.send_request("POST", "/up", CT, end_stream=False)
+        c.pump = counted
+        assert c.send_body(sid, body, timeout=60)
+        c.pump = pump
+        r = c.response(sid, timeout=60)
+        ups = [e.delta for e in c.events
+               if isinstance(e, h2.events.WindowUpdated) and e.stream_id == sid]
+        return stalls, r, windows + [ups[0] if ups else 0]
+
+
+def test_upload_windows_fill_a_long_path(celerisd):
+    """Issue #21 item 4: the server opens the connection window to 16 MiB (a
+    WINDOW_UPDATE on stream 0 beside its SETTINGS) and a buffered upload's
+    stream to 4 MiB (a WINDOW_UPDATE as its HEADERS arrive), so a 4 MiB upload
+    through a 50 ms relay waits for a WINDOW_UPDATE only a few times. Streams
+    start at the protocol's 65,535 (what a streamed body may have waiting for
+    its handler). With 65,535 windows throughout (before, and with the knobs
+    set so) each round trip lets at most 64 KiB through: 63 stalls at least."""
+    body = os.urandom(4 << 20)
+    srv = celerisd(UPLOAD_WINDOWS_CONFIG.replace("@LIMITS@", ""))
+    stalls, r, windows = _upload_stalls(srv.port, body)
+    assert r.status == 200 and r.body == b"OK", r
+    assert windows == [65535, 16 << 20, (4 << 20) - 65535], windows
+    print(f"4 MiB upload, 50 ms each way: {stalls} stalls with the default windows")
+    assert stalls <= 4, stalls
+    old = celerisd(UPLOAD_WINDOWS_CONFIG.replace(
+        "@LIMITS@", ", body_window: 65535, connection_window: 65535"))
+    stalls, r, windows = _upload_stalls(old.port, body)
+    assert r.status == 200 and r.body == b"OK", r
+    assert windows[:2] == [65535, 65535], windows
+    print(f"{stalls} stalls with 65,535-octet windows")
+    assert stalls >= 63, stalls
+
+
+def test_small_upload_needs_no_window_update(celerisd):
+    """A body the stream's first 65,535 octets hold (content-length says so)
+    gets no WINDOW_UPDATE of its own: a 1 KiB POST costs no extra frame."""
+    srv = celerisd(UPLOAD_WINDOWS_CONFIG.replace("@LIMITS@", ""))
+    with srv.client() as c:
+        r = c.request("POST", "/up", CT + [("content-length", "1024")], b"x" * 1024)
+        assert r.status == 200 and r.body == b"OK", r
+        assert not [e for e in c.events
+                    if isinstance(e, h2.events.WindowUpdated) and e.stream_id == r.stream_id]
 
 
 def test_server_respects_stream_window(srv):

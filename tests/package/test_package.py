@@ -31,7 +31,7 @@ CONF = Path("/etc/celerisd/celerisd.yaml")
 LOGDIR = Path("/var/log/celerisd")
 UNIT_PATHS = [Path("/lib/systemd/system/celerisd.service"),
               Path("/usr/lib/systemd/system/celerisd.service")]
-EXAMPLE_MODULES = ["hello.so", "echo.so", "counter.so", "delay.so"]
+EXAMPLE_MODULES = ["hello.so", "echo.so", "counter.so", "delay.so", "notes.so"]
 
 # The module of the README, built against the installed header.
 GREET_C = r"""

@@ -19,7 +19,7 @@
  *   floor-nopri    floor-both with SETTINGS_NO_RFC7540_PRIORITIES = 1, as the
  *                  daemon runs nghttp2: no priority tree, no closed streams
  *   daemon         celerisd's whole request path, as conn.c runs it on a read
- *                  event: the date tick, cel_h2_recv (h2.c's callbacks, the
+ *                  event: the date tick, cel_h2_recv (h2*.c's callbacks, the
  *                  router, the handler, the counters), cel_h2_send into the
  *                  output queue and its flush, into memory here. It runs in a
  *                  libevent callback, so the loop's time cache works as in the

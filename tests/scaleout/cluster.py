@@ -15,7 +15,9 @@ import time
 
 import pytest
 
-from support import BINARY, TIME_SCALE, free_port, require_binary, wait_port, write_atomic
+from lib import daemon  # noqa: E402 (tests/ is on sys.path: conftest.py)
+from lib.daemon import TIME_SCALE, free_port, wait_port  # noqa: E402
+from support import write_atomic  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
 H2LOAD = shutil.which("h2load")
@@ -85,7 +87,7 @@ class Backend:
         self.log = self.dir / f"{name}.access.log"
         self.cfg = self.dir / f"{name}.yaml"
         self.drain = drain
-        self.proc = None
+        self.srv = self.proc = None
         self.starts = 0
         self.write_config("v1")
 
@@ -94,29 +96,24 @@ class Backend:
                                               name=self.name, version=version, drain=self.drain))
 
     def start(self):
-        require_binary()
+        """Starts the backend on its config (tests/lib/daemon.py), waited for
+        on its direct listener."""
         self.starts += 1
-        err = self.dir / f"{self.name}.{self.starts}.stderr"
-        with open(err, "wb") as fe:
-            self.proc = subprocess.Popen([BINARY, "-c", str(self.cfg)], stdout=subprocess.DEVNULL,
-                                         stderr=fe, stdin=subprocess.DEVNULL,
-                                         start_new_session=True)
-        self.stderr = err
-        wait_port("127.0.0.1", self.direct, self.proc, 10 * TIME_SCALE, err)
+        self.stderr = self.dir / f"{self.name}.{self.starts}.stderr"
+
+        def started(srv):
+            self.srv, self.proc = srv, srv.proc
+
+        daemon.start(self.cfg, None, self.stderr, [("127.0.0.1", self.direct)],
+                     startup_timeout=10 * TIME_SCALE, started=started)
 
     def send(self, sig):
-        os.kill(self.proc.pid, sig)
+        self.srv.send_signal(sig)
 
     def stop(self, sig=signal.SIGTERM, timeout=30):
-        if self.proc is None or self.proc.poll() is not None:
-            return self.proc.returncode if self.proc else None
-        os.kill(self.proc.pid, sig)
-        try:
-            return self.proc.wait(timeout=timeout * TIME_SCALE)
-        except subprocess.TimeoutExpired:
-            os.kill(self.proc.pid, signal.SIGKILL)
-            self.proc.wait(timeout=5)
+        if self.proc is None:
             return None
+        return self.srv.stop(sig, timeout * TIME_SCALE)[0]
 
     def get(self, path):
         """GET PATH on the backend's own (non-PROXY) listener: (status, body)."""

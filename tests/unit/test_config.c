@@ -293,6 +293,8 @@ static void test_defaults(void **state)
     assert_int_equal(c->limits.header_timeout_ms, CEL_DEF_HEADER_TIMEOUT_MS);
     assert_int_equal(c->limits.write_timeout_ms, CEL_DEF_WRITE_TIMEOUT_MS);
     assert_int_equal(c->limits.initial_window_size, CEL_DEF_INITIAL_WINDOW_SIZE);
+    assert_int_equal(c->limits.body_window, CEL_DEF_BODY_WINDOW);
+    assert_int_equal(c->limits.connection_window, CEL_DEF_CONNECTION_WINDOW);
     assert_int_equal(c->limits.max_output_buffer, CEL_DEF_MAX_OUTPUT_BUFFER);
 
     assert_int_equal(c->nroutes, 1);
@@ -341,6 +343,8 @@ static void test_limits_parsed(void **state)
                             "  header_timeout: 10s\n"
                             "  write_timeout: 2m\n"
                             "  initial_window_size: 1000\n"
+                            "  connection_window: 1m\n"
+                            "  body_window: 256k\n"
                             "  max_output_buffer: 20000\n"
                             "shutdown_timeout: 3\n"
                             "log:\n"
@@ -353,6 +357,8 @@ static void test_limits_parsed(void **state)
     assert_int_equal(c->limits.header_timeout_ms, 10000);
     assert_int_equal(c->limits.write_timeout_ms, 120000);
     assert_int_equal(c->limits.initial_window_size, 1000);
+    assert_int_equal(c->limits.connection_window, 1048576);
+    assert_int_equal(c->limits.body_window, 262144);
     assert_int_equal(c->limits.max_output_buffer, 20000);
     assert_int_equal(c->shutdown_timeout_ms, 3000);
     assert_int_equal(c->log_level, CEL_LOG_DEBUG);

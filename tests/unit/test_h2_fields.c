@@ -197,7 +197,7 @@ static int put(cel_h2_fields *f, const field *x)
 
 static int finish(cel_h2_fields *f, const row *r);
 
-/* The whole request as h2.c runs it: 0 well-formed, -1 malformed. */
+/* The whole request as h2_intake.c runs it: 0 well-formed, -1 malformed. */
 static int run(const row *r)
 {
     cel_h2_fields f;
@@ -249,7 +249,7 @@ static void test_kinds(void **state)
     assert_true(f.content_length == 42);
 }
 
-/* h2.c keeps the verdict on a field the client's HPACK table hands out again
+/* h2_intake.c keeps the verdict on a field the client's HPACK table hands out again
  * (cel_h2_field_again): for every row, a request made of verdicts kept from
  * an earlier identical one must come out the same as the checks themselves. */
 typedef struct verdict {

@@ -1,7 +1,7 @@
 /*
  * The HTTP/2 flood limits' parts (server/h2_ratelim.c): the token bucket
  * against a reference model stepped second by second, its edges (no burst, no
- * rate, a long silence, a high rate), and the glitch classification against
+ * rate, a long silence, a high rate, the clock set back), and the glitch classification against
  * RFC 9113's frame types for every type and flag octet.
  */
 #include <stdarg.h>
@@ -46,6 +46,21 @@ static void test_refill_per_second(void **state)
     for (int i = 0; i < 10; i++)
         assert_int_equal(cel_bucket_take(&b, 100), 0);
     assert_int_equal(cel_bucket_take(&b, 100), -1);
+}
+
+/* The clock set back (it is the wall clock) refills nothing, and the
+ * bucket counts on from the new time. */
+static void test_clock_set_back(void **state)
+{
+    (void)state;
+    cel_bucket b;
+    cel_bucket_init(&b, 4, 1, 1000);
+    for (int i = 0; i < 4; i++)
+        assert_int_equal(cel_bucket_take(&b, 1000), 0);
+    assert_int_equal(cel_bucket_take(&b, 990), -1);
+    assert_int_equal(cel_bucket_take(&b, 990), -1);
+    assert_int_equal(cel_bucket_take(&b, 991), 0);
+    assert_int_equal(cel_bucket_take(&b, 991), -1);
 }
 
 static void test_no_burst_no_rate(void **state)
@@ -169,6 +184,7 @@ int main(void)
         cmocka_unit_test(test_burst_then_dry),   cmocka_unit_test(test_refill_per_second),
         cmocka_unit_test(test_no_burst_no_rate), cmocka_unit_test(test_no_overflow),
         cmocka_unit_test(test_against_model),    cmocka_unit_test(test_glitch_every_type),
+        cmocka_unit_test(test_clock_set_back),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
     return cmocka_run_group_tests(tests, NULL, NULL);

@@ -9,6 +9,9 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+#include <unistd.h>
 
 #include "outq.h"
 
@@ -569,6 +572,82 @@ static void test_copy_and_compare_small(void **state)
         }
 }
 
+static ssize_t sock_writev(void *ctx, const struct iovec *iov, int iovcnt)
+{
+    return writev(*(int *)ctx, iov, iovcnt);
+}
+
+/* Reads what is in the socket now into BUF at *LEN. */
+static void drain(int fd, unsigned char *buf, size_t cap, size_t *len)
+{
+    for (;;) {
+        ssize_t k = recv(fd, buf + *len, cap - *len, MSG_DONTWAIT);
+        if (k <= 0)
+            return;
+        *len += (size_t)k;
+    }
+}
+
+/* File ranges go out by sendfile between copied bytes, in order, whatever
+ * the socket takes per call; their release runs once; a file shorter than
+ * its range fails the flush; a queue without a socket takes none. */
+static void test_file_ranges(void **state)
+{
+    struct fx *f = *state;
+    int sv[2];
+    assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, sv), 0);
+    int one = 4096;
+    setsockopt(sv[0], SOL_SOCKET, SO_SNDBUF, &one, sizeof(one));
+    FILE *tf = tmpfile();
+    assert_non_null(tf);
+    enum { FILE_LEN = 300000 };
+    unsigned char *content = malloc(FILE_LEN);
+    for (size_t i = 0; i < FILE_LEN; i++)
+        content[i] = (unsigned char)(i * 31 + 7);
+    assert_int_equal(fwrite(content, 1, FILE_LEN, tf), FILE_LEN);
+    fflush(tf);
+    int fd = fileno(tf);
+
+    assert_int_equal(cel_outq_file(&f->q, fd, 0, 10, NULL, NULL), CEL_EINVAL);
+    cel_outq_set_sendfile(&f->q, sv[0]);
+    int rel = 0;
+    assert_int_equal(cel_outq_copy(&f->q, "HEAD", 4), 0);
+    assert_int_equal(cel_outq_file(&f->q, fd, 1000, 250000, release_count, &rel), 0);
+    assert_int_equal(cel_outq_copy(&f->q, "TAIL", 4), 0);
+    assert_int_equal(cel_outq_pending(&f->q), 250008);
+    size_t cap = 260000, len = 0;
+    unsigned char *got = malloc(cap);
+    int rc, rounds = 0;
+    while ((rc = cel_outq_flush(&f->q, sock_writev, &sv[0])) == CEL_EAGAIN) {
+        drain(sv[1], got, cap, &len);
+        assert_true(++rounds < 100000);
+    }
+    assert_int_equal(rc, 0);
+    drain(sv[1], got, cap, &len);
+    assert_int_equal(len, 250008);
+    assert_memory_equal(got, "HEAD", 4);
+    assert_memory_equal(got + 4, content + 1000, 250000);
+    assert_memory_equal(got + 250004, "TAIL", 4);
+    assert_int_equal(rel, 1);
+    assert_true(rounds > 1); /* the small socket buffer took it in several calls */
+
+    /* a range past the file's end: the promised bytes cannot be sent */
+    assert_int_equal(cel_outq_file(&f->q, fd, FILE_LEN - 10, 100, release_count, &rel), 0);
+    len = 0;
+    while ((rc = cel_outq_flush(&f->q, sock_writev, &sv[0])) == CEL_EAGAIN)
+        drain(sv[1], got, cap, &len);
+    assert_int_equal(rc, CEL_EIO);
+    cel_outq_deinit(&f->q); /* releases the range that could not go */
+    assert_int_equal(rel, 2);
+    assert_true(cel_outq_can_sendfile(&f->q)); /* kept across deinit */
+    cel_outq_set_sendfile(&f->q, -1);
+    free(got);
+    free(content);
+    fclose(tf);
+    close(sv[0]);
+    close(sv[1]);
+}
+
 int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
@@ -582,6 +661,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_deinit_releases, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_big_copy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_segments, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_file_ranges, fx_setup, fx_teardown),
         cmocka_unit_test(test_property),
         cmocka_unit_test(test_copy_and_compare_small),
         cmocka_unit_test_setup_teardown(test_steady_pool, fx_setup, fx_teardown),

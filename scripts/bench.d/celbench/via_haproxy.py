@@ -10,6 +10,9 @@ import socket
 import subprocess
 import time
 
+from .common import BenchError, CELERISD, free_port, median, say
+from .load import h2load
+
 
 CELERISD_YAML = """listen:
   - "127.0.0.1:{direct}"
@@ -41,17 +44,17 @@ backend be_plain
 """
 
 
-def wait_listen(b, proc, port, name, log, timeout=15):
+def wait_listen(proc, port, name, log, timeout=15):
     deadline = time.monotonic() + timeout
     while True:
         if proc.poll() is not None:
-            raise b.BenchError(f'{name} exited with {proc.returncode}:\n{open(log).read()[-2000:]}')
+            raise BenchError(f'{name} exited with {proc.returncode}:\n{open(log).read()[-2000:]}')
         try:
             with socket.create_connection(('127.0.0.1', port), timeout=1):
                 return
         except OSError:
             if time.monotonic() > deadline:
-                raise b.BenchError(f'{name} does not listen on {port}')
+                raise BenchError(f'{name} does not listen on {port}')
             time.sleep(0.05)
 
 
@@ -72,13 +75,11 @@ def stop(proc):
             proc.wait()
 
 
-def mode_via_haproxy(opts, ctx, b):
-    """B is bench.py's module (it runs as __main__: importing it again would
-    make a second BenchError that its main does not catch)."""
+def mode_via_haproxy(opts, ctx):
     haproxy = shutil.which('haproxy') or '/usr/sbin/haproxy'
     if not os.access(haproxy, os.X_OK):
-        raise b.BenchError('haproxy is not installed (apt-get install haproxy)')
-    direct, proxied, front, front2 = (b.free_port() for _ in range(4))
+        raise BenchError('haproxy is not installed (apt-get install haproxy)')
+    direct, proxied, front, front2 = (free_port() for _ in range(4))
     cfg = os.path.join(ctx.tmp, 'celerisd-via.yaml')
     with open(cfg, 'w') as f:
         f.write(CELERISD_YAML.format(direct=direct, proxied=proxied, workers=opts.workers))
@@ -88,13 +89,13 @@ def mode_via_haproxy(opts, ctx, b):
                                     proxied=proxied, direct=direct))
     cel = hp = None
     try:
-        cel = start([b.CELERISD, '-c', cfg], opts.server_cpus, os.path.join(ctx.tmp, 'celerisd.log'),
+        cel = start([CELERISD, '-c', cfg], opts.server_cpus, os.path.join(ctx.tmp, 'celerisd.log'),
                     ctx.tmp)
-        wait_listen(b, cel, direct, 'celerisd', os.path.join(ctx.tmp, 'celerisd.log'))
+        wait_listen(cel, direct, 'celerisd', os.path.join(ctx.tmp, 'celerisd.log'))
         hp = start([haproxy, '-db', '-f', hcfg], opts.server_cpus,
                    os.path.join(ctx.tmp, 'haproxy.log'), ctx.tmp)
-        wait_listen(b, hp, front, 'haproxy', os.path.join(ctx.tmp, 'haproxy.log'))
-        b.say(f'--via haproxy: celerisd ({opts.workers} worker(s)) and haproxy (nbthread '
+        wait_listen(hp, front, 'haproxy', os.path.join(ctx.tmp, 'haproxy.log'))
+        say(f'--via haproxy: celerisd ({opts.workers} worker(s)) and haproxy (nbthread '
             f'{opts.workers}) on CPUs {opts.server_cpus}, h2load on {opts.client_cpus}; '
             f'-c {opts.connections} -m {opts.streams}, {opts.duration:g} s x {opts.repeat}')
         threads = max(1, len(opts.client_cpus.split(',')))
@@ -102,21 +103,21 @@ def mode_via_haproxy(opts, ctx, b):
                  ('haproxy, h2c, no PROXY', front2)]
         runs = {what: [] for what, _ in paths}
         for what, port in paths:   # warm-up
-            b.h2load(f'http://127.0.0.1:{port}/bench', opts.client_cpus, threads, opts.connections,
+            h2load(f'http://127.0.0.1:{port}/bench', opts.client_cpus, threads, opts.connections,
                      opts.streams, f'warm-up {what}', duration=opts.warmup)
         for _ in range(opts.repeat):
             for what, port in paths:
-                r = b.h2load(f'http://127.0.0.1:{port}/bench', opts.client_cpus, threads,
+                r = h2load(f'http://127.0.0.1:{port}/bench', opts.client_cpus, threads,
                              opts.connections, opts.streams, what, duration=opts.duration)
                 runs[what].append(r['rps'])
-        d = b.median(runs['direct h2c'])
-        b.say(f'| path | req/s (median of {opts.repeat}) | runs | of direct |')
-        b.say('|---|---|---|---|')
+        d = median(runs['direct h2c'])
+        say(f'| path | req/s (median of {opts.repeat}) | runs | of direct |')
+        say('|---|---|---|---|')
         for what, _ in paths:
-            v = b.median(runs[what])
-            b.say(f'| {what} | {v:,.0f} | {", ".join(f"{x:,.0f}" for x in runs[what])} | '
+            v = median(runs[what])
+            say(f'| {what} | {v:,.0f} | {", ".join(f"{x:,.0f}" for x in runs[what])} | '
                   f'{v / d * 100:.0f}% |')
-        b.say('(a PROXY header binds a backend connection to one client connection: HAProxy '
+        say('(a PROXY header binds a backend connection to one client connection: HAProxy '
               'cannot share it between clients)')
     finally:
         stop(hp)
