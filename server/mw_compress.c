@@ -1,6 +1,7 @@
 #include <brotli/encode.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 #include <zlib.h>
 #include <zstd.h>
 
@@ -449,6 +450,21 @@ static const cel_field *find(const cel_fields *f, cel_str name)
     return NULL;
 }
 
+/* Some vary field already names accept-encoding (a handler that serves
+ * precompressed files says so itself). */
+static int varies(const cel_fields *f)
+{
+    for (size_t i = 0; i < f->n; i++) {
+        const cel_field *v = &f->v[i];
+        if (v->name_len != 4 || memcmp(v->name, "vary", 4) != 0)
+            continue;
+        for (size_t k = 0; k + 15 <= v->value_len; k++)
+            if (strncasecmp(v->value + k, "accept-encoding", 15) == 0)
+                return 1;
+    }
+    return 0;
+}
+
 static void head(const cel_mw *mw, cel_exchange *x, int status, cel_fields *f)
 {
     const mw_compress *m = (const mw_compress *)mw;
@@ -466,7 +482,8 @@ static void head(const cel_mw *mw, cel_exchange *x, int status, cel_fields *f)
     } else if (status == 200 && !s->typed) {
         return;
     }
-    cel_fields_add(f, CEL_STR_LIT("vary"), CEL_STR_LIT("accept-encoding"));
+    if (!varies(f))
+        cel_fields_add(f, CEL_STR_LIT("vary"), CEL_STR_LIT("accept-encoding"));
     if (status != 200 || !s || !s->applied)
         return;
     /* one pass: accept-ranges goes, an etag turns weak */

@@ -47,6 +47,8 @@ routes:
     static: {{ status: 304, body: "", content_type: text/plain }}
   - path: /pre
     static: {{ file: pre.gz, content_type: text/plain, headers: {{ content-encoding: gzip }} }}
+  - path: /varied
+    static: {{ body: "{TEXT}", content_type: text/plain, headers: {{ vary: "Origin, Accept-Encoding" }} }}
   - path: /off
     middleware: [ {{ compress: off }} ]
     static: {{ body: "{TEXT}", content_type: text/plain }}
@@ -209,6 +211,13 @@ def test_below_min_length_and_other_types(srv, get):
     r = get(srv, "/png", [("accept-encoding", "gzip")])
     assert r.header("content-encoding") is None and r.body == TEXT.encode()
     assert r.header("vary") is None
+
+
+@BOTH
+def test_vary_named_once(srv, get):
+    r = get(srv, "/varied", [("accept-encoding", "gzip")])
+    assert r.header("content-encoding") == "gzip"
+    assert r.header_all("vary") == ["Origin, Accept-Encoding"]
 
 
 @BOTH
