@@ -157,4 +157,8 @@ extern const size_t conf_nmw_kinds;
  * owns its members: *OUT, NULL when the list is empty. 0 or an error at N. */
 int conf_middleware(conf_ctx *c, yaml_node_t *n, const char *what, cel_mw_chain **out);
 
+struct cel_errors;
+/* The `errors:` block (errors.h, conf_errors.c). */
+int conf_errors(conf_ctx *c, yaml_node_t *n, struct cel_errors **out);
+
 #endif

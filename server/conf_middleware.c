@@ -8,6 +8,8 @@
 #include "http.h"
 #include "middleware.h"
 #include "proxy_proto.h"
+#include "mw_compress.h"
+#include "mw_timeout.h"
 
 #define MAX_FIELDS 64
 #define MAX_NAME 128
@@ -450,6 +452,162 @@ static int build_access(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- compress ---- */
+
+#define MAX_TYPES 32
+
+typedef struct compress_build {
+    cel_compress_conf conf;
+    cel_str types[MAX_TYPES];
+} compress_build;
+
+static const char *const enc_keys[CEL_ENC_N] = {"gzip", "br", "zstd"};
+/* Levels per coding: the range each library takes, and its default for
+ * bodies encoded per request (fast enough to stream). */
+static const int enc_min[CEL_ENC_N] = {1, 0, 1}, enc_max[CEL_ENC_N] = {9, 11, 19},
+                 enc_def[CEL_ENC_N] = {6, 4, 3};
+
+static int enc_of(conf_ctx *c, yaml_node_t *n, const char *what, int *out)
+{
+    const char *s;
+    int rc = conf_string(c, n, what, &s);
+    if (rc)
+        return rc;
+    for (int i = 0; i < CEL_ENC_N; i++)
+        if (strcmp(s, enc_keys[i]) == 0) {
+            *out = i;
+            return 0;
+        }
+    return conf_error(c, n, "unknown encoding \"%s\" (one of: zstd, br, gzip)", s);
+}
+
+static int compress_encodings(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                              yaml_node_t *v)
+{
+    cel_compress_conf *cf = &((compress_build *)arg)->conf;
+    (void)k;
+    int rc = conf_want(c, v, YAML_SEQUENCE_NODE, key);
+    if (rc)
+        return rc;
+    if (v->data.sequence.items.start == v->data.sequence.items.top)
+        return conf_error(c, v, "encodings needs one of zstd, br, gzip (or `compress: off`)");
+    cf->nenc = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start; it < v->data.sequence.items.top;
+         it++) {
+        yaml_node_t *e = conf_node(c, *it);
+        int enc = 0; /* set by enc_of when it returns 0 */
+        if ((rc = enc_of(c, e, "an encoding", &enc)))
+            return rc;
+        for (size_t i = 0; i < cf->nenc; i++)
+            if (cf->order[i] == enc)
+                return conf_error(c, e, "encoding \"%s\" is listed twice", enc_keys[enc]);
+        cf->order[cf->nenc++] = enc;
+    }
+    return 0;
+}
+
+static int compress_min_length(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                               yaml_node_t *v)
+{
+    (void)k;
+    return conf_size(c, v, key, 0, (size_t)1 << 30, &((compress_build *)arg)->conf.min_length);
+}
+
+static int compress_types(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    compress_build *b = arg;
+    (void)k;
+    int rc = conf_want(c, v, YAML_SEQUENCE_NODE, key);
+    b->conf.ntypes = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start;
+         !rc && it < v->data.sequence.items.top; it++) {
+        yaml_node_t *t = conf_node(c, *it);
+        const char *s;
+        if ((rc = conf_wire_string(c, t, "a media type", 0, &s)))
+            return rc;
+        const char *slash = strchr(s, '/');
+        if (!slash || slash == s || !slash[1] || strchr(s, ';') || strchr(s, ' ') ||
+            (strchr(s, '*') && strcmp(strchr(s, '*'), "*") != 0) || strcmp(s, "*/*") == 0)
+            return conf_error(c, t, "\"%s\" is not a media type like text/html or text/*", s);
+        if (b->conf.ntypes == MAX_TYPES)
+            return conf_error(c, t, "too many types (at most %d)", MAX_TYPES);
+        b->types[b->conf.ntypes++] = (cel_str){s, strlen(s)};
+    }
+    return rc;
+}
+
+static int level_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_compress_conf *cf = &((compress_build *)arg)->conf;
+    int enc = 0; /* set by enc_of when it returns 0 */
+    int rc = enc_of(c, k, "an encoding", &enc);
+    long long level;
+    char what[32];
+    snprintf(what, sizeof(what), "level.%s", key);
+    if (rc || (rc = conf_int(c, v, what, enc_min[enc], enc_max[enc], &level)))
+        return rc;
+    cf->level[enc] = (int)level;
+    return 0;
+}
+
+static int compress_level(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)k;
+    return conf_mapping(c, v, key, level_pair, arg);
+}
+
+static const conf_key compress_keys[] = {
+    {"encodings", compress_encodings},
+    {"min_length", compress_min_length},
+    {"types", compress_types},
+    {"level", compress_level},
+};
+
+static int compress_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    return conf_key_call(c, compress_keys, CEL_ARRAY_LEN(compress_keys), "compress", arg, key, k,
+                         v);
+}
+
+static const char *const default_types[] = {
+    "text/*", "application/json", "application/javascript", "application/xml", "image/svg+xml",
+};
+
+static int build_compress(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    if (n->type == YAML_SCALAR_NODE) {
+        const char *s = (const char *)n->data.scalar.value;
+        if (strcmp(s, "off") != 0 && strcmp(s, "on") != 0 && n->data.scalar.length)
+            return conf_error(
+                c, n,
+                "compress is `off`, `on` or a mapping "
+                "({ encodings: [...], min_length: ..., types: [...], level: {...} }), "
+                "not \"%s\"",
+                s);
+        if (strcmp(s, "off") == 0)
+            return (*out = cel_mw_compress_new(NULL)) ? 0 : conf_error(c, n, "out of memory");
+    }
+    compress_build *b = calloc(1, sizeof(*b));
+    if (!b)
+        return conf_error(c, n, "out of memory");
+    cel_compress_conf *cf = &b->conf;
+    cf->order[0] = CEL_ENC_ZSTD, cf->order[1] = CEL_ENC_BR, cf->order[2] = CEL_ENC_GZIP;
+    cf->nenc = 3;
+    memcpy(cf->level, enc_def, sizeof(cf->level));
+    cf->min_length = 256;
+    cf->ntypes = CEL_ARRAY_LEN(default_types);
+    for (size_t i = 0; i < cf->ntypes; i++)
+        b->types[i] = (cel_str){default_types[i], strlen(default_types[i])};
+    int rc = 0;
+    if (n->type != YAML_SCALAR_NODE)
+        rc = conf_mapping(c, n, "compress", compress_pair, b);
+    cf->types = b->types;
+    if (!rc && !(*out = cel_mw_compress_new(cf)))
+        rc = conf_error(c, n, "out of memory");
+    free(b);
+    return rc;
+}
+
 /* ---- rate_limit ---- */
 
 typedef struct rate_build {
@@ -715,11 +873,28 @@ static int build_basic_auth(conf_ctx *c, yaml_node_t *n, cel_mw **out)
     return rc;
 }
 
+/* ---- timeout ---- */
+
+static int build_timeout(conf_ctx *c, yaml_node_t *n, cel_mw **out)
+{
+    uint32_t ms;
+    int rc = conf_duration_ms(c, n, "timeout", &ms);
+    if (rc)
+        return rc;
+    return (*out = cel_mw_timeout_new(ms)) ? 0 : conf_error(c, n, "out of memory");
+}
+
 /* ---- the lists ---- */
 
 const conf_mw_kind conf_mw_kinds[] = {
-    {"headers", build_headers}, {"request_id", build_request_id}, {"cors", build_cors},
-    {"access", build_access},   {"rate_limit", build_rate_limit}, {"basic_auth", build_basic_auth},
+    {"headers", build_headers},
+    {"request_id", build_request_id},
+    {"cors", build_cors},
+    {"access", build_access},
+    {"rate_limit", build_rate_limit},
+    {"basic_auth", build_basic_auth},
+    {"compress", build_compress},
+    {"timeout", build_timeout},
     {"module", conf_mw_module},
 };
 const size_t conf_nmw_kinds = CEL_ARRAY_LEN(conf_mw_kinds);

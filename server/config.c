@@ -1,5 +1,6 @@
 #include "config.h"
 
+#include <ctype.h>
 #include <errno.h>
 #include <limits.h>
 #include <pthread.h>
@@ -11,6 +12,7 @@
 
 #include "accesslog.h"
 #include "conf.h"
+#include "errors.h"
 #include "http.h"
 #include "log.h"
 #include "real_ip.h"
@@ -265,6 +267,7 @@ typedef struct route_build {
     yaml_node_t *path_node, *handler_node, *handler_key;
     yaml_node_t *methods_node;
     yaml_node_t *mw_node;
+    yaml_node_t *scheme_node;
     const conf_handler_type *type; /* the row of conf_handler_types handler_key names */
 } route_build;
 
@@ -328,6 +331,75 @@ static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t
     return 0;
 }
 
+/* One name of a route's `host:`: a DNS name (or an IP address), lowercased,
+ * with at most a leading "*." for every name below a domain. */
+static int host_name(conf_ctx *c, route_build *b, yaml_node_t *n)
+{
+    const char *s;
+    int rc = conf_string(c, n, "host", &s);
+    if (rc)
+        return rc;
+    size_t len = strlen(s);
+    const char *p = strncmp(s, "*.", 2) == 0 ? s + 2 : s;
+    if (!*p || len > 253)
+        return conf_error(c, n, "host \"%s\" is empty or too long", s);
+    for (const char *q = p; *q; q++)
+        if (!isalnum((unsigned char)*q) && *q != '-' && *q != '.' && *q != ':' && *q != '[' &&
+            *q != ']')
+            return conf_error(c, n,
+                              "host \"%s\" is not a name like example.com or *.example.com "
+                              "(no port, no scheme)",
+                              s);
+    char **hosts = realloc(b->r.hosts, (b->r.nhosts + 1) * sizeof(*hosts));
+    if (!hosts)
+        return conf_error(c, n, "out of memory");
+    b->r.hosts = hosts;
+    if (!(hosts[b->r.nhosts] = strdup(s)))
+        return conf_error(c, n, "out of memory");
+    for (char *q = hosts[b->r.nhosts]; *q; q++)
+        *q = (char)tolower((unsigned char)*q);
+    b->r.nhosts++;
+    return 0;
+}
+
+static int route_host(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    if (v->type == YAML_SCALAR_NODE)
+        return host_name(c, b, v);
+    if (v->type != YAML_SEQUENCE_NODE || v->data.sequence.items.start == v->data.sequence.items.top)
+        return conf_error(c, v, "host is a name or a non-empty list of names");
+    int rc = 0;
+    for (yaml_node_item_t *it = v->data.sequence.items.start;
+         !rc && it < v->data.sequence.items.top; it++)
+        rc = host_name(c, b, conf_node(c, *it));
+    return rc;
+}
+
+static int route_scheme(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    route_build *b = arg;
+    (void)key, (void)k;
+    const char *s;
+    int rc = conf_string(c, v, "scheme", &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "http") && strcmp(s, "https"))
+        return conf_error(c, v, "scheme is http (cleartext connections) or https (TLS), not \"%s\"",
+                          s);
+    b->r.scheme = strcmp(s, "http") == 0 ? CEL_SCHEME_HTTP : CEL_SCHEME_HTTPS;
+    b->scheme_node = v;
+    return 0;
+}
+
+static void free_hosts(cel_route *r)
+{
+    for (size_t i = 0; i < r->nhosts; i++)
+        free(r->hosts[i]);
+    free(r->hosts);
+}
+
 static int route_middleware(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     route_build *b = arg;
@@ -350,6 +422,8 @@ static const conf_key route_keys[] = {
     {"access_log", route_access_log},
     {"middleware", route_middleware},
     {"max_request_body", route_max_body},
+    {"host", route_host},
+    {"scheme", route_scheme},
 };
 
 /* The module builder takes what it needs of the generation as arguments, so
@@ -401,6 +475,21 @@ static int route_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
                                           conf_nhandler_types, sizeof(conf_handler_types[0])));
 }
 
+/* The route's middleware prepares for its constant answer, if it has one
+ * (compress encodes it once, here). */
+static int prepare_mw(conf_ctx *c, cel_route *r, yaml_node_t *n)
+{
+    cel_response res;
+    if (!r->mw || !r->handler->constant || !r->handler->constant(r->handler, &res))
+        return 0;
+    for (size_t i = 0; i < r->mw->n; i++) {
+        cel_mw *m = r->mw->v[i];
+        if (m->ops->prepare && m->ops->prepare(m, &res))
+            return conf_error(c, n, "out of memory");
+    }
+    return 0;
+}
+
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
 {
     route_build b;
@@ -417,6 +506,8 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
                         conf_key_list(types, sizeof(types), conf_handler_types, conf_nhandler_types,
                                       sizeof(conf_handler_types[0])));
     }
+    if (!rc && b.r.scheme && b.r.nhosts)
+        rc = conf_error(c, b.scheme_node, "a route has `scheme` or `host`, not both");
     if (!rc && b.mw_node) {
         c->mw_route = b.r.pattern;
         rc = conf_middleware(c, b.mw_node, "middleware", &b.r.mw_own);
@@ -426,10 +517,15 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
         rc = conf_error(c, n, "out of memory");
     if (!rc)
         rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
+    if (!rc && (rc = prepare_mw(c, &b.r, n))) {
+        b.r.handler->destroy(b.r.handler);
+        b.r.handler = NULL;
+    }
     if (rc) {
         if (b.r.mw != cfg->mw && b.r.mw != b.r.mw_own)
             cel_mw_chain_free(b.r.mw);
         cel_mw_chain_free(b.r.mw_own);
+        free_hosts(&b.r);
         free(b.r.pattern);
         return rc;
     }
@@ -444,6 +540,40 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     return 0;
 }
 
+static int router_add(conf_ctx *c, cel_router *rt, cel_route *r)
+{
+    void *conflict = NULL;
+    char msg[256];
+    int rc = cel_router_add(rt, r->pattern, r->methods, r, &conflict, msg, sizeof(msg));
+    if (rc == 0)
+        return 0;
+    /* Errors here point at the route's path value, remembered as loc. */
+    yaml_node_t at = {.start_mark = {.line = r->loc.line - 1, .column = r->loc.col - 1}};
+    if (rc == CEL_EEXIST) {
+        cel_route *o = conflict;
+        return conf_error(c, &at, "route \"%s\" collides with route \"%s\" at line %u:%u",
+                          r->pattern, o->pattern, o->loc.line, o->loc.col);
+    }
+    return conf_error(c, &at, "%s", msg);
+}
+
+/* The router of host NAME, made on first use. */
+static cel_router *vhost_router(cel_config *cfg, const char *name)
+{
+    for (size_t i = 0; i < cfg->nvhosts; i++)
+        if (strcmp(cfg->vhosts[i].name, name) == 0)
+            return cfg->vhosts[i].router;
+    cel_vhost *v = realloc(cfg->vhosts, (cfg->nvhosts + 1) * sizeof(*v));
+    if (!v)
+        return NULL;
+    cfg->vhosts = v;
+    cel_router *rt = cel_router_new();
+    if (!rt)
+        return NULL;
+    v[cfg->nvhosts++] = (cel_vhost){name, strlen(name), rt};
+    return rt;
+}
+
 static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
 {
     cfg->router = cel_router_new();
@@ -451,21 +581,23 @@ static int build_router(conf_ctx *c, cel_config *cfg, yaml_node_t *routes)
         return conf_error(c, routes, "out of memory");
     for (size_t i = 0; i < cfg->nroutes; i++) {
         cel_route *r = &cfg->routes[i];
-        void *conflict = NULL;
-        char msg[256];
-        int rc =
-            cel_router_add(cfg->router, r->pattern, r->methods, r, &conflict, msg, sizeof(msg));
-        if (rc == 0)
-            continue;
-        /* Errors here point at the route's path value, remembered as loc. */
-        yaml_node_t at = {.start_mark = {.line = r->loc.line - 1, .column = r->loc.col - 1}};
-        if (rc == CEL_EEXIST) {
-            cel_route *o = conflict;
-            return conf_error(c, &at, "route \"%s\" collides with route \"%s\" at line %u:%u",
-                              r->pattern, o->pattern, o->loc.line, o->loc.col);
+        int rc = 0;
+        if (r->scheme) {
+            cel_router **rt = &cfg->scheme_router[r->scheme - 1];
+            if (!*rt && !(*rt = cel_router_new()))
+                return conf_error(c, routes, "out of memory");
+            rc = router_add(c, *rt, r);
+        } else if (!r->nhosts) {
+            rc = router_add(c, cfg->router, r);
         }
-        return conf_error(c, &at, "%s", msg);
+        for (size_t h = 0; !rc && h < r->nhosts; h++) {
+            cel_router *rt = vhost_router(cfg, r->hosts[h]);
+            rc = rt ? router_add(c, rt, r) : conf_error(c, routes, "out of memory");
+        }
+        if (rc)
+            return rc;
     }
+    cfg->by_conn = cfg->nvhosts || cfg->scheme_router[0] || cfg->scheme_router[1];
     return 0;
 }
 
@@ -637,6 +769,13 @@ static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
 }
 
 /* In the order "expected one of" lists them. */
+static int top_errors(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)key, (void)k;
+    return conf_errors(c, v, &cfg->errors);
+}
+
 const conf_key conf_top_keys[] = {
     {"listen", top_listen},
     {"workers", top_workers},
@@ -649,6 +788,7 @@ const conf_key conf_top_keys[] = {
     {"modules_dir", top_modules_dir},
     {"pid_file", top_pid_file},
     {"middleware", top_middleware},
+    {"errors", top_errors},
     {"routes", top_routes},
 };
 const size_t conf_ntop_keys = CEL_ARRAY_LEN(conf_top_keys);
@@ -888,9 +1028,17 @@ void cel_config_unref(cel_config *c)
         if (r->mw != c->mw && r->mw != r->mw_own)
             cel_mw_chain_free(r->mw);
         cel_mw_chain_free(r->mw_own);
+        free_hosts(r);
         free(r->pattern);
     }
+    for (size_t i = 0; i < c->nvhosts; i++)
+        cel_router_free(c->vhosts[i].router);
+    free(c->vhosts);
+    for (int i = 0; i < 2; i++)
+        if (c->scheme_router[i])
+            cel_router_free(c->scheme_router[i]);
     cel_mw_chain_free(c->mw);
+    cel_errors_free(c->errors);
     free(c->routes);
     for (size_t i = 0; i < c->nlisten; i++) {
         cel_tls_free(c->listen[i].tls);

@@ -84,7 +84,19 @@ typedef struct cel_route {
     unsigned stat_id;            /* the route's counters (stats.h), stable across reloads */
     struct cel_mw_chain *mw_own; /* the route's `middleware:` list (owns it), or NULL */
     struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
+    char **hosts;                /* `host:` names, lowercase ("*.example.com" too); NULL: any */
+    size_t nhosts;
+    int scheme; /* `scheme:` CEL_SCHEME_HTTP or _HTTPS: only connections of that kind; 0: any */
 } cel_route;
+#define CEL_SCHEME_HTTP 1
+#define CEL_SCHEME_HTTPS 2
+
+/* The routes of one `host:` name: tried before the routes without `host:`. */
+typedef struct cel_vhost {
+    const char *name; /* a route's hosts[i]; "*.example.com" matches below example.com */
+    size_t len;
+    cel_router *router;
+} cel_vhost;
 
 #define CEL_ROUTE_BODY_GLOBAL SIZE_MAX
 
@@ -117,8 +129,13 @@ typedef struct cel_config {
     struct cel_accesslog *accesslog; /* NULL: off */
     struct cel_real_ip *real_ip;     /* NULL: off (real_ip.h) */
     struct cel_mw_chain *mw;         /* the global `middleware:` list (owns it), or NULL */
+    struct cel_errors *errors;       /* the `errors:` block (errors.h), or NULL */
 
-    cel_router *router;
+    cel_router *router; /* the routes without `host:` */
+    cel_vhost *vhosts;  /* one per name given in a route's `host:`; NULL: none */
+    size_t nvhosts;
+    cel_router *scheme_router[2]; /* `scheme:` routes per CEL_SCHEME_* - 1, tried first */
+    int by_conn;                  /* some route has `host:` or `scheme:` */
     cel_route *routes;
     size_t nroutes;
 } cel_config;

@@ -3,8 +3,10 @@
 #include <event2/event.h>
 #include <event2/util.h>
 #include <string.h>
+#include <strings.h>
 
 #include "accesslog.h"
+#include "conn_view.h"
 #include "env.h"
 #include "http.h"
 #include "log.h"
@@ -12,6 +14,69 @@
 #include "phase.h"
 #include "real_ip.h"
 #include "stats.h"
+
+/* The router of the request's host (:authority or Host, without the port,
+ * any case, a trailing dot ignored), or NULL. Names are few: a scan. */
+static const cel_router *vhost_of(const cel_config *cfg, cel_str a)
+{
+    size_t n = a.n;
+    if (n && a.p[0] == '[') {
+        const char *end = memchr(a.p, ']', n);
+        n = end ? (size_t)(end - a.p) + 1 : n;
+    } else {
+        const char *colon = memchr(a.p, ':', n);
+        if (colon)
+            n = (size_t)(colon - a.p);
+    }
+    if (n && a.p[n - 1] == '.')
+        n--;
+    const cel_router *wild = NULL;
+    size_t wild_len = 0;
+    for (size_t i = 0; i < cfg->nvhosts; i++) {
+        const cel_vhost *v = &cfg->vhosts[i];
+        if (v->name[0] == '*') {
+            /* "*.example.com": a name that ends in ".example.com"; the longest wins */
+            size_t k = v->len - 1;
+            if (n > k && k > wild_len && strncasecmp(a.p + n - k, v->name + 1, k) == 0)
+                wild = v->router, wild_len = k;
+        } else if (v->len == n && strncasecmp(a.p, v->name, n) == 0) {
+            return v->router;
+        }
+    }
+    return wild;
+}
+
+/* The routes of the connection's scheme first, then those of the request's
+ * host, then those with neither. */
+static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, const cel_exchange *x,
+                                                  cel_request *req, cel_route_match *m)
+{
+    int tls = x->conn && x->conn->ssl;
+    const cel_router *sr = cfg->scheme_router[tls ? CEL_SCHEME_HTTPS - 1 : CEL_SCHEME_HTTP - 1];
+    if (sr) {
+        int rc = cel_router_lookup(sr, req->path.p, req->path.n, req->method_bit, m);
+        if (rc != CEL_ROUTE_NOT_FOUND)
+            return rc;
+    }
+    cel_str a = req->authority;
+    if (!a.n)
+        cel_request_header(req, "host", 4, &a); /* HTTP/2 may send host instead */
+    const cel_router *rt = vhost_of(cfg, a);
+    if (rt) {
+        int rc = cel_router_lookup(rt, req->path.p, req->path.n, req->method_bit, m);
+        if (rc != CEL_ROUTE_NOT_FOUND)
+            return rc;
+    }
+    return cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
+}
+
+static inline __attribute__((always_inline)) int
+lookup(const cel_config *cfg, const cel_exchange *x, cel_request *req, cel_route_match *m)
+{
+    return CEL_LIKELY(!cfg->by_conn)
+               ? cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m)
+               : lookup_vhost(cfg, x, req, m);
+}
 
 static inline __attribute__((always_inline)) int
 routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
@@ -65,16 +130,14 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
     cel_request *req = x->req;
-    return routed(cfg, x, m,
-                  cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m),
-                  res);
+    return routed(cfg, x, m, lookup(cfg, x, req, m), res);
 }
 
 int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_match *m,
                             size_t global, size_t *limit, int *stream)
 {
     cel_request *req = x->req;
-    int rc = cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
+    int rc = lookup(cfg, x, req, m);
     const cel_route *route = rc == CEL_ROUTE_FOUND ? m->data : NULL;
     *limit = cel_route_body_limit(route, global);
     *stream = route && route->handler->body_stream;

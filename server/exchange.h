@@ -59,7 +59,13 @@ typedef struct cel_exchange_ops {
      * offered and may take more now (or was just set); the front end offers
      * what it holds again soon, from the loop, never inside this call. */
     void (*body_resume)(cel_exchange *x);
+    /* How far the answer is: CEL_X_WAITING (nothing answered yet),
+     * CEL_X_STREAMING (a streamed answer under way) or CEL_X_ANSWERED. */
+    int (*state)(const cel_exchange *x);
 } cel_exchange_ops;
+#define CEL_X_WAITING 0
+#define CEL_X_STREAMING 1
+#define CEL_X_ANSWERED 2
 
 struct cel_exchange {
     const cel_exchange_ops *ops;
@@ -76,6 +82,9 @@ struct cel_exchange {
     const struct cel_mw_chain *mw;
     const struct cel_body_filter *filter;
     void *filter_data; /* the filter's, per request */
+    /* The `timeout` middleware's entry for this request (mw_timeout.c):
+     * the front end calls cel_mw_timeout_cancel when it is done with X. */
+    struct cel_timer_entry *timer;
     /* Set by the handler that takes the exchange over: */
     void *hdata;
     /* The front end is done with the exchange: FINISHED says whether the whole

@@ -11,6 +11,7 @@
 #include "h1_parse.h"
 #include "h2.h"
 #include "log.h"
+#include "mw_timeout.h"
 #include "phase.h"
 #include "stats.h"
 
@@ -282,15 +283,17 @@ static void refuse_request(cel_h1 *h, int status, req *r)
         cel_arena_init(&a, h->env->pool, scratch, sizeof(scratch));
     x->mw = (r ? r->gen->cfg : cfg)->mw;
     x->filter = NULL;
-    int rc = write_head(h, x, x->arena, &res, CEL_H1_BODY_LENGTH, res.body_len, CEL_H1_CONN_CLOSE);
+    cel_response with_errors;
+    const cel_response *out = cel_phase_body(x, &res, &with_errors, 1);
+    int rc = write_head(h, x, x->arena, out, CEL_H1_BODY_LENGTH, out->body_len, CEL_H1_CONN_CLOSE);
     if (rc == 0)
-        cel_outq_copy(h->out, res.body, res.body_len);
+        cel_outq_copy(h->out, out->body, out->body_len);
     if (!r)
         cel_arena_deinit(&a);
     h->state = S_CLOSED;
     uint64_t start = h->ilen ? h->head_us : h->env->now_us;
     cel_dispatch_rejected(h->env, cfg, r ? &r->req : &q, protocol, h->peer, status,
-                          rc == 0 ? res.body_len : 0, r ? r->start_us : start);
+                          rc == 0 ? out->body_len : 0, r ? r->start_us : start);
 }
 
 static void refuse(cel_h1 *h, int status)
@@ -460,6 +463,12 @@ static void x_body_resume(cel_exchange *x)
     flush_soon(r->h);
 }
 
+static int x_state(const cel_exchange *x)
+{
+    const req *r = REQ_OF(x);
+    return !r->responded ? CEL_X_WAITING : r->ended ? CEL_X_ANSWERED : CEL_X_STREAMING;
+}
+
 static const cel_exchange_ops exchange_ops = {
     .respond = x_respond,
     .start = x_start,
@@ -470,6 +479,7 @@ static const cel_exchange_ops exchange_ops = {
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
     .body_resume = x_body_resume,
+    .state = x_state,
 };
 
 /* ---- requests ---- */
@@ -478,6 +488,10 @@ static void req_free(cel_h1 *h, req *r, int finished)
 {
     if (r->x.on_close)
         r->x.on_close(&r->x, finished);
+    if (CEL_UNLIKELY(r->x.filter != NULL) && r->x.filter->close)
+        r->x.filter->close(&r->x);
+    if (CEL_UNLIKELY(r->x.timer != NULL))
+        cel_mw_timeout_cancel(&r->x);
     cel_pool_release(h->env->pool, r->body);
     cel_arena_deinit(&r->arena);
     cel_genref_drop(r->gen);

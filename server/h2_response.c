@@ -329,6 +329,15 @@ static void x_fail(cel_exchange *x)
     flush_soon(st->h);
 }
 
+static int x_state(const cel_exchange *x)
+{
+    const stream *st = (const stream *)((const char *)x - offsetof(stream, x));
+    if (!(st->flags & ST_RESPONDED))
+        return CEL_X_WAITING;
+    return (st->flags & (ST_STREAMING | ST_ENDED | ST_RESET)) == ST_STREAMING ? CEL_X_STREAMING
+                                                                              : CEL_X_ANSWERED;
+}
+
 const cel_exchange_ops cel_h2_exchange_ops = {
     .respond = x_respond,
     .start = x_start,
@@ -338,6 +347,7 @@ const cel_exchange_ops cel_h2_exchange_ops = {
     .fail = x_fail,
     .hold = cel_genref_hold_exchange,
     .body_resume = cel_h2_body_resume,
+    .state = x_state,
 };
 
 /* Answers before the request is complete (413, 431); the rest of the request is

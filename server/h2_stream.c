@@ -2,6 +2,8 @@
 #include <string.h>
 
 #include "h2_internal.h"
+#include "mw_timeout.h"
+#include "phase.h"
 #include "stats.h"
 
 /* What stream_new clears: from x up to match.params. */
@@ -100,6 +102,10 @@ static __attribute__((noinline)) void stream_free_extras(cel_h2 *h, stream *st)
     set_held(h, st, 0);
     if (st->x.on_close)
         st->x.on_close(&st->x, (st->flags & ST_SENT) != 0);
+    if (st->x.filter && st->x.filter->close)
+        st->x.filter->close(&st->x);
+    if (st->x.timer)
+        cel_mw_timeout_cancel(&st->x);
     if (st->flags & ST_WQ)
         for (stream **p = &h->writable; *p; p = &(*p)->wnext)
             if (*p == st) {
@@ -119,8 +125,8 @@ void cel_h2_stream_free(cel_h2 *h, stream *st)
     account(h, st);
     /* one test for all of stream_free_extras' cases, none on most streams */
     if ((st->flags & (ST_DISCARD | ST_WQ | ST_HELD)) | st->bflags | (st->x.on_close != NULL) |
-        (uintptr_t)st->ext | (uintptr_t)st->sbuf | (uintptr_t)st->body |
-        ((uintptr_t)st->hdrs ^ (uintptr_t)st->inline_hdrs))
+        (st->x.filter != NULL) | (st->x.timer != NULL) | (uintptr_t)st->ext | (uintptr_t)st->sbuf |
+        (uintptr_t)st->body | ((uintptr_t)st->hdrs ^ (uintptr_t)st->inline_hdrs))
         stream_free_extras(h, st);
     if (h->slots && *stream_slot(h, st->id) == st)
         *stream_slot(h, st->id) = NULL;

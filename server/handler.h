@@ -46,6 +46,10 @@ struct cel_handler {
      * exchange over; or a negative CEL_E* code: the stream then answers 500. */
     int (*handle)(cel_handler *h, cel_exchange *x, cel_response *res);
     void (*destroy)(cel_handler *h);
+    /* Optional: 1 having filled RES's status, content type and body when
+     * every answer has that body (held by the generation, body_in_gen), else
+     * 0. At load, for middleware that prepares work (cel_mw_ops.prepare). */
+    int (*constant)(cel_handler *h, cel_response *res);
     /* Optional, on each worker thread that adopts / lets go of the generation. */
     int (*worker_init)(cel_handler *h, struct cel_env *env);
     void (*worker_fini)(cel_handler *h, struct cel_env *env);

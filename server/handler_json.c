@@ -2,6 +2,7 @@
  * template without placeholders is rendered once, at load, and sent by
  * reference like a static body. */
 #include <stdlib.h>
+#include <string.h>
 
 #include "handler.h"
 #include "json_template.h"
@@ -61,6 +62,20 @@ static int handle_templated(cel_handler *h, cel_exchange *x, cel_response *res)
     return rc ? rc : body(j, x, res);
 }
 
+static int constant(cel_handler *h, cel_response *res)
+{
+    json_handler *j = (json_handler *)h;
+    if (!j->constant)
+        return 0;
+    memset(res, 0, sizeof(*res));
+    res->status = j->head.status;
+    res->content_type = j->head.content_type;
+    res->body = j->constant;
+    res->body_len = j->constant_len;
+    res->body_in_gen = 1;
+    return 1;
+}
+
 static void destroy(cel_handler *h)
 {
     json_handler *j = (json_handler *)h;
@@ -84,6 +99,7 @@ cel_handler *cel_handler_json_new(int status, const char *content_type, const ce
     j->base.type = "json";
     j->base.handle = j->head.tmpls ? handle_templated : handle;
     j->base.destroy = destroy;
+    j->base.constant = constant;
     j->tmpl = tmpl;
     j->constant = cel_tmpl_constant(tmpl, &j->constant_len);
     return &j->base;

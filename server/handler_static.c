@@ -46,6 +46,18 @@ static int handle_templated(cel_handler *h, cel_exchange *x, cel_response *res)
     return 0;
 }
 
+static int constant(cel_handler *h, cel_response *res)
+{
+    static_handler *s = (static_handler *)h;
+    memset(res, 0, sizeof(*res));
+    res->status = s->head.status;
+    res->content_type = s->head.content_type;
+    res->body = s->body;
+    res->body_len = s->body_len;
+    res->body_in_gen = 1;
+    return 1;
+}
+
 static void destroy(cel_handler *h)
 {
     static_handler *s = (static_handler *)h;
@@ -164,6 +176,7 @@ cel_handler *cel_handler_static_new(int status, const char *content_type, const 
     s->base.type = "static";
     s->base.handle = s->head.tmpls ? handle_templated : handle;
     s->base.destroy = destroy;
+    s->base.constant = constant;
     s->body = body;
     s->body_len = body_len;
     return &s->base;

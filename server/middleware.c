@@ -71,6 +71,14 @@ void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m)
         c->phases |= CEL_MW_HEAD;
 }
 
+static int replaced(const cel_mw *g, const cel_mw_chain *own)
+{
+    for (size_t i = 0; i < own->n; i++)
+        if ((own->v[i]->ops->flags & CEL_MW_ONE) && strcmp(own->v[i]->kind, g->kind) == 0)
+            return 1;
+    return 0;
+}
+
 int cel_mw_chain_join(cel_mw_chain *global, const cel_mw_chain *own, cel_mw_chain **out)
 {
     size_t ng = global ? global->n : 0, no = own ? own->n : 0;
@@ -83,9 +91,15 @@ int cel_mw_chain_join(cel_mw_chain *global, const cel_mw_chain *own, cel_mw_chai
     if (!c)
         return CEL_ENOMEM;
     for (size_t i = 0; i < ng; i++)
-        cel_mw_chain_push(c, global->v[i]);
+        if (!replaced(global->v[i], own))
+            cel_mw_chain_push(c, global->v[i]);
     for (size_t i = 0; i < no; i++)
-        cel_mw_chain_push(c, own->v[i]);
+        if (own->v[i]->ops->request || own->v[i]->ops->head)
+            cel_mw_chain_push(c, own->v[i]);
+    if (c->n == 0) {
+        free(c);
+        c = NULL;
+    }
     *out = c;
     return 0;
 }

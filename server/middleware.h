@@ -73,12 +73,47 @@ typedef struct cel_mw_ops {
      * holds what could be read); new strings go into X's arena. NULL: none. */
     void (*head)(const cel_mw *m, cel_exchange *x, int status, cel_fields *f);
     void (*destroy)(cel_mw *m);
+    /* At load, for each route whose chain has M: RES is the route's constant
+     * answer (status, content type, a body in the generation every request
+     * gets), for a kind that prepares work for it (compress encodes it once).
+     * 0 or CEL_ENOMEM. NULL: none. */
+    int (*prepare)(cel_mw *m, const cel_response *res);
+    unsigned flags; /* CEL_MW_ONE */
 } cel_mw_ops;
+
+/* cel_mw_ops.flags: one per chain. A route's own member replaces the global
+ * list's members of the same kind in the route's chain (compress: a route's
+ * settings, or `compress: off`). */
+#define CEL_MW_ONE 1u
 
 struct cel_mw {
     const cel_mw_ops *ops;
     const char *kind; /* "headers", ...: for logs */
 };
+
+/* The body phase (phase.h): a kind that rewrites bodies sets x->filter to
+ * one of these in its request phase. */
+/* What a body filter passes its output to: the front end's own write and end. */
+typedef struct cel_body_next {
+    int (*write)(cel_exchange *x, const void *p, size_t n);
+    int (*end)(cel_exchange *x);
+} cel_body_next;
+
+typedef struct cel_body_filter {
+    /* Before the head of RES goes out. WHOLE: RES's body is the whole body;
+     * else it follows through write and end. The filter may change RES (its
+     * body, content type, headers: memory from X's arena or its own, living
+     * until the exchange closes). 0, or a negative CEL_E*: then the answer
+     * becomes a 500 and the filter is dropped. */
+    int (*head)(cel_exchange *x, cel_response *res, int whole);
+    /* A streamed chunk and the end; what the filter makes goes to NEXT.
+     * Returns as the exchange's write and end do. */
+    int (*write)(cel_exchange *x, const void *p, size_t n, const cel_body_next *next);
+    int (*end)(cel_exchange *x, const cel_body_next *next);
+    /* The front end is done with X while X->filter is still set (also when
+     * the stream was cut): let go of what the filter holds. */
+    void (*close)(cel_exchange *x);
+} cel_body_filter;
 
 /* cel_mw_chain.phases: which phases some member of the chain has. */
 #define CEL_MW_REQUEST 1u
@@ -100,7 +135,9 @@ cel_mw_chain *cel_mw_chain_new(size_t n, int owns);
 /* Appends M (room was made by cel_mw_chain_new) and notes its phases. */
 void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m);
 /* GLOBAL then OWN (either may be NULL) as one chain that owns nothing; NULL
- * in *OUT when both are empty, GLOBAL itself when OWN is. 0 or CEL_ENOMEM. */
+ * in *OUT when both are empty, GLOBAL itself when OWN is. A member of OWN
+ * flagged CEL_MW_ONE drops GLOBAL's members of its kind; members with no
+ * phase (`compress: off`) are left out. 0 or CEL_ENOMEM. */
 int cel_mw_chain_join(cel_mw_chain *global, const cel_mw_chain *own, cel_mw_chain **out);
 void cel_mw_chain_free(cel_mw_chain *c);
 

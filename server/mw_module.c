@@ -56,7 +56,8 @@ cel_mw *cel_mw_module_new(struct cel_module_image *img, const char *route, const
         free(mm);
         return NULL;
     }
-    mm->ops = (cel_mw_ops){has_req ? request : NULL, has_head ? head : NULL, destroy};
+    mm->ops = (cel_mw_ops){
+        .request = has_req ? request : NULL, .head = has_head ? head : NULL, .destroy = destroy};
     mm->base = (cel_mw){&mm->ops, "module"};
     return &mm->base;
 }

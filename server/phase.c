@@ -1,5 +1,9 @@
 #include "phase.h"
 
+#include "config.h"
+#include "errors.h"
+#include "genref.h"
+
 int cel_phase_request(cel_exchange *x, cel_response *res)
 {
     const cel_mw_chain *c = x->mw;
@@ -27,7 +31,13 @@ const cel_response *cel_phase_body_filter(cel_exchange *x, const cel_response *r
                                           cel_response *tmp, int whole)
 {
     *tmp = *res;
-    if (x->filter->head(x, tmp, whole) < 0) {
+    if (res->status >= 400 && whole) {
+        /* an answer refused before its request was read runs on the newest generation */
+        const cel_config *cfg = (x->gen ? x->gen : x->env->gen)->cfg;
+        if (cfg->errors)
+            cel_errors_apply(cfg->errors, x, tmp);
+    }
+    if (x->filter && x->filter->head(x, tmp, whole) < 0) {
         x->filter = NULL;
         cel_response_error(tmp, 500);
     }

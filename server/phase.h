@@ -38,25 +38,6 @@
  * room for middleware. */
 #define CEL_PHASE_MAX_FIELDS 96
 
-/* What a body filter passes its output to: the front end's own write and end. */
-typedef struct cel_body_next {
-    int (*write)(cel_exchange *x, const void *p, size_t n);
-    int (*end)(cel_exchange *x);
-} cel_body_next;
-
-typedef struct cel_body_filter {
-    /* Before the head of RES goes out. WHOLE: RES's body is the whole body;
-     * else it follows through write and end. The filter may change RES (its
-     * body, content type, headers: memory from X's arena or its own, living
-     * until the exchange closes). 0, or a negative CEL_E*: then the answer
-     * becomes a 500 and the filter is dropped. */
-    int (*head)(cel_exchange *x, cel_response *res, int whole);
-    /* A streamed chunk and the end; what the filter makes goes to NEXT.
-     * Returns as the exchange's write and end do. */
-    int (*write)(cel_exchange *x, const void *p, size_t n, const cel_body_next *next);
-    int (*end)(cel_exchange *x, const cel_body_next *next);
-} cel_body_filter;
-
 /* The request phase of X's chain; see cel_dispatch. CEL_MW_ANSWERED with RES
  * filled when a middleware answered, else 0. */
 int cel_phase_request(cel_exchange *x, cel_response *res);
@@ -87,14 +68,15 @@ static inline size_t cel_phase_head(cel_exchange *x, const cel_response *res, ce
 }
 
 /* The body phase of an answer about to be sent: RES itself when X has no
- * filter, else TMP, a copy of RES the filter changed. WHOLE as for
- * cel_body_filter.head. */
+ * filter and RES no error status, else TMP, a copy of RES the generation's
+ * `errors:` block (errors.h: whole answers only) and then the filter
+ * changed. WHOLE as for cel_body_filter.head. */
 const cel_response *cel_phase_body_filter(cel_exchange *x, const cel_response *res,
                                           cel_response *tmp, int whole);
 static inline const cel_response *cel_phase_body(cel_exchange *x, const cel_response *res,
                                                  cel_response *tmp, int whole)
 {
-    if (CEL_LIKELY(x->filter == NULL))
+    if (CEL_LIKELY(x->filter == NULL) && CEL_LIKELY(res->status < 400))
         return res;
     return cel_phase_body_filter(x, res, tmp, whole);
 }
