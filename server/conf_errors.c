@@ -40,16 +40,6 @@ static int has(const yaml_node_t *n, const char *what)
     return memmem(n->data.scalar.value, n->data.scalar.length, what, strlen(what)) != NULL;
 }
 
-static int no_request_id(conf_ctx *c, yaml_node_t *n, void *arg)
-{
-    (void)arg;
-    if (has(n, "{{request_id}}"))
-        return conf_error(c, n,
-                          "{{request_id}} needs the request_id middleware, which this build "
-                          "does not have");
-    return 0;
-}
-
 /* The scalars holding {{status}}: their text, swapped per status. */
 #define MAX_SLOTS 64
 typedef struct status_slots {
@@ -167,10 +157,8 @@ static int errors_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
                           "\"%s\"",
                           key);
     }
-    int rc = each_scalar(c, v, 0, no_request_id, NULL);
     status_slots slots = {.count = 0};
-    if (!rc)
-        rc = each_scalar(c, v, 0, find_status, &slots);
+    int rc = each_scalar(c, v, 0, find_status, &slots);
     cel_handler *h = NULL;
     for (int st = first; !rc && st <= last; st++) {
         if (b->set[st - CEL_ERRORS_FIRST] > level)

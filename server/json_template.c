@@ -12,7 +12,7 @@
  * that fetch one request value. Literals and slot names share one text buffer;
  * ops refer to it by offset so the buffer may move while it grows at compile time.
  */
-enum { OP_LIT, OP_PARAM, OP_QUERY, OP_HEADER, OP_METHOD, OP_PATH };
+enum { OP_LIT, OP_PARAM, OP_QUERY, OP_HEADER, OP_METHOD, OP_PATH, OP_REQUEST_ID };
 
 struct op {
     int kind;
@@ -266,6 +266,10 @@ static int parse_ph(const char *s, size_t n, size_t i, struct ph *ph, char *err,
     }
     if (word_is(in, inl, "path")) {
         ph->kind = OP_PATH;
+        return 0;
+    }
+    if (word_is(in, inl, "request_id")) {
+        ph->kind = OP_REQUEST_ID;
         return 0;
     }
     const char *dot = memchr(in, '.', inl);
@@ -609,6 +613,9 @@ static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, co
         break;
     case OP_PATH:
         v = req->path;
+        break;
+    case OP_REQUEST_ID:
+        v = req->id; /* empty without the request_id middleware */
         break;
     }
     if (rc || !v.p)

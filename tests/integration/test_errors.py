@@ -178,12 +178,29 @@ def test_head_gets_the_length(srv):
     assert fields["content-length"] == str(len(b"<h1>not here</h1>\n"))
 
 
+def test_request_id_in_an_error_body(factory):
+    """{{request_id}} in an error template is the id the request_id
+    middleware gave the request: the one its response field carries."""
+    srv = factory("""workers: 1
+middleware:
+  - request_id: {}
+errors:
+  404: { json: { template: { error: "{{status}}", id: "{{request_id}}" } } }
+routes:
+  - path: /a
+    static: { body: "a" }
+""")
+    for status, fields, body in (h1_get(srv, "/nothing"), h2_get(srv, "/nothing")):
+        assert status == 404
+        doc = json.loads(body)
+        assert len(fields["x-request-id"]) == 32
+        assert doc == {"error": "404", "id": fields["x-request-id"]}, (doc, fields)
+
+
 @pytest.mark.parametrize("yaml,line,col,words", [
     ("errors:\n  600: {body: x}\n", 2, 3, ["400-599 or a class"]),
     ("errors:\n  3xx: {body: x}\n", 2, 3, ["400-599 or a class"]),
     ("errors:\n  404: {body: x, status: 500}\n", 2, 18, ["no status"]),
-    ("errors:\n  5xx: {json: {template: {id: \"{{request_id}}\"}}}\n", 2, 31,
-     ["{{request_id}} needs the request_id middleware"]),
     ("errors:\n  500: {json: {template: {a: \"{{nope}}\"}}}\n", 2, 30, ["nope"]),
     ("errors:\n  500: {json: {template: {a: 1}}, body: x}\n", 2, 8, ["not both"]),
     ("errors:\n  404: {file: missing.html}\n", 2, 15, ["cannot open file"]),
