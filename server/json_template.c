@@ -12,7 +12,7 @@
  * that fetch one request value. Literals and slot names share one text buffer;
  * ops refer to it by offset so the buffer may move while it grows at compile time.
  */
-enum { OP_LIT, OP_PARAM, OP_QUERY, OP_HEADER, OP_METHOD, OP_PATH, OP_REQUEST_ID };
+enum { OP_LIT, OP_PARAM, OP_QUERY, OP_HEADER, OP_METHOD, OP_PATH, OP_REQUEST_ID, OP_HOST };
 
 struct op {
     int kind;
@@ -270,6 +270,10 @@ static int parse_ph(const char *s, size_t n, size_t i, struct ph *ph, char *err,
     }
     if (word_is(in, inl, "request_id")) {
         ph->kind = OP_REQUEST_ID;
+        return 0;
+    }
+    if (word_is(in, inl, "host")) {
+        ph->kind = OP_HOST;
         return 0;
     }
     const char *dot = memchr(in, '.', inl);
@@ -616,6 +620,9 @@ static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, co
         break;
     case OP_REQUEST_ID:
         v = req->id; /* empty without the request_id middleware */
+        break;
+    case OP_HOST:
+        v = req->authority; /* HTTP/2's :authority, HTTP/1.1's Host */
         break;
     }
     if (rc || !v.p)

@@ -27,6 +27,8 @@ routes:
       headers: { x-user: "<{{param.id}}>", cache-control: "max-age=60" }
   - path: /plain
     static: { body: "plain", headers: { x-const: "k" } }
+  - path: /tls/*rest
+    static: { status: 308, body: "", headers: { location: "https://{{host}}/{{param.rest}}" } }
 """
 
 
@@ -73,6 +75,18 @@ def test_redirect_substituted_h1(srv):
     assert status.startswith(b"HTTP/1.1 302"), status
     assert (b"location", b"https://example.com/x/y") in fields, fields
     assert (b"x-echo", b"q=1 h=v m=GET p=/go/x/y") in fields, fields
+
+
+def test_host_from_either_protocol(srv):
+    """{{host}} is HTTP/2's :authority and HTTP/1.1's Host: the redirect to
+    TLS works whichever protocol the client came with."""
+    with srv.client() as c:
+        r = c.get("/tls/a/b")
+        assert r.status == 308
+        assert r.header("location") == f"https://127.0.0.1:{srv.port}/a/b"
+    status, fields = h1_fields(h1_raw(srv, b"/tls/a/b"))
+    assert status.startswith(b"HTTP/1.1 308"), status
+    assert (b"location", b"https://x/a/b") in fields, fields
 
 
 def test_decoded_crlf_cannot_split_h1(srv):
