@@ -125,6 +125,7 @@ struct cel_h2 {
     uint64_t progress;   /* request or response bytes moved: what idleness is measured by */
     uint64_t data_sent;  /* DATA frames we sent */
     uint64_t wu_recv;    /* WINDOW_UPDATE frames received */
+    time_t date_sec;     /* env->date_sec of the last response (see submit) */
     stream *writable;    /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;

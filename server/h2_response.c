@@ -166,6 +166,15 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     /* The phase's fields are nghttp2_nv's (see cel_field), lowercase, and live
      * in the generation, the stream's arena or static storage. */
     size_t n = 1 + cel_phase_head(&st->x, res, (cel_field *)&nva[1], CEL_PHASE_MAX_FIELDS);
+    /* A date is only worth an HPACK table entry when another response follows
+     * within its second. Indexed, each second's date of a connection that
+     * asks once a second would fill the table (about 60 of them), and every
+     * response would allocate one, evict one and compare against all of them
+     * in cold memory. */
+    if (h->date_sec != h->env->date_sec && nva[2].value == (uint8_t *)h->env->date) {
+        h->date_sec = h->env->date_sec;
+        nva[2].flags |= NGHTTP2_NV_FLAG_NO_INDEX;
+    }
     char *clen = st->clen_txt;
     int no_body = res->status == 204 || res->status == 304;
     /* a streamed body announced whole (sized), unless a filter rewrites it */

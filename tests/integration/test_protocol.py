@@ -625,3 +625,31 @@ routes:
     finally:
         for c in first:
             c.close()
+
+
+def _dates_in_table(c):
+    return [v for n, v in c.conn.decoder.header_table.dynamic_entries if n == b"date"]
+
+
+def test_date_indexed_only_when_its_second_repeats(srv):
+    """A connection asking once a second gets each date as a never-indexed
+    literal, so its HPACK table does not fill with old dates; a second response
+    within the same second indexes it, and later ones reuse that entry."""
+    with srv.client() as c:
+        seen = []
+        for _ in range(3):
+            r = c.get("/bench")
+            assert r.status == 200
+            seen.append(r.header("date"))
+            while time.strftime("%a, %d %b %Y %H:%M:%S GMT", time.gmtime()) == seen[-1]:
+                time.sleep(0.05)   # until the daemon's second has surely changed
+            time.sleep(0.1)
+        assert len(set(seen)) == 3
+        assert _dates_in_table(c) == []
+        for _ in range(5):   # three in one second (rarely straddles a boundary: retry)
+            dates = [c.get("/bench").header("date") for _ in range(3)]
+            if len(set(dates)) == 1:
+                break
+        assert len(set(dates)) == 1
+        table = _dates_in_table(c)
+        assert table[:1] == [dates[0].encode()] and table.count(table[0]) == 1
