@@ -184,7 +184,7 @@ def parse_args(argv):
                          'relay_delay', 'many_conns', 'files') if getattr(opts, m) not in (None, False)]
     if len(modes) > 1:
         ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, --scaling, '
-                 '--relay-delay, --many-conns')
+                 '--relay-delay, --many-conns, --files')
     if opts.many_conns is not None and opts.many_conns < 1:
         ap.error('--many-conns needs N >= 1')
     if opts.relay_delay is not None and opts.relay_delay < 0:

@@ -15,7 +15,6 @@ from .common import (BenchError, CELERISD, CONF, ROOT, cpu_list, free_port, medi
 from .callgrind import callgrind_total
 from .load import h2load
 from .report import header_lines, md_table, write_md
-from .routes import Route
 from .servers import Server
 
 # The small files: the three bench bodies and a 4 KiB and a 64 KiB file.
@@ -107,7 +106,7 @@ def curl(args):
     return p
 
 
-def check_small(srv, tmp):
+def check_small(srv):
     for name, body in SMALL:
         for copt, ver, url in (('--http2-prior-knowledge', '2', srv.url(f'/f/{name}')),
                                ('--http1.1', '1.1', srv.url_h1(f'/f/{name}'))):
@@ -144,7 +143,7 @@ def small_runs(opts, ctx, root, names, threads):
                for n in names}
     ctx.servers.extend(servers.values())
     for s in servers.values():
-        check_small(s, ctx.tmp)
+        check_small(s)
     say(f'bodies checked: {", ".join(names)} answer every file over h2c (and HTTP/1.1)')
     cases = [(f'/f/{n}', n, (), 200) for n, _ in SMALL]
     for n, s in servers.items():
@@ -274,7 +273,9 @@ def big_runs(opts, ctx, root, names):
 
 
 def mode_files(opts, ctx, routes, names):
-    names = [n for n in names if n in FILE_SERVERS] or FILE_SERVERS
+    names = [n for n in names if n in FILE_SERVERS]
+    if not names:
+        raise BenchError(f'--files: --servers takes some of {", ".join(FILE_SERVERS)}')
     threads = len(cpu_list(opts.client_cpus))
     root = make_docroot(ctx)
     say(f'--files: docroot {root}/f: {", ".join(n for n, _ in SMALL)}; servers '
