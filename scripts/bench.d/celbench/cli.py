@@ -18,6 +18,7 @@ from .scaling import mode_scaling
 from .many_conns import mode_many_conns
 from .upload_relay import mode_relay_upload
 from .via_haproxy import mode_via_haproxy
+from .files import mode_files
 
 
 USAGE = '''scripts/bench [options]            throughput table, celerisd vs peers
@@ -29,7 +30,9 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
        scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee
-       scripts/bench --scaling [...]    1, 2, 4 ... N/2 workers: req/s, efficiency per core'''
+       scripts/bench --scaling [...]    1, 2, 4 ... N/2 workers: req/s, efficiency per core
+       scripts/bench --files [...]      static files from a directory: small files, 304,
+                                        16 x 1 GiB downloads (celbench/files.py)'''
 EPILOG = '''Servers: celerisd (build-bench, conf/bench.yaml), nginx, h2o (file.file +
 mruby for params), h2o-mruby (all routes mruby), nghttpd (files). All get their
 own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
@@ -172,13 +175,16 @@ def parse_args(argv):
     ap.add_argument('--via', choices=['haproxy'], default=None,
                     help='celerisd straight and through HAProxy (h2c, PROXY v2) on the same '
                          'server CPUs: req/s of both and the overhead (/bench)')
+    ap.add_argument('--files', action='store_true',
+                    help='static files from a directory (celerisd dir:, h2o file.dir, nginx root, '
+                         'nghttpd -d): small files, 304, callgrind, 16 x 1 GiB downloads')
     opts = ap.parse_args(argv)
 
     modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'scaling',
-                         'relay_delay', 'many_conns') if getattr(opts, m) not in (None, False)]
+                         'relay_delay', 'many_conns', 'files') if getattr(opts, m) not in (None, False)]
     if len(modes) > 1:
         ap.error('choose one of --callgrind, --idle-conns, --ramp, --inproc, --via, --scaling, '
-                 '--relay-delay, --many-conns')
+                 '--relay-delay, --many-conns, --files')
     if opts.many_conns is not None and opts.many_conns < 1:
         ap.error('--many-conns needs N >= 1')
     if opts.relay_delay is not None and opts.relay_delay < 0:
@@ -288,6 +294,7 @@ def main(argv):
             mode_many_conns(opts, ctx, opts.route_list, opts.names)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
+             'files': mode_files,
              'inproc': mode_inproc, 'scaling': mode_scaling}[opts.mode](opts, ctx, opts.route_list, opts.names)
         ok = True
     except BenchError as e:
