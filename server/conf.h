@@ -1,8 +1,9 @@
 /*
  * Helpers shared by the parts of config that read YAML (conf.c implements
- * them; config.c reads the top level, limits, log and routes, conf_listen.c
- * `listen` and TLS, conf_handlers.c each handler type). Private to config:
- * nothing outside those files (and tests/unit/test_config.c) includes this.
+ * them; config.c reads the top level, limits and log, config_routes.c the
+ * routes, conf_listen.c `listen` and TLS, conf_handlers.c each handler type).
+ * Private to config: nothing outside those files (and tests/unit/test_config.c)
+ * includes this.
  *
  * Every error is written once, as "FILE:LINE:COL: message", at the node it is
  * about, and the helpers return CEL_EINVAL so callers just pass it up.

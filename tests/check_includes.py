@@ -6,7 +6,9 @@ same name (config.h + config.c), one that extends the name with "_"
 (handler_module.c implements handler.h), and any .c file that defines a
 function the header declares (a .c file that implements two headers joins
 both units). A private header X_internal.h, beside X.h, is part of X's unit:
-it holds what X's own files share (h2_internal.h for h2.c, h2_stream.c...).
+it holds what X's own files share (h2_internal.h for h2.c, h2_stream.c...);
+with no X.h, X_internal.h is part of X.c's unit (handler_module_internal.h:
+the unit of handler.h, which handler_module.c implements).
 Unit A depends on unit B when a file of A has `#include "B.h"`.
 DESIGN.md asks for dependencies that point one way; a cycle between units is
 what this check refuses. Headers under an -I directory are the public module
@@ -68,12 +70,14 @@ def defined(text):
 
 
 def unit_of(path, headers):
-    """A header's unit (X_internal.h: X's); for a .c file, the header it
+    """A header's unit (X_internal.h: X's, or X.c's when there is no X.h); for a .c file, the header it
     implements: its own name (config.c: config.h) or the longest header name it
     extends with "_" (handler_module.c: handler.h, conf_handlers.c: conf.h)."""
     stem = os.path.splitext(path)[0]
-    if path.endswith(".h") and stem.endswith("_internal") and stem[:-len("_internal")] in headers:
-        return stem[:-len("_internal")]
+    if path.endswith(".h") and stem.endswith("_internal"):
+        base = stem[:-len("_internal")]
+        # beside X.h: X's unit; with no X.h, the unit of X.c (handler_module.c: handler)
+        return base if base in headers else unit_of(base + ".c", headers)
     if path.endswith(".h") or stem in headers:
         return stem
     best = stem
