@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -698,6 +699,33 @@ def test_http1_cleartext_sends_files_with_sendfile(bigsrv):
     assert p.returncode == 0, p.stderr
     assert hashlib.sha256(p.stdout).hexdigest() == digest
     assert calls < 2048, f"{calls} read-type system calls for one 64 MiB file"
+
+
+def test_h2c_sends_file_frames_with_sendfile(bigsrv):
+    """Over cleartext HTTP/2 the 64 MiB body goes out as DATA frames whose
+    payload the kernel sends from the file (sendfile), not by 16 KiB preads
+    (4,096 of them at least): strace on the daemon counts the preads."""
+    digest = big_digest(bigsrv.www)
+    tids = os.listdir(f"/proc/{bigsrv.pid}/task")
+    args = ["strace", "-c", "-e", "trace=read,pread64,preadv,readv,sendfile"]
+    for t in tids:
+        args += ["-p", t]
+    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
+        p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time",
+                            str(int(60 * TIME_SCALE)), bigsrv.url("/d/big.bin")],
+                           capture_output=True, timeout=90 * TIME_SCALE)
+    finally:
+        tr.send_signal(signal.SIGINT)
+        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    calls = {m.group(2): int(m.group(1))
+             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
+                                  summary, re.M)}
+    assert calls.get("sendfile", 0) >= 1, summary
+    assert calls.get("pread64", 0) < 2048, summary
 
 
 def test_file_replaced_during_download_keeps_its_bytes(bigsrv):
