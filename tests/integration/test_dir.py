@@ -728,6 +728,60 @@ def test_h2c_sends_file_frames_with_sendfile(bigsrv):
     assert calls.get("pread64", 0) < 2048, summary
 
 
+def test_h2c_file_reset_or_closed_mid_download_releases_it(celerisd, tmp_path):
+    """Downloads over h2c cut short by the client, one by RST_STREAM and one by
+    closing the connection, while frames of the file wait in the daemon: every
+    descriptor of the file is closed again (and the sanitizer builds see no
+    leak at teardown), and the daemon serves on."""
+    from h2client import H2Client
+    www = tmp_path / "www"
+    www.mkdir()
+    data = bytes(range(256)) * 4096 * 8   # 8 MiB
+    (www / "f.bin").write_bytes(data)
+    srv = celerisd(f"""
+workers: 1
+log: {{ level: warn }}
+routes:
+  - path: /d/*path
+    dir: {{ root: {www} }}
+""")
+
+    def open_fds():   # the daemon's descriptors of the file
+        fds = f"/proc/{srv.pid}/fd"
+        n = 0
+        for fd in os.listdir(fds):
+            try:
+                n += os.readlink(f"{fds}/{fd}") == str(www / "f.bin")
+            except FileNotFoundError:
+                pass
+        return n
+
+    def settle(base):
+        deadline = time.monotonic() + 10 * TIME_SCALE
+        while open_fds() > base and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return open_fds()
+
+    with H2Client("127.0.0.1", srv.port, timeout=30 * TIME_SCALE) as c:
+        assert c.get("/d/f.bin").body == data
+    base = open_fds()   # the worker's open-file cache may keep one
+    for how in ("reset", "close"):
+        c = H2Client("127.0.0.1", srv.port, auto_ack=False, timeout=30 * TIME_SCALE,
+                     initial_window_size=1 << 20, connection_window=1 << 22)
+        sid = c.send_request("GET", "/d/f.bin")
+        r = c._response(sid)
+        c.wait_for(lambda: len(r.body) >= 256 * 1024 or r.done, what="some of the file")
+        assert r.status == 200 and not r.done
+        assert open_fds() > base   # the download holds its descriptor
+        if how == "reset":
+            c.reset_stream(sid)
+            assert c.get("/d/f.bin", headers=[("range", "bytes=0-9")]).body == data[:10]
+        c.close()
+        assert settle(base) <= base, how
+    with H2Client("127.0.0.1", srv.port, timeout=30 * TIME_SCALE) as c:
+        assert c.get("/d/f.bin").body == data
+
+
 def test_file_replaced_during_download_keeps_its_bytes(bigsrv):
     """A new file renamed over the one being sent: the download finishes with
     the bytes it started with (the descriptor keeps the old file)."""
