@@ -1,5 +1,9 @@
+#include <fcntl.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include "h2_internal.h"
 #include "http.h"
@@ -29,6 +33,20 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 {
     stream *st = src->ptr;
     (void)s, (void)id, (void)buf, (void)ud;
+    if (st->file_read < st->file_len) {
+        uint64_t left = st->file_len - st->file_read;
+        size_t n = left < length ? (size_t)left : length;
+        /* A frame header promises N bytes that sendfile must find: a file cut
+         * under the download resets this stream before its frame is framed. */
+        struct stat sb;
+        if (fstat(st->file_fd, &sb) || (uint64_t)sb.st_size < st->file_off + st->file_read + n)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        st->file_read += n;
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        if (st->file_read == st->file_len && (st->flags & ST_ENDED))
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
     size_t n = st->out_len - st->out_read;
     if (n == 0 && (st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
         st->flags |= ST_DEFERRED;
@@ -78,6 +96,27 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         return NGHTTP2_ERR_WOULDBLOCK;
     static const uint8_t zeros[256];
     size_t pad = frame->data.padlen;
+    if (st->file_sent < st->file_len) {
+        if (cel_outq_copy(h->out, framehd, 9) || (pad && cel_outq_copy(h->out, zeros, 1)))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        st->ext->refs++;
+        if (cel_outq_file(h->out, st->file_fd, (off_t)(st->file_off + st->file_sent), length,
+                          ext_unref, st->ext)) {
+            st->ext->refs--;
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        }
+        st->file_sent += length;
+        st->bytes_sent += length;
+        h->progress++;
+        h->data_sent++;
+        if (pad > 1 && cel_outq_copy(h->out, zeros, pad - 1))
+            return NGHTTP2_ERR_CALLBACK_FAILURE;
+        if (st->file_sent == st->file_len)
+            stream_consumed(h, st);
+        if (frame->hd.flags & NGHTTP2_FLAG_END_STREAM)
+            st->flags |= ST_SENT;
+        return 0;
+    }
     const char *p = (st->flags & ST_STREAMING ? st->sbuf : st->out) + st->out_sent;
     st->out_sent += length;
     st->bytes_sent += length;
@@ -273,6 +312,8 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
         return CEL_EINVAL;
     if (no_content(st) || n == 0)
         return 0;
+    if (st->file_sent < st->file_len)
+        return CEL_EINVAL; /* a file range is still being sent: see write_file */
     if (st->out_len + n > st->sbuf_cap) {
         size_t cap = st->sbuf_cap ? st->sbuf_cap : 16384;
         while (cap < st->out_len + n)
@@ -287,6 +328,41 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     st->out_len += n;
     resume_if_deferred(st);
     return st->out_len - st->out_sent > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
+static void close_fd(void *arg)
+{
+    close((int)(intptr_t)arg);
+}
+
+static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
+{
+    stream *st = (stream *)((char *)x - offsetof(stream, x));
+    cel_h2 *h = st->h;
+    if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
+        return CEL_EINVAL;
+    if (no_content(st) || n == 0)
+        return 0;
+    /* one range per stream, after nothing still buffered (so bytes keep their
+     * order), on a connection whose queue takes file ranges (cleartext) */
+    if (x->filter || st->ext || st->file_len || st->out_len != st->out_sent ||
+        !cel_outq_can_sendfile(h->out) || n > SIZE_MAX || off > (uint64_t)INT64_MAX - n)
+        return CEL_EINVAL;
+    ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
+    if (!e)
+        return CEL_ENOMEM;
+    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+    if (own < 0) {
+        cel_pool_release(h->env->pool, e);
+        return CEL_EINVAL;
+    }
+    *e = (ext_body){1, h->env->pool, {close_fd, (void *)(intptr_t)own}};
+    st->ext = e;
+    st->file_fd = own;
+    st->file_off = off;
+    st->file_len = n;
+    resume_if_deferred(st);
+    return 0;
 }
 
 static int raw_end(cel_exchange *x)
@@ -318,7 +394,7 @@ static int x_end(cel_exchange *x)
 static size_t x_buffered(const cel_exchange *x)
 {
     const stream *st = (const stream *)((const char *)x - offsetof(stream, x));
-    return st->out_len - st->out_sent;
+    return st->out_len - st->out_sent + (size_t)(st->file_len - st->file_sent);
 }
 
 static void x_fail(cel_exchange *x)
@@ -351,6 +427,7 @@ const cel_exchange_ops cel_h2_exchange_ops = {
     .respond = x_respond,
     .start = x_start,
     .write = x_write,
+    .write_file = x_write_file,
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,

@@ -17,6 +17,7 @@
 #include <limits.h>
 #include <string.h>
 #include <sys/sendfile.h>
+#include <sys/socket.h>
 
 /* Bounds the stack iovec array; longer queues just take another writev. */
 #if defined(IOV_MAX) && IOV_MAX < 256
@@ -274,6 +275,15 @@ static int send_file(cel_outq *q, struct cel_outq_seg *s)
     return (size_t)w < want ? CEL_EAGAIN : 1;
 }
 
+/* Bytes just before a file range (an HTTP/2 frame header, an HTTP/1.1 head)
+ * wait in the socket for the sendfile that follows, so that with TCP_NODELAY
+ * they leave in its packet rather than in one of their own. */
+static ssize_t send_more(cel_outq *q, const struct iovec *iov, int cnt)
+{
+    struct msghdr m = {.msg_iov = (struct iovec *)iov, .msg_iovlen = (size_t)cnt};
+    return sendmsg(q->sock, &m, MSG_MORE | MSG_NOSIGNAL);
+}
+
 int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
 {
     struct iovec iov[IOV_BATCH];
@@ -293,12 +303,14 @@ int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
                 return rc;
             continue;
         }
-        int cnt = 0;
+        int cnt = 0, more = 0;
         size_t total = 0;
         for (unsigned i = 0; i < q->seg_count && cnt < IOV_BATCH; i++) {
             const struct cel_outq_seg *s = seg_at(q, i);
-            if (s->file)
-                break; /* it goes by sendfile, after these */
+            if (s->file) {
+                more = 1; /* it goes by sendfile, after these */
+                break;
+            }
             if (!s->n)
                 continue;
             /* writev never writes through iov_base; the cast only drops const. */
@@ -307,7 +319,7 @@ int cel_outq_flush(cel_outq *q, cel_outq_writev_fn wv, void *ctx)
             total += s->n;
             cnt++;
         }
-        ssize_t w = wv(ctx, iov, cnt);
+        ssize_t w = more ? send_more(q, iov, cnt) : wv(ctx, iov, cnt);
         if (w < 0) {
             if (errno == EINTR)
                 continue;

@@ -122,6 +122,8 @@ int cel_outq_ref(cel_outq *q, const void *p, size_t n, cel_outq_release_fn relea
 
 /* File ranges may be queued, to go out with sendfile(2) to SOCK (the sink's
  * own socket: a cleartext connection), or not (-1: TLS in user space, tests).
+ * The bytes just before a file range are written to SOCK too (sendmsg with
+ * MSG_MORE, so they share the file's first packet), not through the sink.
  * Kept across cel_outq_deinit. */
 static inline void cel_outq_set_sendfile(cel_outq *q, int sock)
 {

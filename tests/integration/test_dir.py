@@ -10,6 +10,7 @@ import gzip
 import hashlib
 import os
 import re
+import signal
 import socket
 import subprocess
 import threading
@@ -698,6 +699,87 @@ def test_http1_cleartext_sends_files_with_sendfile(bigsrv):
     assert p.returncode == 0, p.stderr
     assert hashlib.sha256(p.stdout).hexdigest() == digest
     assert calls < 2048, f"{calls} read-type system calls for one 64 MiB file"
+
+
+def test_h2c_sends_file_frames_with_sendfile(bigsrv):
+    """Over cleartext HTTP/2 the 64 MiB body goes out as DATA frames whose
+    payload the kernel sends from the file (sendfile), not by 16 KiB preads
+    (4,096 of them at least): strace on the daemon counts the preads."""
+    digest = big_digest(bigsrv.www)
+    tids = os.listdir(f"/proc/{bigsrv.pid}/task")
+    args = ["strace", "-c", "-e", "trace=read,pread64,preadv,readv,sendfile"]
+    for t in tids:
+        args += ["-p", t]
+    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
+        p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time",
+                            str(int(60 * TIME_SCALE)), bigsrv.url("/d/big.bin")],
+                           capture_output=True, timeout=90 * TIME_SCALE)
+    finally:
+        tr.send_signal(signal.SIGINT)
+        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    calls = {m.group(2): int(m.group(1))
+             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
+                                  summary, re.M)}
+    assert calls.get("sendfile", 0) >= 1, summary
+    assert calls.get("pread64", 0) < 2048, summary
+
+
+def test_h2c_file_reset_or_closed_mid_download_releases_it(celerisd, tmp_path):
+    """Downloads over h2c cut short by the client, one by RST_STREAM and one by
+    closing the connection, while frames of the file wait in the daemon: every
+    descriptor of the file is closed again (and the sanitizer builds see no
+    leak at teardown), and the daemon serves on."""
+    from h2client import H2Client
+    www = tmp_path / "www"
+    www.mkdir()
+    data = bytes(range(256)) * 4096 * 8   # 8 MiB
+    (www / "f.bin").write_bytes(data)
+    srv = celerisd(f"""
+workers: 1
+log: {{ level: warn }}
+routes:
+  - path: /d/*path
+    dir: {{ root: {www} }}
+""")
+
+    def open_fds():   # the daemon's descriptors of the file
+        fds = f"/proc/{srv.pid}/fd"
+        n = 0
+        for fd in os.listdir(fds):
+            try:
+                n += os.readlink(f"{fds}/{fd}") == str(www / "f.bin")
+            except FileNotFoundError:
+                pass
+        return n
+
+    def settle(base):
+        deadline = time.monotonic() + 10 * TIME_SCALE
+        while open_fds() > base and time.monotonic() < deadline:
+            time.sleep(0.05)
+        return open_fds()
+
+    with H2Client("127.0.0.1", srv.port, timeout=30 * TIME_SCALE) as c:
+        assert c.get("/d/f.bin").body == data
+    base = open_fds()   # the worker's open-file cache may keep one
+    for how in ("reset", "close"):
+        c = H2Client("127.0.0.1", srv.port, auto_ack=False, timeout=30 * TIME_SCALE,
+                     initial_window_size=1 << 20, connection_window=1 << 22)
+        sid = c.send_request("GET", "/d/f.bin")
+        r = c._response(sid)
+        c.wait_for(lambda: len(r.body) >= 256 * 1024 or r.done, what="some of the file")
+        assert r.status == 200 and not r.done
+        assert open_fds() > base   # the download holds its descriptor
+        if how == "reset":
+            c.reset_stream(sid)
+            assert c.get("/d/f.bin", headers=[("range", "bytes=0-9")]).body == data[:10]
+        c.close()
+        assert settle(base) <= base, how
+    with H2Client("127.0.0.1", srv.port, timeout=30 * TIME_SCALE) as c:
+        assert c.get("/d/f.bin").body == data
 
 
 def test_file_replaced_during_download_keeps_its_bytes(bigsrv):
