@@ -379,16 +379,12 @@ static const cel_body_next body_next = {raw_write, raw_end};
 
 static int x_write(cel_exchange *x, const void *p, size_t n)
 {
-    if (CEL_UNLIKELY(x->filter != NULL))
-        return x->filter->write(x, p, n, &body_next);
-    return raw_write(x, p, n);
+    return cel_phase_write(x, p, n, &body_next);
 }
 
 static int x_end(cel_exchange *x)
 {
-    if (CEL_UNLIKELY(x->filter != NULL))
-        return x->filter->end(x, &body_next);
-    return raw_end(x);
+    return cel_phase_end(x, &body_next);
 }
 
 static size_t x_buffered(const cel_exchange *x)

@@ -81,4 +81,22 @@ static inline const cel_response *cel_phase_body(cel_exchange *x, const cel_resp
     return cel_phase_body_filter(x, res, tmp, whole);
 }
 
+/* A streamed chunk and the end of X's body, through X's filter when it has
+ * one, else straight to NEXT (the front end's own write and end): the
+ * exchange's write and end ops of both front ends. */
+static inline int cel_phase_write(cel_exchange *x, const void *p, size_t n,
+                                  const cel_body_next *next)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->write(x, p, n, next);
+    return next->write(x, p, n);
+}
+
+static inline int cel_phase_end(cel_exchange *x, const cel_body_next *next)
+{
+    if (CEL_UNLIKELY(x->filter != NULL))
+        return x->filter->end(x, next);
+    return next->end(x);
+}
+
 #endif
