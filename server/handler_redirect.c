@@ -149,8 +149,9 @@ static int handle_https(cel_handler *h, cel_exchange *x, cel_response *res)
         return CEL_ENOMEM;
     char *w = buf;
     memcpy(w, "https://", 8);
-    memcpy(w + 8, host.p, host.n);
-    w += 8 + host.n;
+    w += 8;
+    for (size_t i = 0; i < host.n; i++)
+        *w++ = cel_http_lower(host.p[i]); /* as nginx's $host */
     memcpy(w, r->port, r->port_len);
     w = url_raw(w + r->port_len, req->path.p, req->path.n);
     if (req->query.n) {
