@@ -88,6 +88,8 @@ static int route_access_log(conf_ctx *c, void *arg, const char *key, yaml_node_t
 static int add_host(conf_ctx *c, yaml_node_t *n, const char *s, size_t len, char ***list,
                     size_t *count)
 {
+    if (len > 1 && s[len - 1] == '.')
+        len--; /* "example.com." is example.com, as requests are read */
     const char *p = len >= 2 && strncmp(s, "*.", 2) == 0 ? s + 2 : s;
     if (p == s + len || len > 253)
         return conf_error(c, n, "host \"%.*s\" is empty or too long", (int)len, s);
@@ -553,7 +555,8 @@ static int parse_listen_routes(conf_ctx *c, cel_config *cfg, cel_listen *l, size
     if (!n)
         return 0;
     unsigned port = 0;
-    if (l->redirect_node && strcmp((const char *)n->data.scalar.value, "false") == 0)
+    if (l->redirect_node && n->type == YAML_SCALAR_NODE &&
+        strcmp((const char *)n->data.scalar.value, "false") == 0)
         return 0;
     if (l->redirect_node && conf_https_port(c, n, "redirect_https", &port))
         return CEL_EINVAL;

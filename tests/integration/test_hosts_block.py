@@ -47,7 +47,7 @@ hosts:
     routes:
       - path: /
         static: { body: "x.b wild" }
-  exact.x.b.test:
+  "exact.x.b.test.":         # a trailing dot does not count here either
     routes:
       - path: /
         static: { body: "exact" }
@@ -246,6 +246,8 @@ def test_listener_routes(srv, get):
     ('listen:\n  - address: "127.0.0.1:1"\n    redirect_https: true\n    routes: []\n', 4, 5,
      ["routes or redirect_https, not both"]),
     ('listen:\n  - address: "127.0.0.1:1"\n    redirect_https: yes\n', 3, 21,
+     ["redirect_https is true", "or the TLS port"]),
+    ('listen:\n  - address: "127.0.0.1:1"\n    redirect_https: {port: 1}\n', 3, 21,
      ["redirect_https is true", "or the TLS port"]),
     ('listen:\n  - address: "127.0.0.1:1"\n    routes:\n      - path: /\n        host: a.test\n'
      "        static: {body: x}\n", 5, 15, ["has no `host`"]),
