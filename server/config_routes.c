@@ -474,7 +474,7 @@ static int block_names(conf_ctx *c, cel_config *cfg, cel_host_block *blk, yaml_n
         const char *name = blk->names[blk->nnames - 1];
         for (size_t i = 0; i < cfg->nvhosts; i++)
             if (strcmp(cfg->vhosts[i].name, name) == 0)
-                return conf_error(c, k, "host \"%s\" is in two hosts: blocks (the other at %u:%u)",
+                return conf_error(c, k, "host \"%s\" is given twice in hosts: (also at %u:%u)",
                                   name, cfg->vhosts[i].loc.line, cfg->vhosts[i].loc.col);
         cel_vhost *v = realloc(cfg->vhosts, (cfg->nvhosts + 1) * sizeof(*v));
         if (!v)

@@ -230,7 +230,9 @@ def test_listener_routes(srv, get):
 
 @pytest.mark.parametrize("yaml,line,col,words", [
     ('hosts:\n  "a.test, b.test":\n    routes: []\n  "B.test":\n    routes: []\n', 4, 3,
-     ['host "b.test" is in two hosts: blocks (the other at 2:3)']),
+     ['host "b.test" is given twice in hosts: (also at 2:3)']),
+    ('hosts:\n  a.test:\n    routes: []\n  "*.b.test, A.test.":\n    routes: []\n', 4, 3,
+     ['host "a.test" is given twice in hosts: (also at 2:3)']),
     ("hosts:\n  c.test: {routes: []}\nroutes:\n  - path: /\n    host: a.test\n"
      "    static: {body: x}\n", 5, 11, ["`host` and a `hosts:` block do not mix"]),
     ("hosts:\n  default:\n    routes: []\nroutes:\n  - path: /x\n    static: {body: x}\n", 5, 11,
