@@ -27,6 +27,7 @@ typedef struct conf_ctx {
     const char *dir;        /* directory of FILE, for relative paths */
     struct cel_config *cfg; /* what is built; routes are read after every other key */
     yaml_node_t *routes;    /* the top level's routes node, read last */
+    yaml_node_t *hosts;     /* the top level's hosts node, read with the routes */
     yaml_node_t *access;    /* log.access, read once workers are known */
     size_t json_nodes;      /* nodes of the template being converted (aliases included) */
     int check_only;         /* celerisd -t: check files the config writes, create none */
@@ -127,8 +128,11 @@ extern const size_t conf_nhandler_types;
  * route. Returns 0 and *OUT, or an error. */
 int conf_handler_static(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
 int conf_handler_json(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
-/* `redirect: { to, status }`: TO may hold placeholders of PATTERN's params. */
+/* `redirect: { to, status }`: TO may hold placeholders of PATTERN's params;
+ * or `redirect: { https: true | PORT, status }`. */
 int conf_handler_redirect(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_handler **out);
+/* V of `https` (WHAT): true (port 0: the URL names none) or a TLS port. */
+int conf_https_port(conf_ctx *c, yaml_node_t *v, const char *what, unsigned *port);
 /* MODULES_DIR: where `name: X` finds X.so; NWORKERS: the generation's workers. */
 int conf_handler_module(conf_ctx *c, yaml_node_t *n, const char *pattern, const char *modules_dir,
                         unsigned nworkers, cel_handler **out);

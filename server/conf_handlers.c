@@ -859,10 +859,32 @@ int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned 
 /* ---- redirect ---- */
 
 typedef struct redirect_build {
-    yaml_node_t *to;
+    yaml_node_t *to, *https;
+    unsigned port;
     long long status;
     const char *pattern;
 } redirect_build;
+
+int conf_https_port(conf_ctx *c, yaml_node_t *v, const char *what, unsigned *port)
+{
+    long long p;
+    if (v->type == YAML_SCALAR_NODE && strcmp((const char *)v->data.scalar.value, "true") == 0) {
+        *port = 0;
+        return 0;
+    }
+    if (v->type != YAML_SCALAR_NODE || conf_int(c, v, what, 1, 65535, &p))
+        return conf_error(c, v, "%s is true (https on port 443) or the TLS port, 1-65535", what);
+    *port = (unsigned)p;
+    return 0;
+}
+
+static int redirect_https(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    redirect_build *b = arg;
+    (void)k;
+    b->https = v;
+    return conf_https_port(c, v, key, &b->port);
+}
 
 static int redirect_to(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
@@ -891,6 +913,7 @@ static int redirect_status(conf_ctx *c, void *arg, const char *key, yaml_node_t 
 static const conf_key redirect_keys[] = {
     {"to", redirect_to},
     {"status", redirect_status},
+    {"https", redirect_https},
 };
 
 static int redirect_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -905,8 +928,14 @@ int conf_handler_redirect(conf_ctx *c, yaml_node_t *n, const char *pattern, cel_
     int rc = conf_mapping(c, n, "redirect", redirect_pair, &b);
     if (rc)
         return rc;
+    if (b.to && b.https)
+        return conf_error(c, b.https, "redirect has `to` or `https`, not both");
+    if (b.https) {
+        *out = cel_handler_redirect_https_new((int)b.status, b.port);
+        return *out ? 0 : conf_error(c, n, "out of memory");
+    }
     if (!b.to)
-        return conf_error(c, n, "redirect needs to (the target URL)");
+        return conf_error(c, n, "redirect needs to (the target URL) or https");
     char msg[256];
     cel_tmpl *t = cel_tmpl_compile_url((const char *)b.to->data.scalar.value,
                                        b.to->data.scalar.length, msg, sizeof(msg));

@@ -7,6 +7,7 @@
 #include <errno.h>
 #include <grp.h>
 #include <netinet/in.h>
+#include <pthread.h>
 #include <pwd.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -96,6 +97,36 @@ bad:
              "\"PORT\" or \"unix:/path\")",
              s);
     return CEL_EINVAL;
+}
+
+/* Addresses ever given, in the order first seen: an id is its index + 1. */
+static pthread_mutex_t ids_lock = PTHREAD_MUTEX_INITIALIZER;
+static struct sockaddr_storage *ids;
+static socklen_t *id_lens;
+static unsigned nids;
+
+unsigned cel_listen_id(const struct sockaddr_storage *addr, socklen_t len)
+{
+    unsigned id = 0;
+    pthread_mutex_lock(&ids_lock);
+    for (unsigned i = 0; i < nids && !id; i++)
+        if (id_lens[i] == len && memcmp(&ids[i], addr, len) == 0)
+            id = i + 1;
+    if (!id) {
+        struct sockaddr_storage *a = realloc(ids, (nids + 1) * sizeof(*a));
+        if (a)
+            ids = a;
+        socklen_t *l = a ? realloc(id_lens, (nids + 1) * sizeof(*l)) : NULL;
+        if (l) {
+            id_lens = l;
+            memset(&ids[nids], 0, sizeof(ids[nids]));
+            memcpy(&ids[nids], addr, len);
+            id_lens[nids] = len;
+            id = ++nids;
+        }
+    }
+    pthread_mutex_unlock(&ids_lock);
+    return id; /* 0 only when out of memory: then no listener routes match */
 }
 
 /* ---- TLS ---- */
@@ -214,7 +245,7 @@ static int parse_tls(conf_ctx *c, yaml_node_t *n, cel_tls **out)
 }
 
 typedef struct listen_build {
-    yaml_node_t *address, *tls, *proxy, *trusted, *mode, *owner;
+    yaml_node_t *address, *tls, *proxy, *trusted, *mode, *owner, *routes, *redirect;
 } listen_build;
 
 static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -232,9 +263,16 @@ static int listen_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
         b->mode = v;
     else if (strcmp(key, "owner") == 0)
         b->owner = v;
+    else if (strcmp(key, "routes") == 0)
+        b->routes = v;
+    else if (strcmp(key, "redirect_https") == 0)
+        b->redirect = v;
     else
         return conf_unknown_key(c, k, "a listen entry",
-                                "address, tls, proxy_protocol, trusted, mode, owner");
+                                "address, tls, proxy_protocol, trusted, mode, owner, routes, "
+                                "redirect_https");
+    if (b->routes && b->redirect)
+        return conf_error(c, k, "a listen entry has routes or redirect_https, not both");
     return 0;
 }
 
@@ -358,6 +396,10 @@ static int add_listen(conf_ctx *c, cel_listen **list, size_t *nlist, yaml_node_t
     if (cel_listen_parse(s, &l, msg, sizeof(msg)))
         return conf_error(c, addr, "%s", msg);
     l.loc = conf_loc(addr);
+    l.routes_node = b.routes;
+    l.redirect_node = b.redirect;
+    if (!(l.id = cel_listen_id(&l.addr, l.addrlen)))
+        return conf_error(c, addr, "out of memory");
     for (size_t i = 0; i < *nlist; i++)
         if ((*list)[i].addrlen == l.addrlen && !memcmp(&(*list)[i].addr, &l.addr, l.addrlen))
             return conf_error(c, addr, "listen address \"%s\" is given twice", s);

@@ -15,6 +15,7 @@
 
 struct cel_tls;
 struct cel_cidr;
+struct cel_router;
 
 typedef struct cel_listen {
     struct sockaddr_storage addr;
@@ -31,11 +32,24 @@ typedef struct cel_listen {
     /* AF_UNIX ("unix:/path"): the socket file's mode and owner, -1 to leave. */
     int mode;
     long uid, gid;
+    unsigned id; /* the address's cel_listen_id */
+    /* The entry's `routes` (or `redirect_https`): every request on this
+     * address is looked up there alone; NULL: the top level's and the hosts'.
+     * Owned by the generation; the nodes are the YAML's, set while loading. */
+    struct cel_router *router;
+    yaml_node_t *routes_node, *redirect_node;
 } cel_listen;
 
 /* Parses "1.2.3.4:80", "[::1]:80", "*:80", "80" or "unix:/path". 0 or CEL_EINVAL
  * with a message. */
 int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen);
+
+/* A number for the address ADDR (LEN bytes, as getsockname gives it), the
+ * same in every generation and in every thread that asks (config loads, a
+ * worker adding a socket), so a connection can name its listener across
+ * reloads; never 0. Takes a lock: call it at load or when a listener is
+ * added, not per connection. */
+unsigned cel_listen_id(const struct sockaddr_storage *addr, socklen_t len);
 
 /* The top level's `listen`: one address, one entry or a list; appends to
  * *LIST (of *NLIST), refusing an address given twice. */

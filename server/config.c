@@ -409,6 +409,13 @@ static int top_routes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
     return 0;
 }
 
+static int top_hosts(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)arg, (void)key, (void)k;
+    c->hosts = v; /* read with the routes */
+    return 0;
+}
+
 /* In the order "expected one of" lists them. */
 static int top_errors(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
@@ -431,6 +438,7 @@ const conf_key conf_top_keys[] = {
     {"middleware", top_middleware},
     {"errors", top_errors},
     {"routes", top_routes},
+    {"hosts", top_hosts},
 };
 const size_t conf_ntop_keys = CEL_ARRAY_LEN(conf_top_keys);
 
@@ -626,7 +634,7 @@ static cel_config *load(const char *file, int check_only, char *err, size_t errl
     c.nworkers = cfg->nworkers;
     if (!rc && c.mw_global)
         rc = conf_middleware(&c, c.mw_global, "middleware", &cfg->mw);
-    if (!rc && c.routes)
+    if (!rc)
         rc = cel_config_parse_routes(&c, cfg, c.routes);
     if (!rc && !cfg->router && !(cfg->router = cel_router_new()))
         rc = conf_error(&c, root, "out of memory");
@@ -666,15 +674,17 @@ void cel_config_unref(cel_config *c)
     for (size_t i = 0; i < c->nroutes; i++) {
         cel_route *r = &c->routes[i];
         r->handler->destroy(r->handler);
-        if (r->mw != c->mw && r->mw != r->mw_own)
+        if (r->mw_joined)
             cel_mw_chain_free(r->mw);
         cel_mw_chain_free(r->mw_own);
         cel_config_free_hosts(r);
         free(r->pattern);
     }
     for (size_t i = 0; i < c->nvhosts; i++)
-        cel_router_free(c->vhosts[i].router);
+        if (!c->vhosts[i].block)
+            cel_router_free(c->vhosts[i].router);
     free(c->vhosts);
+    cel_config_free_blocks(c);
     for (int i = 0; i < 2; i++)
         if (c->scheme_router[i])
             cel_router_free(c->scheme_router[i]);
@@ -684,6 +694,8 @@ void cel_config_unref(cel_config *c)
     for (size_t i = 0; i < c->nlisten; i++) {
         cel_tls_free(c->listen[i].tls);
         free(c->listen[i].trusted);
+        if (c->listen[i].router)
+            cel_router_free(c->listen[i].router);
     }
     free(c->listen);
     free(c->cpus);

@@ -83,7 +83,9 @@ typedef struct cel_route {
     size_t max_request_body;
     unsigned stat_id;            /* the route's counters (stats.h), stable across reloads */
     struct cel_mw_chain *mw_own; /* the route's `middleware:` list (owns it), or NULL */
-    struct cel_mw_chain *mw;     /* what its requests run: the global list, then mw_own */
+    struct cel_mw_chain *mw;     /* what its requests run: the global list (its hosts:
+                                    block's, then), then mw_own */
+    int mw_joined;               /* mw was made for this route (freed with it) */
     char **hosts;                /* `host:` names, lowercase ("*.example.com" too); NULL: any */
     size_t nhosts;
     int scheme; /* `scheme:` CEL_SCHEME_HTTP or _HTTPS: only connections of that kind; 0: any */
@@ -91,11 +93,24 @@ typedef struct cel_route {
 #define CEL_SCHEME_HTTP 1
 #define CEL_SCHEME_HTTPS 2
 
-/* The routes of one `host:` name: tried before the routes without `host:`. */
-typedef struct cel_vhost {
-    const char *name; /* a route's hosts[i]; "*.example.com" matches below example.com */
-    size_t len;
+/* A block of `hosts:`: the routes of its names, which answer alone for them. */
+typedef struct cel_host_block {
     cel_router *router;
+    struct cel_mw_chain *mw_own; /* the block's `middleware:` (owns it), or NULL */
+    struct cel_mw_chain *mw;     /* the global list, then mw_own: its routes' base, and what a
+                                    request for a path none of them has runs */
+    char **names;                /* lowercase, as cel_vhost.name points at them */
+    size_t nnames;
+} cel_host_block;
+
+/* The routes of one name: a route's `host:` (tried before the routes without
+ * `host:`) or a `hosts:` block's (BLOCK set: tried alone). */
+typedef struct cel_vhost {
+    const char *name; /* "*.example.com" matches below example.com */
+    size_t len;
+    cel_router *router; /* BLOCK's, or owned */
+    const cel_host_block *block;
+    cel_loc loc; /* where a block gave the name */
 } cel_vhost;
 
 #define CEL_ROUTE_BODY_GLOBAL SIZE_MAX
@@ -132,10 +147,14 @@ typedef struct cel_config {
     struct cel_errors *errors;       /* the `errors:` block (errors.h), or NULL */
 
     cel_router *router; /* the routes without `host:` */
-    cel_vhost *vhosts;  /* one per name given in a route's `host:`; NULL: none */
+    cel_vhost *vhosts;  /* one per name of a route's `host:` or of `hosts:`; NULL: none */
     size_t nvhosts;
-    cel_router *scheme_router[2]; /* `scheme:` routes per CEL_SCHEME_* - 1, tried first */
-    int by_conn;                  /* some route has `host:` or `scheme:` */
+    cel_host_block *blocks; /* `hosts:` (nblocks), or NULL */
+    size_t nblocks;
+    const cel_host_block *host_default; /* `hosts: { default: … }`, or NULL */
+    cel_router *scheme_router[2];       /* `scheme:` routes per CEL_SCHEME_* - 1, tried first */
+    int listen_routes; /* some listen entry has its own routes (tried before all) */
+    int by_conn;       /* some route has `host:` or `scheme:`, or hosts: or listen routes exist */
     cel_route *routes;
     size_t nroutes;
 } cel_config;

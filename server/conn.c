@@ -824,6 +824,6 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
         }
         c->handshaking = 1;
     }
-    c->view = (cel_conn_view){c->peer, fd, c->ssl, 0, 0};
+    c->view = (cel_conn_view){c->peer, fd, c->ssl, 0, 0, 0};
     return c;
 }

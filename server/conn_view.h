@@ -15,6 +15,7 @@ typedef struct cel_conn_view {
     void *ssl;        /* an SSL * on a TLS connection, else NULL */
     uint8_t proxied;  /* peer is a trusted PROXY header's source, not the socket's */
     uint16_t proxy_port; /* that source's port */
+    unsigned listen_id;  /* the listener's cel_listen_id (0: unknown), for its own routes */
 } cel_conn_view;
 
 #endif

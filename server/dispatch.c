@@ -15,9 +15,9 @@
 #include "real_ip.h"
 #include "stats.h"
 
-/* The router of the request's host (:authority or Host, without the port,
- * any case, a trailing dot ignored), or NULL. Names are few: a scan. */
-static const cel_router *vhost_of(const cel_config *cfg, cel_str a)
+/* The names' entry of the request's host (:authority or Host, without the
+ * port, any case, a trailing dot ignored), or NULL. Names are few: a scan. */
+static const cel_vhost *vhost_of(const cel_config *cfg, cel_str a)
 {
     size_t n = a.n;
     if (n && a.p[0] == '[') {
@@ -30,7 +30,7 @@ static const cel_router *vhost_of(const cel_config *cfg, cel_str a)
     }
     if (n && a.p[n - 1] == '.')
         n--;
-    const cel_router *wild = NULL;
+    const cel_vhost *wild = NULL;
     size_t wild_len = 0;
     for (size_t i = 0; i < cfg->nvhosts; i++) {
         const cel_vhost *v = &cfg->vhosts[i];
@@ -38,19 +38,26 @@ static const cel_router *vhost_of(const cel_config *cfg, cel_str a)
             /* "*.example.com": a name that ends in ".example.com"; the longest wins */
             size_t k = v->len - 1;
             if (n > k && k > wild_len && strncasecmp(a.p + n - k, v->name + 1, k) == 0)
-                wild = v->router, wild_len = k;
+                wild = v, wild_len = k;
         } else if (v->len == n && strncasecmp(a.p, v->name, n) == 0) {
-            return v->router;
+            return v;
         }
     }
     return wild;
 }
 
-/* The routes of the connection's scheme first, then those of the request's
- * host, then those with neither. */
-static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, const cel_exchange *x,
+/* The routes of the connection's listener alone, when it has some; else
+ * those of its scheme first, then those of the request's hosts: block (or
+ * `default`) alone, or those of its `host:` then those without. Sets X->mw
+ * to what a request no route has runs (the global list, or its block's). */
+static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, cel_exchange *x,
                                                   cel_request *req, cel_route_match *m)
 {
+    x->mw = cfg->mw;
+    for (size_t i = 0; cfg->listen_routes && x->conn && i < cfg->nlisten; i++)
+        if (cfg->listen[i].router && cfg->listen[i].id == x->conn->listen_id)
+            return cel_router_lookup(cfg->listen[i].router, req->path.p, req->path.n,
+                                     req->method_bit, m);
     int tls = x->conn && x->conn->ssl;
     const cel_router *sr = cfg->scheme_router[tls ? CEL_SCHEME_HTTPS - 1 : CEL_SCHEME_HTTP - 1];
     if (sr) {
@@ -61,17 +68,22 @@ static __attribute__((noinline)) int lookup_vhost(const cel_config *cfg, const c
     cel_str a = req->authority;
     if (!a.n)
         cel_request_header(req, "host", 4, &a); /* HTTP/2 may send host instead */
-    const cel_router *rt = vhost_of(cfg, a);
-    if (rt) {
-        int rc = cel_router_lookup(rt, req->path.p, req->path.n, req->method_bit, m);
+    const cel_vhost *v = vhost_of(cfg, a);
+    const cel_host_block *b = v ? v->block : cfg->host_default;
+    if (b) {
+        x->mw = b->mw;
+        return cel_router_lookup(b->router, req->path.p, req->path.n, req->method_bit, m);
+    }
+    if (v) {
+        int rc = cel_router_lookup(v->router, req->path.p, req->path.n, req->method_bit, m);
         if (rc != CEL_ROUTE_NOT_FOUND)
             return rc;
     }
     return cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m);
 }
 
-static inline __attribute__((always_inline)) int
-lookup(const cel_config *cfg, const cel_exchange *x, cel_request *req, cel_route_match *m)
+static inline __attribute__((always_inline)) int lookup(const cel_config *cfg, cel_exchange *x,
+                                                        cel_request *req, cel_route_match *m)
 {
     return CEL_LIKELY(!cfg->by_conn)
                ? cel_router_lookup(cfg->router, req->path.p, req->path.n, req->method_bit, m)
@@ -85,7 +97,7 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
     const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
                              : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
                                                                : NULL;
-    x->mw = route ? route->mw : cfg->mw;
+    x->mw = route ? route->mw : CEL_UNLIKELY(cfg->by_conn) ? x->mw : cfg->mw;
     if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST)) {
         if (rc == CEL_ROUTE_FOUND) {
             req->params = m->params;

@@ -125,6 +125,11 @@ cel_handler *cel_handler_readiness_new(void);
  * the request (from cel_tmpl_compile_url, bound to the route) and no body.
  * Takes ownership of TO (also on failure). */
 cel_handler *cel_handler_redirect_new(int status, struct cel_tmpl *to);
+/* Answers STATUS with `location: https://HOST[:PORT]PATH[?QUERY]` of the
+ * request: its host without the port, lowercase (400 when it has none, or not a DNS name
+ * or an IP address), PORT (0 or 443: none), its path and query as they came
+ * (octets a URL cannot hold raw percent-encoded). */
+cel_handler *cel_handler_redirect_https_new(int status, unsigned port);
 
 /* Takes ownership of TMPL and TMPLS (also on failure). */
 cel_handler *cel_handler_json_new(int status, const char *content_type, const cel_kv *headers,

@@ -22,6 +22,7 @@ typedef struct cel_wlistener {
     int owned;
     struct sockaddr_storage addr; /* to find the generation's settings for it (TLS) */
     socklen_t addrlen;
+    unsigned id; /* cel_listen_id of addr: its connections' listen_id */
     struct event ev;
     cel_worker *w;
 } wlistener;
@@ -165,6 +166,7 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             cel_log(CEL_LOG_WARN, "worker %u: out of memory for a new connection", w->id);
             continue;
         }
+        c->view.listen_id = l->id;
         c->proxy_wait = conf && conf->proxy_protocol &&
                         cel_cidr_match_sa(conf->trusted, conf->ntrusted, (struct sockaddr *)&peer);
         c->next = w->conns;
@@ -226,6 +228,7 @@ static void add_listener(cel_worker *w, int fd, int owned)
     l->addrlen = sizeof(l->addr);
     if (getsockname(fd, (struct sockaddr *)&l->addr, &l->addrlen) < 0)
         l->addrlen = 0;
+    l->id = l->addrlen ? cel_listen_id(&l->addr, l->addrlen) : 0;
     event_assign(&l->ev, w->host.base, fd, EV_READ | EV_PERSIST, on_accept, l);
     l->next = w->listeners;
     w->listeners = l;

@@ -22,6 +22,7 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
+#include "../alloc_count.h"
 #include "arena.h"
 #include "conf.h"
 #include "config.h"
@@ -1683,6 +1684,58 @@ static const err_case err_cases[] = {
      2, 11, "YAML syntax error", "mapping values"},
 };
 
+/* hosts: blocks and listen routes, loaded with each of its heap calls failing
+ * in turn: every failure is a clean refusal (ASan builds see what leaks),
+ * and the load succeeds once none fails. */
+static void test_hosts_alloc_failures(void **state)
+{
+    (void)state;
+    write_text("hosts.yaml", "workers: 1\n"
+                             "listen:\n"
+                             "  - \"127.0.0.1:1\"\n"
+                             "  - { address: \"127.0.0.1:2\", redirect_https: 8443 }\n"
+                             "  - address: \"127.0.0.1:3\"\n"
+                             "    routes:\n"
+                             "      - { path: /a, static: { body: a } }\n"
+                             "      - { path: /*rest, redirect: { https: true } }\n"
+                             "middleware: [ { headers: { set: { x-g: g } } } ]\n"
+                             "hosts:\n"
+                             "  \"a.test, *.a.test\":\n"
+                             "    middleware: [ { headers: { set: { x-b: b } } } ]\n"
+                             "    routes:\n"
+                             "      - { path: /, static: { body: a } }\n"
+                             "      - path: /own\n"
+                             "        middleware: [ { headers: { set: { x-r: r } } } ]\n"
+                             "        static: { body: own }\n"
+                             "  default:\n"
+                             "    routes: [ { path: /, static: { body: d } } ]\n");
+    cel_config *c = NULL;
+    unsigned long n;
+    for (n = 1; !c && n < 10000; n++) {
+        alloc_calls = 0;
+        alloc_fail_at = n;
+        alloc_counting = 1;
+        errbuf[0] = 0;
+        c = cel_config_load(in_tmp("hosts.yaml"), errbuf, sizeof(errbuf));
+        alloc_counting = 0;
+        if (!c)
+            assert_non_null(strstr(errbuf, "hosts.yaml:"));
+        else
+            assert_true(alloc_calls < n); /* no call failed */
+    }
+    alloc_fail_at = 0;
+    assert_non_null(c);
+    assert_true(n > 10); /* failures were injected: the wrapping works */
+    assert_int_equal(c->nblocks, 2);
+    assert_int_equal(c->nvhosts, 2);
+    assert_non_null(c->host_default);
+    assert_true(c->listen_routes && c->by_conn);
+    assert_null(c->listen[0].router);
+    assert_non_null(c->listen[1].router);
+    assert_true(c->listen[1].id != c->listen[2].id && c->listen[2].id);
+    cel_config_unref(c);
+}
+
 static void test_error_case(void **state)
 {
     const err_case *e = *state;
@@ -1691,6 +1744,7 @@ static void test_error_case(void **state)
 
 int main(void)
 {
+    alloc_counting = 0; /* only around the loads of test_hosts_alloc_failures */
     cmocka_set_message_output(CM_OUTPUT_TAP);
     static const struct CMUnitTest fixed[] = {
         cmocka_unit_test(test_defaults),
@@ -1721,6 +1775,7 @@ int main(void)
         cmocka_unit_test(test_error_truncated),
         cmocka_unit_test(test_deep_nesting),
         cmocka_unit_test(test_directory),
+        cmocka_unit_test(test_hosts_alloc_failures),
     };
     /* One test per error case, named after it. */
     struct CMUnitTest tests[CEL_ARRAY_LEN(fixed) + CEL_ARRAY_LEN(err_cases)];

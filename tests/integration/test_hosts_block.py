@@ -1,0 +1,334 @@
+"""`hosts:` blocks and listen entries' own routes (README: Hosts) against the
+real daemon: a block answers alone for its names (exact, "*." names, the
+longest first, several names per key, `default`), the host read from HTTP/1.1's
+Host, HTTP/2's :authority or its host field, the port, case and a trailing dot
+not counting; a block's middleware after the global list, also on its 404; a
+cleartext listener redirecting everything to https (redirect_https, or its own
+routes) while another listener of the same daemon serves the hosts; config
+errors at file:line:column; a reload changing hosts and listen routes."""
+
+import signal
+import socket
+import time
+
+import pytest
+
+from support import ServerFactory, run_celerisd, write_atomic
+
+CONFIG = """workers: 1
+listen:
+  - "127.0.0.1:{port}"
+  - address: "127.0.0.1:{port2}"
+    redirect_https: 8443
+  - address: "127.0.0.1:{port3}"
+    routes:
+      - path: /.well-known/acme-challenge/:token
+        static: { body: "challenge" }
+      - path: /*rest
+        methods: [GET, HEAD, POST]
+        redirect: { https: true, status: 301 }
+middleware:
+  - headers: { set: { x-global: "g" } }
+hosts:
+  "a.test, WWW.a.test":
+    middleware:
+      - headers: { set: { x-block: "a" } }
+    routes:
+      - path: /
+        static: { body: "a root" }
+      - path: /only-a
+        methods: [GET]
+        static: { body: "only a" }
+  "*.b.test":
+    routes:
+      - path: /
+        static: { body: "b wild" }
+  "*.x.b.test":
+    routes:
+      - path: /
+        static: { body: "x.b wild" }
+  "exact.x.b.test.":         # a trailing dot does not count here either
+    routes:
+      - path: /
+        static: { body: "exact" }
+  "[::1]":
+    routes:
+      - path: /
+        static: { body: "v6" }
+  default:
+    routes:
+      - path: /
+        static: { body: "default root" }
+      - path: /shared
+        static: { body: "shared" }
+"""
+
+# Without `default`: other hosts get the top level's routes.
+NO_DEFAULT = """workers: 1
+hosts:
+  a.test:
+    routes:
+      - path: /
+        static: { body: "a root" }
+routes:
+  - path: /
+    static: { body: "top root" }
+  - path: /top-only
+    static: { body: "top only" }
+"""
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory):
+    f = ServerFactory(tmp_path_factory.mktemp("hosts_block"))
+    yield f
+    problems = f.teardown()
+    if problems:
+        pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def srv(factory):
+    return factory(CONFIG, ports=3)
+
+
+@pytest.fixture(scope="module")
+def nodefault(factory):
+    return factory(NO_DEFAULT)
+
+
+def raw_h1(port, head):
+    """Sends HEAD (the request line and fields, without the blank line) with
+    connection: close; returns (status, {name: value}, body)."""
+    with socket.create_connection(("127.0.0.1", port), timeout=10) as s:
+        s.sendall((head + "connection: close\r\n\r\n").encode())
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = {}
+    for ln in lines[1:]:
+        k, _, v = ln.partition(":")
+        fields[k.strip().lower()] = v.strip()
+    return int(lines[0].split(" ")[1]), fields, body
+
+
+def h1(srv, path, host, method="GET", port=None):
+    hostline = f"host: {host}\r\n" if host is not None else ""
+    return raw_h1(port or srv.port, f"{method} {path} HTTP/1.1\r\n{hostline}")
+
+
+def h2(srv, path, host, method="GET", port=None):
+    """HTTP/2 with HOST as :authority."""
+    with srv.client(port=port or srv.port) as c:
+        r = c.response(c.send_request(method, path, authority=host))
+        return r.status, dict(r.headers), r.body
+
+
+def h2_host_field(srv, path, host, method="GET", port=None):
+    """HTTP/2 with no :authority, HOST in a host field (RFC 9113 8.3.1 allows it)."""
+    with srv.client(port=port or srv.port) as c:
+        sid = c.conn.get_next_available_stream_id()
+        hdrs = [(":method", method), (":scheme", "http"), (":path", path)]
+        if host is not None:
+            hdrs.append(("host", host))
+        c.conn.send_headers(sid, hdrs, end_stream=True)
+        c._flush()
+        r = c.response(sid)
+        return r.status, dict(r.headers), r.body
+
+
+GETS = [h1, h2, h2_host_field]
+GET_IDS = ["h1", "h2c-authority", "h2c-host"]
+
+
+@pytest.mark.parametrize("get", GETS, ids=GET_IDS)
+@pytest.mark.parametrize("path,host,status,body", [
+    ("/", "a.test", 200, b"a root"),
+    ("/", "www.a.test", 200, b"a root"),          # the key's second name
+    ("/", "A.Test:8443", 200, b"a root"),         # port and case
+    ("/", "a.test.", 200, b"a root"),             # trailing dot
+    ("/only-a", "a.test", 200, b"only a"),
+    ("/", "y.b.test", 200, b"b wild"),
+    ("/", "deep.y.b.test:80", 200, b"b wild"),
+    ("/", "q.x.b.test", 200, b"x.b wild"),        # the longer "*." name
+    ("/", "exact.x.b.test", 200, b"exact"),       # an exact name before any "*."
+    ("/", "[::1]:8080", 200, b"v6"),
+    ("/", "b.test", 200, b"default root"),        # "*.b.test" is below b.test only
+    ("/", "other.test", 200, b"default root"),
+    ("/", "127.0.0.1", 200, b"default root"),
+    ("/shared", "a.test", 404, None),             # a block answers alone
+    ("/only-a", "other.test", 404, None),
+])
+def test_block_by_host(srv, get, path, host, status, body):
+    st, _, b = get(srv, path, host)
+    assert st == status
+    if body is not None:
+        assert b == body
+
+
+@pytest.mark.parametrize("get", GETS, ids=GET_IDS)
+def test_405_in_a_block(srv, get):
+    st, fields, _ = get(srv, "/only-a", "a.test", method="POST")
+    assert st == 405
+    assert fields.get("allow") == "GET, HEAD"
+
+
+def test_no_host_gets_the_default(srv):
+    # (HTTP/1.1 without Host is a 400, HTTP/2 without :authority and host a reset)
+    st, _, body = raw_h1(srv.port, "GET / HTTP/1.0\r\n")
+    assert (st, body) == (200, b"default root")
+
+
+@pytest.mark.parametrize("get", [h1, h2], ids=["h1", "h2c"])
+def test_block_middleware(srv, get):
+    st, fields, _ = get(srv, "/", "a.test")
+    assert st == 200 and fields.get("x-global") == "g" and fields.get("x-block") == "a"
+    st, fields, _ = get(srv, "/nothing-here", "www.a.test")  # the block's 404 runs it too
+    assert st == 404 and fields.get("x-global") == "g" and fields.get("x-block") == "a"
+    st, fields, _ = get(srv, "/", "other.test")
+    assert st == 200 and fields.get("x-global") == "g" and "x-block" not in fields
+
+
+@pytest.mark.parametrize("get", [h1, h2], ids=["h1", "h2c"])
+def test_without_default_the_top_level_serves_other_hosts(nodefault, get):
+    assert get(nodefault, "/", "a.test")[::2] == (200, b"a root")
+    assert get(nodefault, "/", "z.test")[::2] == (200, b"top root")
+    assert get(nodefault, "/top-only", "z.test")[::2] == (200, b"top only")
+    assert get(nodefault, "/top-only", "a.test")[0] == 404
+
+
+@pytest.mark.parametrize("get", [h1, h2, h2_host_field], ids=GET_IDS)
+@pytest.mark.parametrize("method", ["GET", "POST"])
+def test_redirect_https_listener(srv, get, method):
+    port = srv.ports[1]
+    st, fields, body = get(srv, "/p/q?x=1&y=%20", f"A.test:{port}", method=method, port=port)
+    assert st == 308 and body == b""
+    assert fields["location"] == "https://a.test:8443/p/q?x=1&y=%20"
+    # whatever the host: the listener's routes come before the hosts
+    st, fields, _ = get(srv, "/", "other.test", method=method, port=port)
+    assert st == 308 and fields["location"] == "https://other.test:8443/"
+    # ... and the daemon's other listener still serves them
+    assert get(srv, "/", f"a.test:{port}", method=method)[0] == (200 if method == "GET" else 405)
+
+
+def test_redirect_https_needs_a_host(srv):
+    st, _, _ = raw_h1(srv.ports[1], "GET /x HTTP/1.0\r\n")
+    assert st == 400
+
+
+@pytest.mark.parametrize("get", [h1, h2], ids=["h1", "h2c"])
+def test_listener_routes(srv, get):
+    port = srv.ports[2]
+    st, _, body = get(srv, "/.well-known/acme-challenge/tok", "a.test", port=port)
+    assert (st, body) == (200, b"challenge")
+    st, fields, _ = get(srv, "/x/y?z=1", "www.a.test:80", port=port)
+    assert st == 301 and fields["location"] == "https://www.a.test/x/y?z=1"
+    assert get(srv, "/x", "a.test", method="DELETE", port=port)[0] == 405
+
+
+@pytest.mark.parametrize("yaml,line,col,words", [
+    ('hosts:\n  "a.test, b.test":\n    routes: []\n  "B.test":\n    routes: []\n', 4, 3,
+     ['host "b.test" is given twice in hosts: (also at 2:3)']),
+    ('hosts:\n  a.test:\n    routes: []\n  "*.b.test, A.test.":\n    routes: []\n', 4, 3,
+     ['host "a.test" is given twice in hosts: (also at 2:3)']),
+    ("hosts:\n  c.test: {routes: []}\nroutes:\n  - path: /\n    host: a.test\n"
+     "    static: {body: x}\n", 5, 11, ["`host` and a `hosts:` block do not mix"]),
+    ("hosts:\n  default:\n    routes: []\nroutes:\n  - path: /x\n    static: {body: x}\n", 5, 11,
+     ["with a `default` hosts: block", '"/x"']),
+    ("hosts:\n  a.test:\n    routes:\n      - path: /\n        host: b.test\n"
+     "        static: {body: x}\n", 5, 15, ["has no `host`"]),
+    ("hosts:\n  a.test:\n    routes:\n      - path: /\n        scheme: http\n"
+     "        static: {body: x}\n", 5, 17, ["has no `scheme`"]),
+    ('hosts:\n  "http://a.test":\n    routes: []\n', 2, 3, ["not a name like example.com"]),
+    ("hosts:\n  a.test:\n    route: []\n", 3, 5, ["unknown key \"route\"", "routes, middleware"]),
+    ("hosts:\n  a.test:\n    routes:\n      - path: /\n        static: {body: x}\n"
+     "      - path: /\n        static: {body: y}\n", 6, 15, ["collides"]),
+    ('listen:\n  - address: "127.0.0.1:1"\n    redirect_https: true\n    routes: []\n', 4, 5,
+     ["routes or redirect_https, not both"]),
+    ('listen:\n  - address: "127.0.0.1:1"\n    redirect_https: yes\n', 3, 21,
+     ["redirect_https is true", "or the TLS port"]),
+    ('listen:\n  - address: "127.0.0.1:1"\n    redirect_https: {port: 1}\n', 3, 21,
+     ["redirect_https is true", "or the TLS port"]),
+    ('listen:\n  - address: "127.0.0.1:1"\n    routes:\n      - path: /\n        host: a.test\n'
+     "        static: {body: x}\n", 5, 15, ["has no `host`"]),
+    ("routes:\n  - path: /\n    redirect: {https: true, to: /x}\n", 3, 23,
+     ["`to` or `https`, not both"]),
+])
+def test_config_errors(tmp_path, yaml, line, col, words):
+    path = tmp_path / "bad.yaml"
+    path.write_text(yaml)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode != 0
+    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
+    for w in words:
+        assert w in p.stderr, p.stderr
+
+
+def test_check_accepts_hosts(factory):
+    path, _ = factory.write_config(CONFIG, ports=3)
+    p = run_celerisd(["-t", "-c", str(path)])
+    assert p.returncode == 0, p.stderr
+    assert "configuration ok" in p.stderr + p.stdout
+
+
+def reload_and_wait(srv, generation):
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        text = srv.stderr_text()
+        if f"generation {generation} is serving" in text:
+            return True
+        if "reload failed" in text:
+            return False
+        time.sleep(0.02)
+    pytest.fail(f"no reload outcome for generation {generation}; stderr:\n{srv.stderr_text()}")
+
+
+RELOAD_1 = """workers: 1
+listen:
+  - "127.0.0.1:{port}"
+  - "127.0.0.1:{port2}"
+hosts:
+  a.test:
+    routes:
+      - path: /
+        static: { body: "one" }
+  default:
+    routes:
+      - path: /
+        static: { body: "default one" }
+"""
+
+RELOAD_2 = """workers: 1
+listen:
+  - "127.0.0.1:{port}"
+  - address: "127.0.0.1:{port2}"
+    redirect_https: true
+hosts:
+  "a.test, new.test":
+    routes:
+      - path: /
+        static: { body: "two" }
+"""
+
+
+def test_reload_changes_hosts(factory):
+    srv = factory(RELOAD_1, ports=2)
+    assert h1(srv, "/", "a.test")[::2] == (200, b"one")
+    assert h1(srv, "/", "new.test")[::2] == (200, b"default one")
+    assert h1(srv, "/", "a.test", port=srv.ports[1])[::2] == (200, b"one")
+    with srv.client() as c, srv.client(port=srv.ports[1]) as c2:
+        assert c.response(c.send_request("GET", "/", authority="new.test")).body == b"default one"
+        text = RELOAD_2.replace("{port}", str(srv.ports[0])).replace("{port2}", str(srv.ports[1]))
+        write_atomic(srv.config_path, text)
+        assert reload_and_wait(srv, 2)
+        # connections opened before the reload see the new tables
+        assert c.response(c.send_request("GET", "/", authority="new.test")).body == b"two"
+        r = c2.response(c2.send_request("GET", "/p?q", authority="new.test"))
+        assert r.status == 308 and r.header("location") == "https://new.test/p?q"
+    assert h1(srv, "/", "A.TEST")[::2] == (200, b"two")
+    assert h1(srv, "/", "gone.test")[0] == 404  # no default now, and no top-level routes
+    st, fields, _ = h1(srv, "/p", "a.test", port=srv.ports[1])
+    assert st == 308 and fields["location"] == "https://a.test/p"
