@@ -130,7 +130,11 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
     cel_request *req = x->req;
-    return routed(cfg, x, m, lookup(cfg, x, req, m), res);
+    /* lookup's common case, with the lookup inlined (router.h) */
+    int rc = CEL_LIKELY(!cfg->by_conn)
+                 ? cel_router_lookup_once(cfg->router, req->path.p, req->path.n, req->method_bit, m)
+                 : lookup_vhost(cfg, x, req, m);
+    return routed(cfg, x, m, rc, res);
 }
 
 int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_match *m,
