@@ -82,10 +82,15 @@ static inline __attribute__((always_inline)) int
 routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
 {
     cel_request *req = x->req;
-    const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
-                             : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
-                                                               : NULL;
-    x->mw = route ? route->mw : cfg->mw;
+    const cel_route *route;
+    /* a route found is never NULL: no test on that path (4 Ir a request) */
+    if (CEL_LIKELY(rc == CEL_ROUTE_FOUND)) {
+        route = m->data;
+        x->mw = route->mw;
+    } else {
+        route = rc == CEL_ROUTE_BAD_METHOD ? m->path_data : NULL;
+        x->mw = route ? route->mw : cfg->mw;
+    }
     if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST)) {
         if (rc == CEL_ROUTE_FOUND) {
             req->params = m->params;
