@@ -94,10 +94,16 @@ static inline __attribute__((always_inline)) int
 routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
 {
     cel_request *req = x->req;
-    const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
-                             : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
-                                                               : NULL;
-    x->mw = route ? route->mw : CEL_UNLIKELY(cfg->by_conn) ? x->mw : cfg->mw;
+    const cel_route *route;
+    /* a route found is never NULL: no test on that path (4 Ir a request) */
+    if (CEL_LIKELY(rc == CEL_ROUTE_FOUND)) {
+        route = m->data;
+        x->mw = route->mw;
+    } else {
+        route = rc == CEL_ROUTE_BAD_METHOD ? m->path_data : NULL;
+        /* without a route: the global list, or the hosts: block's lookup_vhost chose */
+        x->mw = route ? route->mw : CEL_UNLIKELY(cfg->by_conn) ? x->mw : cfg->mw;
+    }
     if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST)) {
         if (rc == CEL_ROUTE_FOUND) {
             req->params = m->params;
@@ -142,7 +148,11 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
 {
     cel_request *req = x->req;
-    return routed(cfg, x, m, lookup(cfg, x, req, m), res);
+    /* lookup's common case, with the lookup inlined (router.h) */
+    int rc = CEL_LIKELY(!cfg->by_conn)
+                 ? cel_router_lookup_once(cfg->router, req->path.p, req->path.n, req->method_bit, m)
+                 : lookup_vhost(cfg, x, req, m);
+    return routed(cfg, x, m, rc, res);
 }
 
 int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_match *m,

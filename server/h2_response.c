@@ -28,25 +28,32 @@
 #define DISCARD_FACTOR 4
 #define DISCARD_MIN (1u << 20)
 
+/* body_read's file range. Apart (noinline), so that its stat buffer does not
+ * give every in-memory body a stack frame and saved registers (13
+ * instructions a DATA frame under callgrind). */
+static __attribute__((noinline)) ssize_t file_read(stream *st, size_t length, uint32_t *flags)
+{
+    uint64_t left = st->file_len - st->file_read;
+    size_t n = left < length ? (size_t)left : length;
+    /* A frame header promises N bytes that sendfile must find: a file cut
+     * under the download resets this stream before its frame is framed. */
+    struct stat sb;
+    if (fstat(st->file_fd, &sb) || (uint64_t)sb.st_size < st->file_off + st->file_read + n)
+        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+    st->file_read += n;
+    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+    if (st->file_read == st->file_len && (st->flags & ST_ENDED))
+        *flags |= NGHTTP2_DATA_FLAG_EOF;
+    return (ssize_t)n;
+}
+
 static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     stream *st = src->ptr;
     (void)s, (void)id, (void)buf, (void)ud;
-    if (st->file_read < st->file_len) {
-        uint64_t left = st->file_len - st->file_read;
-        size_t n = left < length ? (size_t)left : length;
-        /* A frame header promises N bytes that sendfile must find: a file cut
-         * under the download resets this stream before its frame is framed. */
-        struct stat sb;
-        if (fstat(st->file_fd, &sb) || (uint64_t)sb.st_size < st->file_off + st->file_read + n)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-        st->file_read += n;
-        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-        if (st->file_read == st->file_len && (st->flags & ST_ENDED))
-            *flags |= NGHTTP2_DATA_FLAG_EOF;
-        return (ssize_t)n;
-    }
+    if (st->file_read < st->file_len)
+        return file_read(st, length, flags);
     size_t n = st->out_len - st->out_read;
     if (n == 0 && (st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
         st->flags |= ST_DEFERRED;

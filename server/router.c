@@ -646,8 +646,10 @@ static int walk(struct walk *w, const struct node *n, size_t pos)
 
 /* The walk down nodes that offer one way on (literals only, or a param
  * only): no choice, so nothing to come back to, and a loop does it. At the
- * first node with a choice, walk takes over. */
-static int walk_straight(struct walk *w, const struct node *n, size_t pos)
+ * first node with a choice, walk takes over. Inlined into both lookup entries
+ * (with two callers it would stay a call in cel_router_lookup_once too). */
+static inline __attribute__((always_inline)) int walk_straight(struct walk *w, const struct node *n,
+                                                               size_t pos)
 {
     for (;;) {
         if (n->choice)
@@ -681,8 +683,8 @@ static int walk_straight(struct walk *w, const struct node *n, size_t pos)
     }
 }
 
-int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigned method,
-                      cel_route_match *m)
+static inline __attribute__((always_inline)) int
+lookup(const cel_router *r, const char *path, size_t len, unsigned method, cel_route_match *m)
 {
     struct walk w;
 
@@ -706,6 +708,23 @@ int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigne
         return CEL_ROUTE_BAD_METHOD;
     }
     return CEL_ROUTE_NOT_FOUND;
+}
+
+int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigned method,
+                      cel_route_match *m)
+{
+    return lookup(r, path, len, method, m);
+}
+
+/* Not merged with its twin above (gcc's identical code folding), which has
+ * callers of its own: then neither would be inlined. */
+#if __has_attribute(no_icf)
+__attribute__((no_icf))
+#endif
+int cel_router_lookup_once(const cel_router *r, const char *path, size_t len, unsigned method,
+                           cel_route_match *m)
+{
+    return lookup(r, path, len, method, m);
 }
 
 cel_router *cel_router_new(void)

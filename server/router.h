@@ -81,6 +81,15 @@ int cel_router_add(cel_router *r, const char *pattern, unsigned methods, void *d
  */
 int cel_router_lookup(const cel_router *r, const char *path, size_t len, unsigned method,
                       cel_route_match *m);
+/*
+ * cel_router_lookup for the one call that every request makes (dispatch.c's
+ * common case): a function with one caller, which link-time optimisation
+ * inlines there whatever its size (8 to 19 instructions a request under
+ * callgrind on the three bench routes). Any other caller takes
+ * cel_router_lookup.
+ */
+int cel_router_lookup_once(const cel_router *r, const char *path, size_t len, unsigned method,
+                           cel_route_match *m);
 
 /*
  * Percent-decodes N bytes of SRC into DST (which may equal SRC; it needs N bytes).
