@@ -442,8 +442,6 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
             return on_header_full(h, name_rc, value_rc);
         *t->link = (uint8_t)(k - t->e); /* the guess for the next request */
     }
-    if (CEL_UNLIKELY(k->act == KEPT_ACT_NONE))
-        return on_header_full(h, name_rc, value_rc);
     t->link = &k->next;
     size_t vlen = k->vlen;
     uint64_t bytes = st->hdr_bytes + k->size; /* RFC 9113 6.5.2 */
@@ -455,10 +453,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     }
     /* regular fields first: a browser sends fifteen of them a request */
     if (CEL_LIKELY(k->act == KEPT_ACT_FIELD)) {
-        /* a second cookie crumb is joined to the first there (8.2.3) */
-        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs || (st->flags & k->once)))
+        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs))
             return on_header_full(h, name_rc, value_rc);
-        st->flags |= k->once;
+        if (CEL_UNLIKELY(k->once)) {
+            /* a second cookie crumb is joined to the first there (8.2.3) */
+            if (st->flags & k->once)
+                return on_header_full(h, name_rc, value_rc);
+            st->flags |= k->once;
+        }
         st->hdrs[st->nhdrs++] =
             (cel_header){{(const char *)k->np, k->nlen}, {(const char *)k->vp, vlen}};
         k->pin = h->last_stream;
@@ -467,10 +469,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st->req.method = (cel_str){(const char *)k->vp, vlen};
     } else if (k->act == KEPT_ACT_SCHEME) {
         st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
-    } else {                                       /* KEPT_ACT_AUTHORITY */
+    } else if (k->act == KEPT_ACT_AUTHORITY) {
         /* the kept buffer, pinned, rather than a copy (see kept_field.pin) */
         st->req.authority = (cel_str){(const char *)k->vp, vlen};
         k->pin = h->last_stream;
+    } else { /* KEPT_ACT_NONE: the checks above change nothing */
+        return on_header_full(h, name_rc, value_rc);
     }
     st->hf.seen |= k->bits;
     st->hdr_bytes = bytes;
