@@ -16,6 +16,8 @@ static void malformed(cel_h2 *h, stream *st)
     nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_PROTOCOL_ERROR);
 }
 
+static inline void kept_block_start(cel_h2 *h);
+
 static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void *ud)
 {
     cel_h2 *h = ud;
@@ -23,6 +25,7 @@ static int on_begin_headers(nghttp2_session *s, const nghttp2_frame *frame, void
     h->cur = NULL; /* on_header's short path takes h->cur as the block's stream */
     if (frame->hd.type != NGHTTP2_HEADERS)
         return 0;
+    kept_block_start(h);
     h->in_headers = frame->hd.stream_id;
     if (frame->headers.cat != NGHTTP2_HCAT_REQUEST) {
         /* 8.1: a second header block is the trailers, and ends the stream */
@@ -74,6 +77,9 @@ int cel_h2_add_header(cel_h2 *h, stream *st, cel_str name, cel_str value)
  * Names up to KEPT_NAME_MAX octets, and KEPT_BYTES of names and values in all
  * (as much as a default HPACK table holds; a 1 KiB cookie fits), bound what
  * the references keep alive after the client's table has let them go.
+ * A client sends its fields in the same order request after request: each
+ * entry names the entry the field after it found last time (next), so that
+ * on_header looks there first, and at the set only when that guess is wrong.
  */
 #define KEPT_SETS 8
 #define KEPT_SET_SHIFT 61 /* the hash's top 3 bits pick one of KEPT_SETS */
@@ -106,15 +112,35 @@ typedef struct kept_field {
     uint8_t name_static; /* the name is nghttp2's static table's: no copy needed */
     uint8_t act;         /* KEPT_ACT_* */
     uint8_t once;        /* ST_COOKIE for a cookie (a second crumb is joined), else 0 */
+    uint8_t next;        /* the entry the next field found last time: a guess */
     int16_t kind;        /* what cel_h2_field said */
     uint16_t bits;       /* and what it added to the fields seen */
     uint16_t deny;       /* fields seen before that make this one malformed */
     uint16_t method_bit; /* KEPT_ACT_METHOD: its CEL_M_* */
+    uint16_t size;       /* nlen + vlen + 32, what RFC 9113 6.5.2 counts */
     /* The newest stream that may point at the value (on_header's short path
      * does not copy it): the entry is not let go while that stream or an
      * older one lives. */
     int32_t pin;
 } kept_field;
+
+#define KEPT_ENTRIES (KEPT_SETS * KEPT_WAYS)
+_Static_assert(KEPT_ENTRIES <= 256, "kept_field.next is an index");
+
+struct kept_table {
+    kept_field e[KEPT_ENTRIES];
+    /* The guess to check and correct for the header block's next field:
+     * FIRST at the block's start, then the next of the entry last found. */
+    uint8_t *link;
+    uint8_t first;
+};
+
+/* A header block begins: its first field is guessed to be the last one's. */
+static inline void kept_block_start(cel_h2 *h)
+{
+    if (h->kept)
+        h->kept->link = &h->kept->first;
+}
 
 static inline kept_field *kept_set(kept_field *kept, const nghttp2_rcbuf *value)
 {
@@ -132,10 +158,10 @@ void cel_h2_kept_free(cel_h2 *h)
 {
     if (!h->kept)
         return;
-    for (size_t i = 0; i < KEPT_SETS * KEPT_WAYS; i++)
-        if (h->kept[i].value) {
-            nghttp2_rcbuf_decref(h->kept[i].name);
-            nghttp2_rcbuf_decref(h->kept[i].value);
+    for (size_t i = 0; i < KEPT_ENTRIES; i++)
+        if (h->kept->e[i].value) {
+            nghttp2_rcbuf_decref(h->kept->e[i].name);
+            nghttp2_rcbuf_decref(h->kept->e[i].value);
         }
     cel_pool_release(h->env->pool, h->kept);
     h->kept = NULL;
@@ -148,10 +174,12 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
 {
     if (n.len > KEPT_NAME_MAX || v.len > KEPT_BYTES)
         return;
-    if (!h->kept &&
-        !(h->kept = cel_pool_calloc(h->env->pool, KEPT_SETS * KEPT_WAYS, sizeof(kept_field))))
-        return;
-    kept_field *k = kept_set(h->kept, value);
+    if (!h->kept) {
+        if (!(h->kept = cel_pool_calloc(h->env->pool, 1, sizeof(*h->kept))))
+            return;
+        h->kept->link = &h->kept->first;
+    }
+    kept_field *k = kept_set(h->kept->e, value);
     int name_static = nghttp2_rcbuf_is_static(name);
     size_t cost = (name_static ? 0 : n.len) + v.len;
     kept_field *last = &k[KEPT_WAYS - 1];
@@ -201,6 +229,7 @@ static void keep(cel_h2 *h, nghttp2_rcbuf *name, nghttp2_rcbuf *value, nghttp2_v
                       .bits = (uint16_t)bits,
                       .deny = (uint16_t)deny,
                       .method_bit = (uint16_t)mbit,
+                      .size = (uint16_t)(n.len + v.len + 32),
                       .pin = 0};
     h->kept_bytes = (uint32_t)(h->kept_bytes - freed + cost);
 }
@@ -257,7 +286,7 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
     size_t namelen, valuelen;
     int kind, name_static = 0;
     const kept_field *k;
-    if (h->kept && (k = kept_find(h->kept, name_rc, value_rc))) {
+    if (h->kept && (k = kept_find(h->kept->e, name_rc, value_rc))) {
         kind = cel_h2_field_again(&st->hf, k->kind, k->bits);
         name = k->np;
         value = k->vp;
@@ -404,12 +433,18 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         return on_header_full(h, name_rc, value_rc);
     if (name_rc == h->path_name)
         return on_path(h, name_rc, value_rc);
-    kept_field *k;
-    if (CEL_UNLIKELY(!h->kept || !(k = kept_find(h->kept, name_rc, value_rc)) ||
-                     k->act == KEPT_ACT_NONE))
+    struct kept_table *t = h->kept;
+    if (CEL_UNLIKELY(!t))
         return on_header_full(h, name_rc, value_rc);
+    kept_field *k = &t->e[*t->link];
+    if (CEL_UNLIKELY(k->value != value_rc || k->name != name_rc)) {
+        if (!(k = kept_find(t->e, name_rc, value_rc)))
+            return on_header_full(h, name_rc, value_rc);
+        *t->link = (uint8_t)(k - t->e); /* the guess for the next request */
+    }
+    t->link = &k->next;
     size_t vlen = k->vlen;
-    uint64_t bytes = st->hdr_bytes + k->nlen + vlen + 32; /* RFC 9113 6.5.2 */
+    uint64_t bytes = st->hdr_bytes + k->size; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size))
         return on_header_full(h, name_rc, value_rc);
     if (CEL_UNLIKELY(st->hf.seen & k->deny)) {
@@ -418,10 +453,14 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     }
     /* regular fields first: a browser sends fifteen of them a request */
     if (CEL_LIKELY(k->act == KEPT_ACT_FIELD)) {
-        /* a second cookie crumb is joined to the first there (8.2.3) */
-        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs || (st->flags & k->once)))
+        if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs))
             return on_header_full(h, name_rc, value_rc);
-        st->flags |= k->once;
+        if (CEL_UNLIKELY(k->once)) {
+            /* a second cookie crumb is joined to the first there (8.2.3) */
+            if (st->flags & k->once)
+                return on_header_full(h, name_rc, value_rc);
+            st->flags |= k->once;
+        }
         st->hdrs[st->nhdrs++] =
             (cel_header){{(const char *)k->np, k->nlen}, {(const char *)k->vp, vlen}};
         k->pin = h->last_stream;
@@ -430,10 +469,12 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st->req.method = (cel_str){(const char *)k->vp, vlen};
     } else if (k->act == KEPT_ACT_SCHEME) {
         st->req.scheme = (cel_str){"https", vlen}; /* "http" is its prefix */
-    } else {                                       /* KEPT_ACT_AUTHORITY */
+    } else if (k->act == KEPT_ACT_AUTHORITY) {
         /* the kept buffer, pinned, rather than a copy (see kept_field.pin) */
         st->req.authority = (cel_str){(const char *)k->vp, vlen};
         k->pin = h->last_stream;
+    } else { /* KEPT_ACT_NONE: the checks above change nothing */
+        return on_header_full(h, name_rc, value_rc);
     }
     st->hf.seen |= k->bits;
     st->hdr_bytes = bytes;

@@ -146,7 +146,7 @@ struct cel_h2 {
     int32_t scan_pri;               /* stream of the PRIORITY payload being read, or -1 */
     uint8_t scan_have;              /* octets of scan_buf filled */
     uint8_t scan_buf[9];            /* a frame header (or PRIORITY payload) cut by a read */
-    struct kept_field *kept;        /* verdicts on repeated fields (on_header), or NULL */
+    struct kept_table *kept;        /* verdicts on repeated fields (on_header), or NULL */
     const nghttp2_rcbuf *path_name; /* nghttp2's static-table ":path" name, once seen */
     stream **slots;                 /* STREAM_SLOTS streams by id (find_stream), or NULL */
     int32_t ended_top;              /* highest stream id in ended_bits */
