@@ -26,6 +26,8 @@
 #define CACHE_PATH 192
 /* A file's ETag and Last-Modified text, one after the other. */
 #define TEXT_MAX (CEL_ETAG_MAX + CEL_HTTP_DATE_LEN + 1)
+/* A slot's kept bytes are allocated in steps of this many. */
+#define BODY_STEP 256
 /* Room after a mapped path for "/<index name>" or a coding's suffix. */
 #define REL_CAP (CEL_FSPATH_MAX + 256)
 #define INDEX_MAX 200
@@ -52,7 +54,10 @@ typedef struct ffile {
 
 /* A slot of a worker's open-file cache: a descriptor and what fstat said,
  * or the error the lookup gave (negative entries spare the failed open of
- * x.br beside every x). CHECKED is the second it was looked up. */
+ * x.br beside every x). CHECKED is the second it was looked up. A small file
+ * answered again within that second keeps its bytes in BODY (BODY_OK), read
+ * once instead of once per answer; the buffer stays with the slot for the
+ * next file it holds. */
 typedef struct fentry {
     uint64_t hash;
     time_t checked; /* 0: a free slot */
@@ -65,12 +70,17 @@ typedef struct fentry {
     cel_str ctype; /* the media type of PATH (memory of the handler's table) */
     char path[CACHE_PATH];
     char text[TEXT_MAX]; /* the ETag, then Last-Modified */
+    char *body;          /* BODY_CAP bytes, or NULL */
+    uint32_t body_cap;
+    uint8_t body_ok;  /* BODY holds the file's SIZE bytes as read since CHECKED */
+    uint8_t answered; /* answered since CHECKED */
 } fentry;
 
 typedef struct fcache {
     fentry *slots; /* NULL until the worker's first lookup */
     size_t mask;
-    int failed; /* no memory for it: open each time */
+    size_t body_bytes; /* the slots' BODY_CAPs */
+    int failed;        /* no memory for it: open each time */
 } fcache;
 
 typedef struct dir_handler {
@@ -92,6 +102,8 @@ typedef struct dir_handler {
     fcache *caches; /* one per worker */
     unsigned nworkers;
     size_t cache_entries;
+    size_t body_max;    /* a file's bytes are kept up to this size */
+    size_t body_budget; /* and up to this many per worker */
 } dir_handler;
 
 /* ---- looking files up, through the worker's cache ---- */
@@ -172,6 +184,8 @@ static void entry_fill(const dir_handler *d, fentry *e, const char *rel, size_t 
     memcpy(e->path, rel, n);
     e->checked = now;
     e->err = 0;
+    e->body_ok = 0;
+    e->answered = 0;
     int fd = cel_fspath_open(&d->root, rel);
     int rc = fd < 0 ? fd : describe(fd, &e->is_dir, &e->size, &e->mtime);
     if (rc) {
@@ -406,10 +420,42 @@ static size_t read_whole(int fd, char *buf, size_t len, uint64_t off)
     return got;
 }
 
+/* F's bytes from its cache slot, or NULL (then read them): kept from the
+ * slot's second answer on, within the handler's sizes. */
+static const char *kept_body(const dir_handler *d, cel_env *env, ffile *f)
+{
+    fentry *e = f->entry;
+    if (!e || !d->body_budget || f->size > d->body_max)
+        return NULL;
+    if (e->body_ok)
+        return e->body;
+    if (!e->answered) {
+        e->answered = 1;
+        return NULL;
+    }
+    fcache *c = &d->caches[env->worker_id];
+    size_t need = ((size_t)f->size + BODY_STEP) & ~(size_t)(BODY_STEP - 1);
+    if (!e->body || e->body_cap < f->size) {
+        if (c->body_bytes - e->body_cap + need > d->body_budget)
+            return NULL;
+        free(e->body);
+        c->body_bytes -= e->body_cap;
+        e->body_cap = 0;
+        if (!(e->body = malloc(need)))
+            return NULL;
+        e->body_cap = (uint32_t)need;
+        c->body_bytes += need;
+    }
+    if (read_whole(e->fd, e->body, (size_t)f->size, 0) < f->size)
+        return NULL;
+    e->body_ok = 1;
+    return e->body;
+}
+
 /* Sends RES (status, type and headers set) with the NR RANGES of F as its
  * body (the whole file when NR is 0): in one piece when small, else streamed. */
-static int send_body(cel_exchange *x, cel_response *res, ffile *f, const cel_range *ranges, int nr,
-                     cel_str ctype)
+static int send_body(const dir_handler *d, cel_exchange *x, cel_response *res, ffile *f,
+                     const cel_range *ranges, int nr, cel_str ctype)
 {
     cel_range whole = {0, f->size};
     if (nr == 0) {
@@ -433,8 +479,11 @@ static int send_body(cel_exchange *x, cel_response *res, ffile *f, const cel_ran
             release(f);
             return CEL_ENOMEM;
         }
-        size_t got = read_whole(f->fd, buf, len, ranges[0].off);
-        if (got < len)
+        const char *kept = kept_body(d, x->env, f);
+        size_t got = len;
+        if (kept)
+            memcpy(buf, kept + ranges[0].off, len);
+        else if ((got = read_whole(f->fd, buf, len, ranges[0].off)) < len)
             forget(f);
         release(f);
         res->body = buf;
@@ -696,7 +745,7 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
     }
     res->headers = h.kv;
     res->nheaders = h.n;
-    return send_body(x, res, f, ranges, nr, ctype);
+    return send_body(d, x, res, f, ranges, nr, ctype);
 }
 
 /* ---- directories ---- */
@@ -751,7 +800,7 @@ static int handle(cel_handler *hd, cel_exchange *x, cel_response *res)
         raw.p++, raw.n--;
     if (raw.n < CACHE_PATH && cel_fspath_plain(raw.p, raw.n)) {
         n = raw.n; /* the usual path maps to itself: no decoding pass */
-        memcpy(rel, raw.p, n);
+        cel_copy_small(rel, raw.p, n);
         rel[n] = 0;
     } else if ((rc = cel_fspath_map(raw.p, raw.n, rel, CEL_FSPATH_MAX + 1, &n, &slash))) {
         return error(res, rc == CEL_EINVAL ? 403 : 404);
@@ -809,8 +858,10 @@ static void cache_free(fcache *c)
 {
     if (!c->slots)
         return;
-    for (size_t i = 0; i <= c->mask; i++)
+    for (size_t i = 0; i <= c->mask; i++) {
         entry_drop(&c->slots[i]);
+        free(c->slots[i].body);
+    }
     free(c->slots);
     c->slots = NULL;
 }
@@ -870,6 +921,8 @@ cel_handler *cel_handler_dir_new(const cel_dir_conf *c, char *err, size_t errlen
             entries <<= 1;
     }
     d->cache_entries = entries;
+    d->body_budget = entries ? c->cache_bytes : 0;
+    d->body_max = d->body_budget < CEL_DIR_BODY_MAX ? d->body_budget : CEL_DIR_BODY_MAX;
     /* cache-control, then the configured headers, as one block of strings */
     char cc[48];
     size_t ccl = c->max_age >= 0 ? (size_t)snprintf(cc, sizeof(cc), "max-age=%lld", c->max_age) : 0;
