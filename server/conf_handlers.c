@@ -789,6 +789,12 @@ static int dir_cache(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, ya
     return 0;
 }
 
+static int dir_cache_bytes(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    (void)k;
+    return conf_size(c, v, key, 0, CEL_DIR_BYTES_MAX, &((dir_build *)arg)->conf.cache_bytes);
+}
+
 static int dir_headers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     dir_build *b = arg;
@@ -800,10 +806,18 @@ static int dir_headers(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, 
 }
 
 static const conf_key dir_keys[] = {
-    {"root", dir_root},       {"index", dir_index},           {"listing", dir_flag},
-    {"etag", dir_flag},       {"follow_symlinks", dir_flag},  {"fallback", dir_fallback},
-    {"max_age", dir_max_age}, {"headers", dir_headers},       {"precompressed", dir_precompressed},
-    {"mime", dir_mime},       {"open_file_cache", dir_cache},
+    {"root", dir_root},
+    {"index", dir_index},
+    {"listing", dir_flag},
+    {"etag", dir_flag},
+    {"follow_symlinks", dir_flag},
+    {"fallback", dir_fallback},
+    {"max_age", dir_max_age},
+    {"headers", dir_headers},
+    {"precompressed", dir_precompressed},
+    {"mime", dir_mime},
+    {"open_file_cache", dir_cache},
+    {"open_file_cache_bytes", dir_cache_bytes},
 };
 
 static int dir_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -833,6 +847,7 @@ int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned 
     b.conf.etag = 1;
     b.conf.max_age = -1;
     b.conf.cache_entries = CEL_DIR_CACHE_DEFAULT;
+    b.conf.cache_bytes = CEL_DIR_BYTES_DEFAULT;
     int rc = conf_mapping(c, n, "dir", dir_pair, &b);
     if (rc)
         return rc;

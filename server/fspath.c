@@ -95,6 +95,21 @@ int cel_fspath_map(const char *raw, size_t n, char *out, size_t cap, size_t *len
     return 0;
 }
 
+int cel_fspath_plain(const char *raw, size_t n)
+{
+    /* 1: a byte that is never plain; 2: '/', which the next byte must not
+     * make an empty or dot segment */
+    static const unsigned char cls[256] = {[0] = 1, ['%'] = 1, ['\\'] = 1, ['/'] = 2};
+    if (n == 0 || raw[0] == '/' || raw[0] == '.' || raw[n - 1] == '/')
+        return 0;
+    for (size_t i = 1; i < n; i++) {
+        unsigned c = cls[(unsigned char)raw[i]];
+        if (CEL_UNLIKELY(c) && (c == 1 || raw[i + 1] == '/' || raw[i + 1] == '.'))
+            return 0;
+    }
+    return cls[(unsigned char)raw[0]] == 0;
+}
+
 int cel_fsroot_init(cel_fsroot *r, const char *path, int follow)
 {
     int fd = open(path, O_PATH | O_DIRECTORY | O_CLOEXEC);

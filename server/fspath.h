@@ -29,6 +29,15 @@
  */
 int cel_fspath_map(const char *raw, size_t n, char *out, size_t cap, size_t *len, int *slash);
 
+/*
+ * Does RAW (N bytes) map to itself under cel_fspath_map? 1 when it is not
+ * empty, starts with neither '/' nor '.', ends without '/', holds no '%',
+ * backslash or NUL, and no '/' in it is followed by '/' or '.': then its
+ * segments are neither empty, ".", nor "..", and nothing is decoded. Else 0
+ * (cel_fspath_map decides). A check the usual path passes in one short loop.
+ */
+int cel_fspath_plain(const char *raw, size_t n);
+
 /* A directory files are served from. FOLLOW: symlinks may lead anywhere. */
 typedef struct cel_fsroot {
     int fd;     /* O_PATH | O_DIRECTORY descriptor of the root */

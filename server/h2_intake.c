@@ -245,6 +245,17 @@ static inline kept_field *kept_find(kept_field *kept, const nghttp2_rcbuf *name,
     return NULL;
 }
 
+/* A field whose value names one representation of one resource (a
+ * validator, a range): a value seldom comes again on a connection (nghttp2's
+ * encoder does not even index If-None-Match and If-Modified-Since, so each
+ * comes in a new buffer). Keeping those verdicts would cost a slot and two
+ * references per request and push out the fields that do come again. */
+static int per_resource(nghttp2_vec n)
+{
+    return (n.len >= 8 && memcmp(n.base, "if-", 3) == 0) ||
+           (n.len == 5 && memcmp(n.base, "range", 5) == 0);
+}
+
 /* The octet checks (not inlined: they would crowd on_header's registers for
  * the few fields that need them). */
 static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_rcbuf *name_rc,
@@ -257,7 +268,7 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
     uint32_t before = st->hf.seen;
     int kind = cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
     /* :path seldom comes from the table, content-length's value is state */
-    if (kind >= 0 && !(kind & (CEL_HF_PATH | CEL_HF_LENGTH)))
+    if (kind >= 0 && !(kind & (CEL_HF_PATH | CEL_HF_LENGTH)) && !per_resource(n))
         keep(h, name_rc, value_rc, n, v, kind,
              (st->hf.seen & ~before) | (n.base[0] == ':' ? 0 : CEL_HF_REGULAR));
     return kind;

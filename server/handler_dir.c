@@ -24,6 +24,10 @@
 #define MAX_RANGES 16
 /* Cached paths are at most this long; longer ones are opened each time. */
 #define CACHE_PATH 192
+/* A file's ETag and Last-Modified text, one after the other. */
+#define TEXT_MAX (CEL_ETAG_MAX + CEL_HTTP_DATE_LEN + 1)
+/* A slot's kept bytes are allocated in steps of this many. */
+#define BODY_STEP 256
 /* Room after a mapped path for "/<index name>" or a coding's suffix. */
 #define REL_CAP (CEL_FSPATH_MAX + 256)
 #define INDEX_MAX 200
@@ -38,20 +42,22 @@ static const struct {
 };
 
 /* One file as a lookup found it: the cache's (FD shared, not to be closed)
- * or opened for this request (OWNED). */
+ * or opened for this request (OWNED). LASTMOD follows ETAG in memory. */
 typedef struct ffile {
     int fd, owned, is_dir;
     uint64_t size;
     int64_t mtime;
     cel_str etag, lastmod;
     struct fentry *entry; /* the cache slot it came from, or NULL */
-    char etag_buf[CEL_ETAG_MAX];
-    char lm_buf[CEL_HTTP_DATE_LEN + 1];
+    char text_buf[TEXT_MAX];
 } ffile;
 
 /* A slot of a worker's open-file cache: a descriptor and what fstat said,
  * or the error the lookup gave (negative entries spare the failed open of
- * x.br beside every x). CHECKED is the second it was looked up. */
+ * x.br beside every x). CHECKED is the second it was looked up. A small file
+ * answered again within that second keeps its bytes in BODY (BODY_OK), read
+ * once instead of once per answer; the buffer stays with the slot for the
+ * next file it holds. */
 typedef struct fentry {
     uint64_t hash;
     time_t checked; /* 0: a free slot */
@@ -63,14 +69,18 @@ typedef struct fentry {
     unsigned plen, etag_len;
     cel_str ctype; /* the media type of PATH (memory of the handler's table) */
     char path[CACHE_PATH];
-    char etag[CEL_ETAG_MAX];
-    char lastmod[CEL_HTTP_DATE_LEN + 1];
+    char text[TEXT_MAX]; /* the ETag, then Last-Modified */
+    char *body;          /* BODY_CAP bytes, or NULL */
+    uint32_t body_cap;
+    uint8_t body_ok;  /* BODY holds the file's SIZE bytes as read since CHECKED */
+    uint8_t answered; /* answered since CHECKED */
 } fentry;
 
 typedef struct fcache {
     fentry *slots; /* NULL until the worker's first lookup */
     size_t mask;
-    int failed; /* no memory for it: open each time */
+    size_t body_bytes; /* the slots' BODY_CAPs */
+    int failed;        /* no memory for it: open each time */
 } fcache;
 
 typedef struct dir_handler {
@@ -92,16 +102,35 @@ typedef struct dir_handler {
     fcache *caches; /* one per worker */
     unsigned nworkers;
     size_t cache_entries;
+    size_t body_max;    /* a file's bytes are kept up to this size */
+    size_t body_budget; /* and up to this many per worker */
 } dir_handler;
 
 /* ---- looking files up, through the worker's cache ---- */
 
+static uint64_t mix(uint64_t h, uint64_t w)
+{
+    h = (h ^ w) * 0xff51afd7ed558ccdull;
+    return h ^ h >> 32;
+}
+
+/* Eight bytes at a time: paths are hashed on every request. */
 static uint64_t hash(const char *s, size_t n)
 {
-    uint64_t h = 1469598103934665603ull;
+    uint64_t h = 0x9e3779b97f4a7c15ull ^ n, w;
+    if (n >= 8) {
+        size_t i = 0;
+        for (; i + 8 < n; i += 8) {
+            memcpy(&w, s + i, 8);
+            h = mix(h, w);
+        }
+        memcpy(&w, s + n - 8, 8); /* the last eight, overlapping */
+        return mix(h, w) * 0xc4ceb9fe1a85ec53ull;
+    }
+    w = 0;
     for (size_t i = 0; i < n; i++)
-        h = (h ^ (unsigned char)s[i]) * 1099511628211ull;
-    return h;
+        w = w << 8 | (unsigned char)s[i];
+    return mix(h, w) * 0xc4ceb9fe1a85ec53ull;
 }
 
 /* fstat of FD into the fields; a file that is neither regular nor a
@@ -132,8 +161,9 @@ static int open_fresh(const dir_handler *d, const char *rel, ffile *f)
     f->fd = fd;
     f->owned = 1;
     f->entry = NULL;
-    f->etag = (cel_str){f->etag_buf, cel_etag_format(f->etag_buf, f->mtime, f->size)};
-    f->lastmod = (cel_str){f->lm_buf, cel_http_date(f->lm_buf, (time_t)f->mtime)};
+    f->etag = (cel_str){f->text_buf, cel_etag_format(f->text_buf, f->mtime, f->size)};
+    f->lastmod = (cel_str){f->text_buf + f->etag.n,
+                           cel_http_date(f->text_buf + f->etag.n, (time_t)f->mtime)};
     return 0;
 }
 
@@ -154,6 +184,8 @@ static void entry_fill(const dir_handler *d, fentry *e, const char *rel, size_t 
     memcpy(e->path, rel, n);
     e->checked = now;
     e->err = 0;
+    e->body_ok = 0;
+    e->answered = 0;
     int fd = cel_fspath_open(&d->root, rel);
     int rc = fd < 0 ? fd : describe(fd, &e->is_dir, &e->size, &e->mtime);
     if (rc) {
@@ -163,9 +195,9 @@ static void entry_fill(const dir_handler *d, fentry *e, const char *rel, size_t 
         return;
     }
     e->fd = fd;
-    e->etag_len = (unsigned)cel_etag_format(e->etag, e->mtime, e->size);
+    e->etag_len = (unsigned)cel_etag_format(e->text, e->mtime, e->size);
     e->ctype = cel_mime_lookup(d->mime, rel, n);
-    cel_http_date(e->lastmod, (time_t)e->mtime);
+    cel_http_date(e->text + e->etag_len, (time_t)e->mtime);
 }
 
 /* The worker's slots, made at its first lookup on this route (so routes
@@ -193,7 +225,7 @@ static int lookup(const dir_handler *d, cel_env *env, const char *rel, size_t n,
     uint64_t h = hash(rel, n);
     fentry *e = &c->slots[h & c->mask];
     time_t now = env->now.tv_sec ? env->now.tv_sec : time(NULL);
-    if (!(e->checked == now && e->hash == h && e->plen == n && memcmp(e->path, rel, n) == 0))
+    if (!(e->checked == now && e->hash == h && e->plen == n && cel_eq_small(e->path, rel, n)))
         entry_fill(d, e, rel, n, h, now);
     if (e->fd < 0)
         return e->err;
@@ -203,8 +235,8 @@ static int lookup(const dir_handler *d, cel_env *env, const char *rel, size_t n,
     f->is_dir = e->is_dir;
     f->size = e->size;
     f->mtime = e->mtime;
-    f->etag = (cel_str){e->etag, e->etag_len};
-    f->lastmod = (cel_str){e->lastmod, CEL_HTTP_DATE_LEN};
+    f->etag = (cel_str){e->text, e->etag_len};
+    f->lastmod = (cel_str){e->text + e->etag_len, CEL_HTTP_DATE_LEN};
     return 0;
 }
 
@@ -388,10 +420,42 @@ static size_t read_whole(int fd, char *buf, size_t len, uint64_t off)
     return got;
 }
 
+/* F's bytes from its cache slot, or NULL (then read them): kept from the
+ * slot's second answer on, within the handler's sizes. */
+static const char *kept_body(const dir_handler *d, cel_env *env, ffile *f)
+{
+    fentry *e = f->entry;
+    if (!e || !d->body_budget || f->size > d->body_max)
+        return NULL;
+    if (e->body_ok)
+        return e->body;
+    if (!e->answered) {
+        e->answered = 1;
+        return NULL;
+    }
+    fcache *c = &d->caches[env->worker_id];
+    size_t need = ((size_t)f->size + BODY_STEP) & ~(size_t)(BODY_STEP - 1);
+    if (!e->body || e->body_cap < f->size) {
+        if (c->body_bytes - e->body_cap + need > d->body_budget)
+            return NULL;
+        free(e->body);
+        c->body_bytes -= e->body_cap;
+        e->body_cap = 0;
+        if (!(e->body = malloc(need)))
+            return NULL;
+        e->body_cap = (uint32_t)need;
+        c->body_bytes += need;
+    }
+    if (read_whole(e->fd, e->body, (size_t)f->size, 0) < f->size)
+        return NULL;
+    e->body_ok = 1;
+    return e->body;
+}
+
 /* Sends RES (status, type and headers set) with the NR RANGES of F as its
  * body (the whole file when NR is 0): in one piece when small, else streamed. */
-static int send_body(cel_exchange *x, cel_response *res, ffile *f, const cel_range *ranges, int nr,
-                     cel_str ctype)
+static int send_body(const dir_handler *d, cel_exchange *x, cel_response *res, ffile *f,
+                     const cel_range *ranges, int nr, cel_str ctype)
 {
     cel_range whole = {0, f->size};
     if (nr == 0) {
@@ -415,8 +479,11 @@ static int send_body(cel_exchange *x, cel_response *res, ffile *f, const cel_ran
             release(f);
             return CEL_ENOMEM;
         }
-        size_t got = read_whole(f->fd, buf, len, ranges[0].off);
-        if (got < len)
+        const char *kept = kept_body(d, x->env, f);
+        size_t got = len;
+        if (kept)
+            memcpy(buf, kept + ranges[0].off, len);
+        else if ((got = read_whole(f->fd, buf, len, ranges[0].off)) < len)
             forget(f);
         release(f);
         res->body = buf;
@@ -588,26 +655,25 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
     if (enc >= 0) {
         release(f);
         *f = v;
-        if (v.owned) /* the copy's strings point into the original's buffers */
-            f->etag.p = f->etag_buf, f->lastmod.p = f->lm_buf;
+        if (v.owned) /* the copy's strings point into the original's buffer */
+            f->etag.p = f->text_buf, f->lastmod.p = f->text_buf + f->etag.n;
     }
     hdrs h = {.cap = d->nextra + 8};
     if (!(h.kv = cel_arena_alloc(x->arena, h.cap * sizeof(*h.kv)))) {
         release(f);
         return CEL_ENOMEM;
     }
-    /* copies: a cache slot's text changes when it is looked up again, while
-     * the stream's headers must stay as they are until they are sent */
-    cel_str etag = {"", 0};
-    char *lm = cel_arena_dup(x->arena, f->lastmod.p, f->lastmod.n);
-    if (d->etag && !(etag.p = cel_arena_dup(x->arena, f->etag.p, f->etag.n)))
-        lm = NULL;
-    if (!lm) {
+    /* one copy of both: a cache slot's text changes when it is looked up
+     * again, while the stream's headers must stay as they are until sent */
+    char *text = cel_arena_dup(x->arena, f->etag.p, f->etag.n + f->lastmod.n);
+    if (!text) {
         release(f);
         return CEL_ENOMEM;
     }
+    cel_str etag = {"", 0};
+    char *lm = text + f->etag.n;
     if (d->etag) {
-        etag.n = f->etag.n;
+        etag = (cel_str){text, f->etag.n};
         ADD_LIT(&h, "etag", etag.p, etag.n);
     }
     ADD_LIT(&h, "last-modified", lm, f->lastmod.n);
@@ -679,7 +745,7 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
     }
     res->headers = h.kv;
     res->nheaders = h.n;
-    return send_body(x, res, f, ranges, nr, ctype);
+    return send_body(d, x, res, f, ranges, nr, ctype);
 }
 
 /* ---- directories ---- */
@@ -728,11 +794,17 @@ static int handle(cel_handler *hd, cel_exchange *x, cel_response *res)
         raw = (cel_str){"", 0};
     char rel[REL_CAP];
     size_t n;
-    int slash;
-    int rc = cel_fspath_map(raw.p, raw.n, rel, CEL_FSPATH_MAX + 1, &n, &slash);
-    if (rc)
-        return error(res, rc == CEL_EINVAL ? 403 : 404);
+    int slash = 0, rc;
     ffile f;
+    if (raw.n > 1 && raw.p[0] == '/') /* a leading '/' maps to nothing */
+        raw.p++, raw.n--;
+    if (raw.n < CACHE_PATH && cel_fspath_plain(raw.p, raw.n)) {
+        n = raw.n; /* the usual path maps to itself: no decoding pass */
+        cel_copy_small(rel, raw.p, n);
+        rel[n] = 0;
+    } else if ((rc = cel_fspath_map(raw.p, raw.n, rel, CEL_FSPATH_MAX + 1, &n, &slash))) {
+        return error(res, rc == CEL_EINVAL ? 403 : 404);
+    }
     rc = lookup(d, x->env, rel, n, &f);
     if (rc == 0 && f.is_dir) {
         if (!slash && n > 0) {
@@ -786,8 +858,10 @@ static void cache_free(fcache *c)
 {
     if (!c->slots)
         return;
-    for (size_t i = 0; i <= c->mask; i++)
+    for (size_t i = 0; i <= c->mask; i++) {
         entry_drop(&c->slots[i]);
+        free(c->slots[i].body);
+    }
     free(c->slots);
     c->slots = NULL;
 }
@@ -847,6 +921,8 @@ cel_handler *cel_handler_dir_new(const cel_dir_conf *c, char *err, size_t errlen
             entries <<= 1;
     }
     d->cache_entries = entries;
+    d->body_budget = entries ? c->cache_bytes : 0;
+    d->body_max = d->body_budget < CEL_DIR_BODY_MAX ? d->body_budget : CEL_DIR_BODY_MAX;
     /* cache-control, then the configured headers, as one block of strings */
     char cc[48];
     size_t ccl = c->max_age >= 0 ? (size_t)snprintf(cc, sizeof(cc), "max-age=%lld", c->max_age) : 0;

@@ -4,8 +4,8 @@
  * single-page apps, ETag / Last-Modified and the conditional requests on
  * them, byte ranges (multipart/byteranges for several), HEAD, precompressed
  * siblings (x.br, x.zst, x.gz) chosen by Accept-Encoding, and an open-file
- * cache per worker. Bodies larger than a small file are streamed through the
- * exchange in bounded chunks (pread), so memory per download is bounded
+ * cache per worker that also keeps hot small files' bytes. Bodies larger than a small file are
+ * streamed through the exchange in bounded chunks (pread), so memory per download is bounded
  * whatever the file's size and the reader's speed.
  *
  * The path under the root is the route's wildcard param (`*name`) when the
@@ -28,6 +28,12 @@ typedef enum { CEL_ENC_BR, CEL_ENC_ZSTD, CEL_ENC_GZIP, CEL_ENC_COUNT } cel_encod
  * (`open_file_cache:`; 0 turns it off). */
 #define CEL_DIR_CACHE_DEFAULT 256
 #define CEL_DIR_CACHE_MAX 1048576
+/* Bytes of small files the cache of each worker keeps, per route, by
+ * default (`open_file_cache_bytes:`; 0 keeps none), and the largest file
+ * whose bytes are kept. */
+#define CEL_DIR_BYTES_DEFAULT (256 * 1024)
+#define CEL_DIR_BYTES_MAX ((size_t)1 << 30)
+#define CEL_DIR_BODY_MAX (16 * 1024)
 
 typedef struct cel_dir_conf {
     const char *root;
@@ -47,6 +53,7 @@ typedef struct cel_dir_conf {
     const char *mime_file; /* the system table: normally /etc/mime.types */
     const char *param;     /* the route's wildcard param name, or NULL: the whole path */
     size_t cache_entries;
+    size_t cache_bytes; /* kept bytes of small files per worker */
     unsigned nworkers;
 } cel_dir_conf;
 

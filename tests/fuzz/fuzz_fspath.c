@@ -10,7 +10,8 @@
  *   - a smaller buffer gives the same result or CEL_ETOOBIG, never another
  *     path.
  * And: an input holding "%00", "%5c", a backslash or a ".." segment that
- * survives decoding is refused (the second decoder below says which do).
+ * survives decoding is refused (the second decoder below says which do); an
+ * input cel_fspath_plain passes maps to itself.
  */
 #include "common.h"
 #include "fspath.h"
@@ -82,6 +83,10 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     FUZZ_CHECK(rc == 0 || rc == CEL_EINVAL || rc == CEL_ETOOBIG, "rc %d", rc);
     FUZZ_CHECK(refuse == 0 || rc == CEL_EINVAL || rc == CEL_ETOOBIG, "input to refuse gave %d", rc);
     FUZZ_CHECK(refuse != 0 || rc != CEL_EINVAL, "refused an acceptable input");
+    if (cel_fspath_plain(in, size))
+        FUZZ_CHECK(size <= CEL_FSPATH_MAX ? rc == 0 && len == size && memcmp(out, in, size) == 0
+                                          : rc == CEL_ETOOBIG,
+                   "a plain input maps to something else (%d)", rc);
     if (rc == 0) {
         check_shape(out, len);
         FUZZ_CHECK(len <= size, "result %zu longer than the input %zu", len, size);

@@ -387,6 +387,11 @@ routes:
   - path: /f/*p
     dir: { root: /tmp, mime: { .x: nonsense } }
 """, ("nonsense", 0, 1), ["mime"]),
+    ("dir-cache-bytes-not-a-size", LISTEN + """\
+routes:
+  - path: /f/*p
+    dir: { root: /tmp, open_file_cache_bytes: 2x }
+""", ("2x", 0, 1), ["open_file_cache_bytes"]),
     # -- YAML syntax errors: libyaml's problem position
     ("yaml-tab-indent", LISTEN + """\
 routes:

@@ -517,6 +517,70 @@ def test_changed_file_served_new(client, tree):
     assert time.monotonic() - t0 < 3 * TIME_SCALE
 
 
+def rchar(pid):
+    """Bytes the daemon has read so far (files and sockets alike)."""
+    with open(f"/proc/{pid}/io") as f:
+        for line in f:
+            if line.startswith("rchar:"):
+                return int(line.split()[1])
+    raise AssertionError("no rchar")
+
+
+KEPT = bytes((i * 13 + 5) & 0xFF for i in range(12_000))  # under the 16 KiB kept at most
+ASKS = 200
+
+
+def test_small_file_bytes_kept_not_read_per_request(celerisd, tmp_path):
+    """A hot small file's bytes come from the open-file cache: answering it
+    200 times reads it a few times (twice a second at most: once answered
+    from the file, then kept), not 200 times. The route without kept bytes
+    shows what the measure sees when every answer reads the file."""
+    (tmp_path / "www").mkdir()
+    (tmp_path / "www" / "k.bin").write_bytes(KEPT)
+    srv = celerisd(f"""
+workers: 1
+log: {{ level: warn }}
+routes:
+  - path: /k/*path
+    dir: {{ root: "{tmp_path / 'www'}" }}
+  - path: /nok/*path
+    dir: {{ root: "{tmp_path / 'www'}", open_file_cache_bytes: 0 }}
+""")
+    read = {}
+    with srv.client() as c:
+        for route in ("/nok/", "/k/"):
+            before = rchar(srv.pid)
+            for _ in range(ASKS):
+                r = c.get(route + "k.bin")
+                assert r.status == 200 and r.body == KEPT
+            read[route] = rchar(srv.pid) - before
+    assert read["/nok/"] >= ASKS * len(KEPT), read
+    assert read["/k/"] < ASKS * len(KEPT) // 4, read
+
+
+def test_kept_bytes_follow_a_rewrite_that_keeps_size_and_mtime(client, tree):
+    """Kept bytes are read again when the slot is looked up again (once a
+    second): a file rewritten in place, same size, its mtime put back, is
+    served new within a second or so all the same."""
+    www, _ = tree
+    f = www / "same.txt"
+    f.write_bytes(b"version-1\n")
+    deadline = time.monotonic() + 5 * TIME_SCALE
+    while client.get("/f/same.txt").status != 200:
+        assert time.monotonic() < deadline, "new file not seen"
+        time.sleep(0.1)
+    for _ in range(5):  # answered again and again: its bytes are kept
+        assert client.get("/f/same.txt").body == b"version-1\n"
+    st = os.stat(f)
+    with open(f, "r+b") as fh:
+        fh.write(b"version-2\n")
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    t0 = time.monotonic()
+    while client.get("/f/same.txt").body != b"version-2\n":
+        assert time.monotonic() - t0 < 3 * TIME_SCALE, "stale bytes after 3 s"
+        time.sleep(0.05)
+
+
 # -- TLS -----------------------------------------------------------------------------
 
 
