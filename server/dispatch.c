@@ -78,25 +78,18 @@ lookup(const cel_config *cfg, const cel_exchange *x, cel_request *req, cel_route
                : lookup_vhost(cfg, x, req, m);
 }
 
+static inline const cel_route *route_of(const cel_route_match *m, int rc)
+{
+    return CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
+           : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
+                                             : NULL;
+}
+
+/* After the request phase: the server's 404 or 405, or the handler. */
 static inline __attribute__((always_inline)) int
-routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
+handled(cel_exchange *x, cel_route_match *m, int rc, const cel_route *route, cel_response *res)
 {
     cel_request *req = x->req;
-    const cel_route *route = CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
-                             : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
-                                                               : NULL;
-    x->mw = route ? route->mw : cfg->mw;
-    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST)) {
-        if (rc == CEL_ROUTE_FOUND) {
-            req->params = m->params;
-            req->nparams = m->nparams;
-        }
-        memset(res, 0, sizeof(*res));
-        if (cel_phase_request(x, res) == CEL_MW_ANSWERED) {
-            m->data = (void *)route; /* counted and logged as the route that has the path */
-            return 0;
-        }
-    }
     if (rc == CEL_ROUTE_NOT_FOUND) {
         cel_response_error(res, 404);
         return 0;
@@ -125,6 +118,64 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
         return 0;
     }
     return rc;
+}
+
+/* The request phase from member FROM of X's chain: 1 when it ended the
+ * request's dispatch (answered, *OUT 0; or held, *OUT CEL_HANDLER_ASYNC). */
+static inline __attribute__((always_inline)) int request_phase(cel_exchange *x, cel_route_match *m,
+                                                               int rc, const cel_route *route,
+                                                               size_t from, cel_response *res,
+                                                               int *out)
+{
+    if (rc == CEL_ROUTE_FOUND) {
+        x->req->params = m->params;
+        x->req->nparams = m->nparams;
+    }
+    memset(res, 0, sizeof(*res));
+    int mrc = cel_phase_request(x, from, res);
+    if (mrc == CEL_MW_ANSWERED) {
+        m->data = (void *)route; /* counted and logged as the route that has the path */
+        *out = 0;
+        return 1;
+    }
+    if (mrc == CEL_MW_HELD) {
+        x->resume->match = m;
+        x->resume->route_rc = rc;
+        *out = CEL_HANDLER_ASYNC;
+        return 1;
+    }
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int
+routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
+{
+    const cel_route *route = route_of(m, rc);
+    x->mw = route ? route->mw : cfg->mw;
+    int out;
+    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST) &&
+        request_phase(x, m, rc, route, 0, res, &out))
+        return out;
+    return handled(x, m, rc, route, res);
+}
+
+void cel_dispatch_resume(cel_exchange *x)
+{
+    cel_mw_resume at = *x->resume;
+    x->resume = NULL;
+    const cel_route *route = route_of(at.match, at.route_rc);
+    cel_response res;
+    int rc;
+    if (!request_phase(x, at.match, at.route_rc, route, at.next, &res, &rc))
+        rc = handled(x, at.match, at.route_rc, route, &res);
+    if (rc == CEL_HANDLER_ASYNC) {
+        /* held again, or the handler took over: a streamed body's bytes that
+         * came meanwhile wait for it */
+        if (!x->resume && x->body_streamed)
+            x->ops->body_resume(x);
+        return;
+    }
+    x->ops->respond(x, &res, NULL);
 }
 
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)
