@@ -168,14 +168,10 @@ void cel_dispatch_resume(cel_exchange *x)
     int rc;
     if (!request_phase(x, at.match, at.route_rc, route, at.next, &res, &rc))
         rc = handled(x, at.match, at.route_rc, route, &res);
-    if (rc == CEL_HANDLER_ASYNC) {
-        /* held again, or the handler took over: a streamed body's bytes that
-         * came meanwhile wait for it */
-        if (!x->resume && x->body_streamed)
-            x->ops->body_resume(x);
-        return;
-    }
-    x->ops->respond(x, &res, NULL);
+    /* held again, or the handler took over (one that takes a streamed body
+     * sets on_body and calls body_resume for what came meanwhile) */
+    if (rc != CEL_HANDLER_ASYNC)
+        x->ops->respond(x, &res, NULL);
 }
 
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)

@@ -246,3 +246,71 @@ def test_config_errors(tmp_path, line2, at, words):
     assert f"{path}:2:{line2.index(at) + 1}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+@pytest.fixture(scope="module")
+def upload_so(tmp_path_factory):
+    from test_module_body_stream import UPLOAD_SRC
+    from support import build_module
+    d = tmp_path_factory.mktemp("upmod")
+    src = d / "upload.c"
+    src.write_text(UPLOAD_SRC.replace("#define _GNU_SOURCE\n", "#define _GNU_SOURCE\n"
+                                      "#define OPENSSL_API_COMPAT 0x10100000L\n"))
+    return build_module(src, d / "upload.so", "-Wno-deprecated-declarations", "-ljansson",
+                        "-lcrypto")
+
+
+@pytest.mark.parametrize("proto", ["http1.1", "h2c"])
+def test_held_streamed_upload(factory, upload_so, tmp_path, proto):
+    """A module taking its body as a stream, behind a delaying rate_limit: the
+    body that comes while the request is held waits (flow control), and
+    reaches the module whole once its turn comes."""
+    import hashlib
+    import os
+    from test_module_body_stream import h1_request
+    store = tmp_path / "store"
+    store.mkdir()
+    srv = factory(f"""workers: 1
+routes:
+  - path: /up/:name
+    methods: [POST]
+    max_request_body: 8m
+    middleware: [ {{ rate_limit: {{ key: client_ip, rate: 2/s, burst: 3, nodelay: false }} }} ]
+    module: {{ path: {upload_so}, config: {{ dir: "{store}" }} }}
+""")
+    data = os.urandom(1024 * 1024 + 7)
+    ends = []
+    first = time.monotonic()
+    for name in ("a", "b"):
+        if proto == "http1.1":
+            status, body = h1_request(srv.port, "POST", f"/up/{name}", data)
+        else:
+            with srv.client(timeout=WAIT) as c:
+                r = c.response(c.send_request("POST", f"/up/{name}", body=data,
+                                              headers=[("content-length", str(len(data)))]))
+                status, body = r.status, r.body
+        ends.append(time.monotonic() - first)
+        assert status == 201, body
+        assert body.startswith(f"stored {len(data)} {hashlib.sha256(data).hexdigest()}".encode())
+        assert (store / name).read_bytes() == data
+    # the second's turn is 500 ms after the first came, however fast it came
+    assert ends[1] >= 0.4, ends
+
+
+def test_timeout_answers_a_held_request(factory):
+    """`timeout` before the rate_limit bounds the hold too: a request held
+    past it gets 504 and its hold is dropped (no timer fires for it)."""
+    srv = factory("""workers: 1
+routes:
+  - path: /t
+    middleware:
+      - timeout: 300ms
+      - rate_limit: { key: header.x-k, rate: 1/s, burst: 3, nodelay: false }
+    static: { body: "t" }
+""")
+    with srv.client() as c:
+        res = h2_burst(c, "/t", "a", 3)
+    assert [st for st, _, _ in res] == [200, 504, 504], res
+    time.sleep(2.2)  # past the turns they had (still taken from a's bucket, as in nginx)
+    with srv.client() as c:
+        assert c.get("/t", [("x-k", "b")]).status == 200
