@@ -314,3 +314,22 @@ routes:
     time.sleep(2.2)  # past the turns they had (still taken from a's bucket, as in nginx)
     with srv.client() as c:
         assert c.get("/t", [("x-k", "b")]).status == 200
+
+
+def test_shutdown_with_held_requests(factory):
+    """SIGTERM while requests are held longer than shutdown_timeout: the
+    daemon cuts them and exits 0 (their timers go with them)."""
+    srv = factory("""workers: 1
+shutdown_timeout: 500ms
+routes:
+  - path: /s
+    middleware: [ { rate_limit: { key: client_ip, rate: 1/s, burst: 5, nodelay: false } } ]
+    static: { body: "s" }
+""")
+    c = srv.client()
+    sids = [c.send_request("GET", "/s") for _ in range(4)]
+    c.wait_for(lambda: c.responses[sids[0]].done, WAIT, "the first answer")
+    rc, _ = srv.stop()
+    c.close()
+    assert rc == 0, srv.stderr_text()[-3000:]
+    assert c.responses[sids[3]].status is None  # held 3 s: cut, not answered
