@@ -139,6 +139,7 @@ static inline __attribute__((always_inline)) int request_phase(cel_exchange *x, 
         return 1;
     }
     if (mrc == CEL_MW_HELD) {
+        x->resume->go = cel_dispatch_resume;
         x->resume->match = m;
         x->resume->route_rc = rc;
         *out = CEL_HANDLER_ASYNC;

@@ -67,9 +67,10 @@ struct cel_route_match;
  * X->resume at one of these (in X's arena), set X->on_close (it has taken
  * the exchange over: the front end tells it when the client goes) and armed
  * a wake-up on the worker's loop. Dispatch fills in where it stopped; the
- * middleware later clears X->on_close and calls cel_dispatch_resume(X)
- * (dispatch.h) once, on the worker, unless on_close ran first. */
+ * middleware later clears X->on_close and calls GO(X) once, on the worker,
+ * unless on_close ran first. */
 typedef struct cel_mw_resume {
+    void (*go)(cel_exchange *x); /* cel_dispatch_resume (dispatch.h) */
     struct cel_route_match *match;
     int route_rc;
     size_t next; /* the chain's member after the one that holds */

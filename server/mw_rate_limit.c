@@ -5,7 +5,6 @@
 #include <sys/random.h>
 
 #include "conn_view.h"
-#include "dispatch.h"
 #include "env.h"
 #include "http.h"
 #include "middleware.h"
@@ -178,10 +177,10 @@ static void release(evutil_socket_t fd, short what, void *arg)
     env->now_us = cel_clock_us();
     cel_env_tick(env, env->now.tv_sec);
     x->on_close = NULL;
-    cel_dispatch_resume(x);
+    h->resume.go(x);
 }
 
-/* X waits WAIT_US on the worker's loop, then goes on (cel_dispatch_resume).
+/* X waits WAIT_US on the worker's loop, then goes on (cel_mw_resume.go).
  * 0 when it could not be held (no memory). */
 static int hold(cel_exchange *x, uint64_t wait_us)
 {
