@@ -103,6 +103,8 @@ typedef struct rate_build {
     cel_rate_limit_conf k;
     char name[MAX_NAME];
     int have_rate;
+    int nodelay; /* -1: not given */
+    yaml_node_t *nodelay_node, *delay_node;
 } rate_build;
 
 static int rate_key(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -167,14 +169,42 @@ static int rate_burst(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, y
 
 static int rate_nodelay(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
-    int on;
-    (void)arg, (void)k;
-    int rc = conf_mw_want_bool(c, v, key, &on);
-    if (!rc && !on)
-        rc = conf_error(c, v,
-                        "nodelay: false (delaying requests within the burst) is not supported: "
-                        "requests within the burst are served at once, past it refused");
+    rate_build *b = arg;
+    (void)k;
+    b->nodelay_node = v;
+    return conf_mw_want_bool(c, v, key, &b->nodelay);
+}
+
+static int rate_delay(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    rate_build *b = arg;
+    long long n;
+    (void)k;
+    int rc = conf_int(c, v, key, 0, 1000000, &n);
+    b->k.delay = (unsigned)n;
+    b->delay_node = v;
     return rc;
+}
+
+/* nginx's defaults and exclusions: nodelay (today's behaviour, kept as the
+ * default) serves the whole burst at once; `nodelay: false` holds all of it;
+ * `delay: N` serves N at once and holds the rest. */
+static int rate_delay_check(conf_ctx *c, rate_build *b)
+{
+    if (b->delay_node) {
+        if (b->nodelay == 1)
+            return conf_error(c, b->nodelay_node,
+                              "nodelay: true serves the whole burst at once; with delay, leave "
+                              "nodelay out");
+        if (b->k.delay > b->k.burst)
+            return conf_error(c, b->delay_node,
+                              "delay (%u) must not exceed burst (%u): it is how many of the burst "
+                              "are served at once",
+                              b->k.delay, b->k.burst);
+        return 0;
+    }
+    b->k.delay = b->nodelay == 0 ? 0 : b->k.burst;
+    return 0;
 }
 
 static int rate_status(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -198,8 +228,9 @@ static int rate_max_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k
 }
 
 static const conf_key rate_keys[] = {
-    {"key", rate_key},         {"rate", rate_rate},     {"burst", rate_burst},
-    {"nodelay", rate_nodelay}, {"status", rate_status}, {"max_keys", rate_max_keys},
+    {"key", rate_key},           {"rate", rate_rate},   {"burst", rate_burst},
+    {"nodelay", rate_nodelay},   {"delay", rate_delay}, {"status", rate_status},
+    {"max_keys", rate_max_keys},
 };
 
 static int rate_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -209,10 +240,13 @@ static int rate_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, ya
 
 int conf_mw_build_rate_limit(conf_ctx *c, yaml_node_t *n, cel_mw **out)
 {
-    rate_build b = {.k = {.status = 429, .max_keys = 100000, .nworkers = c->nworkers}};
+    rate_build b = {.k = {.status = 429, .max_keys = 100000, .nworkers = c->nworkers},
+                    .nodelay = -1};
     int rc = conf_mapping(c, n, "rate_limit", rate_pair, &b);
     if (!rc && !b.have_rate)
         rc = conf_error(c, n, "rate_limit needs rate (like 100/s)");
+    if (!rc)
+        rc = rate_delay_check(c, &b);
     if (!rc && !(*out = cel_mw_rate_limit_new(&b.k)))
         rc = conf_error(c, n, "out of memory");
     return rc;

@@ -90,31 +90,18 @@ static inline __attribute__((always_inline)) int lookup(const cel_config *cfg, c
                : lookup_vhost(cfg, x, req, m);
 }
 
+static inline const cel_route *route_of(const cel_route_match *m, int rc)
+{
+    return CEL_LIKELY(rc == CEL_ROUTE_FOUND) ? m->data
+           : rc == CEL_ROUTE_BAD_METHOD      ? m->path_data
+                                             : NULL;
+}
+
+/* After the request phase: the server's 404 or 405, or the handler. */
 static inline __attribute__((always_inline)) int
-routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
+handled(cel_exchange *x, cel_route_match *m, int rc, const cel_route *route, cel_response *res)
 {
     cel_request *req = x->req;
-    const cel_route *route;
-    /* a route found is never NULL: no test on that path (4 Ir a request) */
-    if (CEL_LIKELY(rc == CEL_ROUTE_FOUND)) {
-        route = m->data;
-        x->mw = route->mw;
-    } else {
-        route = rc == CEL_ROUTE_BAD_METHOD ? m->path_data : NULL;
-        /* without a route: the global list, or the hosts: block's lookup_vhost chose */
-        x->mw = route ? route->mw : CEL_UNLIKELY(cfg->by_conn) ? x->mw : cfg->mw;
-    }
-    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST)) {
-        if (rc == CEL_ROUTE_FOUND) {
-            req->params = m->params;
-            req->nparams = m->nparams;
-        }
-        memset(res, 0, sizeof(*res));
-        if (cel_phase_request(x, res) == CEL_MW_ANSWERED) {
-            m->data = (void *)route; /* counted and logged as the route that has the path */
-            return 0;
-        }
-    }
     if (rc == CEL_ROUTE_NOT_FOUND) {
         cel_response_error(res, 404);
         return 0;
@@ -143,6 +130,69 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
         return 0;
     }
     return rc;
+}
+
+/* The request phase from member FROM of X's chain: 1 when it ended the
+ * request's dispatch (answered, *OUT 0; or held, *OUT CEL_HANDLER_ASYNC). */
+static inline __attribute__((always_inline)) int request_phase(cel_exchange *x, cel_route_match *m,
+                                                               int rc, const cel_route *route,
+                                                               size_t from, cel_response *res,
+                                                               int *out)
+{
+    if (rc == CEL_ROUTE_FOUND) {
+        x->req->params = m->params;
+        x->req->nparams = m->nparams;
+    }
+    memset(res, 0, sizeof(*res));
+    int mrc = cel_phase_request(x, from, res);
+    if (mrc == CEL_MW_ANSWERED) {
+        m->data = (void *)route; /* counted and logged as the route that has the path */
+        *out = 0;
+        return 1;
+    }
+    if (mrc == CEL_MW_HELD) {
+        x->resume->go = cel_dispatch_resume;
+        x->resume->match = m;
+        x->resume->route_rc = rc;
+        *out = CEL_HANDLER_ASYNC;
+        return 1;
+    }
+    return 0;
+}
+
+static inline __attribute__((always_inline)) int
+routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_response *res)
+{
+    const cel_route *route;
+    /* a route found is never NULL: no test on that path (4 Ir a request) */
+    if (CEL_LIKELY(rc == CEL_ROUTE_FOUND)) {
+        route = m->data;
+        x->mw = route->mw;
+    } else {
+        route = rc == CEL_ROUTE_BAD_METHOD ? m->path_data : NULL;
+        /* without a route: the global list, or the hosts: block's lookup_vhost chose */
+        x->mw = route ? route->mw : CEL_UNLIKELY(cfg->by_conn) ? x->mw : cfg->mw;
+    }
+    int out;
+    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST) &&
+        request_phase(x, m, rc, route, 0, res, &out))
+        return out;
+    return handled(x, m, rc, route, res);
+}
+
+void cel_dispatch_resume(cel_exchange *x)
+{
+    cel_mw_resume at = *x->resume;
+    x->resume = NULL;
+    const cel_route *route = route_of(at.match, at.route_rc);
+    cel_response res;
+    int rc;
+    if (!request_phase(x, at.match, at.route_rc, route, at.next, &res, &rc))
+        rc = handled(x, at.match, at.route_rc, route, &res);
+    /* held again, or the handler took over (one that takes a streamed body
+     * sets on_body and calls body_resume for what came meanwhile) */
+    if (rc != CEL_HANDLER_ASYNC)
+        x->ops->respond(x, &res, NULL);
 }
 
 int cel_dispatch(const cel_config *cfg, cel_exchange *x, cel_route_match *m, cel_response *res)

@@ -38,6 +38,13 @@ int cel_dispatch_route_body(const cel_config *cfg, cel_exchange *x, cel_route_ma
 int cel_dispatch_routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc,
                         cel_response *res);
 
+/* X, held by a middleware in its request phase (CEL_MW_HELD, with
+ * X->resume), goes on where it stopped: the rest of the request phase, then
+ * the server's 404 or 405 or the handler (which may take the exchange over);
+ * an answer goes out through X->ops. Once, on the worker, with the holder's
+ * X->on_close cleared. */
+void cel_dispatch_resume(cel_exchange *x);
+
 /* The access log's part of cel_dispatch_done. */
 void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_request *req,
                       const char *protocol, const char *peer, int status, uint64_t bytes,

@@ -88,6 +88,9 @@ struct cel_exchange {
     /* The `timeout` middleware's entry for this request (mw_timeout.c):
      * the front end calls cel_mw_timeout_cancel when it is done with X. */
     struct cel_timer_entry *timer;
+    /* A request a middleware holds in its request phase (CEL_MW_HELD,
+     * middleware.h): where dispatch goes on once it is let go. */
+    struct cel_mw_resume *resume;
     /* Set by the handler that takes the exchange over: */
     void *hdata;
     /* The front end is done with the exchange: FINISHED says whether the whole

@@ -59,13 +59,31 @@ typedef struct cel_mw cel_mw;
 
 /* A middleware answered in the request phase (cel_mw_ops.request). */
 #define CEL_MW_ANSWERED 1
+/* A middleware holds the request (cel_mw_ops.request): see cel_mw_resume. */
+#define CEL_MW_HELD 2
+
+struct cel_route_match;
+/* A held request: the middleware that returns CEL_MW_HELD has pointed
+ * X->resume at one of these (in X's arena), set X->on_close (it has taken
+ * the exchange over: the front end tells it when the client goes) and armed
+ * a wake-up on the worker's loop. Dispatch fills in where it stopped; the
+ * middleware later clears X->on_close and calls GO(X) once, on the worker,
+ * unless on_close ran first. */
+typedef struct cel_mw_resume {
+    void (*go)(cel_exchange *x); /* cel_dispatch_resume (dispatch.h) */
+    struct cel_route_match *match;
+    int route_rc;
+    size_t next; /* the chain's member after the one that holds */
+} cel_mw_resume;
 
 typedef struct cel_mw_ops {
     /* Request phase, before the handler (and before a 404 or 405 is decided):
      * 0 to go on, or CEL_MW_ANSWERED having filled RES (memory as for a
      * handler's answer): the handler is not called, the later middleware of
-     * the chain neither, and the answer passes the response phases. NULL:
-     * the kind has no request phase. */
+     * the chain neither, and the answer passes the response phases; or
+     * CEL_MW_HELD (cel_mw_resume): the rest of the chain and the handler run
+     * when the middleware lets the request go. NULL: the kind has no
+     * request phase. */
     int (*request)(const cel_mw *m, cel_exchange *x, cel_response *res);
     /* Response-head phase: edits F, the fields of the answer with STATUS to X
      * (every answer: the handler's, the server's own, a middleware's). X's
@@ -186,15 +204,19 @@ cel_mw *cel_mw_cors_new(const cel_cors_conf *c);
 typedef struct cel_rate_limit_conf {
     cel_str header;    /* key: header.NAME (lowercase); empty: the client's address */
     double rate;       /* requests per second, for the whole daemon */
-    unsigned burst;    /* requests past the rate taken at once */
+    unsigned burst;    /* requests past the rate taken */
+    unsigned delay;    /* of those, served at once (nodelay: burst); the rest held */
     int status;        /* the answer past the limit */
     size_t max_keys;   /* keys remembered, the whole daemon */
     unsigned nworkers; /* the rate, burst and keys are shared out among them */
 } cel_rate_limit_conf;
 /* Request phase: a token bucket (GCRA) per key, nginx limit_req with
- * nodelay: per worker, rate / nworkers and burst / nworkers, so the daemon
- * as a whole holds the configured rate with no lock. A request past the
- * limit gets STATUS with retry-after and ratelimit-* fields. Each worker
+ * burst and delay: per worker, rate / nworkers, burst / nworkers and
+ * delay / nworkers, so the daemon as a whole holds the configured rate with
+ * no lock. A request past the rate by at most delay goes on at once; by at
+ * most burst it is held (CEL_MW_HELD: a timer on the worker's loop, in the
+ * exchange's arena) until its turn at the rate; past the
+ * limit it gets STATUS with retry-after and ratelimit-* fields. Each worker
  * remembers max_keys / nworkers keys, the least recently seen evicted first.
  * A request without the key's header is not limited. NULL: out of memory. */
 cel_mw *cel_mw_rate_limit_new(const cel_rate_limit_conf *c);

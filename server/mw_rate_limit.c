@@ -1,3 +1,5 @@
+#include <event2/event.h>
+#include <event2/event_struct.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/random.h>
@@ -32,6 +34,7 @@ typedef struct mw_rate_limit {
     char *name;
     uint64_t interval_us;  /* per worker: one request per interval */
     uint64_t tolerance_us; /* burst * interval */
+    uint64_t delay_us;     /* delay * interval: a request later than this is held */
     int status;
     double rate;
     uint64_t rate_ceil; /* ratelimit-limit: requests per second, rounded up */
@@ -148,6 +151,52 @@ static int refuse(const mw_rate_limit *r, cel_exchange *x, cel_response *res, ui
     return CEL_MW_ANSWERED;
 }
 
+/* A request held within the burst: in its exchange's arena, so nothing is
+ * allocated per request and it goes when the exchange does. */
+typedef struct held {
+    cel_mw_resume resume; /* first: x->resume points at the whole */
+    struct event ev;
+    cel_exchange *x;
+} held;
+
+/* The front end is done with a held request (the client reset the stream or
+ * closed the connection, a `timeout` answered it): its timer must not fire. */
+static void gone(cel_exchange *x, int finished)
+{
+    (void)finished;
+    event_del(&((held *)x->resume)->ev);
+}
+
+static void release(evutil_socket_t fd, short what, void *arg)
+{
+    held *h = arg;
+    cel_exchange *x = h->x;
+    (void)fd, (void)what;
+    cel_env *env = x->env;
+    event_base_gettimeofday_cached(env->base, &env->now);
+    env->now_us = cel_clock_us();
+    cel_env_tick(env, env->now.tv_sec);
+    x->on_close = NULL;
+    h->resume.go(x);
+}
+
+/* X waits WAIT_US on the worker's loop, then goes on (cel_mw_resume.go).
+ * 0 when it could not be held (no memory). */
+static int hold(cel_exchange *x, uint64_t wait_us)
+{
+    held *h = cel_arena_alloc(x->arena, sizeof(*h));
+    if (!h)
+        return 0;
+    h->x = x;
+    evtimer_assign(&h->ev, x->env->base, release, h);
+    struct timeval tv = {(time_t)(wait_us / 1000000u), (suseconds_t)(wait_us % 1000000u)};
+    if (evtimer_add(&h->ev, &tv) < 0)
+        return 0;
+    x->resume = &h->resume;
+    x->on_close = gone;
+    return 1;
+}
+
 static int request(const cel_mw *m, cel_exchange *x, cel_response *res)
 {
     const mw_rate_limit *r = (const mw_rate_limit *)m;
@@ -168,8 +217,16 @@ static int request(const cel_mw *m, cel_exchange *x, cel_response *res)
     uint64_t now = x->env->now_us;
     entry *e = lookup(t, hash(t->seed, k.p, k.n), now);
     uint64_t tat = e->tat > now ? e->tat : now;
-    if (tat - now > r->tolerance_us)
-        return refuse(r, x, res, tat - now - r->tolerance_us);
+    uint64_t wait = tat - now;
+    if (wait > r->tolerance_us)
+        return refuse(r, x, res, wait - r->tolerance_us);
+    if (CEL_UNLIKELY(wait > r->delay_us)) {
+        /* requests leave at the rate: this one when its turn comes */
+        if (!hold(x, wait - r->delay_us))
+            return refuse(r, x, res, wait - r->delay_us);
+        e->tat = tat + r->interval_us;
+        return CEL_MW_HELD;
+    }
     e->tat = tat + r->interval_us;
     return 0;
 }
@@ -208,6 +265,7 @@ cel_mw *cel_mw_rate_limit_new(const cel_rate_limit_conf *c)
     r->burst = c->burst;
     r->interval_us = (uint64_t)(1e6 * nw / c->rate);
     r->tolerance_us = (uint64_t)(c->burst / nw) * r->interval_us;
+    r->delay_us = (uint64_t)((c->delay < c->burst ? c->delay : c->burst) / nw) * r->interval_us;
     size_t per = (c->max_keys + nw - 1) / nw;
     if (per == 0)
         per = 1;

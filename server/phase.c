@@ -4,13 +4,17 @@
 #include "errors.h"
 #include "genref.h"
 
-int cel_phase_request(cel_exchange *x, cel_response *res)
+int cel_phase_request(cel_exchange *x, size_t from, cel_response *res)
 {
     const cel_mw_chain *c = x->mw;
-    for (size_t i = 0; i < c->n; i++) {
+    for (size_t i = from; i < c->n; i++) {
         const cel_mw *m = c->v[i];
-        if (m->ops->request && m->ops->request(m, x, res) == CEL_MW_ANSWERED)
-            return CEL_MW_ANSWERED;
+        int rc;
+        if (m->ops->request && (rc = m->ops->request(m, x, res)) != 0) {
+            if (rc == CEL_MW_HELD)
+                x->resume->next = i + 1;
+            return rc;
+        }
     }
     return 0;
 }

@@ -38,9 +38,11 @@
  * room for middleware. */
 #define CEL_PHASE_MAX_FIELDS 96
 
-/* The request phase of X's chain; see cel_dispatch. CEL_MW_ANSWERED with RES
- * filled when a middleware answered, else 0. */
-int cel_phase_request(cel_exchange *x, cel_response *res);
+/* The request phase of X's chain from its member FROM on; see cel_dispatch.
+ * CEL_MW_ANSWERED with RES filled when a middleware answered, CEL_MW_HELD
+ * when one holds the request (X->resume->next then names the member after
+ * it), else 0. */
+int cel_phase_request(cel_exchange *x, size_t from, cel_response *res);
 
 /* The middleware part of cel_phase_head. */
 size_t cel_phase_head_mw(cel_exchange *x, int status, cel_field *out, size_t n, size_t cap);

@@ -672,11 +672,9 @@ routes:
     ("middleware:\n  - rate_limit: {rate: 10/d}\n", 2, 24, ["rate must be a number"]),
     ("middleware:\n  - rate_limit: {rate: 1/s, key: cookie.x}\n", 2, 34,
      ["key must be client_ip or header.NAME"]),
-    ("middleware:\n  - rate_limit: {rate: 1/s, nodelay: false}\n", 2, 38,
-     ["nodelay: false"]),
     ("middleware:\n  - rate_limit: {rate: 1/s, status: 200}\n", 2, 37, ["status must be"]),
     ("middleware:\n  - rate_limit: {rate: 1/s, bursts: 2}\n", 2, 29,
-     ["unknown key \"bursts\" in rate_limit", "key, rate, burst, nodelay, status, max_keys"]),
+     ["unknown key \"bursts\" in rate_limit", "key, rate, burst, nodelay, delay, status, max_keys"]),
 ])
 def test_rate_limit_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
