@@ -129,6 +129,8 @@ routes:
   - path: /trust
     middleware: [ {{ request_id: {{ header: X-Trace, trust_incoming: true }} }} ]
     module: {{ name: ridkit }}
+  - path: /fields
+    static: {{ body: f, headers: {{ x-robots-tag: none, x-request-id: handler, X-Request-Id: again }} }}
 """)
 
 
@@ -216,6 +218,17 @@ def test_refusal_before_routing_id_after_request_ids_head(srv):
     assert status == 400 and len(rid) == 1 and HEX32.match(rid[0]), f
     assert vals(f, "x-seen-before") == ["[] 0 0"], f
     assert vals(f, "x-seen-after") == [seen(rid[0])], f
+
+
+def test_handlers_field_of_that_name_replaced(srv):
+    """The head phase's fast path appends the field; a field of the same name
+    (the handler's, twice) is replaced by the one id, and one of the same
+    length and first letter (x-robots-tag) stays."""
+    for proto, (status, f, body) in both(srv, "/fields"):
+        rid = vals(f, "x-request-id")
+        assert status == 200 and len(rid) == 1 and HEX32.match(rid[0]), (proto, f)
+        assert vals(f, "x-robots-tag") == ["none"], (proto, f)
+        assert vals(f, "x-seen-after") == [seen(rid[0])], (proto, f)
 
 
 def test_no_request_id_middleware_empty_not_null(bare):
