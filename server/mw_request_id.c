@@ -5,11 +5,13 @@
 #include "middleware.h"
 
 #define ID_LEN 32
+#define B64_LEN 22
 #define MAX_INCOMING 128
 
 typedef struct mw_request_id {
     cel_mw base;
     cel_str header;
+    int b64; /* format: base64url */
     char name[];
 } mw_request_id;
 
@@ -24,20 +26,59 @@ static inline octets16 hex_digits(octets16 v)
     return v + '0' + ((octets16)(v > 9) & ('a' - '0' - 10));
 }
 
-static int fresh(cel_exchange *x)
+static void hex_id(char *p, const uint64_t r[2])
 {
-    char *p = cel_arena_alloc(x->arena, ID_LEN);
-    if (!p)
-        return CEL_ENOMEM;
-    uint64_t r[2] = {cel_env_rand(x->env), cel_env_rand(x->env)};
     octets16 v, hi, lo;
     memcpy(&v, r, sizeof(v));
     hi = hex_digits(v >> 4);
     lo = hex_digits(v & 15);
     memcpy(p, &hi, sizeof(hi));
     memcpy(p + sizeof(hi), &lo, sizeof(lo));
-    x->req->id = (cel_str){p, ID_LEN};
+}
+
+/* Two base64url characters for each 12 bits: "AA" to "__", the low six
+ * bits first. */
+static char b64_pairs[4096][2];
+
+__attribute__((constructor)) static void fill_b64_pairs(void)
+{
+    static const char a[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+    for (int i = 0; i < 4096; i++) {
+        b64_pairs[i][0] = a[i & 63];
+        b64_pairs[i][1] = a[i >> 6];
+    }
+}
+
+/* 60 bits of each word as ten characters, and their last four bits each as
+ * two characters more, the second of which holds two bits (A to D). */
+static void b64_id(char *p, const uint64_t r[2])
+{
+    uint64_t a = r[0], b = r[1];
+    for (int i = 0; i < 5; i++, a >>= 12, b >>= 12) {
+        memcpy(p + 2 * i, b64_pairs[a & 4095], 2);
+        memcpy(p + 10 + 2 * i, b64_pairs[b & 4095], 2);
+    }
+    memcpy(p + 20, b64_pairs[a | b << 4], 2);
+}
+
+static inline __attribute__((always_inline)) int fresh_as(cel_exchange *x, int b64)
+{
+    size_t n = b64 ? B64_LEN : ID_LEN;
+    char *p = cel_arena_alloc(x->arena, n);
+    if (!p)
+        return CEL_ENOMEM;
+    uint64_t r[2] = {cel_env_rand(x->env), cel_env_rand(x->env)};
+    if (b64)
+        b64_id(p, r);
+    else
+        hex_id(p, r);
+    x->req->id = (cel_str){p, n};
     return 0;
+}
+
+static int fresh(const mw_request_id *m, cel_exchange *x)
+{
+    return m->b64 ? fresh_as(x, 1) : fresh_as(x, 0);
 }
 
 static int usable(cel_str v)
@@ -58,15 +99,22 @@ static int request(const cel_mw *m, cel_exchange *x, cel_response *res)
     if (cel_request_header(x->req, r->header.p, r->header.n, &in) == 0 && usable(in))
         x->req->id = in;
     else
-        fresh(x); /* out of memory: the request goes on without an id */
+        fresh(r, x); /* out of memory: the request goes on without an id */
     return 0;
 }
 
 /* Without trust_incoming: nothing to look up, and no register to save. */
-static int request_fresh(const cel_mw *m, cel_exchange *x, cel_response *res)
+static int request_hex(const cel_mw *m, cel_exchange *x, cel_response *res)
 {
     (void)m, (void)res;
-    fresh(x); /* out of memory: the request goes on without an id */
+    fresh_as(x, 0); /* out of memory: the request goes on without an id */
+    return 0;
+}
+
+static int request_b64(const cel_mw *m, cel_exchange *x, cel_response *res)
+{
+    (void)m, (void)res;
+    fresh_as(x, 1);
     return 0;
 }
 
@@ -76,7 +124,7 @@ static int request_fresh(const cel_mw *m, cel_exchange *x, cel_response *res)
 static __attribute__((noinline)) void head_slow(const mw_request_id *r, cel_exchange *x,
                                                 cel_fields *f)
 {
-    if (x->req->id.n || fresh(x) == 0)
+    if (x->req->id.n || fresh(r, x) == 0)
         cel_fields_set_flags(f, r->header, x->req->id, CEL_FIELD_UNIQUE);
 }
 
@@ -105,15 +153,17 @@ static void destroy(cel_mw *m)
 }
 
 static const cel_mw_ops ops = {.request = request, .head = head, .destroy = destroy};
-static const cel_mw_ops ops_fresh = {.request = request_fresh, .head = head, .destroy = destroy};
+static const cel_mw_ops ops_hex = {.request = request_hex, .head = head, .destroy = destroy};
+static const cel_mw_ops ops_b64 = {.request = request_b64, .head = head, .destroy = destroy};
 
-cel_mw *cel_mw_request_id_new(cel_str header, int trust)
+cel_mw *cel_mw_request_id_new(cel_str header, int trust, int base64url)
 {
     mw_request_id *r = malloc(sizeof(*r) + header.n);
     if (!r)
         return NULL;
-    r->base = (cel_mw){trust ? &ops : &ops_fresh, "request_id"};
+    r->base = (cel_mw){trust ? &ops : base64url ? &ops_b64 : &ops_hex, "request_id"};
     memcpy(r->name, header.p, header.n);
     r->header = (cel_str){r->name, header.n};
+    r->b64 = base64url;
     return &r->base;
 }

@@ -219,6 +219,8 @@ def test_reload_swaps_the_list(factory):
     ("middleware:\n  - request_id: {headr: x}\n", 2, 18,
      ["unknown key \"headr\" in request_id", "header, trust_incoming"]),
     ("middleware:\n  - request_id: {header: \"a b\"}\n", 2, 26, ["not allowed in a name"]),
+    ("middleware:\n  - request_id: {format: base64}\n", 2, 26,
+     ["format must be hex or base64url, not \"base64\""]),
 ])
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"

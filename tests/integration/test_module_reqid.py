@@ -15,6 +15,8 @@ import pytest
 from support import ServerFactory, build_module
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
+# 128 bits: 21 characters of 6 bits and one of 2
+B64 = re.compile(r"^[A-Za-z0-9_-]{21}[A-D]$")
 
 KIT_SRC = r"""
 #include <stdio.h>
@@ -129,6 +131,9 @@ routes:
   - path: /trust
     middleware: [ {{ request_id: {{ header: X-Trace, trust_incoming: true }} }} ]
     module: {{ name: ridkit }}
+  - path: /b64
+    middleware: [ {{ request_id: {{ format: base64url }} }} ]
+    module: {{ name: ridkit }}
   - path: /fields
     static: {{ body: f, headers: {{ x-robots-tag: none, x-request-id: handler, X-Request-Id: again }} }}
 """)
@@ -218,6 +223,25 @@ def test_refusal_before_routing_id_after_request_ids_head(srv):
     assert status == 400 and len(rid) == 1 and HEX32.match(rid[0]), f
     assert vals(f, "x-seen-before") == ["[] 0 0"], f
     assert vals(f, "x-seen-after") == [seen(rid[0])], f
+
+
+def test_base64url_format(srv):
+    """format: base64url on the route's request_id: 22 characters, the same
+    in the field (the global request_id's too: one id) and in the module."""
+    ids = []
+    for proto, (status, f, body) in both(srv, "/b64") + both(srv, "/b64"):
+        rid = vals(f, "x-request-id")
+        assert status == 200 and len(rid) == 1 and B64.match(rid[0]), (proto, f)
+        assert body.decode() == seen(rid[0]), (proto, body, f)
+        ids.append(rid[0])
+    assert len(set(ids)) == len(ids), ids
+    # every character of the alphabet turns up, in every position but the last
+    with srv.client() as c:
+        many = [c.get("/b64").header("x-request-id") for _ in range(200)]
+    assert all(B64.match(i) for i in many), many
+    assert set("".join(i[:21] for i in many)) == set(
+        "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_")
+    assert len(set(i[21] for i in many)) == 4
 
 
 def test_handlers_field_of_that_name_replaced(srv):

@@ -721,10 +721,11 @@ int celeris_resp_field_remove(celeris_req *req, const char *name);
 /*
  * REQ's id as the `request_id` middleware gave it: the text its response
  * field (x-request-id unless configured otherwise) and the access log's
- * %{request_id} carry, 32 lowercase hex digits of 128 random bits, or with
- * `trust_incoming` the id the request brought (1 to 128 visible ASCII
- * octets). A route's request_id after a global one replaces the id before
- * the handler runs, so handle() sees the final one.
+ * %{request_id} carry, 32 lowercase hex digits of 128 random bits (22
+ * base64url characters with `format: base64url`), or with `trust_incoming`
+ * the id the request brought (1 to 128 visible ASCII octets). A route's
+ * request_id after a global one replaces the id before the handler runs, so
+ * handle() sees the final one.
  *
  * Empty (LEN 0, PTR "" and never NULL) when no request_id middleware runs
  * for REQ (none in the global list nor the route's), and in a middleware
