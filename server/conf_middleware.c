@@ -155,6 +155,7 @@ typedef struct request_id_build {
     char name[MAX_NAME];
     cel_str header;
     int trust;
+    int base64url;
 } request_id_build;
 
 static int request_id_header(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
@@ -172,9 +173,25 @@ static int request_id_trust(conf_ctx *c, void *arg, const char *key, yaml_node_t
     return conf_mw_want_bool(c, v, key, &b->trust);
 }
 
+static int request_id_format(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
+                             yaml_node_t *v)
+{
+    request_id_build *b = arg;
+    const char *s;
+    (void)k;
+    int rc = conf_string(c, v, key, &s);
+    if (rc)
+        return rc;
+    if (strcmp(s, "hex") && strcmp(s, "base64url"))
+        return conf_error(c, v, "format must be hex or base64url, not \"%s\"", s);
+    b->base64url = strcmp(s, "base64url") == 0;
+    return 0;
+}
+
 static const conf_key request_id_keys[] = {
     {"header", request_id_header},
     {"trust_incoming", request_id_trust},
+    {"format", request_id_format},
 };
 
 static int request_id_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -187,7 +204,7 @@ static int build_request_id(conf_ctx *c, yaml_node_t *n, cel_mw **out)
 {
     request_id_build b = {.name = "x-request-id", .header = CEL_STR_LIT("x-request-id")};
     int rc = mapping_or_empty(c, n, "request_id", request_id_pair, &b);
-    if (!rc && !(*out = cel_mw_request_id_new(b.header, b.trust)))
+    if (!rc && !(*out = cel_mw_request_id_new(b.header, b.trust, b.base64url)))
         rc = conf_error(c, n, "out of memory");
     return rc;
 }

@@ -95,6 +95,11 @@ celeris_str celeris_req_body(const celeris_req *req)
     return (celeris_str){req->x->req->body_len ? req->x->req->body : "", req->x->req->body_len};
 }
 
+celeris_str celeris_req_id(const celeris_req *req)
+{
+    return req->x ? to_str(req->x->req->id) : (celeris_str){"", 0};
+}
+
 /* ---- the connection ---- */
 
 _Static_assert(CELERIS_TLS_VERSION == CEL_TLS_VERSION && CELERIS_TLS_CIPHER == CEL_TLS_CIPHER &&

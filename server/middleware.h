@@ -168,12 +168,13 @@ void cel_mw_chain_free(cel_mw_chain *c);
 cel_mw *cel_mw_headers_new(const cel_kv *set, size_t nset, const cel_kv *add, size_t nadd,
                            const cel_str *remove, size_t nremove);
 
-/* `request_id`: X->req->id is the request's id, 32 lowercase hex digits of
- * 128 random bits (cel_env_rand), or with TRUST the value of the request's
- * field HEADER when it has one of 1 to 128 visible ASCII octets; the answer
+/* `request_id`: X->req->id is the request's id, 128 random bits
+ * (cel_env_rand) as 32 lowercase hex digits, or with BASE64URL as 22
+ * base64url characters; or with TRUST the value of the request's field
+ * HEADER when it has one of 1 to 128 visible ASCII octets. The answer
  * carries it as HEADER (lowercase). Answers given before the request phase
  * (refusals) get a fresh id. */
-cel_mw *cel_mw_request_id_new(cel_str header, int trust);
+cel_mw *cel_mw_request_id_new(cel_str header, int trust, int base64url);
 
 /* `cors` (the Fetch standard's CORS protocol), as config read it. Origins,
  * methods and header names as they are to be compared: origins exact, methods

@@ -285,7 +285,7 @@ def test_status_handler(celerisd, tmp_path):
         r = c.get("/status")
     assert r.status == 200 and r.header("content-type") == "application/json"
     st = r.json()
-    assert st["status"] == "ok" and st["version"] == "0.2.0"
+    assert st["status"] == "ok" and st["version"] == "0.3.0"
     assert st["generation"] == 1 and st["workers"] == 2 and st["connections"] >= 1
 
 

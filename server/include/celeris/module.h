@@ -104,7 +104,7 @@ extern "C" {
  * project version). A module records it in its descriptor, so a daemon that
  * lacks a function the module calls can name the release the module needs. */
 #define CELERIS_VERSION_MAJOR 0
-#define CELERIS_VERSION_MINOR 2
+#define CELERIS_VERSION_MINOR 3
 #define CELERIS_VERSION_PATCH 0
 #define CELERIS_VERSION_NUM                                                                        \
     ((CELERIS_VERSION_MAJOR << 16) | (CELERIS_VERSION_MINOR << 8) | CELERIS_VERSION_PATCH)
@@ -713,6 +713,32 @@ int celeris_resp_field_set(celeris_req *req, const char *name, const char *value
 int celeris_resp_field_add(celeris_req *req, const char *name, const char *value);
 /* Every field NAME goes. CELERIS_OK, or CELERIS_NOTFOUND when there was none. */
 int celeris_resp_field_remove(celeris_req *req, const char *name);
+
+/* ==== celerisd 0.3.0: the request id ====
+ * A module that must also load on celerisd 0.2.0 or older declares it weak
+ * (#pragma weak celeris_req_id) and tests it for NULL. */
+
+/*
+ * REQ's id as the `request_id` middleware gave it: the text its response
+ * field (x-request-id unless configured otherwise) and the access log's
+ * %{request_id} carry, 32 lowercase hex digits of 128 random bits (22
+ * base64url characters with `format: base64url`), or with `trust_incoming`
+ * the id the request brought (1 to 128 visible ASCII octets). A route's
+ * request_id after a global one replaces the id before the handler runs, so
+ * handle() sees the final one.
+ *
+ * Empty (LEN 0, PTR "" and never NULL) when no request_id middleware runs
+ * for REQ (none in the global list nor the route's), and in a middleware
+ * module's on_request placed before the request_id item of its chain. In
+ * on_response_head of an answer given before the request was routed (an
+ * HTTP/1.1 400, a 413), the id exists once request_id's own head phase has
+ * run: for a module placed after it in the list.
+ *
+ * Not NUL-terminated. Valid as long as REQ's other strings (until the
+ * response is finished or REQ is aborted); copy it to keep it longer. The
+ * same pointer on every call for one request. Worker thread only.
+ */
+celeris_str celeris_req_id(const celeris_req *req);
 
 #ifdef __cplusplus
 }
