@@ -257,7 +257,9 @@ cel_mw *cel_mw_rate_limit_new(const cel_rate_limit_conf *c)
     }
     r->base = (cel_mw){&ops, "rate_limit"};
     r->ntables = nw;
-    memcpy(r->name, c->header.p, c->header.n);
+    if (c->header.n) /* key: client_ip has no header name (a NULL pointer) */
+        memcpy(r->name, c->header.p, c->header.n);
+    r->name[c->header.n] = '\0';
     r->header = (cel_str){r->name, c->header.n};
     r->status = c->status;
     r->rate = c->rate;
