@@ -32,7 +32,9 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
 {
     stream *st = src->ptr;
     (void)s, (void)id, (void)buf, (void)ud;
-    if (st->file_read < st->file_len) {
+    /* Bytes buffered while a file range waits were written before it (write
+     * refuses bytes while one is pending), so they go first. */
+    if (st->out_read == st->out_len && st->file_read < st->file_len) {
         /* send_data reads the payload, and resets the stream when the file
          * turns out shorter, before any of the frame is queued. */
         uint64_t left = st->file_len - st->file_read;
@@ -53,7 +55,8 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         n = length;
     st->out_read += n;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->out_read == st->out_len && (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED)))
+    if (st->out_read == st->out_len && st->file_read == st->file_len &&
+        (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED)))
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
@@ -75,7 +78,8 @@ static void stream_consumed(cel_h2 *h, stream *st)
         st->out_read -= st->out_sent;
         st->out_sent = 0;
     }
-    if (st->x.on_writable && st->out_len - st->out_sent < STREAM_LOW && !(st->flags & ST_WQ)) {
+    if (st->x.on_writable && st->out_len - st->out_sent < STREAM_LOW &&
+        st->file_sent == st->file_len && !(st->flags & ST_WQ)) {
         st->flags |= ST_WQ;
         st->wnext = h->writable;
         h->writable = st;
@@ -92,7 +96,7 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         return NGHTTP2_ERR_WOULDBLOCK;
     static const uint8_t zeros[256];
     size_t pad = frame->data.padlen;
-    if (st->file_sent < st->file_len) {
+    if (st->out_sent == st->out_read && st->file_sent < st->file_len) {
         /* The payload is read into the queue behind its header rather than
          * sent by sendfile: one preadv a frame and one writev for many
          * against two system calls a frame, and on loopback the receiver
@@ -344,11 +348,16 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
         return CEL_EINVAL;
     if (no_content(st) || n == 0)
         return 0;
-    /* one range per stream, after nothing still buffered (so bytes keep their
-     * order); over TLS too, as the payload is read into the queue */
-    if (x->filter || st->ext || st->file_len || st->out_len != st->out_sent || n > SIZE_MAX ||
+    /* one range at a time (the bytes written before it go first), over TLS
+     * too, as the payload is read into the queue */
+    if (x->filter || (st->ext && !st->file_len) || st->file_sent < st->file_len || n > SIZE_MAX ||
         off > (uint64_t)INT64_MAX - n)
         return CEL_EINVAL;
+    if (st->ext) { /* the previous range is all queued (read, not referenced) */
+        ext_unref(st->ext);
+        st->ext = NULL;
+        st->file_off = st->file_len = st->file_read = st->file_sent = 0;
+    }
     ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
     if (!e)
         return CEL_ENOMEM;
@@ -363,7 +372,7 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
     st->file_off = off;
     st->file_len = n;
     resume_if_deferred(st);
-    return 0;
+    return CEL_EAGAIN; /* on_writable once the range is queued */
 }
 
 static int raw_end(cel_exchange *x)
