@@ -222,6 +222,8 @@ int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
 int cel_outq_copy_read(cel_outq *q, const void *head, size_t nh, int fd, off_t off, size_t n)
 {
     struct cel_outq_chunk *first;
+    if (nh + n == 0)
+        return 0;
     if (nh + n < nh || take(q, nh + n, &first) != 0)
         return CEL_ENOMEM;
     struct cel_outq_chunk *tail = q->chunk_tail;
