@@ -456,6 +456,8 @@ static int handshake(cel_conn *c)
     if (rc == 1) {
         c->handshaking = 0;
         c->ktls = (uint8_t)cel_tls_ktls_send(c->ssl);
+        if (c->ktls)
+            cel_outq_set_sendfile(&c->out, c->fd); /* the kernel encrypts what sendfile sends */
         /* ALPN h2 decides; otherwise the first bytes do (HTTP/1.1, or HTTP/2
          * with prior knowledge). */
         if (cel_tls_alpn(c->ssl) == 2 && start_proto(c, &cel_h2_proto))

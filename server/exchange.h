@@ -39,15 +39,16 @@ typedef struct cel_exchange_ops {
      * high-water mark is now waiting: then wait for on_writable. */
     int (*write)(cel_exchange *x, const void *p, size_t n);
     /* Optional (NULL where never possible): after a sized start, queues N
-     * bytes of file FD from OFF as body, sent without passing through user
-     * space (sendfile on a cleartext connection; over HTTP/2 each DATA
-     * frame's payload). The front end keeps its own descriptor; FD stays the
-     * caller's. 0, CEL_EAGAIN as for write, or CEL_EINVAL when this exchange
-     * cannot (TLS, chunked, a filter; HTTP/2: a second range, or bytes still
-     * buffered): then write the bytes instead. Over HTTP/2 no write may
-     * follow until the range is sent. A file that turns out shorter ends the
-     * connection (HTTP/1.1) or the stream (HTTP/2, when found before the
-     * frame is queued, else the connection). */
+     * bytes of file FD from OFF as body, without the handler reading them:
+     * HTTP/1.1 sends them by sendfile (cleartext or kTLS), HTTP/2 reads each
+     * DATA frame's payload straight into the output queue (any transport).
+     * The front end keeps its own descriptor; FD stays the caller's. 0,
+     * CEL_EAGAIN as for write, or CEL_EINVAL when this exchange cannot
+     * (HTTP/1.1 over TLS without kTLS or chunked, a filter; HTTP/2: a range
+     * still being queued): then write the bytes instead. HTTP/2 answers
+     * CEL_EAGAIN and calls on_writable once the range is all queued; no
+     * write may come before. A file that turns out shorter ends the
+     * connection (HTTP/1.1) or the stream (HTTP/2). */
     int (*write_file)(cel_exchange *x, int fd, uint64_t off, uint64_t n);
     int (*end)(cel_exchange *x);
     size_t (*buffered)(const cel_exchange *x);

@@ -98,9 +98,9 @@ typedef struct stream {
     ext_body *ext;
     char *sbuf; /* pool memory: [out_sent, out_len) is waiting */
     size_t sbuf_cap;
-    /* A file range queued by write_file, sent frame by frame as outq file
-     * ranges (ext holds its descriptor): FILE_LEN bytes from FILE_OFF, of
-     * which FILE_READ are framed and FILE_SENT queued. */
+    /* A file range queued by write_file, read frame by frame into the
+     * output queue (ext holds its descriptor): FILE_LEN bytes from FILE_OFF,
+     * of which FILE_READ are framed and FILE_SENT queued. */
     uint64_t file_off, file_len, file_read, file_sent;
     int file_fd;
     struct stream *wnext; /* on the connection's list of on_writable calls to make */

@@ -2,7 +2,6 @@
 #include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/stat.h>
 #include <unistd.h>
 
 #include "h2_internal.h"
@@ -28,32 +27,24 @@
 #define DISCARD_FACTOR 4
 #define DISCARD_MIN (1u << 20)
 
-/* body_read's file range. Apart (noinline), so that its stat buffer does not
- * give every in-memory body a stack frame and saved registers (13
- * instructions a DATA frame under callgrind). */
-static __attribute__((noinline)) ssize_t file_read(stream *st, size_t length, uint32_t *flags)
-{
-    uint64_t left = st->file_len - st->file_read;
-    size_t n = left < length ? (size_t)left : length;
-    /* A frame header promises N bytes that sendfile must find: a file cut
-     * under the download resets this stream before its frame is framed. */
-    struct stat sb;
-    if (fstat(st->file_fd, &sb) || (uint64_t)sb.st_size < st->file_off + st->file_read + n)
-        return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
-    st->file_read += n;
-    *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->file_read == st->file_len && (st->flags & ST_ENDED))
-        *flags |= NGHTTP2_DATA_FLAG_EOF;
-    return (ssize_t)n;
-}
-
 static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t length,
                          uint32_t *flags, nghttp2_data_source *src, void *ud)
 {
     stream *st = src->ptr;
     (void)s, (void)id, (void)buf, (void)ud;
-    if (st->file_read < st->file_len)
-        return file_read(st, length, flags);
+    /* Bytes buffered while a file range waits were written before it (write
+     * refuses bytes while one is pending), so they go first. */
+    if (st->out_read == st->out_len && st->file_read < st->file_len) {
+        /* send_data reads the payload, and resets the stream when the file
+         * turns out shorter, before any of the frame is queued. */
+        uint64_t left = st->file_len - st->file_read;
+        size_t n = left < length ? (size_t)left : length;
+        st->file_read += n;
+        *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
+        if (st->file_read == st->file_len && (st->flags & ST_ENDED))
+            *flags |= NGHTTP2_DATA_FLAG_EOF;
+        return (ssize_t)n;
+    }
     size_t n = st->out_len - st->out_read;
     if (n == 0 && (st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
         st->flags |= ST_DEFERRED;
@@ -64,7 +55,8 @@ static ssize_t body_read(nghttp2_session *s, int32_t id, uint8_t *buf, size_t le
         n = length;
     st->out_read += n;
     *flags |= NGHTTP2_DATA_FLAG_NO_COPY;
-    if (st->out_read == st->out_len && (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED)))
+    if (st->out_read == st->out_len && st->file_read == st->file_len &&
+        (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED)))
         *flags |= NGHTTP2_DATA_FLAG_EOF;
     return (ssize_t)n;
 }
@@ -86,7 +78,8 @@ static void stream_consumed(cel_h2 *h, stream *st)
         st->out_read -= st->out_sent;
         st->out_sent = 0;
     }
-    if (st->x.on_writable && st->out_len - st->out_sent < STREAM_LOW && !(st->flags & ST_WQ)) {
+    if (st->x.on_writable && st->out_len - st->out_sent < STREAM_LOW &&
+        st->file_sent == st->file_len && !(st->flags & ST_WQ)) {
         st->flags |= ST_WQ;
         st->wnext = h->writable;
         h->writable = st;
@@ -103,15 +96,20 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         return NGHTTP2_ERR_WOULDBLOCK;
     static const uint8_t zeros[256];
     size_t pad = frame->data.padlen;
-    if (st->file_sent < st->file_len) {
-        if (cel_outq_copy(h->out, framehd, 9) || (pad && cel_outq_copy(h->out, zeros, 1)))
+    if (st->out_sent == st->out_read && st->file_sent < st->file_len) {
+        /* The payload is read into the queue behind its header rather than
+         * sent by sendfile: one preadv a frame and one writev for many
+         * against two system calls a frame, and on loopback the receiver
+         * pays twice for page-sized pieces (README, Performance). */
+        uint8_t hd[10];
+        memcpy(hd, framehd, 9);
+        hd[9] = (uint8_t)(pad ? pad - 1 : 0);
+        int rc = cel_outq_copy_read(h->out, hd, pad ? 10 : 9, st->file_fd,
+                                    (off_t)(st->file_off + st->file_sent), length);
+        if (rc == CEL_EIO)
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the file is shorter now */
+        if (rc)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
-        st->ext->refs++;
-        if (cel_outq_file(h->out, st->file_fd, (off_t)(st->file_off + st->file_sent), length,
-                          ext_unref, st->ext)) {
-            st->ext->refs--;
-            return NGHTTP2_ERR_CALLBACK_FAILURE;
-        }
         st->file_sent += length;
         st->bytes_sent += length;
         h->progress++;
@@ -350,11 +348,16 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
         return CEL_EINVAL;
     if (no_content(st) || n == 0)
         return 0;
-    /* one range per stream, after nothing still buffered (so bytes keep their
-     * order), on a connection whose queue takes file ranges (cleartext) */
-    if (x->filter || st->ext || st->file_len || st->out_len != st->out_sent ||
-        !cel_outq_can_sendfile(h->out) || n > SIZE_MAX || off > (uint64_t)INT64_MAX - n)
+    /* one range at a time (the bytes written before it go first), over TLS
+     * too, as the payload is read into the queue */
+    if (x->filter || (st->ext && !st->file_len) || st->file_sent < st->file_len || n > SIZE_MAX ||
+        off > (uint64_t)INT64_MAX - n)
         return CEL_EINVAL;
+    if (st->ext) { /* the previous range is all queued (read, not referenced) */
+        ext_unref(st->ext);
+        st->ext = NULL;
+        st->file_off = st->file_len = st->file_read = st->file_sent = 0;
+    }
     ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
     if (!e)
         return CEL_ENOMEM;
@@ -369,7 +372,7 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
     st->file_off = off;
     st->file_len = n;
     resume_if_deferred(st);
-    return 0;
+    return CEL_EAGAIN; /* on_writable once the range is queued */
 }
 
 static int raw_end(cel_exchange *x)

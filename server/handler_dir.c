@@ -372,14 +372,19 @@ static void pump(cel_exchange *x)
             s->pos = 0;
             s->part_started = 0;
             continue;
-        } else if (s->pos == 0 && s->nranges == 1 && x->ops->write_file &&
+        } else if (s->pos == 0 && x->ops->write_file &&
                    (rc = x->ops->write_file(x, s->fd, r->off, r->len)) != CEL_EINVAL) {
-            /* the whole range queued as a file range: sent by the kernel */
+            /* the whole range queued as a file range, never read here */
             if (rc && rc != CEL_EAGAIN) {
                 x->ops->fail(x);
                 return;
             }
             s->pos = r->len;
+            /* end() may follow at once; another write waits for on_writable */
+            if (rc == CEL_EAGAIN && (s->cur + 1 < s->nranges || s->closing.n)) {
+                x->on_writable = pump;
+                return;
+            }
             continue;
         } else {
             uint64_t left = r->len - s->pos;

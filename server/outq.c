@@ -107,10 +107,13 @@ static int reserve(cel_outq *q, size_t extra)
     return 0;
 }
 
+/* Commits N bytes at the end of C's used bytes, copying them from SRC first
+ * unless SRC is NULL (they were read there already). */
 static void append(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_t n)
 {
     char *dst = c->data + c->used;
-    memcpy(dst, src, n);
+    if (src)
+        memcpy(dst, src, n);
     c->used += n;
     q->pending += n;
     struct cel_outq_seg *last = q->seg_count ? seg_at(q, q->seg_count - 1) : NULL;
@@ -127,10 +130,22 @@ static void append(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_
     }
 }
 
-int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
+static void give_back(cel_outq *q, struct cel_outq_chunk *first)
 {
-    if (n == 0)
-        return 0;
+    while (first) {
+        struct cel_outq_chunk *next = first->next;
+        cel_pool_release(q->pool, first);
+        first = next;
+    }
+}
+
+/* Takes every chunk that N more bytes need behind the tail, and the ring
+ * room for their segments, before anything is written: a failure must leave
+ * the queue as it was, or the peer would see a torn frame. The new chunks
+ * are returned unlinked (*FIRST, NULL when the tail chunk has room enough);
+ * link() then adds them. */
+static int take(cel_outq *q, size_t n, struct cel_outq_chunk **first)
+{
     struct cel_outq_chunk *c = q->chunk_tail;
     size_t room = c ? CHUNK_ROOM - c->used : 0;
     size_t fresh = 0;
@@ -138,20 +153,15 @@ int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
         size_t rest = n - room;
         fresh = rest / CHUNK_ROOM + (rest % CHUNK_ROOM != 0);
     }
+    *first = NULL;
     if (reserve(q, fresh + 1) != 0)
         return CEL_ENOMEM;
-
-    /* Take every chunk before copying anything: a failure must leave the queue
-     * as it was, or the peer would see a torn frame. */
-    struct cel_outq_chunk *first = NULL, *last = NULL;
+    struct cel_outq_chunk *last = NULL;
     for (size_t i = 0; i < fresh; i++) {
         struct cel_outq_chunk *nc = cel_pool_alloc(q->pool, CEL_OUTQ_CHUNK);
         if (!nc) {
-            while (first) {
-                struct cel_outq_chunk *next = first->next;
-                cel_pool_release(q->pool, first);
-                first = next;
-            }
+            give_back(q, *first);
+            *first = NULL;
             return CEL_ENOMEM;
         }
         nc->next = NULL;
@@ -159,29 +169,126 @@ int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
         if (last)
             last->next = nc;
         else
-            first = nc;
+            *first = nc;
         last = nc;
     }
+    return 0;
+}
+
+/* Links the chunks take() gave; returns the chunk the bytes start in. */
+static struct cel_outq_chunk *link(cel_outq *q, struct cel_outq_chunk *first)
+{
+    struct cel_outq_chunk *c = q->chunk_tail;
     if (first) {
         if (c)
             c->next = first;
         else
             q->chunk_head = first;
+        struct cel_outq_chunk *last = first;
+        while (last->next)
+            last = last->next;
         q->chunk_tail = last;
     }
-    if (!room)
-        c = first;
+    return c && c->used < CHUNK_ROOM ? c : first;
+}
 
-    const char *src = p;
+/* Commits N bytes from chunk C on (copied from SRC, or already in place when
+ * SRC is NULL). */
+static void commit(cel_outq *q, struct cel_outq_chunk *c, const char *src, size_t n)
+{
     while (n) {
-        size_t take = CHUNK_ROOM - c->used;
-        if (take > n)
-            take = n;
-        append(q, c, src, take);
-        src += take;
-        n -= take;
+        size_t take_n = CHUNK_ROOM - c->used;
+        if (take_n > n)
+            take_n = n;
+        append(q, c, src, take_n);
+        if (src)
+            src += take_n;
+        n -= take_n;
         c = c->next;
     }
+}
+
+int cel_outq_copy_slow(cel_outq *q, const void *p, size_t n)
+{
+    if (n == 0)
+        return 0;
+    struct cel_outq_chunk *first;
+    if (take(q, n, &first) != 0)
+        return CEL_ENOMEM;
+    commit(q, link(q, first), p, n);
+    return 0;
+}
+
+int cel_outq_copy_read(cel_outq *q, const void *head, size_t nh, int fd, off_t off, size_t n)
+{
+    struct cel_outq_chunk *first;
+    if (nh + n == 0)
+        return 0;
+    if (nh + n < nh || take(q, nh + n, &first) != 0)
+        return CEL_ENOMEM;
+    struct cel_outq_chunk *tail = q->chunk_tail;
+    struct cel_outq_chunk *c = tail && tail->used < CHUNK_ROOM ? tail : first;
+    if (tail && c == tail)
+        tail->next = first; /* walked below; undone on failure */
+    /* The head bytes, then iovecs over the room behind them for the read. */
+    size_t at = c->used, h = 0;
+    struct cel_outq_chunk *rc = c;
+    while (h < nh) {
+        size_t k = CHUNK_ROOM - at < nh - h ? CHUNK_ROOM - at : nh - h;
+        memcpy(rc->data + at, (const char *)head + h, k);
+        h += k;
+        at += k;
+        if (at == CHUNK_ROOM) {
+            rc = rc->next;
+            at = 0;
+        }
+    }
+    size_t got = 0;
+    while (got < n) {
+        struct iovec iov[IOV_BATCH];
+        int cnt = 0;
+        size_t want = 0;
+        struct cel_outq_chunk *ic = rc;
+        size_t iat = at;
+        while (ic && cnt < IOV_BATCH && got + want < n) {
+            size_t k = CHUNK_ROOM - iat;
+            if (k > n - got - want)
+                k = n - got - want;
+            iov[cnt].iov_base = ic->data + iat;
+            iov[cnt].iov_len = k;
+            cnt++;
+            want += k;
+            iat += k;
+            if (iat == CHUNK_ROOM) {
+                ic = ic->next;
+                iat = 0;
+            }
+        }
+        ssize_t r = preadv(fd, iov, cnt, off + (off_t)got);
+        if (r < 0 && errno == EINTR)
+            continue;
+        if (r <= 0) {
+            if (r == 0)
+                errno = EIO; /* the file ended before OFF + N */
+            if (tail)
+                tail->next = NULL;
+            give_back(q, first);
+            return CEL_EIO;
+        }
+        got += (size_t)r;
+        while ((size_t)r) {
+            size_t k = CHUNK_ROOM - at < (size_t)r ? CHUNK_ROOM - at : (size_t)r;
+            at += k;
+            r -= (ssize_t)k;
+            if (at == CHUNK_ROOM) {
+                rc = rc->next;
+                at = 0;
+            }
+        }
+    }
+    if (tail)
+        tail->next = NULL;
+    commit(q, link(q, first), NULL, nh + n);
     return 0;
 }
 

@@ -143,6 +143,14 @@ static inline int cel_outq_can_sendfile(const cel_outq *q)
  * promised cannot be sent, so the connection must end. */
 int cel_outq_file(cel_outq *q, int fd, off_t off, size_t n, cel_outq_release_fn release, void *arg);
 
+/* Copies the NH bytes at HEAD (a frame header), then reads N bytes of file FD
+ * from OFF behind them (preadv straight into the queue's chunks), for a sink
+ * that takes no file ranges or where one copy costs less than two syscalls a
+ * frame. All or nothing: 0, CEL_ENOMEM, or CEL_EIO when the file gave fewer
+ * than N bytes (it ended early, or the read failed: errno kept); on failure
+ * the queue is as it was. */
+int cel_outq_copy_read(cel_outq *q, const void *head, size_t nh, int fd, off_t off, size_t n);
+
 /*
  * Writes as much as the sink takes, in writev calls of at most IOV_MAX entries,
  * until the queue is empty or the sink would block. Returns 0 when the queue is

@@ -648,6 +648,64 @@ static void test_file_ranges(void **state)
     close(sv[1]);
 }
 
+/* A header and a file range read into the chunks behind it: in order, over
+ * chunk boundaries (from an empty queue, a partly filled chunk and an exactly
+ * full one), beside copies; a file shorter than the range leaves the queue as
+ * it was (no torn frame) with CEL_EIO. */
+static void test_copy_read(void **state)
+{
+    struct fx *f = *state;
+    FILE *tf = tmpfile();
+    assert_non_null(tf);
+    enum { FILE_LEN = 100000 };
+    unsigned char *content = malloc(FILE_LEN);
+    for (size_t i = 0; i < FILE_LEN; i++)
+        content[i] = (unsigned char)(i * 13 + 5);
+    assert_int_equal(fwrite(content, 1, FILE_LEN, tf), FILE_LEN);
+    fflush(tf);
+    int fd = fileno(tf);
+    size_t room = CEL_OUTQ_CHUNK_ROOM;
+    /* (bytes copied first, file offset, length): a frame from nothing, one
+     * behind a partly filled chunk, one whose header ends the chunk exactly,
+     * one after an exactly full chunk, an empty range */
+    const size_t cases[][3] = {
+        {0, 0, 16384}, {100, 7, 16384}, {room - 9, 500, 40000}, {room, 3, 20}, {5, 9, 0}};
+    for (size_t k = 0; k < sizeof(cases) / sizeof(cases[0]); k++) {
+        size_t pre = cases[k][0], off = cases[k][1], n = cases[k][2];
+        unsigned char *lead = malloc(pre + 1);
+        memset(lead, 'p', pre);
+        sink_init(&f->s, NULL, 0, ACT_ALL);
+        if (pre)
+            assert_int_equal(cel_outq_copy(&f->q, lead, pre), 0);
+        assert_int_equal(cel_outq_copy_read(&f->q, "123456789", 9, fd, (off_t)off, n), 0);
+        assert_int_equal(cel_outq_copy(&f->q, "T", 1), 0);
+        assert_int_equal(cel_outq_pending(&f->q), pre + 9 + n + 1);
+        /* nothing read lies outside the range: a failed read right after
+         * must not disturb what is queued */
+        assert_int_equal(cel_outq_copy_read(&f->q, "XXXXXXXXX", 9, fd, FILE_LEN - 10, 100),
+                         CEL_EIO);
+        assert_int_equal(cel_outq_pending(&f->q), pre + 9 + n + 1);
+        assert_int_equal(FLUSH(f), 0);
+        assert_int_equal(f->s.len, pre + 9 + n + 1);
+        assert_memory_equal(f->s.out, lead, pre);
+        assert_memory_equal(f->s.out + pre, "123456789", 9);
+        assert_memory_equal(f->s.out + pre + 9, content + off, n);
+        assert_memory_equal(f->s.out + pre + 9 + n, "T", 1);
+        free(f->s.out);
+        f->s.out = NULL;
+        free(lead);
+    }
+    /* failure on an empty queue leaves it empty, and a bad descriptor fails too */
+    assert_int_equal(cel_outq_copy_read(&f->q, "h", 1, fd, FILE_LEN - 1, 2), CEL_EIO);
+    assert_int_equal(cel_outq_copy_read(&f->q, "h", 1, -1, 0, 2), CEL_EIO);
+    assert_int_equal(cel_outq_pending(&f->q), 0);
+    sink_init(&f->s, NULL, 0, ACT_ALL);
+    assert_int_equal(FLUSH(f), 0);
+    assert_int_equal(f->s.len, 0);
+    free(content);
+    fclose(tf);
+}
+
 int main(void)
 {
     cmocka_set_message_output(CM_OUTPUT_TAP);
@@ -662,6 +720,7 @@ int main(void)
         cmocka_unit_test_setup_teardown(test_big_copy, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_many_segments, fx_setup, fx_teardown),
         cmocka_unit_test_setup_teardown(test_file_ranges, fx_setup, fx_teardown),
+        cmocka_unit_test_setup_teardown(test_copy_read, fx_setup, fx_teardown),
         cmocka_unit_test(test_property),
         cmocka_unit_test(test_copy_and_compare_small),
         cmocka_unit_test_setup_teardown(test_steady_pool, fx_setup, fx_teardown),

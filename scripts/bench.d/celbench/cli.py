@@ -32,7 +32,8 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
        scripts/bench --ramp [...]       add clients stepwise: max req/s, p95 knee
        scripts/bench --scaling [...]    1, 2, 4 ... N/2 workers: req/s, efficiency per core
        scripts/bench --files [...]      static files from a directory: small files, 304,
-                                        16 x 1 GiB downloads (celbench/files.py)'''
+                                        16 x 1 GiB downloads (celbench/files.py)
+       scripts/bench --files --downloads --repeat 2   the downloads alone, medians'''
 EPILOG = '''Servers: celerisd (build-bench, conf/bench.yaml), nginx, h2o (file.file +
 mruby for params), h2o-mruby (all routes mruby), nghttpd (files). All get their
 own configs in a temp dir (scripts/bench.d/*.in); nothing touches /etc or
@@ -178,6 +179,9 @@ def parse_args(argv):
     ap.add_argument('--files', action='store_true',
                     help='static files from a directory (celerisd dir:, h2o file.dir, nginx root, '
                          'nghttpd -d): small files, 304, callgrind, 16 x 1 GiB downloads')
+    ap.add_argument('--downloads', action='store_true',
+                    help='with --files: only the 16 x 1 GiB downloads, in --repeat interleaved '
+                         'rounds (medians)')
     opts = ap.parse_args(argv)
 
     modes = [m for m in ('callgrind', 'idle_conns', 'ramp', 'inproc', 'via', 'scaling',
@@ -190,6 +194,8 @@ def parse_args(argv):
     if opts.relay_delay is not None and opts.relay_delay < 0:
         ap.error('--relay-delay needs MS >= 0')
     opts.mode = modes[0] if modes else 'throughput'
+    if opts.downloads and opts.mode != 'files':
+        ap.error('--downloads goes with --files')
     protos = [p.strip() for p in opts.proto.split(',') if p.strip()]
     for p in protos:
         if p not in PROTOS:

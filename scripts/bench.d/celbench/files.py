@@ -233,43 +233,64 @@ def rss_sampler(srv, stop, peak):
         time.sleep(0.05)
 
 
-def big_runs(opts, ctx, root, names):
+def big_once(srv, name, proto):
+    """One run of BIG_PARALLEL downloads: (seconds, MB/s, server CPU s, RSS before, peak RSS)."""
+    url = srv.url(f'/f/{BIG_NAME}') if proto == 'h2c' else srv.url_h1(f'/f/{BIG_NAME}')
+    extra = ['--h1'] if proto == 'http1' else []
+    rss0 = srv.rss_kib()
+    stop, peak = threading.Event(), [rss0]
+    th = threading.Thread(target=rss_sampler, args=(srv, stop, peak))
+    th.start()
+    cpu0 = srv.cpu_seconds()
+    try:
+        res = h2load(url, srv.client_cpus, len(cpu_list(srv.client_cpus)), BIG_PARALLEL, 1,
+                     f'{name} {BIG_NAME} {proto}', n=BIG_PARALLEL, expect_n=BIG_PARALLEL,
+                     extra=extra)
+    finally:
+        stop.set()
+        th.join()
+    cpu = srv.cpu_seconds() - cpu0
+    srv.check_alive(f'during {name} {BIG_NAME} {proto}')
+    return res['wall'], BIG_PARALLEL * BIG_SIZE / res['wall'] / 1e6, cpu, rss0, peak[0]
+
+
+def big_runs(opts, ctx, root, names, rounds=1):
+    """ROUNDS interleaved rounds (every server, then again); medians per server
+    and protocol, with the spread of MB/s when more than one round."""
     make_big(root)
-    rows = []
+    servers = {}
     for name in names:
         srv = FileServer(name, ctx, root, cpus=opts.server_cpus, workers=opts.workers).start()
+        srv.client_cpus = opts.client_cpus
         ctx.servers.append(srv)
         p = curl(['--http2-prior-knowledge', '-o', '/dev/null', '-w', '%{size_download}',
                   srv.url(f'/f/{BIG_NAME}')])
         if p.stdout.decode() != str(BIG_SIZE):
             raise BenchError(f'{name}: GET /f/{BIG_NAME} gave {p.stdout!r} octets '
                              f'{p.stderr.decode().strip()}')
+        servers[name] = srv
+    runs = {}
+    for rnd in range(1, rounds + 1):
         for proto in ('h2c', 'http1'):
-            if proto == 'http1' and name == 'nghttpd':
-                continue
-            url = srv.url(f'/f/{BIG_NAME}') if proto == 'h2c' else srv.url_h1(f'/f/{BIG_NAME}')
-            extra = ['--h1'] if proto == 'http1' else []
-            rss0 = srv.rss_kib()
-            stop, peak = threading.Event(), [rss0]
-            th = threading.Thread(target=rss_sampler, args=(srv, stop, peak))
-            th.start()
-            cpu0 = srv.cpu_seconds()
-            try:
-                res = h2load(url, opts.client_cpus, len(cpu_list(opts.client_cpus)), BIG_PARALLEL,
-                             1, f'{name} {BIG_NAME} {proto}', n=BIG_PARALLEL,
-                             expect_n=BIG_PARALLEL, extra=extra)
-            finally:
-                stop.set()
-                th.join()
-            cpu = srv.cpu_seconds() - cpu0
-            mbs = BIG_PARALLEL * BIG_SIZE / res['wall'] / 1e6
-            say(f'  {name:<9} {proto:<6} {BIG_PARALLEL} x 1 GiB in {res["wall"]:6.2f} s  '
-                f'{mbs:8,.0f} MB/s  server CPU {cpu:6.2f} s  RSS {rss0:,} -> peak {peak[0]:,} KiB')
-            rows.append([proto, name, f'{res["wall"]:.2f}', f'{mbs:,.0f}', f'{cpu:.2f}',
-                         f'{rss0:,}', f'{peak[0]:,}'])
+            for name, srv in servers.items():
+                if proto == 'http1' and name == 'nghttpd':
+                    continue
+                r = big_once(srv, name, proto)
+                say(f'  {name:<9} {proto:<6} #{rnd} {BIG_PARALLEL} x 1 GiB in {r[0]:6.2f} s  '
+                    f'{r[1]:8,.0f} MB/s  server CPU {r[2]:6.2f} s  RSS {r[3]:,} -> peak '
+                    f'{r[4]:,} KiB')
+                runs.setdefault((proto, name), []).append(r)
+    for srv in servers.values():
         srv.stop()
-    return md_table(['protocol', 'server', 'seconds', 'MB/s', 'server CPU s', 'RSS KiB before',
-                     'peak RSS KiB'], rows, ['l', 'l'] + ['r'] * 5)
+    rows = []
+    for (proto, name), rs in runs.items():
+        mbs = [r[1] for r in rs]
+        spread = f'{min(mbs):,.0f}–{max(mbs):,.0f}' if len(rs) > 1 else ''
+        rows.append([proto, name, f'{median([r[0] for r in rs]):.2f}', f'{median(mbs):,.0f}',
+                     spread, f'{median([r[2] for r in rs]):.2f}',
+                     f'{median([r[3] for r in rs]):,.0f}', f'{max(r[4] for r in rs):,}'])
+    return md_table(['protocol', 'server', 'seconds', 'MB/s', 'min–max', 'server CPU s',
+                     'RSS KiB before', 'peak RSS KiB'], rows, ['l', 'l'] + ['r'] * 6)
 
 
 def mode_files(opts, ctx, routes, names):
@@ -282,6 +303,19 @@ def mode_files(opts, ctx, routes, names):
         f'{", ".join(names)} on CPU {opts.server_cpus}, h2load -t {threads} -c '
         f'{opts.connections} -m {opts.streams} -D {opts.duration:g}s on CPU {opts.client_cpus}, '
         f'{opts.repeat} round(s)')
+    if opts.downloads:
+        say(f'--files --downloads: {BIG_PARALLEL} parallel downloads of a sparse 1 GiB file '
+            f'(h2load -n {BIG_PARALLEL} -c {BIG_PARALLEL} -m 1; --h1 for HTTP/1.1), servers '
+            f'{", ".join(names)} on CPU {opts.server_cpus}, h2load on CPU {opts.client_cpus}, '
+            f'{opts.repeat} round(s)')
+        big = big_runs(opts, ctx, root, names, opts.repeat)
+        say('\n' + '\n'.join(big))
+        lines = header_lines(opts, 'Large static files (--files --downloads)')
+        lines += [f'## {BIG_PARALLEL} × 1 GiB (sparse) in parallel, median of {opts.repeat}', '']
+        lines += big + ['', 'peak RSS: VmRSS of the process tree sampled every 50 ms during '
+                        'the runs (the highest of them).', '']
+        say(f'\nwrote {write_md(opts, ctx.stamp, "-downloads", lines)}')
+        return
     small = small_runs(opts, ctx, root, names, threads)
     say('\n' + '\n'.join(small))
     say(f'\n== callgrind: h2load -n {opts.requests} -c 4 -m 10 per file, minus an idle start+stop')
