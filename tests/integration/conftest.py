@@ -46,3 +46,14 @@ def module_celerisd(tmp_path_factory):
     problems = factory.teardown()
     if problems:
         pytest.fail("\n".join(problems))
+
+
+@pytest.fixture(scope="module")
+def factory(tmp_path_factory, request):
+    """Factory shared by a test file's tests: daemons started through it live
+    until the file's last test (its module-scoped `srv` fixtures use it)."""
+    f = ServerFactory(tmp_path_factory.mktemp(request.module.__name__.rsplit(".", 1)[-1]))
+    yield f
+    problems = f.teardown()
+    if problems:
+        pytest.fail("\n".join(problems))

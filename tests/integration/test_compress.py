@@ -14,7 +14,7 @@ import brotli
 import pytest
 import zstandard
 
-from support import BINARY, ServerFactory, run_celerisd
+from support import BINARY, run_celerisd
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -59,15 +59,6 @@ routes:
     methods: [POST]
     module: {{ name: echo }}
 """
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("compress"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")

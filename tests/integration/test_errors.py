@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from support import ServerFactory, build_module, run_celerisd
+from support import build_module, run_celerisd
 
 # Answers with the status its query names (?500), whole; ?stream streams a 500.
 MOD_SRC = r"""
@@ -45,15 +45,6 @@ CELERIS_MODULE(status) = {
 };
 /* clang-format on */
 """
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("errors"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")

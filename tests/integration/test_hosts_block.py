@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support import ServerFactory, run_celerisd, write_atomic
+from support import run_celerisd, write_atomic
 
 CONFIG = """workers: 1
 listen:
@@ -76,15 +76,6 @@ routes:
   - path: /top-only
     static: { body: "top only" }
 """
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("hosts_block"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ import time
 
 import pytest
 
-from support import BINARY, ServerFactory, run_celerisd
+from support import BINARY, run_celerisd
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -39,15 +39,6 @@ routes:
     middleware: [ {{ headers: {{ add: {{ x-late: yes }} }} }} ]
     module: {{ name: delay, config: {{ ms: 5, mode: loop }} }}
 """
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("middleware"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")
@@ -316,7 +307,7 @@ def test_request_id_in_access_log(rid):
         time.sleep(0.05)
     assert f"200 /a {sent} -" in lines, lines
     assert f"200 /a {sent_h1} -" in lines, lines
-    assert any(line.startswith(f"400 ") and refused[0] in line for line in lines), lines
+    assert any(line.startswith("400 ") and refused[0] in line for line in lines), lines
 
 
 # ---- cors ----

@@ -8,7 +8,6 @@ rule and the field-name rules (calls refused with the codes of
 celeris/module.h); config errors with file:line:column; a reload and a swap
 of the .so; and a reload changing the list under h2load with 0 failures."""
 
-import pathlib
 import re
 import signal
 import socket
@@ -18,7 +17,7 @@ import time
 
 import pytest
 
-from support import ServerFactory, build_module, run_celerisd, write_atomic
+from support import build_module, run_celerisd, write_atomic
 
 KIT_SRC = r"""
 #include <stdio.h>
@@ -212,15 +211,6 @@ middleware:
       - headers: {{ set: {{ x-over: late }} }}
     static: {{ body: late }}
 """
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("module_mw"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")

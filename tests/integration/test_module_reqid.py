@@ -12,7 +12,7 @@ import socket
 
 import pytest
 
-from support import ServerFactory, build_module
+from support import build_module
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 # 128 bits: 21 characters of 6 bits and one of 2
@@ -106,15 +106,6 @@ def mods(tmp_path_factory):
     (d / "ridkit.c").write_text(KIT_SRC)
     build_module(d / "ridkit.c", d / "ridkit.so")
     return d
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("module_reqid"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")

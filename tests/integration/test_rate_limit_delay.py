@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from support import TIME_SCALE, ServerFactory, run_celerisd
+from support import TIME_SCALE, run_celerisd
 
 CONFIG = """workers: 1
 routes:
@@ -32,15 +32,6 @@ routes:
 INTERVAL = 0.1  # rate 10/s
 GAP = 0.06      # the least spacing accepted between two answers 100 ms apart
 WAIT = 10 * TIME_SCALE
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("ratedelay"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")

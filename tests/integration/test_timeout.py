@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import ServerFactory, build_module, run_celerisd
+from support import build_module, run_celerisd
 
 SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
 
@@ -65,15 +65,6 @@ CELERIS_MODULE(hang) = {
 };
 /* clang-format on */
 """
-
-
-@pytest.fixture(scope="module")
-def factory(tmp_path_factory):
-    f = ServerFactory(tmp_path_factory.mktemp("timeout"))
-    yield f
-    problems = f.teardown()
-    if problems:
-        pytest.fail("\n".join(problems))
 
 
 @pytest.fixture(scope="module")
