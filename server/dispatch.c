@@ -174,7 +174,8 @@ routed(const cel_config *cfg, cel_exchange *x, cel_route_match *m, int rc, cel_r
         x->mw = route ? route->mw : CEL_UNLIKELY(cfg->by_conn) ? x->mw : cfg->mw;
     }
     int out;
-    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_REQUEST) &&
+    /* no member has work for the method (a method with no bit runs the loop) */
+    if (CEL_UNLIKELY(x->mw != NULL) && !(x->mw->request_skip & x->req->method_bit) &&
         request_phase(x, m, rc, route, 0, res, &out))
         return out;
     return handled(x, m, rc, route, res);

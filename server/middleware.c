@@ -3,6 +3,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "router.h"
+
 /* Names differ in length or first octet far more often than not: those two
  * tests spare most memcmp calls. */
 static inline int same(const cel_field *f, cel_str name)
@@ -57,16 +59,20 @@ void cel_fields_remove(cel_fields *f, cel_str name)
 cel_mw_chain *cel_mw_chain_new(size_t n, int owns)
 {
     cel_mw_chain *c = calloc(1, sizeof(*c) + n * sizeof(c->v[0]));
-    if (c)
+    if (c) {
         c->owns = owns;
+        c->request_skip = CEL_M_ALL;
+    }
     return c;
 }
 
 void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m)
 {
     c->v[c->n++] = m;
-    if (m->ops->request)
+    if (m->ops->request) {
         c->phases |= CEL_MW_REQUEST;
+        c->request_skip &= ~(m->ops->request_methods ? m->ops->request_methods : CEL_M_ALL);
+    }
     if (m->ops->head)
         c->phases |= CEL_MW_HEAD;
 }

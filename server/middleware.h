@@ -97,6 +97,11 @@ typedef struct cel_mw_ops {
      * 0 or CEL_ENOMEM. NULL: none. */
     int (*prepare)(cel_mw *m, const cel_response *res);
     unsigned flags; /* CEL_MW_ONE */
+    /* The CEL_M_* bits (router.h) of the methods whose requests REQUEST has
+     * work for; 0: every method. A chain whose members all leave a method
+     * out skips its request phase for that method (a CORS preflight is an
+     * OPTIONS: the phase's loop and calls cost the other methods nothing). */
+    unsigned request_methods;
 } cel_mw_ops;
 
 /* cel_mw_ops.flags: one per chain. A route's own member replaces the global
@@ -144,6 +149,10 @@ typedef struct cel_body_filter {
 typedef struct cel_mw_chain {
     size_t n;
     unsigned phases;
+    /* The CEL_M_* bits of the methods no member's request phase has work
+     * for (cel_mw_ops.request_methods): dispatch skips the phase for them. A
+     * method with no bit (0) always runs it. */
+    unsigned request_skip;
     int owns;
     cel_mw *v[];
 } cel_mw_chain;

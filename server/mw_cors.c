@@ -125,7 +125,8 @@ static void destroy(cel_mw *m)
     free(c);
 }
 
-static const cel_mw_ops ops = {.request = request, .head = head, .destroy = destroy};
+static const cel_mw_ops ops = {
+    .request = request, .head = head, .destroy = destroy, .request_methods = CEL_M_OPTIONS};
 
 /* Copies N strings of V to *AT (advanced), into OUT. */
 static void copy_list(char **at, const cel_str *v, size_t n, cel_str *out)

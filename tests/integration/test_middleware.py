@@ -334,6 +334,11 @@ routes:
     methods: [GET]
     middleware: [ { cors: { origins: "*", headers: "*" } } ]
     static: { body: "g" }
+  - path: /guarded
+    middleware:
+      - cors: { origins: "*" }
+      - access: { allow: [203.0.113.0/24], deny: [all] }
+    static: { body: "guarded" }
 """)
 
 
@@ -376,6 +381,22 @@ def test_cors_preflight_refused(cors, change):
         assert r.status == 403
         assert r.header("access-control-allow-origin") is None
         assert r.header("access-control-allow-methods") is None
+
+
+def test_cors_skips_only_its_own_request_phase(cors):
+    """cors' request phase has work for OPTIONS alone, so dispatch skips it
+    for other methods; a later member's request phase still runs for every
+    method (one with no method bit included), and a preflight is still
+    answered by cors before it."""
+    with cors.client() as c:
+        for method in ("GET", "POST", "PROPFIND"):
+            r = c.request(method, "/guarded", headers=[("origin", "https://x.test")])
+            assert r.status == 403, (method, r)
+            assert r.header("access-control-allow-origin") == "*"
+        r = c.request("OPTIONS", "/guarded", headers=[
+            ("origin", "https://x.test"), ("access-control-request-method", "GET")])
+        assert r.status == 204, r
+        assert r.header("access-control-allow-origin") == "*"
 
 
 def test_cors_preflight_on_a_get_only_route(cors):

@@ -1,7 +1,8 @@
 /*
  * Middleware chains and response field lists (server/middleware.c): set,
  * add and remove against hand-written expectations, order kept, capacity
- * honoured; chains joined global-then-own with their phases noted; the one
+ * honoured; chains joined global-then-own with their phases noted (and the
+ * methods no member's request phase has work for, which dispatch skips); the one
  * list of field owners (cel_http_field_owner) the config and front ends ask.
  */
 #include <stdarg.h>
@@ -117,6 +118,25 @@ static void test_chains(void **state)
     assert_int_equal(destroyed, 3);
 }
 
+static void test_request_skip(void **state)
+{
+    (void)state;
+    static const cel_mw_ops options_ops = {.request = req_fn, .request_methods = CEL_M_OPTIONS};
+    static const cel_mw_ops any_ops = {.request = req_fn};
+    static const cel_mw_ops head_ops = {.head = head_fn};
+    cel_mw o = {&options_ops, "o"}, a = {&any_ops, "a"}, h = {&head_ops, "h"};
+    cel_mw_chain *c = cel_mw_chain_new(3, 0);
+    assert_non_null(c);
+    assert_int_equal(c->request_skip, CEL_M_ALL); /* no request phase: skipped */
+    cel_mw_chain_push(c, &h);
+    assert_int_equal(c->request_skip, CEL_M_ALL);
+    cel_mw_chain_push(c, &o);
+    assert_int_equal(c->request_skip, CEL_M_ALL & ~CEL_M_OPTIONS);
+    cel_mw_chain_push(c, &a); /* every method */
+    assert_int_equal(c->request_skip, 0);
+    cel_mw_chain_free(c);
+}
+
 static void test_field_owner(void **state)
 {
     (void)state;
@@ -138,6 +158,7 @@ int main(void)
     const struct CMUnitTest tests[] = {
         cmocka_unit_test(test_fields),
         cmocka_unit_test(test_chains),
+        cmocka_unit_test(test_request_skip),
         cmocka_unit_test(test_field_owner),
     };
     cmocka_set_message_output(CM_OUTPUT_TAP);
