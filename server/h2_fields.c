@@ -329,9 +329,11 @@ int cel_h2_fields_request_end(cel_h2_fields *f)
         f->content_length = -1; /* a tunnel's length is not the request's */
         return 0;
     }
-    /* 8.3.1: :method, :scheme and :path, and a host to talk to */
+    /* 8.3.1: :method, :scheme and :path. Neither :authority nor host is
+     * required (only HTTP/1.1 requires Host): such a request goes to the
+     * default host, as RFC 9112 3.3 lets a server do with an empty authority. */
     uint32_t need = CEL_HF_METHOD | CEL_HF_SCHEME | CEL_HF_PATH;
-    if ((s & need) != need || !(s & (CEL_HF_AUTHORITY | CEL_HF_HOST)))
+    if ((s & need) != need)
         return -1;
     /* 8.3.1: for http and https, :path is an absolute path, or "*" for OPTIONS */
     if ((s & CEL_HF_HTTP) && !(s & CEL_HF_SLASH) &&

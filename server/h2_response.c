@@ -23,7 +23,8 @@
 
 /* After an early answer the rest of the request body is read and dropped, so
  * that clients which treat any RST_STREAM as failure still see the answer; past
- * this many bytes (and at least 1 MiB) the stream is reset with NO_ERROR. */
+ * this many times the request's body limit (the route's when it has one; at
+ * least 1 MiB) the stream is reset with NO_ERROR. */
 #define DISCARD_FACTOR 4
 #define DISCARD_MIN (1u << 20)
 
@@ -460,7 +461,9 @@ int cel_h2_respond_early(cel_h2 *h, stream *st, int status)
 
 void cel_h2_maybe_reset(cel_h2 *h, stream *st)
 {
-    size_t budget = h->limits.max_request_body * DISCARD_FACTOR;
+    /* the limit the request was held to: its route's, once it was routed */
+    size_t limit = st->route_rc ? st->body_limit : h->limits.max_request_body;
+    size_t budget = limit * DISCARD_FACTOR;
     if (budget < DISCARD_MIN)
         budget = DISCARD_MIN;
     if ((st->flags & (ST_SENT | ST_RESET)) != ST_SENT || st->discarded <= budget)

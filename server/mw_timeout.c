@@ -32,13 +32,6 @@ typedef struct mw_timeout {
     tworker *w[MAX_WORKERS];
 } mw_timeout;
 
-static uint64_t now_us(void)
-{
-    struct timespec ts;
-    clock_gettime(CLOCK_MONOTONIC, &ts);
-    return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
-}
-
 static void arm(tworker *w, uint64_t deadline, uint64_t now)
 {
     uint64_t in = deadline > now ? deadline - now : 0;
@@ -80,7 +73,15 @@ static void fire(evutil_socket_t fd, short what, void *arg)
     tworker *w = arg;
     (void)fd, (void)what;
     w->armed = 0;
-    uint64_t now = now_us();
+    if (!w->head)
+        return;
+    /* The worker's clocks move on as on a connection event: the 504 carries
+     * this moment's date, and the access log the time the request waited. */
+    cel_env *env = w->head->x->env;
+    event_base_gettimeofday_cached(env->base, &env->now);
+    env->now_us = cel_clock_us();
+    cel_env_tick(env, env->now.tv_sec);
+    uint64_t now = env->now_us;
     /* libevent may wake a little early: what is due within 1 ms goes now */
     while (w->head && w->head->deadline_us <= now + 1000) {
         struct cel_timer_entry *e = w->head;

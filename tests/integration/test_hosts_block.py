@@ -77,6 +77,13 @@ routes:
     static: { body: "top only" }
 """
 
+# No hosts: at all.
+PLAIN = """workers: 1
+routes:
+  - path: /
+    static: { body: "plain root" }
+"""
+
 
 @pytest.fixture(scope="module")
 def srv(factory):
@@ -86,6 +93,11 @@ def srv(factory):
 @pytest.fixture(scope="module")
 def nodefault(factory):
     return factory(NO_DEFAULT)
+
+
+@pytest.fixture(scope="module")
+def plain(factory):
+    return factory(PLAIN)
 
 
 def raw_h1(port, head):
@@ -167,9 +179,21 @@ def test_405_in_a_block(srv, get):
 
 
 def test_no_host_gets_the_default(srv):
-    # (HTTP/1.1 without Host is a 400, HTTP/2 without :authority and host a reset)
+    # (HTTP/1.1 without Host is a 400: RFC 9112 3.2 requires it there only)
     st, _, body = raw_h1(srv.port, "GET / HTTP/1.0\r\n")
     assert (st, body) == (200, b"default root")
+
+
+def test_h2_without_authority_or_host_is_served(srv, nodefault, plain):
+    """RFC 9113 8.3.1 makes neither :authority nor host mandatory: such a
+    request names no host and is answered, not reset, by `default`, the top
+    level's routes without it, or those of a file with no hosts: at all."""
+    assert h2_host_field(srv, "/", None)[::2] == (200, b"default root")
+    assert h2_host_field(srv, "/shared", None)[::2] == (200, b"shared")
+    assert h2_host_field(srv, "/only-a", None)[0] == 404
+    assert h2_host_field(nodefault, "/", None)[::2] == (200, b"top root")
+    assert h2_host_field(plain, "/", None)[::2] == (200, b"plain root")
+    assert h2_host_field(plain, "/", None, method="OPTIONS")[0] == 405
 
 
 @pytest.mark.parametrize("get", [h1, h2], ids=["h1", "h2c"])

@@ -374,6 +374,57 @@ routes:
         assert c.request("POST", "/up", body=b"a" * 10).body == b"ok"
 
 
+def keep_sending(c, sid, total, chunk=16384):
+    """Sends TOTAL more octets of DATA on SID (never ending it) as the windows
+    allow, after its 413: stops early if the stream is reset. Then waits two
+    PING round trips, so a reset the server made for those octets has come.
+    Returns the octets sent."""
+    r = c.responses[sid]
+    sent = 0
+    deadline = time.monotonic() + 60
+    while sent < total and r.reset is None:
+        n = min(chunk, c.conn.local_flow_control_window(sid), total - sent)
+        if n <= 0:
+            c.pump(deadline)
+            continue
+        c.conn.send_data(sid, b"x" * n)
+        c._flush()
+        sent += n
+    for data in (b"discard1", b"discard2"):
+        c.conn.ping(data)
+        c._flush()
+        c.wait_for(lambda: any(isinstance(e, h2.events.PingAckReceived) and e.ping_data == data
+                               for e in c.events), what="PING ACK")
+    return sent
+
+
+@pytest.mark.parametrize("limits,route,budget", [
+    ("4m", "512k", 2 << 20),    # the route's 4 x 512k, not the limits' 16 MiB
+    ("64k", "1m", 4 << 20),     # the route's 4 x 1m, not the 1 MiB floor of 4 x 64k
+])
+def test_discard_budget_is_the_routes(celerisd, limits, route, budget):
+    """README (limits.max_request_body): after a 413 the rest of the body is
+    read and dropped, and the stream reset with NO_ERROR once more than 4x
+    the request's limit (its route's own here) has come."""
+    s = celerisd(f"""
+limits: {{ max_request_body: {limits} }}
+routes:
+  - path: /up
+    methods: [POST]
+    max_request_body: {route}
+    static: {{ body: "ok" }}
+""")
+    with s.client() as c:
+        sid = c.send_request("POST", "/up", [("content-length", str(64 << 20))], end_stream=False)
+        r = c.response(sid)  # answered at once from content-length
+        assert r.status == 413 and r.reset is None, r
+        sent = keep_sending(c, sid, budget - (256 << 10))
+        assert r.reset is None, f"reset after {sent} octets, under the budget {budget}"
+        keep_sending(c, sid, 512 << 10)
+        assert r.reset == h2.errors.ErrorCodes.NO_ERROR, r
+        assert c.get("/nothing").status == 404  # the connection serves on
+
+
 def test_concurrent_uploads_one_too_large(srv):
     with srv.client() as c:
         ok1 = c.send_request("POST", "/upload", CT, end_stream=False)

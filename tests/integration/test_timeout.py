@@ -86,6 +86,21 @@ routes:
 """)
 
 
+@pytest.fixture(scope="module")
+def logged(factory, srv):
+    """One worker, the access log in a file: (server, log path)."""
+    d = factory.dir
+    log = d / "access.log"
+    return factory(f"""workers: 1
+log: {{ access: {{ path: {log}, format: "%H %s %D %U" }} }}
+middleware:
+  - timeout: 300ms
+routes:
+  - path: /hang
+    module: {{ path: {d / "hang.so"} }}
+"""), log
+
+
 def closes(srv, what):
     return srv.stderr_text().count(f"hang: on_close {what}")
 
@@ -198,3 +213,28 @@ def test_config_errors(tmp_path, yaml, line, col, words):
     assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
     for w in words:
         assert w in p.stderr, p.stderr
+
+
+@pytest.mark.parametrize("proto", ["h2", "h1"])
+def test_504_logs_the_time_waited(logged, proto):
+    """The 504 is answered from the timer: the worker's clock is read there,
+    so the access log's duration (and the date) are the timer's, not those
+    of the last connection event before it (the request's read: 0 µs)."""
+    srv, log = logged
+    if proto == "h2":
+        with srv.client(timeout=10 * SCALE) as c:
+            assert c.get("/hang?never").status == 504
+    else:
+        assert h1(srv, "/hang?never")[0].startswith(b"HTTP/1.1 504")
+    deadline = time.monotonic() + 10 * SCALE
+    want = "HTTP/2.0" if proto == "h2" else "HTTP/1.1"
+    while True:
+        lines = log.read_text().splitlines() if log.exists() else []
+        if len(lines) >= 1 + (proto == "h1"):
+            break
+        assert time.monotonic() < deadline, lines
+        time.sleep(0.1)
+    protocol, status, us, path = lines[-1].split(" ")
+    assert (protocol, status, path) == (want, "504", "/hang"), lines
+    # the timer may fire up to 1 ms early (mw_timeout.c)
+    assert int(us) >= 299000, lines
