@@ -23,7 +23,7 @@ static const cel_vhost *vhost_of(const cel_config *cfg, cel_str a)
     if (n && a.p[0] == '[') {
         const char *end = memchr(a.p, ']', n);
         n = end ? (size_t)(end - a.p) + 1 : n;
-    } else {
+    } else if (n) { /* no authority: a NULL pointer, never given to memchr */
         const char *colon = memchr(a.p, ':', n);
         if (colon)
             n = (size_t)(colon - a.p);
