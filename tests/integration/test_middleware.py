@@ -4,14 +4,16 @@ answers they reach (handler, 404, 405, the server's own refusals, a module's
 late answer), reload, and config errors with file:line:column."""
 
 import pathlib
+import re
 import signal
 import socket
 import subprocess
+import threading
 import time
 
 import pytest
 
-from support import BINARY, run_celerisd
+from support import BINARY, run_celerisd, write_atomic
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -688,6 +690,62 @@ routes:
     assert counts["2xx"] + counts["4xx"] == 2000, counts
     assert abs(counts["2xx"] - 102) <= 5, counts
 
+
+
+RELOAD_LISTS = [
+    "middleware:\n  - headers: { set: { x-gen: one } }\n  - request_id: {}\n",
+    "middleware:\n  - cors: { origins: [\"https://a.example\"] }\n"
+    "  - headers: { set: { x-gen: two } }\n"
+    "  - rate_limit: { key: client_ip, rate: 1000000/s, burst: 1000000 }\n",
+]
+
+
+def test_reload_changes_the_list_under_load(factory):
+    """The issue's reload case: the middleware list swapped back and forth by
+    SIGHUP while h2load keeps 2 workers busy; no request fails, every answer
+    is a 2xx, and the last list written is the one serving."""
+    base = "workers: 2\nroutes:\n  - path: /m\n    static: { body: m }\n"
+    srv = factory(RELOAD_LISTS[0] + base)
+    texts = [srv.config_path.read_text()]  # with the listen line the factory put in
+    texts.append(texts[0].replace(RELOAD_LISTS[0], RELOAD_LISTS[1]))
+    assert texts[1] != texts[0]
+    stop = threading.Event()
+    count = [0]
+
+    def hup():
+        while not stop.is_set():
+            count[0] += 1
+            write_atomic(srv.config_path, texts[count[0] % 2])
+            srv.send_signal(signal.SIGHUP)
+            stop.wait(0.2)
+
+    t = threading.Thread(target=hup)
+    t.start()
+    try:
+        p = subprocess.run(["h2load", "-D", "5", "-c", "8", "-m", "8", "-t", "1", srv.url("/m")],
+                           capture_output=True, text=True, timeout=60)
+    finally:
+        stop.set()
+        t.join()
+    out = p.stdout
+    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
+                  r"(\d+) failed, (\d+) errored", out)
+    assert m, out + p.stderr
+    done, ok, failed, errored = map(int, m.groups())
+    assert failed == 0 and errored == 0 and ok == done and ok > 500, out + srv.stderr_text()[-1500:]
+    assert re.search(r"status codes: \d+ 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
+    assert count[0] >= 10, count[0]
+    want = "one" if count[0] % 2 == 0 else "two"
+    deadline = time.monotonic() + 10
+    while True:
+        gen = srv.stderr_text().count("is serving")
+        with srv.client() as c:
+            r = c.get("/m")
+        if r.header("x-gen") == want or time.monotonic() > deadline:
+            break
+        time.sleep(0.05)
+    assert r.status == 200 and r.header("x-gen") == want, (gen, r.headers)
+    assert (r.header("x-request-id") is not None) == (want == "one"), r.headers
 
 @pytest.mark.parametrize("yaml,line,col,words", [
     ("middleware:\n  - rate_limit: {burst: 5}\n", 2, 17, ["rate_limit needs rate"]),
