@@ -158,6 +158,7 @@ void cel_h2_free(cel_h2 *h)
     while (h->streams)
         cel_h2_stream_free(h, h->streams);
     cel_h2_kept_free(h);
+    cel_h2_ra_drop(h);
     cel_pool_release(h->env->pool, h->slots);
     nghttp2_session_del(h->s);
     cel_pool_release(h->env->pool, h);

@@ -152,7 +152,18 @@ struct cel_h2 {
     int32_t ended_top;              /* highest stream id in ended_bits */
     uint32_t kept_bytes; /* what the kept entries' references hold (KEPT_BYTES at most) */
     uint64_t ended_bits; /* bit i: stream ended_top - 2i closed after its client ended it */
+    /* File read-ahead (h2_response.c): RA_LEN bytes of stream RA_ID's file
+     * from offset RA_POS in RA's block, or RA NULL; RA_LAST is the stream of
+     * the last file frame queued. */
+    struct cel_h2_ra *ra;
+    uint64_t ra_pos;
+    size_t ra_len;
+    int32_t ra_id, ra_last;
 };
+
+/* Drops the connection's hold on its read-ahead block, which goes once no
+ * queued frame points into it (h2_response.c). */
+void cel_h2_ra_drop(cel_h2 *h);
 
 /* The exchange operations of every stream (h2_response.c). */
 extern const cel_exchange_ops cel_h2_exchange_ops;

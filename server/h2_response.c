@@ -1,3 +1,4 @@
+#include <errno.h>
 #include <fcntl.h>
 #include <stdint.h>
 #include <stdlib.h>
@@ -87,6 +88,74 @@ static void stream_consumed(cel_h2 *h, stream *st)
     }
 }
 
+/* From the second consecutive frame of one file stream, its next RA_SIZE
+ * bytes are read in one pread and its frames queued by reference into that
+ * block: one read for several frames, as many copies as reading each frame
+ * into the queue. A block stays while queued frames point into it, so the
+ * connection holds at most max_output_buffer / RA_SIZE + 2 of them. */
+#define RA_SIZE (64 * 1024)
+
+struct cel_h2_ra {
+    cel_pool *pool;
+    char *data;    /* RA_SIZE bytes, a pool page block */
+    unsigned refs; /* the connection's and one a queued frame */
+};
+
+static void ra_unref(void *arg)
+{
+    struct cel_h2_ra *ra = arg;
+    if (--ra->refs)
+        return;
+    cel_pool_release(ra->pool, ra->data);
+    cel_pool_release(ra->pool, ra);
+}
+
+void cel_h2_ra_drop(cel_h2 *h)
+{
+    if (h->ra)
+        ra_unref(h->ra);
+    h->ra = NULL;
+    h->ra_len = 0;
+}
+
+/* The LENGTH bytes of ST's file at AT from the read-ahead, reading it when
+ * this frame follows one of the same stream; NULL: read the frame itself
+ * (a single frame, no memory, or the file gave fewer bytes: the frame's own
+ * read decides whether it ended). */
+static const char *ra_get(cel_h2 *h, stream *st, uint64_t at, size_t length)
+{
+    struct cel_h2_ra *ra = h->ra;
+    if (ra && h->ra_id == st->id && at >= h->ra_pos && at - h->ra_pos + length <= h->ra_len)
+        return ra->data + (at - h->ra_pos);
+    uint64_t left = st->file_len - st->file_sent;
+    if (h->ra_last != st->id || left <= length || length > RA_SIZE)
+        return NULL;
+    if (ra && ra->refs > 1)
+        cel_h2_ra_drop(h); /* frames still point into it */
+    if (!h->ra) {
+        ra = cel_pool_alloc(h->env->pool, sizeof(*ra));
+        char *data = ra ? cel_pool_alloc(h->env->pool, RA_SIZE) : NULL;
+        if (!data) {
+            cel_pool_release(h->env->pool, ra);
+            return NULL;
+        }
+        *ra = (struct cel_h2_ra){h->env->pool, data, 1};
+        h->ra = ra;
+    }
+    h->ra_len = 0;
+    size_t want = left < RA_SIZE ? (size_t)left : RA_SIZE;
+    ssize_t r;
+    do
+        r = pread(st->file_fd, ra->data, want, (off_t)at);
+    while (r < 0 && errno == EINTR);
+    if (r < (ssize_t)length)
+        return NULL;
+    h->ra_id = st->id;
+    h->ra_pos = at;
+    h->ra_len = (size_t)r;
+    return ra->data;
+}
+
 static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *framehd,
                      size_t length, nghttp2_data_source *src, void *ud)
 {
@@ -98,19 +167,29 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
     static const uint8_t zeros[256];
     size_t pad = frame->data.padlen;
     if (st->out_sent == st->out_read && st->file_sent < st->file_len) {
-        /* The payload is read into the queue behind its header rather than
-         * sent by sendfile: one preadv a frame and one writev for many
-         * against two system calls a frame, and on loopback the receiver
-         * pays twice for page-sized pieces (README, Performance). */
+        /* The payload is read into user space rather than sent by sendfile
+         * (one read for one or several frames and one writev for many,
+         * against two system calls a frame; and on loopback the receiver
+         * pays twice for page-sized pieces: README, Performance). */
         uint8_t hd[10];
         memcpy(hd, framehd, 9);
         hd[9] = (uint8_t)(pad ? pad - 1 : 0);
-        int rc = cel_outq_copy_read(h->out, hd, pad ? 10 : 9, st->file_fd,
-                                    (off_t)(st->file_off + st->file_sent), length);
+        uint64_t at = st->file_off + st->file_sent;
+        const char *ahead = ra_get(h, st, at, length);
+        int rc;
+        if (ahead) {
+            h->ra->refs++;
+            if ((rc = cel_outq_copy(h->out, hd, pad ? 10 : 9)) ||
+                (rc = cel_outq_ref(h->out, ahead, length, ra_unref, h->ra)))
+                h->ra->refs--;
+        } else {
+            rc = cel_outq_copy_read(h->out, hd, pad ? 10 : 9, st->file_fd, (off_t)at, length);
+        }
         if (rc == CEL_EIO)
             return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the file is shorter now */
         if (rc)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
+        h->ra_last = st->id;
         st->file_sent += length;
         st->bytes_sent += length;
         h->progress++;

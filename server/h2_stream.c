@@ -114,6 +114,8 @@ static __attribute__((noinline)) void stream_free_extras(cel_h2 *h, stream *st)
             }
     if (st->ext)
         ext_unref(st->ext);
+    if (h->ra && h->ra_id == st->id)
+        cel_h2_ra_drop(h); /* an idle connection keeps no read-ahead */
     cel_pool_release(h->env->pool, st->sbuf);
     if (st->hdrs != st->inline_hdrs)
         cel_pool_release(h->env->pool, st->hdrs);

@@ -833,12 +833,14 @@ def test_http1_cleartext_sends_files_with_sendfile(bigsrv):
     assert calls < 2048, f"{calls} read-type system calls for one 64 MiB file"
 
 
-def test_h2c_reads_each_file_frame_into_the_queue(bigsrv):
-    """Over cleartext HTTP/2 each DATA frame's payload is read (one preadv)
-    straight behind its header in the output queue, and many frames leave in
-    one writev: the 64 MiB body (4,096 frames of 16 KiB) costs the daemon
-    fewer than two system calls a frame in all, where sendfile cost three
-    (fstat, the header by sendmsg, the payload by sendfile)."""
+def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
+    """Over cleartext HTTP/2 a file's DATA payloads are read into user space
+    several frames at a time (64 KiB reads, the frames queued by reference
+    into them) and many frames leave in one writev: the 64 MiB body (4,096
+    frames of 16 KiB) costs the daemon at most one read for two frames and
+    fewer system calls than frames in all, where a read a frame cost more
+    than one a frame and sendfile three (fstat, the header by sendmsg, the
+    payload by sendfile)."""
     digest = big_digest(bigsrv.www)
     tids = os.listdir(f"/proc/{bigsrv.pid}/task")
     args = ["strace", "-c", "-f"]
@@ -860,9 +862,10 @@ def test_h2c_reads_each_file_frame_into_the_queue(bigsrv):
                                   summary, re.M)}
     calls.pop("total", None)
     frames = (64 << 20) // 16384
-    assert calls.get("preadv", 0) >= frames, summary
+    reads = calls.get("preadv", 0) + calls.get("pread64", 0)
+    assert 0 < reads <= frames // 2, summary
     assert "sendfile" not in calls, summary
-    assert sum(calls.values()) < 2 * frames, summary
+    assert sum(calls.values()) < frames, summary
 
 
 def test_h2_file_cut_with_frames_queued_ends_that_stream_only(bigsrv):
