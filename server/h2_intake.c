@@ -92,6 +92,7 @@ _Static_assert(KEPT_SETS == 1 << (64 - KEPT_SET_SHIFT), "KEPT_SET_SHIFT picks on
 typedef struct field_view {
     const uint8_t *name, *value;
     uint32_t namelen, valuelen;
+    int name_static; /* from HPACK's static table */
 } field_view;
 
 /* What a kept field does to the request, when on_header's short path can do it
@@ -262,11 +263,13 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
                                                  nghttp2_rcbuf *value_rc, field_view *f)
 {
     nghttp2_vec n = nghttp2_rcbuf_get_buf(name_rc), v = nghttp2_rcbuf_get_buf(value_rc);
-    *f = (field_view){n.base, v.base, (uint32_t)n.len, (uint32_t)v.len};
+    *f = (field_view){n.base, v.base, (uint32_t)n.len, (uint32_t)v.len,
+                      nghttp2_rcbuf_is_static(name_rc)};
     if (n.len > UINT32_MAX || v.len > UINT32_MAX) /* far beyond any header list limit */
         return -1;
     uint32_t before = st->hf.seen;
-    int kind = cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
+    int kind = f->name_static ? cel_h2_field_static_name(&st->hf, n.base, n.len, v.base, v.len)
+                              : cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
     /* :path seldom comes from the table, content-length's value is state */
     if (kind >= 0 && !(kind & (CEL_HF_PATH | CEL_HF_LENGTH)) && !per_resource(n))
         keep(h, name_rc, value_rc, n, v, kind,
@@ -314,7 +317,7 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
         value = f.value;
         namelen = f.namelen;
         valuelen = f.valuelen;
-        name_static = nghttp2_rcbuf_is_static(name_rc);
+        name_static = f.name_static;
     }
     if (kind < 0) {
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
