@@ -102,6 +102,22 @@ int cel_fspath_plain(const char *raw, size_t n)
     static const unsigned char cls[256] = {[0] = 1, ['%'] = 1, ['\\'] = 1, ['/'] = 2};
     if (n == 0 || raw[0] == '/' || raw[0] == '.' || raw[n - 1] == '/')
         return 0;
+    if (n > 8) {
+        /* a file in the root, the usual case: eight octets at a time, the
+         * last word overlapping; any '/' goes to the loop below */
+        uint64_t odd = 0, w;
+        size_t i = 1;
+        for (; i + 8 < n; i += 8) {
+            memcpy(&w, raw + i, 8);
+            odd |= cel_octets_eq(w, 0) | cel_octets_eq(w, '%') | cel_octets_eq(w, '\\') |
+                   cel_octets_eq(w, '/');
+        }
+        memcpy(&w, raw + n - 8, 8);
+        odd |= cel_octets_eq(w, 0) | cel_octets_eq(w, '%') | cel_octets_eq(w, '\\') |
+               cel_octets_eq(w, '/');
+        if (!odd)
+            return cls[(unsigned char)raw[0]] == 0;
+    }
     for (size_t i = 1; i < n; i++) {
         unsigned c = cls[(unsigned char)raw[i]];
         if (CEL_UNLIKELY(c) && (c == 1 || raw[i + 1] == '/' || raw[i + 1] == '.'))

@@ -263,15 +263,15 @@ static int parse_length(const uint8_t *v, size_t n, int64_t *out)
     return 0;
 }
 
-int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
-                 size_t vlen)
+static inline int field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
+                        size_t vlen, int name_known)
 {
     if (nlen == 0)
         return -1;
     if (name[0] == ':')
         return pseudo(f, name, nlen, value, vlen);
     /* 8.2.1: lowercase token characters only */
-    if (!name_chars_ok(name, nlen))
+    if (!name_known && !name_chars_ok(name, nlen))
         return -1;
     f->seen |= CEL_HF_REGULAR;
     switch (nlen) {
@@ -317,6 +317,18 @@ int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8
         break;
     }
     return value_ok(value, vlen) ? 0 : -1;
+}
+
+int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
+                 size_t vlen)
+{
+    return field(f, name, nlen, value, vlen, 0);
+}
+
+int cel_h2_field_static_name(cel_h2_fields *f, const uint8_t *name, size_t nlen,
+                             const uint8_t *value, size_t vlen)
+{
+    return field(f, name, nlen, value, vlen, 1);
 }
 
 int cel_h2_fields_request_end(cel_h2_fields *f)

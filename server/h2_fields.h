@@ -58,6 +58,12 @@ static inline void cel_h2_fields_init(cel_h2_fields *f)
 int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8_t *value,
                  size_t vlen);
 
+/* cel_h2_field for a NAME from HPACK's static table (RFC 7541 Appendix A),
+ * whose octets are known to be valid: only what the name means and the value
+ * are checked. */
+int cel_h2_field_static_name(cel_h2_fields *f, const uint8_t *name, size_t nlen,
+                             const uint8_t *value, size_t vlen);
+
 /* A :path field with value V[0..N): what cel_h2_field does for it. */
 int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n);
 /* The same, copying V to D (N octets) on the way; *QUERY is the offset of the

@@ -92,6 +92,7 @@ _Static_assert(KEPT_SETS == 1 << (64 - KEPT_SET_SHIFT), "KEPT_SET_SHIFT picks on
 typedef struct field_view {
     const uint8_t *name, *value;
     uint32_t namelen, valuelen;
+    int name_static; /* from HPACK's static table */
 } field_view;
 
 /* What a kept field does to the request, when on_header's short path can do it
@@ -262,11 +263,13 @@ static __attribute__((noinline)) int check_field(cel_h2 *h, stream *st, nghttp2_
                                                  nghttp2_rcbuf *value_rc, field_view *f)
 {
     nghttp2_vec n = nghttp2_rcbuf_get_buf(name_rc), v = nghttp2_rcbuf_get_buf(value_rc);
-    *f = (field_view){n.base, v.base, (uint32_t)n.len, (uint32_t)v.len};
+    *f = (field_view){n.base, v.base, (uint32_t)n.len, (uint32_t)v.len,
+                      nghttp2_rcbuf_is_static(name_rc)};
     if (n.len > UINT32_MAX || v.len > UINT32_MAX) /* far beyond any header list limit */
         return -1;
     uint32_t before = st->hf.seen;
-    int kind = cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
+    int kind = f->name_static ? cel_h2_field_static_name(&st->hf, n.base, n.len, v.base, v.len)
+                              : cel_h2_field(&st->hf, n.base, n.len, v.base, v.len);
     /* :path seldom comes from the table, content-length's value is state */
     if (kind >= 0 && !(kind & (CEL_HF_PATH | CEL_HF_LENGTH)) && !per_resource(n))
         keep(h, name_rc, value_rc, n, v, kind,
@@ -286,9 +289,10 @@ static void split_path(cel_request *req, cel_str raw)
     }
 }
 
-/* Every field the short path in on_header does not take. */
+/* Every field the short path in on_header does not take. UNKEPT: on_header
+ * has just looked this field up among the kept verdicts and not found it. */
 static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *name_rc,
-                                                    nghttp2_rcbuf *value_rc)
+                                                    nghttp2_rcbuf *value_rc, int unkept)
 {
     stream *st = h->cur; /* on_begin_headers: the block's stream, or NULL */
     if (!st || (st->flags & ST_MALFORMED))
@@ -297,7 +301,7 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
     size_t namelen, valuelen;
     int kind, name_static = 0;
     const kept_field *k;
-    if (h->kept && (k = kept_find(h->kept->e, name_rc, value_rc))) {
+    if (!unkept && h->kept && (k = kept_find(h->kept->e, name_rc, value_rc))) {
         kind = cel_h2_field_again(&st->hf, k->kind, k->bits);
         name = k->np;
         value = k->vp;
@@ -313,6 +317,7 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
         value = f.value;
         namelen = f.namelen;
         valuelen = f.valuelen;
+        name_static = f.name_static;
     }
     if (kind < 0) {
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
@@ -408,7 +413,7 @@ static __attribute__((noinline)) int on_path(cel_h2 *h, nghttp2_rcbuf *name_rc,
     nghttp2_vec v = nghttp2_rcbuf_get_buf(value_rc);
     uint64_t bytes = st->hdr_bytes + v.len + 5 + 32; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->arena.left <= v.len))
-        return on_header_full(h, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc, 0);
     char *p = st->arena.cur;
     size_t q;
     if (cel_h2_path_copy(&st->hf, p, v.base, v.len, &q) < 0) {
@@ -441,23 +446,23 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     (void)s, (void)frame, (void)flags;
     stream *st = h->cur;
     if (CEL_UNLIKELY(!st || (st->flags & (ST_MALFORMED | ST_DISCARD | ST_HDR_TOO_BIG))))
-        return on_header_full(h, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc, 0);
     if (name_rc == h->path_name)
         return on_path(h, name_rc, value_rc);
     struct kept_table *t = h->kept;
     if (CEL_UNLIKELY(!t))
-        return on_header_full(h, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc, 0);
     kept_field *k = &t->e[*t->link];
     if (CEL_UNLIKELY(k->value != value_rc || k->name != name_rc)) {
         if (!(k = kept_find(t->e, name_rc, value_rc)))
-            return on_header_full(h, name_rc, value_rc);
+            return on_header_full(h, name_rc, value_rc, 1);
         *t->link = (uint8_t)(k - t->e); /* the guess for the next request */
     }
     t->link = &k->next;
     size_t vlen = k->vlen;
     uint64_t bytes = st->hdr_bytes + k->size; /* RFC 9113 6.5.2 */
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size))
-        return on_header_full(h, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc, 0);
     if (CEL_UNLIKELY(st->hf.seen & k->deny)) {
         st->flags |= ST_MALFORMED;
         return 0;
@@ -465,11 +470,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     /* regular fields first: a browser sends fifteen of them a request */
     if (CEL_LIKELY(k->act == KEPT_ACT_FIELD)) {
         if (CEL_UNLIKELY(st->nhdrs == st->cap_hdrs))
-            return on_header_full(h, name_rc, value_rc);
+            return on_header_full(h, name_rc, value_rc, 0);
         if (CEL_UNLIKELY(k->once)) {
             /* a second cookie crumb is joined to the first there (8.2.3) */
             if (st->flags & k->once)
-                return on_header_full(h, name_rc, value_rc);
+                return on_header_full(h, name_rc, value_rc, 0);
             st->flags |= k->once;
         }
         st->hdrs[st->nhdrs++] =
@@ -485,7 +490,7 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         st->req.authority = (cel_str){(const char *)k->vp, vlen};
         k->pin = h->last_stream;
     } else { /* KEPT_ACT_NONE: the checks above change nothing */
-        return on_header_full(h, name_rc, value_rc);
+        return on_header_full(h, name_rc, value_rc, 0);
     }
     st->hf.seen |= k->bits;
     st->hdr_bytes = bytes;

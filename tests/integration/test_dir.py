@@ -276,6 +276,20 @@ def test_escapes_refused(srv, client, target):
     assert r.status == st and SECRET not in r.body
 
 
+@pytest.mark.parametrize("path,body", [
+    ("/f/site.web%6Danifest", b"{}\n"),      # the escape past the first eight octets
+    ("/f/site.webmanifes%74", b"{}\n"),      # in the last, overlapping word only
+    ("/f/sp%20ace.txt", b"space\n"),
+    ("/f/assets/plain.css", b"p{}\n"),       # a '/' in a long path: the octet loop
+    ("/f/assets//plain.css", b"p{}\n"),
+])
+def test_long_paths_decoded_not_taken_as_plain(client, path, body):
+    """Paths over eight octets are checked a word at a time (cel_fspath_plain):
+    a '%' or '/' anywhere in them still goes to the decoding pass."""
+    r = client.get(path)
+    assert (r.status, r.body) == (200, body), path
+
+
 def test_symlink_inside_root_is_served(client):
     r = client.get("/f/in-link")
     assert r.status == 200 and r.body == b"hello\n"
