@@ -94,9 +94,9 @@ static size_t on_data(celeris_req *req, const void *data, size_t len, int end, v
 {
     up *u = arg;
     if (u->echo) { /* the answer streams while the upload goes on */
-        if (u->blocked)
-            return 0;
-        if (celeris_resp_write(req, data, len) == CELERIS_AGAIN) {
+        if (u->blocked && len)
+            return 0; /* held; an end without bytes cannot be (0 takes it) */
+        if (len && celeris_resp_write(req, data, len) == CELERIS_AGAIN) {
             u->blocked = 1;
             celeris_resp_on_writable(req, unblock, u);
         }
@@ -450,3 +450,29 @@ def test_answer_streams_while_the_upload_goes_on(celerisd, upload_so, store, tmp
             assert r.status == 200
             body = r.body
     assert len(body) == len(data) and body == data
+
+
+def test_an_end_without_bytes_reaches_a_module_that_holds_back(celerisd, upload_so, store):
+    """HTTP/2 gives the end of a body as a call of its own, with no bytes, when
+    it comes after the last DATA was taken. Here the last bytes taken make a
+    window's worth wait (celeris_resp_write: CELERIS_AGAIN), so the module is
+    holding back when the end comes: it must still finish its answer (a
+    return of 0 takes an end without bytes). Seen on a loaded CI machine, where
+    the 8 MiB echo above came back whole and never ended."""
+    srv = celerisd(config(upload_so, store))
+    first, rest = os.urandom(65535), os.urandom(65537)
+    with srv.client(timeout=20 * SCALE, auto_ack=False) as c:
+        sid = c.send_request("POST", "/up/e?echo=1", body=first, end_stream=False)
+        r = c.responses[sid]
+        c.wait_for(lambda: len(r.body) == 65535, what="the first window of the answer")
+        # the client's window is closed: everything from now on waits in
+        # celerisd, and only the last byte makes more than 64 KiB wait
+        assert c.send_body(sid, rest, end_stream=False)
+        c.conn.end_stream(sid)
+        c._flush()
+        time.sleep(0.2 * SCALE)
+        assert not r.done, "answered before the client read it"
+        c.open_window()
+        r = c.response(sid)
+    assert r.status == 200 and r.ended and r.reset is None
+    assert r.body == first + rest

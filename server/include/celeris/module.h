@@ -473,7 +473,10 @@ int celeris_init_body_stream(const celeris_init_args *args);
  * the front: all of them, and FN comes again with what follows; fewer, and
  * the rest is held (the client sends no more meanwhile) until
  * celeris_req_body_resume, which offers it again. Once FN has taken the end,
- * it is not called again.
+ * it is not called again. A call with LEN 0 and END 1 is taken by any return
+ * (there is nothing to hold back), so a function that is holding back must
+ * still act on that END; HTTP/2 gives the end this way whenever it comes
+ * after the last bytes were offered, HTTP/1.1 for a chunked body.
  *
  * FN runs from the worker's loop, never inside this call. Setting it (or a
  * new FN) lets handle() return CELERIS_SUSPENDED without a token while the
