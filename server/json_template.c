@@ -185,6 +185,30 @@ static char *url_esc(char *w, char *end, const char *src, size_t n)
     return w;
 }
 
+/* As url_esc, for {{host}} in a URL: a port's ':' and an IPv6 literal's
+ * brackets stay (https://{{host}}/ must name the host it came with), '/'
+ * does not, so the value still cannot add a path, query, fragment or
+ * userinfo. */
+static char *host_esc(char *w, char *end, const char *src, size_t n)
+{
+    for (size_t i = 0; i < n; i++) {
+        unsigned char c = (unsigned char)src[i];
+        if (c == ':' || c == '[' || c == ']') {
+            if (w == end)
+                return NULL;
+            *w++ = (char)c;
+        } else if (c == '/') {
+            if (end - w < 3)
+                return NULL;
+            memcpy(w, "%2F", 3);
+            w += 3;
+        } else if (!(w = url_esc(w, end, src + i, 1))) {
+            return NULL;
+        }
+    }
+    return w;
+}
+
 static char *hdr_esc(char *w, char *end, const char *src, size_t n)
 {
     static const char hex[] = "0123456789ABCDEF";
@@ -767,7 +791,7 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
             continue;
         }
         cel_str v = value(t, op, req);
-        if (plain(v.p, v.n, op->kind, t->is_url)) {
+        if (plain(v.p, v.n, op->kind, t->is_url) && !(t->is_url && op->kind == OP_HOST)) {
             /* nothing to decode or escape: the common case, a plain copy */
             if ((size_t)(end - w) < v.n)
                 goto too_big;
@@ -787,6 +811,8 @@ int cel_tmpl_render(const cel_tmpl *t, const cel_request *req, char *buf, size_t
             w = t->is_url      ? url_esc(w, end, tmp, n)
                 : t->is_header ? hdr_esc(w, end, tmp, n)
                                : esc(w, end, tmp, n);
+        } else if (t->is_url && op->kind == OP_HOST) {
+            w = host_esc(w, end, v.p, v.n);
         } else {
             w = t->is_url      ? url_esc(w, end, v.p, v.n)
                 : t->is_header ? hdr_esc(w, end, v.p, v.n)

@@ -65,8 +65,9 @@ def h1(srv, raw):
     return lines[0], [(k.lower(), v) for k, v in fields], body
 
 
-def h1_get(srv, path, method="GET"):
-    return h1(srv, f"{method} {path} HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n".encode())
+def h1_get(srv, path, method="GET", host="x"):
+    return h1(srv, f"{method} {path} HTTP/1.1\r\nhost: {host}\r\nconnection: close\r\n\r\n"
+              .encode())
 
 
 def names(fields):
@@ -564,6 +565,8 @@ routes:
     redirect: { to: "https://example.com/" }
   - path: /u/:id
     redirect: { to: "https://{{header.x-host}}/users/{{param.id}}", status: 303 }
+  - path: /h/*rest
+    redirect: { to: "https://{{host}}/{{param.rest}}", status: 308 }
 """)
 
 
@@ -598,6 +601,32 @@ def test_redirect_header_cannot_change_host_shape(redir):
         r = c.get("/u/7", headers=[("x-host", "good.example@evil.example:81/x")])
         assert r.status == 303
         assert r.header("location") == "https://good.example%40evil.example%3A81/x/users/7"
+
+
+@pytest.mark.parametrize("host,location", [
+    ("example.com:8443", "https://example.com:8443/a/b"),
+    ("[2001:db8::1]:8443", "https://[2001:db8::1]:8443/a/b"),
+    ("example.com", "https://example.com/a/b"),
+])
+def test_redirect_host_keeps_its_port(redir, host, location):
+    """{{host}} in a redirect names the host the request came with, port and
+    IPv6 brackets included (it used to come out as example.com%3A8443)."""
+    with redir.client(authority=host) as c:
+        r = c.get("/h/a/b")
+        assert r.status == 308
+        assert r.header("location") == location
+    st, fields, _ = h1_get(redir, "/h/a/b", host=host)
+    assert st.startswith("HTTP/1.1 308"), st
+    assert values(fields, "location") == [location]
+
+
+def test_redirect_host_cannot_add_a_path_or_userinfo(redir):
+    """What the host may not hold is still encoded: '/' and '@'."""
+    st, fields, _ = h1_get(redir, "/h/x", host="a@b")
+    if st.startswith("HTTP/1.1 308"):
+        assert values(fields, "location") == ["https://a%40b/x"]
+    else:
+        assert st.startswith("HTTP/1.1 400"), st
 
 
 @pytest.mark.parametrize("yaml,line,col,words", [
