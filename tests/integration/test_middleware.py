@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support import BINARY, run_celerisd, write_atomic
+from support import BINARY, expect_config_error, run_celerisd, write_atomic
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -218,11 +218,7 @@ def test_reload_swaps_the_list(factory):
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- request_id ----
@@ -453,11 +449,7 @@ def test_cors_actual_request(cors):
 def test_cors_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- access ----
@@ -542,11 +534,7 @@ def test_access_proxy_protocol(acc):
 def test_access_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- redirect (a handler) ----
@@ -614,11 +602,7 @@ def test_redirect_header_cannot_change_host_shape(redir):
 def test_redirect_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- rate_limit ----
@@ -759,11 +743,7 @@ def test_reload_changes_the_list_under_load(factory):
 def test_rate_limit_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- basic_auth ----
@@ -849,11 +829,7 @@ def test_basic_auth_users_file_errors(tmp_path, users, words):
     (tmp_path / "htpasswd").write_text(users)
     path = tmp_path / "bad.yaml"
     path.write_text("middleware:\n  - basic_auth: {users_file: htpasswd}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:2:30: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, 2, 30, words)
 
 
 @pytest.mark.parametrize("yaml,line,col,words", [
@@ -866,11 +842,7 @@ def test_basic_auth_users_file_errors(tmp_path, users, words):
 def test_basic_auth_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- cors in a real browser ----
