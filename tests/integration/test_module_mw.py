@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from support import build_module, run_celerisd, write_atomic
+from support import build_module, expect_config_error, run_celerisd, write_atomic
 
 KIT_SRC = r"""
 #include <stdio.h>
@@ -325,24 +325,16 @@ def test_config_errors(tmp_path, mods, item, words):
     path = tmp_path / "bad.yaml"
     path.write_text(f"modules_dir: {mods}\nmiddleware:\n  - {item}\n"
                     "routes:\n  - path: /a\n    static: {body: a}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:3:" in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, 3, None, words)
 
 
 def test_route_list_error_and_middleware_module_as_handler(tmp_path, mods):
     path = tmp_path / "bad.yaml"
     path.write_text(f"routes:\n  - path: /a\n    middleware:\n"
                     f"      - module: {{ path: {mods}/plain.so }}\n    static: {{body: a}}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0 and f"{path}:4:25: " in p.stderr, p.stderr
-    assert "has no middleware functions" in p.stderr, p.stderr
+    expect_config_error(path, 4, 25, ["has no middleware functions"])
     path.write_text(f"modules_dir: {mods}\nroutes:\n  - path: /a\n    module: {{ name: mwkit }}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0 and f"{path}:4:21: " in p.stderr, p.stderr
-    assert "has no handle function: it is middleware only" in p.stderr, p.stderr
+    expect_config_error(path, 4, 21, ["has no handle function: it is middleware only"])
 
 
 def wait_generation(srv, n):
