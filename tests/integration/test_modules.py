@@ -17,7 +17,7 @@ import time
 import h2.errors
 import pytest
 
-from support import BINARY, REPO, curl, load_n, run_celerisd
+from support import BINARY, REPO, curl, expect_config_error, load_n, run_celerisd
 
 BUILD = pathlib.Path(BINARY).resolve().parent
 MODULES = BUILD / "modules"
@@ -359,13 +359,9 @@ routes:
   - path: /m
     module: {module}
 """)
-    args = ["-t", "-c", str(cfg)] if how == "-t" else ["-c", str(cfg)]
-    p = run_celerisd(args, timeout=20)
-    assert p.returncode == 1, (p.returncode, p.stderr)
-    line = [ln for ln in p.stderr.splitlines() if f"{cfg}:7:" in ln]
-    assert line, p.stderr
+    msg = expect_config_error(cfg, 7, start=how == "start", timeout=20)
     for w in words:
-        assert w.lower() in line[0].lower(), line[0]
+        assert w.lower() in msg.lower(), msg
 
 
 def test_module_swap_on_reload(celerisd, tmp_path):
