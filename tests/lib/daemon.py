@@ -85,6 +85,8 @@ def expect_config_error(path, line, col=None, words=(), start=False, timeout=15)
     assert r.returncode == 1 and m, \
         (f"{how}: expected exit 1 and `{path}:{line}:{'COL' if col is None else col}: "
          f"message`, got exit {r.returncode}; stderr:\n{r.stderr}")
+    # a sanitizer's report (its exit code may be 1 as well) is no config error
+    assert "Sanitizer" not in r.stderr and "runtime error:" not in r.stderr, r.stderr
     for w in words:
         assert w in m.group(1), f"{how}: {w!r} not in the message {m.group(1)!r}"
     return m.group(1)
