@@ -99,12 +99,28 @@ int conf_mw_build_access(conf_ctx *c, yaml_node_t *n, cel_mw **out)
 
 /* ---- rate_limit ---- */
 
+/* The whole-number keys: read into rate_build.num, then copied into the
+ * conf's fields of their own types. */
+enum { RATE_BURST, RATE_DELAY, RATE_STATUS, RATE_MAX_KEYS, RATE_NUMS };
+
+static const struct rate_num {
+    const char *key;
+    long long min, max;
+} rate_nums[RATE_NUMS] = {
+    [RATE_BURST] = {"burst", 0, 1000000},
+    [RATE_DELAY] = {"delay", 0, 1000000},
+    [RATE_STATUS] = {"status", 400, 599},
+    [RATE_MAX_KEYS] = {"max_keys", 1, 100000000},
+};
+
 typedef struct rate_build {
     cel_rate_limit_conf k;
     char name[MAX_NAME];
     int have_rate;
     int nodelay; /* -1: not given */
-    yaml_node_t *nodelay_node, *delay_node;
+    yaml_node_t *nodelay_node;
+    long long num[RATE_NUMS];
+    yaml_node_t *num_node[RATE_NUMS]; /* NULL: not given */
 } rate_build;
 
 static int rate_key(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -157,14 +173,16 @@ static int rate_rate(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, ya
     return 0;
 }
 
-static int rate_burst(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+/* Only rate_keys' rows for the keys of rate_nums lead here. */
+static int rate_num(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     rate_build *b = arg;
-    long long n;
+    size_t i = 0;
     (void)k;
-    int rc = conf_int(c, v, key, 0, 1000000, &n);
-    b->k.burst = (unsigned)n;
-    return rc;
+    while (strcmp(rate_nums[i].key, key) != 0)
+        i++;
+    b->num_node[i] = v;
+    return conf_int(c, v, key, rate_nums[i].min, rate_nums[i].max, &b->num[i]);
 }
 
 static int rate_nodelay(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -175,29 +193,18 @@ static int rate_nodelay(conf_ctx *c, void *arg, const char *key, yaml_node_t *k,
     return conf_mw_want_bool(c, v, key, &b->nodelay);
 }
 
-static int rate_delay(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
-{
-    rate_build *b = arg;
-    long long n;
-    (void)k;
-    int rc = conf_int(c, v, key, 0, 1000000, &n);
-    b->k.delay = (unsigned)n;
-    b->delay_node = v;
-    return rc;
-}
-
 /* nginx's defaults and exclusions: nodelay (today's behaviour, kept as the
  * default) serves the whole burst at once; `nodelay: false` holds all of it;
  * `delay: N` serves N at once and holds the rest. */
 static int rate_delay_check(conf_ctx *c, rate_build *b)
 {
-    if (b->delay_node) {
+    if (b->num_node[RATE_DELAY]) {
         if (b->nodelay == 1)
             return conf_error(c, b->nodelay_node,
                               "nodelay: true serves the whole burst at once; with delay, leave "
                               "nodelay out");
         if (b->k.delay > b->k.burst)
-            return conf_error(c, b->delay_node,
+            return conf_error(c, b->num_node[RATE_DELAY],
                               "delay (%u) must not exceed burst (%u): it is how many of the burst "
                               "are served at once",
                               b->k.delay, b->k.burst);
@@ -207,30 +214,9 @@ static int rate_delay_check(conf_ctx *c, rate_build *b)
     return 0;
 }
 
-static int rate_status(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
-{
-    rate_build *b = arg;
-    long long n;
-    (void)k;
-    int rc = conf_int(c, v, key, 400, 599, &n);
-    b->k.status = (int)n;
-    return rc;
-}
-
-static int rate_max_keys(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
-{
-    rate_build *b = arg;
-    long long n;
-    (void)k;
-    int rc = conf_int(c, v, key, 1, 100000000, &n);
-    b->k.max_keys = (size_t)n;
-    return rc;
-}
-
 static const conf_key rate_keys[] = {
-    {"key", rate_key},           {"rate", rate_rate},   {"burst", rate_burst},
-    {"nodelay", rate_nodelay},   {"delay", rate_delay}, {"status", rate_status},
-    {"max_keys", rate_max_keys},
+    {"key", rate_key},   {"rate", rate_rate},  {"burst", rate_num},    {"nodelay", rate_nodelay},
+    {"delay", rate_num}, {"status", rate_num}, {"max_keys", rate_num},
 };
 
 static int rate_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
@@ -240,11 +226,16 @@ static int rate_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, ya
 
 int conf_mw_build_rate_limit(conf_ctx *c, yaml_node_t *n, cel_mw **out)
 {
-    rate_build b = {.k = {.status = 429, .max_keys = 100000, .nworkers = c->nworkers},
-                    .nodelay = -1};
+    rate_build b = {.k = {.nworkers = c->nworkers},
+                    .nodelay = -1,
+                    .num = {[RATE_STATUS] = 429, [RATE_MAX_KEYS] = 100000}};
     int rc = conf_mapping(c, n, "rate_limit", rate_pair, &b);
     if (!rc && !b.have_rate)
         rc = conf_error(c, n, "rate_limit needs rate (like 100/s)");
+    b.k.burst = (unsigned)b.num[RATE_BURST];
+    b.k.delay = (unsigned)b.num[RATE_DELAY];
+    b.k.status = (int)b.num[RATE_STATUS];
+    b.k.max_keys = (size_t)b.num[RATE_MAX_KEYS];
     if (!rc)
         rc = rate_delay_check(c, &b);
     if (!rc && !(*out = cel_mw_rate_limit_new(&b.k)))

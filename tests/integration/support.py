@@ -2,10 +2,11 @@
 
 The daemon launcher lives in tests/lib/daemon.py, shared by every suite; it is
 re-exported here under the names the integration tests import (BINARY, REPO,
-TIME_SCALE, free_port, wait_port, require_binary, run_celerisd, Server,
-ServerFactory...), so `from support import ...` keeps working. What is the
-integration suite's own: srv.client() (its HTTP/2 client, h2client.py), curl,
-building modules, h2load counts, atomic config rewrites."""
+TIME_SCALE, free_port, wait_port, require_binary, run_celerisd,
+expect_config_error, Server, ServerFactory...), so `from support import ...`
+keeps working. What is the integration suite's own: srv.client() (its HTTP/2
+client, h2client.py), curl, building modules, atomic config rewrites. h2load
+runs and their counts come from tests/lib/h2load.py (re-exported too)."""
 
 import os
 import pathlib
@@ -18,8 +19,9 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from h2client import H2Client  # noqa: E402
 from lib import daemon as _daemon  # noqa: E402
 from lib.daemon import (BINARY, REPO, STARTUP_TIMEOUT, STOP_TIMEOUT,  # noqa: E402,F401
-                        TIME_SCALE, free_port, ipv6_loopback_available, require_binary,
-                        run_celerisd, wait_port)
+                        TIME_SCALE, expect_config_error, free_port, ipv6_loopback_available,
+                        require_binary, run_celerisd, wait_port)
+from lib.h2load import h2load_counts, run_h2load  # noqa: E402,F401
 
 
 def load_n(default=200000):

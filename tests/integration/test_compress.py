@@ -14,7 +14,7 @@ import brotli
 import pytest
 import zstandard
 
-from support import BINARY, run_celerisd
+from support import BINARY, expect_config_error, run_celerisd
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -286,11 +286,7 @@ def test_streamed_body_cut_midway(srv):
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml + "routes:\n  - path: /a\n    static: {body: x}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 @pytest.fixture(scope="module")

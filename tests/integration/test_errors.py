@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from support import build_module, run_celerisd
+from support import build_module, expect_config_error, run_celerisd
 
 # Answers with the status its query names (?500), whole; ?stream streams a 500.
 MOD_SRC = r"""
@@ -200,8 +200,4 @@ routes:
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml + "routes:\n  - path: /a\n    static: {body: x}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)

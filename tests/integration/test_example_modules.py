@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from support import BINARY, run_celerisd
+from support import BINARY, expect_config_error, run_celerisd
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
@@ -65,10 +65,7 @@ routes:
     methods: [GET, POST]
     module: {{ name: {module}, config: {config} }}
 """)
-    p = run_celerisd(["-t", "-c", str(cfg)])
-    assert p.returncode != 0
-    assert words in p.stdout + p.stderr, p.stdout + p.stderr
-    assert f"{cfg}:" in p.stdout + p.stderr
+    expect_config_error(cfg, 6, None, [words])
 
 
 # ---- notes and its backend ----

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from support import ServerFactory, run_celerisd
+from support import ServerFactory, expect_config_error, run_celerisd
 
 CONFIG = """workers: 1
 routes:
@@ -111,11 +111,7 @@ def test_h1_without_host_gets_the_default(srv):
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text("routes:\n  - path: /\n    static: {body: d}\n" + yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 @pytest.fixture(scope="module")

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support import run_celerisd, write_atomic
+from support import expect_config_error, run_celerisd, write_atomic
 
 CONFIG = """workers: 1
 listen:
@@ -274,11 +274,7 @@ def test_listener_routes(srv, get):
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 def test_check_accepts_hosts(factory):

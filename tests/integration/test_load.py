@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BINARY, curl, load_n
+from support import BINARY, curl, h2load_counts, load_n
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 from lib.h2frames import hp_literal  # noqa: E402  (RFC 7541 encoding, shared by the suites)
@@ -44,18 +44,6 @@ def srv(module_celerisd):
     return module_celerisd(CONFIG)
 
 
-def parse_h2load(out):
-    m = re.search(r"^requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                  r"(\d+) failed, (\d+) errored, (\d+) timeout", out, re.M)
-    assert m, f"no requests line in h2load output:\n{out}"
-    keys = ("total", "started", "done", "succeeded", "failed", "errored", "timeout")
-    res = dict(zip(keys, map(int, m.groups())))
-    m = re.search(r"^status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx", out, re.M)
-    assert m, f"no status codes line in h2load output:\n{out}"
-    res.update(zip(("2xx", "3xx", "4xx", "5xx"), map(int, m.groups())))
-    return res
-
-
 @pytest.mark.parametrize("path", list(EXPECT))
 def test_h2load(srv, path):
     n = load_n()
@@ -67,7 +55,7 @@ def test_h2load(srv, path):
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
     assert re.search(r"Application protocol: h2c", out), out
-    res = parse_h2load(out)
+    res = h2load_counts(out)
     assert res["total"] == n, res
     assert res["failed"] == 0 and res["errored"] == 0 and res["timeout"] == 0, res
     assert res["done"] == n and res["succeeded"] == n, res
@@ -91,7 +79,7 @@ def test_h2load_mixed_paths_many_streams(srv):
                        stdin=subprocess.DEVNULL)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    res = parse_h2load(out)
+    res = h2load_counts(out)
     assert res["succeeded"] == n and res["2xx"] == n, res
     assert res["failed"] == res["errored"] == res["timeout"] == 0, res
 
@@ -107,7 +95,7 @@ def test_soak_600_clients_ramping(srv):
                        stdin=subprocess.DEVNULL)
     out = p.stdout + p.stderr
     assert p.returncode == 0, out
-    res = parse_h2load(out)
+    res = h2load_counts(out)
     assert res["succeeded"] == res["done"] == n, out
     assert res["failed"] == res["errored"] == res["timeout"] == 0, out
     assert res["2xx"] == n, out

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support import BINARY, run_celerisd, write_atomic
+from support import BINARY, expect_config_error, run_celerisd, run_h2load, write_atomic
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -219,11 +219,7 @@ def test_reload_swaps_the_list(factory):
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- request_id ----
@@ -454,11 +450,7 @@ def test_cors_actual_request(cors):
 def test_cors_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- access ----
@@ -543,11 +535,7 @@ def test_access_proxy_protocol(acc):
 def test_access_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- redirect (a handler) ----
@@ -643,11 +631,7 @@ def test_redirect_host_cannot_add_a_path_or_userinfo(redir):
 def test_redirect_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- rate_limit ----
@@ -696,15 +680,6 @@ def test_rate_limit_lru_eviction(rl):
         assert get("a") == 200          # a forgotten: a new bucket
 
 
-def h2load_counts(url, n, c, m):
-    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), url],
-                       capture_output=True, text=True, timeout=120)
-    line = [x for x in p.stdout.splitlines() if x.startswith("status codes:")]
-    assert line, p.stdout + p.stderr
-    nums = [int(w) for w in line[0].replace(",", " ").split() if w.isdigit()]
-    return dict(zip(["2xx", "3xx", "4xx", "5xx"], nums))
-
-
 def test_rate_limit_across_two_workers(factory):
     """Each of 2 workers holds half the rate and half the burst, with no lock:
     a flood from 16 connections (spread over both by the kernel) gets
@@ -715,9 +690,9 @@ routes:
     middleware: [ { rate_limit: { key: client_ip, rate: 1/m, burst: 100 } } ]
     static: { body: "r" }
 """)
-    counts = h2load_counts(srv.url("/r"), 2000, 16, 4)
-    assert counts["2xx"] + counts["4xx"] == 2000, counts
-    assert abs(counts["2xx"] - 102) <= 5, counts
+    counts, out = run_h2load("-n", 2000, "-c", 16, "-m", 4, srv.url("/r"))
+    assert counts["2xx"] + counts["4xx"] == 2000, out
+    assert abs(counts["2xx"] - 102) <= 5, out
 
 
 
@@ -751,18 +726,13 @@ def test_reload_changes_the_list_under_load(factory):
     t = threading.Thread(target=hup)
     t.start()
     try:
-        p = subprocess.run(["h2load", "-D", "5", "-c", "8", "-m", "8", "-t", "1", srv.url("/m")],
-                           capture_output=True, text=True, timeout=60)
+        n, out = run_h2load("-D", 5, "-c", 8, "-m", 8, "-t", 1, srv.url("/m"), timeout=60)
     finally:
         stop.set()
         t.join()
-    out = p.stdout
-    m = re.search(r"requests: \d+ total, \d+ started, (\d+) done, (\d+) succeeded, "
-                  r"(\d+) failed, (\d+) errored", out)
-    assert m, out + p.stderr
-    done, ok, failed, errored = map(int, m.groups())
-    assert failed == 0 and errored == 0 and ok == done and ok > 500, out + srv.stderr_text()[-1500:]
-    assert re.search(r"status codes: \d+ 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
+    assert (n["failed"], n["errored"]) == (0, 0) and n["succeeded"] == n["done"] > 500, \
+        out + srv.stderr_text()[-1500:]
+    assert n["3xx"] == n["4xx"] == n["5xx"] == 0, out
     assert count[0] >= 10, count[0]
     want = "one" if count[0] % 2 == 0 else "two"
     deadline = time.monotonic() + 10
@@ -788,11 +758,7 @@ def test_reload_changes_the_list_under_load(factory):
 def test_rate_limit_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- basic_auth ----
@@ -878,11 +844,7 @@ def test_basic_auth_users_file_errors(tmp_path, users, words):
     (tmp_path / "htpasswd").write_text(users)
     path = tmp_path / "bad.yaml"
     path.write_text("middleware:\n  - basic_auth: {users_file: htpasswd}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:2:30: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, 2, 30, words)
 
 
 @pytest.mark.parametrize("yaml,line,col,words", [
@@ -895,11 +857,7 @@ def test_basic_auth_users_file_errors(tmp_path, users, words):
 def test_basic_auth_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 # ---- cors in a real browser ----

@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from support import build_module, run_celerisd, write_atomic
+from support import build_module, expect_config_error, run_celerisd, run_h2load, write_atomic
 
 KIT_SRC = r"""
 #include <stdio.h>
@@ -325,24 +325,16 @@ def test_config_errors(tmp_path, mods, item, words):
     path = tmp_path / "bad.yaml"
     path.write_text(f"modules_dir: {mods}\nmiddleware:\n  - {item}\n"
                     "routes:\n  - path: /a\n    static: {body: a}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:3:" in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, 3, None, words)
 
 
 def test_route_list_error_and_middleware_module_as_handler(tmp_path, mods):
     path = tmp_path / "bad.yaml"
     path.write_text(f"routes:\n  - path: /a\n    middleware:\n"
                     f"      - module: {{ path: {mods}/plain.so }}\n    static: {{body: a}}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0 and f"{path}:4:25: " in p.stderr, p.stderr
-    assert "has no middleware functions" in p.stderr, p.stderr
+    expect_config_error(path, 4, 25, ["has no middleware functions"])
     path.write_text(f"modules_dir: {mods}\nroutes:\n  - path: /a\n    module: {{ name: mwkit }}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0 and f"{path}:4:21: " in p.stderr, p.stderr
-    assert "has no handle function: it is middleware only" in p.stderr, p.stderr
+    expect_config_error(path, 4, 21, ["has no handle function: it is middleware only"])
 
 
 def wait_generation(srv, n):
@@ -396,19 +388,13 @@ def test_reload_changing_the_list_under_load(factory, mods):
     t = threading.Thread(target=hup)
     t.start()
     try:
-        p = subprocess.run(["h2load", "-D", "5", "-c", "4", "-m", "10", "-t", "1",
-                            "-H", "x-token: t", srv.url("/secret/1")],
-                           capture_output=True, text=True, timeout=60)
+        n, out = run_h2load("-D", 5, "-c", 4, "-m", 10, "-t", 1, "-H", "x-token: t",
+                            srv.url("/secret/1"), timeout=60)
     finally:
         stop.set()
         t.join()
-    out = p.stdout
-    m = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                  r"(\d+) failed, (\d+) errored", out)
-    assert m, out + p.stderr
-    _, _, done, ok, failed, errored = map(int, m.groups())
-    assert failed == 0 and errored == 0, out
-    assert ok == done and ok > 100, out
-    assert re.search(r"status codes: \d+ 2xx, 0 3xx, 0 4xx, 0 5xx", out), out
+    assert (n["failed"], n["errored"]) == (0, 0), out
+    assert n["succeeded"] == n["done"] > 100, out
+    assert n["3xx"] == n["4xx"] == n["5xx"] == 0, out
     assert count[0] >= 10, count[0]
     assert "reload failed" not in srv.stderr_text()

@@ -17,7 +17,8 @@ import time
 import h2.errors
 import pytest
 
-from support import BINARY, REPO, curl, load_n, run_celerisd
+from support import (BINARY, REPO, curl, expect_config_error, load_n, run_celerisd,
+                     run_h2load)
 
 BUILD = pathlib.Path(BINARY).resolve().parent
 MODULES = BUILD / "modules"
@@ -183,24 +184,14 @@ def test_close_connection_while_suspended(srv):
         assert c.get("/delay-thread").body == b"delayed 1 ms on thread\n"
 
 
-def h2load(url, n, c=100, m=10, extra=()):
-    p = subprocess.run(["h2load", "-n", str(n), "-c", str(c), "-m", str(m), *extra, url],
-                       capture_output=True, text=True, timeout=300)
-    m_ = re.search(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                   r"(\d+) failed, (\d+) errored", p.stdout)
-    assert m_, p.stdout + p.stderr
-    return [int(x) for x in m_.groups()], p.stdout
-
-
 @pytest.mark.load
 @pytest.mark.parametrize("path,share", [("/greet/load", 1), ("/delay", 1), ("/delay-thread", 10)])
 def test_load_on_modules(srv, path, share):
     # The thread-pool variant tops out near threads x 1000 req/s: a tenth of the count.
     n = load_n() // share
-    (total, _, done, ok, failed, errored), out = h2load(srv.url(path), n)
-    assert (failed, errored) == (0, 0), out
-    assert ok == n == done, out
-    assert re.search(rf"status codes: {n} 2xx", out), out
+    res, out = run_h2load("-n", n, "-c", 100, "-m", 10, srv.url(path), timeout=300)
+    assert (res["failed"], res["errored"]) == (0, 0), out
+    assert res["succeeded"] == n == res["done"] == res["2xx"], out
 
 
 @pytest.mark.load
@@ -229,14 +220,14 @@ def test_resets_under_load(srv):
     for t in threads:
         t.start()
     try:
-        (_, _, done, ok, failed, errored), out = h2load(srv.url("/delay"), load_n(200000) // 4,
-                                                         c=50)
+        res, out = run_h2load("-n", load_n(200000) // 4, "-c", 50, "-m", 10, srv.url("/delay"),
+                              timeout=300)
     finally:
         stop.set()
         for t in threads:
             t.join(timeout=30)
     assert not errors, errors
-    assert (failed, errored) == (0, 0) and ok == done, out
+    assert (res["failed"], res["errored"]) == (0, 0) and res["succeeded"] == res["done"], out
 
 
 # ---- modules built from source in the test ----
@@ -359,13 +350,9 @@ routes:
   - path: /m
     module: {module}
 """)
-    args = ["-t", "-c", str(cfg)] if how == "-t" else ["-c", str(cfg)]
-    p = run_celerisd(args, timeout=20)
-    assert p.returncode == 1, (p.returncode, p.stderr)
-    line = [ln for ln in p.stderr.splitlines() if f"{cfg}:7:" in ln]
-    assert line, p.stderr
+    msg = expect_config_error(cfg, 7, start=how == "start", timeout=20)
     for w in words:
-        assert w.lower() in line[0].lower(), line[0]
+        assert w.lower() in msg.lower(), msg
 
 
 def test_module_swap_on_reload(celerisd, tmp_path):

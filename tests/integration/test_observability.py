@@ -170,18 +170,16 @@ def test_logrotate_without_systemd(celerisd, tmp_path):
 
 
 def test_bad_access_log_config(celerisd, tmp_path):
-    from support import run_celerisd
+    from support import expect_config_error
     path = tmp_path / "bad.yaml"
     path.write_text("""listen: "127.0.0.1:1"
 log: { access: { path: /nonexistent-dir/x.log } }
 """)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode == 1 and f"{path}:2:" in p.stderr and "access log" in p.stderr, p.stderr
+    expect_config_error(path, 2, None, ["access log"])
     path.write_text("""listen: "127.0.0.1:1"
 log: { access: { path: stderr, format: "%h %Z" } }
 """)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode == 1 and f"{path}:2:" in p.stderr and "%Z" in p.stderr, p.stderr
+    expect_config_error(path, 2, None, ["%Z"])
 
 
 def scrape(srv):

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support import run_celerisd
+from support import expect_config_error, run_celerisd
 
 V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -215,6 +215,5 @@ def test_tls_after_the_header(celerisd, tmp_path):
 def test_config_errors(tmp_path, entry, line, col, msg):
     path = tmp_path / "c.yaml"
     path.write_text(f"listen:\n  - {entry}\nroutes: []\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode == 1, p.stdout
-    assert f"{path}:{line}:{col}: {msg}" in p.stderr, p.stderr
+    got = expect_config_error(path, line, col)
+    assert got.startswith(msg), got

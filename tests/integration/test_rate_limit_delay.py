@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from support import TIME_SCALE, run_celerisd
+from support import TIME_SCALE, expect_config_error, run_celerisd
 
 CONFIG = """workers: 1
 routes:
@@ -238,11 +238,7 @@ def test_config_accepts_nodelay_false_and_delay(tmp_path):
 def test_config_errors(tmp_path, line2, at, words):
     path = tmp_path / "bad.yaml"
     path.write_text("middleware:\n" + line2)
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:2:{line2.index(at) + 1}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, 2, line2.index(at) + 1, words)
 
 
 @pytest.fixture(scope="module")

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from support import run_celerisd
+from support import expect_config_error, run_celerisd
 
 
 def config(log):
@@ -75,5 +75,4 @@ def test_right_most_untrusted(celerisd, tmp_path):
 def test_config_errors(tmp_path, text, msg):
     path = tmp_path / "c.yaml"
     path.write_text(text + "\nroutes: []\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode == 1 and f"{path}:1:" in p.stderr and msg in p.stderr, p.stderr
+    expect_config_error(path, 1, None, [msg])

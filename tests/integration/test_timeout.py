@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import build_module, run_celerisd
+from support import build_module, expect_config_error, run_celerisd
 
 SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
 
@@ -208,11 +208,7 @@ def test_many_at_once(srv):
 def test_config_errors(tmp_path, yaml, line, col, words):
     path = tmp_path / "bad.yaml"
     path.write_text(yaml + "routes:\n  - path: /a\n    static: {body: x}\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode != 0
-    assert f"{path}:{line}:{col}: " in p.stderr, p.stderr
-    for w in words:
-        assert w in p.stderr, p.stderr
+    expect_config_error(path, line, col, words)
 
 
 @pytest.mark.parametrize("proto", ["h2", "h1"])

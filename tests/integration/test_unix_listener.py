@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BINARY, run_celerisd
+from support import BINARY, expect_config_error, run_celerisd
 
 ROUTES = """workers: 2
 routes:
@@ -116,5 +116,4 @@ def test_reload_adds_and_drops(celerisd, tmp_path):
 def test_config_errors(tmp_path, entry, msg):
     path = tmp_path / "c.yaml"
     path.write_text(f"listen:\n  - {entry}\nroutes: []\n")
-    p = run_celerisd(["-t", "-c", str(path)])
-    assert p.returncode == 1 and f"{path}:2:" in p.stderr and msg in p.stderr, p.stderr
+    expect_config_error(path, 2, None, [msg])

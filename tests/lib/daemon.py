@@ -5,6 +5,7 @@
     srv.port, srv.url("/a"), srv.pid, srv.stderr_text()
     srv.stop()                               # SIGTERM by PID, then SIGKILL
     problems = factory.teardown()            # every daemon stopped; exit codes
+    expect_config_error(path, 2, 14, ["timeout"])   # -t refuses it, placed
 
 start() is the step under it (an existing config file, the addresses to wait
 for), for suites that manage their own config files (tests/scaleout).
@@ -65,6 +66,30 @@ def run_celerisd(args, timeout=15, **kw):
     require_binary()
     return subprocess.run([BINARY, *args], capture_output=True, text=True,
                           timeout=timeout, stdin=subprocess.DEVNULL, **kw)
+
+
+def expect_config_error(path, line, col=None, words=(), start=False, timeout=15):
+    """Runs `celerisd -t -c PATH` (START: a plain start on PATH instead) and
+    fails the test unless it refuses the file as a config error: exit code 1
+    (not 0, not a signal, not still running after TIMEOUT s) and a line
+    `PATH:LINE:COL: MESSAGE` on stderr whose MESSAGE holds every one of WORDS
+    (case-sensitive). COL None: any column. Returns MESSAGE."""
+    args = ["-c", str(path)] if start else ["-t", "-c", str(path)]
+    how = "celerisd " + " ".join(args[:-1])
+    try:
+        r = run_celerisd(args, timeout=timeout)
+    except subprocess.TimeoutExpired:
+        pytest.fail(f"{how} still running after {timeout} s on a config it must refuse")
+    at = re.escape(f"{path}:{line}:") + (r"\d+" if col is None else str(col))
+    m = re.search(at + r": (\S.*)$", r.stderr, re.M)
+    assert r.returncode == 1 and m, \
+        (f"{how}: expected exit 1 and `{path}:{line}:{'COL' if col is None else col}: "
+         f"message`, got exit {r.returncode}; stderr:\n{r.stderr}")
+    # a sanitizer's report (its exit code may be 1 as well) is no config error
+    assert "Sanitizer" not in r.stderr and "runtime error:" not in r.stderr, r.stderr
+    for w in words:
+        assert w in m.group(1), f"{how}: {w!r} not in the message {m.group(1)!r}"
+    return m.group(1)
 
 
 def wait_port(host, port, proc, timeout, stderr_path):

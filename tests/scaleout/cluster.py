@@ -17,6 +17,7 @@ import pytest
 
 from lib import daemon  # noqa: E402 (tests/ is on sys.path: conftest.py)
 from lib.daemon import TIME_SCALE, free_port, wait_port  # noqa: E402
+from lib.h2load import h2load_counts  # noqa: E402
 from support import write_atomic  # noqa: E402
 
 HAPROXY = shutil.which("haproxy") or "/usr/sbin/haproxy"
@@ -205,9 +206,6 @@ class HAProxy:
             time.sleep(0.02)
 
 
-H2LOAD_LINE = re.compile(r"requests: (\d+) total, (\d+) started, (\d+) done, (\d+) succeeded, "
-                         r"(\d+) failed, (\d+) errored")
-STATUS_LINE = re.compile(r"status codes: (\d+) 2xx, (\d+) 3xx, (\d+) 4xx, (\d+) 5xx")
 RPS_LINE = re.compile(r"finished in [\d.]+m?s, ([\d.]+) req/s")
 
 
@@ -219,10 +217,8 @@ def h2load(port, n, clients=4, streams=4, h1=False, path="/who", timeout=120):
         args.append("--h1")
     args.append(f"http://127.0.0.1:{port}{path}")
     p = subprocess.run(args, capture_output=True, text=True, timeout=timeout * TIME_SCALE)
-    m, s, r = H2LOAD_LINE.search(p.stdout), STATUS_LINE.search(p.stdout), RPS_LINE.search(p.stdout)
-    assert m and s, p.stdout + p.stderr
-    ok = int(s.group(1))
-    return {"total": int(m.group(1)), "ok": ok, "failed": int(m.group(1)) - ok,
+    c, r = h2load_counts(p.stdout + p.stderr), RPS_LINE.search(p.stdout)
+    return {"total": c["total"], "ok": c["2xx"], "failed": c["total"] - c["2xx"],
             "rps": float(r.group(1)) if r else 0.0, "out": p.stdout}
 
 
