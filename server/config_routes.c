@@ -297,6 +297,8 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n, const route
     if (!rc && cel_mw_chain_join(in->base, b.r.mw_own, &b.r.mw))
         rc = conf_error(c, n, "out of memory");
     b.r.mw_joined = b.r.mw && b.r.mw != in->base;
+    if (!rc && (b.r.stat_id = cel_stats_route_id(b.r.pattern, in->block)) == CEL_STATS_ROUTES)
+        rc = conf_error(c, n, "out of memory");
     if (!rc)
         rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
     if (!rc && (rc = prepare_mw(c, &b.r, n))) {
@@ -315,7 +317,6 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n, const route
         b.r.methods = CEL_M_GET | CEL_M_HEAD;
     if (b.r.methods & CEL_M_GET)
         b.r.methods |= CEL_M_HEAD;
-    b.r.stat_id = cel_stats_route_id(b.r.pattern, in->block);
     b.r.loc = conf_loc(b.path_node);
 
     cfg->routes[cfg->nroutes++] = b.r;
@@ -575,11 +576,11 @@ static int parse_listen_routes(conf_ctx *c, cel_config *cfg, cel_listen *l, size
                    .max_request_body = CEL_ROUTE_BODY_GLOBAL,
                    .mw = cfg->mw};
     if (!(r.pattern = strdup("/*rest")) ||
+        (r.stat_id = cel_stats_route_id(r.pattern, NULL)) == CEL_STATS_ROUTES ||
         !(r.handler = cel_handler_redirect_https_new(308, port))) {
         free(r.pattern);
         return conf_error(c, n, "out of memory");
     }
-    r.stat_id = cel_stats_route_id(r.pattern, NULL);
     cfg->routes[cfg->nroutes++] = r;
     return router_add(c, l->router, &cfg->routes[cfg->nroutes - 1]);
 }

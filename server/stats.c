@@ -71,7 +71,11 @@ unsigned cel_stats_route_id(const char *pattern, const char *host)
             goto out;
         }
     char *name;
-    if (nroutes < CEL_STATS_ROUTES - 1 && (name = malloc(plen + hlen + 2))) {
+    if (nroutes < CEL_STATS_ROUTES - 1) {
+        if (!(name = malloc(plen + hlen + 2))) {
+            id = CEL_STATS_ROUTES;
+            goto out;
+        }
         memcpy(name, pattern, plen + 1);
         memcpy(name + plen + 1, host, hlen + 1);
         routes[nroutes] = name;

@@ -61,7 +61,8 @@ enum { CEL_STATS_UNMATCHED = 0, CEL_STATS_REJECTED = 1 };
 
 /* The id of route PATTERN of the hosts: block named HOST (its first name, or
  * "default"; NULL: not in a block), main thread, at config load. Rows of
- * other blocks are others, labelled with host="HOST". */
+ * other blocks are others, labelled with host="HOST". CEL_STATS_ROUTES (no
+ * id) when a new row cannot be allocated. */
 unsigned cel_stats_route_id(const char *pattern, const char *host);
 
 /* The duration buckets' upper bounds, in microseconds. */
