@@ -169,6 +169,10 @@ int cel_h2_send(cel_h2 *h)
     if (CEL_UNLIKELY(h->bodies))
         cel_h2_body_pump(h);
     int rv = nghttp2_session_send(h->s);
+    if (CEL_UNLIKELY(h->failing) && !rv && cel_outq_pending(h->out) < h->limits.max_output_buffer) {
+        cel_h2_reset_failing(h);
+        rv = nghttp2_session_send(h->s);
+    }
     if (rv) {
         cel_log_debug("h2: send failed: %s", nghttp2_strerror(rv));
         return CEL_EIO;

@@ -37,6 +37,7 @@ enum {
     ST_MALFORMED = 1u << 12,     /* RFC 9113 8.1.1: reset with PROTOCOL_ERROR, never served */
     ST_PEER_DONE = 1u << 13, /* the client ended or reset the stream: more from it is an error */
     ST_HELD = 1u << 14,      /* waits on the server alone (counted in held) */
+    ST_FAILING = 1u << 15,   /* failed mid-answer: reset once its HEADERS are out */
 };
 
 #define PRIO_SET 0x80
@@ -141,6 +142,7 @@ struct cel_h2 {
     uint32_t discarding; /* streams with ST_DISCARD */
     uint32_t held;       /* streams with ST_HELD */
     uint32_t bodies;     /* streams with CEL_H2B_STREAM */
+    uint32_t failing;    /* streams made ST_FAILING since the last cel_h2_reset_failing */
     /* The client's frames, followed beside nghttp2 (see cel_h2_recv). */
     uint32_t scan_skip;             /* octets of the current frame (or preface) still to pass */
     int32_t scan_pri;               /* stream of the PRIORITY payload being read, or -1 */
@@ -257,6 +259,10 @@ int cel_h2_respond_early(cel_h2 *h, stream *st, int status);
 /* h2_response.c: resets a stream answered early once the answer is out and the
  * client has sent more than it may discard. */
 void cel_h2_maybe_reset(cel_h2 *h, stream *st);
+/* h2_response.c: after a send that did not stop at the output limit (every
+ * HEADERS queued before it is out), resets the ST_FAILING streams with
+ * INTERNAL_ERROR. */
+void cel_h2_reset_failing(cel_h2 *h);
 
 /* h2_police.c: takes a token from B (WHAT names the flood for the log); -1,
  * with the session terminated ENHANCE_YOUR_CALM, when B has run dry. */

@@ -393,7 +393,7 @@ static void resume_if_deferred(stream *st)
 static int raw_write(cel_exchange *x, const void *p, size_t n)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
-    if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
+    if ((st->flags & (ST_STREAMING | ST_ENDED | ST_FAILING)) != ST_STREAMING)
         return CEL_EINVAL;
     if (no_content(st) || n == 0)
         return 0;
@@ -424,7 +424,7 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     cel_h2 *h = st->h;
-    if ((st->flags & (ST_STREAMING | ST_ENDED)) != ST_STREAMING)
+    if ((st->flags & (ST_STREAMING | ST_ENDED | ST_FAILING)) != ST_STREAMING)
         return CEL_EINVAL;
     if (no_content(st) || n == 0)
         return 0;
@@ -458,7 +458,7 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
 static int raw_end(cel_exchange *x)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
-    if (!(st->flags & ST_STREAMING) || (st->flags & ST_ENDED))
+    if (!(st->flags & ST_STREAMING) || (st->flags & (ST_ENDED | ST_FAILING)))
         return CEL_EINVAL;
     st->flags |= ST_ENDED;
     resume_if_deferred(st);
@@ -486,18 +486,34 @@ static size_t x_buffered(const cel_exchange *x)
 static void x_fail(cel_exchange *x)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
-    if (st->flags & ST_RESET)
+    if (st->flags & (ST_RESET | ST_FAILING))
         return;
     set_held(st->h, st, 0);
     if (!(st->flags & ST_RESPONDED)) {
         cel_response res;
         cel_response_error(&res, 500);
         cel_h2_respond(st->h, st, &res);
-    } else {
-        st->flags |= ST_RESET;
-        nghttp2_submit_rst_stream(st->h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+    } else if ((st->flags & (ST_STREAMING | ST_ENDED)) == ST_STREAMING) {
+        /* The reset waits for the next send: submitted now, it makes nghttp2
+         * drop HEADERS still queued, and the client sees no answer begun.
+         * What is not framed yet is dropped, so that the reset comes next. */
+        st->flags |= ST_FAILING;
+        st->out_len = st->out_read;
+        st->file_len = st->file_read;
+        st->h->failing++;
     }
+    /* else the answer is whole: it stands, as over HTTP/1.1 */
     flush_soon(st->h);
+}
+
+void cel_h2_reset_failing(cel_h2 *h)
+{
+    for (stream *st = h->streams; st; st = st->next)
+        if ((st->flags & (ST_FAILING | ST_RESET)) == ST_FAILING) {
+            st->flags |= ST_RESET;
+            nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
+        }
+    h->failing = 0;
 }
 
 static int x_state(const cel_exchange *x)
@@ -505,8 +521,9 @@ static int x_state(const cel_exchange *x)
     const stream *st = (const stream *)((const char *)x - offsetof(stream, x));
     if (!(st->flags & ST_RESPONDED))
         return CEL_X_WAITING;
-    return (st->flags & (ST_STREAMING | ST_ENDED | ST_RESET)) == ST_STREAMING ? CEL_X_STREAMING
-                                                                              : CEL_X_ANSWERED;
+    return (st->flags & (ST_STREAMING | ST_ENDED | ST_RESET | ST_FAILING)) == ST_STREAMING
+               ? CEL_X_STREAMING
+               : CEL_X_ANSWERED;
 }
 
 const cel_exchange_ops cel_h2_exchange_ops = {

@@ -21,6 +21,8 @@ static const char *const method_names[CEL_STATS_METHODS] = {"GET",    "HEAD",  "
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cel_wstats *blocks;
+/* A row's name: its pattern, a NUL, then the name of its hosts: block (empty
+ * for the top level's routes), NUL-terminated. */
 static char *routes[CEL_STATS_ROUTES];
 static unsigned nroutes;
 
@@ -33,9 +35,9 @@ static void name_special(void)
 {
     if (nroutes)
         return;
-    routes[CEL_STATS_UNMATCHED] = "(unmatched)";
-    routes[CEL_STATS_REJECTED] = "(rejected)";
-    routes[CEL_STATS_ROUTES - 1] = "(other)";
+    routes[CEL_STATS_UNMATCHED] = "(unmatched)\0";
+    routes[CEL_STATS_REJECTED] = "(rejected)\0";
+    routes[CEL_STATS_ROUTES - 1] = "(other)\0";
     nroutes = 2;
 }
 
@@ -55,18 +57,30 @@ cel_wstats *cel_stats_worker(unsigned worker_id)
     return w;
 }
 
-unsigned cel_stats_route_id(const char *pattern)
+unsigned cel_stats_route_id(const char *pattern, const char *host)
 {
+    if (!host)
+        host = "";
+    size_t plen = strlen(pattern), hlen = strlen(host);
     pthread_mutex_lock(&lock);
     name_special();
     unsigned id = CEL_STATS_ROUTES - 1;
     for (unsigned i = CEL_STATS_REJECTED + 1; i < nroutes; i++)
-        if (strcmp(routes[i], pattern) == 0) {
+        if (strcmp(routes[i], pattern) == 0 && strcmp(routes[i] + plen + 1, host) == 0) {
             id = i;
             goto out;
         }
-    if (nroutes < CEL_STATS_ROUTES - 1 && (routes[nroutes] = strdup(pattern)))
+    char *name;
+    if (nroutes < CEL_STATS_ROUTES - 1) {
+        if (!(name = malloc(plen + hlen + 2))) {
+            id = CEL_STATS_ROUTES;
+            goto out;
+        }
+        memcpy(name, pattern, plen + 1);
+        memcpy(name + plen + 1, host, hlen + 1);
+        routes[nroutes] = name;
         id = nroutes++;
+    }
 out:
     pthread_mutex_unlock(&lock);
     return id;
@@ -116,11 +130,17 @@ static void emit_label(out *o, const char *s)
     }
 }
 
-/* NAME{route="ROUTE": the caller adds the other labels and closes. */
+/* NAME{route="ROUTE" (and host="HOST" for a hosts: block's row): the caller
+ * adds the other labels and closes. ROUTE is a row's name (routes[]). */
 static void emit_route(out *o, const char *name, const char *route)
 {
     emit(o, "%s{route=\"", name);
     emit_label(o, route);
+    const char *host = route + strlen(route) + 1;
+    if (*host) {
+        emit(o, "\",host=\"");
+        emit_label(o, host);
+    }
     emit(o, "\"");
 }
 
@@ -145,9 +165,8 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
                     n += get(&w->requests[r][m][c]);
                 if (!n)
                     continue;
-                emit(&o, "celerisd_requests_total{route=\"");
-                emit_label(&o, routes[r]);
-                emit(&o, "\",method=\"%s\",code=\"%uxx\"} %llu\n", method_names[m], c + 1,
+                emit_route(&o, "celerisd_requests_total", routes[r]);
+                emit(&o, ",method=\"%s\",code=\"%uxx\"} %llu\n", method_names[m], c + 1,
                      (unsigned long long)n);
             }
     }

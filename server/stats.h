@@ -6,11 +6,11 @@
  * in the totals), so counters never go backwards.
  *
  * Routes are counted by a small id that stays the same across generations for
- * the same path pattern, so a reload does not reset a route's counters. Two
- * ids name no route: CEL_STATS_UNMATCHED (no route has the path) and
- * CEL_STATS_REJECTED (a request refused before routing: an HTTP/1.1 400, 413,
- * 414, 431, 501 or 505, an HTTP/2 413 or 431 answered early, an HTTP/2 stream
- * reset as malformed).
+ * the same path pattern and hosts: block, so a reload does not reset a route's
+ * counters. Two ids name no route: CEL_STATS_UNMATCHED (no route has the
+ * path) and CEL_STATS_REJECTED (a request refused before routing: an HTTP/1.1
+ * 400, 413, 414, 431, 501 or 505, an HTTP/2 413 or 431 answered early, an
+ * HTTP/2 stream reset as malformed).
  */
 #ifndef CEL_STATS_H
 #define CEL_STATS_H
@@ -59,8 +59,11 @@ cel_wstats *cel_stats_worker(unsigned worker_id);
 
 enum { CEL_STATS_UNMATCHED = 0, CEL_STATS_REJECTED = 1 };
 
-/* The id of route PATTERN (main thread, at config load). */
-unsigned cel_stats_route_id(const char *pattern);
+/* The id of route PATTERN of the hosts: block named HOST (its first name, or
+ * "default"; NULL: not in a block), main thread, at config load. Rows of
+ * other blocks are others, labelled with host="HOST". CEL_STATS_ROUTES (no
+ * id) when a new row cannot be allocated. */
+unsigned cel_stats_route_id(const char *pattern, const char *host);
 
 /* The duration buckets' upper bounds, in microseconds. */
 #define CEL_STATS_BUCKET_US                                                                        \
