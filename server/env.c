@@ -40,6 +40,8 @@ int cel_env_init(cel_env *e, unsigned id, struct event_base *base)
     e->retired = NULL;
     e->stats = NULL;
     e->date_sec = 0;
+    e->codecs = NULL;
+    e->codecs_free = NULL;
     if (e->efd < 0 || !e->pool || !e->rbuf) {
         cel_env_deinit(e);
         return CEL_ENOMEM;
@@ -72,6 +74,9 @@ void cel_env_deinit(cel_env *e)
     pthread_mutex_destroy(&e->inbox_lock);
     free(e->rbuf);
     e->rbuf = NULL;
+    if (e->codecs)
+        e->codecs_free(e->codecs);
+    e->codecs = NULL;
     if (e->pool)
         cel_pool_free(e->pool);
     e->pool = NULL;

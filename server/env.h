@@ -60,6 +60,10 @@ typedef struct cel_env {
     size_t date_len;
     unsigned char *rbuf; /* CEL_READ_BUF bytes */
     uint64_t rng[4];     /* cel_env_rand's state */
+    /* The worker's compression contexts (codecs.h), made on first use;
+     * cel_env_deinit frees them with codecs_free. */
+    void *codecs;
+    void (*codecs_free)(void *codecs);
 } cel_env;
 
 /* 64 random bits from the worker's own generator (xoshiro256**), seeded from

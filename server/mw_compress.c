@@ -5,6 +5,7 @@
 #include <zlib.h>
 #include <zstd.h>
 
+#include "codecs.h"
 #include "http.h"
 #include "mw_compress.h"
 
@@ -49,7 +50,8 @@ typedef struct cstate {
         BrotliEncoderState *br;
         ZSTD_CCtx *zs;
     } s;
-    int open; /* s holds a codec */
+    int open;           /* s holds a codec */
+    cel_codecs *codecs; /* the worker's, where s came from and goes back */
     unsigned char *out;
 } cstate;
 
@@ -195,33 +197,50 @@ static int has_header(const cel_response *res, cel_str name)
 
 /* ---- codecs ---- */
 
-/* A whole body encoded into OUT (room for CAP): its length, or 0 when the
- * codec failed or the result would not be smaller. */
-static size_t encode_whole(int enc, int level, const char *in, size_t n, unsigned char *out,
-                           size_t cap)
+/* A whole body encoded into OUT (room for CAP) with contexts from C (NULL:
+ * made and freed here): its length, or 0 when the codec failed or the
+ * result would not be smaller. */
+static size_t encode_whole(cel_codecs *c, int enc, int level, const char *in, size_t n,
+                           unsigned char *out, size_t cap)
 {
     size_t len = 0;
     if (enc == CEL_ENC_GZIP) {
-        z_stream z;
-        memset(&z, 0, sizeof(z));
-        if (deflateInit2(&z, level, Z_DEFLATED, GZIP_WBITS + 16, 8, Z_DEFAULT_STRATEGY) != Z_OK)
+        z_stream *z = cel_codecs_gzip(c, level, GZIP_WBITS + 16);
+        if (!z)
             return 0;
-        z.next_in = (unsigned char *)(uintptr_t)in;
-        z.avail_in = (uInt)n;
-        z.next_out = out;
-        z.avail_out = (uInt)cap;
-        if (deflate(&z, Z_FINISH) == Z_STREAM_END)
-            len = z.total_out;
-        deflateEnd(&z);
+        z->next_in = (unsigned char *)(uintptr_t)in;
+        z->avail_in = (uInt)n;
+        z->next_out = out;
+        z->avail_out = (uInt)cap;
+        if (deflate(z, Z_FINISH) == Z_STREAM_END)
+            len = z->total_out;
+        cel_codecs_gzip_put(c, z);
     } else if (enc == CEL_ENC_BR) {
-        len = cap;
-        if (!BrotliEncoderCompress(level, BROTLI_DEFAULT_WINDOW, BROTLI_MODE_GENERIC, n,
-                                   (const uint8_t *)in, &len, out))
-            len = 0;
+        BrotliEncoderState *b = cel_codecs_br(c);
+        if (!b)
+            return 0;
+        BrotliEncoderSetParameter(b, BROTLI_PARAM_QUALITY, (uint32_t)level);
+        BrotliEncoderSetParameter(b, BROTLI_PARAM_LGWIN, BROTLI_DEFAULT_WINDOW);
+        BrotliEncoderSetParameter(b, BROTLI_PARAM_SIZE_HINT,
+                                  n < (1u << 30) ? (uint32_t)n : (1u << 30));
+        size_t in_left = n, out_left = cap;
+        const uint8_t *ip = (const uint8_t *)in;
+        uint8_t *op = out;
+        /* one call does it all when the output fits, and CAP is the bound */
+        if (BrotliEncoderCompressStream(b, BROTLI_OPERATION_FINISH, &in_left, &ip, &out_left, &op,
+                                        NULL) &&
+            BrotliEncoderIsFinished(b))
+            len = cap - out_left;
+        cel_codecs_br_put(c, b);
     } else {
-        len = ZSTD_compress(out, cap, in, n, level);
+        ZSTD_CCtx *z = cel_codecs_zstd(c);
+        if (!z)
+            return 0;
+        ZSTD_CCtx_setParameter(z, ZSTD_c_compressionLevel, level);
+        len = ZSTD_compress2(z, out, cap, in, n);
         if (ZSTD_isError(len))
             len = 0;
+        cel_codecs_zstd_put(c, z);
     }
     return len < n ? len : 0;
 }
@@ -238,21 +257,19 @@ static size_t bound(int enc, size_t n)
 static int stream_open(cstate *s, int level)
 {
     if (s->enc == CEL_ENC_GZIP) {
-        z_stream *z = calloc(1, sizeof(*z));
-        if (!z || deflateInit2(z, level, Z_DEFLATED, GZIP_WBITS + 16, 8, Z_DEFAULT_STRATEGY)) {
-            free(z);
+        z_stream *z = cel_codecs_gzip(s->codecs, level, GZIP_WBITS + 16);
+        if (!z)
             return CEL_ENOMEM;
-        }
         s->s.z = z;
     } else if (s->enc == CEL_ENC_BR) {
-        BrotliEncoderState *b = BrotliEncoderCreateInstance(NULL, NULL, NULL);
+        BrotliEncoderState *b = cel_codecs_br(s->codecs);
         if (!b)
             return CEL_ENOMEM;
         BrotliEncoderSetParameter(b, BROTLI_PARAM_QUALITY, (uint32_t)level);
         BrotliEncoderSetParameter(b, BROTLI_PARAM_LGWIN, BR_LGWIN);
         s->s.br = b;
     } else {
-        ZSTD_CCtx *zs = ZSTD_createCCtx();
+        ZSTD_CCtx *zs = cel_codecs_zstd(s->codecs);
         if (!zs)
             return CEL_ENOMEM;
         ZSTD_CCtx_setParameter(zs, ZSTD_c_compressionLevel, level);
@@ -268,14 +285,12 @@ static void stream_close(cstate *s)
     if (!s->open)
         return;
     s->open = 0;
-    if (s->enc == CEL_ENC_GZIP) {
-        deflateEnd(s->s.z);
-        free(s->s.z);
-    } else if (s->enc == CEL_ENC_BR) {
-        BrotliEncoderDestroyInstance(s->s.br);
-    } else {
-        ZSTD_freeCCtx(s->s.zs);
-    }
+    if (s->enc == CEL_ENC_GZIP)
+        cel_codecs_gzip_put(s->codecs, s->s.z);
+    else if (s->enc == CEL_ENC_BR)
+        cel_codecs_br_put(s->codecs, s->s.br);
+    else
+        cel_codecs_zstd_put(s->codecs, s->s.zs);
 }
 
 /* Passes the output of P (N bytes) to NEXT, flushed (FIN: finished). Returns
@@ -363,6 +378,7 @@ static int f_head(cel_exchange *x, cel_response *res, int whole)
     s->typed = v || type_matches(c, res->content_type);
     if (!s->typed || (whole && res->body_len < c->min_length))
         return 0;
+    s->codecs = cel_codecs_of(x->env);
     if (!whole) {
         s->out = cel_arena_alloc(x->arena, OUT_CHUNK);
         if (!s->out || stream_open(s, c->level[s->enc]))
@@ -379,8 +395,8 @@ static int f_head(cel_exchange *x, cel_response *res, int whole)
         unsigned char *buf = cel_arena_alloc(x->arena, cap);
         if (!buf)
             return CEL_ENOMEM;
-        out = (cel_str){(const char *)buf,
-                        encode_whole(s->enc, c->level[s->enc], res->body, res->body_len, buf, cap)};
+        out = (cel_str){(const char *)buf, encode_whole(s->codecs, s->enc, c->level[s->enc],
+                                                        res->body, res->body_len, buf, cap)};
     }
     if (out.n) {
         res->body = out.p;
@@ -549,7 +565,7 @@ static int prepare(cel_mw *mw, const cel_response *res)
         unsigned char *buf = malloc(cap);
         if (!buf)
             goto nomem;
-        size_t len = encode_whole(e, load_level[e], res->body, res->body_len, buf, cap);
+        size_t len = encode_whole(NULL, e, load_level[e], res->body, res->body_len, buf, cap);
         if (!len) {
             free(buf);
             continue;

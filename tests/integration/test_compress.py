@@ -321,3 +321,146 @@ def test_over_tls(tls_srv, tmp_path, flag, enc):
         assert p.returncode == 0, p.stderr
         assert f"content-encoding: {enc}" in p.stdout.lower(), p.stdout
         assert decode(enc, out.read_bytes()) == want
+
+
+# ---- the worker's codec contexts, reused across requests (server/codecs.h) ----
+
+LEVELS_CONFIG = f"""workers: 1
+modules_dir: {MODULES}
+limits: {{ max_request_body: 4m }}
+middleware:
+  - compress: {{ encodings: [zstd, br, gzip], min_length: 256 }}
+routes:
+  - path: /json/:id
+    json: {{ template: {{ id: "{{{{param.id}}}}", text: "{TEXT}" }} }}
+  - path: /other/:id
+    middleware: [ {{ compress: {{ level: {{ gzip: 1, br: 9, zstd: 1 }} }} }} ]
+    json: {{ template: {{ id: "{{{{param.id}}}}", n: [1, 2, 3], text: "{TAIL} {TEXT[::-1]}" }} }}
+  - path: /echo
+    methods: [POST]
+    module: {{ name: echo }}
+"""
+
+BODY_A = b"".join(b"%06d the first streamed body\n" % i for i in range(3000))
+BODY_B = os.urandom(80000).hex().encode() + b"a different one, longer " * 2000
+
+
+def _raw(srv, enc, kind, which):
+    """One answer's encoded bytes, as sent: KIND "whole" (a JSON template with
+    a placeholder) or "stream" (the echo module, 16 KiB writes)."""
+    if kind == "whole":
+        path, method, body, headers = f"/{which}", "GET", None, []
+    else:
+        path, method, body = "/echo", "POST", which
+        headers = [("content-type", "text/plain")]
+    r = h1(srv, path, [("accept-encoding", enc), *headers], method=method, body=body)
+    assert r.status == 200 and r.header("content-encoding") == enc
+    return r.body
+
+
+@pytest.mark.parametrize("enc", ["gzip", "br", "zstd"])
+def test_reused_context_same_output_as_fresh(factory, enc):
+    """A codec context taken again from the worker's cache encodes exactly as
+    a new one does: the same bytes for the same body on a daemon that has not
+    compressed anything yet and on one whose contexts have just encoded other
+    bodies, streamed and whole, at other levels (a route of its own), some
+    cut short by a reset."""
+    whole = factory(LEVELS_CONFIG)
+    stream = factory(LEVELS_CONFIG)
+    fresh = {("whole", "json/7"): _raw(whole, enc, "whole", "json/7"),
+             ("stream", BODY_A): _raw(stream, enc, "stream", BODY_A)}
+    busy = factory(LEVELS_CONFIG)
+    for _ in range(2):
+        _raw(busy, enc, "whole", "other/12345")
+        _raw(busy, enc, "stream", BODY_B)
+        with busy.client(auto_ack=False) as c:
+            sid = c.send_request("POST", "/echo", headers=[("accept-encoding", enc),
+                                                           ("content-type", "text/plain")],
+                                 body=BODY_B)
+            r = c.responses[sid]
+            c.wait_for(lambda: len(r.body) >= 20000, what="part of the body")
+            c.reset_stream(sid)
+        _raw(busy, enc, "whole", "json/8")
+        for (kind, which), want in fresh.items():
+            got = _raw(busy, enc, kind, which)
+            assert got == want, (kind, len(got), len(want))
+    assert decode(enc, fresh[("stream", BODY_A)]) == BODY_A
+    assert decode(enc, fresh[("whole", "json/7")]) == (
+        '{"id":"7","text":"%s"}' % TEXT).encode()
+
+
+@pytest.mark.parametrize("enc", ["gzip", "br", "zstd"])
+def test_concurrent_streams_each_their_own_context(factory, enc):
+    """More streams at once on one worker than the cache keeps idle (2): each
+    gets a context of its own, and each body decodes to what was sent."""
+    srv = factory(LEVELS_CONFIG)
+    bodies = [b"%d " % k + (BODY_A if k % 2 else BODY_B)[k * 1000:] for k in range(7)]
+    for _ in range(2):
+        with srv.client() as c:
+            sids = [c.send_request("POST", "/echo", headers=[("accept-encoding", enc),
+                                                             ("content-type", "text/plain")],
+                                   body=b) for b in bodies]
+            for sid, b in zip(sids, bodies):
+                r = c.responses[sid]
+                c.wait_for(lambda: r.done, what="the whole answer")
+                assert r.header("content-encoding") == enc
+                assert decode(enc, r.body) == b
+
+
+SHIM = pathlib.Path(BINARY).resolve().parent / "tests" / "libmalloc_count.so"
+
+
+@pytest.mark.skipif(not SHIM.exists(), reason="no tests/libmalloc_count.so (a sanitizer build "
+                    "intercepts malloc itself)")
+@pytest.mark.parametrize("enc", ["gzip", "br", "zstd"])
+def test_no_heap_call_per_compressed_request(factory, monkeypatch, enc):
+    """Steady state: an answer compressed per request (a JSON template with a
+    placeholder, and a module's streamed body) makes no more heap calls than
+    the same answer sent uncompressed. The daemon runs with
+    tests/malloc_count.c preloaded, which counts every malloc, calloc,
+    realloc and aligned allocation of the process, the codec libraries'
+    included (before the per-worker contexts: 5 for each gzip answer, more
+    for brotli, 1-2 for zstd)."""
+    counts = factory.dir / f"malloc-{enc}.counts"
+    monkeypatch.setenv("LD_PRELOAD", str(SHIM))
+    monkeypatch.setenv("CEL_MALLOC_COUNT_FILE", str(counts))
+    srv = factory(LEVELS_CONFIG)
+    monkeypatch.delenv("LD_PRELOAD")
+
+    def allocs():
+        return int.from_bytes(counts.read_bytes()[:8], "little")
+
+    assert allocs() > 0, "the shim counts nothing"
+    conn = http.client.HTTPConnection("127.0.0.1", srv.port, timeout=30)
+    n = 200
+
+    def run(path, accept, count, body=None):
+        for i in range(count):
+            headers = {"accept-encoding": accept} if accept else {}
+            if body is None:
+                conn.request("GET", f"{path}{i}", headers=headers)
+            else:
+                headers["content-type"] = "text/plain"
+                conn.request("POST", path, body=body, headers=headers)
+            r = conn.getresponse()
+            data = r.read()
+            assert r.status == 200 and r.getheader("content-encoding") == accept
+            if accept and i == 0:
+                want = body if body is not None else b'{"id":"0","text":"%s"}' % TEXT.encode()
+                assert decode(accept, data) == want
+
+    try:
+        for path, body in [("/json/", None), ("/echo", BODY_A)]:
+            run(path, enc, 20, body)  # the worker's contexts and buffers are made
+            run(path, None, 20, body)
+            a0 = allocs()
+            run(path, None, n, body)
+            a1 = allocs()
+            run(path, enc, n, body)
+            a2 = allocs()
+            plain, compressed = a1 - a0, a2 - a1
+            # a tenth of a call a request: the odd growth of some buffer,
+            # never one a request
+            assert compressed - plain <= n // 10, (path, plain, compressed)
+    finally:
+        conn.close()
