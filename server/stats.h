@@ -123,16 +123,32 @@ static inline void cel_stats_exemplar(cel_wstats *w, unsigned route_id, unsigned
     uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
     atomic_store_explicit(&e->seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
-    size_t i = 0;
-    uint64_t v;
-    for (; i + 8 <= n; i += 8) {
-        memcpy(&v, id + i, 8);
-        atomic_store_explicit(&e->id[i / 8], v, memory_order_relaxed);
+    const char *p = id;
+    cel_counter *d = e->id;
+    size_t left = n;
+    for (; left >= 8; left -= 8, p += 8, d++) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        atomic_store_explicit(d, word, memory_order_relaxed);
     }
-    if (i < n) {
-        v = 0;
-        memcpy(&v, id + i, n - i);
-        atomic_store_explicit(&e->id[i / 8], v, memory_order_relaxed);
+    if (left) {
+        /* the last octets: from the id's last eight when it has them (no
+         * call to memcpy for a variable length), shifted into place */
+        union {
+            uint64_t word;
+            unsigned char c[8];
+        } t = {0};
+        if (n >= 8) {
+            memcpy(&t.word, id + n - 8, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            t.word <<= 8 * (8 - left);
+#else
+            t.word >>= 8 * (8 - left);
+#endif
+        } else
+            for (size_t k = 0; k < left; k++)
+                t.c[k] = (unsigned char)p[k];
+        atomic_store_explicit(d, t.word, memory_order_relaxed);
     }
     atomic_store_explicit(&e->len, (uint32_t)n, memory_order_relaxed);
     atomic_store_explicit(&e->us, duration_us, memory_order_relaxed);
