@@ -3,9 +3,9 @@
  * checks) and the readiness handler (a balancer's check: 503 while draining):
  * they read the counters of stats.c, module_metrics.c and drain.c. */
 #include <stdio.h>
-#include <strings.h>
 #include <stdlib.h>
 #include <string.h>
+#include <strings.h>
 
 #include "drain.h"
 #include "handler.h"
