@@ -11,7 +11,6 @@ import socket
 import threading
 import time
 
-import pytest
 from prometheus_client.openmetrics.parser import \
     text_string_to_metric_families as om_families
 from prometheus_client.parser import text_string_to_metric_families as prom_families
