@@ -55,7 +55,8 @@ void cel_dispatch_log(const cel_env *env, const cel_config *cfg, const cel_reque
  * the worker's clock, env->now_us): counts it in the worker's stats and writes
  * the access log line when the generation has one and the route wants it. M
  * is the route match: data is the route that answered, or for a 405 the route
- * at the path (cel_dispatch sets it), NULL when no route has the path. Inline:
+ * at the path (cel_dispatch sets it), NULL when no route has the path. A
+ * request with an id (REQ->id) becomes its duration bucket's exemplar. Inline:
  * it runs for every request.
  */
 static inline void cel_dispatch_done(cel_env *env, const cel_config *cfg, const cel_route_match *m,
@@ -67,9 +68,12 @@ static inline void cel_dispatch_done(cel_env *env, const cel_config *cfg, const 
      * begun and answered in one event takes 0 */
     uint64_t us = env->now_us - start_us;
     if (env->stats) {
-        cel_stats_request(env->stats, route ? route->stat_id : CEL_STATS_UNMATCHED, req->method_bit,
-                          status, us);
+        unsigned id = route ? route->stat_id : CEL_STATS_UNMATCHED;
+        unsigned b = cel_stats_request(env->stats, id, req->method_bit, status, us);
         cel_count(&env->stats->bytes_out, bytes);
+        if (req->id.n) /* the request_id middleware ran: the bucket's exemplar */
+            cel_stats_exemplar(env->stats, id, b, req->id.p, req->id.n, us,
+                               (uint64_t)env->now.tv_sec * 1000000u + (uint64_t)env->now.tv_usec);
     }
     if (cfg->accesslog && (!route || route->access_log))
         cel_dispatch_log(env, cfg, req, protocol, peer, status, bytes, us);

@@ -379,8 +379,26 @@ static double sum_double(const struct celeris_metric *m, size_t i)
     return d;
 }
 
-static void emit_series(out *o, const struct celeris_metric *m)
+/* The length of M's family name in OpenMetrics: a counter's without _total
+ * (its samples add it back). */
+static size_t om_family_len(const struct celeris_metric *m)
 {
+    size_t n = strlen(m->family);
+    if (m->type == CELERIS_METRIC_COUNTER && n > 6 && strcmp(m->family + n - 6, "_total") == 0)
+        n -= 6;
+    return n;
+}
+
+static void emit_series(out *o, const struct celeris_metric *m, int om)
+{
+    if (m->type == CELERIS_METRIC_COUNTER && om) {
+        emit(o, "%.*s_total{route=\"", (int)om_family_len(m), m->family);
+        emit_escaped(o, m->route, 1);
+        emit(o, "\"} ");
+        emit_number(o, sum_double(m, 0));
+        emit(o, "\n");
+        return;
+    }
     if (m->type != CELERIS_METRIC_HISTOGRAM) {
         emit(o, "%s{route=\"", m->family);
         emit_escaped(o, m->route, 1);
@@ -398,6 +416,9 @@ static void emit_series(out *o, const struct celeris_metric *m)
         emit_number(o, b < m->nbounds ? m->bounds[b] : INFINITY);
         emit(o, "\"} %llu\n", (unsigned long long)cum);
     }
+    /* OpenMetrics has no sum (nor then a count) beside buckets below 0 */
+    if (om && m->bounds[0] < 0)
+        return;
     emit(o, "%s_sum{route=\"", m->family);
     emit_escaped(o, m->route, 1);
     emit(o, "\"} ");
@@ -407,7 +428,17 @@ static void emit_series(out *o, const struct celeris_metric *m)
     emit(o, "\"} %llu\n", (unsigned long long)cum);
 }
 
-size_t cel_module_metrics_prometheus(char *buf, size_t cap)
+/* Whether A and B are one family in the output: the same name, or in
+ * OpenMetrics the same family name (a counter x_total is the family x). */
+static int same_family(const struct celeris_metric *a, const struct celeris_metric *b, int om)
+{
+    if (!om)
+        return strcmp(a->family, b->family) == 0;
+    size_t n = om_family_len(a);
+    return n == om_family_len(b) && memcmp(a->family, b->family, n) == 0;
+}
+
+size_t cel_module_metrics_prometheus(char *buf, size_t cap, int om)
 {
     static const char *const types[] = {"", "counter", "gauge", "histogram"};
     out o = {buf, 0, cap};
@@ -415,22 +446,25 @@ size_t cel_module_metrics_prometheus(char *buf, size_t cap)
         buf[0] = 0;
     pthread_mutex_lock(&lock);
     /* A family's series are one group in the text, under one HELP and TYPE:
-     * each family is written where it first appears, with all its routes. */
+     * each family is written where it first appears, with all its routes (in
+     * OpenMetrics, those of its first name and type: a counter x beside a
+     * counter x_total is one family there, and shows once). */
     for (const struct celeris_metric *m = registry; m; m = m->next) {
         const struct celeris_metric *f = registry;
-        while (f != m && strcmp(f->family, m->family) != 0)
+        while (f != m && !same_family(f, m, om))
             f = f->next;
         if (f != m)
             continue;
+        int n = om ? (int)om_family_len(m) : (int)strlen(m->family);
         if (m->help) {
-            emit(&o, "# HELP %s ", m->family);
-            emit_escaped(&o, m->help, 0);
+            emit(&o, "# HELP %.*s ", n, m->family);
+            emit_escaped(&o, m->help, om);
             emit(&o, "\n");
         }
-        emit(&o, "# TYPE %s %s\n", m->family, types[m->type]);
+        emit(&o, "# TYPE %.*s %s\n", n, m->family, types[m->type]);
         for (const struct celeris_metric *s = m; s; s = s->next)
             if (strcmp(s->family, m->family) == 0 && s->type == m->type)
-                emit_series(&o, s);
+                emit_series(&o, s, om);
     }
     pthread_mutex_unlock(&lock);
     return o.len;

@@ -32,7 +32,9 @@ void cel_module_metrics_free(cel_module_metrics *m);
 
 /* Appends every series in use in Prometheus text to BUF (at most CAP bytes)
  * and returns the length the whole text needs, as snprintf does (BUF may be
- * NULL when CAP is 0). Any thread. */
-size_t cel_module_metrics_prometheus(char *buf, size_t cap);
+ * NULL when CAP is 0). With OPENMETRICS in OpenMetrics 1.0 text: a counter's
+ * family named without _total and its samples with it, HELP escaping '"'
+ * too, no _sum or _count beside buckets below 0. Any thread. */
+size_t cel_module_metrics_prometheus(char *buf, size_t cap, int openmetrics);
 
 #endif

@@ -144,17 +144,86 @@ static void emit_route(out *o, const char *name, const char *route)
     emit(o, "\"");
 }
 
-size_t cel_stats_prometheus(char *buf, size_t cap)
+/* HELP and TYPE of the family whose samples are NAME. OpenMetrics names a
+ * counter's family without _total and an info family without _info (the
+ * samples keep them), and has UNIT (NULL: none). */
+static void emit_family(out *o, int om, const char *name, const char *type, const char *unit,
+                        const char *help)
+{
+    size_t n = strlen(name);
+    if (om && strcmp(type, "counter") == 0)
+        n -= strlen("_total");
+    else if (om && strcmp(type, "info") == 0)
+        n -= strlen("_info");
+    else if (!om && strcmp(type, "info") == 0)
+        type = "gauge";
+    emit(o, "# HELP %.*s %s\n# TYPE %.*s %s\n", (int)n, name, help, (int)n, name, type);
+    if (om && unit)
+        emit(o, "# UNIT %.*s %s\n", (int)n, name, unit);
+}
+
+/* A consistent copy of E, or 0 when its worker was writing it (or it is
+ * empty). ID gets the octets, NUL-terminated. */
+static int read_exemplar(const cel_exemplar *e, char id[CEL_STATS_EXEMPLAR_ID + 1], uint64_t *us,
+                         uint64_t *wall_us)
+{
+    for (int attempt = 0; attempt < 4; attempt++) {
+        uint32_t seq = atomic_load_explicit(&e->seq, memory_order_acquire);
+        if (!seq || seq & 1)
+            continue;
+        uint32_t n = atomic_load_explicit(&e->len, memory_order_relaxed);
+        uint64_t words[sizeof(e->id) / sizeof(e->id[0])];
+        for (size_t i = 0; i < sizeof(words) / sizeof(words[0]); i++)
+            words[i] = atomic_load_explicit(&e->id[i], memory_order_relaxed);
+        *us = atomic_load_explicit(&e->us, memory_order_relaxed);
+        *wall_us = atomic_load_explicit(&e->wall_us, memory_order_relaxed);
+        atomic_thread_fence(memory_order_acquire);
+        if (atomic_load_explicit(&e->seq, memory_order_relaxed) != seq)
+            continue;
+        if (!n || n > CEL_STATS_EXEMPLAR_ID)
+            return 0;
+        memcpy(id, words, n);
+        id[n] = 0;
+        for (uint32_t i = 0; i < n; i++)
+            if (id[i] < 0x21 || id[i] > 0x7e)
+                return 0;
+        return 1;
+    }
+    return 0;
+}
+
+/* " # {request_id="ID"} SECONDS WALL" for the latest request any worker kept
+ * in BUCKET of route R; nothing when none did. Under the lock. */
+static void emit_exemplar(out *o, unsigned r, unsigned bucket)
+{
+    char best[CEL_STATS_EXEMPLAR_ID + 1], id[CEL_STATS_EXEMPLAR_ID + 1];
+    uint64_t best_us = 0, best_wall = 0, us, wall;
+    int found = 0;
+    for (cel_wstats *w = blocks; w; w = w->next)
+        if (read_exemplar(&w->exemplars[r][bucket], id, &us, &wall) &&
+            (!found || wall > best_wall)) {
+            found = 1;
+            memcpy(best, id, sizeof(best));
+            best_us = us;
+            best_wall = wall;
+        }
+    if (!found)
+        return;
+    emit(o, " # {request_id=\"");
+    emit_label(o, best);
+    emit(o, "\"} %llu.%06llu %llu.%06llu", (unsigned long long)(best_us / 1000000),
+         (unsigned long long)(best_us % 1000000), (unsigned long long)(best_wall / 1000000),
+         (unsigned long long)(best_wall % 1000000));
+}
+
+size_t cel_stats_prometheus(char *buf, size_t cap, int om)
 {
     out o = {buf, 0, cap};
     pthread_mutex_lock(&lock);
-    emit(&o,
-         "# HELP celerisd_build_info Version of this celerisd.\n"
-         "# TYPE celerisd_build_info gauge\n"
-         "celerisd_build_info{version=\"%s\"} 1\n",
-         CEL_VERSION);
-    emit(&o, "# HELP celerisd_requests_total Requests answered, by route, method and status "
-             "class.\n# TYPE celerisd_requests_total counter\n");
+    emit_family(&o, om, "celerisd_build_info", "info", NULL, "Version of this celerisd.");
+    emit(&o, "celerisd_build_info{version=\"%s\"} 1\n", CEL_VERSION);
+    emit_family(&o, om, "celerisd_requests_total", "counter", NULL,
+                "Requests answered, by route, method and status class.");
     for (unsigned r = 0; r < CEL_STATS_ROUTES; r++) {
         if (!routes[r])
             continue;
@@ -170,9 +239,9 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
                      (unsigned long long)n);
             }
     }
-    emit(&o, "# HELP celerisd_request_duration_seconds Time from the connection event that "
-             "completed a request's head to the one that ended its response, by route.\n"
-             "# TYPE celerisd_request_duration_seconds histogram\n");
+    emit_family(&o, om, "celerisd_request_duration_seconds", "histogram", "seconds",
+                "Time from the connection event that completed a request's head to the one "
+                "that ended its response, by route.");
     for (unsigned r = 0; r < CEL_STATS_ROUTES; r++) {
         if (!routes[r])
             continue;
@@ -192,12 +261,14 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
         }
         if (!count)
             continue;
-        for (unsigned b = 0; b < CEL_STATS_BUCKETS; b++) {
+        for (unsigned b = 0; b <= CEL_STATS_BUCKETS; b++) {
             emit_route(&o, "celerisd_request_duration_seconds_bucket", routes[r]);
-            emit(&o, ",le=\"%s\"} %llu\n", bucket_le[b], (unsigned long long)cum[b]);
+            emit(&o, ",le=\"%s\"} %llu", b < CEL_STATS_BUCKETS ? bucket_le[b] : "+Inf",
+                 (unsigned long long)(b < CEL_STATS_BUCKETS ? cum[b] : count));
+            if (om)
+                emit_exemplar(&o, r, b);
+            emit(&o, "\n");
         }
-        emit_route(&o, "celerisd_request_duration_seconds_bucket", routes[r]);
-        emit(&o, ",le=\"+Inf\"} %llu\n", (unsigned long long)count);
         emit_route(&o, "celerisd_request_duration_seconds_sum", routes[r]);
         emit(&o, "} %.6f\n", (double)sum / 1e6);
         emit_route(&o, "celerisd_request_duration_seconds_count", routes[r]);
@@ -205,33 +276,32 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
     }
 
     static const char *const proto_names[CEL_STATS_PROTOS] = {"unknown", "http/1.1", "h2"};
-    emit(&o, "# HELP celerisd_connections_open Connections open now, by protocol (unknown: "
-             "before the first bytes or during the TLS handshake).\n"
-             "# TYPE celerisd_connections_open gauge\n");
+    emit_family(&o, om, "celerisd_connections_open", "gauge", NULL,
+                "Connections open now, by protocol (unknown: before the first bytes or during "
+                "the TLS handshake).");
     for (cel_wstats *w = blocks; w; w = w->next)
         for (unsigned p = 0; p < CEL_STATS_PROTOS; p++)
             emit(&o, "celerisd_connections_open{protocol=\"%s\",worker=\"%u\"} %llu\n",
                  proto_names[p], w->worker_id, (unsigned long long)get(&w->connections_open[p]));
-    emit(&o, "# HELP celerisd_streams_open Requests in flight now, by protocol.\n"
-             "# TYPE celerisd_streams_open gauge\n");
+    emit_family(&o, om, "celerisd_streams_open", "gauge", NULL,
+                "Requests in flight now, by protocol.");
     for (cel_wstats *w = blocks; w; w = w->next)
         for (unsigned p = CEL_PROTO_H1; p < CEL_STATS_PROTOS; p++)
             emit(&o, "celerisd_streams_open{protocol=\"%s\",worker=\"%u\"} %llu\n", proto_names[p],
                  w->worker_id, (unsigned long long)get(&w->streams_open[p]));
     static const struct {
-        const char *name, *type, *help;
+        const char *name, *unit, *help;
         size_t off;
     } per_worker[] = {
-        {"celerisd_connections_total", "counter", "Connections accepted.",
+        {"celerisd_connections_total", NULL, "Connections accepted.",
          offsetof(cel_wstats, connections_total)},
-        {"celerisd_received_bytes_total", "counter", "Bytes read from clients.",
+        {"celerisd_received_bytes_total", "bytes", "Bytes read from clients.",
          offsetof(cel_wstats, bytes_in)},
-        {"celerisd_sent_bytes_total", "counter", "Response body bytes sent.",
+        {"celerisd_sent_bytes_total", "bytes", "Response body bytes sent.",
          offsetof(cel_wstats, bytes_out)},
     };
     for (size_t i = 0; i < sizeof(per_worker) / sizeof(per_worker[0]); i++) {
-        emit(&o, "# HELP %s %s\n# TYPE %s %s\n", per_worker[i].name, per_worker[i].help,
-             per_worker[i].name, per_worker[i].type);
+        emit_family(&o, om, per_worker[i].name, "counter", per_worker[i].unit, per_worker[i].help);
         for (cel_wstats *w = blocks; w; w = w->next)
             emit(&o, "%s{worker=\"%u\"} %llu\n", per_worker[i].name, w->worker_id,
                  (unsigned long long)get(
@@ -239,48 +309,41 @@ size_t cel_stats_prometheus(char *buf, size_t cap)
     }
     pthread_mutex_unlock(&lock);
 
+    emit_family(&o, om, "celerisd_reloads_total", "counter", NULL,
+                "Configuration reloads, by result.");
     emit(&o,
-         "# HELP celerisd_reloads_total Configuration reloads, by result.\n"
-         "# TYPE celerisd_reloads_total counter\n"
          "celerisd_reloads_total{result=\"ok\"} %lu\n"
-         "celerisd_reloads_total{result=\"failed\"} %lu\n"
-         "# HELP celerisd_config_generation The configuration generation serving new requests.\n"
-         "# TYPE celerisd_config_generation gauge\n"
-         "celerisd_config_generation %lu\n"
-         "# HELP celerisd_workers Worker threads.\n"
-         "# TYPE celerisd_workers gauge\n"
-         "celerisd_workers %u\n"
-         "# HELP celerisd_uptime_seconds Seconds since the daemon started.\n"
-         "# TYPE celerisd_uptime_seconds gauge\n"
-         "celerisd_uptime_seconds %.3f\n",
-         atomic_load(&reloads_ok), atomic_load(&reloads_failed), atomic_load(&generation),
-         atomic_load(&workers), cel_stats_uptime());
+         "celerisd_reloads_total{result=\"failed\"} %lu\n",
+         atomic_load(&reloads_ok), atomic_load(&reloads_failed));
+    emit_family(&o, om, "celerisd_config_generation", "gauge", NULL,
+                "The configuration generation serving new requests.");
+    emit(&o, "celerisd_config_generation %lu\n", atomic_load(&generation));
+    emit_family(&o, om, "celerisd_workers", "gauge", NULL, "Worker threads.");
+    emit(&o, "celerisd_workers %u\n", atomic_load(&workers));
+    emit_family(&o, om, "celerisd_uptime_seconds", "gauge", "seconds",
+                "Seconds since the daemon started.");
+    emit(&o, "celerisd_uptime_seconds %.3f\n", cel_stats_uptime());
 
     cel_procstat ps;
-    if (cel_procstat_read(&ps) == 0)
-        emit(&o,
-             "# HELP process_cpu_seconds_total Total user and system CPU time spent in seconds.\n"
-             "# TYPE process_cpu_seconds_total counter\n"
-             "process_cpu_seconds_total %.2f\n"
-             "# HELP process_resident_memory_bytes Resident memory size in bytes.\n"
-             "# TYPE process_resident_memory_bytes gauge\n"
-             "process_resident_memory_bytes %llu\n"
-             "# HELP process_virtual_memory_bytes Virtual memory size in bytes.\n"
-             "# TYPE process_virtual_memory_bytes gauge\n"
-             "process_virtual_memory_bytes %llu\n"
-             "# HELP process_open_fds Number of open file descriptors.\n"
-             "# TYPE process_open_fds gauge\n"
-             "process_open_fds %llu\n"
-             "# HELP process_max_fds Maximum number of open file descriptors.\n"
-             "# TYPE process_max_fds gauge\n"
-             "process_max_fds %llu\n"
-             "# HELP process_start_time_seconds Start time of the process since unix epoch in "
-             "seconds.\n"
-             "# TYPE process_start_time_seconds gauge\n"
-             "process_start_time_seconds %.2f\n",
-             ps.cpu_seconds, (unsigned long long)ps.resident_bytes,
-             (unsigned long long)ps.virtual_bytes, (unsigned long long)ps.open_fds,
-             (unsigned long long)ps.max_fds, ps.start_time);
+    if (cel_procstat_read(&ps) == 0) {
+        emit_family(&o, om, "process_cpu_seconds_total", "counter", "seconds",
+                    "Total user and system CPU time spent in seconds.");
+        emit(&o, "process_cpu_seconds_total %.2f\n", ps.cpu_seconds);
+        emit_family(&o, om, "process_resident_memory_bytes", "gauge", "bytes",
+                    "Resident memory size in bytes.");
+        emit(&o, "process_resident_memory_bytes %llu\n", (unsigned long long)ps.resident_bytes);
+        emit_family(&o, om, "process_virtual_memory_bytes", "gauge", "bytes",
+                    "Virtual memory size in bytes.");
+        emit(&o, "process_virtual_memory_bytes %llu\n", (unsigned long long)ps.virtual_bytes);
+        emit_family(&o, om, "process_open_fds", "gauge", NULL, "Number of open file descriptors.");
+        emit(&o, "process_open_fds %llu\n", (unsigned long long)ps.open_fds);
+        emit_family(&o, om, "process_max_fds", "gauge", NULL,
+                    "Maximum number of open file descriptors.");
+        emit(&o, "process_max_fds %llu\n", (unsigned long long)ps.max_fds);
+        emit_family(&o, om, "process_start_time_seconds", "gauge", "seconds",
+                    "Start time of the process since unix epoch in seconds.");
+        emit(&o, "process_start_time_seconds %.2f\n", ps.start_time);
+    }
     return o.len;
 }
 

@@ -18,6 +18,7 @@
 #include <stdatomic.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 #define CEL_STATS_ROUTES 256 /* distinct patterns counted one by one; more share one id */
 #define CEL_STATS_METHODS 8  /* GET HEAD POST PUT DELETE PATCH OPTIONS other */
@@ -28,6 +29,22 @@
 enum { CEL_PROTO_UNKNOWN, CEL_PROTO_H1, CEL_PROTO_H2, CEL_STATS_PROTOS };
 
 typedef _Atomic uint64_t cel_counter;
+
+/* The longest request id an exemplar carries: OpenMetrics caps an exemplar's
+ * labels at 128 characters, names and values, and "request_id" takes 10. */
+#define CEL_STATS_EXEMPLAR_ID 118
+
+/* The last request with an id that landed in one duration bucket of a route
+ * on one worker, for OpenMetrics exemplars. Its worker is the only writer and
+ * makes SEQ odd while it writes (a seqlock); a scrape that reads SEQ odd or
+ * changed across its read has a torn copy and does not use it. */
+typedef struct cel_exemplar {
+    _Atomic uint32_t seq;
+    _Atomic uint32_t len;
+    cel_counter us;      /* the request's duration */
+    cel_counter wall_us; /* when it ended: microseconds since the epoch */
+    cel_counter id[(CEL_STATS_EXEMPLAR_ID + 7) / 8];
+} cel_exemplar;
 
 typedef struct cel_wstats {
     struct cel_wstats *next;
@@ -40,6 +57,9 @@ typedef struct cel_wstats {
     cel_counter connections_total;
     cel_counter streams_open[CEL_STATS_PROTOS];
     cel_counter bytes_in, bytes_out;
+    /* by route and bucket, the last one past the last bound; the pages of
+     * routes and buckets no request with an id reached are never touched */
+    cel_exemplar exemplars[CEL_STATS_ROUTES][CEL_STATS_BUCKETS + 1];
 } cel_wstats;
 
 static inline void cel_count(cel_counter *c, uint64_t n)
@@ -73,9 +93,10 @@ unsigned cel_stats_route_id(const char *pattern, const char *host);
 
 /* One answered request (the worker that served it): inline, as it runs for
  * every request. METHOD_BIT is one CEL_M_* bit or 0; GET .. OPTIONS are bits 0
- * to 6, anything else counts as "other". */
-static inline void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned method_bit,
-                                     int status, uint64_t duration_us)
+ * to 6, anything else counts as "other". Returns the duration's bucket
+ * (CEL_STATS_BUCKETS: past the last bound), for cel_stats_exemplar. */
+static inline unsigned cel_stats_request(cel_wstats *w, unsigned route_id, unsigned method_bit,
+                                         int status, uint64_t duration_us)
 {
     static const uint64_t bucket_us[CEL_STATS_BUCKETS] = CEL_STATS_BUCKET_US;
     unsigned cls = status >= 100 && status < 600 ? (unsigned)status / 100 - 1 : 4;
@@ -88,15 +109,66 @@ static inline void cel_stats_request(cel_wstats *w, unsigned route_id, unsigned 
     if (b < CEL_STATS_BUCKETS)
         cel_count(&w->duration_buckets[route_id][b], 1);
     cel_count(&w->duration_sum_us[route_id], duration_us);
+    return b;
+}
+
+/* Keeps ID (N octets, visible ASCII) as the exemplar of BUCKET of ROUTE_ID
+ * (cel_stats_request's return), with the request's duration and the wall
+ * clock WALL_US. An id longer than CEL_STATS_EXEMPLAR_ID is not kept. Plain
+ * stores between two of SEQ: no lock, no read-modify-write. */
+static inline void cel_stats_exemplar(cel_wstats *w, unsigned route_id, unsigned bucket,
+                                      const char *id, size_t n, uint64_t duration_us,
+                                      uint64_t wall_us)
+{
+    if (n > CEL_STATS_EXEMPLAR_ID)
+        return;
+    cel_exemplar *e = &w->exemplars[route_id][bucket];
+    uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 1, memory_order_relaxed);
+    atomic_thread_fence(memory_order_release);
+    const char *p = id;
+    cel_counter *d = e->id;
+    size_t left = n;
+    for (; left >= 8; left -= 8, p += 8, d++) {
+        uint64_t word;
+        memcpy(&word, p, 8);
+        atomic_store_explicit(d, word, memory_order_relaxed);
+    }
+    if (left) {
+        /* the last octets: from the id's last eight when it has them (no
+         * call to memcpy for a variable length), shifted into place */
+        union {
+            uint64_t word;
+            unsigned char c[8];
+        } t = {0};
+        if (n >= 8) {
+            memcpy(&t.word, id + n - 8, 8);
+#if __BYTE_ORDER__ == __ORDER_BIG_ENDIAN__
+            t.word <<= 8 * (8 - left);
+#else
+            t.word >>= 8 * (8 - left);
+#endif
+        } else
+            for (size_t k = 0; k < left; k++)
+                t.c[k] = (unsigned char)p[k];
+        atomic_store_explicit(d, t.word, memory_order_relaxed);
+    }
+    atomic_store_explicit(&e->len, (uint32_t)n, memory_order_relaxed);
+    atomic_store_explicit(&e->us, duration_us, memory_order_relaxed);
+    atomic_store_explicit(&e->wall_us, wall_us, memory_order_relaxed);
+    atomic_store_explicit(&e->seq, seq + 2, memory_order_release);
 }
 
 /* Process-wide, main thread. */
 void cel_stats_reload(int ok, unsigned long generation, unsigned workers);
 
-/* Renders everything in the Prometheus text format (0.0.4) into BUF, the
- * process_* metrics (read from /proc/self now) included. Returns the length,
- * or the size needed when it is more than CAP. Any thread. */
-size_t cel_stats_prometheus(char *buf, size_t cap);
+/* Renders everything in the Prometheus text format (0.0.4), or with
+ * OPENMETRICS in OpenMetrics 1.0 text (a counter's family named without
+ * _total, UNIT lines, the build info as an info family, the duration buckets'
+ * exemplars; without the closing "# EOF"), into BUF, the process_* metrics
+ * (read from /proc/self now) included. Returns the length, or the size needed
+ * when it is more than CAP. Any thread. */
+size_t cel_stats_prometheus(char *buf, size_t cap, int openmetrics);
 
 /* Current connections over all workers, for the status handler. */
 uint64_t cel_stats_connections(void);

@@ -33,10 +33,10 @@ static void close_init(inst *in)
 /* The whole scrape, NUL-terminated, owned by the caller. */
 static char *scrape(void)
 {
-    size_t n = cel_module_metrics_prometheus(NULL, 0);
+    size_t n = cel_module_metrics_prometheus(NULL, 0, 0);
     char *buf = malloc(n + 1);
     assert_non_null(buf);
-    assert_int_equal(cel_module_metrics_prometheus(buf, n + 1), n);
+    assert_int_equal(cel_module_metrics_prometheus(buf, n + 1, 0), n);
     return buf;
 }
 
@@ -105,7 +105,7 @@ static void test_output(void **state)
     free(text);
     /* Too small a buffer: the length it needs, as snprintf. */
     char small[16];
-    assert_true(cel_module_metrics_prometheus(small, sizeof(small)) > sizeof(small));
+    assert_true(cel_module_metrics_prometheus(small, sizeof(small), 0) > sizeof(small));
     cel_module_metrics_free(in.ctx.metrics);
     text = scrape();
     assert_string_equal(text, "");
