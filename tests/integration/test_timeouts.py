@@ -167,6 +167,36 @@ routes:
     s.close()
 
 
+def test_idle_timeout_counts_from_the_last_request(celerisd):
+    """The idle timer is not moved on each request: it fires when first set,
+    finds the connection active since, and waits out the rest (conn.c,
+    on_timer). So a connection that asked now and then is spared while it
+    asks, and closed once idle_timeout has passed since its last answer:
+    not earlier, and not left open."""
+    srv = celerisd("""workers: 1
+limits: { idle_timeout: 1s, header_timeout: 60s }
+routes:
+  - path: /bench
+    static: { body: "OK" }
+""")
+    with srv.client(timeout=10) as c:
+        end = time.monotonic() + 2.6
+        n = 0
+        while time.monotonic() < end:
+            # each answer must come on this connection: an idle timer that
+            # counted from when it was set would have closed it after 1 s
+            assert c.get("/bench").body == b"OK"
+            n += 1
+            time.sleep(0.3)  # pacing the requests, not synchronisation
+        assert n >= 5
+        assert c.get("/bench").body == b"OK"
+        # a timer that found activity and was not set again would leave the
+        # connection open: wait_closed raises TimeoutError past the bound
+        took = c.wait_closed(timeout=1 + 3 * SCALE)
+        assert took >= 0.7, f"closed {took:.2f} s after the last answer (idle_timeout 1 s)"
+        assert c.goaway is not None
+
+
 def test_header_timeout_after_preface_sends_goaway(celerisd):
     """Issue 18.5: an HTTP/2 client that sent its preface and nothing else gets
     a GOAWAY before header_timeout closes the connection."""
