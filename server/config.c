@@ -114,6 +114,8 @@ const conf_limit conf_limits[] = {
           CEL_DEF_CONNECTION_WINDOW),
     LIMIT("max_output_buffer", max_output_buffer, CONF_SIZE, 16384, 1LL << 30,
           CEL_DEF_MAX_OUTPUT_BUFFER),
+    LIMIT("tcp_notsent_lowat", tcp_notsent_lowat, CONF_SIZE, 0, INT32_MAX,
+          CEL_DEF_TCP_NOTSENT_LOWAT),
     LIMIT("max_settings_entries", max_settings_entries, CONF_COUNT, 6, 1000,
           CEL_DEF_MAX_SETTINGS_ENTRIES),
     LIMIT("reset_burst", reset_burst, CONF_COUNT, 1, 1000000, CEL_DEF_RESET_BURST),

@@ -37,6 +37,11 @@
 #define CEL_DEF_BODY_WINDOW (4u << 20)
 #define CEL_DEF_CONNECTION_WINDOW (16u << 20)
 #define CEL_DEF_MAX_OUTPUT_BUFFER (256 * 1024)
+/* TCP_NOTSENT_LOWAT on accepted sockets: bytes the kernel may hold unsent.
+ * Left unbounded, a bulk download queues megabytes behind the reader's
+ * window, and on loopback the reader's acknowledgements then transmit them
+ * in the reader's own context (README, Performance). */
+#define CEL_DEF_TCP_NOTSENT_LOWAT (128 * 1024)
 #define CEL_DEF_MAX_SETTINGS_ENTRIES 32 /* per SETTINGS frame */
 #define CEL_DEF_RESET_BURST 1000        /* RST_STREAMs a client may send at once... */
 #define CEL_DEF_RESET_RATE 33           /* ...and per second after that */
@@ -64,6 +69,7 @@ typedef struct cel_limits {
     uint32_t body_window;         /* a buffered upload's stream, by WINDOW_UPDATE */
     uint32_t connection_window;   /* the connection's, from its first WINDOW_UPDATE */
     size_t max_output_buffer;
+    uint32_t tcp_notsent_lowat; /* 0: the kernel's setting */
     uint32_t max_settings_entries;
     uint32_t reset_burst, reset_rate;
     uint32_t max_continuations;

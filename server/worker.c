@@ -160,6 +160,9 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
         }
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+        int lowat = (int)w->env.gen->cfg->limits.tcp_notsent_lowat;
+        if (lowat)
+            setsockopt(fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
         const cel_listen *conf = listener_conf(w, l);
         cel_conn *c = cel_conn_new(&w->host, fd, conf ? conf->tls : NULL);
         if (!c) {

@@ -882,6 +882,110 @@ def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
     assert sum(calls.values()) < frames, summary
 
 
+def server_send_queue(port, client_port):
+    """Send-Q of the daemon's side of a loopback connection (/proc/net/tcp
+    tx_queue: bytes written and not yet acknowledged). A reader that stopped
+    with its receive buffer full has acknowledged all it holds, so this is
+    what waits unsent in the daemon's socket."""
+    with open("/proc/net/tcp") as f:
+        next(f)
+        for line in f:
+            fields = line.split()
+            local, remote = fields[1], fields[2]
+            if int(local.split(":")[1], 16) == port and \
+                    int(remote.split(":")[1], 16) == client_port:
+                return int(fields[4].split(":")[0], 16)
+    raise AssertionError(f"no socket 127.0.0.1:{port} -> :{client_port}")
+
+
+def settled_send_queue(port, client_port):
+    """The daemon's Send-Q once it stops moving (the reader has stopped)."""
+    last, deadline = None, time.monotonic() + 10 * TIME_SCALE
+    while time.monotonic() < deadline:
+        time.sleep(0.2)
+        q = server_send_queue(port, client_port)
+        if q == last:
+            return q
+        last = q
+    return last
+
+
+# limits.tcp_notsent_lowat's default (128 KiB) bounds what waits unsent; the
+# kernel may pass it by one packet's worth (64 KiB on loopback) and a file
+# range by a page or so. Without the option the socket queued ~3 MiB here.
+UNSENT_BOUND = 128 * 1024 + 192 * 1024
+
+
+def test_download_keeps_little_unsent_in_the_socket_h1(bigsrv):
+    """A reader that takes 8 MiB of a 64 MiB file and stops: the daemon's
+    socket holds at most about tcp_notsent_lowat unsent (TCP_NOTSENT_LOWAT),
+    not megabytes behind the reader's window."""
+    s = socket.create_connection(("127.0.0.1", bigsrv.port), timeout=30 * TIME_SCALE)
+    try:
+        s.sendall(b"GET /d/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = 0
+        while got < 8 << 20:
+            chunk = s.recv(1 << 20)
+            assert chunk, "connection closed early"
+            got += len(chunk)
+        q = settled_send_queue(bigsrv.port, s.getsockname()[1])
+        assert 0 < q <= UNSENT_BOUND, q
+    finally:
+        s.close()
+    assert curl(["--http1.1", bigsrv.url("/bench")]).stdout == b"OK"
+
+
+def test_download_keeps_little_unsent_in_the_socket_h2c(bigsrv):
+    """The same over h2c with both windows wide open: the socket holds at most
+    about tcp_notsent_lowat unsent; the frames beyond wait in the daemon's
+    output queue (max_output_buffer)."""
+    from h2client import H2Client
+    wide = (1 << 31) - 1
+    with H2Client("127.0.0.1", bigsrv.port, timeout=30 * TIME_SCALE,
+                  initial_window_size=wide, connection_window=wide) as c:
+        sid = c.send_request("GET", "/d/big.bin")
+        r = c._response(sid)
+        c.wait_for(lambda: len(r.body) >= 8 << 20 or r.done, what="8 MiB of the file")
+        assert r.status == 200 and not r.done
+        q = settled_send_queue(bigsrv.port, c.sock.getsockname()[1])
+        assert 0 < q <= UNSENT_BOUND, q
+
+
+def test_notsent_lowat_zero_leaves_the_kernel_setting(celerisd, tmp_path):
+    """limits.tcp_notsent_lowat: 0 sets nothing: with the kernel's default
+    (no bound) the socket queues past the default bound."""
+    with open("/proc/sys/net/ipv4/tcp_notsent_lowat") as f:
+        if int(f.read()) < 4 << 20:
+            pytest.skip("net.ipv4.tcp_notsent_lowat bounds every socket here")
+    with open("/proc/sys/net/ipv4/tcp_wmem") as f:
+        if int(f.read().split()[2]) < 2 << 20:
+            pytest.skip("net.ipv4.tcp_wmem keeps send buffers small here")
+    www = tmp_path / "www"
+    www.mkdir()
+    with open(www / "z.bin", "wb") as f:
+        f.truncate(64 << 20)
+    srv = celerisd(f"""
+workers: 1
+log: {{ level: warn }}
+limits: {{ tcp_notsent_lowat: 0 }}
+routes:
+  - path: /d/*path
+    dir: {{ root: {www} }}
+""")
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=30 * TIME_SCALE)
+    try:
+        s.sendall(b"GET /d/z.bin HTTP/1.1\r\nHost: x\r\n\r\n")
+        got = 0
+        while got < 8 << 20:
+            chunk = s.recv(1 << 20)
+            assert chunk, "connection closed early"
+            got += len(chunk)
+        q = settled_send_queue(srv.port, s.getsockname()[1])
+        assert q > UNSENT_BOUND, q
+    finally:
+        s.close()
+
+
 def test_h2_file_cut_with_frames_queued_ends_that_stream_only(bigsrv):
     """A file cut while frames of it wait in the daemon's output queue (the
     reader stopped reading, the windows wide open): the frames already queued

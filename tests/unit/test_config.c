@@ -297,6 +297,7 @@ static void test_defaults(void **state)
     assert_int_equal(c->limits.body_window, CEL_DEF_BODY_WINDOW);
     assert_int_equal(c->limits.connection_window, CEL_DEF_CONNECTION_WINDOW);
     assert_int_equal(c->limits.max_output_buffer, CEL_DEF_MAX_OUTPUT_BUFFER);
+    assert_int_equal(c->limits.tcp_notsent_lowat, CEL_DEF_TCP_NOTSENT_LOWAT);
 
     assert_int_equal(c->nroutes, 1);
     assert_string_equal(c->routes[0].pattern, "/");
@@ -347,6 +348,7 @@ static void test_limits_parsed(void **state)
                             "  connection_window: 1m\n"
                             "  body_window: 256k\n"
                             "  max_output_buffer: 20000\n"
+                            "  tcp_notsent_lowat: 0\n"
                             "shutdown_timeout: 3\n"
                             "log:\n"
                             "  level: debug\n");
@@ -361,6 +363,7 @@ static void test_limits_parsed(void **state)
     assert_int_equal(c->limits.connection_window, 1048576);
     assert_int_equal(c->limits.body_window, 262144);
     assert_int_equal(c->limits.max_output_buffer, 20000);
+    assert_int_equal(c->limits.tcp_notsent_lowat, 0);
     assert_int_equal(c->shutdown_timeout_ms, 3000);
     assert_int_equal(c->log_level, CEL_LOG_DEBUG);
     cel_config_unref(c);
