@@ -460,6 +460,25 @@ def test_304_leaves_out_last_modified_beside_an_etag(srv, client):
     assert r.status == 304 and r.header("etag") is None and r.header("last-modified") == lm
 
 
+def test_validators_again_and_again_on_one_connection(client):
+    """Per-resource fields (If-None-Match, If-Modified-Since) come fresh on
+    every request; after the first few the daemon takes them by a short path
+    (on_fresh), which must check and copy them as the long one does: both
+    names in turn, a bad octet resets that stream only."""
+    etag, lm = etag_of(client, "/f/a.txt")
+    for _ in range(4):
+        assert client.get("/f/a.txt", headers=[("if-none-match", etag)]).status == 304
+        assert client.get("/f/a.txt", headers=[("if-modified-since", lm)]).status == 304
+        r = client.get("/f/a.txt", headers=[("if-none-match", '"x"'), ("if-modified-since", lm)])
+        assert r.status == 200 and r.body == b"hello\n"
+        r = client.get("/f/a.txt", headers=[("if-modified-since", lm), ("if-none-match", etag)])
+        assert r.status == 304
+    for bad in (etag + "\x01", " " + etag, etag + "\t"):
+        r = client.get("/f/a.txt", headers=[("if-none-match", bad)])
+        assert r.status is None and r.reset == 1, (bad, r)   # PROTOCOL_ERROR
+        assert client.get("/f/a.txt", headers=[("if-none-match", etag)]).status == 304
+
+
 # -- precompressed siblings -------------------------------------------------------
 
 
