@@ -703,8 +703,9 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         return error(res, 412);
     }
     int not_modified = 0;
-    if (has(&cd, H_IF_NONE_MATCH, &v1))
-        not_modified = etag.n && cel_etag_list_match(v1, etag, 1);
+    if (has(&cd, H_IF_NONE_MATCH, &v1)) /* the usual: the one tag given, as it was */
+        not_modified = etag.n && ((v1.n == etag.n && cel_eq_small(v1.p, etag.p, etag.n)) ||
+                                  cel_etag_list_match(v1, etag, 1));
     else if (has(&cd, H_IMS, &v1) && cel_http_date_parse(v1, &t) == 0)
         not_modified = f->mtime <= (int64_t)t;
     if (not_modified) {
