@@ -446,7 +446,7 @@ static __attribute__((noinline)) int on_fresh(cel_h2 *h, nghttp2_rcbuf *name_rc,
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->nhdrs == st->cap_hdrs ||
                      st->arena.left <= v.len))
         return on_header_full(h, name_rc, value_rc, 1);
-    if (cel_h2_field_static_name(&st->hf, n.base, n.len, v.base, v.len) != 0) {
+    if (cel_h2_field_plain(&st->hf, v.base, v.len) != 0) { /* no per-resource name has a rule */
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;
     }
