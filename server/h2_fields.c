@@ -331,6 +331,12 @@ int cel_h2_field_static_name(cel_h2_fields *f, const uint8_t *name, size_t nlen,
     return field(f, name, nlen, value, vlen, 1);
 }
 
+int cel_h2_field_plain(cel_h2_fields *f, const uint8_t *value, size_t vlen)
+{
+    f->seen |= CEL_HF_REGULAR;
+    return value_ok(value, vlen) ? 0 : -1;
+}
+
 int cel_h2_fields_request_end(cel_h2_fields *f)
 {
     uint32_t s = f->seen;

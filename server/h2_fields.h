@@ -64,6 +64,11 @@ int cel_h2_field(cel_h2_fields *f, const uint8_t *name, size_t nlen, const uint8
 int cel_h2_field_static_name(cel_h2_fields *f, const uint8_t *name, size_t nlen,
                              const uint8_t *value, size_t vlen);
 
+/* cel_h2_field for a regular field whose name has no rule of its own (not
+ * host, te, priority, content-length nor a connection field), known valid:
+ * only the value is checked. */
+int cel_h2_field_plain(cel_h2_fields *f, const uint8_t *value, size_t vlen);
+
 /* A :path field with value V[0..N): what cel_h2_field does for it. */
 int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n);
 /* The same, copying V to D (N octets) on the way; *QUERY is the offset of the

@@ -313,6 +313,12 @@ static __attribute__((noinline)) int on_header_full(cel_h2 *h, nghttp2_rcbuf *na
         kind = check_field(h, st, name_rc, value_rc, &f);
         if (kind == CEL_HF_PATH && nghttp2_rcbuf_is_static(name_rc))
             h->path_name = name_rc; /* on_header takes it from now on */
+        else if (kind == 0 && unkept && f.name_static &&
+                 per_resource((nghttp2_vec){(uint8_t *)f.name, f.namelen}) &&
+                 h->fresh_name[0] != name_rc) {
+            h->fresh_name[1] = h->fresh_name[0]; /* a browser sends two: INM and IMS */
+            h->fresh_name[0] = name_rc;
+        }
         name = f.name;
         value = f.value;
         namelen = f.namelen;
@@ -428,6 +434,31 @@ static __attribute__((noinline)) int on_path(cel_h2 *h, nghttp2_rcbuf *name_rc,
     return 0;
 }
 
+/* A per-resource field (see per_resource) by a static-table name on_header_full
+ * has seen pass with no special rule: its value checked and copied, no
+ * verdict kept (a tail call in on_header, as on_path). */
+static __attribute__((noinline)) int on_fresh(cel_h2 *h, nghttp2_rcbuf *name_rc,
+                                              nghttp2_rcbuf *value_rc)
+{
+    stream *st = h->cur;
+    nghttp2_vec n = nghttp2_rcbuf_get_buf(name_rc), v = nghttp2_rcbuf_get_buf(value_rc);
+    uint64_t bytes = st->hdr_bytes + n.len + v.len + 32; /* RFC 9113 6.5.2 */
+    if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->nhdrs == st->cap_hdrs ||
+                     st->arena.left <= v.len))
+        return on_header_full(h, name_rc, value_rc, 1);
+    if (cel_h2_field_plain(&st->hf, v.base, v.len) != 0) { /* no per-resource name has a rule */
+        st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
+        return 0;
+    }
+    char *p = st->arena.cur;
+    memcpy(p, v.base, v.len);
+    st->arena.cur += v.len;
+    st->arena.left -= v.len;
+    st->hdr_bytes = bytes;
+    st->hdrs[st->nhdrs++] = (cel_header){{(const char *)n.base, n.len}, {p, v.len}};
+    return 0;
+}
+
 /*
  * The short path for the fields of almost every request. Everything a case
  * needs is checked before anything is changed, so what it cannot do goes to
@@ -455,7 +486,9 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
     kept_field *k = &t->e[*t->link];
     if (CEL_UNLIKELY(k->value != value_rc || k->name != name_rc)) {
         if (!(k = kept_find(t->e, name_rc, value_rc)))
-            return on_header_full(h, name_rc, value_rc, 1);
+            return name_rc == h->fresh_name[0] || name_rc == h->fresh_name[1]
+                       ? on_fresh(h, name_rc, value_rc)
+                       : on_header_full(h, name_rc, value_rc, 1);
         *t->link = (uint8_t)(k - t->e); /* the guess for the next request */
     }
     t->link = &k->next;

@@ -150,8 +150,11 @@ struct cel_h2 {
     uint8_t scan_buf[9];            /* a frame header (or PRIORITY payload) cut by a read */
     struct kept_table *kept;        /* verdicts on repeated fields (on_header), or NULL */
     const nghttp2_rcbuf *path_name; /* nghttp2's static-table ":path" name, once seen */
-    stream **slots;                 /* STREAM_SLOTS streams by id (find_stream), or NULL */
-    int32_t ended_top;              /* highest stream id in ended_bits */
+    /* the static-table names of the last two per-resource fields (If-None-Match,
+     * Range...) seen with no special rule: on_header takes them (on_fresh) */
+    const nghttp2_rcbuf *fresh_name[2];
+    stream **slots;      /* STREAM_SLOTS streams by id (find_stream), or NULL */
+    int32_t ended_top;   /* highest stream id in ended_bits */
     uint32_t kept_bytes; /* what the kept entries' references hold (KEPT_BYTES at most) */
     uint64_t ended_bits; /* bit i: stream ended_top - 2i closed after its client ended it */
     /* File read-ahead (h2_response.c): RA_LEN bytes of stream RA_ID's file

@@ -681,6 +681,7 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         etag = (cel_str){text, f->etag.n};
         ADD_LIT(&h, "etag", etag.p, etag.n);
     }
+    size_t lm_at = h.n;
     ADD_LIT(&h, "last-modified", lm, f->lastmod.n);
     if (d->nenc)
         ADD_LIT(&h, "vary", "accept-encoding", 15);
@@ -702,12 +703,19 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         return error(res, 412);
     }
     int not_modified = 0;
-    if (has(&cd, H_IF_NONE_MATCH, &v1))
-        not_modified = etag.n && cel_etag_list_match(v1, etag, 1);
+    if (has(&cd, H_IF_NONE_MATCH, &v1)) /* the usual: the one tag given, as it was */
+        not_modified = etag.n && ((v1.n == etag.n && cel_eq_small(v1.p, etag.p, etag.n)) ||
+                                  cel_etag_list_match(v1, etag, 1));
     else if (has(&cd, H_IMS, &v1) && cel_http_date_parse(v1, &t) == 0)
         not_modified = f->mtime <= (int64_t)t;
     if (not_modified) {
         release(f);
+        /* RFC 9110 15.4.5: beside an ETag, Last-Modified is metadata a 304
+         * should not repeat (h2o leaves it out too) */
+        if (etag.n && lm_at < h.n) {
+            memmove(&h.kv[lm_at], &h.kv[lm_at + 1], (h.n - lm_at - 1) * sizeof(*h.kv));
+            h.n--;
+        }
         res->status = 304;
         res->headers = h.kv;
         res->nheaders = h.n;

@@ -440,6 +440,45 @@ def test_conditionals(client):
     assert client.get("/f/a.txt", headers=[("if-modified-since", asctime)]).status == 304
 
 
+def test_304_leaves_out_last_modified_beside_an_etag(srv, client):
+    """RFC 9110 15.4.5: a 304 repeats the ETag, Vary and Cache-Control the 200
+    would have had, but not Last-Modified while there is an ETag (as h2o);
+    without an ETag (etag: false) Last-Modified is the validator and stays."""
+    etag, lm = etag_of(client, "/f/a.txt")
+    for cond in (("if-none-match", etag), ("if-modified-since", lm)):
+        r = client.get("/f/a.txt", headers=[cond])
+        assert r.status == 304 and r.header("etag") == etag, cond
+        assert r.header("last-modified") is None, cond
+        assert r.header("cache-control") == "max-age=3600" and r.header("x-dir") == "yes"
+    st, h, body = h1(srv, "/f/a.txt", [("if-none-match", etag)])
+    assert st == 304 and h["etag"] == etag and "last-modified" not in h and body == b""
+    pc = client.get("/pc/assets/app.js").header("etag")
+    r = client.get("/pc/assets/app.js", headers=[("if-none-match", pc)])
+    assert r.status == 304 and r.header("vary") == "accept-encoding"
+    assert r.header("etag") == pc and r.header("last-modified") is None
+    r = client.get("/nocache/a.txt", headers=[("if-modified-since", lm)])
+    assert r.status == 304 and r.header("etag") is None and r.header("last-modified") == lm
+
+
+def test_validators_again_and_again_on_one_connection(client):
+    """Per-resource fields (If-None-Match, If-Modified-Since) come fresh on
+    every request; after the first few the daemon takes them by a short path
+    (on_fresh), which must check and copy them as the long one does: both
+    names in turn, a bad octet resets that stream only."""
+    etag, lm = etag_of(client, "/f/a.txt")
+    for _ in range(4):
+        assert client.get("/f/a.txt", headers=[("if-none-match", etag)]).status == 304
+        assert client.get("/f/a.txt", headers=[("if-modified-since", lm)]).status == 304
+        r = client.get("/f/a.txt", headers=[("if-none-match", '"x"'), ("if-modified-since", lm)])
+        assert r.status == 200 and r.body == b"hello\n"
+        r = client.get("/f/a.txt", headers=[("if-modified-since", lm), ("if-none-match", etag)])
+        assert r.status == 304
+    for bad in (etag + "\x01", " " + etag, etag + "\t"):
+        r = client.get("/f/a.txt", headers=[("if-none-match", bad)])
+        assert r.status is None and r.reset == 1, (bad, r)   # PROTOCOL_ERROR
+        assert client.get("/f/a.txt", headers=[("if-none-match", etag)]).status == 304
+
+
 # -- precompressed siblings -------------------------------------------------------
 
 
