@@ -949,6 +949,15 @@ def settled_send_queue(port, client_port):
     return last
 
 
+def take(s, n):
+    """Reads N octets of an answer from S, then stops reading."""
+    got = 0
+    while got < n:
+        chunk = s.recv(1 << 20)
+        assert chunk, "connection closed early"
+        got += len(chunk)
+
+
 # limits.tcp_notsent_lowat's default (128 KiB) bounds what waits unsent; the
 # kernel may pass it by one packet's worth (64 KiB on loopback) and a file
 # range by a page or so. Without the option the socket queued ~3 MiB here.
@@ -962,11 +971,7 @@ def test_download_keeps_little_unsent_in_the_socket_h1(bigsrv):
     s = socket.create_connection(("127.0.0.1", bigsrv.port), timeout=30 * TIME_SCALE)
     try:
         s.sendall(b"GET /d/big.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = 0
-        while got < 8 << 20:
-            chunk = s.recv(1 << 20)
-            assert chunk, "connection closed early"
-            got += len(chunk)
+        take(s, 8 << 20)
         q = settled_send_queue(bigsrv.port, s.getsockname()[1])
         assert 0 < q <= UNSENT_BOUND, q
     finally:
@@ -1014,11 +1019,7 @@ routes:
     s = socket.create_connection(("127.0.0.1", srv.port), timeout=30 * TIME_SCALE)
     try:
         s.sendall(b"GET /d/z.bin HTTP/1.1\r\nHost: x\r\n\r\n")
-        got = 0
-        while got < 8 << 20:
-            chunk = s.recv(1 << 20)
-            assert chunk, "connection closed early"
-            got += len(chunk)
+        take(s, 8 << 20)
         q = settled_send_queue(srv.port, s.getsockname()[1])
         assert q > UNSENT_BOUND, q
     finally:
