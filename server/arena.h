@@ -21,7 +21,7 @@ typedef struct cel_arena {
 
 void cel_arena_init(cel_arena *a, cel_pool *pool, void *first, size_t first_len);
 void cel_arena_deinit(cel_arena *a);
-/* The slow path of the two below: a fresh block from the pool. */
+/* The slow path of those below: a fresh block from the pool. */
 void *cel_arena_grow(cel_arena *a, size_t n);
 
 /* N bytes aligned to 8, or NULL when the pool is out of memory. */
@@ -34,6 +34,19 @@ static inline void *cel_arena_alloc(cel_arena *a, size_t n)
     a->cur = p + n;
     a->left -= n + pad;
     return p;
+}
+
+/* N bytes with no alignment (text) from the current block, or NULL when it
+ * has fewer left: no call, so a caller on the hot path saves no register
+ * for the rare case, which it leaves to a slower path. */
+static inline char *cel_arena_take(cel_arena *a, size_t n)
+{
+    if (CEL_UNLIKELY(a->left < n))
+        return NULL;
+    char *d = a->cur;
+    a->cur += n;
+    a->left -= n;
+    return d;
 }
 
 /* A copy of the N bytes at P (byte-aligned: strings need no more), or NULL. */

@@ -147,6 +147,7 @@ static inline __attribute__((always_inline)) int request_phase(cel_exchange *x, 
     int mrc = cel_phase_request(x, from, res);
     if (mrc == CEL_MW_ANSWERED) {
         m->data = (void *)route; /* counted and logged as the route that has the path */
+        x->id_as_is = 1;         /* a request_id after the one that answered made no id */
         *out = 0;
         return 1;
     }

@@ -82,6 +82,25 @@ static inline uint64_t cel_env_rand(cel_env *e)
     return r;
 }
 
+/* Two cel_env_rand in one: the state is loaded and stored once. */
+static inline void cel_env_rand2(cel_env *e, uint64_t *r0, uint64_t *r1)
+{
+    uint64_t s[4] = {e->rng[0], e->rng[1], e->rng[2], e->rng[3]}, r[2];
+    for (int i = 0; i < 2; i++) {
+        uint64_t x = s[1] * 5, t = s[1] << 17;
+        r[i] = (x << 7 | x >> 57) * 9;
+        s[2] ^= s[0];
+        s[3] ^= s[1];
+        s[1] ^= s[2];
+        s[0] ^= s[3];
+        s[2] ^= t;
+        s[3] = s[3] << 45 | s[3] >> 19;
+    }
+    e->rng[0] = s[0], e->rng[1] = s[1], e->rng[2] = s[2], e->rng[3] = s[3];
+    *r0 = r[0];
+    *r1 = r[1];
+}
+
 #define CEL_CLOCK CLOCK_MONOTONIC
 
 /* Microseconds on CEL_CLOCK (the vDSO: no system call). */

@@ -80,6 +80,9 @@ struct cel_exchange {
     const struct cel_conn_view *conn;  /* the connection it came on (conn_view.h); NULL: none */
     const struct cel_real_ip *real_ip; /* the generation's real_ip (NULL: off) */
     int http2;                         /* carried by an HTTP/2 stream (also an upgraded request) */
+    /* 1: X->req->id is not made on first use (cel_exchange_id): the request
+     * was answered before dispatch or by its request phase. */
+    uint8_t id_as_is;
     /* The response phases (phase.h): the middleware the request runs (NULL:
      * none; set by dispatch, or by the front end for an answer given before
      * dispatch), and the body filter a middleware installed (NULL: none). */
@@ -118,5 +121,25 @@ struct cel_exchange {
     int body_streamed;
     int (*on_body)(cel_exchange *x, const char *p, size_t n, int end, size_t *took);
 };
+
+/* What makes a request's id on its first use: the request_id middleware
+ * (mw_request_id.c). The chain X->mw begins with a pointer to its source,
+ * NULL when no request_id runs (cel_mw_chain.id_src), so handlers reach it
+ * knowing nothing else of middleware. */
+typedef struct cel_id_source {
+    /* Sets X->req->id (out of memory: leaves it empty). */
+    void (*make)(const struct cel_id_source *s, cel_exchange *x);
+} cel_id_source;
+
+/* The request's id (X->req->id), made first when the request phase left it
+ * to its first use. Empty when no request_id runs for the request, or none
+ * has yet (X->id_as_is: an answer given before it). On the worker. */
+static inline cel_str cel_exchange_id(cel_exchange *x)
+{
+    const cel_id_source *s = x->mw ? *(const cel_id_source *const *)(const void *)x->mw : NULL;
+    if (!x->req->id.n && !x->id_as_is && s)
+        s->make(s, x);
+    return x->req->id;
+}
 
 #endif

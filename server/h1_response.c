@@ -132,6 +132,7 @@ void cel_h1_refuse_request(cel_h1 *h, int status, req *r)
     if (!r)
         cel_arena_init(&a, h->env->pool, scratch, sizeof(scratch));
     x->mw = (r ? r->gen->cfg : cfg)->mw;
+    x->id_as_is = 1;
     x->filter = NULL;
     cel_response with_errors;
     const cel_response *out = cel_phase_body(x, &res, &with_errors, 1);

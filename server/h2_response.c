@@ -546,6 +546,7 @@ int cel_h2_respond_early(cel_h2 *h, stream *st, int status)
     cel_response res;
     cel_response_error(&res, status);
     st->x.mw = st->gen->cfg->mw; /* before dispatch: the global middleware */
+    st->x.id_as_is = 1;
     if (!(st->flags & ST_DISCARD))
         h->discarding++;
     st->flags |= ST_DISCARD;

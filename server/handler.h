@@ -84,6 +84,9 @@ void cel_resp_head_deinit(cel_resp_head *h);
  * request, into X's arena. 0, or CEL_ENOMEM. For heads with tmpls only: the
  * others apply, which costs nothing per header. */
 int cel_resp_head_render(const cel_resp_head *h, cel_exchange *x, cel_response *res);
+/* Whether a template of H has a {{request_id}} slot: then the handler makes
+ * the id (cel_exchange_id) before it renders. */
+int cel_resp_head_uses_id(const cel_resp_head *h);
 
 static inline void cel_resp_head_apply(const cel_resp_head *h, cel_response *res)
 {

@@ -62,6 +62,14 @@ static int handle_templated(cel_handler *h, cel_exchange *x, cel_response *res)
     return rc ? rc : body(j, x, res);
 }
 
+/* A template reads the request's id as it is: made here first. */
+static int handle_id(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    json_handler *j = (json_handler *)h;
+    cel_exchange_id(x);
+    return j->head.tmpls ? handle_templated(h, x, res) : handle(h, x, res);
+}
+
 static int constant(cel_handler *h, cel_response *res)
 {
     json_handler *j = (json_handler *)h;
@@ -97,7 +105,9 @@ cel_handler *cel_handler_json_new(int status, const char *content_type, const ce
         return NULL;
     }
     j->base.type = "json";
-    j->base.handle = j->head.tmpls ? handle_templated : handle;
+    j->base.handle = cel_resp_head_uses_id(&j->head) || cel_tmpl_uses_id(tmpl) ? handle_id
+                     : j->head.tmpls                                           ? handle_templated
+                                                                               : handle;
     j->base.destroy = destroy;
     j->base.constant = constant;
     j->tmpl = tmpl;

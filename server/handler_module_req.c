@@ -97,7 +97,10 @@ celeris_str celeris_req_body(const celeris_req *req)
 
 celeris_str celeris_req_id(const celeris_req *req)
 {
-    return req->x ? to_str(req->x->req->id) : (celeris_str){"", 0};
+    if (!req->x)
+        return (celeris_str){"", 0};
+    /* a middleware's on_request sees what the request phase made so far */
+    return to_str(req->mw && !req->fields ? req->x->req->id : cel_exchange_id(req->x));
 }
 
 /* ---- the connection ---- */

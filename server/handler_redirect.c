@@ -49,6 +49,13 @@ static int handle(cel_handler *h, cel_exchange *x, cel_response *res)
     return 0;
 }
 
+/* The target reads the request's id as it is: made here first. */
+static int handle_id(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    cel_exchange_id(x);
+    return handle(h, x, res);
+}
+
 static void destroy(cel_handler *h)
 {
     redirect_handler *r = (redirect_handler *)h;
@@ -68,7 +75,7 @@ cel_handler *cel_handler_redirect_new(int status, struct cel_tmpl *to)
         return NULL;
     }
     r->base.type = "redirect";
-    r->base.handle = handle;
+    r->base.handle = cel_tmpl_uses_id(to) ? handle_id : handle;
     r->base.destroy = destroy;
     r->status = status;
     if (c) {

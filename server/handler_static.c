@@ -46,6 +46,13 @@ static int handle_templated(cel_handler *h, cel_exchange *x, cel_response *res)
     return 0;
 }
 
+/* A template reads the request's id as it is: made here first. */
+static int handle_id(cel_handler *h, cel_exchange *x, cel_response *res)
+{
+    cel_exchange_id(x);
+    return handle_templated(h, x, res);
+}
+
 static int constant(cel_handler *h, cel_response *res)
 {
     static_handler *s = (static_handler *)h;
@@ -131,6 +138,14 @@ void cel_resp_head_deinit(cel_resp_head *h)
     free(h->strings);
 }
 
+int cel_resp_head_uses_id(const cel_resp_head *h)
+{
+    for (size_t i = 0; h->tmpls && i < h->nheaders; i++)
+        if (cel_tmpl_uses_id(h->tmpls[i]))
+            return 1;
+    return 0;
+}
+
 int cel_resp_head_render(const cel_resp_head *h, cel_exchange *x, cel_response *res)
 {
     cel_resp_head_apply(h, res);
@@ -174,7 +189,9 @@ cel_handler *cel_handler_static_new(int status, const char *content_type, const 
         return NULL;
     }
     s->base.type = "static";
-    s->base.handle = s->head.tmpls ? handle_templated : handle;
+    s->base.handle = cel_resp_head_uses_id(&s->head) ? handle_id
+                     : s->head.tmpls                 ? handle_templated
+                                                     : handle;
     s->base.destroy = destroy;
     s->base.constant = constant;
     s->body = body;

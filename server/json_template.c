@@ -574,6 +574,14 @@ const char *cel_tmpl_constant(const cel_tmpl *t, size_t *len)
     return t->text + t->ops[0].off;
 }
 
+int cel_tmpl_uses_id(const cel_tmpl *t)
+{
+    for (size_t i = 0; t && i < t->nops; i++)
+        if (t->ops[i].kind == OP_REQUEST_ID)
+            return 1;
+    return 0;
+}
+
 void cel_tmpl_each_param(const cel_tmpl *t, void (*fn)(void *arg, const char *name, size_t len),
                          void *arg)
 {
@@ -643,7 +651,7 @@ static inline __attribute__((always_inline)) cel_str value(const cel_tmpl *t, co
         v = req->path;
         break;
     case OP_REQUEST_ID:
-        v = req->id; /* empty without the request_id middleware */
+        v = req->id; /* made by the handler first (cel_tmpl_uses_id) */
         break;
     case OP_HOST:
         v = req->authority; /* HTTP/2's :authority, HTTP/1.1's Host */

@@ -55,6 +55,10 @@ cel_tmpl *cel_tmpl_compile_url(const char *s, size_t n, char *err, size_t errlen
 /* When T has no placeholders: its whole output, and *LEN set. Otherwise NULL. */
 const char *cel_tmpl_constant(const cel_tmpl *t, size_t *len);
 
+/* Whether T (NULL: none) has a {{request_id}} slot: its renders read
+ * req->id as it is, so a handler makes the id first (cel_exchange_id). */
+int cel_tmpl_uses_id(const cel_tmpl *t);
+
 /* Names of the params T refers to, so config can check them against the route
  * pattern: calls FN(ARG, name, len) for each {{param.NAME}} slot. */
 void cel_tmpl_each_param(const cel_tmpl *t, void (*fn)(void *arg, const char *name, size_t len),

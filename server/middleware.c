@@ -1,9 +1,12 @@
 #include "middleware.h"
 
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "router.h"
+
+_Static_assert(offsetof(cel_mw_chain, id_src) == 0, "cel_exchange_id reads the chain's first word");
 
 /* Names differ in length or first octet far more often than not: those two
  * tests spare most memcmp calls. */
@@ -71,10 +74,15 @@ void cel_mw_chain_push(cel_mw_chain *c, cel_mw *m)
     c->v[c->n++] = m;
     if (m->ops->request) {
         c->phases |= CEL_MW_REQUEST;
-        c->request_skip &= ~(m->ops->request_methods ? m->ops->request_methods : CEL_M_ALL);
+        if (!m->ops->id)
+            c->request_skip &= ~(m->ops->request_methods ? m->ops->request_methods : CEL_M_ALL);
     }
-    if (m->ops->head)
+    if (m->ops->head) {
+        c->head1 = c->phases & CEL_MW_HEAD ? NULL : m;
         c->phases |= CEL_MW_HEAD;
+    }
+    if (m->ops->id)
+        c->id_src = m->ops->id(m);
 }
 
 static int replaced(const cel_mw *g, const cel_mw_chain *own)

@@ -39,10 +39,14 @@ static inline cel_field cel_field_of(cel_str name, cel_str value)
 }
 
 /* The ordered fields of a response head as the response-head phase builds
- * them (phase.h): V has room for CAP, N are used. */
+ * them (phase.h): V has room for CAP, N are used. The first FIXED are the
+ * phase's own (server, date, and content-type when the answer has one) as it
+ * made them, the handler's follow; FIXED is 0 when another middleware's
+ * head phase may have edited the list before. */
 typedef struct cel_fields {
     cel_field *v;
     size_t n, cap;
+    size_t fixed;
 } cel_fields;
 
 /* Appends NAME: VALUE. 0, or CEL_ETOOBIG when the list is full. */
@@ -102,6 +106,11 @@ typedef struct cel_mw_ops {
      * out skips its request phase for that method (a CORS preflight is an
      * OPTIONS: the phase's loop and calls cost the other methods nothing). */
     unsigned request_methods;
+    /* The request id M makes (`request_id`), or NULL for none. Such a
+     * member's request phase runs when the chain's does but never makes the
+     * chain run it: without, the id is made on first use (cel_exchange_id,
+     * or the member's head phase). NULL: the kind makes none. */
+    const cel_id_source *(*id)(const cel_mw *m);
 } cel_mw_ops;
 
 /* cel_mw_ops.flags: one per chain. A route's own member replaces the global
@@ -147,12 +156,18 @@ typedef struct cel_body_filter {
  * configured); else it only points at members another chain owns (a route's
  * global-then-own list). */
 typedef struct cel_mw_chain {
+    /* First (cel_exchange_id reads it knowing no more): the id source of the
+     * last member that has one (whose id the request keeps), or NULL. */
+    const cel_id_source *id_src;
     size_t n;
     unsigned phases;
     /* The CEL_M_* bits of the methods no member's request phase has work
      * for (cel_mw_ops.request_methods): dispatch skips the phase for them. A
      * method with no bit (0) always runs it. */
     unsigned request_skip;
+    /* The one member with a head phase (cel_phase_head calls it without
+     * the loop), or NULL: none, or several. */
+    const cel_mw *head1;
     int owns;
     cel_mw *v[];
 } cel_mw_chain;
@@ -181,8 +196,10 @@ cel_mw *cel_mw_headers_new(const cel_kv *set, size_t nset, const cel_kv *add, si
  * (cel_env_rand) as 32 lowercase hex digits, or with BASE64URL as 22
  * base64url characters; or with TRUST the value of the request's field
  * HEADER when it has one of 1 to 128 visible ASCII octets. The answer
- * carries it as HEADER (lowercase). Answers given before the request phase
- * (refusals) get a fresh id. */
+ * carries it as HEADER (lowercase). Made in the request phase when the
+ * chain's runs, else on first use (cel_exchange_id, or the head phase);
+ * answers given before dispatch or by the request phase before the member
+ * (X->id_as_is) get a fresh one in the head phase. */
 cel_mw *cel_mw_request_id_new(cel_str header, int trust, int base64url);
 
 /* `cors` (the Fetch standard's CORS protocol), as config read it. Origins,

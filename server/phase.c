@@ -21,7 +21,7 @@ int cel_phase_request(cel_exchange *x, size_t from, cel_response *res)
 
 size_t cel_phase_head_mw(cel_exchange *x, int status, cel_field *out, size_t n, size_t cap)
 {
-    cel_fields f = {out, n, cap};
+    cel_fields f = {out, n, cap, 0};
     const cel_mw_chain *c = x->mw;
     for (size_t i = 0; i < c->n; i++) {
         const cel_mw *m = c->v[i];

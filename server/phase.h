@@ -64,8 +64,15 @@ static inline size_t cel_phase_head(cel_exchange *x, const cel_response *res, ce
     size_t k = res->nheaders < cap - n ? res->nheaders : cap - n;
     for (size_t i = 0; i < k; i++)
         out[n++] = cel_field_of(res->headers[i].name, res->headers[i].value);
-    if (CEL_UNLIKELY(x->mw != NULL) && (x->mw->phases & CEL_MW_HEAD))
-        n = cel_phase_head_mw(x, res->status, out, n, cap);
+    const cel_mw_chain *c = x->mw;
+    if (CEL_UNLIKELY(c != NULL) && (c->phases & CEL_MW_HEAD)) {
+        if (!c->head1)
+            return cel_phase_head_mw(x, res->status, out, n, cap);
+        /* one member has a head phase: no loop, no test of each member */
+        cel_fields f = {out, n, cap, n - k};
+        c->head1->ops->head(c->head1, x, res->status, &f);
+        return f.n;
+    }
     return n;
 }
 

@@ -39,7 +39,7 @@ static void test_fields(void **state)
 {
     (void)state;
     cel_field v[6];
-    cel_fields f = {v, 0, 6};
+    cel_fields f = {v, 0, 6, 0};
     assert_int_equal(cel_fields_add(&f, S("server"), S("x")), 0);
     assert_int_equal(cel_fields_add(&f, S("vary"), S("a")), 0);
     assert_int_equal(cel_fields_add(&f, S("link"), S("1")), 0);
