@@ -33,6 +33,10 @@ typedef _Atomic uint64_t cel_counter;
 /* The longest request id an exemplar carries: OpenMetrics caps an exemplar's
  * labels at 128 characters, names and values, and "request_id" takes 10. */
 #define CEL_STATS_EXEMPLAR_ID 118
+/* A bucket's exemplar is replaced at most once in this many microseconds:
+ * under load the bucket keeps a recent id without a copy on every request
+ * (as client libraries keep an exemplar for a minimum time). */
+#define CEL_STATS_EXEMPLAR_EVERY_US 1000
 
 /* The last request with an id that landed in one duration bucket of a route
  * on one worker, for OpenMetrics exemplars. Its worker is the only writer and
@@ -114,15 +118,20 @@ static inline unsigned cel_stats_request(cel_wstats *w, unsigned route_id, unsig
 
 /* Keeps ID (N octets, visible ASCII) as the exemplar of BUCKET of ROUTE_ID
  * (cel_stats_request's return), with the request's duration and the wall
- * clock WALL_US. An id longer than CEL_STATS_EXEMPLAR_ID is not kept. Plain
- * stores between two of SEQ: no lock, no read-modify-write. */
+ * clock WALL_US, unless the slot took one less than
+ * CEL_STATS_EXEMPLAR_EVERY_US before. An id longer than CEL_STATS_EXEMPLAR_ID
+ * is not kept. Plain stores between two of SEQ: no lock, no
+ * read-modify-write. */
 static inline void cel_stats_exemplar(cel_wstats *w, unsigned route_id, unsigned bucket,
                                       const char *id, size_t n, uint64_t duration_us,
                                       uint64_t wall_us)
 {
-    if (n > CEL_STATS_EXEMPLAR_ID)
-        return;
     cel_exemplar *e = &w->exemplars[route_id][bucket];
+    /* only this worker writes the slot: a plain read of its own store */
+    if (n > CEL_STATS_EXEMPLAR_ID ||
+        wall_us - atomic_load_explicit(&e->wall_us, memory_order_relaxed) <
+            CEL_STATS_EXEMPLAR_EVERY_US)
+        return;
     uint32_t seq = atomic_load_explicit(&e->seq, memory_order_relaxed);
     atomic_store_explicit(&e->seq, seq + 1, memory_order_relaxed);
     atomic_thread_fence(memory_order_release);
