@@ -66,12 +66,9 @@ typedef struct cel_env {
     void (*codecs_free)(void *codecs);
 } cel_env;
 
-/* 64 random bits from the worker's own generator (xoshiro256**), seeded from
- * getrandom(2) once when the worker starts: no system call per use. Fit for
- * request ids, not for keys. */
-static inline uint64_t cel_env_rand(cel_env *e)
+/* One step of xoshiro256** over the state S: 64 random bits. */
+static inline uint64_t cel_rand_step(uint64_t s[4])
 {
-    uint64_t *s = e->rng;
     uint64_t x = s[1] * 5, r = (x << 7 | x >> 57) * 9, t = s[1] << 17;
     s[2] ^= s[0];
     s[3] ^= s[1];
@@ -82,23 +79,21 @@ static inline uint64_t cel_env_rand(cel_env *e)
     return r;
 }
 
+/* 64 random bits from the worker's own generator, seeded from getrandom(2)
+ * once when the worker starts: no system call per use. Fit for request ids,
+ * not for keys. */
+static inline uint64_t cel_env_rand(cel_env *e)
+{
+    return cel_rand_step(e->rng);
+}
+
 /* Two cel_env_rand in one: the state is loaded and stored once. */
 static inline void cel_env_rand2(cel_env *e, uint64_t *r0, uint64_t *r1)
 {
-    uint64_t s[4] = {e->rng[0], e->rng[1], e->rng[2], e->rng[3]}, r[2];
-    for (int i = 0; i < 2; i++) {
-        uint64_t x = s[1] * 5, t = s[1] << 17;
-        r[i] = (x << 7 | x >> 57) * 9;
-        s[2] ^= s[0];
-        s[3] ^= s[1];
-        s[1] ^= s[2];
-        s[0] ^= s[3];
-        s[2] ^= t;
-        s[3] = s[3] << 45 | s[3] >> 19;
-    }
+    uint64_t s[4] = {e->rng[0], e->rng[1], e->rng[2], e->rng[3]};
+    *r0 = cel_rand_step(s);
+    *r1 = cel_rand_step(s);
     e->rng[0] = s[0], e->rng[1] = s[1], e->rng[2] = s[2], e->rng[3] = s[3];
-    *r0 = r[0];
-    *r1 = r[1];
 }
 
 #define CEL_CLOCK CLOCK_MONOTONIC

@@ -11,6 +11,7 @@ runs and their counts come from tests/lib/h2load.py (re-exported too)."""
 import os
 import pathlib
 import re
+import socket
 import subprocess
 import sys
 
@@ -70,6 +71,21 @@ def parse_curl_headers(raw):
         k, _, v = line.partition(":")
         headers.setdefault(k.strip().lower(), []).append(v.strip())
     return status, headers
+
+
+def h1_exchange(port, raw, timeout=10):
+    """Sends RAW (bytes: one or more HTTP/1.1 requests, the last with
+    connection: close) on a new connection and reads until the server closes
+    it: (status, [(lowercase name, value)], body) of the first answer."""
+    with socket.create_connection(("127.0.0.1", port), timeout=timeout) as s:
+        s.sendall(raw)
+        data = b""
+        while chunk := s.recv(65536):
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
+    return int(lines[0].split()[1]), [(k.lower(), v) for k, v in fields], body
 
 
 def module_cflags():

@@ -14,7 +14,7 @@ import brotli
 import pytest
 import zstandard
 
-from support import BINARY, expect_config_error, run_celerisd
+from support import BINARY, expect_config_error
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 

@@ -3,9 +3,7 @@ file must both reject a bad config with `FILE:LINE:COLUMN: message`, where
 LINE:COLUMN (1-based) is the offending YAML node; good configs pass -t.
 """
 
-import re
 import socket
-import subprocess
 
 import pytest
 

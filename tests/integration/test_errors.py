@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-from support import build_module, expect_config_error, run_celerisd
+from support import build_module, expect_config_error
 
 # Answers with the status its query names (?500), whole; ?stream streams a 500.
 MOD_SRC = r"""

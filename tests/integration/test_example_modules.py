@@ -17,7 +17,7 @@ import time
 
 import pytest
 
-from support import BINARY, expect_config_error, run_celerisd
+from support import BINARY, expect_config_error
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))

@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from support import ServerFactory, expect_config_error, run_celerisd
+from support import ServerFactory, expect_config_error
 
 CONFIG = """workers: 1
 routes:
@@ -144,7 +144,6 @@ routes:
 
 
 def test_cleartext_redirects_everything(both):
-    status, fields = None, None
     with socket.create_connection(("127.0.0.1", both.ports[0]), timeout=10) as s:
         s.sendall(b"GET /page?x=1 HTTP/1.1\r\nhost: example.test\r\nconnection: close\r\n\r\n")
         data = b""

@@ -4,16 +4,14 @@ answers they reach (handler, 404, 405, the server's own refusals, a module's
 late answer), reload, and config errors with file:line:column."""
 
 import pathlib
-import re
 import signal
 import socket
-import subprocess
 import threading
 import time
 
 import pytest
 
-from support import BINARY, expect_config_error, run_celerisd, run_h2load, write_atomic
+from support import BINARY, expect_config_error, run_h2load, write_atomic
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 

@@ -8,16 +8,14 @@ rule and the field-name rules (calls refused with the codes of
 celeris/module.h); config errors with file:line:column; a reload and a swap
 of the .so; and a reload changing the list under h2load with 0 failures."""
 
-import re
 import signal
-import socket
 import subprocess
 import threading
 import time
 
 import pytest
 
-from support import build_module, expect_config_error, run_celerisd, run_h2load, write_atomic
+from support import build_module, expect_config_error, h1_exchange, run_h2load, write_atomic
 
 KIT_SRC = r"""
 #include <stdio.h>
@@ -220,15 +218,7 @@ def srv(factory, mods):
 
 def h1(srv, path, headers=""):
     raw = f"GET {path} HTTP/1.1\r\nhost: x\r\n{headers}connection: close\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(raw)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-    return int(lines[0].split()[1]), [(k.lower(), v) for k, v in fields], body
+    return h1_exchange(srv.port, raw)
 
 
 def vals(fields, name):

@@ -8,11 +8,10 @@ routing); and with no request_id configured the id is empty, its pointer not
 NULL."""
 
 import re
-import socket
 
 import pytest
 
-from support import build_module
+from support import build_module, h1_exchange
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 # 128 bits: 21 characters of 6 bits and one of 2
@@ -142,15 +141,7 @@ routes:
 
 def h1(srv, raw):
     """RAW on one connection the server closes: (status, [(name, value)], body)."""
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(raw)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-    return int(lines[0].split()[1]), [(k.lower(), v) for k, v in fields], body
+    return h1_exchange(srv.port, raw)
 
 
 def both(srv, path, headers=()):

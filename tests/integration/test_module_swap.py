@@ -6,7 +6,6 @@ that is on disk at that moment."""
 
 import concurrent.futures
 import os
-import re
 import shutil
 import signal
 import subprocess

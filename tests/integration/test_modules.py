@@ -3,13 +3,10 @@ out of tree against the installed header with pkg-config, refused modules,
 async completions racing client resets, and module swaps on reload."""
 
 import hashlib
-import json
 import os
 import pathlib
-import re
 import shutil
 import signal
-import socket
 import subprocess
 import threading
 import time
@@ -17,8 +14,7 @@ import time
 import h2.errors
 import pytest
 
-from support import (BINARY, REPO, curl, expect_config_error, load_n, run_celerisd,
-                     run_h2load)
+from support import BINARY, REPO, curl, expect_config_error, load_n, run_h2load
 
 BUILD = pathlib.Path(BINARY).resolve().parent
 MODULES = BUILD / "modules"

@@ -9,12 +9,11 @@ global one), a trusted incoming one as it came, and a new one per request;
 with a request phase that runs (rate_limit) the same."""
 
 import re
-import socket
 import time
 
 import pytest
 
-from support import build_module
+from support import build_module, h1_exchange
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
 B64 = re.compile(r"^[A-Za-z0-9_-]{21}[A-D]$")
@@ -81,15 +80,7 @@ def h1(srv, path, headers=()):
     [(name, value)], body)."""
     extra = "".join(f"{k}: {v}\r\n" for k, v in headers)
     raw = f"GET {path} HTTP/1.1\r\nhost: x\r\n{extra}connection: close\r\n\r\n".encode()
-    with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
-        s.sendall(raw)
-        data = b""
-        while chunk := s.recv(65536):
-            data += chunk
-    head, _, body = data.partition(b"\r\n\r\n")
-    lines = head.decode("latin-1").split("\r\n")
-    fields = [tuple(x.strip() for x in line.split(":", 1)) for line in lines[1:]]
-    return int(lines[0].split()[1]), [(k.lower(), v) for k, v in fields], body
+    return h1_exchange(srv.port, raw)
 
 
 def get_both(srv, path, headers=()):

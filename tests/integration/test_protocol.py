@@ -4,7 +4,6 @@ HTTP/1.1 refusal, settings and connection timeouts."""
 import hashlib
 import os
 import pathlib
-import re
 import socket
 import subprocess
 import sys

@@ -13,7 +13,7 @@ import time
 
 import pytest
 
-from support import expect_config_error, run_celerisd
+from support import expect_config_error
 
 V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 

@@ -8,7 +8,7 @@ import time
 
 import pytest
 
-from support import expect_config_error, run_celerisd
+from support import expect_config_error
 
 
 def config(log):

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from support import build_module, expect_config_error, run_celerisd
+from support import build_module, expect_config_error
 
 SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
 

@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BINARY, expect_config_error, run_celerisd
+from support import BINARY, expect_config_error
 
 ROUTES = """workers: 2
 routes:
