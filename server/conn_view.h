@@ -16,6 +16,10 @@ typedef struct cel_conn_view {
     uint8_t proxied;  /* peer is a trusted PROXY header's source, not the socket's */
     uint16_t proxy_port; /* that source's port */
     unsigned listen_id;  /* the listener's cel_listen_id (0: unknown), for its own routes */
+    /* PEER in binary, network order, when peer_family is AF_INET or AF_INET6
+     * (0: only the text is known; parse PEER) */
+    uint8_t peer_family;
+    uint8_t peer_addr[16];
 } cel_conn_view;
 
 #endif

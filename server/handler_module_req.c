@@ -113,7 +113,7 @@ _Static_assert(CELERIS_TLS_VERSION == CEL_TLS_VERSION && CELERIS_TLS_CIPHER == C
 /* A request with no connection behind it (tests) has no addresses and no TLS. */
 static const cel_conn_view *conn_of(const celeris_req *req)
 {
-    static const cel_conn_view none = {"-", -1, NULL, 0, 0, 0};
+    static const cel_conn_view none = {"-", -1, NULL, 0, 0, 0, 0, {0}};
     return req->x->conn ? req->x->conn : &none;
 }
 

@@ -28,17 +28,24 @@ static int verdict(const mw_access *a, int fam, const uint8_t *addr)
 static int request(const cel_mw *m, cel_exchange *x, cel_response *res)
 {
     const mw_access *a = (const mw_access *)m;
-    const char *peer = x->conn ? x->conn->peer : "-";
-    char buf[64];
-    if (x->real_ip)
-        peer = cel_real_ip_of(x->real_ip, x->req, peer, buf, sizeof(buf));
-    uint8_t addr[16];
-    int fam = 0;
-    if (inet_pton(AF_INET, peer, addr) == 1)
-        fam = AF_INET;
-    else if (inet_pton(AF_INET6, peer, addr) == 1)
-        fam = AF_INET6;
-    int v = verdict(a, fam, addr);
+    const cel_conn_view *cv = x->conn;
+    int v;
+    if (!x->real_ip && cv && cv->peer_family) {
+        /* the connection's address, in binary since it was accepted */
+        v = verdict(a, cv->peer_family, cv->peer_addr);
+    } else {
+        const char *peer = cv ? cv->peer : "-";
+        char buf[64];
+        if (x->real_ip)
+            peer = cel_real_ip_of(x->real_ip, x->req, peer, buf, sizeof(buf));
+        uint8_t addr[16];
+        int fam = 0;
+        if (inet_pton(AF_INET, peer, addr) == 1)
+            fam = AF_INET;
+        else if (inet_pton(AF_INET6, peer, addr) == 1)
+            fam = AF_INET6;
+        v = verdict(a, fam, addr);
+    }
     if (v == 1 || (v == -1 && !(a->nallow && !a->ndeny)))
         return 0;
     cel_response_error(res, 403);

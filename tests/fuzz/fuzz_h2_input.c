@@ -615,7 +615,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     cel_outq q;
     cel_outq_init(&q, env->pool);
     sink k = {.per_round = (size_t)(mode & 0x0f) * 512};
-    cel_h2 *h = cel_h2_new(env, &q, NULL, NULL, &(cel_conn_view){"192.0.2.1", -1, NULL, 0, 0, 0});
+    cel_h2 *h =
+        cel_h2_new(env, &q, NULL, NULL, &(cel_conn_view){"192.0.2.1", -1, NULL, 0, 0, 0, 0, {0}});
     FUZZ_CHECK(h, "cel_h2_new failed");
 
     int dead = 0;

@@ -523,6 +523,40 @@ def test_access_proxy_protocol(acc):
     assert status_h1(port, "/v6", prefix=v6) == 200
 
 
+@pytest.fixture(scope="module")
+def acc_plain(factory):
+    """The same routes without real_ip: the connection's address decides,
+    taken in binary when the connection was accepted (or its PROXY header
+    read), not parsed from its text per request."""
+    routes = ACCESS_ROUTES.replace(
+        "real_ip: { header: x-forwarded-for, trusted: [127.0.0.1] }\n", "")
+    assert "real_ip" not in routes
+    return factory("""listen:
+  - "127.0.0.1:{port}"
+  - { address: "127.0.0.1:{port2}", proxy_protocol: true, trusted: [127.0.0.1] }
+workers: 1
+""" + routes, ports=2)
+
+
+def test_access_by_the_connections_address(acc_plain):
+    for path, want in [("/local", 200), ("/not-local", 403), ("/v6", 403), ("/office", 403)]:
+        assert status_h2(acc_plain, path) == want, path
+        assert status_h1(acc_plain.port, path) == want, path
+    # without real_ip a forwarded-for field counts for nothing
+    assert status_h1(acc_plain.port, "/office", b"x-forwarded-for: 203.0.113.5\r\n") == 403
+    port = acc_plain.ports[1]
+    for prefix, path, want in [
+            (b"PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n", "/office", 200),
+            (b"PROXY TCP4 198.51.100.9 127.0.0.1 5000 80\r\n", "/office", 403),
+            (b"PROXY TCP4 203.0.113.9 127.0.0.1 5000 80\r\n", "/local", 403),
+            (b"PROXY TCP6 2001:db8::9 ::1 5000 80\r\n", "/office", 200),
+            (b"PROXY TCP6 2001:db9::9 ::1 5000 80\r\n", "/office", 403),
+            (b"PROXY TCP6 ::1 ::1 5000 80\r\n", "/v6", 200),
+            (b"PROXY TCP6 ::1 ::1 5000 80\r\n", "/not-local", 403),
+            (b"PROXY UNKNOWN\r\n", "/local", 200)]:  # keeps the socket's address
+        assert status_h1(port, path, prefix=prefix) == want, (prefix, path)
+
+
 @pytest.mark.parametrize("yaml,line,col,words", [
     ("middleware:\n  - access: {allow: [10.0.0.1/8]}\n", 2, 22, ["is not an address range"]),
     ("middleware:\n  - access: {deny: [\"::1/129\"]}\n", 2, 21, ["is not an address range"]),

@@ -573,7 +573,8 @@ static server *daemon_new(void)
     cel_config_unref(cfg); /* the env holds its own */
     d->env.stats = cel_stats_worker(0);
     cel_outq_init(&d->q, d->env.pool);
-    d->h = cel_h2_new(&d->env, &d->q, NULL, NULL, &(cel_conn_view){"127.0.0.1", -1, NULL, 0, 0, 0});
+    d->h = cel_h2_new(&d->env, &d->q, NULL, NULL,
+                      &(cel_conn_view){"127.0.0.1", -1, NULL, 0, 0, 0, 0, {0}});
     d->ev = event_new(base, -1, 0, on_round, d);
     if (!d->env.stats || !d->h || !d->ev)
         die("session setup failed");
