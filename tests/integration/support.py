@@ -88,6 +88,18 @@ def h1_exchange(port, raw, timeout=10):
     return int(lines[0].split()[1]), [(k.lower(), v) for k, v in fields], body
 
 
+def self_signed(d, cn="localhost", sans=("IP:127.0.0.1",), key="k.pem", crt="c.pem"):
+    """A P-256 certificate for CN and SANS signed by its own key, written to
+    D/CRT and D/KEY (two days valid). Returns (crt path, key path)."""
+    k, c = pathlib.Path(d) / key, pathlib.Path(d) / crt
+    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
+                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
+                        "-addext", "subjectAltName=" + ",".join(sans), "-keyout", str(k),
+                        "-out", str(c)], capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    return c, k
+
+
 def module_cflags():
     """`pkg-config --cflags celeris-module` with the .pc meson generated,
     pointed at the header in this tree (no install needed)."""

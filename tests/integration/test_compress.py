@@ -14,7 +14,7 @@ import brotli
 import pytest
 import zstandard
 
-from support import BINARY, expect_config_error
+from support import BINARY, expect_config_error, self_signed
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -292,11 +292,7 @@ def test_config_errors(tmp_path, yaml, line, col, words):
 @pytest.fixture(scope="module")
 def tls_srv(factory):
     d = factory.dir
-    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "k.pem"),
-                        "-out", str(d / "c.pem")], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    self_signed(d)
     text = config(d).replace("workers: 1\n", f"""workers: 1
 listen:
   - address: "127.0.0.1:{{port}}"

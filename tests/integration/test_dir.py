@@ -18,7 +18,7 @@ import time
 
 import pytest
 
-from support import TIME_SCALE, curl, parse_curl_headers
+from support import TIME_SCALE, curl, parse_curl_headers, self_signed
 
 SECRET = b"secret outside the root\n"
 APP_JS = b"console.log('app');\n" * 200          # 4,000 bytes
@@ -639,12 +639,7 @@ def test_kept_bytes_follow_a_rewrite_that_keeps_size_and_mtime(client, tree):
 
 def test_over_tls(celerisd, tree, tmp_path):
     www, _ = tree
-    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
-    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
-                        str(crt)], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    crt, key = self_signed(tmp_path)
     srv = celerisd(f"""listen:
   - address: "127.0.0.1:{{port}}"
     tls: {{ cert: {crt}, key: {key} }}
@@ -710,12 +705,7 @@ def test_http1_over_ktls_sends_files_with_sendfile(celerisd, tmp_path):
     www.mkdir()
     data = hashlib.sha256(b"ktls").digest() * (1 << 19)    # 16 MiB
     (www / "k.bin").write_bytes(data)
-    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
-    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(key), "-out",
-                        str(crt)], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    crt, key = self_signed(tmp_path)
     srv = celerisd(f"""listen:
   - address: "127.0.0.1:{{port}}"
     tls: {{ cert: {crt}, key: {key} }}

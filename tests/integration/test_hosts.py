@@ -9,7 +9,7 @@ import subprocess
 
 import pytest
 
-from support import ServerFactory, expect_config_error
+from support import ServerFactory, expect_config_error, self_signed
 
 CONFIG = """workers: 1
 routes:
@@ -117,11 +117,7 @@ def test_config_errors(tmp_path, yaml, line, col, words):
 @pytest.fixture(scope="module")
 def both(tmp_path_factory):
     d = tmp_path_factory.mktemp("scheme")
-    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                        "-addext", "subjectAltName=IP:127.0.0.1", "-keyout", str(d / "k.pem"),
-                        "-out", str(d / "c.pem")], capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    self_signed(d)
     f = ServerFactory(d)
     yield f(f"""workers: 1
 listen:

@@ -8,12 +8,11 @@ works, a header split over several segments works)."""
 import socket
 import ssl
 import struct
-import subprocess
 import time
 
 import pytest
 
-from support import expect_config_error
+from support import expect_config_error, self_signed
 
 V2SIG = b"\r\n\r\n\x00\r\nQUIT\n"
 
@@ -177,11 +176,7 @@ def test_untrusted_peer_is_itself_and_its_header_is_refused(celerisd, tmp_path):
 def test_tls_after_the_header(celerisd, tmp_path):
     """The header is taken byte-exact from the socket: the ClientHello right
     behind it (same segment) reaches OpenSSL whole."""
-    key, crt = tmp_path / "k.pem", tmp_path / "c.pem"
-    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", "/CN=localhost",
-                        "-keyout", str(key), "-out", str(crt)], capture_output=True, timeout=60)
-    assert p.returncode == 0, p.stderr
+    crt, key = self_signed(tmp_path)
     log = tmp_path / "access.log"
     srv = celerisd(config(log, tls=f", tls: {{ cert: {crt}, key: {key} }}"), ports=2)
     ctx = ssl.create_default_context()

@@ -12,19 +12,11 @@ import time
 
 import pytest
 
-from support import TIME_SCALE, run_h2load
+from support import TIME_SCALE, run_h2load, self_signed
 
 
 def make_cert(d, name, cn, sans):
-    key = d / f"{name}.key"
-    crt = d / f"{name}.crt"
-    san = ",".join(sans)
-    p = subprocess.run(["openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                        "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj", f"/CN={cn}",
-                        "-addext", f"subjectAltName={san}", "-keyout", str(key), "-out", str(crt)],
-                       capture_output=True, text=True, timeout=60)
-    assert p.returncode == 0, p.stderr
-    return crt, key
+    return self_signed(d, cn, sans, key=f"{name}.key", crt=f"{name}.crt")
 
 
 @pytest.fixture(scope="module")
