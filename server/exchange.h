@@ -28,6 +28,14 @@ typedef struct cel_body_owner {
     void *arg;
 } cel_body_owner;
 
+/* Lets OWNER (when not NULL) go, for a call that does not take it; RC. */
+static inline int cel_body_owner_done(const cel_body_owner *owner, int rc)
+{
+    if (owner)
+        owner->release(owner->arg);
+    return rc;
+}
+
 typedef struct cel_exchange_ops {
     /* The whole response. When OWNER is not NULL the body is referenced, not
      * copied, and OWNER->release runs when it is no longer needed (also when
@@ -42,14 +50,19 @@ typedef struct cel_exchange_ops {
      * bytes of file FD from OFF as body, without the handler reading them:
      * HTTP/1.1 sends them by sendfile (cleartext or kTLS), HTTP/2 reads each
      * DATA frame's payload straight into the output queue (any transport).
-     * The front end keeps its own descriptor; FD stays the caller's. 0,
+     * Without OWNER the front end keeps a descriptor of its own (a dup) and
+     * FD stays the caller's. With OWNER it sends from FD itself, which must
+     * stay open until the front end calls OWNER->release (on the worker,
+     * once, whatever the call answers: right away when it fails): the
+     * caller holds a reference for it, and no descriptor call is made. 0,
      * CEL_EAGAIN as for write, or CEL_EINVAL when this exchange cannot
      * (HTTP/1.1 over TLS without kTLS or chunked, a filter; HTTP/2: a range
      * still being queued): then write the bytes instead. HTTP/2 answers
      * CEL_EAGAIN and calls on_writable once the range is all queued; no
      * write may come before. A file that turns out shorter ends the
      * connection (HTTP/1.1) or the stream (HTTP/2). */
-    int (*write_file)(cel_exchange *x, int fd, uint64_t off, uint64_t n);
+    int (*write_file)(cel_exchange *x, int fd, uint64_t off, uint64_t n,
+                      const cel_body_owner *owner);
     int (*end)(cel_exchange *x);
     size_t (*buffered)(const cel_exchange *x);
     /* Ends the stream with an error: a 500 when nothing was sent, else a reset. */

@@ -420,19 +420,20 @@ static void close_fd(void *arg)
     close((int)(intptr_t)arg);
 }
 
-static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
+static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
+                        const cel_body_owner *owner)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
     cel_h2 *h = st->h;
-    if ((st->flags & (ST_STREAMING | ST_ENDED | ST_FAILING)) != ST_STREAMING)
-        return CEL_EINVAL;
-    if (no_content(st) || n == 0)
-        return 0;
     /* one range at a time (the bytes written before it go first), over TLS
      * too, as the payload is read into the queue */
+    if ((st->flags & (ST_STREAMING | ST_ENDED | ST_FAILING)) != ST_STREAMING)
+        return cel_body_owner_done(owner, CEL_EINVAL);
+    if (no_content(st) || n == 0)
+        return cel_body_owner_done(owner, 0);
     if (x->filter || (st->ext && !st->file_len) || st->file_sent < st->file_len || n > SIZE_MAX ||
         off > (uint64_t)INT64_MAX - n)
-        return CEL_EINVAL;
+        return cel_body_owner_done(owner, CEL_EINVAL);
     if (st->ext) { /* the previous range is all queued (read, not referenced) */
         ext_unref(st->ext);
         st->ext = NULL;
@@ -440,15 +441,22 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n)
     }
     ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
     if (!e)
-        return CEL_ENOMEM;
-    int own = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-    if (own < 0) {
-        cel_pool_release(h->env->pool, e);
-        return CEL_EINVAL;
+        return cel_body_owner_done(owner, CEL_ENOMEM);
+    cel_body_owner own = {close_fd, NULL};
+    if (owner) { /* the caller's reference keeps FD open: no dup, no close */
+        own = *owner;
+    } else {
+        int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
+        if (mine < 0) {
+            cel_pool_release(h->env->pool, e);
+            return CEL_EINVAL;
+        }
+        own.arg = (void *)(intptr_t)mine;
+        fd = mine;
     }
-    *e = (ext_body){1, h->env->pool, {close_fd, (void *)(intptr_t)own}};
+    *e = (ext_body){1, h->env->pool, own};
     st->ext = e;
-    st->file_fd = own;
+    st->file_fd = fd;
     st->file_off = off;
     st->file_len = n;
     resume_if_deferred(st);

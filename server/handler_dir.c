@@ -41,14 +41,40 @@ static const struct {
     {"gzip", ".gz", 4, 3},
 };
 
-/* One file as a lookup found it: the cache's (FD shared, not to be closed)
- * or opened for this request (OWNED). LASTMOD follows ETAG in memory. */
+/* A descriptor the open-file cache opened, shared by its slot and by every
+ * answer still sending from it (the download, the front end's queue): closed
+ * when the last of them lets go, so a slot looked up again (a second later,
+ * or by another path in the same slot) never closes it under an answer. Taken
+ * and let go on the worker whose cache opened it, as everything of that
+ * cache: no atomics. */
+typedef struct fdref {
+    int fd;
+    unsigned refs;
+} fdref;
+
+static void fdref_drop(fdref *r)
+{
+    if (--r->refs)
+        return;
+    close(r->fd);
+    free(r);
+}
+
+static void fdref_release(void *arg)
+{
+    fdref_drop(arg);
+}
+
+/* One file as a lookup found it: the cache's (REF: a reference on its
+ * descriptor FD) or opened for this request (OWNED). LASTMOD follows ETAG in
+ * memory. */
 typedef struct ffile {
     int fd, owned, is_dir;
+    fdref *ref;
     uint64_t size;
     int64_t mtime;
     cel_str etag, lastmod;
-    struct fentry *entry; /* the cache slot it came from, or NULL */
+    struct fentry *entry; /* the cache slot it came from (holds REF while it is F's), or NULL */
     char text_buf[TEXT_MAX];
 } ffile;
 
@@ -60,8 +86,9 @@ typedef struct ffile {
  * next file it holds. */
 typedef struct fentry {
     uint64_t hash;
-    time_t checked; /* 0: a free slot */
+    time_t checked; /* 0: a free slot, or one to look up again */
     int fd;         /* -1: ERR */
+    fdref *ref;     /* the slot's reference on FD, or NULL with FD -1 */
     int err;
     int is_dir;
     uint64_t size;
@@ -148,6 +175,14 @@ static int describe(int fd, int *is_dir, uint64_t *size, int64_t *mtime)
     return 0;
 }
 
+/* F's ETag and Last-Modified text in its own buffer. */
+static void own_text(ffile *f)
+{
+    f->etag = (cel_str){f->text_buf, cel_etag_format(f->text_buf, f->mtime, f->size)};
+    f->lastmod = (cel_str){f->text_buf + f->etag.n,
+                           cel_http_date(f->text_buf + f->etag.n, (time_t)f->mtime)};
+}
+
 static int open_fresh(const dir_handler *d, const char *rel, ffile *f)
 {
     int fd = cel_fspath_open(&d->root, rel);
@@ -160,17 +195,19 @@ static int open_fresh(const dir_handler *d, const char *rel, ffile *f)
     }
     f->fd = fd;
     f->owned = 1;
+    f->ref = NULL;
     f->entry = NULL;
-    f->etag = (cel_str){f->text_buf, cel_etag_format(f->text_buf, f->mtime, f->size)};
-    f->lastmod = (cel_str){f->text_buf + f->etag.n,
-                           cel_http_date(f->text_buf + f->etag.n, (time_t)f->mtime)};
+    own_text(f);
     return 0;
 }
 
+/* Lets go of the slot's descriptor whatever CHECKED says: a slot forgotten
+ * (CHECKED 0, see forget) still holds it. */
 static void entry_drop(fentry *e)
 {
-    if (e->checked && e->fd >= 0)
-        close(e->fd);
+    if (e->ref)
+        fdref_drop(e->ref);
+    e->ref = NULL;
     e->checked = 0;
     e->fd = -1;
 }
@@ -188,12 +225,17 @@ static void entry_fill(const dir_handler *d, fentry *e, const char *rel, size_t 
     e->answered = 0;
     int fd = cel_fspath_open(&d->root, rel);
     int rc = fd < 0 ? fd : describe(fd, &e->is_dir, &e->size, &e->mtime);
+    fdref *ref = rc ? NULL : malloc(sizeof(*ref)); /* once a second at most per path */
+    if (!rc && !ref)
+        rc = -ENOMEM;
     if (rc) {
         if (fd >= 0)
             close(fd);
         e->err = rc;
         return;
     }
+    *ref = (fdref){fd, 1};
+    e->ref = ref;
     e->fd = fd;
     e->etag_len = (unsigned)cel_etag_format(e->text, e->mtime, e->size);
     e->ctype = cel_mime_lookup(d->mime, rel, n);
@@ -231,6 +273,8 @@ static int lookup(const dir_handler *d, cel_env *env, const char *rel, size_t n,
         return e->err;
     f->fd = e->fd;
     f->owned = 0;
+    f->ref = e->ref;
+    f->ref->refs++;
     f->entry = e;
     f->is_dir = e->is_dir;
     f->size = e->size;
@@ -244,14 +288,26 @@ static void release(ffile *f)
 {
     if (f->owned && f->fd >= 0)
         close(f->fd);
+    else if (f->ref)
+        fdref_drop(f->ref);
+    f->ref = NULL;
     f->fd = -1;
+}
+
+/* F's cache slot while it still holds F's descriptor, else NULL: a later
+ * lookup (a precompressed sibling, an index file) may have filled the slot
+ * with another path since. */
+static fentry *slot_of(const ffile *f)
+{
+    return f->entry && f->entry->ref == f->ref ? f->entry : NULL;
 }
 
 /* The file changed under a cached descriptor: look it up again next time. */
 static void forget(ffile *f)
 {
-    if (f->entry)
-        f->entry->checked = 0;
+    fentry *e = slot_of(f);
+    if (e)
+        e->checked = 0;
 }
 
 /* ---- answers ---- */
@@ -322,6 +378,7 @@ static cel_str content_range(cel_arena *a, const cel_range *r, uint64_t size)
  * multipart. Lives in the exchange's arena. */
 typedef struct dl {
     int fd;
+    fdref *ref; /* the cache's descriptor FD, or NULL: FD is the download's own */
     int nranges, cur;
     int part_started, closed;
     uint64_t pos; /* bytes of ranges[cur] sent */
@@ -331,12 +388,33 @@ typedef struct dl {
     char buf[CHUNK];
 } dl;
 
+static void dl_let_go(dl *s)
+{
+    if (s->ref)
+        fdref_drop(s->ref);
+    else if (s->fd >= 0)
+        close(s->fd);
+    s->ref = NULL;
+    s->fd = -1;
+}
+
 static void dl_close(cel_exchange *x, int finished)
 {
     dl *s = x->hdata;
     (void)finished;
-    if (s && s->fd >= 0)
-        close(s->fd);
+    if (s)
+        dl_let_go(s);
+}
+
+/* RANGE of S's file handed to the front end, which holds a reference of its
+ * own on a cached descriptor until it is done: no descriptor call. */
+static int file_range(cel_exchange *x, dl *s, const cel_range *r)
+{
+    if (!s->ref)
+        return x->ops->write_file(x, s->fd, r->off, r->len, NULL);
+    s->ref->refs++;
+    cel_body_owner o = {fdref_release, s->ref};
+    return x->ops->write_file(x, s->fd, r->off, r->len, &o);
 }
 
 /* Sends what it can; on CEL_EAGAIN waits for on_writable to call it again.
@@ -372,8 +450,7 @@ static void pump(cel_exchange *x)
             s->pos = 0;
             s->part_started = 0;
             continue;
-        } else if (s->pos == 0 && x->ops->write_file &&
-                   (rc = x->ops->write_file(x, s->fd, r->off, r->len)) != CEL_EINVAL) {
+        } else if (s->pos == 0 && x->ops->write_file && (rc = file_range(x, s, r)) != CEL_EINVAL) {
             /* the whole range queued as a file range, never read here */
             if (rc && rc != CEL_EAGAIN) {
                 x->ops->fail(x);
@@ -429,7 +506,7 @@ static size_t read_whole(int fd, char *buf, size_t len, uint64_t off)
  * slot's second answer on, within the handler's sizes. */
 static const char *kept_body(const dir_handler *d, cel_env *env, ffile *f)
 {
-    fentry *e = f->entry;
+    fentry *e = slot_of(f);
     if (!e || !d->body_budget || f->size > d->body_max)
         return NULL;
     if (e->body_ok)
@@ -501,12 +578,10 @@ static int send_body(const dir_handler *d, cel_exchange *x, cel_response *res, f
         return CEL_ENOMEM;
     }
     memset(s, 0, offsetof(dl, buf));
-    s->fd = f->owned ? f->fd : dup(f->fd);
+    s->fd = f->fd; /* F's descriptor or reference, now the download's */
+    s->ref = f->ref;
     f->owned = 0;
-    if (s->fd < 0) {
-        cel_response_error(res, 503);
-        return 0;
-    }
+    f->ref = NULL;
     s->nranges = nr;
     memcpy(s->ranges, ranges, (size_t)nr * sizeof(*ranges));
     uint64_t total = 0;
@@ -523,7 +598,7 @@ static int send_body(const dir_handler *d, cel_exchange *x, cel_response *res, f
             size_t cap = 2 + 2 + bl + 2 + 14 + ctype.n + 2 + 15 + cr.n + 4;
             char *p = cel_arena_alloc(x->arena, cap);
             if (!p || !cr.n) {
-                close(s->fd);
+                dl_let_go(s);
                 return CEL_ENOMEM;
             }
             size_t n = PUT_LIT(p, "\r\n--");
@@ -539,7 +614,7 @@ static int send_body(const dir_handler *d, cel_exchange *x, cel_response *res, f
         char *p = cel_arena_alloc(x->arena, 4 + bl + 4);
         char *t = cel_arena_alloc(x->arena, 31 + bl);
         if (!p || !t) {
-            close(s->fd);
+            dl_let_go(s);
             return CEL_ENOMEM;
         }
         size_t n = PUT_LIT(p, "\r\n--");
@@ -652,7 +727,8 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
                  size_t n)
 {
     cel_request *req = x->req;
-    cel_str ctype = f->entry ? f->entry->ctype : cel_mime_lookup(d->mime, rel, n);
+    fentry *slot = slot_of(f);
+    cel_str ctype = slot ? slot->ctype : cel_mime_lookup(d->mime, rel, n);
     conds cd;
     read_conds(req, &cd);
     ffile v;
@@ -662,6 +738,8 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         *f = v;
         if (v.owned) /* the copy's strings point into the original's buffer */
             f->etag.p = f->text_buf, f->lastmod.p = f->text_buf + f->etag.n;
+    } else if (slot && !slot_of(f)) {
+        own_text(f); /* a sibling's lookup took F's slot, and may have its text */
     }
     hdrs h = {.cap = d->nextra + 8};
     if (!(h.kv = cel_arena_alloc(x->arena, h.cap * sizeof(*h.kv)))) {

@@ -634,6 +634,127 @@ def test_kept_bytes_follow_a_rewrite_that_keeps_size_and_mtime(client, tree):
         time.sleep(0.05)
 
 
+# -- the open-file cache's descriptors ------------------------------------------------
+
+MEDIUM = bytes((i * 11 + 1) & 0xFF for i in range(64 * 1024))  # streamed: above the small-file size
+REPEAT = 100
+DESCRIPTOR_CALLS = ("open", "openat", "openat2", "dup", "dup2", "dup3", "fcntl", "close")
+
+
+@pytest.fixture(scope="module")
+def fdsrv(module_celerisd, tmp_path_factory):
+    """One worker, a route with the default cache and routes whose cache has
+    one slot (every lookup takes the slot of the one before)."""
+    www = tmp_path_factory.mktemp("fd") / "www"
+    (www / "dir").mkdir(parents=True)
+    (www / "m.bin").write_bytes(MEDIUM)
+    (www / "s.txt").write_bytes(b"small\n" * 100)
+    (www / "dir" / "x.css").write_bytes(b"x{}\n")
+    srv = module_celerisd(f"""
+workers: 1
+log: {{ level: warn }}
+routes:
+  - path: /d/*path
+    dir: {{ root: {www} }}
+  - path: /one/*path
+    dir: {{ root: {www}, precompressed: [br, gzip], open_file_cache: 1 }}
+  - path: /onel/*path
+    dir: {{ root: {www}, index: [index.html], listing: true, open_file_cache: 1 }}
+""")
+    srv.www = www
+    return srv
+
+
+def open_fds_of(pid, path):
+    """How many of PID's descriptors are PATH."""
+    n = 0
+    for fd in os.listdir(f"/proc/{pid}/fd"):
+        try:
+            n += os.readlink(f"/proc/{pid}/fd/{fd}") == str(path)
+        except FileNotFoundError:
+            pass
+    return n
+
+
+def answers(srv, proto, path):
+    """REPEAT answers to GET PATH on one connection (h2c: Python h2; h1:
+    curl, which keeps its connection): their bodies."""
+    from h2client import H2Client
+    if proto == "h2c":
+        with H2Client("127.0.0.1", srv.port, timeout=30 * TIME_SCALE) as c:
+            return [c.get(path).body for _ in range(REPEAT)]
+    p = subprocess.run(["curl", "-sS", "--http1.1", "--max-time", str(int(60 * TIME_SCALE)),
+                        "-w", "\\n--cut--\\n"] + [srv.url(path)] * REPEAT,
+                       capture_output=True, timeout=90 * TIME_SCALE)
+    assert p.returncode == 0, p.stderr
+    return p.stdout.split(b"\n--cut--\n")[:-1]
+
+
+@pytest.mark.parametrize("proto", ["h2c", "h1"])
+def test_file_served_from_the_cache_costs_no_descriptor_calls(fdsrv, proto):
+    """A cached file above the small-file size is streamed from the cache's
+    own descriptor: the download and the front end hold references on it, so
+    answering it makes no dup, fcntl or close (where each answer cost a dup,
+    an F_DUPFD and two closes). What is left over N answers on one connection
+    is the cache looking the file up again once a second (open, close)."""
+    with fdsrv.client() as c:
+        assert c.get("/d/m.bin").body == MEDIUM   # cached before counting
+    bodies, calls, summary = strace_calls(fdsrv.pid, lambda: answers(fdsrv, proto, "/d/m.bin"))
+    assert bodies == [MEDIUM] * REPEAT
+    fd_calls = sum(calls.get(c, 0) for c in DESCRIPTOR_CALLS)
+    assert fd_calls < REPEAT // 4, summary
+
+
+def test_forgotten_slot_closes_its_descriptor(fdsrv):
+    """A file cut short in place between two answers in one second makes the
+    answer read less than the cache said, which forgets the slot; the slot's
+    descriptor is closed when the slot is filled again. Again and again, the
+    daemon holds at most the one descriptor of the file (the slot's), where
+    each forgotten slot used to leak its descriptor."""
+    f = fdsrv.www / "shrinks.txt"
+    long, short = b"L" * 2000, b"S" * 1000
+    with fdsrv.client() as c:
+        for _ in range(30):
+            f.write_bytes(long)
+            r = c.get("/d/shrinks.txt")
+            assert r.status == 200
+            with open(f, "r+b") as fh:   # in place: the cached descriptor sees it
+                fh.write(short)
+                fh.truncate(len(short))
+            r = c.get("/d/shrinks.txt")   # what the slot says for the second
+            assert r.status == 200 and len(r.body) <= len(long)
+        t0 = time.monotonic()
+        while c.get("/d/shrinks.txt").body != short:
+            assert time.monotonic() - t0 < 3 * TIME_SCALE, "stale after 3 s"
+            time.sleep(0.05)
+    assert open_fds_of(fdsrv.pid, f) <= 1
+
+
+@pytest.mark.parametrize("path,size", [("/one/s.txt", 600), ("/one/m.bin", len(MEDIUM))])
+def test_sibling_lookup_in_the_same_slot_leaves_the_file_open(fdsrv, path, size):
+    """With one slot, looking up x.br and x.gz (absent) for a client that
+    accepts them takes the slot of x while x is being answered: x's
+    descriptor stays open for its answer (a reference), so the answer is x
+    whole, small (read at once) or streamed (an empty 200, or a 503, when
+    the slot closed it)."""
+    want = (fdsrv.www / path.split("/")[-1]).read_bytes()
+    assert len(want) == size
+    for flag in ("--http2-prior-knowledge", "--http1.1"):
+        for _ in range(3):
+            p = curl([flag, "-H", "accept-encoding: br, gzip", "-w", "\n%{http_code}",
+                      fdsrv.url(path)])
+            body, _, code = p.stdout.rpartition(b"\n")
+            assert (code, body) == (b"200", want), (flag, code, len(body))
+
+
+def test_index_lookup_in_the_same_slot_leaves_the_directory_open(fdsrv):
+    """With one slot, the index file's lookup takes the directory's slot
+    before the directory is listed: the listing still reads it."""
+    r = curl(["--http2-prior-knowledge", "-w", "\n%{http_code}", fdsrv.url("/onel/dir/")])
+    body, _, code = r.stdout.rpartition(b"\n")
+    assert code == b"200" and b"x.css" in body, (code, body[:200])
+
+
 # -- TLS -----------------------------------------------------------------------------
 
 
@@ -876,6 +997,28 @@ def test_http1_cleartext_sends_files_with_sendfile(bigsrv):
     assert calls < 2048, f"{calls} read-type system calls for one 64 MiB file"
 
 
+def strace_calls(pid, client):
+    """Runs CLIENT (a command, or a function) while strace -c -f counts the
+    system calls of every thread of PID: (the command's CompletedProcess or
+    the function's result, {call: count}, strace's summary)."""
+    args = ["strace", "-c", "-f"]
+    for t in os.listdir(f"/proc/{pid}/task"):
+        args += ["-p", t]
+    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
+        p = (client() if callable(client) else
+             subprocess.run(client, capture_output=True, timeout=90 * TIME_SCALE))
+    finally:
+        tr.send_signal(signal.SIGINT)
+        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    calls = {m.group(2): int(m.group(1))
+             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
+                                  summary, re.M)}
+    calls.pop("total", None)
+    return p, calls, summary
+
+
 def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
     """Over cleartext HTTP/2 a file's DATA payloads are read into user space
     several frames at a time (64 KiB reads, the frames queued by reference
@@ -885,25 +1028,11 @@ def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
     than one a frame and sendfile three (fstat, the header by sendmsg, the
     payload by sendfile)."""
     digest = big_digest(bigsrv.www)
-    tids = os.listdir(f"/proc/{bigsrv.pid}/task")
-    args = ["strace", "-c", "-f"]
-    for t in tids:
-        args += ["-p", t]
-    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
-        p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time",
-                            str(int(60 * TIME_SCALE)), bigsrv.url("/d/big.bin")],
-                           capture_output=True, timeout=90 * TIME_SCALE)
-    finally:
-        tr.send_signal(signal.SIGINT)
-        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    p, calls, summary = strace_calls(
+        bigsrv.pid, ["curl", "-sS", "--http2-prior-knowledge", "--max-time",
+                     str(int(60 * TIME_SCALE)), bigsrv.url("/d/big.bin")])
     assert p.returncode == 0, p.stderr
     assert hashlib.sha256(p.stdout).hexdigest() == digest
-    calls = {m.group(2): int(m.group(1))
-             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
-                                  summary, re.M)}
-    calls.pop("total", None)
     frames = (64 << 20) // 16384
     reads = calls.get("preadv", 0) + calls.get("pread64", 0)
     assert 0 < reads <= frames // 2, summary
@@ -1085,8 +1214,9 @@ def test_multipart_parts_go_as_file_ranges(bigsrv):
 def test_h2c_file_reset_or_closed_mid_download_releases_it(celerisd, tmp_path):
     """Downloads over h2c cut short by the client, one by RST_STREAM and one by
     closing the connection, while frames of the file wait in the daemon: every
-    descriptor of the file is closed again (and the sanitizer builds see no
-    leak at teardown), and the daemon serves on."""
+    descriptor of the file is closed again (the download's reference on the
+    cache's descriptor, which outlives the slot's, is let go; the sanitizer
+    builds see no leak at teardown), and the daemon serves on."""
     from h2client import H2Client
     www = tmp_path / "www"
     www.mkdir()
@@ -1126,7 +1256,12 @@ routes:
         r = c._response(sid)
         c.wait_for(lambda: len(r.body) >= 256 * 1024 or r.done, what="some of the file")
         assert r.status == 200 and not r.done
-        assert open_fds() > base   # the download holds its descriptor
+        # the download holds the cache's descriptor: looked up again a second
+        # later, the slot opens the file anew and lets go of it, still open
+        time.sleep(1.1)
+        with H2Client("127.0.0.1", srv.port, timeout=30 * TIME_SCALE) as other:
+            assert other.get("/d/f.bin", headers=[("range", "bytes=0-9")]).body == data[:10]
+        assert open_fds() > base
         if how == "reset":
             c.reset_stream(sid)
             assert c.get("/d/f.bin", headers=[("range", "bytes=0-9")]).body == data[:10]
