@@ -88,11 +88,14 @@ static void stream_consumed(cel_h2 *h, stream *st)
     }
 }
 
-/* From the second consecutive frame of one file stream, its next RA_SIZE
- * bytes are read in one pread and its frames queued by reference into that
- * block: one read for several frames, as many copies as reading each frame
- * into the queue. A block stays while queued frames point into it, so the
- * connection holds at most max_output_buffer / RA_SIZE + 2 of them. */
+/* A file stream's next RA_SIZE bytes are read in one pread and its frames
+ * queued by reference into that block: one read for several frames, as many
+ * copies as reading each frame into the queue. A non-incremental stream
+ * (RFC 9218; the default) reads ahead from its first frame, as nghttp2 sends
+ * its frames one after the other; an incremental one, whose frames take
+ * turns with others', from its second consecutive frame. A block stays while
+ * queued frames point into it, so the connection holds at most
+ * max_output_buffer / RA_SIZE + 2 of them. */
 #define RA_SIZE (64 * 1024)
 
 struct cel_h2_ra {
@@ -119,16 +122,16 @@ void cel_h2_ra_drop(cel_h2 *h)
 }
 
 /* The LENGTH bytes of ST's file at AT from the read-ahead, reading it when
- * this frame follows one of the same stream; NULL: read the frame itself
- * (a single frame, no memory, or the file gave fewer bytes: the frame's own
- * read decides whether it ended). */
+ * ST is not incremental or this frame follows one of the same stream; NULL:
+ * read the frame itself (a single frame, no memory, or the file gave fewer
+ * bytes: the frame's own read decides whether it ended). */
 static const char *ra_get(cel_h2 *h, stream *st, uint64_t at, size_t length)
 {
     struct cel_h2_ra *ra = h->ra;
     if (ra && h->ra_id == st->id && at >= h->ra_pos && at - h->ra_pos + length <= h->ra_len)
         return ra->data + (at - h->ra_pos);
     uint64_t left = st->file_len - st->file_sent;
-    if (h->ra_last != st->id || left <= length || length > RA_SIZE)
+    if ((h->ra_last != st->id && (st->prio & 1)) || left <= length || length > RA_SIZE)
         return NULL;
     if (ra && ra->refs > 1)
         cel_h2_ra_drop(h); /* frames still point into it */

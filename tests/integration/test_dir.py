@@ -705,6 +705,18 @@ def test_file_served_from_the_cache_costs_no_descriptor_calls(fdsrv, proto):
     assert fd_calls < REPEAT // 4, summary
 
 
+def test_h2c_file_read_in_one_pread_from_its_first_frame(fdsrv):
+    """Over h2c a non-incremental stream (RFC 9218's default) reads its file
+    ahead from its first DATA frame: the 64 KiB file (four frames) costs one
+    read per answer, where reading ahead from the second frame cost two."""
+    with fdsrv.client() as c:
+        assert c.get("/d/m.bin").body == MEDIUM
+    bodies, calls, summary = strace_calls(fdsrv.pid, lambda: answers(fdsrv, "h2c", "/d/m.bin"))
+    assert bodies == [MEDIUM] * REPEAT
+    reads = calls.get("pread64", 0) + calls.get("preadv", 0)
+    assert REPEAT <= reads < REPEAT * 5 // 4, summary
+
+
 def test_forgotten_slot_closes_its_descriptor(fdsrv):
     """A file cut short in place between two answers in one second makes the
     answer read less than the cache said, which forgets the slot; the slot's
