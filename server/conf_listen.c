@@ -21,6 +21,12 @@
 
 /* ---- listen addresses ---- */
 
+/* The text of a unix address is never cut: the metrics' listen label of two
+ * long paths must not become one. */
+_Static_assert(sizeof(((cel_listen *)0)->text) >=
+                   sizeof("unix:") + sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+               "cel_listen.text holds any unix address");
+
 int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
 {
     memset(out, 0, sizeof(*out));

@@ -10,6 +10,7 @@ counted apart for blocks that share a path."""
 
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -468,3 +469,33 @@ def test_metrics_by_route_host_and_listen(factory):
     assert series(srv, "/*rest") == {
         ("celerisd_requests_total", None, f"127.0.0.1:{p3}", "3xx"): 1,
         ("celerisd_request_duration_seconds_count", None, f"127.0.0.1:{p3}", None): 1}
+
+
+def test_metrics_listen_label_of_long_unix_paths(factory, tmp_path):
+    """Two unix listeners whose paths share their first 63 octets count apart,
+    each under its whole address (before: the label was the address cut to 63
+    octets, and both entries' routes one series)."""
+    d = tmp_path / ("d" * max(1, 90 - len(str(tmp_path))))
+    d.mkdir()
+    socks = [d / "a.sock", d / "b.sock"]
+    assert len(f"unix:{socks[0]}") > 64 and len(str(socks[0])) < 108
+    own = "".join(f"""  - address: "unix:{s}"
+    routes:
+      - path: /api/*rest
+        static: {{ body: "{s.name}" }}
+""" for s in socks)
+    srv = factory(f"""workers: 1
+listen:
+  - "127.0.0.1:{{port}}"
+{own}routes:
+  - path: /metrics
+    metrics: {{}}
+""")
+    for i, s in enumerate(socks):
+        for _ in range(i + 1):
+            p = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", str(s),
+                                "http://x/api/x"], capture_output=True, timeout=20)
+            assert p.stdout == s.name.encode(), p
+    got = series(srv, "/api/*rest")
+    assert {ls: v for (nm, _, ls, _), v in got.items() if nm == "celerisd_requests_total"} == {
+        f"unix:{socks[0]}": 1, f"unix:{socks[1]}": 2}, got
