@@ -6,6 +6,7 @@
 #include <ctype.h>
 #include <errno.h>
 #include <grp.h>
+#include <limits.h>
 #include <netinet/in.h>
 #include <pthread.h>
 #include <pwd.h>
@@ -20,6 +21,12 @@
 #include "tls.h"
 
 /* ---- listen addresses ---- */
+
+/* The text of a unix address is never cut: the metrics' listen label of two
+ * long paths must not become one. */
+_Static_assert(sizeof(((cel_listen *)0)->text) >=
+                   sizeof("unix:") + sizeof(((struct sockaddr_un *)0)->sun_path) - 1,
+               "cel_listen.text holds any unix address");
 
 int cel_listen_parse(const char *s, cel_listen *out, char *err, size_t errlen)
 {
@@ -99,31 +106,85 @@ bad:
     return CEL_EINVAL;
 }
 
-/* Addresses ever given, in the order first seen: an id is its index + 1. */
+/* Addresses ever given, in the order first seen: an id is its index + 1.
+ * Never shrunk (an id names one address in every generation, also for the
+ * connections of an old one), so the table holds one entry per distinct
+ * address any configuration named; it doubles as it fills, and the slots, an
+ * open-addressing index of ids by address (twice as many as ids, at least),
+ * keep a lookup at one probe or so however many there are (before: a scan of
+ * every address, per listen entry at load and per worker listener added). */
+typedef struct listen_addr {
+    struct sockaddr_storage addr;
+    socklen_t len;
+} listen_addr;
+
 static pthread_mutex_t ids_lock = PTHREAD_MUTEX_INITIALIZER;
-static struct sockaddr_storage *ids;
-static socklen_t *id_lens;
-static unsigned nids;
+static listen_addr *ids;
+static unsigned nids, ids_cap;
+static unsigned *id_slots; /* ids (0: empty), a power of two of them */
+static unsigned nslots;
+
+static uint32_t addr_hash(const struct sockaddr_storage *addr, socklen_t len)
+{
+    const unsigned char *p = (const unsigned char *)addr;
+    uint32_t h = 2166136261u; /* FNV-1a */
+    for (socklen_t i = 0; i < len; i++)
+        h = (h ^ p[i]) * 16777619u;
+    return h;
+}
+
+/* The slot of ADDR: the one holding its id, or the empty one it would take. */
+static unsigned *id_slot(const struct sockaddr_storage *addr, socklen_t len)
+{
+    for (uint32_t i = addr_hash(addr, len) & (nslots - 1);; i = (i + 1) & (nslots - 1)) {
+        unsigned id = id_slots[i];
+        if (!id || (ids[id - 1].len == len && memcmp(&ids[id - 1].addr, addr, len) == 0))
+            return &id_slots[i];
+    }
+}
+
+/* Room for one more id: the table doubled, the index rebuilt at twice the
+ * ids. 0, or -1 when out of memory (nothing changed then). */
+static int ids_grow(void)
+{
+    if (nids == ids_cap) {
+        if (ids_cap > UINT_MAX / 4)
+            return -1;
+        unsigned cap = ids_cap ? ids_cap * 2 : 16;
+        listen_addr *a = realloc(ids, (size_t)cap * sizeof(*a));
+        if (!a)
+            return -1;
+        ids = a;
+        ids_cap = cap;
+    }
+    if ((size_t)(nids + 1) * 2 <= nslots)
+        return 0;
+    unsigned n = nslots ? nslots * 2 : 32;
+    unsigned *slots = calloc(n, sizeof(*slots));
+    if (!slots)
+        return -1;
+    free(id_slots);
+    id_slots = slots;
+    nslots = n;
+    for (unsigned i = 0; i < nids; i++)
+        *id_slot(&ids[i].addr, ids[i].len) = i + 1;
+    return 0;
+}
 
 unsigned cel_listen_id(const struct sockaddr_storage *addr, socklen_t len)
 {
+    if (len > sizeof(*addr))
+        return 0;
     unsigned id = 0;
     pthread_mutex_lock(&ids_lock);
-    for (unsigned i = 0; i < nids && !id; i++)
-        if (id_lens[i] == len && memcmp(&ids[i], addr, len) == 0)
-            id = i + 1;
-    if (!id) {
-        struct sockaddr_storage *a = realloc(ids, (nids + 1) * sizeof(*a));
-        if (a)
-            ids = a;
-        socklen_t *l = a ? realloc(id_lens, (nids + 1) * sizeof(*l)) : NULL;
-        if (l) {
-            id_lens = l;
-            memset(&ids[nids], 0, sizeof(ids[nids]));
-            memcpy(&ids[nids], addr, len);
-            id_lens[nids] = len;
-            id = ++nids;
-        }
+    if (nslots)
+        id = *id_slot(addr, len);
+    if (!id && ids_grow() == 0) {
+        memset(&ids[nids].addr, 0, sizeof(ids[nids].addr));
+        memcpy(&ids[nids].addr, addr, len);
+        ids[nids].len = len;
+        id = ++nids;
+        *id_slot(addr, len) = id;
     }
     pthread_mutex_unlock(&ids_lock);
     return id; /* 0 only when out of memory: then no listener routes match */
@@ -400,8 +461,8 @@ static int add_listen(conf_ctx *c, cel_listen **list, size_t *nlist, yaml_node_t
     l.redirect_node = b.redirect;
     if (!(l.id = cel_listen_id(&l.addr, l.addrlen)))
         return conf_error(c, addr, "out of memory");
-    for (size_t i = 0; i < *nlist; i++)
-        if ((*list)[i].addrlen == l.addrlen && !memcmp(&(*list)[i].addr, &l.addr, l.addrlen))
+    for (size_t i = 0; i < *nlist; i++) /* one address, one id */
+        if ((*list)[i].id == l.id)
             return conf_error(c, addr, "listen address \"%s\" is given twice", s);
     if ((rc = parse_unix_opts(c, &b, &l)) || (rc = parse_proxy(c, &b, n, &l))) {
         free(l.trusted);

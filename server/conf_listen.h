@@ -20,7 +20,7 @@ struct cel_router;
 typedef struct cel_listen {
     struct sockaddr_storage addr;
     socklen_t addrlen;
-    char text[64]; /* as written, for logs */
+    char text[128]; /* as written, for logs and the metrics ("unix:" and a whole sun_path fit) */
     cel_loc loc;
     struct cel_tls *tls; /* NULL: cleartext (h2c and HTTP/1.1) */
     /* proxy_protocol: peers in TRUSTED must begin with a PROXY header (v1 or

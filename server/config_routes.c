@@ -257,7 +257,8 @@ typedef struct route_list {
     cel_mw_chain *base;
     int nested;
     size_t cap;
-    const char *block; /* the hosts: block's name for the metrics (NULL: none) */
+    const char *block;  /* the hosts: block's name for the metrics (NULL: none) */
+    const char *listen; /* the listen entry's address for the metrics (NULL: none) */
 } route_list;
 
 static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n, const route_list *in)
@@ -297,7 +298,11 @@ static int parse_route(conf_ctx *c, cel_config *cfg, yaml_node_t *n, const route
     if (!rc && cel_mw_chain_join(in->base, b.r.mw_own, &b.r.mw))
         rc = conf_error(c, n, "out of memory");
     b.r.mw_joined = b.r.mw && b.r.mw != in->base;
-    if (!rc && (b.r.stat_id = cel_stats_route_id(b.r.pattern, in->block)) == CEL_STATS_ROUTES)
+    /* a top-level route's `host:` counts apart as a block does, under its
+     * first name */
+    const char *host = in->block ? in->block : b.r.nhosts ? b.r.hosts[0] : NULL;
+    if (!rc &&
+        (b.r.stat_id = cel_stats_route_id(b.r.pattern, host, in->listen)) == CEL_STATS_ROUTES)
         rc = conf_error(c, n, "out of memory");
     if (!rc)
         rc = b.type->build(c, b.handler_node, b.r.pattern, &b.r.handler);
@@ -505,7 +510,7 @@ static int parse_block(conf_ctx *c, cel_config *cfg, yaml_node_t *k, yaml_node_t
         rc = conf_middleware(c, b.mw, "middleware", &blk->mw_own);
     if (!rc && cel_mw_chain_join(cfg->mw, blk->mw_own, &blk->mw))
         rc = conf_error(c, v, "out of memory");
-    route_list in = {blk->mw, 1, cap, blk->nnames ? blk->names[0] : "default"};
+    route_list in = {blk->mw, 1, cap, blk->nnames ? blk->names[0] : "default", NULL};
     return rc ? rc : parse_list(c, cfg, b.routes, "routes", &in, blk->router);
 }
 
@@ -565,7 +570,7 @@ static int parse_listen_routes(conf_ctx *c, cel_config *cfg, cel_listen *l, size
     if (!(l->router = cel_router_new()))
         return conf_error(c, n, "out of memory");
     cfg->listen_routes = 1;
-    route_list in = {cfg->mw, 1, cap, NULL};
+    route_list in = {cfg->mw, 1, cap, NULL, l->text};
     if (l->routes_node)
         return parse_list(c, cfg, n, "routes", &in, l->router);
     if (cfg->nroutes == cap)
@@ -576,7 +581,7 @@ static int parse_listen_routes(conf_ctx *c, cel_config *cfg, cel_listen *l, size
                    .max_request_body = CEL_ROUTE_BODY_GLOBAL,
                    .mw = cfg->mw};
     if (!(r.pattern = strdup("/*rest")) ||
-        (r.stat_id = cel_stats_route_id(r.pattern, NULL)) == CEL_STATS_ROUTES ||
+        (r.stat_id = cel_stats_route_id(r.pattern, NULL, l->text)) == CEL_STATS_ROUTES ||
         !(r.handler = cel_handler_redirect_https_new(308, port))) {
         free(r.pattern);
         return conf_error(c, n, "out of memory");
@@ -599,7 +604,7 @@ int cel_config_parse_routes(conf_ctx *c, cel_config *cfg, yaml_node_t *n)
     /* the blocks first: the top level's routes must know of a `default` */
     int rc = c->hosts ? parse_hosts(c, cfg, cap) : 0;
     size_t first = cfg->nroutes;
-    route_list top = {cfg->mw, 0, cap, NULL};
+    route_list top = {cfg->mw, 0, cap, NULL, NULL};
     if (!rc)
         rc = parse_list(c, cfg, n, "routes", &top, NULL);
     if (!rc)

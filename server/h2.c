@@ -232,7 +232,7 @@ void cel_h2_expire(cel_h2 *h)
     for (stream *st = h->streams; st; st = st->next) {
         if (st->flags & ST_RESET)
             continue;
-        st->flags |= ST_RESET;
+        st->flags |= ST_RESET | ST_OURS;
         set_held(h, st, 0);
         nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_CANCEL);
     }

@@ -38,6 +38,9 @@ enum {
     ST_PEER_DONE = 1u << 13, /* the client ended or reset the stream: more from it is an error */
     ST_HELD = 1u << 14,      /* waits on the server alone (counted in held) */
     ST_FAILING = 1u << 15,   /* failed mid-answer: reset once its HEADERS are out */
+    /* reset for a failure of ours (handler, submit, short file, expiry): not
+     * charged to the client's reset budget */
+    ST_OURS = 1u << 16,
 };
 
 #define PRIO_SET 0x80

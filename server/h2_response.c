@@ -188,8 +188,10 @@ static int send_data(nghttp2_session *s, nghttp2_frame *frame, const uint8_t *fr
         } else {
             rc = cel_outq_copy_read(h->out, hd, pad ? 10 : 9, st->file_fd, (off_t)at, length);
         }
-        if (rc == CEL_EIO)
-            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE; /* the file is shorter now */
+        if (rc == CEL_EIO) {
+            st->flags |= ST_OURS; /* nghttp2 resets the stream: the file is shorter now */
+            return NGHTTP2_ERR_TEMPORAL_CALLBACK_FAILURE;
+        }
         if (rc)
             return NGHTTP2_ERR_CALLBACK_FAILURE;
         h->ra_last = st->id;
@@ -327,7 +329,7 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     int rv = nghttp2_submit_response(h->s, st->id, nva, n, with_body ? &prd : NULL);
     if (rv) {
         cel_log_debug("stream %d: cannot submit response: %s", st->id, nghttp2_strerror(rv));
-        st->flags |= ST_RESET;
+        st->flags |= ST_RESET | ST_OURS;
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     }
     return 0;
@@ -521,7 +523,7 @@ void cel_h2_reset_failing(cel_h2 *h)
 {
     for (stream *st = h->streams; st; st = st->next)
         if ((st->flags & (ST_FAILING | ST_RESET)) == ST_FAILING) {
-            st->flags |= ST_RESET;
+            st->flags |= ST_RESET | ST_OURS;
             nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
         }
     h->failing = 0;
@@ -587,10 +589,16 @@ static int on_frame_send(nghttp2_session *s, const nghttp2_frame *frame, void *u
     cel_h2 *h = ud;
     (void)s;
     /* A client that makes us reset streams (malformed requests, CVE-2025-8671)
-     * spends the same budget as one that resets them itself. */
-    if (frame->hd.type == NGHTTP2_RST_STREAM && frame->rst_stream.error_code != NGHTTP2_NO_ERROR &&
-        cel_h2_spend(h, &h->resets, "provoked RST_STREAM"))
+     * spends the same budget as one that resets them itself; our own failures
+     * (ST_OURS) spend none of it. nghttp2 frees the stream after this call. */
+    if (frame->hd.type == NGHTTP2_RST_STREAM) {
+        if (frame->rst_stream.error_code != NGHTTP2_NO_ERROR) {
+            const stream *st = find_stream(h, frame->hd.stream_id);
+            if (!st || !(st->flags & ST_OURS))
+                cel_h2_spend(h, &h->resets, "provoked RST_STREAM");
+        }
         return 0;
+    }
     if (!(frame->hd.flags & NGHTTP2_FLAG_END_STREAM))
         return 0;
     /* A last DATA frame: send_data has marked its stream sent already; only

@@ -21,8 +21,9 @@ static const char *const method_names[CEL_STATS_METHODS] = {"GET",    "HEAD",  "
 
 static pthread_mutex_t lock = PTHREAD_MUTEX_INITIALIZER;
 static cel_wstats *blocks;
-/* A row's name: its pattern, a NUL, then the name of its hosts: block (empty
- * for the top level's routes), NUL-terminated. */
+/* A row's name: its pattern, a NUL, the name of its host (its hosts: block's,
+ * or its `host:`'s first; empty for none), a NUL, then its listen entry's
+ * address (empty for none), NUL-terminated. */
 static char *routes[CEL_STATS_ROUTES];
 static unsigned nroutes;
 
@@ -35,9 +36,9 @@ static void name_special(void)
 {
     if (nroutes)
         return;
-    routes[CEL_STATS_UNMATCHED] = "(unmatched)\0";
-    routes[CEL_STATS_REJECTED] = "(rejected)\0";
-    routes[CEL_STATS_ROUTES - 1] = "(other)\0";
+    routes[CEL_STATS_UNMATCHED] = "(unmatched)\0\0";
+    routes[CEL_STATS_REJECTED] = "(rejected)\0\0";
+    routes[CEL_STATS_ROUTES - 1] = "(other)\0\0";
     nroutes = 2;
 }
 
@@ -57,27 +58,31 @@ cel_wstats *cel_stats_worker(unsigned worker_id)
     return w;
 }
 
-unsigned cel_stats_route_id(const char *pattern, const char *host)
+unsigned cel_stats_route_id(const char *pattern, const char *host, const char *listen)
 {
     if (!host)
         host = "";
-    size_t plen = strlen(pattern), hlen = strlen(host);
+    if (!listen)
+        listen = "";
+    size_t plen = strlen(pattern), hlen = strlen(host), llen = strlen(listen);
     pthread_mutex_lock(&lock);
     name_special();
     unsigned id = CEL_STATS_ROUTES - 1;
     for (unsigned i = CEL_STATS_REJECTED + 1; i < nroutes; i++)
-        if (strcmp(routes[i], pattern) == 0 && strcmp(routes[i] + plen + 1, host) == 0) {
+        if (strcmp(routes[i], pattern) == 0 && strcmp(routes[i] + plen + 1, host) == 0 &&
+            strcmp(routes[i] + plen + hlen + 2, listen) == 0) {
             id = i;
             goto out;
         }
     char *name;
     if (nroutes < CEL_STATS_ROUTES - 1) {
-        if (!(name = malloc(plen + hlen + 2))) {
+        if (!(name = malloc(plen + hlen + llen + 3))) {
             id = CEL_STATS_ROUTES;
             goto out;
         }
         memcpy(name, pattern, plen + 1);
         memcpy(name + plen + 1, host, hlen + 1);
+        memcpy(name + plen + hlen + 2, listen, llen + 1);
         routes[nroutes] = name;
         id = nroutes++;
     }
@@ -130,16 +135,22 @@ static void emit_label(out *o, const char *s)
     }
 }
 
-/* NAME{route="ROUTE" (and host="HOST" for a hosts: block's row): the caller
- * adds the other labels and closes. ROUTE is a row's name (routes[]). */
+/* NAME{route="ROUTE" (and host="HOST", listen="LISTEN" for a row that has
+ * them): the caller adds the other labels and closes. ROUTE is a row's name
+ * (routes[]). */
 static void emit_route(out *o, const char *name, const char *route)
 {
     emit(o, "%s{route=\"", name);
     emit_label(o, route);
     const char *host = route + strlen(route) + 1;
+    const char *listen = host + strlen(host) + 1;
     if (*host) {
         emit(o, "\",host=\"");
         emit_label(o, host);
+    }
+    if (*listen) {
+        emit(o, "\",listen=\"");
+        emit_label(o, listen);
     }
     emit(o, "\"");
 }

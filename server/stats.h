@@ -84,10 +84,13 @@ cel_wstats *cel_stats_worker(unsigned worker_id);
 enum { CEL_STATS_UNMATCHED = 0, CEL_STATS_REJECTED = 1 };
 
 /* The id of route PATTERN of the hosts: block named HOST (its first name, or
- * "default"; NULL: not in a block), main thread, at config load. Rows of
- * other blocks are others, labelled with host="HOST". CEL_STATS_ROUTES (no
- * id) when a new row cannot be allocated. */
-unsigned cel_stats_route_id(const char *pattern, const char *host);
+ * "default"), or of a top-level route whose `host:` names HOST first (NULL:
+ * neither), and of the listen entry LISTEN whose own routes it is in (its
+ * address as written; NULL: none), main thread, at config load. Rows of other
+ * hosts or listen entries are others, labelled host="HOST" and
+ * listen="LISTEN". CEL_STATS_ROUTES (no id) when a new row cannot be
+ * allocated. */
+unsigned cel_stats_route_id(const char *pattern, const char *host, const char *listen);
 
 /* The duration buckets' upper bounds, in microseconds. */
 #define CEL_STATS_BUCKET_US                                                                        \

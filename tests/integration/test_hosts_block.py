@@ -10,6 +10,7 @@ counted apart for blocks that share a path."""
 
 import signal
 import socket
+import subprocess
 import time
 
 import pytest
@@ -403,3 +404,98 @@ def test_metrics_by_block(factory):
     counts = api_counts(srv)
     assert {h: v for (nm, h), v in counts.items() if nm == "celerisd_requests_total"} == \
         {"a.test": 5, "*.c.test": 5, None: 1}, counts
+
+
+METRICS_OWN = """workers: 2
+listen:
+  - "127.0.0.1:{port}"
+  - address: "127.0.0.1:{port2}"
+    routes:
+      - path: /api/*rest
+        static: { body: "listen" }
+  - address: "127.0.0.1:{port3}"
+    redirect_https: true
+routes:
+  - path: /api/*rest
+    host: [A.test, a2.test]
+    static: { body: "a" }
+  - path: /api/*rest
+    host: b.test
+    static: { body: "b" }
+  - path: /api/*rest
+    static: { body: "top" }
+  - path: /metrics
+    metrics: {}
+"""
+
+
+def series(srv, route):
+    """celerisd_requests_total and the histogram's count of ROUTE by (sample
+    name, host label, listen label, code label), None for a label not there."""
+    from prometheus_client.parser import text_string_to_metric_families
+    st, _, body = h1(srv, "/metrics", "metrics.test")
+    assert st == 200
+    out = {}
+    for fam in text_string_to_metric_families(body.decode()):
+        for s in fam.samples:
+            if s.labels.get("route") != route or s.name not in (
+                    "celerisd_requests_total", "celerisd_request_duration_seconds_count"):
+                continue
+            key = (s.name, s.labels.get("host"), s.labels.get("listen"), s.labels.get("code"))
+            out[key] = out.get(key, 0) + s.value
+    return out
+
+
+def test_metrics_by_route_host_and_listen(factory):
+    """A top-level route's `host:` counts apart under host= its first name, a
+    listen entry's own routes (its `routes` or `redirect_https`) under listen=
+    the entry's address as written; the top level's row has neither (before:
+    one series for every /api/*rest, the listen entry's included)."""
+    srv = factory(METRICS_OWN, ports=3)
+    p2, p3 = srv.ports[1], srv.ports[2]
+    for host, n, body in [("a.test", 2, b"a"), ("A2.test", 1, b"a"), ("b.test", 3, b"b"),
+                          ("other.test", 1, b"top")]:
+        for _ in range(n):
+            assert h1(srv, "/api/x", host)[::2] == (200, body)
+    for host in ("a.test", "other.test"):  # the listen entry's routes answer every host
+        assert h2(srv, "/api/y", host, port=p2)[::2] == (200, b"listen")
+    st, fields, _ = h1(srv, "/x", "a.test", port=p3)
+    assert st == 308 and fields["location"] == "https://a.test/x"
+    listen2 = f"127.0.0.1:{p2}"
+    want = {("a.test", None): 3, ("b.test", None): 3, (None, None): 1, (None, listen2): 2}
+    got = series(srv, "/api/*rest")
+    for name in ("celerisd_requests_total", "celerisd_request_duration_seconds_count"):
+        assert {(h, ls): v for (nm, h, ls, _), v in got.items() if nm == name} == want, got
+    assert series(srv, "/*rest") == {
+        ("celerisd_requests_total", None, f"127.0.0.1:{p3}", "3xx"): 1,
+        ("celerisd_request_duration_seconds_count", None, f"127.0.0.1:{p3}", None): 1}
+
+
+def test_metrics_listen_label_of_long_unix_paths(factory, tmp_path):
+    """Two unix listeners whose paths share their first 63 octets count apart,
+    each under its whole address (before: the label was the address cut to 63
+    octets, and both entries' routes one series)."""
+    d = tmp_path / ("d" * max(1, 90 - len(str(tmp_path))))
+    d.mkdir()
+    socks = [d / "a.sock", d / "b.sock"]
+    assert len(f"unix:{socks[0]}") > 64 and len(str(socks[0])) < 108
+    own = "".join(f"""  - address: "unix:{s}"
+    routes:
+      - path: /api/*rest
+        static: {{ body: "{s.name}" }}
+""" for s in socks)
+    srv = factory(f"""workers: 1
+listen:
+  - "127.0.0.1:{{port}}"
+{own}routes:
+  - path: /metrics
+    metrics: {{}}
+""")
+    for i, s in enumerate(socks):
+        for _ in range(i + 1):
+            p = subprocess.run(["curl", "-sS", "--max-time", "10", "--unix-socket", str(s),
+                                "http://x/api/x"], capture_output=True, timeout=20)
+            assert p.stdout == s.name.encode(), p
+    got = series(srv, "/api/*rest")
+    assert {ls: v for (nm, _, ls, _), v in got.items() if nm == "celerisd_requests_total"} == {
+        f"unix:{socks[0]}": 1, f"unix:{socks[1]}": 2}, got

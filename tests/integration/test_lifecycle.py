@@ -9,6 +9,7 @@ import subprocess
 import time
 
 import h2.errors
+import h2.events
 import pytest
 
 from h2client import H2Client, ConnectionClosed
@@ -436,3 +437,25 @@ def test_shutdown_timeout_bounds_a_stuck_client(celerisd, tmp_path):
         assert rc >= 0, f"killed by signal {-rc}"
         assert took >= 0.5, f"exited after {took:.2f}s, before shutdown_timeout"
         assert not c.responses[sid].ended
+
+
+def test_shutdown_resets_spend_no_reset_budget(celerisd):
+    """The CANCELs that end the streams still open at shutdown_timeout are the
+    server's own resets: more of them than reset_burst still end the connection
+    with GOAWAY NO_ERROR alone (before: the budget ran dry on them and a GOAWAY
+    ENHANCE_YOUR_CALM followed, as if the client had flooded)."""
+    n, burst = 20, 5
+    srv = celerisd(f"shutdown_timeout: 1s\nlimits: {{ reset_burst: {burst}, reset_rate: 1 }}\n"
+                   + ROUTES)
+    srv.expect_exit = None
+    with srv.client(timeout=30 * TIME_SCALE) as c:
+        # requests whose bodies never end: open until the shutdown expires
+        sids = [c.send_request("POST", "/json", end_stream=False) for _ in range(n)]
+        assert c.get("/bench").body == b"OK"  # the server has read them all
+        srv.send_signal(signal.SIGTERM)
+        c.wait_closed(timeout=20 * TIME_SCALE)
+    codes = [int(ev.error_code) for ev in c.events
+             if isinstance(ev, h2.events.ConnectionTerminated)]
+    assert codes and set(codes) == {h2.errors.ErrorCodes.NO_ERROR}, codes
+    assert [c.responses[s].reset for s in sids] == [h2.errors.ErrorCodes.CANCEL] * n, \
+        [c.responses[s] for s in sids]

@@ -78,16 +78,24 @@ CELERIS_MODULE(failer) = {
 
 
 @pytest.fixture(scope="module")
-def srv(factory, tmp_path_factory):
+def failer(tmp_path_factory):
     d = tmp_path_factory.mktemp("failer")
     (d / "failer.c").write_text(MOD_SRC)
-    so = build_module(d / "failer.c", d / "failer.so")
-    return factory(f"""workers: 1
-errors: {{ 500: {{ body: "custom 500" }} }}
+    return build_module(d / "failer.c", d / "failer.so")
+
+
+def failer_config(so, limits=""):
+    return f"""workers: 1
+{limits}errors: {{ 500: {{ body: "custom 500" }} }}
 routes:
   - path: /*rest
     module: {{ path: {so} }}
-""")
+"""
+
+
+@pytest.fixture(scope="module")
+def srv(factory, failer):
+    return factory(failer_config(failer))
 
 
 def test_h2_fail_after_start_sends_head_then_resets(srv):
@@ -117,6 +125,34 @@ def test_h2_error_after_whole_answer_keeps_it(srv):
             assert r.status == 200 and r.reset is None and r.ended, (mode, r)
             assert r.body == PART and r.header("x-failer") == "yes", (mode, r)
     assert "handle returned CELERIS_ERROR" in srv.stderr_text()
+
+
+RESET_BURST = 50
+ENHANCE_YOUR_CALM = 11
+
+
+def test_h2_failing_handler_spends_no_reset_budget(factory, failer):
+    """The RST_STREAM INTERNAL_ERROR that follows a handler's failure is the
+    server's own reset: three times reset_burst of them leave the connection
+    up (before: GOAWAY ENHANCE_YOUR_CALM once the budget was spent, as if the
+    client had reset the streams). The client's own resets still spend it."""
+    srv = factory(failer_config(
+        failer, f"limits: {{ reset_burst: {RESET_BURST}, reset_rate: 1 }}\n"))
+    with srv.client(timeout=20 * SCALE) as c:
+        for batch in range(3):
+            rs = c.many([f"/{('start', 'write')[i % 2]}/{batch}.{i}" for i in range(RESET_BURST)])
+            assert all(r.status == 200 and r.reset == INTERNAL_ERROR for r in rs), rs
+            assert c.goaway is None, (batch, c.goaway)
+        r = c.get("/sent/x")
+        assert r.status == 200 and r.body == PART and r.ended, r
+        assert c.goaway is None, c.goaway
+        # The budget is in force: the client's own cancels spend it.
+        for _ in range(2 * RESET_BURST):
+            if c.goaway is not None or c.eof:
+                break
+            c.reset_stream(c.send_request("GET", "/wait/x"))
+        c.wait_for(lambda: c.goaway is not None, what="GOAWAY")
+        assert c.goaway.error_code == ENHANCE_YOUR_CALM, c.goaway
 
 
 def test_h2_fail_before_start_is_500(srv):

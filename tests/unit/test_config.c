@@ -862,6 +862,48 @@ static void test_listen_parse(void **state)
     }
 }
 
+/* cel_listen_id over many addresses: one id each, dense in the order first
+ * seen, the same when asked again after the table grew many times; a length
+ * past the address's storage has none. */
+static void test_listen_ids(void **state)
+{
+    (void)state;
+    enum { N = 3000 };
+    static unsigned first[N];
+    struct sockaddr_storage a;
+    unsigned base = 0;
+    for (int round = 0; round < 2; round++)
+        for (unsigned i = 0; i < N; i++) {
+            char text[64];
+            cel_listen l;
+            char err[256];
+            if (i % 3 == 0)
+                snprintf(text, sizeof(text), "10.%u.%u.1:%u", i >> 8 & 255, i & 255, 1000 + i);
+            else if (i % 3 == 1)
+                snprintf(text, sizeof(text), "[fd00::%x]:%u", i, 2000 + i % 7);
+            else
+                snprintf(text, sizeof(text), "unix:/run/celeris-test/%u.sock", i);
+            assert_int_equal(cel_listen_parse(text, &l, err, sizeof(err)), 0);
+            unsigned id = cel_listen_id(&l.addr, l.addrlen);
+            if (round == 0) {
+                if (i == 0)
+                    base = id;
+                assert_int_equal(id, base + i); /* a new one: the next id */
+                first[i] = id;
+            } else {
+                assert_int_equal(id, first[i]);
+            }
+        }
+    /* a unix path that is a prefix of another, shorter by its length alone */
+    cel_listen l1, l2;
+    char err[256];
+    assert_int_equal(cel_listen_parse("unix:/run/celeris-test/1", &l1, err, sizeof(err)), 0);
+    assert_int_equal(cel_listen_parse("unix:/run/celeris-test/1.sock", &l2, err, sizeof(err)), 0);
+    assert_int_not_equal(cel_listen_id(&l1.addr, l1.addrlen), cel_listen_id(&l2.addr, l2.addrlen));
+    memset(&a, 0, sizeof(a));
+    assert_int_equal(cel_listen_id(&a, (socklen_t)sizeof(a) + 1), 0);
+}
+
 static void test_routes_methods_lookup(void **state)
 {
     (void)state;
@@ -1764,6 +1806,7 @@ int main(void)
         cmocka_unit_test(test_workers_cpu_list),
         cmocka_unit_test(test_listen_forms),
         cmocka_unit_test(test_listen_parse),
+        cmocka_unit_test(test_listen_ids),
         cmocka_unit_test(test_pid_file_and_check),
         cmocka_unit_test(test_routes_methods_lookup),
         cmocka_unit_test(test_static_body_response),
