@@ -132,7 +132,7 @@ routes:
         write_atomic(srv.config_path, config("z", port2))
         assert reload_and_wait(srv, 3)
         assert body_of(srv, "/v", port=port2) == b"z"
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
         # the old listener is gone, but its established connection lives on
         assert held.get("/v").body == b"z"
