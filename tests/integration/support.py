@@ -11,9 +11,12 @@ runs and their counts come from tests/lib/h2load.py (re-exported too)."""
 import os
 import pathlib
 import re
+import signal
 import socket
 import subprocess
 import sys
+import threading
+import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1]))
 
@@ -23,6 +26,8 @@ from lib.daemon import (BINARY, REPO, STARTUP_TIMEOUT, STOP_TIMEOUT,  # noqa: E4
                         TIME_SCALE, expect_config_error, free_port, ipv6_loopback_available,
                         require_binary, run_celerisd, wait_port)
 from lib.h2load import h2load_counts, run_h2load  # noqa: E402,F401
+
+import pytest  # noqa: E402
 
 
 def load_n(default=200000):
@@ -37,6 +42,77 @@ def write_atomic(path, text):
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text)
     os.replace(tmp, path)
+
+
+def reload_config(srv, text, timeout=10):
+    """Writes TEXT over SRV's config file, sends SIGHUP and waits until the log
+    says the next generation serves. Fails the test on a reload failure, on a
+    daemon that exited, or after TIMEOUT s (x TIME_SCALE) without the line.
+    Returns that generation's number."""
+    log = srv.stderr_text()
+    serving = [int(g) for g in re.findall(r"generation (\d+) is serving", log)]
+    want = max(serving, default=1) + 1
+    failures = log.count("reload failed")
+    write_atomic(srv.config_path, text)
+    srv.send_signal(signal.SIGHUP)
+    deadline = time.monotonic() + timeout * TIME_SCALE
+    while f"generation {want} is serving" not in log:
+        if log.count("reload failed") > failures or not srv.alive() \
+                or time.monotonic() > deadline:
+            pytest.fail(f"no `generation {want} is serving` after SIGHUP (daemon "
+                        f"{'running' if srv.alive() else 'gone'}); stderr:\n{log[-3000:]}")
+        time.sleep(0.02)
+        log = srv.stderr_text()
+    return want
+
+
+def reloads_under_load(srv, texts, verify, url, h2load_args=(), rounds=6):
+    """ROUNDS reloads of SRV, cycling through the config TEXTS (TEXTS[0] must be
+    the one serving now; the first reload writes TEXTS[1]), while h2load runs
+    back to back on URL with H2LOAD_ARGS (-c/-m/-H...), a whole run between
+    two reloads. VERIFY(i) is called first with 0, then after each reload,
+    once the log says it serves, with the index of the text written: it must
+    check, with requests started now, that TEXTS[i] answers (so a reload that
+    changes nothing fails). The daemon must stay the same process throughout,
+    and every h2load request must succeed with a 2xx. Returns the counts of
+    every h2load run."""
+    assert len(set(texts)) == len(texts) >= 2
+    verify(0)
+    stop = threading.Event()
+    runs, errors = [], []
+
+    def load():
+        try:
+            while not stop.is_set():
+                runs.append(run_h2load("-n", max(1000, load_n() // 50), "-t", 1, *h2load_args,
+                                       url, timeout=300))
+        except BaseException as e:  # noqa: BLE001 - reported below
+            errors.append(repr(e))
+
+    t = threading.Thread(target=load, daemon=True)
+    t.start()
+    pid = srv.pid
+    try:
+        for r in range(1, rounds + 1):
+            # a whole h2load run between two reloads (the next one starts at
+            # once): the load goes on across every reload, however slow
+            # the machine, with no timing assumed
+            done, deadline = len(runs), time.monotonic() + 120 * TIME_SCALE
+            while len(runs) == done and not errors:
+                assert time.monotonic() < deadline, "no h2load run ended in 120 s"
+                time.sleep(0.01)
+            reload_config(srv, texts[r % len(texts)])
+            assert srv.alive() and srv.pid == pid
+            verify(r % len(texts))
+    finally:
+        stop.set()
+        t.join(timeout=330)
+    assert not errors, errors
+    assert runs
+    for n, out in runs:
+        assert (n["failed"], n["errored"], n["timeout"]) == (0, 0, 0), out
+        assert n["succeeded"] == n["done"] == n["total"] == n["2xx"], out
+    return runs
 
 
 class Server(_daemon.Server):

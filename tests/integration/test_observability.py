@@ -476,6 +476,13 @@ routes:
                   "celerisd_request_duration_seconds_bucket", route="/d", le="0.001") == 0
 
 
+def proc_cpu_seconds(pid):
+    """utime + stime of PID (every thread) from /proc/PID/stat, in seconds."""
+    with open(f"/proc/{pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def test_process_metrics(celerisd, tmp_path):
     """process_* as every Prometheus exporter has them, read from /proc when
     scraped: open descriptors follow the connections held."""
@@ -488,8 +495,17 @@ def test_process_metrics(celerisd, tmp_path):
     assert 3 < fds < sample(fams, "process_max_fds", "process_max_fds")
     started = sample(fams, "process_start_time_seconds", "process_start_time_seconds")
     assert abs(started - time.time()) < 60
-    cpu = sample(fams, "process_cpu_seconds", "process_cpu_seconds_total")
-    assert cpu >= 0
+    # the CPU time the kernel counts for the process (every thread, in clock
+    # ticks), read before and after a scrape; work until it counts some
+    deadline = time.monotonic() + 30
+    with srv.client() as c:
+        while proc_cpu_seconds(srv.pid) == 0:
+            assert time.monotonic() < deadline, "the daemon used no CPU time in 30 s"
+            assert all(r.status == 200 for r in c.many(["/bench"] * 100))
+    before = proc_cpu_seconds(srv.pid)
+    cpu = sample(scrape(srv), "process_cpu_seconds", "process_cpu_seconds_total")
+    after = proc_cpu_seconds(srv.pid)
+    assert 0 < before <= cpu <= after, (before, cpu, after)
     held = [socket.create_connection(("127.0.0.1", srv.port)) for _ in range(10)]
     try:
         deadline = time.monotonic() + 10

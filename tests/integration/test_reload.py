@@ -9,13 +9,15 @@ import re
 import shutil
 import signal
 import socket
+import struct
 import subprocess
 import threading
 import time
 
 import pytest
 
-from support import BINARY, REPO, curl, free_port, run_h2load, write_atomic
+from support import (BINARY, REPO, TIME_SCALE, H2Client, curl, free_port, load_n, run_h2load,
+                     write_atomic)
 
 
 def body_of(srv, path, port=None):
@@ -130,44 +132,166 @@ routes:
         write_atomic(srv.config_path, config("z", port2))
         assert reload_and_wait(srv, 3)
         assert body_of(srv, "/v", port=port2) == b"z"
-        with pytest.raises(OSError):
+        with pytest.raises(ConnectionRefusedError):
             socket.create_connection(("127.0.0.1", srv.port), timeout=2).close()
         # the old listener is gone, but its established connection lives on
         assert held.get("/v").body == b"z"
 
 
-def test_reload_under_load(celerisd, tmp_path):
-    srv = celerisd(config("AAAA", "{port}"))
-    a = srv.config_path.read_text()
-    b = a.replace("AAAA", "BBBB")
+def gen_config(port, g, files):
+    """Generation G's config: /v answers `gen-G`, /big is FILES[G] (1 MiB of
+    one letter per generation), so an answer names the generation that served it."""
+    return f"""listen: "127.0.0.1:{port}"
+workers: 2
+routes:
+  - path: /v
+    static: {{ body: "gen-{g}" }}
+  - path: /big
+    static: {{ file: {files[g]} }}
+  - path: /status
+    status: {{}}
+"""
+
+
+class Checker(threading.Thread):
+    """A client that asks /v over and over, one request at a time, on a new
+    connection every 10 requests (so that both workers serve it), and checks
+    each answer against the reloads around it: a request started after the
+    reload-done signal of generation C (CONFIRMED[0] = C when it starts) and
+    answered before the SIGHUP of generation S+1 (SENT[0] = S once the answer
+    is in) must come from a generation in C..S; with C == S, exactly C."""
+
+    def __init__(self, port, sent, confirmed, stop):
+        super().__init__(daemon=True)
+        self.port, self.sent, self.confirmed, self.stop = port, sent, confirmed, stop
+        self.exact = {}      # generation -> answers checked against it alone
+        self.problems = []
+        self.requests = 0
+
+    def run(self):
+        client = None
+        try:
+            while not self.stop.is_set():
+                if self.requests % 10 == 0:
+                    if client:
+                        client.close()
+                    client = H2Client("127.0.0.1", self.port, timeout=30)
+                lo = self.confirmed[0]
+                r = client.get("/v")
+                hi = self.sent[0]
+                self.requests += 1
+                m = re.fullmatch(rb"gen-(\d+)", r.body)
+                if r.status != 200 or not m or not lo <= int(m.group(1)) <= hi:
+                    self.problems.append(f"generations {lo}..{hi} allowed, got {r!r}")
+                    return
+                if lo == hi:
+                    self.exact[lo] = self.exact.get(lo, 0) + 1
+        except Exception as e:  # noqa: BLE001 - reported by the test
+            self.problems.append(f"after {self.requests} requests: {e!r}")
+        finally:
+            if client:
+                client.close()
+
+
+def test_reload_under_load(celerisd, tmp_path, monkeypatch):
+    """Five reloads while h2load and four body-checking clients keep both
+    workers busy. Each generation G answers /v with `gen-G` and /big with its
+    own file, so every answer says which generation served it:
+    - a /big stream opened before the SIGHUP (held by flow control across the
+      reload) finishes with the old generation's file, whole;
+    - the reload-done signal is READY=1 on the notify socket, sent by the PID
+      the test started (the daemon reloads in place), after `generation G is
+      serving` in the log; /status then names generation G;
+    - every request started after that signal gets `gen-G` (the clients check
+      each one; see Checker), a new stream on the held connection included;
+    - nothing fails: no h2load failure or error, only 2xx, no reload failure.
+    A SIGHUP that changes nothing fails the first wait for RELOADING=1; a
+    reload that the workers never pick up fails the body checks; a stream
+    switched to the new generation mid-flight would end with the wrong file."""
+    reloads = 5
+    letters = {g: bytes([ord("a") + g]) * (1 << 20) for g in range(1, reloads + 2)}
+    files = {}
+    for g, data in letters.items():
+        files[g] = tmp_path / f"big-{g}.bin"
+        files[g].write_bytes(data)
+    ns = NotifySocket(tmp_path / "notify.sock", creds=True)
+    monkeypatch.setenv("NOTIFY_SOCKET", ns.path)
+    monkeypatch.delenv("WATCHDOG_USEC", raising=False)
+    sent, confirmed = [1], [1]  # generation last signalled / last confirmed serving
     stop = threading.Event()
-    count = [0]
-
-    def hup():
-        while not stop.is_set():
-            write_atomic(srv.config_path, b if count[0] % 2 == 0 else a)
-            srv.send_signal(signal.SIGHUP)
-            count[0] += 1
-            stop.wait(0.2)
-
-    t = threading.Thread(target=hup)
-    t.start()
+    checkers, h2load_runs, h2load_failures = [], [], []
+    load = None
     try:
-        n, out = run_h2load("-D", 10, "-c", 10, "-m", 10, "-t", 1, srv.url("/v"), timeout=60)
+        srv = celerisd(gen_config("{port}", 1, files))
+        ready, pid = ns.next_with_pid()
+        assert ready.splitlines()[0] == "READY=1" and pid == srv.pid, (ready, pid, srv.pid)
+        url = srv.url("/v")
+
+        def h2load_loop():
+            # back-to-back bounded runs until the reloads are done: load on
+            # both workers during every reload, however slow the machine
+            try:
+                while not stop.is_set():
+                    h2load_runs.append(run_h2load("-n", max(1000, load_n() // 20), "-c", 8,
+                                                  "-m", 10, "-t", 1, url, timeout=300))
+            except BaseException as e:  # noqa: BLE001 - reported by the test
+                h2load_failures.append(repr(e))
+
+        load = threading.Thread(target=h2load_loop, daemon=True)
+        load.start()
+        checkers = [Checker(srv.port, sent, confirmed, stop) for _ in range(4)]
+        for c in checkers:
+            c.start()
+
+        def wait_exact(g, n=20):
+            """Until every checker has N answers checked as generation G's alone."""
+            deadline = time.monotonic() + 60 * TIME_SCALE
+            while not all(c.exact.get(g, 0) >= n or not c.is_alive() for c in checkers):
+                assert time.monotonic() < deadline, [(c.exact, c.problems) for c in checkers]
+                time.sleep(0.01)
+            problems = [p for c in checkers for p in c.problems]
+            assert not problems, problems
+
+        for g in range(2, reloads + 2):
+            wait_exact(g - 1)
+            with H2Client("127.0.0.1", srv.port, auto_ack=False, timeout=60) as held:
+                sid = held.send_request("GET", "/big")
+                held.wait_for(lambda: held.unacked_bytes() >= 65535, timeout=10,
+                              what="first window of /big")
+                write_atomic(srv.config_path, gen_config(srv.port, g, files))
+                sent[0] = g
+                srv.send_signal(signal.SIGHUP)
+                reloading, pid = ns.next_with_pid()
+                assert reloading.startswith("RELOADING=1\n") and pid == srv.pid, (reloading, pid)
+                done, pid = ns.next_with_pid()
+                assert done == "READY=1", (done, srv.stderr_text())
+                assert pid == srv.pid and srv.alive(), (pid, srv.pid)
+                assert f"generation {g} is serving" in srv.stderr_text(), srv.stderr_text()
+                confirmed[0] = g
+                status = json.loads(body_of(srv, "/status"))
+                assert status["generation"] == g, status
+                # a new stream on the held connection (its window opened so
+                # that both can be sent) gets the new generation...
+                held.open_window()
+                assert held.get("/v").body == f"gen-{g}".encode()
+                # ...while the stream opened before the SIGHUP ends on the old one
+                r = held.response(sid)
+                assert r.status == 200 and r.body == letters[g - 1], (r.status, len(r.body))
+        wait_exact(reloads + 1)
     finally:
         stop.set()
-        t.join()
-    assert (n["failed"], n["errored"]) == (0, 0), out
-    assert n["succeeded"] == n["done"] > 1000, out
-    assert n["3xx"] == n["4xx"] == n["5xx"] == 0, out
-    assert count[0] >= 30, count[0]
-    # let the last reload settle: the body is the one last written
-    expected = b"BBBB" if count[0] % 2 == 1 else b"AAAA"
-    deadline = time.monotonic() + 5
-    while body_of(srv, "/v") != expected:
-        assert time.monotonic() < deadline, (count[0], body_of(srv, "/v"))
-        time.sleep(0.05)
+        for c in checkers:
+            c.join(timeout=60)
+        if load:
+            load.join(timeout=330)
+        ns.close()
+    assert not h2load_failures, h2load_failures
+    assert h2load_runs
+    for n, out in h2load_runs:
+        assert (n["failed"], n["errored"], n["timeout"]) == (0, 0, 0), out
+        assert n["succeeded"] == n["done"] == n["total"] == n["2xx"], out
     assert "reload failed" not in srv.stderr_text()
+    assert srv.alive()
 
 
 def vm_rss_kib(pid):
@@ -205,21 +329,42 @@ def test_many_reloads_do_not_leak(celerisd, monkeypatch):
 
 
 class NotifySocket:
-    """A unix datagram socket playing systemd's side of sd_notify."""
+    """A unix datagram socket playing systemd's side of sd_notify. CREDS: the
+    kernel tells the sender's PID of each message (SO_PASSCRED)."""
 
-    def __init__(self, path):
+    def __init__(self, path, creds=False):
         self.path = str(path)
         self.sock = socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM)
+        if creds:
+            self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_PASSCRED, 1)
         self.sock.bind(self.path)
-        self.sock.settimeout(10)
+
+    def next_with_pid(self, skip_status=True):
+        """The next message and the PID that sent it (None without CREDS),
+        skipping the periodic STATUS-only ones. Raises TimeoutError when none
+        came in 10 s (the STATUS lines, once a second, do not extend it)."""
+        deadline = time.monotonic() + 10 * TIME_SCALE
+        while True:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise TimeoutError("no message but STATUS= on the notify socket")
+            self.sock.settimeout(left)
+            try:
+                data, anc, _, _ = self.sock.recvmsg(4096, socket.CMSG_SPACE(12))
+            except TimeoutError:
+                raise TimeoutError("no message but STATUS= on the notify socket") from None
+            msg = data.decode()
+            if skip_status and all(ln.startswith("STATUS=") for ln in msg.splitlines()):
+                continue
+            pid = None
+            for level, kind, cred in anc:
+                if level == socket.SOL_SOCKET and kind == socket.SCM_CREDENTIALS:
+                    pid = struct.unpack("iII", cred[:12])[0]
+            return msg, pid
 
     def next(self, skip_status=True):
         """The next message, skipping the periodic STATUS-only ones."""
-        while True:
-            msg = self.sock.recv(4096).decode()
-            if skip_status and all(ln.startswith("STATUS=") for ln in msg.splitlines()):
-                continue
-            return msg
+        return self.next_with_pid(skip_status)[0]
 
     def close(self):
         self.sock.close()

@@ -67,31 +67,7 @@ def mode_callgrind(opts, ctx, routes, names):
     rows, table = [], {}
     for name in names:
         def cg_run(route, shape=('', 4, 10, ())):
-            label, conns, streams, extra = shape
-            key = (route.key + (f'-{label}' if label else '')) if route else 'idle'
-            out = os.path.join(ctx.tmp, f'callgrind.{name}.{key}')
-            srv = ctx.server(name, workers=1, callgrind_out=out, table=opts.table, proto=proto)
-            t0 = time.monotonic()
-            srv.start()
-            # Listening is not the end of start-up under valgrind (celerisd sets up
-            # its signal handling after listen()): settle, in both runs alike.
-            time.sleep(2)
-            if route:
-                h2load(srv.url(route.path), opts.client_cpus, 1, conns, streams,
-                       f'{name} {route.path} {label} under callgrind', n=n, expect_n=n,
-                       want_status=route.status, extra=extra)
-                srv.check_alive(f'under callgrind on {route.path}')
-            rc = srv.stop()
-            if rc is None:
-                raise BenchError(f'{name} under callgrind did not stop on SIGTERM')
-            if not os.path.exists(out):
-                raise BenchError(f'{name}: callgrind wrote no {out}\n{tail(srv.log)}')
-            total = callgrind_total(out)
-            clocks = callgrind_calls(out, 'clock_gettime')
-            what = (route.name + (f' {label}' if label else '')) if route else '(idle start+stop)'
-            say(f'  {name:<10} {what:<34} {total:>16,} Ir  {clocks:>7,} clock reads  '
-                f'({time.monotonic() - t0:.1f} s, exit {rc})')
-            return total, clocks
+            return cg_once(opts, ctx, name, proto, route, shape)
         idle, idle_clocks = cg_run(None)
         for r in routes:
             for shape in shapes:
@@ -169,6 +145,83 @@ def mode_callgrind(opts, ctx, routes, names):
         lines += ['', f'## The table of {opts.table:,} routes', ''] + t + ['', note]
     suffix = '-callgrind' + ('-browser' if opts.browser else '') + ('-http1' if proto == 'http1' else '')
     say(f'\nwrote {write_md(opts, ctx.stamp, suffix, lines)}')
+
+
+def cg_once(opts, ctx, name, proto, route, shape=('', 4, 10, ()), middleware=None, tag=''):
+    """One server NAME under callgrind (1 worker): started, settled, ROUTE
+    requested -n times in SHAPE (label, -c, -m, extra h2load arguments; no
+    ROUTE: the idle start+stop), stopped. MIDDLEWARE: celerisd's one global
+    item. Returns (total Ir, clock_gettime calls)."""
+    n = opts.requests
+    label, conns, streams, extra = shape
+    key = (route.key + (f'-{label}' if label else '')) if route else 'idle'
+    out = os.path.join(ctx.tmp, f'callgrind.{name}{tag}.{key}')
+    srv = ctx.server(name, workers=1, callgrind_out=out, table=opts.table, proto=proto,
+                     middleware=middleware)
+    t0 = time.monotonic()
+    srv.start()
+    # Listening is not the end of start-up under valgrind (celerisd sets up
+    # its signal handling after listen()): settle, in both runs alike.
+    time.sleep(2)
+    if route:
+        h2load(srv.url(route.path), opts.client_cpus, 1, conns, streams,
+               f'{name} {route.path} {label} under callgrind', n=n, expect_n=n,
+               want_status=route.status, extra=extra)
+        srv.check_alive(f'under callgrind on {route.path}')
+    rc = srv.stop()
+    if rc is None:
+        raise BenchError(f'{name} under callgrind did not stop on SIGTERM')
+    if not os.path.exists(out):
+        raise BenchError(f'{name}: callgrind wrote no {out}\n{tail(srv.log)}')
+    total = callgrind_total(out)
+    clocks = callgrind_calls(out, 'clock_gettime')
+    what = (route.name + (f' {label}' if label else '')) if route else '(idle start+stop)'
+    say(f'  {name:<10} {what:<34} {total:>16,} Ir  {clocks:>7,} clock reads  '
+        f'({time.monotonic() - t0:.1f} s, exit {rc})')
+    return total, clocks
+
+
+# --middleware: celerisd with one global middleware item per row (README,
+# Performance: the middleware table); (label, the item's YAML or None).
+MIDDLEWARE = [
+    ('none', None),
+    ('headers (hsts)', 'headers: { set: { strict-transport-security: "max-age=63072000" } }'),
+    ('request_id', 'request_id: {}'),
+    ('request_id base64url', 'request_id: { format: base64url }'),
+    ('cors (no origin)', 'cors: { origins: ["https://a.example"] }'),
+    ('rate_limit client_ip', 'rate_limit: { key: client_ip, rate: 1000000/s, burst: 1000000 }'),
+    ('access', 'access: { allow: [127.0.0.0/8], deny: [all] }'),
+]
+
+
+def mode_callgrind_middleware(opts, ctx, routes):
+    """--callgrind --middleware: celerisd's instructions per request on each
+    route with each MIDDLEWARE item as its one global middleware, and the rise
+    over none."""
+    n = opts.requests
+    say(f'callgrind --middleware: celerisd under valgrind (1 worker), h2load -n {n} -c 4 -m 10 '
+        f'per route and global middleware item, minus an idle start+stop of the same config')
+    rows, none = [], {}
+    for i, (label, item) in enumerate(MIDDLEWARE):
+        say(f'middleware: {item or "(none)"}')
+        tag = f'.mw{i}'
+        idle, _ = cg_once(opts, ctx, 'celerisd', 'h2c', None, middleware=item, tag=tag)
+        for r in routes:
+            total, _ = cg_once(opts, ctx, 'celerisd', 'h2c', r, middleware=item, tag=tag)
+            ipr = (total - idle) / n
+            if item is None:
+                none[r.name] = ipr
+            rise = '—' if item is None else f'{ipr - none[r.name]:+,.0f}'
+            rows.append([label, f'`{item}`' if item else '—', r.name, f'{ipr:,.0f}', rise])
+    t = md_table(['middleware', 'global item', 'route', 'Ir / request', 'over none'], rows,
+                 ['l', 'l', 'l', 'r', 'r'])
+    note = (f'User-space instructions (callgrind Ir, all threads) per request: (total with '
+            f'h2load -n {n} -c 4 -m 10 − total of an idle start+stop of the same config) ÷ {n}; '
+            f'the item is the config\'s one global middleware. Kernel work is not counted.')
+    say('\n' + '\n'.join(t) + '\n\n' + note)
+    lines = header_lines(opts, 'celerisd instructions per request with middleware '
+                               '(callgrind)') + t + ['', note, '']
+    say(f'\nwrote {write_md(opts, ctx.stamp, "-callgrind-middleware", lines)}')
 
 
 def table_facts(opts, ctx, routes, names, table):

@@ -10,7 +10,7 @@ from .common import BenchError, CELERISD, ROOT, cpu_list, parse_duration, say
 from .routes import PROTOS, ROUTES, SERVERS, TABLE_SERVERS, table_routes
 from .servers import Ctx
 from .throughput import mode_throughput
-from .callgrind import mode_callgrind
+from .callgrind import mode_callgrind, mode_callgrind_middleware
 from .inproc import mode_inproc
 from .idle import mode_idle
 from .ramp import RAMP_STEPS, mode_ramp
@@ -26,6 +26,8 @@ USAGE = '''scripts/bench [options]            throughput table, celerisd vs peer
        scripts/bench --callgrind [...]  instructions per request (valgrind)
        scripts/bench --callgrind --table N   the same on a table of N routes
        scripts/bench --callgrind --browser   the same, bare and with a browser's fields
+       scripts/bench --callgrind --middleware --routes /bench   celerisd with each
+                                        global middleware item (callgrind.py MIDDLEWARE)
        scripts/bench --inproc [...]     the same in one process, no sockets: nghttp2
                                         alone (the floor) beside celerisd's request path
        scripts/bench --idle-conns N     KiB of RSS per idle HTTP/2 connection
@@ -74,6 +76,12 @@ instructions over the first's, the CPU time of a config check (-t) and of
 start-up (until the server listens), and RSS per route (freed heap included).
 nginx needs seconds of CPU to load 20,000 locations, ~50 times that under
 valgrind.
+
+--middleware (with --callgrind; celerisd only, h2c) measures each route once
+without middleware and once with each item of callgrind.py's MIDDLEWARE as the
+config's one global middleware (headers, request_id in both formats, cors,
+rate_limit never refusing, access): Ir per request and the rise over none,
+in bench-...-callgrind-middleware.md.
 
 --browser (with --callgrind) runs each route twice per server, with
 h2load -c 200 -n 20000 -m 10 (each connection's HPACK table built afresh every
@@ -144,6 +152,9 @@ def parse_args(argv):
                     help='with --callgrind: a table of N literal routes and 100 param routes '
                          '(celerisd, nginx); measures its first, last and param route and a 404, '
                          'then -t and start-up CPU time and RSS per route')
+    ap.add_argument('--middleware', action='store_true',
+                    help='with --callgrind: celerisd alone, each route bare and with each '
+                         'global middleware item')
     ap.add_argument('--browser', action='store_true',
                     help='with --callgrind: each route bare and with a browser\'s 15 fields '
                          '(a 1 KiB cookie among them), h2load -c 200')
@@ -261,6 +272,12 @@ def parse_args(argv):
         if match[0] not in routes:
             routes.append(match[0])
     opts.route_list = routes
+    if opts.middleware:
+        if opts.mode != 'callgrind' or opts.table or opts.browser or opts.protos != ['h2c']:
+            ap.error('--middleware goes with --callgrind alone (h2c, no --table or --browser)')
+        opts.names = ['celerisd']
+        if [r for r in opts.route_list if r.key == 'hello']:
+            ap.error('--middleware: the routes /bench, /json, /users')
     if opts.browser and (opts.mode != 'callgrind' or opts.table):
         ap.error('--browser goes with --callgrind (and not --table)')
     if opts.table:
@@ -298,6 +315,8 @@ def main(argv):
             mode_relay_upload(opts, ctx)
         elif opts.mode == 'many_conns':
             mode_many_conns(opts, ctx, opts.route_list, opts.names)
+        elif opts.mode == 'callgrind' and opts.middleware:
+            mode_callgrind_middleware(opts, ctx, opts.route_list)
         else:
             {'callgrind': mode_callgrind, 'idle_conns': mode_idle, 'ramp': mode_ramp,
              'files': mode_files,

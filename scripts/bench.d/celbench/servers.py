@@ -45,9 +45,10 @@ class Server:
     """One server under test, with its own config and log in the temp dir."""
 
     def __init__(self, name, ctx, cpus, workers=1, conns=4096, callgrind_out=None, idle=False,
-                 proto='h2c', table=0):
+                 proto='h2c', table=0, middleware=None):
         self.name, self.ctx, self.cpus, self.workers = name, ctx, cpus, workers
         self.table = table                 # --table: routes in the generated table
+        self.middleware = middleware       # --middleware: one global item (celerisd)
         self.conns, self.callgrind_out, self.idle = conns, callgrind_out, idle
         self.proto = proto
         self.port = free_port()            # h2c: every config has it (nghttpd's tls one not)
@@ -131,6 +132,9 @@ class Server:
                      f'modules_dir: {os.path.join(ROOT, "build-bench", "modules")}')]
             if self.conns > 10000:
                 subs.append((r'(?m)^(\s+max_connections:).*$', rf'\g<1> {self.conns}'))
+            if self.middleware:   # the global list, before the routes
+                subs.append((r'(?m)^routes:$',
+                             f'middleware:\n  - {self.middleware}\nroutes:'.replace('\\', r'\\')))
             if self.idle:   # idle connections must outlive the measurement
                 subs.append((r'(?m)^(\s+idle_timeout:).*$', r'\g<1> 300s'))
                 subs.append((r'(?m)^(\s+header_timeout:).*$', r'\g<1> 300s'))
