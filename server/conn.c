@@ -569,6 +569,8 @@ static void on_read(evutil_socket_t fd, short what, void *arg)
     cel_conn *c = arg;
     cel_env *env = c->host->env;
     (void)what, (void)fd;
+    if (cel_genref_behind(env))
+        c->host->follow(c->host);
     if (c->proxy_wait && stalled(c, proxy_header(c)))
         return;
     if (c->handshaking) {

@@ -26,6 +26,10 @@ typedef struct cel_conn_host {
     cel_env *env;
     /* Called once a connection is closed, just before it is freed. */
     void (*on_close)(struct cel_conn_host *host, cel_conn *c);
+    /* Called before a connection reads when a newer generation has been
+     * published (cel_genref_behind): the owner takes it now, so a request
+     * read after a reload has finished never meets the old configuration. */
+    void (*follow)(struct cel_conn_host *host);
 } cel_conn_host;
 
 struct cel_conn {

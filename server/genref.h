@@ -34,6 +34,16 @@ void cel_genref_deinit(cel_env *e);
 /* Switches to CFG if it is newer than the current generation. */
 int cel_genref_use(cel_env *e, cel_config *cfg);
 
+/* Whether a generation newer than E's current one has been published. The
+ * publisher wakes every worker, but a connection event handled in the same
+ * loop pass as that wake-up may come first: readers check this (one atomic
+ * load) and switch before they read, so that once a reload is reported done
+ * (READY=1) no request is served by the generation it replaced. */
+static inline int cel_genref_behind(const cel_env *e)
+{
+    return cel_config_published_generation() != e->gen->cfg->generation;
+}
+
 /* A new user of E's current generation. */
 static inline cel_genref *cel_env_hold(cel_env *e)
 {

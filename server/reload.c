@@ -288,6 +288,8 @@ int cel_server_reload(cel_server *s)
     /* From here on nothing can fail the reload: publish, then rewire. */
     cel_log_level = cfg->log_level;
     cel_tls_set_ticket_rotation((cfg->tls_ticket_rotation_ms + 999) / 1000);
+    for (unsigned w = new_n; w < old_n; w++)
+        cel_worker_mark_leaving(s->workers[w]);
     cel_config_publish(cfg);
     unsigned common = old_n < new_n ? old_n : new_n;
     for (unsigned w = 0; w < common; w++) {

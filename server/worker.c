@@ -136,6 +136,8 @@ static void accept_failed(cel_worker *w, int err)
     w->accept_failures = 0;
 }
 
+static void follow_generation(cel_conn_host *host);
+
 static void on_accept(evutil_socket_t lfd, short what, void *arg)
 {
     wlistener *l = arg;
@@ -158,6 +160,8 @@ static void on_accept(evutil_socket_t lfd, short what, void *arg)
             }
             return;
         }
+        if (cel_genref_behind(&w->env))
+            follow_generation(&w->host);
         int one = 1;
         setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
         int lowat = (int)w->env.gen->cfg->limits.tcp_notsent_lowat;
@@ -288,6 +292,15 @@ static void refresh_generation(cel_worker *w)
     }
 }
 
+/* cel_conn_host.follow: a connection is about to read and a newer generation
+ * is out. A stopping worker keeps its own (see on_wake). */
+static void follow_generation(cel_conn_host *host)
+{
+    cel_worker *w = (cel_worker *)host;
+    if (!atomic_load(&w->stop))
+        refresh_generation(w);
+}
+
 static void run_command(cel_task *t)
 {
     wcmd *c = (wcmd *)t;
@@ -389,6 +402,7 @@ int cel_worker_start(cel_worker *w, unsigned id, int cpu, cel_config *cfg, char 
     atomic_init(&w->stop, 0);
     w->host.env = &w->env;
     w->host.on_close = on_conn_close;
+    w->host.follow = follow_generation;
 
     struct event_config *ec = event_config_new();
     if (ec) {
@@ -434,6 +448,11 @@ void cel_worker_wake(cel_worker *w)
     uint64_t one = 1;
     if (write(w->env.efd, &one, sizeof(one)) < 0 && errno != EAGAIN)
         cel_log(CEL_LOG_WARN, "worker %u: eventfd write: %s", w->id, strerror(errno));
+}
+
+void cel_worker_mark_leaving(cel_worker *w)
+{
+    atomic_store(&w->stop, 1);
 }
 
 void cel_worker_stop(cel_worker *w)

@@ -53,6 +53,10 @@ void cel_worker_remove_listener(cel_worker *w, int fd);
 void cel_worker_pin(cel_worker *w, int cpu);
 /* Asks W to stop gracefully: no more accepts, GOAWAY, drain, exit. */
 void cel_worker_stop(cel_worker *w);
+/* Tells W, before a generation without a place for it is published, that it
+ * is leaving: it keeps the generation it has (its connections look for a newer
+ * one before they read). cel_worker_stop follows. */
+void cel_worker_mark_leaving(cel_worker *w);
 /* Nudges W to look at the published generation now. */
 void cel_worker_wake(cel_worker *w);
 /* Waits for W's thread to end and frees what it owns: 1. A stopped worker
