@@ -876,6 +876,28 @@ def test_http1_cleartext_sends_files_with_sendfile(bigsrv):
     assert calls < 2048, f"{calls} read-type system calls for one 64 MiB file"
 
 
+def curl_traced(srv, curl_args):
+    """Downloads /d/big.bin with curl while strace counts the daemon's system
+    calls: (curl's result, {call: count}, strace's summary)."""
+    tids = os.listdir(f"/proc/{srv.pid}/task")
+    args = ["strace", "-c", "-f"]
+    for t in tids:
+        args += ["-p", t]
+    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
+        p = subprocess.run(["curl", "-sS", "--max-time", str(int(60 * TIME_SCALE))] + curl_args +
+                           [srv.url("/d/big.bin")], capture_output=True, timeout=90 * TIME_SCALE)
+    finally:
+        tr.send_signal(signal.SIGINT)
+        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    calls = {m.group(2): int(m.group(1))
+             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
+                                  summary, re.M)}
+    calls.pop("total", None)
+    return p, calls, summary
+
+
 def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
     """Over cleartext HTTP/2 a file's DATA payloads are read into user space
     several frames at a time (64 KiB reads, the frames queued by reference
@@ -885,30 +907,28 @@ def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
     than one a frame and sendfile three (fstat, the header by sendmsg, the
     payload by sendfile)."""
     digest = big_digest(bigsrv.www)
-    tids = os.listdir(f"/proc/{bigsrv.pid}/task")
-    args = ["strace", "-c", "-f"]
-    for t in tids:
-        args += ["-p", t]
-    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
-        p = subprocess.run(["curl", "-sS", "--http2-prior-knowledge", "--max-time",
-                            str(int(60 * TIME_SCALE)), bigsrv.url("/d/big.bin")],
-                           capture_output=True, timeout=90 * TIME_SCALE)
-    finally:
-        tr.send_signal(signal.SIGINT)
-        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    p, calls, summary = curl_traced(bigsrv, ["--http2-prior-knowledge"])
     assert p.returncode == 0, p.stderr
     assert hashlib.sha256(p.stdout).hexdigest() == digest
-    calls = {m.group(2): int(m.group(1))
-             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
-                                  summary, re.M)}
-    calls.pop("total", None)
     frames = (64 << 20) // 16384
     reads = calls.get("preadv", 0) + calls.get("pread64", 0)
     assert 0 < reads <= frames // 2, summary
     assert "sendfile" not in calls, summary
     assert sum(calls.values()) < frames, summary
+
+
+def test_http1_download_keeps_its_write_event(bigsrv):
+    """While a download waits for the socket, the connection's write event
+    stays in epoll: a 64 MiB body read at a limited rate (many wake-ups, a
+    sendfile each) costs a few epoll_ctl in all, where a one-shot event cost
+    two a wake-up (libevent's removal as it fired, the re-add)."""
+    digest = big_digest(bigsrv.www)
+    p, calls, summary = curl_traced(bigsrv, ["--http1.1", "--limit-rate", "32M"])
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    wakeups = calls.get("sendfile", 0)
+    assert wakeups >= 64, summary   # the reader's pauses made it wait, often
+    assert calls.get("epoll_ctl", 0) <= 16, summary
 
 
 def server_send_queue(port, client_port):
