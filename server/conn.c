@@ -243,6 +243,9 @@ static void set_reading(cel_conn *c, int on)
         event_del(&c->rev);
 }
 
+/* The write event persists: it stays in epoll for as long as output waits,
+ * and only a change between waiting and not costs an epoll_ctl. A one-shot
+ * event cost two a wake-up (libevent's removal as it fired, our re-add). */
 static void set_writing(cel_conn *c, int on)
 {
     if (c->writing == on)
@@ -465,8 +468,10 @@ static int handshake(cel_conn *c)
         return 1;
     }
     int e = SSL_get_error(c->ssl, rc);
-    if (e == SSL_ERROR_WANT_READ)
+    if (e == SSL_ERROR_WANT_READ) {
+        set_writing(c, 0); /* persistent: it would fire while the socket is writable */
         return 0;
+    }
     if (e == SSL_ERROR_WANT_WRITE) {
         set_writing(c, 1);
         return 0;
@@ -659,7 +664,6 @@ static void on_write(evutil_socket_t fd, short what, void *arg)
     event_base_gettimeofday_cached(c->host->base, &c->active);
     c->host->env->now = c->active;
     c->host->env->now_us = cel_clock_us();
-    c->writing = 0; /* one-shot event */
     if (c->handshaking) {
         on_read(fd, EV_READ, c); /* the handshake wanted to write */
         return;
@@ -821,7 +825,7 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
     event_base_gettimeofday_cached(host->base, &c->accepted);
     c->active = c->accepted;
     event_assign(&c->rev, host->base, fd, EV_READ | EV_PERSIST, on_read, c);
-    event_assign(&c->wev, host->base, fd, EV_WRITE, on_write, c);
+    event_assign(&c->wev, host->base, fd, EV_WRITE | EV_PERSIST, on_write, c);
     event_assign(&c->tev, host->base, -1, 0, on_timer, c);
     event_assign(&c->fev, host->base, -1, 0, on_flush, c);
     c->view = (cel_conn_view){c->peer, fd, NULL, 0, 0, 0, 0, {0}};

@@ -1052,6 +1052,22 @@ def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):
     assert sum(calls.values()) < frames, summary
 
 
+def test_http1_download_keeps_its_write_event(bigsrv):
+    """While a download waits for the socket, the connection's write event
+    stays in epoll: a 64 MiB body read at a limited rate (many wake-ups, a
+    sendfile each) costs a few epoll_ctl in all, where a one-shot event cost
+    two a wake-up (libevent's removal as it fired, the re-add)."""
+    digest = big_digest(bigsrv.www)
+    p, calls, summary = strace_calls(
+        bigsrv.pid, ["curl", "-sS", "--http1.1", "--limit-rate", "32M", "--max-time",
+                     str(int(60 * TIME_SCALE)), bigsrv.url("/d/big.bin")])
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    wakeups = calls.get("sendfile", 0)
+    assert wakeups >= 64, summary   # the reader's pauses made it wait, often
+    assert calls.get("epoll_ctl", 0) <= 16, summary
+
+
 def server_send_queue(port, client_port):
     """Send-Q of the daemon's side of a loopback connection (/proc/net/tcp
     tx_queue: bytes written and not yet acknowledged). A reader that stopped
