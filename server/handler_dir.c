@@ -99,6 +99,8 @@ typedef struct dir_handler {
     char *strings;
     char *param;
     size_t param_len;
+    /* PARAM is params[PARAM_IDX] of a match with NPARAMS params */
+    unsigned param_idx, nparams;
     fcache *caches; /* one per worker */
     unsigned nworkers;
     size_t cache_entries;
@@ -803,8 +805,12 @@ static int handle(cel_handler *hd, cel_exchange *x, cel_response *res)
         return 0;
     }
     cel_str raw = req->path;
-    if (d->param && cel_request_param(req, d->param, d->param_len, &raw))
+    if (d->param && req->nparams == d->nparams) { /* matched by this handler's route */
+        const cel_param *p = &req->params[d->param_idx];
+        raw = (cel_str){req->path.p + p->off, p->len};
+    } else if (d->param && cel_request_param(req, d->param, d->param_len, &raw)) {
         raw = (cel_str){"", 0};
+    }
     char rel[REL_CAP];
     size_t n;
     int slash = 0, rc;
@@ -962,6 +968,8 @@ cel_handler *cel_handler_dir_new(const cel_dir_conf *c, char *err, size_t errlen
         return NULL;
     }
     d->param_len = d->param ? strlen(d->param) : 0;
+    d->param_idx = c->param_idx;
+    d->nparams = c->nparams;
     d->fallback_len = d->fallback ? strlen(d->fallback) : 0;
     char *p = d->strings;
     size_t k = 0;
