@@ -485,10 +485,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         return on_header_full(h, name_rc, value_rc, 0);
     kept_field *k = &t->e[*t->link];
     if (CEL_UNLIKELY(k->value != value_rc || k->name != name_rc)) {
+        /* a per-resource name is never kept (check_field): no set to search */
+        if (name_rc == h->fresh_name[0] || name_rc == h->fresh_name[1])
+            return on_fresh(h, name_rc, value_rc);
         if (!(k = kept_find(t->e, name_rc, value_rc)))
-            return name_rc == h->fresh_name[0] || name_rc == h->fresh_name[1]
-                       ? on_fresh(h, name_rc, value_rc)
-                       : on_header_full(h, name_rc, value_rc, 1);
+            return on_header_full(h, name_rc, value_rc, 1);
         *t->link = (uint8_t)(k - t->e); /* the guess for the next request */
     }
     t->link = &k->next;
