@@ -581,35 +581,48 @@ typedef struct conds {
     unsigned have; /* bit per H_* */
 } conds;
 
+/* A field's length sorts it out before any compare (most have none of these
+ * lengths); each case label is its literal's length, so they cannot part. */
+#define LEN(lit) (sizeof(lit) - 1)
+#define IS(name, lit) (memcmp((name)->p, lit, LEN(lit)) == 0)
+_Static_assert(LEN("if-match") == LEN("if-range"), "if-match and if-range share a case");
+
 static void read_conds(const cel_request *req, conds *c)
 {
-    static const struct {
-        const char *name;
-        size_t n;
-    } names[H_COUNT] = {
-        [H_AE] = {"accept-encoding", 15},
-        [H_IF_MATCH] = {"if-match", 8},
-        [H_IF_NONE_MATCH] = {"if-none-match", 13},
-        [H_IMS] = {"if-modified-since", 17},
-        [H_IUS] = {"if-unmodified-since", 19},
-        [H_RANGE] = {"range", 5},
-        [H_IF_RANGE] = {"if-range", 8},
-    };
     c->have = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const cel_str *name = &req->headers[i].name;
-        if (name->n < 5 || name->n > 19 ||
-            (name->p[0] != 'i' && name->p[0] != 'a' && name->p[0] != 'r'))
+        int k;
+        switch (name->n) {
+        case LEN("range"):
+            k = IS(name, "range") ? H_RANGE : -1;
+            break;
+        case LEN("if-match"): /* and if-range */
+            k = IS(name, "if-match") ? H_IF_MATCH : IS(name, "if-range") ? H_IF_RANGE : -1;
+            break;
+        case LEN("if-none-match"):
+            k = IS(name, "if-none-match") ? H_IF_NONE_MATCH : -1;
+            break;
+        case LEN("accept-encoding"):
+            k = IS(name, "accept-encoding") ? H_AE : -1;
+            break;
+        case LEN("if-modified-since"):
+            k = IS(name, "if-modified-since") ? H_IMS : -1;
+            break;
+        case LEN("if-unmodified-since"):
+            k = IS(name, "if-unmodified-since") ? H_IUS : -1;
+            break;
+        default:
             continue;
-        for (int k = 0; k < H_COUNT; k++)
-            if (name->n == names[k].n && !(c->have & (1u << k)) &&
-                memcmp(name->p, names[k].name, name->n) == 0) {
-                c->v[k] = req->headers[i].value;
-                c->have |= 1u << k;
-                break;
-            }
+        }
+        if (k >= 0 && !(c->have & (1u << k))) { /* the first of each */
+            c->v[k] = req->headers[i].value;
+            c->have |= 1u << k;
+        }
     }
 }
+#undef IS
+#undef LEN
 
 static int has(const conds *c, int k, cel_str *out)
 {
