@@ -696,14 +696,13 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         etag = (cel_str){text, f->etag.n};
         ADD_LIT(&h, "etag", etag.p, etag.n);
     }
-    size_t lm_at = h.n;
-    ADD_LIT(&h, "last-modified", lm, f->lastmod.n);
     if (d->nenc)
         ADD_LIT(&h, "vary", "accept-encoding", 15);
     if (enc >= 0)
         ADD_LIT(&h, "content-encoding", codings[enc].name, codings[enc].nlen);
     for (size_t i = 0; i < d->nextra; i++)
         add(&h, d->extra[i].name.p, d->extra[i].name.n, d->extra[i].value.p, d->extra[i].value.n);
+    ADD_LIT(&h, "last-modified", lm, f->lastmod.n); /* last: a 304 may drop it */
 
     /* RFC 9110 13.2.2: the preconditions in their order */
     cel_str v1;
@@ -727,10 +726,8 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         release(f);
         /* RFC 9110 15.4.5: beside an ETag, Last-Modified is metadata a 304
          * should not repeat (h2o leaves it out too) */
-        if (etag.n && lm_at < h.n) {
-            memmove(&h.kv[lm_at], &h.kv[lm_at + 1], (h.n - lm_at - 1) * sizeof(*h.kv));
+        if (etag.n && h.n)
             h.n--;
-        }
         res->status = 304;
         res->headers = h.kv;
         res->nheaders = h.n;
