@@ -57,6 +57,9 @@ struct node {
     struct node **lits;
     size_t nlits, litcap;
     size_t maxlit; /* longest literal child, to reject long segments early */
+    /* The first octet of each of the first HASH_MIN literals, in LITS' order:
+     * find_lit_here runs over these, not over the children. */
+    unsigned char firsts[HASH_MIN];
     /* More than HASH_MIN literal children: LITS again, by the hash of their text
      * (open addressing, linear probing; a power of two of slots, at least twice
      * NLITS, so a probe always ends at an empty slot). NULL up to HASH_MIN. */
@@ -324,6 +327,8 @@ static struct node *lit_child(struct node *n, const char *s, size_t len)
     c->lit[len] = '\0';
     c->litlen = len;
     c->lit_pct = memchr(s, '%', len) != NULL;
+    if (n->nlits < HASH_MIN)
+        n->firsts[n->nlits] = (unsigned char)c->lit[0];
     n->lits[n->nlits++] = c;
     if (slot)
         *slot = c;
@@ -522,11 +527,13 @@ static inline const struct node *find_lit_here(const struct node *n, const char 
 {
     if (rest == 0)
         return NULL;
+    /* only called without a table: NLITS <= HASH_MIN */
     for (size_t i = 0; i < n->nlits; i++) {
+        if (n->firsts[i] != (unsigned char)s[0])
+            continue;
         const struct node *c = n->lits[i];
         size_t l = c->litlen;
-        if (c->lit[0] == s[0] && l <= rest && !c->lit_pct && cel_eq_small(c->lit, s, l) &&
-            (l == rest || s[l] == '/')) {
+        if (l <= rest && !c->lit_pct && cel_eq_small(c->lit, s, l) && (l == rest || s[l] == '/')) {
             *seg = l;
             return c;
         }
