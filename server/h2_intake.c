@@ -446,12 +446,11 @@ static __attribute__((noinline)) int on_fresh(cel_h2 *h, nghttp2_rcbuf *name_rc,
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->nhdrs == st->cap_hdrs ||
                      st->arena.left <= v.len))
         return on_header_full(h, name_rc, value_rc, 1);
-    if (cel_h2_field_plain(&st->hf, v.base, v.len) != 0) { /* no per-resource name has a rule */
+    char *p = st->arena.cur;
+    if (cel_h2_plain_copy(&st->hf, p, v.base, v.len) != 0) { /* no per-resource name has a rule */
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;
     }
-    char *p = st->arena.cur;
-    memcpy(p, v.base, v.len);
     st->arena.cur += v.len;
     st->arena.left -= v.len;
     st->hdr_bytes = bytes;
