@@ -826,13 +826,23 @@ static int dir_pair(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yam
 }
 
 /* The route's wildcard param (else its last :param), or NULL: the whole
- * path maps under root. Into BUF. */
-static const char *path_param(const char *pattern, char *buf, size_t len)
+ * path maps under root. Into BUF; *IDX is its place among the pattern's
+ * *NPARAMS params (as the router numbers them: the order they come in). */
+static const char *path_param(const char *pattern, char *buf, size_t len, unsigned *idx,
+                              unsigned *nparams)
 {
     const char *found = NULL;
-    for (const char *p = pattern; (p = strchr(p, '/')); p++)
-        if (p[1] == '*' || (p[1] == ':' && (!found || found[-1] != '*')))
+    unsigned k = 0;
+    for (const char *p = pattern; (p = strchr(p, '/')); p++) {
+        if (p[1] != '*' && p[1] != ':')
+            continue;
+        if (p[1] == '*' || !found || found[-1] != '*') {
             found = p + 2;
+            *idx = k;
+        }
+        k++;
+    }
+    *nparams = k;
     if (!found)
         return NULL;
     size_t n = strcspn(found, "/");
@@ -864,7 +874,7 @@ int conf_handler_dir(conf_ctx *c, yaml_node_t *n, const char *pattern, unsigned 
     b.conf.headers = b.head.headers;
     b.conf.nheaders = b.head.nheaders;
     b.conf.mime_file = "/etc/mime.types";
-    b.conf.param = path_param(pattern, param, sizeof(param));
+    b.conf.param = path_param(pattern, param, sizeof(param), &b.conf.param_idx, &b.conf.nparams);
     b.conf.nworkers = nworkers;
     char err[512];
     *out = cel_handler_dir_new(&b.conf, err, sizeof(err));

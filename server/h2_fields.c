@@ -337,6 +337,28 @@ int cel_h2_field_plain(cel_h2_fields *f, const uint8_t *value, size_t vlen)
     return value_ok(value, vlen) ? 0 : -1;
 }
 
+int cel_h2_plain_copy(cel_h2_fields *f, char *d, const uint8_t *v, size_t n)
+{
+    f->seen |= CEL_HF_REGULAR;
+    if (n < 8) { /* the word loop needs eight */
+        cel_copy_small(d, v, n);
+        return value_ok(v, n) ? 0 : -1;
+    }
+    /* each word checked and copied in one pass; the last overlaps */
+    uint64_t bad = 0, w;
+    for (size_t i = 0; i + 8 <= n; i += 8) {
+        w = load8(v + i);
+        memcpy(d + i, &w, 8);
+        bad |= below_or_del(w, 0x20);
+    }
+    w = load8(v + n - 8);
+    memcpy(d + n - 8, &w, 8);
+    bad |= below_or_del(w, 0x20);
+    if (v[0] == ' ' || v[0] == '\t' || v[n - 1] == ' ' || v[n - 1] == '\t')
+        return -1;
+    return !bad || all_in(v, n, C_VALUE) ? 0 : -1;
+}
+
 int cel_h2_fields_request_end(cel_h2_fields *f)
 {
     uint32_t s = f->seen;

@@ -68,6 +68,9 @@ int cel_h2_field_static_name(cel_h2_fields *f, const uint8_t *name, size_t nlen,
  * host, te, priority, content-length nor a connection field), known valid:
  * only the value is checked. */
 int cel_h2_field_plain(cel_h2_fields *f, const uint8_t *value, size_t vlen);
+/* The same, copying VALUE to D (VLEN octets) on the way; D's octets are
+ * written even when the field is refused. */
+int cel_h2_plain_copy(cel_h2_fields *f, char *d, const uint8_t *value, size_t vlen);
 
 /* A :path field with value V[0..N): what cel_h2_field does for it. */
 int cel_h2_path(cel_h2_fields *f, const uint8_t *v, size_t n);

@@ -446,12 +446,11 @@ static __attribute__((noinline)) int on_fresh(cel_h2 *h, nghttp2_rcbuf *name_rc,
     if (CEL_UNLIKELY(bytes > h->limits.max_header_list_size || st->nhdrs == st->cap_hdrs ||
                      st->arena.left <= v.len))
         return on_header_full(h, name_rc, value_rc, 1);
-    if (cel_h2_field_plain(&st->hf, v.base, v.len) != 0) { /* no per-resource name has a rule */
+    char *p = st->arena.cur;
+    if (cel_h2_plain_copy(&st->hf, p, v.base, v.len) != 0) { /* no per-resource name has a rule */
         st->flags |= ST_MALFORMED; /* reset once the block is in (on_frame_recv) */
         return 0;
     }
-    char *p = st->arena.cur;
-    memcpy(p, v.base, v.len);
     st->arena.cur += v.len;
     st->arena.left -= v.len;
     st->hdr_bytes = bytes;
@@ -485,10 +484,11 @@ static int on_header(nghttp2_session *s, const nghttp2_frame *frame, nghttp2_rcb
         return on_header_full(h, name_rc, value_rc, 0);
     kept_field *k = &t->e[*t->link];
     if (CEL_UNLIKELY(k->value != value_rc || k->name != name_rc)) {
+        /* a per-resource name is never kept (check_field): no set to search */
+        if (name_rc == h->fresh_name[0] || name_rc == h->fresh_name[1])
+            return on_fresh(h, name_rc, value_rc);
         if (!(k = kept_find(t->e, name_rc, value_rc)))
-            return name_rc == h->fresh_name[0] || name_rc == h->fresh_name[1]
-                       ? on_fresh(h, name_rc, value_rc)
-                       : on_header_full(h, name_rc, value_rc, 1);
+            return on_header_full(h, name_rc, value_rc, 1);
         *t->link = (uint8_t)(k - t->e); /* the guess for the next request */
     }
     t->link = &k->next;

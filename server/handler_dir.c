@@ -126,6 +126,8 @@ typedef struct dir_handler {
     char *strings;
     char *param;
     size_t param_len;
+    /* PARAM is params[PARAM_IDX] of a match with NPARAMS params */
+    unsigned param_idx, nparams;
     fcache *caches; /* one per worker */
     unsigned nworkers;
     size_t cache_entries;
@@ -654,35 +656,48 @@ typedef struct conds {
     unsigned have; /* bit per H_* */
 } conds;
 
+/* A field's length sorts it out before any compare (most have none of these
+ * lengths); each case label is its literal's length, so they cannot part. */
+#define LEN(lit) (sizeof(lit) - 1)
+#define IS(name, lit) (memcmp((name)->p, lit, LEN(lit)) == 0)
+_Static_assert(LEN("if-match") == LEN("if-range"), "if-match and if-range share a case");
+
 static void read_conds(const cel_request *req, conds *c)
 {
-    static const struct {
-        const char *name;
-        size_t n;
-    } names[H_COUNT] = {
-        [H_AE] = {"accept-encoding", 15},
-        [H_IF_MATCH] = {"if-match", 8},
-        [H_IF_NONE_MATCH] = {"if-none-match", 13},
-        [H_IMS] = {"if-modified-since", 17},
-        [H_IUS] = {"if-unmodified-since", 19},
-        [H_RANGE] = {"range", 5},
-        [H_IF_RANGE] = {"if-range", 8},
-    };
     c->have = 0;
     for (size_t i = 0; i < req->nheaders; i++) {
         const cel_str *name = &req->headers[i].name;
-        if (name->n < 5 || name->n > 19 ||
-            (name->p[0] != 'i' && name->p[0] != 'a' && name->p[0] != 'r'))
+        int k;
+        switch (name->n) {
+        case LEN("range"):
+            k = IS(name, "range") ? H_RANGE : -1;
+            break;
+        case LEN("if-match"): /* and if-range */
+            k = IS(name, "if-match") ? H_IF_MATCH : IS(name, "if-range") ? H_IF_RANGE : -1;
+            break;
+        case LEN("if-none-match"):
+            k = IS(name, "if-none-match") ? H_IF_NONE_MATCH : -1;
+            break;
+        case LEN("accept-encoding"):
+            k = IS(name, "accept-encoding") ? H_AE : -1;
+            break;
+        case LEN("if-modified-since"):
+            k = IS(name, "if-modified-since") ? H_IMS : -1;
+            break;
+        case LEN("if-unmodified-since"):
+            k = IS(name, "if-unmodified-since") ? H_IUS : -1;
+            break;
+        default:
             continue;
-        for (int k = 0; k < H_COUNT; k++)
-            if (name->n == names[k].n && !(c->have & (1u << k)) &&
-                memcmp(name->p, names[k].name, name->n) == 0) {
-                c->v[k] = req->headers[i].value;
-                c->have |= 1u << k;
-                break;
-            }
+        }
+        if (k >= 0 && !(c->have & (1u << k))) { /* the first of each */
+            c->v[k] = req->headers[i].value;
+            c->have |= 1u << k;
+        }
     }
 }
+#undef IS
+#undef LEN
 
 static int has(const conds *c, int k, cel_str *out)
 {
@@ -759,14 +774,13 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         etag = (cel_str){text, f->etag.n};
         ADD_LIT(&h, "etag", etag.p, etag.n);
     }
-    size_t lm_at = h.n;
-    ADD_LIT(&h, "last-modified", lm, f->lastmod.n);
     if (d->nenc)
         ADD_LIT(&h, "vary", "accept-encoding", 15);
     if (enc >= 0)
         ADD_LIT(&h, "content-encoding", codings[enc].name, codings[enc].nlen);
     for (size_t i = 0; i < d->nextra; i++)
         add(&h, d->extra[i].name.p, d->extra[i].name.n, d->extra[i].value.p, d->extra[i].value.n);
+    ADD_LIT(&h, "last-modified", lm, f->lastmod.n); /* last: a 304 may drop it */
 
     /* RFC 9110 13.2.2: the preconditions in their order */
     cel_str v1;
@@ -790,10 +804,8 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
         release(f);
         /* RFC 9110 15.4.5: beside an ETag, Last-Modified is metadata a 304
          * should not repeat (h2o leaves it out too) */
-        if (etag.n && lm_at < h.n) {
-            memmove(&h.kv[lm_at], &h.kv[lm_at + 1], (h.n - lm_at - 1) * sizeof(*h.kv));
+        if (etag.n && h.n)
             h.n--;
-        }
         res->status = 304;
         res->headers = h.kv;
         res->nheaders = h.n;
@@ -881,8 +893,12 @@ static int handle(cel_handler *hd, cel_exchange *x, cel_response *res)
         return 0;
     }
     cel_str raw = req->path;
-    if (d->param && cel_request_param(req, d->param, d->param_len, &raw))
+    if (d->param && req->nparams == d->nparams) { /* matched by this handler's route */
+        const cel_param *p = &req->params[d->param_idx];
+        raw = (cel_str){req->path.p + p->off, p->len};
+    } else if (d->param && cel_request_param(req, d->param, d->param_len, &raw)) {
         raw = (cel_str){"", 0};
+    }
     char rel[REL_CAP];
     size_t n;
     int slash = 0, rc;
@@ -1040,6 +1056,8 @@ cel_handler *cel_handler_dir_new(const cel_dir_conf *c, char *err, size_t errlen
         return NULL;
     }
     d->param_len = d->param ? strlen(d->param) : 0;
+    d->param_idx = c->param_idx;
+    d->nparams = c->nparams;
     d->fallback_len = d->fallback ? strlen(d->fallback) : 0;
     char *p = d->strings;
     size_t k = 0;

@@ -52,6 +52,8 @@ typedef struct cel_dir_conf {
     size_t nmime;
     const char *mime_file; /* the system table: normally /etc/mime.types */
     const char *param;     /* the route's wildcard param name, or NULL: the whole path */
+    unsigned param_idx;    /* its place among the route's params (cel_request.params) */
+    unsigned nparams;      /* the route's params */
     size_t cache_entries;
     size_t cache_bytes; /* kept bytes of small files per worker */
     unsigned nworkers;

@@ -57,6 +57,9 @@ struct node {
     struct node **lits;
     size_t nlits, litcap;
     size_t maxlit; /* longest literal child, to reject long segments early */
+    /* The first octet of each of the first HASH_MIN literals, in LITS' order:
+     * find_lit_here runs over these, not over the children. */
+    unsigned char firsts[HASH_MIN];
     /* More than HASH_MIN literal children: LITS again, by the hash of their text
      * (open addressing, linear probing; a power of two of slots, at least twice
      * NLITS, so a probe always ends at an empty slot). NULL up to HASH_MIN. */
@@ -65,7 +68,7 @@ struct node {
     struct node *param;
     struct node *wild; /* always childless: a wildcard ends the pattern */
     struct leaf *leaf;
-    int choice; /* more than one way on (literals and a param, or a wildcard): see walk_straight */
+    int choice; /* more than one way on (two of literals, a param, a wildcard): see walk_straight */
 };
 
 struct cel_router {
@@ -324,6 +327,8 @@ static struct node *lit_child(struct node *n, const char *s, size_t len)
     c->lit[len] = '\0';
     c->litlen = len;
     c->lit_pct = memchr(s, '%', len) != NULL;
+    if (n->nlits < HASH_MIN)
+        n->firsts[n->nlits] = (unsigned char)c->lit[0];
     n->lits[n->nlits++] = c;
     if (slot)
         *slot = c;
@@ -409,7 +414,9 @@ int cel_router_add(cel_router *r, const char *pattern, unsigned methods, void *d
             n = special_child(segs[i].kind == SEG_PARAM ? &n->param : &n->wild);
         if (!n)
             return CEL_ENOMEM;
-        up->choice = up->wild || (up->nlits && up->param);
+        /* a wildcard alone is one way on (walk_straight takes it): a choice
+         * only beside literals or a param */
+        up->choice = (up->wild && (up->nlits || up->param)) || (up->nlits && up->param);
     }
 
     l = n->leaf;
@@ -520,11 +527,13 @@ static inline const struct node *find_lit_here(const struct node *n, const char 
 {
     if (rest == 0)
         return NULL;
+    /* only called without a table: NLITS <= HASH_MIN */
     for (size_t i = 0; i < n->nlits; i++) {
+        if (n->firsts[i] != (unsigned char)s[0])
+            continue;
         const struct node *c = n->lits[i];
         size_t l = c->litlen;
-        if (c->lit[0] == s[0] && l <= rest && !c->lit_pct && cel_eq_small(c->lit, s, l) &&
-            (l == rest || s[l] == '/')) {
+        if (l <= rest && !c->lit_pct && cel_eq_small(c->lit, s, l) && (l == rest || s[l] == '/')) {
             *seg = l;
             return c;
         }
@@ -644,8 +653,8 @@ static int walk(struct walk *w, const struct node *n, size_t pos)
     return 0;
 }
 
-/* The walk down nodes that offer one way on (literals only, or a param
- * only): no choice, so nothing to come back to, and a loop does it. At the
+/* The walk down nodes that offer one way on (literals only, a param only,
+ * or a wildcard only): no choice, so nothing to come back to, and a loop does it. At the
  * first node with a choice, walk takes over. Inlined into both lookup entries
  * (with two callers it would stay a call in cel_router_lookup_once too). */
 static inline __attribute__((always_inline)) int walk_straight(struct walk *w, const struct node *n,
@@ -667,9 +676,16 @@ static inline __attribute__((always_inline)) int walk_straight(struct walk *w, c
                 if (!(c = find_lit(n, s, seg)))
                     return 0;
             }
+        } else if (!n->param) {
+            /* a wildcard alone takes the rest as it is: no scan for a '/' */
+            if (!n->wild || w->np >= CEL_MAX_PARAMS)
+                return 0;
+            w->off[w->np] = (uint32_t)pos;
+            w->plen[w->np++] = (uint32_t)rest;
+            return at_leaf(w, n->wild);
         } else {
             seg = seg_scan(s, rest);
-            if (!n->param || seg == 0 || w->np >= CEL_MAX_PARAMS)
+            if (seg == 0 || w->np >= CEL_MAX_PARAMS)
                 return 0;
             w->off[w->np] = (uint32_t)pos;
             w->plen[w->np++] = (uint32_t)seg;

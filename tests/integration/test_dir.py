@@ -91,6 +91,10 @@ routes:
     dir: { root: @SPA@, index: [index.html], fallback: index.html }
   - path: /app/*rest
     dir: { root: @SPA@, index: [index.html], fallback: /index.html }
+  - path: /u/:user/:kind/*path
+    dir: { root: @WWW@, index: [index.html] }
+  - path: /p/:section/:name
+    dir: { root: @WWW@ }
 """
 
 
@@ -409,6 +413,19 @@ def test_if_range(client):
     r = client.get("/f/mid.bin", headers=[("range", "bytes=0-3"),
                                           ("if-range", "Thu, 01 Jan 1970 00:00:00 GMT")])
     assert r.status == 200 and len(r.body) == len(MID)
+
+
+def test_path_is_the_right_param_among_several(client):
+    """The path under the root is the route's wildcard (else its last
+    :param), picked by its place among the route's params: each of these
+    answers differently when another param is taken."""
+    r = client.get("/u/a.txt/sub/sub/index.html")     # user a.txt, kind sub
+    assert r.status == 200 and r.body == b"<h1>sub</h1>\n"
+    assert client.get("/u/sub/a.txt/a.txt").body == b"hello\n"
+    assert client.get("/u/x/y/sub/").body == b"<h1>sub</h1>\n"
+    r = client.get("/p/sub/a.txt")                     # section sub, name a.txt
+    assert r.status == 200 and r.body == b"hello\n"
+    assert client.get("/p/a.txt/nope").status == 404
 
 
 # -- conditional requests --------------------------------------------------------

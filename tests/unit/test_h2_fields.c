@@ -374,6 +374,44 @@ static void path_copy_case(const uint8_t *v, size_t n)
         fail_msg("path of %zu octets: copy differs or overruns", n);
 }
 
+/* cel_h2_plain_copy against cel_h2_field_plain: values of every length up to
+ * 40 with one chosen octet at every position (every octet value), so each
+ * bad octet falls at each place of the words and at both ends. */
+static void plain_copy_case(const uint8_t *v, size_t n)
+{
+    cel_h2_fields a, b;
+    cel_h2_fields_init(&a);
+    cel_h2_fields_init(&b);
+    char d[64];
+    memset(d, 0x55, sizeof(d));
+    int want = cel_h2_field_plain(&a, v, n);
+    int got = cel_h2_plain_copy(&b, d, v, n);
+    if (got != want || a.seen != b.seen)
+        fail_msg("value of %zu octets: copy says %d (seen %x), check says %d (seen %x)", n, got,
+                 b.seen, want, a.seen);
+    if (memcmp(d, v, n) != 0 || d[n] != 0x55)
+        fail_msg("value of %zu octets: copy differs or overruns", n);
+}
+
+static void test_plain_copy(void **state)
+{
+    (void)state;
+    uint8_t v[40] = {0};
+    for (size_t n = 0; n <= sizeof(v); n++) {
+        for (size_t i = 0; i < n; i++)
+            v[i] = (uint8_t)('"' + i % 90);
+        plain_copy_case(v, n);
+        for (size_t at = 0; at < n; at++) {
+            for (unsigned c = 0; c < 256; c++) {
+                uint8_t keep = v[at];
+                v[at] = (uint8_t)c;
+                plain_copy_case(v, n);
+                v[at] = keep;
+            }
+        }
+    }
+}
+
 static void test_path_copy(void **state)
 {
     (void)state;
@@ -526,7 +564,7 @@ static void test_plain(void **state)
 int main(void)
 {
     enum { NROWS = CEL_ARRAY_LEN(rows) };
-    static struct CMUnitTest tests[NROWS + 8];
+    static struct CMUnitTest tests[NROWS + 9];
     static char names[NROWS][96];
     for (size_t i = 0; i < NROWS; i++) {
         snprintf(names[i], sizeof(names[i]), "%s: %s", rows[i].ok ? "good" : "malformed",
@@ -541,6 +579,7 @@ int main(void)
     tests[NROWS + 5] = (struct CMUnitTest)cmocka_unit_test(test_path_copy);
     tests[NROWS + 6] = (struct CMUnitTest)cmocka_unit_test(test_static_name);
     tests[NROWS + 7] = (struct CMUnitTest)cmocka_unit_test(test_plain);
+    tests[NROWS + 8] = (struct CMUnitTest)cmocka_unit_test(test_plain_copy);
     cmocka_set_message_output(CM_OUTPUT_TAP);
-    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 8, NULL, NULL);
+    return _cmocka_run_group_tests("h2_fields", tests, NROWS + 9, NULL, NULL);
 }

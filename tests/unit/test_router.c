@@ -251,6 +251,15 @@ static void test_param_offsets(void **state)
     assert_int_equal(m.nparams, 2);
     expect_param(&m, p, 0, "id", "7");
     expect_param(&m, p, 1, "path", "x/y.txt");
+    /* a node with a wildcard alone takes the rest as it stands, empty too */
+    p = "/u/7/";
+    expect_found(r, p, CEL_M_GET, D(1), &m);
+    expect_param(&m, p, 1, "path", "");
+    p = "/u/7/a//b/%2e/";
+    expect_found(r, p, CEL_M_GET, D(1), &m);
+    expect_param(&m, p, 1, "path", "a//b/%2e/");
+    expect_405(r, "/u/7/x", CEL_M_POST, "GET");
+    expect_not_found(r, "/u/7", CEL_M_GET);
     cel_router_free(r);
 }
 
