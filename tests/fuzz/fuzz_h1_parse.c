@@ -33,7 +33,8 @@
  *     is lowercase and otherwise unchanged;
  *   - the chunked decoder, over what follows a complete chunked head (else the
  *     whole input): the same result, output and bytes used whether given all at
- *     once into a separate buffer or in pieces decoded in place; output never
+ *     once into a separate buffer or in pieces decoded in place, and as a
+ *     reference decoder written here from h1_parse.h's grammar gives; output never
  *     runs ahead of input; total counts the output; after the end or an error
  *     every later call says the same and uses nothing;
  *   - a body made from the input's bytes, framed by a chunked encoder here
@@ -205,7 +206,101 @@ static void check_pieces(const uint8_t *d, size_t n, const cel_h1_limits *L, con
     FUZZ_CHECK(whole == CEL_EAGAIN, "every prefix needs more, the whole input gives %d", whole);
 }
 
-/* Decodes B whole into a separate buffer, then in pieces in place. */
+/* ---- a reference chunked decoder: the grammar h1_parse.h documents, written
+ * for clarity over a whole buffer. Returns what cel_h1_chunked_decode returns,
+ * with the data bytes in OUT and the bytes used in *USED (all of B but on 0). */
+
+static int model_hex(uint8_t c)
+{
+    return c >= '0' && c <= '9'   ? c - '0'
+           : c >= 'a' && c <= 'f' ? c - 'a' + 10
+           : c >= 'A' && c <= 'F' ? c - 'A' + 10
+                                  : -1;
+}
+
+static int model_ctl(uint8_t c)
+{
+    return (c < 0x20 && c != '\t') || c == 0x7f;
+}
+
+/* CRLF or a bare LF at *I. 1 when there, 0 when B ends first, -1 when not. */
+static int model_eol(const uint8_t *b, size_t n, size_t *i)
+{
+    if (*i < n && b[*i] == '\r')
+        ++*i;
+    else if (*i < n && b[*i] != '\n')
+        return -1;
+    if (*i == n)
+        return 0;
+    if (b[*i] != '\n')
+        return -1;
+    ++*i;
+    return 1;
+}
+
+static int model_chunked(const uint8_t *b, size_t n, size_t max_trailer, uint8_t *out,
+                         size_t *outlen, size_t *used)
+{
+    size_t i = 0, ext = 0, trailer = 0;
+    int e;
+    *outlen = 0;
+    *used = n;
+#define MORE_OR_BAD(x) ((x) == 0 ? CEL_EAGAIN : CEL_EH1_CHUNKED)
+    for (;;) { /* chunk-size [ BWS chunk-ext ] line end, then data and a line end */
+        uint64_t size = 0;
+        size_t digits = 0;
+        for (; i < n && model_hex(b[i]) >= 0; i++, digits++) {
+            if (size > (uint64_t)INT64_MAX >> 4)
+                return CEL_EH1_CHUNKED;
+            size = size << 4 | (uint64_t)model_hex(b[i]);
+        }
+        if (i == n)
+            return CEL_EAGAIN;
+        if (digits == 0)
+            return CEL_EH1_CHUNKED;
+        if (b[i] == ' ' || b[i] == '\t') {
+            while (i < n && (b[i] == ' ' || b[i] == '\t'))
+                i++;
+            if (i == n)
+                return CEL_EAGAIN;
+            if (b[i] != ';')
+                return CEL_EH1_CHUNKED;
+        }
+        if (b[i] == ';') {
+            for (i++; i < n && b[i] != '\r' && b[i] != '\n'; i++) {
+                if (model_ctl(b[i]) || ++ext > CEL_H1_MAX_CHUNK_EXT)
+                    return CEL_EH1_CHUNKED;
+            }
+        }
+        if ((e = model_eol(b, n, &i)) <= 0)
+            return MORE_OR_BAD(e);
+        if (size == 0)
+            break;
+        size_t k = n - i < size ? n - i : (size_t)size;
+        memcpy(out + *outlen, b + i, k);
+        *outlen += k;
+        i += k;
+        if (k < size || (e = model_eol(b, n, &i)) <= 0)
+            return k < size ? CEL_EAGAIN : MORE_OR_BAD(e);
+    }
+    for (;;) { /* trailer lines, then the empty line */
+        size_t start = i;
+        for (; i < n && b[i] != '\r' && b[i] != '\n'; i++) {
+            if (model_ctl(b[i]) || ++trailer > max_trailer)
+                return CEL_EH1_CHUNKED;
+        }
+        if ((e = model_eol(b, n, &i)) <= 0)
+            return MORE_OR_BAD(e);
+        if (i - start <= 2 && (b[start] == '\n' || b[start] == '\r')) {
+            *used = i;
+            return 0;
+        }
+    }
+#undef MORE_OR_BAD
+}
+
+/* Decodes B whole into a separate buffer, then in pieces in place, and with
+ * the reference decoder. */
 static void check_chunked(const uint8_t *b, size_t n, const uint8_t *cuts, size_t ncuts,
                           unsigned first)
 {
@@ -213,9 +308,9 @@ static void check_chunked(const uint8_t *b, size_t n, const uint8_t *cuts, size_
     size_t mt = 1 + (first & 31) * 64;
     cel_h1_chunked_init(&s1, mt);
     cel_h1_chunked_init(&s2, mt);
-    char *in = fuzz_dup(b, n, 0), *out = malloc(n ? n : 1);
+    char *in = fuzz_dup(b, n, 0), *out = malloc(n ? n : 1), *out2 = malloc(n ? n : 1);
     size_t olen = 0, used = 0;
-    if (!out)
+    if (!out || !out2)
         abort();
     int r1 = cel_h1_chunked_decode(&s1, in, n, out, &olen, &used);
     if (getenv("FUZZ_TRACE"))
@@ -224,6 +319,13 @@ static void check_chunked(const uint8_t *b, size_t n, const uint8_t *cuts, size_
     FUZZ_CHECK(used <= n && olen <= used, "%zu out of %zu used of %zu", olen, used, n);
     FUZZ_CHECK(r1 != CEL_EAGAIN || used == n, "needs more after %zu of %zu bytes", used, n);
     FUZZ_CHECK(s1.total == olen, "total %llu, output %zu", (unsigned long long)s1.total, olen);
+    size_t mlen = 0, mused = 0;
+    int rm = model_chunked(b, n, mt, (uint8_t *)out2, &mlen, &mused);
+    FUZZ_CHECK(rm == r1, "the reference decoder gives %d, cel_h1_chunked_decode %d", rm, r1);
+    FUZZ_CHECK(
+        r1 == CEL_EH1_CHUNKED || (mused == used && mlen == olen && !memcmp(out2, out, olen)),
+        "the reference decoder used %zu and gave %zu bytes, cel_h1_chunked_decode %zu and %zu",
+        mused, mlen, used, olen);
 
     char *w = fuzz_dup(b, n, 0);
     cutter c = {cuts, ncuts, 0, first};
@@ -252,6 +354,7 @@ static void check_chunked(const uint8_t *b, size_t n, const uint8_t *cuts, size_
     free(w);
     free(in);
     free(out);
+    free(out2);
 }
 
 /* Frames PAYLOAD as chunked with sizes, extensions, line ends and a trailer
