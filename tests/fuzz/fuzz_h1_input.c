@@ -378,21 +378,28 @@ static void on_upgrade(void *ctx, void *h2)
     ((conn *)ctx)->next_ps = h2;
 }
 
+/* conn.c's switch_to_h2: the HTTP/2 session an upgrade made takes over and
+ * gets what followed the upgrading request. */
+static int switch_to_h2(conn *c)
+{
+    size_t rest = 0;
+    const uint8_t *left = cel_h1_leftover(c->ps, &rest);
+    uint8_t *copy = (uint8_t *)fuzz_dup(left, rest, 0);
+    c->proto->free(c->ps);
+    c->proto = &cel_h2_proto;
+    c->ps = c->next_ps;
+    c->next_ps = NULL;
+    int rc = rest ? c->proto->recv(c->ps, copy, rest) : 0;
+    free(copy);
+    return rc;
+}
+
 /* conn.c's feed: an upgrade switches protocols in the middle of the bytes. */
 static int feed(conn *c, const uint8_t *p, size_t n)
 {
     int rc = c->proto->recv(c->ps, p, n);
-    if (c->next_ps) {
-        size_t rest = 0;
-        const uint8_t *left = cel_h1_leftover(c->ps, &rest);
-        uint8_t *copy = (uint8_t *)fuzz_dup(left, rest, 0);
-        c->proto->free(c->ps);
-        c->proto = &cel_h2_proto;
-        c->ps = c->next_ps;
-        c->next_ps = NULL;
-        rc = rest ? c->proto->recv(c->ps, copy, rest) : 0;
-        free(copy);
-    }
+    if (c->next_ps)
+        rc = switch_to_h2(c);
     return rc;
 }
 
@@ -405,6 +412,13 @@ static int pump(conn *c, cel_outq *q, sink *k)
         c->flush_wanted = 0;
         if (c->proto->send(c->ps))
             return -1;
+        /* an upgrade behind a pipelined request happens in send (conn.c's pump) */
+        if (c->next_ps) {
+            if (switch_to_h2(c) == 0)
+                continue;
+            c->proto->send(c->ps);
+            return -1;
+        }
         int rc = cel_outq_flush(q, sink_writev, k);
         FUZZ_CHECK(rc == 0 || rc == CEL_EAGAIN, "cel_outq_flush: %d", rc);
         if (cel_outq_pending(q) == 0 && !c->proto->want_write(c->ps) && !c->flush_wanted)
