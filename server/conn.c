@@ -437,21 +437,20 @@ static int start_proto(cel_conn *c, const cel_proto *p)
 }
 
 /* An HTTP/1.1 upgrade made an HTTP/2 session (c->next_ps): switch to it, and
- * feed it what followed the upgrading request. 0, or its recv's CEL_EIO. */
+ * feed it all that followed the upgrading request, straight from the HTTP/1.1
+ * side's buffer, which is freed after. 0, or its recv's CEL_EIO. */
 static int switch_to_h2(cel_conn *c)
 {
     size_t rest = 0;
-    const uint8_t *left = cel_h1_leftover(c->ps, &rest);
-    uint8_t copy[4096];
-    if (rest > sizeof(copy))
-        rest = sizeof(copy); /* the client waits for 101 before sending much */
-    memcpy(copy, left, rest);
-    c->proto->free(c->ps);
+    void *h1 = c->ps;
+    const uint8_t *left = cel_h1_leftover(h1, &rest);
     c->proto = &cel_h2_proto;
     count_as(c, CEL_PROTO_H2);
     c->ps = c->next_ps;
     c->next_ps = NULL;
-    return rest ? c->proto->recv(c->ps, copy, rest) : 0;
+    int rc = rest ? c->proto->recv(c->ps, left, rest) : 0;
+    cel_h1_proto.free(h1);
+    return rc;
 }
 
 /* Feeds bytes to the protocol; an HTTP/1.1 upgrade switches to HTTP/2 in the

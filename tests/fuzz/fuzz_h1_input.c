@@ -383,14 +383,13 @@ static void on_upgrade(void *ctx, void *h2)
 static int switch_to_h2(conn *c)
 {
     size_t rest = 0;
-    const uint8_t *left = cel_h1_leftover(c->ps, &rest);
-    uint8_t *copy = (uint8_t *)fuzz_dup(left, rest, 0);
-    c->proto->free(c->ps);
+    void *h1 = c->ps;
+    const uint8_t *left = cel_h1_leftover(h1, &rest);
     c->proto = &cel_h2_proto;
     c->ps = c->next_ps;
     c->next_ps = NULL;
-    int rc = rest ? c->proto->recv(c->ps, copy, rest) : 0;
-    free(copy);
+    int rc = rest ? c->proto->recv(c->ps, left, rest) : 0;
+    cel_h1_proto.free(h1);
     return rc;
 }
 

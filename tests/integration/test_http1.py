@@ -270,6 +270,46 @@ def test_h2c_upgrade_pipelined(srv):
     c.close()
 
 
+def test_h2c_upgrade_bytes_after_request(srv):
+    """What a client sends behind the upgrading request in the same write (here
+    its preface, SETTINGS and 400 PINGs: 6.8 KiB) all reaches the HTTP/2
+    session. conn.c used to hand it over through a 4 KiB copy and drop the
+    rest, so the session read the next bytes from the middle of a frame."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()  # base64url already
+    c = Conn(srv.port)
+    for i in range(400):
+        client.ping(b"%08d" % i)
+    c.send(b"GET /bench HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n" + client.data_to_send())
+    acks, ended = set(), False
+    data = b""
+    c.s.settimeout(5)
+    while b"\r\n\r\n" not in data:
+        chunk = c.s.recv(65536)
+        assert chunk, "closed before 101"
+        data += chunk
+    head, data = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    while not (ended and len(acks) == 400):
+        for ev in client.receive_data(data):
+            if isinstance(ev, h2.events.PingAckReceived):
+                acks.add(ev.ping_data)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 1:
+                ended = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                pytest.fail(f"GOAWAY {ev.error_code} after {len(acks)} PING ACKs")
+        c.send(client.data_to_send())
+        if not (ended and len(acks) == 400):
+            data = c.s.recv(65536)
+            assert data, f"closed after {len(acks)} PING ACKs"
+    c.close()
+
+
 def test_curl_plain(srv):
     p = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", " %{http_version}",
                         srv.url("/users/1/posts/2")], capture_output=True, timeout=15)
