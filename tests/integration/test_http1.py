@@ -310,6 +310,25 @@ def test_h2c_upgrade_bytes_after_request(srv):
     c.close()
 
 
+def test_h2c_upgrade_settings_refused(srv):
+    """HTTP2-Settings with more entries than max_settings_entries (32) is
+    refused by nghttp2: no upgrade, the request is answered over HTTP/1.1 on a
+    connection that stays open. The 101 used to go out before the session was
+    made, so the client got 101 and then the close (found by fuzz_h1_input,
+    tests/fuzz/crashes/fuzz_h1_input-upgrade-settings-refused)."""
+    import base64
+
+    settings = base64.urlsafe_b64encode(b"\x00\xff\x00\x00\x00\x01" * 33).rstrip(b"=")
+    c = Conn(srv.port)
+    c.send(b"GET /bench HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n")
+    st, _, body = c.response()
+    assert (st, body) == (200, b"OK")
+    c.send(get("/bench"))
+    assert c.response()[:3:2] == (200, b"OK")
+    c.close()
+
+
 def test_curl_plain(srv):
     p = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", " %{http_version}",
                         srv.url("/users/1/posts/2")], capture_output=True, timeout=15)
