@@ -34,6 +34,7 @@ static void on_read(evutil_socket_t fd, short what, void *arg);
 static void on_write(evutil_socket_t fd, short what, void *arg);
 static void on_timer(evutil_socket_t fd, short what, void *arg);
 static void on_flush(evutil_socket_t fd, short what, void *arg);
+static int switch_to_h2(cel_conn *c);
 
 static void want_flush(void *ctx)
 {
@@ -316,6 +317,15 @@ static int pump(cel_conn *c)
             cel_conn_close(c);
             return -1;
         }
+        /* HTTP/1.1 takes a pipelined request once the answer before it is
+         * finished, in send: an h2c upgrade can happen here, not only in recv. */
+        if (c->next_ps && !c->closing) {
+            /* the new session's SETTINGS and answer on stream 1: next round */
+            if (switch_to_h2(c) == 0)
+                continue;
+            c->proto->send(c->ps); /* its GOAWAY, then the close */
+            c->closing = 1;
+        }
         int rc = conn_flush(c);
         if (rc == CEL_EIO) {
             cel_log_debug("conn %d: write failed: %s", c->fd, strerror(errno));
@@ -429,25 +439,30 @@ static int start_proto(cel_conn *c, const cel_proto *p)
     return 0;
 }
 
+/* An HTTP/1.1 upgrade made an HTTP/2 session (c->next_ps): switch to it, and
+ * feed it all that followed the upgrading request, straight from the HTTP/1.1
+ * side's buffer, which is freed after. 0, or its recv's CEL_EIO. */
+static int switch_to_h2(cel_conn *c)
+{
+    size_t rest = 0;
+    void *h1 = c->ps;
+    const uint8_t *left = cel_h1_leftover(h1, &rest);
+    c->proto = &cel_h2_proto;
+    count_as(c, CEL_PROTO_H2);
+    c->ps = c->next_ps;
+    c->next_ps = NULL;
+    int rc = rest ? c->proto->recv(c->ps, left, rest) : 0;
+    cel_h1_proto.free(h1);
+    return rc;
+}
+
 /* Feeds bytes to the protocol; an HTTP/1.1 upgrade switches to HTTP/2 in the
  * middle, and what followed the upgrading request goes to the new session. */
 static int feed(cel_conn *c, const uint8_t *p, size_t n)
 {
     int rc = c->proto->recv(c->ps, p, n);
-    if (c->next_ps) {
-        size_t rest = 0;
-        const uint8_t *left = cel_h1_leftover(c->ps, &rest);
-        uint8_t copy[4096];
-        if (rest > sizeof(copy))
-            rest = sizeof(copy); /* the client waits for 101 before sending much */
-        memcpy(copy, left, rest);
-        c->proto->free(c->ps);
-        c->proto = &cel_h2_proto;
-        count_as(c, CEL_PROTO_H2);
-        c->ps = c->next_ps;
-        c->next_ps = NULL;
-        rc = rest ? c->proto->recv(c->ps, copy, rest) : 0;
-    }
+    if (c->next_ps)
+        rc = switch_to_h2(c);
     return rc;
 }
 

@@ -296,14 +296,17 @@ static int upgrade(cel_h1 *h, const cel_h1_head *hd, size_t head_len)
     req *r = req_new(h, hd);
     if (!r)
         return -1;
-    if (cel_outq_copy(h->out, CEL_H1_SWITCH_H2C, sizeof(CEL_H1_SWITCH_H2C) - 1)) {
-        req_free(h, r, 0);
-        return -1;
-    }
+    /* The session first: one nghttp2 refuses (more settings than
+     * max_settings_entries, say) is no upgrade, and the request is answered
+     * over HTTP/1.1, not with 101 and a close. Nothing of HTTP/2 reaches the
+     * output queue before cel_h2_send, so 101 still goes out first. */
     void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->conn, settings,
                                    slen, &r->req);
     req_free(h, r, 0); /* HTTP/2 took its own copy */
-    if (!h2) {
+    if (!h2)
+        return -1;
+    if (cel_outq_copy(h->out, CEL_H1_SWITCH_H2C, sizeof(CEL_H1_SWITCH_H2C) - 1)) {
+        cel_h2_free(h2);
         h->state = S_CLOSED;
         return 0;
     }

@@ -226,6 +226,109 @@ def test_h2c_upgrade(srv):
     assert "HTTP/1.1 101 Switching Protocols" in err and "< HTTP/2 200" in err
 
 
+def test_h2c_upgrade_pipelined(srv):
+    """An h2c upgrade that arrives in the same read as a request before it: the
+    first is answered over HTTP/1.1, the second with 101 and then over HTTP/2
+    on stream 1. The upgrade happens when the first answer is finished, from the
+    connection's send and not its recv, and the connection only switched to the
+    new session after a recv: the client got 101, then the close (found by
+    fuzz_h1_input, tests/fuzz/crashes/fuzz_h1_input-upgrade-behind-pipelined)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()  # base64url already
+    c = Conn(srv.port)
+    c.send(get("/bench") + b"GET /big HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n")
+    assert c.response()[:3:2] == (200, b"OK")
+    st, h, _ = c.response()
+    assert st == 101 and h.get("upgrade") == "h2c"
+    c.send(client.data_to_send())
+    status, body, ended = None, b"", False
+    data, c.buf = c.buf, b""
+    while not ended:
+        for ev in client.receive_data(data):
+            if isinstance(ev, h2.events.ResponseReceived) and ev.stream_id == 1:
+                status = dict(ev.headers)[b":status"]
+            elif isinstance(ev, h2.events.DataReceived) and ev.stream_id == 1:
+                body += ev.data
+                client.acknowledge_received_data(ev.flow_controlled_length, 1)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 1:
+                ended = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                pytest.fail(f"GOAWAY {ev.error_code} instead of the answer on stream 1")
+        c.send(client.data_to_send())
+        if not ended:
+            try:
+                data = c.s.recv(65536)
+            except (socket.timeout, TimeoutError):
+                pytest.fail("no HTTP/2 answer on stream 1 after 101")
+            assert data, "closed after 101 without an HTTP/2 answer on stream 1"
+    assert status == b"200" and body == b"x" * 5000
+    c.close()
+
+
+def test_h2c_upgrade_bytes_after_request(srv):
+    """What a client sends behind the upgrading request in the same write (here
+    its preface, SETTINGS and 400 PINGs: 6.8 KiB) all reaches the HTTP/2
+    session. conn.c used to hand it over through a 4 KiB copy and drop the
+    rest, so the session read the next bytes from the middle of a frame."""
+    import h2.config
+    import h2.connection
+    import h2.events
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()  # base64url already
+    c = Conn(srv.port)
+    for i in range(400):
+        client.ping(b"%08d" % i)
+    c.send(b"GET /bench HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n" + client.data_to_send())
+    acks, ended = set(), False
+    data = b""
+    c.s.settimeout(5)
+    while b"\r\n\r\n" not in data:
+        chunk = c.s.recv(65536)
+        assert chunk, "closed before 101"
+        data += chunk
+    head, data = data.split(b"\r\n\r\n", 1)
+    assert head.startswith(b"HTTP/1.1 101 ")
+    while not (ended and len(acks) == 400):
+        for ev in client.receive_data(data):
+            if isinstance(ev, h2.events.PingAckReceived):
+                acks.add(ev.ping_data)
+            elif isinstance(ev, h2.events.StreamEnded) and ev.stream_id == 1:
+                ended = True
+            elif isinstance(ev, h2.events.ConnectionTerminated):
+                pytest.fail(f"GOAWAY {ev.error_code} after {len(acks)} PING ACKs")
+        c.send(client.data_to_send())
+        if not (ended and len(acks) == 400):
+            data = c.s.recv(65536)
+            assert data, f"closed after {len(acks)} PING ACKs"
+    c.close()
+
+
+def test_h2c_upgrade_settings_refused(srv):
+    """HTTP2-Settings with more entries than max_settings_entries (32) is
+    refused by nghttp2: no upgrade, the request is answered over HTTP/1.1 on a
+    connection that stays open. The 101 used to go out before the session was
+    made, so the client got 101 and then the close (found by fuzz_h1_input,
+    tests/fuzz/crashes/fuzz_h1_input-upgrade-settings-refused)."""
+    import base64
+
+    settings = base64.urlsafe_b64encode(b"\x00\xff\x00\x00\x00\x01" * 33).rstrip(b"=")
+    c = Conn(srv.port)
+    c.send(b"GET /bench HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + b"\r\n\r\n")
+    st, _, body = c.response()
+    assert (st, body) == (200, b"OK")
+    c.send(get("/bench"))
+    assert c.response()[:3:2] == (200, b"OK")
+    c.close()
+
+
 def test_curl_plain(srv):
     p = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", " %{http_version}",
                         srv.url("/users/1/posts/2")], capture_output=True, timeout=15)
