@@ -20,6 +20,10 @@
  * in one piece; a larger one is streamed CHUNK bytes at a time. */
 #define SMALL_FILE (32 * 1024)
 #define CHUNK (16 * 1024)
+/* A kept body at least this long is answered by reference to the cache's
+ * bytes; a shorter one is copied into the arena, which costs less than the
+ * exchange's respond (its owner, its flush) for so few bytes. */
+#define KEPT_REF_MIN 1024
 /* More ranges than this in one request: the whole file is sent instead. */
 #define MAX_RANGES 16
 /* Cached paths are at most this long; longer ones are opened each time. */
@@ -65,6 +69,26 @@ static void fdref_release(void *arg)
     fdref_drop(arg);
 }
 
+/* A slot's kept bytes, shared as its descriptor is: by the slot and by every
+ * answer that sends them by reference (the front end's queue), so a slot
+ * looked up again reads a new file's bytes into a block of its own while an
+ * answer still points into the old one. On the cache's worker: no atomics. */
+typedef struct kbody {
+    unsigned refs;
+    char data[];
+} kbody;
+
+static void kbody_drop(kbody *b)
+{
+    if (b && !--b->refs)
+        free(b);
+}
+
+static void kbody_release(void *arg)
+{
+    kbody_drop(arg);
+}
+
 /* One file as a lookup found it: the cache's (REF: a reference on its
  * descriptor FD) or opened for this request (OWNED). LASTMOD follows ETAG in
  * memory. */
@@ -97,7 +121,7 @@ typedef struct fentry {
     cel_str ctype; /* the media type of PATH (memory of the handler's table) */
     char path[CACHE_PATH];
     char text[TEXT_MAX]; /* the ETag, then Last-Modified */
-    char *body;          /* BODY_CAP bytes, or NULL */
+    kbody *body;         /* BODY_CAP bytes of data, or NULL */
     uint32_t body_cap;
     uint8_t body_ok;  /* BODY holds the file's SIZE bytes as read since CHECKED */
     uint8_t answered; /* answered since CHECKED */
@@ -512,28 +536,30 @@ static const char *kept_body(const dir_handler *d, cel_env *env, ffile *f)
     if (!e || !d->body_budget || f->size > d->body_max)
         return NULL;
     if (e->body_ok)
-        return e->body;
+        return e->body->data;
     if (!e->answered) {
         e->answered = 1;
         return NULL;
     }
     fcache *c = &d->caches[env->worker_id];
     size_t need = ((size_t)f->size + BODY_STEP) & ~(size_t)(BODY_STEP - 1);
-    if (!e->body || e->body_cap < f->size) {
+    /* a block an answer still sends from is left to it: a new one */
+    if (!e->body || e->body_cap < f->size || e->body->refs > 1) {
         if (c->body_bytes - e->body_cap + need > d->body_budget)
             return NULL;
-        free(e->body);
+        kbody_drop(e->body);
         c->body_bytes -= e->body_cap;
         e->body_cap = 0;
-        if (!(e->body = malloc(need)))
+        if (!(e->body = malloc(sizeof(kbody) + need)))
             return NULL;
+        e->body->refs = 1;
         e->body_cap = (uint32_t)need;
         c->body_bytes += need;
     }
-    if (read_whole(e->fd, e->body, (size_t)f->size, 0) < f->size)
+    if (read_whole(e->fd, e->body->data, (size_t)f->size, 0) < f->size)
         return NULL;
     e->body_ok = 1;
-    return e->body;
+    return e->body->data;
 }
 
 /* Sends RES (status, type and headers set) with the NR RANGES of F as its
@@ -558,12 +584,26 @@ static int send_body(const dir_handler *d, cel_exchange *x, cel_response *res, f
                 x->ops->fail(x);
             return CEL_HANDLER_ASYNC;
         }
+        const char *kept = len ? kept_body(d, x->env, f) : NULL;
+        if (kept && len >= KEPT_REF_MIN) {
+            /* the slot's bytes themselves, held until the front end is done
+             * with them: no copy into the arena (HTTP/2 queues 1 KiB and more
+             * by reference, HTTP/1.1 copies them once into its queue) */
+            kbody *b = slot_of(f)->body;
+            b->refs++;
+            release(f);
+            res->body = kept + ranges[0].off;
+            res->body_len = len;
+            cel_body_owner own = {kbody_release, b};
+            if (x->ops->respond(x, res, &own))
+                x->ops->fail(x);
+            return CEL_HANDLER_ASYNC;
+        }
         char *buf = len ? cel_arena_alloc(x->arena, len) : (char *)"";
         if (!buf) {
             release(f);
             return CEL_ENOMEM;
         }
-        const char *kept = kept_body(d, x->env, f);
         size_t got = len;
         if (kept)
             memcpy(buf, kept + ranges[0].off, len);
@@ -967,7 +1007,7 @@ static void cache_free(fcache *c)
         return;
     for (size_t i = 0; i <= c->mask; i++) {
         entry_drop(&c->slots[i]);
-        free(c->slots[i].body);
+        kbody_drop(c->slots[i].body);
     }
     free(c->slots);
     c->slots = NULL;

@@ -651,6 +651,79 @@ def test_kept_bytes_follow_a_rewrite_that_keeps_size_and_mtime(client, tree):
         time.sleep(0.05)
 
 
+KEPT_V1, KEPT_V2 = b"1" * 4096, b"2" * 4096  # kept, and answered from the cache's block
+
+
+def test_kept_bytes_an_answer_still_sends_are_not_overwritten(celerisd, tmp_path):
+    """Kept bytes of 1 KiB and more are sent from the cache's own block, by
+    reference. Answers that wait on a shut flow-control window still point
+    into it when the file is rewritten (same size and mtime) and its slot is
+    read again a second later: those answers keep the old bytes, the new ones
+    get the new bytes (the slot reads into a block of its own)."""
+    import h2.config
+    import h2.connection
+    import h2.events
+    import h2.settings
+    (tmp_path / "www").mkdir()
+    f = tmp_path / "www" / "v.bin"
+    f.write_bytes(KEPT_V1)
+    srv = celerisd(f"""
+workers: 1
+log: {{ level: warn }}
+routes:
+  - path: /k/*path
+    dir: {{ root: "{tmp_path / 'www'}" }}
+""")
+    s = socket.create_connection(("127.0.0.1", srv.port), timeout=20 * TIME_SCALE)
+    conn = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    conn.initiate_connection()
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 0})
+    hdrs = [(":method", "GET"), (":path", "/k/v.bin"), (":scheme", "http"),
+            (":authority", "x")]
+    ids = []
+    for _ in range(3):  # in one read: the second and third answers are kept bytes
+        ids.append(conn.get_next_available_stream_id())
+        conn.send_headers(ids[-1], hdrs, end_stream=True)
+    s.sendall(conn.data_to_send())
+    bodies, heads, ended = {i: b"" for i in ids}, set(), set()
+
+    def pump(until):
+        deadline = time.monotonic() + 10 * TIME_SCALE
+        while not until():
+            assert time.monotonic() < deadline, (bodies, ended)
+            data = s.recv(1 << 16)
+            assert data, "connection closed"
+            for ev in conn.receive_data(data):
+                if isinstance(ev, h2.events.ResponseReceived):
+                    heads.add(ev.stream_id)
+                elif isinstance(ev, h2.events.DataReceived):
+                    bodies[ev.stream_id] += ev.data
+                    conn.acknowledge_received_data(ev.flow_controlled_length, ev.stream_id)
+                elif isinstance(ev, h2.events.StreamEnded):
+                    ended.add(ev.stream_id)
+            s.sendall(conn.data_to_send())
+
+    pump(lambda: len(heads) == len(ids))  # answered; their bodies wait on the window
+    assert not any(bodies.values())
+    st = os.stat(f)
+    with open(f, "r+b") as fh:
+        fh.write(KEPT_V2)
+    os.utime(f, ns=(st.st_atime_ns, st.st_mtime_ns))
+    time.sleep(1.2)  # the slot is looked up again in a later second
+    with srv.client() as c:
+        t0 = time.monotonic()
+        while True:  # read from the file, then kept: into the block the waiting answers hold?
+            got = [c.get("/k/v.bin").body for _ in range(3)]
+            if got == [KEPT_V2] * 3:
+                break
+            assert time.monotonic() - t0 < 5 * TIME_SCALE, "new bytes not served"
+    conn.update_settings({h2.settings.SettingCodes.INITIAL_WINDOW_SIZE: 65535})
+    s.sendall(conn.data_to_send())
+    pump(lambda: len(ended) == len(ids))
+    s.close()
+    assert [bodies[i] for i in ids] == [KEPT_V1] * 3
+
+
 # -- the open-file cache's descriptors ------------------------------------------------
 
 MEDIUM = bytes((i * 11 + 1) & 0xFF for i in range(64 * 1024))  # streamed: above the small-file size
