@@ -11,6 +11,10 @@
 #ifndef CEL_EXCHANGE_H
 #define CEL_EXCHANGE_H
 
+#include <fcntl.h>
+#include <stdint.h>
+#include <unistd.h>
+
 #include "arena.h"
 #include "request.h"
 
@@ -34,6 +38,30 @@ static inline int cel_body_owner_done(const cel_body_owner *owner, int rc)
     if (owner)
         owner->release(owner->arg);
     return rc;
+}
+
+/* The release of an owner cel_body_owner_for_fd made: closes its duplicate. */
+static inline void cel_body_owner_close_fd(void *arg)
+{
+    close((int)(intptr_t)arg);
+}
+
+/* For write_file: what the front end keeps while it sends from *FD. OWNER when
+ * the caller lends its reference (it keeps the descriptor open: no dup, no
+ * close); without one, a duplicate of *FD, closed on release, which *FD then
+ * names. 0, or -1 when the descriptor cannot be duplicated. */
+static inline int cel_body_owner_for_fd(const cel_body_owner *owner, int *fd, cel_body_owner *own)
+{
+    if (owner) {
+        *own = *owner;
+        return 0;
+    }
+    int mine = fcntl(*fd, F_DUPFD_CLOEXEC, 0);
+    if (mine < 0)
+        return -1;
+    *own = (cel_body_owner){cel_body_owner_close_fd, (void *)(intptr_t)mine};
+    *fd = mine;
+    return 0;
 }
 
 typedef struct cel_exchange_ops {

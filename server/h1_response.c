@@ -222,11 +222,6 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
-static void close_fd(void *arg)
-{
-    close((int)(intptr_t)arg);
-}
-
 static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
                         const cel_body_owner *owner)
 {
@@ -235,16 +230,9 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
     if (r->streaming != 1 || r->ended || r->chunks || x->filter || !cel_outq_can_sendfile(h->out) ||
         !n || n > SIZE_MAX)
         return cel_body_owner_done(owner, CEL_EINVAL);
-    cel_body_owner own = {close_fd, NULL};
-    if (owner) { /* the caller's reference keeps FD open: no dup, no close */
-        own = *owner;
-    } else {
-        int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (mine < 0)
-            return CEL_EINVAL;
-        own.arg = (void *)(intptr_t)mine;
-        fd = mine;
-    }
+    cel_body_owner own;
+    if (cel_body_owner_for_fd(owner, &fd, &own))
+        return CEL_EINVAL;
     if (cel_outq_file(h->out, fd, (off_t)off, (size_t)n, own.release, own.arg)) {
         own.release(own.arg);
         return CEL_ENOMEM;

@@ -420,11 +420,6 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
     return st->out_len - st->out_sent > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
-static void close_fd(void *arg)
-{
-    close((int)(intptr_t)arg);
-}
-
 static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
                         const cel_body_owner *owner)
 {
@@ -447,17 +442,10 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
     ext_body *e = cel_pool_alloc(h->env->pool, sizeof(*e));
     if (!e)
         return cel_body_owner_done(owner, CEL_ENOMEM);
-    cel_body_owner own = {close_fd, NULL};
-    if (owner) { /* the caller's reference keeps FD open: no dup, no close */
-        own = *owner;
-    } else {
-        int mine = fcntl(fd, F_DUPFD_CLOEXEC, 0);
-        if (mine < 0) {
-            cel_pool_release(h->env->pool, e);
-            return CEL_EINVAL;
-        }
-        own.arg = (void *)(intptr_t)mine;
-        fd = mine;
+    cel_body_owner own;
+    if (cel_body_owner_for_fd(owner, &fd, &own)) {
+        cel_pool_release(h->env->pool, e);
+        return CEL_EINVAL;
     }
     *e = (ext_body){1, h->env->pool, own};
     st->ext = e;
