@@ -50,6 +50,7 @@
 #include "config.h"
 #include "env.h"
 #include "fuzz.h"
+#include "fuzz_sink.h"
 #include "genref.h"
 #include "h1.h"
 #include "h1_parse.h"
@@ -185,58 +186,6 @@ static void check_access_log(void)
     free(buf);
     if (ftruncate(logfd, 0))
         abort();
-}
-
-/* ---- the sink ---- */
-
-#define SINK_MAX (8u << 20)
-
-typedef struct sink {
-    uint8_t *buf;
-    size_t len, cap;
-    int overflow;
-    size_t per_round, left;
-} sink;
-
-static ssize_t sink_writev(void *ctx, const struct iovec *iov, int iovcnt)
-{
-    sink *k = ctx;
-    size_t total = 0;
-    for (int i = 0; i < iovcnt; i++) {
-        size_t n = iov[i].iov_len;
-        FUZZ_CHECK(n > 0 && iov[i].iov_base, "empty or NULL iovec");
-        if (k->per_round) {
-            if (k->left == 0)
-                break;
-            if (n > k->left)
-                n = k->left;
-            k->left -= n;
-        }
-        if (k->overflow || k->len + n > SINK_MAX) {
-            k->overflow = 1;
-        } else {
-            if (k->len + n > k->cap) {
-                size_t cap = k->cap ? k->cap : 4096;
-                while (cap < k->len + n)
-                    cap *= 2;
-                uint8_t *b = realloc(k->buf, cap);
-                if (!b)
-                    abort();
-                k->buf = b;
-                k->cap = cap;
-            }
-            memcpy(k->buf + k->len, iov[i].iov_base, n);
-            k->len += n;
-        }
-        total += n;
-        if (n < iov[i].iov_len)
-            break;
-    }
-    if (total == 0) {
-        errno = EAGAIN;
-        return -1;
-    }
-    return (ssize_t)total;
 }
 
 /* ---- the output oracle ---- */
