@@ -306,7 +306,6 @@ int main(int argc, char **argv)
         event_add(sigs[i], NULL);
     }
     sigprocmask(SIG_UNBLOCK, &ours, NULL);
-    cel_stats_reload(-1, d.srv.cfg->generation, d.srv.nworkers);
     d.watchdog_usec = cel_notify_watchdog_usec();
     /* The tick feeds the watchdog, so it runs at least twice per interval. */
     struct timeval tick = {1, 0};

@@ -12,6 +12,7 @@
 #include "listener.h"
 #include "log.h"
 #include "notify.h"
+#include "stats.h"
 #include "tls.h"
 
 static int same_addr(const cel_listen *a, const struct sockaddr_storage *ss, socklen_t len)
@@ -231,6 +232,8 @@ int cel_server_start(cel_server *s, cel_config *cfg)
     s->cfg = cfg;
     cel_tls_set_ticket_rotation((cfg->tls_ticket_rotation_ms + 999) / 1000);
     cel_config_publish(cfg);
+    /* Before any worker accepts: its first /status must see this generation. */
+    cel_stats_reload(-1, cfg->generation, cfg->nworkers);
     for (size_t i = 0; i < s->ninherited; i++) {
         int used = 0;
         for (size_t k = 0; k < s->nslots; k++)
