@@ -796,18 +796,17 @@ static int serve(const dir_handler *d, cel_exchange *x, cel_response *res, ffile
     } else if (slot && !slot_of(f)) {
         own_text(f); /* a sibling's lookup took F's slot, and may have its text */
     }
+    /* one copy of both texts, after the headers in the same piece of the
+     * arena: a cache slot's text changes when it is looked up again, while
+     * the stream's headers must stay as they are until sent */
     hdrs h = {.cap = d->nextra + 8};
-    if (!(h.kv = cel_arena_alloc(x->arena, h.cap * sizeof(*h.kv)))) {
+    size_t tn = f->etag.n + f->lastmod.n;
+    if (!(h.kv = cel_arena_alloc(x->arena, h.cap * sizeof(*h.kv) + tn))) {
         release(f);
         return CEL_ENOMEM;
     }
-    /* one copy of both: a cache slot's text changes when it is looked up
-     * again, while the stream's headers must stay as they are until sent */
-    char *text = cel_arena_dup(x->arena, f->etag.p, f->etag.n + f->lastmod.n);
-    if (!text) {
-        release(f);
-        return CEL_ENOMEM;
-    }
+    char *text = (char *)(h.kv + h.cap);
+    cel_copy_small(text, f->etag.p, tn);
     cel_str etag = {"", 0};
     char *lm = text + f->etag.n;
     if (d->etag) {
