@@ -136,7 +136,9 @@ def test_prior_knowledge_several_urls(srv, tmp_path, parallel):
     p, info, bodies = several(srv, tmp_path,
                               ["--http2-prior-knowledge", *(["-Z"] if parallel else [])])
     served = settle(srv)[len(before):-1]
-    if curl_reuse_bug():
+    # A Debian update that backports curl's fix makes 7.88 succeed: then the
+    # full check below applies to it as to any other curl.
+    if curl_reuse_bug() and p.returncode != 0:
         assert p.returncode == 16, (p.returncode, p.stdout, p.stderr)
         assert b"Error in the HTTP2 framing layer" in p.stderr, p.stderr
         # the first transfer, whole, on the one connection curl made
