@@ -18,7 +18,10 @@
 static void process(cel_h1 *h);
 static void process_input(cel_h1 *h);
 
-/* Base64url (RFC 4648 section 5, padding optional), as HTTP2-Settings uses. */
+/* Base64url (RFC 4648 section 5) without padding, as HTTP2-Settings uses
+ * (RFC 7540 section 3.2.1). A SETTINGS payload is whole 6-octet settings, and
+ * those encode to whole groups of four characters: padding never belongs to
+ * a payload that could be taken, and neither does a length of 4k + 1. */
 static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen)
 {
     uint32_t acc = 0;
@@ -31,10 +34,7 @@ static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size
                 : c >= '0' && c <= '9' ? c - '0' + 52
                 : c == '-'             ? 62
                 : c == '_'             ? 63
-                : c == '='             ? -2
                                        : -1;
-        if (v == -2)
-            break;
         if (v < 0)
             return -1;
         acc = (acc << 6) | (uint32_t)v;
@@ -46,6 +46,8 @@ static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size
             out[k++] = (uint8_t)(acc >> bits);
         }
     }
+    if (bits == 6)
+        return -1;
     *outlen = k;
     return 0;
 }
