@@ -302,9 +302,17 @@ static int upgrade(cel_h1 *h, const cel_h1_head *hd, size_t head_len)
      * max_settings_entries, say) is no upgrade, and the request is answered
      * over HTTP/1.1, not with 101 and a close. Nothing of HTTP/2 reaches the
      * output queue before cel_h2_send, so 101 still goes out first. */
+    int dispatched = 0;
     void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->conn, settings,
-                                   slen, &r->req);
+                                   slen, &r->req, &dispatched);
     req_free(h, r, 0); /* HTTP/2 took its own copy */
+    if (!h2 && dispatched) {
+        /* The handler ran on stream 1 and the session failed after it: the
+         * request is not made again over HTTP/1.1 (a handler with effects
+         * would have them twice). It ends as a failed HTTP/2 session would. */
+        h->state = S_CLOSED;
+        return 0;
+    }
     if (!h2)
         return -1;
     if (cel_outq_copy(h->out, CEL_H1_SWITCH_H2C, sizeof(CEL_H1_SWITCH_H2C) - 1)) {
