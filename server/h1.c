@@ -18,7 +18,10 @@
 static void process(cel_h1 *h);
 static void process_input(cel_h1 *h);
 
-/* Base64url (RFC 4648 section 5, padding optional), as HTTP2-Settings uses. */
+/* Base64url (RFC 4648 section 5) without padding, as HTTP2-Settings uses
+ * (RFC 7540 section 3.2.1). A SETTINGS payload is whole 6-octet settings, and
+ * those encode to whole groups of four characters: padding never belongs to
+ * a payload that could be taken, and neither does a length of 4k + 1. */
 static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size_t *outlen)
 {
     uint32_t acc = 0;
@@ -31,10 +34,7 @@ static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size
                 : c >= '0' && c <= '9' ? c - '0' + 52
                 : c == '-'             ? 62
                 : c == '_'             ? 63
-                : c == '='             ? -2
                                        : -1;
-        if (v == -2)
-            break;
         if (v < 0)
             return -1;
         acc = (acc << 6) | (uint32_t)v;
@@ -46,6 +46,8 @@ static int b64url_decode(const char *s, size_t n, uint8_t *out, size_t cap, size
             out[k++] = (uint8_t)(acc >> bits);
         }
     }
+    if (bits == 6)
+        return -1;
     *outlen = k;
     return 0;
 }
@@ -300,9 +302,17 @@ static int upgrade(cel_h1 *h, const cel_h1_head *hd, size_t head_len)
      * max_settings_entries, say) is no upgrade, and the request is answered
      * over HTTP/1.1, not with 101 and a close. Nothing of HTTP/2 reaches the
      * output queue before cel_h2_send, so 101 still goes out first. */
+    int dispatched = 0;
     void *h2 = cel_h2_new_upgraded(h->env, h->out, h->want_flush, h->flush_ctx, h->conn, settings,
-                                   slen, &r->req);
+                                   slen, &r->req, &dispatched);
     req_free(h, r, 0); /* HTTP/2 took its own copy */
+    if (!h2 && dispatched) {
+        /* The handler ran on stream 1 and the session failed after it: the
+         * request is not made again over HTTP/1.1 (a handler with effects
+         * would have them twice). It ends as a failed HTTP/2 session would. */
+        h->state = S_CLOSED;
+        return 0;
+    }
     if (!h2)
         return -1;
     if (cel_outq_copy(h->out, CEL_H1_SWITCH_H2C, sizeof(CEL_H1_SWITCH_H2C) - 1)) {

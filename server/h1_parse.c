@@ -359,9 +359,11 @@ static int finish(cel_h1_head *h, const rline *r, size_t count, const cel_h1_lim
     h->keep_alive = r->minor == 1 ? !close : ka && !close;
     /* RFC 9110 section 10.1.1: a 1.0 client cannot take a 100 response */
     h->expect_continue = r->minor == 1 && cont;
-    /* RFC 7540 section 3.2.1: exactly one HTTP2-Settings, or no upgrade */
-    h->upgrade_h2c =
-        r->minor == 1 && h2c && conn_upgrade && nsettings == 1 && alnum_or(settings, "-_");
+    /* RFC 7540 section 3.2.1: exactly one HTTP2-Settings, or no upgrade. It is
+     * base64url without padding; one character past a whole group of four
+     * would be six bits of no octet, so it is not base64url at all. */
+    h->upgrade_h2c = r->minor == 1 && h2c && conn_upgrade && nsettings == 1 &&
+                     alnum_or(settings, "-_") && settings.n % 4 != 1;
     h->http2_settings = h->upgrade_h2c ? settings : empty;
     h->nheaders = count;
     return 0;

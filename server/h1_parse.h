@@ -87,7 +87,8 @@ typedef struct cel_h1_head {
     unsigned keep_alive : 1;
     unsigned expect_continue : 1; /* HTTP/1.1 with Expect: 100-continue */
     unsigned upgrade_h2c : 1;     /* HTTP/1.1, Upgrade lists h2c, Connection lists upgrade,
-                                     and exactly one base64url HTTP2-Settings */
+                                     and exactly one base64url HTTP2-Settings (no padding,
+                                     no length of 4k + 1) */
     cel_str http2_settings;       /* the HTTP2-Settings value (base64url) when upgrade_h2c */
     size_t nheaders;
     cel_header headers[CEL_H1_MAX_HEADERS]; /* names as sent, not lowercased */

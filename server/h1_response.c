@@ -9,6 +9,7 @@
 
 #include "dispatch.h"
 #include "h1_internal.h"
+#include "http.h"
 #include "phase.h"
 
 /* ---- answering ---- */
@@ -88,8 +89,22 @@ int cel_h1_respond(cel_h1 *h, req *r, const cel_response *res, const cel_body_ow
     return rc ? CEL_EIO : 0;
 }
 
+/* Whether T is a request target the parser takes: visible ASCII but '#'. */
+static int target_ok(cel_str t)
+{
+    for (size_t i = 0; i < t.n; i++) {
+        unsigned char c = (unsigned char)t.p[i];
+        if (c <= ' ' || c >= 0x7f || c == '#')
+            return 0;
+    }
+    return 1;
+}
+
 /* What the first line of the input says of a request whose head was refused,
- * for the access log: method, target and version as far as they go. */
+ * for the access log: method, target and version as far as the parser could
+ * read them. A method that is no token leaves both out (the line is no request
+ * line: the log would show its bytes as a method and a path), and a target with
+ * a byte the parser refuses leaves the target out. */
 static const char *sketch(const cel_h1 *h, cel_request *q)
 {
     const char *p = h->ibuf, *end = h->ibuf + h->ilen;
@@ -105,6 +120,10 @@ static const char *sketch(const cel_h1 *h, cel_request *q)
         p = sp ? sp + 1 : eol;
     }
     memset(q, 0, sizeof(*q));
+    if (!cel_http_is_token(tok[0].p, tok[0].n))
+        tok[0].n = tok[1].n = 0;
+    else if (!target_ok(tok[1]))
+        tok[1].n = 0;
     q->method = tok[0];
     q->method_bit = cel_method_bit(tok[0].p, tok[0].n);
     const char *qm = memchr(tok[1].p, '?', tok[1].n);

@@ -37,10 +37,13 @@ cel_h2 *cel_h2_new(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), v
 struct cel_request;
 /* A session that starts as the upgrade of an HTTP/1.1 request (RFC 7540 3.2):
  * SETTINGS is the decoded HTTP2-Settings payload, and RQ (copied) is answered on
- * stream 1. NULL when the upgrade cannot be made. */
+ * stream 1. NULL when the upgrade cannot be made; *DISPATCHED then says
+ * whether RQ already went to its route (the handler ran, and then the session
+ * failed, out of memory): such a request must not be answered again over
+ * HTTP/1.1, which would run its handler a second time. */
 cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
                             const cel_conn_view *conn, const uint8_t *settings, size_t slen,
-                            const struct cel_request *rq);
+                            const struct cel_request *rq, int *dispatched);
 
 /* Frees the session and every stream still open (releasing their generations). */
 void cel_h2_free(cel_h2 *h);

@@ -29,8 +29,9 @@ static int hop_header(cel_str n)
 
 cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void *ctx), void *ctx,
                             const cel_conn_view *conn, const uint8_t *settings, size_t slen,
-                            const cel_request *rq)
+                            const cel_request *rq, int *dispatched)
 {
+    *dispatched = 0;
     cel_h2 *h = cel_h2_new(env, out, want_flush, ctx, conn);
     if (!h)
         return NULL;
@@ -65,6 +66,7 @@ cel_h2 *cel_h2_new_upgraded(cel_env *env, cel_outq *out, void (*want_flush)(void
               cel_h2_add_header(h, st, n, v);
     }
     if (bad || !t || dispatch(h, st)) {
+        *dispatched = h->served; /* set by dispatch just before the handler runs */
         cel_h2_free(h);
         return NULL;
     }

@@ -6,6 +6,7 @@
  *
  *   alloc_calls     malloc/calloc/realloc calls counted so far
  *   alloc_fail_at   0: none fails; N: the Nth counted call returns NULL
+ *   alloc_fail_rest set: every counted call after the Nth returns NULL too
  *   alloc_counting  calls are counted (and may fail) only while this is set
  */
 #ifndef CEL_TESTS_ALLOC_COUNT_H
@@ -22,12 +23,17 @@ void *__wrap_realloc(void *p, size_t n);
 
 static unsigned long alloc_calls;
 static unsigned long alloc_fail_at;
+static int alloc_fail_rest;
 static int alloc_counting = 1;
 
-/* Counts one call; nonzero when it is the one to fail. */
+/* Counts one call; nonzero when it is one to fail. */
 static int alloc_count(void)
 {
-    return alloc_counting && ++alloc_calls == alloc_fail_at;
+    if (!alloc_counting)
+        return 0;
+    ++alloc_calls;
+    return alloc_fail_at &&
+           (alloc_calls == alloc_fail_at || (alloc_fail_rest && alloc_calls > alloc_fail_at));
 }
 
 void *__wrap_malloc(size_t n)

@@ -14,7 +14,9 @@ by PID; the attacker's frames come from tests/lib/h2frames.py (rawh2.py). Every 
 
 target.finish() collects every problem (the attack's own checks first) and
 fails once with all of them, so a failure report says everything that went
-wrong.
+wrong. A test that does not reach finish() (it failed first, or forgot it) is
+still judged at teardown: a daemon that died, exits with another code than 0
+on SIGTERM or wrote a sanitizer report there is an error of the test.
 """
 
 import os
@@ -129,6 +131,7 @@ class Target:
         self.rss_before = None
         self.t_attack = None
         self.finished = False
+        self.exit_checked = False  # the daemon was stopped and its exit judged
         (self.dir / "big.bin").write_bytes(bytes(range(256)) * (BIG_SIZE // 256))
 
     def start(self, limits=None, workers=1, good=True, log_level="warn"):
@@ -207,21 +210,60 @@ class Target:
                        f"memory: VmHWM {hwm} kB vs VmRSS {self.rss_before} kB before the attack "
                        f"(+{grew} kB, bound +{MEMORY_BOUND_KIB} kB); VmRSS now {rss} kB")
         if was_alive:
-            rc, took = srv.stop()
-            self.check(rc == 0, f"exit code {rc} on SIGTERM (after {took:.1f} s); stderr tail:\n"
-                                f"{srv.stderr_text()[-2000:]}")
+            self.problems += self.stop_daemon()
+        else:
+            self.exit_checked = True
+            self.problems += sanitizer_report(srv)
         if self.problems:
             pytest.fail("\n".join(self.problems), pytrace=False)
 
+    def stop_daemon(self):
+        """Stops the daemon by SIGTERM; the problems its exit shows: a code other
+        than 0, a sanitizer's report on stderr."""
+        srv = self.srv
+        self.exit_checked = True
+        rc, took = srv.stop()
+        problems = sanitizer_report(srv)
+        if rc != 0:
+            problems.insert(0, f"exit code {rc} on SIGTERM (after {took:.1f} s); stderr tail:\n"
+                               f"{srv.stderr_text()[-2000:]}")
+        return problems
+
     def teardown(self):
+        """Stops what the test left running and fails it (an error at teardown)
+        with what it finds there: a test that did not reach finish(), because
+        it failed first or never called it, still reports a daemon that died,
+        exits with another code than 0 on SIGTERM or wrote a sanitizer report,
+        and so does any other daemon it started through the factory."""
+        problems = []
         if self.good is not None and not self.finished:
             self.good._stop.set()
             self.good.thread.join(timeout=10)
             self.good.client.close()
+        if self.srv is not None and not self.exit_checked:
+            if not alive(self.srv):
+                self.exit_checked = True
+                problems.append(f"the daemon died during the test: exit code "
+                                f"{self.srv.proc.returncode}; stderr tail:\n"
+                                f"{self.srv.stderr_text()[-2000:]}")
+                problems += sanitizer_report(self.srv)
+            else:
+                problems += self.stop_daemon()
         if self.srv is not None:
-            # finish() checked the exit code itself; after a failure, any code.
-            self.srv.expect_exit = None
-        return self.factory.teardown()
+            self.srv.expect_exit = None  # judged above, or by finish()
+        problems += self.factory.teardown()
+        if problems:
+            pytest.fail("at teardown:\n" + "\n".join(problems), pytrace=False)
+
+
+def sanitizer_report(srv):
+    """A problem when the daemon's stderr holds an AddressSanitizer, LeakSanitizer
+    or UndefinedBehaviorSanitizer report (with halt_on_error=0 the exit code
+    does not say so)."""
+    err = srv.stderr_text()
+    if "Sanitizer" in err or "runtime error:" in err:
+        return [f"sanitizer report on stderr:\n{err[-4000:]}"]
+    return []
 
 
 @pytest.fixture

@@ -27,8 +27,8 @@
  *     max_headers fields, each name a token, each value without control bytes
  *     or surrounding whitespace; minor 0 or 1; chunked only in 1.1 and never with
  *     a content-length; upgrade_h2c and expect_continue only in 1.1, with a
- *     base64url HTTP2-Settings when upgrading (empty is SETTINGS without
- *     parameters); cel_h1_find finds every
+ *     base64url HTTP2-Settings when upgrading (no padding, no length of
+ *     4k + 1; empty is SETTINGS without parameters); cel_h1_find finds every
  *     field by its lowercased name, and after cel_h1_lowercase_names every name
  *     is lowercase and otherwise unchanged;
  *   - the chunked decoder, over what follows a complete chunked head (else the
@@ -143,6 +143,8 @@ static void check_head(const cel_h1_head *h, const char *buf, size_t len, const 
         unsigned char c = (unsigned char)h->http2_settings.p[i];
         FUZZ_CHECK(cel_http_is_alnum(c) || c == '-' || c == '_', "HTTP2-Settings byte 0x%02x", c);
     }
+    FUZZ_CHECK(h->http2_settings.n % 4 != 1, "HTTP2-Settings of %zu characters",
+               h->http2_settings.n);
 }
 
 /* cel_h1_lowercase_names on a copy parsed again (the head must point into the

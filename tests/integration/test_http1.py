@@ -329,6 +329,30 @@ def test_h2c_upgrade_settings_refused(srv):
     c.close()
 
 
+@pytest.mark.parametrize("tail", [b"A", b"="])
+def test_h2c_upgrade_settings_not_base64url(srv, tail):
+    """HTTP2-Settings is base64url without padding (RFC 7540 3.2.1), and the
+    settings python-h2 sends with one more character (six bits of no octet)
+    or with a '=' are not: no upgrade, the request is answered over HTTP/1.1.
+    The character past the whole groups of four used to be dropped and the
+    upgrade made (101). A padded value can never be whole 6-octet settings
+    (those encode to groups of four characters), so padding is not taken."""
+    import h2.config
+    import h2.connection
+
+    client = h2.connection.H2Connection(h2.config.H2Configuration(client_side=True))
+    settings = client.initiate_upgrade_connection()
+    assert len(settings) % 4 == 0
+    c = Conn(srv.port)
+    c.send(b"GET /bench HTTP/1.1\r\nHost: t\r\nConnection: Upgrade, HTTP2-Settings\r\n"
+           b"Upgrade: h2c\r\nHTTP2-Settings: " + settings + tail + b"\r\n\r\n")
+    st, _, body = c.response()
+    assert (st, body) == (200, b"OK")
+    c.send(get("/bench"))
+    assert c.response()[:3:2] == (200, b"OK")
+    c.close()
+
+
 def test_curl_plain(srv):
     p = subprocess.run(["curl", "-sS", "--max-time", "5", "-w", " %{http_version}",
                         srv.url("/users/1/posts/2")], capture_output=True, timeout=15)

@@ -438,6 +438,59 @@ routes:
     assert sample(fams, "celerisd_requests", "celerisd_requests_total", route="/bench") == 1
 
 
+# Request lines the parser could not read, and what the access log shows of
+# them: the method and the target as far as the parser read them, never the
+# bytes that stopped it (a NUL in the method reached the JSON log as
+# "GET\u0000", a line of binary as a method and a path of garbage). Each
+# comes second on its connection: as the first bytes, the lines that do not
+# begin with an upper-case method and a space are taken for a broken HTTP/2
+# preface (GOAWAY, nothing logged).
+MALFORMED_H1 = [
+    # (what is sent, method, path as logged)
+    (b"GET\x00 /a HTTP/1.1\r\nHost: x\r\n\r\n", "", ""),
+    (b"\x01\x02\xff \x7f/x\xfe HTTP/1.1\r\n\r\n", "", ""),
+    (b"GET /a\x01b?q=\x00 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", ""),
+    (b"GET /caf\xc3\xa9 HTTP/1.1\r\nHost: x\r\n\r\n", "GET", ""),
+    (b"GET /ok?a=1 HTTP/1.1\x00\r\nHost: x\r\n\r\n", "GET", "/ok"),
+]
+
+
+@pytest.mark.parametrize("fmt", ["json", "%m|%U|%q|%s|%r"])
+def test_malformed_request_lines_logged_as_far_as_read(celerisd, tmp_path, fmt):
+    """A request line the parser refuses (400) is logged with the 400 the
+    client got and with what the parser read of it: nothing of a method that
+    is no token, no target with a byte a target may not hold; in text formats
+    an empty method or path is "-"."""
+    log = tmp_path / "access.log"
+    srv = celerisd(f"""workers: 1
+log: {{ level: info, access: {{ path: {log}, format: '{fmt}' }} }}
+routes:
+  - path: /first
+    access_log: off
+    static: {{ body: "OK" }}
+""")
+    for data, _, _ in MALFORMED_H1:
+        with socket.create_connection(("127.0.0.1", srv.port), timeout=10) as s:
+            s.sendall(b"GET /first HTTP/1.1\r\nHost: x\r\n\r\n" + data)
+            got = b""
+            while chunk := s.recv(65536):
+                got += chunk
+        assert re.findall(rb"HTTP/1\.1 (\d{3}) ", got) == [b"200", b"400"], (data, got)
+    lines = wait_lines(log, len(MALFORMED_H1))
+    assert len(lines) == len(MALFORMED_H1), lines
+    for line, (data, method, path) in zip(lines, MALFORMED_H1):
+        if fmt == "json":
+            rec = json.loads(line)
+            assert (rec["method"], rec["path"], rec["status"]) == (method, path, 400), (data, rec)
+            assert rec["query"] == ("a=1" if path else ""), (data, rec)
+            assert rec["remote"] == "127.0.0.1" and rec["protocol"] == "HTTP/1.1", rec
+            assert not any(c < " " for v in rec.values() if isinstance(v, str) for c in v), rec
+        else:
+            q = "?a=1" if path else ""
+            m, p = method or "-", path or "-"
+            assert line == f"{m}|{p}|{q}|400|{m} {p}{q} HTTP/1.1", (data, line)
+
+
 def test_durations_resolve_microseconds(celerisd, tmp_path):
     """A response a module holds back for 2 ms (sleeping in a pool thread)
     takes at least that long in the access log and in the route's histogram,

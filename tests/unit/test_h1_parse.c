@@ -139,6 +139,12 @@ static const struct good goods[] = {
     {"h2c with bad settings",
      "GET /" H11 "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AA+/\r\n\r\n", 0,
      "GET / 1.1 path=/ query= host=example.com fields=4 cl=-1 keep-alive", NULL, NULL},
+    {"h2c with a character past whole groups of four (not base64url)",
+     "GET /" H11 "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAABkA\r\n\r\n", 0,
+     "GET / 1.1 path=/ query= host=example.com fields=4 cl=-1 keep-alive", NULL, NULL},
+    {"h2c with padding (no whole settings are ever padded)",
+     "GET /" H11 "Connection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMAAA==\r\n\r\n", 0,
+     "GET / 1.1 path=/ query= host=example.com fields=4 cl=-1 keep-alive", NULL, NULL},
     {"h2c in HTTP/1.0",
      "GET / HTTP/1.0\r\nConnection: Upgrade\r\nUpgrade: h2c\r\nHTTP2-Settings: AAMA\r\n"
      "\r\n",
