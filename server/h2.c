@@ -255,7 +255,11 @@ void cel_h2_goaway(cel_h2 *h)
 
 static int p_recv(void *s, const uint8_t *p, size_t n)
 {
-    return cel_h2_recv(s, p, n);
+    cel_h2 *h = s;
+    h->receiving = 1; /* see cel_h2_flush_soon */
+    int rc = cel_h2_recv(h, p, n);
+    h->receiving = 0;
+    return rc;
 }
 
 static int p_send(void *s)

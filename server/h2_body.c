@@ -8,12 +8,6 @@
  * and on its stream only as far as the handler took it, so the client cannot
  * send more than one stream window ahead of the handler. */
 
-static void flush_soon(cel_h2 *h)
-{
-    if (h->want_flush)
-        h->want_flush(h->flush_ctx);
-}
-
 /* The answer is complete: what the handler has not taken is dropped. */
 static int answered(const stream *st)
 {
@@ -205,7 +199,7 @@ void cel_h2_body_resume(cel_exchange *x)
     st->bflags &= (uint8_t)~CEL_H2B_HELD;
     st->bflags |= CEL_H2B_RESUME;
     set_held(st->h, st, 0);
-    flush_soon(st->h);
+    cel_h2_flush_soon(st->h);
 }
 
 void cel_h2_body_pump(cel_h2 *h)

@@ -138,6 +138,7 @@ struct cel_h2 {
     stream *writable;    /* streams whose on_writable is due, run after each send */
     void (*want_flush)(void *ctx);
     void *flush_ctx;
+    uint8_t receiving; /* in p_recv: the connection sends and flushes after it */
     const cel_conn_view *conn;
     const char *peer;    /* client address, for the access log */
     uint8_t served;      /* a request was dispatched */
@@ -168,6 +169,16 @@ struct cel_h2 {
     size_t ra_len;
     int32_t ra_id, ra_last;
 };
+
+/* Output is waiting: the connection is to send and flush it soon. Not while
+ * the connection's read is being taken in (a handler answering during
+ * dispatch): the connection sends and flushes after every read, and an
+ * event of its own would only run one more pump with nothing left to do. */
+static inline void cel_h2_flush_soon(cel_h2 *h)
+{
+    if (h->want_flush && !h->receiving)
+        h->want_flush(h->flush_ctx);
+}
 
 /* Drops the connection's hold on its read-ahead block, which goes once no
  * queued frame points into it (h2_response.c). */

@@ -342,12 +342,6 @@ int cel_h2_respond(cel_h2 *h, stream *st, const cel_response *res)
 
 /* ---- the exchange, for handlers that answer later or in pieces ---- */
 
-static void flush_soon(cel_h2 *h)
-{
-    if (h->want_flush)
-        h->want_flush(h->flush_ctx);
-}
-
 static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_owner *owner)
 {
     stream *st = (stream *)((char *)x - offsetof(stream, x));
@@ -370,7 +364,7 @@ static int x_respond(cel_exchange *x, const cel_response *res, const cel_body_ow
     int rc = cel_h2_respond(h, st, res);
     if (owner)
         st->out_kind = BODY_EXT;
-    flush_soon(h);
+    cel_h2_flush_soon(h);
     return rc ? CEL_EIO : 0;
 }
 
@@ -381,7 +375,7 @@ static int x_start(cel_exchange *x, const cel_response *head)
         return CEL_EINVAL;
     set_held(st->h, st, 0);
     int rc = submit(st->h, st, head, 1);
-    flush_soon(st->h);
+    cel_h2_flush_soon(st->h);
     return rc ? CEL_EIO : 0;
 }
 
@@ -392,7 +386,7 @@ static void resume_if_deferred(stream *st)
         set_held(st->h, st, 0);
         nghttp2_session_resume_data(st->h->s, st->id);
     }
-    flush_soon(st->h);
+    cel_h2_flush_soon(st->h);
 }
 
 static int raw_write(cel_exchange *x, const void *p, size_t n)
@@ -504,7 +498,7 @@ static void x_fail(cel_exchange *x)
         st->h->failing++;
     }
     /* else the answer is whole: it stands, as over HTTP/1.1 */
-    flush_soon(st->h);
+    cel_h2_flush_soon(st->h);
 }
 
 void cel_h2_reset_failing(cel_h2 *h)

@@ -5,15 +5,24 @@
 
 #include "http.h"
 
-static const char hexd[] = "0123456789abcdef";
+/* An ETag's digits: the 32 characters whose HPACK Huffman code (RFC 7541,
+ * Appendix B) is 7 bits long. Between its quotes (10 bits each) and with the
+ * 'X' (8 bits) between its two numbers, a tag of up to 11 digits (mtime's 7
+ * and a size under 1 MiB's 4) is no shorter Huffman-coded than as it is, so
+ * HPACK encoders send it as it is: nghttp2, which never indexes an etag,
+ * skips Huffman-coding it on every answer, and a client's If-None-Match that
+ * carries it back needs no Huffman decoding. Hex digits (5 and 6 bits) made
+ * both sides do that work each time. test_dir.py checks the lengths. */
+static const char etag_digits[] = ":BCDEFGHIJKLMNOPQRSTUVWYjkqvwxyz";
+_Static_assert(sizeof(etag_digits) == 32 + 1, "five bits a digit");
 
-static size_t put_hex(char *p, uint64_t v)
+static size_t put_etag_number(char *p, uint64_t v)
 {
-    char tmp[16];
+    char tmp[13];
     size_t n = 0;
     do {
-        tmp[n++] = hexd[v & 15];
-        v >>= 4;
+        tmp[n++] = etag_digits[v & 31];
+        v >>= 5;
     } while (v);
     for (size_t i = 0; i < n; i++)
         p[i] = tmp[n - 1 - i];
@@ -24,9 +33,9 @@ size_t cel_etag_format(char *buf, int64_t mtime, uint64_t size)
 {
     size_t n = 0;
     buf[n++] = '"';
-    n += put_hex(buf + n, (uint64_t)mtime);
-    buf[n++] = '-';
-    n += put_hex(buf + n, size);
+    n += put_etag_number(buf + n, (uint64_t)mtime);
+    buf[n++] = 'X';
+    n += put_etag_number(buf + n, size);
     buf[n++] = '"';
     return n;
 }

@@ -13,8 +13,11 @@
 
 #include "common.h"
 
-/* "<mtime hex>-<size hex>" in quotes, as nginx forms it, into BUF (at least
- * CEL_ETAG_MAX bytes); returns the length. */
+/* A strong ETag from a file's mtime and size, into BUF (at least
+ * CEL_ETAG_MAX bytes): both numbers in base 32, most significant digit
+ * first, with digits chosen so that HPACK sends the tag as it is rather
+ * than Huffman-coded (see http_cond.c), an 'X' between them, in quotes.
+ * Returns the length. */
 #define CEL_ETAG_MAX 40
 size_t cel_etag_format(char *buf, int64_t mtime, uint64_t size);
 

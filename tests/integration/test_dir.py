@@ -16,6 +16,8 @@ import subprocess
 import threading
 import time
 
+import hpack
+import hyperframe.frame as hf
 import pytest
 
 from support import TIME_SCALE, curl, parse_curl_headers, self_signed
@@ -164,6 +166,21 @@ def status_all(srv, client, path, headers=(), method="GET"):
     return got[0]
 
 
+# The ETag's base-32 digits: the characters with 7-bit HPACK Huffman codes.
+ETAG_DIGITS = ":BCDEFGHIJKLMNOPQRSTUVWYjkqvwxyz"
+
+
+def etag_for(st):
+    """The ETag of a file that os.stat gave ST: mtime 'X' size, in quotes."""
+    def number(v):
+        s = ETAG_DIGITS[v & 31]
+        while v >> 5:
+            v >>= 5
+            s = ETAG_DIGITS[v & 31] + s
+        return s
+    return '"%sX%s"' % (number(int(st.st_mtime) & (1 << 64) - 1), number(st.st_size))
+
+
 def etag_of(client, path):
     r = client.get(path)
     assert r.status == 200
@@ -216,10 +233,53 @@ def test_file_headers(client, tree):
     assert r.header("cache-control") == "max-age=3600"
     assert r.header("x-dir") == "yes"
     st = os.stat(www / "a.txt")
-    assert r.header("etag") == '"%x-%x"' % (int(st.st_mtime), st.st_size)
+    assert r.header("etag") == etag_for(st)
     assert r.header("last-modified") == time.strftime("%a, %d %b %Y %H:%M:%S GMT",
                                                       time.gmtime(int(st.st_mtime)))
     assert client.get("/f/sub/").body == b"<h1>sub</h1>\n"
+
+
+def response_blocks(port, paths):
+    """The HEADERS frames' header blocks (as sent, HPACK-coded) of GETs of
+    PATHS on one raw HTTP/2 connection, in order."""
+    enc = hpack.Encoder()
+    out = hf.SettingsFrame(0).serialize()
+    for i, path in enumerate(paths):
+        frame = hf.HeadersFrame(1 + 2 * i)
+        frame.data = enc.encode([(":method", "GET"), (":scheme", "http"),
+                                 (":authority", "x"), (":path", path)])
+        frame.flags.add("END_HEADERS")
+        frame.flags.add("END_STREAM")
+        out += frame.serialize()
+    blocks = {}
+    with socket.create_connection(("127.0.0.1", port), timeout=20) as s:
+        s.sendall(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + out)
+        data = b""
+        while len(blocks) < len(paths):
+            while len(data) < 9 or len(data) < 9 + int.from_bytes(data[:3], "big"):
+                chunk = s.recv(1 << 16)
+                assert chunk, "connection closed before the answers"
+                data += chunk
+            frame, n = hf.Frame.parse_frame_header(memoryview(data[:9]))
+            frame.parse_body(memoryview(data[9:9 + n]))
+            data = data[9 + n:]
+            if isinstance(frame, hf.HeadersFrame):
+                assert "END_HEADERS" in frame.flags   # no CONTINUATION for these
+                blocks[frame.stream_id] = frame.data
+    return [blocks[1 + 2 * i] for i in range(len(paths))]
+
+
+def test_etag_sent_without_huffman_coding(srv, tree):
+    """The ETag's digits make its Huffman code no shorter than its text (up to
+    a size of 1 MiB), so the daemon's HPACK encoder (nghttp2, which never
+    indexes an etag) sends it as it is on every answer, sparing the Huffman
+    pass on both sides: its length octet (H bit clear) and text appear in the
+    header block as they are."""
+    www, _ = tree
+    names = ["a.txt", "assets/app.js", "mid.bin"]    # 6, 4,000 and 100,000 bytes
+    for name, block in zip(names, response_blocks(srv.port, ["/f/" + n for n in names])):
+        etag = etag_for(os.stat(www / name)).encode()
+        assert bytes([len(etag)]) + etag in block, (name, etag, block)
 
 
 def test_mime_types(client):
