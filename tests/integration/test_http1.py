@@ -207,42 +207,40 @@ def test_pipelined_answers_leave_together(srv):
     pipelined requests, sent at once, cost a few writev in all, and the
     answers come whole and in request order."""
     reqs = [BATCH[i % len(BATCH)] for i in range(60)]
-    c = Conn(srv.port, timeout=10 * TIME_SCALE)
-    c.send(get("/bench"))   # the connection is accepted and its worker known
-    assert c.response()[2] == b"OK"
 
     def batch():
+        # connected once strace is on: idle_timeout (2 s) is shorter than its start
+        c = Conn(srv.port, timeout=10 * TIME_SCALE)
         c.send(b"".join(get(p) for p, _ in reqs))
-        return [c.response() for _ in reqs]
+        out = [c.response() for _ in reqs]
+        c.close()
+        return out
 
     answers, calls, summary = strace_calls(srv.pid, batch)
     for (path, want), answer in zip(reqs, answers):
         assert batch_answer_ok(want, answer), (path, answer)
     writes = calls.get("writev", 0) + calls.get("write", 0) + calls.get("sendmsg", 0)
     assert 0 < writes <= len(reqs) // 10, summary
-    c.close()
 
 
 def test_lone_request_answered_at_once(srv):
     """Batching waits for nothing: a lone request, with no more input behind
     it, is answered in the loop turn that read it (in one writev), and so is
     each of a few sent one at a time on one connection."""
-    c = Conn(srv.port, timeout=10 * TIME_SCALE)
-    c.send(get("/bench"))
-    assert c.response()[2] == b"OK"
 
     def one_by_one():
+        c = Conn(srv.port, timeout=10 * TIME_SCALE)
         out = []
         for path, _ in BATCH:
             c.send(get(path))
             out.append(c.response())
+        c.close()
         return out
 
     answers, calls, summary = strace_calls(srv.pid, one_by_one)
     for (path, want), answer in zip(BATCH, answers):
         assert batch_answer_ok(want, answer), (path, answer)
     assert calls.get("writev", 0) == len(BATCH), summary
-    c.close()
 
 
 def test_pipelined_answers_wait_within_max_output_buffer(celerisd):
