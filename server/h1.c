@@ -203,10 +203,15 @@ static void dispatch(cel_h1 *h, req *r)
     h->dispatching = r;
     int rc = r->route_rc ? cel_dispatch_routed(r->gen->cfg, &r->x, &r->match, r->route_rc - 1, &res)
                          : cel_dispatch(r->gen->cfg, &r->x, &r->match, &res);
-    h->dispatching = NULL;
     if (rc != CEL_HANDLER_ASYNC)
         cel_h1_respond(h, r, &res, NULL);
-    else if (r->pending)
+    h->dispatching = NULL;
+    /* Answered (returned, or through respond before the handler returned):
+     * finished now, and the loop goes on to the next pipelined request, whose
+     * answer joins this one in the output queue. Whoever made the loop run
+     * flushes once after it, in the same turn: on_read's pump after recv, the
+     * pump that called p_send. */
+    if (r->pending)
         finish(h, r, r->pending == 1);
 }
 
@@ -344,6 +349,12 @@ static void process_input(cel_h1 *h)
                 h->state = S_CLOSED;
                 return;
             }
+            /* Answers waiting for a flush fill max_output_buffer: the next
+             * request waits until one made room (p_want_write, p_send). */
+            if (h->ilen && cel_outq_pending(h->out) >= h->limits.max_output_buffer) {
+                h->out_full = 1;
+                return;
+            }
             cel_h1_head hd;
             int rc = cel_h1_parse_head_resume(h->ibuf, h->ilen, &hd, &h->plim, &h->scanned);
             if (rc == CEL_EAGAIN)
@@ -463,6 +474,12 @@ static int p_send(void *s)
         process(h); /* the next pipelined request, if any */
         r = h->cur;
     }
+    /* Pipelined requests left waiting for room in the output queue. */
+    if (h->out_full && cel_outq_pending(h->out) < h->limits.max_output_buffer) {
+        h->out_full = 0;
+        process(h);
+        r = h->cur;
+    }
     /* A streamed answer waiting for room: the queue drained enough. */
     if (r && r->x.on_writable && cel_outq_pending(h->out) < STREAM_LOW) {
         void (*fn)(cel_exchange *) = r->x.on_writable;
@@ -487,7 +504,7 @@ static int p_can_read(const void *s)
      * a streamed body waits while its handler holds back. */
     if (h->state == S_BODY && h->cur && h->cur->x.body_streamed)
         return !h->cur->held && h->ilen < IBUF_SOFT_CAP;
-    return h->state != S_BUSY || h->ilen < IBUF_SOFT_CAP;
+    return (h->state != S_BUSY && !h->out_full) || h->ilen < IBUF_SOFT_CAP;
 }
 
 static int p_want_write(const void *s)
@@ -496,6 +513,8 @@ static int p_want_write(const void *s)
     /* Answers go straight into the output queue; only a streamed answer waiting
      * for room has more to give once a flush drained the queue below the
      * low-water mark, and the connection asks p_send for it then. */
+    if (h->out_full)
+        return cel_outq_pending(h->out) < h->limits.max_output_buffer;
     return h->cur && h->cur->x.on_writable && cel_outq_pending(h->out) < STREAM_LOW &&
            h->idle_writable != h->progress + 1; /* one that wrote nothing waits for an event */
 }

@@ -79,6 +79,7 @@ struct cel_h1 {
     req *cur;
     req *dispatching; /* whose handler is running right now */
     int in_process;
+    int out_full; /* pipelined input waits: the output queue held max_output_buffer */
     uint64_t progress;
     uint64_t idle_writable; /* progress + 1 when on_writable last ran and wrote nothing */
     uint64_t head_us;       /* env->now_us when the head being read began to arrive */

@@ -196,3 +196,25 @@ def build_module(src, out, *extra, cflags=None):
     p = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
     assert p.returncode == 0, p.stderr
     return out
+
+
+def strace_calls(pid, client):
+    """Runs CLIENT (a command, or a function) while strace -c -f counts the
+    system calls of every thread of PID: (the command's CompletedProcess or
+    the function's result, {call: count}, strace's summary)."""
+    args = ["strace", "-c", "-f"]
+    for t in os.listdir(f"/proc/{pid}/task"):
+        args += ["-p", t]
+    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
+    try:
+        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
+        p = (client() if callable(client) else
+             subprocess.run(client, capture_output=True, timeout=90 * TIME_SCALE))
+    finally:
+        tr.send_signal(signal.SIGINT)
+        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
+    calls = {m.group(2): int(m.group(1))
+             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
+                                  summary, re.M)}
+    calls.pop("total", None)
+    return p, calls, summary

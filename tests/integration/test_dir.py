@@ -10,7 +10,6 @@ import gzip
 import hashlib
 import os
 import re
-import signal
 import socket
 import subprocess
 import threading
@@ -20,7 +19,7 @@ import hpack
 import hyperframe.frame as hf
 import pytest
 
-from support import TIME_SCALE, curl, parse_curl_headers, self_signed
+from support import TIME_SCALE, curl, parse_curl_headers, self_signed, strace_calls
 
 SECRET = b"secret outside the root\n"
 APP_JS = b"console.log('app');\n" * 200          # 4,000 bytes
@@ -1157,28 +1156,6 @@ def test_http1_cleartext_sends_files_with_sendfile(bigsrv):
     assert p.returncode == 0, p.stderr
     assert hashlib.sha256(p.stdout).hexdigest() == digest
     assert calls < 2048, f"{calls} read-type system calls for one 64 MiB file"
-
-
-def strace_calls(pid, client):
-    """Runs CLIENT (a command, or a function) while strace -c -f counts the
-    system calls of every thread of PID: (the command's CompletedProcess or
-    the function's result, {call: count}, strace's summary)."""
-    args = ["strace", "-c", "-f"]
-    for t in os.listdir(f"/proc/{pid}/task"):
-        args += ["-p", t]
-    tr = subprocess.Popen(args, stderr=subprocess.PIPE, text=True)
-    try:
-        time.sleep(1.0 * TIME_SCALE)   # strace attaches to every thread
-        p = (client() if callable(client) else
-             subprocess.run(client, capture_output=True, timeout=90 * TIME_SCALE))
-    finally:
-        tr.send_signal(signal.SIGINT)
-        _, summary = tr.communicate(timeout=30 * TIME_SCALE)
-    calls = {m.group(2): int(m.group(1))
-             for m in re.finditer(r"^\s*[\d.]+\s+[\d.]+\s+\d+\s+(\d+)\s+(?:\d+\s+)?(\w+)\s*$",
-                                  summary, re.M)}
-    calls.pop("total", None)
-    return p, calls, summary
 
 
 def test_h2c_reads_file_frames_ahead_in_blocks(bigsrv):

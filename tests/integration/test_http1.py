@@ -12,7 +12,7 @@ import time
 
 import pytest
 
-from support import BINARY, TIME_SCALE, load_n
+from support import BINARY, TIME_SCALE, load_n, strace_calls
 
 MODULES = pathlib.Path(BINARY).resolve().parent / "modules"
 
@@ -177,6 +177,103 @@ def test_pipelining_100_in_order(srv):
             assert body == b"delayed 100 ms on loop\n"
         else:
             assert body == f"Hello, {p.split('/')[-1]}!\n".encode()
+    c.close()
+
+
+# Answers of the plain path (returned by the handler: static, JSON templates,
+# errors) and through the exchange's respond (the hello module), and their
+# bodies: what one pipelined batch holds, in request order.
+BATCH = [
+    ("/bench", b"OK"),
+    ("/users/7/posts/8", {"user": "7", "post": "8", "ua": ""}),
+    ("/big", b"x" * 5000),
+    ("/greet/batch", b"Hello, batch!\n"),
+    ("/nope", None),
+]
+
+
+def batch_answer_ok(want, answer):
+    """Is ANSWER (status, headers, body) the one BATCH says: WANT a body, a
+    JSON value, or None for a 404?"""
+    st, _, body = answer
+    if want is None:
+        return st == 404
+    return st == 200 and (json.loads(body) == want if isinstance(want, dict) else body == want)
+
+
+def test_pipelined_answers_leave_together(srv):
+    """The answers to requests that came in one read leave in one writev, not
+    one each (returned by the handler they were written one by one): 60
+    pipelined requests, sent at once, cost a few writev in all, and the
+    answers come whole and in request order."""
+    reqs = [BATCH[i % len(BATCH)] for i in range(60)]
+
+    def batch():
+        # connected once strace is on: idle_timeout (2 s) is shorter than its start
+        c = Conn(srv.port, timeout=10 * TIME_SCALE)
+        c.send(b"".join(get(p) for p, _ in reqs))
+        out = [c.response() for _ in reqs]
+        c.close()
+        return out
+
+    answers, calls, summary = strace_calls(srv.pid, batch)
+    for (path, want), answer in zip(reqs, answers):
+        assert batch_answer_ok(want, answer), (path, answer)
+    writes = calls.get("writev", 0) + calls.get("write", 0) + calls.get("sendmsg", 0)
+    assert 0 < writes <= len(reqs) // 10, summary
+
+
+def test_lone_request_answered_at_once(srv):
+    """Batching waits for nothing: a lone request, with no more input behind
+    it, is answered in the loop turn that read it (in one writev), and so is
+    each of a few sent one at a time on one connection."""
+
+    def one_by_one():
+        c = Conn(srv.port, timeout=10 * TIME_SCALE)
+        out = []
+        for path, _ in BATCH:
+            c.send(get(path))
+            out.append(c.response())
+        c.close()
+        return out
+
+    answers, calls, summary = strace_calls(srv.pid, one_by_one)
+    for (path, want), answer in zip(BATCH, answers):
+        assert batch_answer_ok(want, answer), (path, answer)
+    assert calls.get("writev", 0) == len(BATCH), summary
+
+
+def test_pipelined_answers_wait_within_max_output_buffer(celerisd):
+    """Answers wait for their flush only up to max_output_buffer: past it the
+    next pipelined request waits until a flush made room. 200 requests sent
+    at once, half of them for 5,000-byte answers, with a 16 KiB queue: no
+    writev carries more than the queue and one answer (so at least 500,000 /
+    (16 KiB + 6,000) of them), and every answer comes, whole and in order."""
+    srv = celerisd(f"""workers: 1
+limits: {{ max_output_buffer: 16k }}
+routes:
+  - path: /big
+    static: {{ body: "{'x' * 5000}" }}
+  - path: /n/:n
+    json: {{ template: {{ n: "{{{{param.n}}}}" }} }}
+""")
+    paths = ["/big" if i % 2 else f"/n/{i}" for i in range(200)]
+    c = Conn(srv.port, timeout=10 * TIME_SCALE)
+    c.send(get("/big"))
+    assert c.response()[2] == b"x" * 5000
+
+    def batch():
+        c.send(b"".join(get(p) for p in paths))
+        return [c.response() for _ in paths]
+
+    answers, calls, summary = strace_calls(srv.pid, batch)
+    for path, (st, _, body) in zip(paths, answers):
+        assert st == 200, path
+        if path == "/big":
+            assert body == b"x" * 5000
+        else:
+            assert json.loads(body) == {"n": path.split("/")[-1]}
+    assert calls.get("writev", 0) >= 100 * 5000 // (16384 + 6000), summary
     c.close()
 
 
