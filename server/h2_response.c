@@ -329,6 +329,10 @@ static int submit(cel_h2 *h, stream *st, const cel_response *res, int streaming)
     int rv = nghttp2_submit_response(h->s, st->id, nva, n, with_body ? &prd : NULL);
     if (rv) {
         cel_log_debug("stream %d: cannot submit response: %s", st->id, nghttp2_strerror(rv));
+        /* The client gets RST_STREAM INTERNAL_ERROR, not the handler's answer:
+         * the access log and the status counters say 500, as for any answer
+         * the server failed to make. */
+        st->status = 500;
         st->flags |= ST_RESET | ST_OURS;
         return nghttp2_submit_rst_stream(h->s, NGHTTP2_FLAG_NONE, st->id, NGHTTP2_INTERNAL_ERROR);
     }

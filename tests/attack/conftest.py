@@ -10,7 +10,8 @@ by PID; the attacker's frames come from tests/lib/h2frames.py (rawh2.py). Every 
         a = RawH2(srv.port)                                # the attacker
         ... attack ...
         target.check(a.goaway is not None, "no GOAWAY: " + a.describe())
-        target.finish()     # good client ok, memory bounded, alive, exits 0 on SIGTERM
+        target.finish()     # good client ok, memory bounded, descriptors let go,
+                            # alive, exits 0 on SIGTERM
 
 target.finish() collects every problem (the attack's own checks first) and
 fails once with all of them, so a failure report says everything that went
@@ -33,13 +34,19 @@ sys.path.insert(0, str(HERE.parent / "integration"))
 sys.path.insert(0, str(HERE))
 
 from support import ServerFactory  # noqa: E402
-from hostile import BIG_SIZE, SCALE, proc_status  # noqa: E402
+from hostile import BIG_SIZE, SCALE, proc_fds, proc_status  # noqa: E402
+import rawh2  # noqa: E402
 from rawh2 import err_name  # noqa: E402
 
 # Memory the daemon may gain (peak RSS during the test over the RSS before the
 # attack). An attack that makes it buffer per frame, per stream or per
 # connection without bound goes far past this.
 MEMORY_BOUND_KIB = int(os.environ.get("CELERIS_ATTACK_MEM_KIB", 64 * 1024))
+
+# Once every client has closed, the daemon must let go of each connection's
+# descriptor within this long (it reads the EOF, or a write fails on the
+# reset), and hold no more other descriptors than before the attack.
+FD_SETTLE_S = 5.0 * SCALE
 
 ROUTES = """
 routes:
@@ -129,6 +136,7 @@ class Target:
         self.good = None
         self.problems = []
         self.rss_before = None
+        self.fds_before = None
         self.t_attack = None
         self.finished = False
         self.exit_checked = False  # the daemon was stopped and its exit judged
@@ -146,6 +154,8 @@ class Target:
         # Settle, then take the baseline with the good client running.
         time.sleep(0.05)
         self.rss_before = proc_status(self.srv.pid, "VmRSS")
+        fds = proc_fds(self.srv.pid, self.srv.port)
+        self.fds_before = fds[1] if fds else None
         self.t_attack = time.monotonic()
         return self.srv
 
@@ -210,12 +220,42 @@ class Target:
                        f"memory: VmHWM {hwm} kB vs VmRSS {self.rss_before} kB before the attack "
                        f"(+{grew} kB, bound +{MEMORY_BOUND_KIB} kB); VmRSS now {rss} kB")
         if was_alive:
+            self.check_descriptors()
             self.problems += self.stop_daemon()
         else:
             self.exit_checked = True
             self.problems += sanitizer_report(srv)
         if self.problems:
             pytest.fail("\n".join(self.problems), pytrace=False)
+
+    def check_descriptors(self):
+        """(e) with every attacker and the good client closed, the daemon ends
+        up holding no connection's descriptor and no more other descriptors
+        than before the attack: a connection it forgot to close, or a file it
+        forgot, stays open for the life of the process."""
+        for a in list(rawh2.OPEN):
+            a.close()
+        srv = self.srv
+        deadline = time.monotonic() + FD_SETTLE_S
+        while True:
+            fds = proc_fds(srv.pid, srv.port)
+            if fds is None:
+                return  # gone: judged by the exit
+            conns, others = fds
+            settled = not conns and (self.fds_before is None or others <= self.fds_before)
+            if settled or time.monotonic() >= deadline:
+                break
+            time.sleep(0.05)
+        print(f"daemon descriptors: {others} other than connections, {self.fds_before} "
+              f"before the attack; {len(conns)} connections left")
+        self.check(not conns, f"descriptors: {len(conns)} connection(s) still open "
+                              f"{FD_SETTLE_S:.0f} s after every client closed "
+                              f"(TCP state, inode): {conns[:10]}")
+        if self.fds_before is not None:
+            self.check(others <= self.fds_before,
+                       f"descriptors: {others} other than live connections after the attack, "
+                       f"{self.fds_before} before (a socket the peer reset, left open, "
+                       f"counts here: it has left the TCP table)")
 
     def stop_daemon(self):
         """Stops the daemon by SIGTERM; the problems its exit shows: a code other

@@ -34,3 +34,44 @@ def cpu_seconds(pid):
         fields = f.read().rsplit(")", 1)[1].split()
     # fields[0] is field 3 (state); utime and stime are fields 14 and 15.
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+# TCP states of /proc/net/tcp: 0A is LISTEN; the others are a connection.
+TCP_LISTEN = "0A"
+
+
+def _tcp_states():
+    """Socket inode -> (local port, state) for every TCP socket of this netns."""
+    out = {}
+    for name in ("/proc/net/tcp", "/proc/net/tcp6"):
+        try:
+            with open(name) as f:
+                next(f)
+                for line in f:
+                    col = line.split()
+                    out[col[9]] = (int(col[1].rsplit(":", 1)[1], 16), col[3])
+        except OSError:
+            pass
+    return out
+
+
+def proc_fds(pid, port):
+    """The daemon's descriptors: (connections, others), where connections
+    lists the TCP sockets on PORT that are not listening (as "state inode")
+    and others counts every other descriptor (listeners, files, pipes, the
+    event loops' own). None when the process is gone."""
+    try:
+        targets = [os.readlink(f"/proc/{pid}/fd/{fd}") for fd in os.listdir(f"/proc/{pid}/fd")]
+    except OSError:
+        return None
+    states = _tcp_states()
+    conns, others = [], 0
+    for t in targets:
+        if t.startswith("socket:["):
+            inode = t[8:-1]
+            lp, st = states.get(inode, (None, None))
+            if lp == port and st != TCP_LISTEN:
+                conns.append(f"{st} {inode}")
+                continue
+        others += 1
+    return conns, others

@@ -153,6 +153,11 @@ def request(sid, path="/small", method="GET", end_stream=True, extra=()):
 
 # ---- the peer ---------------------------------------------------------------
 
+# Every attacker connection not yet closed: the target closes them all before
+# it counts the daemon's descriptors.
+OPEN = set()
+
+
 class RawH2:
     def __init__(self, port, host="127.0.0.1", *, local_settings=None, preface=True,
                  ack_settings=True, timeout=5.0, rcvbuf=None):
@@ -184,6 +189,7 @@ class RawH2:
         if rcvbuf is not None:
             self.sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
         self.sock.settimeout(timeout)
+        OPEN.add(self)
         self.sock.connect((host, port))
         self.sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         self.t0 = time.monotonic()
@@ -193,6 +199,7 @@ class RawH2:
     # -- plumbing -----------------------------------------------------------
 
     def close(self):
+        OPEN.discard(self)
         try:
             self.sock.close()
         except OSError:

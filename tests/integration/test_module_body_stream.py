@@ -428,6 +428,38 @@ def test_early_answer_drops_the_rest(celerisd, upload_so, store, proto):
     assert not (store / "x.part").exists()
 
 
+@pytest.mark.parametrize("case", ["answered", "failed"])
+def test_h1_answer_at_dispatch_never_reads_the_body_as_requests(celerisd, upload_so, store,
+                                                                 case):
+    """HTTP/1.1: a streamed-body handler that answers as it is called (a 200
+    from /up/release, a 500 when it cannot open its file) leaves the body
+    unread. Pipelined answers are finished at dispatch, so the loop goes on
+    at once: the body, which here holds a request line, must never be parsed
+    as a request, nor the request after it answered over a desynchronised
+    stream. The answer comes, then the connection closes."""
+    smuggle = "  - path: /smuggled\n    static: { body: \"smuggled\" }\n"
+    srv = celerisd(config(upload_so, store, smuggle))
+    name = "release" if case == "answered" else "n" * 300  # open(): ENAMETOOLONG
+    inner = b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n" * 4
+    wire = (f"POST /up/{name} HTTP/1.1\r\nHost: x\r\nContent-Length: {len(inner)}\r\n\r\n"
+            .encode() + inner + b"GET /smuggled HTTP/1.1\r\nHost: x\r\n\r\n")
+    got = b""
+    with socket.create_connection(("127.0.0.1", srv.port), timeout=10 * SCALE) as s:
+        s.sendall(wire)
+        try:
+            while chunk := s.recv(65536):
+                got += chunk
+        except ConnectionResetError:
+            pass
+    want = b"HTTP/1.1 200 " if case == "answered" else b"HTTP/1.1 500 "
+    assert got.startswith(want), got
+    assert got.count(b"HTTP/1.1 ") == 1, got
+    assert b"smuggled" not in got, got
+    # the worker serves on
+    status, body = h1_request(srv.port, "POST", "/tiny", b"x")
+    assert (status, body) == (200, b"ok")
+
+
 @pytest.mark.parametrize("proto", ["http1.1", "h2c"])
 def test_answer_streams_while_the_upload_goes_on(celerisd, upload_so, store, tmp_path, proto):
     """The module starts its answer at the headers and writes each piece of

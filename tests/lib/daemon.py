@@ -31,12 +31,24 @@ STOP_TIMEOUT = 10.0
 TIME_SCALE = float(os.environ.get("CELERIS_ATTACK_SCALE", "1"))
 
 
+# Ports free_port has handed out in this process: the kernel may give the
+# port it just gave again once the probing socket is closed, and two ports
+# asked for in a row (one daemon's two listeners) then came out the same
+# (seen: 'listen address "127.0.0.1:59299" is given twice').
+_handed_out = set()
+
+
 def free_port(host="127.0.0.1"):
-    """A TCP port nobody listens on right now (bind port 0, read it, close)."""
+    """A TCP port nobody listens on right now (bind port 0, read it, close),
+    and never one this process was given before."""
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
-    with socket.socket(family, socket.SOCK_STREAM) as s:
-        s.bind((host, 0))
-        return s.getsockname()[1]
+    while True:
+        with socket.socket(family, socket.SOCK_STREAM) as s:
+            s.bind((host, 0))
+            port = s.getsockname()[1]
+        if port not in _handed_out:
+            _handed_out.add(port)
+            return port
 
 
 def ipv6_loopback_available():
