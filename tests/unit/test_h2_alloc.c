@@ -14,21 +14,13 @@
 #include <setjmp.h>
 #include <cmocka.h>
 
-#include <event2/event.h>
-#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/mman.h>
-#include <sys/stat.h>
 #include <sys/uio.h>
-#include <unistd.h>
 
 #include "../alloc_count.h"
-#include "config.h"
-#include "env.h"
-#include "genref.h"
+#include "one_route_env.h"
 #include "h2.h"
-#include "log.h"
 #include "outq.h"
 #include "pool.h"
 
@@ -39,9 +31,6 @@ static const uint8_t request[] = "PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n"
                                  "\x00\x00\x06\x01\x05\x00\x00\x00\x01"
                                  "\x82\x86\x84\x41\x01t";
 
-static cel_env env;
-static int logfd;
-
 static void want_flush(void *ctx)
 {
     (void)ctx;
@@ -50,44 +39,7 @@ static void want_flush(void *ctx)
 static int setup(void **state)
 {
     (void)state;
-    cel_log_level = CEL_LOG_ERROR + 1;
-    logfd = memfd_create("test_h2_alloc_access", MFD_CLOEXEC);
-    int fd = memfd_create("test_h2_alloc.yaml", MFD_CLOEXEC);
-    assert_true(logfd >= 0 && fd >= 0);
-    char yaml[512], path[64], err[512];
-    int n = snprintf(yaml, sizeof(yaml),
-                     "workers: 1\n"
-                     "log: { access: { path: \"/proc/self/fd/%d\", format: \"%%H %%s\" } }\n"
-                     "routes:\n"
-                     "  - path: /\n"
-                     "    static: { body: \"OK\" }\n",
-                     logfd);
-    assert_int_equal(write(fd, yaml, (size_t)n), n);
-    snprintf(path, sizeof(path), "/proc/self/fd/%d", fd);
-    assert_int_equal(cel_h2_global_init(), 0);
-    cel_config *cfg = cel_config_load(path, err, sizeof(err));
-    close(fd);
-    if (!cfg)
-        fail_msg("config: %s", err);
-    struct event_base *base = event_base_new();
-    assert_non_null(base);
-    assert_int_equal(cel_env_init(&env, 0, base), 0);
-    assert_int_equal(cel_genref_init(&env, cfg), 0);
-    cel_config_unref(cfg);
-    return 0;
-}
-
-/* The access log's lines since the last call, as "HTTP/2.0 200\n". */
-static char *take_log(void)
-{
-    cel_genref_flush_logs(&env);
-    struct stat st;
-    assert_int_equal(fstat(logfd, &st), 0);
-    char *buf = calloc(1, (size_t)st.st_size + 1);
-    assert_non_null(buf);
-    assert_int_equal(pread(logfd, buf, (size_t)st.st_size, 0), st.st_size);
-    assert_int_equal(ftruncate(logfd, 0), 0);
-    return buf;
+    return one_route_setup("test_h2_alloc");
 }
 
 /* What the client would read: the output queue's bytes. */
@@ -143,9 +95,7 @@ static seen frames_of(const wire *w)
  * *S what reached the wire. */
 static char *one_run(unsigned long fail_at, unsigned long *calls, seen *s)
 {
-    cel_pool *saved = env.pool;
-    env.pool = cel_pool_new(8u << 20);
-    assert_non_null(env.pool);
+    cel_pool *saved = run_begin();
     cel_outq q;
     cel_outq_init(&q, env.pool);
     cel_conn_view view = {"192.0.2.1", -1, NULL, 0, 0, 0, 0, {0}};
@@ -168,10 +118,7 @@ static char *one_run(unsigned long fail_at, unsigned long *calls, seen *s)
     *s = frames_of(&w);
     cel_h2_free(h);
     cel_outq_deinit(&q);
-    assert_int_equal(env.gen->users, 0);
-    cel_pool_free(env.pool);
-    env.pool = saved;
-    return take_log();
+    return run_end(saved);
 }
 
 static void test_reset_answer_is_logged_500(void **state)
