@@ -159,6 +159,16 @@ class HAProxy:
                                          stdout=fe, stderr=subprocess.STDOUT,
                                          stdin=subprocess.DEVNULL, start_new_session=True)
         wait_port("127.0.0.1", self.port, self.proc, 10 * TIME_SCALE, self.err)
+        # The stats socket is bound under a temporary name and renamed, not
+        # always before the frontend port accepts; and a port that accepts
+        # may be somebody else's: the runtime API is only there once HAProxy
+        # itself is up.
+        deadline = time.monotonic() + 10 * TIME_SCALE
+        while not self.sock.exists():
+            if self.proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"haproxy: no stats socket {self.sock} (exit "
+                            f"{self.proc.poll()}); output:\n{self.err.read_text(errors='replace')}")
+            time.sleep(0.02)
 
     def stop(self):
         if self.proc and self.proc.poll() is None:
