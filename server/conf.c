@@ -73,6 +73,21 @@ int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char 
     return 0;
 }
 
+int conf_bool(conf_ctx *c, const yaml_node_t *v, const char *what, int *out)
+{
+    const char *s;
+    int rc = conf_string(c, v, what, &s);
+    if (rc)
+        return rc;
+    if (!strcmp(s, "true") || !strcmp(s, "on"))
+        *out = 1;
+    else if (!strcmp(s, "false") || !strcmp(s, "off"))
+        *out = 0;
+    else
+        return conf_error(c, v, "%s must be true or false, not \"%s\"", what, s);
+    return 0;
+}
+
 int conf_wire_string(conf_ctx *c, const yaml_node_t *n, const char *what, int tab_ok,
                      const char **out)
 {

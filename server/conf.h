@@ -51,6 +51,8 @@ int conf_error(conf_ctx *c, const yaml_node_t *n, const char *fmt, ...)
 int conf_want(conf_ctx *c, const yaml_node_t *n, yaml_node_type_t type, const char *what);
 /* A string holding no NUL byte (C would cut it there). */
 int conf_string(conf_ctx *c, const yaml_node_t *n, const char *what, const char **out);
+/* true / on or false / off into *OUT (1 or 0). */
+int conf_bool(conf_ctx *c, const yaml_node_t *v, const char *what, int *out);
 /* A string that reaches the wire or the router (a path, a header value, a
  * content type): no NUL and no other control byte (below 0x20, 0x7f), a tab
  * only with TAB_OK. */

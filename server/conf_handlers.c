@@ -622,21 +622,6 @@ typedef struct dir_build {
 } dir_build;
 _Static_assert(offsetof(dir_build, head) == 0, "head_headers takes a dir_build as its head");
 
-static int conf_bool(conf_ctx *c, yaml_node_t *v, const char *what, int *out)
-{
-    const char *s;
-    int rc = conf_string(c, v, what, &s);
-    if (rc)
-        return rc;
-    if (!strcmp(s, "true") || !strcmp(s, "on"))
-        *out = 1;
-    else if (!strcmp(s, "false") || !strcmp(s, "off"))
-        *out = 0;
-    else
-        return conf_error(c, v, "%s must be true or false, not \"%s\"", what, s);
-    return 0;
-}
-
 static int dir_root(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     dir_build *b = arg;

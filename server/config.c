@@ -298,6 +298,17 @@ static int top_shutdown_timeout(conf_ctx *c, void *arg, const char *key, yaml_no
     return conf_duration_ms(c, v, "shutdown_timeout", &cfg->shutdown_timeout_ms);
 }
 
+static int top_sendfile(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
+{
+    cel_config *cfg = arg;
+    (void)k;
+    int on;
+    if (conf_bool(c, v, key, &on))
+        return CEL_EINVAL;
+    cfg->no_sendfile = !on;
+    return 0;
+}
+
 static int top_drain_time(conf_ctx *c, void *arg, const char *key, yaml_node_t *k, yaml_node_t *v)
 {
     cel_config *cfg = arg;
@@ -435,6 +446,7 @@ const conf_key conf_top_keys[] = {
     {"drain_time", top_drain_time},
     {"real_ip", top_real_ip},
     {"tls_ticket_rotation", top_tls_ticket_rotation},
+    {"sendfile", top_sendfile},
     {"modules_dir", top_modules_dir},
     {"pid_file", top_pid_file},
     {"middleware", top_middleware},

@@ -143,6 +143,7 @@ typedef struct cel_config {
     uint32_t shutdown_timeout_ms;
     uint32_t drain_time_ms; /* SIGTERM: readiness 503 this long before the GOAWAY */
     uint32_t tls_ticket_rotation_ms;
+    int no_sendfile; /* `sendfile: false`: cleartext file ranges are read and written */
     int log_level;
     cel_limits limits;
     char *modules_dir;               /* where `module: {name: X}` finds X.so */

@@ -835,7 +835,7 @@ cel_conn *cel_conn_new(cel_conn_host *host, int fd, cel_tls *tls)
     c->fd = fd;
     c->limits = env->gen->cfg->limits;
     cel_outq_init(&c->out, env->pool);
-    if (!tls)
+    if (!tls && !env->gen->cfg->no_sendfile)
         cel_outq_set_sendfile(&c->out, fd); /* file ranges go out by sendfile */
     event_base_gettimeofday_cached(host->base, &c->accepted);
     c->active = c->accepted;

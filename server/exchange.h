@@ -91,6 +91,13 @@ typedef struct cel_exchange_ops {
      * connection (HTTP/1.1) or the stream (HTTP/2). */
     int (*write_file)(cel_exchange *x, int fd, uint64_t off, uint64_t n,
                       const cel_body_owner *owner);
+    /* Where write_file cannot: N bytes of file FD from OFF read straight into
+     * the output queue (one copy, where reading into a buffer and writing it
+     * makes two). 0 or CEL_EAGAIN as for write; CEL_EIO when the file gave
+     * fewer than N bytes (nothing is queued then); CEL_EINVAL when this
+     * exchange cannot (chunked, a filter): write the bytes instead. NULL
+     * where the front end has a way of its own (HTTP/2). Optional. */
+    int (*read_file)(cel_exchange *x, int fd, uint64_t off, size_t n);
     int (*end)(cel_exchange *x);
     size_t (*buffered)(const cel_exchange *x);
     /* Ends the stream with an error: a 500 when nothing was sent, else a reset. */

@@ -262,6 +262,23 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
     return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
 }
 
+static int x_read_file(cel_exchange *x, int fd, uint64_t off, size_t n)
+{
+    req *r = REQ_OF(x);
+    cel_h1 *h = r->h;
+    if (r->streaming == 2 && !r->ended)
+        return 0; /* HEAD, 204, 304: the bytes are dropped unread */
+    if (r->streaming != 1 || r->ended || r->chunks || x->filter || !n || off > INT64_MAX)
+        return CEL_EINVAL;
+    int rc = cel_outq_copy_read(h->out, NULL, 0, fd, (off_t)off, n);
+    if (rc)
+        return rc;
+    r->bytes_sent += n;
+    h->progress++;
+    flush_soon(h);
+    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
 static int raw_end(cel_exchange *x)
 {
     req *r = REQ_OF(x);
@@ -331,6 +348,7 @@ const cel_exchange_ops cel_h1_exchange_ops = {
     .start = x_start,
     .write = x_write,
     .write_file = x_write_file,
+    .read_file = x_read_file,
     .end = x_end,
     .buffered = x_buffered,
     .fail = x_fail,

@@ -26,6 +26,12 @@ def pos(text, needle, at=0, nth=1):
 
 # (id, yaml, (needle, at, nth), words: at least one must appear in the message)
 CASES = [
+    ("sendfile-not-a-boolean", LISTEN + """\
+sendfile: sometimes
+routes:
+  - path: /a
+    static: { body: "A" }
+""", ("sometimes", 0, 1), ["sendfile must be true or false"]),
     # -- unknown keys: the key is reported
     ("unknown-top-level-key", LISTEN + """\
 bogus_key: 1

@@ -1195,6 +1195,35 @@ def test_http1_download_keeps_its_write_event(bigsrv):
     assert calls.get("epoll_ctl", 0) <= 16, summary
 
 
+def test_sendfile_false_reads_and_writes_http1_files(celerisd, bigsrv):
+    """`sendfile: false`: over cleartext HTTP/1.1 a file's bytes are read into
+    the output queue (preadv, 64 KiB at a time) and written, never sendfile'd; the
+    body and a range of it are byte for byte the file's. (With the default,
+    the same download is all sendfile: test_http1_download_keeps_its_write_event.)"""
+    srv = celerisd(f"""
+sendfile: false
+workers: 1
+log: {{ level: warn }}
+routes:
+  - path: /d/*path
+    dir: {{ root: {bigsrv.www} }}
+""")
+    digest = big_digest(bigsrv.www)
+    p, calls, summary = strace_calls(
+        srv.pid, ["curl", "-sS", "--http1.1", "--max-time", str(int(60 * TIME_SCALE)),
+                  srv.url("/d/big.bin")])
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    assert "sendfile" not in calls, summary
+    reads = calls.get("pread64", 0) + calls.get("preadv", 0)
+    assert (64 << 20) // (64 << 10) <= reads <= 2 * (64 << 20) // (64 << 10), summary
+    r = subprocess.run(["curl", "-sS", "--http1.1", "-r", "1000000-3000000",
+                        srv.url("/d/big.bin")], capture_output=True, timeout=60 * TIME_SCALE)
+    with open(bigsrv.www / "big.bin", "rb") as f:
+        f.seek(1000000)
+        assert r.stdout == f.read(2000001)
+
+
 def server_send_queue(port, client_port):
     """Send-Q of the daemon's side of a loopback connection (/proc/net/tcp
     tx_queue: bytes written and not yet acknowledged). A reader that stopped

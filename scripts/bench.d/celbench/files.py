@@ -31,9 +31,10 @@ class FileServer(Server):
     in-memory /bench beside it, for the 304 comparison). nginx gets a plain
     HTTP/1.1 listener beside its h2c one; the others speak both on one port."""
 
-    def __init__(self, name, ctx, root, **kw):
+    def __init__(self, name, ctx, root, sendfile=True, **kw):
         super().__init__(name, ctx, **kw)
         self.root = root
+        self.sendfile = sendfile    # celerisd: False writes `sendfile: false`
         if name == 'nginx':
             self.h1_port = free_port()
 
@@ -53,6 +54,8 @@ class FileServer(Server):
             text = re.sub(r'(?m)^modules_dir:.*$',
                           f'modules_dir: {os.path.join(ROOT, "build-bench", "modules")}', text)
             text = text.rstrip('\n') + f'\n  - path: /f/*path\n    dir: {{ root: "{f}" }}\n'
+            if not self.sendfile:
+                text = 'sendfile: false\n' + text
             return [CELERISD, '-c', self._write('celerisd.yaml', text)]
         if n == 'h2o':
             return ['h2o', '-c', self._write('h2o.yaml', (
@@ -259,8 +262,14 @@ def big_runs(opts, ctx, root, names, rounds=1):
     and protocol, with the spread of MB/s when more than one round."""
     make_big(root)
     servers = {}
-    for name in names:
-        srv = FileServer(name, ctx, root, cpus=opts.server_cpus, workers=opts.workers).start()
+    # celerisd twice: its default (sendfile for HTTP/1.1 files) and
+    # `sendfile: false` (read and written, as h2o does), side by side.
+    variants = [(n, n, True) for n in names]
+    if 'celerisd' in names:
+        variants.insert(names.index('celerisd') + 1, ('celerisd sendfile:false', 'celerisd', False))
+    for name, kind, sendfile in variants:
+        srv = FileServer(kind, ctx, root, sendfile=sendfile, cpus=opts.server_cpus,
+                         workers=opts.workers).start()
         srv.client_cpus = opts.client_cpus
         ctx.servers.append(srv)
         p = curl(['--http2-prior-knowledge', '-o', '/dev/null', '-w', '%{size_download}',
@@ -275,6 +284,8 @@ def big_runs(opts, ctx, root, names, rounds=1):
             for name, srv in servers.items():
                 if proto == 'http1' and name == 'nghttpd':
                     continue
+                if proto == 'h2c' and not srv.sendfile:
+                    continue    # HTTP/2 reads file payloads either way
                 r = big_once(srv, name, proto)
                 say(f'  {name:<9} {proto:<6} #{rnd} {BIG_PARALLEL} x 1 GiB in {r[0]:6.2f} s  '
                     f'{r[1]:8,.0f} MB/s  server CPU {r[2]:6.2f} s  RSS {r[3]:,} -> peak '
