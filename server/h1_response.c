@@ -214,6 +214,16 @@ static int x_start(cel_exchange *x, const cel_response *head)
     return rc ? CEL_EIO : 0;
 }
 
+/* N body bytes of R are in the output queue: counted, flushed soon; 0, or
+ * CEL_EAGAIN once the queue holds enough that the writer should wait. */
+static int body_queued(cel_h1 *h, req *r, uint64_t n)
+{
+    r->bytes_sent += n;
+    h->progress++;
+    flush_soon(h);
+    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+}
+
 static int raw_write(cel_exchange *x, const void *p, size_t n)
 {
     req *r = REQ_OF(x);
@@ -235,10 +245,7 @@ static int raw_write(cel_exchange *x, const void *p, size_t n)
         rc = cel_outq_copy(h->out, "\r\n", 2);
     if (rc)
         return CEL_ENOMEM;
-    r->bytes_sent += n;
-    h->progress++;
-    flush_soon(h);
-    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+    return body_queued(h, r, n);
 }
 
 static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
@@ -256,10 +263,7 @@ static int x_write_file(cel_exchange *x, int fd, uint64_t off, uint64_t n,
         own.release(own.arg);
         return CEL_ENOMEM;
     }
-    r->bytes_sent += n;
-    h->progress++;
-    flush_soon(h);
-    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+    return body_queued(h, r, n);
 }
 
 static int x_read_file(cel_exchange *x, int fd, uint64_t off, size_t n)
@@ -273,10 +277,7 @@ static int x_read_file(cel_exchange *x, int fd, uint64_t off, size_t n)
     int rc = cel_outq_copy_read(h->out, NULL, 0, fd, (off_t)off, n);
     if (rc)
         return rc;
-    r->bytes_sent += n;
-    h->progress++;
-    flush_soon(h);
-    return cel_outq_pending(h->out) > STREAM_HIGH ? CEL_EAGAIN : 0;
+    return body_queued(h, r, n);
 }
 
 static int raw_end(cel_exchange *x)
