@@ -447,9 +447,16 @@ static int file_range(cel_exchange *x, dl *s, const cel_range *r)
  * of the pread CHUNKs, as h2's read-ahead reads 64 KiB. */
 #define READ_CHUNK (64 * 1024)
 
-static size_t read_size(uint64_t left)
+/* The next piece of RANGE read into the output queue (read_file); S's place
+ * moves on unless the exchange refused (CEL_EINVAL) or failed. */
+static int read_range(cel_exchange *x, dl *s, const cel_range *r)
 {
-    return left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+    uint64_t left = r->len - s->pos;
+    size_t want = left < READ_CHUNK ? (size_t)left : READ_CHUNK;
+    int rc = x->ops->read_file(x, s->fd, r->off + s->pos, want);
+    if (rc == 0 || rc == CEL_EAGAIN)
+        s->pos += want;
+    return rc;
 }
 
 /* Sends what it can; on CEL_EAGAIN waits for on_writable to call it again.
@@ -498,15 +505,12 @@ static void pump(cel_exchange *x)
                 return;
             }
             continue;
-        } else if (x->ops->read_file &&
-                   (rc = x->ops->read_file(x, s->fd, r->off + s->pos, read_size(r->len - s->pos))) !=
-                       CEL_EINVAL) {
+        } else if (x->ops->read_file && (rc = read_range(x, s, r)) != CEL_EINVAL) {
             /* read straight into the output queue: no copy through s->buf */
             if (rc && rc != CEL_EAGAIN) {
                 x->ops->fail(x);
                 return;
             }
-            s->pos += read_size(r->len - s->pos);
         } else {
             uint64_t left = r->len - s->pos;
             size_t want = left < CHUNK ? (size_t)left : CHUNK;
