@@ -9,6 +9,7 @@ the root. The large-file and replaced-file tests start their own daemon.
 import gzip
 import hashlib
 import os
+import pathlib
 import re
 import socket
 import subprocess
@@ -19,7 +20,8 @@ import hpack
 import hyperframe.frame as hf
 import pytest
 
-from support import TIME_SCALE, curl, parse_curl_headers, self_signed, strace_calls
+from support import (TIME_SCALE, curl, parse_curl_headers, reload_config, self_signed,
+                     strace_calls)
 
 SECRET = b"secret outside the root\n"
 APP_JS = b"console.log('app');\n" * 200          # 4,000 bytes
@@ -1222,6 +1224,34 @@ routes:
     with open(bigsrv.www / "big.bin", "rb") as f:
         f.seek(1000000)
         assert r.stdout == f.read(2000001)
+
+
+def test_sendfile_key_applies_to_connections_after_a_reload(celerisd, bigsrv):
+    """A reload from `sendfile: false` to the default: the next connection's
+    download goes by sendfile (and byte for byte), where the first config
+    read it."""
+    text = f"""
+workers: 1
+log: {{ level: info }}   # reload_config waits for the info line
+routes:
+  - path: /d/*path
+    dir: {{ root: {bigsrv.www} }}
+"""
+    srv = celerisd("sendfile: false\n" + text)
+    digest = big_digest(bigsrv.www)
+    get = ["curl", "-sS", "--http1.1", "--max-time", str(int(60 * TIME_SCALE)),
+           srv.url("/d/big.bin")]
+    p, calls, summary = strace_calls(srv.pid, get)
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    assert "sendfile" not in calls, summary
+    first = pathlib.Path(srv.config_path).read_text()   # with the listen address it got
+    reload_config(srv, first.replace("sendfile: false", "sendfile: true"))
+    p, calls, summary = strace_calls(srv.pid, get)
+    assert p.returncode == 0, p.stderr
+    assert hashlib.sha256(p.stdout).hexdigest() == digest
+    assert calls.get("sendfile", 0) > 0, summary
+    assert calls.get("preadv", 0) == 0, summary
 
 
 def server_send_queue(port, client_port):
